@@ -1,0 +1,39 @@
+// `regionshift <command>`: dispatch only. Each command lives in a file of its own and returns
+// its exit code: 0 success, 1 failed, 2 bad input, 3 refused (see exit.ts).
+import { EXIT } from './exit';
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  failover: { summary: 'failover --service S --to R [--mode planned|unplanned] [--dry-run]', load: async () => (await import('./failover')).failoverCommand },
+  plan: { summary: 'plan --service S --to R [--mode …]   preflight and the rendered plan; changes nothing', load: async () => (a) => import('./failover').then((m) => m.failoverCommand(a, true)) },
+  status: { summary: 'status [service|run]        steps, timings, approvals of the latest run', load: async () => (await import('./status')).statusCommand },
+  approve: { summary: 'approve <service|run> --by NAME [--reject]', load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'approve')) },
+  abort: { summary: 'abort <service|run> --by NAME --reason TEXT   compensate and stop', load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'abort')) },
+  validate: { summary: 'validate <file>              check a runbook or service config', load: async () => (await import('./validate')).validateCommand },
+  worker: { summary: 'worker --region R | --control-only   run a region worker', load: async () => (await import('./worker')).workerCommand },
+  stack: { summary: 'stack up | down | status [--json]   the embedded local stack', load: async () => (await import('./stack')).stackCommand },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    'usage: regionshift <command> [options]',
+    '',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    console.log(usage());
+    return name ? EXIT.ok : EXIT.badInput;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`regionshift: unknown command "${name}"\n\n${usage()}`);
+    return EXIT.badInput;
+  }
+  return (await command.load())(rest);
+}

@@ -1,0 +1,40 @@
+// The actions a runbook step may name. Pure data with no imports: workflow code uses it, and
+// workflow code must stay deterministic and free of Node APIs.
+
+/** Which region's worker runs an action: the run's source, its target, or the workflow itself. */
+export type Placement = 'source' | 'target' | 'control';
+
+export interface ActionSpec {
+  /** Where the action runs unless the step says otherwise. */
+  placement: Placement;
+  /** The action that undoes it, run in reverse order when a run fails or is aborted. */
+  compensate?: string;
+  /** Why it cannot be undone, for the run's report. */
+  irreversible?: string;
+  summary: string;
+}
+
+export const ACTIONS = {
+  preflight: { placement: 'control', summary: 'Discover the topology: writer, standbys, replication, traffic' },
+  'db.fenceWrites': { placement: 'source', compensate: 'db.unfenceWrites', summary: 'Fence writes in the source region and prove it' },
+  'db.waitForLag': { placement: 'target', summary: 'Wait until the target has replayed everything the source wrote' },
+  'db.promote': {
+    placement: 'target',
+    irreversible: 'a promoted database is not demoted automatically; fail back with a planned run',
+    summary: 'Promote the target to primary',
+  },
+  'traffic.shift': { placement: 'target', compensate: 'traffic.restore', summary: 'Shift traffic to the target region' },
+  'app.verifyWrites': { placement: 'target', summary: 'Write and read back through the new primary' },
+  'db.rejoinAsStandby': { placement: 'source', summary: 'Bring the old primary back as a standby of the new one' },
+  'db.fenceOnReturn': { placement: 'source', summary: 'Fence the old primary as soon as it answers again' },
+  'reconcile.handoff': { placement: 'control', summary: 'Hand diverged writes over to reconciliation' },
+} as const satisfies Record<string, ActionSpec>;
+
+export type ActionName = keyof typeof ACTIONS;
+
+/**
+ * Conditions a step may be gated on. A fixed vocabulary rather than expressions: a runbook is
+ * data and must not be able to run code.
+ */
+export const CONDITIONS = ['planned', 'unplanned', 'fenced', 'not-fenced', 'approval-required'] as const;
+export type Condition = (typeof CONDITIONS)[number];

@@ -1,0 +1,16 @@
+// Workflow ids are derived from the service: one id per service is what makes single flight
+// (safety invariant 2) a property of Temporal rather than of our own locking.
+
+export function runWorkflowId(service: string): string {
+  return `regionshift-${service}`;
+}
+
+export function fenceOnReturnWorkflowId(service: string, region: string): string {
+  return `regionshift-fence-${service}-${region}`;
+}
+
+export function regionTaskQueue(region: string): string {
+  return `region.${region}`;
+}
+
+export const CONTROL_TASK_QUEUE = 'regionshift.control';

@@ -1,0 +1,126 @@
+// Types shared by the runbook workflow, the CLI and the workers. Type-only imports keep
+// workflow code free of the validation library.
+import type { Runbook, Step } from './schema';
+import type { Policy } from '../config/schema';
+import type {
+  DbNodeState, FenceResult, LagResult, PromoteResult, RejoinResult, ShiftResult, TrafficState, VerifyWritesResult,
+} from '../../activities/types';
+
+export type { Runbook, Step };
+
+/** A validated runbook as passed to a run: the run never reads the file again. */
+export type RunbookDoc = Runbook & { hash: string; file: string };
+
+export type Mode = 'planned' | 'unplanned';
+
+export interface RunInput {
+  runbook: RunbookDoc;
+  service: string;
+  /** All regions of the service, in preference order. */
+  regions: string[];
+  mode: Mode;
+  /** When absent, preflight finds the current writer. */
+  source?: string;
+  target: string;
+  dryRun: boolean;
+  policy: Policy;
+  requestedBy: string;
+  trigger: string;
+  /** When the trigger fired (ms since epoch), for the run's RTO; defaults to the run's start. */
+  triggeredAt?: number;
+}
+
+export type StepStatus = 'pending' | 'running' | 'waiting' | 'done' | 'skipped' | 'failed' | 'compensated';
+
+export interface StepState {
+  id: string;
+  title: string;
+  action?: string;
+  region?: string;
+  status: StepStatus;
+  startedAt?: string;
+  endedAt?: string;
+  /** Time spent inside provider operations (activities), for the orchestration-overhead figure. */
+  activityMs?: number;
+  detail?: string;
+  error?: string;
+}
+
+export interface Approval {
+  stepId: string;
+  by: string;
+  decision: 'approve' | 'reject' | 'timeout';
+  at: string;
+  reason?: string;
+}
+
+export interface PendingApproval {
+  stepId: string;
+  reason: string;
+  requestedAt: string;
+  timeoutAt: string;
+}
+
+export interface ApproveInput {
+  by: string;
+  decision: 'approve' | 'reject';
+  reason?: string;
+}
+
+export interface AbortInput {
+  by: string;
+  reason: string;
+}
+
+export interface PlannedStep {
+  id: string;
+  title: string;
+  action?: string;
+  region?: string;
+  taskQueue?: string;
+  /** Why the step would be skipped, when it would. */
+  skip?: string;
+  values?: Record<string, unknown>;
+}
+
+/** The run's audit record (safety invariant 7): returned on success, attached to the failure otherwise. */
+export interface RunRecord {
+  workflowId: string;
+  runId: string;
+  kind: string;
+  runbookHash: string;
+  service: string;
+  mode: Mode;
+  dryRun: boolean;
+  source?: string;
+  target: string;
+  requestedBy: string;
+  trigger: string;
+  status: 'running' | 'succeeded' | 'failed' | 'aborted';
+  startedAt: string;
+  endedAt?: string;
+  currentStep?: string;
+  steps: StepState[];
+  pendingApproval?: PendingApproval;
+  approvals: Approval[];
+  topology?: DbNodeState[];
+  trafficBefore?: TrafficState;
+  fence?: FenceResult & { error?: string };
+  lag?: LagResult;
+  promotion?: PromoteResult;
+  traffic?: ShiftResult;
+  verify?: VerifyWritesResult;
+  rejoin?: RejoinResult;
+  /** How the run justified promoting without a verified fence, when it did. */
+  dataLossAck?: { by: string; reason: string };
+  /** Trigger (or start) to writes accepted in the target. */
+  rtoMs?: number;
+  /** Replication state at promotion in an unplanned run: the evidence for its RPO. */
+  rpo?: { lastReplayedCommitAt?: string; lastHeardFromPrimaryAt?: string; estimateSeconds?: number; zeroLoss: boolean };
+  plan?: PlannedStep[];
+  reconcile?: { required: boolean; oldPrimary?: string; divergence?: { timeline?: number; lsn?: string } };
+  fenceOnReturn?: { workflowId: string };
+  compensation?: { undone: string[]; notUndone: string[] };
+  abort?: AbortInput;
+  error?: string;
+}
