@@ -1,0 +1,50 @@
+// What a person reads during an incident: one line per step, in order, with the next action.
+import type { RunRecord, StepState } from '../runbook/types';
+
+const MARK: Record<StepState['status'], string> = {
+  pending: ' ', running: '>', waiting: '?', done: '✓', skipped: '-', failed: '✗', compensated: '↺',
+};
+
+function took(s: StepState): string {
+  if (!s.startedAt || !s.endedAt) return '';
+  return ` ${Date.parse(s.endedAt) - Date.parse(s.startedAt)} ms`;
+}
+
+export function stepLine(s: StepState): string {
+  const where = s.region ? ` [${s.region}]` : '';
+  const info = s.error ?? s.detail;
+  return `  ${MARK[s.status]} ${s.id.padEnd(16)}${where}${took(s)}${info ? `  ${info}` : ''}`;
+}
+
+export function formatRecord(rec: RunRecord, uiUrl?: string): string {
+  const head = `${rec.kind} ${rec.service}: ${rec.source ?? '?'} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) ${rec.status.toUpperCase()}`;
+  const lines = [head, ...rec.steps.map(stepLine)];
+  if (rec.plan) {
+    lines.push('', 'plan:');
+    for (const p of rec.plan) {
+      const vals = p.values ? `  ${Object.entries(p.values).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}` : '';
+      lines.push(`  ${p.skip ? '-' : '•'} ${p.id.padEnd(16)}${p.region ? ` [${p.taskQueue}]` : ''}${p.skip ? `  (${p.skip})` : ''}${vals}`);
+    }
+  }
+  if (rec.pendingApproval) {
+    lines.push('', `WAITING FOR APPROVAL (${rec.pendingApproval.reason}), until ${rec.pendingApproval.timeoutAt}:`,
+      `  regionshift approve ${rec.service} --by <you>     or     regionshift approve ${rec.service} --by <you> --reject`);
+  }
+  const facts: string[] = [];
+  if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
+  if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`);
+  if (rec.dataLossAck) facts.push(`data loss acknowledged by ${rec.dataLossAck.by}`);
+  if (facts.length) lines.push('', facts.join(' · '));
+  if (rec.compensation) {
+    for (const u of rec.compensation.undone) lines.push(`  undone: ${u}`);
+    for (const n of rec.compensation.notUndone) lines.push(`  NOT undone: ${n}`);
+  }
+  if (rec.error) lines.push('', `error: ${rec.error}`);
+  if (rec.reconcile?.required) lines.push(`next: reconcile writes ${rec.reconcile.oldPrimary} accepted after the divergence point`);
+  if (uiUrl) lines.push(`Temporal UI: ${uiUrl}`);
+  return lines.join('\n');
+}
+
+export function runUiUrl(base: string, namespace: string, workflowId: string, runId: string): string {
+  return `${base.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}/${encodeURIComponent(runId)}/history`;
+}

@@ -1,0 +1,46 @@
+import { parseArgs } from 'node:util';
+import { loadConfig, configPath, ConfigError } from '../config/load';
+import { runRegionWorkers } from '../../workers/region';
+import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../runbook/ids';
+import { EXIT } from './exit';
+
+const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--config FILE]';
+
+export async function workerCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      region: { type: 'string' },
+      'control-only': { type: 'boolean', default: false },
+      'no-control': { type: 'boolean', default: false },
+      config: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (!values.region && !values['control-only']) {
+    console.error(`regionshift worker: name a region (--region us-west-2) or --control-only\n${USAGE}`);
+    return EXIT.badInput;
+  }
+  let config;
+  try {
+    config = loadConfig(values.config ?? configPath());
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return EXIT.badInput;
+    }
+    throw err;
+  }
+  const region = values['control-only'] ? undefined : values.region;
+  if (region && !config.services.some((s) => s.regions.includes(region))) {
+    console.error(`regionshift worker: no service in ${configPath()} runs in region ${region}`);
+    return EXIT.badInput;
+  }
+  const address = process.env.TEMPORAL_ADDRESS ?? config.temporal.address;
+  const control = !values['no-control'];
+  await runRegionWorkers({ config, region, control, address, namespace: config.temporal.namespace }, () => {
+    const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
+    console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address}`);
+  });
+  return EXIT.ok;
+}

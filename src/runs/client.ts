@@ -1,0 +1,156 @@
+// Starting, following and steering runs from outside Temporal (CLI, Slack bot, alarm intake).
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Config, Service } from '../config/schema';
+import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
+import type { AbortInput, ApproveInput, Mode, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
+import { SA } from '../../workflows/search-attributes';
+
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+/** A valid request the system declined: a run already in flight, an approver not allowed. */
+export class RefusedError extends Error {
+  override name = 'RefusedError';
+}
+
+export async function connect(config: Config): Promise<Client> {
+  const address = process.env.TEMPORAL_ADDRESS ?? config.temporal.address;
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address, connectTimeout: '5s' });
+  } catch (err) {
+    throw new Error(`cannot reach Temporal at ${address} (${(err as Error).message}); is the stack up? (regionshift stack up)`);
+  }
+  return new Client({ connection, namespace: config.temporal.namespace });
+}
+
+export function findService(config: Config, name: string): Service {
+  const service = config.services.find((s) => s.name === name);
+  if (!service) throw new InputError(`unknown service "${name}"; known: ${config.services.map((s) => s.name).join(', ')}`);
+  return service;
+}
+
+export interface StartRequest {
+  service: string;
+  target: string;
+  source?: string;
+  mode: Mode;
+  dryRun: boolean;
+  requestedBy: string;
+  trigger: string;
+  triggeredAt?: number;
+}
+
+/** Checks what can be checked before anything starts; every problem names the bad value. */
+export function buildRunInput(config: Config, runbook: RunbookDoc, req: StartRequest): RunInput {
+  const service = findService(config, req.service);
+  const known = service.regions.join(', ');
+  if (!service.regions.includes(req.target)) throw new InputError(`unknown region "${req.target}" for ${service.name}; its regions: ${known}`);
+  if (req.source !== undefined && !service.regions.includes(req.source)) throw new InputError(`unknown region "${req.source}" for ${service.name}; its regions: ${known}`);
+  if (req.source === req.target) throw new InputError(`source and target are both ${req.target}: pick another --to`);
+  return {
+    runbook,
+    service: service.name,
+    regions: service.regions,
+    mode: req.mode,
+    source: req.source,
+    target: req.target,
+    dryRun: req.dryRun,
+    policy: service.policy,
+    requestedBy: req.requestedBy,
+    trigger: req.trigger,
+    triggeredAt: req.triggeredAt,
+  };
+}
+
+export interface Started {
+  workflowId: string;
+  runId: string;
+  /** False when the request joined a run that was already in progress. */
+  started: boolean;
+}
+
+/** Starts the run; single flight per service: a second start joins (when asked to) or is refused. */
+export async function startRun(client: Client, input: RunInput, opts: { join?: boolean } = {}): Promise<Started> {
+  const workflowId = runWorkflowId(input.service);
+  try {
+    const handle = await client.workflow.start('runbook', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId,
+      args: [input],
+      workflowIdConflictPolicy: 'FAIL',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      typedSearchAttributes: [
+        { key: SA.service, value: input.service },
+        { key: SA.target, value: input.target },
+        { key: SA.mode, value: input.dryRun ? 'dry-run' : input.mode },
+        { key: SA.trigger, value: input.trigger },
+        ...(input.source ? [{ key: SA.source, value: input.source }] : []),
+      ],
+      staticSummary: `${input.runbook.kind} ${input.service} → ${input.target} (${input.dryRun ? 'dry run' : input.mode}), by ${input.requestedBy}`,
+      staticDetails: `Runbook ${input.runbook.file} sha256 ${input.runbook.hash}. Trigger: ${input.trigger}.`,
+    });
+    return { workflowId, runId: handle.firstExecutionRunId, started: true };
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    const running = client.workflow.getHandle(workflowId);
+    const desc = await running.describe();
+    if (opts.join) return { workflowId, runId: desc.runId, started: false };
+    let what = '';
+    try {
+      const rec = await running.query<RunRecord>('progress');
+      what = ` (${rec.kind} ${rec.source ?? '?'} → ${rec.target}, ${rec.mode}, by ${rec.requestedBy}, at step ${rec.currentStep ?? '-'})`;
+    } catch {
+      // The record is a nicety; the refusal stands without it.
+    }
+    throw new RefusedError(`${input.service} already has a run in progress: ${workflowId} run ${desc.runId}${what}. Follow it with: regionshift status ${input.service}`);
+  }
+}
+
+/** The run's record: its result, the record attached to its failure, or its live progress. */
+export async function runRecord(client: Client, workflowId: string, runId?: string): Promise<RunRecord> {
+  const handle = client.workflow.getHandle(workflowId, runId);
+  const desc = await handle.describe();
+  if (desc.status.name === 'RUNNING') return handle.query<RunRecord>('progress');
+  return awaitRecord(client, workflowId, desc.runId);
+}
+
+export async function awaitRecord(client: Client, workflowId: string, runId?: string): Promise<RunRecord> {
+  try {
+    return await client.workflow.getHandle(workflowId, runId).result();
+  } catch (err) {
+    const rec = recordFromFailure(err);
+    if (rec) return rec;
+    throw err;
+  }
+}
+
+function recordFromFailure(err: unknown): RunRecord | undefined {
+  if (!(err instanceof WorkflowFailedError)) return undefined;
+  const cause = err.cause;
+  if (cause instanceof ApplicationFailure && cause.details?.[0]) return cause.details[0] as RunRecord;
+  return undefined;
+}
+
+/** Resolves "ledger" or "regionshift-ledger" to the run's workflow id. */
+export function workflowIdOf(config: Config, ref: string): string {
+  if (config.services.some((s) => s.name === ref)) return runWorkflowId(ref);
+  if (ref.startsWith('regionshift-')) return ref;
+  throw new InputError(`"${ref}" is neither a service (${config.services.map((s) => s.name).join(', ')}) nor a run id (regionshift-<service>)`);
+}
+
+async function update(client: Client, workflowId: string, name: string, arg: ApproveInput | AbortInput): Promise<string> {
+  try {
+    return await client.workflow.getHandle(workflowId).executeUpdate<string, [typeof arg]>(name, { args: [arg] });
+  } catch (err) {
+    // The workflow's validator said no: that is a refusal with the workflow's own reason.
+    if (err instanceof WorkflowUpdateFailedError) throw new RefusedError(err.cause?.message ?? err.message);
+    if ((err as Error).name === 'WorkflowNotFoundError') throw new RefusedError(`no run in progress for ${workflowId}`);
+    throw err;
+  }
+}
+
+export const approveRun = (client: Client, workflowId: string, a: ApproveInput): Promise<string> => update(client, workflowId, 'approve', a);
+export const abortRun = (client: Client, workflowId: string, a: AbortInput): Promise<string> => update(client, workflowId, 'abort', a);

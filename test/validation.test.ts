@@ -1,0 +1,136 @@
+// Bad runbooks and configs are refused with the file, the line, the step and the field.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseYaml } from '../src/config/load';
+import { Config } from '../src/config/schema';
+import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
+import { Runbook } from '../src/runbook/schema';
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError, got none');
+}
+
+describe('runbooks', () => {
+  it('loads the shipped failover runbook and records its hash', () => {
+    const rb = loadRunbook(builtinRunbookPath('failover'));
+    expect(rb.kind).toBe('failover');
+    expect(rb.steps.map((s) => s.id)).toEqual([
+      'preflight', 'approval', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin', 'fence-on-return', 'handoff',
+    ]);
+    expect(rb.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('names the file, line, step and field of an unknown action', () => {
+    const text = 'kind: failover\nsteps:\n  - id: preflight\n    action: preflight\n  - id: fence\n    action: db.fenceWrite\n';
+    const [problem] = problemsOf(() => parseYaml('runbooks/bad.yaml', text, Runbook));
+    expect(problem).toContain('runbooks/bad.yaml:6');
+    expect(problem).toContain('steps[1] (fence).action');
+    expect(problem).toContain('unknown action "db.fenceWrite"');
+  });
+
+  it('reports every problem, not just the first', () => {
+    const text = [
+      'kind: failover',
+      'steps:',
+      '  - id: fence',
+      '    action: db.fenceWrites',
+      '    when: [sometimes]',
+      '  - id: fence',
+      '    action: db.promote',
+      '  - id: Bad_Id',
+      '    approval: { reason: ok }',
+      '    timeout: soon',
+    ].join('\n');
+    const problems = problemsOf(() => parseYaml('r.yaml', text, Runbook));
+    expect(problems.some((p) => p.includes('steps[0] (fence).when[0]'))).toBe(true);
+    expect(problems.some((p) => p.includes('steps[2] (Bad_Id).id') && p.includes('lowercase'))).toBe(true);
+    expect(problems.some((p) => p.includes('steps[2] (Bad_Id).timeout') && p.includes('duration'))).toBe(true);
+  });
+
+  it('refuses duplicate step ids and steps with both or neither of action and approval', () => {
+    const dup = 'kind: failover\nsteps:\n  - {id: a, action: preflight}\n  - {id: a, action: db.promote}\n';
+    expect(problemsOf(() => parseYaml('d.yaml', dup, Runbook)).join()).toContain('duplicate step id "a"');
+    const both = 'kind: failover\nsteps:\n  - {id: a, action: preflight, approval: {reason: x}}\n';
+    expect(problemsOf(() => parseYaml('b.yaml', both, Runbook)).join()).toContain('exactly one of `action` or `approval`');
+  });
+
+  it('reports YAML syntax errors with a position', () => {
+    const [problem] = problemsOf(() => parseYaml('s.yaml', 'kind: failover\nsteps: [\n', Runbook));
+    expect(problem).toMatch(/^s\.yaml:\d+:\d+: YAML syntax/);
+  });
+});
+
+describe('service config', () => {
+  it('loads the shipped local-stack config with absolute data directories', () => {
+    const cfg = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
+    const ledger = cfg.services[0]!;
+    expect(ledger.regions).toEqual(['us-west-2', 'us-east-1']);
+    expect(ledger.database.regions['us-east-1']!.dataDir.startsWith('/')).toBe(true);
+    expect(ledger.policy.cooldown).toBe('5m');
+  });
+
+  it('refuses a region without a database node or a traffic endpoint', () => {
+    const text = [
+      'services:',
+      '  - name: ledger',
+      '    regions: [us-west-2, us-east-1]',
+      '    database: { provider: postgres-streaming, regions: { us-west-2: { host: h, port: 1, dataDir: d } } }',
+      '    traffic: { provider: route53, hostedZone: z., recordName: r.z., endpoints: { us-west-2: a } }',
+    ].join('\n');
+    const problems = problemsOf(() => parseYaml('c.yaml', text, Config));
+    expect(problems).toContain('c.yaml:4: services[0] (ledger).database.regions: no entry for region us-east-1');
+    expect(problems.some((p) => p.includes('traffic.endpoints: no entry for region us-east-1'))).toBe(true);
+  });
+
+  it('names unknown fields and bad values', () => {
+    const text = [
+      'services:',
+      '  - name: ledger',
+      '    regions: [us-west-2, mars-1]',
+      '    database: { provider: postgres-streaming, regions: { us-west-2: { host: h, port: "5432", dataDir: d } } }',
+      '    traffic: { provider: route53, hostedZone: z., recordName: r.z., endpoints: { us-west-2: a } }',
+      '    polcy: {}',
+    ].join('\n');
+    const problems = problemsOf(() => parseYaml('c.yaml', text, Config));
+    expect(problems.some((p) => p.includes('services[0] (ledger).regions[1]') && p.includes('region name'))).toBe(true);
+    expect(problems.some((p) => p.includes('database.regions.us-west-2.port') && p.includes('expected number'))).toBe(true);
+    expect(problems.some((p) => p.includes('polcy'))).toBe(true);
+  });
+});
+
+describe('regionshift validate', () => {
+  const cli = join(__dirname, '..', 'bin', 'regionshift.js');
+  const dir = mkdtempSync(join(tmpdir(), 'rs-validate-'));
+
+  it('accepts the shipped runbook and config', () => {
+    const r = spawnSync('node', [cli, 'validate', builtinRunbookPath('failover'), join(__dirname, '..', 'regionshift.yaml')], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('valid runbook');
+    expect(r.stdout).toContain('valid service config');
+    expect(r.status).toBe(0);
+  });
+
+  it('exits 2 and names the step and field of a malformed runbook', () => {
+    const file = join(dir, 'failover.yaml');
+    writeFileSync(file, readFileSync(builtinRunbookPath('failover'), 'utf8').replace('action: db.promote', 'action: db.promote\n    when: [tuesday]'));
+    const r = spawnSync('node', [cli, 'validate', file], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`${file}:`);
+    expect(r.stderr).toContain('(promote).when[0]');
+  });
+
+  it('exits 2 for a file that does not exist', () => {
+    const r = spawnSync('node', [cli, 'validate', join(dir, 'nope.yaml')], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('nope.yaml: cannot read');
+  });
+});

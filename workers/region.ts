@@ -1,0 +1,67 @@
+// A region's worker process: the region's activities on task queue `region.<name>`, and, unless
+// told otherwise, a control worker for runbook workflows. Control runs in every region so that
+// losing a region never loses the ability to run the failover away from it.
+import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString } from '@temporalio/worker';
+import { createRegionActivities } from '../activities';
+import type { Config } from '../src/config/schema';
+import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/runbook/ids';
+import { workflowSource } from './bundle';
+
+export interface RegionWorkerOptions {
+  config: Config;
+  /** The region whose activities this process runs; absent for a control-only worker. */
+  region?: string;
+  control: boolean;
+  address: string;
+  namespace: string;
+}
+
+let runtimeInstalled = false;
+
+function installQuietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({
+    logger: new DefaultLogger('WARN'),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } },
+  });
+}
+
+export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ workers: Worker[]; connection: NativeConnection }> {
+  installQuietRuntime();
+  const connection = await NativeConnection.connect({ address: opts.address });
+  const workers: Worker[] = [];
+  if (opts.region) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: opts.namespace,
+        taskQueue: regionTaskQueue(opts.region),
+        activities: createRegionActivities(opts.config, opts.region),
+      }),
+    );
+  }
+  if (opts.control) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: opts.namespace,
+        taskQueue: CONTROL_TASK_QUEUE,
+        ...workflowSource(),
+      }),
+    );
+  }
+  return { workers, connection };
+}
+
+/** Runs until every worker stops (SIGINT/SIGTERM shut them down gracefully). */
+export async function runRegionWorkers(opts: RegionWorkerOptions, onReady: () => void): Promise<void> {
+  const { workers, connection } = await createRegionWorkers(opts);
+  try {
+    const running = workers.map((w) => w.run());
+    onReady();
+    await Promise.all(running);
+  } finally {
+    await connection.close();
+  }
+}

@@ -1,0 +1,454 @@
+// The runbook interpreter: runs the steps of a runbook (runbooks/<kind>.yaml, passed whole as
+// input) as activities on the worker of the region each step acts on. The safety invariants of
+// DESIGN.md are enforced here, in code, whatever order the runbook puts its steps in.
+import * as wf from '@temporalio/workflow';
+import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
+import type { DbNodeState, RegionActivities, TrafficState } from '../activities/types';
+import { ACTIONS, type ActionName, type Condition } from '../src/runbook/catalog';
+import { durationMs } from '../src/runbook/duration';
+import { fenceOnReturnWorkflowId, regionTaskQueue } from '../src/runbook/ids';
+import type {
+  AbortInput, ApproveInput, PendingApproval, PlannedStep, RunInput, RunRecord, Step, StepState,
+} from '../src/runbook/types';
+import { primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
+import { SA } from './search-attributes';
+
+export const progressQuery = wf.defineQuery<RunRecord>('progress');
+export const approveUpdate = wf.defineUpdate<string, [ApproveInput]>('approve');
+export const abortUpdate = wf.defineUpdate<string, [AbortInput]>('abort');
+
+/** Failure types a caller can tell apart (the CLI maps them to exit codes). */
+export const FAILURE = { refused: 'RunRefused', failed: 'RunFailed', aborted: 'RunAborted' } as const;
+
+const DEFAULT_RETRY: RetryPolicy = { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 };
+
+function on(region: string, options: Partial<ActivityOptions> = {}): RegionActivities {
+  return wf.proxyActivities<RegionActivities>({
+    taskQueue: regionTaskQueue(region),
+    startToCloseTimeout: '60s',
+    retry: DEFAULT_RETRY,
+    // On abort, wait for a running step to finish or acknowledge, so compensation never races it.
+    cancellationType: wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    heartbeatTimeout: '15s',
+    ...options,
+  });
+}
+
+function refuse(message: string): never {
+  throw ApplicationFailure.create({ type: FAILURE.refused, message, nonRetryable: true });
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof wf.ActivityFailure && err.cause) return errorMessage(err.cause);
+  if (err instanceof wf.ChildWorkflowFailure && err.cause) return errorMessage(err.cause);
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+const iso = (ms: number = Date.now()): string => new Date(ms).toISOString();
+
+export async function runbook(input: RunInput): Promise<RunRecord> {
+  const info = wf.workflowInfo();
+  const startedMs = Date.now();
+  const rec: RunRecord = {
+    workflowId: info.workflowId,
+    runId: info.runId,
+    kind: input.runbook.kind,
+    runbookHash: input.runbook.hash,
+    service: input.service,
+    mode: input.mode,
+    dryRun: input.dryRun,
+    source: input.source,
+    target: input.target,
+    requestedBy: input.requestedBy,
+    trigger: input.trigger,
+    status: 'running',
+    startedAt: iso(startedMs),
+    steps: input.runbook.steps.map((s) => ({
+      id: s.id,
+      title: s.title ?? (s.action ? ACTIONS[s.action].summary : s.approval?.reason ?? s.id),
+      action: s.action ?? 'approval',
+      status: 'pending',
+    })),
+    approvals: [],
+  };
+
+  // --- messages -------------------------------------------------------------------------------
+  let decision: ApproveInput | undefined;
+  wf.setHandler(progressQuery, () => rec);
+  wf.setHandler(
+    approveUpdate,
+    (a) => {
+      decision = a;
+      return `${a.decision === 'approve' ? 'approved' : 'rejected'} by ${a.by}`;
+    },
+    {
+      validator: (a) => {
+        if (!rec.pendingApproval) throw new Error(`run ${info.workflowId} is not waiting for an approval`);
+        if (a.by === input.requestedBy) throw new Error(`${a.by} requested this run and cannot approve it`);
+        if (input.policy.approvers.length > 0 && !input.policy.approvers.includes(a.by)) {
+          throw new Error(`${a.by} may not approve runs of ${input.service}; approvers: ${input.policy.approvers.join(', ')}`);
+        }
+      },
+    },
+  );
+  const work = new wf.CancellationScope();
+  wf.setHandler(
+    abortUpdate,
+    (a) => {
+      rec.abort = a;
+      work.cancel();
+      return `abort requested by ${a.by}: compensating`;
+    },
+    {
+      validator: (_a: AbortInput) => {
+        if (rec.status !== 'running') throw new Error(`run ${info.workflowId} has already ${rec.status}`);
+        if (rec.abort) throw new Error(`run ${info.workflowId} is already being aborted`);
+      },
+    },
+  );
+
+  // --- bookkeeping ----------------------------------------------------------------------------
+  const compensations: { stepId: string; what: string; undo: () => Promise<string> }[] = [];
+  const irreversible: string[] = [];
+
+  function stepState(id: string): StepState {
+    return rec.steps.find((s) => s.id === id)!;
+  }
+
+  function publish(): void {
+    wf.upsertSearchAttributes([
+      { key: SA.step, value: rec.currentStep ?? '-' },
+      ...(rec.source ? [{ key: SA.source, value: rec.source }] : []),
+    ]);
+    const lines = rec.steps.map((s) => `| ${s.id} | ${s.region ?? ''} | ${s.status} | ${s.detail ?? s.error ?? ''} |`);
+    wf.setCurrentDetails(
+      [`**${rec.kind} ${rec.service}** ${rec.source ?? '?'} → ${rec.target} (${rec.mode}${rec.dryRun ? ', dry run' : ''}): ${rec.status}`,
+        '', '| step | region | status | detail |', '|---|---|---|---|', ...lines].join('\n'),
+    );
+  }
+
+  function holds(cond: Condition): boolean {
+    switch (cond) {
+      case 'planned': return input.mode === 'planned';
+      case 'unplanned': return input.mode === 'unplanned';
+      case 'fenced': return rec.fence?.verified === true;
+      case 'not-fenced': return rec.fence?.verified !== true;
+      case 'approval-required': return input.policy.approval[input.mode] === 'required';
+    }
+  }
+
+  async function awaitApproval(stepId: string, reason: string): Promise<{ by: string; reason?: string }> {
+    const timeoutMs = durationMs(input.policy.approvalTimeout);
+    const pending: PendingApproval = { stepId, reason, requestedAt: iso(), timeoutAt: iso(Date.now() + timeoutMs) };
+    rec.pendingApproval = pending;
+    decision = undefined;
+    stepState(stepId).status = 'waiting';
+    publish();
+    const decided = await wf.condition(() => decision !== undefined, timeoutMs);
+    rec.pendingApproval = undefined;
+    if (!decided) {
+      rec.approvals.push({ stepId, by: 'timeout', decision: 'timeout', at: iso() });
+      if (input.policy.onApprovalTimeout === 'proceed') return { by: 'timeout', reason: `no answer within ${input.policy.approvalTimeout}; policy proceeds` };
+      refuse(`no approval within ${input.policy.approvalTimeout} (${reason}); policy rejects on timeout`);
+    }
+    const d = decision!;
+    rec.approvals.push({ stepId, by: d.by, decision: d.decision, at: iso(), reason: d.reason });
+    if (d.decision === 'reject') refuse(`rejected by ${d.by}${d.reason ? `: ${d.reason}` : ''}`);
+    return { by: d.by, reason: d.reason };
+  }
+
+  // --- the actions ----------------------------------------------------------------------------
+  const source = (): string => rec.source ?? refuse('the source region is not known yet: the runbook must start with preflight');
+
+  async function preflight(): Promise<void> {
+    if (!input.regions.includes(input.target)) refuse(`${input.target} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
+    if (input.source && !input.regions.includes(input.source)) refuse(`${input.source} is not a region of ${input.service}`);
+    // Each region answers for itself; a region whose worker does not pick the task up quickly is down.
+    const topology = await Promise.all(
+      input.regions.map((region) =>
+        on(region, { scheduleToStartTimeout: '5s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+          .dbDescribe({ service: input.service })
+          .catch((err): DbNodeState => ({ region, reachable: false, error: errorMessage(err) })),
+      ),
+    );
+    rec.topology = topology;
+    const target = topology.find((n) => n.region === input.target)!;
+    if (!target.reachable) refuse(`target ${input.target} is unreachable: ${target.error}`);
+    if (target.role === 'primary' && !target.fenced) refuse(`${input.target} is already the writer of ${input.service}`);
+
+    rec.trafficBefore = await on(input.target).trafficDescribe({ service: input.service });
+    const writers = topology.filter((n) => n.reachable && n.role === 'primary' && !n.fenced && n.region !== input.target);
+    rec.source = input.source ?? writers[0]?.region ?? primaryRegionOf(rec.trafficBefore);
+    if (!rec.source) refuse(`cannot tell which region is the writer of ${input.service}; pass --from`);
+    if (rec.source === input.target) refuse(`source and target are both ${input.target}`);
+    wf.upsertSearchAttributes([{ key: SA.source, value: rec.source }]);
+
+    const src = topology.find((n) => n.region === rec.source)!;
+    if (input.mode === 'planned') {
+      if (!src.reachable) refuse(`planned failover needs the source ${rec.source} reachable (${src.error}); if it is down, run with --mode unplanned`);
+      if (src.role !== 'primary') refuse(`${rec.source} is not a primary (it is a ${src.role})`);
+      if (target.role !== 'standby' || !target.streamingFrom) {
+        refuse(`planned failover needs ${input.target} streaming from the source; it is a ${target.role}${target.streamingFrom ? '' : ' that is not streaming'}`);
+      }
+    }
+    stepState('preflight').detail = `writer ${rec.source}, target ${input.target} ${target.role}${target.streamingFrom ? ' streaming' : ''}`;
+  }
+
+  /** Promotion without a verified fence risks two writers: it needs policy or a person (invariant 1). */
+  async function guardPromotion(stepId: string): Promise<void> {
+    if (rec.fence?.verified) {
+      if (!rec.lag) refuse('promotion refused: the runbook must confirm the lag (db.waitForLag) after the fence and before promoting');
+      return;
+    }
+    if (input.mode === 'planned') refuse('promotion refused: a planned failover promotes only after a verified fence');
+    const state = await on(input.target).dbDescribe({ service: input.service });
+    const estimate = rpoEstimateSeconds(state);
+    rec.rpo = { lastReplayedCommitAt: state.lastReplayedCommitAt, lastHeardFromPrimaryAt: state.lastHeardFromPrimaryAt, estimateSeconds: estimate, zeroLoss: false };
+    const withinBudget = estimate !== undefined && estimate <= input.policy.rpoBudgetSeconds;
+    if (input.policy.allowDataLoss && withinBudget) {
+      rec.dataLossAck = { by: 'policy', reason: `allowDataLoss, estimated RPO ${estimate}s within budget ${input.policy.rpoBudgetSeconds}s` };
+      return;
+    }
+    const why = `${source()} could not be fenced (${rec.fence?.error ?? 'no fence'}); estimated RPO ${estimate ?? 'unknown'}s, budget ${input.policy.rpoBudgetSeconds}s. Promoting ${input.target} may lose writes`;
+    const ack = await awaitApproval(stepId, why);
+    rec.dataLossAck = { by: ack.by, reason: ack.reason ?? why };
+    stepState(stepId).status = 'running';
+  }
+
+  async function fenceOnReturn(): Promise<void> {
+    // A child that outlives the run: it keeps trying until the old primary answers, then fences it.
+    const workflowId = fenceOnReturnWorkflowId(input.service, source());
+    try {
+      await wf.startChild(fenceWhenReachable, {
+        workflowId,
+        args: [{ service: input.service, region: source() }],
+        parentClosePolicy: 'ABANDON',
+        staticSummary: `Fence ${input.service} in ${source()} when it answers again`,
+      });
+    } catch (err) {
+      // One watcher per region is enough: an earlier run's is still waiting.
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+    rec.fenceOnReturn = { workflowId };
+  }
+
+  async function runAction(step: Step & { action: ActionName }, state: StepState): Promise<void> {
+    const unplannedBounds = input.mode === 'unplanned' ? step.unplanned : undefined;
+    const opts: Partial<ActivityOptions> = {
+      summary: state.title,
+      ...(step.timeout ? { startToCloseTimeout: durationMs(step.timeout) } : {}),
+      ...(unplannedBounds?.scheduleToStart ? { scheduleToStartTimeout: durationMs(unplannedBounds.scheduleToStart) } : {}),
+      ...(unplannedBounds?.startToClose ? { startToCloseTimeout: durationMs(unplannedBounds.startToClose) } : {}),
+      ...(unplannedBounds?.maximumAttempts ? { retry: { ...DEFAULT_RETRY, maximumAttempts: unplannedBounds.maximumAttempts } } : {}),
+    };
+    const svc = { service: input.service };
+    switch (step.action) {
+      case 'preflight':
+        return preflight();
+      case 'db.fenceWrites': {
+        state.region = source();
+        compensations.push({ stepId: step.id, what: `unfence ${source()}`, undo: async () => (await on(source()).dbUnfenceWrites(svc)).detail });
+        try {
+          rec.fence = await on(source(), opts).dbFenceWrites(svc);
+          state.detail = `${rec.fence.alreadyFenced ? 'already fenced' : 'fenced'} at ${rec.fence.lsn}, ${rec.fence.terminatedSessions} sessions ended, verified ${rec.fence.verified}`;
+          if (!rec.fence.verified) throw ApplicationFailure.nonRetryable(`the fence in ${source()} could not be verified`);
+        } catch (err) {
+          if (unplannedBounds?.onFailure !== 'require-data-loss-ack') throw err;
+          rec.fence = { region: source(), alreadyFenced: false, verified: false, lsn: '', terminatedSessions: 0, error: errorMessage(err) };
+          state.detail = `source unreachable: ${rec.fence.error}`;
+        }
+        return;
+      }
+      case 'db.waitForLag': {
+        state.region = input.target;
+        if (!rec.fence?.verified) refuse('db.waitForLag needs a verified fence first (its WAL position is what the target must reach)');
+        rec.lag = await on(input.target, { ...opts, startToCloseTimeout: durationMs(input.policy.lagTimeout) + 5000, retry: { maximumAttempts: 1 } })
+          .dbWaitForLag({ ...svc, sourceLsn: rec.fence.lsn, timeoutMs: durationMs(input.policy.lagTimeout) });
+        state.detail = `replayed ${rec.lag.replayedLsn} (${rec.lag.initialLagBytes} bytes behind at the fence) in ${rec.lag.waitedMs} ms`;
+        return;
+      }
+      case 'db.promote': {
+        state.region = input.target;
+        await guardPromotion(step.id);
+        irreversible.push(`promote ${input.target}: ${ACTIONS['db.promote'].irreversible}`);
+        rec.promotion = await on(input.target, opts).dbPromote(svc);
+        if (rec.fence?.verified) rec.rpo = { zeroLoss: true, estimateSeconds: 0 };
+        state.detail = `${rec.promotion.alreadyPrimary ? 'already primary' : 'promoted'}, timeline ${rec.promotion.timeline}`;
+        return;
+      }
+      case 'traffic.shift': {
+        state.region = input.target;
+        const before = rec.trafficBefore ?? (await on(input.target).trafficDescribe(svc));
+        compensations.push({ stepId: step.id, what: `restore traffic records of ${input.service}`, undo: async () => describeTraffic(await on(input.target).trafficRestore({ ...svc, state: before })) });
+        rec.traffic = await on(input.target, opts).trafficShift({ ...svc, from: source(), to: input.target });
+        state.detail = `${describeTraffic(rec.traffic.after)}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
+        return;
+      }
+      case 'app.verifyWrites': {
+        state.region = input.target;
+        rec.verify = await on(input.target, opts).dbVerifyWrites(svc);
+        rec.rtoMs = Date.now() - (input.triggeredAt ?? startedMs);
+        state.detail = `write + read back in ${rec.verify.latencyMs} ms`;
+        return;
+      }
+      case 'db.rejoinAsStandby': {
+        state.region = source();
+        rec.rejoin = await on(source(), { ...opts, startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m' }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
+        state.detail = `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
+        return;
+      }
+      case 'db.fenceOnReturn':
+        state.region = source();
+        await fenceOnReturn();
+        state.detail = `watching ${source()}: fenced as soon as it answers (${rec.fenceOnReturn!.workflowId})`;
+        return;
+      case 'reconcile.handoff':
+        rec.reconcile = {
+          required: true,
+          oldPrimary: source(),
+          divergence: { timeline: rec.promotion?.timeline, lsn: rec.promotion?.before.lsn },
+        };
+        state.detail = `writes ${source()} accepted after ${rec.promotion?.before.lsn ?? 'the last replayed position'} must be reconciled`;
+        return;
+    }
+  }
+
+  function planOf(): PlannedStep[] {
+    const src = rec.topology?.find((n) => n.region === rec.source);
+    const tgt = rec.topology?.find((n) => n.region === input.target);
+    return input.runbook.steps.map((step) => {
+      const spec = step.action ? ACTIONS[step.action] : undefined;
+      const region = spec?.placement === 'source' ? rec.source : spec?.placement === 'target' ? input.target : undefined;
+      const assumeFenced = input.mode === 'planned' || src?.reachable === true;
+      const unmet = step.when.filter((c) => (c === 'fenced' ? !assumeFenced : c === 'not-fenced' ? assumeFenced : !holds(c)));
+      const values: Record<string, unknown> = {};
+      if (step.action === 'db.fenceWrites') Object.assign(values, { writerLsn: src?.lsn, reachable: src?.reachable });
+      if (step.action === 'db.waitForLag') Object.assign(values, { targetReplayedLsn: tgt?.lsn, timeout: input.policy.lagTimeout });
+      if (step.action === 'db.promote') Object.assign(values, { timeline: tgt?.timeline, streamingFrom: tgt?.streamingFrom });
+      if (step.action === 'traffic.shift' && rec.trafficBefore && rec.source) {
+        Object.assign(values, {
+          before: describeTraffic(rec.trafficBefore),
+          after: describeTraffic({ ...rec.trafficBefore, records: shiftedRecords(rec.trafficBefore.records, rec.source, input.target) }),
+        });
+      }
+      return {
+        id: step.id,
+        title: stepState(step.id).title,
+        action: step.action ?? 'approval',
+        region,
+        taskQueue: region ? regionTaskQueue(region) : undefined,
+        ...(unmet.length ? { skip: `condition not met: ${unmet.join(', ')}` } : {}),
+        ...(Object.keys(values).length ? { values } : {}),
+      };
+    });
+  }
+
+  // --- the run --------------------------------------------------------------------------------
+  async function runSteps(): Promise<void> {
+    for (const step of input.runbook.steps) {
+      const state = stepState(step.id);
+      if (input.dryRun && step.action !== 'preflight') {
+        state.status = 'skipped';
+        state.detail = 'dry run';
+        continue;
+      }
+      if (!step.when.every(holds)) {
+        state.status = 'skipped';
+        state.detail = `condition not met: ${step.when.filter((c) => !holds(c)).join(', ')}`;
+        continue;
+      }
+      rec.currentStep = step.id;
+      state.status = 'running';
+      state.startedAt = iso();
+      publish();
+      try {
+        if (step.approval) {
+          const ok = await awaitApproval(step.id, step.approval.reason);
+          state.detail = `approved by ${ok.by}`;
+        } else {
+          await runAction(step as Step & { action: ActionName }, state);
+        }
+        state.status = 'done';
+      } catch (err) {
+        state.status = 'failed';
+        state.error = errorMessage(err);
+        throw err;
+      } finally {
+        state.endedAt = iso();
+      }
+    }
+    if (input.dryRun) rec.plan = planOf();
+  }
+
+  async function compensate(): Promise<void> {
+    const undone: string[] = [];
+    const notUndone: string[] = [...irreversible];
+    for (const c of [...compensations].reverse()) {
+      try {
+        const detail = await c.undo();
+        undone.push(`${c.what}: ${detail}`);
+        const s = stepState(c.stepId);
+        if (s.status === 'done' || s.status === 'failed') s.status = 'compensated';
+      } catch (err) {
+        notUndone.push(`${c.what}: ${errorMessage(err)}`);
+      }
+    }
+    rec.compensation = { undone, notUndone };
+  }
+
+  publish();
+  try {
+    await work.run(runSteps);
+    rec.status = 'succeeded';
+    rec.currentStep = undefined;
+    rec.endedAt = iso();
+    publish();
+    return rec;
+  } catch (err) {
+    const aborted = rec.abort !== undefined && (wf.isCancellation(err) || err instanceof wf.ActivityFailure);
+    rec.status = aborted ? 'aborted' : 'failed';
+    rec.error = aborted ? `aborted by ${rec.abort!.by}: ${rec.abort!.reason}` : errorMessage(err);
+    for (const s of rec.steps) if (s.status === 'running' || s.status === 'waiting') s.status = 'failed';
+    // Compensation must finish even though the run is being cancelled (invariant 5).
+    await wf.CancellationScope.nonCancellable(compensate);
+    rec.endedAt = iso();
+    rec.currentStep = undefined;
+    publish();
+    const refused = err instanceof ApplicationFailure && err.type === FAILURE.refused;
+    throw ApplicationFailure.create({
+      type: aborted ? FAILURE.aborted : refused ? FAILURE.refused : FAILURE.failed,
+      message: rec.error,
+      details: [rec],
+      nonRetryable: true,
+    });
+  }
+}
+
+function describeTraffic(state: TrafficState): string {
+  return state.records.map((r) => `${r.region} ${r.failover ?? r.weight ?? '-'}`).join(', ');
+}
+
+/**
+ * How far behind the target was when it last heard from the source: the commits it had
+ * replayed trail the source's last message by this much. An estimate (keep-alives from an idle
+ * source inflate it); reconciliation counts what was actually lost.
+ */
+function rpoEstimateSeconds(state: DbNodeState): number | undefined {
+  if (!state.lastHeardFromPrimaryAt || !state.lastReplayedCommitAt) return undefined;
+  const gap = (Date.parse(state.lastHeardFromPrimaryAt) - Date.parse(state.lastReplayedCommitAt)) / 1000;
+  return Math.max(0, Math.round(gap * 10) / 10);
+}
+
+/** Keeps trying to fence a region's old primary until it answers; see runbook's db.fenceOnReturn. */
+export async function fenceWhenReachable(input: { service: string; region: string }): Promise<string> {
+  const acts = wf.proxyActivities<RegionActivities>({
+    taskQueue: regionTaskQueue(input.region),
+    startToCloseTimeout: '30s',
+    scheduleToCloseTimeout: '30 days',
+    retry: { initialInterval: '2s', backoffCoefficient: 1.5, maximumInterval: '30s' },
+  });
+  const fence = await acts.dbFenceWrites({ service: input.service });
+  return `${input.region} ${fence.alreadyFenced ? 'was already fenced' : 'fenced'} at ${fence.lsn}`;
+}
