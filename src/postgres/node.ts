@@ -3,7 +3,7 @@
 // per-region servers and by the postgres-streaming provider on the region worker that sits
 // next to its database (the way Patroni's agent does), for the steps SQL alone cannot do.
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, realpathSync, writeFileSync, mkdirSync, chownSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, renameSync, writeFileSync, mkdirSync, chownSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -71,13 +71,14 @@ function serverUser(): { uid: number; gid: number } | undefined {
 async function run(bin: string, tool: string, args: string[], timeoutMs = 120_000): Promise<string> {
   const user = serverUser();
   try {
-    const { stdout } = await execFileAsync(join(bin, tool), args, {
+    const { stdout, stderr } = await execFileAsync(join(bin, tool), args, {
       timeout: timeoutMs,
       ...(user ?? {}),
       // pg tools look up HOME for .pgpass; the postgres user's own home may not be readable.
       env: { ...process.env, HOME: '/tmp', LC_ALL: 'C' },
     });
-    return stdout;
+    // Some tools (pg_rewind) report their outcome on stderr.
+    return stdout + stderr;
   } catch (err) {
     const e = err as { stderr?: string; message: string; code?: number | string };
     const detail = (e.stderr || e.message).trim().split('\n').slice(-3).join(' | ');
@@ -86,6 +87,8 @@ async function run(bin: string, tool: string, args: string[], timeoutMs = 120_00
 }
 
 function ownDir(dir: string): void {
+  // Parents must be traversable by the server's user; the data directory itself is private.
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const user = serverUser();
   if (user) chownSync(dir, user.uid, user.gid);
@@ -98,7 +101,9 @@ function nodeConf(node: PgNode): string {
     `# written by regionshift for region ${node.region}`,
     `port = ${node.port}`,
     `listen_addresses = '${node.host}'`,
-    `unix_socket_directories = '${node.dataDir}'`,
+    // No unix socket: every tool connects over TCP, and a socket file inside the data directory
+    // breaks pg_rewind (it tries to copy it).
+    "unix_socket_directories = ''",
     `cluster_name = '${node.region}'`,
     '',
   ].join('\n');
@@ -225,20 +230,38 @@ export async function stop(bin: string, node: PgNode, mode: 'fast' | 'immediate'
  * after the divergence point, so callers that need those writes (reconciliation) must read them
  * before calling this.
  */
-export async function rejoinAsStandby(bin: string, node: PgNode, primary: PgNode): Promise<{ rewound: boolean }> {
-  await stop(bin, node, 'fast');
+export async function rejoinAsStandby(bin: string, node: PgNode, primary: PgNode): Promise<{ rewound: boolean; recloned: boolean; keptAside?: string }> {
+  await stop(bin, node, 'fast').catch(() => stop(bin, node, 'immediate'));
   // The fence may have left the node read-only; as a standby it is read-only anyway, and it
   // must not carry the fence into a later promotion.
   setPrimaryConninfo(node, primary);
-  const out = await run(bin, 'pg_rewind', [
-    '--target-pgdata', node.dataDir,
-    '--source-server', `host=${primary.host} port=${primary.port} user=${PG_SUPERUSER} dbname=postgres`,
-  ], 300_000);
+  // Right after promotion the new primary's control file may still name the old timeline, and
+  // pg_rewind would wrongly conclude that no rewind is needed; a checkpoint records the new one.
+  await psql(bin, primary, 'CHECKPOINT');
+  let out: string;
+  try {
+    out = await run(bin, 'pg_rewind', [
+      '--target-pgdata', node.dataDir,
+      '--source-server', `host=${primary.host} port=${primary.port} user=${PG_SUPERUSER} dbname=postgres`,
+    ], 300_000);
+  } catch (err) {
+    // A pg_rewind that was interrupted (its host died mid-way) leaves a data directory that
+    // PostgreSQL's documentation says cannot be trusted; a fresh copy always converges. Only
+    // when the new primary answers (else the copy would fail too), and the old directory is
+    // kept aside rather than deleted: it may hold writes nobody has reconciled yet.
+    await psql(bin, primary, 'SELECT 1').catch(() => {
+      throw err;
+    });
+    const aside = `${node.dataDir}.before-reclone-${Date.now()}`;
+    renameSync(node.dataDir, aside);
+    await initStandby(bin, node, primary);
+    return { rewound: false, recloned: true, keptAside: aside };
+  }
   // pg_rewind may copy the source's postgresql.auto.conf; re-assert who we follow.
   setPrimaryConninfo(node, primary);
   writeAsServer(join(node.dataDir, 'regionshift.node.conf'), nodeConf(node));
   await start(bin, node);
-  return { rewound: !/no rewind required/i.test(out) };
+  return { rewound: !/no rewind required/i.test(out), recloned: false };
 }
 
 /** Run SQL as the superuser through psql (setup only; the provider uses a pg client). */

@@ -1,6 +1,6 @@
 // A throwaway moto server for integration tests: its own process on a free port, so test files
 // never share AWS state with each other or with a running local stack (which uses stack.motoPort).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
