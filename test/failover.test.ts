@@ -1,0 +1,212 @@
+// The failover runbook end to end on real parts: Temporal dev server, a PostgreSQL primary and
+// streaming standby, Route 53 in moto, one worker per region. The test that proves one writer
+// is "planned failover under continuous writes".
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createRoute53Activities } from '../activities/traffic/route53';
+import { psql } from '../src/postgres/node';
+import { runWorkflowId } from '../src/runbook/ids';
+import type { RunInput, RunRecord } from '../src/runbook/types';
+import { abortRun, approveRun, awaitRecord, InputError, RefusedError, startRun } from '../src/runs/client';
+import { primaryRegionOf } from '../src/traffic/plan';
+import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
+
+const WEST = 'us-west-2';
+const EAST = 'us-east-1';
+
+let fe: FailoverEnv;
+
+beforeAll(async () => {
+  fe = await createFailoverEnv({ approvers: ['carol', 'dave'] });
+  await psql(fe.pg.bin, fe.nodes[WEST]!, `CREATE TABLE transfers(id uuid PRIMARY KEY, amount int NOT NULL, at timestamptz DEFAULT now());
+    GRANT ALL ON transfers TO app;`);
+});
+
+afterEach((ctx) => {
+  // The servers' own words are the fastest way to a cause when a run fails here.
+  if (ctx.task.result?.state !== 'fail') return;
+  for (const node of Object.values(fe.nodes)) {
+    const log = readFileSync(fe.pg.logOf(node), 'utf8').split('\n').slice(-15).join('\n');
+    console.error(`--- ${node.region} postgres log (last lines) ---\n${log}`);
+  }
+});
+
+afterAll(async () => {
+  await fe?.teardown();
+});
+
+async function run(input: RunInput): Promise<RunRecord> {
+  const started = await startRun(fe.client, input);
+  return awaitRecord(fe.client, started.workflowId, started.runId);
+}
+
+async function traffic() {
+  return createRoute53Activities(fe.config).trafficDescribe({ service: SERVICE });
+}
+
+async function isWritable(region: string): Promise<boolean> {
+  try {
+    await fe.appPool(region).query('INSERT INTO transfers(id, amount) VALUES ($1, 0)', [randomUUID()]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function progress(): Promise<RunRecord> {
+  return fe.client.workflow.getHandle(runWorkflowId(SERVICE)).query<RunRecord>('progress');
+}
+
+describe('failover runbook', () => {
+  it('refuses bad input before starting anything', () => {
+    expect(() => fe.input({ target: 'eu-west-1' })).toThrow(InputError);
+    expect(() => fe.input({ target: 'eu-west-1' })).toThrow(/unknown region "eu-west-1" for ledger/);
+    expect(() => fe.input({ target: WEST, source: WEST })).toThrow(/source and target are both us-west-2/);
+    expect(() => fe.input({ target: EAST, service: 'payments' })).toThrow(/unknown service "payments"/);
+  });
+
+  it('dry run: preflight and a plan with real values, and nothing changes', async () => {
+    const before = await traffic();
+    const rec = await run(fe.input({ target: EAST, dryRun: true }));
+    expect(rec.status).toBe('succeeded');
+    expect(rec.source).toBe(WEST);
+    const fence = rec.plan!.find((p) => p.id === 'fence')!;
+    expect(fence.taskQueue).toBe(`region.${WEST}`);
+    expect(fence.values?.writerLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(rec.plan!.find((p) => p.id === 'shift-traffic')!.values).toEqual({ before: `${WEST} 100, ${EAST} 0`, after: `${WEST} 0, ${EAST} 100` });
+    expect(rec.plan!.find((p) => p.id === 'fence-on-return')!.skip).toContain('unplanned');
+    expect(await traffic()).toEqual(before);
+    expect(await isWritable(WEST)).toBe(true);
+  });
+
+  it('refuses a target that is already the writer, changing nothing', async () => {
+    const rec = await run(fe.input({ target: WEST }));
+    expect(rec.status).toBe('failed');
+    expect(rec.error).toBe('us-west-2 is already the writer of ledger');
+    expect(rec.steps.map((s) => s.status)).toEqual(['failed', ...Array(9).fill('pending')]);
+  });
+
+  it('planned failover under continuous writes: one writer at every instant, no acknowledged write lost', async () => {
+    const acked: string[] = [];
+    const bothWritable: number[] = [];
+    let stop = false;
+    // The application: writes go wherever the traffic record points, as a client would resolve it.
+    const load = (async () => {
+      while (!stop) {
+        const region = primaryRegionOf(await traffic())!;
+        const id = randomUUID();
+        try {
+          await fe.appPool(region).query('INSERT INTO transfers(id, amount) VALUES ($1, 1)', [id]);
+          acked.push(id);
+        } catch {
+          // refused by the fence or sent to a standby: not acknowledged, the client retries
+        }
+      }
+    })();
+    // The witness: tries a write on both regions over and over; both succeeding is two writers.
+    const witness = (async () => {
+      let tick = 0;
+      while (!stop) {
+        const [w, e] = await Promise.all([isWritable(WEST), isWritable(EAST)]);
+        if (w && e) bothWritable.push(tick);
+        tick++;
+      }
+      return tick;
+    })();
+
+    await waitFor('some writes before the failover', async () => (acked.length >= 20 ? true : undefined));
+    const rec = await run(fe.input({ target: EAST }));
+    const ackedAtEnd = acked.length;
+    await waitFor('writes after the failover', async () => (acked.length >= ackedAtEnd + 20 ? true : undefined));
+    stop = true;
+    await load;
+    const ticks = await witness;
+
+    expect(rec.status).toBe('succeeded');
+    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
+    expect(rec.fence).toMatchObject({ verified: true, alreadyFenced: false });
+    expect(rec.rpo).toEqual({ zeroLoss: true, estimateSeconds: 0 });
+    expect(rec.rtoMs).toBeGreaterThan(0);
+    expect(ticks).toBeGreaterThan(10);
+    expect(bothWritable).toEqual([]);
+    // Every acknowledged write, before and after, is on the new primary.
+    const present = await fe.appPool(EAST).query<{ id: string }>('SELECT id FROM transfers WHERE id = ANY($1::uuid[])', [acked]);
+    expect(present.rowCount).toBe(acked.length);
+    // The old primary is a standby of the new one and refuses writes.
+    expect(await isWritable(WEST)).toBe(false);
+    expect(rec.rejoin?.streamingFrom).toContain(String(fe.nodes[EAST]!.port));
+    expect(primaryRegionOf(await traffic())).toBe(EAST);
+  });
+
+  it('two concurrent starts for one service: exactly one run, the other refused naming it', async () => {
+    const hold = runbookFromText('kind: failover\nsteps:\n  - {id: preflight, action: preflight}\n  - {id: hold, approval: {reason: held by the test}}\n');
+    const results = await Promise.allSettled([startRun(fe.client, fe.input({ target: WEST }, hold)), startRun(fe.client, fe.input({ target: WEST }, hold))]);
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(ok).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.reason).toBeInstanceOf(RefusedError);
+    expect(String(refused[0]!.reason.message)).toContain(`ledger already has a run in progress: ${runWorkflowId(SERVICE)}`);
+    await waitFor('the approval gate', async () => ((await progress()).pendingApproval ? true : undefined));
+    await abortRun(fe.client, runWorkflowId(SERVICE), { by: 'alice', reason: 'test over' });
+    await expect(awaitRecord(fe.client, runWorkflowId(SERVICE))).resolves.toMatchObject({ status: 'aborted' });
+  });
+
+  it('approvals: the requester and strangers are refused, an approver is not', async () => {
+    const gated = runbookFromText([
+      'kind: failover',
+      'steps:',
+      '  - {id: preflight, action: preflight}',
+      '  - {id: approval, approval: {reason: change window}}',
+    ].join('\n'));
+    const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'carol' }, gated));
+    await waitFor('the approval gate', async () => ((await progress()).pendingApproval ? true : undefined));
+    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' })).rejects.toThrow(/carol requested this run and cannot approve it/);
+    await expect(approveRun(fe.client, started.workflowId, { by: 'mallory', decision: 'approve' })).rejects.toThrow(/mallory may not approve runs of ledger/);
+    await expect(approveRun(fe.client, started.workflowId, { by: 'dave', decision: 'approve' })).resolves.toBe('approved by dave');
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    expect(rec.status).toBe('succeeded');
+    expect(rec.approvals).toEqual([expect.objectContaining({ by: 'dave', decision: 'approve' })]);
+  });
+
+  it('abort mid-run: compensation unfences and restores the DNS records as they were', async () => {
+    const before = await traffic();
+    const stopsAfterShift = runbookFromText([
+      'kind: failover',
+      'steps:',
+      '  - {id: preflight, action: preflight}',
+      '  - {id: fence, action: db.fenceWrites}',
+      '  - {id: shift-traffic, action: traffic.shift}',
+      '  - {id: hold, approval: {reason: held by the test}}',
+      '  - {id: confirm-lag, action: db.waitForLag}',
+      '  - {id: promote, action: db.promote}',
+    ].join('\n'));
+    const started = await startRun(fe.client, fe.input({ target: WEST }, stopsAfterShift));
+    await waitFor('the hold after the shift', async () => ((await progress()).pendingApproval ? true : undefined));
+    expect(await isWritable(EAST)).toBe(false);
+    expect(primaryRegionOf(await traffic())).toBe(WEST);
+
+    await expect(abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' })).resolves.toContain('abort requested by carol');
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    expect(rec.status).toBe('aborted');
+    expect(rec.error).toBe('aborted by carol: wrong region');
+    expect(rec.compensation!.undone).toHaveLength(2);
+    expect(rec.compensation!.undone[0]).toContain('restore traffic');
+    expect(rec.compensation!.undone[1]).toContain(`unfence ${EAST}`);
+    expect(rec.compensation!.notUndone).toEqual([]);
+    expect(await traffic()).toEqual(before);
+    expect(await isWritable(EAST)).toBe(true);
+    expect(rec.steps.find((s) => s.id === 'promote')!.status).toBe('pending');
+  });
+});

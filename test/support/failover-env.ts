@@ -1,0 +1,152 @@
+// A whole failover rig made of real parts: the Temporal dev server (the CLI binary the project
+// builds), a PostgreSQL primary and streaming standby, moto for Route 53, and one worker per
+// region plus a control worker, each of which a test can stop and start on its own.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { Pool } from 'pg';
+import { createRegionActivities } from '../../activities';
+import { ensureTrafficRecords } from '../../activities/traffic/route53';
+import { Config } from '../../src/config/schema';
+import { dsn, PG_APP_ROLE, type PgNode } from '../../src/postgres/node';
+import { builtinRunbookPath, loadRunbook } from '../../src/runbook/load';
+import { parseYaml } from '../../src/config/load';
+import { Runbook } from '../../src/runbook/schema';
+import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../../src/runbook/ids';
+import type { RunbookDoc, RunInput } from '../../src/runbook/types';
+import { buildRunInput, type StartRequest } from '../../src/runs/client';
+import { ensureTemporalCli } from '../../src/stack/temporal';
+import { SA } from '../../workflows/search-attributes';
+import { createPgPair, freePort, type PgPair } from './pg-pair';
+import { startMoto, type MotoServer } from './moto';
+
+export const SERVICE = 'ledger';
+const WORKFLOWS_PATH = join(__dirname, '..', '..', 'workflows', 'index.ts');
+
+let runtimeInstalled = false;
+
+export interface FailoverEnv {
+  env: TestWorkflowEnvironment;
+  client: Client;
+  pg: PgPair;
+  moto: MotoServer;
+  config: Config;
+  nodes: Record<string, PgNode>;
+  /** Starts (or restarts) the region's activity worker. */
+  startRegion(region: string): Promise<void>;
+  /** Stops the region's activity worker, as if its host died (in-flight tasks are left to time out). */
+  stopRegion(region: string): Promise<void>;
+  /** Restarts the Temporal dev server on the same port and SQLite file. */
+  restartTemporal(): Promise<void>;
+  input(req: Partial<StartRequest> & { target: string }, runbook?: RunbookDoc): RunInput;
+  /** A pool of application-role connections to a region's database. */
+  appPool(region: string): Pool;
+  teardown(): Promise<void>;
+}
+
+export function runbookFromText(text: string): RunbookDoc {
+  const loaded = parseYaml('test-runbook.yaml', text, Runbook);
+  return { ...loaded.value, hash: loaded.hash, file: loaded.file };
+}
+
+export async function createFailoverEnv(policy: Record<string, unknown> = {}): Promise<FailoverEnv> {
+  if (!runtimeInstalled) {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    runtimeInstalled = true;
+  }
+  const temporalCli = await ensureTemporalCli();
+  const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
+  const port = await freePort();
+  const serverOptions = {
+    executable: { type: 'existing-path' as const, path: temporalCli },
+    ip: '127.0.0.1',
+    port,
+    ui: false,
+    dbFilename: join(dir, 'temporal.sqlite'),
+    searchAttributes: Object.values(SA),
+  };
+  let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions });
+  const [pg, moto] = await Promise.all([createPgPair(), startMoto()]);
+  const nodes = { [pg.primary.region]: pg.primary, [pg.standby.region]: pg.standby };
+  const config = Config.parse({
+    temporal: { address: `127.0.0.1:${port}` },
+    services: [{
+      name: SERVICE,
+      regions: [pg.primary.region, pg.standby.region],
+      database: {
+        provider: 'postgres-streaming',
+        regions: Object.fromEntries(Object.values(nodes).map((n) => [n.region, { host: n.host, port: n.port, dataDir: n.dataDir, pgBin: pg.bin }])),
+      },
+      traffic: {
+        provider: 'route53', hostedZone: 'regionshift.test.', recordName: 'ledger.regionshift.test.', ttl: 5,
+        endpoints: Object.fromEntries(Object.keys(nodes).map((r) => [r, `db.${r}.regionshift.test.`])),
+        endpointUrl: moto.url,
+      },
+      policy: { lagTimeout: '20s', approvalTimeout: '30s', ...policy },
+    }],
+  });
+  await ensureTrafficRecords(config, SERVICE, pg.primary.region);
+
+  const connection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
+  const workers = new Map<string, { worker: Worker; done: Promise<void> }>();
+  const run = (name: string, worker: Worker): void => {
+    workers.set(name, { worker, done: worker.run() });
+  };
+  const control = await Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH });
+  run('control', control);
+
+  const pools = new Map<string, Pool>();
+  const fe: FailoverEnv = {
+    env,
+    client: env.client,
+    pg,
+    moto,
+    config,
+    nodes,
+    async startRegion(region) {
+      if (workers.has(region)) return;
+      run(region, await Worker.create({ connection, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region) }));
+    },
+    async stopRegion(region) {
+      const w = workers.get(region);
+      if (!w) return;
+      workers.delete(region);
+      w.worker.shutdown();
+      await w.done;
+    },
+    async restartTemporal() {
+      await env.teardown();
+      env = await TestWorkflowEnvironment.createLocal({ server: serverOptions });
+      fe.env = env;
+      fe.client = env.client;
+    },
+    input(req, runbook = loadRunbook(builtinRunbookPath('failover'))) {
+      return buildRunInput(config, runbook, {
+        service: SERVICE, mode: 'planned', dryRun: false, requestedBy: 'alice', trigger: 'test', ...req,
+      });
+    },
+    appPool(region) {
+      let pool = pools.get(region);
+      if (!pool) {
+        pool = new Pool({ connectionString: dsn(nodes[region]!, PG_APP_ROLE), max: 4, connectionTimeoutMillis: 2000 });
+        pool.on('error', () => undefined); // fenced or stopped servers end sessions; the queries report it
+        pools.set(region, pool);
+      }
+      return pool;
+    },
+    async teardown() {
+      for (const pool of pools.values()) await pool.end().catch(() => undefined);
+      for (const w of workers.values()) w.worker.shutdown();
+      await Promise.allSettled([...workers.values()].map((w) => w.done));
+      await connection.close().catch(() => undefined);
+      await env.teardown().catch(() => undefined);
+      await Promise.allSettled([pg.teardown(), moto.stop()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  for (const region of Object.keys(nodes)) await fe.startRegion(region);
+  return fe;
+}
