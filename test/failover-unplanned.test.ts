@@ -1,0 +1,102 @@
+// Unplanned failover: the primary region is gone (its PostgreSQL and its worker). Promotion
+// without a verified fence needs an acknowledgement, and the old primary is fenced as soon as
+// it answers again.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRoute53Activities } from '../activities/traffic/route53';
+import { psql, start, stop } from '../src/postgres/node';
+import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/runbook/ids';
+import type { RunRecord } from '../src/runbook/types';
+import { approveRun, awaitRecord, startRun } from '../src/runs/client';
+import { primaryRegionOf } from '../src/traffic/plan';
+import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
+
+const WEST = 'us-west-2';
+const EAST = 'us-east-1';
+let fe: FailoverEnv;
+
+beforeAll(async () => {
+  fe = await createFailoverEnv({
+    approval: { planned: 'none', unplanned: 'none' },
+    approvers: ['carol'],
+    approvalTimeout: '3s',
+    onApprovalTimeout: 'reject',
+    allowDataLoss: false,
+  });
+  await psql(fe.pg.bin, fe.nodes[WEST]!, 'CREATE TABLE transfers(id uuid PRIMARY KEY); GRANT ALL ON transfers TO app;');
+  for (let i = 0; i < 50; i++) await fe.appPool(WEST).query('INSERT INTO transfers VALUES ($1)', [randomUUID()]);
+  // The region dies: its database without a clean shutdown, and its worker.
+  await fe.stopRegion(WEST);
+  await stop(fe.pg.bin, fe.nodes[WEST]!, 'immediate');
+});
+
+afterAll(async () => {
+  await fe?.teardown();
+});
+
+async function isWritable(region: string): Promise<boolean> {
+  try {
+    await fe.appPool(region).query('INSERT INTO transfers VALUES ($1)', [randomUUID()]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const traffic = () => createRoute53Activities(fe.config).trafficDescribe({ service: SERVICE });
+
+describe('unplanned failover', () => {
+  it('refuses to promote without an acknowledgement when policy does not allow data loss', async () => {
+    const started = await startRun(fe.client, fe.input({ target: EAST, mode: 'unplanned' }));
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    expect(rec.status).toBe('failed');
+    expect(rec.source).toBe(WEST);
+    expect(rec.fence).toMatchObject({ verified: false });
+    expect(rec.steps.find((s) => s.id === 'fence')!.detail).toContain('source unreachable');
+    expect(rec.steps.find((s) => s.id === 'promote')!.error).toMatch(/no approval within 3s .*could not be fenced/);
+    expect(rec.approvals).toEqual([expect.objectContaining({ decision: 'timeout' })]);
+    // The fence cannot be undone in a region that is down; the run says so instead of waiting.
+    expect(rec.compensation!.notUndone.some((n) => n.startsWith(`unfence ${WEST}`))).toBe(true);
+    // Nothing changed: the target is still a standby and traffic still points at the dead region.
+    expect(await isWritable(EAST)).toBe(false);
+    expect(primaryRegionOf(await traffic())).toBe(WEST);
+  });
+
+  it('promotes with a person\'s acknowledgement, records the RPO, and fences the old primary when it returns', async () => {
+    const started = await startRun(fe.client, fe.input({ target: EAST, mode: 'unplanned', requestedBy: 'alice' }));
+    const handle = fe.client.workflow.getHandle(runWorkflowId(SERVICE));
+    await until('the data-loss approval', async () => (await handle.query<RunRecord>('progress')).pendingApproval?.stepId === 'promote');
+    const pending = (await handle.query<RunRecord>('progress')).pendingApproval!;
+    expect(pending.reason).toContain(`${WEST} could not be fenced`);
+    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve', reason: 'us-west-2 is down' })).resolves.toBe('approved by carol');
+
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    expect(rec.status).toBe('succeeded');
+    expect(rec.dataLossAck).toEqual({ by: 'carol', reason: 'us-west-2 is down' });
+    expect(rec.rpo?.zeroLoss).toBe(false);
+    expect(rec.reconcile).toMatchObject({ required: true, oldPrimary: WEST });
+    expect(rec.steps.find((s) => s.id === 'rejoin')!.status).toBe('skipped');
+    expect(rec.fenceOnReturn?.workflowId).toBe(fenceOnReturnWorkflowId(SERVICE, WEST));
+    expect(await isWritable(EAST)).toBe(true);
+    expect(primaryRegionOf(await traffic())).toBe(EAST);
+    // Every write the old primary acknowledged before it died had streamed: none is lost here.
+    const count = await fe.appPool(EAST).query<{ n: string }>('SELECT count(*) AS n FROM transfers');
+    expect(Number(count.rows[0]!.n)).toBeGreaterThanOrEqual(50);
+
+    // The old primary comes back as it was: a writable primary. Its worker comes back too, and
+    // the fence-on-return watcher makes it read-only.
+    await start(fe.pg.bin, fe.nodes[WEST]!);
+    await fe.startRegion(WEST);
+    await until('the returning old primary to be fenced', async () => !(await isWritable(WEST)), 60_000);
+    const watcher = await fe.client.workflow.getHandle(fenceOnReturnWorkflowId(SERVICE, WEST)).result();
+    expect(watcher).toMatch(/^us-west-2 fenced at /);
+  });
+});
