@@ -1,6 +1,7 @@
 // docker-compose.yml, Dockerfile and .dockerignore: the self-hosted stack is a valid Compose
 // file, every service builds from files that exist here, the one-shot Temporal setup steps do
 // what they say, and no secret is written into the file.
+import { SEARCH_ATTRIBUTE_NAMES } from '../workflows/search-attributes';
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -51,14 +52,7 @@ const EXPECTED_REGIONSHIFT_SERVICES: Record<string, string[]> = {
   'alarm-intake': ['intake'],
 };
 
-const SEARCH_ATTRIBUTES = [
-  'RegionshiftService',
-  'RegionshiftSource',
-  'RegionshiftTarget',
-  'RegionshiftMode',
-  'RegionshiftStep',
-  'RegionshiftTrigger',
-];
+const SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTE_NAMES;
 
 let composePlugin: boolean | undefined;
 /** Whether `docker compose` (the Compose v2 plugin) runs here; it needs no Docker engine. */

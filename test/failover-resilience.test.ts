@@ -11,6 +11,7 @@ import { runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { approveRun, awaitRecord, startRun } from '../src/runs/client';
 import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
+import { waitFor } from './support/wait';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -50,21 +51,13 @@ async function progress(): Promise<RunRecord> {
   return fe.client.workflow.getHandle(runWorkflowId(SERVICE)).query<RunRecord>('progress');
 }
 
-async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('durability', () => {
   it('a region worker killed in the middle of a step: the run resumes and finishes once', async () => {
     await fe.stopRegion(WEST);
     let worker = await spawnWorker(WEST);
     const started = await startRun(fe.client, fe.input({ target: EAST }));
     // The rejoin step runs on the old primary's worker and takes seconds: kill it there.
-    await until('the rejoin step to start', async () => (await progress()).steps.find((s) => s.id === 'rejoin')!.status === 'running');
+    await waitFor('the rejoin step to start', async () => (await progress()).steps.find((s) => s.id === 'rejoin')!.status === 'running');
     process.kill(-worker.pid!, 'SIGKILL');
     worker = await spawnWorker(WEST);
     try {
@@ -104,9 +97,9 @@ describe('durability', () => {
       '  - {id: verify, action: app.verifyWrites}',
     ].join('\n'));
     const started = await startRun(fe.client, fe.input({ target: WEST }, held));
-    await until('the hold', async () => (await progress()).pendingApproval !== undefined);
+    await waitFor('the hold', async () => (await progress()).pendingApproval !== undefined);
     await fe.restartTemporal();
-    await until('the run to answer after the restart', async () => (await progress()).pendingApproval?.stepId === 'hold');
+    await waitFor('the run to answer after the restart', async () => (await progress()).pendingApproval?.stepId === 'hold');
     await approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' });
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');

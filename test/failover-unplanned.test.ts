@@ -10,6 +10,7 @@ import type { RunRecord } from '../src/runbook/types';
 import { approveRun, awaitRecord, startRun } from '../src/runs/client';
 import { primaryRegionOf } from '../src/traffic/plan';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
+import { waitFor } from './support/wait';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -34,23 +35,6 @@ afterAll(async () => {
   await fe?.teardown();
 });
 
-async function isWritable(region: string): Promise<boolean> {
-  try {
-    await fe.appPool(region).query('INSERT INTO transfers VALUES ($1)', [randomUUID()]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 const traffic = () => createRoute53Activities(fe.config).trafficDescribe({ service: SERVICE });
 
 describe('unplanned failover', () => {
@@ -66,14 +50,14 @@ describe('unplanned failover', () => {
     // The fence cannot be undone in a region that is down; the run says so instead of waiting.
     expect(rec.compensation!.notUndone.some((n) => n.startsWith(`unfence ${WEST}`))).toBe(true);
     // Nothing changed: the target is still a standby and traffic still points at the dead region.
-    expect(await isWritable(EAST)).toBe(false);
+    expect(await fe.isWritable(EAST)).toBe(false);
     expect(primaryRegionOf(await traffic())).toBe(WEST);
   });
 
   it('promotes with a person\'s acknowledgement, records the RPO, and fences the old primary when it returns', async () => {
     const started = await startRun(fe.client, fe.input({ target: EAST, mode: 'unplanned', requestedBy: 'alice' }));
     const handle = fe.client.workflow.getHandle(runWorkflowId(SERVICE));
-    await until('the data-loss approval', async () => (await handle.query<RunRecord>('progress')).pendingApproval?.stepId === 'promote');
+    await waitFor('the data-loss approval', async () => (await handle.query<RunRecord>('progress')).pendingApproval?.stepId === 'promote');
     const pending = (await handle.query<RunRecord>('progress')).pendingApproval!;
     expect(pending.reason).toContain(`${WEST} could not be fenced`);
     await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve', reason: 'us-west-2 is down' })).resolves.toBe('approved by carol');
@@ -85,7 +69,7 @@ describe('unplanned failover', () => {
     expect(rec.reconcile).toMatchObject({ required: true, oldPrimary: WEST });
     expect(rec.steps.find((s) => s.id === 'rejoin')!.status).toBe('skipped');
     expect(rec.fenceOnReturn?.workflowId).toBe(fenceOnReturnWorkflowId(SERVICE, WEST));
-    expect(await isWritable(EAST)).toBe(true);
+    expect(await fe.isWritable(EAST)).toBe(true);
     expect(primaryRegionOf(await traffic())).toBe(EAST);
     // Every write the old primary acknowledged before it died had streamed: none is lost here.
     const count = await fe.appPool(EAST).query<{ n: string }>('SELECT count(*) AS n FROM transfers');
@@ -95,7 +79,7 @@ describe('unplanned failover', () => {
     // the fence-on-return watcher makes it read-only.
     await start(fe.pg.bin, fe.nodes[WEST]!);
     await fe.startRegion(WEST);
-    await until('the returning old primary to be fenced', async () => !(await isWritable(WEST)), 60_000);
+    await waitFor('the returning old primary to be fenced', async () => !(await fe.isWritable(WEST)), 60_000);
     const watcher = await fe.client.workflow.getHandle(fenceOnReturnWorkflowId(SERVICE, WEST)).result();
     expect(watcher).toMatch(/^us-west-2 fenced at /);
   });

@@ -2,7 +2,11 @@
 // streaming standby, Route 53 in moto, one worker per region. The test that proves one writer
 // is "planned failover under continuous writes".
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRoute53Activities } from '../activities/traffic/route53';
 import { psql } from '../src/postgres/node';
@@ -10,6 +14,7 @@ import { runWorkflowId } from '../src/runbook/ids';
 import type { RunInput, RunRecord } from '../src/runbook/types';
 import { abortRun, approveRun, awaitRecord, InputError, RefusedError, startRun } from '../src/runs/client';
 import { primaryRegionOf } from '../src/traffic/plan';
+import { waitFor } from './support/wait';
 import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
 
 const WEST = 'us-west-2';
@@ -45,25 +50,6 @@ async function traffic() {
   return createRoute53Activities(fe.config).trafficDescribe({ service: SERVICE });
 }
 
-async function isWritable(region: string): Promise<boolean> {
-  try {
-    await fe.appPool(region).query('INSERT INTO transfers(id, amount) VALUES ($1, 0)', [randomUUID()]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function progress(): Promise<RunRecord> {
   return fe.client.workflow.getHandle(runWorkflowId(SERVICE)).query<RunRecord>('progress');
 }
@@ -87,7 +73,7 @@ describe('failover runbook', () => {
     expect(rec.plan!.find((p) => p.id === 'shift-traffic')!.values).toEqual({ before: `${WEST} 100, ${EAST} 0`, after: `${WEST} 0, ${EAST} 100` });
     expect(rec.plan!.find((p) => p.id === 'fence-on-return')!.skip).toContain('unplanned');
     expect(await traffic()).toEqual(before);
-    expect(await isWritable(WEST)).toBe(true);
+    expect(await fe.isWritable(WEST)).toBe(true);
   });
 
   it('refuses a target that is already the writer, changing nothing', async () => {
@@ -118,7 +104,7 @@ describe('failover runbook', () => {
     const witness = (async () => {
       let tick = 0;
       while (!stop) {
-        const [w, e] = await Promise.all([isWritable(WEST), isWritable(EAST)]);
+        const [w, e] = await Promise.all([fe.isWritable(WEST), fe.isWritable(EAST)]);
         if (w && e) bothWritable.push(tick);
         tick++;
       }
@@ -144,7 +130,7 @@ describe('failover runbook', () => {
     const present = await fe.appPool(EAST).query<{ id: string }>('SELECT id FROM transfers WHERE id = ANY($1::uuid[])', [acked]);
     expect(present.rowCount).toBe(acked.length);
     // The old primary is a standby of the new one and refuses writes.
-    expect(await isWritable(WEST)).toBe(false);
+    expect(await fe.isWritable(WEST)).toBe(false);
     expect(rec.rejoin?.streamingFrom).toContain(String(fe.nodes[EAST]!.port));
     expect(primaryRegionOf(await traffic())).toBe(EAST);
   });
@@ -194,7 +180,7 @@ describe('failover runbook', () => {
     ].join('\n'));
     const started = await startRun(fe.client, fe.input({ target: WEST }, stopsAfterShift));
     await waitFor('the hold after the shift', async () => ((await progress()).pendingApproval ? true : undefined));
-    expect(await isWritable(EAST)).toBe(false);
+    expect(await fe.isWritable(EAST)).toBe(false);
     expect(primaryRegionOf(await traffic())).toBe(WEST);
 
     await expect(abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' })).resolves.toContain('abort requested by carol');
@@ -206,7 +192,59 @@ describe('failover runbook', () => {
     expect(rec.compensation!.undone[1]).toContain(`unfence ${EAST}`);
     expect(rec.compensation!.notUndone).toEqual([]);
     expect(await traffic()).toEqual(before);
-    expect(await isWritable(EAST)).toBe(true);
+    expect(await fe.isWritable(EAST)).toBe(true);
     expect(rec.steps.find((s) => s.id === 'promote')!.status).toBe('pending');
+  });
+});
+
+describe('regionshift CLI against the same server', () => {
+  const cli = join(__dirname, '..', 'bin', 'regionshift.js');
+  let configFile: string;
+
+  beforeAll(() => {
+    configFile = join(mkdtempSync(join(tmpdir(), 'regionshift-cli-')), 'regionshift.yaml');
+    writeFileSync(configFile, stringify(fe.config));
+  });
+
+  function cliRun(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const child = spawn('node', [cli, ...args, '--config', configFile], { env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+  }
+
+  it('exits 2 with a JSON error naming the bad region, and starts nothing', async () => {
+    const r = await cliRun('failover', '--service', 'ledger', '--to', 'eu-west-1', '--json');
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toEqual({ error: { kind: 'bad input', message: 'unknown region "eu-west-1" for ledger; its regions: us-west-2, us-east-1' } });
+  });
+
+  it('exits 2 for an unknown service and a missing flag', async () => {
+    expect((await cliRun('failover', '--service', 'payments', '--to', WEST)).stderr).toContain('bad input: unknown service "payments"');
+    const missing = await cliRun('failover', '--service', 'ledger');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('--service and --to are required');
+  });
+
+  it('plan --json renders the plan and changes nothing; status shows the latest run', async () => {
+    const before = await traffic();
+    const r = await cliRun('plan', '--service', 'ledger', '--to', WEST, '--json');
+    expect(r.code).toBe(0);
+    const rec = JSON.parse(r.stdout) as RunRecord & { uiUrl: string };
+    expect(rec.dryRun).toBe(true);
+    expect(rec.plan!.map((p) => p.id)).toContain('promote');
+    expect(rec.uiUrl).toContain(`/workflows/${runWorkflowId(SERVICE)}/${rec.runId}`);
+    expect(await traffic()).toEqual(before);
+    const status = await cliRun('status', 'ledger', '--json');
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout).runs[0]).toMatchObject({ runId: rec.runId, dryRun: true, status: 'succeeded' });
+  });
+
+  it('exits 3 when there is nothing to approve', async () => {
+    const r = await cliRun('approve', 'ledger', '--by', 'carol');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^refused: /);
   });
 });

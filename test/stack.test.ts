@@ -10,6 +10,7 @@ import { CreateHostedZoneCommand, ListHostedZonesCommand, Route53Client } from '
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
+import { waitFor } from './support/wait';
 
 interface Component {
   name: string;
@@ -64,21 +65,6 @@ function postmasterAlive(dataDir: string): boolean {
   if (!existsSync(file)) return false;
   const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
   return Number.isInteger(pid) && pid > 0 && alive(pid);
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not true after ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 beforeAll(async () => {
@@ -152,7 +138,7 @@ describe('regionshift stack', () => {
       const marker = `written-${Date.now()}`;
       await primary.query('create table if not exists stack_test (marker text primary key)');
       await primary.query('insert into stack_test values ($1)', [marker]);
-      const seen = await until('the write visible on the standby', async () => {
+      const seen = await waitFor('the write visible on the standby', async () => {
         const r = await standby.query('select marker from stack_test where marker = $1', [marker]).catch(() => undefined);
         return r && r.rowCount === 1 ? r.rows[0] : undefined;
       });

@@ -6,19 +6,13 @@ import { TOOLS_DIR } from '../paths';
 import { PrerequisiteError } from '../postgres/node';
 import { runStreaming, which } from './run';
 import { tcpOpen } from './net';
+import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/search-attributes';
 
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';
 const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal';
 
-/** Custom search attributes runs are indexed by (all Keyword). */
-export const SEARCH_ATTRIBUTES = [
-  'RegionshiftService',
-  'RegionshiftSource',
-  'RegionshiftTarget',
-  'RegionshiftMode',
-  'RegionshiftStep',
-  'RegionshiftTrigger',
-] as const;
+/** Custom search attributes runs are indexed by (all Keyword); defined next to the workflow that sets them. */
+export const SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTE_NAMES;
 
 /** proto enum temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD */
 const INDEXED_VALUE_TYPE_KEYWORD = 2;

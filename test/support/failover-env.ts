@@ -1,6 +1,7 @@
 // A whole failover rig made of real parts: the Temporal dev server (the CLI binary the project
 // builds), a PostgreSQL primary and streaming standby, moto for Route 53, and one worker per
 // region plus a control worker, each of which a test can stop and start on its own.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { Pool } from 'pg';
 import { createRegionActivities } from '../../activities';
 import { ensureTrafficRecords } from '../../activities/traffic/route53';
 import { Config } from '../../src/config/schema';
-import { dsn, PG_APP_ROLE, type PgNode } from '../../src/postgres/node';
+import { dsn, PG_APP_ROLE, psql, type PgNode } from '../../src/postgres/node';
 import { builtinRunbookPath, loadRunbook } from '../../src/runbook/load';
 import { parseYaml } from '../../src/config/load';
 import { Runbook } from '../../src/runbook/schema';
@@ -20,7 +21,8 @@ import type { RunbookDoc, RunInput } from '../../src/runbook/types';
 import { buildRunInput, type StartRequest } from '../../src/runs/client';
 import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
-import { createPgPair, freePort, type PgPair } from './pg-pair';
+import { createPgPair, type PgPair } from './pg-pair';
+import { freePort } from './ports';
 import { startMoto, type MotoServer } from './moto';
 
 export const SERVICE = 'ledger';
@@ -44,6 +46,8 @@ export interface FailoverEnv {
   input(req: Partial<StartRequest> & { target: string }, runbook?: RunbookDoc): RunInput;
   /** A pool of application-role connections to a region's database. */
   appPool(region: string): Pool;
+  /** Whether the application role can write in the region right now (a real INSERT). */
+  isWritable(region: string): Promise<boolean>;
   teardown(): Promise<void>;
 }
 
@@ -89,6 +93,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}): P
     }],
   });
   await ensureTrafficRecords(config, SERVICE, pg.primary.region);
+  await psql(pg.bin, pg.primary, 'CREATE TABLE writable_probe(id uuid PRIMARY KEY); GRANT ALL ON writable_probe TO app;');
 
   const connection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
   const workers = new Map<string, { worker: Worker; done: Promise<void> }>();
@@ -136,6 +141,14 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}): P
         pools.set(region, pool);
       }
       return pool;
+    },
+    async isWritable(region) {
+      try {
+        await fe.appPool(region).query('INSERT INTO writable_probe VALUES ($1)', [randomUUID()]);
+        return true;
+      } catch {
+        return false;
+      }
     },
     async teardown() {
       for (const pool of pools.values()) await pool.end().catch(() => undefined);

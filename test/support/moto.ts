@@ -2,9 +2,9 @@
 // never share AWS state with each other or with a running local stack (which uses stack.motoPort).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { TOOLS_DIR } from '../../src/paths';
+import { freePort } from './ports';
 
 export interface MotoServer {
   /** Base URL to give the AWS SDK as `endpoint`. */
@@ -16,18 +16,6 @@ export interface MotoServer {
 }
 
 export const MOTO_SERVER_BIN = join(TOOLS_DIR, 'venv', 'bin', 'moto_server');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -2,9 +2,9 @@
 // actual replication (fencing, lag, promotion, pg_rewind). Built with src/postgres/node.ts so
 // tests exercise the same setup the local stack uses.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePorts } from './ports';
 import { findPgBin, initPrimary, initStandby, logFile, stop, type PgNode } from '../../src/postgres/node';
 
 export interface PgPair {
@@ -17,20 +17,6 @@ export interface PgPair {
   logOf(node: PgNode): string;
   /** Stops both servers (immediately: nothing to keep) and removes the folder. Safe to call twice. */
   teardown(): Promise<void>;
-}
-
-/** A port nobody listens on right now (the kernel picks it; a tiny race with other processes is accepted). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolvePort(port) : reject(new Error('could not find a free port'))));
-    });
-  });
 }
 
 export interface PgPairOptions {
@@ -46,9 +32,8 @@ export async function createPgPair(options: PgPairOptions = {}): Promise<PgPair>
   chmodSync(dir, 0o755);
   const primaryRegion = options.primaryRegion ?? 'us-west-2';
   const standbyRegion = options.standbyRegion ?? 'us-east-1';
-  const primary: PgNode = { region: primaryRegion, dataDir: join(dir, primaryRegion), port: await freePort(), host: '127.0.0.1' };
-  let standbyPort = await freePort();
-  while (standbyPort === primary.port) standbyPort = await freePort();
+  const [primaryPort, standbyPort] = (await freePorts(2)) as [number, number];
+  const primary: PgNode = { region: primaryRegion, dataDir: join(dir, primaryRegion), port: primaryPort, host: '127.0.0.1' };
   const standby: PgNode = { region: standbyRegion, dataDir: join(dir, standbyRegion), port: standbyPort, host: '127.0.0.1' };
 
   let tornDown = false;

@@ -2,33 +2,12 @@
 // data directories under os.tmpdir(), so a test never touches a developer's running stack.
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-export const REPO = resolve(__dirname, '..', '..');
+import { freePorts } from './ports';
 
-/** Distinct free loopback ports: each is bound to port 0 and held until all are known. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((ok, fail) => {
-        server.once('error', fail);
-        server.listen({ host: '127.0.0.1', port: 0 }, ok);
-      });
-      const address = server.address();
-      if (!address || typeof address === 'string') throw new Error('no port from listen(0)');
-      ports.push(address.port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
-  }
-}
+export const REPO = resolve(__dirname, '..', '..');
 
 export interface TempStack {
   dir: string;
