@@ -1,12 +1,51 @@
-import type { Config } from '../src/config/schema';
-import type { RegionActivities } from './types';
-import { createPostgresActivities } from './db/postgres';
-import { createRoute53Activities } from './traffic/route53';
+import type { Config, Service } from '../src/config/schema';
+import type { RegionActivities, ServiceRef } from './types';
+import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora';
+import { createPostgresActivities, type PostgresActivities } from './db/postgres';
+import { createArcActivities, type ArcActivities } from './traffic/arc';
+import { createRoute53Activities, type Route53Activities } from './traffic/route53';
 
-/** The activities one region's worker runs, bound to that region's part of the config. */
-export function createRegionActivities(config: Config, region: string): RegionActivities {
+export interface RegionActivityOptions {
+  aurora?: AuroraOptions;
+}
+
+/**
+ * The activities one region's worker runs. Each db* and traffic* activity goes to the provider
+ * the named service's config chooses (database.provider, traffic.provider), so one worker serves
+ * an Aurora service and a self-managed PostgreSQL one side by side. Providers are built on first
+ * use: a worker whose services never use AWS never makes an AWS client.
+ */
+export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities {
+  let postgres: PostgresActivities | undefined;
+  let aurora: AuroraActivities | undefined;
+  let route53: Route53Activities | undefined;
+  let arc: ArcActivities | undefined;
+  const find = (service: string): Service | undefined => config.services.find((s) => s.name === service);
+  const pg = (): PostgresActivities => (postgres ??= createPostgresActivities(config, region));
+  const au = (): AuroraActivities => (aurora ??= createAuroraActivities(config, region, options.aurora));
+  // An unknown service goes to the default providers, whose errors name the services this worker knows.
+  const db = ({ service }: ServiceRef): 'aurora' | 'postgres' => (find(service)?.database.provider === 'aurora-global' ? 'aurora' : 'postgres');
+  const traffic = ({ service }: ServiceRef): ArcActivities | Route53Activities =>
+    find(service)?.traffic.provider === 'route53-arc' ? (arc ??= createArcActivities(config)) : (route53 ??= createRoute53Activities(config));
+
   return {
-    ...createPostgresActivities(config, region),
-    ...createRoute53Activities(config),
+    dbDescribe: (input) => (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input)),
+    dbFenceWrites: (input) => (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
+    dbUnfenceWrites: (input) => (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),
+    dbWaitForLag: (input) => (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
+    dbPromote: (input) => (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
+    dbRejoinAsStandby: (input) => (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)),
+    dbVerifyWrites: (input) => (db(input) === 'aurora' ? au().dbVerifyWrites(input) : pg().dbVerifyWrites(input)),
+    dbPreserve: async (input) => {
+      if (db(input) === 'aurora') return au().dbPreserve(input);
+      // Self-managed PostgreSQL: the old primary's data directory is the evidence, and rejoining
+      // it (pg_rewind) keeps what it must discard aside; there is no snapshot to copy.
+      return { region, preserved: false, detail: 'postgres-streaming: nothing to copy; the old primary keeps its data directory until it rejoins' };
+    },
+    trafficDescribe: (input) => traffic(input).trafficDescribe(input),
+    trafficShift: (input) => traffic(input).trafficShift(input),
+    trafficRestore: (input) => traffic(input).trafficRestore(input),
+    trafficDrain: (input) => traffic(input).trafficDrain(input),
+    trafficUndrain: (input) => traffic(input).trafficUndrain(input),
   };
 }

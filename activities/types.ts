@@ -42,6 +42,8 @@ export interface FenceResult {
   lsn: string;
   /** Application sessions terminated so no transaction opened before the fence can commit. */
   terminatedSessions: number;
+  /** How the fence was made and proven, when the provider has more to say (aurora-global: database and edge). */
+  detail?: string;
 }
 
 export interface UnfenceResult {
@@ -65,6 +67,17 @@ export interface LagResult {
   waitedMs: number;
 }
 
+export interface PromoteInput extends ServiceRef {
+  /**
+   * planned: a promotion that must not lose writes (Aurora: SwitchoverGlobalCluster); unplanned:
+   * the source may be gone and data loss was accepted by policy or a person (Aurora:
+   * FailoverGlobalCluster with AllowDataLoss). Absent: planned.
+   */
+  mode?: 'planned' | 'unplanned';
+  /** The region the writer moves away from, when the run knows it. */
+  source?: string;
+}
+
 export interface PromoteResult {
   region: string;
   /** False when the node already was a primary: the retry converged. */
@@ -74,6 +87,12 @@ export interface PromoteResult {
   lsn: string;
   /** The replication state right before promotion (the run's RPO evidence). */
   before: DbNodeState;
+  /** How the target became the writer (aurora-global: switchover, failover or detach-and-promote). */
+  method?: 'pg_promote' | 'switchover' | 'failover' | 'detach-and-promote';
+  /** Aurora: FailoverState.IsDataLossAllowed of the operation, as AWS reported it. */
+  dataLossAllowed?: boolean;
+  /** What else was done or found (regions fenced or left to fence, operations waited on). */
+  detail?: string;
 }
 
 export interface RejoinInput extends ServiceRef {
@@ -88,6 +107,8 @@ export interface RejoinResult {
   /** pg_rewind had to discard WAL the node wrote after the divergence point. */
   rewound: boolean;
   streamingFrom: string;
+  /** What the provider found or could not do, when `rejoined` alone does not say it. */
+  detail?: string;
 }
 
 export interface VerifyWritesResult {
@@ -95,14 +116,35 @@ export interface VerifyWritesResult {
   /** A row was written as the application role and read back. */
   ok: boolean;
   latencyMs: number;
+  /** How it was checked, when not by a write as the application role. */
+  detail?: string;
+}
+
+export interface PreserveInput extends ServiceRef {
+  /** When the unplanned failover happened (ISO): only evidence created after it is looked for. */
+  since: string;
+}
+
+export interface PreserveResult {
+  region: string;
+  /** A copy exists now (made by this call or an earlier one). */
+  preserved: boolean;
+  /** The snapshot AWS made of the old primary, and the manual copy regionshift keeps of it. */
+  source?: string;
+  copy?: string;
+  detail: string;
 }
 
 export interface TrafficRecord {
-  /** Route 53 SetIdentifier: the region the record sends clients to. */
+  /** The region the record sends clients to (weighted and failover records: also its SetIdentifier). */
   region: string;
   target: string;
   weight?: number;
   failover?: 'PRIMARY' | 'SECONDARY';
+  /** Geolocation records: the location answered (default, continent:EU, country:DE, country:US-CA). */
+  location?: string;
+  /** Route 53 ARC: whether the region's routing control lets clients reach it. */
+  routingControl?: 'On' | 'Off';
   ttl: number;
 }
 
@@ -131,16 +173,32 @@ export interface RestoreInput extends ServiceRef {
   state: TrafficState;
 }
 
+export interface DrainInput extends ServiceRef {
+  /** The region to take out of service. */
+  region: string;
+  /** Where its traffic goes when the config's drain mode (or the routing) needs one region to take it. */
+  to?: string;
+}
+
+export interface UndrainInput extends ServiceRef {
+  /** The region to bring back into service with its configured share. */
+  region: string;
+}
+
 /** Activities a region worker registers on its task queue `region.<name>`. */
 export interface RegionActivities {
   dbDescribe(input: ServiceRef): Promise<DbNodeState>;
   dbFenceWrites(input: ServiceRef): Promise<FenceResult>;
   dbUnfenceWrites(input: ServiceRef): Promise<UnfenceResult>;
   dbWaitForLag(input: WaitForLagInput): Promise<LagResult>;
-  dbPromote(input: ServiceRef): Promise<PromoteResult>;
+  dbPromote(input: PromoteInput): Promise<PromoteResult>;
   dbRejoinAsStandby(input: RejoinInput): Promise<RejoinResult>;
   dbVerifyWrites(input: ServiceRef): Promise<VerifyWritesResult>;
+  /** After an unplanned failover: keep the provider's evidence of the old primary (Aurora: its snapshot). */
+  dbPreserve(input: PreserveInput): Promise<PreserveResult>;
   trafficDescribe(input: ServiceRef): Promise<TrafficState>;
   trafficShift(input: ShiftInput): Promise<ShiftResult>;
   trafficRestore(input: RestoreInput): Promise<TrafficState>;
+  trafficDrain(input: DrainInput): Promise<ShiftResult>;
+  trafficUndrain(input: UndrainInput): Promise<ShiftResult>;
 }

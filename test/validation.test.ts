@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseYaml } from '../src/config/load';
-import { Config } from '../src/config/schema';
+import { Config, postgresDatabase } from '../src/config/schema';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { Runbook } from '../src/runbook/schema';
 
@@ -74,7 +74,7 @@ describe('service config', () => {
     const cfg = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
     const ledger = cfg.services[0]!;
     expect(ledger.regions).toEqual(['us-west-2', 'us-east-1']);
-    expect(ledger.database.regions['us-east-1']!.dataDir.startsWith('/')).toBe(true);
+    expect(postgresDatabase(ledger).regions['us-east-1']!.dataDir.startsWith('/')).toBe(true);
     expect(ledger.policy.cooldown).toBe('5m');
   });
 

@@ -27,7 +27,11 @@ import type {
   WaitForLagInput,
 } from '../types';
 import {
+  FENCE_PROBE,
+  MissingRoleError,
   READ_ONLY_SQL_TRANSACTION,
+  WRITE_PROBE,
+  attemptProbeWrite,
   close,
   connect,
   errorMessage,
@@ -36,8 +40,11 @@ import {
   isLsn,
   lsnToBigInt,
   quoteIdent,
+  ensureProbeObjects as ensureSharedProbeObjects,
+  roleReadOnlySetting,
   sleepMs,
   sqlState,
+  terminateRoleSessions,
   withClient,
   type ConnTarget,
   type ConnectOptions,
@@ -70,13 +77,6 @@ export const DbFailure = {
   NotConverged: 'NotConverged',
 } as const;
 
-/** Our objects live in a schema of their own so they never collide with the application's. */
-const SCHEMA = 'regionshift';
-/** nextval() on it is a write that leaves no row behind: the fence's proof probe. */
-const FENCE_PROBE = `${SCHEMA}.fence_probe`;
-/** One row per dbVerifyWrites: written as the application role and read back. */
-const WRITE_PROBE = `${SCHEMA}.probe`;
-
 const POLL_MS = 100;
 /** How long a reload may take to reach new sessions (it is asynchronous). */
 const RELOAD_DEADLINE_MS = 10_000;
@@ -103,6 +103,12 @@ function resolveNode(config: Config, service: string, region: string): ResolvedN
     throw ApplicationFailure.nonRetryable(
       `unknown service "${service}": the config of the ${region} worker has no such service (it has: ${known}); check the service name, or restart the worker with the config that defines it`,
       DbFailure.UnknownService,
+    );
+  }
+  if (svc.database.provider !== 'postgres-streaming') {
+    throw ApplicationFailure.nonRetryable(
+      `service "${service}" uses database provider ${svc.database.provider}, not postgres-streaming: the ${region} worker routed it to the wrong provider (activities/index.ts)`,
+      DbFailure.Config,
     );
   }
   const cfg = svc.database.regions[region];
@@ -363,28 +369,12 @@ async function setSystemReadOnly(admin: Client, n: ResolvedNode, on: boolean): P
   await waitForNewSessions(n, on ? 'on' : 'off');
 }
 
-/** The schema, fence probe sequence and write probe table, usable by the application role. */
+/** The schema, fence probe sequence and write probe table, usable by the application role (sql.ts). */
 async function ensureProbeObjects(admin: Client, n: ResolvedNode): Promise<void> {
-  const app = quoteIdent(n.cfg.appUser);
-  // IF NOT EXISTS writes nothing when the objects exist; the grants are only issued when missing.
-  await admin.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
-  await admin.query(`CREATE SEQUENCE IF NOT EXISTS ${FENCE_PROBE}`);
-  await admin.query(
-    `CREATE TABLE IF NOT EXISTS ${WRITE_PROBE} (id uuid PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT now())`,
-  );
-  let privileges: { schema: boolean; seq: boolean; ins: boolean; sel: boolean };
   try {
-    privileges = (
-      await admin.query<{ schema: boolean; seq: boolean; ins: boolean; sel: boolean }>(
-        `SELECT has_schema_privilege($1, '${SCHEMA}', 'USAGE') AS schema,
-                has_sequence_privilege($1, '${FENCE_PROBE}', 'USAGE') AS seq,
-                has_table_privilege($1, '${WRITE_PROBE}', 'INSERT') AS ins,
-                has_table_privilege($1, '${WRITE_PROBE}', 'SELECT') AS sel`,
-        [n.cfg.appUser],
-      )
-    ).rows[0]!;
+    await ensureSharedProbeObjects(admin, n.cfg.appUser);
   } catch (err) {
-    if (sqlState(err) === '42704') {
+    if (err instanceof MissingRoleError) {
       throw ApplicationFailure.nonRetryable(
         `${n.where}: the application role ${n.cfg.appUser} (appUser) does not exist; create it or fix appUser in the config`,
         DbFailure.Config,
@@ -392,9 +382,6 @@ async function ensureProbeObjects(admin: Client, n: ResolvedNode): Promise<void>
     }
     throw err;
   }
-  if (!privileges.schema) await admin.query(`GRANT USAGE ON SCHEMA ${SCHEMA} TO ${app}`);
-  if (!privileges.seq) await admin.query(`GRANT USAGE ON SEQUENCE ${FENCE_PROBE} TO ${app}`);
-  if (!privileges.ins || !privileges.sel) await admin.query(`GRANT SELECT, INSERT ON ${WRITE_PROBE} TO ${app}`);
 }
 
 /**
@@ -403,24 +390,14 @@ async function ensureProbeObjects(admin: Client, n: ResolvedNode): Promise<void>
  * new transactions), as would a session that turned the setting off for itself.
  */
 async function terminateAppSessions(admin: Client, n: ResolvedNode): Promise<number> {
-  // pg_terminate_backend sits in the select list, so it only runs on rows the WHERE kept.
-  const { rows } = await admin.query<{ pid: number; signalled: boolean }>(
-    `SELECT pid, pg_terminate_backend(pid) AS signalled FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()`,
-    [n.cfg.appUser],
-  );
-  const pids = rows.filter((r) => r.signalled).map((r) => r.pid);
-  const deadline = Date.now() + TERMINATE_DEADLINE_MS;
-  for (;;) {
-    const left = (await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).rows;
-    if (left.length === 0) return pids.length;
-    if (Date.now() > deadline) {
-      throw ApplicationFailure.retryable(
-        `${n.where}: application sessions ${left.map((r) => r.pid).join(', ')} of ${n.cfg.appUser} were still alive ${TERMINATE_DEADLINE_MS / 1000} s after pg_terminate_backend; the fence is set but not proven (retrying will try again)`,
-        DbFailure.NotConverged,
-      );
-    }
-    await pause(50);
+  const { terminated, stillAlive } = await terminateRoleSessions(admin, n.cfg.appUser, { deadlineMs: TERMINATE_DEADLINE_MS, pause });
+  if (stillAlive.length > 0) {
+    throw ApplicationFailure.retryable(
+      `${n.where}: application sessions ${stillAlive.join(', ')} of ${n.cfg.appUser} were still alive ${TERMINATE_DEADLINE_MS / 1000} s after pg_terminate_backend; the fence is set but not proven (retrying will try again)`,
+      DbFailure.NotConverged,
+    );
   }
+  return terminated;
 }
 
 /**
@@ -430,26 +407,19 @@ async function terminateAppSessions(admin: Client, n: ResolvedNode): Promise<num
  */
 async function proveFence(n: ResolvedNode): Promise<boolean> {
   return withAppSession(n, async (app, via) => {
+    let outcome: 'refused' | 'written';
     try {
-      await app.query(`SELECT nextval('${FENCE_PROBE}')`);
+      outcome = await attemptProbeWrite(app);
     } catch (err) {
-      if (sqlState(err) !== READ_ONLY_SQL_TRANSACTION) {
-        if (isConnectionError(err)) throw ApplicationFailure.retryable(`${n.where}: lost the connection while proving the fence: ${errorMessage(err)}`, DbFailure.Unreachable);
-        return false;
-      }
+      if (isConnectionError(err)) throw ApplicationFailure.retryable(`${n.where}: lost the connection while proving the fence: ${errorMessage(err)}`, DbFailure.Unreachable);
+      return false;
+    }
+    if (outcome === 'refused') {
       if (via === 'login') return true;
       // SET ROLE does not apply the role's own settings, which a real login would: look for one
       // that turns read-only off for the application role.
-      const { rows } = await app.query<{ overrides: number }>(
-        `SELECT count(*)::int AS overrides
-           FROM pg_db_role_setting AS s, unnest(s.setconfig) AS c
-          WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)
-            AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
-            AND c ILIKE 'default_transaction_read_only=%'
-            AND lower(split_part(c, '=', 2)) NOT IN ('on', 'true', 'yes', '1')`,
-        [n.cfg.appUser],
-      );
-      if (rows[0]!.overrides === 0) return true;
+      const own = await roleReadOnlySetting(app, n.cfg.appUser);
+      if (own.roleWide !== false && own.inDatabase !== false) return true;
       throw fenceNotVerified(n, `ALTER ROLE ${n.cfg.appUser} ... SET default_transaction_read_only overrides the fence for it`);
     }
     throw fenceNotVerified(n, `${n.cfg.appUser} could still write (nextval on ${FENCE_PROBE} succeeded): a role or database setting probably overrides it (ALTER ROLE/DATABASE ... RESET default_transaction_read_only; see pg_db_role_setting)`);

@@ -127,3 +127,108 @@ export function quoteIdent(name: string): string {
 export function sleepMs(ms: number): Promise<void> {
   return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fence's SQL, shared by the providers whose databases speak PostgreSQL (postgres-streaming,
+// and aurora-global on aurora-postgresql): the probe objects, ending the application's sessions,
+// the proof write, and the role settings that could undo a read-only default.
+
+/** Our objects live in a schema of their own so they never collide with the application's. */
+export const PROBE_SCHEMA = 'regionshift';
+/** nextval() on it is a write that leaves no row behind: the fence's proof probe. */
+export const FENCE_PROBE = `${PROBE_SCHEMA}.fence_probe`;
+/** One row per verify-writes: written as the application role and read back. */
+export const WRITE_PROBE = `${PROBE_SCHEMA}.probe`;
+
+/** The application role named in the config does not exist on the server. */
+export class MissingRoleError extends Error {
+  override name = 'MissingRoleError';
+  constructor(readonly role: string) {
+    super(`role ${role} does not exist`);
+  }
+}
+
+/** The schema, fence probe sequence and write probe table, usable by the application role. */
+export async function ensureProbeObjects(admin: Client, appUser: string): Promise<void> {
+  const app = quoteIdent(appUser);
+  // IF NOT EXISTS writes nothing when the objects exist; the grants are only issued when missing.
+  await admin.query(`CREATE SCHEMA IF NOT EXISTS ${PROBE_SCHEMA}`);
+  await admin.query(`CREATE SEQUENCE IF NOT EXISTS ${FENCE_PROBE}`);
+  await admin.query(
+    `CREATE TABLE IF NOT EXISTS ${WRITE_PROBE} (id uuid PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT now())`,
+  );
+  let privileges: { schema: boolean; seq: boolean; ins: boolean; sel: boolean };
+  try {
+    privileges = (
+      await admin.query<{ schema: boolean; seq: boolean; ins: boolean; sel: boolean }>(
+        `SELECT has_schema_privilege($1, '${PROBE_SCHEMA}', 'USAGE') AS schema,
+                has_sequence_privilege($1, '${FENCE_PROBE}', 'USAGE') AS seq,
+                has_table_privilege($1, '${WRITE_PROBE}', 'INSERT') AS ins,
+                has_table_privilege($1, '${WRITE_PROBE}', 'SELECT') AS sel`,
+        [appUser],
+      )
+    ).rows[0]!;
+  } catch (err) {
+    if (sqlState(err) === '42704') throw new MissingRoleError(appUser);
+    throw err;
+  }
+  if (!privileges.schema) await admin.query(`GRANT USAGE ON SCHEMA ${PROBE_SCHEMA} TO ${app}`);
+  if (!privileges.seq) await admin.query(`GRANT USAGE ON SEQUENCE ${FENCE_PROBE} TO ${app}`);
+  if (!privileges.ins || !privileges.sel) await admin.query(`GRANT SELECT, INSERT ON ${WRITE_PROBE} TO ${app}`);
+}
+
+/**
+ * Ends every session of `role` and waits until they are gone: a transaction opened before the
+ * fence could otherwise still commit (a read-only default only applies to new transactions).
+ * Returns how many were ended, and the pids still alive when the deadline passed.
+ */
+export async function terminateRoleSessions(
+  admin: Client,
+  role: string,
+  opts: { deadlineMs: number; pause: (ms: number) => Promise<void> },
+): Promise<{ terminated: number; stillAlive: number[] }> {
+  // pg_terminate_backend sits in the select list, so it only runs on rows the WHERE kept.
+  const { rows } = await admin.query<{ pid: number; signalled: boolean }>(
+    `SELECT pid, pg_terminate_backend(pid) AS signalled FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()`,
+    [role],
+  );
+  const pids = rows.filter((r) => r.signalled).map((r) => r.pid);
+  const deadline = Date.now() + opts.deadlineMs;
+  for (;;) {
+    const left = (await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).rows;
+    if (left.length === 0) return { terminated: pids.length, stillAlive: [] };
+    if (Date.now() > deadline) return { terminated: pids.length - left.length, stillAlive: left.map((r) => r.pid) };
+    await opts.pause(50);
+  }
+}
+
+/** The proof write: 'refused' when the server said read-only (25006), 'written' when it went through. */
+export async function attemptProbeWrite(session: Client): Promise<'refused' | 'written'> {
+  try {
+    await session.query(`SELECT nextval('${FENCE_PROBE}')`);
+    return 'written';
+  } catch (err) {
+    if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) return 'refused';
+    throw err;
+  }
+}
+
+/**
+ * default_transaction_read_only as the role's own settings give it for the current database:
+ * `on`/`off` from ALTER ROLE … [IN DATABASE …] SET (the database-specific one wins), or undefined
+ * when the role has none. A login as the role applies it; SET ROLE does not.
+ */
+export async function roleReadOnlySetting(session: Client, role: string): Promise<{ roleWide?: boolean; inDatabase?: boolean }> {
+  const { rows } = await session.query<{ db: boolean; value: string }>(
+    `SELECT s.setdatabase <> 0 AS db, lower(split_part(c, '=', 2)) AS value
+       FROM pg_db_role_setting AS s, unnest(s.setconfig) AS c
+      WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)
+        AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+        AND c ILIKE 'default_transaction_read_only=%'`,
+    [role],
+  );
+  const on = (v: string): boolean => ['on', 'true', 'yes', '1'].includes(v);
+  const wide = rows.find((r) => !r.db);
+  const inDb = rows.find((r) => r.db);
+  return { ...(wide ? { roleWide: on(wide.value) } : {}), ...(inDb ? { inDatabase: on(inDb.value) } : {}) };
+}

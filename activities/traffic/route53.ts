@@ -1,6 +1,9 @@
-// The Route 53 traffic provider: describe, shift and restore the record set that steers a
-// service's clients between regions. One weighted or failover record per region, told apart by
-// SetIdentifier (= region name), all of them CNAMEs to that region's endpoint.
+// The Route 53 traffic provider: describe, shift, drain and restore the record set that steers a
+// service's clients between regions, all of them CNAMEs to a region's endpoint:
+// - weighted and failover routing: one record per region, told apart by SetIdentifier (= region);
+// - geolocation routing: one record per location (SetIdentifier geo-<location>), each answering
+//   with the endpoint of the region configured for it; which region a record serves is read
+//   from its target.
 //
 // Behaviour taken from the AWS Route 53 API reference / developer guide (not from moto, which is
 // laxer on most of these points):
@@ -17,6 +20,9 @@
 // - Weights are integers 0..255; when every record of a weighted set has weight 0, Route 53
 //   answers with all of them with equal probability. A failover set holds at most one PRIMARY and
 //   one SECONDARY. A CNAME holds exactly one value.
+// - A geolocation record names a continent, a country (optionally a subdivision) or the default
+//   location (CountryCode "*"); Route 53 answers with the most specific match, and with no answer
+//   when nothing matches and there is no default record.
 import {
   ChangeResourceRecordSetsCommand,
   CreateHostedZoneCommand,
@@ -25,48 +31,44 @@ import {
   ListResourceRecordSetsCommand,
   Route53Client,
   type Change,
+  type GeoLocation as R53GeoLocation,
   type ListResourceRecordSetsCommandInput,
   type ResourceRecordSet,
 } from '@aws-sdk/client-route-53';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
-import type { Config, Route53Traffic, Service } from '../../src/config/schema';
-import type { RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState } from '../types';
+import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/config/schema';
+import { drainedWeights, MAX_WEIGHT, primaryRegionOf, undrainedWeights } from '../../src/traffic/plan';
+import { awsClientConfig } from '../aws/clients';
+import type {
+  DrainInput, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput,
+} from '../types';
 
-export type Route53Activities = Pick<RegionActivities, 'trafficDescribe' | 'trafficShift' | 'trafficRestore'>;
+export type Route53Activities = Pick<RegionActivities, 'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'>;
 
 export interface Route53Options {
   /** The worker's environment; only read to decide whether the local stack needs dummy credentials. */
   env?: NodeJS.ProcessEnv;
 }
 
-const MAX_WEIGHT = 255;
 const INSYNC_POLL_MS = 200;
 const INSYNC_DEADLINE_MS = 60_000;
-/** AWS errors that a retry cannot fix: the request itself is malformed or names nothing. */
-const NON_RETRYABLE_AWS_ERRORS = new Set(['InvalidInput', 'InvalidDomainName', 'NoSuchHostedZone', 'InvalidArgument']);
+/** AWS errors that a retry cannot fix: the request itself is malformed, names nothing, or is not allowed. */
+const NON_RETRYABLE_AWS_ERRORS = new Set(['InvalidInput', 'InvalidDomainName', 'NoSuchHostedZone', 'InvalidArgument', 'AccessDenied', 'AccessDeniedException', 'InvalidChangeBatch', 'NoSuchGeoLocation']);
 
 /** A Route 53 client built from the worker's own environment: credentials never travel in inputs. */
 export function createRoute53Client(traffic: Route53Traffic, env: NodeJS.ProcessEnv = process.env): Route53Client {
-  return new Route53Client({
-    region: 'us-east-1',
-    ...(traffic.endpointUrl ? { endpoint: traffic.endpointUrl } : {}),
-    // The local stack (moto) accepts any signature but the SDK still needs *some* credentials to
-    // sign with; without these it would walk the default chain to the instance metadata service
-    // and fail after its timeouts on a laptop. Real credentials in the env are used as they are.
-    ...(traffic.endpointUrl && !env.AWS_ACCESS_KEY_ID
-      ? { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } }
-      : {}),
-  });
+  // The Route 53 API is global and signed for us-east-1 (its control plane lives there).
+  return new Route53Client(awsClientConfig({ region: 'us-east-1', endpointUrl: traffic.endpointUrl, roleArn: traffic.roleArn }, env));
 }
 
 export function createRoute53Activities(config: Config, options: Route53Options = {}): Route53Activities {
   const env = options.env ?? process.env;
-  // One client per endpoint: services sharing AWS (or one moto) share connections.
+  // One client per endpoint and role: services sharing AWS (or one moto) share connections.
   const clients = new Map<string, Route53Client>();
   const clientFor = (traffic: Route53Traffic): Route53Client => {
-    const key = traffic.endpointUrl ?? '';
+    const key = `${traffic.endpointUrl ?? ''}|${traffic.roleArn ?? ''}`;
     let client = clients.get(key);
     if (!client) {
       client = createRoute53Client(traffic, env);
@@ -76,8 +78,26 @@ export function createRoute53Activities(config: Config, options: Route53Options 
   };
   const target = (service: string): Target => {
     const svc = findService(config, service);
-    return { service: svc, traffic: svc.traffic, client: clientFor(svc.traffic) };
+    const traffic = requireRoute53(svc);
+    return { service: svc, traffic, client: clientFor(traffic) };
   };
+
+  /** Writes `desired` over `current` (only the records that differ) and reports before and after. */
+  async function apply(t: Target, zoneId: string, current: RecordSetView, desired: TrafficRecord[], comment: string): Promise<ShiftResult> {
+    const before = current.state;
+    const changedRecords = desired.filter((rec) => !sameRecord(rec, recordFor(before, keyOf(rec))));
+    if (changedRecords.length === 0) {
+      // A retry after a crash lands here seconds after the real change, so the cache bound
+      // still matters to whoever waits on it.
+      return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
+    }
+    const changes = changedRecords.map((rec): Change => ({ Action: 'UPSERT', ResourceRecordSet: toRecordSet(t, current, rec) }));
+    const changeId = await applyChanges(t, zoneId, changes, comment);
+    const after = (await readRecordSet(t, zoneId)).state;
+    // Clients may hold the old answer of any record that changed for its TTL (and the old TTL).
+    const ttls = changedRecords.flatMap((rec) => [rec, recordFor(before, keyOf(rec))].filter((r): r is TrafficRecord => r !== undefined));
+    return { before, after, changeId, maxCachedSeconds: maxTtl(ttls), changed: true };
+  }
 
   return {
     async trafficDescribe({ service }: ServiceRef): Promise<TrafficState> {
@@ -96,27 +116,94 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       const zoneId = await requireZoneId(t);
       const current = await readRecordSet(t, zoneId);
       const before = current.state;
-      for (const region of [from, to]) requireKnownRegion(t, before, region);
-      const routing = routingOf(t, before);
-      if (routing !== t.traffic.routing) {
-        throw ApplicationFailure.nonRetryable(
-          `record ${t.traffic.recordName} of service ${service} uses ${routing} routing but the config says ${t.traffic.routing}: ` +
-            `fix traffic.routing or migrate the records (trafficRestore) before shifting`,
-          'RoutingMismatch',
-        );
+      const routing = checkRouting(t, before);
+      for (const region of [from, to]) requireKnownRegion(t, before, region, routing);
+      let desired: TrafficRecord[];
+      if (routing === 'weighted') {
+        const change = drainedWeights(before.records, from, to, t.traffic.drain);
+        if (change.nothingToMove) {
+          throw ApplicationFailure.nonRetryable(
+            `cannot shift traffic of service ${t.service.name} from ${from} to ${to}: neither receives traffic (record ${t.traffic.recordName}: ${describeState(before)}); ` +
+              `shift from the region that does`,
+            'NothingToShift',
+          );
+        }
+        desired = before.records.map((r) => ({ ...r, weight: change.weights.get(r.region) ?? 0 }));
+      } else if (routing === 'failover') {
+        desired = shiftFailover(before, from, to);
+      } else {
+        desired = repointGeo(t, before, from, to);
       }
-      const desired = routing === 'weighted' ? shiftWeights(t, before, from, to) : shiftFailover(before, from, to);
-      const changedRecords = desired.filter((rec) => !sameRecord(rec, recordFor(before, rec.region)));
-      if (changedRecords.length === 0) {
-        // A retry after a crash lands here seconds after the real change, so the cache bound
-        // still matters to whoever waits on it.
-        const involved = before.records.filter((r) => r.region === from || r.region === to);
-        return { before, after: before, maxCachedSeconds: maxTtl(involved), changed: false };
+      return apply(t, zoneId, current, desired, `regionshift: shift ${service} traffic from ${from} to ${to}`);
+    },
+
+    async trafficDrain({ service, region, to }: DrainInput): Promise<ShiftResult> {
+      const t = target(service);
+      if (to === region) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service} into itself: name another region as \`to\``, 'InvalidShift');
+      const zoneId = await requireZoneId(t);
+      const current = await readRecordSet(t, zoneId);
+      const before = current.state;
+      const routing = checkRouting(t, before);
+      requireKnownRegion(t, before, region, routing);
+      if (to !== undefined) requireKnownRegion(t, before, to, routing);
+      let desired: TrafficRecord[];
+      if (routing === 'weighted') {
+        if (t.traffic.drain === 'to-target' && to === undefined) {
+          throw ApplicationFailure.nonRetryable(
+            `cannot drain ${region} of service ${service}: traffic.drain is to-target, so name the region that takes its weight (\`to\`), or set traffic.drain: proportional`,
+            'InvalidShift',
+          );
+        }
+        const change = drainedWeights(before.records, region, to, t.traffic.drain);
+        desired = before.records.map((r) => ({ ...r, weight: change.weights.get(r.region) ?? 0 }));
+        if ([...change.weights.values()].every((w) => w === 0)) {
+          throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: it is the only region with traffic and no other region can take it`, 'NothingToShift');
+        }
+      } else if (routing === 'failover') {
+        const primary = before.records.find((r) => r.failover === 'PRIMARY');
+        if (primary?.region !== region) return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
+        const other = to ?? before.records.find((r) => r.region !== region)?.region;
+        if (!other) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: no other region has a failover record`, 'NothingToShift');
+        desired = shiftFailover(before, region, other);
+      } else {
+        const fallback = to ?? geoDefaultRegion(t);
+        if (fallback === undefined || fallback === region) {
+          throw ApplicationFailure.nonRetryable(
+            `cannot drain ${region} of service ${service}: it answers the default location, so name the region that takes over (\`to\`)`,
+            'InvalidShift',
+          );
+        }
+        desired = repointGeo(t, before, region, fallback);
       }
-      const changes = changedRecords.map((rec): Change => ({ Action: 'UPSERT', ResourceRecordSet: toRecordSet(current, rec) }));
-      const changeId = await applyChanges(t, zoneId, changes, `regionshift: shift ${service} traffic from ${from} to ${to}`);
-      const after = (await readRecordSet(t, zoneId)).state;
-      return { before, after, changeId, maxCachedSeconds: maxTtl(changedRecords), changed: true };
+      return apply(t, zoneId, current, desired, `regionshift: drain ${region} of ${service}`);
+    },
+
+    async trafficUndrain({ service, region }: UndrainInput): Promise<ShiftResult> {
+      const t = target(service);
+      const zoneId = await requireZoneId(t);
+      const current = await readRecordSet(t, zoneId);
+      const before = current.state;
+      const routing = checkRouting(t, before);
+      requireKnownRegion(t, before, region, routing);
+      let desired: TrafficRecord[];
+      if (routing === 'weighted') {
+        if (!t.traffic.weights) {
+          throw ApplicationFailure.nonRetryable(
+            `cannot undrain ${region} of service ${service}: its share is not configured; set traffic.weights, or restore the state the drain recorded (trafficRestore with its \`before\`)`,
+            'InvalidShift',
+          );
+        }
+        const weights = undrainedWeights(before.records, t.traffic.weights, region);
+        desired = before.records.map((r) => ({ ...r, weight: weights.get(r.region) ?? 0 }));
+      } else if (routing === 'failover') {
+        // A SECONDARY already takes traffic when the PRIMARY fails its health check; making it
+        // PRIMARY again is a shift (trafficShift), not an undrain.
+        return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
+      } else {
+        const own = new Set((t.traffic.geolocation ?? []).filter((rule) => rule.region === region && rule.location !== 'default').map((rule) => geoLabel(rule.location)));
+        desired = before.records.map((r) => (r.location !== undefined && own.has(r.location) ? { ...r, region, target: endpointOf(t, region) } : r));
+      }
+      return apply(t, zoneId, current, desired, `regionshift: undrain ${region} of ${service}`);
     },
 
     async trafficRestore({ service, state }: RestoreInput): Promise<TrafficState> {
@@ -126,19 +213,19 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       const current = await readRecordSet(t, zoneId);
       if (sameState(current.state, state)) return current.state;
       const changes: Change[] = [];
-      // Switching between weighted and failover cannot be an UPSERT (a name's records share one
+      // Switching between routing policies cannot be an UPSERT (a name's records share one
       // routing policy), so the whole set is replaced by DELETE + CREATE in the same atomic batch.
-      const restoresWeighted = state.records[0]?.weight !== undefined;
-      const kindChanges = current.state.records.some((now) => (now.weight !== undefined) !== restoresWeighted);
-      const wanted = new Set(state.records.map((r) => r.region));
-      for (const raw of current.raw) {
-        if (kindChanges || !wanted.has(raw.SetIdentifier ?? '')) changes.push({ Action: 'DELETE', ResourceRecordSet: raw });
-      }
+      const restoring = kindOf(state.records[0]!);
+      const kindChanges = current.state.records.some((now) => kindOf(now) !== restoring);
+      const wanted = new Set(state.records.map(keyOf));
+      current.state.records.forEach((now, i) => {
+        if (kindChanges || !wanted.has(keyOf(now))) changes.push({ Action: 'DELETE', ResourceRecordSet: current.raw[i]! });
+      });
       for (const rec of state.records) {
         if (kindChanges) {
-          changes.push({ Action: 'CREATE', ResourceRecordSet: toRecordSet(current, rec) });
-        } else if (!sameRecord(rec, recordFor(current.state, rec.region))) {
-          changes.push({ Action: 'UPSERT', ResourceRecordSet: toRecordSet(current, rec) });
+          changes.push({ Action: 'CREATE', ResourceRecordSet: toRecordSet(t, current, rec) });
+        } else if (!sameRecord(rec, recordFor(current.state, keyOf(rec)))) {
+          changes.push({ Action: 'UPSERT', ResourceRecordSet: toRecordSet(t, current, rec) });
         }
       }
       await applyChanges(t, zoneId, changes, `regionshift: restore ${service} traffic to ${describeState(state)}`);
@@ -166,14 +253,14 @@ export async function ensureTrafficRecords(
   options: Route53Options = {},
 ): Promise<EnsureResult> {
   const svc = findService(config, service);
-  const traffic = svc.traffic;
+  const traffic = requireRoute53(svc);
   if (!svc.regions.includes(primaryRegion)) {
     throw ApplicationFailure.nonRetryable(
       `cannot seed traffic for service ${service}: primary region ${primaryRegion} is not one of its regions (${svc.regions.join(', ')})`,
       'UnknownRegion',
     );
   }
-  const initial = initialRecords(svc, primaryRegion);
+  const initial = initialRecords(svc, traffic, primaryRegion);
   const client = createRoute53Client(traffic, options.env ?? process.env);
   try {
     const t: Target = { service: svc, traffic, client };
@@ -193,7 +280,7 @@ export async function ensureTrafficRecords(
     if (current.state.records.length > 0) return { hostedZoneId: zoneId, zoneCreated, recordsCreated: false, state: current.state };
     // CREATE rather than UPSERT: if another seeder won the race the batch fails instead of
     // overwriting, and the records it wrote are what we report.
-    const changes = initial.map((rec): Change => ({ Action: 'CREATE', ResourceRecordSet: toRecordSet(current, rec) }));
+    const changes = initial.map((rec): Change => ({ Action: 'CREATE', ResourceRecordSet: toRecordSet(t, current, rec) }));
     try {
       await applyChanges(t, zoneId, changes, `regionshift: seed ${service} traffic, primary ${primaryRegion}`);
     } catch (err) {
@@ -207,14 +294,9 @@ export async function ensureTrafficRecords(
   }
 }
 
-/** The region that receives writes: weighted, the highest weight above 0; failover, the PRIMARY. */
+/** The region that receives writes: weighted, the highest weight above 0; failover, the PRIMARY; geolocation, the default's. */
 export function currentPrimaryRegion(state: TrafficState): string | undefined {
-  let best: TrafficRecord | undefined;
-  for (const rec of state.records) {
-    if (rec.failover === 'PRIMARY') return rec.region;
-    if (rec.weight !== undefined && rec.weight > 0 && (best?.weight === undefined || rec.weight > best.weight)) best = rec;
-  }
-  return best?.region;
+  return primaryRegionOf(state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,10 +307,13 @@ interface Target {
   client: Route53Client;
 }
 
+type Routing = Route53Traffic['routing'];
+
 /** The records as Route 53 holds them (DELETE must repeat them exactly) and as the contract names them. */
 interface RecordSetView {
   /** The name as Route 53 spells it, reused on writes so a write never creates a look-alike. */
   name: string;
+  /** Same order as state.records. */
   raw: ResourceRecordSet[];
   state: TrafficState;
 }
@@ -242,6 +327,16 @@ function findService(config: Config, service: string): Service {
     );
   }
   return svc;
+}
+
+function requireRoute53(svc: Service): Route53Traffic {
+  if (svc.traffic.provider !== 'route53') {
+    throw ApplicationFailure.nonRetryable(
+      `service ${svc.name} steers traffic with ${svc.traffic.provider}, not Route 53 records: this call was routed to the wrong provider (activities/index.ts)`,
+      'UnknownService',
+    );
+  }
+  return svc.traffic;
 }
 
 /** Route 53 answers names lowercase with a trailing dot and escapes some characters as \ddd. */
@@ -359,13 +454,22 @@ async function readRecordSet(t: Target, zoneId: string): Promise<RecordSetView> 
     }
     start = next;
   }
-  const records = raw.map((rr) => toTrafficRecord(t, rr));
-  const order = (region: string): number => {
+  const pairs = raw.map((rr) => ({ rr, rec: toTrafficRecord(t, rr) }));
+  const regionOrder = (region: string): number => {
     const i = t.service.regions.indexOf(region);
     return i === -1 ? Number.MAX_SAFE_INTEGER : i;
   };
-  records.sort((a, b) => order(a.region) - order(b.region) || a.region.localeCompare(b.region));
-  return { name: raw[0]?.Name ?? fqdn(recordName).toLowerCase(), raw, state: { recordName, records } };
+  const rules = (t.traffic.geolocation ?? []).map((rule) => geoLabel(rule.location));
+  const locationOrder = (location: string): number => {
+    const i = rules.indexOf(location);
+    return i === -1 ? Number.MAX_SAFE_INTEGER : i;
+  };
+  pairs.sort((a, b) =>
+    a.rec.location !== undefined && b.rec.location !== undefined
+      ? locationOrder(a.rec.location) - locationOrder(b.rec.location) || a.rec.location.localeCompare(b.rec.location)
+      : regionOrder(a.rec.region) - regionOrder(b.rec.region) || a.rec.region.localeCompare(b.rec.region),
+  );
+  return { name: raw[0]?.Name ?? fqdn(recordName).toLowerCase(), raw: pairs.map((p) => p.rr), state: { recordName, records: pairs.map((p) => p.rec) } };
 }
 
 function toTrafficRecord(t: Target, rr: ResourceRecordSet): TrafficRecord {
@@ -377,15 +481,22 @@ function toTrafficRecord(t: Target, rr: ResourceRecordSet): TrafficRecord {
     );
   };
   if (rr.Type !== 'CNAME') return refuse(`it is a ${rr.Type ?? 'typeless'} record, regionshift manages CNAMEs to the regions' endpoints`);
-  if (!rr.SetIdentifier) return refuse('it has no SetIdentifier, which names the region');
+  if (!rr.SetIdentifier) return refuse('it has no SetIdentifier, which names the region (or, geolocation, the location)');
   if (rr.AliasTarget) return refuse('alias records are not supported');
   const values = rr.ResourceRecords ?? [];
   if (values.length !== 1 || !values[0]?.Value) return refuse(`a CNAME needs exactly one value, it has ${values.length}`);
   if (rr.TTL === undefined) return refuse('it has no TTL');
-  if ((rr.Weight === undefined) === (rr.Failover === undefined)) {
-    return refuse('it needs either a Weight or a Failover role (and not both)');
+  const policies = [rr.Weight !== undefined, rr.Failover !== undefined, rr.GeoLocation !== undefined].filter(Boolean).length;
+  if (policies !== 1) return refuse('it needs exactly one of a Weight, a Failover role or a GeoLocation');
+  const value = values[0].Value;
+  if (rr.GeoLocation) {
+    const location = labelOfR53(rr.GeoLocation);
+    if (!location) return refuse(`its GeoLocation ${JSON.stringify(rr.GeoLocation)} names no continent, country or default`);
+    const region = regionOfTarget(t, value);
+    if (!region) return refuse(`its target ${value} is none of the service's endpoints (${Object.entries(t.traffic.endpoints).map(([r, e]) => `${r}: ${e}`).join(', ')})`);
+    return { region, target: value, location, ttl: rr.TTL };
   }
-  const rec: TrafficRecord = { region: rr.SetIdentifier, target: values[0].Value, ttl: rr.TTL };
+  const rec: TrafficRecord = { region: rr.SetIdentifier, target: value, ttl: rr.TTL };
   if (rr.Weight !== undefined) rec.weight = rr.Weight;
   if (rr.Failover !== undefined) {
     if (rr.Failover !== 'PRIMARY' && rr.Failover !== 'SECONDARY') return refuse(`unknown failover role ${String(rr.Failover)}`);
@@ -394,32 +505,48 @@ function toTrafficRecord(t: Target, rr: ResourceRecordSet): TrafficRecord {
   return rec;
 }
 
+/** Weighted and failover records are keyed by region; geolocation records by location. */
+function keyOf(rec: TrafficRecord): string {
+  return rec.location ?? rec.region;
+}
+
+function kindOf(rec: TrafficRecord): Routing {
+  return rec.weight !== undefined ? 'weighted' : rec.failover !== undefined ? 'failover' : 'geolocation';
+}
+
+function rawFor(view: RecordSetView, key: string): ResourceRecordSet | undefined {
+  const i = view.state.records.findIndex((r) => keyOf(r) === key);
+  return i === -1 ? undefined : view.raw[i];
+}
+
 /** A record to write, keeping what the contract does not model (health checks) from the live record. */
-function toRecordSet(view: RecordSetView, rec: TrafficRecord): ResourceRecordSet {
-  const live = view.raw.find((rr) => rr.SetIdentifier === rec.region);
-  const { Weight: _w, Failover: _f, TTL: _t, ResourceRecords: _r, ...kept } = live ?? {};
+function toRecordSet(t: Target, view: RecordSetView, rec: TrafficRecord): ResourceRecordSet {
+  const live = rawFor(view, keyOf(rec));
+  const { Weight: _w, Failover: _f, GeoLocation: _g, TTL: _t, ResourceRecords: _r, ...kept } = live ?? {};
+  const kindKept = live && kindOf(rec) === kindOf(view.state.records[view.raw.indexOf(live)]!);
   return {
     ...kept,
     Name: view.name,
     Type: 'CNAME',
-    SetIdentifier: rec.region,
+    SetIdentifier: kindKept && live?.SetIdentifier ? live.SetIdentifier : rec.location !== undefined ? geoSetIdentifier(rec.location) : rec.region,
     TTL: rec.ttl,
     ResourceRecords: [{ Value: rec.target }],
     ...(rec.weight !== undefined ? { Weight: rec.weight } : {}),
     ...(rec.failover !== undefined ? { Failover: rec.failover } : {}),
+    ...(rec.location !== undefined ? { GeoLocation: r53OfLabel(t, rec.location) } : {}),
   };
 }
 
-function recordFor(state: TrafficState, region: string): TrafficRecord | undefined {
-  return state.records.find((r) => r.region === region);
+function recordFor(state: TrafficState, key: string): TrafficRecord | undefined {
+  return state.records.find((r) => keyOf(r) === key);
 }
 
 function sameRecord(a: TrafficRecord, b: TrafficRecord | undefined): boolean {
-  return b !== undefined && a.region === b.region && a.target === b.target && a.ttl === b.ttl && a.weight === b.weight && a.failover === b.failover;
+  return b !== undefined && a.region === b.region && a.target === b.target && a.ttl === b.ttl && a.weight === b.weight && a.failover === b.failover && a.location === b.location;
 }
 
 function sameState(a: TrafficState, b: TrafficState): boolean {
-  return a.records.length === b.records.length && b.records.every((rec) => sameRecord(rec, recordFor(a, rec.region)));
+  return a.records.length === b.records.length && b.records.every((rec) => sameRecord(rec, recordFor(a, keyOf(rec))));
 }
 
 function maxTtl(records: TrafficRecord[]): number {
@@ -427,54 +554,40 @@ function maxTtl(records: TrafficRecord[]): number {
 }
 
 function describeState(state: TrafficState): string {
-  return state.records.map((r) => `${r.region}=${r.weight ?? r.failover}`).join(' ');
+  return state.records.map((r) => `${r.location !== undefined ? `${r.location}→` : ''}${r.region}${r.location !== undefined ? '' : `=${r.weight ?? r.failover}`}`).join(' ');
 }
 
-function requireKnownRegion(t: Target, state: TrafficState, region: string): void {
+function requireKnownRegion(t: Target, state: TrafficState, region: string, routing: Routing): void {
   const inConfig = t.service.regions.includes(region);
-  const inRecords = recordFor(state, region) !== undefined;
+  // A geolocation region may answer no location right now (it takes over when another drains).
+  const inRecords = routing === 'geolocation' || state.records.some((r) => r.region === region);
   if (inConfig && inRecords) return;
   const where = !inConfig && !inRecords ? 'neither a region of the service nor in its records' : !inConfig ? 'not a region of the service in the config' : 'in the config but has no record';
   throw ApplicationFailure.nonRetryable(
     `cannot shift traffic of service ${t.service.name}: region ${region} is ${where} (record ${t.traffic.recordName} has ` +
-      `${state.records.map((r) => r.region).join(', ') || 'no records'}; config regions ${t.service.regions.join(', ')})`,
+      `${[...new Set(state.records.map((r) => r.region))].join(', ') || 'no records'}; config regions ${t.service.regions.join(', ')})`,
     'UnknownRegion',
   );
 }
 
-function routingOf(t: Target, state: TrafficState): 'weighted' | 'failover' {
-  const weighted = state.records.filter((r) => r.weight !== undefined).length;
-  if (weighted === state.records.length) return 'weighted';
-  if (weighted === 0) return 'failover';
-  throw ApplicationFailure.nonRetryable(
-    `record ${t.traffic.recordName} of service ${t.service.name} mixes weighted and failover records; Route 53 should not allow this, fix the zone by hand`,
-    'UnmappableRecord',
-  );
-}
-
-/** `to` takes over `from`'s share; every other region keeps its own. */
-function shiftWeights(t: Target, state: TrafficState, from: string, to: string): TrafficRecord[] {
-  // All-zero weights mean equal shares in Route 53, so read them as 1 each to keep the shares.
-  const allZero = state.records.every((r) => r.weight === 0);
-  const weights = new Map(state.records.map((r) => [r.region, allZero ? 1 : (r.weight ?? 0)]));
-  const fromWeight = weights.get(from) ?? 0;
-  const toWeight = weights.get(to) ?? 0;
-  if (fromWeight === 0) {
-    if (toWeight > 0) return state.records;
+/** The routing the live records use, which must be the one the config says. */
+function checkRouting(t: Target, state: TrafficState): Routing {
+  const kinds = new Set(state.records.map(kindOf));
+  if (kinds.size > 1) {
     throw ApplicationFailure.nonRetryable(
-      `cannot shift traffic of service ${t.service.name} from ${from} to ${to}: neither receives traffic (record ${t.traffic.recordName}: ${describeState(state)}); ` +
-        `shift from the region that does`,
-      'NothingToShift',
+      `record ${t.traffic.recordName} of service ${t.service.name} mixes ${[...kinds].join(' and ')} records; Route 53 should not allow this, fix the zone by hand`,
+      'UnmappableRecord',
     );
   }
-  weights.set(to, toWeight + fromWeight);
-  weights.set(from, 0);
-  const top = toWeight + fromWeight;
-  if (top > MAX_WEIGHT) {
-    // Scale everyone so the ratios survive the 255 cap; a region with traffic keeps at least 1.
-    for (const [region, w] of weights) weights.set(region, w === 0 ? 0 : Math.max(1, Math.round((w * MAX_WEIGHT) / top)));
+  const routing = [...kinds][0] ?? t.traffic.routing;
+  if (routing !== t.traffic.routing) {
+    throw ApplicationFailure.nonRetryable(
+      `record ${t.traffic.recordName} of service ${t.service.name} uses ${routing} routing but the config says ${t.traffic.routing}: ` +
+        `fix traffic.routing or migrate the records (trafficRestore) before shifting`,
+      'RoutingMismatch',
+    );
   }
-  return state.records.map((r) => ({ ...r, weight: weights.get(r.region) ?? 0 }));
+  return routing;
 }
 
 function shiftFailover(state: TrafficState, from: string, to: string): TrafficRecord[] {
@@ -483,11 +596,67 @@ function shiftFailover(state: TrafficState, from: string, to: string): TrafficRe
   );
 }
 
-function initialRecords(svc: Service, primaryRegion: string): TrafficRecord[] {
-  const { traffic } = svc;
+/** Every location `from` answers is answered by `to`; the other locations keep their region. */
+function repointGeo(t: Target, state: TrafficState, from: string, to: string): TrafficRecord[] {
+  return state.records.map((r) => (r.region === from ? { ...r, region: to, target: endpointOf(t, to) } : r));
+}
+
+function endpointOf(t: Target, region: string): string {
+  const endpoint = t.traffic.endpoints[region];
+  if (!endpoint) {
+    throw ApplicationFailure.nonRetryable(`service ${t.service.name} has no traffic endpoint for region ${region}; add traffic.endpoints.${region}`, 'UnknownRegion');
+  }
+  return endpoint;
+}
+
+function regionOfTarget(t: Target, value: string): string | undefined {
+  return Object.entries(t.traffic.endpoints).find(([, endpoint]) => sameName(endpoint, value))?.[0];
+}
+
+function geoDefaultRegion(t: Target): string | undefined {
+  return t.traffic.geolocation?.find((rule) => rule.location === 'default')?.region;
+}
+
+/** default, continent:EU, country:DE, country:US-CA: what a location is called in TrafficRecord.location. */
+export function geoLabel(location: GeoLocation): string {
+  if (location === 'default') return 'default';
+  if ('continent' in location) return `continent:${location.continent}`;
+  return `country:${location.country}${location.subdivision ? `-${location.subdivision}` : ''}`;
+}
+
+function labelOfR53(geo: R53GeoLocation): string | undefined {
+  if (geo.CountryCode === '*') return 'default';
+  if (geo.ContinentCode) return `continent:${geo.ContinentCode}`;
+  if (geo.CountryCode) return `country:${geo.CountryCode}${geo.SubdivisionCode ? `-${geo.SubdivisionCode}` : ''}`;
+  return undefined;
+}
+
+function r53OfLabel(t: Target, label: string): R53GeoLocation {
+  if (label === 'default') return { CountryCode: '*' };
+  const m = /^(continent|country):([A-Z]{2})(?:-([A-Z0-9]{1,3}))?$/.exec(label);
+  if (!m) {
+    throw ApplicationFailure.nonRetryable(`service ${t.service.name}: "${label}" is not a location (default, continent:EU, country:DE, country:US-CA)`, 'InvalidTrafficState');
+  }
+  if (m[1] === 'continent') return { ContinentCode: m[2] };
+  return { CountryCode: m[2], ...(m[3] ? { SubdivisionCode: m[3] } : {}) };
+}
+
+function geoSetIdentifier(label: string): string {
+  return `geo-${label.replace(':', '-')}`;
+}
+
+function initialRecords(svc: Service, traffic: Route53Traffic, primaryRegion: string): TrafficRecord[] {
   const record = (region: string): TrafficRecord => ({ region, target: traffic.endpoints[region] ?? '', ttl: traffic.ttl });
   if (traffic.routing === 'weighted') {
-    return svc.regions.map((region) => ({ ...record(region), weight: region === primaryRegion ? 100 : 0 }));
+    const configured = traffic.weights;
+    return svc.regions.map((region) => ({ ...record(region), weight: configured ? (configured[region] ?? 0) : region === primaryRegion ? 100 : 0 }));
+  }
+  if (traffic.routing === 'geolocation') {
+    // The default location follows the writer; the others answer from the region configured for them.
+    return (traffic.geolocation ?? []).map((rule) => {
+      const region = rule.location === 'default' ? primaryRegion : rule.region;
+      return { ...record(region), location: geoLabel(rule.location) };
+    });
   }
   if (svc.regions.length !== 2) {
     throw ApplicationFailure.nonRetryable(
@@ -507,23 +676,26 @@ function validateRestoreState(t: Target, state: TrafficState): void {
   const problems: string[] = [];
   if (!sameName(state.recordName, t.traffic.recordName)) problems.push(`it is for record ${state.recordName}, the service's record is ${t.traffic.recordName}`);
   if (state.records.length === 0) problems.push('it has no records, and restoring it would take the service out of DNS');
-  const regions = new Set<string>();
+  const keys = new Set<string>();
   for (const rec of state.records) {
-    const at = `record ${rec.region || '(no region)'}`;
+    const at = rec.location !== undefined ? `record ${rec.location}` : `record ${rec.region || '(no region)'}`;
     if (!rec.region) problems.push(`${at}: no region`);
-    if (regions.has(rec.region)) problems.push(`${at}: listed twice`);
-    regions.add(rec.region);
+    if (keys.has(keyOf(rec))) problems.push(`${at}: listed twice`);
+    keys.add(keyOf(rec));
     if (!rec.target) problems.push(`${at}: no target`);
     if (!Number.isInteger(rec.ttl) || rec.ttl < 0) problems.push(`${at}: TTL ${rec.ttl} is not a whole number of seconds`);
-    if ((rec.weight === undefined) === (rec.failover === undefined)) problems.push(`${at}: needs either a weight or a failover role`);
+    const policies = [rec.weight !== undefined, rec.failover !== undefined, rec.location !== undefined].filter(Boolean).length;
+    if (policies !== 1) problems.push(`${at}: needs exactly one of a weight, a failover role or a location`);
     if (rec.weight !== undefined && (!Number.isInteger(rec.weight) || rec.weight < 0 || rec.weight > MAX_WEIGHT)) problems.push(`${at}: weight ${rec.weight} is not in 0..255`);
     if (rec.failover !== undefined && rec.failover !== 'PRIMARY' && rec.failover !== 'SECONDARY') problems.push(`${at}: failover ${String(rec.failover)} is not PRIMARY or SECONDARY`);
+    if (rec.location !== undefined && !/^(default|(continent|country):[A-Z]{2}(-[A-Z0-9]{1,3})?)$/.test(rec.location)) problems.push(`${at}: "${rec.location}" is not a location (default, continent:EU, country:DE, country:US-CA)`);
   }
-  const weighted = state.records.filter((r) => r.weight !== undefined).length;
-  if (weighted !== 0 && weighted !== state.records.length) problems.push('it mixes weighted and failover records');
+  const kinds = new Set(state.records.map(kindOf));
+  if (kinds.size > 1) problems.push(`it mixes ${[...kinds].join(' and ')} records`);
   for (const role of ['PRIMARY', 'SECONDARY'] as const) {
     if (state.records.filter((r) => r.failover === role).length > 1) problems.push(`it has more than one ${role}`);
   }
+  if (kinds.has('geolocation') && !state.records.some((r) => r.location === 'default')) problems.push('it has no default location, so clients elsewhere would get no answer');
   if (problems.length > 0) {
     throw ApplicationFailure.nonRetryable(`cannot restore traffic of service ${t.service.name}: ${problems.join('; ')}`, 'InvalidTrafficState');
   }

@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
 import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import type { Mode, RunRecord } from '../runbook/types';
+import { chooseTargetByPolicy } from '../runs/auto-target';
 import { awaitRecord, buildRunInput, connect, InputError, startRun } from '../runs/client';
 import { config, guard, requester } from './common';
 import { EXIT } from './exit';
 import { formatRecord, runUiUrl, stepLine } from './report';
 
-const USAGE = 'usage: regionshift failover --service S --to REGION [--from REGION] [--mode planned|unplanned] [--dry-run] [--join] [--no-wait] [--by NAME] [--json]';
+const USAGE = 'usage: regionshift failover --service S --to REGION|auto [--from REGION] [--mode planned|unplanned] [--dry-run] [--join] [--no-wait] [--by NAME] [--json]';
 
 export function failoverCommand(argv: string[], forceDryRun = false): Promise<number> {
   const json = argv.includes('--json');
@@ -26,11 +27,16 @@ export function failoverCommand(argv: string[], forceDryRun = false): Promise<nu
     if (values.mode !== 'planned' && values.mode !== 'unplanned') throw new InputError(`--mode is planned or unplanned, not "${values.mode}"`);
     const cfg = config(values.config);
     const runbook = loadRunbook(values.runbook ?? builtinRunbookPath('failover'));
+    let client: Awaited<ReturnType<typeof connect>> | undefined;
+    const base = { service: values.service, source: values.from, mode: values.mode as Mode, requestedBy: requester(values.by), trigger: values.trigger };
+    // --to auto: the target policy picks (healthy, least lag, residency-allowed) from a dry run's topology.
+    const auto = values.to === 'auto' ? await chooseTargetByPolicy((client = await connect(cfg)), cfg, runbook, base) : undefined;
+    if (auto && !json) console.log(`target: ${auto.reason}`);
     const input = buildRunInput(cfg, runbook, {
-      service: values.service, target: values.to, source: values.from, mode: values.mode as Mode,
+      service: values.service, target: auto?.target ?? values.to, source: values.from, mode: values.mode as Mode,
       dryRun: forceDryRun || values['dry-run'], requestedBy: requester(values.by), trigger: values.trigger,
     });
-    const client = await connect(cfg);
+    client ??= await connect(cfg);
     const run = await startRun(client, input, { join: values.join });
     const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, run.workflowId, run.runId);
     if (!json) console.log(`${run.started ? 'started' : 'joined'} ${run.workflowId} (run ${run.runId})\n  ${uiUrl}`);

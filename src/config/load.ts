@@ -96,6 +96,7 @@ export function loadConfig(file = configPath()): Config {
   const config = loadYamlFile(file, Config).value;
   const base = dirname(resolve(file));
   for (const service of config.services) {
+    if (service.database.provider !== 'postgres-streaming') continue;
     for (const node of Object.values(service.database.regions)) node.dataDir = resolve(base, node.dataDir);
   }
   return config;

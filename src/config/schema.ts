@@ -1,6 +1,8 @@
 // The shape of regionshift.yaml (services, their regions, providers and policies) and of
 // runbooks/<kind>.yaml. Validated when loaded; see load.ts for how errors are reported.
 import { z } from 'zod';
+import { residencyRuleOf } from '../policy/residency';
+import { ServiceTriggers, Triggers } from './triggers';
 
 const regionName = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'a region name like us-west-2');
 const duration = z
@@ -28,17 +30,112 @@ export const PostgresStreamingDatabase = z.strictObject({
   regions: z.record(regionName, PostgresRegion),
 });
 
+const roleArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+/, 'an IAM role ARN like arn:aws:iam::123456789012:role/regionshift-worker');
+
+/** One region's member of an Aurora global database, as that region's worker reaches it. */
+export const AuroraRegion = z.strictObject({
+  /** The regional DB cluster's identifier (DescribeDBClusters in this region). */
+  clusterIdentifier: z.string().min(1),
+  /** Its ARN; read from DescribeDBClusters when absent. */
+  clusterArn: z.string().regex(/^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:.+/, 'a DB cluster ARN like arn:aws:rds:us-west-2:123456789012:cluster:ledger-west').optional(),
+  /**
+   * The cluster's writer endpoint, for what needs SQL: the database-level fence, verifying
+   * writes, and lagMetric aurora_global_db_status. Absent: those fall back to the AWS APIs only.
+   */
+  writerEndpoint: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).default(5432),
+  database: z.string().default('postgres'),
+  /** Role the application writes as; the database-level fence makes it read-only. */
+  appUser: z.string().default('app'),
+  /** Role the worker connects as (the cluster's master user, or one granted rds_superuser). */
+  adminUser: z.string().default('postgres'),
+  /** Name of an environment variable on this region's worker holding adminUser's password. */
+  passwordEnv: z.string().optional(),
+  /** A role this region's worker assumes for its AWS calls; absent: the default credential chain. */
+  roleArn: roleArn.optional(),
+});
+
+export const AuroraGlobalDatabase = z.strictObject({
+  provider: z.literal('aurora-global'),
+  engine: z.enum(['aurora-postgresql', 'aurora-mysql']).default('aurora-postgresql'),
+  globalClusterIdentifier: z.string().min(1),
+  regions: z.record(regionName, AuroraRegion),
+  /**
+   * Where replication lag (the RPO gate, waitForLag, target-by-policy) is read: the CloudWatch
+   * metric AuroraGlobalDBRPOLag (Aurora PostgreSQL), AuroraGlobalDBReplicationLag (older Aurora
+   * MySQL), both from the secondary's region; or SQL aurora_global_db_status() on the writer
+   * endpoint (Aurora PostgreSQL, needs writerEndpoint).
+   */
+  lagMetric: z.enum(['AuroraGlobalDBRPOLag', 'AuroraGlobalDBReplicationLag', 'aurora_global_db_status']).default('AuroraGlobalDBRPOLag'),
+  /** CloudWatch period of the lag metric: 60 for Aurora's standard-resolution metrics. */
+  lagMetricPeriodSeconds: z.number().int().min(1).default(60),
+  /**
+   * When SwitchoverGlobalCluster / FailoverGlobalCluster is unavailable or Aurora cancels it:
+   * detach the target (RemoveFromGlobalCluster) and fence the old primary, or fail the step.
+   */
+  fallback: z.enum(['detach-and-promote', 'none']).default('detach-and-promote'),
+  /**
+   * Fence at the network edge too: switch the region's Route 53 ARC routing control Off (needs
+   * traffic.provider route53-arc). Best effort when the region is down; recorded either way.
+   */
+  edgeFence: z.enum(['none', 'routing-control']).default('none'),
+  /** After an unplanned failover the rds:unplanned-global-failover-… snapshot is copied to <prefix>-<cluster>-<time>. */
+  preserveSnapshotPrefix: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]*$/, 'letters, digits and dashes, starting with a letter').default('regionshift-preserved'),
+  /** Overrides the RDS and CloudWatch endpoint (moto in the local stack). */
+  endpointUrl: z.string().url().optional(),
+});
+
+export const Database = z.discriminatedUnion('provider', [PostgresStreamingDatabase, AuroraGlobalDatabase]);
+
+const continent = z.enum(['AF', 'AN', 'AS', 'EU', 'NA', 'OC', 'SA']);
+/** A Route 53 geolocation: a continent, a country (ISO 3166 alpha-2) with an optional subdivision, or the default. */
+export const GeoLocation = z.union([
+  z.literal('default'),
+  z.strictObject({ continent }),
+  z.strictObject({ country: z.string().regex(/^[A-Z]{2}$/, 'a two-letter country code like DE'), subdivision: z.string().regex(/^[A-Z0-9]{1,3}$/, 'a subdivision code like CA').optional() }),
+]);
+
 export const Route53Traffic = z.strictObject({
   provider: z.literal('route53'),
   hostedZone: z.string().min(1),
   recordName: z.string().min(1),
-  routing: z.enum(['weighted', 'failover']).default('weighted'),
+  routing: z.enum(['weighted', 'failover', 'geolocation']).default('weighted'),
   ttl: z.number().int().min(0).default(30),
   /** Per region, the CNAME target clients are sent to. */
   endpoints: z.record(regionName, z.string().min(1)),
+  /** weighted: each region's weight when every region is in service (seeding, undrain). Default: the first region 100, the others 0. */
+  weights: z.record(regionName, z.number().int().min(0).max(255)).optional(),
+  /** geolocation: which region answers which location; one rule must be `default`. */
+  geolocation: z.array(z.strictObject({ location: GeoLocation, region: regionName })).optional(),
+  /**
+   * weighted: where a drained region's weight goes. proportional: spread over the other regions
+   * in proportion to their weights (all to the target when none has any); to-target: all of it
+   * to the failover target.
+   */
+  drain: z.enum(['proportional', 'to-target']).default('proportional'),
   /** Overrides the AWS endpoint (moto in the local stack). */
   endpointUrl: z.string().url().optional(),
+  /** A role the workers assume for Route 53 calls; absent: the default credential chain. */
+  roleArn: roleArn.optional(),
 });
+
+/**
+ * Route 53 Application Recovery Controller: traffic moves by switching routing controls On and
+ * Off through the cluster's data plane (five regional endpoints), not by editing records.
+ */
+export const Route53ArcTraffic = z.strictObject({
+  provider: z.literal('route53-arc'),
+  /** The cluster's regional data-plane endpoints, tried in turn (aws route53-recovery-control-config describe-cluster). */
+  clusterEndpoints: z.array(z.strictObject({ url: z.string().url(), region: regionName })).min(1, 'an ARC cluster has at least one endpoint'),
+  /** Per region, the routing control that lets clients reach it. */
+  routingControls: z.record(regionName, z.string().regex(/^arn:aws[a-z-]*:route53-recovery-control::\d{12}:controlpanel\/[a-z0-9]+\/routingcontrol\/[a-z0-9]+$/, 'a routing control ARN')),
+  /** TTL of the DNS records the routing controls gate: how long clients may keep the old answer. */
+  ttl: z.number().int().min(0).default(30),
+  /** A role the workers assume for ARC calls; absent: the default credential chain. */
+  roleArn: roleArn.optional(),
+});
+
+export const Traffic = z.discriminatedUnion('provider', [Route53Traffic, Route53ArcTraffic]);
 
 const approvalRequirement = z.enum(['none', 'required']);
 
@@ -57,28 +154,115 @@ export const Policy = z.strictObject({
   /** How long to wait for the target to replay everything the fenced source wrote. */
   lagTimeout: duration.default('60s'),
   cooldown: duration.default('5m'),
+  /**
+   * The service's data-residency rule, filled in when the config is parsed (from dataResidency and
+   * residency.classes; not written by hand). It travels with the policy into every run however the
+   * run is started (CLI, Slack, the guardian), so the runbook's preflight can refuse a target
+   * outside it.
+   */
+  residency: z.strictObject({ class: z.string(), allowedRegions: z.array(z.string()), allowOutside: z.boolean() }).optional(),
 });
 
 export const Service = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9-]*$/, 'lowercase letters, digits and dashes'),
   /** Region names in order of preference as failover targets; the first is the initial primary. */
   regions: z.array(regionName).min(2, 'a service needs at least two regions'),
-  database: PostgresStreamingDatabase,
-  traffic: Route53Traffic,
+  database: Database,
+  traffic: Traffic,
   policy: Policy.default(Policy.parse({})),
+  /** The data-residency class of the service's data: a key of the top-level residency.classes. */
+  dataResidency: z.strictObject({ class: z.string().min(1) }).optional(),
+  /** Alarms that concern the service, debounce, and the approval policy of alarm and Slack runs (triggers.ts). */
+  triggers: ServiceTriggers.optional(),
 }).superRefine((svc, ctx) => {
-  // Every region the service runs in needs a database node and a traffic endpoint.
+  // Every region the service runs in needs a database node and a way to send it traffic.
   for (const region of svc.regions) {
     if (!svc.database.regions[region]) {
       ctx.addIssue({ code: 'custom', path: ['database', 'regions'], message: `no entry for region ${region}` });
     }
-    if (!svc.traffic.endpoints[region]) {
+    if (svc.traffic.provider === 'route53' && !svc.traffic.endpoints[region]) {
       ctx.addIssue({ code: 'custom', path: ['traffic', 'endpoints'], message: `no entry for region ${region}` });
+    }
+    if (svc.traffic.provider === 'route53-arc' && !svc.traffic.routingControls[region]) {
+      ctx.addIssue({ code: 'custom', path: ['traffic', 'routingControls'], message: `no routing control for region ${region}` });
     }
   }
   if (new Set(svc.regions).size !== svc.regions.length) {
     ctx.addIssue({ code: 'custom', path: ['regions'], message: 'a region is listed twice' });
   }
+  const notARegion = (path: (string | number)[], region: string, what: string): void => {
+    if (!svc.regions.includes(region)) ctx.addIssue({ code: 'custom', path, message: `${what} ${region} is not one of the service's regions (${svc.regions.join(', ')})` });
+  };
+  const db = svc.database;
+  if (db.provider === 'aurora-global') {
+    const arns = new Set<string>();
+    for (const [region, member] of Object.entries(db.regions)) {
+      notARegion(['database', 'regions', region], region, 'region');
+      const arnRegion = member.clusterArn?.split(':')[3];
+      if (arnRegion && arnRegion !== region) {
+        ctx.addIssue({ code: 'custom', path: ['database', 'regions', region, 'clusterArn'], message: `the ARN is in region ${arnRegion}, not ${region}` });
+      }
+      if (member.clusterArn && arns.has(member.clusterArn)) ctx.addIssue({ code: 'custom', path: ['database', 'regions', region, 'clusterArn'], message: 'the same cluster is named for two regions' });
+      if (member.clusterArn) arns.add(member.clusterArn);
+      if (db.engine === 'aurora-mysql' && member.writerEndpoint) {
+        ctx.addIssue({ code: 'custom', path: ['database', 'regions', region, 'writerEndpoint'], message: 'SQL access (database-level fence, verify, aurora_global_db_status) is implemented for aurora-postgresql only; remove writerEndpoint, and fence at the edge (edgeFence: routing-control)' });
+      }
+    }
+    // The database-level fence is a role setting, which Aurora replicates to every secondary: the
+    // promoted target must be reachable by SQL too so that promotion can lift it.
+    const withSql = Object.values(db.regions).filter((m) => m.writerEndpoint).length;
+    if (withSql > 0 && withSql < Object.keys(db.regions).length) {
+      ctx.addIssue({ code: 'custom', path: ['database', 'regions'], message: 'give every region a writerEndpoint or none: the database-level fence replicates to the secondaries, and promotion lifts it on the new writer' });
+    }
+    if (db.lagMetric === 'aurora_global_db_status' && (db.engine !== 'aurora-postgresql' || withSql === 0)) {
+      ctx.addIssue({ code: 'custom', path: ['database', 'lagMetric'], message: 'aurora_global_db_status needs engine aurora-postgresql and a writerEndpoint for every region; use AuroraGlobalDBRPOLag (CloudWatch) otherwise' });
+    }
+    if (db.lagMetric === 'AuroraGlobalDBReplicationLag' && db.engine !== 'aurora-mysql') {
+      ctx.addIssue({ code: 'custom', path: ['database', 'lagMetric'], message: 'AuroraGlobalDBReplicationLag is published for Aurora MySQL; Aurora PostgreSQL publishes AuroraGlobalDBRPOLag' });
+    }
+    if (db.edgeFence === 'routing-control' && svc.traffic.provider !== 'route53-arc') {
+      ctx.addIssue({ code: 'custom', path: ['database', 'edgeFence'], message: 'edgeFence routing-control switches the region\'s ARC routing control: it needs traffic.provider route53-arc' });
+    }
+  }
+  const traffic = svc.traffic;
+  if (traffic.provider === 'route53') {
+    for (const region of Object.keys(traffic.weights ?? {})) notARegion(['traffic', 'weights', region], region, 'weights names region');
+    if (traffic.weights && Object.values(traffic.weights).every((w) => w === 0)) {
+      ctx.addIssue({ code: 'custom', path: ['traffic', 'weights'], message: 'every weight is 0: give at least one region a weight above 0' });
+    }
+    if (traffic.routing !== 'weighted' && traffic.weights) {
+      ctx.addIssue({ code: 'custom', path: ['traffic', 'weights'], message: `weights apply to weighted routing, not ${traffic.routing}` });
+    }
+    if (traffic.routing === 'failover' && svc.regions.length !== 2) {
+      ctx.addIssue({ code: 'custom', path: ['traffic', 'routing'], message: `failover routing takes exactly two regions (a PRIMARY and a SECONDARY), the service has ${svc.regions.length}; use weighted or geolocation routing` });
+    }
+    if (traffic.routing === 'geolocation') {
+      const rules = traffic.geolocation ?? [];
+      if (rules.length === 0) ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation'], message: 'geolocation routing needs rules: a list of { location, region }, one of them with location: default' });
+      else if (!rules.some((r) => r.location === 'default')) ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation'], message: 'no rule with location: default, so clients outside every listed location would get no answer' });
+      const seen = new Set<string>();
+      rules.forEach((rule, i) => {
+        notARegion(['traffic', 'geolocation', i, 'region'], rule.region, 'geolocation rule names region');
+        const key = JSON.stringify(rule.location);
+        if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation', i, 'location'], message: `location ${key} is listed twice` });
+        seen.add(key);
+      });
+    } else if (traffic.geolocation) {
+      ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation'], message: `geolocation rules apply to routing: geolocation, not ${traffic.routing}` });
+    }
+  } else {
+    for (const region of Object.keys(traffic.routingControls)) notARegion(['traffic', 'routingControls', region], region, 'routingControls names region');
+  }
+});
+
+/**
+ * A data-residency class: where data of that class may live. A failover target outside
+ * allowedRegions is refused unless allowOutside is set (an explicit, reviewable exception).
+ * allowedRegions entries are region names or prefixes ending in `*` (eu-*).
+ */
+export const ResidencyClass = z.strictObject({
+  allowedRegions: z.array(z.string().regex(/^[a-z]{2}(-[a-z]+)*(-\d+|-?\*)$/, 'a region name like eu-west-1, or a prefix like eu-*')).min(1),
+  allowOutside: z.boolean().default(false),
 });
 
 export const Config = z.strictObject({
@@ -97,11 +281,57 @@ export const Config = z.strictObject({
       motoPort: z.number().int().default(5055),
     })
     .default({ temporalPort: 7233, temporalUiPort: 8233, motoPort: 5055 }),
+  /** Data-residency classes services refer to with dataResidency.class. */
+  residency: z.strictObject({ classes: z.record(z.string().min(1), ResidencyClass) }).optional(),
+  /** The alarm intake, the health watcher and the Slack bot (triggers.ts). */
+  triggers: Triggers.optional(),
   services: z.array(Service).min(1),
+}).superRefine((config, ctx) => {
+  config.services.forEach((svc, i) => {
+    const cls = svc.dataResidency?.class;
+    if (cls !== undefined && !config.residency?.classes[cls]) {
+      const known = Object.keys(config.residency?.classes ?? {});
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'dataResidency', 'class'], message: `unknown residency class "${cls}"; define it under residency.classes (known: ${known.join(', ') || 'none'})` });
+    }
+    const given = svc.policy.residency;
+    if (given !== undefined && JSON.stringify(given) !== JSON.stringify(residencyRuleOf(config, svc))) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'policy', 'residency'], message: 'policy.residency is derived from dataResidency and residency.classes: remove it and set those instead' });
+    }
+  });
+}).transform((config) => {
+  for (const svc of config.services) {
+    const rule = residencyRuleOf(config, svc);
+    if (rule) svc.policy = { ...svc.policy, residency: rule };
+  }
+  return config;
 });
 
 export type PostgresRegion = z.infer<typeof PostgresRegion>;
+export type PostgresStreamingDatabase = z.infer<typeof PostgresStreamingDatabase>;
+export type AuroraRegion = z.infer<typeof AuroraRegion>;
+export type AuroraGlobalDatabase = z.infer<typeof AuroraGlobalDatabase>;
+export type Database = z.infer<typeof Database>;
+export type GeoLocation = z.infer<typeof GeoLocation>;
 export type Route53Traffic = z.infer<typeof Route53Traffic>;
+export type Route53ArcTraffic = z.infer<typeof Route53ArcTraffic>;
+export type Traffic = z.infer<typeof Traffic>;
+export type ResidencyClass = z.infer<typeof ResidencyClass>;
 export type Policy = z.infer<typeof Policy>;
 export type Service = z.infer<typeof Service>;
 export type Config = z.infer<typeof Config>;
+
+/** The service's postgres-streaming settings, for code that only works with that provider. */
+export function postgresDatabase(svc: Service): PostgresStreamingDatabase {
+  if (svc.database.provider !== 'postgres-streaming') {
+    throw new Error(`service ${svc.name} uses database provider ${svc.database.provider}; this needs postgres-streaming`);
+  }
+  return svc.database;
+}
+
+/** The service's Route 53 record settings, for code that only works with that provider. */
+export function route53Traffic(svc: Service): Route53Traffic {
+  if (svc.traffic.provider !== 'route53') {
+    throw new Error(`service ${svc.name} uses traffic provider ${svc.traffic.provider}; this needs route53`);
+  }
+  return svc.traffic;
+}

@@ -2,6 +2,7 @@
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Config, Service } from '../config/schema';
+import { residencyRuleOf, residencyViolation } from '../policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
 import type { AbortInput, ApproveInput, Mode, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
 import { SA } from '../../workflows/search-attributes';
@@ -50,6 +51,9 @@ export function buildRunInput(config: Config, runbook: RunbookDoc, req: StartReq
   if (!service.regions.includes(req.target)) throw new InputError(`unknown region "${req.target}" for ${service.name}; its regions: ${known}`);
   if (req.source !== undefined && !service.regions.includes(req.source)) throw new InputError(`unknown region "${req.source}" for ${service.name}; its regions: ${known}`);
   if (req.source === req.target) throw new InputError(`source and target are both ${req.target}: pick another --to`);
+  const residency = residencyRuleOf(config, service);
+  const violation = residencyViolation(residency, service.name, req.target);
+  if (violation) throw new InputError(violation);
   return {
     runbook,
     service: service.name,
@@ -62,6 +66,7 @@ export function buildRunInput(config: Config, runbook: RunbookDoc, req: StartReq
     requestedBy: req.requestedBy,
     trigger: req.trigger,
     triggeredAt: req.triggeredAt,
+    ...(service.traffic.provider === 'route53' && service.traffic.routing === 'weighted' ? { trafficDrain: service.traffic.drain } : {}),
   };
 }
 

@@ -9,9 +9,14 @@ import { probePg } from './postgres';
  */
 export async function seedTraffic(config: Config, onProgress?: (line: string) => void): Promise<void> {
   for (const service of config.services) {
+    // Only Route 53 records live in moto; ARC routing controls have no local stand-in.
+    if (service.traffic.provider !== 'route53') continue;
     let writer = service.regions[0]!;
-    for (const region of service.regions) {
-      const node = service.database.regions[region]!;
+    const db = service.database;
+    // Aurora in the local stack has no PostgreSQL node to ask: its first region starts as the writer.
+    for (const region of db.provider === 'postgres-streaming' ? service.regions : []) {
+      const node = db.provider === 'postgres-streaming' ? db.regions[region]! : undefined;
+      if (!node) continue;
       const probe = await probePg({ region, dataDir: node.dataDir, host: node.host, port: node.port }).catch(() => undefined);
       if (probe?.role === 'primary') {
         writer = region;

@@ -1,0 +1,114 @@
+// A failover rig for the AWS providers on the local stack: the Temporal dev server (the CLI binary
+// the project builds), moto for RDS, CloudWatch and Route 53, one standalone PostgreSQL per region
+// standing in for each Aurora cluster's writer endpoint (SQL fence, verify), and one worker per
+// region plus a control worker, each of which a test can stop and start.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createRegionActivities } from '../../activities';
+import type { Config } from '../../src/config/schema';
+import { findPgBin, initPrimary, stop, type PgNode } from '../../src/postgres/node';
+import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../../src/runbook/ids';
+import { ensureTemporalCli } from '../../src/stack/temporal';
+import { SA } from '../../workflows/search-attributes';
+import { startMoto, type MotoServer } from './moto';
+
+const WORKFLOWS_PATH = join(__dirname, '..', '..', 'workflows', 'index.ts');
+
+export interface AwsEnv {
+  client: Client;
+  moto: MotoServer;
+  config: Config;
+  pgBin: string;
+  /** Per region, the PostgreSQL standing in for that region's Aurora writer endpoint. */
+  nodes: Record<string, PgNode>;
+  startRegion(region: string): Promise<void>;
+  stopRegion(region: string): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+let runtimeInstalled = false;
+
+export async function createAwsEnv(
+  pgRegions: string[],
+  makeConfig: (ctx: { address: string; motoUrl: string; nodes: Record<string, PgNode> }) => Config,
+  options: { workerRegions: string[]; auroraPollMs?: number },
+): Promise<AwsEnv> {
+  if (!runtimeInstalled) {
+    try {
+      Runtime.install({ logger: new DefaultLogger('WARN') });
+    } catch {
+      // installed by another rig in this process
+    }
+    runtimeInstalled = true;
+  }
+  const pgBin = findPgBin();
+  if (!pgBin) throw new Error('PostgreSQL server binaries not found: install postgresql or set PG_BIN');
+  const dir = mkdtempSync(join(tmpdir(), 'regionshift-aws-'));
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  const nodes: Record<string, PgNode> = {};
+  for (const region of pgRegions) nodes[region] = { region, dataDir: join(dir, region), port: await freePort(), host: '127.0.0.1' };
+  const [env, moto] = await Promise.all([
+    ensureTemporalCli().then((cli) =>
+      TestWorkflowEnvironment.createLocal({
+        server: { executable: { type: 'existing-path', path: cli }, ip: '127.0.0.1', port, ui: false, dbFilename: join(dir, 'temporal.sqlite'), searchAttributes: Object.values(SA) },
+      }),
+    ),
+    startMoto(),
+    Promise.all(Object.values(nodes).map((n) => initPrimary(pgBin, n))),
+  ]);
+  const address = `127.0.0.1:${port}`;
+  const config = makeConfig({ address, motoUrl: moto.url, nodes });
+  const connection = await NativeConnection.connect({ address });
+  const workers = new Map<string, { worker: Worker; done: Promise<void> }>();
+  const run = (name: string, worker: Worker): void => {
+    workers.set(name, { worker, done: worker.run() });
+  };
+  run('control', await Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH }));
+  const awsEnv: AwsEnv = {
+    client: env.client,
+    moto,
+    config,
+    pgBin,
+    nodes,
+    async startRegion(region) {
+      if (workers.has(region)) return;
+      const activities = createRegionActivities(config, region, { aurora: { pollMs: options.auroraPollMs ?? 100 } });
+      run(region, await Worker.create({ connection, taskQueue: regionTaskQueue(region), activities }));
+    },
+    async stopRegion(region) {
+      const w = workers.get(region);
+      if (!w) return;
+      workers.delete(region);
+      w.worker.shutdown();
+      await w.done;
+    },
+    async teardown() {
+      for (const w of workers.values()) w.worker.shutdown();
+      await Promise.allSettled([...workers.values()].map((w) => w.done));
+      await connection.close().catch(() => undefined);
+      await env.teardown().catch(() => undefined);
+      await Promise.allSettled([moto.stop(), ...Object.values(nodes).map((n) => stop(pgBin, n, 'immediate'))]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  for (const region of options.workerRegions) await awsEnv.startRegion(region);
+  return awsEnv;
+}
