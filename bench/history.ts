@@ -1,0 +1,80 @@
+// Where a run's time went, from its workflow history: the execution's start and close, and the
+// intervals during which a provider operation (an activity) was running on some worker.
+import type { Client } from '@temporalio/client';
+
+type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
+type Event = NonNullable<History['events']>[number];
+
+export interface RunTiming {
+  /** WorkflowExecutionStarted → the close event. */
+  wallMs: number;
+  /**
+   * Time during which at least one activity was running (ActivityTaskStarted → its close).
+   * Activities that overlap (preflight asks every region at once) are counted once: the
+   * question is how much of the wall time no provider was working.
+   */
+  providerMs: number;
+  /** wallMs − providerMs: scheduling, workflow tasks, approvals, timers. */
+  overheadMs: number;
+  activities: number;
+  /** Where the overhead goes: activity tasks waiting for a worker (Scheduled → Started), summed. */
+  queuedMs: number;
+  /** …and workflow tasks (Scheduled → Completed: the interpreter deciding the next step), summed. */
+  workflowTaskMs: number;
+}
+
+function ms(e: Event): number {
+  const t = e.eventTime;
+  if (!t) throw new Error(`history event ${String(e.eventId)} has no time`);
+  return Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6;
+}
+
+function unionMs(intervals: Array<[number, number]>): number {
+  const sorted = [...intervals].sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let cur: [number, number] | undefined;
+  for (const [s, e] of sorted) {
+    if (!cur || s > cur[1]) {
+      if (cur) total += cur[1] - cur[0];
+      cur = [s, e];
+    } else {
+      cur[1] = Math.max(cur[1], e);
+    }
+  }
+  return total + (cur ? cur[1] - cur[0] : 0);
+}
+
+export function timingOf(history: History): RunTiming {
+  let start: number | undefined;
+  let end: number | undefined;
+  const started = new Map<string, number>();
+  const scheduled = new Map<string, number>();
+  const intervals: Array<[number, number]> = [];
+  let queuedMs = 0;
+  let workflowTaskMs = 0;
+  for (const e of history.events ?? []) {
+    if (e.activityTaskScheduledEventAttributes || e.workflowTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e));
+    const activityStart = e.activityTaskStartedEventAttributes?.scheduledEventId;
+    if (activityStart) queuedMs += ms(e) - (scheduled.get(String(activityStart)) ?? ms(e));
+    const wfTaskDone = e.workflowTaskCompletedEventAttributes?.scheduledEventId;
+    if (wfTaskDone) workflowTaskMs += ms(e) - (scheduled.get(String(wfTaskDone)) ?? ms(e));
+    if (e.workflowExecutionStartedEventAttributes) start = ms(e);
+    if (e.workflowExecutionCompletedEventAttributes || e.workflowExecutionFailedEventAttributes
+      || e.workflowExecutionCanceledEventAttributes || e.workflowExecutionTerminatedEventAttributes
+      || e.workflowExecutionTimedOutEventAttributes) end = ms(e);
+    if (e.activityTaskStartedEventAttributes) started.set(String(e.eventId), ms(e));
+    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes
+      ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+    // A task that timed out before any worker took it has no start: no provider ran.
+    const from = closed?.startedEventId ? started.get(String(closed.startedEventId)) : undefined;
+    if (from !== undefined) intervals.push([from, ms(e)]);
+  }
+  if (start === undefined || end === undefined) throw new Error('the history has no start or no close: is the run still going?');
+  const wallMs = Math.round(end - start);
+  const providerMs = Math.round(unionMs(intervals));
+  return { wallMs, providerMs, overheadMs: wallMs - providerMs, activities: intervals.length, queuedMs: Math.round(queuedMs), workflowTaskMs: Math.round(workflowTaskMs) };
+}
+
+export async function runTiming(client: Client, workflowId: string, runId: string): Promise<RunTiming> {
+  return timingOf(await client.workflow.getHandle(workflowId, runId).fetchHistory());
+}

@@ -1,0 +1,112 @@
+// Running a failover the way an operator would, through the same client API as the CLI, with
+// the demo standing in for the on-call approver: each approval the run asks for is granted, and
+// what it was asked and why is printed.
+import type { Client } from '@temporalio/client';
+import type { Config } from '../config/schema';
+import { runUiUrl } from '../cli/report';
+import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { runWorkflowId } from '../runbook/ids';
+import type { Mode, RunRecord } from '../runbook/types';
+import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../runs/client';
+
+export interface Approver {
+  by: string;
+  reason: string;
+}
+
+export interface FailoverRequest {
+  service: string;
+  target: string;
+  mode: Mode;
+  requestedBy: string;
+  trigger: string;
+  triggeredAt?: number;
+  /**
+   * Approves every gate the run waits on; without it a gate waits for a person. Watching for
+   * gates means querying the workflow every 100 ms, which costs the control worker CPU: leave it
+   * out where no gate can come (and where timings are measured).
+   */
+  approver?: Approver;
+  /** Called with each line a person watching should see. */
+  onProgress?: (line: string) => void;
+}
+
+export interface FailoverRun {
+  record: RunRecord;
+  workflowId: string;
+  runId: string;
+  uiUrl: string;
+  /** The gates the approver answered: the step and the reason the workflow gave. */
+  approved: { stepId: string; reason: string }[];
+}
+
+const POLL_MS = 100;
+
+export async function runFailover(client: Client, config: Config, req: FailoverRequest): Promise<FailoverRun> {
+  const say = req.onProgress ?? (() => undefined);
+  const input = buildRunInput(config, loadRunbook(builtinRunbookPath('failover')), {
+    service: req.service, target: req.target, mode: req.mode, dryRun: false,
+    requestedBy: req.requestedBy, trigger: req.trigger, triggeredAt: req.triggeredAt,
+  });
+  const run = await startRun(client, input);
+  const uiUrl = runUiUrl(config.temporal.uiUrl, config.temporal.namespace, run.workflowId, run.runId);
+  say(`  started ${run.workflowId} run ${run.runId}`);
+  say(`  ${uiUrl}`);
+  const approved: FailoverRun['approved'] = [];
+  let done = false;
+  const approving = req.approver ? approveWhileRunning() : Promise.resolve();
+  try {
+    const record = await awaitRecord(client, run.workflowId, run.runId);
+    return { record, workflowId: run.workflowId, runId: run.runId, uiUrl, approved };
+  } finally {
+    done = true;
+    await approving;
+  }
+
+  async function approveWhileRunning(): Promise<void> {
+    const approver = req.approver!;
+    const handle = client.workflow.getHandle(run.workflowId, run.runId);
+    const answered = new Set<string>();
+    while (!done) {
+      const rec = await handle.query<RunRecord>('progress').catch(() => undefined);
+      const pending = rec?.pendingApproval;
+      const key = pending && `${pending.stepId}@${pending.requestedAt}`;
+      if (pending && key && !answered.has(key)) {
+        answered.add(key);
+        say(`  approval asked at step ${pending.stepId}: ${pending.reason}`);
+        try {
+          await approveRun(client, run.workflowId, { by: approver.by, decision: 'approve', reason: approver.reason });
+          approved.push({ stepId: pending.stepId, reason: pending.reason });
+          say(`  approved by ${approver.by} (playing the on-call): "${approver.reason}"`);
+        } catch (err) {
+          say(`  could not approve as ${approver.by}: ${(err as Error).message}; the run waits for a person: regionshift approve ${req.service} --by <you>`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+}
+
+/**
+ * A run of the service left in flight by an earlier demo or bench (interrupted, or waiting for an
+ * approval nobody will give) is terminated; anyone else's run is not ours to end.
+ */
+export async function clearStaleRun(client: Client, service: string, ours: string[], say: (line: string) => void): Promise<void> {
+  const handle = client.workflow.getHandle(runWorkflowId(service));
+  let running = false;
+  try {
+    running = (await handle.describe()).status.name === 'RUNNING';
+  } catch (err) {
+    if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
+  }
+  if (!running) return;
+  const rec = await handle.query<RunRecord>('progress');
+  if (!ours.includes(rec.requestedBy)) {
+    throw new RefusedError(
+      `${service} has a run in progress requested by ${rec.requestedBy} (${rec.kind} ${rec.source ?? '?'} → ${rec.target}, at step ${rec.currentStep ?? '-'}); ` +
+        `let it finish or abort it (regionshift abort ${service} --by <you> --reason ...), then run the demo again`,
+    );
+  }
+  await handle.terminate(`left over from an earlier ${rec.requestedBy} run; the demo starts over`);
+  say(`terminated a ${rec.kind} run of ${service} left over from an earlier ${rec.requestedBy} (at step ${rec.currentStep ?? '-'})`);
+}

@@ -1,0 +1,136 @@
+// `regionshift demo --json` end to end on a throw-away local stack: the planned failover under
+// write load loses nothing, the region that is then primary is killed, the unplanned failover
+// brings writes back in the other region, and the one JSON object says all of it.
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
+
+interface Step {
+  id: string;
+  status: string;
+  startedAt: string | null;
+  endedAt: string | null;
+}
+interface Run {
+  runId: string;
+  workflowId: string;
+  mode: string;
+  source: string;
+  target: string;
+  status: string;
+  steps: Step[];
+  rtoMs: number;
+  clientRtoMs: number | null;
+  lostWrites: number;
+  writesAcked: number;
+  approvals: { stepId: string; by: string; decision: string }[];
+  uiUrl: string;
+}
+interface Component {
+  name: string;
+  health: string;
+  role?: string;
+}
+
+const WEST = 'us-west-2';
+const EAST = 'us-east-1';
+
+let stack: TempStack;
+let demo: CliResult;
+let runs: Run[];
+
+function show(r: CliResult): string {
+  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+}
+
+function isIso(s: string | null): boolean {
+  return typeof s === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(s) && new Date(s).toISOString() === s;
+}
+
+beforeAll(async () => {
+  stack = await makeTempStack();
+  demo = await runCli(['demo', '--json'], stack.env, 180_000);
+  try {
+    runs = (JSON.parse(demo.stdout) as { runs: Run[] }).runs;
+  } catch {
+    throw new Error(`demo --json did not print one JSON object:\n${show(demo)}`);
+  }
+}, 200_000);
+
+afterAll(async () => {
+  if (!stack) return;
+  const down = await runCli(['stack', 'down'], stack.env);
+  const left = await killLeftovers(stack);
+  if (left.length) console.error(`demo test: killed leftovers after \`stack down\` (${show(down)}):\n${left.join('\n')}`);
+  stack.remove();
+});
+
+describe('regionshift demo --json', () => {
+  it('prints exactly one JSON object on stdout and exits 0', () => {
+    expect(demo.code, show(demo)).toBe(0);
+    expect(demo.stdout.trim().split('\n'), 'stdout holds one line of JSON').toHaveLength(1);
+    expect(demo.stderr).toContain(`Temporal UI: http://127.0.0.1:${stack.uiPort}`);
+    expect(runs.map((r) => r.mode)).toEqual(['planned', 'unplanned']);
+  });
+
+  it('planned failover us-west-2 → us-east-1 under load: succeeded, no acknowledged write lost', () => {
+    const planned = runs[0]!;
+    expect(planned).toMatchObject({ mode: 'planned', source: WEST, target: EAST, status: 'succeeded', lostWrites: 0 });
+    expect(planned.writesAcked, 'the load wrote through us-west-2 before the failover').toBeGreaterThan(0);
+    expect(planned.rtoMs).toBeGreaterThan(0);
+    expect(planned.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
+  });
+
+  it('unplanned failover from the killed us-east-1 back to us-west-2: succeeded, approved by the demo on-call, RTO from the kill', () => {
+    const unplanned = runs[1]!;
+    expect(unplanned).toMatchObject({ mode: 'unplanned', source: EAST, target: WEST, status: 'succeeded' });
+    expect(unplanned.rtoMs).toBeGreaterThan(0);
+    expect(unplanned.lostWrites).toBeGreaterThanOrEqual(0);
+    expect(unplanned.lostWrites).toBeLessThanOrEqual(unplanned.writesAcked);
+    expect(unplanned.writesAcked, 'the load wrote through us-east-1 before the kill').toBeGreaterThan(0);
+    expect(unplanned.clientRtoMs, 'writes were accepted in us-west-2 after the failover').not.toBeNull();
+    // The policy gate and the data-loss gate (the dead region could not be fenced).
+    expect(unplanned.approvals.map((a) => [a.stepId, a.by, a.decision])).toEqual([
+      ['approval', 'demo-oncall', 'approve'],
+      ['promote', 'demo-oncall', 'approve'],
+    ]);
+    expect(unplanned.steps.find((s) => s.id === 'fence-on-return')?.status).toBe('done');
+  });
+
+  it('every run carries its id, steps with ISO timestamps, and its page in this stack\'s Temporal UI', () => {
+    for (const run of runs) {
+      expect(run.runId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(run.uiUrl).toBe(`http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${run.workflowId}/${run.runId}/history`);
+      expect(run.steps.length).toBeGreaterThan(0);
+      for (const step of run.steps) {
+        expect(step).toHaveProperty('id');
+        expect(step).toHaveProperty('status');
+        if (step.status === 'skipped') continue;
+        expect(isIso(step.startedAt), `${run.mode} ${step.id} startedAt ${step.startedAt}`).toBe(true);
+        expect(isIso(step.endedAt), `${run.mode} ${step.id} endedAt ${step.endedAt}`).toBe(true);
+      }
+    }
+  });
+
+  it('leaves the stack running with us-west-2 primary and us-east-1 down', async () => {
+    const r = await runCli(['stack', 'status', '--json'], stack.env);
+    const components = (JSON.parse(r.stdout) as { components: Component[] }).components;
+    const c = (name: string) => components.find((x) => x.name === name);
+    expect(c(`postgres:ledger:${WEST}`)).toMatchObject({ health: 'up', role: 'primary' });
+    expect(c(`postgres:ledger:${EAST}`)?.health).toBe('down');
+    expect(c(`worker:${EAST}`)?.health).toBe('down');
+    expect(c(`worker:${WEST}`)?.health).toBe('up');
+    expect(c('temporal')?.health).toBe('up');
+  });
+
+  it('stack down stops everything of ours', async () => {
+    const down = await runCli(['stack', 'down'], stack.env);
+    expect(down.code, show(down)).toBe(0);
+    // The killed worker may linger as a zombie for a moment; processesOf skips zombies.
+    expect(processesOf(stack)).toEqual([]);
+    for (const region of [WEST, EAST] as const) {
+      const pidFile = `${stack.pg[region].dataDir}/postmaster.pid`;
+      expect(() => readFileSync(pidFile), `${region} postmaster.pid`).toThrow();
+    }
+  });
+});
