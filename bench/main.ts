@@ -10,12 +10,13 @@ import { startWriteLoad, type WriteLoad } from '../src/demo/load';
 import { configRegions } from '../src/demo/region';
 import type { Client } from '@temporalio/client';
 import { BENCH_POLICY, failoverSection } from './failover';
+import { intakeSection } from './intake';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
 import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-const SECTIONS: BenchSection[] = [failoverSection];
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection];
 
 const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--clients C] [--json]
   --runs N            planned failovers, alternating direction (default 5)

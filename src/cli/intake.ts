@@ -1,0 +1,46 @@
+import { parseArgs } from 'node:util';
+import { triggersOf } from '../config/triggers';
+import { runIntake } from '../intake/service';
+import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { connect, InputError } from '../runs/client';
+import { config, guard } from './common';
+import { EXIT } from './exit';
+
+const USAGE = 'usage: regionshift intake [--host H] [--port N] [--runbook FILE] [--config FILE]';
+
+/** `regionshift intake`: the alarm intake (SNS, EventBridge, Alertmanager) and the health watchers. */
+export function intakeCommand(argv: string[]): Promise<number> {
+  return guard(false, async () => {
+    const { values } = parseArgs({
+      args: argv,
+      options: { host: { type: 'string' }, port: { type: 'string' }, runbook: { type: 'string' }, config: { type: 'string' } },
+      strict: true,
+    });
+    const port = values.port === undefined ? undefined : Number(values.port);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
+    const cfg = config(values.config);
+    const t = triggersOf(cfg).intake;
+    const client = await connect(cfg);
+    const intake = await runIntake({
+      config: cfg,
+      client,
+      workerAddress: process.env.TEMPORAL_ADDRESS ?? cfg.temporal.address,
+      namespace: cfg.temporal.namespace,
+      runbook: loadRunbook(values.runbook ?? builtinRunbookPath('failover')),
+      host: values.host,
+      port,
+    });
+    for (const [name, env] of [['eventbridge', t.eventbridge.secretEnv], ['alertmanager', t.alertmanager.tokenEnv]] as const) {
+      if (!process.env[env]) console.log(`intake: ${name} endpoint refuses everything until ${env} is set`);
+    }
+    console.log(`regionshift intake ready: ${intake.server.url} (POST /sns, /eventbridge, /alertmanager); guardians configured for ${cfg.services.map((s) => s.name).join(', ')}${intake.watchers.length ? `; health watchers ${intake.watchers.join(', ')}` : ''}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await intake.stop();
+    await client.connection.close();
+    return EXIT.ok;
+  });
+}

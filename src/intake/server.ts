@@ -1,0 +1,232 @@
+// The alarm intake's HTTP endpoints:
+//   POST /sns           Amazon SNS (CloudWatch alarm notifications, subscription confirmations)
+//   POST /eventbridge   EventBridge API destination: "CloudWatch Alarm State Change" events,
+//                       authenticated by a shared secret header
+//   POST /alertmanager  Prometheus Alertmanager webhook, authenticated by a bearer token
+//   GET  /healthz
+// Anything unauthenticated, unsigned or stale is answered 4xx with one log line, and never
+// reaches a guardian. An accepted alarm is answered only once its guardian has it (202).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { Config } from '../config/schema';
+import { triggersOf } from '../config/triggers';
+import { durationMs } from '../runbook/duration';
+import type { Deliverer } from './deliver';
+import { mapAlarm, type Mapped } from './mapping';
+import { BadAlarm, parseAlertmanager, parseCloudWatchSnsMessage, parseEventBridge, type RawAlarm } from './parse';
+import { parseSnsMessage, SnsRejected, SnsVerifier } from './sns';
+
+export interface IntakeServerOptions {
+  config: Config;
+  deliverer: Deliverer;
+  host?: string;
+  port?: number;
+  log?: (line: string) => void;
+  /** Shared secrets; default: the environment variables the config names. */
+  secrets?: { eventbridge?: string; alertmanager?: string };
+  /** Tests only: which SigningCertURL / SubscribeURL may be fetched (production: SNS hosts over https). */
+  snsUrlAllowed?: (url: URL) => boolean;
+  now?: () => number;
+}
+
+export interface IntakeServer {
+  server: Server;
+  url: string;
+  port: number;
+  stats: { accepted: number; rejected: number; ignored: number };
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new HttpError(413, `body larger than ${limit} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** Constant-time comparison of a presented secret with the expected one. */
+function sameSecret(presented: string | undefined, expected: string): boolean {
+  if (!presented) return false;
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+function json(body: string, where: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    throw new HttpError(400, `${where}: body is not JSON`);
+  }
+}
+
+export async function startIntakeServer(opts: IntakeServerOptions): Promise<IntakeServer> {
+  const t = triggersOf(opts.config).intake;
+  const log = opts.log ?? ((line: string) => console.log(line));
+  const now = opts.now ?? Date.now;
+  const secrets = {
+    eventbridge: opts.secrets?.eventbridge ?? process.env[t.eventbridge.secretEnv],
+    alertmanager: opts.secrets?.alertmanager ?? process.env[t.alertmanager.tokenEnv],
+  };
+  const sns = new SnsVerifier({ maxAgeMs: durationMs(t.sns.maxAge), topicArns: t.sns.topicArns, urlAllowed: opts.snsUrlAllowed, now });
+  const stats = { accepted: 0, rejected: 0, ignored: 0 };
+
+  async function deliver(alarms: RawAlarm[], from: string): Promise<{ status: number; body: unknown }> {
+    const receivedAt = now();
+    const mapped: Mapped[] = alarms.flatMap((a) => mapAlarm(opts.config, a, receivedAt));
+    const unmapped = alarms.filter((a) => !mapped.some((m) => m.signal.name === a.name && m.signal.source === a.source));
+    for (const a of unmapped) log(`intake: ${from}: no service maps alarm ${a.source}:${a.name}${a.labels ? ` ${JSON.stringify(a.labels)}` : ''}; ignored`);
+    if (mapped.length === 0) {
+      stats.ignored += alarms.length;
+      return { status: 200, body: { accepted: 0, ignored: alarms.map((a) => a.name) } };
+    }
+    const byService = new Map<string, Mapped[]>();
+    for (const m of mapped) byService.set(m.service, [...(byService.get(m.service) ?? []), m]);
+    try {
+      await Promise.all([...byService].map(([service, ms]) => opts.deliverer.deliver(service, ms.map((m) => m.signal))));
+    } catch (err) {
+      throw new HttpError(503, `could not hand the alarm to its guardian (${(err as Error).message}); retry`);
+    }
+    stats.accepted += mapped.length;
+    stats.ignored += unmapped.length;
+    return {
+      status: 202,
+      body: { accepted: mapped.length, delivered: mapped.map((m) => ({ service: m.service, region: m.signal.region, alarm: m.signal.name, state: m.signal.state })), ignored: unmapped.map((a) => a.name) },
+    };
+  }
+
+  async function handleSns(body: string, from: string): Promise<{ status: number; body: unknown }> {
+    let m;
+    try {
+      m = parseSnsMessage(body);
+      await sns.verify(m);
+    } catch (err) {
+      if (err instanceof SnsRejected) throw new HttpError(err.status, `sns: ${err.message}`);
+      throw err;
+    }
+    if (m.Type === 'SubscriptionConfirmation') {
+      if (!t.sns.autoConfirm) {
+        log(`intake: ${from}: subscription to ${m.TopicArn} awaits confirmation (sns.autoConfirm is off): ${m.SubscribeURL}`);
+        return { status: 200, body: { confirmed: false, topic: m.TopicArn } };
+      }
+      try {
+        await sns.confirm(m);
+      } catch (err) {
+        if (err instanceof SnsRejected) throw new HttpError(err.status, `sns: ${err.message}`);
+        throw new HttpError(502, `sns: ${(err as Error).message}`);
+      }
+      log(`intake: confirmed the SNS subscription to ${m.TopicArn}`);
+      return { status: 200, body: { confirmed: true, topic: m.TopicArn } };
+    }
+    if (m.Type === 'UnsubscribeConfirmation') {
+      log(`intake: ${from}: unsubscribed from ${m.TopicArn}`);
+      return { status: 200, body: { unsubscribed: true, topic: m.TopicArn } };
+    }
+    let alarm: RawAlarm | undefined;
+    try {
+      alarm = parseCloudWatchSnsMessage(m.Message, now());
+    } catch (err) {
+      if (err instanceof BadAlarm) throw new HttpError(400, `sns: ${err.message}`);
+      throw err;
+    }
+    if (!alarm) {
+      log(`intake: ${from}: SNS message ${m.MessageId} on ${m.TopicArn} is not a CloudWatch alarm; ignored`);
+      stats.ignored++;
+      return { status: 200, body: { accepted: 0, ignored: [m.MessageId] } };
+    }
+    return deliver([alarm], from);
+  }
+
+  async function route(req: IncomingMessage, from: string): Promise<{ status: number; body: unknown }> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/healthz') return { status: 200, body: { ok: true, ...stats } };
+    if (req.method !== 'POST') throw new HttpError(405, `${req.method} ${path}: only POST`);
+    const body = await readBody(req, t.maxBodyBytes);
+    switch (path) {
+      case '/sns':
+        return handleSns(body, from);
+      case '/eventbridge': {
+        if (!secrets.eventbridge) throw new HttpError(401, `eventbridge: no shared secret configured (set ${t.eventbridge.secretEnv}); refusing everything`);
+        const presented = req.headers[t.eventbridge.header.toLowerCase()];
+        if (!sameSecret(Array.isArray(presented) ? presented[0] : presented, secrets.eventbridge)) throw new HttpError(401, `eventbridge: missing or wrong ${t.eventbridge.header} header`);
+        try {
+          return await deliver(parseEventBridge(json(body, 'eventbridge'), now()), from);
+        } catch (err) {
+          if (err instanceof BadAlarm) throw new HttpError(400, `eventbridge: ${err.message}`);
+          throw err;
+        }
+      }
+      case '/alertmanager': {
+        if (!secrets.alertmanager) throw new HttpError(401, `alertmanager: no bearer token configured (set ${t.alertmanager.tokenEnv}); refusing everything`);
+        const auth = req.headers.authorization;
+        const token = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
+        if (!sameSecret(token, secrets.alertmanager)) throw new HttpError(401, 'alertmanager: missing or wrong bearer token');
+        try {
+          return await deliver(parseAlertmanager(json(body, 'alertmanager'), now()), from);
+        } catch (err) {
+          if (err instanceof BadAlarm) throw new HttpError(400, `alertmanager: ${err.message}`);
+          throw err;
+        }
+      }
+      default:
+        throw new HttpError(404, `no endpoint ${path}; use /sns, /eventbridge or /alertmanager`);
+    }
+  }
+
+  const server = createServer((req, res: ServerResponse) => {
+    const from = `${req.socket.remoteAddress ?? '?'} ${req.method} ${req.url}`;
+    route(req, from).then(
+      ({ status, body }) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      },
+      (err: unknown) => {
+        const status = err instanceof HttpError ? err.status : 500;
+        const message = err instanceof HttpError ? err.message : `internal error: ${(err as Error).message}`;
+        stats.rejected++;
+        log(`intake: rejected ${from}: ${status} ${message}`);
+        if (!res.headersSent) {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: message }));
+        }
+      },
+    );
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? t.port, opts.host ?? t.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    url: `http://${opts.host ?? t.host}:${port}`,
+    stats,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}

@@ -1,0 +1,142 @@
+// What the bot shows, rendered from workflow state only: a run's message (Block Kit), the events
+// of its thread, and status answers.
+import type { types } from '@slack/bolt';
+import type { RunRecord, StepState } from '../runbook/types';
+import type { GuardianView } from '../intake/types';
+
+export const ACTION = { approve: 'regionshift_approve', reject: 'regionshift_reject' } as const;
+export const RUN_EVENT_TYPE = 'regionshift_run';
+export const THREAD_EVENT_TYPE = 'regionshift_event';
+
+const MARK: Record<StepState['status'], string> = {
+  pending: '⚪', running: '🔄', waiting: '⏳', done: '✅', skipped: '⏭️', failed: '❌', compensated: '↩️',
+};
+
+/** Slack user ids in the workflow's words become mentions. */
+export function mentions(text: string): string {
+  return text.replace(/(?<![<@\w])([UW][A-Z0-9]{6,})(?![\w>])/g, '<@$1>');
+}
+
+function who(id: string): string {
+  return /^[UW][A-Z0-9]{6,}$/.test(id) ? `<@${id}>` : id;
+}
+
+function hhmmss(iso: string | undefined): string {
+  return iso ? iso.slice(11, 19) : '';
+}
+
+function took(s: StepState): string {
+  if (!s.startedAt) return '';
+  const end = s.endedAt ? Date.parse(s.endedAt) : undefined;
+  return end ? ` ${end - Date.parse(s.startedAt)} ms` : ` since ${hhmmss(s.startedAt)}Z`;
+}
+
+/** "0/3000060" LSNs to a byte position. */
+function lsnBytes(lsn: string | undefined): bigint | undefined {
+  const m = lsn ? /^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)$/.exec(lsn) : null;
+  return m ? (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`) : undefined;
+}
+
+/** The replication lag the run knows of, in words. */
+export function lagLine(rec: RunRecord): string | undefined {
+  if (rec.lag) return `lag: target replayed ${rec.lag.replayedLsn}; ${rec.lag.initialLagBytes} bytes behind at the fence, caught up in ${rec.lag.waitedMs} ms`;
+  const src = rec.topology?.find((n) => n.region === rec.source);
+  const tgt = rec.topology?.find((n) => n.region === rec.target);
+  const a = lsnBytes(src?.lsn);
+  const b = lsnBytes(tgt?.lsn);
+  if (a !== undefined && b !== undefined) return `lag: ${a > b ? a - b : 0n} bytes (source ${src!.lsn}, target replayed ${tgt!.lsn}) at preflight`;
+  if (rec.rpo && !rec.rpo.zeroLoss) return `lag: RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`;
+  return undefined;
+}
+
+export function stepLine(s: StepState): string {
+  const where = s.region ? ` [${s.region}]` : '';
+  const info = s.error ?? s.detail;
+  return `${MARK[s.status]} \`${s.id}\`${where}${took(s)}${info ? ` — ${mentions(info)}` : ''}`;
+}
+
+export function headline(rec: RunRecord): string {
+  return `${rec.kind} ${rec.service}: ${rec.source ?? '?'} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) ${rec.status.toUpperCase()}`;
+}
+
+export interface RenderedRun {
+  text: string;
+  blocks: types.KnownBlock[];
+}
+
+export function runMessage(rec: RunRecord, uiUrl: string): RenderedRun {
+  const blocks: types.KnownBlock[] = [
+    { type: 'section', text: { type: 'mrkdwn', text: `*${headline(rec)}*` } },
+    {
+      type: 'context',
+      elements: [{
+        type: 'mrkdwn',
+        text: `requested by ${who(rec.requestedBy)} · trigger \`${rec.trigger}\` · started ${hhmmss(rec.startedAt)}Z${rec.endedAt ? ` · ended ${hhmmss(rec.endedAt)}Z` : ''} · <${uiUrl}|Temporal UI>`,
+      }],
+    },
+    { type: 'section', text: { type: 'mrkdwn', text: rec.steps.map(stepLine).join('\n').slice(0, 2900) } },
+  ];
+  const facts: string[] = [];
+  const lag = lagLine(rec);
+  if (lag) facts.push(lag);
+  if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
+  if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`);
+  if (rec.alarms?.length) facts.push(`alarms during the run: ${rec.alarms.map((a) => `\`${a.trigger}\` [${a.region}] ${a.state} ×${a.count}`).join(', ')}`);
+  if (facts.length) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: facts.join(' · ').slice(0, 2900) }] });
+  if (rec.pendingApproval && rec.status === 'running') {
+    const p = rec.pendingApproval;
+    const so_far = p.approvedBy?.length ? ` · approved so far by ${p.approvedBy.map(who).join(', ')} (${p.approvedBy.length} of ${p.quorum})` : p.quorum ? ` · needs ${p.quorum} approvers` : '';
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `⏳ *Waiting for approval:* ${mentions(p.reason)} (until ${hhmmss(p.timeoutAt)}Z)${so_far}` } });
+    const value = JSON.stringify({ w: rec.workflowId, r: rec.runId, s: p.stepId });
+    blocks.push({
+      type: 'actions',
+      block_id: `approval:${p.stepId}`,
+      elements: [
+        { type: 'button', action_id: ACTION.approve, style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value },
+        { type: 'button', action_id: ACTION.reject, style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value },
+      ],
+    });
+  }
+  if (rec.compensation) {
+    const lines = [...rec.compensation.undone.map((u) => `undone: ${u}`), ...rec.compensation.notUndone.map((n) => `*NOT undone:* ${n}`)];
+    if (lines.length) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: lines.join('\n').slice(0, 2900) } });
+  }
+  if (rec.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*error:* ${mentions(rec.error)}`.slice(0, 2900) } });
+  return { text: headline(rec), blocks };
+}
+
+export interface ThreadEvent {
+  key: string;
+  text: string;
+}
+
+/** The run's history as thread messages; keys are stable, so each is posted once. */
+export function threadEvents(rec: RunRecord): ThreadEvent[] {
+  const out: ThreadEvent[] = [{ key: 'start', text: `▶️ ${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` }];
+  for (const s of rec.steps) {
+    if (s.status === 'pending' || s.status === 'skipped') continue;
+    if (s.startedAt) out.push({ key: `step:${s.id}:started`, text: `🔄 \`${s.id}\` started${s.region ? ` in ${s.region}` : ''}` });
+    if (s.status === 'done' || s.status === 'failed' || s.status === 'compensated') out.push({ key: `step:${s.id}:${s.status === 'compensated' ? 'done' : s.status}`, text: stepLine({ ...s, status: s.status === 'compensated' ? 'done' : s.status }) });
+    if (s.status === 'compensated') out.push({ key: `step:${s.id}:compensated`, text: `↩️ \`${s.id}\` undone` });
+  }
+  rec.approvals.forEach((a, i) => {
+    const verb = a.decision === 'approve' ? '👍 approved' : a.decision === 'reject' ? '👎 rejected' : '⌛ no answer in time';
+    out.push({ key: `approval:${i}`, text: `${verb}${a.decision === 'timeout' ? '' : ` by ${who(a.by)}`} at \`${a.stepId}\`${a.reason ? `: ${mentions(a.reason)}` : ''}` });
+  });
+  if (rec.pendingApproval) out.push({ key: `pending:${rec.pendingApproval.stepId}:${rec.pendingApproval.requestedAt}`, text: `⏳ waiting for approval at \`${rec.pendingApproval.stepId}\`: ${mentions(rec.pendingApproval.reason)} — use the buttons on the run's message` });
+  for (const a of rec.alarms ?? []) out.push({ key: `alarm:${a.trigger}:${a.region}`, text: `🚨 alarm \`${a.trigger}\` [${a.region}] ${a.state} during the run: attached here, no second run` });
+  if (rec.abort) out.push({ key: 'abort', text: `🛑 abort requested by ${who(rec.abort.by)}: ${rec.abort.reason}` });
+  if (rec.status !== 'running') {
+    const secs = rec.endedAt ? ` in ${((Date.parse(rec.endedAt) - Date.parse(rec.startedAt)) / 1000).toFixed(1)} s` : '';
+    out.push({ key: `end:${rec.status}`, text: `${rec.status === 'succeeded' ? '🏁' : '❌'} run ${rec.status}${secs}${rec.error ? `: ${mentions(rec.error)}` : ''}` });
+  }
+  return out;
+}
+
+export function guardianText(v: GuardianView): string {
+  const lines = [`guardian: writer ${v.primary ?? '?'} · fails over after ${v.debounce.failures} failing signals within ${v.debounce.window} · cooldown ${v.cooldown}`];
+  if (v.inCooldown) lines.push(`*cooldown* until ${v.cooldownUntil}: no automatic failover; manual runs are allowed`);
+  if (v.blocked) lines.push(`held back at ${v.blocked.at}: ${v.blocked.detail}`);
+  for (const f of v.failing) lines.push(`failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
+  return lines.join('\n');
+}

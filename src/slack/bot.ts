@@ -1,0 +1,237 @@
+// The Slack bot (@slack/bolt): the slash command, the Approve / Reject buttons, and a message per
+// run kept up to date (follow.ts). HTTP mode verifies Slack's request signatures (Bolt refuses a
+// wrong signature or a timestamp older than five minutes with 401); Socket Mode needs an app
+// token instead. Everything the bot says comes from the workflows; approvals and aborts are
+// updates the workflow validates, so a button answers with the workflow's own verdict.
+import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Receiver, type webApi } from '@slack/bolt';
+import type { Client } from '@temporalio/client';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { Config, Service } from '../config/schema';
+import { serviceTriggersOf, triggersOf, type SlackConfig } from '../config/triggers';
+import { approvalOverride, describeApproval } from '../intake/policy';
+import { guardianView } from '../intake/report';
+import { durationMs } from '../runbook/duration';
+import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import type { Mode, RunbookDoc, RunRecord } from '../runbook/types';
+import {
+  abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, RefusedError, runRecord, startRun, workflowIdOf,
+} from '../runs/client';
+import { formatRecord, runUiUrl } from '../cli/report';
+import { ACTION, guardianText, headline, lagLine, mentions, stepLine } from './blocks';
+import { parseCommand, usage, type SlackCommand } from './commands';
+import { RunFollower } from './follow';
+
+export interface SlackSecrets {
+  botToken: string;
+  signingSecret?: string;
+  appToken?: string;
+}
+
+export interface SlackBotOptions {
+  config: Config;
+  temporal: Client;
+  secrets: SlackSecrets;
+  /** Overrides triggers.slack (tests). */
+  slack?: Partial<SlackConfig>;
+  runbookFor?: (kind: 'failover') => RunbookDoc;
+  log?: (line: string) => void;
+}
+
+export interface SlackBot {
+  app: App;
+  receiver: Receiver;
+  follower: RunFollower;
+  settings: SlackConfig;
+  /** Starts the receiver (HTTP server or socket) and the follower; resolves with the HTTP port. */
+  start(): Promise<{ port?: number }>;
+  stop(): Promise<void>;
+}
+
+/** Secrets from the environment variables the config names. */
+export function slackSecretsFromEnv(s: SlackConfig, env: NodeJS.ProcessEnv = process.env): SlackSecrets {
+  const botToken = env[s.botTokenEnv];
+  if (!botToken) throw new InputError(`the Slack bot token is not set: export ${s.botTokenEnv}`);
+  const signingSecret = env[s.signingSecretEnv];
+  const appToken = env[s.appTokenEnv];
+  if (s.mode === 'http' && !signingSecret) throw new InputError(`HTTP mode needs the signing secret: export ${s.signingSecretEnv}`);
+  if (s.mode === 'socket' && !appToken) throw new InputError(`Socket Mode needs an app-level token (xapp-…): export ${s.appTokenEnv}`);
+  return { botToken, ...(signingSecret ? { signingSecret } : {}), ...(appToken ? { appToken } : {}) };
+}
+
+function slackApprovers(service: Service, mode: Mode): string[] {
+  return serviceTriggersOf(service).approvers[mode] ?? [];
+}
+
+function listIds(ids: string[]): string {
+  return ids.map((id) => (id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`)).join(', ');
+}
+
+export function createSlackBot(opts: SlackBotOptions): SlackBot {
+  const { config, temporal } = opts;
+  const base = triggersOf(config).slack;
+  if (!base && !opts.slack?.channel) throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
+  const settings = { ...(base ?? {}), ...opts.slack } as SlackConfig;
+  const log = opts.log ?? ((line: string) => console.log(line));
+  const runbookFor = opts.runbookFor ?? (() => loadRunbook(builtinRunbookPath('failover')));
+  const clientOptions = settings.apiUrl ? { slackApiUrl: settings.apiUrl } : {};
+
+  const receiver: Receiver = settings.mode === 'socket'
+    // (installerOptions.clientOptions is what Bolt hands the socket client for apps.connections.open.)
+    ? new SocketModeReceiver({ appToken: opts.secrets.appToken ?? '', logLevel: LogLevel.ERROR, installerOptions: { clientOptions } })
+    : new HTTPReceiver({ signingSecret: opts.secrets.signingSecret ?? '', endpoints: '/slack/events', logLevel: LogLevel.ERROR });
+  const app = new App({ token: opts.secrets.botToken, receiver, clientOptions, logLevel: LogLevel.ERROR });
+  const web: webApi.WebClient = app.client;
+  const follower = new RunFollower({ temporal, web, config, channel: settings.channel, followForMs: durationMs(settings.followFor), log });
+  const uiUrl = (rec: Pick<RunRecord, 'workflowId' | 'runId'>): string => runUiUrl(config.temporal.uiUrl, config.temporal.namespace, rec.workflowId, rec.runId);
+
+  /** May `user` act on runs of this service and mode: listed, or in a listed user group. */
+  async function membership(user: string, allowed: string[]): Promise<{ ok: boolean; groups: string[] }> {
+    if (allowed.length === 0 || allowed.includes(user)) return { ok: true, groups: [] };
+    const groups: string[] = [];
+    for (const g of allowed.filter((id) => id.startsWith('S'))) {
+      const res = await web.usergroups.users.list({ usergroup: g });
+      if (res.users?.includes(user)) groups.push(g);
+    }
+    return { ok: groups.length > 0, groups };
+  }
+
+  async function statusText(serviceName?: string): Promise<string> {
+    const services = serviceName ? [findService(config, serviceName)] : config.services;
+    const parts: string[] = [];
+    for (const svc of services) {
+      const lines: string[] = [];
+      try {
+        const rec = await runRecord(temporal, workflowIdOf(config, svc.name));
+        lines.push(`*${headline(rec)}* · <${uiUrl(rec)}|Temporal UI>`, ...rec.steps.map(stepLine));
+        const lag = lagLine(rec);
+        if (lag) lines.push(lag);
+        if (rec.pendingApproval) lines.push(`⏳ waiting for approval: ${mentions(rec.pendingApproval.reason)}`);
+        if (rec.error) lines.push(`error: ${mentions(rec.error)}`);
+      } catch (err) {
+        if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
+        lines.push(`*${svc.name}*: no runs yet`);
+      }
+      const g = await guardianView(temporal, svc.name);
+      if (g) lines.push(guardianText(g));
+      parts.push(lines.join('\n'));
+    }
+    return parts.join('\n\n');
+  }
+
+  async function handle(cmd: SlackCommand, user: string, respond: (text: string) => Promise<unknown>, ack: (text: string) => Promise<void>): Promise<void> {
+    switch (cmd.kind) {
+      case 'help':
+        return ack(usage(settings.command));
+      case 'bad':
+        return ack(`${cmd.problem}\n\n${usage(settings.command)}`);
+      case 'failback':
+      case 'reconcile':
+        return ack(`\`${cmd.kind}\` is not available in Slack yet. Nothing was started. `
+          + `To move a service's writer back now, run a planned failover: \`${settings.command} failover <service> to <region>\`.`);
+      case 'status':
+        return ack(await statusText(cmd.service));
+      case 'plan':
+      case 'failover': {
+        const service = findService(config, cmd.service);
+        const input = buildRunInput(config, runbookFor('failover'), {
+          service: cmd.service, target: cmd.target, mode: cmd.mode, dryRun: cmd.kind === 'plan', requestedBy: user, trigger: `slack:${user}`,
+        });
+        input.approval = approvalOverride(service, cmd.mode);
+        const started = await startRun(temporal, input);
+        if (cmd.kind === 'failover') {
+          return ack(`Started \`${started.workflowId}\`: failover of ${cmd.service} to ${cmd.target} (${cmd.mode}), requested by <@${user}>; approval: ${describeApproval(input.approval)}. `
+            + `Follow it in <#${settings.channel}> · <${uiUrl(started)}|Temporal UI>`);
+        }
+        await ack(`Planning ${cmd.service} → ${cmd.target} (${cmd.mode})… the plan follows here.`);
+        const rec = await awaitRecord(temporal, started.workflowId, started.runId);
+        return void (await respond(`\`\`\`\n${formatRecord(rec, uiUrl(rec))}\n\`\`\``));
+      }
+      case 'abort': {
+        const workflowId = workflowIdOf(config, cmd.run);
+        const rec = await runRecord(temporal, workflowId);
+        if (rec.status !== 'running') return ack(`\`${workflowId}\` is not running (it ${rec.status}); nothing to abort.`);
+        const allowed = slackApprovers(findService(config, rec.service), rec.mode);
+        const may = rec.requestedBy === user || (await membership(user, allowed)).ok;
+        if (!may) return ack(`You may not abort ${rec.mode} runs of ${rec.service}: only its requester or ${listIds(allowed)}. Nothing was changed.`);
+        const verdict = await abortRun(temporal, workflowId, { by: user, reason: cmd.reason ?? `aborted from Slack by ${user}` });
+        return ack(`\`${workflowId}\`: ${mentions(verdict)}`);
+      }
+    }
+  }
+
+  app.command(settings.command, async ({ command, ack, respond }) => {
+    let acked = false;
+    const once = async (text: string): Promise<void> => {
+      if (acked) {
+        await respond({ response_type: 'ephemeral', text });
+        return;
+      }
+      acked = true;
+      await ack({ response_type: 'ephemeral', text });
+    };
+    try {
+      await handle(parseCommand(command.text ?? ''), command.user_id, (text) => respond({ response_type: 'ephemeral', text }), once);
+    } catch (err) {
+      const known = err instanceof InputError || err instanceof RefusedError;
+      if (!known) log(`slack: ${command.command} ${command.text} by ${command.user_id} failed: ${(err as Error).stack ?? err}`);
+      const text = err instanceof InputError
+        ? `${(err as Error).message}\n\n${usage(settings.command)}`
+        : err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+      await once(text).catch(() => undefined);
+    }
+  });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    app.action(ACTION[decision], async ({ ack, body, action, client }) => {
+      await ack();
+      const user = body.user.id;
+      const channel = (body as { channel?: { id?: string } }).channel?.id ?? settings.channel;
+      const answer = (text: string): Promise<unknown> => client.chat.postEphemeral({ channel, user, text });
+      try {
+        const { w, r } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string };
+        if (!w) return void (await answer('This button does not name a run.'));
+        const rec = await temporal.workflow.getHandle(w, r).query<RunRecord>('progress');
+        if (!rec.pendingApproval) return void (await answer(`\`${w}\` is not waiting for an approval (it is ${rec.status}). Nothing was changed.`));
+        const allowed = slackApprovers(findService(config, rec.service), rec.mode);
+        const m = await membership(user, allowed);
+        if (!m.ok) {
+          log(`slack: ${decision} of ${w} by ${user} refused: not an approver of ${rec.mode} runs of ${rec.service}`);
+          return void (await answer(`You may not ${decision} ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`));
+        }
+        const verdict = await approveRun(temporal, w, { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) });
+        await answer(`${decision === 'approve' ? '👍' : '👎'} ${mentions(verdict)}`);
+      } catch (err) {
+        const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+        if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);
+        await answer(text).catch(() => undefined);
+      }
+    });
+  }
+
+  app.error(async (err) => {
+    log(`slack: ${err.message}`);
+  });
+
+  return {
+    app,
+    receiver,
+    follower,
+    settings,
+    async start() {
+      let port: number | undefined;
+      if (settings.mode === 'http') {
+        const server = (await app.start({ port: settings.port, host: settings.host })) as unknown as Server;
+        port = (server.address() as AddressInfo).port;
+      } else {
+        await app.start();
+      }
+      follower.start(durationMs(settings.pollInterval));
+      return { port };
+    },
+    async stop() {
+      await follower.stop();
+      await app.stop();
+    },
+  };
+}

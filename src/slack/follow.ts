@@ -1,0 +1,146 @@
+// Keeps one Slack message per run in step with the workflow: it lists runs from Temporal's
+// visibility (running, or ended within `followFor`), reads each one's record (progress query or
+// result), updates the run's message in place and posts what happened in its thread. The bot
+// keeps nothing of its own: which message belongs to which run, and which events are already in
+// the thread, are read back from the messages' metadata after a restart (the maps here are only
+// a cache of that).
+import type { Client } from '@temporalio/client';
+import type { webApi } from '@slack/bolt';
+import type { Config } from '../config/schema';
+import type { RunRecord } from '../runbook/types';
+import { awaitRecord } from '../runs/client';
+import { runUiUrl } from '../cli/report';
+import { RUN_EVENT_TYPE, runMessage, THREAD_EVENT_TYPE, threadEvents } from './blocks';
+
+interface Entry {
+  ts?: string;
+  rendered: string;
+  posted: Set<string>;
+  final: boolean;
+  seen: number;
+}
+
+export interface FollowerOptions {
+  temporal: Client;
+  web: webApi.WebClient;
+  config: Config;
+  channel: string;
+  followForMs: number;
+  log: (line: string) => void;
+}
+
+interface Meta {
+  event_type?: string;
+  event_payload?: Record<string, unknown>;
+}
+
+export class RunFollower {
+  private readonly cache = new Map<string, Entry>();
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private stopped = false;
+
+  constructor(private readonly opts: FollowerOptions) {}
+
+  start(intervalMs: number): void {
+    const loop = async (): Promise<void> => {
+      if (this.stopped) return;
+      this.running = this.tick().catch((err) => this.opts.log(`slack: following runs failed: ${(err as Error).message}`));
+      await this.running;
+      if (!this.stopped) this.timer = setTimeout(() => void loop(), intervalMs);
+    };
+    void loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** One pass over the runs to follow. */
+  async tick(): Promise<void> {
+    const since = new Date(Date.now() - this.opts.followForMs).toISOString();
+    const query = `WorkflowType = 'runbook' AND RegionshiftMode != 'dry-run' AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
+    const runs: { workflowId: string; runId: string; running: boolean; start: number }[] = [];
+    for await (const w of this.opts.temporal.workflow.list({ query })) {
+      runs.push({ workflowId: w.workflowId, runId: w.runId, running: w.status.name === 'RUNNING', start: w.startTime.getTime() });
+    }
+    runs.sort((a, b) => a.start - b.start);
+    const now = Date.now();
+    for (const run of runs) {
+      try {
+        await this.sync(run.workflowId, run.runId, run.running, now);
+      } catch (err) {
+        this.opts.log(`slack: updating the message of ${run.workflowId} ${run.runId} failed: ${(err as Error).message}`);
+      }
+    }
+    for (const [runId, e] of this.cache) if (now - e.seen > this.opts.followForMs * 2) this.cache.delete(runId);
+  }
+
+  private async record(workflowId: string, runId: string, running: boolean): Promise<RunRecord | undefined> {
+    if (running) return this.opts.temporal.workflow.getHandle(workflowId, runId).query<RunRecord>('progress');
+    try {
+      return await awaitRecord(this.opts.temporal, workflowId, runId);
+    } catch {
+      return undefined; // terminated without a record: nothing to show
+    }
+  }
+
+  private async sync(workflowId: string, runId: string, running: boolean, now: number): Promise<void> {
+    let entry = this.cache.get(runId);
+    if (entry) entry.seen = now;
+    if (entry?.final) return;
+    const rec = await this.record(workflowId, runId, running);
+    if (!rec) return;
+    const { web, channel, config } = this.opts;
+    if (!entry) {
+      const ts = await this.findMessage(runId);
+      entry = { ts, rendered: '', posted: ts ? await this.postedKeys(ts) : new Set(), final: false, seen: now };
+      this.cache.set(runId, entry);
+    }
+    const uiUrl = runUiUrl(config.temporal.uiUrl, config.temporal.namespace, workflowId, runId);
+    const msg = runMessage(rec, uiUrl);
+    const rendered = JSON.stringify(msg.blocks);
+    if (!entry.ts) {
+      const res = await web.chat.postMessage({
+        channel, text: msg.text, blocks: msg.blocks, unfurl_links: false,
+        metadata: { event_type: RUN_EVENT_TYPE, event_payload: { workflow_id: workflowId, run_id: runId } },
+      });
+      entry.ts = res.ts;
+      entry.rendered = rendered;
+    } else if (entry.rendered !== rendered) {
+      await web.chat.update({ channel, ts: entry.ts, text: msg.text, blocks: msg.blocks });
+      entry.rendered = rendered;
+    }
+    for (const ev of threadEvents(rec)) {
+      if (entry.posted.has(ev.key)) continue;
+      await web.chat.postMessage({
+        channel, thread_ts: entry.ts!, text: ev.text, unfurl_links: false,
+        metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: runId, key: ev.key } },
+      });
+      entry.posted.add(ev.key);
+    }
+    if (rec.status !== 'running') entry.final = true;
+  }
+
+  /** The run's message, found by its metadata among the channel's recent messages. */
+  private async findMessage(runId: string): Promise<string | undefined> {
+    const res = await this.opts.web.conversations.history({ channel: this.opts.channel, limit: 200, include_all_metadata: true });
+    const hit = (res.messages ?? []).find((m) => {
+      const meta = (m as { metadata?: Meta }).metadata;
+      return meta?.event_type === RUN_EVENT_TYPE && meta.event_payload?.run_id === runId;
+    });
+    return hit?.ts;
+  }
+
+  private async postedKeys(ts: string): Promise<Set<string>> {
+    const res = await this.opts.web.conversations.replies({ channel: this.opts.channel, ts, limit: 200, include_all_metadata: true });
+    const keys = new Set<string>();
+    for (const m of res.messages ?? []) {
+      const meta = (m as { metadata?: Meta }).metadata;
+      if (meta?.event_type === THREAD_EVENT_TYPE && typeof meta.event_payload?.key === 'string') keys.add(meta.event_payload.key);
+    }
+    return keys;
+  }
+}

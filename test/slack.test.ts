@@ -1,0 +1,252 @@
+// The Slack bot as Slack sees it: a real Bolt app receiving correctly signed slash commands and
+// block_actions over HTTP, its Web API client pointed at a local recorder, running real
+// failovers (Temporal dev server, PostgreSQL pair, moto). The messages it posts and updates are
+// asserted by content; wrong and old signatures get 401 and change nothing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runWorkflowId } from '../src/runbook/ids';
+import type { RunRecord } from '../src/runbook/types';
+import { awaitRecord } from '../src/runs/client';
+import { ACTION } from '../src/slack/blocks';
+import { createSlackBot, type SlackBot } from '../src/slack/bot';
+import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
+import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
+import { waitFor } from './support/wait';
+
+const WEST = 'us-west-2';
+const EAST = 'us-east-1';
+const SECRET = 'test-signing-secret';
+const RUNS = 'C0RUNS01';
+const ALICE = 'UALICE01'; // requests runs; listed as an approver, yet may not approve her own
+const CAROL = 'UCAROL01';
+const ERIN = 'UERIN001'; // approver through the user group
+const MALLORY = 'UMALLORY'; // nobody
+const ONCALL = 'SONCALL01';
+
+let fe: FailoverEnv;
+let slack: SlackApi;
+let bot: SlackBot;
+let botUrl: string;
+let responses = 0;
+
+beforeAll(async () => {
+  [fe, slack] = await Promise.all([createFailoverEnv({ cooldown: '5m' }), startSlackApi()]);
+  slack.usergroups.set(ONCALL, [ERIN, 'UOTHER01']);
+  (fe.config.services[0] as { triggers?: unknown }).triggers = {
+    approval: { planned: { policy: 'approve', timeout: '60s' }, unplanned: { policy: 'approve' } },
+    approvers: { planned: [ALICE, CAROL, ONCALL], unplanned: [CAROL, ONCALL] },
+    twoApprovers: { unplanned: true },
+  };
+  (fe.config as { triggers?: unknown }).triggers = { slack: { channel: RUNS, port: 0, pollInterval: '300ms', apiUrl: slack.apiUrl } };
+  bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET }, log: () => undefined });
+  const { port } = await bot.start();
+  botUrl = `http://127.0.0.1:${port}/slack/events`;
+});
+
+afterAll(async () => {
+  await bot?.stop();
+  await Promise.allSettled([fe?.teardown(), slack?.close()]);
+});
+
+async function send(body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  const res = await fetch(botUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+  const raw = await res.text();
+  let text = raw;
+  try {
+    text = String((JSON.parse(raw) as { text?: string }).text ?? raw);
+  } catch {
+    // not JSON (an empty ack, or a 401)
+  }
+  return { status: res.status, text };
+}
+
+function slashBody(user: string, text: string): string {
+  return new URLSearchParams({
+    token: 'legacy', team_id: 'T0TEST', team_domain: 'test', channel_id: 'C0OPS001', channel_name: 'ops', user_id: user, user_name: user.toLowerCase(),
+    command: '/regionshift', text, response_url: `${slack.url}/response/${++responses}`, trigger_id: '1.2.3', api_app_id: 'A0TEST',
+  }).toString();
+}
+
+async function slash(user: string, text: string): Promise<{ status: number; text: string }> {
+  const body = slashBody(user, text);
+  return send(body, slackSignature(SECRET, body));
+}
+
+async function click(user: string, actionId: string, message: Message): Promise<number> {
+  const button = (message.blocks as { type: string; elements?: { action_id: string; value: string }[] }[])
+    .find((b) => b.type === 'actions')!.elements!.find((e) => e.action_id === actionId)!;
+  const payload = {
+    type: 'block_actions', user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: 'T0TEST' }, api_app_id: 'A0TEST', token: 'legacy',
+    container: { type: 'message', message_ts: message.ts, channel_id: RUNS, is_ephemeral: false }, trigger_id: '1.2.3',
+    team: { id: 'T0TEST', domain: 'test' }, channel: { id: RUNS, name: 'runs' }, message: { ts: message.ts, text: message.text },
+    response_url: `${slack.url}/response/${++responses}`,
+    actions: [{ action_id: actionId, block_id: 'approval:approval', text: { type: 'plain_text', text: actionId }, value: button.value, type: 'button', action_ts: '1700000000.1' }],
+  };
+  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+  return (await send(body, slackSignature(SECRET, body))).status;
+}
+
+const runMessages = (): Message[] => slack.messages.filter((m) => m.channel === RUNS && !m.thread_ts);
+const thread = (m: Message): string[] => slack.messages.filter((x) => x.thread_ts === m.ts).map((x) => x.text);
+const blockText = (m: Message): string => JSON.stringify(m.blocks);
+const ephemeralTo = (user: string): string[] => slack.callsOf('chat.postEphemeral').filter((c) => c.args.user === user).map((c) => String(c.args.text));
+
+async function messageOf(runId: string, until: (m: Message) => boolean, what: string): Promise<Message> {
+  return waitFor(what, async () => {
+    const m = slack.messages.find((x) => !x.thread_ts && x.metadata?.event_payload.run_id === runId);
+    return m && until(m) ? m : undefined;
+  }, 30_000, 100);
+}
+
+async function progress(): Promise<RunRecord> {
+  return fe.client.workflow.getHandle(runWorkflowId(SERVICE)).query<RunRecord>('progress');
+}
+
+describe('requests Slack did not sign', () => {
+  it('a wrong signature and a correctly signed but six-minute-old request get 401 and no action', async () => {
+    const before = slack.calls.length;
+    const body = slashBody(ALICE, `failover ${SERVICE} to ${EAST}`);
+    expect((await send(body, slackSignature('not-the-secret', body))).status).toBe(401);
+    expect((await send(body, slackSignature(SECRET, body, Math.floor(Date.now() / 1000) - 360))).status).toBe(401);
+    expect((await send(body, {})).status).toBe(401);
+    await new Promise((r) => setTimeout(r, 700)); // two follower ticks
+    expect(slack.calls.slice(before).filter((c) => !['conversations.history', 'auth.test'].includes(c.method))).toEqual([]); // auth.test: Bolt checks its token at start
+    await expect(fe.client.workflow.getHandle(runWorkflowId(SERVICE)).describe()).rejects.toThrow(/not found/);
+  });
+});
+
+describe('the slash command', () => {
+  it('answers help, bad commands and bad input with usage, never a stack trace; failback and reconcile say they are not available yet', async () => {
+    const help = await slash(ALICE, 'help');
+    expect(help).toMatchObject({ status: 200 });
+    expect(help.text).toContain('`/regionshift failover <service> to <region> [unplanned]`');
+    const bad = await slash(ALICE, 'frobnicate now');
+    expect(bad.text).toContain('unknown command `frobnicate`');
+    expect(bad.text).toContain('`/regionshift status [service]`');
+    const region = await slash(ALICE, `failover ${SERVICE} to mars-west-9`);
+    expect(region.text).toContain('unknown region "mars-west-9" for ledger; its regions: us-west-2, us-east-1');
+    expect(region.text).toContain('`/regionshift help`');
+    const service = await slash(ALICE, 'failover payments to us-east-1');
+    expect(service.text).toContain('unknown service "payments"');
+    const grammar = await slash(ALICE, `failover ${SERVICE} ${EAST}`);
+    expect(grammar.text).toContain('`failover` needs a service and a target');
+    for (const r of [bad, region, service, grammar]) expect(r.text).not.toMatch(/\n\s+at /);
+    const failback = await slash(ALICE, `failback ${SERVICE}`);
+    expect(failback.text).toContain('`failback` is not available in Slack yet.');
+    expect(failback.text).toContain('Nothing was started');
+    expect((await slash(ALICE, `reconcile ${SERVICE}`)).text).toContain('`reconcile` is not available in Slack yet');
+    expect((await slash(ALICE, 'status')).text).toContain('*ledger*: no runs yet');
+  });
+});
+
+describe('a run from Slack', () => {
+  let message: Message;
+  let runId: string;
+
+  it('failover: one message in the channel with the steps and the Approve / Reject buttons, a thread of events', async () => {
+    const started = await slash(ALICE, `failover ${SERVICE} to ${EAST}`);
+    expect(started.text).toContain('Started `regionshift-ledger`: failover of ledger to us-east-1 (planned), requested by <@UALICE01>; approval: needs approval within 60s');
+    const rec = await waitFor('the approval gate', async () => (await progress()).pendingApproval && progress());
+    runId = rec.runId;
+    expect(rec).toMatchObject({ requestedBy: ALICE, trigger: `slack:${ALICE}`, mode: 'planned' });
+    message = await messageOf(runId, (m) => blockText(m).includes(ACTION.approve), 'the run message with buttons');
+    expect(message.text).toBe('failover ledger: us-west-2 → us-east-1 (planned) RUNNING');
+    const text = blockText(message);
+    expect(text).toContain('✅ `preflight`');
+    expect(text).toContain('⏳ `approval`');
+    expect(text).toContain('⚪ `fence`');
+    expect(text).toContain('requested by <@UALICE01> · trigger `slack:UALICE01`');
+    expect(text).toMatch(/lag: \d+ bytes \(source [0-9A-F]+\/[0-9A-F]+, target replayed [0-9A-F]+\/[0-9A-F]+\) at preflight/);
+    expect(text).toContain(`/namespaces/default/workflows/regionshift-ledger/${runId}/history|Temporal UI>`);
+    expect(text).toContain('Waiting for approval:* policy asks a person to approve this failover');
+    await waitFor('thread events', async () => thread(message).some((t) => t.startsWith('⏳ waiting for approval')));
+    expect(thread(message)[0]).toBe('▶️ failover of ledger to us-east-1 (planned) started by <@UALICE01>, trigger `slack:UALICE01`');
+  });
+
+  it('a stranger\'s click is answered privately and changes nothing; the requester is refused by the workflow', async () => {
+    expect(await click(MALLORY, ACTION.approve, message)).toBe(200);
+    await waitFor('the answer to mallory', async () => ephemeralTo(MALLORY).length > 0);
+    expect(ephemeralTo(MALLORY)[0]).toBe('You may not approve planned runs of ledger: approvers are <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    expect(await click(ALICE, ACTION.approve, message)).toBe(200);
+    await waitFor('the answer to alice', async () => ephemeralTo(ALICE).length > 0);
+    expect(ephemeralTo(ALICE)[0]).toBe('Refused: <@UALICE01> requested this run and cannot approve it. Nothing was changed.');
+    const rec = await progress();
+    expect(rec.pendingApproval).toBeDefined();
+    expect(rec.approvals).toEqual([]);
+    expect(runMessages()).toHaveLength(1);
+  });
+
+  it('an approver (through a user group) approves: the button answers with the workflow\'s verdict, the message follows the run to the end', async () => {
+    expect(await click(ERIN, ACTION.approve, message)).toBe(200);
+    await waitFor('the answer to erin', async () => ephemeralTo(ERIN).length > 0);
+    expect(ephemeralTo(ERIN)[0]).toBe('👍 approved by <@UERIN001>');
+    const rec = await awaitRecord(fe.client, runWorkflowId(SERVICE), runId);
+    expect(rec.status).toBe('succeeded');
+    expect(rec.approvals).toEqual([expect.objectContaining({ by: ERIN, decision: 'approve' })]);
+    const done = await messageOf(runId, (m) => m.text.endsWith('SUCCEEDED'), 'the final message');
+    expect(done.ts).toBe(message.ts); // updated in place
+    expect(done.updates).toBeGreaterThan(0);
+    const text = blockText(done);
+    for (const step of ['preflight', 'approval', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']) expect(text).toContain(`✅ \`${step}\``);
+    expect(text).toMatch(/lag: target replayed [0-9A-F]+\/[0-9A-F]+; \d+ bytes behind at the fence, caught up in \d+ ms/);
+    expect(text).toContain('RPO 0 (fenced, lag confirmed)');
+    expect(text).not.toContain(ACTION.approve);
+    await waitFor('the end in the thread', async () => thread(done).some((t) => t.startsWith('🏁 run succeeded')));
+    const events = thread(done);
+    expect(events).toContain('👍 approved by <@UERIN001> at `approval`: from Slack');
+    expect(events.filter((t) => t.startsWith('✅ `promote` [us-east-1]'))).toHaveLength(1);
+    expect(runMessages()).toHaveLength(1);
+  });
+
+  it('abort: strangers may not, the requester may; the message ends ABORTED', async () => {
+    expect((await slash(ALICE, `failover ${SERVICE} to ${WEST}`)).text).toContain('Started `regionshift-ledger`');
+    const rec = await waitFor('the approval gate', async () => (await progress()).pendingApproval && progress());
+    await messageOf(rec.runId, (m) => blockText(m).includes(ACTION.approve), 'the second run message');
+    expect((await slash(MALLORY, `abort ${SERVICE} not my call`)).text).toBe('You may not abort planned runs of ledger: only its requester or <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    expect((await progress()).status).toBe('running');
+    expect((await slash(ALICE, `abort ${SERVICE} wrong change window`)).text).toBe('`regionshift-ledger`: abort requested by <@UALICE01>: compensating');
+    expect(await awaitRecord(fe.client, runWorkflowId(SERVICE), rec.runId)).toMatchObject({ status: 'aborted', error: 'aborted by UALICE01: wrong change window' });
+    const m = await messageOf(rec.runId, (x) => x.text.endsWith('ABORTED'), 'the aborted message');
+    expect(blockText(m)).toContain('*error:* aborted by <@UALICE01>: wrong change window');
+    await waitFor('the abort in the thread', async () => thread(m).includes('🛑 abort requested by <@UALICE01>: wrong change window'));
+    expect(runMessages()).toHaveLength(2);
+    expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain('*failover ledger: us-east-1 → us-west-2 (planned) ABORTED*');
+  });
+
+  it('unplanned runs need two distinct approvers: the first approval is counted, the same person twice is refused', async () => {
+    expect((await slash(ALICE, `failover ${SERVICE} to ${WEST} unplanned`)).text).toContain('approval: needs approval within 30s, 2 distinct approvers');
+    const rec = await waitFor('the approval gate', async () => (await progress()).pendingApproval && progress());
+    const m = await messageOf(rec.runId, (x) => blockText(x).includes(ACTION.approve), 'the unplanned run message');
+    expect(blockText(m)).toContain('needs 2 approvers');
+    expect(await click(ALICE, ACTION.approve, m)).toBe(200);
+    await waitFor('the answer to alice', async () => ephemeralTo(ALICE).length > 1);
+    expect(ephemeralTo(ALICE).at(-1)).toBe('You may not approve unplanned runs of ledger: approvers are <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    const before = ephemeralTo(CAROL).length;
+    expect(await click(CAROL, ACTION.approve, m)).toBe(200);
+    await waitFor('the answer to carol', async () => ephemeralTo(CAROL).length > before);
+    expect(ephemeralTo(CAROL).at(-1)).toBe('👍 approval 1 of 2 by <@UCAROL01>; waiting for another approver');
+    expect(await click(CAROL, ACTION.approve, m)).toBe(200);
+    await waitFor('the second answer to carol', async () => ephemeralTo(CAROL).length > before + 1);
+    expect(ephemeralTo(CAROL).at(-1)).toBe('Refused: <@UCAROL01> has already approved; a second, different approver is needed. Nothing was changed.');
+    await messageOf(rec.runId, (x) => blockText(x).includes('approved so far by <@UCAROL01> (1 of 2)'), 'the message counting approvals');
+    expect((await slash(CAROL, `abort ${SERVICE} second approver is asleep`)).text).toBe('`regionshift-ledger`: abort requested by <@UCAROL01>: compensating');
+    expect(await awaitRecord(fe.client, runWorkflowId(SERVICE), rec.runId)).toMatchObject({ status: 'aborted', mode: 'unplanned' });
+  });
+
+  it('plan answers through response_url with the plan; a restarted bot finds its messages again and posts nothing twice', async () => {
+    const ack = await slash(CAROL, `plan ${SERVICE} to ${WEST}`);
+    expect(ack.text).toBe('Planning ledger → us-west-2 (planned)… the plan follows here.');
+    const plan = await waitFor('the plan', async () => slack.responses.find((r) => String(r.body.text).includes('plan:')));
+    expect(String(plan.body.text)).toContain('failover ledger: us-east-1 → us-west-2 (dry run) SUCCEEDED');
+    expect(String(plan.body.text)).toContain('[region.us-east-1]');
+    expect(plan.body.response_type).toBe('ephemeral');
+
+    await bot.stop();
+    const posts = slack.callsOf('chat.postMessage').length;
+    bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET }, log: () => undefined });
+    await bot.start();
+    await waitFor('the new bot reading the channel back', async () => slack.callsOf('conversations.replies').length >= 2);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(slack.callsOf('chat.postMessage').length).toBe(posts);
+    expect(runMessages()).toHaveLength(3); // dry runs get no run message
+  });
+});

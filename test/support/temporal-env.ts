@@ -1,0 +1,103 @@
+// A light rig for the trigger-side tests: the Temporal dev server (the CLI binary the project
+// builds, with the project's search attributes), a control worker running the project's
+// workflows, and a service config whose databases are never contacted (the runbooks these tests
+// pass have approval steps only, so no region worker is needed).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { Config } from '../../src/config/schema';
+import { CONTROL_TASK_QUEUE } from '../../src/runbook/ids';
+import { ensureTemporalCli } from '../../src/stack/temporal';
+import { SA } from '../../workflows/search-attributes';
+import { freePort } from './ports';
+
+const WORKFLOWS_PATH = join(__dirname, '..', '..', 'workflows', 'index.ts');
+
+export function installQuietRuntime(): void {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // already installed by another rig in this process
+  }
+}
+
+export interface TemporalEnv {
+  env: TestWorkflowEnvironment;
+  client: Client;
+  address: string;
+  connection: NativeConnection;
+  config: Config;
+  /** Starts another worker on the shared connection; stopped at teardown. */
+  startWorker(options: Omit<WorkerOptions, 'connection'>): Promise<Worker>;
+  teardown(): Promise<void>;
+}
+
+/** A config with services whose providers are never called in these tests. */
+export function paperConfig(address: string, services: { name: string; regions: string[]; policy?: Record<string, unknown>; triggers?: unknown }[], triggers?: unknown): Config {
+  const config = Config.parse({
+    temporal: { address },
+    services: services.map((s) => ({
+      name: s.name,
+      regions: s.regions,
+      database: {
+        provider: 'postgres-streaming',
+        regions: Object.fromEntries(s.regions.map((r, i) => [r, { host: '127.0.0.1', port: 1 + i, dataDir: `/nonexistent/${s.name}-${r}` }])),
+      },
+      traffic: {
+        provider: 'route53', hostedZone: 'regionshift.test.', recordName: `${s.name}.regionshift.test.`,
+        endpoints: Object.fromEntries(s.regions.map((r) => [r, `db.${r}.regionshift.test.`])),
+      },
+      policy: s.policy ?? {},
+    })),
+  });
+  // triggers are set after parsing so this works whether or not schema.ts has the fields yet.
+  services.forEach((s, i) => {
+    if (s.triggers !== undefined) (config.services[i] as { triggers?: unknown }).triggers = s.triggers;
+  });
+  if (triggers !== undefined) (config as { triggers?: unknown }).triggers = triggers;
+  return config;
+}
+
+export async function createTemporalEnv(makeConfig: (address: string) => Config): Promise<TemporalEnv> {
+  installQuietRuntime();
+  const temporalCli = await ensureTemporalCli();
+  const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
+  const port = await freePort();
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporalCli },
+      ip: '127.0.0.1',
+      port,
+      ui: false,
+      dbFilename: join(dir, 'temporal.sqlite'),
+      searchAttributes: Object.values(SA),
+    },
+  });
+  const address = `127.0.0.1:${port}`;
+  const connection = await NativeConnection.connect({ address });
+  const workers: { worker: Worker; done: Promise<void> }[] = [];
+  const startWorker = async (options: Omit<WorkerOptions, 'connection'>): Promise<Worker> => {
+    const worker = await Worker.create({ connection, ...options });
+    workers.push({ worker, done: worker.run() });
+    return worker;
+  };
+  await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH });
+  return {
+    env,
+    client: env.client,
+    address,
+    connection,
+    config: makeConfig(address),
+    startWorker,
+    async teardown() {
+      for (const w of workers) w.worker.shutdown();
+      await Promise.allSettled(workers.map((w) => w.done));
+      await connection.close().catch(() => undefined);
+      await env.teardown().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

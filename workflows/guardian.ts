@@ -1,0 +1,421 @@
+// The guardian: one long-lived workflow per service (id regionshift-guardian-<service>) that
+// receives every alarm about the service and owns the decision to fail over: debounce, cooldown,
+// single flight and the approval policy of the runs it starts. It starts the failover runbook as
+// an abandoned child with the service's run id (regionshift-<service>), so runs started from the
+// CLI, Slack and alarms share single flight. Runs tell it when they start and end (notifyGuardian)
+// so the cooldown counts every run, whoever started it.
+//
+// Also here: the health watcher (regionshift-health-<service>), which polls the service's Route 53
+// health checks and delivers failing ones to the guardian as alarms.
+import * as wf from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { durationMs } from '../src/runbook/duration';
+import { runWorkflowId } from '../src/runbook/ids';
+import type { AttachedAlarm, RunInput, RunRecord } from '../src/runbook/types';
+import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/intake/ids';
+import { healthVerdict, type HealthVerdict } from '../src/intake/health-verdict';
+import type {
+  AlarmSignal, AlarmTrack, Decision, DecisionKind, FailingSignal, GuardianInput, GuardianSeed, GuardianSettings,
+  GuardianState, GuardianView, HealthActivities, HealthWatcherInput, HealthWatcherView, RunSummary,
+} from '../src/intake/types';
+import { SA } from './search-attributes';
+
+export const alarmSignal = wf.defineSignal<[AlarmSignal[]]>('alarm');
+export const configureSignal = wf.defineSignal<[{ settings: GuardianSettings; seed?: GuardianSeed }]>('configure');
+export const runStartedSignal = wf.defineSignal<[RunSummary]>('runStarted');
+export const runEndedSignal = wf.defineSignal<[RunSummary]>('runEnded');
+export const guardianStateQuery = wf.defineQuery<GuardianView>('state');
+
+const MAX_DECISIONS = 30;
+const MAX_ALARMS = 100;
+const MAX_FAILING_PER_REGION = 50;
+const DEFAULT_MAX_HISTORY = 5000;
+/** Repeats of an alarm already on the run's record are sent to the run at most this often. */
+const ATTACH_EVERY_MS = 1000;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export function initialState(seed?: GuardianSeed): GuardianState {
+  return {
+    primary: seed?.primary,
+    current: seed?.current,
+    lastRun: seed?.lastRun,
+    alarms: [],
+    failing: {},
+    decisions: [],
+    received: 0,
+    runsStarted: 0,
+    generation: 0,
+  };
+}
+
+function note(state: GuardianState, now: number, kind: DecisionKind, detail: string, region?: string): Decision {
+  const last = state.decisions[state.decisions.length - 1];
+  // An alarm storm repeats one decision a thousand times: count it instead of listing it.
+  if (last && last.kind === kind && last.region === region && last.detail === detail) {
+    last.count++;
+    last.at = iso(now);
+    return last;
+  }
+  const d: Decision = { at: iso(now), kind, detail, count: 1, ...(region ? { region } : {}) };
+  state.decisions.push(d);
+  if (state.decisions.length > MAX_DECISIONS) state.decisions.splice(0, state.decisions.length - MAX_DECISIONS);
+  return d;
+}
+
+export function alarmKey(a: Pick<AlarmSignal, 'source' | 'name' | 'region'>): string {
+  return `${a.source}:${a.name}:${a.region}`;
+}
+
+export function triggerOf(a: Pick<AlarmSignal, 'source' | 'name'>): string {
+  return `alarm:${a.source}:${a.name}`;
+}
+
+function track(state: GuardianState, a: AlarmSignal): AlarmTrack {
+  const key = alarmKey(a);
+  let t = state.alarms.find((x) => x.key === key);
+  if (!t) {
+    t = { key, source: a.source, name: a.name, region: a.region, severity: a.severity, state: a.state, firstAt: iso(a.at), lastAt: iso(a.at), count: 0 };
+    state.alarms.push(t);
+    if (state.alarms.length > MAX_ALARMS) {
+      state.alarms.sort((x, y) => Date.parse(x.lastAt) - Date.parse(y.lastAt));
+      state.alarms.splice(0, state.alarms.length - MAX_ALARMS);
+    }
+  }
+  if (t.state !== a.state) t.firstAt = iso(a.at);
+  t.state = a.state;
+  t.severity = a.severity;
+  t.lastAt = iso(Math.max(a.at, Date.parse(t.lastAt)));
+  t.count++;
+  t.reason = a.reason;
+  return t;
+}
+
+function prune(list: FailingSignal[], now: number, windowMs: number): FailingSignal[] {
+  return list.filter((f) => now - f.at <= windowMs).slice(-MAX_FAILING_PER_REGION);
+}
+
+export function cooldownUntil(state: GuardianState, settings: GuardianSettings): number | undefined {
+  const ended = state.lastRun?.endedAt;
+  return ended ? Date.parse(ended) + durationMs(settings.policy.cooldown) : undefined;
+}
+
+/** The region a failover from `failing` goes to: the next in preference order that is not failing itself. */
+export function pickTarget(state: GuardianState, settings: GuardianSettings, failing: string, now: number): string | undefined {
+  const windowMs = durationMs(settings.debounce.window);
+  const candidates = settings.regions.filter((r) => r !== failing && (!settings.allowedTargets || settings.allowedTargets.includes(r)));
+  const healthy = candidates.find((r) => prune(state.failing[r] ?? [], now, windowMs).length === 0);
+  return healthy ?? candidates[0];
+}
+
+export type Verdict =
+  | { kind: 'start'; region: string; target: string; trigger: string; triggeredAt: number; detail: string }
+  | { kind: 'none' };
+
+/**
+ * Records one alarm and decides. Pure: the workflow applies the verdict (starting the run).
+ * Order of the checks: recovery, severity, single flight, debounce, writer, cooldown, target.
+ */
+export function decide(state: GuardianState, settings: GuardianSettings, a: AlarmSignal, now: number): Verdict {
+  const windowMs = durationMs(settings.debounce.window);
+  const key = alarmKey(a);
+  const known = state.alarms.find((x) => x.key === key);
+  if (known && known.state !== a.state && a.at < Date.parse(known.firstAt)) {
+    // Older than the alarm's current state (deliveries can arrive out of order): counted, not believed.
+    known.count++;
+    return { kind: 'none' };
+  }
+  track(state, a);
+  const failing = (state.failing[a.region] = prune(state.failing[a.region] ?? [], now, windowMs));
+
+  if (a.state === 'OK') {
+    const before = failing.length;
+    state.failing[a.region] = failing.filter((f) => f.key !== key);
+    if (before > state.failing[a.region]!.length) note(state, now, 'recovered', `${key} recovered; its failing signals no longer count`, a.region);
+    return { kind: 'none' };
+  }
+  if (a.state !== 'ALARM') return { kind: 'none' };
+  if (a.severity !== 'critical') {
+    note(state, now, 'warning', `${key} (warning): recorded, does not count toward a failover`, a.region);
+    return { kind: 'none' };
+  }
+  failing.push({ at: now, firedAt: a.at, key });
+  if (failing.length > MAX_FAILING_PER_REGION) failing.splice(0, failing.length - MAX_FAILING_PER_REGION);
+
+  if (state.current) {
+    note(state, now, 'attached', `run in progress (${state.current.workflowId}): alarm attached to it`, a.region);
+    return { kind: 'none' };
+  }
+  const { failures, window } = settings.debounce;
+  if (failing.length < failures) {
+    note(state, now, 'debouncing', `${failing.length} of ${failures} failing signals for ${a.region} within ${window}`, a.region);
+    return { kind: 'none' };
+  }
+  const primary = state.primary ?? settings.regions[0];
+  if (a.region !== primary) {
+    note(state, now, 'not-writer', `${a.region} is failing but is not the writer (${primary}): no failover`, a.region);
+    return { kind: 'none' };
+  }
+  const until = cooldownUntil(state, settings);
+  if (until !== undefined && now < until) {
+    state.blocked = note(state, now, 'cooldown',
+      `automatic failover of ${a.region} held back: cooldown ${settings.policy.cooldown} after the last run (${state.lastRun!.workflowId}, ${state.lastRun!.status} at ${state.lastRun!.endedAt}) lasts until ${iso(until)}; a manual run is still allowed`,
+      a.region);
+    return { kind: 'none' };
+  }
+  const target = pickTarget(state, settings, a.region, now);
+  if (!target) {
+    note(state, now, 'no-target', `no region to fail over to from ${a.region}${settings.allowedTargets ? ` (data residency allows ${settings.allowedTargets.join(', ') || 'none'})` : ''}`, a.region);
+    return { kind: 'none' };
+  }
+  const first = failing.reduce((m, f) => (f.firedAt < m.firedAt ? f : m), failing[0]!);
+  const firstAlarm = state.alarms.find((t) => t.key === first.key);
+  return {
+    kind: 'start',
+    region: a.region,
+    target,
+    trigger: firstAlarm ? triggerOf(firstAlarm) : triggerOf(a),
+    triggeredAt: first.firedAt,
+    detail: `${failing.length} failing signals for ${a.region} within ${window}`,
+  };
+}
+
+function summaryOf(rec: RunRecord): RunSummary {
+  return {
+    workflowId: rec.workflowId, runId: rec.runId, kind: rec.kind, trigger: rec.trigger, requestedBy: rec.requestedBy,
+    target: rec.target, mode: rec.mode, dryRun: rec.dryRun, status: rec.status, startedAt: rec.startedAt, endedAt: rec.endedAt,
+  };
+}
+
+/** Called by every run at its start and end; a service without a guardian simply has no one to tell. */
+export async function notifyGuardian(rec: RunRecord): Promise<void> {
+  // Runs started before guardians existed replay without these signals.
+  if (!wf.patched('regionshift-notify-guardian')) return;
+  try {
+    await wf.getExternalWorkflowHandle(guardianWorkflowId(rec.service))
+      .signal(rec.status === 'running' ? runStartedSignal : runEndedSignal, summaryOf(rec));
+  } catch {
+    // No guardian for this service (none is configured, or it has not been started yet).
+  }
+}
+
+export function viewOf(service: string, state: GuardianState, settings: GuardianSettings, now: number, historyLength: number): GuardianView {
+  const windowMs = durationMs(settings.debounce.window);
+  const until = cooldownUntil(state, settings);
+  const failing = Object.entries(state.failing)
+    .map(([region, list]) => ({ region, list: prune(list, now, windowMs) }))
+    .filter((f) => f.list.length > 0)
+    .map((f) => ({ region: f.region, count: f.list.length, since: iso(Math.min(...f.list.map((x) => x.firedAt))) }));
+  return {
+    service,
+    primary: state.primary ?? settings.regions[0],
+    current: state.current,
+    lastRun: state.lastRun,
+    cooldown: settings.policy.cooldown,
+    ...(until !== undefined ? { cooldownUntil: iso(until) } : {}),
+    inCooldown: until !== undefined && now < until,
+    debounce: settings.debounce,
+    failing,
+    alarms: [...state.alarms].sort((x, y) => Date.parse(y.lastAt) - Date.parse(x.lastAt)).slice(0, 20),
+    decisions: state.decisions,
+    blocked: state.blocked,
+    received: state.received,
+    runsStarted: state.runsStarted,
+    generation: state.generation,
+    historyLength,
+  };
+}
+
+export async function guardian(input: GuardianInput): Promise<void> {
+  const { service } = input;
+  let settings = input.settings;
+  const state = input.state ?? initialState(input.seed);
+  const queue: AlarmSignal[] = [];
+
+  wf.setHandler(alarmSignal, (alarms) => {
+    queue.push(...alarms);
+    state.received += alarms.length;
+  });
+  wf.setHandler(configureSignal, ({ settings: s, seed }) => {
+    settings = s;
+    if (seed?.primary && !state.primary) state.primary = seed.primary;
+    if (seed?.lastRun && !state.lastRun) state.lastRun = seed.lastRun;
+    if (seed?.current && !state.current) state.current = seed.current;
+  });
+  wf.setHandler(runStartedSignal, (run) => {
+    if (run.dryRun) return;
+    if (!state.current || state.current.workflowId !== run.workflowId || state.current.runId !== run.runId) state.current = run;
+  });
+  wf.setHandler(runEndedSignal, (run) => {
+    const cur = state.current;
+    if (cur && cur.workflowId === run.workflowId && (cur.runId === undefined || cur.runId === run.runId)) state.current = undefined;
+    if (run.dryRun) return;
+    state.lastRun = run;
+    // Failover and failback both move the writer to their target.
+    if (run.status === 'succeeded' && (run.kind === 'failover' || run.kind === 'failback') && run.target) state.primary = run.target;
+  });
+  wf.setHandler(guardianStateQuery, () => viewOf(service, state, settings, Date.now(), wf.workflowInfo().historyLength));
+
+  async function start(v: Extract<Verdict, { kind: 'start' }>): Promise<void> {
+    const workflowId = runWorkflowId(service);
+    const runInput: RunInput = {
+      runbook: settings.runbook,
+      service,
+      regions: settings.regions,
+      mode: 'unplanned',
+      target: v.target,
+      dryRun: false,
+      policy: settings.policy,
+      requestedBy: 'guardian',
+      trigger: v.trigger,
+      triggeredAt: v.triggeredAt,
+      approval: settings.approval,
+    };
+    const now = Date.now();
+    try {
+      const child = await wf.startChild('runbook', {
+        workflowId,
+        args: [runInput],
+        parentClosePolicy: 'ABANDON',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        typedSearchAttributes: [
+          { key: SA.service, value: service },
+          { key: SA.target, value: v.target },
+          { key: SA.mode, value: 'unplanned' },
+          { key: SA.trigger, value: v.trigger },
+        ],
+        staticSummary: `failover ${service} → ${v.target} (unplanned), by the guardian: ${v.trigger}`,
+        staticDetails: `Runbook ${settings.runbook.file} sha256 ${settings.runbook.hash}. ${v.detail}; first alarm at ${iso(v.triggeredAt)}.`,
+      });
+      state.current = {
+        workflowId, runId: child.firstExecutionRunId, kind: settings.runbook.kind, trigger: v.trigger, requestedBy: 'guardian',
+        target: v.target, mode: 'unplanned', dryRun: false, status: 'running', startedAt: iso(now),
+      };
+      state.runsStarted++;
+      state.failing[v.region] = [];
+      note(state, now, 'started', `failover ${v.region} → ${v.target} started (${workflowId}): ${v.detail}`, v.region);
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        // A run from the CLI or Slack holds the id: this alarm belongs to it.
+        state.current = { workflowId, status: 'running' };
+        note(state, now, 'attached', `a run is already in progress (${workflowId}): alarm attached to it`, v.region);
+        return;
+      }
+      note(state, now, 'start-failed', `could not start the failover: ${(err as Error).message}`, v.region);
+    }
+  }
+
+  /** Alarms during a run go onto the run's record, one entry per alarm, with its count. */
+  const pendingAttach = new Map<string, AttachedAlarm>();
+  let urgentAttach = false;
+  let lastAttach = 0;
+  async function flushAttachments(): Promise<void> {
+    const cur = state.current;
+    const alarms = [...pendingAttach.values()];
+    pendingAttach.clear();
+    urgentAttach = false;
+    lastAttach = Date.now();
+    if (!cur || alarms.length === 0) return;
+    const handle = wf.getExternalWorkflowHandle(cur.workflowId, cur.runId);
+    const results = await Promise.allSettled(alarms.map((a) => handle.signal<[AttachedAlarm]>('attachAlarm', a)));
+    if (results.some((r) => r.status === 'rejected') && state.current === cur) {
+      // The run is gone and its end was not heard: forget it so the next alarm decides afresh.
+      state.current = undefined;
+    }
+  }
+
+  function queueAttachment(a: AlarmSignal): void {
+    const key = alarmKey(a);
+    const t = state.alarms.find((x) => x.key === key)!;
+    const prev = pendingAttach.get(key);
+    // A new alarm or a change of state goes to the run at once; repeats are counted and sent
+    // at most every ATTACH_EVERY_MS, so a storm does not become a storm of signals to the run.
+    if (!prev && !state.attachedKeys?.includes(key)) urgentAttach = true;
+    if (prev && prev.state !== a.state) urgentAttach = true;
+    state.attachedKeys = [...new Set([...(state.attachedKeys ?? []), key])].slice(-50);
+    pendingAttach.set(key, { trigger: triggerOf(a), region: a.region, severity: a.severity, state: a.state, at: t.lastAt, count: (prev?.count ?? 0) + 1 });
+  }
+
+  const maxHistory = (): number => settings.maxHistoryEvents ?? DEFAULT_MAX_HISTORY;
+  const shouldContinue = (): boolean => wf.workflowInfo().continueAsNewSuggested || wf.workflowInfo().historyLength > maxHistory();
+
+  for (;;) {
+    if (pendingAttach.size > 0) {
+      const due = lastAttach + ATTACH_EVERY_MS - Date.now();
+      if (due > 0) await wf.condition(() => queue.length > 0 || shouldContinue(), due);
+    } else {
+      await wf.condition(() => queue.length > 0 || shouldContinue());
+    }
+    while (queue.length > 0) {
+      const batch = queue.splice(0, queue.length);
+      for (const a of batch) {
+        const verdict = decide(state, settings, a, Date.now());
+        if (verdict.kind === 'start') {
+          state.attachedKeys = [];
+          await start(verdict);
+        }
+        if (state.current && a.state !== 'INSUFFICIENT_DATA') queueAttachment(a);
+      }
+    }
+    if (pendingAttach.size > 0 && (urgentAttach || Date.now() - lastAttach >= ATTACH_EVERY_MS || shouldContinue())) await flushAttachments();
+    if (shouldContinue() && pendingAttach.size === 0) {
+      await wf.condition(wf.allHandlersFinished);
+      if (queue.length === 0) {
+        state.generation++;
+        await wf.continueAsNew<typeof guardian>({ service, settings, state });
+      }
+    }
+  }
+}
+
+// --- the health watcher ---------------------------------------------------------------------
+
+export const healthStateQuery = wf.defineQuery<HealthWatcherView>('health');
+
+export async function healthWatcher(input: HealthWatcherInput): Promise<void> {
+  const acts = wf.proxyActivities<HealthActivities>({
+    taskQueue: INTAKE_TASK_QUEUE,
+    startToCloseTimeout: '20s',
+    retry: { maximumAttempts: 2, initialInterval: '1s' },
+  });
+  const failing = new Set(input.failing ?? []);
+  const view: HealthWatcherView = { service: input.service, polls: 0, last: {}, failing: [] };
+  wf.setHandler(healthStateQuery, () => ({ ...view, failing: [...failing] }));
+  const guardianHandle = wf.getExternalWorkflowHandle(guardianWorkflowId(input.service));
+  const pollsPerRun = input.pollsPerRun ?? 200;
+
+  for (let i = 0; i < pollsPerRun; i++) {
+    const now = Date.now();
+    const alarms: AlarmSignal[] = [];
+    await Promise.all(Object.entries(input.checks).map(async ([region, healthCheckId]) => {
+      let v: HealthVerdict;
+      try {
+        v = healthVerdict(await acts.route53HealthCheckStatus({ healthCheckId, endpointUrl: input.endpointUrl }), input.healthyShare);
+        view.last[region] = { ...v, at: iso(now) };
+      } catch (err) {
+        // Not being able to ask is not evidence that the region is down.
+        view.last[region] = { verdict: 'unknown', healthy: 0, total: 0, at: iso(now), error: (err as Error).message };
+        return;
+      }
+      const base = { source: 'route53' as const, name: healthCheckId, region, severity: 'critical' as const, at: now, receivedAt: now };
+      if (v.verdict === 'failing') {
+        failing.add(region);
+        alarms.push({ ...base, state: 'ALARM', reason: `${v.healthy}/${v.total} Route 53 checkers healthy${v.sample ? `: ${v.sample}` : ''}` });
+      } else if (v.verdict === 'healthy' && failing.delete(region)) {
+        alarms.push({ ...base, state: 'OK', reason: `${v.healthy}/${v.total} Route 53 checkers healthy` });
+      }
+    }));
+    view.polls++;
+    if (alarms.length > 0) {
+      try {
+        await guardianHandle.signal(alarmSignal, alarms);
+        view.deliveryError = undefined;
+      } catch (err) {
+        // No guardian (the intake starts it): the next failing poll tries again.
+        view.deliveryError = `could not deliver to ${guardianWorkflowId(input.service)}: ${(err as Error).message}`;
+      }
+    }
+    await wf.sleep(durationMs(input.interval));
+  }
+  await wf.continueAsNew<typeof healthWatcher>({ ...input, failing: [...failing] });
+}
