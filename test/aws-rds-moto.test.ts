@@ -103,6 +103,19 @@ describe('aurora-global on moto', () => {
     expect(Date.parse(lag.replayedLsn)).toBeGreaterThanOrEqual(fencedAt.getTime());
   });
 
+  it('older Aurora MySQL: waits on AuroraGlobalDBReplicationLag, and ignores the other metric', async () => {
+    await setupGlobal();
+    const east = createAuroraActivities(configFor({ engine: 'aurora-mysql', lagMetric: 'AuroraGlobalDBReplicationLag' }), EAST, FAST);
+    const fencedAt = new Date(Date.now() - 3_000);
+    // A datapoint under the RPO-lag name says nothing about this cluster's configured metric.
+    await putLag(moto.url, EAST, 'ledger-east', 0, new Date(fencedAt.getTime() + 2_000), 'AuroraGlobalDBRPOLag');
+    const timeout = await east.dbWaitForLag({ service: 'ledger', sourceLsn: fencedAt.toISOString(), timeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    expect((timeout as ApplicationFailure).type).toBe('LagTimeout');
+    await putLag(moto.url, EAST, 'ledger-east', 100, new Date(fencedAt.getTime() + 2_000), 'AuroraGlobalDBReplicationLag');
+    const lag = await east.dbWaitForLag({ service: 'ledger', sourceLsn: fencedAt.toISOString(), timeoutMs: 10_000 });
+    expect(Date.parse(lag.replayedLsn)).toBeGreaterThanOrEqual(fencedAt.getTime());
+  });
+
   it('planned and unplanned promotion fall back to detach-and-promote where the managed operation is unavailable', async () => {
     const arns = await setupGlobal();
     const east = createAuroraActivities(configFor(), EAST, FAST);
