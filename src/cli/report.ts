@@ -32,7 +32,7 @@ export function formatRecord(rec: RunRecord, uiUrl?: string): string {
   }
   const facts: string[] = [];
   if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
-  if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`);
+  if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : rec.rpo.estimateSeconds === undefined ? 'RPO unknown (source unreachable)' : `RPO estimate ${rec.rpo.estimateSeconds} s`);
   if (rec.dataLossAck) facts.push(`data loss acknowledged by ${rec.dataLossAck.by}`);
   if (facts.length) lines.push('', facts.join(' · '));
   if (rec.compensation) {
