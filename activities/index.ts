@@ -4,6 +4,7 @@ import { createAuroraActivities, type AuroraActivities, type AuroraOptions } fro
 import { createPostgresActivities, type PostgresActivities } from './db/postgres';
 import { createArcActivities, type ArcActivities } from './traffic/arc';
 import { createRoute53Activities, type Route53Activities } from './traffic/route53';
+import { createReconcileActivities, type ReconcileActivities } from './reconcile';
 
 export interface RegionActivityOptions {
   aurora?: AuroraOptions;
@@ -15,7 +16,7 @@ export interface RegionActivityOptions {
  * an Aurora service and a self-managed PostgreSQL one side by side. Providers are built on first
  * use: a worker whose services never use AWS never makes an AWS client.
  */
-export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities {
+export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities & ReconcileActivities {
   let postgres: PostgresActivities | undefined;
   let aurora: AuroraActivities | undefined;
   let route53: Route53Activities | undefined;
@@ -29,6 +30,7 @@ export function createRegionActivities(config: Config, region: string, options: 
     find(service)?.traffic.provider === 'route53-arc' ? (arc ??= createArcActivities(config)) : (route53 ??= createRoute53Activities(config));
 
   return {
+    ...createReconcileActivities(config, region),
     dbDescribe: (input) => (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input)),
     dbFenceWrites: (input) => (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
     dbUnfenceWrites: (input) => (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),

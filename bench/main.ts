@@ -10,19 +10,21 @@ import { startWriteLoad, type WriteLoad } from '../src/demo/load';
 import { configRegions } from '../src/demo/region';
 import type { Client } from '@temporalio/client';
 import { BENCH_POLICY, failoverSection } from './failover';
+import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
 import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection];
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection];
 
 const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--clients C] [--json]
   --runs N            planned failovers, alternating direction (default 5)
   --unplanned-runs M  unplanned failovers, each killing the primary of a fresh pair (default 3)
   --clients C         concurrent writers on the ledger during the runs (default 0: none; the
                       load generator shares this machine's CPUs with the orchestrator)
+  --ledger-10m        also reconcile in a 10,000,000-entry ledger (generating it takes minutes)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
 function count(value: string | undefined, name: string, fallback: number): number {
@@ -50,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       runs: { type: 'string' }, 'unplanned-runs': { type: 'string' }, clients: { type: 'string' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+      'ledger-10m': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -61,6 +64,7 @@ async function main(argv: string[]): Promise<number> {
     runs: count(values.runs, 'runs', 5),
     unplannedRuns: count(values['unplanned-runs'], 'unplanned-runs', 3),
     clients: count(values.clients, 'clients', 0),
+    ledger10m: values['ledger-10m'] ?? false,
   };
   const json = values.json ?? false;
   const say = (line: string) => (json ? console.error(line) : console.log(line));

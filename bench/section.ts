@@ -12,6 +12,8 @@ export interface BenchOptions {
   /** Unplanned failovers, each from a freshly built pair. */
   unplannedRuns: number;
   clients: number;
+  /** Also reconcile in a 10,000,000-entry ledger (minutes to generate on 2 cores). */
+  ledger10m?: boolean;
 }
 
 export interface BenchContext {

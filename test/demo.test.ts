@@ -1,6 +1,8 @@
-// `regionshift demo --json` end to end on a throw-away local stack: the planned failover under
-// write load loses nothing, the region that is then primary is killed, the unplanned failover
-// brings writes back in the other region, and the one JSON object says all of it.
+// `regionshift demo --json` end to end on a throw-away local stack: planned failovers away and
+// back under write load lose nothing; the home region is killed and the unplanned failover brings
+// writes back in the other region; the home region returns, reconciliation accounts for every
+// write it acknowledged, failback brings the service home with zero loss and the original
+// traffic; and the one JSON object says all of it.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
@@ -26,6 +28,32 @@ interface Run {
   approvals: { stepId: string; by: string; decision: string }[];
   uiUrl: string;
 }
+interface Reconciliation {
+  status: string;
+  oldRegion: string;
+  newRegion: string;
+  transactions: Record<string, number>;
+  rows: Record<string, number>;
+  transactionsReapplied: number;
+  entriesReapplied: number;
+  casesOpened: number;
+  casesOpen: number;
+  casesResolved: unknown[];
+  verified: boolean;
+  missingBefore: number;
+  missingAfter: number;
+  steps: Step[];
+}
+interface Failback {
+  status: string;
+  source: string;
+  target: string;
+  rpo: { lostWrites: number; writesAcked: number; zeroLoss: boolean };
+  trafficBefore: Record<string, number>;
+  trafficAfter: Record<string, number>;
+  override: unknown;
+  steps: Step[];
+}
 interface Component {
   name: string;
   health: string;
@@ -38,6 +66,8 @@ const EAST = 'us-east-1';
 let stack: TempStack;
 let demo: CliResult;
 let runs: Run[];
+let reconciliations: Reconciliation[];
+let failback: Failback;
 
 function show(r: CliResult): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
@@ -49,13 +79,13 @@ function isIso(s: string | null): boolean {
 
 beforeAll(async () => {
   stack = await makeTempStack();
-  demo = await runCli(['demo', '--json'], stack.env, 180_000);
+  demo = await runCli(['demo', '--json'], stack.env, 300_000);
   try {
-    runs = (JSON.parse(demo.stdout) as { runs: Run[] }).runs;
+    ({ runs, reconciliations, failback } = JSON.parse(demo.stdout) as { runs: Run[]; reconciliations: Reconciliation[]; failback: Failback });
   } catch {
     throw new Error(`demo --json did not print one JSON object:\n${show(demo)}`);
   }
-}, 200_000);
+}, 320_000);
 
 afterAll(async () => {
   if (!stack) return;
@@ -70,7 +100,7 @@ describe('regionshift demo --json', () => {
     expect(demo.code, show(demo)).toBe(0);
     expect(demo.stdout.trim().split('\n'), 'stdout holds one line of JSON').toHaveLength(1);
     expect(demo.stderr).toContain(`Temporal UI: http://127.0.0.1:${stack.uiPort}`);
-    expect(runs.map((r) => r.mode)).toEqual(['planned', 'unplanned']);
+    expect(runs.map((r) => r.mode)).toEqual(['planned', 'planned', 'unplanned']);
   });
 
   it('planned failover us-west-2 → us-east-1 under load: succeeded, no acknowledged write lost', () => {
@@ -81,14 +111,22 @@ describe('regionshift demo --json', () => {
     expect(planned.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
   });
 
-  it('unplanned failover from the killed us-east-1 back to us-west-2: succeeded, approved by the demo on-call, RTO from the kill', () => {
-    const unplanned = runs[1]!;
-    expect(unplanned).toMatchObject({ mode: 'unplanned', source: EAST, target: WEST, status: 'succeeded' });
+  it('planned failover back us-east-1 → us-west-2 under load: succeeded, no acknowledged write lost', () => {
+    const back = runs[1]!;
+    expect(back).toMatchObject({ mode: 'planned', source: EAST, target: WEST, status: 'succeeded', lostWrites: 0 });
+    expect(back.writesAcked, 'the load wrote through us-east-1 in between').toBeGreaterThan(0);
+    expect(back.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
+  });
+
+  it('unplanned failover from the killed us-west-2 to us-east-1: succeeded, approved by the demo on-call, RTO from the kill', () => {
+    const unplanned = runs[2]!;
+    expect(unplanned).toMatchObject({ mode: 'unplanned', source: WEST, target: EAST, status: 'succeeded' });
     expect(unplanned.rtoMs).toBeGreaterThan(0);
-    expect(unplanned.lostWrites).toBeGreaterThanOrEqual(0);
+    // Replication was cut a second before the kill: what us-west-2 acknowledged since is not in us-east-1.
+    expect(unplanned.lostWrites).toBeGreaterThan(0);
     expect(unplanned.lostWrites).toBeLessThanOrEqual(unplanned.writesAcked);
-    expect(unplanned.writesAcked, 'the load wrote through us-east-1 before the kill').toBeGreaterThan(0);
-    expect(unplanned.clientRtoMs, 'writes were accepted in us-west-2 after the failover').not.toBeNull();
+    expect(unplanned.writesAcked, 'the load wrote through us-west-2 before the kill').toBeGreaterThan(0);
+    expect(unplanned.clientRtoMs, 'writes were accepted in us-east-1 after the failover').not.toBeNull();
     // The policy gate and the data-loss gate (the dead region could not be fenced).
     expect(unplanned.approvals.map((a) => [a.stepId, a.by, a.decision])).toEqual([
       ['approval', 'demo-oncall', 'approve'],
@@ -97,8 +135,35 @@ describe('regionshift demo --json', () => {
     expect(unplanned.steps.find((s) => s.id === 'fence-on-return')?.status).toBe('done');
   });
 
+  it('reconciliation: counts per class, entries re-applied, cases opened; no acknowledged write unaccounted for', () => {
+    expect(reconciliations).toHaveLength(1);
+    const rc = reconciliations[0]!;
+    expect(rc).toMatchObject({ status: 'succeeded', oldRegion: WEST, newRegion: EAST, verified: true, missingAfter: 0 });
+    expect(rc.steps.map((s) => [s.id, s.status])).toEqual([['preserve', 'done'], ['classify', 'done'], ['apply', 'done'], ['verify', 'done'], ['report', 'done']]);
+    expect(Object.keys(rc.transactions).sort()).toEqual(['identical', 'only-new', 'only-old', 'replicated', 'same-id-different-payload']);
+    expect(Object.keys(rc.rows).length).toBeGreaterThan(0);
+    // Every write us-west-2 acknowledged that us-east-1 lacked is one reconciliation found lost.
+    expect(rc.transactions['only-old']).toBeGreaterThanOrEqual(rc.missingBefore);
+    expect(rc.missingBefore).toBe(runs[2]!.lostWrites);
+    expect(rc.transactionsReapplied + rc.casesOpened).toBeGreaterThanOrEqual(rc.transactions['only-old']!);
+    expect(rc.transactionsReapplied).toBeGreaterThan(0);
+    expect(rc.entriesReapplied).toBe(2 * rc.transactionsReapplied);
+    expect(rc.casesOpened).toBe(rc.casesResolved.length);
+  });
+
+  it('failback to us-west-2: zero RPO, traffic as before the failover', () => {
+    expect(failback).toMatchObject({ status: 'succeeded', source: EAST, target: WEST, override: null });
+    expect(failback.rpo).toMatchObject({ lostWrites: 0, zeroLoss: true });
+    expect(failback.rpo.writesAcked, 'the load wrote through us-east-1 during the failback').toBeGreaterThan(0);
+    expect(failback.trafficAfter).toEqual(failback.trafficBefore);
+    expect(failback.trafficAfter).toEqual({ [WEST]: 100, [EAST]: 0 });
+    expect(failback.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
+      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'fence', 'confirm-lag', 'promote', 'restore-traffic', 'verify', 'rejoin',
+    ]);
+  });
+
   it('every run carries its id, steps with ISO timestamps, and its page in this stack\'s Temporal UI', () => {
-    for (const run of runs) {
+    for (const run of [...runs, ...reconciliations, failback] as Run[]) {
       expect(run.runId).toMatch(/^[0-9a-f-]{36}$/);
       expect(run.uiUrl).toBe(`http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${run.workflowId}/${run.runId}/history`);
       expect(run.steps.length).toBeGreaterThan(0);
@@ -112,13 +177,13 @@ describe('regionshift demo --json', () => {
     }
   });
 
-  it('leaves the stack running with us-west-2 primary and us-east-1 down', async () => {
+  it('leaves the stack running as it started: us-west-2 primary, us-east-1 its streaming standby', async () => {
     const r = await runCli(['stack', 'status', '--json'], stack.env);
     const components = (JSON.parse(r.stdout) as { components: Component[] }).components;
     const c = (name: string) => components.find((x) => x.name === name);
     expect(c(`postgres:ledger:${WEST}`)).toMatchObject({ health: 'up', role: 'primary' });
-    expect(c(`postgres:ledger:${EAST}`)?.health).toBe('down');
-    expect(c(`worker:${EAST}`)?.health).toBe('down');
+    expect(c(`postgres:ledger:${EAST}`)).toMatchObject({ health: 'up', role: 'standby' });
+    expect(c(`worker:${EAST}`)?.health).toBe('up');
     expect(c(`worker:${WEST}`)?.health).toBe('up');
     expect(c('temporal')?.health).toBe('up');
   });

@@ -9,14 +9,19 @@ import { ACTIONS, type ActionName, type Condition } from '../src/runbook/catalog
 import { durationMs } from '../src/runbook/duration';
 import { fenceOnReturnWorkflowId, regionTaskQueue } from '../src/runbook/ids';
 import type {
-  AbortInput, ApproveInput, PendingApproval, PlannedStep, RunInput, RunRecord, Step, StepState,
+  AbortInput, ApproveInput, AttachedAlarm, PendingApproval, PlannedStep, RunInput, RunRecord, Step, StepState,
 } from '../src/runbook/types';
-import { primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
+import { describeRecords, primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
+import { residencyViolation } from '../src/policy/residency';
 import { SA } from './search-attributes';
+import { notifyGuardian } from './guardian';
+import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 
 export const progressQuery = wf.defineQuery<RunRecord>('progress');
 export const approveUpdate = wf.defineUpdate<string, [ApproveInput]>('approve');
 export const abortUpdate = wf.defineUpdate<string, [AbortInput]>('abort');
+/** The service's guardian attaches alarms that fire during the run (single flight: never a second run). */
+export const attachAlarmSignal = wf.defineSignal<[AttachedAlarm]>('attachAlarm');
 
 /** Failure types a caller can tell apart (the CLI maps them to exit codes). */
 export const FAILURE = { refused: 'RunRefused', failed: 'RunFailed', aborted: 'RunAborted' } as const;
@@ -34,6 +39,16 @@ function on(region: string, options: Partial<ActivityOptions> = {}): RegionActiv
     ...options,
   });
 }
+
+/**
+ * Compensation must end: a region that is down (its worker never picks the task up) is reported
+ * as not undone rather than waited on forever.
+ */
+const COMPENSATION: Partial<ActivityOptions> = {
+  scheduleToStartTimeout: '15s',
+  startToCloseTimeout: '30s',
+  retry: { ...DEFAULT_RETRY, maximumAttempts: 5 },
+};
 
 function refuse(message: string): never {
   throw ApplicationFailure.create({ type: FAILURE.refused, message, nonRetryable: true });
@@ -76,10 +91,22 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
 
   // --- messages -------------------------------------------------------------------------------
   let decision: ApproveInput | undefined;
+  const approvers = input.approval?.approvers ?? input.policy.approvers;
+  const quorum = input.approval?.quorum ?? 1;
   wf.setHandler(progressQuery, () => rec);
+  wf.setHandler(attachAlarmSignal, (a) => {
+    const prev = rec.alarms?.find((x) => x.trigger === a.trigger && x.region === a.region);
+    rec.alarms = [...(rec.alarms ?? []).filter((x) => x !== prev), { ...a, count: (prev?.count ?? 0) + a.count }].slice(-20);
+  });
   wf.setHandler(
     approveUpdate,
     (a) => {
+      const pending = rec.pendingApproval!;
+      if (a.decision === 'approve' && (pending.approvedBy?.length ?? 0) + 1 < quorum) {
+        pending.approvedBy = [...(pending.approvedBy ?? []), a.by];
+        rec.approvals.push({ stepId: pending.stepId, by: a.by, decision: 'approve', at: iso(), reason: a.reason });
+        return `approval ${pending.approvedBy.length} of ${quorum} by ${a.by}; waiting for another approver`;
+      }
       decision = a;
       return `${a.decision === 'approve' ? 'approved' : 'rejected'} by ${a.by}`;
     },
@@ -87,9 +114,10 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       validator: (a) => {
         if (!rec.pendingApproval) throw new Error(`run ${info.workflowId} is not waiting for an approval`);
         if (a.by === input.requestedBy) throw new Error(`${a.by} requested this run and cannot approve it`);
-        if (input.policy.approvers.length > 0 && !input.policy.approvers.includes(a.by)) {
-          throw new Error(`${a.by} may not approve runs of ${input.service}; approvers: ${input.policy.approvers.join(', ')}`);
+        if (approvers.length > 0 && !approvers.includes(a.by) && !a.groups?.some((g: string) => approvers.includes(g))) {
+          throw new Error(`${a.by} may not approve runs of ${input.service}; approvers: ${approvers.join(', ')}`);
         }
+        if (rec.pendingApproval.approvedBy?.includes(a.by)) throw new Error(`${a.by} has already approved; a second, different approver is needed`);
       },
     },
   );
@@ -135,13 +163,16 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       case 'unplanned': return input.mode === 'unplanned';
       case 'fenced': return rec.fence?.verified === true;
       case 'not-fenced': return rec.fence?.verified !== true;
-      case 'approval-required': return input.policy.approval[input.mode] === 'required';
+      case 'approval-required': return input.approval ? input.approval.required : input.policy.approval[input.mode] === 'required';
     }
   }
 
-  async function awaitApproval(stepId: string, reason: string): Promise<{ by: string; reason?: string }> {
-    const timeoutMs = durationMs(input.policy.approvalTimeout);
-    const pending: PendingApproval = { stepId, reason, requestedAt: iso(), timeoutAt: iso(Date.now() + timeoutMs) };
+  async function awaitApproval(stepId: string, reason: string, gate = false): Promise<{ by: string; reason?: string }> {
+    // The run's own override applies to its approval gate; a data-loss acknowledgement keeps the policy's.
+    const { approvalTimeout, onApprovalTimeout } = gate && input.approval
+      ? { approvalTimeout: input.approval.timeout, onApprovalTimeout: input.approval.onTimeout } : input.policy;
+    const timeoutMs = durationMs(approvalTimeout);
+    const pending: PendingApproval = { stepId, reason, requestedAt: iso(), timeoutAt: iso(Date.now() + timeoutMs), ...(quorum > 1 ? { quorum } : {}) };
     rec.pendingApproval = pending;
     decision = undefined;
     stepState(stepId).status = 'waiting';
@@ -150,8 +181,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.pendingApproval = undefined;
     if (!decided) {
       rec.approvals.push({ stepId, by: 'timeout', decision: 'timeout', at: iso() });
-      if (input.policy.onApprovalTimeout === 'proceed') return { by: 'timeout', reason: `no answer within ${input.policy.approvalTimeout}; policy proceeds` };
-      refuse(`no approval within ${input.policy.approvalTimeout} (${reason}); policy rejects on timeout`);
+      if (onApprovalTimeout === 'proceed') return { by: 'timeout', reason: `no answer within ${approvalTimeout}; policy proceeds` };
+      refuse(`no approval within ${approvalTimeout} (${reason}); policy rejects on timeout`);
     }
     const d = decision!;
     rec.approvals.push({ stepId, by: d.by, decision: d.decision, at: iso(), reason: d.reason });
@@ -162,23 +193,38 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   // --- the actions ----------------------------------------------------------------------------
   const source = (): string => rec.source ?? refuse('the source region is not known yet: the runbook must start with preflight');
 
+  let trafficError = '';
+
   async function preflight(): Promise<void> {
     if (!input.regions.includes(input.target)) refuse(`${input.target} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
+    const residencyBreach = residencyViolation(input.policy.residency, input.service, input.target);
+    if (residencyBreach) refuse(residencyBreach);
     if (input.source && !input.regions.includes(input.source)) refuse(`${input.source} is not a region of ${input.service}`);
-    // Each region answers for itself; a region whose worker does not pick the task up quickly is down.
-    const topology = await Promise.all(
-      input.regions.map((region) =>
-        on(region, { scheduleToStartTimeout: '5s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
-          .dbDescribe({ service: input.service })
-          .catch((err): DbNodeState => ({ region, reachable: false, error: errorMessage(err) })),
+    // Each region answers for itself; a region whose worker does not pick the task up within
+    // seconds (a live one takes milliseconds) is down. Traffic is read at the same time: every
+    // sequential await here is a workflow-task round trip added to the run.
+    const [topology, trafficBefore] = await Promise.all([
+      Promise.all(
+        input.regions.map((region) =>
+          on(region, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+            .dbDescribe({ service: input.service })
+            .catch((err): DbNodeState => ({ region, reachable: false, error: errorMessage(err) })),
+        ),
       ),
-    );
+      on(input.target, { scheduleToStartTimeout: '3s', startToCloseTimeout: '30s', retry: { ...DEFAULT_RETRY, maximumAttempts: 3 } })
+        .trafficDescribe({ service: input.service })
+        .catch((err): undefined => {
+          trafficError = errorMessage(err);
+          return undefined;
+        }),
+    ]);
     rec.topology = topology;
     const target = topology.find((n) => n.region === input.target)!;
     if (!target.reachable) refuse(`target ${input.target} is unreachable: ${target.error}`);
     if (target.role === 'primary' && !target.fenced) refuse(`${input.target} is already the writer of ${input.service}`);
 
-    rec.trafficBefore = await on(input.target).trafficDescribe({ service: input.service });
+    if (!trafficBefore) refuse(`cannot read the traffic records of ${input.service} from ${input.target}: ${trafficError}`);
+    rec.trafficBefore = trafficBefore;
     const writers = topology.filter((n) => n.reachable && n.role === 'primary' && !n.fenced && n.region !== input.target);
     rec.source = input.source ?? writers[0]?.region ?? primaryRegionOf(rec.trafficBefore);
     if (!rec.source) refuse(`cannot tell which region is the writer of ${input.service}; pass --from`);
@@ -189,11 +235,25 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     if (input.mode === 'planned') {
       if (!src.reachable) refuse(`planned failover needs the source ${rec.source} reachable (${src.error}); if it is down, run with --mode unplanned`);
       if (src.role !== 'primary') refuse(`${rec.source} is not a primary (it is a ${src.role})`);
-      if (target.role !== 'standby' || !target.streamingFrom) {
+      // A failback's target is the old primary, made a standby by the failback itself (failback.rejoinTarget).
+      if (input.runbook.kind !== 'failback' && (target.role !== 'standby' || !target.streamingFrom)) {
         refuse(`planned failover needs ${input.target} streaming from the source; it is a ${target.role}${target.streamingFrom ? '' : ' that is not streaming'}`);
       }
     }
     stepState('preflight').detail = `writer ${rec.source}, target ${input.target} ${target.role}${target.streamingFrom ? ' streaming' : ''}`;
+  }
+
+  /**
+   * A watcher left by an earlier unplanned run fences its region as soon as it answers. When this
+   * run promotes that region on purpose the watcher stands down (cancelled alongside the promote:
+   * it has normally finished long before, since fencing a reachable standby ends it at once).
+   */
+  async function stopFenceWatcher(region: string): Promise<void> {
+    try {
+      await wf.getExternalWorkflowHandle(fenceOnReturnWorkflowId(input.service, region)).cancel();
+    } catch {
+      // No watcher for that region (never started, or already done): nothing to stop.
+    }
   }
 
   /** Promotion without a verified fence risks two writers: it needs policy or a person (invariant 1). */
@@ -206,12 +266,14 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     const state = await on(input.target).dbDescribe({ service: input.service });
     const estimate = rpoEstimateSeconds(state);
     rec.rpo = { lastReplayedCommitAt: state.lastReplayedCommitAt, lastHeardFromPrimaryAt: state.lastHeardFromPrimaryAt, estimateSeconds: estimate, zeroLoss: false };
-    const withinBudget = estimate !== undefined && estimate <= input.policy.rpoBudgetSeconds;
-    if (input.policy.allowDataLoss && withinBudget) {
-      rec.dataLossAck = { by: 'policy', reason: `allowDataLoss, estimated RPO ${estimate}s within budget ${input.policy.rpoBudgetSeconds}s` };
+    // With the source dead the standby often cannot say how far behind it was (its WAL receiver
+    // is gone); policy allowDataLoss accepts that, but a known lag above budget still asks a person.
+    const rpoText = estimate === undefined ? 'RPO unknown (the source is unreachable)' : `estimated RPO ${estimate}s`;
+    if (input.policy.allowDataLoss && (estimate === undefined || estimate <= input.policy.rpoBudgetSeconds)) {
+      rec.dataLossAck = { by: 'policy', reason: `allowDataLoss; ${rpoText}, budget ${input.policy.rpoBudgetSeconds}s` };
       return;
     }
-    const why = `${source()} could not be fenced (${rec.fence?.error ?? 'no fence'}); estimated RPO ${estimate ?? 'unknown'}s, budget ${input.policy.rpoBudgetSeconds}s. Promoting ${input.target} may lose writes`;
+    const why = `${source()} could not be fenced (${rec.fence?.error ?? 'no fence'}); ${rpoText}, budget ${input.policy.rpoBudgetSeconds}s. Promoting ${input.target} may lose writes`;
     const ack = await awaitApproval(stepId, why);
     rec.dataLossAck = { by: ack.by, reason: ack.reason ?? why };
     stepState(stepId).status = 'running';
@@ -223,7 +285,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     try {
       await wf.startChild(fenceWhenReachable, {
         workflowId,
-        args: [{ service: input.service, region: source() }],
+        // After a managed failover that allowed data loss, the child also keeps AWS's snapshot of the old primary.
+        args: [{ service: input.service, region: source(), ...(rec.promotion?.method === 'failover' ? { preserveSince: rec.promotion.lsn } : {}) }],
         parentClosePolicy: 'ABANDON',
         staticSummary: `Fence ${input.service} in ${source()} when it answers again`,
       });
@@ -234,12 +297,23 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.fenceOnReturn = { workflowId };
   }
 
+  /**
+   * Preflight has just waited for every region; a source it found down gets one more short chance
+   * (it may be back), not a second full wait: each second here is a second of RTO.
+   */
+  function boundedStart(step: Step & { action: ActionName }, configured: string): number {
+    const placement = ACTIONS[step.action].placement;
+    const region = placement === 'source' ? rec.source : placement === 'target' ? input.target : undefined;
+    const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
+    return knownDown ? Math.min(1000, durationMs(configured)) : durationMs(configured);
+  }
+
   async function runAction(step: Step & { action: ActionName }, state: StepState): Promise<void> {
     const unplannedBounds = input.mode === 'unplanned' ? step.unplanned : undefined;
     const opts: Partial<ActivityOptions> = {
       summary: state.title,
       ...(step.timeout ? { startToCloseTimeout: durationMs(step.timeout) } : {}),
-      ...(unplannedBounds?.scheduleToStart ? { scheduleToStartTimeout: durationMs(unplannedBounds.scheduleToStart) } : {}),
+      ...(unplannedBounds?.scheduleToStart ? { scheduleToStartTimeout: boundedStart(step, unplannedBounds.scheduleToStart) } : {}),
       ...(unplannedBounds?.startToClose ? { startToCloseTimeout: durationMs(unplannedBounds.startToClose) } : {}),
       ...(unplannedBounds?.maximumAttempts ? { retry: { ...DEFAULT_RETRY, maximumAttempts: unplannedBounds.maximumAttempts } } : {}),
     };
@@ -249,7 +323,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         return preflight();
       case 'db.fenceWrites': {
         state.region = source();
-        compensations.push({ stepId: step.id, what: `unfence ${source()}`, undo: async () => (await on(source()).dbUnfenceWrites(svc)).detail });
+        compensations.push({ stepId: step.id, what: `unfence ${source()}`, undo: async () => (await on(source(), COMPENSATION).dbUnfenceWrites(svc)).detail });
         try {
           rec.fence = await on(source(), opts).dbFenceWrites(svc);
           state.detail = `${rec.fence.alreadyFenced ? 'already fenced' : 'fenced'} at ${rec.fence.lsn}, ${rec.fence.terminatedSessions} sessions ended, verified ${rec.fence.verified}`;
@@ -273,15 +347,19 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         state.region = input.target;
         await guardPromotion(step.id);
         irreversible.push(`promote ${input.target}: ${ACTIONS['db.promote'].irreversible}`);
-        rec.promotion = await on(input.target, opts).dbPromote(svc);
+        // The target becomes the writer on purpose: a fence watcher left on it stands down.
+        [rec.promotion] = await Promise.all([
+          on(input.target, opts).dbPromote({ ...svc, mode: input.mode, source: source() }),
+          stopFenceWatcher(input.target),
+        ]);
         if (rec.fence?.verified) rec.rpo = { zeroLoss: true, estimateSeconds: 0 };
-        state.detail = `${rec.promotion.alreadyPrimary ? 'already primary' : 'promoted'}, timeline ${rec.promotion.timeline}`;
+        state.detail = `${rec.promotion.alreadyPrimary ? 'already primary' : 'promoted'}${rec.promotion.method ? ` by ${rec.promotion.method}` : `, timeline ${rec.promotion.timeline}`}${rec.promotion.detail ? `; ${rec.promotion.detail}` : ''}`;
         return;
       }
       case 'traffic.shift': {
         state.region = input.target;
         const before = rec.trafficBefore ?? (await on(input.target).trafficDescribe(svc));
-        compensations.push({ stepId: step.id, what: `restore traffic records of ${input.service}`, undo: async () => describeTraffic(await on(input.target).trafficRestore({ ...svc, state: before })) });
+        compensations.push({ stepId: step.id, what: `restore traffic records of ${input.service}`, undo: async () => describeTraffic(await on(input.target, COMPENSATION).trafficRestore({ ...svc, state: before })) });
         rec.traffic = await on(input.target, opts).trafficShift({ ...svc, from: source(), to: input.target });
         state.detail = `${describeTraffic(rec.traffic.after)}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
         return;
@@ -296,7 +374,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       case 'db.rejoinAsStandby': {
         state.region = source();
         rec.rejoin = await on(source(), { ...opts, startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m' }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
-        state.detail = `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
+        state.detail = rec.rejoin.detail ?? `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
         return;
       }
       case 'db.fenceOnReturn':
@@ -312,6 +390,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         };
         state.detail = `writes ${source()} accepted after ${rec.promotion?.before.lsn ?? 'the last replayed position'} must be reconciled`;
         return;
+      default:
+        // Reconciliation and failback (workflows/reconcile-actions.ts).
+        if (isReconcileAction(step.action)) return runReconcileAction(step.action, { input, rec, state, opts, source, refuse, compensations, stepId: step.id });
     }
   }
 
@@ -330,7 +411,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       if (step.action === 'traffic.shift' && rec.trafficBefore && rec.source) {
         Object.assign(values, {
           before: describeTraffic(rec.trafficBefore),
-          after: describeTraffic({ ...rec.trafficBefore, records: shiftedRecords(rec.trafficBefore.records, rec.source, input.target) }),
+          after: describeTraffic({ ...rec.trafficBefore, records: shiftedRecords(rec.trafficBefore.records, rec.source, input.target, input.trafficDrain) }),
         });
       }
       return {
@@ -365,7 +446,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       publish();
       try {
         if (step.approval) {
-          const ok = await awaitApproval(step.id, step.approval.reason);
+          const ok = await awaitApproval(step.id, step.approval.reason, true);
           state.detail = `approved by ${ok.by}`;
         } else {
           await runAction(step as Step & { action: ActionName }, state);
@@ -399,12 +480,14 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   }
 
   publish();
+  void notifyGuardian(rec);
   try {
     await work.run(runSteps);
     rec.status = 'succeeded';
     rec.currentStep = undefined;
     rec.endedAt = iso();
     publish();
+    await notifyGuardian(rec);
     return rec;
   } catch (err) {
     const aborted = rec.abort !== undefined && (wf.isCancellation(err) || err instanceof wf.ActivityFailure);
@@ -416,6 +499,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.endedAt = iso();
     rec.currentStep = undefined;
     publish();
+    await notifyGuardian(rec);
     const refused = err instanceof ApplicationFailure && err.type === FAILURE.refused;
     throw ApplicationFailure.create({
       type: aborted ? FAILURE.aborted : refused ? FAILURE.refused : FAILURE.failed,
@@ -427,7 +511,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
 }
 
 function describeTraffic(state: TrafficState): string {
-  return state.records.map((r) => `${r.region} ${r.failover ?? r.weight ?? '-'}`).join(', ');
+  return describeRecords(state.records);
 }
 
 /**
@@ -442,13 +526,24 @@ function rpoEstimateSeconds(state: DbNodeState): number | undefined {
 }
 
 /** Keeps trying to fence a region's old primary until it answers; see runbook's db.fenceOnReturn. */
-export async function fenceWhenReachable(input: { service: string; region: string }): Promise<string> {
+export async function fenceWhenReachable(input: { service: string; region: string; preserveSince?: string }): Promise<string> {
   const acts = wf.proxyActivities<RegionActivities>({
     taskQueue: regionTaskQueue(input.region),
     startToCloseTimeout: '30s',
     scheduleToCloseTimeout: '30 days',
-    retry: { initialInterval: '2s', backoffCoefficient: 1.5, maximumInterval: '30s' },
+    // A returning old primary is a second writer until fenced: keep the gap short.
+    retry: { initialInterval: '1s', backoffCoefficient: 1.5, maximumInterval: '5s' },
   });
   const fence = await acts.dbFenceWrites({ service: input.service });
-  return `${input.region} ${fence.alreadyFenced ? 'was already fenced' : 'fenced'} at ${fence.lsn}`;
+  const fenced = `${input.region} ${fence.alreadyFenced ? 'was already fenced' : 'fenced'} at ${fence.lsn}`;
+  if (!input.preserveSince) return fenced;
+  // The evidence appears when the region is back, possibly long after: poll gently.
+  const slow = wf.proxyActivities<RegionActivities>({
+    taskQueue: regionTaskQueue(input.region),
+    startToCloseTimeout: '60s',
+    scheduleToCloseTimeout: '7 days',
+    retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m' },
+  });
+  const kept = await slow.dbPreserve({ service: input.service, since: input.preserveSince });
+  return `${fenced}; ${kept.detail}`;
 }

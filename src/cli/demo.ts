@@ -5,30 +5,36 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { configPath, loadConfig } from '../config/load';
 import { stateDir } from '../paths';
-import { fenceOnReturnWorkflowId } from '../runbook/ids';
 import { runDemo, DEMO_SERVICE, type DemoResult } from '../demo/scenario';
 import { guard } from './common';
 import { EXIT } from './exit';
 
 const USAGE = `usage: regionshift demo [--json] [--config FILE]
 
-Brings the local stack up (rebuilding the ledger pair if an earlier demo left it changed), runs a
-write load on the ledger, a planned failover us-west-2 → us-east-1, then kills us-east-1 and runs
-an unplanned failover back to us-west-2, approving as the on-call. Reports steps, RTO and lost
-writes per run. Exit 0 when both runs succeeded and the planned one lost no write.`;
+Brings the local stack up (rebuilding the ledger pair if an earlier demo left it changed) and runs
+a write load on the ledger through: a planned failover us-west-2 → us-east-1 and back; the loss
+of us-west-2 and an unplanned failover to us-east-1, approved as the on-call; us-west-2's return
+(read-only on its own timeline); reconciliation of the writes it acknowledged that never
+replicated; and failback to us-west-2 with the traffic as it was before. Reports steps, RTO and
+lost writes per failover, counts per class and cases per reconciliation, and the failback's RPO.
+Exit 0 when every run succeeded, no planned run lost a write, reconciliation left no
+acknowledged write unaccounted for, and the failback lost none.`;
 
 function closing(result: DemoResult, home: string, away: string): string {
+  const back = result.failback?.status === 'succeeded';
   return [
     '',
-    `The stack is still running: ${home} is the primary, ${away} is down (database and worker killed).`,
+    back
+      ? `The stack is still running as it started: ${home} is the primary with its original traffic, ${away} a streaming standby.`
+      : `The stack is still running; the last run did not finish the story (see above).`,
     ...[
       ['Temporal UI', result.temporalUi],
       [`regionshift status ${DEMO_SERVICE}`, 'the last run: steps, approvals, timings'],
+      [`regionshift cases list --all`, 'the reconciliation cases and who decided them'],
       ['regionshift stack status', 'every component of the stack'],
       ['regionshift stack down', 'stop it all'],
-    ].map(([what, why]) => `  ${what!.padEnd(28)}${why}`),
-    `${fenceOnReturnWorkflowId(DEMO_SERVICE, away)} keeps trying to fence ${away} until it answers again`,
-    `(\`regionshift stack up\` brings it back, and it is fenced at once). \`regionshift demo\` starts over from a clean pair.`,
+    ].map(([what, why]) => `  ${what!.padEnd(34)}${why}`),
+    `\`regionshift demo\` runs again from here (a clean pair is rebuilt when needed).`,
   ].join('\n');
 }
 
@@ -55,11 +61,13 @@ export function demoCommand(argv: string[]): Promise<number> {
     if (json) {
       console.log(JSON.stringify(result));
     } else {
-      const [planned, unplanned] = result.runs;
       const svc = config.services.find((s) => s.name === DEMO_SERVICE)!;
-      if (unplanned) console.log(closing(result, svc.regions[0]!, svc.regions[1]!));
-      console.log(`\n${result.ok ? 'demo OK' : 'demo FAILED'}: ${result.runs.map((r) => `${r.mode} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms`).join('; ')}`);
-      if (planned && planned.lostWrites > 0) console.log(`the planned failover lost ${planned.lostWrites} acknowledged writes: that is a bug, not a demo effect`);
+      console.log(closing(result, svc.regions[0]!, svc.regions[1]!));
+      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms`);
+      for (const rc of result.reconciliations) parts.push(`reconcile ${rc.status}: lost ${rc.transactions['only-old']}, re-applied ${rc.transactionsReapplied} (${rc.entriesReapplied} entries), ${rc.casesOpened} cases, unaccounted ${rc.missingAfter}`);
+      if (result.failback) parts.push(`failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`);
+      console.log(`\n${result.ok ? 'demo OK' : 'demo FAILED'}: ${parts.join('; ')}`);
+      for (const r of result.runs) if (r.mode === 'planned' && r.lostWrites > 0) console.log(`the planned failover ${r.source} → ${r.target} lost ${r.lostWrites} acknowledged writes: that is a bug, not a demo effect`);
     }
     return result.ok ? EXIT.ok : EXIT.failed;
   });

@@ -5,14 +5,20 @@ import { EXIT } from './exit';
 type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  demo: { summary: 'demo [--json]   planned, unplanned failover, reconciliation and failback of the ledger under write load (local stack)', load: async () => (await import('./demo')).demoCommand },
   failover: { summary: 'failover --service S --to R [--mode planned|unplanned] [--dry-run]', load: async () => (await import('./failover')).failoverCommand },
   plan: { summary: 'plan --service S --to R [--mode …]   preflight and the rendered plan; changes nothing', load: async () => (a) => import('./failover').then((m) => m.failoverCommand(a, true)) },
+  reconcile: { summary: 'reconcile --service S          reconcile diverged writes after an unplanned failover', load: async () => (a) => import('./reconcile').then((m) => m.followUpCommand(a, 'reconcile')) },
+  failback: { summary: 'failback --service S [--override-reason TEXT]   old primary back as replica, then switch back', load: async () => (a) => import('./reconcile').then((m) => m.followUpCommand(a, 'failback')) },
+  cases: { summary: 'cases list|resolve <id> --by NAME --action accept|reject|compensate   reconciliation cases', load: async () => (await import('./cases')).casesCommand },
   status: { summary: 'status [service|run]        steps, timings, approvals of the latest run', load: async () => (await import('./status')).statusCommand },
   approve: { summary: 'approve <service|run> --by NAME [--reject]', load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'approve')) },
   abort: { summary: 'abort <service|run> --by NAME --reason TEXT   compensate and stop', load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'abort')) },
   validate: { summary: 'validate <file>              check a runbook or service config', load: async () => (await import('./validate')).validateCommand },
   worker: { summary: 'worker --region R | --control-only   run a region worker', load: async () => (await import('./worker')).workerCommand },
   stack: { summary: 'stack up | down | status [--json]   the embedded local stack', load: async () => (await import('./stack')).stackCommand },
+  intake: { summary: 'intake [--port N]               alarm intake (SNS, EventBridge, Alertmanager) and health watchers', load: async () => (await import('./intake')).intakeCommand },
+  slack: { summary: 'slack                           the Slack bot (slash command, approvals, run messages)', load: async () => (await import('./slack')).slackCommand },
 };
 
 function usage(): string {

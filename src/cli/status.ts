@@ -3,6 +3,7 @@ import { connect, InputError, runRecord, workflowIdOf } from '../runs/client';
 import { config, guard } from './common';
 import { EXIT } from './exit';
 import { formatRecord, runUiUrl } from './report';
+import { formatAttachedAlarms, formatGuardian, guardianView } from '../intake/report';
 
 export function statusCommand(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
@@ -20,15 +21,18 @@ export function statusCommand(argv: string[]): Promise<number> {
     const out: unknown[] = [];
     for (const ref of refs) {
       const workflowId = workflowIdOf(cfg, ref);
+      // The service's guardian: debounce, cooldown (a held-back automatic failover shows here).
+      const service = cfg.services.find((s) => workflowIdOf(cfg, s.name) === workflowId)?.name;
+      const guardian = service ? await guardianView(client, service) : undefined;
       try {
         const rec = await runRecord(client, workflowId, values['run-id']);
         const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, rec.workflowId, rec.runId);
-        if (json) out.push({ ...rec, uiUrl });
-        else console.log(`${formatRecord(rec, uiUrl)}\n`);
+        if (json) out.push({ ...rec, uiUrl, ...(guardian ? { guardian } : {}) });
+        else console.log(`${formatRecord(rec, uiUrl)}${rec.alarms?.length ? `\n${formatAttachedAlarms(rec.alarms)}` : ''}${guardian ? `\n${formatGuardian(guardian)}` : ''}\n`);
       } catch (err) {
         if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
-        if (json) out.push({ workflowId, status: 'none' });
-        else console.log(`${ref}: no runs yet\n`);
+        if (json) out.push({ workflowId, status: 'none', ...(guardian ? { guardian } : {}) });
+        else console.log(`${ref}: no runs yet${guardian ? `\n${formatGuardian(guardian)}` : ''}\n`);
       }
     }
     if (json) console.log(JSON.stringify({ runs: out }));

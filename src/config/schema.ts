@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { residencyRuleOf } from '../policy/residency';
 import { ServiceTriggers, Triggers } from './triggers';
+import { ReconcileConfig } from './reconcile';
 
 const regionName = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'a region name like us-west-2');
 const duration = z
@@ -174,6 +175,8 @@ export const Service = z.strictObject({
   dataResidency: z.strictObject({ class: z.string().min(1) }).optional(),
   /** Alarms that concern the service, debounce, and the approval policy of alarm and Slack runs (triggers.ts). */
   triggers: ServiceTriggers.optional(),
+  /** Where reconciliation finds the journal, entries, balances and mutable state (reconcile.ts); defaults: the demo ledger's. */
+  reconcile: ReconcileConfig.optional(),
 }).superRefine((svc, ctx) => {
   // Every region the service runs in needs a database node and a way to send it traffic.
   for (const region of svc.regions) {

@@ -7,7 +7,7 @@ import { createRoute53Activities } from '../../activities/traffic/route53';
 import { postgresDatabase, type Config, type Service } from '../config/schema';
 import { dsn } from '../postgres/node';
 import { primaryRegionOf } from '../traffic/plan';
-import { bookTransfer, nodeOf, randomTransfer } from './ledger';
+import { advanceLoan, bookTransfer, LOANS, nodeOf, randomTransfer } from './ledger';
 import { uuidv7 } from './uuidv7';
 
 export interface Ack {
@@ -23,6 +23,8 @@ export interface LoadOptions {
   retryPauseMs?: number;
   /** How long a resolved writer is reused; keeps the clients from hammering Route 53 (moto). */
   resolveCacheMs?: number;
+  /** Share of writes (0..1) that move a loan one state forward instead of booking a transfer. */
+  loanMoves?: number;
 }
 
 export interface WriteLoad {
@@ -43,6 +45,7 @@ function reasonOf(err: unknown): string {
   const e = err as { code?: string; message?: string };
   const msg = e.message ?? String(err);
   if (/read-only transaction/.test(msg)) return 'read-only (fenced or standby)';
+  if (/insufficient funds/.test(msg)) return 'insufficient funds';
   if (/ECONNREFUSED/.test(msg) || e.code === 'ECONNREFUSED') return 'connection refused';
   if (/terminat|Connection terminated/i.test(msg)) return 'session terminated';
   return msg.split('\n')[0]!.slice(0, 60) || 'unknown error';
@@ -52,6 +55,7 @@ export function startWriteLoad(config: Config, service: Service, opts: LoadOptio
   const clients = opts.clients ?? 4;
   const retryPauseMs = opts.retryPauseMs ?? 50;
   const cacheMs = opts.resolveCacheMs ?? 100;
+  const loanMoves = opts.loanMoves ?? 0;
   const traffic = createRoute53Activities(config);
   const acks: Ack[] = [];
   const errors = new Map<string, number>();
@@ -113,8 +117,9 @@ export function startWriteLoad(config: Config, service: Service, opts: LoadOptio
       let conn;
       try {
         conn = await poolFor(region).connect();
-        const committedBy = await bookTransfer(conn, transfer);
-        acks.push({ id: transfer.id, region: committedBy, at: Date.now() });
+        const loan = loanMoves > 0 && Math.random() < loanMoves ? LOANS[Math.floor(Math.random() * LOANS.length)]! : undefined;
+        const committedBy = loan ? await advanceLoan(conn, transfer.id, loan) : await bookTransfer(conn, transfer);
+        if (committedBy) acks.push({ id: transfer.id, region: committedBy, at: Date.now() });
         conn.release();
       } catch (err) {
         // A session that failed may be broken: release(err) discards it instead of reusing it.

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { route53Traffic, type Config, type Service } from '../config/schema';
-import { findPgBin, logFile, stop, type PgNode } from '../postgres/node';
+import { findPgBin, logFile, psql, startReadOnly, stop, type PgNode } from '../postgres/node';
 import { fenceOnReturnWorkflowId } from '../runbook/ids';
 import { pgComponentName } from '../stack/postgres';
 import { isAlive, isOurs } from '../stack/process';
@@ -121,4 +121,35 @@ export function configRegions(config: Config, serviceName: string): { service: S
   if (!service) throw new Error(`the config has no service "${serviceName}"; the demo runs on service ${serviceName}`);
   const [home, away] = service.regions as [string, string];
   return { service, home, away };
+}
+
+/**
+ * The failed region comes back: its database is started read-only on its own timeline (the old
+ * primary's writes after the divergence exist nowhere else; reconciliation reads them before
+ * anything rewinds them), then the stack brings up what is still down (its worker).
+ */
+export async function reviveRegion(ctx: StackContext & { home: string; onProgress?: (line: string) => void }, service: Service, region: string): Promise<{ postgres: string; up: UpResult }> {
+  const node = nodeOf(service, region);
+  const bin = pgBinFor(ctx.home, service.name, node);
+  await startReadOnly(bin, node);
+  const up = await stackUp(ctx);
+  return { postgres: `${node.host}:${node.port} started read-only on its own timeline`, up };
+}
+
+/**
+ * A region's failure often starts with its network: the standby in another region stops
+ * receiving WAL (replication falls behind) while the primary keeps acknowledging its clients.
+ * Everything it acknowledges from now on exists only in that region.
+ */
+export async function cutReplication(ctx: StackContext & { home: string }, service: Service, standbyRegion: string): Promise<string> {
+  const node = nodeOf(service, standbyRegion);
+  const bin = pgBinFor(ctx.home, service.name, node);
+  await psql(bin, node, "ALTER SYSTEM SET primary_conninfo = ''");
+  await psql(bin, node, 'SELECT pg_reload_conf()');
+  const deadline = Date.now() + 15_000;
+  while ((await psql(bin, node, 'SELECT count(*) FROM pg_stat_wal_receiver')).trim() !== '0') {
+    if (Date.now() > deadline) throw new Error(`the WAL receiver of ${standbyRegion} did not stop`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return `${standbyRegion} stopped receiving WAL`;
 }

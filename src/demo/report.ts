@@ -1,7 +1,10 @@
 // What the demo shows for each run: the run's own record (steps, timings, approvals) plus what
 // only the application can tell: how many acknowledged writes the new primary is missing.
+import type { TrafficState } from '../../activities/types';
 import { formatRecord } from '../cli/report';
+import { formatFailbackRun, formatReconcileReport } from '../cli/reconcile-report';
 import type { Mode, RunRecord } from '../runbook/types';
+import type { RowClass, TxnClass } from '../reconcile/types';
 
 export interface DemoStep {
   id: string;
@@ -69,5 +72,125 @@ export function formatDemoRun(rec: RunRecord, run: DemoRun): string {
   lines.push(`lost writes: ${run.lostWrites} of ${run.writesAcked} acknowledged by ${run.source ?? '?'}`);
   const client = run.clientRtoMs === null ? 'no write accepted yet' : `${run.clientRtoMs} ms until the first transfer committed in ${run.target}`;
   lines.push(`RTO: ${run.rtoMs ?? '?'} ms (workflow, to verified writes); ${client} (application)`);
+  return lines.join('\n');
+}
+
+/** A reconciliation in the demo: the run's own counts, and what the application can check. */
+export interface DemoReconciliation {
+  workflowId: string;
+  runId: string;
+  status: RunRecord['status'];
+  oldRegion: string;
+  newRegion: string;
+  steps: DemoStep[];
+  /** Transactions per class (only-old = lost, only-new, identical, same-id-different-payload, replicated). */
+  transactions: Record<TxnClass, number>;
+  /** Mutable rows per class. */
+  rows: Record<RowClass, number>;
+  transactionsReapplied: number;
+  entriesReapplied: number;
+  stateMoves: number;
+  duplicatesDropped: number;
+  casesOpened: number;
+  casesOpen: number;
+  casesByKind: Record<string, number>;
+  /** Cases the demo's on-call decided so that failback could run. */
+  casesResolved: { id: string; kind: string; action: string; by: string }[];
+  verified: boolean;
+  /** Writes the old primary acknowledged that the new one was missing before reconciliation… */
+  missingBefore: number;
+  /** …and after it, neither present nor held in a case (must be 0). */
+  missingAfter: number;
+  error?: string;
+  uiUrl: string;
+}
+
+/** The failback in the demo: the run, and its RPO as the application saw it (must be zero). */
+export interface DemoFailback {
+  workflowId: string;
+  runId: string;
+  status: RunRecord['status'];
+  source: string | null;
+  target: string;
+  steps: DemoStep[];
+  /** lostWrites: writes the source acknowledged during the failback that the target lacks. */
+  rpo: { lostWrites: number; writesAcked: number; zeroLoss: boolean };
+  rtoMs: number | null;
+  /** Traffic weights before the failover (what failback restores) and after the failback. */
+  trafficBefore: Record<string, number | string>;
+  trafficAfter: Record<string, number | string>;
+  override: { by: string; reason: string } | null;
+  error?: string;
+  uiUrl: string;
+}
+
+function stepsOf(rec: RunRecord): DemoStep[] {
+  return toDemoRun(rec, { uiUrl: '', lostWrites: 0, writesAcked: 0, clientRtoMs: undefined }).steps;
+}
+
+export function toDemoReconciliation(
+  rec: RunRecord,
+  facts: { uiUrl: string; missingBefore: number; missingAfter: number; casesResolved: DemoReconciliation['casesResolved'] },
+): DemoReconciliation {
+  const rep = rec.reconciliation?.report;
+  const apply = rec.reconciliation?.apply;
+  return {
+    workflowId: rec.workflowId,
+    runId: rec.runId,
+    status: rec.status,
+    oldRegion: rec.source ?? '',
+    newRegion: rec.target,
+    steps: stepsOf(rec),
+    transactions: rep?.txn ?? { 'only-old': 0, 'only-new': 0, identical: 0, 'same-id-different-payload': 0, replicated: 0 },
+    rows: rep?.rows ?? { 'state-forward': 0, 'update-update': 0, 'update-delete': 0, 'unique-key-collision': 0, 'conflicting-state': 0, 'lost-insert': 0, 'identical-row': 0 },
+    transactionsReapplied: rep?.applied.transactions ?? apply?.transactionsApplied ?? 0,
+    entriesReapplied: rep?.applied.entries ?? apply?.entriesApplied ?? 0,
+    stateMoves: rep?.applied.stateMoves ?? 0,
+    duplicatesDropped: rep?.applied.duplicatesDropped ?? 0,
+    casesOpened: rep?.cases.opened ?? 0,
+    casesOpen: rep?.cases.open ?? 0,
+    casesByKind: (rep?.cases.byKind ?? {}) as Record<string, number>,
+    casesResolved: facts.casesResolved,
+    verified: rep?.verify?.ok === true,
+    missingBefore: facts.missingBefore,
+    missingAfter: facts.missingAfter,
+    ...(rec.error ? { error: rec.error } : {}),
+    uiUrl: facts.uiUrl,
+  };
+}
+
+const weightsOf = (t: TrafficState | undefined): Record<string, number | string> =>
+  Object.fromEntries((t?.records ?? []).map((r) => [r.region, r.weight ?? r.failover ?? r.routingControl ?? r.location ?? '']));
+
+export function toDemoFailback(rec: RunRecord, facts: { uiUrl: string; lostWrites: number; writesAcked: number; trafficBefore?: TrafficState; trafficAfter?: TrafficState }): DemoFailback {
+  return {
+    workflowId: rec.workflowId,
+    runId: rec.runId,
+    status: rec.status,
+    source: rec.source ?? null,
+    target: rec.target,
+    steps: stepsOf(rec),
+    rpo: { lostWrites: facts.lostWrites, writesAcked: facts.writesAcked, zeroLoss: rec.rpo?.zeroLoss === true },
+    rtoMs: rec.rtoMs ?? null,
+    trafficBefore: weightsOf(facts.trafficBefore),
+    trafficAfter: weightsOf(facts.trafficAfter),
+    override: rec.failback?.override ?? null,
+    ...(rec.error ? { error: rec.error } : {}),
+    uiUrl: facts.uiUrl,
+  };
+}
+
+export function formatDemoReconciliation(rec: RunRecord, r: DemoReconciliation): string {
+  const lines = [formatRecord(rec, r.uiUrl), ''];
+  if (rec.reconciliation?.report) lines.push(formatReconcileReport(rec.reconciliation.report), '');
+  for (const c of r.casesResolved) lines.push(`case ${c.id} (${c.kind}) resolved: ${c.action} by ${c.by}`);
+  lines.push(`lost writes: ${r.missingBefore} missing in ${r.newRegion} before reconciliation, ${r.missingAfter} after (neither present nor held in a case)`);
+  return lines.join('\n');
+}
+
+export function formatDemoFailback(rec: RunRecord, f: DemoFailback): string {
+  const lines = [formatRecord(rec, f.uiUrl), formatFailbackRun(rec), ''];
+  lines.push(`RPO of the failback: ${f.rpo.lostWrites} of ${f.rpo.writesAcked} writes ${f.source ?? '?'} acknowledged during it are missing in ${f.target}${f.rpo.zeroLoss ? ' (fenced, lag confirmed zero)' : ''}`);
+  lines.push(`traffic: ${JSON.stringify(f.trafficAfter)} (before the failover: ${JSON.stringify(f.trafficBefore)})`);
   return lines.join('\n');
 }

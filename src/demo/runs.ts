@@ -6,8 +6,9 @@ import type { Config } from '../config/schema';
 import { runUiUrl } from '../cli/report';
 import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import { runWorkflowId } from '../runbook/ids';
-import type { Mode, RunRecord } from '../runbook/types';
+import type { Mode, RunInput, RunRecord } from '../runbook/types';
 import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../runs/client';
+import { buildFollowUpInput } from '../runs/reconcile';
 
 export interface Approver {
   by: string;
@@ -43,11 +44,28 @@ export interface FailoverRun {
 const POLL_MS = 100;
 
 export async function runFailover(client: Client, config: Config, req: FailoverRequest): Promise<FailoverRun> {
-  const say = req.onProgress ?? (() => undefined);
   const input = buildRunInput(config, loadRunbook(builtinRunbookPath('failover')), {
     service: req.service, target: req.target, mode: req.mode, dryRun: false,
     requestedBy: req.requestedBy, trigger: req.trigger, triggeredAt: req.triggeredAt,
   });
+  return runInput(client, config, input, req);
+}
+
+export interface FollowUpRunRequest extends Omit<FailoverRequest, 'target' | 'mode' | 'triggeredAt'> {
+  kind: 'reconcile' | 'failback';
+  overrideReason?: string;
+}
+
+/** A reconcile or failback run after the service's latest unplanned failover, as `regionshift reconcile|failback` starts it. */
+export async function runFollowUp(client: Client, config: Config, req: FollowUpRunRequest): Promise<FailoverRun> {
+  const input = await buildFollowUpInput(client, config, loadRunbook(builtinRunbookPath(req.kind)), {
+    service: req.service, requestedBy: req.requestedBy, trigger: req.trigger, ...(req.overrideReason ? { overrideReason: req.overrideReason } : {}),
+  });
+  return runInput(client, config, input, req);
+}
+
+async function runInput(client: Client, config: Config, input: RunInput, req: Pick<FailoverRequest, 'approver' | 'onProgress' | 'service'>): Promise<FailoverRun> {
+  const say = req.onProgress ?? (() => undefined);
   const run = await startRun(client, input);
   const uiUrl = runUiUrl(config.temporal.uiUrl, config.temporal.namespace, run.workflowId, run.runId);
   say(`  started ${run.workflowId} run ${run.runId}`);

@@ -1,17 +1,27 @@
-// The demo, start to finish: a clean pair, a write load on the ledger, a planned failover away
-// from the first region, the loss of the region that is now primary, and the unplanned failover
-// back. The numbers it reports come from two sides: the run's own record (steps, RTO, RPO
-// evidence) and the application's (which acknowledged writes the new primary does not have).
+// The demo, start to finish: a clean pair and a write load on the ledger; a planned failover away
+// from the home region and back (no acknowledged write lost either way); the loss of the home
+// region and the unplanned failover away from it; the home region's return, read-only on its own
+// timeline; reconciliation of what it acknowledged that never replicated; and failback home, a
+// zero-loss switchover that restores the traffic as it was before the failure. The numbers come
+// from two sides: each run's own record (steps, RTO, RPO evidence, counts per class) and the
+// application's (which acknowledged writes a region does not have).
 import type { Client } from '@temporalio/client';
-import { postgresDatabase, route53Traffic, type Service } from '../config/schema';
+import { postgresDatabase, route53Traffic, type Config, type Service } from '../config/schema';
 import type { RunRecord } from '../runbook/types';
 import { connect } from '../runs/client';
 import { stackUp, type StackContext, type UpResult } from '../stack/stack';
 import { ensureLedger, nodeOf, presentIds } from './ledger';
 import { startWriteLoad, type WriteLoad } from './load';
-import { configRegions, killRegion, rebuildPair } from './region';
-import { formatDemoRun, toDemoRun, type DemoRun } from './report';
-import { clearStaleRun, runFailover, type FailoverRun } from './runs';
+import { configRegions, cutReplication, killRegion, rebuildPair, reviveRegion } from './region';
+import {
+  formatDemoFailback, formatDemoReconciliation, formatDemoRun, toDemoFailback, toDemoReconciliation, toDemoRun,
+  type DemoFailback, type DemoReconciliation, type DemoRun,
+} from './report';
+import { clearStaleRun, runFailover, runFollowUp, type FailoverRun } from './runs';
+import { listCases, resolveCase } from '../runs/reconcile';
+import { waitUntilStreaming } from '../stack/postgres';
+import { createRoute53Activities } from '../../activities/traffic/route53';
+import type { TrafficState } from '../../activities/types';
 import { pairProblem } from './topology';
 
 export const DEMO_SERVICE = 'ledger';
@@ -30,7 +40,12 @@ export interface DemoOptions {
 }
 
 export interface DemoResult {
+  /** The failovers: planned away and back, then the unplanned one. */
   runs: DemoRun[];
+  /** Per reconciliation: counts per class, entries re-applied, cases opened. */
+  reconciliations: DemoReconciliation[];
+  /** The failback home, with its RPO (must be zero). */
+  failback: DemoFailback | null;
   temporalUi: string;
   /** Why the pair was rebuilt first, when it was. */
   reset: string | null;
@@ -102,6 +117,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     say(`  ${load.acks.length} transfers committed in ${home} so far`);
 
     const runs: DemoRun[] = [];
+    const reconciliations: DemoReconciliation[] = [];
     const show = (rec: RunRecord, run: DemoRun) => {
       runs.push(run);
       opts.report?.(`\n${formatDemoRun(rec, run)}`);
@@ -114,30 +130,105 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       approver: { by: DEMO_APPROVER, reason: `demo: planned move to ${away}` }, onProgress: say,
     });
     show(planned.record, await summarise(load, service, planned, plannedStart));
-    if (planned.record.status !== 'succeeded') {
-      say(`\nthe planned failover ${planned.record.status}; the demo stops here (the region is not killed)`);
-      await load.stop();
-      return { runs, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load), ok: false };
-    }
+    const stop = async (why: string): Promise<DemoResult> => {
+      say(`\n${why}; the demo stops here`);
+      await load!.stop();
+      return { runs, reconciliations, failback: null, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load!), ok: false };
+    };
+    if (planned.record.status !== 'succeeded') return stop(`the planned failover ${planned.record.status}`);
 
-    say(`\n== 2. region ${away} fails: its PostgreSQL stops without a checkpoint, its worker is SIGKILLed ==`);
-    const killed = await killRegion(ctx, service, away);
+    say(`\n== 2. planned failover back home ${away} → ${home}, under write load ==`);
+    // The previous run's last step restarted the old primary as a standby: let it stream first.
+    await waitUntilStreaming(nodeOf(service, home));
+    const backStart = Date.now();
+    const back = await runFailover(await client(), config, {
+      service: service.name, target: home, mode: 'planned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
+      approver: { by: DEMO_APPROVER, reason: `demo: planned move back to ${home}` }, onProgress: say,
+    });
+    show(back.record, await summarise(load, service, back, backStart));
+    if (back.record.status !== 'succeeded') return stop(`the planned failover back ${back.record.status}`);
+    const trafficBefore = await traffic(config, service);
+
+    say(`\n== 3. region ${home} fails: first its link to ${away} (replication stops, ${home} keeps acknowledging writes), a second later its PostgreSQL (no checkpoint) and its worker (SIGKILL) ==`);
+    await waitUntilStreaming(nodeOf(service, away));
+    await new Promise((r) => setTimeout(r, 1_000));
+    say(`  link:     ${await cutReplication(ctx, service, away)}`);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const killed = await killRegion(ctx, service, home);
     say(`  postgres: ${killed.postgres}`);
     say(`  worker:   ${killed.worker}`);
-    say(`\n== 3. unplanned failover ${away} → ${home} (RTO counted from the kill) ==`);
+    say(`\n== 4. unplanned failover ${home} → ${away} (RTO counted from the kill) ==`);
     const unplanned = await runFailover(await client(), config, {
-      service: service.name, target: home, mode: 'unplanned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      triggeredAt: killed.at, approver: { by: DEMO_APPROVER, reason: `demo: region ${away} is down` }, onProgress: say,
+      service: service.name, target: away, mode: 'unplanned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
+      triggeredAt: killed.at, approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down` }, onProgress: say,
     });
-    show(unplanned.record, await summarise(load, service, unplanned, killed.at));
+    const unplannedRun = await summarise(load, service, unplanned, killed.at);
+    show(unplanned.record, unplannedRun);
+    if (unplanned.record.status !== 'succeeded') return stop(`the unplanned failover ${unplanned.record.status}`);
+
+    say(`\n== 5. ${home} comes back: its database read-only on its own timeline, its worker up ==`);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const revived = await reviveRegion({ ...ctx, onProgress: say }, service, home);
+    say(`  postgres: ${revived.postgres}`);
+
+    say(`\n== 6. reconciliation: what ${home} acknowledged that ${away} never got ==`);
+    const rc = await runFollowUp(await client(), config, { kind: 'reconcile', service: service.name, requestedBy: DEMO_REQUESTER, trigger: 'demo', onProgress: say });
+    const resolved: DemoReconciliation['casesResolved'] = [];
+    const held = new Set<string>();
+    if (rc.record.status === 'succeeded') {
+      const id = rc.record.reconciliation!.id;
+      for (const c of await listCases(await client(), config, { service: service.name, status: 'all', reconciliationId: id })) for (const t of c.txnIds) held.add(t);
+      // The demo plays the on-call for the cases too: it books each case's proposal (or rejects it).
+      for (const c of await listCases(await client(), config, { service: service.name, reconciliationId: id })) {
+        const action = c.proposals.accept ? 'accept' : c.proposals.compensate ? 'compensate' : 'reject';
+        await resolveCase(await client(), config, { service: service.name, caseId: c.id, by: DEMO_APPROVER, action, note: 'demo: decided by the on-call' });
+        resolved.push({ id: c.id, kind: c.kind, action, by: DEMO_APPROVER });
+      }
+    }
+    const after = await missingAfterReconciliation(load, service, home, away, held);
+    const reconciliation = toDemoReconciliation(rc.record, { uiUrl: rc.uiUrl, missingBefore: unplannedRun.lostWrites, missingAfter: after, casesResolved: resolved });
+    reconciliations.push(reconciliation);
+    opts.report?.(`\n${formatDemoReconciliation(rc.record, reconciliation)}`);
+    if (rc.record.status !== 'succeeded') return stop(`the reconciliation ${rc.record.status}`);
+
+    say(`\n== 7. failback ${away} → ${home}: ${home} rejoins as a replica, then a planned switchover and the traffic as it was ==`);
+    const failbackStart = Date.now();
+    const fb = await runFollowUp(await client(), config, {
+      kind: 'failback', service: service.name, requestedBy: DEMO_REQUESTER, trigger: 'demo',
+      approver: { by: DEMO_APPROVER, reason: 'demo: fail back home' }, onProgress: say,
+    });
+    if (fb.record.status === 'succeeded') await load.waitForAck(home, Date.now(), 15_000);
+    const acked = load.ackedBy(away, failbackStart).map((a) => a.id);
+    const present = fb.record.status === 'succeeded' ? await presentIds(nodeOf(service, home), acked) : new Set(acked);
+    const failback = toDemoFailback(fb.record, {
+      uiUrl: fb.uiUrl, lostWrites: acked.filter((id) => !present.has(id)).length, writesAcked: acked.length,
+      trafficBefore, trafficAfter: await traffic(config, service),
+    });
+    opts.report?.(`\n${formatDemoFailback(fb.record, failback)}`);
 
     await load.stop();
-    const ok = runs.every((r) => r.status === 'succeeded') && runs[0]!.lostWrites === 0;
-    return { runs, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load), ok };
+    const ok = runs.every((r) => r.status === 'succeeded') && runs.filter((r) => r.mode === 'planned').every((r) => r.lostWrites === 0)
+      && reconciliation.status === 'succeeded' && reconciliation.missingAfter === 0
+      && failback.status === 'succeeded' && failback.rpo.lostWrites === 0 && failback.rpo.zeroLoss;
+    return { runs, reconciliations, failback, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load), ok };
   } finally {
     await load?.stop();
     await temporal?.connection.close().catch(() => undefined);
   }
+}
+
+async function traffic(config: Config, service: Service): Promise<TrafficState> {
+  return createRoute53Activities(config).trafficDescribe({ service: service.name });
+}
+
+/**
+ * Writes the old primary acknowledged that the new one still lacks after reconciliation and that
+ * no case holds: every one of them is a loss nobody was told about (must be 0).
+ */
+async function missingAfterReconciliation(load: WriteLoad, service: Service, oldPrimary: string, newPrimary: string, held: Set<string>): Promise<number> {
+  const acked = load.ackedBy(oldPrimary).map((a) => a.id).filter((id) => !held.has(id));
+  const present = await presentIds(nodeOf(service, newPrimary), acked);
+  return acked.filter((id) => !present.has(id)).length;
 }
 
 function loadFigures(load: WriteLoad): DemoResult['load'] {

@@ -28,6 +28,20 @@ export const ACTIONS = {
   'db.rejoinAsStandby': { placement: 'source', summary: 'Bring the old primary back as a standby of the new one' },
   'db.fenceOnReturn': { placement: 'source', summary: 'Fence the old primary as soon as it answers again' },
   'reconcile.handoff': { placement: 'control', summary: 'Hand diverged writes over to reconciliation' },
+  // Reconciliation (runbooks/reconcile.yaml): source = the old primary, target = the new one.
+  'reconcile.preserve': { placement: 'source', summary: 'Keep the old primary read-only on its own timeline' },
+  'reconcile.classify': { placement: 'target', summary: 'Read both journals over the divergence window and classify' },
+  'reconcile.apply': {
+    placement: 'target',
+    irreversible: 're-applied transactions stay booked; a wrong one is corrected by a new transaction, never deleted',
+    summary: 'Apply what is safe in one transaction and open cases for the rest',
+  },
+  'reconcile.verify': { placement: 'target', summary: 'Checksum both sides outside the window (key-range bisection)' },
+  'reconcile.report': { placement: 'target', summary: 'Record the reconciliation: counts per class, applied, cases' },
+  // Failback (runbooks/failback.yaml): source = the current primary, target = the old one.
+  'failback.checkCases': { placement: 'source', summary: 'Refuse while reconciliation has not read the old primary or cases are open' },
+  'failback.rejoinTarget': { placement: 'target', summary: 'Bring the old primary back as a standby of the current one' },
+  'traffic.restore': { placement: 'target', summary: 'Restore traffic to the records recorded before the failover' },
 } as const satisfies Record<string, ActionSpec>;
 
 export type ActionName = keyof typeof ACTIONS;

@@ -2,9 +2,13 @@
 // workflow code free of the validation library.
 import type { Runbook, Step } from './schema';
 import type { Policy } from '../config/schema';
+import type { DrainMode } from '../traffic/plan';
 import type {
   DbNodeState, FenceResult, LagResult, PromoteResult, RejoinResult, ShiftResult, TrafficState, VerifyWritesResult,
 } from '../../activities/types';
+import type {
+  ApplyResult, ClassifyResult, FailbackRecord, PreserveOldResult, ReconcileHandoff, ReconcileReport, VerifyResult,
+} from '../reconcile/types';
 
 export type { Runbook, Step };
 
@@ -28,6 +32,37 @@ export interface RunInput {
   trigger: string;
   /** When the trigger fired (ms since epoch), for the run's RTO; defaults to the run's start. */
   triggeredAt?: number;
+  /** Approval rules set by who starts the run (guardian, Slack); absent: the service policy's. */
+  approval?: ApprovalOverride;
+  /** How the service's traffic provider drains a weighted region, for dry-run plans. */
+  trafficDrain?: DrainMode;
+  /** Reconcile and failback runs: the unplanned failover they follow (from its run record). */
+  handoff?: ReconcileHandoff;
+  /** Failback: run despite open cases or an unread old primary, for this recorded reason. */
+  override?: { by: string; reason: string };
+}
+
+export interface ApprovalOverride {
+  /** Whether the runbook's approval gate applies (its `approval-required` condition). */
+  required: boolean;
+  /** How long the gate waits, and what happens then (a data-loss acknowledgement keeps the policy's). */
+  timeout: string;
+  onTimeout: 'reject' | 'proceed';
+  /** Who may approve: user or group ids; empty: anyone but the requester. */
+  approvers: string[];
+  /** Distinct approvals needed; default 1. */
+  quorum?: number;
+}
+
+/** An alarm that fired while this run was in progress (sent by the service's guardian). */
+export interface AttachedAlarm {
+  trigger: string;
+  region: string;
+  severity: string;
+  state: string;
+  /** Last time it fired, and how often it did during the run. */
+  at: string;
+  count: number;
 }
 
 export type StepStatus = 'pending' | 'running' | 'waiting' | 'done' | 'skipped' | 'failed' | 'compensated';
@@ -59,12 +94,17 @@ export interface PendingApproval {
   reason: string;
   requestedAt: string;
   timeoutAt: string;
+  /** Approvals given so far when more than one is needed. */
+  approvedBy?: string[];
+  quorum?: number;
 }
 
 export interface ApproveInput {
   by: string;
   decision: 'approve' | 'reject';
   reason?: string;
+  /** Groups (Slack user groups) the caller verified `by` belongs to; matched against the approvers. */
+  groups?: string[];
 }
 
 export interface AbortInput {
@@ -119,8 +159,21 @@ export interface RunRecord {
   rpo?: { lastReplayedCommitAt?: string; lastHeardFromPrimaryAt?: string; estimateSeconds?: number; zeroLoss: boolean };
   plan?: PlannedStep[];
   reconcile?: { required: boolean; oldPrimary?: string; divergence?: { timeline?: number; lsn?: string } };
+  /** Reconcile runs: each step's result and the reconciliation's audit record. */
+  reconciliation?: {
+    id: string;
+    preserve?: PreserveOldResult;
+    classify?: ClassifyResult;
+    apply?: ApplyResult;
+    verify?: VerifyResult;
+    report?: ReconcileReport;
+  };
+  /** Failback runs: the reconciliation it checked, any override, and the traffic it restored. */
+  failback?: FailbackRecord;
   fenceOnReturn?: { workflowId: string };
   compensation?: { undone: string[]; notUndone: string[] };
   abort?: AbortInput;
+  /** Alarms for the service while the run was in progress: attached here, never a second run. */
+  alarms?: AttachedAlarm[];
   error?: string;
 }

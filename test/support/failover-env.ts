@@ -163,3 +163,63 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}): P
   for (const region of Object.keys(nodes)) await fe.startRegion(region);
   return fe;
 }
+
+// --- added for reconciliation and failback tests ---------------------------------------------
+
+/**
+ * Cuts the standby off from its primary (replication falls behind): its WAL receiver stops and
+ * nothing the primary writes from now on reaches it. The standby stays a standby.
+ */
+export async function partitionStandby(fe: FailoverEnv, region: string): Promise<void> {
+  const node = fe.nodes[region]!;
+  await psql(fe.pg.bin, node, "ALTER SYSTEM SET primary_conninfo = ''");
+  await psql(fe.pg.bin, node, 'SELECT pg_reload_conf()');
+  const deadline = Date.now() + 20_000;
+  while ((await psql(fe.pg.bin, node, 'SELECT count(*) FROM pg_stat_wal_receiver')).trim() !== '0') {
+    if (Date.now() > deadline) throw new Error(`the WAL receiver of ${region} did not stop`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export interface WorkerProcess {
+  pid: number;
+  /** SIGKILL to the worker's process group: a crash, mid-task. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Runs the region's activity worker as a separate process (the built CLI, as the local stack
+ * does) so that a test can SIGKILL it mid-activity. Stop the in-process worker of the region
+ * first (fe.stopRegion), or both poll the same task queue.
+ */
+export async function spawnRegionWorker(fe: FailoverEnv, region: string): Promise<WorkerProcess> {
+  const { spawn } = await import('node:child_process');
+  const { writeFileSync } = await import('node:fs');
+  const file = join(mkdtempSync(join(tmpdir(), 'regionshift-worker-')), 'regionshift.json');
+  writeFileSync(file, JSON.stringify(fe.config));
+  const child = spawn(process.execPath, [join(__dirname, '..', '..', 'bin', 'regionshift.js'), 'worker', '--region', region, '--no-control', '--config', file], {
+    env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const deadline = Date.now() + 60_000;
+  while (!out.includes('regionshift worker ready')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the ${region} worker process did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  return {
+    pid: child.pid!,
+    async kill() {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await exited;
+    },
+  };
+}

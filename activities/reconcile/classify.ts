@@ -1,0 +1,301 @@
+// reconcile.classify: read both journals over the divergence window only, classify every
+// transaction and mutable row (rules.ts), and stage the outcome in the new primary
+// (regionshift.reconcile_items) for apply. Runs on the new primary's worker; reads the old
+// primary (read-only on its own timeline) across regions.
+import { performance } from 'node:perf_hooks';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import type { MutableTable, ReconcileConfig } from '../../src/config/reconcile';
+import type { Config } from '../../src/config/schema';
+import type { ClassifyInput, ClassifyResult, Divergence } from '../../src/reconcile/types';
+import { errorMessage, isLsn } from '../db/sql';
+import { laps, q, qTable, rcConfig, rcNode, ReconcileFailure, requireWritablePrimary, withNode, type RcNode } from './db';
+import { classify, type Classification, type EntryRow, type JournalRow, type StateRow } from './rules';
+import { appendAudit, ensureStore } from './store';
+
+const WALK_CHUNK = 2_000;
+const STAGE_CHUNK = 2_000;
+
+interface SideInfo {
+  timeline: number;
+  lsn: string;
+  inRecovery: boolean;
+}
+
+async function sideInfo(c: Client): Promise<SideInfo> {
+  const { rows } = await c.query<{ rec: boolean; lsn: string; walfile: string | null; tli: number }>(
+    `SELECT pg_is_in_recovery() AS rec,
+            CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END AS lsn,
+            CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS walfile,
+            (SELECT timeline_id FROM pg_control_checkpoint()) AS tli`,
+  );
+  const r = rows[0]!;
+  return { inRecovery: r.rec, lsn: r.lsn, timeline: r.walfile ? parseInt(r.walfile.slice(0, 8), 16) : r.tli };
+}
+
+/** Where the node's timeline forked from its parent, from its history file (superuser or pg_read_server_files). */
+async function switchPoint(c: Client, timeline: number): Promise<string | undefined> {
+  if (timeline <= 1) return undefined;
+  try {
+    const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+    const text = (await c.query<{ t: string }>('SELECT pg_read_file($1) AS t', [file])).rows[0]!.t;
+    const last = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).pop();
+    const lsn = last?.split(/\s+/)[1];
+    return lsn && isLsn(lsn) ? lsn : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function journalSelect(cfg: ReconcileConfig, alias = 'j'): string {
+  const j = cfg.journal;
+  return `${alias}.${q(j.id)}::text AS id, ${alias}.${q(j.payloadHash)}::text AS hash, ${alias}.${q(j.origin)}::text AS origin,
+          to_char(${alias}.${q(j.committedAt)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS committed_at,
+          ${alias}.${q(j.keys)}::text[] AS keys`;
+}
+
+interface RawJournal {
+  id: string;
+  hash: string;
+  origin: string;
+  committed_at: string;
+  keys: string[] | null;
+  row?: Record<string, unknown>;
+}
+
+const toJournal = (r: RawJournal): JournalRow => ({ id: r.id, hash: r.hash, origin: r.origin, committedAt: r.committed_at, keys: r.keys ?? [], row: r.row ?? {} });
+
+/**
+ * Without a divergence time from the failover's record, the window is found from the data: walk
+ * the old journal backwards in commit order until a whole chunk is present in the new one and
+ * older than the earliest missing write (or the last write) by the margin. Streaming replication
+ * is in order, so nothing older can be missing; the walk reads about as much as diverged.
+ */
+async function walkBack(cfg: ReconcileConfig, oldC: Client, newC: Client, lastWrite: string | null): Promise<{ from: string; read: number }> {
+  const j = cfg.journal;
+  const marginMs = cfg.windowMarginSeconds * 1000;
+  let cursor: string | null = null;
+  let earliestMissing: number | undefined;
+  let read = 0;
+  for (;;) {
+    const rows: { id: string; at: string }[] = (await oldC.query<{ id: string; at: string }>(
+      `SELECT ${q(j.id)}::text AS id, to_char(${q(j.committedAt)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
+         FROM ${qTable(j.table)} ${cursor ? `WHERE ${q(j.committedAt)} < $2::timestamptz` : 'WHERE $2::text IS NULL'}
+        ORDER BY ${q(j.committedAt)} DESC LIMIT $1`,
+      [WALK_CHUNK, cursor],
+    )).rows;
+    read += rows.length;
+    if (rows.length === 0) return { from: new Date(0).toISOString(), read };
+    const present = new Set(
+      (await newC.query<{ id: string }>(`SELECT ${q(j.id)}::text AS id FROM ${qTable(j.table)} WHERE ${q(j.id)} = ANY($1::uuid[])`, [rows.map((r) => r.id)])).rows.map((r) => r.id),
+    );
+    for (const r of rows) if (!present.has(r.id)) earliestMissing = Math.min(earliestMissing ?? Infinity, Date.parse(r.at));
+    const bound = (earliestMissing ?? (lastWrite ? Date.parse(lastWrite) : Date.parse(rows[0]!.at))) - marginMs;
+    const newestHere = Date.parse(rows[0]!.at);
+    if (rows.every((r) => present.has(r.id)) && newestHere < bound) return { from: new Date(bound).toISOString(), read };
+    cursor = rows[rows.length - 1]!.at;
+  }
+}
+
+async function readState(c: Client, t: MutableTable, keys: string[]): Promise<Map<string, StateRow>> {
+  const { rows } = await c.query<{ key: string; status: string; version: number; row: Record<string, unknown> }>(
+    `SELECT t.${q(t.key)}::text AS key, t.${q(t.status)}::text AS status, t.${q(t.version)}::int AS version, to_jsonb(t) AS row
+       FROM ${qTable(t.table)} t WHERE t.${q(t.key)}::text = ANY($1::text[])`,
+    [keys],
+  );
+  return new Map(rows.map((r) => [r.key, { key: r.key, status: r.status, version: r.version, row: r.row }]));
+}
+
+async function readEntries(c: Client, cfg: ReconcileConfig, txnIds: string[]): Promise<Map<string, EntryRow[]>> {
+  const e = cfg.entries;
+  const out = new Map<string, EntryRow[]>();
+  if (txnIds.length === 0) return out;
+  const { rows } = await c.query<{ txn: string; key: string; account: string; amount: string; row: Record<string, unknown> }>(
+    `SELECT e.${q(e.txnId)}::text AS txn, e.${q(e.idempotencyKey)}::text AS key, e.${q(e.account)}::text AS account, e.${q(e.amount)}::text AS amount, to_jsonb(e) AS row
+       FROM ${qTable(e.table)} e WHERE e.${q(e.txnId)} = ANY($1::uuid[]) ORDER BY e.${q(e.idempotencyKey)}`,
+    [txnIds],
+  );
+  for (const r of rows) out.set(r.txn, [...(out.get(r.txn) ?? []), { txnId: r.txn, key: r.key, account: r.account, amount: Number(r.amount), row: r.row }]);
+  return out;
+}
+
+export function createClassify(config: Config, region: string) {
+  return async function reconcileClassify(input: ClassifyInput): Promise<ClassifyResult> {
+    const t0 = performance.now();
+    const { lap, phases } = laps();
+    const cfg = rcConfig(config, input.service);
+    const nNew = rcNode(config, input.service, region);
+    const nOld = rcNode(config, input.service, input.oldRegion);
+    if (nOld.region === nNew.region) throw ApplicationFailure.nonRetryable(`the old primary and the new one are both ${region}`, ReconcileFailure.Config);
+    return withNode(nNew, 'classifying', async (newC) => {
+      await requireWritablePrimary(newC, nNew, 'reconciliation');
+      await ensureStore(newC);
+      const stored = await storedPass(newC, input.reconciliationId, input.pass);
+      if (stored) return { ...stored, alreadyApplied: true, ms: Math.round(performance.now() - t0) };
+
+      const newSide = await sideInfo(newC);
+      const switchLsn = await switchPoint(newC, newSide.timeline);
+      return withNode(nOld, 'reading-old-primary', async (oldC) => {
+        const oldSide = await sideInfo(oldC).catch((err: unknown) => {
+          throw ApplicationFailure.retryable(`${nOld.where}: ${errorMessage(err)}`, ReconcileFailure.Unreachable);
+        });
+        if (oldSide.inRecovery) {
+          throw ApplicationFailure.nonRetryable(
+            `${nOld.where} is a standby now: it has rejoined and its divergent writes were rewound away before reconciliation read them. If a rejoin re-cloned it, the old data directory was kept aside (<dataDir>.before-reclone-*): start a copy of it read-only and reconcile from there`,
+            ReconcileFailure.OldSideLost,
+          );
+        }
+        lap('timelines');
+        const j = cfg.journal;
+        const last = (await oldC.query<{ at: string | null }>(
+          `SELECT to_char(max(${q(j.committedAt)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM ${qTable(j.table)}`,
+        )).rows[0]!.at;
+        let from: string;
+        let basis: string;
+        let walked = 0;
+        const at = input.handoff?.divergence.at;
+        if (input.widenFrom) {
+          from = input.widenFrom;
+          basis = `widened by verify to ${input.widenFrom}`;
+        } else if (at) {
+          from = new Date(Date.parse(at) - cfg.windowMarginSeconds * 1000).toISOString();
+          basis = `last commit the new primary replayed before promotion (${at}) minus ${cfg.windowMarginSeconds}s`;
+        } else {
+          const w = await walkBack(cfg, oldC, newC, last);
+          from = w.from;
+          walked = w.read;
+          basis = `found by walking the old journal back (${w.read} rows) to a replicated stretch ${cfg.windowMarginSeconds}s before the earliest missing write`;
+        }
+        const to = last ?? from;
+        const divergence: Divergence = {
+          newTimeline: newSide.timeline, ...(switchLsn ? { switchLsn } : {}),
+          oldTimeline: oldSide.timeline, oldLsn: oldSide.lsn, windowFrom: from, windowTo: to, basis,
+        };
+
+        // The old side over the window: everything it committed from the window's start.
+        const oldRows = (await oldC.query<RawJournal>(
+          `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz ORDER BY j.${q(j.committedAt)}, j.${q(j.id)}`,
+          [from],
+        )).rows.map(toJournal);
+        lap('readOldWindow');
+        const oldIds = oldRows.map((r) => r.id);
+        // The new side: the same ids wherever they are (a retry after the failover), and how many
+        // others it wrote over the window.
+        const newById = new Map((await newC.query<RawJournal>(
+          `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.id)} = ANY($1::uuid[])`,
+          [oldIds],
+        )).rows.map((r) => [r.id, toJournal(r)]));
+        const windowEnd = new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
+        const onlyNew = Number((await newC.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${qTable(j.table)} WHERE ${q(j.committedAt)} >= $1::timestamptz AND ${q(j.committedAt)} <= $2::timestamptz AND NOT (${q(j.id)} = ANY($3::uuid[]))`,
+          [from, windowEnd, oldIds],
+        )).rows[0]!.n);
+        const newRowsRead = newById.size + onlyNew;
+        lap('readNewSide');
+
+        const notReplicated = oldRows.filter((o) => {
+          const n = newById.get(o.id);
+          return !n || n.hash !== o.hash || n.origin !== o.origin || n.committedAt !== o.committedAt;
+        });
+        const oldEntries = await readEntries(oldC, cfg, notReplicated.map((o) => o.id));
+        const sameId = notReplicated.filter((o) => newById.has(o.id) && newById.get(o.id)!.hash !== o.hash).map((o) => o.id);
+        const newEntries = await readEntries(newC, cfg, sameId);
+        const lostKeys = notReplicated.filter((o) => !newById.has(o.id)).flatMap((o) => (oldEntries.get(o.id) ?? []).map((e) => e.key));
+        const e = cfg.entries;
+        const takenKeys = new Map((await newC.query<{ key: string; txn: string }>(
+          `SELECT ${q(e.idempotencyKey)}::text AS key, ${q(e.txnId)}::text AS txn FROM ${qTable(e.table)} WHERE ${q(e.idempotencyKey)} = ANY($1::uuid[])`,
+          [lostKeys],
+        )).rows.map((r) => [r.key, r.txn]));
+
+        lap('readEntries');
+        const state = new Map<MutableTable, { old: Map<string, StateRow>; new: Map<string, StateRow> }>();
+        for (const t of cfg.mutable) {
+          const keys = [...new Set(notReplicated.flatMap((o) => o.keys.filter((k) => k.startsWith(t.keyPrefix)).map((k) => k.slice(t.keyPrefix.length))))];
+          if (keys.length === 0) continue;
+          state.set(t, { old: await readState(oldC, t, keys), new: await readState(newC, t, keys) });
+        }
+
+        lap('readState');
+        const result = classify({
+          cfg, reconciliationId: input.reconciliationId, oldRegion: nOld.region, newRegion: nNew.region,
+          oldRows, newWindowRows: [], newById, oldEntries, newEntries, takenKeys, state,
+        });
+        result.txn['only-new'] = onlyNew;
+        const summary: ClassifyResult = {
+          reconciliationId: input.reconciliationId, pass: input.pass, alreadyApplied: false, divergence,
+          read: { oldRows: oldRows.length + walked, newRows: newRowsRead },
+          txn: result.txn, rows: result.rows,
+          toApply: result.apply.length, toStateMove: result.moves.length, toCase: result.cases.length,
+          ms: 0,
+        };
+        lap('classify');
+        const applied = await stage(newC, input, nNew, nOld, result, summary);
+        lap('stage');
+        summary.phases = phases;
+        if (applied) return { ...applied, alreadyApplied: true, ms: Math.round(performance.now() - t0) };
+        return { ...summary, ms: Math.round(performance.now() - t0) };
+      });
+    });
+  };
+}
+
+async function storedPass(c: Client, id: string, pass: number): Promise<ClassifyResult | undefined> {
+  const { rows } = await c.query<{ applied_pass: number; counts: Record<string, ClassifyResult> }>(
+    'SELECT applied_pass, counts FROM regionshift.reconcile_runs WHERE id = $1', [id],
+  );
+  const r = rows[0];
+  if (!r || r.applied_pass < pass) return undefined;
+  return r.counts[String(pass)];
+}
+
+/** Stages the pass's findings in one transaction; returns the stored figures if it was applied meanwhile. */
+async function stage(c: Client, input: ClassifyInput, nNew: RcNode, nOld: RcNode, result: Classification, summary: ClassifyResult): Promise<ClassifyResult | undefined> {
+  await c.query('BEGIN');
+  try {
+    await c.query(
+      `INSERT INTO regionshift.reconcile_runs (id, service, old_region, new_region, failover)
+       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+      [input.reconciliationId, input.service, nOld.region, nNew.region,
+        input.handoff ? JSON.stringify({ workflowId: input.handoff.failoverWorkflowId, runId: input.handoff.failoverRunId }) : null],
+    );
+    const run = (await c.query<{ applied_pass: number; counts: Record<string, ClassifyResult> }>(
+      'SELECT applied_pass, counts FROM regionshift.reconcile_runs WHERE id = $1 FOR UPDATE', [input.reconciliationId],
+    )).rows[0]!;
+    if (run.applied_pass >= input.pass) {
+      await c.query('ROLLBACK');
+      return run.counts[String(input.pass)];
+    }
+    await c.query('DELETE FROM regionshift.reconcile_items WHERE reconciliation_id = $1 AND pass = $2', [input.reconciliationId, input.pass]);
+    const items: { kind: string; subject: string; at: string | null; body: unknown }[] = [
+      ...result.apply.map((t) => ({ kind: 'apply', subject: t.txnId, at: t.committedAt, body: t })),
+      ...result.moves.map((m) => ({ kind: 'move', subject: `${m.table}:${m.key}`, at: null, body: m })),
+      ...result.cases.map((k) => ({ kind: 'case', subject: k.id, at: null, body: k })),
+      ...result.duplicates.map((id) => ({ kind: 'duplicate', subject: id, at: null, body: {} })),
+    ];
+    for (let i = 0; i < items.length; i += STAGE_CHUNK) {
+      const chunk = items.slice(i, i + STAGE_CHUNK);
+      await c.query(
+        `INSERT INTO regionshift.reconcile_items (reconciliation_id, pass, seq, kind, subject, committed_at, body)
+         SELECT $1, $2::int, s.seq, s.kind, s.subject, s.at, s.body
+           FROM unnest($3::int[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[]) AS s(seq, kind, subject, at, body)`,
+        [input.reconciliationId, input.pass, chunk.map((_, k) => i + k), chunk.map((x) => x.kind), chunk.map((x) => x.subject), chunk.map((x) => x.at), chunk.map((x) => JSON.stringify(x.body))],
+      );
+    }
+    await c.query(
+      `UPDATE regionshift.reconcile_runs
+          SET pass = greatest(pass, $2::int), divergence = $3, window_from = least(coalesce(window_from, $4::timestamptz), $4::timestamptz),
+              window_to = $5::timestamptz, counts = counts || jsonb_build_object(($2::int)::text, $6::jsonb), classified_at = now()
+        WHERE id = $1`,
+      [input.reconciliationId, input.pass, JSON.stringify(summary.divergence), summary.divergence.windowFrom, summary.divergence.windowTo, JSON.stringify(summary)],
+    );
+    await appendAudit(c, input.reconciliationId, {
+      runId: input.workflowRunId, by: input.requestedBy,
+      what: `pass ${input.pass}: read ${summary.read.oldRows} old / ${summary.read.newRows} new journal rows from ${summary.divergence.windowFrom}; ${summary.toApply} to apply, ${summary.toStateMove} state moves, ${summary.toCase} cases`,
+    });
+    await c.query('COMMIT');
+    return undefined;
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

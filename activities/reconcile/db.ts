@@ -1,0 +1,161 @@
+// Connections and small SQL helpers for the reconciliation activities. A region's worker reaches
+// its own region's database and, for reconciliation, the old primary's in the other region, with
+// the addresses from its own config and passwords from its own environment (invariant 6).
+import { performance } from 'node:perf_hooks';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import { reconcileConfigOf, type ReconcileConfig } from '../../src/config/reconcile';
+import type { Config, PostgresRegion } from '../../src/config/schema';
+import type { PgNode } from '../../src/postgres/node';
+import { close, connect, errorMessage, isConfigError, isConnectionError, quoteIdent, sqlState, type ConnTarget } from '../db/sql';
+
+/** ApplicationFailure types of the reconciliation activities. */
+export const ReconcileFailure = {
+  Config: 'ReconcileConfig',
+  Unreachable: 'ReconcileUnreachable',
+  /** The old primary can no longer show its divergent writes (it rejoined, or its data is gone). */
+  OldSideLost: 'ReconcileOldSideLost',
+  /** The database is not the writable primary reconciliation writes to. */
+  NotPrimary: 'ReconcileNotPrimary',
+  /** Something changed between classification and apply: classify again. */
+  Stale: 'ReconcileStale',
+  /** An invariant did not hold at commit: nothing was committed. */
+  Invariant: 'ReconcileInvariant',
+  CaseNotFound: 'CaseNotFound',
+  /** A case cannot be resolved that way (unknown action, already resolved otherwise). */
+  CaseRefused: 'CaseRefused',
+} as const;
+
+export interface RcNode {
+  service: string;
+  region: string;
+  cfg: PostgresRegion;
+  admin: ConnTarget;
+  node: PgNode;
+  where: string;
+}
+
+export function rcConfig(config: Config, service: string): ReconcileConfig {
+  const svc = config.services.find((s) => s.name === service);
+  if (!svc) throw ApplicationFailure.nonRetryable(`unknown service "${service}" (this worker knows: ${config.services.map((s) => s.name).join(', ')})`, ReconcileFailure.Config);
+  try {
+    return reconcileConfigOf(svc as { reconcile?: unknown });
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`services[${service}].reconcile is not valid: ${errorMessage(err)}`, ReconcileFailure.Config);
+  }
+}
+
+export function rcNode(config: Config, service: string, region: string): RcNode {
+  const svc = config.services.find((s) => s.name === service);
+  if (!svc) throw ApplicationFailure.nonRetryable(`unknown service "${service}" (this worker knows: ${config.services.map((s) => s.name).join(', ')})`, ReconcileFailure.Config);
+  if (svc.database.provider !== 'postgres-streaming') {
+    throw ApplicationFailure.nonRetryable(
+      `reconciliation reads both regions' journals by SQL; service ${service} uses ${svc.database.provider}, for which regionshift has no reconciliation provider yet (reconcile the preserved snapshot by hand)`,
+      ReconcileFailure.Config,
+    );
+  }
+  const cfg = svc.database.regions[region];
+  if (!cfg) throw ApplicationFailure.nonRetryable(`service ${service} has no database in region ${region}`, ReconcileFailure.Config);
+  const password = cfg.passwordEnv ? process.env[cfg.passwordEnv] : undefined;
+  return {
+    service, region, cfg,
+    admin: { host: cfg.host, port: cfg.port, database: cfg.database, user: cfg.adminUser, ...(password !== undefined ? { password } : {}) },
+    node: { region, dataDir: cfg.dataDir, port: cfg.port, host: cfg.host },
+    where: `${service}'s database in ${region} (${cfg.host}:${cfg.port})`,
+  };
+}
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs `fn` with a session on the node (UTC, so times read from both sides compare as text), a
+ * heartbeat every second (long statements must not look like a dead worker), and the session
+ * closed when the activity is cancelled (its open transaction then rolls back).
+ */
+export async function withNode<T>(n: RcNode, what: string, fn: (c: Client) => Promise<T>, statementTimeoutMs = 600_000): Promise<T> {
+  let client: Client;
+  try {
+    client = await connect(n.admin, { statementTimeoutMs });
+  } catch (err) {
+    if (isConfigError(err)) throw ApplicationFailure.nonRetryable(`${n.where}: the server refused ${n.admin.user}: ${errorMessage(err)}`, ReconcileFailure.Config);
+    throw ApplicationFailure.retryable(`${n.where} is unreachable: ${errorMessage(err)}`, ReconcileFailure.Unreachable);
+  }
+  const ctx = activityContext();
+  const beat = ctx ? setInterval(() => ctx.heartbeat({ [what]: n.region }), 1_000) : undefined;
+  const onCancel = () => void close(client);
+  ctx?.cancellationSignal.addEventListener('abort', onCancel);
+  try {
+    // A worker that dies mid-transaction must not leave it waiting on a lock for ever: the server
+    // checks the client is still there and rolls the transaction back when it is not.
+    await client.query("SET TIME ZONE 'UTC'; SET client_connection_check_interval = '1s'");
+    return await fn(client);
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
+    if (ctx?.cancellationSignal.aborted) throw err;
+    if (isConnectionError(err)) throw ApplicationFailure.retryable(`${n.where}: lost the connection: ${errorMessage(err)}`, ReconcileFailure.Unreachable);
+    // A deadlock, a serialization failure or a lock timeout is worth another attempt; any other
+    // error the server sent (a missing table or column, a constraint) will not change by retrying.
+    const state = sqlState(err);
+    if (state && !state.startsWith('40') && state !== '55P03') {
+      throw ApplicationFailure.nonRetryable(`${n.where}: ${errorMessage(err)} (SQLSTATE ${state}); check the service's reconcile config against its schema`, ReconcileFailure.Config);
+    }
+    throw err;
+  } finally {
+    if (beat) clearInterval(beat);
+    ctx?.cancellationSignal.removeEventListener('abort', onCancel);
+    await close(client);
+  }
+}
+
+/** "ledger.journal" → "ledger"."journal". */
+export function qTable(name: string): string {
+  return name.split('.').map(quoteIdent).join('.');
+}
+
+export const q = quoteIdent;
+
+/** Columns a copied row may be inserted with: not serial, identity or generated (those are the new side's own). */
+export async function insertableColumns(c: Client, table: string): Promise<string[]> {
+  const { rows } = await c.query<{ name: string }>(
+    `SELECT a.attname AS name FROM pg_attribute a
+      WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = '' AND a.attgenerated = ''
+        AND NOT EXISTS (SELECT 1 FROM pg_attrdef d WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%')
+      ORDER BY a.attnum`,
+    [table],
+  );
+  if (rows.length === 0) throw ApplicationFailure.nonRetryable(`table ${table} has no columns here (does it exist?)`, ReconcileFailure.Config);
+  return rows.map((r) => r.name);
+}
+
+/** Throws unless the session is on a writable primary. */
+export async function requireWritablePrimary(c: Client, n: RcNode, why: string): Promise<void> {
+  const { rows } = await c.query<{ rec: boolean; ro: string }>(`SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`);
+  const r = rows[0]!;
+  if (r.rec || r.ro === 'on') {
+    throw ApplicationFailure.nonRetryable(
+      `${n.where} is ${r.rec ? 'a standby' : 'read-only (fenced)'}; ${why} writes to the service's current primary: run it there`,
+      ReconcileFailure.NotPrimary,
+    );
+  }
+}
+
+/** Records the time since the previous lap under `name`: where an activity's time went. */
+export function laps(): { lap(name: string): void; phases: Record<string, number> } {
+  const phases: Record<string, number> = {};
+  let last = performance.now();
+  return {
+    phases,
+    lap(name) {
+      const now = performance.now();
+      phases[name] = Math.round((phases[name] ?? 0) + now - last);
+      last = now;
+    },
+  };
+}

@@ -1,0 +1,191 @@
+// Reconciliation figures: 10,000 diverged transactions reconciled in a 1,000,000-entry ledger and
+// (opt-in, --ledger-10m: generating it takes several minutes on 2 cores) a 10,000,000-entry one,
+// which should take nearly the same time (the work is proportional to the divergence, not the
+// table); and verify's checksum comparison (key-range bisection) over the whole table against a
+// naive full-table hash diff of the same tables, in the same run.
+//
+// Each size: a fresh pair; the ledger made in SQL on the primary and replicated; replication cut;
+// 10,000 transactions on the primary that never reach the standby; the primary killed and an
+// unplanned failover; 1,000 transactions in the new primary; the old one back read-only; then
+// `reconcile` as the CLI runs it.
+import { Client as PgClient } from 'pg';
+import { reconcileConfigOf } from '../src/config/reconcile';
+import { postgresDatabase } from '../src/config/schema';
+import { ensureLedger, nodeOf } from '../src/demo/ledger';
+import { cutReplication, killRegion, rebuildPair, reviveRegion } from '../src/demo/region';
+import { runFailover, runFollowUp } from '../src/demo/runs';
+import { dsn, PG_SUPERUSER, type PgNode } from '../src/postgres/node';
+import type { RunRecord, StepState } from '../src/runbook/types';
+import { checksumDiff, naiveDiff, verifySpecs } from '../activities/reconcile/verify';
+import { fundAccounts, generateTransactions } from './ledger-gen';
+import type { BenchContext, BenchSection, SectionResult } from './section';
+import type { Figures } from './stats';
+
+const DIVERGED = 10_000;
+const NEW_SIDE = 1_000;
+const ACCOUNTS = 100_000;
+const APPROVER = { by: 'bench-oncall', reason: 'bench: the primary was killed on purpose' };
+
+async function raw(node: PgNode): Promise<PgClient> {
+  // No statement or query timeout: building and scanning ten million rows takes minutes.
+  const c = new PgClient({ connectionString: dsn(node, PG_SUPERUSER), connectionTimeoutMillis: 5_000 });
+  c.on('error', () => undefined);
+  await c.connect();
+  await c.query("SET statement_timeout = 0; SET TIME ZONE 'UTC'");
+  return c;
+}
+
+function stepMs(rec: RunRecord, id: string): number {
+  const s: StepState | undefined = rec.steps.find((x) => x.id === id);
+  return s?.startedAt && s.endedAt ? Date.parse(s.endedAt) - Date.parse(s.startedAt) : NaN;
+}
+
+async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): Promise<Figures | undefined> {
+  const { service, say, stack } = ctx;
+  const [home, away] = service.regions as [string, string];
+  const sctx = { config: ctx.config, configFile: stack.configFile, home: stack.home };
+  const label = `${entries / 1_000_000}M`;
+  say(`  [${label}] rebuilding a clean pair…`);
+  const up = await rebuildPair(sctx, ctx.client, service);
+  if (!up.ok) throw new Error(`the rebuilt pair is not healthy: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+  const homeNode = nodeOf(service, home);
+  const awayNode = nodeOf(service, away);
+  await ensureLedger(homeNode, postgresDatabase(service).regions[home]!.appUser);
+
+  const primary = await raw(homeNode);
+  let genMs = 0;
+  let replicateMs = 0;
+  try {
+    const t0 = Date.now();
+    await fundAccounts(primary, ACCOUNTS);
+    const txns = Math.max(0, Math.round((entries - 2 * ACCOUNTS) / 2));
+    let last = Date.now();
+    await generateTransactions(primary, { txns, accounts: ACCOUNTS, batch: `h${label}`, times: 'history' }, (done) => {
+      if (Date.now() - last > 15_000) {
+        last = Date.now();
+        say(`  [${label}] ${done} of ${txns} transactions generated (${Math.round((Date.now() - t0) / 1000)} s)`);
+      }
+    });
+    await primary.query('ANALYZE journal; ANALYZE ledger_entries; ANALYZE accounts');
+    genMs = Date.now() - t0;
+    const lsn = (await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+    const standby = await raw(awayNode);
+    try {
+      const r0 = Date.now();
+      for (;;) {
+        const ok = (await standby.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0]!.ok;
+        if (ok) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      replicateMs = Date.now() - r0;
+    } finally {
+      await standby.end();
+    }
+    const count = Number((await primary.query<{ n: string }>('SELECT count(*) AS n FROM ledger_entries')).rows[0]!.n);
+    say(`  [${label}] ledger of ${count} entries made in ${Math.round(genMs / 1000)} s, replicated ${Math.round(replicateMs / 1000)} s later`);
+
+    // Replication is cut; the primary books 10,000 transactions the standby never gets.
+    await cutReplication(sctx, service, away);
+    await generateTransactions(primary, { txns: DIVERGED, accounts: ACCOUNTS, batch: `d${label}`, times: 'burst', chunk: DIVERGED });
+  } finally {
+    await primary.end().catch(() => undefined);
+  }
+  const killed = await killRegion(sctx, service, home);
+  const failover = await runFailover(ctx.client, ctx.config, {
+    service: service.name, target: away, mode: 'unplanned', requestedBy: 'bench', trigger: 'bench', triggeredAt: killed.at, approver: APPROVER,
+  });
+  if (failover.record.status !== 'succeeded') {
+    out.failures.push(`[${label}] unplanned failover ${failover.record.status}: ${failover.record.error ?? ''} (${failover.uiUrl})`);
+    return undefined;
+  }
+  const fresh = await raw(awayNode);
+  try {
+    await generateTransactions(fresh, { txns: NEW_SIDE, accounts: ACCOUNTS, batch: `n${label}`, times: 'burst', chunk: NEW_SIDE });
+  } finally {
+    await fresh.end();
+  }
+  await reviveRegion(sctx, service, home);
+
+  const rc = await runFollowUp(ctx.client, ctx.config, { kind: 'reconcile', service: service.name, requestedBy: 'bench', trigger: 'bench' });
+  const rec = rc.record;
+  if (rec.status !== 'succeeded') {
+    out.failures.push(`[${label}] reconcile ${rec.status}: ${rec.error ?? ''} (${rc.uiUrl})`);
+    return undefined;
+  }
+  const classifyMs = stepMs(rec, 'classify');
+  const applyMs = stepMs(rec, 'apply');
+  const rep = rec.reconciliation!.report!;
+  const figures: Figures = {
+    ms: classifyMs + applyMs,
+    classifyMs, applyMs, preserveMs: stepMs(rec, 'preserve'), verifyMs: stepMs(rec, 'verify'),
+    runWallMs: Date.parse(rec.endedAt!) - Date.parse(rec.startedAt),
+    entries,
+    diverged: DIVERGED, lost: rep.txn['only-old'], onlyNew: rep.txn['only-new'], reapplied: rep.applied.transactions, cases: rep.cases.opened,
+    rowsRead: rec.reconciliation!.classify!.read,
+    generateMs: genMs, replicateMs, runId: rec.runId,
+    classifyPhases: rec.reconciliation!.classify!.phases ?? {}, applyPhases: rec.reconciliation!.apply!.phases ?? {},
+  };
+  say(`  [${label}] reconciled ${rep.txn['only-old']} lost transactions: classify ${classifyMs} ms + apply ${applyMs} ms = ${classifyMs + applyMs} ms (verify ${figures.verifyMs} ms, off the critical path)`);
+  say(`    classify: ${JSON.stringify(figures.classifyPhases)}; apply: ${JSON.stringify(figures.applyPhases)}`);
+
+  // The comparison outside the window, both ways, on the same tables.
+  const windowFrom = rec.reconciliation!.classify!.divergence.windowFrom;
+  const oldC = await raw(homeNode);
+  const newC = await raw(awayNode);
+  try {
+    const cfg = reconcileConfigOf(service as { reconcile?: unknown });
+    const specs = await verifySpecs(newC, cfg);
+    let checksumMs = 0;
+    let naiveMs = 0;
+    let rows = 0;
+    let differences = 0;
+    for (const spec of specs) {
+      const a = await checksumDiff(oldC, newC, spec, windowFrom);
+      const b = await naiveDiff(oldC, newC, spec, windowFrom);
+      checksumMs += a.stats.ms;
+      naiveMs += b.ms;
+      rows += b.rows;
+      differences += a.stats.differences + b.differences;
+    }
+    figures.verify = { checksumMs, naiveMs, rows, differences, speedupVsNaive: Math.round((naiveMs / checksumMs) * 10) / 10 };
+    say(`  [${label}] outside the window (${rows} rows): bisection checksum ${checksumMs} ms, naive hash diff ${naiveMs} ms: ${(naiveMs / checksumMs).toFixed(1)}× faster`);
+  } finally {
+    await oldC.end();
+    await newC.end();
+  }
+  return figures;
+}
+
+export const reconcileSection: BenchSection = {
+  name: 'reconcile',
+  async run(ctx) {
+    const out: SectionResult = { figures: {}, checks: [], notes: [], failures: [] };
+    const sizes = [1_000_000, ...(ctx.options.ledger10m ? [10_000_000] : [])];
+    const reconcile: Figures = {};
+    let verify: Figures | undefined;
+    for (const entries of sizes) {
+      const key = `ledger${entries / 1_000_000}M`;
+      ctx.say(`reconcile ${DIVERGED} diverged transactions in a ${entries.toLocaleString('en')}-entry ledger:`);
+      const f = await oneSize(ctx, entries, out);
+      if (!f) break;
+      const { verify: v, ...rest } = f as Figures & { verify: Figures };
+      reconcile[key] = rest;
+      // The speedup is reported for the largest ledger measured.
+      verify = v;
+      out.checks.push({
+        path: `reconcile.${key}.ms`, what: `classify + apply of ${DIVERGED} diverged transactions in a ${entries.toLocaleString('en')}-entry ledger`,
+        samples: [f.ms as number], targetMax: 5_000, reproduce: `npm run bench -- --runs 0 --unplanned-runs 0${entries > 1_000_000 ? ' --ledger-10m' : ''}`,
+      });
+    }
+    if (verify) out.figures = { reconcile, verify: { speedupVsNaive: verify.speedupVsNaive, checksumMs: verify.checksumMs, naiveMs: verify.naiveMs, rows: verify.rows } };
+    else out.figures = { reconcile };
+    out.notes.push(
+      `reconcile.<size>.ms = the classify and apply steps of the reconcile run (the critical path: reading both journals over the window, and the one transaction that re-applies); verify runs after apply has committed and is reported separately (verifyMs)`,
+      `verify.speedupVsNaive = naive full-table hash diff (every row's hash shipped in key order from both sides) ÷ key-range bisection checksums, over the journal and the entries outside the window, same tables, same run${verify ? `: ${verify.naiveMs} ms vs ${verify.checksumMs} ms over ${verify.rows} rows` : ''}`,
+      ctx.options.ledger10m
+        ? 'the 10,000,000-entry ledger was generated in this run (see reconcile.ledger10M.generateMs)'
+        : 'the 10,000,000-entry ledger is opt-in (--ledger-10m): generating and replicating it takes several minutes on 2 cores',
+    );
+    return out;
+  },
+};
