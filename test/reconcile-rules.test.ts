@@ -57,6 +57,18 @@ describe('transactions', () => {
     expect(sid.proposals.compensate!.transactions[0]!.entries.map((e) => [e.account, e.amount])).toEqual([['a', 200], ['b', -200]]);
   });
 
+  it('a widened pass counts only what it adds before the earlier window', () => {
+    const early = j('e1', 'h', 'us-west-2', '2025-01-01T00:00:00.000000Z');
+    const late = j('l1', 'h', 'us-west-2', '2025-01-01T00:00:05.000000Z');
+    const out = classify({
+      ...base, oldRows: [early, late], newById: new Map(),
+      oldEntries: new Map([['e1', legs('e1', 'a', 'b', 1)], ['l1', legs('l1', 'a', 'b', 1)]]),
+      countBefore: '2025-01-01T00:00:03.000000Z',
+    });
+    expect(out.txn['only-old']).toBe(1);
+    expect(out.apply.map((t) => t.txnId)).toEqual(['e1', 'l1']);
+  });
+
   it('holds back high-value, external and key-colliding transactions', () => {
     const out = classify({
       ...base,

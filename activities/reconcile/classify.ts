@@ -185,9 +185,13 @@ export function createClassify(config: Config, region: string) {
           `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.id)} = ANY($1::uuid[])`,
           [oldIds],
         )).rows.map((r) => [r.id, toJournal(r)]));
-        const windowEnd = new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
+        // A widened pass counts only what it adds before the earlier window (see rules.ts countBefore).
+        const earlier = input.pass > 1 ? (await newC.query<{ from: string | null }>(
+          `SELECT to_char(window_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS from FROM regionshift.reconcile_runs WHERE id = $1`, [input.reconciliationId],
+        )).rows[0]?.from ?? undefined : undefined;
+        const windowEnd = earlier ?? new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
         const onlyNew = Number((await newC.query<{ n: string }>(
-          `SELECT count(*) AS n FROM ${qTable(j.table)} WHERE ${q(j.committedAt)} >= $1::timestamptz AND ${q(j.committedAt)} <= $2::timestamptz AND NOT (${q(j.id)} = ANY($3::uuid[]))`,
+          `SELECT count(*) AS n FROM ${qTable(j.table)} WHERE ${q(j.committedAt)} >= $1::timestamptz AND ${q(j.committedAt)} ${earlier ? '<' : '<='} $2::timestamptz AND NOT (${q(j.id)} = ANY($3::uuid[]))`,
           [from, windowEnd, oldIds],
         )).rows[0]!.n);
         const newRowsRead = newById.size + onlyNew;
@@ -218,7 +222,7 @@ export function createClassify(config: Config, region: string) {
         lap('readState');
         const result = classify({
           cfg, reconciliationId: input.reconciliationId, oldRegion: nOld.region, newRegion: nNew.region,
-          oldRows, newWindowRows: [], newById, oldEntries, newEntries, takenKeys, state,
+          oldRows, newWindowRows: [], newById, oldEntries, newEntries, takenKeys, state, ...(earlier ? { countBefore: earlier } : {}),
         });
         result.txn['only-new'] = onlyNew;
         const summary: ClassifyResult = {

@@ -160,6 +160,11 @@ export interface ClassifyArgs {
   takenKeys: Map<string, string>;
   /** Mutable rows named by the old rows' keys: per table, the row on each side. */
   state: Map<MutableTable, { old: Map<string, StateRow>; new: Map<string, StateRow> }>;
+  /**
+   * A widened pass re-reads the earlier window too (mutable rows need every touch): only what it
+   * adds, rows committed before this time, is counted again.
+   */
+  countBefore?: string;
 }
 
 /**
@@ -177,6 +182,10 @@ export function classify(args: ClassifyArgs): Classification {
   const out: Classification = { txn: emptyTxnCounts(), rows: emptyRowCounts(), apply: [], moves: [], cases: [], duplicates: [] };
   const oldIds = new Set(args.oldRows.map((r) => r.id));
   for (const r of args.newWindowRows) if (!oldIds.has(r.id)) out.txn['only-new']++;
+  const counted = (r: JournalRow): boolean => !args.countBefore || Date.parse(r.committedAt) < Date.parse(args.countBefore);
+  const count = (cls: TxnClass, r: JournalRow): void => {
+    if (counted(r)) out.txn[cls]++;
+  };
 
   // Transactions the old side wrote after the divergence (not replicated), and whether each is lost.
   const diverged: JournalRow[] = [];
@@ -184,21 +193,21 @@ export function classify(args: ClassifyArgs): Classification {
   for (const o of args.oldRows) {
     const n = args.newById.get(o.id);
     if (!n) {
-      out.txn['only-old']++;
+      count('only-old', o);
       diverged.push(o);
       lost.push(o);
     } else if (n.hash !== o.hash) {
-      out.txn['same-id-different-payload']++;
+      count('same-id-different-payload', o);
       diverged.push(o);
       const oldE = args.oldEntries.get(o.id) ?? [];
       const newE = args.newEntries.get(o.id) ?? [];
       out.cases.push(sameIdCase(args, o, n, oldE, newE));
     } else if (sameWrite(o, n)) {
-      out.txn.replicated++;
+      count('replicated', o);
     } else {
-      out.txn.identical++;
+      count('identical', o);
       diverged.push(o);
-      out.duplicates.push(o.id);
+      if (counted(o)) out.duplicates.push(o.id);
     }
   }
 
@@ -206,16 +215,18 @@ export function classify(args: ClassifyArgs): Classification {
   const heldByRowCase = new Map<string, string>();
   for (const [table, sides] of args.state) {
     const touches = new Map<string, string[]>();
+    const newlyCounted = new Set<string>();
     for (const o of diverged) {
       for (const k of o.keys) {
         if (!k.startsWith(table.keyPrefix)) continue;
         const key = k.slice(table.keyPrefix.length);
         touches.set(key, [...(touches.get(key) ?? []), o.id]);
+        if (counted(o)) newlyCounted.add(key);
       }
     }
     for (const [key, txnIds] of touches) {
       const verdict = classifyRow(table, key, sides.old.get(key), sides.new.get(key), txnIds.length);
-      out.rows[verdict.cls]++;
+      if (newlyCounted.has(key)) out.rows[verdict.cls]++;
       if (verdict.move) out.moves.push(verdict.move);
       if (verdict.caseKind) {
         const lostHere = txnIds.filter((id) => lost.some((l) => l.id === id));
