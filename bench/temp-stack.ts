@@ -1,11 +1,11 @@
 // The bench's own local stack: free ports, a temporary REGIONSHIFT_HOME and data directories,
 // so a bench never disturbs (or is disturbed by) a stack someone is using.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config/load';
 import type { Config } from '../src/config/schema';
+import { freePorts } from '../src/stack/net';
 import { stackDown, stackUp, type UpResult } from '../src/stack/stack';
 
 export interface BenchStack {
@@ -16,28 +16,6 @@ export interface BenchStack {
   up(onProgress: (line: string) => void): Promise<UpResult>;
   /** Stops everything the stack started and deletes its folder. */
   destroy(): Promise<void>;
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  // Held together until all are known, so no two are the same.
-  const servers: Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((ok, fail) => {
-        server.once('error', fail);
-        server.listen({ host: '127.0.0.1', port: 0 }, ok);
-      });
-      const address = server.address();
-      if (!address || typeof address === 'string') throw new Error('listen(0) gave no port');
-      ports.push(address.port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
-  }
 }
 
 /** `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller). */

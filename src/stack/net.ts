@@ -1,5 +1,5 @@
 // Port and HTTP probes, with node built-ins only.
-import { createConnection, createServer } from 'node:net';
+import { createConnection, createServer, type Server } from 'node:net';
 import { get } from 'node:http';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
@@ -95,4 +95,31 @@ export function listenerOf(port: number): { pid: number; command: string } | und
     }
   }
   return undefined;
+}
+
+/** Distinct free loopback ports: each is bound to port 0 and held until all are known. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((ok, fail) => {
+        server.once('error', fail);
+        server.listen({ host: '127.0.0.1', port: 0 }, ok);
+      });
+      const address = server.address();
+      if (!address || typeof address === 'string') throw new Error('no port from listen(0)');
+      ports.push(address.port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const [port] = await freePorts(1);
+  return port!;
 }
