@@ -1,9 +1,10 @@
 // What `stack up` started, so `status` and `down` act on exactly that: stack.json in the state
 // directory, written after every start so a crash half-way still leaves a record to clean up.
-import { mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stateDir } from '../paths';
-import { cmdline, isAlive, type ProcessRecord } from './process';
+import { LockBusyError, pidLock } from './pid-lock';
+import type { ProcessRecord } from './process';
 
 export interface RecordedProcess extends ProcessRecord {
   address: string;
@@ -49,29 +50,16 @@ export function writeState(state: StackState, home = stateDir()): void {
   renameSync(`${file}.tmp`, file);
 }
 
-export class StackBusyError extends Error {
+export class StackBusyError extends LockBusyError {
   override name = 'StackBusyError';
 }
 
 /** Serialises `up` and `down` on one state directory. A lock left by a dead process is taken over. */
 export function acquireLock(home = stateDir()): () => void {
-  mkdirSync(home, { recursive: true });
-  const lock = join(home, 'stack.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lock, 'wx');
-      writeFileSync(fd, String(process.pid));
-      closeSync(fd);
-      return () => rmSync(lock, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(readFileSync(lock, 'utf8').trim());
-      const live = Number.isInteger(holder) && holder > 0 && isAlive(holder) && (cmdline(holder) ?? []).some((a) => a.includes('node'));
-      if (live) {
-        throw new StackBusyError(`another \`regionshift stack\` command (pid ${holder}) is working on ${home}; wait for it to finish`);
-      }
-      rmSync(lock, { force: true });
-    }
+  try {
+    return pidLock(join(home, 'stack.lock'), (pid) => `another \`regionshift stack\` command (pid ${pid}) is working on ${home}; wait for it to finish`);
+  } catch (err) {
+    if (err instanceof LockBusyError) throw new StackBusyError(err.message);
+    throw err;
   }
-  throw new StackBusyError(`cannot take the lock ${lock}; delete it if no regionshift command is running`);
 }
