@@ -42,14 +42,15 @@ beforeAll(async () => {
     approval: { unplanned: { policy: 'approve', timeout: '60s' } },
   };
   (fe.config as { triggers?: unknown }).triggers = { intake: { port: 0 } };
+  dir = mkdtempSync(join(tmpdir(), 'regionshift-intake-test-'));
   intake = await runIntake({
+    journalPath: join(dir, 'journal.jsonl'),
     config: fe.config,
     client: fe.client,
     secrets: { eventbridge: EB_SECRET, alertmanager: AM_TOKEN },
     snsUrlAllowed: sns.urlAllowed,
     log: (line) => logs.push(line),
   });
-  dir = mkdtempSync(join(tmpdir(), 'regionshift-intake-test-'));
 });
 
 afterAll(async () => {

@@ -32,6 +32,8 @@ const MAX_FAILING_PER_REGION = 50;
 const DEFAULT_MAX_HISTORY = 5000;
 /** Repeats of an alarm already on the run's record are sent to the run at most this often. */
 const ATTACH_EVERY_MS = 1000;
+/** Alarm ids remembered: more than the intake's journal forwards in one batch. */
+const RECENT_IDS = 1024;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -232,9 +234,19 @@ export async function guardian(input: GuardianInput): Promise<void> {
   const state = input.state ?? initialState(input.seed);
   const queue: AlarmSignal[] = [];
 
+  // The intake forwards again what it cannot prove was delivered (a crash between delivering
+  // and marking): an alarm id seen recently is dropped, so a replay never counts twice.
+  const recentIds = new Set(state.recentIds ?? []);
   wf.setHandler(alarmSignal, (alarms) => {
-    queue.push(...alarms);
-    state.received += alarms.length;
+    const fresh = alarms.filter((a) => !a.id || !recentIds.has(a.id));
+    for (const a of fresh) if (a.id) recentIds.add(a.id);
+    if (recentIds.size > 2 * RECENT_IDS) {
+      const keep = [...recentIds].slice(-RECENT_IDS);
+      recentIds.clear();
+      for (const id of keep) recentIds.add(id);
+    }
+    queue.push(...fresh);
+    state.received += fresh.length;
   });
   wf.setHandler(configureSignal, ({ settings: s, seed }) => {
     settings = s;
@@ -362,6 +374,7 @@ export async function guardian(input: GuardianInput): Promise<void> {
       await wf.condition(wf.allHandlersFinished);
       if (queue.length === 0) {
         state.generation++;
+        state.recentIds = [...recentIds].slice(-RECENT_IDS);
         await wf.continueAsNew<typeof guardian>({ service, settings, state });
       }
     }

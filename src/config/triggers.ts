@@ -78,6 +78,18 @@ export const IntakeConfig = z.strictObject({
   alertmanager: z.strictObject({ tokenEnv: envName.default('REGIONSHIFT_ALERTMANAGER_TOKEN') }).prefault({}),
   /** Largest request body accepted. */
   maxBodyBytes: z.number().int().min(1024).default(256 * 1024),
+  /**
+   * The alarm journal: accepted alarms are fsync'd here before the 202 and forwarded to the
+   * guardians from it (after a restart too). Default: intake-journal.jsonl in the state directory.
+   * Give each intake process its own; in a container, put it on a volume.
+   */
+  journal: z
+    .strictObject({
+      path: z.string().min(1).optional(),
+      /** Deliveries waiting for their guardian before new ones are refused with 503. */
+      maxPending: z.number().int().min(1).default(10_000),
+    })
+    .prefault({}),
 });
 
 export const HealthWatcherConfig = z.strictObject({

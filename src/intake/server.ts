@@ -5,21 +5,23 @@
 //   POST /alertmanager  Prometheus Alertmanager webhook, authenticated by a bearer token
 //   GET  /healthz
 // Anything unauthenticated, unsigned or stale is answered 4xx with one log line, and never
-// reaches a guardian. An accepted alarm is answered only once its guardian has it (202).
+// reaches a guardian. An accepted alarm is answered 202 once it is durable: in the intake's
+// journal (src/intake/journal.ts), from which it is forwarded to its guardian.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Config } from '../config/schema';
 import { triggersOf } from '../config/triggers';
 import { durationMs } from '../runbook/duration';
-import type { Deliverer } from './deliver';
+import type { AlarmSink, JournalStats } from './journal';
 import { mapAlarm, type Mapped } from './mapping';
 import { BadAlarm, parseAlertmanager, parseCloudWatchSnsMessage, parseEventBridge, type RawAlarm } from './parse';
 import { parseSnsMessage, SnsRejected, SnsVerifier } from './sns';
 
 export interface IntakeServerOptions {
   config: Config;
-  deliverer: Deliverer;
+  /** Where accepted alarms go: the journal (`regionshift intake`), or straight to the guardians. */
+  sink: AlarmSink & { stats?(): JournalStats };
   host?: string;
   port?: number;
   log?: (line: string) => void;
@@ -104,9 +106,9 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     const byService = new Map<string, Mapped[]>();
     for (const m of mapped) byService.set(m.service, [...(byService.get(m.service) ?? []), m]);
     try {
-      await Promise.all([...byService].map(([service, ms]) => opts.deliverer.deliver(service, ms.map((m) => m.signal))));
+      await Promise.all([...byService].map(([service, ms]) => opts.sink.deliver(service, ms.map((m) => m.signal))));
     } catch (err) {
-      throw new HttpError(503, `could not hand the alarm to its guardian (${(err as Error).message}); retry`);
+      throw new HttpError(503, `could not accept the alarm (${(err as Error).message}); retry`);
     }
     stats.accepted += mapped.length;
     stats.ignored += unmapped.length;
@@ -160,7 +162,10 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
 
   async function route(req: IncomingMessage, from: string): Promise<{ status: number; body: unknown }> {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/healthz') return { status: 200, body: { ok: true, ...stats } };
+    if (req.method === 'GET' && path === '/healthz') {
+      const journal = opts.sink.stats?.();
+      return { status: 200, body: { ok: true, ...stats, ...(journal ? { journal } : {}) } };
+    }
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} ${path}: only POST`);
     const body = await readBody(req, t.maxBodyBytes);
     switch (path) {

@@ -1,13 +1,18 @@
-// `regionshift intake` as a library: configure the guardians, start the health watchers and the
-// worker that runs their Route 53 calls, and serve the alarm endpoints.
+// `regionshift intake` as a library: configure the guardians, open the alarm journal (forwarding
+// what a previous process accepted), start the health watchers and the worker that runs their
+// Route 53 calls, and serve the alarm endpoints.
+import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Config } from '../config/schema';
+import { triggersOf } from '../config/triggers';
+import { stateDir } from '../paths';
 import { triggerProblems } from '../config/triggers';
 import { InputError } from '../runs/client';
 import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import type { RunbookDoc } from '../runbook/types';
 import { Deliverer } from './deliver';
+import { AlarmJournal } from './journal';
 import { createHealthActivities, startHealthWatchers } from './health';
 import { INTAKE_TASK_QUEUE } from './ids';
 import { startIntakeServer, type IntakeServer, type IntakeServerOptions } from './server';
@@ -27,11 +32,14 @@ export interface IntakeOptions {
   snsUrlAllowed?: IntakeServerOptions['snsUrlAllowed'];
   healthActivities?: HealthActivities;
   settingsExtra?: Partial<GuardianSettings>;
+  /** The journal file; default: triggers.intake.journal.path, or intake-journal.jsonl in the state directory. */
+  journalPath?: string;
 }
 
 export interface RunningIntake {
   server: IntakeServer;
   deliverer: Deliverer;
+  journal: AlarmJournal;
   watchers: string[];
   stop(): Promise<void>;
 }
@@ -43,33 +51,50 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   const runbook = opts.runbook ?? loadRunbook(builtinRunbookPath('failover'));
   const deliverer = new Deliverer({ client: opts.client, config: opts.config, runbook, settingsExtra: opts.settingsExtra });
   await deliverer.configureAll();
+  const j = triggersOf(opts.config).intake.journal;
+  const journal = await AlarmJournal.open({
+    path: opts.journalPath ?? j.path ?? join(stateDir(), 'intake-journal.jsonl'), forward: deliverer, maxPending: j.maxPending, log,
+  });
 
   let worker: { worker: Worker; done: Promise<void>; connection: NativeConnection } | undefined;
-  const watchers = await startHealthWatchers(opts.client, opts.config);
-  if (watchers.length > 0 && opts.workerAddress) {
-    const connection = await NativeConnection.connect({ address: opts.workerAddress });
-    const w = await Worker.create({
-      connection,
-      namespace: opts.namespace ?? 'default',
-      taskQueue: INTAKE_TASK_QUEUE,
-      activities: opts.healthActivities ?? createHealthActivities(),
+  const stopWorker = async (): Promise<void> => {
+    if (!worker) return;
+    worker.worker.shutdown();
+    await worker.done.catch(() => undefined);
+    await worker.connection.close().catch(() => undefined);
+  };
+  let server: IntakeServer;
+  let watchers: string[];
+  try {
+    watchers = await startHealthWatchers(opts.client, opts.config);
+    if (watchers.length > 0 && opts.workerAddress) {
+      const connection = await NativeConnection.connect({ address: opts.workerAddress });
+      const w = await Worker.create({
+        connection,
+        namespace: opts.namespace ?? 'default',
+        taskQueue: INTAKE_TASK_QUEUE,
+        activities: opts.healthActivities ?? createHealthActivities(),
+      });
+      worker = { worker: w, done: w.run(), connection };
+    }
+    server = await startIntakeServer({
+      config: opts.config, sink: journal, host: opts.host, port: opts.port, log, secrets: opts.secrets, snsUrlAllowed: opts.snsUrlAllowed,
     });
-    worker = { worker: w, done: w.run(), connection };
+  } catch (err) {
+    // The journal's lock must not outlive a start that failed (the next start would be refused).
+    await stopWorker();
+    await journal.close();
+    throw err;
   }
-  const server = await startIntakeServer({
-    config: opts.config, deliverer, host: opts.host, port: opts.port, log, secrets: opts.secrets, snsUrlAllowed: opts.snsUrlAllowed,
-  });
   return {
     server,
     deliverer,
+    journal,
     watchers,
     async stop() {
       await server.close();
-      if (worker) {
-        worker.worker.shutdown();
-        await worker.done.catch(() => undefined);
-        await worker.connection.close().catch(() => undefined);
-      }
+      await journal.close();
+      await stopWorker();
     },
   };
 }

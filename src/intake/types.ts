@@ -21,6 +21,8 @@ export interface AlarmSignal {
   /** When the intake accepted it (ms since epoch). */
   receivedAt: number;
   reason?: string;
+  /** Unique per accepted delivery (the intake's journal): the guardian ignores an id it has seen. */
+  id?: string;
 }
 
 /** What the guardian needs to start a run; sent at every start and by `configure` (config reload). */
@@ -115,6 +117,8 @@ export interface GuardianState {
   generation: number;
   /** Alarms already on the current run's record (so a repeat need not be sent at once). */
   attachedKeys?: string[];
+  /** Ids of the latest alarms received: a journal replay after an intake crash re-sends some. */
+  recentIds?: string[];
 }
 
 /** The guardian's `state` query: what `regionshift status` and the Slack bot show. */
