@@ -34,6 +34,9 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 COPY --from=build /app/runbooks ./runbooks
 
+# The intake's alarm journal lives here (a volume in docker-compose.yml takes this ownership).
+RUN mkdir -p /var/lib/regionshift && chown node:node /var/lib/regionshift
+
 # The official node images ship an unprivileged `node` user (uid 1000).
 USER node
 

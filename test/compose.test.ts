@@ -322,6 +322,11 @@ describe('docker-compose.yml services', () => {
       expect(service.depends_on, name).toEqual({ 'temporal-init': { condition: 'service_completed_successfully' } });
     }
     expect(compose.services['alarm-intake']!.ports).toEqual(['8787:8787']);
+    // The intake's journal holds accepted alarms not yet forwarded: it must be on a named volume.
+    const journal = (compose.services['alarm-intake']!.volumes ?? []).find((v): v is Dict => typeof v === 'object' && v.target === '/var/lib/regionshift');
+    expect(journal).toMatchObject({ type: 'volume', source: 'intake-journal' });
+    expect(compose.volumes).toHaveProperty('intake-journal');
+    expect(environmentOf(compose.services['alarm-intake']!).get('REGIONSHIFT_HOME')).toBe('/var/lib/regionshift');
   });
 
   it('every depends_on names a service of this file', () => {
