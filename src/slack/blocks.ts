@@ -55,8 +55,22 @@ export function stepLine(s: StepState): string {
   return `${MARK[s.status]} \`${s.id}\`${where}${took(s)}${info ? ` — ${mentions(info)}` : ''}`;
 }
 
+/**
+ * Where the run goes, in words that fit its kind: a reconciliation carries the mode `unplanned`
+ * (it follows an unplanned failover) and a failback `planned`, which says nothing true about them.
+ */
+function route(rec: RunRecord): string {
+  const from = rec.source ?? '?';
+  const dry = rec.dryRun ? ' (dry run)' : '';
+  switch (rec.kind) {
+    case 'reconcile': return `old primary ${from} → ${rec.target}${dry}`;
+    case 'failback': return `${from} → ${rec.target} (back to the old primary${rec.dryRun ? ', dry run' : ''})`;
+    default: return `${from} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`;
+  }
+}
+
 export function headline(rec: RunRecord): string {
-  return `${rec.kind} ${rec.service}: ${rec.source ?? '?'} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) ${rec.status.toUpperCase()}`;
+  return `${rec.kind} ${rec.service}: ${route(rec)} ${rec.status.toUpperCase()}`;
 }
 
 export interface RenderedRun {
@@ -64,7 +78,7 @@ export interface RenderedRun {
   blocks: types.KnownBlock[];
 }
 
-export function runMessage(rec: RunRecord, uiUrl: string): RenderedRun {
+export function runMessage(rec: RunRecord, uiUrl: string, command = '/regionshift'): RenderedRun {
   const blocks: types.KnownBlock[] = [
     { type: 'section', text: { type: 'mrkdwn', text: `*${headline(rec)}*` } },
     {
@@ -81,6 +95,11 @@ export function runMessage(rec: RunRecord, uiUrl: string): RenderedRun {
   if (lag) facts.push(lag);
   if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
   if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`);
+  const rep = rec.reconciliation?.report;
+  if (rep) {
+    facts.push(`reconciliation \`${rep.reconciliationId}\`: lost ${rep.txn['only-old']}, re-applied ${rep.applied.transactions} transactions (${rep.applied.entries} entries), `
+      + `${rep.applied.stateMoves} state moves, ${rep.applied.duplicatesDropped} duplicates dropped · cases: ${rep.cases.open} open of ${rep.cases.opened}`);
+  }
   if (rec.alarms?.length) facts.push(`alarms during the run: ${rec.alarms.map((a) => `\`${a.trigger}\` [${a.region}] ${a.state} ×${a.count}`).join(', ')}`);
   if (facts.length) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: facts.join(' · ').slice(0, 2900) }] });
   if (rec.pendingApproval && rec.status === 'running') {
@@ -101,7 +120,22 @@ export function runMessage(rec: RunRecord, uiUrl: string): RenderedRun {
     const lines = [...rec.compensation.undone.map((u) => `undone: ${u}`), ...rec.compensation.notUndone.map((n) => `*NOT undone:* ${n}`)];
     if (lines.length) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: lines.join('\n').slice(0, 2900) } });
   }
+  const fb = rec.failback;
+  if (fb?.override) {
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*OVERRIDE* by ${who(fb.override.by)}: "${fb.override.reason}"${fb.check?.overridden.length ? ` (overridden: ${fb.check.overridden.join('; ')})` : ''}`.slice(0, 2900) } });
+  }
   if (rec.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*error:* ${mentions(rec.error)}`.slice(0, 2900) } });
+  // The workflow's refusal names the CLI; in Slack the way out is a command of this bot.
+  if (rec.kind === 'failback' && rec.status !== 'running' && !fb?.override && fb?.check?.openCases.length) {
+    blocks.push({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        text: `${fb.check.openCases.length} reconciliation case(s) open: decide them with \`${command} cases ${rec.service}\`, `
+          + `or fail back anyway with \`${command} failback ${rec.service} override: <reason>\` (approvers only; the reason is recorded in the run)`,
+      },
+    });
+  }
   return { text: headline(rec), blocks };
 }
 
@@ -112,7 +146,8 @@ export interface ThreadEvent {
 
 /** The run's history as thread messages; keys are stable, so each is posted once. */
 export function threadEvents(rec: RunRecord): ThreadEvent[] {
-  const out: ThreadEvent[] = [{ key: 'start', text: `▶️ ${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` }];
+  const what = rec.kind === 'failover' ? `${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})` : `${rec.kind} of ${rec.service}: ${route(rec)}`;
+  const out: ThreadEvent[] = [{ key: 'start', text: `▶️ ${what} started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` }];
   for (const s of rec.steps) {
     if (s.status === 'pending' || s.status === 'skipped') continue;
     if (s.startedAt) out.push({ key: `step:${s.id}:started`, text: `🔄 \`${s.id}\` started${s.region ? ` in ${s.region}` : ''}` });
@@ -140,3 +175,4 @@ export function guardianText(v: GuardianView): string {
   for (const f of v.failing) lines.push(`failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
   return lines.join('\n');
 }
+

@@ -82,7 +82,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     : new HTTPReceiver({ signingSecret: opts.secrets.signingSecret ?? '', endpoints: '/slack/events', logLevel: LogLevel.ERROR });
   const app = new App({ token: opts.secrets.botToken, receiver, clientOptions, logLevel: LogLevel.ERROR });
   const web: webApi.WebClient = app.client;
-  const follower = new RunFollower({ temporal, web, config, channel: settings.channel, followForMs: durationMs(settings.followFor), log });
+  const follower = new RunFollower({ temporal, web, config, channel: settings.channel, command: settings.command, followForMs: durationMs(settings.followFor), log });
   const uiUrl = (rec: Pick<RunRecord, 'workflowId' | 'runId'>): string => runUiUrl(config.temporal.uiUrl, config.temporal.namespace, rec.workflowId, rec.runId);
 
   /** May `user` act on runs of this service and mode: listed, or in a listed user group. */

@@ -25,6 +25,8 @@ export interface FollowerOptions {
   web: webApi.WebClient;
   config: Config;
   channel: string;
+  /** The slash command, for the hints in run messages. */
+  command?: string;
   followForMs: number;
   log: (line: string) => void;
 }
@@ -100,7 +102,7 @@ export class RunFollower {
       this.cache.set(runId, entry);
     }
     const uiUrl = runUiUrl(config.temporal.uiUrl, config.temporal.namespace, workflowId, runId);
-    const msg = runMessage(rec, uiUrl);
+    const msg = runMessage(rec, uiUrl, this.opts.command);
     const rendered = JSON.stringify(msg.blocks);
     if (!entry.ts) {
       const res = await web.chat.postMessage({
