@@ -17,6 +17,7 @@ import type { Mode, RunbookDoc, RunRecord } from '../runbook/types';
 import {
   abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, RefusedError, runRecord, startRun, workflowIdOf,
 } from '../runs/client';
+import { buildFollowUpInput } from '../runs/reconcile';
 import { formatRecord, runUiUrl } from '../cli/report';
 import { ACTION, guardianText, headline, lagLine, mentions, stepLine } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
@@ -34,7 +35,7 @@ export interface SlackBotOptions {
   secrets: SlackSecrets;
   /** Overrides triggers.slack (tests). */
   slack?: Partial<SlackConfig>;
-  runbookFor?: (kind: 'failover') => RunbookDoc;
+  runbookFor?: (kind: 'failover' | 'reconcile' | 'failback') => RunbookDoc;
   log?: (line: string) => void;
 }
 
@@ -73,7 +74,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   if (!base && !opts.slack?.channel) throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
   const settings = { ...(base ?? {}), ...opts.slack } as SlackConfig;
   const log = opts.log ?? ((line: string) => console.log(line));
-  const runbookFor = opts.runbookFor ?? (() => loadRunbook(builtinRunbookPath('failover')));
+  const runbookFor = opts.runbookFor ?? ((kind) => loadRunbook(builtinRunbookPath(kind)));
   const clientOptions = settings.apiUrl ? { slackApiUrl: settings.apiUrl } : {};
 
   const receiver: Receiver = settings.mode === 'socket'
@@ -125,10 +126,36 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         return ack(usage(settings.command));
       case 'bad':
         return ack(`${cmd.problem}\n\n${usage(settings.command)}`);
-      case 'failback':
       case 'reconcile':
-        return ack(`\`${cmd.kind}\` is not available in Slack yet. Nothing was started. `
-          + `To move a service's writer back now, run a planned failover: \`${settings.command} failover <service> to <region>\`.`);
+      case 'failback': {
+        // As the CLI starts them (regionshift reconcile | failback): the run follows the service's
+        // latest unplanned failover, found in Temporal; the run's own steps are the checks.
+        const service = findService(config, cmd.service);
+        const override = cmd.kind === 'failback' ? cmd.override : undefined;
+        const runbook = runbookFor(cmd.kind);
+        const input = await buildFollowUpInput(temporal, config, runbook, {
+          service: service.name, requestedBy: user, trigger: `slack:${user}`, ...(override ? { overrideReason: override } : {}),
+        });
+        if (override) {
+          // An override skips the failback's check that no case is open: a decision like an
+          // approval, so only the approvers of the run's mode may make it.
+          const allowed = slackApprovers(service, input.mode);
+          if (!(await membership(user, allowed)).ok) {
+            return ack(`You may not override the checks of a failback of ${service.name}: only ${listIds(allowed)}. Nothing was started.`);
+          }
+        }
+        // Runs started from Slack get the Slack approval policy of their mode, as failovers do.
+        const gated = runbook.steps.some((s) => s.approval);
+        if (gated) input.approval = approvalOverride(service, input.mode);
+        const started = await startRun(temporal, input);
+        const h = input.handoff!;
+        const what = cmd.kind === 'reconcile'
+          ? `reconciliation of ${service.name} after failover ${h.failoverRunId} (old primary ${h.oldPrimary} → ${h.newPrimary})`
+          : `failback of ${service.name} to ${h.oldPrimary} (the old primary) after failover ${h.failoverRunId}`;
+        return ack(`Started \`${started.workflowId}\`: ${what}, requested by <@${user}>`
+          + `${gated ? `; approval: ${describeApproval(input.approval!)}` : ''}${override ? `; override: "${override}" (recorded in the run)` : ''}. `
+          + `Follow it in <#${settings.channel}> · <${uiUrl(started)}|Temporal UI>`);
+      }
       case 'status':
         return ack(await statusText(cmd.service));
       case 'plan':
