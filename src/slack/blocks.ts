@@ -3,8 +3,15 @@
 import type { types } from '@slack/bolt';
 import type { RunRecord, StepState } from '../runbook/types';
 import type { GuardianView } from '../intake/types';
+import type { CaseAction, ReconcileCase } from '../reconcile/types';
 
 export const ACTION = { approve: 'regionshift_approve', reject: 'regionshift_reject' } as const;
+/** One button per way `resolveCase` can decide a case (`regionshift cases resolve --action`). */
+export const CASE_ACTION: Record<CaseAction, string> = {
+  accept: 'regionshift_case_accept', reject: 'regionshift_case_reject', compensate: 'regionshift_case_compensate',
+};
+/** The thread event (metadata key) of a reconcile run's message with its cases. */
+export const CASES_EVENT_KEY = 'cases';
 export const RUN_EVENT_TYPE = 'regionshift_run';
 export const THREAD_EVENT_TYPE = 'regionshift_event';
 
@@ -176,3 +183,98 @@ export function guardianText(v: GuardianView): string {
   return lines.join('\n');
 }
 
+// --- reconciliation cases -------------------------------------------------------------------
+
+/**
+ * Which list a case message shows, carried in its buttons so that after a click the message is
+ * rendered again from the cases themselves (the bot keeps no copy): a reconcile run's thread
+ * shows all of its reconciliation's cases, `cases` the open ones of one service or of all.
+ */
+export type CaseView =
+  | { k: 'run'; r: string; u: string }
+  | { k: 'open'; all?: 1 }
+  | { k: 'one' };
+
+export type CaseButtonValue = { s: string; c: string } & CaseView;
+
+const DECISION: Record<CaseAction, string> = { accept: 'accepted', reject: 'rejected', compensate: 'compensated' };
+const REJECT_TEXT = 'book nothing; the new primary\'s version stands';
+
+/** A version as stored, short enough for a field of a section (2,000 characters). */
+function version(v: unknown): string {
+  if (v === null || v === undefined) return '_absent_';
+  const json = JSON.stringify(v);
+  return `\`\`\`${json.length > 1800 ? `${json.slice(0, 1800)}…` : json}\`\`\``;
+}
+
+export function caseBlocks(c: ReconcileCase, view: CaseView): types.KnownBlock[] {
+  const head = `*${c.kind}* \`${c.id}\` — ${c.summary}`;
+  if (c.status === 'resolved') {
+    const how = c.resolution ? DECISION[c.resolution] : 'resolved';
+    return [
+      { type: 'section', text: { type: 'mrkdwn', text: `✅ ${head}`.slice(0, 2900) } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `*${how}* by ${who(c.resolvedBy ?? '?')} at ${hhmmss(c.resolvedAt)}Z${c.note ? ` — "${c.note}"` : ''}`.slice(0, 2900) }] },
+    ];
+  }
+  const txns = c.txnIds.length ? `\ntransactions: ${c.txnIds.map((t) => `\`${t}\``).join(', ')}` : '';
+  const offered = (['accept', 'compensate'] as const).filter((a) => c.proposals[a]);
+  const proposals = [...offered.map((a) => `*${a}:* ${c.proposals[a]!.description}`), `*reject:* ${REJECT_TEXT}`].join('\n');
+  const value = (): string => JSON.stringify({ s: c.service, c: c.id, ...view } satisfies CaseButtonValue);
+  const button = (a: CaseAction, style?: 'primary' | 'danger'): types.Button => ({
+    type: 'button', action_id: CASE_ACTION[a], text: { type: 'plain_text', text: a[0]!.toUpperCase() + a.slice(1) }, value: value(),
+    ...(style ? { style } : {}),
+    // Money moves on a click: Slack asks once more, with what will be booked.
+    confirm: {
+      title: { type: 'plain_text', text: `${a[0]!.toUpperCase() + a.slice(1)} case ${c.id}?`.slice(0, 100) },
+      text: { type: 'mrkdwn', text: (a === 'reject' ? REJECT_TEXT : c.proposals[a]!.description).slice(0, 300) },
+      confirm: { type: 'plain_text', text: a[0]!.toUpperCase() + a.slice(1) },
+      deny: { type: 'plain_text', text: 'Cancel' },
+    },
+  });
+  return [
+    { type: 'section', text: { type: 'mrkdwn', text: `${head}${txns}`.slice(0, 2900) } },
+    {
+      type: 'section',
+      fields: [
+        { type: 'mrkdwn', text: `*old primary's version*\n${version(c.oldVersion)}` },
+        { type: 'mrkdwn', text: `*new primary's version*\n${version(c.newVersion)}` },
+      ],
+    },
+    { type: 'section', text: { type: 'mrkdwn', text: proposals.slice(0, 2900) } },
+    {
+      type: 'actions',
+      block_id: `case:${c.id}`,
+      elements: [...offered.map((a) => button(a, a === 'accept' ? 'primary' : undefined)), button('reject', 'danger')],
+    },
+  ];
+}
+
+/** Slack allows 50 blocks in a message. */
+const MAX_BLOCKS = 50;
+
+function casesTitle(view: CaseView, cases: ReconcileCase[], services: string[]): string {
+  const open = cases.filter((c) => c.status === 'open').length;
+  switch (view.k) {
+    case 'run': return `*Cases of reconciliation \`${view.r}\`* (${services.join(', ')}): ${open} open of ${cases.length}; decide each with its buttons`;
+    case 'open': return `*Open reconciliation cases* of ${services.join(', ')}: ${open}`;
+    case 'one': return `*Case \`${cases[0]?.id ?? '?'}\`* of ${services.join(', ')}`;
+  }
+}
+
+/** A message with the cases and their buttons; more cases than fit are counted, not shown. */
+export function casesMessage(view: CaseView, cases: ReconcileCase[], services: string[]): RenderedRun {
+  const title = casesTitle(view, cases, services);
+  const blocks: types.KnownBlock[] = [{ type: 'section', text: { type: 'mrkdwn', text: title.slice(0, 2900) } }];
+  let shown = 0;
+  for (const c of cases) {
+    const b = caseBlocks(c, view);
+    if (blocks.length + b.length > MAX_BLOCKS - 1) break;
+    blocks.push(...b);
+    shown++;
+  }
+  if (shown < cases.length) {
+    const more = services.map((s) => `\`regionshift cases list --service ${s}\``).join(', ');
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `…and ${cases.length - shown} more: decide these first, or see them all with ${more}` }] });
+  }
+  return { text: title.replace(/\*/g, ''), blocks };
+}

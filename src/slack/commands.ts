@@ -6,6 +6,7 @@ export type SlackCommand =
   | { kind: 'plan' | 'failover'; service: string; target: string; mode: 'planned' | 'unplanned' }
   | { kind: 'reconcile'; service: string }
   | { kind: 'failback'; service: string; override?: string }
+  | { kind: 'cases'; service?: string; caseId?: string }
   | { kind: 'abort'; run: string; reason?: string }
   | { kind: 'bad'; problem: string };
 
@@ -16,6 +17,7 @@ export function usage(command: string): string {
     `• \`${command} plan <service> to <region> [unplanned]\` — preflight and the plan with real values; changes nothing`,
     `• \`${command} failover <service> to <region> [unplanned]\` — start a failover (planned unless you say unplanned)`,
     `• \`${command} reconcile <service>\` — after an unplanned failover: re-apply the old primary's lost writes that are safe, open a case for each of the rest`,
+    `• \`${command} cases [service [case id]]\` — open reconciliation cases with both versions and Accept / Reject / Compensate buttons`,
     `• \`${command} failback <service> [override: <reason>]\` — back to the old primary; refused while cases are open unless an approver overrides with a reason (recorded)`,
     `• \`${command} abort <service|run id> [reason]\` — stop a run; what it did is undone`,
     `• \`${command} help\``,
@@ -55,6 +57,10 @@ export function parseCommand(text: string): SlackCommand {
       if (!m) return { kind: 'bad', problem: `unexpected \`${rest}\`: \`failback <service> [override: <reason>]\`` };
       if (!m[1]!.trim()) return { kind: 'bad', problem: '`override:` needs a reason: it is recorded in the run, e.g. `failback <service> override: customers notified, cases decided by finance`' };
       return { kind: 'failback', service, override: m[1]!.trim() };
+    }
+    case 'cases': {
+      if (args.length > 2) return { kind: 'bad', problem: '`cases` takes a service and a case id at most: `cases [service [case id]]`' };
+      return { kind: 'cases', ...(args[0] ? { service: args[0] } : {}), ...(args[1] ? { caseId: args[1] } : {}) };
     }
     case 'abort': {
       const [run, ...reason] = args;
