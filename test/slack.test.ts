@@ -115,7 +115,7 @@ describe('requests Slack did not sign', () => {
 });
 
 describe('the slash command', () => {
-  it('answers help, bad commands and bad input with usage, never a stack trace; failback and reconcile say they are not available yet', async () => {
+  it('answers help, bad commands and bad input with usage, never a stack trace; failback and reconcile with no unplanned failover are refused', async () => {
     const help = await slash(ALICE, 'help');
     expect(help).toMatchObject({ status: 200 });
     expect(help.text).toContain('`/regionshift failover <service> to <region> [unplanned]`');
@@ -130,10 +130,10 @@ describe('the slash command', () => {
     const grammar = await slash(ALICE, `failover ${SERVICE} ${EAST}`);
     expect(grammar.text).toContain('`failover` needs a service and a target');
     for (const r of [bad, region, service, grammar]) expect(r.text).not.toMatch(/\n\s+at /);
+    // (test/slack-cases.test.ts runs them after a real unplanned failover.)
     const failback = await slash(ALICE, `failback ${SERVICE}`);
-    expect(failback.text).toContain('`failback` is not available in Slack yet.');
-    expect(failback.text).toContain('Nothing was started');
-    expect((await slash(ALICE, `reconcile ${SERVICE}`)).text).toContain('`reconcile` is not available in Slack yet');
+    expect(failback.text).toBe('Refused: ledger has no unplanned failover to fail back from: the latest runs show none since the last planned one (regionshift status ledger)');
+    expect((await slash(ALICE, `reconcile ${SERVICE}`)).text).toBe('Refused: ledger has no unplanned failover to reconcile: the latest runs show none since the last planned one (regionshift status ledger)');
     expect((await slash(ALICE, 'status')).text).toContain('*ledger*: no runs yet');
   });
 });

@@ -3,8 +3,15 @@
 import type { types } from '@slack/bolt';
 import type { RunRecord, StepState } from '../runbook/types';
 import type { GuardianView } from '../intake/types';
+import type { CaseAction, ReconcileCase } from '../reconcile/types';
 
 export const ACTION = { approve: 'regionshift_approve', reject: 'regionshift_reject' } as const;
+/** One button per way `resolveCase` can decide a case (`regionshift cases resolve --action`). */
+export const CASE_ACTION: Record<CaseAction, string> = {
+  accept: 'regionshift_case_accept', reject: 'regionshift_case_reject', compensate: 'regionshift_case_compensate',
+};
+/** The thread event (metadata key) of a reconcile run's message with its cases. */
+export const CASES_EVENT_KEY = 'cases';
 export const RUN_EVENT_TYPE = 'regionshift_run';
 export const THREAD_EVENT_TYPE = 'regionshift_event';
 
@@ -55,8 +62,22 @@ export function stepLine(s: StepState): string {
   return `${MARK[s.status]} \`${s.id}\`${where}${took(s)}${info ? ` — ${mentions(info)}` : ''}`;
 }
 
+/**
+ * Where the run goes, in words that fit its kind: a reconciliation carries the mode `unplanned`
+ * (it follows an unplanned failover) and a failback `planned`, which says nothing true about them.
+ */
+function route(rec: RunRecord): string {
+  const from = rec.source ?? '?';
+  const dry = rec.dryRun ? ' (dry run)' : '';
+  switch (rec.kind) {
+    case 'reconcile': return `old primary ${from} → ${rec.target}${dry}`;
+    case 'failback': return `${from} → ${rec.target} (back to the old primary${rec.dryRun ? ', dry run' : ''})`;
+    default: return `${from} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`;
+  }
+}
+
 export function headline(rec: RunRecord): string {
-  return `${rec.kind} ${rec.service}: ${rec.source ?? '?'} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) ${rec.status.toUpperCase()}`;
+  return `${rec.kind} ${rec.service}: ${route(rec)} ${rec.status.toUpperCase()}`;
 }
 
 export interface RenderedRun {
@@ -64,7 +85,7 @@ export interface RenderedRun {
   blocks: types.KnownBlock[];
 }
 
-export function runMessage(rec: RunRecord, uiUrl: string): RenderedRun {
+export function runMessage(rec: RunRecord, uiUrl: string, command = '/regionshift'): RenderedRun {
   const blocks: types.KnownBlock[] = [
     { type: 'section', text: { type: 'mrkdwn', text: `*${headline(rec)}*` } },
     {
@@ -81,6 +102,11 @@ export function runMessage(rec: RunRecord, uiUrl: string): RenderedRun {
   if (lag) facts.push(lag);
   if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
   if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`);
+  const rep = rec.reconciliation?.report;
+  if (rep) {
+    facts.push(`reconciliation \`${rep.reconciliationId}\`: lost ${rep.txn['only-old']}, re-applied ${rep.applied.transactions} transactions (${rep.applied.entries} entries), `
+      + `${rep.applied.stateMoves} state moves, ${rep.applied.duplicatesDropped} duplicates dropped · cases: ${rep.cases.open} open of ${rep.cases.opened}`);
+  }
   if (rec.alarms?.length) facts.push(`alarms during the run: ${rec.alarms.map((a) => `\`${a.trigger}\` [${a.region}] ${a.state} ×${a.count}`).join(', ')}`);
   if (facts.length) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: facts.join(' · ').slice(0, 2900) }] });
   if (rec.pendingApproval && rec.status === 'running') {
@@ -101,7 +127,22 @@ export function runMessage(rec: RunRecord, uiUrl: string): RenderedRun {
     const lines = [...rec.compensation.undone.map((u) => `undone: ${u}`), ...rec.compensation.notUndone.map((n) => `*NOT undone:* ${n}`)];
     if (lines.length) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: lines.join('\n').slice(0, 2900) } });
   }
+  const fb = rec.failback;
+  if (fb?.override) {
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*OVERRIDE* by ${who(fb.override.by)}: "${fb.override.reason}"${fb.check?.overridden.length ? ` (overridden: ${fb.check.overridden.join('; ')})` : ''}`.slice(0, 2900) } });
+  }
   if (rec.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*error:* ${mentions(rec.error)}`.slice(0, 2900) } });
+  // The workflow's refusal names the CLI; in Slack the way out is a command of this bot.
+  if (rec.kind === 'failback' && rec.status !== 'running' && !fb?.override && fb?.check?.openCases.length) {
+    blocks.push({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        text: `${fb.check.openCases.length} reconciliation case(s) open: decide them with \`${command} cases ${rec.service}\`, `
+          + `or fail back anyway with \`${command} failback ${rec.service} override: <reason>\` (approvers only; the reason is recorded in the run)`,
+      },
+    });
+  }
   return { text: headline(rec), blocks };
 }
 
@@ -112,7 +153,8 @@ export interface ThreadEvent {
 
 /** The run's history as thread messages; keys are stable, so each is posted once. */
 export function threadEvents(rec: RunRecord): ThreadEvent[] {
-  const out: ThreadEvent[] = [{ key: 'start', text: `▶️ ${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` }];
+  const what = rec.kind === 'failover' ? `${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})` : `${rec.kind} of ${rec.service}: ${route(rec)}`;
+  const out: ThreadEvent[] = [{ key: 'start', text: `▶️ ${what} started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` }];
   for (const s of rec.steps) {
     if (s.status === 'pending' || s.status === 'skipped') continue;
     if (s.startedAt) out.push({ key: `step:${s.id}:started`, text: `🔄 \`${s.id}\` started${s.region ? ` in ${s.region}` : ''}` });
@@ -139,4 +181,100 @@ export function guardianText(v: GuardianView): string {
   if (v.blocked) lines.push(`held back at ${v.blocked.at}: ${v.blocked.detail}`);
   for (const f of v.failing) lines.push(`failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
   return lines.join('\n');
+}
+
+// --- reconciliation cases -------------------------------------------------------------------
+
+/**
+ * Which list a case message shows, carried in its buttons so that after a click the message is
+ * rendered again from the cases themselves (the bot keeps no copy): a reconcile run's thread
+ * shows all of its reconciliation's cases, `cases` the open ones of one service or of all.
+ */
+export type CaseView =
+  | { k: 'run'; r: string; u: string }
+  | { k: 'open'; all?: 1 }
+  | { k: 'one' };
+
+export type CaseButtonValue = { s: string; c: string } & CaseView;
+
+const DECISION: Record<CaseAction, string> = { accept: 'accepted', reject: 'rejected', compensate: 'compensated' };
+const REJECT_TEXT = 'book nothing; the new primary\'s version stands';
+
+/** A version as stored, short enough for a field of a section (2,000 characters). */
+function version(v: unknown): string {
+  if (v === null || v === undefined) return '_absent_';
+  const json = JSON.stringify(v);
+  return `\`\`\`${json.length > 1800 ? `${json.slice(0, 1800)}…` : json}\`\`\``;
+}
+
+export function caseBlocks(c: ReconcileCase, view: CaseView): types.KnownBlock[] {
+  const head = `*${c.kind}* \`${c.id}\` — ${c.summary}`;
+  if (c.status === 'resolved') {
+    const how = c.resolution ? DECISION[c.resolution] : 'resolved';
+    return [
+      { type: 'section', text: { type: 'mrkdwn', text: `✅ ${head}`.slice(0, 2900) } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `*${how}* by ${who(c.resolvedBy ?? '?')} at ${hhmmss(c.resolvedAt)}Z${c.note ? ` — "${c.note}"` : ''}`.slice(0, 2900) }] },
+    ];
+  }
+  const txns = c.txnIds.length ? `\ntransactions: ${c.txnIds.map((t) => `\`${t}\``).join(', ')}` : '';
+  const offered = (['accept', 'compensate'] as const).filter((a) => c.proposals[a]);
+  const proposals = [...offered.map((a) => `*${a}:* ${c.proposals[a]!.description}`), `*reject:* ${REJECT_TEXT}`].join('\n');
+  const value = (): string => JSON.stringify({ s: c.service, c: c.id, ...view } satisfies CaseButtonValue);
+  const button = (a: CaseAction, style?: 'primary' | 'danger'): types.Button => ({
+    type: 'button', action_id: CASE_ACTION[a], text: { type: 'plain_text', text: a[0]!.toUpperCase() + a.slice(1) }, value: value(),
+    ...(style ? { style } : {}),
+    // Money moves on a click: Slack asks once more, with what will be booked.
+    confirm: {
+      title: { type: 'plain_text', text: `${a[0]!.toUpperCase() + a.slice(1)} case ${c.id}?`.slice(0, 100) },
+      text: { type: 'mrkdwn', text: (a === 'reject' ? REJECT_TEXT : c.proposals[a]!.description).slice(0, 300) },
+      confirm: { type: 'plain_text', text: a[0]!.toUpperCase() + a.slice(1) },
+      deny: { type: 'plain_text', text: 'Cancel' },
+    },
+  });
+  return [
+    { type: 'section', text: { type: 'mrkdwn', text: `${head}${txns}`.slice(0, 2900) } },
+    {
+      type: 'section',
+      fields: [
+        { type: 'mrkdwn', text: `*old primary's version*\n${version(c.oldVersion)}` },
+        { type: 'mrkdwn', text: `*new primary's version*\n${version(c.newVersion)}` },
+      ],
+    },
+    { type: 'section', text: { type: 'mrkdwn', text: proposals.slice(0, 2900) } },
+    {
+      type: 'actions',
+      block_id: `case:${c.id}`,
+      elements: [...offered.map((a) => button(a, a === 'accept' ? 'primary' : undefined)), button('reject', 'danger')],
+    },
+  ];
+}
+
+/** Slack allows 50 blocks in a message. */
+const MAX_BLOCKS = 50;
+
+function casesTitle(view: CaseView, cases: ReconcileCase[], services: string[]): string {
+  const open = cases.filter((c) => c.status === 'open').length;
+  switch (view.k) {
+    case 'run': return `*Cases of reconciliation \`${view.r}\`* (${services.join(', ')}): ${open} open of ${cases.length}; decide each with its buttons`;
+    case 'open': return `*Open reconciliation cases* of ${services.join(', ')}: ${open}`;
+    case 'one': return `*Case \`${cases[0]?.id ?? '?'}\`* of ${services.join(', ')}`;
+  }
+}
+
+/** A message with the cases and their buttons; more cases than fit are counted, not shown. */
+export function casesMessage(view: CaseView, cases: ReconcileCase[], services: string[]): RenderedRun {
+  const title = casesTitle(view, cases, services);
+  const blocks: types.KnownBlock[] = [{ type: 'section', text: { type: 'mrkdwn', text: title.slice(0, 2900) } }];
+  let shown = 0;
+  for (const c of cases) {
+    const b = caseBlocks(c, view);
+    if (blocks.length + b.length > MAX_BLOCKS - 1) break;
+    blocks.push(...b);
+    shown++;
+  }
+  if (shown < cases.length) {
+    const more = services.map((s) => `\`regionshift cases list --service ${s}\``).join(', ');
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `…and ${cases.length - shown} more: decide these first, or see them all with ${more}` }] });
+  }
+  return { text: title.replace(/\*/g, ''), blocks };
 }

@@ -3,6 +3,8 @@
 // wrong signature or a timestamp older than five minutes with 401); Socket Mode needs an app
 // token instead. Everything the bot says comes from the workflows; approvals and aborts are
 // updates the workflow validates, so a button answers with the workflow's own verdict.
+// Reconciliation cases are decided with buttons too, through `resolveCase` (a workflow next to
+// the primary), so a click is answered with the system's verdict as well.
 import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Receiver, type webApi } from '@slack/bolt';
 import type { Client } from '@temporalio/client';
 import type { AddressInfo } from 'node:net';
@@ -14,11 +16,16 @@ import { guardianView } from '../intake/report';
 import { durationMs } from '../runbook/duration';
 import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import type { Mode, RunbookDoc, RunRecord } from '../runbook/types';
+import type { CaseAction, ReconcileCase } from '../reconcile/types';
 import {
   abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, RefusedError, runRecord, startRun, workflowIdOf,
 } from '../runs/client';
+import { buildFollowUpInput, listCases, resolveCase } from '../runs/reconcile';
 import { formatRecord, runUiUrl } from '../cli/report';
-import { ACTION, guardianText, headline, lagLine, mentions, stepLine } from './blocks';
+import {
+  ACTION, CASE_ACTION, CASES_EVENT_KEY, casesMessage, guardianText, headline, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
+  type CaseButtonValue, type CaseView, type RenderedRun,
+} from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
 import { RunFollower } from './follow';
 
@@ -34,7 +41,7 @@ export interface SlackBotOptions {
   secrets: SlackSecrets;
   /** Overrides triggers.slack (tests). */
   slack?: Partial<SlackConfig>;
-  runbookFor?: (kind: 'failover') => RunbookDoc;
+  runbookFor?: (kind: 'failover' | 'reconcile' | 'failback') => RunbookDoc;
   log?: (line: string) => void;
 }
 
@@ -63,6 +70,14 @@ function slackApprovers(service: Service, mode: Mode): string[] {
   return serviceTriggersOf(service).approvers[mode] ?? [];
 }
 
+/**
+ * Who decides reconciliation cases: the service's approvers of unplanned runs. A case is data an
+ * unplanned failover left diverged (reconciliation runs carry that mode), and deciding one books
+ * money much as approving an unplanned failover accepts its possible loss: the same people, not
+ * the wider planned-change group. An empty list means anyone, as it does for approvals.
+ */
+const CASE_DECIDERS: Mode = 'unplanned';
+
 function listIds(ids: string[]): string {
   return ids.map((id) => (id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`)).join(', ');
 }
@@ -73,7 +88,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   if (!base && !opts.slack?.channel) throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
   const settings = { ...(base ?? {}), ...opts.slack } as SlackConfig;
   const log = opts.log ?? ((line: string) => console.log(line));
-  const runbookFor = opts.runbookFor ?? (() => loadRunbook(builtinRunbookPath('failover')));
+  const runbookFor = opts.runbookFor ?? ((kind) => loadRunbook(builtinRunbookPath(kind)));
   const clientOptions = settings.apiUrl ? { slackApiUrl: settings.apiUrl } : {};
 
   const receiver: Receiver = settings.mode === 'socket'
@@ -82,7 +97,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     : new HTTPReceiver({ signingSecret: opts.secrets.signingSecret ?? '', endpoints: '/slack/events', logLevel: LogLevel.ERROR });
   const app = new App({ token: opts.secrets.botToken, receiver, clientOptions, logLevel: LogLevel.ERROR });
   const web: webApi.WebClient = app.client;
-  const follower = new RunFollower({ temporal, web, config, channel: settings.channel, followForMs: durationMs(settings.followFor), log });
+  const follower = new RunFollower({ temporal, web, config, channel: settings.channel, command: settings.command, followForMs: durationMs(settings.followFor), log });
   const uiUrl = (rec: Pick<RunRecord, 'workflowId' | 'runId'>): string => runUiUrl(config.temporal.uiUrl, config.temporal.namespace, rec.workflowId, rec.runId);
 
   /** May `user` act on runs of this service and mode: listed, or in a listed user group. */
@@ -119,16 +134,82 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     return parts.join('\n\n');
   }
 
-  async function handle(cmd: SlackCommand, user: string, respond: (text: string) => Promise<unknown>, ack: (text: string) => Promise<void>): Promise<void> {
+  /** The cases a case message shows, read again from the database (through the cases workflow). */
+  async function casesView(view: CaseView, service: string, resolved?: ReconcileCase): Promise<RenderedRun> {
+    switch (view.k) {
+      case 'run':
+        return casesMessage(view, await listCases(temporal, config, { service, reconciliationId: view.r, status: 'all' }), [service]);
+      case 'one':
+        return casesMessage(view, resolved ? [resolved] : [], [service]);
+      case 'open': {
+        const services = view.all ? config.services.map((s) => s.name) : [service];
+        const open = (await Promise.all(services.map((s) => listCases(temporal, config, { service: s, status: 'open' })))).flat();
+        return casesMessage(view, [...(resolved ? [resolved] : []), ...open.filter((c) => c.id !== resolved?.id)], services);
+      }
+    }
+  }
+
+  async function handle(cmd: SlackCommand, user: string, respond: (msg: string | RenderedRun) => Promise<unknown>, ack: (text: string) => Promise<void>): Promise<void> {
     switch (cmd.kind) {
       case 'help':
         return ack(usage(settings.command));
       case 'bad':
         return ack(`${cmd.problem}\n\n${usage(settings.command)}`);
-      case 'failback':
       case 'reconcile':
-        return ack(`\`${cmd.kind}\` is not available in Slack yet. Nothing was started. `
-          + `To move a service's writer back now, run a planned failover: \`${settings.command} failover <service> to <region>\`.`);
+      case 'failback': {
+        // As the CLI starts them (regionshift reconcile | failback): the run follows the service's
+        // latest unplanned failover, found in Temporal; the run's own steps are the checks.
+        const service = findService(config, cmd.service);
+        const override = cmd.kind === 'failback' ? cmd.override : undefined;
+        const runbook = runbookFor(cmd.kind);
+        const input = await buildFollowUpInput(temporal, config, runbook, {
+          service: service.name, requestedBy: user, trigger: `slack:${user}`, ...(override ? { overrideReason: override } : {}),
+        });
+        if (override) {
+          // An override skips the failback's check that no case is open: a decision like an
+          // approval, so only the approvers of the run's mode may make it.
+          const allowed = slackApprovers(service, input.mode);
+          if (!(await membership(user, allowed)).ok) {
+            return ack(`You may not override the checks of a failback of ${service.name}: only ${listIds(allowed)}. Nothing was started.`);
+          }
+        }
+        // Runs started from Slack get the Slack approval policy of their mode, as failovers do.
+        const gated = runbook.steps.some((s) => s.approval);
+        if (gated) input.approval = approvalOverride(service, input.mode);
+        const started = await startRun(temporal, input);
+        const h = input.handoff!;
+        const what = cmd.kind === 'reconcile'
+          ? `reconciliation of ${service.name} after failover ${h.failoverRunId} (old primary ${h.oldPrimary} → ${h.newPrimary})`
+          : `failback of ${service.name} to ${h.oldPrimary} (the old primary) after failover ${h.failoverRunId}`;
+        return ack(`Started \`${started.workflowId}\`: ${what}, requested by <@${user}>`
+          + `${gated ? `; approval: ${describeApproval(input.approval!)}` : ''}${override ? `; override: "${override}" (recorded in the run)` : ''}. `
+          + `Follow it in <#${settings.channel}> · <${uiUrl(started)}|Temporal UI>`);
+      }
+      case 'cases': {
+        const services = cmd.service ? [findService(config, cmd.service).name] : config.services.map((s) => s.name);
+        // Reading cases goes through a workflow and the database: answer within Slack's 3 s first.
+        await ack(cmd.caseId ? `Looking up case \`${cmd.caseId}\` of ${services.join(', ')}…` : `Reading the open reconciliation cases of ${services.join(', ')}…`);
+        if (cmd.caseId) {
+          const found = (await listCases(temporal, config, { service: services[0]!, status: 'all' })).find((c) => c.id === cmd.caseId);
+          if (!found) return void (await respond(`No case \`${cmd.caseId}\` for ${services[0]}, open or resolved. The open ones: \`${settings.command} cases ${services[0]}\``));
+          return void (await respond(casesMessage({ k: 'one' }, [found], [found.service])));
+        }
+        const cases: ReconcileCase[] = [];
+        const problems: string[] = [];
+        for (const s of services) {
+          try {
+            cases.push(...(await listCases(temporal, config, { service: s, status: 'open' })));
+          } catch (err) {
+            // One service's cases unreadable (no reachable database, no reconciliation provider) hides nobody else's.
+            if (cmd.service) throw err;
+            problems.push(`${s}: ${(err as Error).message.split('\n')[0]}`);
+          }
+        }
+        if (cases.length === 0) return void (await respond(`${services.join(', ')}: no open reconciliation cases.${problems.length ? ` Not readable: ${problems.join('; ')}` : ''}`));
+        const msg = casesMessage({ k: 'open', ...(cmd.service ? {} : { all: 1 as const }) }, cases, services);
+        if (problems.length) msg.blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `not readable: ${problems.join('; ')}`.slice(0, 2900) }] });
+        return void (await respond(msg));
+      }
       case 'status':
         return ack(await statusText(cmd.service));
       case 'plan':
@@ -171,7 +252,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       await ack({ response_type: 'ephemeral', text });
     };
     try {
-      await handle(parseCommand(command.text ?? ''), command.user_id, (text) => respond({ response_type: 'ephemeral', text }), once);
+      await handle(parseCommand(command.text ?? ''), command.user_id, (msg) => respond({ response_type: 'ephemeral', ...(typeof msg === 'string' ? { text: msg } : msg) }), once);
     } catch (err) {
       const known = err instanceof InputError || err instanceof RefusedError;
       if (!known) log(`slack: ${command.command} ${command.text} by ${command.user_id} failed: ${(err as Error).stack ?? err}`);
@@ -204,6 +285,57 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       } catch (err) {
         const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
         if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);
+        await answer(text).catch(() => undefined);
+      }
+    });
+  }
+
+  for (const decision of Object.keys(CASE_ACTION) as CaseAction[]) {
+    app.action(CASE_ACTION[decision], async ({ ack, body, action, respond }) => {
+      await ack();
+      const user = body.user.id;
+      // Privately, through the click's response_url: works on the ephemeral `cases` answer too.
+      const answer = (text: string): Promise<unknown> => respond({ response_type: 'ephemeral', replace_original: false, text });
+      try {
+        let v: CaseButtonValue | undefined;
+        try {
+          v = JSON.parse((action as { value?: string }).value ?? '') as CaseButtonValue;
+        } catch {
+          // answered below
+        }
+        if (!v?.s || !v.c) return void (await answer('This button does not name a case. Nothing was changed.'));
+        const service = findService(config, v.s);
+        const allowed = slackApprovers(service, CASE_DECIDERS);
+        if (!(await membership(user, allowed)).ok) {
+          log(`slack: ${decision} of case ${v.c} by ${user} refused: not an approver of ${CASE_DECIDERS} runs of ${service.name}`);
+          return void (await answer(`You may not decide reconciliation cases of ${service.name}: they are decided by the approvers of its ${CASE_DECIDERS} runs, ${listIds(allowed)}. Nothing was changed.`));
+        }
+        const res = await resolveCase(temporal, config, { service: service.name, caseId: v.c, by: user, action: decision, note: 'from Slack' });
+        if (!res.changed) return void (await answer(`Nothing was changed: case \`${v.c}\` is ${mentions(res.detail)}.`));
+        let stale = '';
+        try {
+          const msg = await casesView(v, service.name, res.case);
+          const c = (body as { container?: { is_ephemeral?: boolean; channel_id?: string; message_ts?: string } }).container;
+          if (c?.channel_id && c.message_ts && !c.is_ephemeral) {
+            await web.chat.update({
+              channel: c.channel_id, ts: c.message_ts, text: msg.text, blocks: msg.blocks,
+              // Kept, so that a restarted follower still knows the run's cases are in its thread.
+              ...(v.k === 'run' ? { metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: v.u, key: CASES_EVENT_KEY } } } : {}),
+            });
+          } else {
+            await respond({ replace_original: true, text: msg.text, blocks: msg.blocks });
+          }
+        } catch (err) {
+          // The case is decided either way; the person must not read a failed refresh as a failed decision.
+          log(`slack: refreshing the message of case ${v.c} failed: ${(err as Error).message}`);
+          stale = ` (the message with the buttons could not be refreshed: ${(err as Error).message.split('\n')[0]})`;
+        }
+        await answer(`✅ case \`${v.c}\`: ${mentions(res.detail)}${stale}`);
+      } catch (err) {
+        const known = err instanceof InputError || err instanceof RefusedError;
+        if (!known) log(`slack: ${decision} of a case by ${user} failed: ${(err as Error).stack ?? err}`);
+        const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.`
+          : err instanceof InputError ? `${(err as Error).message}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
         await answer(text).catch(() => undefined);
       }
     });

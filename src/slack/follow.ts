@@ -3,14 +3,16 @@
 // result), updates the run's message in place and posts what happened in its thread. The bot
 // keeps nothing of its own: which message belongs to which run, and which events are already in
 // the thread, are read back from the messages' metadata after a restart (the maps here are only
-// a cache of that).
+// a cache of that). A reconciliation that leaves cases open gets them, with their buttons, in its
+// thread.
 import type { Client } from '@temporalio/client';
 import type { webApi } from '@slack/bolt';
 import type { Config } from '../config/schema';
 import type { RunRecord } from '../runbook/types';
 import { awaitRecord } from '../runs/client';
+import { listCases } from '../runs/reconcile';
 import { runUiUrl } from '../cli/report';
-import { RUN_EVENT_TYPE, runMessage, THREAD_EVENT_TYPE, threadEvents } from './blocks';
+import { CASES_EVENT_KEY, casesMessage, RUN_EVENT_TYPE, runMessage, THREAD_EVENT_TYPE, threadEvents } from './blocks';
 
 interface Entry {
   ts?: string;
@@ -25,6 +27,8 @@ export interface FollowerOptions {
   web: webApi.WebClient;
   config: Config;
   channel: string;
+  /** The slash command, for the hints in run messages. */
+  command?: string;
   followForMs: number;
   log: (line: string) => void;
 }
@@ -100,7 +104,7 @@ export class RunFollower {
       this.cache.set(runId, entry);
     }
     const uiUrl = runUiUrl(config.temporal.uiUrl, config.temporal.namespace, workflowId, runId);
-    const msg = runMessage(rec, uiUrl);
+    const msg = runMessage(rec, uiUrl, this.opts.command);
     const rendered = JSON.stringify(msg.blocks);
     if (!entry.ts) {
       const res = await web.chat.postMessage({
@@ -120,6 +124,17 @@ export class RunFollower {
         metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: runId, key: ev.key } },
       });
       entry.posted.add(ev.key);
+    }
+    const rep = rec.reconciliation?.report;
+    if (rec.kind === 'reconcile' && rep && rep.cases.open > 0 && !entry.posted.has(CASES_EVENT_KEY)) {
+      // Read from the database, not the report: the buttons need both versions and the proposals.
+      const cases = await listCases(this.opts.temporal, config, { service: rec.service, reconciliationId: rep.reconciliationId, status: 'all' });
+      const m = casesMessage({ k: 'run', r: rep.reconciliationId, u: runId }, cases, [rec.service]);
+      await web.chat.postMessage({
+        channel, thread_ts: entry.ts!, text: m.text, blocks: m.blocks, unfurl_links: false,
+        metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: runId, key: CASES_EVENT_KEY } },
+      });
+      entry.posted.add(CASES_EVENT_KEY);
     }
     if (rec.status !== 'running') entry.final = true;
   }
