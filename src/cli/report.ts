@@ -16,8 +16,27 @@ export function stepLine(s: StepState): string {
   return `  ${MARK[s.status]} ${s.id.padEnd(16)}${where}${took(s)}${info ? `  ${info}` : ''}`;
 }
 
+/**
+ * Where a run moves what: a reconciliation carries mode unplanned (it follows one) and a failback
+ * is a planned switchover, but saying so in the header would mislead a person scanning it.
+ */
+export function runRoute(rec: RunRecord): string {
+  const from = rec.source ?? '?';
+  const dry = rec.dryRun ? ' (dry run)' : '';
+  switch (rec.kind) {
+    case 'reconcile': return `old primary ${from} → ${rec.target}${dry}`;
+    case 'failback': return `${from} → ${rec.target} (back to the old primary${rec.dryRun ? ', dry run' : ''})`;
+    default: return `${from} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`;
+  }
+}
+
+/** The run's first line: kind, service, route, status. */
+export function headline(rec: RunRecord): string {
+  return `${rec.kind} ${rec.service}: ${runRoute(rec)} ${rec.status.toUpperCase()}`;
+}
+
 export function formatRecord(rec: RunRecord, uiUrl?: string): string {
-  const head = `${rec.kind} ${rec.service}: ${rec.source ?? '?'} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode}) ${rec.status.toUpperCase()}`;
+  const head = headline(rec);
   const lines = [head, ...rec.steps.map(stepLine)];
   if (rec.plan) {
     lines.push('', 'plan:');

@@ -2,6 +2,7 @@
 // of its thread, and status answers.
 import type { types } from '@slack/bolt';
 import type { RunRecord, StepState } from '../runbook/types';
+import { headline, runRoute } from '../cli/report';
 import type { GuardianView } from '../intake/types';
 import type { CaseAction, ReconcileCase } from '../reconcile/types';
 
@@ -66,19 +67,6 @@ export function stepLine(s: StepState): string {
  * Where the run goes, in words that fit its kind: a reconciliation carries the mode `unplanned`
  * (it follows an unplanned failover) and a failback `planned`, which says nothing true about them.
  */
-function route(rec: RunRecord): string {
-  const from = rec.source ?? '?';
-  const dry = rec.dryRun ? ' (dry run)' : '';
-  switch (rec.kind) {
-    case 'reconcile': return `old primary ${from} → ${rec.target}${dry}`;
-    case 'failback': return `${from} → ${rec.target} (back to the old primary${rec.dryRun ? ', dry run' : ''})`;
-    default: return `${from} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`;
-  }
-}
-
-export function headline(rec: RunRecord): string {
-  return `${rec.kind} ${rec.service}: ${route(rec)} ${rec.status.toUpperCase()}`;
-}
 
 export interface RenderedRun {
   text: string;
@@ -153,7 +141,7 @@ export interface ThreadEvent {
 
 /** The run's history as thread messages; keys are stable, so each is posted once. */
 export function threadEvents(rec: RunRecord): ThreadEvent[] {
-  const what = rec.kind === 'failover' ? `${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})` : `${rec.kind} of ${rec.service}: ${route(rec)}`;
+  const what = rec.kind === 'failover' ? `${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})` : `${rec.kind} of ${rec.service}: ${runRoute(rec)}`;
   const out: ThreadEvent[] = [{ key: 'start', text: `▶️ ${what} started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` }];
   for (const s of rec.steps) {
     if (s.status === 'pending' || s.status === 'skipped') continue;

@@ -21,9 +21,9 @@ import {
   abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, RefusedError, runRecord, startRun, workflowIdOf,
 } from '../runs/client';
 import { buildFollowUpInput, listCases, resolveCase } from '../runs/reconcile';
-import { formatRecord, runUiUrl } from '../cli/report';
+import { formatRecord, headline, runUiUrl } from '../cli/report';
 import {
-  ACTION, CASE_ACTION, CASES_EVENT_KEY, casesMessage, guardianText, headline, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
+  ACTION, CASE_ACTION, CASES_EVENT_KEY, casesMessage, guardianText, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
   type CaseButtonValue, type CaseView, type RenderedRun,
 } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';

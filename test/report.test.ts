@@ -1,0 +1,19 @@
+// The first line of a run, as the CLI and the Slack bot print it: a reconciliation carries mode
+// unplanned and a failback is a planned switchover, but neither header may say so.
+import { describe, expect, it } from 'vitest';
+import { formatRecord, headline } from '../src/cli/report';
+import type { RunRecord } from '../src/runbook/types';
+
+function rec(kind: string, mode: 'planned' | 'unplanned', extra: Partial<RunRecord> = {}): RunRecord {
+  return { kind, service: 'ledger', source: 'us-west-2', target: 'us-east-1', mode, dryRun: false, status: 'succeeded', steps: [], ...extra } as unknown as RunRecord;
+}
+
+describe('run headers', () => {
+  it('name the mode of a failover, and what a reconciliation or failback does instead', () => {
+    expect(headline(rec('failover', 'unplanned'))).toBe('failover ledger: us-west-2 → us-east-1 (unplanned) SUCCEEDED');
+    expect(headline(rec('failover', 'planned', { dryRun: true, status: 'running' }))).toBe('failover ledger: us-west-2 → us-east-1 (dry run) RUNNING');
+    expect(headline(rec('reconcile', 'unplanned'))).toBe('reconcile ledger: old primary us-west-2 → us-east-1 SUCCEEDED');
+    expect(headline(rec('failback', 'planned', { source: 'us-east-1', target: 'us-west-2', status: 'failed' }))).toBe('failback ledger: us-east-1 → us-west-2 (back to the old primary) FAILED');
+    expect(formatRecord(rec('reconcile', 'unplanned')).split('\n')[0]).not.toContain('unplanned');
+  });
+});
