@@ -1,71 +1,22 @@
 // A throw-away local stack for tests: free ports, a temporary REGIONSHIFT_HOME and PostgreSQL
 // data directories under os.tmpdir(), so a test never touches a developer's running stack.
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-
-import { freePorts } from './ports';
+import { writeTempStack, type TempStackFiles } from '../../src/stack/temp';
 
 export const REPO = resolve(__dirname, '..', '..');
 
-export interface TempStack {
-  dir: string;
-  home: string;
-  configFile: string;
-  temporalPort: number;
-  uiPort: number;
-  motoPort: number;
-  pg: Record<'us-west-2' | 'us-east-1', { port: number; dataDir: string }>;
+export interface TempStack extends TempStackFiles {
   /** Environment for the CLI and for anything that must find this stack. */
   env: NodeJS.ProcessEnv;
   remove(): void;
 }
 
 export async function makeTempStack(): Promise<TempStack> {
-  // mkdtemp makes the folder 0700; the postgres user must be able to traverse it.
-  const dir = mkdtempSync(join(tmpdir(), 'regionshift-stack-'));
-  chmodSync(dir, 0o755);
-  const home = join(dir, 'state');
-  const [temporalPort, uiPort, motoPort, west, east] = (await freePorts(5)) as [number, number, number, number, number];
-  const pg = {
-    'us-west-2': { port: west, dataDir: join(dir, 'pg', 'ledger-us-west-2') },
-    'us-east-1': { port: east, dataDir: join(dir, 'pg', 'ledger-us-east-1') },
-  };
-  const configFile = join(dir, 'regionshift.yaml');
-  writeFileSync(
-    configFile,
-    `temporal:
-  address: 127.0.0.1:${temporalPort}
-  namespace: default
-  uiUrl: http://127.0.0.1:${uiPort}
-stack:
-  temporalPort: ${temporalPort}
-  temporalUiPort: ${uiPort}
-  motoPort: ${motoPort}
-services:
-  - name: ledger
-    regions: [us-west-2, us-east-1]
-    database:
-      provider: postgres-streaming
-      regions:
-        us-west-2: { host: 127.0.0.1, port: ${west}, dataDir: pg/ledger-us-west-2 }
-        us-east-1: { host: 127.0.0.1, port: ${east}, dataDir: pg/ledger-us-east-1 }
-    traffic:
-      provider: route53
-      hostedZone: regionshift.test.
-      recordName: ledger.regionshift.test.
-      endpoints:
-        us-west-2: db.us-west-2.regionshift.test.
-        us-east-1: db.us-east-1.regionshift.test.
-      endpointUrl: http://127.0.0.1:${motoPort}
-`,
-  );
-  const env = { ...process.env, REGIONSHIFT_HOME: home, REGIONSHIFT_CONFIG: configFile };
-  return {
-    dir, home, configFile, temporalPort, uiPort, motoPort, pg, env,
-    remove: () => rmSync(dir, { recursive: true, force: true }),
-  };
+  const files = await writeTempStack({ prefix: 'regionshift-stack-', comment: 'written by a test (test/support/stack-env.ts)' });
+  const env = { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile };
+  return { ...files, env, remove: () => rmSync(files.dir, { recursive: true, force: true }) };
 }
 
 export interface CliResult {
