@@ -22,6 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import type { Client } from '@temporalio/client';
 import type { Config, Service } from '../src/config/schema';
 import { Deliverer, guardianSeed } from '../src/intake/deliver';
@@ -32,6 +33,7 @@ import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { abortRun, awaitRecord } from '../src/runs/client';
+import { alertmanagerBody, type LoadInput, type LoadResult } from './intake-load';
 import type { BenchSection, SectionResult } from './section';
 
 export interface IntakeBenchOptions {
@@ -99,17 +101,10 @@ export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigur
   const server = await startIntakeServer({ config, sink: journal ?? deliverer, secrets: { alertmanager: TOKEN }, log: () => undefined });
   const url = `${server.url}/alertmanager`;
 
-  const post = async (): Promise<number> => {
-    const now = new Date().toISOString();
-    const body = JSON.stringify({
-      version: '4', status: 'firing', receiver: 'regionshift', groupLabels: {}, commonLabels: {}, commonAnnotations: {}, externalURL: 'http://bench',
-      alerts: [{ status: 'firing', labels: { alertname: ALARM, region: primary }, annotations: { summary: 'bench' }, startsAt: now, endsAt: '0001-01-01T00:00:00Z', fingerprint: 'bench' }],
-    });
-    const t = performance.now();
-    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body });
+  const post = async (): Promise<void> => {
+    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: alertmanagerBody(ALARM, primary) });
     await res.arrayBuffer();
     if (res.status !== 202) throw new Error(`bench: the intake answered ${res.status}`);
-    return performance.now() - t;
   };
 
   let runStarted = false;
@@ -127,19 +122,19 @@ export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigur
     const thresholdToFirstStepMs = Date.parse(rec.steps[0]!.startedAt!) - t0;
     say(`  threshold (alarm ${failures} of ${failures}) → first step: ${thresholdToFirstStepMs} ms (run ${rec.runId}, trigger ${rec.trigger})`);
 
-    // 2. The storm: deliveries while the run is in progress (attached to it).
-    for (let i = 0; i < 20; i++) await post(); // warm the connection pool
+    // 2. The storm: deliveries while the run is in progress (attached to it), from senders on a
+    // thread of their own (bench/intake-load.ts).
     const signalsBefore = deliverer.signalsSent;
-    const latencies: number[] = [];
-    let next = 0;
-    const started = performance.now();
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < deliveries) {
-        next++;
-        latencies.push(await post());
-      }
-    }));
-    const wall = performance.now() - started;
+    const loadInput: LoadInput = { url, token: TOKEN, alarm: ALARM, region: primary, deliveries, concurrency };
+    const result = await new Promise<LoadResult>((resolve, reject) => {
+      const w = new Worker(join(__dirname, 'intake-load.js'), { workerData: loadInput });
+      w.once('message', (m: LoadResult | { error: string }) => ('error' in m ? reject(new Error(`bench: the senders failed: ${m.error}`)) : resolve(m)));
+      w.once('error', reject);
+    });
+    const refused = Object.entries(result.statuses).filter(([status]) => status !== '202');
+    if (refused.length > 0) throw new Error(`bench: the intake answered ${refused.map(([st, n]) => `${st} ×${n}`).join(', ')}`);
+    const latencies = result.latencies;
+    const wall = result.wallMs;
     const burstEnd = performance.now();
     await journal?.drained();
     const drainMs = Math.round(performance.now() - burstEnd);
