@@ -17,6 +17,15 @@ export interface ReconcileHandoff {
     lsn?: string;
     /** Commit time of the last transaction it had replayed (ISO): the divergence point in time. */
     at?: string;
+    /**
+     * When the old primary failed (ISO): the failover's trigger time, else its start. With the
+     * replication lag observed before promotion, the divergence point of a provider that only
+     * reports lag (Aurora: failure time minus lag).
+     */
+    failedAt?: string;
+    /** The replication lag the target reported before promotion (ms), and when it was observed (ISO). */
+    lagMs?: number;
+    lagObservedAt?: string;
   };
   /** Traffic records before the failover: what failback restores. */
   trafficBefore?: TrafficState;
