@@ -113,14 +113,14 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
       state.region = ctx.source();
       const since = handoff.divergence.failedAt ?? handoff.failoverEndedAt;
       const waitStarted = Date.now();
-      const opts = ctx.opts.retry ?? { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 };
+      const retry = ctx.opts.retry ?? { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 };
       for (let pauseMs = 2_000; ; pauseMs = Math.min(pauseMs * 2, PRESERVE_POLL_MAX_MS)) {
         // The old primary's region may still be coming back: wait for its worker a while, not for ever.
         try {
           r.preserve = await on(ctx.source(), {
             scheduleToStartTimeout: '2m', startToCloseTimeout: '3m', ...ctx.opts,
             // Waiting on the provider comes back here at once, so the step can say what it waits for.
-            retry: { ...opts, nonRetryableErrorTypes: [...(opts.nonRetryableErrorTypes ?? []), ...PRESERVE_WAITING] },
+            retry: { ...retry, nonRetryableErrorTypes: [...(retry.nonRetryableErrorTypes ?? []), ...PRESERVE_WAITING] },
           }).reconcilePreserve({ service: svc, newPrimary: input.target, ...(since ? { since } : {}) });
           break;
         } catch (err) {

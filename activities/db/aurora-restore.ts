@@ -8,8 +8,9 @@
 // - RestoreDBClusterFromSnapshot (DBClusterIdentifier, SnapshotIdentifier, Engine required) creates
 //   the cluster only, with no DB instances; its Status is creating, then available. DB instances can
 //   be created "only after the RestoreDBClusterFromSnapshot operation has completed and the DB
-//   cluster is available": CreateDBInstance with DBClusterIdentifier. The restored cluster keeps
-//   the source cluster's master user name and password, and is standalone (in no global database).
+//   cluster is available": CreateDBInstance with DBClusterIdentifier. The request takes no master
+//   user or password: the restored cluster has the snapshot's (the users live in the restored
+//   catalog). It is standalone: in no global database unless one is named.
 // - CreateDBInstance: DBInstanceStatus creating (then possibly backing-up, configuring-*), then
 //   available; the cluster's writer endpoint (DBCluster.Endpoint, Port) answers once an instance is
 //   available.
@@ -186,7 +187,8 @@ export function deleteCommands(region: string, cluster: string, instance: string
   ];
 }
 
-const TERMINATE_DEADLINE_MS = 10_000;
+/** Shorter than the activity's heartbeat timeout: ending sessions does not heartbeat. */
+const TERMINATE_DEADLINE_MS = 5_000;
 
 /**
  * Makes the restored database read-only for everyone who logs in: ALTER DATABASE … SET

@@ -70,8 +70,8 @@ export function requireSqlReconcilable(svc: Service): AuroraGlobalDatabase | und
   if (db.engine !== 'aurora-postgresql') {
     throw ApplicationFailure.nonRetryable(
       `service ${svc.name} runs ${db.engine}: regionshift reconciles by SQL on aurora-postgresql only, so it cannot read and re-apply the old primary's writes here. ` +
-        `Aurora's snapshot of the old primary (rds:unplanned-global-failover-<cluster>-<time>) is copied to ${db.preserveSnapshotPrefix}-<cluster>-<time> by the failover's fence-on-return watcher: ` +
-        'restore that copy (aws rds restore-db-cluster-from-snapshot, then aws rds create-db-instance in it) and reconcile its journal against the new primary by hand; then record the outcome before failing back (regionshift failback --override-reason)',
+        `Aurora keeps the old primary's data in its rds:unplanned-global-failover-<cluster>-<time> snapshot (after a managed failover regionshift's fence-on-return watcher copies it to ${db.preserveSnapshotPrefix}-<cluster>-<time>): ` +
+        'restore it (aws rds restore-db-cluster-from-snapshot, then aws rds create-db-instance in it) and reconcile its journal against the new primary by hand; then record the outcome before failing back (regionshift failback --override-reason)',
       ReconcileFailure.Config,
     );
   }

@@ -15,7 +15,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Config, Service } from '../../src/config/schema';
 import { findPgBin, isInitialised, logFile, startReadOnly } from '../../src/postgres/node';
 import type { PreserveOldInput, PreserveOldResult } from '../../src/reconcile/types';
-import { AuroraService, createAuroraActivities, waitBudgetMs, type AuroraActivities, type AuroraOptions } from '../db/aurora';
+import { AuroraService, createAuroraActivities, heartbeat, waitBudgetMs, type AuroraActivities, type AuroraOptions } from '../db/aurora';
 import { deleteCommands, makeRestoredReadOnly, restoreSnapshotCopy } from '../db/aurora-restore';
 import { createPostgresActivities } from '../db/postgres';
 import { close, connect, errorMessage, isConfigError } from '../db/sql';
@@ -80,6 +80,7 @@ export function createPreserve(config: Config, region: string, auroraOptions: Au
       deleteCommands: deleteCommands(region, restored.cluster, restored.instance),
     };
     const n = rcOldSide(config, svc.name, region, side);
+    heartbeat({ readOnly: restored.cluster });
     const ro = await makeRestoredReadOnly(n.admin, me.appUser, n.where);
     return {
       region,
