@@ -30,7 +30,7 @@ export function createRegionActivities(config: Config, region: string, options: 
     find(service)?.traffic.provider === 'route53-arc' ? (arc ??= createArcActivities(config)) : (route53 ??= createRoute53Activities(config));
 
   return {
-    ...createReconcileActivities(config, region),
+    ...createReconcileActivities(config, region, { aurora: options.aurora }),
     dbDescribe: (input) => (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input)),
     dbFenceWrites: (input) => (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
     dbUnfenceWrites: (input) => (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),

@@ -11,6 +11,7 @@ import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { awaitRecord, buildRunInput, startRun } from '../src/runs/client';
+import { handoffOf } from '../src/runs/reconcile';
 import { createAwsEnv, type AwsEnv } from './support/aws-env';
 import { startRdsSim, type RdsSim } from './support/rds-sim';
 
@@ -94,6 +95,10 @@ describe('unplanned failover with FailoverGlobalCluster through Temporal', () =>
     expect(rec.verify).toMatchObject({ ok: true });
     expect(rec.verify!.detail).toContain('API check only');
     expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'promote', 'shift-traffic', 'verify', 'fence-on-return', 'handoff']);
+    // What reconciliation dates an Aurora divergence by: the failure time (the run's start, no
+    // trigger time here) and the lag AuroraGlobalDBRPOLag showed before promotion.
+    const handoff = handoffOf(rec);
+    expect(handoff.divergence).toMatchObject({ failedAt: rec.startedAt, lagMs: 800, lagObservedAt: rec.promotion!.before.lastHeardFromPrimaryAt });
 
     // The region comes back: Aurora snapshots the old primary and demotes it; its worker answers.
     sim.recoverRegion(WEST);

@@ -197,8 +197,10 @@ const IAM_PREFIX: Record<string, string> = {
 
 /** Permissions a call needs besides its own action (AWS documents these per operation). */
 const IMPLIED: Record<string, string[]> = {
-  // CopyDBClusterSnapshot with Tags also needs rds:AddTagsToResource.
+  // CopyDBClusterSnapshot, RestoreDBClusterFromSnapshot and CreateDBInstance with Tags also need rds:AddTagsToResource.
   'rds:CopyDBClusterSnapshot': ['rds:AddTagsToResource'],
+  'rds:RestoreDBClusterFromSnapshot': ['rds:AddTagsToResource'],
+  'rds:CreateDBInstance': ['rds:AddTagsToResource'],
 };
 
 /** Calls in the code that a region worker never makes, and why. */
@@ -259,7 +261,7 @@ describe('iam/region-worker-policy.json', () => {
     const missing = [...calls.entries()].filter(([action]) => !covers(action) && !NOT_A_REGION_WORKER_CALL[action]).map(([action, files]) => `${action} (${[...new Set(files)].join(', ')})`);
     expect(missing, `actions the code calls that iam/region-worker-policy.json does not allow:\n${missing.join('\n')}`).toEqual([]);
     // The scan found the calls this issue added (a broken scan would pass vacuously).
-    for (const action of ['rds:SwitchoverGlobalCluster', 'rds:FailoverGlobalCluster', 'rds:RemoveFromGlobalCluster', 'cloudwatch:GetMetricData', 'route53:ChangeResourceRecordSets', 'route53-recovery-cluster:UpdateRoutingControlStates', 'sts:AssumeRole']) {
+    for (const action of ['rds:SwitchoverGlobalCluster', 'rds:FailoverGlobalCluster', 'rds:RemoveFromGlobalCluster', 'rds:RestoreDBClusterFromSnapshot', 'rds:CreateDBInstance', 'rds:DescribeDBInstances', 'cloudwatch:GetMetricData', 'route53:ChangeResourceRecordSets', 'route53-recovery-cluster:UpdateRoutingControlStates', 'sts:AssumeRole']) {
       expect(calls.has(action), action).toBe(true);
     }
   });

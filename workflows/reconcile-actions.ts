@@ -11,7 +11,7 @@ import type { DbNodeState, RegionActivities, RejoinResult } from '../activities/
 import { regionTaskQueue } from '../src/runbook/ids';
 import type { RunInput, RunRecord, StepState } from '../src/runbook/types';
 import {
-  reconciliationIdOf, type ApplyResult, type CaseResolveInput, type CaseResolveResult, type CasesListInput, type ClassifyResult, type ReconcileCase,
+  PRESERVE_WAITING, reconciliationIdOf, type ApplyResult, type CaseResolveInput, type CaseResolveResult, type CasesListInput, type ClassifyResult, type ReconcileCase,
 } from '../src/reconcile/types';
 
 export const RECONCILE_ACTIONS = [
@@ -52,6 +52,19 @@ function failureType(err: unknown): string | undefined {
   return undefined;
 }
 
+function failureMessage(err: unknown): string {
+  if (err instanceof wf.ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * How long reconcile.preserve waits on the provider (Aurora: its snapshot of the old primary,
+ * taken when the region is back, and the restore) before it gives up and says so. The wait is
+ * the workflow's, between attempts, so the step can show what it is waiting for.
+ */
+const PRESERVE_WAIT_MS = 6 * 60 * 60_000;
+const PRESERVE_POLL_MAX_MS = 60_000;
+
 function fmtCounts(c: Record<string, number>): string {
   return Object.entries(c).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'nothing';
 }
@@ -68,9 +81,12 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
   const r = (rec.reconciliation ??= { id });
   const info = wf.workflowInfo();
 
+  /** Where the old side is read when preserve restored it elsewhere (Aurora). */
+  const oldSide = () => (r.preserve?.oldSide ? { oldSide: r.preserve.oldSide } : {});
+
   async function classifyPass(pass: number, widenFrom?: string): Promise<ClassifyResult> {
     const c = await on(input.target, ctx.opts).reconcileClassify({
-      service: svc, reconciliationId: id, oldRegion: ctx.source(), handoff, pass, ...(widenFrom ? { widenFrom } : {}),
+      service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), handoff, pass, ...(widenFrom ? { widenFrom } : {}),
       requestedBy: input.requestedBy, workflowRunId: info.runId,
     });
     // The record keeps the first pass (the divergence window); a widened pass is in the verify step's detail.
@@ -95,14 +111,31 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
   switch (action) {
     case 'reconcile.preserve': {
       state.region = ctx.source();
-      // The old primary's region may still be coming back: wait for its worker a while, not for ever.
-      try {
-        r.preserve = await on(ctx.source(), { scheduleToStartTimeout: '2m', startToCloseTimeout: '3m', ...ctx.opts }).reconcilePreserve({ service: svc, newPrimary: input.target });
-      } catch (err) {
-        if (err instanceof wf.ActivityFailure && err.cause instanceof wf.TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
-          ctx.refuse(`the old primary's region ${ctx.source()} has no worker answering (task queue ${regionTaskQueue(ctx.source())}, waited 2 minutes): bring the region back (its worker; its database is started read-only by this step), then run regionshift reconcile --service ${svc} again`);
+      const since = handoff.divergence.failedAt ?? handoff.failoverEndedAt;
+      const waitStarted = Date.now();
+      const retry = ctx.opts.retry ?? { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 };
+      for (let pauseMs = 2_000; ; pauseMs = Math.min(pauseMs * 2, PRESERVE_POLL_MAX_MS)) {
+        // The old primary's region may still be coming back: wait for its worker a while, not for ever.
+        try {
+          r.preserve = await on(ctx.source(), {
+            scheduleToStartTimeout: '2m', startToCloseTimeout: '3m', ...ctx.opts,
+            // Waiting on the provider comes back here at once, so the step can say what it waits for.
+            retry: { ...retry, nonRetryableErrorTypes: [...(retry.nonRetryableErrorTypes ?? []), ...PRESERVE_WAITING] },
+          }).reconcilePreserve({ service: svc, newPrimary: input.target, ...(since ? { since } : {}) });
+          break;
+        } catch (err) {
+          if (err instanceof wf.ActivityFailure && err.cause instanceof wf.TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
+            ctx.refuse(`the old primary's region ${ctx.source()} has no worker answering (task queue ${regionTaskQueue(ctx.source())}, waited 2 minutes): bring the region back (its worker; its database is started read-only by this step), then run regionshift reconcile --service ${svc} again`);
+          }
+          const type = failureType(err);
+          if (!type || !(PRESERVE_WAITING as readonly string[]).includes(type)) throw err;
+          const waited = Date.now() - waitStarted;
+          if (waited >= PRESERVE_WAIT_MS) {
+            ctx.refuse(`gave up after ${Math.round(waited / 60_000)} minutes waiting to preserve ${ctx.source()}'s old primary: ${failureMessage(err)}. Run regionshift reconcile --service ${svc} again once it is there`);
+          }
+          state.detail = `waiting (${Math.round(waited / 1000)}s so far): ${failureMessage(err)}`;
+          await wf.sleep(pauseMs);
         }
-        throw err;
       }
       state.detail = r.preserve.detail;
       return;
@@ -121,7 +154,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
     }
     case 'reconcile.verify': {
       state.region = input.target;
-      let v = await on(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), escalate: false });
+      let v = await on(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), escalate: false });
       const notes: string[] = [];
       if (v.widenTo) {
         // A difference just before the window: a transaction that began long before it committed.
@@ -130,7 +163,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
         await classifyPass(pass, v.widenTo);
         const a = await applyPass(pass, v.widenTo);
         notes.push(`pass ${pass}: ${a.transactionsApplied} more re-applied, ${a.casesOpened} more cases`);
-        v = await on(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), escalate: true });
+        v = await on(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), escalate: true });
       }
       r.verify = v;
       const tables = v.tables.map((t) => `${t.table} ${t.rows} rows, ${t.ranges} ranges, ${t.rowsFetched} fetched`).join('; ');
@@ -140,9 +173,10 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
     }
     case 'reconcile.report': {
       state.region = input.target;
-      r.report = await on(input.target, ctx.opts).reconcileReport({ service: svc, reconciliationId: id, workflowId: info.workflowId, runId: info.runId, requestedBy: input.requestedBy });
+      r.report = await on(input.target, ctx.opts).reconcileReport({ service: svc, reconciliationId: id, workflowId: info.workflowId, runId: info.runId, requestedBy: input.requestedBy, ...oldSide() });
       const rep = r.report;
-      state.detail = `lost ${rep.txn['only-old']}, only-new ${rep.txn['only-new']}, identical ${rep.txn.identical}, same-id conflicts ${rep.txn['same-id-different-payload']}; re-applied ${rep.applied.transactions}; ${rep.cases.open} case(s) open of ${rep.cases.opened}`;
+      state.detail = `lost ${rep.txn['only-old']}, only-new ${rep.txn['only-new']}, identical ${rep.txn.identical}, same-id conflicts ${rep.txn['same-id-different-payload']}; re-applied ${rep.applied.transactions}; ${rep.cases.open} case(s) open of ${rep.cases.opened}` +
+        (rep.oldSide ? `; the old side was read from ${rep.oldSide.cluster} in ${rep.oldSide.region}, which runs (and costs) until deleted; when nobody needs to query it any more: ${rep.oldSide.deleteCommands.join(' && ')}` : '');
       return;
     }
     case 'failback.checkCases': {
@@ -171,6 +205,12 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
       if (!rec.failback?.check) ctx.refuse('failback.rejoinTarget needs failback.checkCases earlier in the runbook: the old primary is only rewound once reconciliation has read it');
       const rejoin: RejoinResult = await on(input.target, { startToCloseTimeout: '10m', ...ctx.opts }).dbRejoinAsStandby({ service: svc, primaryRegion: ctx.source() });
       rec.failback.oldPrimaryRejoin = rejoin;
+      // A provider that cannot make it a replica in place (Aurora: a cluster outside the global
+      // database) says so and leaves it alone: fencing the current primary next would only cut the
+      // service off for a switchover that cannot happen.
+      if (!rejoin.streamingFrom) {
+        ctx.refuse(`failback of ${svc} refused: ${input.target} is not a replica of ${ctx.source()}, so there is nothing to switch over to (${rejoin.detail ?? 'not rejoined'}); nothing was fenced or moved`);
+      }
       state.detail = rejoin.detail ?? `${rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rejoin.streamingFrom}${rejoin.rewound ? ' (rewound)' : ''}`;
       return;
     }

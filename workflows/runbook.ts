@@ -382,14 +382,22 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         await fenceOnReturn();
         state.detail = `watching ${source()}: fenced as soon as it answers (${rec.fenceOnReturn!.workflowId})`;
         return;
-      case 'reconcile.handoff':
+      case 'reconcile.handoff': {
+        // The replication state the target showed before promotion: how far behind it was (its
+        // last news from the primary minus the last commit it had), the evidence a provider
+        // without timelines (Aurora) dates the divergence by: the failure time minus this lag.
+        const before = rec.promotion?.before;
+        const heard = before?.lastHeardFromPrimaryAt ? Date.parse(before.lastHeardFromPrimaryAt) : NaN;
+        const replayed = before?.lastReplayedCommitAt ? Date.parse(before.lastReplayedCommitAt) : NaN;
+        const lag = Number.isNaN(heard) || Number.isNaN(replayed) ? undefined : { lagMs: Math.max(0, heard - replayed), lagObservedAt: before!.lastHeardFromPrimaryAt };
         rec.reconcile = {
           required: true,
           oldPrimary: source(),
-          divergence: { timeline: rec.promotion?.timeline, lsn: rec.promotion?.before.lsn },
+          divergence: { timeline: rec.promotion?.timeline, lsn: rec.promotion?.before.lsn, failedAt: iso(input.triggeredAt ?? startedMs), ...lag },
         };
         state.detail = `writes ${source()} accepted after ${rec.promotion?.before.lsn ?? 'the last replayed position'} must be reconciled`;
         return;
+      }
       default:
         // Reconciliation and failback (workflows/reconcile-actions.ts).
         if (isReconcileAction(step.action)) return runReconcileAction(step.action, { input, rec, state, opts, source, refuse, compensations, stepId: step.id });

@@ -93,6 +93,10 @@ export const AuroraFailure = {
   CannotFence: 'CannotFence',
   OtherPrimary: 'OtherPrimary',
   SnapshotNotYet: 'SnapshotNotYet',
+  /** Restoring the preserved snapshot for reconciliation: the copy, cluster or instance is not available yet (retryable). */
+  RestoreInProgress: 'RestoreInProgress',
+  /** The restored cluster or its instance ended in a state it will not leave by waiting. */
+  RestoreFailed: 'RestoreFailed',
 } as const;
 
 export interface AuroraOptions {
@@ -137,11 +141,11 @@ function activityContext(): Context | undefined {
   }
 }
 
-function heartbeat(details: unknown): void {
+export function heartbeat(details: unknown): void {
   activityContext()?.heartbeat(details);
 }
 
-async function pause(ms: number): Promise<void> {
+export async function pause(ms: number): Promise<void> {
   const ctx = activityContext();
   if (ctx) await ctx.sleep(ms);
   else await sleepMs(ms);
@@ -151,8 +155,19 @@ const iso = (ms: number = Date.now()): string => new Date(ms).toISOString();
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * How long one call may wait on AWS before it hands back a retryable failure: options.waitBudgetMs,
+ * else until 10 s before the activity's start-to-close timeout, else 50 s.
+ */
+export function waitBudgetMs(options: AuroraOptions): number {
+  if (options.waitBudgetMs !== undefined) return options.waitBudgetMs;
+  const info = activityContext()?.info;
+  if (info?.startToCloseTimeoutMs) return Math.max(1_000, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - Date.now() - 10_000);
+  return 50_000;
+}
+
 /** One service's Aurora global database, as the worker of `region` reaches it. */
-class AuroraService {
+export class AuroraService {
   readonly db: AuroraGlobalDatabase;
   readonly me: AuroraRegion;
   private readonly rdsClients = new Map<string, RDSClient>();
@@ -528,12 +543,7 @@ export function createAuroraActivities(config: Config, region: string, options: 
     return s;
   };
 
-  const budgetMs = (): number => {
-    if (opts.waitBudgetMs !== undefined) return opts.waitBudgetMs;
-    const info = activityContext()?.info;
-    if (info?.startToCloseTimeoutMs) return Math.max(1_000, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - Date.now() - 10_000);
-    return 50_000;
-  };
+  const budgetMs = (): number => waitBudgetMs(opts);
 
   function edge(s: AuroraService): RoutingControls | undefined {
     if (s.db.edgeFence !== 'routing-control' || s.service.traffic.provider !== 'route53-arc') return undefined;

@@ -232,3 +232,24 @@ export async function roleReadOnlySetting(session: Client, role: string): Promis
   const inDb = rows.find((r) => r.db);
   return { ...(wide ? { roleWide: on(wide.value) } : {}), ...(inDb ? { inDatabase: on(inDb.value) } : {}) };
 }
+
+/**
+ * default_transaction_read_only as a new login of `role` into the current database gets it from
+ * the catalog: the role-in-database setting wins over the role's own, which wins over the
+ * database's, which wins over ALTER ROLE ALL's. Undefined when none of them sets it (the server's
+ * configuration decides). For when the worker cannot log in as the role to prove it by a write.
+ */
+export async function readOnlyDefaultFor(session: Client, role: string): Promise<boolean | undefined> {
+  const { rows } = await session.query<{ rank: number; value: string }>(
+    `SELECT (CASE WHEN s.setrole <> 0 THEN 2 ELSE 0 END) + (CASE WHEN s.setdatabase <> 0 THEN 1 ELSE 0 END) AS rank,
+            lower(split_part(c, '=', 2)) AS value
+       FROM pg_db_role_setting AS s, unnest(s.setconfig) AS c
+      WHERE s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = $1))
+        AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+        AND c ILIKE 'default_transaction_read_only=%'
+      ORDER BY rank DESC LIMIT 1`,
+    [role],
+  );
+  const top = rows[0];
+  return top ? ['on', 'true', 'yes', '1'].includes(top.value) : undefined;
+}

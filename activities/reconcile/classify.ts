@@ -1,15 +1,16 @@
 // reconcile.classify: read both journals over the divergence window only, classify every
 // transaction and mutable row (rules.ts), and stage the outcome in the new primary
-// (regionshift.reconcile_items) for apply. Runs on the new primary's worker; reads the old
-// primary (read-only on its own timeline) across regions.
+// (regionshift.reconcile_items) for apply. Runs on the new primary's worker; reads the old side
+// across regions: the old primary read-only on its own timeline (postgres-streaming), or the
+// cluster restored from Aurora's snapshot of it (aurora-global).
 import { performance } from 'node:perf_hooks';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { MutableTable, ReconcileConfig } from '../../src/config/reconcile';
 import type { Config } from '../../src/config/schema';
-import type { ClassifyInput, ClassifyResult, Divergence } from '../../src/reconcile/types';
+import type { ClassifyInput, ClassifyResult, Divergence, ReconcileHandoff } from '../../src/reconcile/types';
 import { errorMessage, isLsn } from '../db/sql';
-import { laps, q, qTable, rcConfig, rcNode, ReconcileFailure, requireWritablePrimary, withNode, type RcNode } from './db';
+import { laps, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode, type RcNode } from './db';
 import { classify, type Classification, type EntryRow, type JournalRow, type StateRow } from './rules';
 import { appendAudit, ensureStore } from './store';
 
@@ -31,6 +32,11 @@ async function sideInfo(c: Client): Promise<SideInfo> {
   );
   const r = rows[0]!;
   return { inRecovery: r.rec, lsn: r.lsn, timeline: r.walfile ? parseInt(r.walfile.slice(0, 8), 16) : r.tli };
+}
+
+/** Aurora: only whether the endpoint is a writer (no WAL functions to ask). */
+async function recoveryOf(c: Client): Promise<{ inRecovery: boolean }> {
+  return { inRecovery: (await c.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec };
 }
 
 /** Where the node's timeline forked from its parent, from its history file (superuser or pg_read_server_files). */
@@ -61,6 +67,35 @@ interface RawJournal {
   committed_at: string;
   keys: string[] | null;
   row?: Record<string, unknown>;
+}
+
+/**
+ * Aurora reports no divergence position, only a replication lag: the secondary had replicated
+ * everything up to the failure time minus the lag it showed. The failure time is the failover's
+ * trigger, or the last lag observation when that came earlier (a lag observed before the failure
+ * says where replication stood then; it can only have moved on since). The lag is a figure for
+ * one moment, so lagMarginSeconds more is read, and windowMarginSeconds for transactions whose
+ * commit-time column is when they began. Undefined when the failover recorded no lag.
+ */
+function lagWindow(cfg: ReconcileConfig, d: ReconcileHandoff['divergence'] | undefined): Pick<Divergence, 'windowFrom' | 'basis' | 'failedAt' | 'lagMs'> | undefined {
+  const margin = cfg.lagMarginSeconds + cfg.windowMarginSeconds;
+  const margins = `${cfg.lagMarginSeconds}s lag margin and ${cfg.windowMarginSeconds}s window margin`;
+  if (d?.failedAt && d.lagMs !== undefined && !Number.isNaN(Date.parse(d.failedAt))) {
+    const observed = d.lagObservedAt ? Date.parse(d.lagObservedAt) : NaN;
+    const failed = Number.isNaN(observed) ? Date.parse(d.failedAt) : Math.min(Date.parse(d.failedAt), observed);
+    const at = new Date(failed).toISOString();
+    return {
+      windowFrom: new Date(failed - d.lagMs - margin * 1000).toISOString(), failedAt: at, lagMs: d.lagMs,
+      basis: `Aurora: failure time ${at}${failed < Date.parse(d.failedAt) ? ` (the lag observation, earlier than the failover's trigger ${d.failedAt})` : ''} minus the replication lag observed before promotion (${d.lagMs} ms) minus ${margins}`,
+    };
+  }
+  if (d?.at) {
+    return {
+      windowFrom: new Date(Date.parse(d.at) - margin * 1000).toISOString(),
+      basis: `Aurora: the newest point the secondary had replicated before promotion (${d.at}, lag observation time minus lag) minus ${margins}`,
+    };
+  }
+  return undefined;
 }
 
 const toJournal = (r: RawJournal): JournalRow => ({ id: r.id, hash: r.hash, origin: r.origin, committedAt: r.committed_at, keys: r.keys ?? [], row: r.row ?? {} });
@@ -125,23 +160,28 @@ export function createClassify(config: Config, region: string) {
     const { lap, phases } = laps();
     const cfg = rcConfig(config, input.service);
     const nNew = rcNode(config, input.service, region);
-    const nOld = rcNode(config, input.service, input.oldRegion);
+    const nOld = rcOldSide(config, input.service, input.oldRegion, input.oldSide);
     if (nOld.region === nNew.region) throw ApplicationFailure.nonRetryable(`the old primary and the new one are both ${region}`, ReconcileFailure.Config);
+    // Aurora has no timelines or WAL positions to show (its storage replicates below SQL): the
+    // window comes from the failover's lag evidence instead.
+    const aurora = nNew.provider === 'aurora-global';
     return withNode(nNew, 'classifying', async (newC) => {
       await requireWritablePrimary(newC, nNew, 'reconciliation');
       await ensureStore(newC);
       const stored = await storedPass(newC, input.reconciliationId, input.pass);
       if (stored) return { ...stored, alreadyApplied: true, ms: Math.round(performance.now() - t0) };
 
-      const newSide = await sideInfo(newC);
-      const switchLsn = await switchPoint(newC, newSide.timeline);
+      const newSide = aurora ? undefined : await sideInfo(newC);
+      const switchLsn = newSide ? await switchPoint(newC, newSide.timeline) : undefined;
       return withNode(nOld, 'reading-old-primary', async (oldC) => {
-        const oldSide = await sideInfo(oldC).catch((err: unknown) => {
+        const oldSide: { inRecovery: boolean } & Partial<SideInfo> = await (aurora ? recoveryOf(oldC) : sideInfo(oldC)).catch((err: unknown) => {
           throw ApplicationFailure.retryable(`${nOld.where}: ${errorMessage(err)}`, ReconcileFailure.Unreachable);
         });
         if (oldSide.inRecovery) {
           throw ApplicationFailure.nonRetryable(
-            `${nOld.where} is a standby now: it has rejoined and its divergent writes were rewound away before reconciliation read them. If a rejoin re-cloned it, the old data directory was kept aside (<dataDir>.before-reclone-*): start a copy of it read-only and reconcile from there`,
+            aurora
+              ? `${nOld.where} is in recovery: it is a reader, not the restored cluster's writer endpoint; reconcile.preserve returns the writer endpoint (DBCluster.Endpoint), run the reconcile runbook again`
+              : `${nOld.where} is a standby now: it has rejoined and its divergent writes were rewound away before reconciliation read them. If a rejoin re-cloned it, the old data directory was kept aside (<dataDir>.before-reclone-*): start a copy of it read-only and reconcile from there`,
             ReconcileFailure.OldSideLost,
           );
         }
@@ -153,23 +193,28 @@ export function createClassify(config: Config, region: string) {
         let from: string;
         let basis: string;
         let walked = 0;
+        let lagBasis: Pick<Divergence, 'failedAt' | 'lagMs'> = {};
         const at = input.handoff?.divergence.at;
+        const byLag = aurora && !input.widenFrom ? lagWindow(cfg, input.handoff?.divergence) : undefined;
         if (input.widenFrom) {
           from = input.widenFrom;
           basis = `widened by verify to ${input.widenFrom}`;
-        } else if (at) {
+        } else if (byLag) {
+          ({ windowFrom: from, basis, ...lagBasis } = byLag);
+        } else if (at && !aurora) {
           from = new Date(Date.parse(at) - cfg.windowMarginSeconds * 1000).toISOString();
           basis = `last commit the new primary replayed before promotion (${at}) minus ${cfg.windowMarginSeconds}s`;
         } else {
           const w = await walkBack(cfg, oldC, newC, last);
           from = w.from;
           walked = w.read;
-          basis = `found by walking the old journal back (${w.read} rows) to a replicated stretch ${cfg.windowMarginSeconds}s before the earliest missing write`;
+          basis = `found by walking the old journal back (${w.read} rows) to a replicated stretch ${cfg.windowMarginSeconds}s before the earliest missing write${aurora ? ' (the failover recorded no replication lag)' : ''}`;
         }
         const to = last ?? from;
         const divergence: Divergence = {
-          newTimeline: newSide.timeline, ...(switchLsn ? { switchLsn } : {}),
-          oldTimeline: oldSide.timeline, oldLsn: oldSide.lsn, windowFrom: from, windowTo: to, basis,
+          ...(newSide ? { newTimeline: newSide.timeline } : {}), ...(switchLsn ? { switchLsn } : {}),
+          ...(oldSide.timeline !== undefined && oldSide.lsn !== undefined ? { oldTimeline: oldSide.timeline, oldLsn: oldSide.lsn } : {}),
+          ...lagBasis, windowFrom: from, windowTo: to, basis,
         };
 
         // The old side over the window: everything it committed from the window's start.

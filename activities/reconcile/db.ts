@@ -1,13 +1,15 @@
 // Connections and small SQL helpers for the reconciliation activities. A region's worker reaches
-// its own region's database and, for reconciliation, the old primary's in the other region, with
-// the addresses from its own config and passwords from its own environment (invariant 6).
+// its own region's database and, for reconciliation, the old side in the other region (the old
+// primary, or for Aurora the cluster restored from its snapshot), with the addresses from its own
+// config (or the preserve step's result) and passwords from its own environment (invariant 6).
 import { performance } from 'node:perf_hooks';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { reconcileConfigOf, type ReconcileConfig } from '../../src/config/reconcile';
-import type { Config, PostgresRegion } from '../../src/config/schema';
+import { postgresDatabase, type AuroraGlobalDatabase, type Config, type PostgresRegion, type Service } from '../../src/config/schema';
 import type { PgNode } from '../../src/postgres/node';
+import type { RestoredOldSide } from '../../src/reconcile/types';
 import { close, connect, errorMessage, isConfigError, isConnectionError, quoteIdent, sqlState, type ConnTarget } from '../db/sql';
 
 /** ApplicationFailure types of the reconciliation activities. */
@@ -27,18 +29,30 @@ export const ReconcileFailure = {
   CaseRefused: 'CaseRefused',
 } as const;
 
+/**
+ * A database reconciliation speaks SQL to: a region's primary (postgres-streaming: the node's
+ * host; aurora-global: the cluster's writer endpoint), or the old side it reads (postgres-streaming:
+ * the old primary itself, read-only on its own timeline; aurora-global: the cluster restored from
+ * Aurora's snapshot of it).
+ */
 export interface RcNode {
   service: string;
   region: string;
-  cfg: PostgresRegion;
+  provider: 'postgres-streaming' | 'aurora-global';
   admin: ConnTarget;
-  node: PgNode;
   where: string;
+  /** postgres-streaming only: the node's settings and files (the preserve step starts it read-only). */
+  pg?: { cfg: PostgresRegion; node: PgNode };
+}
+
+function serviceOf(config: Config, service: string): Service {
+  const svc = config.services.find((s) => s.name === service);
+  if (!svc) throw ApplicationFailure.nonRetryable(`unknown service "${service}" (this worker knows: ${config.services.map((s) => s.name).join(', ')})`, ReconcileFailure.Config);
+  return svc;
 }
 
 export function rcConfig(config: Config, service: string): ReconcileConfig {
-  const svc = config.services.find((s) => s.name === service);
-  if (!svc) throw ApplicationFailure.nonRetryable(`unknown service "${service}" (this worker knows: ${config.services.map((s) => s.name).join(', ')})`, ReconcileFailure.Config);
+  const svc = serviceOf(config, service);
   try {
     return reconcileConfigOf(svc as { reconcile?: unknown });
   } catch (err) {
@@ -46,23 +60,81 @@ export function rcConfig(config: Config, service: string): ReconcileConfig {
   }
 }
 
-export function rcNode(config: Config, service: string, region: string): RcNode {
-  const svc = config.services.find((s) => s.name === service);
-  if (!svc) throw ApplicationFailure.nonRetryable(`unknown service "${service}" (this worker knows: ${config.services.map((s) => s.name).join(', ')})`, ReconcileFailure.Config);
-  if (svc.database.provider !== 'postgres-streaming') {
+/**
+ * Reconciliation compares journals by SQL, which regionshift does for PostgreSQL only: an Aurora
+ * MySQL service is refused with what to do instead.
+ */
+export function requireSqlReconcilable(svc: Service): AuroraGlobalDatabase | undefined {
+  if (svc.database.provider !== 'aurora-global') return undefined;
+  const db = svc.database;
+  if (db.engine !== 'aurora-postgresql') {
     throw ApplicationFailure.nonRetryable(
-      `reconciliation reads both regions' journals by SQL; service ${service} uses ${svc.database.provider}, for which regionshift has no reconciliation provider yet (reconcile the preserved snapshot by hand)`,
+      `service ${svc.name} runs ${db.engine}: regionshift reconciles by SQL on aurora-postgresql only, so it cannot read and re-apply the old primary's writes here. ` +
+        `Aurora keeps the old primary's data in its rds:unplanned-global-failover-<cluster>-<time> snapshot (after a managed failover regionshift's fence-on-return watcher copies it to ${db.preserveSnapshotPrefix}-<cluster>-<time>): ` +
+        'restore it (aws rds restore-db-cluster-from-snapshot, then aws rds create-db-instance in it) and reconcile its journal against the new primary by hand; then record the outcome before failing back (regionshift failback --override-reason)',
       ReconcileFailure.Config,
     );
   }
-  const cfg = svc.database.regions[region];
+  return db;
+}
+
+/** The SQL target of `region`'s database of the service: where reconciliation writes, lists and resolves cases. */
+export function rcNode(config: Config, service: string, region: string): RcNode {
+  const svc = serviceOf(config, service);
+  const aurora = requireSqlReconcilable(svc);
+  if (aurora) {
+    const r = aurora.regions[region];
+    if (!r) throw ApplicationFailure.nonRetryable(`service ${service} has no Aurora cluster in region ${region} (it has: ${Object.keys(aurora.regions).join(', ')})`, ReconcileFailure.Config);
+    if (!r.writerEndpoint) {
+      throw ApplicationFailure.nonRetryable(
+        `services[${service}].database.regions.${region}.writerEndpoint is not set: reconciliation reads and writes ${region}'s journal by SQL through its cluster's writer endpoint. ` +
+          `Add it (aws rds describe-db-clusters --region ${region} --db-cluster-identifier ${r.clusterIdentifier} --query 'DBClusters[0].Endpoint'), with adminUser and passwordEnv`,
+        ReconcileFailure.Config,
+      );
+    }
+    const password = r.passwordEnv ? process.env[r.passwordEnv] : undefined;
+    return {
+      service, region, provider: 'aurora-global',
+      admin: { host: r.writerEndpoint, port: r.port, database: r.database, user: r.adminUser, ...(password !== undefined ? { password } : {}) },
+      where: `${service}'s Aurora cluster ${r.clusterIdentifier} in ${region} (${r.writerEndpoint}:${r.port})`,
+    };
+  }
+  const db = postgresDatabase(svc);
+  const cfg = db.regions[region];
   if (!cfg) throw ApplicationFailure.nonRetryable(`service ${service} has no database in region ${region}`, ReconcileFailure.Config);
   const password = cfg.passwordEnv ? process.env[cfg.passwordEnv] : undefined;
   return {
-    service, region, cfg,
+    service, region, provider: 'postgres-streaming',
     admin: { host: cfg.host, port: cfg.port, database: cfg.database, user: cfg.adminUser, ...(password !== undefined ? { password } : {}) },
-    node: { region, dataDir: cfg.dataDir, port: cfg.port, host: cfg.host },
     where: `${service}'s database in ${region} (${cfg.host}:${cfg.port})`,
+    pg: { cfg, node: { region, dataDir: cfg.dataDir, port: cfg.port, host: cfg.host } },
+  };
+}
+
+/**
+ * The old side reconciliation reads: postgres-streaming, the old primary itself (kept read-only
+ * on its own timeline by reconcile.preserve); aurora-global, the cluster reconcile.preserve
+ * restored from Aurora's snapshot of it, as its result names it. The credentials are the old
+ * region's admin role from this worker's config and environment: a cluster restored from a
+ * snapshot keeps the source cluster's master user and password.
+ */
+export function rcOldSide(config: Config, service: string, region: string, restored?: RestoredOldSide): RcNode {
+  const svc = serviceOf(config, service);
+  const aurora = requireSqlReconcilable(svc);
+  if (!aurora) return rcNode(config, service, region);
+  const r = aurora.regions[region];
+  if (!r) throw ApplicationFailure.nonRetryable(`service ${service} has no Aurora cluster in region ${region} (it has: ${Object.keys(aurora.regions).join(', ')})`, ReconcileFailure.Config);
+  if (!restored) {
+    throw ApplicationFailure.nonRetryable(
+      `the old side of ${service}'s Aurora reconciliation is the cluster reconcile.preserve restores from Aurora's snapshot of ${r.clusterIdentifier}, and no restored cluster was passed: run the reconcile runbook (regionshift reconcile --service ${service}), whose preserve step comes first`,
+      ReconcileFailure.Config,
+    );
+  }
+  const password = r.passwordEnv ? process.env[r.passwordEnv] : undefined;
+  return {
+    service, region, provider: 'aurora-global',
+    admin: { host: restored.host, port: restored.port, database: restored.database, user: r.adminUser, ...(password !== undefined ? { password } : {}) },
+    where: `${service}'s old primary ${r.clusterIdentifier} as restored in ${restored.cluster} (${region}, ${restored.host}:${restored.port}, read-only)`,
   };
 }
 

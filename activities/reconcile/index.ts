@@ -2,6 +2,7 @@
 // activities/index.ts). Each names the service; connection details and passwords come from the
 // worker's own config and environment.
 import type { Config } from '../../src/config/schema';
+import type { AuroraOptions } from '../db/aurora';
 import type {
   ApplyInput, ApplyResult, CaseResolveInput, CaseResolveResult, CasesListInput, ClassifyInput, ClassifyResult,
   FailbackCheckInput, FailbackCheckResult, PreserveOldInput, PreserveOldResult, ReconcileCase, ReconcileReport, ReportInput,
@@ -15,7 +16,7 @@ import { createReport } from './report';
 import { createVerify } from './verify';
 
 export interface ReconcileActivities {
-  /** On the old primary's worker: keep it read-only on its own timeline. */
+  /** On the old primary's worker: keep it read-only on its own timeline (Aurora: restore its snapshot read-only). */
   reconcilePreserve(input: PreserveOldInput): Promise<PreserveOldResult>;
   /** On the new primary's worker: read both journals over the window, classify, stage. */
   reconcileClassify(input: ClassifyInput): Promise<ClassifyResult>;
@@ -27,11 +28,11 @@ export interface ReconcileActivities {
   failbackCheck(input: FailbackCheckInput): Promise<FailbackCheckResult>;
 }
 
-export function createReconcileActivities(config: Config, region: string): ReconcileActivities {
+export function createReconcileActivities(config: Config, region: string, options: { aurora?: AuroraOptions } = {}): ReconcileActivities {
   const report = createReport(config, region);
   const cases = createCases(config, region);
   return {
-    reconcilePreserve: createPreserve(config, region),
+    reconcilePreserve: createPreserve(config, region, options.aurora),
     reconcileClassify: createClassify(config, region),
     reconcileApply: createApply(config, region),
     reconcileVerify: createVerify(config, region),

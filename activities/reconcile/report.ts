@@ -66,6 +66,17 @@ export function createReport(config: Config, region: string) {
             ...(run.verify.escalatedCase ? { escalatedCase: run.verify.escalatedCase } : {}),
           },
         } : {}),
+        // Left running rather than deleted here: while cases are open a person may want to
+        // query the old side beyond what the cases show (rows of tables the config does not
+        // name, the state around a conflict), and deleting a database is a decision for the
+        // person who closes the incident, not for a retry loop. Nothing is lost by deleting it:
+        // the snapshot copy it was restored from stays, and a reconcile run restores it again.
+        ...(input.oldSide ? {
+          oldSide: {
+            region: input.oldSide.region, cluster: input.oldSide.cluster, instance: input.oldSide.instance,
+            snapshot: input.oldSide.snapshot, deleteCommands: input.oldSide.deleteCommands,
+          },
+        } : {}),
         audit: run.audit,
       };
       await appendAudit(c, run.id, { runId: input.runId, by: input.requestedBy, what: `report: ${report.cases.open} case(s) open` });

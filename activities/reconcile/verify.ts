@@ -9,7 +9,7 @@ import type { Client } from 'pg';
 import type { ReconcileConfig } from '../../src/config/reconcile';
 import type { Config } from '../../src/config/schema';
 import type { TableVerify, VerifyInput, VerifyMismatch, VerifyResult } from '../../src/reconcile/types';
-import { insertableColumns, q, qTable, rcConfig, rcNode, requireWritablePrimary, withNode } from './db';
+import { insertableColumns, q, qTable, rcConfig, rcNode, rcOldSide, requireWritablePrimary, withNode } from './db';
 import { caseId, type CaseDraft, type TxnToApply } from './rules';
 import { insertCases } from './apply';
 import { appendAudit, ensureStore } from './store';
@@ -210,7 +210,7 @@ export function createVerify(config: Config, region: string) {
     const t0 = performance.now();
     const cfg = rcConfig(config, input.service);
     const nNew = rcNode(config, input.service, region);
-    const nOld = rcNode(config, input.service, input.oldRegion);
+    const nOld = rcOldSide(config, input.service, input.oldRegion, input.oldSide);
     return withNode(nNew, 'verifying', async (newC) => {
       await requireWritablePrimary(newC, nNew, 'verification');
       await ensureStore(newC);

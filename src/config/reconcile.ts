@@ -79,6 +79,13 @@ export const ReconcileConfig = z.strictObject({
    * one that began before the divergence may have committed after it.
    */
   windowMarginSeconds: z.number().min(0).default(30),
+  /**
+   * When the divergence point is estimated from a replication lag rather than read from the new
+   * primary (Aurora: the failure time minus the lag observed before promotion), read this much
+   * more before it: the lag is a figure observed at one moment (CloudWatch: the maximum over a
+   * period, 60 s for Aurora's metrics), not the exact position replication stopped at.
+   */
+  lagMarginSeconds: z.number().min(0).default(60),
 });
 
 export type JournalTable = z.infer<typeof JournalTable>;

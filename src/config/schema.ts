@@ -54,6 +54,16 @@ export const AuroraRegion = z.strictObject({
   passwordEnv: z.string().optional(),
   /** A role this region's worker assumes for its AWS calls; absent: the default credential chain. */
   roleArn: roleArn.optional(),
+  /**
+   * Where reconciliation restores this region's cluster's preserved snapshot (when this region was
+   * the old primary): the subnet group and security groups the restored cluster gets, so that the
+   * other regions' workers can reach it. Absent: the account's defaults (AWS: default VPC and
+   * security group).
+   */
+  restore: z.strictObject({
+    dbSubnetGroupName: z.string().min(1).optional(),
+    vpcSecurityGroupIds: z.array(z.string().min(1)).optional(),
+  }).optional(),
 });
 
 export const AuroraGlobalDatabase = z.strictObject({
@@ -82,6 +92,8 @@ export const AuroraGlobalDatabase = z.strictObject({
   edgeFence: z.enum(['none', 'routing-control']).default('none'),
   /** After an unplanned failover the rds:unplanned-global-failover-… snapshot is copied to <prefix>-<cluster>-<time>. */
   preserveSnapshotPrefix: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]*$/, 'letters, digits and dashes, starting with a letter').default('regionshift-preserved'),
+  /** The instance class of the one instance reconciliation adds to the restored cluster (it only reads). */
+  restoreInstanceClass: z.string().regex(/^db\.[a-z0-9][a-z0-9.-]*$/, 'a DB instance class like db.r6g.large or db.serverless').default('db.r6g.large'),
   /** Overrides the RDS and CloudWatch endpoint (moto in the local stack). */
   endpointUrl: z.string().url().optional(),
 });

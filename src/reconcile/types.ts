@@ -17,6 +17,15 @@ export interface ReconcileHandoff {
     lsn?: string;
     /** Commit time of the last transaction it had replayed (ISO): the divergence point in time. */
     at?: string;
+    /**
+     * When the old primary failed (ISO): the failover's trigger time, else its start. With the
+     * replication lag observed before promotion, the divergence point of a provider that only
+     * reports lag (Aurora: failure time minus lag).
+     */
+    failedAt?: string;
+    /** The replication lag the target reported before promotion (ms), and when it was observed (ISO). */
+    lagMs?: number;
+    lagObservedAt?: string;
   };
   /** Traffic records before the failover: what failback restores. */
   trafficBefore?: TrafficState;
@@ -49,6 +58,8 @@ export interface ClassifyInput {
   service: string;
   reconciliationId: string;
   oldRegion: string;
+  /** Where the old side is read when it is not the old region's own database (Aurora: the restored cluster). */
+  oldSide?: RestoredOldSide;
   handoff?: ReconcileHandoff;
   /** Which pass: 1, then one more per widening of the window. */
   pass: number;
@@ -65,6 +76,9 @@ export interface Divergence {
   /** The old primary's timeline and last WAL position: it wrote after switchLsn when it diverged. */
   oldTimeline?: number;
   oldLsn?: string;
+  /** Aurora: the failure time and replication lag the window's start was computed from. */
+  failedAt?: string;
+  lagMs?: number;
   /** How the window's start was found. */
   windowFrom: string;
   windowTo: string;
@@ -123,6 +137,8 @@ export interface VerifyInput {
   service: string;
   reconciliationId: string;
   oldRegion: string;
+  /** As ClassifyInput.oldSide. */
+  oldSide?: RestoredOldSide;
   /** Open a verify-mismatch case for what the comparison finds (last attempt) instead of asking to widen. */
   escalate: boolean;
 }
@@ -167,6 +183,8 @@ export interface ReportInput {
   workflowId: string;
   runId: string;
   requestedBy: string;
+  /** The restored cluster the old side was read from (Aurora): the report says how to delete it. */
+  oldSide?: RestoredOldSide;
 }
 
 export interface CaseSummary {
@@ -191,6 +209,11 @@ export interface ReconcileReport {
   applied: { transactions: number; entries: number; stateMoves: number; duplicatesDropped: number };
   cases: { opened: number; open: number; byKind: Partial<Record<CaseKind, number>>; list: CaseSummary[] };
   verify?: { ok: boolean; differences: number; balanceMismatches: number; escalatedCase?: string; ms: number };
+  /**
+   * Aurora: the cluster restored to read the old side, which costs money while it runs, and the
+   * commands that delete it once nobody needs to query it (the snapshot copy it came from stays).
+   */
+  oldSide?: { region: string; cluster: string; instance: string; snapshot: string; deleteCommands: string[] };
   /** Each reconciliation run that worked on it, in order. */
   audit: { runId: string; by: string; at: string; what: string }[];
 }
@@ -199,18 +222,50 @@ export interface PreserveOldInput {
   service: string;
   /** The region now primary: a node found streaming from it has already lost its divergent writes. */
   newPrimary: string;
+  /** When the failover happened (ISO): Aurora's snapshot of the old primary is looked for from then on. */
+  since?: string;
 }
+
+/**
+ * Aurora: the old primary's data as Aurora kept it (the rds:unplanned-global-failover-* snapshot,
+ * copied), restored as a cluster of its own and made read-only; reconciliation reads the old side
+ * there. Connection details only: each worker takes the credentials from its own config and
+ * environment (the old region's adminUser and passwordEnv: a restored cluster keeps the source's
+ * master user).
+ */
+export interface RestoredOldSide {
+  region: string;
+  cluster: string;
+  instance: string;
+  /** The manual snapshot copy it was restored from. */
+  snapshot: string;
+  host: string;
+  port: number;
+  database: string;
+  /** The commands that delete the restored cluster (instance first, then the cluster). */
+  deleteCommands: string[];
+}
+
+/** Failure types of a preserve that is waiting on something outside regionshift (retried by the workflow, which reports the wait). */
+export const PRESERVE_WAITING = ['SnapshotNotYet', 'RestoreInProgress'] as const;
 
 export interface PreserveOldResult {
   region: string;
-  /** How the old primary's writes are kept: read-only on its own timeline. */
-  state: 'read-only-primary';
+  /**
+   * How the old primary's writes are kept: read-only on its own timeline (postgres-streaming), or
+   * Aurora's snapshot of it restored as a read-only cluster (aurora-global).
+   */
+  state: 'read-only-primary' | 'restored-read-only-cluster';
   /** The node was started here (it was down). */
   started: boolean;
   /** The node was made read-only here (it was writable). */
   fenced: boolean;
   timeline?: number;
   lsn?: string;
+  /** Aurora: the snapshot Aurora took and the copy regionshift keeps. */
+  snapshot?: { source: string; copy: string };
+  /** Aurora: where classify and verify read the old side. */
+  oldSide?: RestoredOldSide;
   detail: string;
 }
 

@@ -158,7 +158,12 @@ export interface RunRecord {
   /** Replication state at promotion in an unplanned run: the evidence for its RPO. */
   rpo?: { lastReplayedCommitAt?: string; lastHeardFromPrimaryAt?: string; estimateSeconds?: number; zeroLoss: boolean };
   plan?: PlannedStep[];
-  reconcile?: { required: boolean; oldPrimary?: string; divergence?: { timeline?: number; lsn?: string } };
+  reconcile?: {
+    required: boolean;
+    oldPrimary?: string;
+    /** Where the old primary diverged, as the failover knew it (see ReconcileHandoff.divergence). */
+    divergence?: { timeline?: number; lsn?: string; failedAt?: string; lagMs?: number; lagObservedAt?: string };
+  };
   /** Reconcile runs: each step's result and the reconciliation's audit record. */
   reconciliation?: {
     id: string;

@@ -23,9 +23,29 @@ export function handoffOf(rec: RunRecord): ReconcileHandoff {
       ...(rec.promotion?.timeline !== undefined ? { timeline: rec.promotion.timeline } : rec.reconcile?.divergence?.timeline !== undefined ? { timeline: rec.reconcile.divergence.timeline } : {}),
       ...(rec.reconcile?.divergence?.lsn ?? rec.promotion?.before.lsn ? { lsn: rec.reconcile?.divergence?.lsn ?? rec.promotion?.before.lsn } : {}),
       ...(rec.promotion?.before.lastReplayedCommitAt ? { at: rec.promotion.before.lastReplayedCommitAt } : {}),
+      ...lagEvidenceOf(rec),
     },
     ...(rec.trafficBefore ?? rec.traffic?.before ? { trafficBefore: rec.trafficBefore ?? rec.traffic?.before } : {}),
     ...(rec.endedAt ? { failoverEndedAt: rec.endedAt } : {}),
+  };
+}
+
+/**
+ * The failure time and the replication lag observed before promotion, as the failover's handoff
+ * step recorded them; for a record from before it did, from the promotion's own evidence and the
+ * run's start.
+ */
+function lagEvidenceOf(rec: RunRecord): Pick<ReconcileHandoff['divergence'], 'failedAt' | 'lagMs' | 'lagObservedAt'> {
+  const d = rec.reconcile?.divergence;
+  if (d?.failedAt) {
+    return { failedAt: d.failedAt, ...(d.lagMs !== undefined ? { lagMs: d.lagMs } : {}), ...(d.lagObservedAt ? { lagObservedAt: d.lagObservedAt } : {}) };
+  }
+  const before = rec.promotion?.before;
+  const heard = before?.lastHeardFromPrimaryAt ? Date.parse(before.lastHeardFromPrimaryAt) : NaN;
+  const replayed = before?.lastReplayedCommitAt ? Date.parse(before.lastReplayedCommitAt) : NaN;
+  return {
+    failedAt: rec.startedAt,
+    ...(Number.isNaN(heard) || Number.isNaN(replayed) ? {} : { lagMs: Math.max(0, heard - replayed), lagObservedAt: before!.lastHeardFromPrimaryAt! }),
   };
 }
 

@@ -66,3 +66,26 @@ export async function createUnplannedFailoverSnapshot(url: string, region: strin
   }
   return id;
 }
+
+/**
+ * Regional clusters (each with an instance) that moto can restore snapshots of: standalone, with
+ * a master user. moto cannot restore a snapshot of a cluster it created as a global-database
+ * member (it has no master password to copy: a KeyError in moto, not AWS behaviour), so tests
+ * that restore keep the global database's membership in test/support/rds-sim.ts instead.
+ */
+export async function createRestorableClustersOnMoto(url: string, clusters: { id: string; region: string }[], engineVersion = '15.4'): Promise<Record<string, string>> {
+  const arns: Record<string, string> = {};
+  for (const c of clusters) {
+    const rds = rdsOn(url, c.region);
+    try {
+      const created = await rds.send(new CreateDBClusterCommand({
+        DBClusterIdentifier: c.id, Engine: 'aurora-postgresql', EngineVersion: engineVersion, MasterUsername: 'postgres', MasterUserPassword: 'not-a-secret',
+      }));
+      await rds.send(new CreateDBInstanceCommand({ DBInstanceIdentifier: `${c.id}-1`, DBClusterIdentifier: c.id, Engine: 'aurora-postgresql', DBInstanceClass: 'db.r6g.large' }));
+      arns[c.region] = created.DBCluster!.DBClusterArn!;
+    } finally {
+      rds.destroy();
+    }
+  }
+  return arns;
+}

@@ -45,16 +45,21 @@ export interface DivergenceRun {
   engineered?: Engineered;
   /** Every transaction a client got a COMMIT for, in either region, and where. */
   acked(): { id: string; region: string }[];
+  /** When replication was cut (the last moment the standby had everything) and when the primary died. */
+  cutAt: number;
   killedAt: number;
 }
 
-export function pgClient(fe: FailoverEnv, region: string, user = PG_SUPERUSER): PgClient {
+/** What the SQL helpers below need of an env: the PostgreSQL node of each region. */
+type Nodes = Pick<FailoverEnv, 'nodes'>;
+
+export function pgClient(fe: Nodes, region: string, user = PG_SUPERUSER): PgClient {
   const c = new PgClient({ connectionString: dsn(fe.nodes[region]!, user) });
   c.on('error', () => undefined);
   return c;
 }
 
-export async function sql<T extends Record<string, unknown>>(fe: FailoverEnv, region: string, text: string, params: unknown[] = []): Promise<T[]> {
+export async function sql<T extends Record<string, unknown>>(fe: Nodes, region: string, text: string, params: unknown[] = []): Promise<T[]> {
   const c = pgClient(fe, region);
   await c.connect();
   try {
@@ -109,6 +114,7 @@ export async function makeDivergence(fe: FailoverEnv, opts: { engineered: boolea
   await new Promise((r) => setTimeout(r, 3_000));
 
   // Replication falls behind: from here us-west-2 acknowledges writes us-east-1 never gets.
+  const cutAt = Date.now();
   await partitionStandby(fe, EAST);
   let engineered: Engineered | undefined;
   if (opts.engineered) {
@@ -196,18 +202,18 @@ export async function makeDivergence(fe: FailoverEnv, opts: { engineered: boolea
   await new Promise((r) => setTimeout(r, 800));
   // The old region's worker comes back; its database stays down until reconciliation starts it read-only.
   await fe.startRegion(WEST);
-  return { load, failover, engineered, killedAt, acked: () => [...load.acks.map((a) => ({ id: a.id, region: a.region })), ...extra] };
+  return { load, failover, engineered, cutAt, killedAt, acked: () => [...load.acks.map((a) => ({ id: a.id, region: a.region })), ...extra] };
 }
 
 /** The ids among `ids` that the region's journal holds, with how many entries each has. */
-export async function journalHas(fe: FailoverEnv, region: string, ids: string[]): Promise<Map<string, number>> {
+export async function journalHas(fe: Nodes, region: string, ids: string[]): Promise<Map<string, number>> {
   const rows = await sql<{ id: string; n: string }>(fe, region,
     `SELECT j.id::text AS id, count(e.txn_id)::text AS n FROM journal j LEFT JOIN ledger_entries e ON e.txn_id = j.id WHERE j.id = ANY($1::uuid[]) GROUP BY j.id`, [ids]);
   return new Map(rows.map((r) => [r.id, Number(r.n)]));
 }
 
 /** Accounts whose cached balance is not the sum of their entries. */
-export async function badBalances(fe: FailoverEnv, region: string): Promise<string[]> {
+export async function badBalances(fe: Nodes, region: string): Promise<string[]> {
   return (await sql<{ id: string }>(fe, region,
     `SELECT a.id FROM accounts a WHERE a.balance <> coalesce((SELECT sum(e.amount) FROM ledger_entries e WHERE e.account = a.id), 0)`)).map((r) => r.id);
 }

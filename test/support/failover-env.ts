@@ -9,7 +9,7 @@ import { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { Pool } from 'pg';
-import { createRegionActivities } from '../../activities';
+import { createRegionActivities, type RegionActivityOptions } from '../../activities';
 import { ensureTrafficRecords } from '../../activities/traffic/route53';
 import { Config } from '../../src/config/schema';
 import { dsn, PG_APP_ROLE, psql, type PgNode } from '../../src/postgres/node';
@@ -56,7 +56,7 @@ export function runbookFromText(text: string): RunbookDoc {
   return { ...loaded.value, hash: loaded.hash, file: loaded.file };
 }
 
-export async function createFailoverEnv(policy: Record<string, unknown> = {}): Promise<FailoverEnv> {
+export async function createFailoverEnv(policy: Record<string, unknown> = {}, activityOptions: RegionActivityOptions = {}): Promise<FailoverEnv> {
   if (!runtimeInstalled) {
     Runtime.install({ logger: new DefaultLogger('WARN') });
     runtimeInstalled = true;
@@ -113,7 +113,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}): P
     nodes,
     async startRegion(region) {
       if (workers.has(region)) return;
-      run(region, await Worker.create({ connection, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region) }));
+      run(region, await Worker.create({ connection, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
     },
     async stopRegion(region) {
       const w = workers.get(region);

@@ -64,6 +64,11 @@ export interface RdsSimOptions {
   writer?: string;
   /** How long each FailoverState phase lasts. */
   phaseMs?: number;
+  /**
+   * Called when a switchover or failover completes, and awaited before any answer shows the new
+   * writer: a test moves the databases standing in for the clusters' writers along with it.
+   */
+  onWriterChange?: (change: { kind: 'switchover' | 'failover'; from: string; to: string }) => Promise<void>;
 }
 
 export interface RdsSim {
@@ -113,6 +118,7 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
   const failures = new Map<string, { code: string; message: string; status: number }>();
   const accepted: Record<string, number> = {};
   const lags = new Map<string, number>();
+  const hooks: Promise<void>[] = [];
 
   /** The two CloudWatch calls the lag reading makes, in the awsJson1_0 protocol CloudWatch speaks. */
   function cloudwatch(op: string, body: Record<string, unknown>): unknown {
@@ -146,6 +152,12 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
     // Over.
     if (op.outcome === 'complete') {
       members = members.map((m) => ({ ...m, isWriter: m.arn === op!.to }));
+      if (opts.onWriterChange) {
+        const moved = opts.onWriterChange({ kind: op.kind, from: idOfArn(op.from)!, to: idOfArn(op.to)! });
+        // Reported by the next answer (as an InternalFailure), not as an unhandled rejection.
+        moved.catch(() => undefined);
+        hooks.push(moved);
+      }
       if (op.kind === 'failover' && down.has(clusters.get(idOfArn(op.from)!)!.region)) pendingRecovery.add(op.from);
     }
     op = undefined;
@@ -307,14 +319,18 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
         error(failure.code, failure.message, failure.status);
         return;
       }
-      try {
-        const result = handle(action, region, params);
-        accepted[action] = (accepted[action] ?? 0) + 1;
-        send(200, `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>sim-${log.length}</RequestId></ResponseMetadata></${action}Response>`);
-      } catch (err) {
-        if (err instanceof Fault) error(err.code, err.message, err.status);
-        else error('InternalFailure', String(err), 500);
-      }
+      void (async () => {
+        try {
+          const result = handle(action, region, params);
+          // Nobody sees the new writer before the stand-ins have moved with it.
+          await Promise.all(hooks);
+          accepted[action] = (accepted[action] ?? 0) + 1;
+          send(200, `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>sim-${log.length}</RequestId></ResponseMetadata></${action}Response>`);
+        } catch (err) {
+          if (err instanceof Fault) error(err.code, err.message, err.status);
+          else error('InternalFailure', String(err), 500);
+        }
+      })();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
