@@ -46,6 +46,10 @@ services:
       ttl: 5
       endpoints: { us-west-2: db.us-west-2.regionshift.test., us-east-1: db.us-east-1.regionshift.test. }
       endpointUrl: http://127.0.0.1:${moto}
+    # as in regionshift.yaml: reconcile's verify step checksums the loans too
+    reconcile:
+      mutable:
+        - { table: loans, keyPrefix: 'loan:', updatedAt: updated_at, states: [PENDING, APPROVED, DISBURSED, COMPLETED] }
     policy:
 ${policy}
 `,
