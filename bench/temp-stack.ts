@@ -18,7 +18,15 @@ export interface BenchStack {
 
 /** `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller). */
 export async function makeBenchStack(policy: string): Promise<BenchStack> {
-  const { dir, home, configFile } = await writeTempStack({ prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5 });
+  const { dir, home, configFile } = await writeTempStack({
+    prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5,
+    // As in regionshift.yaml: reconcile's verify step checksums the loans too.
+    serviceExtra: [
+      '    reconcile:',
+      '      mutable:',
+      "        - { table: loans, keyPrefix: 'loan:', updatedAt: updated_at, states: [PENDING, APPROVED, DISBURSED, COMPLETED] }",
+    ].join('\n'),
+  });
   const config = loadConfig(configFile);
   // Everything spawned from here (workers, postgres through pg_ctl) finds this stack, not the default one.
   process.env.REGIONSHIFT_HOME = home;

@@ -166,8 +166,10 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
         v = await on(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), escalate: true });
       }
       r.verify = v;
-      const tables = v.tables.map((t) => `${t.table} ${t.rows} rows, ${t.ranges} ranges, ${t.rowsFetched} fetched`).join('; ');
-      notes.push(v.ok ? `no difference outside the window (${tables})` : `DIFFERENCES outside the window: ${v.mismatches.length} row(s), ${v.balanceMismatches.length} balance(s); escalated as case ${v.escalatedCase}`);
+      // Mutable tables say how many keys the window named (left to classify and apply).
+      const tables = v.tables.map((t) => `${t.table} ${t.rows} rows${t.excluded !== undefined ? ` (${t.excluded} keys in the window left out)` : ''}, ${t.ranges} ranges, ${t.rowsFetched} fetched`).join('; ');
+      const differing = v.tables.filter((t) => t.differences > 0).map((t) => `${t.table} ${t.differences}`).join(', ');
+      notes.push(v.ok ? `no difference outside the window (${tables})` : `DIFFERENCES outside the window: ${v.mismatches.length} row(s)${differing ? ` (${differing})` : ''}, ${v.balanceMismatches.length} balance(s); escalated as case ${v.escalatedCase}`);
       state.detail = notes.join('; ');
       return;
     }

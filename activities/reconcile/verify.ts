@@ -1,15 +1,17 @@
 // reconcile.verify, off the critical path (apply has committed): outside the window both sides
-// must hold exactly the same journal and entries. Compared by key-range bisection: each side
+// must hold exactly the same journal and entries, and the same mutable rows (those no journal
+// row in the window names: see "mutable tables" below). Compared by key-range bisection: each side
 // computes (count, xor of 64-bit row hashes) per key range, in one pass per level, in parallel;
 // only ranges that differ are split again, and only small differing ranges are fetched. Equal
 // tables cost one scan per side and transfer a few numbers; the naive diff (naiveDiff, kept for
 // the benchmark) ships every row's hash to the worker in key order.
 import { performance } from 'node:perf_hooks';
+import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { ReconcileConfig } from '../../src/config/reconcile';
 import type { Config } from '../../src/config/schema';
 import type { TableVerify, VerifyInput, VerifyMismatch, VerifyResult } from '../../src/reconcile/types';
-import { insertableColumns, q, qTable, rcConfig, rcNode, rcOldSide, requireWritablePrimary, withNode } from './db';
+import { insertableColumns, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode } from './db';
 import { caseId, type CaseDraft, type TxnToApply } from './rules';
 import { insertCases } from './apply';
 import { appendAudit, ensureStore } from './store';
@@ -37,7 +39,7 @@ function bigToUuid(b: bigint): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-function rowHash(spec: VerifySpec, alias = 't'): string {
+function rowHash(spec: { columns: string[] }, alias = 't'): string {
   return `hashtextextended(ROW(${spec.columns.map((c) => `${alias}.${q(c)}`).join(', ')})::text, 0)`;
 }
 
@@ -184,6 +186,228 @@ export async function naiveDiff(oldC: Client, newC: Client, spec: VerifySpec, fr
   return { rows, differences, ms: Math.round(performance.now() - t0) };
 }
 
+// --- mutable tables ------------------------------------------------------------------------------
+//
+// A mutable row (a loan's status) has no commit time, so "outside the window" is decided by key:
+// the rows whose key no journal row committed from the window's start names, on either side (the
+// journal lists what each transaction touched, `<keyPrefix><key>`). Rows the window names were
+// decided by classify and apply and may rightly differ (an open case, a delete in one region);
+// every other row streamed from the old primary before the divergence and must be identical.
+// Keys named only by the window's margin (transactions that replicated) are left out too: the
+// exclusion errs wide, never narrow.
+//
+// The bisection runs over a 64-bit hash of the key's text, not over the key itself: mutable keys
+// are whatever the service chose (text like L-0017, bigint, uuid), and text cannot be split at
+// arithmetic midpoints, bigints are often sparse or clustered. The hash spreads any key type evenly,
+// so every level splits each differing bucket into 16 of about equal size, and a whole level is one
+// GROUP BY scan per side however many buckets differ (its top bits are the bucket). The price is
+// that a level cannot read a narrow key range through the key's index; these tables are scanned
+// whole anyway (they have no window column to bound the scan), and the levels are few
+// (log16(rows / 2,000)). The key is compared as text, as the journal names it and as classify
+// reads it.
+
+/** A mutable table compared outside the window: its key, the journal's prefix for it, the columns hashed. */
+export interface MutableVerifySpec {
+  table: string;
+  key: string;
+  /** The key column's type, from the catalog: both versions of a differing row are read through its index. */
+  keyType: string;
+  keyPrefix: string;
+  columns: string[];
+}
+
+const BITS = 4; // 2^BITS = FANOUT buckets per differing bucket and level
+/** Differing rows per table whose both versions are read for the result and the case (it shows 50). */
+const VERSIONS_SHOWN = 50;
+
+async function columnsOf(c: Client, table: string): Promise<{ name: string; type: string }[] | null> {
+  const rel = (await c.query<{ rel: string | null }>('SELECT to_regclass($1)::text AS rel', [qTable(table)])).rows[0]!.rel;
+  if (!rel) return null;
+  return (await c.query<{ name: string; type: string }>(
+    `SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute
+      WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [rel],
+  )).rows;
+}
+
+/**
+ * The configured mutable tables as this database has them. Classify only reads a mutable table
+ * when the window touches it, so a wrong name may first show here: it is said as the config
+ * field, the table and the column, before anything is scanned.
+ */
+export async function mutableVerifySpecs(c: Client, cfg: ReconcileConfig, service: string, where: string): Promise<MutableVerifySpec[]> {
+  const specs: MutableVerifySpec[] = [];
+  for (const [i, t] of cfg.mutable.entries()) {
+    const field = `services[${service}].reconcile.mutable[${i}]`;
+    const cols = await columnsOf(c, t.table);
+    if (!cols || cols.length === 0) {
+      throw ApplicationFailure.nonRetryable(`${field}.table: table ${t.table} does not exist in ${where}`, ReconcileFailure.Config);
+    }
+    const named: [string, string | undefined][] = [['key', t.key], ['status', t.status], ['version', t.version], ['updatedAt', t.updatedAt]];
+    for (const [name, col] of named) {
+      if (col !== undefined && !cols.some((x) => x.name === col)) {
+        throw ApplicationFailure.nonRetryable(
+          `${field}.${name}: table ${t.table} has no column ${col} in ${where} (its columns: ${cols.map((x) => x.name).join(', ')})`,
+          ReconcileFailure.Config,
+        );
+      }
+    }
+    specs.push({ table: t.table, key: t.key, keyType: cols.find((x) => x.name === t.key)!.type, keyPrefix: t.keyPrefix, columns: cols.map((x) => x.name) });
+  }
+  return specs;
+}
+
+const keyText = (s: MutableVerifySpec) => `t.${q(s.key)}::text`;
+const keyHash = (s: MutableVerifySpec) => `hashtextextended(${keyText(s)}, 0)`;
+/**
+ * Rows whose key is not among $1 (the window's keys): a hash anti-join whose hash side is built
+ * from the divergence, not the table. An array parameter rather than a temp table: the preserved
+ * old primary is read-only, and a read-only session cannot create one.
+ */
+const outsideWindow = (s: MutableVerifySpec) => `NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS w(k) WHERE w.k = ${keyText(s)})`;
+
+/**
+ * (count, xor) per bucket: the key hash's top bits (shifted right by `shift`), over the buckets
+ * whose parent (BITS fewer top bits) is in `parents`, or all of them at the first level. int8's
+ * shift is arithmetic, so a bucket's parent is its id shifted by BITS on both sides alike.
+ */
+async function hashBuckets(c: Client, s: MutableVerifySpec, inside: string[], shift: number, parents: string[] | null): Promise<Map<string, Bucket>> {
+  const { rows } = await c.query<{ b: string; n: string; x: string }>(
+    `SELECT (${keyHash(s)} >> $2::int)::text AS b, count(*)::text AS n, coalesce(bit_xor(${rowHash(s)}), 0)::text AS x
+       FROM ${qTable(s.table)} t
+      WHERE ${outsideWindow(s)} AND ($3::int8[] IS NULL OR (${keyHash(s)} >> ($2::int + ${BITS})) = ANY($3::int8[]))
+      GROUP BY 1`,
+    [inside, shift, parents],
+  );
+  return new Map(rows.map((r) => [r.b, { n: Number(r.n), x: r.x }]));
+}
+
+async function hashLeaves(c: Client, s: MutableVerifySpec, inside: string[], shift: number, buckets: string[]): Promise<Map<string, string>> {
+  const { rows } = await c.query<{ k: string; h: string }>(
+    `SELECT ${keyText(s)} AS k, ${rowHash(s)}::text AS h FROM ${qTable(s.table)} t
+      WHERE ${outsideWindow(s)} AND (${keyHash(s)} >> $2::int) = ANY($3::int8[])`,
+    [inside, shift, buckets],
+  );
+  return new Map(rows.map((r) => [r.k, r.h]));
+}
+
+async function rowVersions(c: Client, s: MutableVerifySpec, keys: string[]): Promise<Map<string, Record<string, unknown>>> {
+  const { rows } = await c.query<{ k: string; row: Record<string, unknown> }>(
+    `SELECT ${keyText(s)} AS k, to_jsonb(t) AS row FROM ${qTable(s.table)} t WHERE t.${q(s.key)} = ANY($1::${s.keyType}[])`,
+    [keys],
+  );
+  return new Map(rows.map((r) => [r.k, r.row]));
+}
+
+/**
+ * Compares a mutable table on both sides, leaving out the keys in `inside` (the window's, without
+ * their prefix). Call it with the new side in one repeatable-read snapshot that also read the
+ * new journal's window keys: the new region keeps moving rows (and journaling them) meanwhile,
+ * and a row moved after the keys were read would otherwise look like a difference.
+ */
+export async function mutableChecksumDiff(oldC: Client, newC: Client, spec: MutableVerifySpec, inside: string[]): Promise<{ stats: TableVerify; mismatches: VerifyMismatch[] }> {
+  const t0 = performance.now();
+  const mismatches: VerifyMismatch[] = [];
+  const stats: TableVerify = { table: spec.table, rows: 0, ranges: 0, rowsFetched: 0, differences: 0, excluded: inside.length, ms: 0 };
+  let parents: string[] | null = null;
+  for (let depth = 1; depth * BITS <= 64 && mismatches.length < MAX_MISMATCHES; depth++) {
+    const shift = 64 - depth * BITS;
+    const [a, b] = await Promise.all([hashBuckets(oldC, spec, inside, shift, parents), hashBuckets(newC, spec, inside, shift, parents)]);
+    const ids = new Set([...a.keys(), ...b.keys()]);
+    stats.ranges += ids.size;
+    if (depth === 1) stats.rows = Math.max([...a.values()].reduce((n, x) => n + x.n, 0), [...b.values()].reduce((n, x) => n + x.n, 0));
+    const leaves: string[] = [];
+    const deeper: string[] = [];
+    for (const id of ids) {
+      const x = a.get(id);
+      const y = b.get(id);
+      if (x && y && x.n === y.n && x.x === y.x) continue;
+      (Math.max(x?.n ?? 0, y?.n ?? 0) <= LEAF_ROWS || shift === 0 ? leaves : deeper).push(id);
+    }
+    if (leaves.length > 0) {
+      const [ra, rb] = await Promise.all([hashLeaves(oldC, spec, inside, shift, leaves), hashLeaves(newC, spec, inside, shift, leaves)]);
+      stats.rowsFetched += ra.size + rb.size;
+      for (const [k, h] of ra) {
+        const other = rb.get(k);
+        if (other === h) continue;
+        mismatches.push({ table: spec.table, key: k, side: other === undefined ? 'only-old' : 'different' });
+      }
+      for (const k of rb.keys()) if (!ra.has(k)) mismatches.push({ table: spec.table, key: k, side: 'only-new' });
+    }
+    if (deeper.length === 0) break;
+    parents = deeper;
+  }
+  stats.differences = mismatches.length;
+  const shown = mismatches.slice(0, VERSIONS_SHOWN);
+  if (shown.length > 0) {
+    const keys = shown.map((m) => m.key);
+    const [va, vb] = await Promise.all([rowVersions(oldC, spec, keys), rowVersions(newC, spec, keys)]);
+    for (const m of shown) {
+      m.oldRow = va.get(m.key) ?? null;
+      m.newRow = vb.get(m.key) ?? null;
+    }
+  }
+  stats.ms = Math.round(performance.now() - t0);
+  return { stats, mismatches };
+}
+
+/** Prefixed keys (`loan:L-17`) named by the journal rows committed from `from` on, for the given prefixes. */
+async function windowKeys(c: Client, cfg: ReconcileConfig, from: string, prefixes: string[]): Promise<string[]> {
+  const j = cfg.journal;
+  const { rows } = await c.query<{ k: string }>(
+    `SELECT DISTINCT k.k FROM ${qTable(j.table)} j CROSS JOIN LATERAL unnest(j.${q(j.keys)}::text[]) AS k(k)
+      WHERE j.${q(j.committedAt)} >= $1::timestamptz AND EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(p) WHERE left(k.k, length(p.p)) = p.p)`,
+    [from, prefixes],
+  );
+  return rows.map((r) => r.k);
+}
+
+/**
+ * Every mutable table outside the window. The old primary is preserved read-only and holds
+ * still; the new side is read in one repeatable-read, read-only snapshot (its window keys and
+ * its rows alike).
+ */
+async function verifyMutable(oldC: Client, newC: Client, cfg: ReconcileConfig, specs: MutableVerifySpec[], from: string): Promise<{ tables: TableVerify[]; mismatches: VerifyMismatch[] }> {
+  const tables: TableVerify[] = [];
+  const mismatches: VerifyMismatch[] = [];
+  if (specs.length === 0) return { tables, mismatches };
+  await newC.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const prefixes = specs.map((s) => s.keyPrefix);
+    const named = new Set([...await windowKeys(oldC, cfg, from, prefixes), ...await windowKeys(newC, cfg, from, prefixes)]);
+    for (const spec of specs) {
+      const inside = [...named].filter((k) => k.startsWith(spec.keyPrefix)).map((k) => k.slice(spec.keyPrefix.length));
+      const d = await mutableChecksumDiff(oldC, newC, spec, inside);
+      tables.push(d.stats);
+      mismatches.push(...d.mismatches);
+    }
+    await newC.query('COMMIT');
+  } catch (err) {
+    await newC.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+  return { tables, mismatches };
+}
+
+/**
+ * A mutable row has no commit time, so it cannot say where the window should start. Widening can
+ * still explain it when the old side's journal has a row just before the window (itself a
+ * difference verify found, with a commit time) that names its key: a transaction that began
+ * before the window and moved the row. Classifying again from before that transaction takes the
+ * key into the window, and the next verify leaves it out. Any other mutable difference is not
+ * something a wider window explains, and escalates. Returns how many are explained.
+ */
+async function explainedByWidening(oldC: Client, cfg: ReconcileConfig, specs: MutableVerifySpec[], timed: VerifyMismatch[], mutable: VerifyMismatch[]): Promise<number> {
+  const ids = timed.filter((m) => m.table === cfg.journal.table).map((m) => m.key);
+  if (ids.length === 0 || mutable.length === 0) return 0;
+  const j = cfg.journal;
+  const named = new Set((await oldC.query<{ k: string }>(
+    `SELECT DISTINCT unnest(${q(j.keys)}::text[]) AS k FROM ${qTable(j.table)} WHERE ${q(j.id)} = ANY($1::uuid[])`, [ids],
+  )).rows.map((r) => r.k));
+  const prefixOf = new Map(specs.map((s) => [s.table, s.keyPrefix]));
+  return mutable.filter((m) => named.has(`${prefixOf.get(m.table)}${m.key}`)).length;
+}
+
 export async function verifySpecs(c: Client, cfg: ReconcileConfig): Promise<VerifySpec[]> {
   return [
     { table: cfg.journal.table, key: cfg.journal.id, windowColumn: cfg.journal.committedAt, columns: await insertableColumns(c, cfg.journal.table) },
@@ -225,27 +449,39 @@ export function createVerify(config: Config, region: string) {
       return withNode(nOld, 'verifying-old', async (oldC) => {
         const tables: TableVerify[] = [];
         const mismatches: VerifyMismatch[] = [];
+        // Both schemas first: a table or column the config names and one side lacks is a config
+        // error, said before anything is scanned. A column only one side has (a migration in the
+        // new region after the failover) is not compared.
+        const newMutable = await mutableVerifySpecs(newC, cfg, input.service, nNew.where);
+        const oldMutable = await mutableVerifySpecs(oldC, cfg, input.service, nOld.where);
+        const mutableSpecs = newMutable.map((s, i) => ({ ...s, columns: s.columns.filter((col) => oldMutable[i]!.columns.includes(col)) }));
         for (const spec of await verifySpecs(newC, cfg)) {
           const d = await checksumDiff(oldC, newC, spec, run.from);
           tables.push(d.stats);
           mismatches.push(...d.mismatches);
         }
+        const mut = await verifyMutable(oldC, newC, cfg, mutableSpecs, run.from);
+        tables.push(...mut.tables);
+        mismatches.push(...mut.mismatches);
         const badBalances = await balanceMismatches(newC, cfg, [...new Set(touched)].filter((a) => !a.startsWith(cfg.externalAccountPrefix)));
         const result: VerifyResult = {
           reconciliationId: input.reconciliationId, windowFrom: run.from, tables, balanceMismatches: badBalances, mismatches: mismatches.slice(0, 50),
           ok: mismatches.length === 0 && badBalances.length === 0, ms: 0,
         };
         // Rows the old side has (or has differently) just outside the window: a transaction that
-        // began long before it committed. Classifying again from before them takes them in.
-        const widenable = mismatches.filter((m) => m.side !== 'only-new' && m.at);
-        if (mismatches.length > 0 && !input.escalate && widenable.length === mismatches.length) {
-          const earliest = Math.min(...widenable.map((m) => Date.parse(m.at!)));
+        // began long before it committed. Classifying again from before them takes them in, and
+        // the mutable rows such a transaction moved with them (explainedByWidening).
+        const timed = mismatches.filter((m) => m.side !== 'only-new' && m.at);
+        const explained = input.escalate || timed.length === 0 ? 0
+          : await explainedByWidening(oldC, cfg, mutableSpecs, timed, mut.mismatches);
+        if (mismatches.length > 0 && !input.escalate && timed.length + explained === mismatches.length) {
+          const earliest = Math.min(...timed.map((x) => Date.parse(x.at!)));
           result.widenTo = new Date(earliest - cfg.windowMarginSeconds * 1000).toISOString();
         } else if (!result.ok) {
           const draft: CaseDraft = {
             id: caseId(input.reconciliationId, 'verify-mismatch', `${mismatches.length}:${badBalances.join(',')}:${mismatches.slice(0, 5).map((m) => m.key).join(',')}`),
             kind: 'verify-mismatch', txnIds: [],
-            summary: `outside the reconciliation window the regions differ: ${mismatches.length} row(s)${badBalances.length ? `, and ${badBalances.length} touched account(s) whose balance is not the sum of its entries (${badBalances.slice(0, 5).join(', ')})` : ''}; investigate before failing back`,
+            summary: `outside the reconciliation window the regions differ: ${mismatches.length} row(s)${mismatches.length ? ` (${tables.filter((t) => t.differences > 0).map((t) => `${t.table} ${t.differences}`).join(', ')})` : ''}${badBalances.length ? `, and ${badBalances.length} touched account(s) whose balance is not the sum of its entries (${badBalances.slice(0, 5).join(', ')})` : ''}; investigate before failing back`,
             oldVersion: { rows: mismatches.filter((m) => m.side !== 'only-new').slice(0, 50) },
             newVersion: { rows: mismatches.filter((m) => m.side !== 'only-old').slice(0, 50), balanceMismatches: badBalances.slice(0, 50) },
             proposals: {},

@@ -151,6 +151,8 @@ export interface TableVerify {
   ranges: number;
   rowsFetched: number;
   differences: number;
+  /** Mutable tables: keys left out because a journal row in the window names them (classify and apply decided those). */
+  excluded?: number;
   ms: number;
 }
 
@@ -160,6 +162,9 @@ export interface VerifyMismatch {
   side: 'only-old' | 'only-new' | 'different';
   /** The row's window column (commit time), when it has one. */
   at?: string;
+  /** Mutable rows: the row as each region has it (null: absent there), for the person the case goes to. */
+  oldRow?: Record<string, unknown> | null;
+  newRow?: Record<string, unknown> | null;
 }
 
 export interface VerifyResult {

@@ -28,6 +28,8 @@ export interface TempStackOptions {
   policy?: string;
   /** DNS TTL of the service's records; absent: the default. */
   ttl?: number;
+  /** More of the ledger service's config, as YAML lines indented by four spaces. */
+  serviceExtra?: string;
 }
 
 /** One service `ledger` on a PostgreSQL pair (us-west-2 writer, us-east-1 standby) and Route 53 in moto. */
@@ -57,7 +59,7 @@ services:
       recordName: ledger.regionshift.test.
 ${opts.ttl !== undefined ? `      ttl: ${opts.ttl}\n` : ''}      endpoints: { us-west-2: db.us-west-2.regionshift.test., us-east-1: db.us-east-1.regionshift.test. }
       endpointUrl: http://127.0.0.1:${motoPort}
-${opts.policy ? `    policy:\n${opts.policy}\n` : ''}`,
+${opts.serviceExtra ? `${opts.serviceExtra}\n` : ''}${opts.policy ? `    policy:\n${opts.policy}\n` : ''}`,
   );
   return {
     dir, home, configFile, temporalPort, uiPort, motoPort,

@@ -93,7 +93,15 @@ async function withApp<T>(fe: FailoverEnv, region: string, fn: (c: ClientBase) =
 
 const transfer = (from: string, to: string, amount: number, id = uuidv7()): Transfer => ({ id, from, to, amount });
 
-export async function makeDivergence(fe: FailoverEnv, opts: { engineered: boolean; clients?: number; lostMs?: number }): Promise<DivergenceRun> {
+export interface DivergenceOptions {
+  engineered: boolean;
+  clients?: number;
+  lostMs?: number;
+  /** More writes of the test's own in us-west-2 once replication is cut, before the region dies (acknowledged ids returned). */
+  whilePartitioned?: () => Promise<{ id: string; region: string }[]>;
+}
+
+export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): Promise<DivergenceRun> {
   useDemoReconcileConfig(fe);
   const service = fe.config.services[0]!;
   await ensureLedger(fe.nodes[WEST]!, PG_APP_ROLE);
@@ -163,6 +171,7 @@ export async function makeDivergence(fe: FailoverEnv, opts: { engineered: boolea
       },
     };
   }
+  if (opts.whilePartitioned) extra.push(...await opts.whilePartitioned());
   await new Promise((r) => setTimeout(r, opts.lostMs ?? 800));
 
   // The region fails mid-load: its worker first (regionshift cannot fence it), while its database,
