@@ -14,6 +14,7 @@ import { runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { approveRun, awaitRecord, RefusedError } from '../src/runs/client';
 import { decide, initialState } from '../workflows/guardian';
+import { startRigs } from './support/rigs';
 import { runbookFromText } from './support/failover-env';
 import { startMoto, type MotoServer } from './support/moto';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
@@ -35,7 +36,7 @@ let deliverer: Deliverer;
 const healthAnswers = new Map<string, string[]>();
 
 beforeAll(async () => {
-  [te, moto] = await Promise.all([
+  [te, moto] = await startRigs([
     createTemporalEnv((address) => paperConfig(address, [
       { name: 'gated', regions: REGIONS, triggers: { alarms: [alarmRule], approval: { unplanned: { policy: 'approve', timeout: '2s' } } } },
       { name: 'proceeds', regions: REGIONS, triggers: { alarms: [alarmRule], approval: { unplanned: { policy: 'approve-or-proceed-after', after: '2s' } } } },

@@ -14,6 +14,7 @@ import type { GuardianView } from '../src/intake/types';
 import { runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { abortRun, approveRun, awaitRecord, startRun } from '../src/runs/client';
+import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { cloudWatchAlarm, createSnsFixture, type SnsFixture } from './support/sns-fixture';
 import { waitFor } from './support/wait';
@@ -30,7 +31,7 @@ const logs: string[] = [];
 let dir: string;
 
 beforeAll(async () => {
-  [fe, sns] = await Promise.all([createFailoverEnv({ approvers: ['carol', 'dave'], cooldown: '5m' }), createSnsFixture()]);
+  [fe, sns] = await startRigs([createFailoverEnv({ approvers: ['carol', 'dave'], cooldown: '5m' }), createSnsFixture()]);
   (fe.config.services[0] as { triggers?: unknown }).triggers = {
     alarms: [
       { source: 'sns', name: 'ledger-west-5xx', region: WEST },

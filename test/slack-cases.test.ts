@@ -10,6 +10,7 @@ import { awaitRecord } from '../src/runs/client';
 import { listCases } from '../src/runs/reconcile';
 import { CASE_ACTION, CASES_EVENT_KEY } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
+import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { badBalances, EAST, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
 import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
@@ -32,7 +33,7 @@ let botUrl: string;
 let responses = 0;
 
 beforeAll(async () => {
-  [fe, slack] = await Promise.all([
+  [fe, slack] = await startRigs([
     createFailoverEnv({ approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600 }),
     startSlackApi(),
   ]);

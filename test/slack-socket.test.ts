@@ -5,6 +5,7 @@ import { SocketModeReceiver } from '@slack/bolt';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createSlackBot, slackSecretsFromEnv, type SlackBot } from '../src/slack/bot';
 import { SlackConfig } from '../src/config/triggers';
+import { startRigs } from './support/rigs';
 import { startSlackApi, type SlackApi } from './support/slack-api';
 import { startSocketModeServer, type SocketModeServer } from './support/socket-mode-server';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
@@ -15,7 +16,7 @@ let ws: SocketModeServer;
 let bot: SlackBot;
 
 beforeAll(async () => {
-  [te, slack, ws] = await Promise.all([
+  [te, slack, ws] = await startRigs([
     createTemporalEnv((address) => paperConfig(address, [{ name: 'ledger', regions: ['us-west-2', 'us-east-1'] }])),
     startSlackApi(),
     startSocketModeServer(),

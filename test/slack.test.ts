@@ -8,6 +8,7 @@ import type { RunRecord } from '../src/runbook/types';
 import { awaitRecord } from '../src/runs/client';
 import { ACTION } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
+import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
 import { waitFor } from './support/wait';
@@ -29,7 +30,7 @@ let botUrl: string;
 let responses = 0;
 
 beforeAll(async () => {
-  [fe, slack] = await Promise.all([createFailoverEnv({ cooldown: '5m' }), startSlackApi()]);
+  [fe, slack] = await startRigs([createFailoverEnv({ cooldown: '5m' }), startSlackApi()]);
   slack.usergroups.set(ONCALL, [ERIN, 'UOTHER01']);
   (fe.config.services[0] as { triggers?: unknown }).triggers = {
     approval: { planned: { policy: 'approve', timeout: '60s' }, unplanned: { policy: 'approve' } },
