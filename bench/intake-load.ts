@@ -1,7 +1,11 @@
 // The alarm senders of bench/intake.ts, on a thread of their own: real senders are other
 // machines, and sharing the intake's event loop with them would measure the senders' queueing as
-// the intake's latency. Closed loop: `concurrency` senders, each posting its next delivery as soon
-// as the last one is answered, over keep-alive connections.
+// the intake's latency. Two shapes, over keep-alive connections:
+// - burst (closed loop): `concurrency` senders, each posting its next delivery as soon as the
+//   last is answered: the most the intake accepts per second. Its latencies are mostly queueing
+//   (latency = concurrency / throughput at saturation), so they are not the latency figure.
+// - paced (open loop): deliveries sent at `rate` per second whatever the answers, each timed from
+//   when it was due, not when it went out, so a stall is not hidden by sending less during it.
 import { Agent, request } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 
@@ -12,6 +16,8 @@ export interface LoadInput {
   region: string;
   deliveries: number;
   concurrency: number;
+  /** Paced at this many deliveries per second; absent: a burst. */
+  rate?: number;
 }
 
 export interface LoadResult {
@@ -42,14 +48,29 @@ export function alertmanagerBody(alarm: string, region: string): string {
 
 export async function load(input: LoadInput): Promise<LoadResult> {
   const url = new URL(input.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: input.concurrency });
+  // Paced: enough connections that a slow answer never holds back the next delivery.
+  const agent = new Agent({ keepAlive: true, maxSockets: input.rate ? 256 : input.concurrency });
   const body = (): string => alertmanagerBody(input.alarm, input.region);
   const latencies: number[] = [];
   const statuses: Record<number, number> = {};
   // Warm the connections first, so the figures are not about TCP handshakes.
   await Promise.all(Array.from({ length: input.concurrency }, () => post(agent, url, input.token, body())));
-  let next = 0;
   const started = performance.now();
+  if (input.rate) {
+    const rate = input.rate;
+    await Promise.all(Array.from({ length: input.deliveries }, async (_, i) => {
+      const due = started + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const status = await post(agent, url, input.token, body());
+      latencies.push(performance.now() - due);
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    }));
+    const wallMs = performance.now() - started;
+    agent.destroy();
+    return { latencies, wallMs, statuses };
+  }
+  let next = 0;
   await Promise.all(Array.from({ length: input.concurrency }, async () => {
     while (next < input.deliveries) {
       next++;

@@ -74,6 +74,11 @@ describe('alarm journal', () => {
     const written = lines(path).filter((l) => 'seq' in l);
     expect(written.map((l) => (l.signals as AlarmSignal[])[0]!.name)).toEqual(['PrimaryDown-1', 'PrimaryDown-2']);
     expect((written[0]!.signals as AlarmSignal[])[0]!.id).toMatch(/^[0-9a-f-]{36}:1\.0$/);
+    // Every write's time to disk is kept for /healthz: the header and the two deliveries at least.
+    const w = j1.stats().writeMs!;
+    expect(w.samples).toBeGreaterThanOrEqual(3);
+    expect(w.p50).toBeGreaterThan(0);
+    expect(w.max).toBeGreaterThanOrEqual(w.p99);
     await j1.drained();
     await waitFor('the guardian to have both alarms', async () => (await view('replayed')).received === 2);
     await j1.close();

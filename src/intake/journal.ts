@@ -13,8 +13,9 @@
 // the alarms; a crash between the two forwards them again, and the guardian drops signal ids it
 // has already seen (AlarmSignal.id), so a replay never counts an alarm twice toward debounce.
 import { randomUUID } from 'node:crypto';
-import { constants, copyFileSync, existsSync, readFileSync } from 'node:fs';
-import { mkdir, open, truncate, type FileHandle } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { closeSync, constants, copyFileSync, existsSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { mkdir, open, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LockBusyError, pidLock } from '../stack/pid-lock';
 import type { AlarmSignal } from './types';
@@ -53,7 +54,7 @@ interface Write {
   line: string;
   /** The delivery this line holds; it becomes pending once the line is on disk. */
   entry?: Entry;
-  done?: { resolve: () => void; reject: (err: unknown) => void };
+  done: { resolve: () => void; reject: (err: unknown) => void };
 }
 
 export interface JournalStats {
@@ -63,15 +64,18 @@ export interface JournalStats {
   /** Deliveries found unforwarded in the file when it was opened. */
   replayed: number;
   lastError?: string;
+  /** How long the latest group commits took to reach the disk: the floor of the intake's latency. */
+  writeMs?: { p50: number; p99: number; max: number; samples: number };
 }
 
 const FORWARD_BATCH = 500;
+const WRITE_SAMPLES = 1024;
 const MAX_BACKOFF_MS = 5_000;
 
 export class AlarmJournal implements AlarmSink {
   private readonly pending: (Entry & { at: number })[] = [];
   private readonly writes: Write[] = [];
-  private writing = false;
+  private scheduled = false;
   private forwarding = false;
   private closed = false;
   private size = 0;
@@ -79,10 +83,13 @@ export class AlarmJournal implements AlarmSink {
   private wake: (() => void) | undefined;
   private idle: (() => void)[] = [];
   private readonly counters = { forwarded: 0, replayed: 0, lastError: undefined as string | undefined };
+  /** Durations of the latest writes, a ring. */
+  private readonly writeMs: number[] = [];
+  private writeAt = 0;
 
   private constructor(
     private readonly opts: JournalOptions,
-    private readonly fh: FileHandle,
+    private fd: number | undefined,
     private readonly id: string,
     private nextSeq: number,
     private readonly release: () => void,
@@ -107,12 +114,12 @@ export class AlarmJournal implements AlarmSink {
       // A torn last line was never acknowledged; cut it, or the next record would be glued to it.
       if (found && found.goodBytes < found.size) await truncate(opts.path, found.goodBytes);
       // O_DSYNC: a write returns once its data is on disk, one system call per group commit.
-      const fh = await open(opts.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
+      const fd = openSync(opts.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
       // A new file's directory entry must be on disk too, or a crash can lose the whole file.
       if (!found) await syncDir(dirname(opts.path));
-      const journal = new AlarmJournal(opts, fh, found?.id ?? randomUUID(), found?.next ?? 1, release);
+      const journal = new AlarmJournal(opts, fd, found?.id ?? randomUUID(), found?.next ?? 1, release);
       journal.size = found?.goodBytes ?? 0;
-      if (!found) await journal.append({ line: JSON.stringify({ journal: journal.id, next: 1 }) + '\n' });
+      if (!found) await journal.append(JSON.stringify({ journal: journal.id, next: 1 }) + '\n');
       if (found && found.pending.length > 0) {
         const now = Date.now();
         journal.pending.push(...found.pending.map((e) => ({ ...e, at: now })));
@@ -135,7 +142,7 @@ export class AlarmJournal implements AlarmSink {
     }
     const seq = this.nextSeq++;
     const entry: Entry = { seq, service, signals: signals.map((s, i) => ({ ...s, id: `${this.id}:${seq}.${i}` })) };
-    return new Promise((resolve, reject) => this.append({ line: JSON.stringify(entry) + '\n', entry, done: { resolve, reject } }));
+    return this.append(JSON.stringify(entry) + '\n', entry);
   }
 
   stats(): JournalStats {
@@ -146,6 +153,7 @@ export class AlarmJournal implements AlarmSink {
       forwarded: this.counters.forwarded,
       replayed: this.counters.replayed,
       ...(this.counters.lastError ? { lastError: this.counters.lastError } : {}),
+      ...(this.writeMs.length > 0 ? { writeMs: summary(this.writeMs) } : {}),
     };
   }
 
@@ -163,51 +171,60 @@ export class AlarmJournal implements AlarmSink {
   async close(): Promise<void> {
     this.closed = true;
     this.wake?.();
-    while (this.writing) await new Promise((r) => setTimeout(r, 5));
-    await this.fh.close();
+    // Deliveries already queued are written (their senders are waiting for the answer).
+    this.flush();
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
     this.release();
   }
 
-  // --- writing: group commit, one fsync for every delivery that arrived while the last was running
+  // --- writing: group commit, one O_DSYNC write for the deliveries of one event-loop turn
 
-  private append(w: Write): Promise<void> {
-    if (this.closed && !w.done) return Promise.resolve();
-    this.writes.push(w);
-    return this.flush();
+  /**
+   * Queues a line; every line queued before the event loop's next check phase is written with one
+   * write. The write is synchronous on purpose: with O_DSYNC it takes well under a millisecond
+   * here (p99 1.3 ms under the stack's own disk load), while through the thread pool the
+   * completion waited for a busy event loop (p99 11–14 ms measured in the bench on 2 cores).
+   */
+  private append(line: string, entry?: Entry): Promise<void> {
+    if (this.closed && !entry) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.writes.push({ line, ...(entry ? { entry } : {}), done: { resolve, reject } });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
   }
 
-  private async flush(): Promise<void> {
-    if (this.writing) return;
-    this.writing = true;
+  private flush(): void {
+    this.scheduled = false;
+    if (this.writes.length === 0 || this.fd === undefined) return;
+    const batch = this.writes.splice(0);
+    const text = Buffer.from(batch.map((w) => w.line).join(''));
+    const t = performance.now();
     try {
-      while (this.writes.length > 0) {
-        const batch = this.writes.splice(0);
-        const text = batch.map((w) => w.line).join('');
-        try {
-          await this.fh.appendFile(text);
-        } catch (err) {
-          for (const w of batch) w.done?.reject(new Error(`could not write the alarm journal ${this.opts.path}: ${(err as Error).message}`));
-          continue;
-        }
-        this.size += Buffer.byteLength(text);
-        const now = Date.now();
-        for (const w of batch) if (w.entry) this.pending.push({ ...w.entry, at: now });
-        for (const w of batch) w.done?.resolve();
-        if (batch.some((w) => w.entry)) this.kick();
-        await this.compactIfIdle();
-      }
-    } finally {
-      this.writing = false;
+      for (let off = 0; off < text.length; ) off += writeSync(this.fd, text, off, text.length - off);
+      this.writeMs[this.writeAt++ % WRITE_SAMPLES] = performance.now() - t;
+    } catch (err) {
+      for (const w of batch) w.done.reject(new Error(`could not write the alarm journal ${this.opts.path}: ${(err as Error).message}`));
+      return;
     }
+    this.size += text.length;
+    const now = Date.now();
+    for (const w of batch) if (w.entry) this.pending.push({ ...w.entry, at: now });
+    for (const w of batch) w.done.resolve();
+    if (batch.some((w) => w.entry)) this.kick();
+    this.compactIfIdle();
   }
 
   /** Everything in the file is forwarded: start it over, so it does not grow for ever. */
-  private async compactIfIdle(): Promise<void> {
-    if (this.pending.length > 0 || this.writes.length > 0 || this.size < (this.opts.compactBytes ?? 4 * 1024 * 1024)) return;
-    const header = JSON.stringify({ journal: this.id, next: this.nextSeq }) + '\n';
-    await this.fh.truncate(0);
-    await this.fh.appendFile(header);
-    this.size = Buffer.byteLength(header);
+  private compactIfIdle(): void {
+    if (this.pending.length > 0 || this.writes.length > 0 || this.size < (this.opts.compactBytes ?? 4 * 1024 * 1024) || this.fd === undefined) return;
+    const header = Buffer.from(JSON.stringify({ journal: this.id, next: this.nextSeq }) + '\n');
+    ftruncateSync(this.fd, 0);
+    writeSync(this.fd, header);
+    this.size = header.length;
   }
 
   // --- forwarding: in order, a batch at a time, retried with backoff while the guardian is unreachable
@@ -239,7 +256,7 @@ export class AlarmJournal implements AlarmSink {
         this.pending.splice(0, batch.length);
         this.counters.forwarded += batch.length;
         // Not waited for: a lost mark only means the alarms are forwarded again after a crash.
-        void this.append({ line: JSON.stringify({ forwarded: batch.at(-1)!.seq }) + '\n' });
+        void this.append(JSON.stringify({ forwarded: batch.at(-1)!.seq }) + '\n').catch(() => undefined);
       }
     } finally {
       this.forwarding = false;
@@ -268,6 +285,12 @@ export class AlarmJournal implements AlarmSink {
       };
     });
   }
+}
+
+function summary(samples: number[]): NonNullable<JournalStats['writeMs']> {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (p: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! * 100) / 100;
+  return { p50: at(0.5), p99: at(0.99), max: at(1), samples: sorted.length };
 }
 
 /** The error and its causes: the SDK's own message ("Failed to signalWithStart Workflow") says little. */
