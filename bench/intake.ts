@@ -104,11 +104,14 @@ export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigur
     // Held at the approval gate after preflight: the bench measures, then aborts; nothing changes.
     settingsExtra: { approval: { required: true, timeout: '10m', onTimeout: 'reject', approvers: [] } },
   });
-  const seed = await guardianSeed(client, service.name);
+  // The writer from the service's history, but not its last run: after the bench's own failovers
+  // the cooldown would hold the alarm's run back, and the cooldown is not what is measured here.
+  const { primary: writer } = await guardianSeed(client, service.name);
+  const seed = writer ? { primary: writer } : {};
   const settings = deliverer.settingsOf(service.name);
   const input: GuardianInput = { service: service.name, settings, seed };
   await client.workflow.start('guardian', { workflowId: guardianId, taskQueue: CONTROL_TASK_QUEUE, args: [input], staticSummary: 'bench guardian (bench/intake.ts)' });
-  const primary = seed.primary ?? service.regions[0]!;
+  const primary = writer ?? service.regions[0]!;
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-bench-intake-'));
   const journal = opts.direct ? undefined : await AlarmJournal.open({ path: join(dir, 'journal.jsonl'), forward: deliverer, log: say });
   const server = await startIntakeServer({ config, sink: journal ?? deliverer, secrets: { alertmanager: TOKEN }, log: () => undefined });
