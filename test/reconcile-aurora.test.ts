@@ -32,7 +32,7 @@ import type { ReconcileCase, ReconcileHandoff } from '../src/reconcile/types';
 import { awaitRecord, startRun } from '../src/runs/client';
 import { buildFollowUpInput, handoffOf, listCases, resolveCase } from '../src/runs/reconcile';
 import { createRestorableClustersOnMoto, rdsOn } from './support/aurora-moto';
-import { badBalances, EAST, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
+import { badBalances, EAST, expectEngineeredCases, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { startRdsSim, type RdsSim } from './support/rds-sim';
 import { startRestoreFront, type RestoreFront } from './support/rds-restore';
@@ -238,15 +238,7 @@ describe('reconcile an aurora-global service', () => {
 
   it('re-applies every lost transaction exactly once and turns the engineered conflicts into cases', async () => {
     const e = d.engineered!;
-    const kindOf = (txn: string) => cases.find((k) => k.txnIds.includes(txn))?.kind;
-    expect(kindOf(e.overdraft)).toBe('overdraft');
-    expect(kindOf(e.sameId)).toBe('same-id-different-payload');
-    expect(kindOf(e.highValue)).toBe('high-value');
-    expect(kindOf(e.external)).toBe('external-effect');
-    expect(kindOf(e.collision)).toBe('unique-key-collision');
-    expect(kindOf(e.loans.X3)).toBe('conflicting-state');
-    expect(kindOf(e.loans.X4)).toBe('update-delete');
-    expect(kindOf(e.duplicate)).toBeUndefined();
+    expectEngineeredCases(e, cases);
     expect(cases.every((k) => k.service === SVC)).toBe(true);
 
     const acked = d.acked();

@@ -13,7 +13,7 @@ import type { ReconcileCase } from '../src/reconcile/types';
 import { awaitRecord, startRun } from '../src/runs/client';
 import { buildFollowUpInput, listCases } from '../src/runs/reconcile';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
-import { badBalances, EAST, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
+import { badBalances, EAST, expectEngineeredCases, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
 import { runCli } from './support/stack-env';
 
 let fe: FailoverEnv;
@@ -81,15 +81,7 @@ describe('reconcile after an unplanned failover', () => {
 
   it('puts the engineered conflicts in front of a person instead of merging them', () => {
     const e = d.engineered!;
-    const kindOf = (txn: string) => cases.find((c) => c.txnIds.includes(txn))?.kind;
-    expect(kindOf(e.overdraft)).toBe('overdraft');
-    expect(kindOf(e.sameId)).toBe('same-id-different-payload');
-    expect(kindOf(e.highValue)).toBe('high-value');
-    expect(kindOf(e.external)).toBe('external-effect');
-    expect(kindOf(e.collision)).toBe('unique-key-collision');
-    expect(kindOf(e.loans.X3)).toBe('conflicting-state');
-    expect(kindOf(e.loans.X4)).toBe('update-delete');
-    expect(kindOf(e.duplicate)).toBeUndefined();
+    expectEngineeredCases(e, cases);
     const od = cases.find((c) => c.kind === 'overdraft')!;
     // Both versions, and proposals that book, never overwrite.
     expect(od.newVersion).toEqual({ account: 'acct-low', balance: 20 });

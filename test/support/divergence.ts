@@ -12,6 +12,7 @@ import { advanceLoan, bookTransfer, DEMO_RECONCILE, ensureLedger, type Transfer 
 import { startWriteLoad, type WriteLoad } from '../../src/demo/load';
 import { uuidFromName, uuidv7 } from '../../src/demo/uuidv7';
 import { dsn, psql, stop, PG_APP_ROLE, PG_SUPERUSER } from '../../src/postgres/node';
+import type { ReconcileCase } from '../../src/reconcile/types';
 import type { RunRecord } from '../../src/runbook/types';
 import { awaitRecord, startRun } from '../../src/runs/client';
 import { partitionStandby, SERVICE, type FailoverEnv } from './failover-env';
@@ -37,6 +38,18 @@ export interface Engineered {
   longRunning: string;
   /** Loan transactions in us-west-2: moved forward (X1), moved twice while us-east-1 moved it once (X2), cancelled (X3), advanced while us-east-1 deleted it (X4). */
   loans: Record<'X1' | 'X2a' | 'X2b' | 'X3' | 'X4', string>;
+}
+
+/** Each engineered conflict became the case a person must decide; the client's retry none. */
+export function expectEngineeredCases(e: Engineered, cases: ReconcileCase[]): void {
+  const kindOf = (txn: string) => cases.find((c) => c.txnIds.includes(txn))?.kind;
+  expect({
+    overdraft: kindOf(e.overdraft), sameId: kindOf(e.sameId), highValue: kindOf(e.highValue), external: kindOf(e.external),
+    collision: kindOf(e.collision), X3: kindOf(e.loans.X3), X4: kindOf(e.loans.X4), duplicate: kindOf(e.duplicate),
+  }).toStrictEqual({
+    overdraft: 'overdraft', sameId: 'same-id-different-payload', highValue: 'high-value', external: 'external-effect',
+    collision: 'unique-key-collision', X3: 'conflicting-state', X4: 'update-delete', duplicate: undefined,
+  });
 }
 
 export interface DivergenceRun {
