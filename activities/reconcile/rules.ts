@@ -4,7 +4,7 @@
 // can be tested on its own.
 import { createHash } from 'node:crypto';
 import type { MutableTable, ReconcileConfig } from '../../src/config/reconcile';
-import type { CaseKind, Proposal, ProposedTxn, RowClass, TxnClass } from '../../src/reconcile/types';
+import type { CaseKind, Proposal, ProposedTxn, ReconcileCase, RowClass, TxnClass } from '../../src/reconcile/types';
 
 export type Json = Record<string, unknown>;
 
@@ -34,16 +34,8 @@ export interface StateRow {
   row: Json;
 }
 
-export interface CaseDraft {
-  id: string;
-  kind: CaseKind;
-  txnIds: string[];
-  key?: string;
-  summary: string;
-  oldVersion: unknown;
-  newVersion: unknown;
-  proposals: Partial<Record<'accept' | 'compensate', Proposal>>;
-}
+/** A case as the rules draw it up, before it is stored (and given its service, status, times). */
+export type CaseDraft = Pick<ReconcileCase, 'id' | 'kind' | 'txnIds' | 'key' | 'summary' | 'oldVersion' | 'newVersion' | 'proposals'>;
 
 export interface StateMove {
   table: string;
