@@ -5,7 +5,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DbNodeState } from '../activities/types';
-import { ConfigError, parseYaml } from '../src/config/load';
+import { parseYaml } from '../src/config/load';
+import { problemsOf } from './support/config-problems';
 import { Config } from '../src/config/schema';
 import { residencyRuleOf, residencyViolation } from '../src/policy/residency';
 import { chooseTarget, NoTargetError } from '../src/policy/target';
@@ -75,15 +76,7 @@ services:
         us-west-2: arn:aws:route53-recovery-control::123456789012:controlpanel/0123456789abcdef/routingcontrol/bbbbbbbbbbbb
 `;
 
-function problems(text: string): string[] {
-  try {
-    parseYaml('regionshift.yaml', text, Config);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected the config to be refused');
-}
+const problems = (text: string): string[] => problemsOf(() => parseYaml('regionshift.yaml', text, Config));
 
 describe('aws config', () => {
   it('accepts Aurora + Route 53 geolocation and Aurora + ARC services, with defaults filled in', () => {

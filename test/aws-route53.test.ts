@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
 import { createRoute53Client, ensureTrafficRecords } from '../activities/traffic/route53';
 import type { TrafficState } from '../activities/types';
-import { ConfigError, parseYaml } from '../src/config/load';
+import { parseYaml } from '../src/config/load';
 import { Config, route53Traffic } from '../src/config/schema';
 import { primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
+import { problemsOf } from './support/config-problems';
 import { startMoto, type MotoServer } from './support/moto';
 
 const WEST = 'us-west-2';
@@ -194,15 +195,7 @@ describe('malformed traffic config', () => {
     `    traffic: ${traffic}`,
   ].join('\n');
   const endpoints = 'endpoints: { us-west-2: w., us-east-1: e., eu-west-1: u. }';
-  const problems = (text: string): string[] => {
-    try {
-      parseYaml('regionshift.yaml', text, Config);
-    } catch (err) {
-      if (err instanceof ConfigError) return err.problems;
-      throw err;
-    }
-    throw new Error('expected the config to be refused');
-  };
+  const problems = (text: string): string[] => problemsOf(() => parseYaml('regionshift.yaml', text, Config));
 
   it('is refused with the file, line, field and what is wrong', () => {
     const noDefault = problems(service(`{ provider: route53, hostedZone: z., recordName: r.z., routing: geolocation, ${endpoints}, geolocation: [{ location: { continent: EU }, region: eu-west-1 }] }`));

@@ -4,20 +4,12 @@ import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseYaml } from '../src/config/load';
+import { loadConfig, parseYaml } from '../src/config/load';
+import { problemsOf } from './support/config-problems';
 import { Config, postgresDatabase } from '../src/config/schema';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { Runbook } from '../src/runbook/schema';
 
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected a ConfigError, got none');
-}
 
 describe('runbooks', () => {
   it('loads the shipped failover runbook and records its hash', () => {
