@@ -108,13 +108,14 @@ export class AlarmJournal implements AlarmSink {
       if (err instanceof LockBusyError) throw err;
       throw new Error(`cannot lock the alarm journal ${opts.path}: ${(err as Error).message}`);
     }
+    let fd: number | undefined;
     try {
       await mkdir(dirname(opts.path), { recursive: true });
       const found = existsSync(opts.path) ? readJournal(opts.path, log) : undefined;
       // A torn last line was never acknowledged; cut it, or the next record would be glued to it.
       if (found && found.goodBytes < found.size) await truncate(opts.path, found.goodBytes);
       // O_DSYNC: a write returns once its data is on disk, one system call per group commit.
-      const fd = openSync(opts.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
+      fd = openSync(opts.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
       // A new file's directory entry must be on disk too, or a crash can lose the whole file.
       if (!found) await syncDir(dirname(opts.path));
       const journal = new AlarmJournal(opts, fd, found?.id ?? randomUUID(), found?.next ?? 1, release);
@@ -129,6 +130,7 @@ export class AlarmJournal implements AlarmSink {
       }
       return journal;
     } catch (err) {
+      if (fd !== undefined) closeSync(fd);
       release();
       throw err;
     }
