@@ -9,7 +9,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresActivities, DbFailure, type PostgresActivities } from '../activities/db/postgres';
-import { lsnToBigInt } from '../activities/db/sql';
+import { attemptReadWriteLogin, lsnToBigInt, type ConnTarget } from '../activities/db/sql';
 import { Config } from '../src/config/schema';
 import { psql, stop, type PgNode } from '../src/postgres/node';
 import { createPgPair, type PgPair } from './support/pg-pair';
@@ -52,6 +52,16 @@ function buildConfig(p: PgPair): Config {
       },
     ],
   });
+}
+
+let hbaBeforeFence: string;
+
+function hbaOf(node: PgNode): string {
+  return join(node.dataDir, 'pg_hba.conf');
+}
+
+function appTarget(node: PgNode): ConnTarget {
+  return { host: node.host, port: node.port, database: 'postgres', user: 'app' };
 }
 
 /** A session as the application role, the way the application would hold one. */
@@ -161,9 +171,10 @@ describe('postgres-streaming provider', () => {
     const inFlight = await appSession(pair.primary);
     await inFlight.query('BEGIN');
     await inFlight.query("INSERT INTO ledger (note) VALUES ('opened before the fence')");
-    // ...and a session that opted out of read-only for itself (the fence's known weakness).
+    // ...and a session that opted out of read-only for itself, as a driver resetting it would.
     const optedOut = await appSession(pair.primary);
-    await optedOut.query('SET default_transaction_read_only = off');
+    await optedOut.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE');
+    hbaBeforeFence = readFileSync(hbaOf(pair.primary), 'utf8');
 
     const fence = await west.dbFenceWrites(SERVICE);
     expect(fence).toMatchObject({ region: 'us-west-2', alreadyFenced: false, verified: true });
@@ -173,7 +184,10 @@ describe('postgres-streaming provider', () => {
     await expect(optedOut.query("INSERT INTO ledger (note) VALUES ('opted out')")).rejects.toThrow();
     await inFlight.end().catch(() => undefined);
     await optedOut.end().catch(() => undefined);
-    expect(await sqlStateOf(appWrite(pair.primary, 'after the fence'))).toBe('25006');
+    // The wall: the application role cannot even log in, so it cannot ask for read-write.
+    expect(await sqlStateOf(appWrite(pair.primary, 'after the fence'))).toBe('28000');
+    expect(await attemptReadWriteLogin(appTarget(pair.primary))).toBe('login-refused');
+    expect(fence.detail).toContain('pg_hba.conf rejects app');
     const notes = (await adminQuery<{ note: string }>(pair.primary, 'SELECT note FROM ledger')).map((r) => r.note);
     expect(notes).toEqual(['before any fence']);
 
@@ -197,6 +211,8 @@ describe('postgres-streaming provider', () => {
     expect(standby.detail).toMatch(/standby/);
 
     expect(await west.dbUnfenceWrites(SERVICE)).toMatchObject({ region: 'us-west-2', unfenced: true });
+    // Exactly as it was: the same pg_hba.conf byte for byte, and the application writes again.
+    expect(readFileSync(hbaOf(pair.primary), 'utf8')).toBe(hbaBeforeFence);
     await appWrite(pair.primary, 'after unfence');
     expect(await west.dbDescribe(SERVICE)).toMatchObject({ fenced: false });
 
@@ -296,33 +312,32 @@ describe('postgres-streaming provider', () => {
     );
   });
 
-  it('proves the fence without the app password (SET ROLE) and catches a role setting that defeats it', async () => {
-    // us-east-1 is the primary now. A role-level setting turns the fence off for the app.
+  it('holds against a role setting that turns the read-only default off, and refuses a pg_hba.conf the server cannot load', async () => {
+    // us-east-1 is the primary now. A role-level setting that defeated the old read-only fence.
     await adminQuery(pair.standby, 'ALTER ROLE app SET default_transaction_read_only = off');
-    const defeated = await failure(east.dbFenceWrites(SERVICE));
-    expect(defeated.type).toBe(DbFailure.FenceNotVerified);
-    expect(defeated.nonRetryable).toBe(true);
-
-    // The worker cannot log in as the app: the proof falls back to SET ROLE, and must still see the setting.
-    const hba = join(pair.standby.dataDir, 'pg_hba.conf');
-    const original = readFileSync(hba, 'utf8');
-    writeFileSync(hba, `host all app 127.0.0.1/32 reject\n${original}`);
-    await psql(pair.bin, pair.standby, 'SELECT pg_reload_conf()');
     try {
-      expect(await sqlStateOf(appWrite(pair.standby, 'refused login'))).toBe('28000');
-      expect((await failure(east.dbFenceWrites(SERVICE))).type).toBe(DbFailure.FenceNotVerified);
-      // Two statements: in one query string the implicit transaction would already be read-only.
-      const admin = new Client({ host: pair.standby.host, port: pair.standby.port, user: 'postgres', database: 'postgres' });
-      await admin.connect();
-      await admin.query('SET default_transaction_read_only = off');
-      await admin.query('ALTER ROLE app RESET default_transaction_read_only');
-      await admin.end();
-      expect(await east.dbFenceWrites(SERVICE)).toMatchObject({ alreadyFenced: true, verified: true });
+      const before = readFileSync(hbaOf(pair.standby), 'utf8');
+      expect(await east.dbFenceWrites(SERVICE)).toMatchObject({ verified: true });
+      expect(await attemptReadWriteLogin(appTarget(pair.standby))).toBe('login-refused');
       expect(await east.dbUnfenceWrites(SERVICE)).toMatchObject({ unfenced: true });
+      expect(readFileSync(hbaOf(pair.standby), 'utf8')).toBe(before);
+
+      // A line the server cannot parse: PostgreSQL keeps its old rules, so the wall would not
+      // be in effect. The fence says which line, and the application can still write until fixed.
+      writeFileSync(hbaOf(pair.standby), `${before}host all app 127.0.0.1/32 no-such-method\n`);
+      const broken = await failure(east.dbFenceWrites(SERVICE));
+      expect(broken.type).toBe(DbFailure.Config);
+      expect(broken.nonRetryable).toBe(true);
+      expect(broken.message).toMatch(/pg_hba\.conf does not parse \(line \d+: .+\)/);
+      writeFileSync(hbaOf(pair.standby), before);
+      expect(await east.dbUnfenceWrites(SERVICE)).toMatchObject({ unfenced: true });
+      expect(readFileSync(hbaOf(pair.standby), 'utf8')).toBe(before);
       expect(await east.dbVerifyWrites(SERVICE)).toMatchObject({ ok: true });
     } finally {
-      writeFileSync(hba, original);
-      await psql(pair.bin, pair.standby, 'SELECT pg_reload_conf()');
+      const admin = new Client({ host: pair.standby.host, port: pair.standby.port, user: 'postgres', database: 'postgres' });
+      await admin.connect();
+      await admin.query('ALTER ROLE app RESET default_transaction_read_only');
+      await admin.end();
     }
   });
 

@@ -7,11 +7,13 @@
 // Every activity is idempotent (invariant 4): it first looks at what the node is, and a retry
 // after a crash at any point converges and says what it found.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { Config, PostgresRegion } from '../../src/config/schema';
+import { hasFenceBlock, setFenceBlock } from '../../src/postgres/hba';
 import { findPgBin, isInitialised, logFile, rejoinAsStandby, type PgNode } from '../../src/postgres/node';
 import type {
   DbNodeState,
@@ -27,11 +29,10 @@ import type {
   WaitForLagInput,
 } from '../types';
 import {
-  FENCE_PROBE,
   MissingRoleError,
   READ_ONLY_SQL_TRANSACTION,
   WRITE_PROBE,
-  attemptProbeWrite,
+  attemptReadWriteLogin,
   close,
   connect,
   errorMessage,
@@ -41,7 +42,6 @@ import {
   lsnToBigInt,
   quoteIdent,
   ensureProbeObjects as ensureSharedProbeObjects,
-  roleReadOnlySetting,
   sleepMs,
   sqlState,
   terminateRoleSessions,
@@ -400,35 +400,72 @@ async function terminateAppSessions(admin: Client, n: ResolvedNode): Promise<num
   return terminated;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The wall: pg_hba.conf rejects the application role (src/postgres/hba.ts says why a read-only
+// default is not enough). The worker edits the file of the node it sits next to.
+
+async function hbaFileOf(admin: Client, n: ResolvedNode): Promise<string> {
+  try {
+    return (await admin.query<{ hba_file: string }>('SHOW hba_file')).rows[0]!.hba_file;
+  } catch (err) {
+    if (sqlState(err) === '42501') {
+      throw ApplicationFailure.nonRetryable(`${n.where}: ${n.cfg.adminUser} may not read hba_file; the fence needs a superuser (or pg_read_all_settings) as adminUser`, DbFailure.Config);
+    }
+    throw err;
+  }
+}
+
+/** Adds or removes the wall and reloads; true when the file changed. */
+async function setWall(admin: Client, n: ResolvedNode, up: boolean): Promise<{ file: string; changed: boolean }> {
+  const file = await hbaFileOf(admin, n);
+  let changed: boolean;
+  try {
+    changed = setFenceBlock(file, up ? { role: n.cfg.appUser, note: `service ${n.service}, ${n.region}, ${new Date().toISOString()}` } : undefined);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(
+      `${n.where}: cannot ${up ? 'write the fence into' : 'remove the fence from'} ${file}: ${errorMessage(err)}; the ${n.region} worker must run on the database host as root or as the server's OS user`,
+      DbFailure.Config,
+    );
+  }
+  if (changed) await admin.query('SELECT pg_reload_conf()');
+  if (changed && up) {
+    // A file the server cannot parse is not loaded at all: say which line, rather than "not verified".
+    const bad = (await admin.query<{ line_number: number; error: string }>('SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL')).rows;
+    if (bad.length > 0) {
+      const lines = bad.map((b) => `line ${b.line_number}: ${b.error}`).join('; ');
+      throw ApplicationFailure.nonRetryable(`${n.where}: ${file} does not parse (${lines}), so PostgreSQL kept its previous rules; fix the file and fence again`, DbFailure.Config);
+    }
+  }
+  return { file, changed };
+}
+
 /**
- * The proof of one writer: the application role tries a write and must be refused as read-only.
- * True: refused with 25006. False: the probe failed some other way (inconclusive).
- * Throws FenceNotVerified when the write went through.
+ * The proof of one writer: a login as the application role that asks for read-write must be
+ * refused by the wall. Waits out the reload (asynchronous); a login that writes is an error.
  */
-async function proveFence(n: ResolvedNode): Promise<boolean> {
-  return withAppSession(n, async (app, via) => {
-    let outcome: 'refused' | 'written';
+async function proveWall(n: ResolvedNode, file: string): Promise<void> {
+  const deadline = Date.now() + RELOAD_DEADLINE_MS;
+  for (;;) {
+    let outcome: string;
     try {
-      outcome = await attemptProbeWrite(app);
+      outcome = await attemptReadWriteLogin(n.app);
     } catch (err) {
       if (isConnectionError(err)) throw ApplicationFailure.retryable(`${n.where}: lost the connection while proving the fence: ${errorMessage(err)}`, DbFailure.Unreachable);
-      return false;
+      // Admitted as far as authentication (a password asked for or refused): the wall is not in effect.
+      outcome = `admitted to authentication (${errorMessage(err)})`;
     }
-    if (outcome === 'refused') {
-      if (via === 'login') return true;
-      // SET ROLE does not apply the role's own settings, which a real login would: look for one
-      // that turns read-only off for the application role.
-      const own = await roleReadOnlySetting(app, n.cfg.appUser);
-      if (own.roleWide !== false && own.inDatabase !== false) return true;
-      throw fenceNotVerified(n, `ALTER ROLE ${n.cfg.appUser} ... SET default_transaction_read_only overrides the fence for it`);
+    if (outcome === 'login-refused') return;
+    if (Date.now() > deadline) {
+      const what = outcome === 'written' ? `a login as ${n.cfg.appUser} asking for read-write could still write` : `a login as ${n.cfg.appUser} was ${outcome === 'read-only' ? 'admitted (its writes were refused as read-only, but only by a default a client can change)' : outcome}`;
+      throw fenceNotVerified(n, `${what} ${RELOAD_DEADLINE_MS / 1000} s after the reject lines went into ${file}; is hba_file the file this server loads, and does an earlier include override it?`);
     }
-    throw fenceNotVerified(n, `${n.cfg.appUser} could still write (nextval on ${FENCE_PROBE} succeeded): a role or database setting probably overrides it (ALTER ROLE/DATABASE ... RESET default_transaction_read_only; see pg_db_role_setting)`);
-  });
+    await pause(POLL_MS);
+  }
 }
 
 function fenceNotVerified(n: ResolvedNode, why: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(
-    `${n.where}: the fence is set (ALTER SYSTEM default_transaction_read_only = on) but not effective: ${why}. Do not promote another region on this fence; fix the setting and fence again, or stop the server`,
+    `${n.where}: the fence is set but not effective: ${why}. Do not promote another region on this fence; fix it and fence again, or stop the server`,
     DbFailure.FenceNotVerified,
   );
 }
@@ -473,14 +510,11 @@ export function createPostgresActivities(config: Config, region: string): Postgr
   }
 
   /**
-   * Makes the node refuse writes and proves it. The fence is `default_transaction_read_only = on`
-   * set with ALTER SYSTEM, plus the termination of every application session.
-   *
-   * Known weakness: any client may still `SET default_transaction_read_only = off` (or BEGIN READ
-   * WRITE) in a new session; PostgreSQL has no server-wide read-only switch short of stopping the
-   * server or making it a standby. Terminating sessions and the verify step bound the risk for a
-   * well-behaved application; the strong fence is stopping the server, which dbRejoinAsStandby
-   * does next in a planned run.
+   * Makes the node refuse writes and proves it (docs/safety.md, "The fence"). The wall is
+   * pg_hba.conf rejecting every login of the application role, so no client of it can ask for
+   * read-write however it tries; then every application session is ended, and a login asking
+   * for read-write is refused. ALTER SYSTEM default_transaction_read_only = on stays as well:
+   * it keeps other roles' well-behaved sessions read-only, and it is what dbDescribe reports.
    */
   async function dbFenceWrites({ service }: ServiceRef): Promise<FenceResult> {
     const n = nodeOf(service);
@@ -490,31 +524,45 @@ export function createPostgresActivities(config: Config, region: string): Postgr
         // A standby refuses writes by construction: the fence holds trivially.
         return { region: n.region, alreadyFenced: true, verified: true, lsn: before.state.lsn ?? '0/0', terminatedSessions: 0 };
       }
-      const alreadyFenced = before.state.fenced === true;
       // This session must still write (the probe objects) whatever the fence already says.
       await admin.query('SET SESSION default_transaction_read_only = off');
       await ensureProbeObjects(admin, n);
       // Re-asserted on a retry too: cheap, and it covers a crash between ALTER SYSTEM and reload.
       await setSystemReadOnly(admin, n, true);
+      const wall = await setWall(admin, n, true);
+      // The wall first, proven, then the terminations: an ended client cannot come back.
+      await proveWall(n, wall.file);
       const terminatedSessions = await terminateAppSessions(admin, n);
-      const verified = await proveFence(n);
       // Read after the fence and the terminations: every commit acknowledged before is at or below.
       // (pg_current_wal_lsn is the write position; a synchronous commit is flushed, hence written.)
       const lsn = (await admin.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-      return { region: n.region, alreadyFenced, verified, lsn, terminatedSessions };
+      return {
+        region: n.region,
+        alreadyFenced: before.state.fenced === true && !wall.changed,
+        verified: true,
+        lsn,
+        terminatedSessions,
+        detail: `${wall.file} rejects ${n.cfg.appUser}; a login asking for read-write was refused`,
+      };
     });
   }
 
-  /** Compensation for dbFenceWrites. Unreachable is an error (retryable), so compensation retries. */
+  /**
+   * Compensation for dbFenceWrites: takes out exactly the lines the fence put in pg_hba.conf and
+   * resets the read-only default. Unreachable is an error (retryable), so compensation retries.
+   */
   async function dbUnfenceWrites({ service }: ServiceRef): Promise<UnfenceResult> {
     const n = nodeOf(service);
     return withAdmin(n, async (admin) => {
       const now = await probe(admin, n.region);
       if (now.inRecovery) {
-        return { region: n.region, unfenced: false, detail: `${n.region} is a standby (read-only because it is in recovery); there is no fence to undo` };
+        // A wall left on a standby only keeps the application's reads away: take it down.
+        const wall = await setWall(admin, n, false);
+        return { region: n.region, unfenced: false, detail: `${n.region} is a standby (read-only because it is in recovery); there is no fence to undo${wall.changed ? `; removed a stale wall from ${wall.file}` : ''}` };
       }
       const pending = await autoConfReadOnly(admin);
-      if (!now.state.fenced && pending === undefined) {
+      const walled = hasFenceBlock(readFileSync(await hbaFileOf(admin, n), 'utf8'));
+      if (!now.state.fenced && pending === undefined && !walled) {
         const detail = now.readOnly
           ? `${n.region} is read-only by a setting regionshift did not make (${now.readOnlySource}); left as it is`
           : `${n.region} is a writable primary; it was not fenced, nothing to undo`;
@@ -529,9 +577,10 @@ export function createPostgresActivities(config: Config, region: string): Postgr
           DbFailure.OtherPrimary,
         );
       }
+      const wall = await setWall(admin, n, false);
       await setSystemReadOnly(admin, n, false);
       const unknown = others.unknown.length > 0 ? `; could not check the other regions: ${others.unknown.join(', ')}` : '';
-      return { region: n.region, unfenced: true, detail: `ALTER SYSTEM RESET default_transaction_read_only on ${n.region}: new sessions can write${unknown}` };
+      return { region: n.region, unfenced: true, detail: `removed the fence from ${wall.file} and reset default_transaction_read_only on ${n.region}: ${n.cfg.appUser} can log in and write${unknown}` };
     });
   }
 
@@ -626,6 +675,9 @@ export function createPostgresActivities(config: Config, region: string): Postgr
         if (now.readOnlyFromAutoConf || (await autoConfReadOnly(admin)) !== undefined) {
           await setSystemReadOnly(admin, n, false);
         }
+        // Likewise a wall this node kept from a time it was a fenced primary (pg_rewind found
+        // nothing to rewind, so its own pg_hba.conf stayed): it would lock the application out.
+        await setWall(admin, n, false);
         try {
           await admin.query('SELECT pg_promote(true, $1)', [PROMOTE_WAIT_S]);
         } catch (err) {
@@ -668,8 +720,14 @@ export function createPostgresActivities(config: Config, region: string): Postgr
     const wanted = `${p.cfg.host}:${p.cfg.port}`;
     const isFollowing = (s: DbNodeState): boolean => s.reachable && s.role === 'standby' && s.streamingFrom === wanted;
 
+    // As a standby it serves the application's reads: the fence's wall comes down (pg_rewind
+    // usually brings the new primary's pg_hba.conf, but not when it finds nothing to rewind).
+    const lowerWall = (): Promise<unknown> => withAdmin(n, (admin) => setWall(admin, n, false));
     const current = await describeNode(n);
-    if (isFollowing(current)) return { region: n.region, rejoined: false, rewound: false, streamingFrom: wanted };
+    if (isFollowing(current)) {
+      await lowerWall();
+      return { region: n.region, rejoined: false, rewound: false, streamingFrom: wanted };
+    }
 
     // Stopping this node while the other is not yet a primary would leave the service without one.
     const leader = await describeNode(p);
@@ -732,6 +790,7 @@ export function createPostgresActivities(config: Config, region: string): Postgr
         DbFailure.NotConverged,
       );
     }
+    await lowerWall();
     return { region: n.region, rejoined: true, rewound, streamingFrom: wanted };
   }
 

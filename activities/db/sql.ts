@@ -148,6 +148,12 @@ export class MissingRoleError extends Error {
   }
 }
 
+/**
+ * Roles the fence made NOLOGIN (aurora-global): the marker that lets the lift give LOGIN back
+ * only to a role that had it. A table, so it replicates with the role to the new writer.
+ */
+export const FENCE_LOGINS = `${PROBE_SCHEMA}.fence_logins`;
+
 /** The schema, fence probe sequence and write probe table, usable by the application role. */
 export async function ensureProbeObjects(admin: Client, appUser: string): Promise<void> {
   const app = quoteIdent(appUser);
@@ -157,6 +163,7 @@ export async function ensureProbeObjects(admin: Client, appUser: string): Promis
   await admin.query(
     `CREATE TABLE IF NOT EXISTS ${WRITE_PROBE} (id uuid PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT now())`,
   );
+  await admin.query(`CREATE TABLE IF NOT EXISTS ${FENCE_LOGINS} (role name PRIMARY KEY, fenced_at timestamptz NOT NULL DEFAULT now())`);
   let privileges: { schema: boolean; seq: boolean; ins: boolean; sel: boolean };
   try {
     privileges = (
@@ -200,6 +207,93 @@ export async function terminateRoleSessions(
     if (Date.now() > deadline) return { terminated: pids.length - left.length, stillAlive: left.map((r) => r.pid) };
     await opts.pause(50);
   }
+}
+
+/**
+ * SQLSTATE 28000 with one of these texts: pg_hba.conf matched a `reject` line for the login, or
+ * the role may not log in (NOLOGIN). Both are a wall, not a default a client can change.
+ */
+const LOGIN_WALL = /pg_hba\.conf rejects connection|is not permitted to log in/;
+
+export type ReadWriteAttempt = 'login-refused' | 'read-only' | 'written';
+
+/**
+ * The probe a misbehaving client would be: log in as the role and ask for read-write in every way
+ * a session can (the startup option, SET SESSION CHARACTERISTICS, BEGIN READ WRITE), then write.
+ * 'login-refused' only when the login met a wall (pg_hba.conf rejects before any password is
+ * asked for; NOLOGIN is checked after authentication). Other login failures throw.
+ */
+export async function attemptReadWriteLogin(target: ConnTarget): Promise<ReadWriteAttempt> {
+  let session: Client;
+  try {
+    session = await connect(target);
+  } catch (err) {
+    if (sqlState(err) === '28000' && LOGIN_WALL.test(errorMessage(err))) return 'login-refused';
+    throw err;
+  }
+  try {
+    await session.query('SET default_transaction_read_only = off');
+    await session.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE');
+    await session.query('BEGIN READ WRITE');
+    const outcome = await attemptProbeWrite(session);
+    await session.query(outcome === 'written' ? 'COMMIT' : 'ROLLBACK');
+    return outcome === 'written' ? 'written' : 'read-only';
+  } catch (err) {
+    // A standby refuses BEGIN READ WRITE itself ("cannot set transaction read-write mode during recovery").
+    if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) return 'read-only';
+    throw err;
+  } finally {
+    await close(session);
+  }
+}
+
+/**
+ * The login wall for providers without a pg_hba.conf of their own (aurora-global): the role
+ * becomes NOLOGIN, with a marker row so that restoreLogin gives LOGIN back exactly when we took
+ * it. True when this call took it; false when the role already could not log in.
+ */
+export async function denyLogin(admin: Client, role: string): Promise<boolean> {
+  await admin.query('BEGIN');
+  try {
+    const { rows } = await admin.query<{ can: boolean }>('SELECT rolcanlogin AS can FROM pg_roles WHERE rolname = $1', [role]);
+    if (rows.length === 0) throw new MissingRoleError(role);
+    if (!rows[0]!.can) {
+      await admin.query('COMMIT');
+      return false;
+    }
+    await admin.query(`INSERT INTO ${FENCE_LOGINS} (role) VALUES ($1) ON CONFLICT DO NOTHING`, [role]);
+    await admin.query(`ALTER ROLE ${quoteIdent(role)} NOLOGIN`);
+    await admin.query('COMMIT');
+    return true;
+  } catch (err) {
+    await admin.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Undoes denyLogin: LOGIN again only for a role the marker says the fence took it from. */
+export async function restoreLogin(admin: Client, role: string): Promise<boolean> {
+  const marked = await admin.query(`SELECT 1 FROM ${FENCE_LOGINS} WHERE role = $1`, [role]).catch((err: unknown) => {
+    if (sqlState(err) === '42P01') return { rowCount: 0 }; // never fenced here: no table yet
+    throw err;
+  });
+  if (!marked.rowCount) return false;
+  await admin.query('BEGIN');
+  try {
+    await admin.query(`ALTER ROLE ${quoteIdent(role)} LOGIN`);
+    await admin.query(`DELETE FROM ${FENCE_LOGINS} WHERE role = $1`, [role]);
+    await admin.query('COMMIT');
+    return true;
+  } catch (err) {
+    await admin.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Whether the role may log in, from the catalog (for a worker that cannot log in as it). */
+export async function canLogin(admin: Client, role: string): Promise<boolean> {
+  const { rows } = await admin.query<{ can: boolean }>('SELECT rolcanlogin AS can FROM pg_roles WHERE rolname = $1', [role]);
+  return rows[0]?.can === true;
 }
 
 /** The proof write: 'refused' when the server said read-only (25006), 'written' when it went through. */

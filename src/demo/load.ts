@@ -44,7 +44,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function reasonOf(err: unknown): string {
   const e = err as { code?: string; message?: string };
   const msg = e.message ?? String(err);
-  if (/read-only transaction/.test(msg)) return 'read-only (fenced or standby)';
+  if (/read-only transaction/.test(msg)) return 'read-only (standby)';
+  if (/pg_hba\.conf rejects connection/.test(msg)) return 'login refused (fenced)';
   if (/insufficient funds/.test(msg)) return 'insufficient funds';
   if (/ECONNREFUSED/.test(msg) || e.code === 'ECONNREFUSED') return 'connection refused';
   if (/terminat|Connection terminated/i.test(msg)) return 'session terminated';
