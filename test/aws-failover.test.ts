@@ -7,6 +7,7 @@
 import { Client as PgClient } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
+import { attemptReadWriteLogin } from '../activities/db/sql';
 import { ensureTrafficRecords } from '../activities/traffic/route53';
 import { Config } from '../src/config/schema';
 import { dsn, psql } from '../src/postgres/node';
@@ -111,6 +112,19 @@ async function canWrite(region: string, user: string): Promise<boolean> {
   }
 }
 
+/** What the fence may change about a role: whether it logs in, and its own settings. */
+async function roleOf(region: string, role: string): Promise<unknown> {
+  const client = new PgClient({ connectionString: dsn(aws.nodes[region]!, 'postgres'), connectionTimeoutMillis: 3000 });
+  await client.connect();
+  try {
+    return (await client.query(
+      `SELECT r.rolcanlogin, (SELECT array_agg(c ORDER BY c) FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setrole = r.oid) AS settings
+         FROM pg_roles r WHERE r.rolname = $1`, [role])).rows;
+  } finally {
+    await client.end();
+  }
+}
+
 async function traffic(service: string) {
   return createRegionActivities(aws.config, EAST).trafficDescribe({ service });
 }
@@ -118,15 +132,22 @@ async function traffic(service: string) {
 describe('aurora-global database-level fence and aurora_global_db_status (PostgreSQL as the writer endpoint)', () => {
   it('fences the application role on the writer (replicated catalog setting), reports it, and unfences', async () => {
     const west = createRegionActivities(aws.config, WEST);
+    const before = await roleOf(WEST, 'app');
     const fence = await west.dbFenceWrites({ service: 'ledger' });
     expect(fence).toMatchObject({ region: WEST, verified: true, alreadyFenced: false });
-    expect(fence.detail).toContain('ALTER ROLE app SET default_transaction_read_only = on');
+    expect(fence.detail).toContain('ALTER ROLE app NOLOGIN, and SET default_transaction_read_only = on');
+    expect(fence.detail).toContain('a login as app asking for read-write was refused (NOLOGIN)');
     expect(await canWrite(WEST, 'app')).toBe(false);
+    // The wall: a client asking for read-write (BEGIN READ WRITE and the rest) does not get in.
+    const node = aws.nodes[WEST]!;
+    expect(await attemptReadWriteLogin({ host: node.host, port: node.port, database: 'postgres', user: 'app' })).toBe('login-refused');
     expect(await west.dbDescribe({ service: 'ledger' })).toMatchObject({ role: 'primary', fenced: true });
     expect(await west.dbFenceWrites({ service: 'ledger' })).toMatchObject({ alreadyFenced: true, verified: true });
     const unfence = await west.dbUnfenceWrites({ service: 'ledger' });
     expect(unfence).toMatchObject({ unfenced: true });
     expect(await canWrite(WEST, 'app')).toBe(true);
+    // Exactly as it was: LOGIN back, and the role's settings as before the fence.
+    expect(await roleOf(WEST, 'app')).toEqual(before);
     expect(await west.dbDescribe({ service: 'ledger' })).toMatchObject({ fenced: false });
     // A secondary refuses writes by construction: nothing to unfence there.
     expect((await createRegionActivities(aws.config, EAST).dbUnfenceWrites({ service: 'ledger' })).detail).toContain('is a secondary');
@@ -163,9 +184,9 @@ describe('failover runbook on AWS providers (moto + PostgreSQL writer endpoints)
     expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
     expect(rec.source).toBe(WEST);
     expect(rec.topology!.find((n) => n.region === EAST)).toMatchObject({ role: 'standby', reachable: true });
-    // The fence: the application role read-only, proven by a refused write, at a point in time.
+    // The fence: the application role NOLOGIN, proven by a refused login, at a point in time.
     expect(rec.fence).toMatchObject({ region: WEST, verified: true, alreadyFenced: false });
-    expect(rec.fence!.detail).toContain('a write as app was refused as read-only');
+    expect(rec.fence!.detail).toContain('a login as app asking for read-write was refused (NOLOGIN)');
     expect(Date.parse(rec.fence!.lsn)).toBeGreaterThan(0);
     expect(Date.parse(rec.lag!.replayedLsn)).toBeGreaterThanOrEqual(Date.parse(rec.fence!.lsn));
     expect(rec.promotion).toMatchObject({ region: EAST, promoted: true, method: 'detach-and-promote' });

@@ -62,8 +62,9 @@ import type {
   RejoinInput, RejoinResult, ServiceRef, UnfenceResult, VerifyWritesResult, WaitForLagInput,
 } from '../types';
 import {
-  MissingRoleError, READ_ONLY_SQL_TRANSACTION, WRITE_PROBE, attemptProbeWrite, connect, close, ensureProbeObjects, errorMessage,
-  isConfigError, isConnectionError, quoteIdent, roleReadOnlySetting, sleepMs, sqlState, terminateRoleSessions, type ConnTarget,
+  MissingRoleError, READ_ONLY_SQL_TRANSACTION, WRITE_PROBE, attemptReadWriteLogin, canLogin, connect, close, denyLogin,
+  ensureProbeObjects, errorMessage, isConfigError, isConnectionError, quoteIdent, restoreLogin, roleReadOnlySetting, sleepMs, sqlState,
+  terminateRoleSessions, type ConnTarget, type ReadWriteAttempt,
 } from './sql';
 
 export type AuroraActivities = Pick<
@@ -388,9 +389,11 @@ export class AuroraService {
   }
 
   /**
-   * The database-level fence of `region`'s writer: the application role's default turned
-   * read-only, its sessions ended, and a write as that role refused (or, when the worker cannot
-   * log in as it, the setting read back from the catalog).
+   * The database-level fence of `region`'s writer (docs/safety.md, "The fence (aurora-global)"):
+   * the application role made NOLOGIN, a wall no session can ask its way through, and its
+   * read-only default kept on as well; its sessions ended; then a login as that role asking for
+   * read-write refused (or, when the worker cannot log in as it, NOLOGIN read back from the
+   * catalog).
    */
   async sqlFence(region: string): Promise<{ alreadyFenced: boolean; verified: boolean; terminated: number; how: string }> {
     const appUser = this.db.regions[region]!.appUser;
@@ -405,9 +408,10 @@ export class AuroraService {
           AuroraFailure.FenceNotVerified,
         );
       }
-      const alreadyFenced = before.roleWide === true;
       // Re-asserted on a retry too: it is idempotent.
       await admin.query(`ALTER ROLE ${app} SET default_transaction_read_only = on`);
+      const walled = await denyLogin(admin, appUser);
+      const alreadyFenced = before.roleWide === true && !walled;
       const { terminated, stillAlive } = await terminateRoleSessions(admin, appUser, { deadlineMs: TERMINATE_DEADLINE_MS, pause });
       if (stillAlive.length > 0) {
         throw ApplicationFailure.retryable(
@@ -422,33 +426,23 @@ export class AuroraService {
 
   private async proveFence(region: string, admin: Client): Promise<{ verified: boolean; how: string }> {
     const appUser = this.db.regions[region]!.appUser;
-    let session: Client | undefined;
+    let outcome: ReadWriteAttempt | undefined;
     try {
-      session = await connect(this.conn(region, appUser));
+      outcome = await attemptReadWriteLogin(this.conn(region, appUser));
     } catch (err) {
-      if (!isConfigError(err)) throw this.connectFailure(region, appUser, err);
+      if (isConnectionError(err)) throw ApplicationFailure.retryable(`${this.sqlWhere(region)}: lost the connection while proving the fence: ${errorMessage(err)}`, AuroraFailure.Unreachable);
+      if (!isConfigError(err)) return { verified: false, how: `the proof login as ${appUser} failed otherwise: ${errorMessage(err)}` };
     }
-    if (session) {
-      try {
-        const outcome = await attemptProbeWrite(session);
-        if (outcome === 'refused') return { verified: true, how: `a write as ${appUser} was refused as read-only` };
-        throw ApplicationFailure.nonRetryable(
-          `${this.sqlWhere(region)}: ${appUser} could still write after ALTER ROLE … SET default_transaction_read_only = on: a database or session setting overrides it; do not promote another region on this fence`,
-          AuroraFailure.FenceNotVerified,
-        );
-      } catch (err) {
-        if (err instanceof ApplicationFailure) throw err;
-        if (isConnectionError(err)) throw ApplicationFailure.retryable(`${this.sqlWhere(region)}: lost the connection while proving the fence: ${errorMessage(err)}`, AuroraFailure.Unreachable);
-        return { verified: false, how: `the proof write as ${appUser} failed otherwise: ${errorMessage(err)}` };
-      } finally {
-        await close(session);
-      }
+    if (outcome === 'login-refused') return { verified: true, how: `a login as ${appUser} asking for read-write was refused (NOLOGIN)` };
+    if (outcome !== undefined) {
+      throw ApplicationFailure.nonRetryable(
+        `${this.sqlWhere(region)}: ${appUser} could still log in after ALTER ROLE … NOLOGIN${outcome === 'written' ? ' and write' : ''}; do not promote another region on this fence`,
+        AuroraFailure.FenceNotVerified,
+      );
     }
-    // No login as the application role (no password here): what a login would get is the role's
-    // own settings, which the catalog shows.
-    const own = await roleReadOnlySetting(admin, appUser);
-    const verified = own.roleWide === true && own.inDatabase !== false;
-    return { verified, how: verified ? `${appUser}'s read-only default confirmed in pg_db_role_setting (no login as ${appUser} from this worker)` : `${appUser}'s read-only default not found in pg_db_role_setting` };
+    // No login as the application role from here (no password): the catalog says what a login would meet.
+    const verified = !(await canLogin(admin, appUser));
+    return { verified, how: verified ? `${appUser} is NOLOGIN in pg_roles (no login as ${appUser} from this worker)` : `${appUser} can still log in according to pg_roles` };
   }
 
   /** Lifts the replicated fence on `region`'s writer; false when there was none. */
@@ -456,9 +450,11 @@ export class AuroraService {
     const appUser = this.db.regions[region]!.appUser;
     return this.withAdmin(region, async (admin) => {
       const own = await roleReadOnlySetting(admin, appUser);
-      if (own.roleWide !== true) return false;
+      let lifted: boolean;
       try {
-        await admin.query(`ALTER ROLE ${quoteIdent(appUser)} RESET default_transaction_read_only`);
+        lifted = await restoreLogin(admin, appUser);
+        if (own.roleWide !== true && !lifted) return false;
+        if (own.roleWide === true) await admin.query(`ALTER ROLE ${quoteIdent(appUser)} RESET default_transaction_read_only`);
       } catch (err) {
         // Just promoted: the instance may take a moment to accept writes.
         if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) throw ApplicationFailure.retryable(`${this.sqlWhere(region)} is not writable yet: ${errorMessage(err)}`, AuroraFailure.NotWritable);
@@ -625,7 +621,7 @@ export function createAuroraActivities(config: Config, region: string, options: 
     if (s.hasSql()) {
       const db = await s.sqlFence(s.region);
       result = { ...result, alreadyFenced: db.alreadyFenced, verified: db.verified, terminatedSessions: db.terminated };
-      notes.unshift(`database: ALTER ROLE ${s.me.appUser} SET default_transaction_read_only = on; ${db.how}`);
+      notes.unshift(`database: ALTER ROLE ${s.me.appUser} NOLOGIN, and SET default_transaction_read_only = on; ${db.how}`);
     } else {
       notes.push('database: no writerEndpoint, so no database-level fence or proof; the edge alone does not stop clients that already resolved the region');
     }
