@@ -7,6 +7,7 @@ import { runFailover, type FailoverRun } from '../src/demo/runs';
 import { waitUntilStreaming } from '../src/stack/postgres';
 import { createRoute53Activities } from '../activities/traffic/route53';
 import { primaryRegionOf } from '../src/traffic/plan';
+import type { RunRecord } from '../src/runbook/types';
 import { runTiming, type RunTiming } from './history';
 import type { BenchContext, BenchSection, SectionResult } from './section';
 import { spread, type Figures } from './stats';
@@ -33,7 +34,7 @@ function other(ctx: BenchContext, region: string): string {
 
 async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> {
   const { service, options, say } = ctx;
-  const samples: Array<RunTiming & { runId: string; source: string; target: string; lostWrites: number }> = [];
+  const samples: Array<RunTiming & { runId: string; source: string; target: string; lostWrites: number; fenceMs: number }> = [];
   for (let i = 0; i < options.runs; i++) {
     const source = await writer(ctx);
     const target = other(ctx, source);
@@ -48,21 +49,29 @@ async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> 
     }
     const t = await runTiming(ctx.client, run.workflowId, run.runId);
     const lostWrites = await lost(ctx, run, 0);
-    samples.push({ runId: run.runId, source, target, ...t, lostWrites });
-    say(`  planned ${i + 1}/${options.runs} ${source} → ${target}: wall ${t.wallMs} ms, in providers ${t.providerMs} ms, overhead ${t.overheadMs} ms (activity tasks queued ${t.queuedMs} ms, workflow tasks ${t.workflowTaskMs} ms), lost writes ${lostWrites}`);
+    const fenceMs = stepMs(run.record, 'fence');
+    samples.push({ runId: run.runId, source, target, ...t, lostWrites, fenceMs });
+    say(`  planned ${i + 1}/${options.runs} ${source} → ${target}: wall ${t.wallMs} ms, fence ${fenceMs} ms, in providers ${t.providerMs} ms, overhead ${t.overheadMs} ms (activity tasks queued ${t.queuedMs} ms, workflow tasks ${t.workflowTaskMs} ms), lost writes ${lostWrites}`);
   }
   const wall = spread(samples.map((s) => s.wallMs));
   const overhead = spread(samples.map((s) => s.overheadMs));
   const reproduce = command(options.runs, 0, options.clients);
   out.checks.push(
     { path: 'failover.planned.wallMs', what: 'planned failover, start → close', samples: samples.map((s) => s.wallMs), targetMax: 5_000, reproduce },
+    { path: 'failover.planned.fenceMs', what: 'the fence step (wall in pg_hba.conf, reload, proof, sessions ended): writes stop here', samples: samples.map((s) => s.fenceMs), reproduce },
     { path: 'failover.planned.overheadMs', what: 'orchestration overhead per run (wall − time inside providers)', samples: samples.map((s) => s.overheadMs), targetMax: 300, reproduce },
   );
   if (samples.some((s) => s.lostWrites > 0)) out.failures.push('a planned failover lost acknowledged writes');
   return {
-    wallMs: wall.median, overheadMs: overhead.median, providerMs: spread(samples.map((s) => s.providerMs)).median,
+    wallMs: wall.median, fenceMs: spread(samples.map((s) => s.fenceMs)).median, overheadMs: overhead.median, providerMs: spread(samples.map((s) => s.providerMs)).median,
     runs: samples.length, writeClients: options.clients, lostWrites: samples.reduce((n, s) => n + s.lostWrites, 0), samples,
   };
+}
+
+/** How long one step of a run took, from its own record. */
+function stepMs(rec: RunRecord, id: string): number {
+  const step = rec.steps.find((s) => s.id === id);
+  return step?.startedAt && step.endedAt ? Date.parse(step.endedAt) - Date.parse(step.startedAt) : NaN;
 }
 
 /** Acknowledged by the old primary since `sinceMs` (when this pair was built) and missing in the new one. */
