@@ -37,6 +37,15 @@ export function createRegionActivities(config: Config, region: string, options: 
     dbWaitForLag: (input) => (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
     dbPromote: (input) => (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
     dbRejoinAsStandby: (input) => (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)),
+    dbFollowWriter: async (input) => {
+      if (db(input) === 'postgres') return pg().dbFollowWriter(input);
+      // Aurora's secondaries replicate from the global database's writer at the storage layer.
+      const now = await au().dbDescribe(input);
+      return {
+        region, rejoined: false, rewound: false, streamingFrom: now.streamingFrom ?? '',
+        detail: now.role === 'standby' ? 'aurora-global: a secondary follows the global writer by itself' : `aurora-global: ${region} is a ${now.role ?? 'unreachable'} cluster, not a secondary; add it to the global database to follow`,
+      };
+    },
     dbVerifyWrites: (input) => (db(input) === 'aurora' ? au().dbVerifyWrites(input) : pg().dbVerifyWrites(input)),
     dbPreserve: async (input) => {
       if (db(input) === 'aurora') return au().dbPreserve(input);

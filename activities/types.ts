@@ -100,12 +100,22 @@ export interface RejoinInput extends ServiceRef {
   primaryRegion: string;
 }
 
+export interface FollowInput extends ServiceRef {
+  /** The writer to follow; absent: the one writable primary among the service's other regions. */
+  primaryRegion?: string;
+}
+
 export interface RejoinResult {
   region: string;
   /** False when the node already streamed from the new primary. */
   rejoined: boolean;
   /** pg_rewind had to discard WAL the node wrote after the divergence point. */
   rewound: boolean;
+  /**
+   * How it came to follow: it already did; a reload of primary_conninfo was enough (a standby
+   * that had not replayed past the fork); or a stop, pg_rewind and start (or a fresh copy).
+   */
+  how?: 'already' | 'reload' | 'rewind' | 'reclone';
   streamingFrom: string;
   /** What the provider found or could not do, when `rejoined` alone does not say it. */
   detail?: string;
@@ -193,6 +203,8 @@ export interface RegionActivities {
   dbWaitForLag(input: WaitForLagInput): Promise<LagResult>;
   dbPromote(input: PromoteInput): Promise<PromoteResult>;
   dbRejoinAsStandby(input: RejoinInput): Promise<RejoinResult>;
+  /** A standby of the service (never a primary) starts following the writer; see FollowInput. */
+  dbFollowWriter(input: FollowInput): Promise<RejoinResult>;
   dbVerifyWrites(input: ServiceRef): Promise<VerifyWritesResult>;
   /** After an unplanned failover: keep the provider's evidence of the old primary (Aurora: its snapshot). */
   dbPreserve(input: PreserveInput): Promise<PreserveResult>;

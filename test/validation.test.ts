@@ -16,7 +16,7 @@ describe('runbooks', () => {
     const rb = loadRunbook(builtinRunbookPath('failover'));
     expect(rb.kind).toBe('failover');
     expect(rb.steps.map((s) => s.id)).toEqual([
-      'preflight', 'approval', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin', 'fence-on-return', 'handoff',
+      'preflight', 'approval', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'repoint-standbys', 'rejoin', 'fence-on-return', 'handoff',
     ]);
     expect(rb.hash).toMatch(/^[0-9a-f]{64}$/);
   });

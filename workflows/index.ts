@@ -1,4 +1,4 @@
 // Everything the control worker registers. Workflow code only: no Node APIs, no I/O.
-export { runbook, fenceWhenReachable } from './runbook';
+export { runbook, fenceWhenReachable, followWhenReachable } from './runbook';
 export { guardian, healthWatcher } from './guardian';
 export { reconcileCases } from './reconcile-actions';

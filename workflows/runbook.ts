@@ -7,9 +7,9 @@ import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficState } from '../activities/types';
 import { ACTIONS, type ActionName, type Condition } from '../src/runbook/catalog';
 import { durationMs } from '../src/runbook/duration';
-import { fenceOnReturnWorkflowId, regionTaskQueue } from '../src/runbook/ids';
+import { fenceOnReturnWorkflowId, followWatcherWorkflowId, regionTaskQueue } from '../src/runbook/ids';
 import type {
-  AbortInput, ApproveInput, AttachedAlarm, PendingApproval, PlannedStep, RunInput, RunRecord, Step, StepState,
+  AbortInput, ApproveInput, AttachedAlarm, PendingApproval, PlannedStep, RunInput, RunRecord, StandbyFollow, Step, StepState,
 } from '../src/runbook/types';
 import { describeRecords, primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
 import { residencyViolation } from '../src/policy/residency';
@@ -164,6 +164,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       case 'fenced': return rec.fence?.verified === true;
       case 'not-fenced': return rec.fence?.verified !== true;
       case 'approval-required': return input.approval ? input.approval.required : input.policy.approval[input.mode] === 'required';
+      case 'other-standbys': return input.regions.length > 2;
     }
   }
 
@@ -204,13 +205,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     // seconds (a live one takes milliseconds) is down. Traffic is read at the same time: every
     // sequential await here is a workflow-task round trip added to the run.
     const [topology, trafficBefore] = await Promise.all([
-      Promise.all(
-        input.regions.map((region) =>
-          on(region, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
-            .dbDescribe({ service: input.service })
-            .catch((err): DbNodeState => ({ region, reachable: false, error: errorMessage(err) })),
-        ),
-      ),
+      describeRegions(),
       on(input.target, { scheduleToStartTimeout: '3s', startToCloseTimeout: '30s', retry: { ...DEFAULT_RETRY, maximumAttempts: 3 } })
         .trafficDescribe({ service: input.service })
         .catch((err): undefined => {
@@ -241,6 +236,53 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       }
     }
     stepState('preflight').detail = `writer ${rec.source}, target ${input.target} ${target.role}${target.streamingFrom ? ' streaming' : ''}`;
+  }
+
+  /** Each region answers for itself; one that does not pick the task up within seconds is down. */
+  function describeRegions(): Promise<DbNodeState[]> {
+    return Promise.all(
+      input.regions.map((region) => {
+        const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
+        return on(region, { scheduleToStartTimeout: knownDown ? '1s' : '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+          .dbDescribe({ service: input.service })
+          .catch((err): DbNodeState => ({ region, reachable: false, error: errorMessage(err) }));
+      }),
+    );
+  }
+
+  /**
+   * After a promotion every other standby must follow the new primary, or it keeps replaying a
+   * timeline that has ended. One that cannot now (down, or its worker is) is left to a watcher
+   * that re-points it as soon as it answers, so the run does not wait on a dead region.
+   */
+  async function repointStandbys(opts: Partial<ActivityOptions>): Promise<string> {
+    const others = input.regions.filter((r) => r !== source() && r !== input.target);
+    rec.standbys = await Promise.all(
+      others.map(async (region): Promise<StandbyFollow> => {
+        const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
+        try {
+          const r = await on(region, { ...opts, scheduleToStartTimeout: knownDown ? '1s' : '10s', startToCloseTimeout: '2m', retry: { ...DEFAULT_RETRY, maximumAttempts: 3 } })
+            .dbFollowWriter({ service: input.service, primaryRegion: input.target });
+          return { region, followed: true, how: r.how };
+        } catch (err) {
+          const watcher = followWatcherWorkflowId(input.service, region);
+          try {
+            await wf.startChild(followWhenReachable, {
+              workflowId: watcher,
+              args: [{ service: input.service, region }],
+              parentClosePolicy: 'ABANDON',
+              staticSummary: `Re-point ${input.service}'s standby in ${region} when it answers`,
+            });
+          } catch (startErr) {
+            // An earlier run's watcher is waiting already: it follows whichever region writes then.
+            if (!(startErr instanceof WorkflowExecutionAlreadyStartedError)) throw startErr;
+          }
+          return { region, followed: false, error: errorMessage(err), watcher };
+        }
+      }),
+    );
+    if (others.length === 0) return 'no other standbys';
+    return rec.standbys.map((s) => (s.followed ? `${s.region} follows (${s.how})` : `${s.region} not yet: ${s.error}; ${s.watcher} re-points it when it answers`)).join('; ');
   }
 
   /**
@@ -377,6 +419,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         state.detail = rec.rejoin.detail ?? `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
         return;
       }
+      case 'db.repointStandbys':
+        state.detail = await repointStandbys(opts);
+        return;
       case 'db.fenceOnReturn':
         state.region = source();
         await fenceOnReturn();
@@ -469,6 +514,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       }
     }
     if (input.dryRun) rec.plan = planOf();
+    // The audit record ends with where every region stands (invariant 7).
+    else if (rec.promotion) rec.topologyAfter = await describeRegions();
   }
 
   async function compensate(): Promise<void> {
@@ -531,6 +578,22 @@ function rpoEstimateSeconds(state: DbNodeState): number | undefined {
   if (!state.lastHeardFromPrimaryAt || !state.lastReplayedCommitAt) return undefined;
   const gap = (Date.parse(state.lastHeardFromPrimaryAt) - Date.parse(state.lastReplayedCommitAt)) / 1000;
   return Math.max(0, Math.round(gap * 10) / 10);
+}
+
+/**
+ * Keeps trying until the region's standby answers, then points it at the service's writer of
+ * that moment (found by the region's own worker), so a later failover never leaves it behind.
+ */
+export async function followWhenReachable(input: { service: string; region: string }): Promise<string> {
+  const acts = wf.proxyActivities<RegionActivities>({
+    taskQueue: regionTaskQueue(input.region),
+    startToCloseTimeout: '2m',
+    heartbeatTimeout: '15s',
+    scheduleToCloseTimeout: '30 days',
+    retry: { initialInterval: '2s', backoffCoefficient: 1.5, maximumInterval: '30s', nonRetryableErrorTypes: ['NotStandby'] },
+  });
+  const r = await acts.dbFollowWriter({ service: input.service });
+  return `${input.region} follows ${r.streamingFrom} (${r.how ?? (r.rejoined ? 'rejoined' : 'already')})`;
 }
 
 /** Keeps trying to fence a region's old primary until it answers; see runbook's db.fenceOnReturn. */

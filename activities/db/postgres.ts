@@ -13,11 +13,13 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { Config, PostgresRegion } from '../../src/config/schema';
+import { withServer } from '../../src/postgres/conninfo';
 import { hasFenceBlock, setFenceBlock } from '../../src/postgres/hba';
 import { findPgBin, isInitialised, logFile, rejoinAsStandby, type PgNode } from '../../src/postgres/node';
 import type {
   DbNodeState,
   FenceResult,
+  FollowInput,
   LagResult,
   PromoteResult,
   RegionActivities,
@@ -52,7 +54,7 @@ import {
 
 export type PostgresActivities = Pick<
   RegionActivities,
-  'dbDescribe' | 'dbFenceWrites' | 'dbUnfenceWrites' | 'dbWaitForLag' | 'dbPromote' | 'dbRejoinAsStandby' | 'dbVerifyWrites'
+  'dbDescribe' | 'dbFenceWrites' | 'dbUnfenceWrites' | 'dbWaitForLag' | 'dbPromote' | 'dbRejoinAsStandby' | 'dbFollowWriter' | 'dbVerifyWrites'
 >;
 
 /** ApplicationFailure types these activities throw, for the workflow to match on. */
@@ -83,6 +85,8 @@ const RELOAD_DEADLINE_MS = 10_000;
 const TERMINATE_DEADLINE_MS = 10_000;
 const PROMOTE_WAIT_S = 60;
 const REJOIN_STREAMING_DEADLINE_MS = 30_000;
+/** A reload takes effect in well under a second; past this the rewind path takes over. */
+const FOLLOW_BY_RELOAD_DEADLINE_MS = 5_000;
 
 /** One service's database node in one region, resolved from this worker's config. */
 interface ResolvedNode {
@@ -486,6 +490,54 @@ async function otherWritablePrimaries(config: Config, n: ResolvedNode): Promise<
   };
 }
 
+/** The one writable primary among the service's other regions; retryable until there is exactly one. */
+async function soleWriter(config: Config, n: ResolvedNode): Promise<string> {
+  const others = await otherWritablePrimaries(config, n);
+  if (others.writable.length === 1) return others.writable[0]!.region;
+  const seen = others.writable.length === 0 ? 'no writable primary' : `${others.writable.length} writable primaries (${others.writable.map((s) => s.region).join(', ')})`;
+  const unknown = others.unknown.length > 0 ? `; unreachable: ${others.unknown.join(', ')}` : '';
+  throw ApplicationFailure.retryable(`${n.where} has nothing to follow yet: the other regions show ${seen}${unknown}`, DbFailure.NotPrimary);
+}
+
+/**
+ * Whether the standby can follow the leader's timeline as it is: it must not have received WAL
+ * of its own timeline past the point where the leader's timeline forked from it (the history
+ * file says where). Unknown (no history readable) counts as no: the rewind path is always safe.
+ */
+async function canFollowByReload(n: ResolvedNode, p: ResolvedNode, me: DbNodeState, leader: DbNodeState): Promise<boolean> {
+  const mine = me.timeline ?? 0;
+  const theirs = leader.timeline ?? 0;
+  if (mine === 0 || theirs === 0 || mine > theirs) return false;
+  if (mine === theirs) return true;
+  const history = await withAdmin(p, async (admin) => (await admin.query<{ text: string }>('SELECT pg_read_file($1) AS text', [primaryHistoryFile(theirs)])).rows[0]!.text).catch(() => undefined);
+  const forkLine = history?.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => Number(f[0]) === mine);
+  const forkAt = forkLine?.[1];
+  const received = me.receivedLsn ?? me.lsn;
+  if (!forkAt || !isLsn(forkAt) || !received || !isLsn(received)) return false;
+  return lsnToBigInt(received) <= lsnToBigInt(forkAt);
+}
+
+/** Points a running standby at p by ALTER SYSTEM and a reload, and waits until it streams from p. */
+async function followByReload(n: ResolvedNode, p: ResolvedNode, leader: DbNodeState): Promise<boolean> {
+  const wanted = `${p.cfg.host}:${p.cfg.port}`;
+  const started = await withAdmin(n, async (admin) => {
+    const current = await admin.query<{ primary_conninfo: string }>('SHOW primary_conninfo').then((r) => r.rows[0]!.primary_conninfo, () => '');
+    // Only the server changes; the user, password file and TLS settings an operator chose stay.
+    const next = current.trim() ? withServer(current, p.cfg.host, p.cfg.port) : undefined;
+    if (!next) return false;
+    await admin.query(`ALTER SYSTEM SET primary_conninfo = ${admin.escapeLiteral(next)}`);
+    await admin.query('SELECT pg_reload_conf()');
+    return true;
+  });
+  if (!started) return false;
+  const following = await waitUntil(FOLLOW_BY_RELOAD_DEADLINE_MS, async () => {
+    const s = await describeNode(n);
+    heartbeat({ following: p.region, state: s.streamingFrom ?? s.error ?? s.role });
+    return s.reachable && s.role === 'standby' && s.streamingFrom === wanted && (s.timeline ?? 0) >= (leader.timeline ?? 0) ? true : undefined;
+  });
+  return following === true;
+}
+
 function primaryHistoryFile(timeline: number): string {
   return `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
 }
@@ -726,7 +778,7 @@ export function createPostgresActivities(config: Config, region: string): Postgr
     const current = await describeNode(n);
     if (isFollowing(current)) {
       await lowerWall();
-      return { region: n.region, rejoined: false, rewound: false, streamingFrom: wanted };
+      return { region: n.region, rejoined: false, rewound: false, how: 'already', streamingFrom: wanted };
     }
 
     // Stopping this node while the other is not yet a primary would leave the service without one.
@@ -739,6 +791,14 @@ export function createPostgresActivities(config: Config, region: string): Postgr
         `cannot rejoin ${n.region} as a standby of ${p.where}: that node is a ${leader.role}, not a primary; promote it first (dbPromote)`,
         DbFailure.NotPrimary,
       );
+    }
+    // A standby that has not received WAL past the new timeline's fork follows with a reload:
+    // no restart, its reads go on. Past the fork it needs pg_rewind like an old primary.
+    if (current.reachable && current.role === 'standby' && (await canFollowByReload(n, p, current, leader))) {
+      if (await followByReload(n, p, leader)) {
+        await lowerWall();
+        return { region: n.region, rejoined: true, rewound: false, how: 'reload', streamingFrom: wanted };
+      }
     }
     let bin: string | undefined;
     try {
@@ -791,7 +851,21 @@ export function createPostgresActivities(config: Config, region: string): Postgr
       );
     }
     await lowerWall();
-    return { region: n.region, rejoined: true, rewound, streamingFrom: wanted };
+    return { region: n.region, rejoined: true, rewound, how: 'rewind', streamingFrom: wanted };
+  }
+
+  /** See FollowInput. Never a primary: that would discard writes nobody has reconciled. */
+  async function dbFollowWriter({ service, primaryRegion }: FollowInput): Promise<RejoinResult> {
+    const n = nodeOf(service);
+    const me = await describeNode(n);
+    if (!me.reachable) throw ApplicationFailure.retryable(`${n.where} is unreachable: ${me.error}`, DbFailure.Unreachable);
+    if (me.role === 'primary') {
+      throw ApplicationFailure.nonRetryable(
+        `${n.where} is a primary, not a standby: it does not simply follow another writer; rejoin it (dbRejoinAsStandby) once reconciliation has read its writes`,
+        DbFailure.NotStandby,
+      );
+    }
+    return dbRejoinAsStandby({ service, primaryRegion: primaryRegion ?? (await soleWriter(config, n)) });
   }
 
   async function dbVerifyWrites({ service }: ServiceRef): Promise<VerifyWritesResult> {
@@ -828,5 +902,5 @@ export function createPostgresActivities(config: Config, region: string): Postgr
     });
   }
 
-  return { dbDescribe, dbFenceWrites, dbUnfenceWrites, dbWaitForLag, dbPromote, dbRejoinAsStandby, dbVerifyWrites };
+  return { dbDescribe, dbFenceWrites, dbUnfenceWrites, dbWaitForLag, dbPromote, dbRejoinAsStandby, dbFollowWriter, dbVerifyWrites };
 }

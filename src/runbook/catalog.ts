@@ -1,8 +1,11 @@
 // The actions a runbook step may name. Pure data with no imports: workflow code uses it, and
 // workflow code must stay deterministic and free of Node APIs.
 
-/** Which region's worker runs an action: the run's source, its target, or the workflow itself. */
-export type Placement = 'source' | 'target' | 'control';
+/**
+ * Which region's worker runs an action: the run's source, its target, every other region of the
+ * service (each on its own worker, at once), or the workflow itself.
+ */
+export type Placement = 'source' | 'target' | 'others' | 'control';
 
 export interface ActionSpec {
   /** Where the action runs unless the step says otherwise. */
@@ -26,6 +29,7 @@ export const ACTIONS = {
   'traffic.shift': { placement: 'target', compensate: 'traffic.restore', summary: 'Shift traffic to the target region' },
   'app.verifyWrites': { placement: 'target', summary: 'Write and read back through the new primary' },
   'db.rejoinAsStandby': { placement: 'source', summary: 'Bring the old primary back as a standby of the new one' },
+  'db.repointStandbys': { placement: 'others', summary: 'Every other standby follows the new primary' },
   'db.fenceOnReturn': { placement: 'source', summary: 'Fence the old primary as soon as it answers again' },
   'reconcile.handoff': { placement: 'control', summary: 'Hand diverged writes over to reconciliation' },
   // Reconciliation (runbooks/reconcile.yaml): source = the old primary, target = the new one.
@@ -50,5 +54,5 @@ export type ActionName = keyof typeof ACTIONS;
  * Conditions a step may be gated on. A fixed vocabulary rather than expressions: a runbook is
  * data and must not be able to run code.
  */
-export const CONDITIONS = ['planned', 'unplanned', 'fenced', 'not-fenced', 'approval-required'] as const;
+export const CONDITIONS = ['planned', 'unplanned', 'fenced', 'not-fenced', 'approval-required', 'other-standbys'] as const;
 export type Condition = (typeof CONDITIONS)[number];

@@ -9,6 +9,11 @@ export function fenceOnReturnWorkflowId(service: string, region: string): string
   return `regionshift-fence-${service}-${region}`;
 }
 
+/** The watcher that re-points a region's standby once it answers (db.repointStandbys). */
+export function followWatcherWorkflowId(service: string, region: string): string {
+  return `regionshift-follow-${service}-${region}`;
+}
+
 export function regionTaskQueue(region: string): string {
   return `region.${region}`;
 }

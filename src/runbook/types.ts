@@ -123,6 +123,15 @@ export interface PlannedStep {
   values?: Record<string, unknown>;
 }
 
+export interface StandbyFollow {
+  region: string;
+  followed: boolean;
+  how?: RejoinResult['how'];
+  /** When not followed: why, and the watcher that will re-point it once it answers. */
+  error?: string;
+  watcher?: string;
+}
+
 /** The run's audit record (safety invariant 7): returned on success, attached to the failure otherwise. */
 export interface RunRecord {
   workflowId: string;
@@ -151,6 +160,10 @@ export interface RunRecord {
   traffic?: ShiftResult;
   verify?: VerifyWritesResult;
   rejoin?: RejoinResult;
+  /** db.repointStandbys: each other region's standby, followed or not (and then watched). */
+  standbys?: StandbyFollow[];
+  /** Every region's role, upstream and position when the run ended (runs that promoted). */
+  topologyAfter?: DbNodeState[];
   /** How the run justified promoting without a verified fence, when it did. */
   dataLossAck?: { by: string; reason: string };
   /** Trigger (or start) to writes accepted in the target. */

@@ -21,7 +21,7 @@ import type { RunbookDoc, RunInput } from '../../src/runbook/types';
 import { buildRunInput, type StartRequest } from '../../src/runs/client';
 import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
-import { createPgPair, type PgPair } from './pg-pair';
+import { createPgCluster, type PgPair } from './pg-pair';
 import { freePort } from './ports';
 import { startMoto, type MotoServer } from './moto';
 
@@ -56,7 +56,12 @@ export function runbookFromText(text: string): RunbookDoc {
   return { ...loaded.value, hash: loaded.hash, file: loaded.file };
 }
 
-export async function createFailoverEnv(policy: Record<string, unknown> = {}, activityOptions: RegionActivityOptions = {}): Promise<FailoverEnv> {
+export interface FailoverEnvOptions {
+  /** The service's regions, writer first; each gets a PostgreSQL node (the others stream from the first). Default: us-west-2, us-east-1. */
+  regions?: string[];
+}
+
+export async function createFailoverEnv(policy: Record<string, unknown> = {}, activityOptions: RegionActivityOptions = {}, envOptions: FailoverEnvOptions = {}): Promise<FailoverEnv> {
   if (!runtimeInstalled) {
     Runtime.install({ logger: new DefaultLogger('WARN') });
     runtimeInstalled = true;
@@ -73,13 +78,14 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     searchAttributes: Object.values(SA),
   };
   let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions });
-  const [pg, moto] = await Promise.all([createPgPair(), startMoto()]);
-  const nodes = { [pg.primary.region]: pg.primary, [pg.standby.region]: pg.standby };
+  const [cluster, moto] = await Promise.all([createPgCluster(envOptions.regions ?? ['us-west-2', 'us-east-1']), startMoto()]);
+  const pg: PgPair = { ...cluster, primary: cluster.nodes[0]!, standby: cluster.nodes[1]! };
+  const nodes = Object.fromEntries(cluster.nodes.map((n) => [n.region, n]));
   const config = Config.parse({
     temporal: { address: `127.0.0.1:${port}` },
     services: [{
       name: SERVICE,
-      regions: [pg.primary.region, pg.standby.region],
+      regions: cluster.nodes.map((n) => n.region),
       database: {
         provider: 'postgres-streaming',
         regions: Object.fromEntries(Object.values(nodes).map((n) => [n.region, { host: n.host, port: n.port, dataDir: n.dataDir, pgBin: pg.bin }])),
