@@ -16,4 +16,20 @@ describe('run headers', () => {
     expect(headline(rec('failback', 'planned', { source: 'us-east-1', target: 'us-west-2', status: 'failed' }))).toBe('failback ledger: us-east-1 → us-west-2 (back to the old primary) FAILED');
     expect(formatRecord(rec('reconcile', 'unplanned')).split('\n')[0]).not.toContain('unplanned');
   });
+
+  it('end with every region as the run left it: role, upstream, timeline, position', () => {
+    const text = formatRecord(rec('failover', 'planned', {
+      topologyAfter: [
+        { region: 'us-west-2', reachable: true, role: 'standby', fenced: false, streamingFrom: '127.0.0.1:5433', timeline: 2, lsn: '0/3000148' },
+        { region: 'us-east-1', reachable: true, role: 'primary', fenced: false, timeline: 2, lsn: '0/3000148' },
+        { region: 'ap-southeast-1', reachable: false, error: '127.0.0.1:5435: connect ECONNREFUSED' },
+      ],
+    }));
+    expect(text.split('\n').slice(-4)).toEqual([
+      'regions after the run:',
+      '  us-west-2       standby ← 127.0.0.1:5433, timeline 2, replayed 0/3000148',
+      '  us-east-1       primary, timeline 2, at 0/3000148',
+      '  ap-southeast-1  unreachable: 127.0.0.1:5435: connect ECONNREFUSED',
+    ]);
+  });
 });

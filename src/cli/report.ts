@@ -1,4 +1,5 @@
 // What a person reads during an incident: one line per step, in order, with the next action.
+import type { DbNodeState } from '../../activities/types';
 import type { RunRecord, StepState } from '../runbook/types';
 
 const MARK: Record<StepState['status'], string> = {
@@ -54,6 +55,7 @@ export function formatRecord(rec: RunRecord, uiUrl?: string): string {
   if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : rec.rpo.estimateSeconds === undefined ? 'RPO unknown (source unreachable)' : `RPO estimate ${rec.rpo.estimateSeconds} s`);
   if (rec.dataLossAck) facts.push(`data loss acknowledged by ${rec.dataLossAck.by}`);
   if (facts.length) lines.push('', facts.join(' · '));
+  if (rec.topologyAfter) lines.push('', 'regions after the run:', ...rec.topologyAfter.map((n) => `  ${regionLine(n)}`));
   if (rec.compensation) {
     for (const u of rec.compensation.undone) lines.push(`  undone: ${u}`);
     for (const n of rec.compensation.notUndone) lines.push(`  NOT undone: ${n}`);
@@ -62,6 +64,15 @@ export function formatRecord(rec: RunRecord, uiUrl?: string): string {
   if (rec.reconcile?.required) lines.push(`next: reconcile writes ${rec.reconcile.oldPrimary} accepted after the divergence point`);
   if (uiUrl) lines.push(`Temporal UI: ${uiUrl}`);
   return lines.join('\n');
+}
+
+/** "us-west-2       standby ← 127.0.0.1:5433, timeline 2, replayed 0/3000148": one region at the run's end. */
+export function regionLine(n: DbNodeState): string {
+  const name = n.region.padEnd(16);
+  if (!n.reachable) return `${name}unreachable${n.error ? `: ${n.error}` : ''}`;
+  const tl = n.timeline !== undefined ? `, timeline ${n.timeline}` : '';
+  if (n.role !== 'standby') return `${name}${n.role}${n.fenced ? ' (fenced)' : ''}${tl}${n.lsn ? `, at ${n.lsn}` : ''}`;
+  return `${name}standby ← ${n.streamingFrom ?? 'nothing (not streaming)'}${tl}${n.lsn ? `, replayed ${n.lsn}` : ''}`;
 }
 
 export function runUiUrl(base: string, namespace: string, workflowId: string, runId: string): string {
