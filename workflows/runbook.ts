@@ -7,6 +7,7 @@ import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficState } from '../activities/types';
 import { ACTIONS, type ActionName, type Condition } from '../src/runbook/catalog';
 import { durationMs } from '../src/runbook/duration';
+import { unimplementedAction } from '../src/runbook/exhaustive';
 import { fenceOnReturnWorkflowId, followWatcherWorkflowId, regionTaskQueue } from '../src/runbook/ids';
 import type {
   AbortInput, ApproveInput, AttachedAlarm, PendingApproval, PlannedStep, RunInput, RunRecord, StandbyFollow, Step, StepState,
@@ -446,6 +447,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       default:
         // Reconciliation and failback (workflows/reconcile-actions.ts).
         if (isReconcileAction(step.action)) return runReconcileAction(step.action, { input, rec, state, opts, source, refuse, compensations, stepId: step.id });
+        return unimplementedAction(step.action);
     }
   }
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { Config } from '../../src/config/schema';
 import { CONTROL_TASK_QUEUE } from '../../src/runbook/ids';
 import { ensureTemporalCli } from '../../src/stack/temporal';
@@ -30,6 +30,8 @@ export interface TemporalEnv {
   address: string;
   connection: NativeConnection;
   config: Config;
+  /** The project's workflows, bundled once: a worker given it starts without running webpack again. */
+  workflowBundle: { code: string };
   /** Starts another worker on the shared connection; stopped at teardown. */
   startWorker(options: Omit<WorkerOptions, 'connection'>): Promise<Worker>;
   teardown(): Promise<void>;
@@ -66,6 +68,9 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config)
   const temporalCli = await ensureTemporalCli();
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
   const port = await freePort();
+  // Bundling takes as long as the server takes to start: do both at once.
+  const bundling = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: Runtime.instance().logger });
+  bundling.catch(() => undefined); // awaited below; a server that fails to start must not leave it unhandled
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalCli },
@@ -76,6 +81,13 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config)
       searchAttributes: Object.values(SA),
     },
   });
+  let workflowBundle: { code: string };
+  try {
+    workflowBundle = { code: (await bundling).code };
+  } catch (err) {
+    await env.teardown().catch(() => undefined);
+    throw err;
+  }
   const address = `127.0.0.1:${port}`;
   const connection = await NativeConnection.connect({ address });
   const workers: { worker: Worker; done: Promise<void> }[] = [];
@@ -84,13 +96,14 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config)
     workers.push({ worker, done: worker.run() });
     return worker;
   };
-  await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH });
+  await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle });
   return {
     env,
     client: env.client,
     address,
     connection,
     config: makeConfig(address),
+    workflowBundle,
     startWorker,
     async teardown() {
       for (const w of workers) w.worker.shutdown();

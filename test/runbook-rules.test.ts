@@ -1,0 +1,445 @@
+// The runbook interpreter's safety rules (workflows/runbook.ts), with the databases left out: the
+// real workflow on a real Temporal dev server, and region workers whose activities are small
+// in-test implementations (test/support/stub-activities.ts) that record every call. The subject
+// is what the interpreter does with a runbook that drops or reorders steps, with a fence that
+// fails, an approval, an abort, a second start; the providers are tested on real PostgreSQL and
+// moto elsewhere (test/failover*.test.ts).
+//
+// Each test makes its own service, regions (so its own task queues region.<name>) and control
+// task queue, and stops its workers when it ends: no test depends on another or on their order.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import type { ActionName } from '../src/runbook/catalog';
+import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/runbook/ids';
+import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
+import { Runbook } from '../src/runbook/schema';
+import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/runbook/types';
+import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/runs/client';
+import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
+import { FENCE_LSN, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
+import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
+import { waitFor } from './support/wait';
+
+const FAILOVER = loadRunbook(builtinRunbookPath('failover'));
+
+let te: TemporalEnv;
+
+beforeAll(async () => {
+  // Each test makes its own service config (rig below); the env's is never used.
+  te = await createTemporalEnv((address) => paperConfig(address, [{ name: 'unused', regions: ['us-west-1', 'us-east-1'] }]));
+});
+
+afterAll(async () => {
+  await te?.teardown();
+});
+
+// --- runbooks made from the shipped one ---------------------------------------------------------
+
+/** The id the shipped failover runbook gives the step of `action` (found, not assumed: the file may change). */
+function idOf(action: ActionName): string {
+  const step = FAILOVER.steps.find((s) => s.action === action);
+  if (!step) throw new Error(`runbooks/failover.yaml has no ${action} step; these tests build their runbooks from it`);
+  return step.id;
+}
+
+/** A runbook as load.ts would produce it from an edited failover.yaml: the schema accepts any order. */
+function edited(change: string, steps: Step[]): RunbookDoc {
+  const value = Runbook.parse({ kind: FAILOVER.kind, description: FAILOVER.description, steps });
+  return { ...value, hash: `${FAILOVER.hash}+${change}`, file: `${FAILOVER.file} (${change})` };
+}
+
+function without(...actions: ActionName[]): RunbookDoc {
+  const ids = actions.map(idOf);
+  return edited(`without ${ids.join(', ')}`, FAILOVER.steps.filter((s) => !ids.includes(s.id)));
+}
+
+/** The shipped runbook with the step of `action` moved to just before the step of `before`. */
+function moved(action: ActionName, before: ActionName): RunbookDoc {
+  const [id, beforeId] = [idOf(action), idOf(before)];
+  const step = FAILOVER.steps.find((s) => s.id === id)!;
+  const rest = FAILOVER.steps.filter((s) => s.id !== id);
+  const at = rest.findIndex((s) => s.id === beforeId);
+  return edited(`${id} before ${beforeId}`, [...rest.slice(0, at), step, ...rest.slice(at)]);
+}
+
+// --- a rig per test -----------------------------------------------------------------------------
+
+interface Rig {
+  service: string;
+  source: string;
+  target: string;
+  fleet: StubFleet;
+  workflowId: string;
+  input(req?: Partial<StartRequest>, runbook?: RunbookDoc): RunInput;
+  /** Starts the run on this test's own control task queue. */
+  start(input: RunInput): Promise<WorkflowHandle<typeof runbookWorkflow>>;
+  progress(): Promise<RunRecord>;
+}
+
+let serial = 0;
+
+/**
+ * A service of its own (name-<n>, regions us-west-<n> and us-east-<n>), stub workers for both
+ * regions and a control worker on rules.<service>, all stopped when the test ends, with any run
+ * or fence watcher it left behind.
+ */
+async function rig(ctx: TestContext, name: string, policy: Record<string, unknown> = {}): Promise<Rig> {
+  const n = ++serial;
+  const service = `${name}-${n}`;
+  const [source, target] = [`us-west-${n}`, `us-east-${n}`];
+  const fleet = new StubFleet(service, source, target);
+  const config = paperConfig(te.address, [{ name: service, regions: [source, target], policy: { approvers: ['carol'], approvalTimeout: '1m', ...policy } }]);
+  const taskQueue = `rules.${service}`;
+  const workflowId = runWorkflowId(service);
+  const stopRegions = await runStubRegions(te.connection, fleet);
+  let control: { worker: Worker; done: Promise<void> } | undefined;
+  ctx.onTestFinished(async () => {
+    for (const id of [workflowId, fenceOnReturnWorkflowId(service, source)]) {
+      await te.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+    }
+    control?.worker.shutdown();
+    await Promise.allSettled([control?.done, stopRegions()]);
+  });
+  // One workflow thread: a test runs one run at a time (and perhaps its fence watcher), and
+  // several tests run at once.
+  const worker = await Worker.create({ connection: te.connection, taskQueue, workflowBundle: te.workflowBundle, workflowThreadPoolSize: 1 });
+  control = { worker, done: worker.run() };
+  return {
+    service, source, target, fleet, workflowId,
+    input: (req = {}, runbook = FAILOVER) => buildRunInput(config, runbook, {
+      service, target, mode: 'planned', dryRun: false, requestedBy: 'alice', trigger: 'test', ...req,
+    }),
+    start: (input) => te.client.workflow.start<typeof runbookWorkflow>('runbook', { taskQueue, workflowId, args: [input] }),
+    progress: () => te.client.workflow.getHandle(workflowId).query<RunRecord>('progress'),
+  };
+}
+
+interface Outcome {
+  rec: RunRecord;
+  /** The failure type the CLI maps to an exit code (FAILURE), or 'succeeded'. */
+  result: string;
+}
+
+async function outcome(handle: WorkflowHandle<typeof runbookWorkflow>): Promise<Outcome> {
+  try {
+    return { rec: await handle.result(), result: 'succeeded' };
+  } catch (err) {
+    if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure && err.cause.details?.[0]) {
+      return { rec: err.cause.details[0] as RunRecord, result: err.cause.type ?? 'untyped' };
+    }
+    throw err;
+  }
+}
+
+const stepOf = (rec: RunRecord, action: ActionName) => rec.steps.find((s) => s.id === idOf(action))!;
+
+/** The calls that change something (preflight's reads left out), as region.activity. */
+const changes = (fleet: StubFleet) => fleet.log().filter((c) => !c.endsWith('.dbDescribe') && !c.endsWith('.trafficDescribe'));
+
+// --- the tests ----------------------------------------------------------------------------------
+
+// Concurrent: each test has its own service and task queues, and most of a run is waiting on
+// round trips to the server, so running them side by side is what keeps the suite short.
+describe.concurrent('the runbook interpreter', () => {
+  describe('planned failover: one writer, and no promotion before the lag is zero', () => {
+    it('the shipped runbook fences, confirms the lag at the fence position, and only then promotes', async (ctx) => {
+      const r = await rig(ctx, 'planned-shipped');
+      const { rec, result } = await outcome(await r.start(r.input()));
+      expect(result).toBe('succeeded');
+      expect(changes(r.fleet)).toEqual([
+        `${r.source}.dbFenceWrites`, `${r.target}.dbWaitForLag`, `${r.target}.dbPromote`,
+        `${r.target}.trafficShift`, `${r.target}.dbVerifyWrites`, `${r.source}.dbRejoinAsStandby`,
+      ]);
+      expect(r.fleet.callsTo('dbWaitForLag')[0]!.input).toMatchObject({ service: r.service, sourceLsn: FENCE_LSN });
+      expect(r.fleet.callsTo('dbPromote')[0]!.input).toMatchObject({ mode: 'planned', source: r.source });
+      expect(rec.rpo).toEqual({ zeroLoss: true, estimateSeconds: 0 });
+      expect(rec.dataLossAck).toBeUndefined();
+    });
+
+    it('a runbook without the fence step: promotion is refused and nothing is promoted', async (ctx) => {
+      const r = await rig(ctx, 'planned-nofence');
+      const { rec, result } = await outcome(await r.start(r.input({}, without('db.fenceWrites'))));
+      expect(result).toBe(FAILURE.refused);
+      expect(stepOf(rec, 'db.waitForLag')).toMatchObject({ status: 'skipped', detail: 'condition not met: fenced' });
+      expect(stepOf(rec, 'db.promote')).toMatchObject({ status: 'failed', error: 'promotion refused: a planned failover promotes only after a verified fence' });
+      expect(r.fleet.callsTo('dbPromote')).toEqual([]);
+      expect(changes(r.fleet)).toEqual([]);
+      // Nothing was changed, so there is nothing to undo and nothing left undone.
+      expect(rec.compensation).toEqual({ undone: [], notUndone: [] });
+    });
+
+    it('a runbook with promote moved before confirm-lag: refused after the fence, which is undone', async (ctx) => {
+      const r = await rig(ctx, 'planned-early-promote');
+      const { rec, result } = await outcome(await r.start(r.input({}, moved('db.promote', 'db.waitForLag'))));
+      expect(result).toBe(FAILURE.refused);
+      expect(stepOf(rec, 'db.promote').error).toBe('promotion refused: the runbook must confirm the lag (db.waitForLag) after the fence and before promoting');
+      expect(stepOf(rec, 'db.waitForLag').status).toBe('pending');
+      expect(changes(r.fleet)).toEqual([`${r.source}.dbFenceWrites`, `${r.source}.dbUnfenceWrites`]);
+      expect(rec.compensation!.undone).toEqual([`unfence ${r.source}: writes open again in ${r.source}`]);
+    });
+
+    it('a runbook without the confirm-lag step: promotion is refused', async (ctx) => {
+      const r = await rig(ctx, 'planned-nolag');
+      const { rec, result } = await outcome(await r.start(r.input({}, without('db.waitForLag'))));
+      expect(result).toBe(FAILURE.refused);
+      expect(stepOf(rec, 'db.promote').error).toMatch(/^promotion refused: the runbook must confirm the lag/);
+      expect(r.fleet.callsTo('dbPromote')).toEqual([]);
+      expect(changes(r.fleet)).toEqual([`${r.source}.dbFenceWrites`, `${r.source}.dbUnfenceWrites`]);
+    });
+
+    it('a runbook with confirm-lag moved before the fence: the lag step is skipped, so promotion is still refused', async (ctx) => {
+      const r = await rig(ctx, 'planned-early-lag');
+      const { rec, result } = await outcome(await r.start(r.input({}, moved('db.waitForLag', 'db.fenceWrites'))));
+      expect(result).toBe(FAILURE.refused);
+      expect(stepOf(rec, 'db.waitForLag')).toMatchObject({ status: 'skipped', detail: 'condition not met: fenced' });
+      expect(stepOf(rec, 'db.promote').error).toMatch(/^promotion refused: the runbook must confirm the lag/);
+      expect(r.fleet.callsTo('dbPromote')).toEqual([]);
+    });
+
+    it('a fence that cannot be verified stops a planned run before promotion', async (ctx) => {
+      const r = await rig(ctx, 'planned-unverified');
+      r.fleet.answer(r.source, 'dbFenceWrites', async () => ({ region: r.source, alreadyFenced: false, verified: false, lsn: FENCE_LSN, terminatedSessions: 0 }));
+      const { rec, result } = await outcome(await r.start(r.input()));
+      expect(result).toBe(FAILURE.failed);
+      // Worded loosely: the fence step's messages are being reworked alongside the PostgreSQL fence.
+      expect(stepOf(rec, 'db.fenceWrites')).toMatchObject({ status: 'compensated', error: expect.stringMatching(new RegExp(`${r.source}.*verified`)) });
+      expect(changes(r.fleet)).toEqual([`${r.source}.dbFenceWrites`, `${r.source}.dbUnfenceWrites`]);
+    });
+  });
+
+  describe('unplanned failover: promotion without a verified fence needs an acknowledgement', () => {
+    /** The source region is gone: its node does not answer and its fence fails. */
+    function sourceDown(r: Rig): void {
+      r.fleet.answer(r.source, 'dbDescribe', async () => ({ region: r.source, reachable: false, error: 'connect ECONNREFUSED' }));
+      r.fleet.answer(r.source, 'dbFenceWrites', async () => {
+        throw new Error('connect ECONNREFUSED');
+      });
+    }
+
+    /** The target's replication state: `lagSeconds` between its last replayed commit and its last news from the source. */
+    function targetBehindBy(r: Rig, lagSeconds: number): void {
+      const heard = Date.now() - 60_000;
+      r.fleet.answer(r.target, 'dbDescribe', async () => ({
+        ...r.fleet.node(r.target), streamingFrom: undefined,
+        lastHeardFromPrimaryAt: new Date(heard).toISOString(),
+        lastReplayedCommitAt: new Date(heard - lagSeconds * 1000).toISOString(),
+      }));
+    }
+
+    const unplannedPolicy = (extra: Record<string, unknown>) => ({ approval: { planned: 'none', unplanned: 'none' }, rpoBudgetSeconds: 5, ...extra });
+
+    async function waitingOnPromote(r: Rig): Promise<RunRecord> {
+      return waitFor('the data-loss acknowledgement to be asked for', async () => {
+        const rec = await r.progress();
+        return rec.pendingApproval?.stepId === idOf('db.promote') && rec;
+      });
+    }
+
+    it('policy allowDataLoss within the RPO budget: promotes, records the acknowledgement by policy, and fences the old primary when it returns', async (ctx) => {
+      const r = await rig(ctx, 'unplanned-policy', unplannedPolicy({ allowDataLoss: true }));
+      sourceDown(r);
+      targetBehindBy(r, 2);
+      const { rec, result } = await outcome(await r.start(r.input({ mode: 'unplanned' })));
+      expect(result).toBe('succeeded');
+      expect(rec.source).toBe(r.source);
+      // Tried as the runbook bounds it in unplanned mode, then carried on without a fence (later
+      // calls are the watcher's, below).
+      const [promote] = r.fleet.callsTo('dbPromote');
+      expect(r.fleet.callsTo('dbFenceWrites', r.source).filter((c) => c.started < promote!.started).map((c) => c.outcome)).toEqual(['failed', 'failed']);
+      expect(stepOf(rec, 'db.fenceWrites').detail).toBe('source unreachable: connect ECONNREFUSED');
+      expect(rec.dataLossAck).toEqual({ by: 'policy', reason: 'allowDataLoss; estimated RPO 2s, budget 5s' });
+      expect(rec.rpo).toMatchObject({ estimateSeconds: 2, zeroLoss: false });
+      expect(rec.approvals).toEqual([]);
+      expect(promote!.input).toMatchObject({ mode: 'unplanned', source: r.source });
+
+      // The region comes back: the watcher the run left fences it.
+      const watcher = te.client.workflow.getHandle(rec.fenceOnReturn!.workflowId);
+      r.fleet.answer(r.source, 'dbFenceWrites', async () => ({ region: r.source, alreadyFenced: false, verified: true, lsn: '0/5000000', terminatedSessions: 3 }));
+      expect(await watcher.result()).toBe(`${r.source} fenced at 0/5000000`);
+    });
+
+    it('without allowDataLoss: waits for a person, and an approval promotes and records who acknowledged', async (ctx) => {
+      const r = await rig(ctx, 'unplanned-approved', unplannedPolicy({ allowDataLoss: false }));
+      sourceDown(r);
+      targetBehindBy(r, 2);
+      const handle = await r.start(r.input({ mode: 'unplanned' }));
+      const waiting = await waitingOnPromote(r);
+      expect(waiting.pendingApproval!.reason).toBe(`${r.source} could not be fenced (connect ECONNREFUSED); estimated RPO 2s, budget 5s. Promoting ${r.target} may lose writes`);
+      expect(r.fleet.callsTo('dbPromote')).toEqual([]);
+      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'approve', reason: 'west is gone for hours' });
+      const { rec, result } = await outcome(handle);
+      expect(result).toBe('succeeded');
+      expect(rec.dataLossAck).toEqual({ by: 'carol', reason: 'west is gone for hours' });
+      expect(rec.approvals).toEqual([expect.objectContaining({ stepId: idOf('db.promote'), by: 'carol', decision: 'approve' })]);
+      expect(r.fleet.callsTo('dbPromote')).toHaveLength(1);
+    });
+
+    it('without allowDataLoss: a rejection refuses the run and nothing is promoted', async (ctx) => {
+      const r = await rig(ctx, 'unplanned-rejected', unplannedPolicy({ allowDataLoss: false }));
+      sourceDown(r);
+      targetBehindBy(r, 2);
+      const handle = await r.start(r.input({ mode: 'unplanned' }));
+      await waitingOnPromote(r);
+      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'reject', reason: 'wait for west' });
+      const { rec, result } = await outcome(handle);
+      expect(result).toBe(FAILURE.refused);
+      expect(stepOf(rec, 'db.promote')).toMatchObject({ status: 'failed', error: 'rejected by carol: wait for west' });
+      expect(rec.dataLossAck).toBeUndefined();
+      expect(r.fleet.callsTo('dbPromote')).toEqual([]);
+      expect(r.fleet.callsTo('trafficShift')).toEqual([]);
+    });
+
+    it('a lag above the RPO budget asks a person even when policy allows data loss', async (ctx) => {
+      const r = await rig(ctx, 'unplanned-overbudget', unplannedPolicy({ allowDataLoss: true }));
+      sourceDown(r);
+      targetBehindBy(r, 30);
+      const handle = await r.start(r.input({ mode: 'unplanned' }));
+      const waiting = await waitingOnPromote(r);
+      expect(waiting.pendingApproval!.reason).toContain('estimated RPO 30s, budget 5s');
+      expect(waiting.dataLossAck).toBeUndefined();
+      expect(r.fleet.callsTo('dbPromote')).toEqual([]);
+      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'approve' });
+      const { rec, result } = await outcome(handle);
+      expect(result).toBe('succeeded');
+      expect(rec.dataLossAck!.by).toBe('carol');
+      expect(rec.rpo).toMatchObject({ estimateSeconds: 30, zeroLoss: false });
+    });
+  });
+
+  describe('dry run', () => {
+    it('does nothing but preflight, and returns the plan', async (ctx) => {
+      const r = await rig(ctx, 'dry-run');
+      const { rec, result } = await outcome(await r.start(r.input({ dryRun: true })));
+      expect(result).toBe('succeeded');
+      expect(r.fleet.log().sort()).toEqual([`${r.source}.dbDescribe`, `${r.target}.dbDescribe`, `${r.target}.trafficDescribe`].sort());
+      for (const s of rec.steps.filter((s) => s.id !== idOf('preflight'))) expect(s, s.id).toMatchObject({ status: 'skipped', detail: 'dry run' });
+      expect(rec.plan!.find((p) => p.id === idOf('db.promote'))).toMatchObject({ region: r.target, taskQueue: `region.${r.target}` });
+    });
+  });
+
+  describe('compensation', () => {
+    const writeRefused = async (): Promise<never> => {
+      throw ApplicationFailure.nonRetryable('the write through the new primary was refused', 'WriteRefused');
+    };
+
+    it('a failure after the fence and the traffic shift undoes both in reverse order, and says what it could not undo', async (ctx) => {
+      const r = await rig(ctx, 'undo-order');
+      r.fleet.answer(r.target, 'dbVerifyWrites', writeRefused);
+      const { rec, result } = await outcome(await r.start(r.input()));
+      expect(result).toBe(FAILURE.failed);
+      expect(rec.error).toBe('the write through the new primary was refused');
+      expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([`${r.target}.trafficRestore`, `${r.source}.dbUnfenceWrites`]);
+      // The records go back exactly as preflight read them.
+      expect(r.fleet.callsTo('trafficRestore')[0]!.input).toEqual({ service: r.service, state: r.fleet.trafficBefore() });
+      expect(rec.compensation!.undone).toEqual([
+        `restore traffic records of ${r.service}: ${r.source} 100, ${r.target} 0`,
+        `unfence ${r.source}: writes open again in ${r.source}`,
+      ]);
+      expect(rec.compensation!.notUndone).toEqual([`promote ${r.target}: a promoted database is not demoted automatically; fail back with a planned run`]);
+      expect(stepOf(rec, 'db.fenceWrites').status).toBe('compensated');
+      expect(stepOf(rec, 'traffic.shift').status).toBe('compensated');
+      expect(stepOf(rec, 'app.verifyWrites').status).toBe('failed');
+    });
+
+    it('an undo that fails is reported as not undone, and the undo before it still happens', async (ctx) => {
+      const r = await rig(ctx, 'undo-fails');
+      r.fleet.answer(r.target, 'dbVerifyWrites', writeRefused);
+      r.fleet.answer(r.source, 'dbUnfenceWrites', async () => {
+        throw ApplicationFailure.nonRetryable(`${r.source} does not answer`, 'Unreachable');
+      });
+      const { rec, result } = await outcome(await r.start(r.input()));
+      expect(result).toBe(FAILURE.failed);
+      expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([`${r.target}.trafficRestore`, `${r.source}.dbUnfenceWrites`]);
+      expect(rec.compensation!.undone).toEqual([`restore traffic records of ${r.service}: ${r.source} 100, ${r.target} 0`]);
+      expect(rec.compensation!.notUndone).toEqual([
+        `promote ${r.target}: a promoted database is not demoted automatically; fail back with a planned run`,
+        `unfence ${r.source}: ${r.source} does not answer`,
+      ]);
+      // The fence was not undone: its step stays done, not compensated.
+      expect(stepOf(rec, 'db.fenceWrites').status).toBe('done');
+    });
+
+    it('an abort in the middle of a step stops that step, then compensates', async (ctx) => {
+      const r = await rig(ctx, 'abort-mid-step');
+      r.fleet.answer(r.target, 'dbWaitForLag', untilCancelled);
+      const handle = await r.start(r.input());
+      await waitFor('the lag wait to be running', async () => r.fleet.callsTo('dbWaitForLag').length > 0);
+      expect(await abortRun(te.client, r.workflowId, { by: 'carol', reason: 'wrong region' })).toBe('abort requested by carol: compensating');
+      const { rec, result } = await outcome(handle);
+      expect(result).toBe(FAILURE.aborted);
+      expect(rec).toMatchObject({ status: 'aborted', error: 'aborted by carol: wrong region' });
+      const [wait] = r.fleet.callsTo('dbWaitForLag');
+      const [unfence] = r.fleet.callsTo('dbUnfenceWrites');
+      expect(wait!.outcome).toBe('cancelled');
+      // The step had acknowledged its cancellation before the undo began: they never overlap.
+      expect(wait!.ended).toBeLessThan(unfence!.started);
+      expect(r.fleet.callsTo('dbPromote')).toEqual([]);
+      expect(stepOf(rec, 'db.fenceWrites').status).toBe('compensated');
+      expect(stepOf(rec, 'db.waitForLag').status).toBe('failed');
+    });
+  });
+
+  describe('single flight', () => {
+    it('a second start for the same service is refused while the first runs, and allowed once it has ended', async (ctx) => {
+      // The way the CLI, Slack and the guardian start runs: startRun, on the control task queue.
+      const r = await rig(ctx, 'single-flight', { approval: { planned: 'required', unplanned: 'required' } });
+      const first = await startRun(te.client, r.input());
+      expect(first).toMatchObject({ workflowId: `regionshift-${r.service}`, started: true });
+      const gate = FAILOVER.steps.find((s) => s.approval)!.id;
+      await waitFor('the first run to wait at its approval gate', async () => (await r.progress()).pendingApproval?.stepId === gate);
+
+      await expect(startRun(te.client, r.input({ requestedBy: 'bob' }))).rejects.toThrow(RefusedError);
+      await expect(startRun(te.client, r.input({ requestedBy: 'bob' }))).rejects.toThrow(
+        new RegExp(`^${r.service} already has a run in progress: regionshift-${r.service} run ${first.runId} \\(failover ${r.source} → ${r.target}, planned, by alice, at step ${gate}\\)`),
+      );
+      expect(await startRun(te.client, r.input({ requestedBy: 'bob' }), { join: true })).toEqual({ workflowId: first.workflowId, runId: first.runId, started: false });
+      // No second run ever started: one preflight's worth of reads.
+      expect(r.fleet.callsTo('dbDescribe', r.source)).toHaveLength(1);
+
+      await approveRun(te.client, first.workflowId, { by: 'carol', decision: 'reject' });
+      await waitFor('the first run to end', async () => (await te.client.workflow.getHandle(first.workflowId, first.runId).describe()).status.name !== 'RUNNING');
+      const again = await startRun(te.client, r.input({ dryRun: true }));
+      expect(again.started).toBe(true);
+      expect(again.runId).not.toBe(first.runId);
+      expect((await outcome(te.client.workflow.getHandle(again.workflowId, again.runId))).result).toBe('succeeded');
+    });
+  });
+
+  describe('every catalog action has an implementation', () => {
+    it('an action added to the catalog without a case in the interpreter fails to compile', async () => {
+      // tsc on a fixture that grows a copy of the action union by one and ends its dispatch the way
+      // runAction does (unimplementedAction). No ambient type packages: the fixture needs none, and
+      // loading them is most of tsc's time.
+      const fixture = join(__dirname, 'fixtures', 'unimplemented-action.ts');
+      const tsc = join(__dirname, '..', 'node_modules', 'typescript', 'bin', 'tsc');
+      const args = [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--lib', 'es2022', '--typeRoots', join(__dirname, 'fixtures'), fixture];
+      const failed = await promisify(execFile)(process.execPath, args).then(() => undefined, (err: { code: number; stdout: string }) => err);
+      expect(failed, 'tsc accepted an action with no implementation').toBeDefined();
+      const errors = failed!.stdout.split('\n').filter((l) => l.includes('error TS'));
+      const line = readFileSync(fixture, 'utf8').split('\n').findIndex((l) => l.includes('the error tsc must report')) + 1;
+      // One error, on the grown union's call, naming the action; the dispatch over the catalog as it is compiles.
+      expect(errors).toEqual([expect.stringContaining(`unimplemented-action.ts(${line},`)]);
+      expect(errors[0]).toContain(`Argument of type '"db.snapshot"' is not assignable to parameter of type 'never'`);
+    });
+
+    it('at run time, an action this build does not know fails its step, naming it, rather than passing as done', async (ctx) => {
+      const r = await rig(ctx, 'unknown-action');
+      // Not something load.ts would produce (its schema refuses the name): input from a newer client.
+      const snapshot = { id: 'snapshot', title: 'Snapshot the source', action: 'db.snapshot', when: [] } as unknown as Step;
+      const runbook = { ...FAILOVER, steps: [FAILOVER.steps[0]!, snapshot, ...FAILOVER.steps.slice(1)] };
+      const { rec, result } = await outcome(await r.start(r.input({}, runbook)));
+      expect(result).toBe(FAILURE.failed);
+      expect(rec.steps.find((s) => s.id === 'snapshot')).toMatchObject({
+        status: 'failed',
+        error: 'action "db.snapshot" has no implementation in this control worker (workflows/runbook.ts); deploy a control worker that knows it, or remove the step',
+      });
+      expect(changes(r.fleet)).toEqual([]);
+    });
+  });
+});
