@@ -16,6 +16,7 @@ import { residencyViolation } from '../src/policy/residency';
 import { SA } from './search-attributes';
 import { notifyGuardian } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
+import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
 
 export const progressQuery = wf.defineQuery<RunRecord>('progress');
 export const approveUpdate = wf.defineUpdate<string, [ApproveInput]>('approve');
@@ -320,6 +321,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     const svc = { service: input.service };
     switch (step.action) {
       case 'preflight':
+        if (isDrainKind(input.runbook.kind)) return runDrainAction('preflight', { input, rec, state, opts, refuse, compensations, stepId: step.id });
         return preflight();
       case 'db.fenceWrites': {
         state.region = source();
@@ -401,6 +403,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       default:
         // Reconciliation and failback (workflows/reconcile-actions.ts).
         if (isReconcileAction(step.action)) return runReconcileAction(step.action, { input, rec, state, opts, source, refuse, compensations, stepId: step.id });
+        // Drain and undrain (workflows/drain-actions.ts).
+        if (isDrainAction(step.action)) return runDrainAction(step.action, { input, rec, state, opts, refuse, compensations, stepId: step.id });
     }
   }
 

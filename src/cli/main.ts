@@ -10,6 +10,8 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   plan: { summary: 'plan --service S --to R [--mode …]   preflight and the rendered plan; changes nothing', load: async () => (a) => import('./failover').then((m) => m.failoverCommand(a, true)) },
   reconcile: { summary: 'reconcile --service S          reconcile diverged writes after an unplanned failover', load: async () => (a) => import('./reconcile').then((m) => m.followUpCommand(a, 'reconcile')) },
   failback: { summary: 'failback --service S [--override-reason TEXT]   old primary back as replica, then switch back', load: async () => (a) => import('./reconcile').then((m) => m.followUpCommand(a, 'failback')) },
+  drain: { summary: 'drain --service S --region R      take a region that is not the writer out of service', load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'drain')) },
+  undrain: { summary: 'undrain --service S --region R    restore the records exactly as the drain found them', load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'undrain')) },
   cases: { summary: 'cases list|resolve <id> --by NAME --action accept|reject|compensate   reconciliation cases', load: async () => (await import('./cases')).casesCommand },
   status: { summary: 'status [service|run]        steps, timings, approvals of the latest run', load: async () => (await import('./status')).statusCommand },
   approve: { summary: 'approve <service|run> --by NAME [--reject]', load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'approve')) },

@@ -9,6 +9,11 @@ export function fenceOnReturnWorkflowId(service: string, region: string): string
   return `regionshift-fence-${service}-${region}`;
 }
 
+/** One evacuation per region at a time; each service it moves still runs under runWorkflowId. */
+export function evacuationWorkflowId(region: string): string {
+  return `regionshift-evacuate-${region}`;
+}
+
 export function regionTaskQueue(region: string): string {
   return `region.${region}`;
 }

@@ -37,7 +37,7 @@ export const Step = z
 
 export const Runbook = z
   .strictObject({
-    kind: z.enum(['failover', 'failback', 'reconcile']),
+    kind: z.enum(['failover', 'failback', 'reconcile', 'drain', 'undrain']),
     description: z.string().optional(),
     steps: z.array(Step).min(1),
   })
