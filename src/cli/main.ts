@@ -12,6 +12,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   failback: { summary: 'failback --service S [--override-reason TEXT]   old primary back as replica, then switch back', load: async () => (a) => import('./reconcile').then((m) => m.followUpCommand(a, 'failback')) },
   drain: { summary: 'drain --service S --region R      take a region that is not the writer out of service', load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'drain')) },
   undrain: { summary: 'undrain --service S --region R    restore the records exactly as the drain found them', load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'undrain')) },
+  evacuate: { summary: 'evacuate --region R [--service S …]   fail over or drain every service out of a region', load: async () => (await import('./evacuate')).evacuateCommand },
   cases: { summary: 'cases list|resolve <id> --by NAME --action accept|reject|compensate   reconciliation cases', load: async () => (await import('./cases')).casesCommand },
   status: { summary: 'status [service|run]        steps, timings, approvals of the latest run', load: async () => (await import('./status')).statusCommand },
   approve: { summary: 'approve <service|run> --by NAME [--reject]', load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'approve')) },
