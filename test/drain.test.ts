@@ -8,14 +8,21 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
 import { ensureTrafficRecords } from '../activities/traffic/route53';
 import type { TrafficState } from '../activities/types';
 import { Config } from '../src/config/schema';
 import { psql } from '../src/postgres/node';
-import { regionTaskQueue } from '../src/runbook/ids';
+import { regionTaskQueue, runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
+import { Deliverer } from '../src/intake/deliver';
+import { guardianWorkflowId } from '../src/intake/ids';
+import type { AlarmSignal, GuardianView } from '../src/intake/types';
+import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
+import { awaitRecord } from '../src/runs/client';
+import { waitFor } from './support/wait';
 import { createPgPair, type PgPair } from './support/pg-pair';
 import { startMoto, type MotoServer } from './support/moto';
 import { freePort } from './support/ports';
@@ -66,6 +73,16 @@ function makeConfig(address: string, deadPorts: number[]): Config {
       service('geoflex', FOUR, { routing: 'geolocation', geolocation: geoRules('eu-flex') }),
       service('geotwo', [...FOUR, EU2], { routing: 'geolocation', geolocation: geoRules() }),
       service('lastone', [WEST, EAST], { routing: 'weighted', weights: { [WEST]: 0, [EAST]: 100 } }),
+      {
+        ...service('guarded', FOUR, { routing: 'weighted', weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 } }),
+        policy: { cooldown: '1s' },
+        triggers: {
+          alarms: [{ source: 'alertmanager', name: 'RegionDown', regionLabel: 'region' }],
+          debounce: { failures: 2, window: '1m' },
+          approval: { unplanned: { policy: 'auto' } },
+          undrainAfter: '2s',
+        },
+      },
     ],
   });
 }
@@ -194,5 +211,51 @@ describe('drain, geolocation: EU clients stay in the EU unless the config allows
     expect(r.rec.drain!.before).toEqual(before);
     expect((await runJson('undrain', '--service', 'geoflex', '--region', EU)).code).toBe(0);
     expect(await traffic('geoflex')).toEqual(before);
+  });
+});
+
+describe('the guardian drains a failing region that is not the writer, and undrains it once healthy', () => {
+  it('debounced alarms about eu-west-1 start a drain; an OK and triggers.undrainAfter later, an undrain restores the records', async () => {
+    const deliverer = new Deliverer({ client: te.client, config: te.config, runbook: loadRunbook(builtinRunbookPath('failover')) });
+    const alarm = (state: AlarmSignal['state']): AlarmSignal => ({ source: 'alertmanager', name: 'RegionDown', region: EU, severity: 'critical', state, at: Date.now(), receivedAt: Date.now() });
+    const view = (): Promise<GuardianView> => te.client.workflow.getHandle(guardianWorkflowId('guarded')).query<GuardianView>('state');
+    const latest = async (kind: string): Promise<RunRecord | undefined> => {
+      const rec = await awaitRecord(te.client, runWorkflowId('guarded'));
+      return rec.kind === kind ? rec : undefined;
+    };
+    const before = await traffic('guarded');
+
+    await deliverer.deliver('guarded', [alarm('ALARM')]);
+    expect((await view()).decisions.at(-1)).toMatchObject({ kind: 'debouncing', detail: '1 of 2 failing signals for eu-west-1 within 1m' });
+    await deliverer.deliver('guarded', [alarm('ALARM')]);
+    const drain = await waitFor('the guardian\'s drain', () => latest('drain'), 60_000, 200);
+    expect(drain).toMatchObject({ status: 'succeeded', requestedBy: 'guardian', mode: 'unplanned', trigger: 'alarm:alertmanager:RegionDown', drain: { region: EU, writer: WEST, verified: true } });
+    // 20 over 40:30:10 = 10, 7.5, 2.5: the one left over goes to the first of the tied remainders.
+    expect(weights(await traffic('guarded'))).toEqual({ [WEST]: 50, [EAST]: 38, [EU]: 0, [AP]: 12 });
+
+    const drained = await waitFor('the drain\'s end reaching the guardian', async () => ((await view()).drained.length > 0 ? view() : undefined));
+    expect(drained.drained).toEqual([{ region: EU, drainRunId: drain.runId }]);
+    // Still failing: the region is drained already, nothing else starts.
+    await deliverer.deliver('guarded', [alarm('ALARM'), alarm('ALARM')]);
+    expect((await view()).decisions.at(-1)).toMatchObject({ kind: 'already-drained', region: EU });
+
+    const okAt = Date.now();
+    await deliverer.deliver('guarded', [alarm('OK')]);
+    expect((await view()).drained[0]!.undrainAt).toBeDefined();
+    const undrain = await waitFor('the guardian\'s undrain', () => latest('undrain'), 60_000, 200);
+    expect(undrain).toMatchObject({ status: 'succeeded', requestedBy: 'guardian', trigger: `health:${EU}`, drain: { region: EU, undoes: { runId: drain.runId }, verified: true } });
+    expect(Date.parse(undrain.startedAt) - okAt).toBeGreaterThanOrEqual(2000);
+    expect(await traffic('guarded')).toEqual(before);
+    const done = await waitFor('the undrain\'s end reaching the guardian', async () => {
+      const g = await view();
+      return g.drained.length === 0 && g.lastRun?.kind === 'undrain' ? g : undefined;
+    });
+    expect(done.runsStarted).toBe(2);
+
+    // The guardian's history and the undrain's replay with the current code.
+    const histories = await Promise.all([guardianWorkflowId('guarded'), runWorkflowId('guarded')].map(async (workflowId) => ({ workflowId, history: await te.client.workflow.getHandle(workflowId).fetchHistory() })));
+    const results = [];
+    for await (const r of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', 'workflows', 'index.ts') }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
+    expect(results).toEqual([`${guardianWorkflowId('guarded')} ok`, `${runWorkflowId('guarded')} ok`]);
   });
 });
