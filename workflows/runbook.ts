@@ -319,6 +319,10 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       ...(unplannedBounds?.maximumAttempts ? { retry: { ...DEFAULT_RETRY, maximumAttempts: unplannedBounds.maximumAttempts } } : {}),
     };
     const svc = { service: input.service };
+    // The schema refuses these too; a runbook passed in directly must not get past it either.
+    if (step.action !== 'preflight' && isDrainKind(input.runbook.kind) !== isDrainAction(step.action)) {
+      refuse(`step ${step.id}: ${step.action} cannot run in a ${input.runbook.kind} run`);
+    }
     switch (step.action) {
       case 'preflight':
         if (isDrainKind(input.runbook.kind)) return runDrainAction('preflight', { input, rec, state, opts, refuse, compensations, stepId: step.id });
