@@ -19,6 +19,7 @@ import { regionTaskQueue, runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { Deliverer } from '../src/intake/deliver';
 import { guardianWorkflowId } from '../src/intake/ids';
+import { guardianLines } from '../src/intake/report';
 import type { AlarmSignal, GuardianView } from '../src/intake/types';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { awaitRecord } from '../src/runs/client';
@@ -235,6 +236,7 @@ describe('the guardian drains a failing region that is not the writer, and undra
 
     const drained = await waitFor('the drain\'s end reaching the guardian', async () => ((await view()).drained.length > 0 ? view() : undefined));
     expect(drained.drained).toEqual([{ region: EU, drainRunId: drain.runId }]);
+    expect(guardianLines(drained)).toContain(`  drained: ${EU} (run ${drain.runId}); undrained once healthy (an OK) for triggers.undrainAfter`);
     // Still failing: the region is drained already, nothing else starts.
     await deliverer.deliver('guarded', [alarm('ALARM'), alarm('ALARM')]);
     expect((await view()).decisions.at(-1)).toMatchObject({ kind: 'already-drained', region: EU });
