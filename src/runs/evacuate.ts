@@ -2,6 +2,7 @@
 // and with which runbooks, checked before anything starts.
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
+import { residencyRuleOf, residencyViolation } from '../policy/residency';
 import { CONTROL_TASK_QUEUE, evacuationWorkflowId } from '../runbook/ids';
 import type { Mode, RunbookDoc } from '../runbook/types';
 import type { EvacuateInput, EvacuationReport } from '../../workflows/evacuate';
@@ -36,8 +37,9 @@ export function buildEvacuateInput(config: Config, req: EvacuateRequest): Evacua
     requestedBy: req.requestedBy,
     trigger: req.trigger,
     services: using.map((s) => {
-      // The target is chosen by the workflow; any other region stands in for the checks here.
-      const other = s.regions.find((r) => r !== req.region)!;
+      // The target is chosen by the workflow; another region its residency allows stands in for the checks here.
+      const rule = residencyRuleOf(config, s);
+      const other = s.regions.find((r) => r !== req.region && !residencyViolation(rule, s.name, r)) ?? s.regions.find((r) => r !== req.region)!;
       const { target: _t, ...failover } = buildRunInput(config, req.runbooks.failover, {
         service: s.name, source: req.region, target: other, mode: req.mode, dryRun: false, requestedBy: req.requestedBy, trigger: req.trigger,
       });
