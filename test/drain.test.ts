@@ -158,6 +158,27 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
     expect(again.stderr).toContain('refused: ledger has no drain of us-east-1 to undo');
   });
 
+  it('undrain refuses when the records changed since its drain; undone in reverse order, each restores exactly', async () => {
+    const before = await traffic('ledger');
+    expect((await runJson('drain', '--service', 'ledger', '--region', EAST)).code).toBe(0);
+    const eastDrained = await traffic('ledger');
+    const ap = await runJson('drain', '--service', 'ledger', '--region', AP);
+    expect(ap.code).toBe(0);
+    // 14 over 57:29 → 9.28, 4.72: 9 and 5.
+    expect(weights(ap.rec.drain!.after!)).toEqual({ [WEST]: 66, [EAST]: 0, [EU]: 34, [AP]: 0 });
+
+    const early = await runJson('undrain', '--service', 'ledger', '--region', EAST);
+    expect(early.code).toBe(3);
+    expect(early.rec.error).toContain('the records of ledger changed since drain');
+    expect(early.rec.error).toContain('An undrain would undo that change too');
+    expect(await traffic('ledger')).toEqual(ap.rec.drain!.after);
+
+    expect((await runJson('undrain', '--service', 'ledger', '--region', AP)).code).toBe(0);
+    expect(await traffic('ledger')).toEqual(eastDrained);
+    expect((await runJson('undrain', '--service', 'ledger', '--region', EAST)).code).toBe(0);
+    expect(await traffic('ledger')).toEqual(before);
+  });
+
   it('refuses to drain the writer (use failover), the last serving region, and a region the service does not have', async () => {
     const before = await traffic('ledger');
     const writer = await runJson('drain', '--service', 'ledger', '--region', WEST);
