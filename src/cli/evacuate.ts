@@ -55,7 +55,19 @@ export function evacuateCommand(argv: string[]): Promise<number> {
     const client = await connect(cfg);
     const started = await startEvacuation(client, input);
     if (!json) console.log(`started ${started.workflowId} (run ${started.runId}): ${input.services.map((s) => s.service).join(', ')}`);
-    const report = await awaitEvacuation(client, started.workflowId, started.runId);
+    // Each service's progress as it changes; the report follows at the end.
+    const seen = new Map<string, string>();
+    const timer = json ? undefined : setInterval(() => {
+      client.workflow.getHandle(started.workflowId, started.runId).query<EvacuationReport>('evacuation').then((r) => {
+        for (const e of r.services) {
+          const key = `${e.status}|${e.action}`;
+          if (e.status === 'pending' || seen.get(e.service) === key) continue;
+          seen.set(e.service, key);
+          console.log(`  ${e.service}: ${e.status}${e.status === 'probing' ? '' : ` (${e.action}${e.action === 'failover' && e.target ? ` → ${e.target}` : ''})`}`);
+        }
+      }, () => undefined);
+    }, 500);
+    const report = await awaitEvacuation(client, started.workflowId, started.runId).finally(() => clearInterval(timer));
     console.log(json ? JSON.stringify(report) : formatEvacuation(report));
     return evacuateExitCode(report);
   });
