@@ -93,10 +93,14 @@ describe('route53 geolocation routing', () => {
     expect(shiftedRecords(initial.records, WEST, EAST).map((r) => [r.location, r.region])).toEqual(shifted.after.records.map((r) => [r.location, r.region]));
     expect((await traffic.trafficShift({ service: 'geo', from: WEST, to: EAST })).changed).toBe(false);
 
-    // eu-west-1 drains: the EU goes to the default's region, and comes back on undrain.
-    const drained = await traffic.trafficDrain({ service: 'geo', region: EU });
-    expect(geo(drained.after)).toEqual({ 'continent:EU': WEST, 'country:JP': AP, default: EAST });
-    const undrained = await traffic.trafficUndrain({ service: 'geo', region: EU });
+    // eu-west-1 cannot drain: EU clients are served in the EU only, and no other region is there.
+    const refused = await refusal(traffic.trafficDrain({ service: 'geo', region: EU }));
+    expect(refused.type).toBe('ResidencyRefused');
+    expect(refused.message).toContain('continent:EU is answered by eu-west-1, and its clients may only be served from eu-*');
+    // ap-southeast-1 drains: Japan goes where the default is answered now, and comes back on undrain.
+    const drained = await traffic.trafficDrain({ service: 'geo', region: AP });
+    expect(geo(drained.after)).toEqual({ 'continent:EU': EU, 'country:JP': EAST, default: EAST });
+    const undrained = await traffic.trafficUndrain({ service: 'geo', region: AP });
     expect(geo(undrained.after)).toEqual({ 'continent:EU': EU, 'country:JP': AP, default: EAST });
 
     expect(await traffic.trafficRestore({ service: 'geo', state: initial })).toEqual(initial);

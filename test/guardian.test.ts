@@ -13,7 +13,7 @@ import type { AlarmSignal, GuardianSettings, GuardianView, HealthWatcherView } f
 import { runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { approveRun, awaitRecord, RefusedError } from '../src/runs/client';
-import { decide, initialState } from '../workflows/guardian';
+import { decide, initialState, undrainDue } from '../workflows/guardian';
 import { startRigs } from './support/rigs';
 import { runbookFromText } from './support/failover-env';
 import { startMoto, type MotoServer } from './support/moto';
@@ -125,6 +125,22 @@ describe('guardian decisions (pure)', () => {
     decide(s, settings, alarm(WEST), later);
     decide(s, settings, alarm(WEST), later + 1);
     expect(decide(s, settings, alarm(WEST), later + 2)).toMatchObject({ kind: 'start', target: 'eu-west-1' });
+  });
+
+  it('with a drain runbook, a failing region that is not the writer is drained once; its OK starts the healthy period', () => {
+    const s = initialState();
+    const drainable = { ...settings, drainRunbook: GATE, undrainRunbook: GATE, undrainAfter: '30s' };
+    for (let i = 0; i < 2; i++) decide(s, drainable, alarm(EAST, 'ALARM', { at: t0 + i }), t0 + i);
+    expect(decide(s, drainable, alarm(EAST, 'ALARM', { at: t0 + 2 }), t0 + 2)).toMatchObject({ kind: 'start', action: 'drain', region: EAST, target: EAST, triggeredAt: t0 });
+    s.drained = { [EAST]: { workflowId: 'regionshift-x', runId: 'r1', region: EAST, before: { recordName: 'x.', records: [] }, after: { recordName: 'x.', records: [] } } };
+    for (let i = 3; i < 6; i++) decide(s, drainable, alarm(EAST, 'ALARM', { at: t0 + i }), t0 + i);
+    expect(s.decisions.at(-1)).toMatchObject({ kind: 'already-drained', region: EAST });
+    expect(undrainDue(s, drainable)).toBeUndefined();
+    decide(s, drainable, alarm(EAST, 'OK', { at: t0 + 10 }), t0 + 10);
+    expect(undrainDue(s, drainable)).toEqual({ region: EAST, at: t0 + 10 + 30_000 });
+    // Failing again cancels the healthy period.
+    decide(s, drainable, alarm(EAST, 'ALARM', { at: t0 + 20 }), t0 + 20);
+    expect(undrainDue(s, drainable)).toBeUndefined();
   });
 
   it('an alarm state older than the one it has is not believed (deliveries arrive out of order)', () => {

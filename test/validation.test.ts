@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig, parseYaml } from '../src/config/load';
 import { problemsOf } from './support/config-problems';
 import { Config, postgresDatabase } from '../src/config/schema';
+import { serviceTriggersOf } from '../src/config/triggers';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { Runbook } from '../src/runbook/schema';
 
@@ -55,6 +56,17 @@ describe('runbooks', () => {
     expect(problemsOf(() => parseYaml('b.yaml', both, Runbook)).join()).toContain('exactly one of `action` or `approval`');
   });
 
+  it('loads the shipped drain and undrain runbooks; a drain runbook may not touch the database, nor a failover drain', () => {
+    expect(loadRunbook(builtinRunbookPath('drain')).steps.map((s) => s.action ?? 'approval')).toEqual(['preflight', 'approval', 'traffic.drain', 'traffic.verify']);
+    expect(loadRunbook(builtinRunbookPath('undrain')).steps.map((s) => s.action ?? 'approval')).toEqual(['preflight', 'approval', 'traffic.undrain', 'traffic.verify']);
+    const promoting = 'kind: drain\nsteps:\n  - {id: preflight, action: preflight}\n  - {id: promote, action: db.promote}\n';
+    expect(problemsOf(() => parseYaml('d.yaml', promoting, Runbook))).toEqual([
+      'd.yaml:4: steps[1] (promote).action: a drain runbook moves traffic only; db.promote is not allowed in it (allowed: preflight, traffic.drain, traffic.verify, and approvals)',
+    ]);
+    const draining = 'kind: failover\nsteps:\n  - {id: drain, action: traffic.drain}\n';
+    expect(problemsOf(() => parseYaml('f.yaml', draining, Runbook)).join()).toContain('steps[0] (drain).action: traffic.drain belongs in a drain or undrain runbook, not a failover one');
+  });
+
   it('reports YAML syntax errors with a position', () => {
     const [problem] = problemsOf(() => parseYaml('s.yaml', 'kind: failover\nsteps: [\n', Runbook));
     expect(problem).toMatch(/^s\.yaml:\d+:\d+: YAML syntax/);
@@ -96,6 +108,40 @@ describe('service config', () => {
     expect(problems.some((p) => p.includes('services[0] (ledger).regions[1]') && p.includes('region name'))).toBe(true);
     expect(problems.some((p) => p.includes('database.regions.us-west-2.port') && p.includes('expected number'))).toBe(true);
     expect(problems.some((p) => p.includes('polcy'))).toBe(true);
+  });
+});
+
+describe('service config: drain and evacuation keys', () => {
+  const geoService = (rule: string) => [
+    'services:',
+    '  - name: geo',
+    '    regions: [us-west-2, eu-west-1]',
+    '    priority: 1',
+    '    database: { provider: postgres-streaming, regions: { us-west-2: { host: h, port: 1, dataDir: d }, eu-west-1: { host: h, port: 2, dataDir: e } } }',
+    '    traffic:',
+    '      provider: route53',
+    '      hostedZone: z.',
+    '      recordName: r.z.',
+    '      routing: geolocation',
+    '      endpoints: { us-west-2: a., eu-west-1: b. }',
+    '      geolocation:',
+    `        - ${rule}`,
+    '        - { location: default, region: us-west-2 }',
+    'evacuation: { maxConcurrent: 0 }',
+  ].join('\n');
+
+  it('refuses a geolocation rule naming an unknown residency class, and an evacuation with no lane', () => {
+    expect(problemsOf(() => parseYaml('regionshift.yaml', geoService('{ location: { continent: EU }, region: eu-west-1, residency: euro }'), Config))).toEqual([
+      'regionshift.yaml:15: evacuation.maxConcurrent: Too small: expected number to be >=1',
+      'regionshift.yaml:13: services[0] (geo).traffic.geolocation[0].residency: unknown residency class "euro"; define it under residency.classes (known: none)',
+    ]);
+  });
+
+  it('defaults priority to 100, evacuation.maxConcurrent to 2 and triggers.undrainAfter to 5m', () => {
+    const cfg = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
+    expect(cfg.services[0]!.priority).toBe(100);
+    expect(cfg.evacuation.maxConcurrent).toBe(2);
+    expect(serviceTriggersOf(cfg.services[0]!).undrainAfter).toBe('5m');
   });
 });
 

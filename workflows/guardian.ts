@@ -5,6 +5,10 @@
 // CLI, Slack and alarms share single flight. Runs tell it when they start and end (notifyGuardian)
 // so the cooldown counts every run, whoever started it.
 //
+// A failing region that is not the writer is drained instead (runbooks/drain.yaml), through the
+// same debounce, cooldown, single flight and approval policy; once it has been healthy for
+// triggers.undrainAfter, the guardian undrains it with the records its drain recorded.
+//
 // Also here: the health watcher (regionshift-health-<service>), which polls the service's Route 53
 // health checks and delivers failing ones to the guardian as alarms.
 import * as wf from '@temporalio/workflow';
@@ -111,7 +115,7 @@ export function pickTarget(state: GuardianState, settings: GuardianSettings, fai
 }
 
 export type Verdict =
-  | { kind: 'start'; region: string; target: string; trigger: string; triggeredAt: number; detail: string }
+  | { kind: 'start'; action: 'failover' | 'drain'; region: string; target: string; trigger: string; triggeredAt: number; detail: string }
   | { kind: 'none' };
 
 /**
@@ -134,12 +138,20 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
     const before = failing.length;
     state.failing[a.region] = failing.filter((f) => f.key !== key);
     if (before > state.failing[a.region]!.length) note(state, now, 'recovered', `${key} recovered; its failing signals no longer count`, a.region);
+    if (state.failing[a.region]!.length === 0 && state.healthySince?.[a.region] === undefined) {
+      state.healthySince = { ...state.healthySince, [a.region]: now };
+      if (state.drained?.[a.region]) note(state, now, 'healthy', `${a.region} is healthy again: undrained after ${settings.undrainAfter ?? '5m'} unless it fails again`, a.region);
+    }
     return { kind: 'none' };
   }
   if (a.state !== 'ALARM') return { kind: 'none' };
   if (a.severity !== 'critical') {
     note(state, now, 'warning', `${key} (warning): recorded, does not count toward a failover`, a.region);
     return { kind: 'none' };
+  }
+  if (state.healthySince?.[a.region] !== undefined) {
+    const { [a.region]: _gone, ...rest } = state.healthySince;
+    state.healthySince = rest;
   }
   failing.push({ at: now, firedAt: a.at, key });
   if (failing.length > MAX_FAILING_PER_REGION) failing.splice(0, failing.length - MAX_FAILING_PER_REGION);
@@ -154,39 +166,70 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
     return { kind: 'none' };
   }
   const primary = state.primary ?? settings.regions[0];
-  if (a.region !== primary) {
+  const action = a.region === primary ? 'failover' : 'drain';
+  if (action === 'drain' && !settings.drainRunbook) {
     note(state, now, 'not-writer', `${a.region} is failing but is not the writer (${primary}): no failover`, a.region);
+    return { kind: 'none' };
+  }
+  if (action === 'drain' && state.drained?.[a.region]) {
+    note(state, now, 'already-drained', `${a.region} is failing and already drained (${state.drained[a.region]!.runId})`, a.region);
     return { kind: 'none' };
   }
   const until = cooldownUntil(state, settings);
   if (until !== undefined && now < until) {
     state.blocked = note(state, now, 'cooldown',
-      `automatic failover of ${a.region} held back: cooldown ${settings.policy.cooldown} after the last run (${state.lastRun!.workflowId}, ${state.lastRun!.status} at ${state.lastRun!.endedAt}) lasts until ${iso(until)}; a manual run is still allowed`,
+      `automatic ${action} of ${a.region} held back: cooldown ${settings.policy.cooldown} after the last run (${state.lastRun!.workflowId}, ${state.lastRun!.status} at ${state.lastRun!.endedAt}) lasts until ${iso(until)}; a manual run is still allowed`,
       a.region);
     return { kind: 'none' };
+  }
+  const first = failing.reduce((m, f) => (f.firedAt < m.firedAt ? f : m), failing[0]!);
+  const firstAlarm = state.alarms.find((t) => t.key === first.key);
+  const trigger = firstAlarm ? triggerOf(firstAlarm) : triggerOf(a);
+  if (action === 'drain') {
+    // The writer stays where it is; the failing region's traffic goes to the others.
+    return { kind: 'start', action, region: a.region, target: a.region, trigger, triggeredAt: first.firedAt, detail: `${failing.length} failing signals for ${a.region} within ${window}; the writer is ${primary}` };
   }
   const target = pickTarget(state, settings, a.region, now);
   if (!target) {
     note(state, now, 'no-target', `no region to fail over to from ${a.region}${settings.allowedTargets ? ` (data residency allows ${settings.allowedTargets.join(', ') || 'none'})` : ''}`, a.region);
     return { kind: 'none' };
   }
-  const first = failing.reduce((m, f) => (f.firedAt < m.firedAt ? f : m), failing[0]!);
-  const firstAlarm = state.alarms.find((t) => t.key === first.key);
   return {
     kind: 'start',
+    action,
     region: a.region,
     target,
-    trigger: firstAlarm ? triggerOf(firstAlarm) : triggerOf(a),
+    trigger,
     triggeredAt: first.firedAt,
     detail: `${failing.length} failing signals for ${a.region} within ${window}`,
   };
 }
 
 function summaryOf(rec: RunRecord): RunSummary {
+  const d = rec.drain;
+  const drained = rec.kind === 'drain' && rec.status === 'succeeded' && !rec.dryRun && d?.before && d.after
+    ? { drained: { workflowId: rec.workflowId, runId: rec.runId, region: d.region, before: d.before, after: d.after, ...(rec.endedAt ? { endedAt: rec.endedAt } : {}) } }
+    : {};
   return {
     workflowId: rec.workflowId, runId: rec.runId, kind: rec.kind, trigger: rec.trigger, requestedBy: rec.requestedBy,
     target: rec.target, mode: rec.mode, dryRun: rec.dryRun, status: rec.status, startedAt: rec.startedAt, endedAt: rec.endedAt,
+    ...(d ? { region: d.region } : {}), ...drained,
   };
+}
+
+/** When the guardian's earliest drained region that is healthy again is due for its undrain (after the cooldown too). */
+export function undrainDue(state: GuardianState, settings: GuardianSettings): { region: string; at: number } | undefined {
+  if (!settings.undrainRunbook) return undefined;
+  const after = durationMs(settings.undrainAfter ?? '5m');
+  const cooldownEnd = cooldownUntil(state, settings) ?? 0;
+  let due: { region: string; at: number } | undefined;
+  for (const region of Object.keys(state.drained ?? {})) {
+    const since = state.healthySince?.[region];
+    if (since === undefined) continue;
+    const at = Math.max(since + after, cooldownEnd);
+    if (!due || at < due.at) due = { region, at };
+  }
+  return due;
 }
 
 /** Called by every run at its start and end; a service without a guardian simply has no one to tell. */
@@ -225,6 +268,10 @@ export function viewOf(service: string, state: GuardianState, settings: Guardian
     runsStarted: state.runsStarted,
     generation: state.generation,
     historyLength,
+    drained: Object.values(state.drained ?? {}).map((d) => {
+      const since = state.healthySince?.[d.region];
+      return { region: d.region, drainRunId: d.runId, ...(since !== undefined ? { undrainAt: iso(Math.max(since + durationMs(settings.undrainAfter ?? '5m'), until ?? 0)) } : {}) };
+    }),
   };
 }
 
@@ -265,16 +312,25 @@ export async function guardian(input: GuardianInput): Promise<void> {
     state.lastRun = run;
     // Failover and failback both move the writer to their target.
     if (run.status === 'succeeded' && (run.kind === 'failover' || run.kind === 'failback') && run.target) state.primary = run.target;
+    // Only drains the guardian started are undone by it: a person's drain (maintenance) is theirs to undo.
+    if (run.drained && run.requestedBy === 'guardian') state.drained = { ...state.drained, [run.drained.region]: run.drained };
+    if (run.status === 'succeeded' && run.kind === 'undrain' && run.region && state.drained?.[run.region]) {
+      const { [run.region]: _undone, ...rest } = state.drained;
+      state.drained = rest;
+    }
   });
   wf.setHandler(guardianStateQuery, () => viewOf(service, state, settings, Date.now(), wf.workflowInfo().historyLength));
 
-  async function start(v: Extract<Verdict, { kind: 'start' }>): Promise<void> {
+  type Start = Omit<Extract<Verdict, { kind: 'start' }>, 'action'> & { action: 'failover' | 'drain' | 'undrain' };
+  async function start(v: Start): Promise<void> {
     const workflowId = runWorkflowId(service);
+    const runbook = v.action === 'drain' ? settings.drainRunbook! : v.action === 'undrain' ? settings.undrainRunbook! : settings.runbook;
+    const mode = v.action === 'undrain' ? 'planned' : 'unplanned';
     const runInput: RunInput = {
-      runbook: settings.runbook,
+      runbook,
       service,
       regions: settings.regions,
-      mode: 'unplanned',
+      mode,
       target: v.target,
       dryRun: false,
       policy: settings.policy,
@@ -282,7 +338,10 @@ export async function guardian(input: GuardianInput): Promise<void> {
       trigger: v.trigger,
       triggeredAt: v.triggeredAt,
       approval: settings.approval,
+      ...(v.action !== 'failover' ? { region: v.region } : {}),
+      ...(v.action === 'undrain' ? { drained: state.drained![v.region]! } : {}),
     };
+    const what = v.action === 'failover' ? `failover ${v.region} → ${v.target}` : `${v.action} ${v.region}`;
     const now = Date.now();
     try {
       const child = await wf.startChild('runbook', {
@@ -293,19 +352,19 @@ export async function guardian(input: GuardianInput): Promise<void> {
         typedSearchAttributes: [
           { key: SA.service, value: service },
           { key: SA.target, value: v.target },
-          { key: SA.mode, value: 'unplanned' },
+          { key: SA.mode, value: mode },
           { key: SA.trigger, value: v.trigger },
         ],
-        staticSummary: `failover ${service} → ${v.target} (unplanned), by the guardian: ${v.trigger}`,
-        staticDetails: `Runbook ${settings.runbook.file} sha256 ${settings.runbook.hash}. ${v.detail}; first alarm at ${iso(v.triggeredAt)}.`,
+        staticSummary: v.action === 'failover' ? `failover ${service} → ${v.target} (unplanned), by the guardian: ${v.trigger}` : `${v.action} ${v.region} of ${service}, by the guardian: ${v.trigger}`,
+        staticDetails: `Runbook ${runbook.file} sha256 ${runbook.hash}. ${v.detail}; ${v.action === 'undrain' ? 'healthy since' : 'first alarm at'} ${iso(v.triggeredAt)}.`,
       });
       state.current = {
-        workflowId, runId: child.firstExecutionRunId, kind: settings.runbook.kind, trigger: v.trigger, requestedBy: 'guardian',
-        target: v.target, mode: 'unplanned', dryRun: false, status: 'running', startedAt: iso(now),
+        workflowId, runId: child.firstExecutionRunId, kind: runbook.kind, trigger: v.trigger, requestedBy: 'guardian',
+        target: v.target, mode, dryRun: false, status: 'running', startedAt: iso(now), ...(v.action !== 'failover' ? { region: v.region } : {}),
       };
       state.runsStarted++;
-      state.failing[v.region] = [];
-      note(state, now, 'started', `failover ${v.region} → ${v.target} started (${workflowId}): ${v.detail}`, v.region);
+      if (v.action !== 'undrain') state.failing[v.region] = [];
+      note(state, now, 'started', `${what} started (${workflowId}): ${v.detail}`, v.region);
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
         // A run from the CLI or Slack holds the id: this alarm belongs to it.
@@ -313,7 +372,7 @@ export async function guardian(input: GuardianInput): Promise<void> {
         note(state, now, 'attached', `a run is already in progress (${workflowId}): alarm attached to it`, v.region);
         return;
       }
-      note(state, now, 'start-failed', `could not start the failover: ${(err as Error).message}`, v.region);
+      note(state, now, 'start-failed', `could not start the ${v.action}: ${(err as Error).message}`, v.region);
     }
   }
 
@@ -351,12 +410,31 @@ export async function guardian(input: GuardianInput): Promise<void> {
   const maxHistory = (): number => settings.maxHistoryEvents ?? DEFAULT_MAX_HISTORY;
   const shouldContinue = (): boolean => wf.workflowInfo().continueAsNewSuggested || wf.workflowInfo().historyLength > maxHistory();
 
+  /** Starts the undrain that is due, if one is and no run holds the service. */
+  async function undrainIfDue(): Promise<void> {
+    const due = undrainDue(state, settings);
+    if (!due || state.current || Date.now() < due.at) return;
+    const since = state.healthySince![due.region]!;
+    await start({
+      kind: 'start', action: 'undrain', region: due.region, target: due.region, trigger: `health:${due.region}`, triggeredAt: since,
+      detail: `${due.region} healthy for ${settings.undrainAfter ?? '5m'}; restoring the records before drain ${state.drained![due.region]!.runId}`,
+    });
+    // A start that failed is tried again after another healthy period, not in a tight loop.
+    if (!state.current) state.healthySince = { ...state.healthySince, [due.region]: Date.now() };
+  }
+
   for (;;) {
+    // An undrain due later wakes the loop then; none due: the timer is not there at all.
+    const undrain = undrainDue(state, settings);
+    const undrainIn = undrain && !state.current ? Math.max(1, undrain.at - Date.now()) : undefined;
     if (pendingAttach.size > 0) {
       const due = lastAttach + ATTACH_EVERY_MS - Date.now();
-      if (due > 0) await wf.condition(() => queue.length > 0 || shouldContinue(), due);
+      if (due > 0) await wf.condition(() => queue.length > 0 || shouldContinue(), undrainIn === undefined ? due : Math.min(due, undrainIn));
+    } else if (undrainIn !== undefined) {
+      await wf.condition(() => queue.length > 0 || shouldContinue() || state.current !== undefined, undrainIn);
     } else {
-      await wf.condition(() => queue.length > 0 || shouldContinue());
+      // A run ending (a signal) can make an undrain due: wake for it too.
+      await wf.condition(() => queue.length > 0 || shouldContinue() || (state.current === undefined && undrainDue(state, settings) !== undefined));
     }
     while (queue.length > 0) {
       const batch = queue.splice(0, queue.length);
@@ -369,6 +447,7 @@ export async function guardian(input: GuardianInput): Promise<void> {
         if (state.current && a.state !== 'INSUFFICIENT_DATA') queueAttachment(a);
       }
     }
+    await undrainIfDue();
     if (pendingAttach.size > 0 && (urgentAttach || Date.now() - lastAttach >= ATTACH_EVERY_MS || shouldContinue())) await flushAttachments();
     if (shouldContinue() && pendingAttach.size === 0) {
       await wf.condition(wf.allHandlersFinished);

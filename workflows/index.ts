@@ -2,3 +2,4 @@
 export { runbook, fenceWhenReachable, followWhenReachable } from './runbook';
 export { guardian, healthWatcher } from './guardian';
 export { reconcileCases } from './reconcile-actions';
+export { evacuate } from './evacuate';

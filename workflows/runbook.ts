@@ -17,6 +17,7 @@ import { residencyViolation } from '../src/policy/residency';
 import { SA } from './search-attributes';
 import { notifyGuardian } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
+import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
 
 export const progressQuery = wf.defineQuery<RunRecord>('progress');
 export const approveUpdate = wf.defineUpdate<string, [ApproveInput]>('approve');
@@ -361,8 +362,13 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       ...(unplannedBounds?.maximumAttempts ? { retry: { ...DEFAULT_RETRY, maximumAttempts: unplannedBounds.maximumAttempts } } : {}),
     };
     const svc = { service: input.service };
+    // The schema refuses these too; a runbook passed in directly must not get past it either.
+    if (step.action !== 'preflight' && isDrainKind(input.runbook.kind) !== isDrainAction(step.action)) {
+      refuse(`step ${step.id}: ${step.action} cannot run in a ${input.runbook.kind} run`);
+    }
     switch (step.action) {
       case 'preflight':
+        if (isDrainKind(input.runbook.kind)) return runDrainAction('preflight', { input, rec, state, opts, refuse, compensations, stepId: step.id });
         return preflight();
       case 'db.fenceWrites': {
         state.region = source();
@@ -447,6 +453,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       default:
         // Reconciliation and failback (workflows/reconcile-actions.ts).
         if (isReconcileAction(step.action)) return runReconcileAction(step.action, { input, rec, state, opts, source, refuse, compensations, stepId: step.id });
+        // Drain and undrain (workflows/drain-actions.ts).
+        if (isDrainAction(step.action)) return runDrainAction(step.action, { input, rec, state, opts, refuse, compensations, stepId: step.id });
         return unimplementedAction(step.action);
     }
   }

@@ -40,6 +40,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/config/schema';
 import { drainedWeights, MAX_WEIGHT, primaryRegionOf, undrainedWeights } from '../../src/traffic/plan';
+import { geoDrain } from '../../src/traffic/geo-drain';
+import type { ResidencyRule } from '../../src/policy/residency';
 import { awsClientConfig } from '../aws/clients';
 import type {
   DrainInput, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput,
@@ -166,14 +168,10 @@ export function createRoute53Activities(config: Config, options: Route53Options 
         if (!other) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: no other region has a failover record`, 'NothingToShift');
         desired = shiftFailover(before, region, other);
       } else {
-        const fallback = to ?? geoDefaultRegion(t);
-        if (fallback === undefined || fallback === region) {
-          throw ApplicationFailure.nonRetryable(
-            `cannot drain ${region} of service ${service}: it answers the default location, so name the region that takes over (\`to\`)`,
-            'InvalidShift',
-          );
-        }
-        desired = repointGeo(t, before, region, fallback);
+        // Locations with a residency rule (EU clients, by default) stay where the rule allows.
+        const plan = geoDrain(before.records, region, t.service.regions, geoResidencyRules(config, t), to);
+        if ('refused' in plan) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: ${plan.refused}`, 'ResidencyRefused');
+        desired = plan.records.map((r, i) => (r.region === before.records[i]!.region ? r : { ...r, target: endpointOf(t, r.region) }));
       }
       return apply(t, zoneId, current, desired, `regionshift: drain ${region} of ${service}`);
     },
@@ -613,8 +611,12 @@ function regionOfTarget(t: Target, value: string): string | undefined {
   return Object.entries(t.traffic.endpoints).find(([, endpoint]) => sameName(endpoint, value))?.[0];
 }
 
-function geoDefaultRegion(t: Target): string | undefined {
-  return t.traffic.geolocation?.find((rule) => rule.location === 'default')?.region;
+/** Per location label, the residency class its geolocation rule names, resolved from the config. */
+function geoResidencyRules(config: Config, t: Target): Record<string, ResidencyRule | undefined> {
+  return Object.fromEntries((t.traffic.geolocation ?? []).map((rule) => {
+    const cls = rule.residency === undefined ? undefined : config.residency?.classes[rule.residency];
+    return [geoLabel(rule.location), cls && rule.residency ? { class: rule.residency, allowedRegions: cls.allowedRegions, allowOutside: cls.allowOutside } : undefined];
+  }));
 }
 
 /** default, continent:EU, country:DE, country:US-CA: what a location is called in TrafficRecord.location. */

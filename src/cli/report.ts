@@ -27,6 +27,8 @@ export function runRoute(rec: RunRecord): string {
   switch (rec.kind) {
     case 'reconcile': return `old primary ${from} → ${rec.target}${dry}`;
     case 'failback': return `${from} → ${rec.target} (back to the old primary${rec.dryRun ? ', dry run' : ''})`;
+    case 'drain': return `${rec.target} out of service${dry}`;
+    case 'undrain': return `${rec.target} back into service${dry}`;
     default: return `${from} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`;
   }
 }

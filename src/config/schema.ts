@@ -118,8 +118,12 @@ export const Route53Traffic = z.strictObject({
   endpoints: z.record(regionName, z.string().min(1)),
   /** weighted: each region's weight when every region is in service (seeding, undrain). Default: the first region 100, the others 0. */
   weights: z.record(regionName, z.number().int().min(0).max(255)).optional(),
-  /** geolocation: which region answers which location; one rule must be `default`. */
-  geolocation: z.array(z.strictObject({ location: GeoLocation, region: regionName })).optional(),
+  /**
+   * geolocation: which region answers which location; one rule must be `default`. `residency`
+   * names a residency class whose regions alone may answer the location when its region drains
+   * (EU locations without one: eu-* only; see src/traffic/geo-drain.ts).
+   */
+  geolocation: z.array(z.strictObject({ location: GeoLocation, region: regionName, residency: z.string().min(1).optional() })).optional(),
   /**
    * weighted: where a drained region's weight goes. proportional: spread over the other regions
    * in proportion to their weights (all to the target when none has any); to-target: all of it
@@ -187,6 +191,8 @@ export const Service = z.strictObject({
   dataResidency: z.strictObject({ class: z.string().min(1) }).optional(),
   /** Alarms that concern the service, debounce, and the approval policy of alarm and Slack runs (triggers.ts). */
   triggers: ServiceTriggers.optional(),
+  /** Evacuation order: services with a lower number are moved first (regionshift evacuate). */
+  priority: z.number().int().min(0).default(100),
   /** Where reconciliation finds the journal, entries, balances and mutable state (reconcile.ts); defaults: the demo ledger's. */
   reconcile: ReconcileConfig.optional(),
 }).superRefine((svc, ctx) => {
@@ -300,6 +306,8 @@ export const Config = z.strictObject({
   residency: z.strictObject({ classes: z.record(z.string().min(1), ResidencyClass) }).optional(),
   /** The alarm intake, the health watcher and the Slack bot (triggers.ts). */
   triggers: Triggers.optional(),
+  /** regionshift evacuate: how many services move at once (each runs its own failover or drain). */
+  evacuation: z.strictObject({ maxConcurrent: z.number().int().min(1).default(2) }).prefault({}),
   services: z.array(Service).min(1),
 }).superRefine((config, ctx) => {
   config.services.forEach((svc, i) => {
@@ -307,6 +315,13 @@ export const Config = z.strictObject({
     if (cls !== undefined && !config.residency?.classes[cls]) {
       const known = Object.keys(config.residency?.classes ?? {});
       ctx.addIssue({ code: 'custom', path: ['services', i, 'dataResidency', 'class'], message: `unknown residency class "${cls}"; define it under residency.classes (known: ${known.join(', ') || 'none'})` });
+    }
+    if (svc.traffic.provider === 'route53') {
+      svc.traffic.geolocation?.forEach((rule, j) => {
+        if (rule.residency !== undefined && !config.residency?.classes[rule.residency]) {
+          ctx.addIssue({ code: 'custom', path: ['services', i, 'traffic', 'geolocation', j, 'residency'], message: `unknown residency class "${rule.residency}"; define it under residency.classes (known: ${Object.keys(config.residency?.classes ?? {}).join(', ') || 'none'})` });
+        }
+      });
     }
     const given = svc.policy.residency;
     if (given !== undefined && JSON.stringify(given) !== JSON.stringify(residencyRuleOf(config, svc))) {

@@ -57,6 +57,8 @@ export const ServiceTriggers = z.strictObject({
   approvers: perMode(z.array(slackId)).prefault({}),
   /** Two distinct approvers, per mode (reference: unplanned). */
   twoApprovers: perMode(z.boolean()).prefault({}),
+  /** A region the guardian drained is undrained once it has been healthy (an OK, no failing signal) this long. */
+  undrainAfter: duration.default('5m'),
 });
 
 export const IntakeConfig = z.strictObject({

@@ -12,6 +12,7 @@ import { residencyRuleOf, residencyViolation } from '../policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
 import type { RunbookDoc, RunRecord } from '../runbook/types';
 import { awaitRecord } from '../runs/client';
+import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import { guardianWorkflowId } from './ids';
 import { approvalOverride } from './policy';
 import type { AlarmSignal, GuardianInput, GuardianSeed, GuardianSettings, RunSummary } from './types';
@@ -27,6 +28,9 @@ export function guardianSettings(config: Config, service: Service, runbook: Runb
     runbook,
     debounce: t.debounce,
     approval: approvalOverride(service, 'unplanned'),
+    drainRunbook: loadRunbook(builtinRunbookPath('drain')),
+    undrainRunbook: loadRunbook(builtinRunbookPath('undrain')),
+    undrainAfter: t.undrainAfter,
     ...extra,
   };
 }

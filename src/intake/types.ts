@@ -2,7 +2,7 @@
 // the CLI and the Slack bot. Types only (workflow code imports them).
 import type { Policy } from '../config/schema';
 import type { AlarmSource, Severity } from '../config/triggers';
-import type { ApprovalOverride, RunbookDoc } from '../runbook/types';
+import type { ApprovalOverride, DrainHandoff, RunbookDoc } from '../runbook/types';
 import type { HealthObservation, HealthVerdict } from './health-verdict';
 
 export type AlarmState = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA';
@@ -37,6 +37,11 @@ export interface GuardianSettings {
   approval: ApprovalOverride;
   /** Continue-as-new past this many history events (the server's suggestion also counts). */
   maxHistoryEvents?: number;
+  /** Runbooks for a failing region that is not the writer; absent: such alarms start nothing. */
+  drainRunbook?: RunbookDoc;
+  undrainRunbook?: RunbookDoc;
+  /** How long a region the guardian drained must be healthy before it is undrained (triggers.undrainAfter). */
+  undrainAfter?: string;
 }
 
 export interface RunSummary {
@@ -52,6 +57,10 @@ export interface RunSummary {
   status: 'running' | 'succeeded' | 'failed' | 'aborted';
   startedAt?: string;
   endedAt?: string;
+  /** Drain and undrain runs: the region. */
+  region?: string;
+  /** A succeeded drain: what its undrain restores. */
+  drained?: DrainHandoff;
 }
 
 /** What the intake knows from Temporal when it (re)starts a guardian: the service's last run. */
@@ -83,7 +92,8 @@ export interface AlarmTrack {
 }
 
 export type DecisionKind =
-  | 'started' | 'attached' | 'debouncing' | 'cooldown' | 'recovered' | 'not-writer' | 'no-target' | 'warning' | 'start-failed';
+  | 'started' | 'attached' | 'debouncing' | 'cooldown' | 'recovered' | 'not-writer' | 'no-target' | 'warning' | 'start-failed'
+  | 'already-drained' | 'healthy';
 
 export interface Decision {
   at: string;
@@ -119,6 +129,10 @@ export interface GuardianState {
   attachedKeys?: string[];
   /** Ids of the latest alarms received: a journal replay after an intake crash re-sends some. */
   recentIds?: string[];
+  /** Regions the guardian drained, with what their undrain restores. */
+  drained?: Record<string, DrainHandoff>;
+  /** Since when (ms) each region has had no failing signal after an OK. */
+  healthySince?: Record<string, number>;
 }
 
 /** The guardian's `state` query: what `regionshift status` and the Slack bot show. */
@@ -139,6 +153,8 @@ export interface GuardianView {
   runsStarted: number;
   generation: number;
   historyLength: number;
+  /** Regions the guardian drained, and when each is undrained if it stays healthy. */
+  drained: { region: string; drainRunId: string; undrainAt?: string }[];
 }
 
 export interface HealthActivities {

@@ -46,6 +46,11 @@ export const ACTIONS = {
   'failback.checkCases': { placement: 'source', summary: 'Refuse while reconciliation has not read the old primary or cases are open' },
   'failback.rejoinTarget': { placement: 'target', summary: 'Bring the old primary back as a standby of the current one' },
   'traffic.restore': { placement: 'target', summary: 'Restore traffic to the records recorded before the failover' },
+  // Drain and undrain (runbooks/drain.yaml, runbooks/undrain.yaml): RunInput.region is the region
+  // drained; the Route 53 calls run on a region that stays in service (workflows/drain-actions.ts).
+  'traffic.drain': { placement: 'control', compensate: 'traffic.restore', summary: 'Move the region\'s traffic to the regions that stay in service' },
+  'traffic.undrain': { placement: 'control', compensate: 'traffic.restore', summary: 'Restore the records exactly as they were before the drain' },
+  'traffic.verify': { placement: 'control', summary: 'Read the records back and check them against what the run set' },
 } as const satisfies Record<string, ActionSpec>;
 
 export type ActionName = keyof typeof ACTIONS;

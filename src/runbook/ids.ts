@@ -14,6 +14,11 @@ export function followWatcherWorkflowId(service: string, region: string): string
   return `regionshift-follow-${service}-${region}`;
 }
 
+/** One evacuation per region at a time; each service it moves still runs under runWorkflowId. */
+export function evacuationWorkflowId(region: string): string {
+  return `regionshift-evacuate-${region}`;
+}
+
 export function regionTaskQueue(region: string): string {
   return `region.${region}`;
 }

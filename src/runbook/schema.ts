@@ -37,11 +37,23 @@ export const Step = z
 
 export const Runbook = z
   .strictObject({
-    kind: z.enum(['failover', 'failback', 'reconcile']),
+    kind: z.enum(['failover', 'failback', 'reconcile', 'drain', 'undrain']),
     description: z.string().optional(),
     steps: z.array(Step).min(1),
   })
   .superRefine((rb, ctx) => {
+    // A drain moves traffic only: a database step in it would act on the drained region.
+    const drainOnly: Record<string, readonly string[]> = { drain: ['preflight', 'traffic.drain', 'traffic.verify'], undrain: ['preflight', 'traffic.undrain', 'traffic.verify'] };
+    const allowed = drainOnly[rb.kind];
+    rb.steps.forEach((step, i) => {
+      if (!step.action) return;
+      if (allowed && !allowed.includes(step.action)) {
+        ctx.addIssue({ code: 'custom', path: ['steps', i, 'action'], message: `a ${rb.kind} runbook moves traffic only; ${step.action} is not allowed in it (allowed: ${allowed.join(', ')}, and approvals)` });
+      }
+      if (!allowed && ['traffic.drain', 'traffic.undrain', 'traffic.verify'].includes(step.action)) {
+        ctx.addIssue({ code: 'custom', path: ['steps', i, 'action'], message: `${step.action} belongs in a drain or undrain runbook, not a ${rb.kind} one` });
+      }
+    });
     const seen = new Set<string>();
     rb.steps.forEach((step, i) => {
       if (seen.has(step.id)) ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id "${step.id}"` });

@@ -40,6 +40,39 @@ export interface RunInput {
   handoff?: ReconcileHandoff;
   /** Failback: run despite open cases or an unread old primary, for this recorded reason. */
   override?: { by: string; reason: string };
+  /**
+   * Drain and undrain runs: the region taken out of (or put back into) service. `target` names the
+   * same region, so search attributes and summaries read the same for every kind.
+   */
+  region?: string;
+  /** Undrain runs: the drain they undo, from its run record (see src/runs/drain.ts). */
+  drained?: DrainHandoff;
+}
+
+/** What a succeeded drain hands to the undrain that follows it: the records before and after. */
+export interface DrainHandoff {
+  workflowId: string;
+  runId: string;
+  region: string;
+  before: TrafficState;
+  after: TrafficState;
+  endedAt?: string;
+}
+
+/** A drain or undrain run's own record (RunRecord.drain). */
+export interface DrainRecord {
+  region: string;
+  /** The writer preflight found; a drain never takes it out of service. */
+  writer?: string;
+  /** The region whose worker made the Route 53 calls (the drained one may be down). */
+  via: string;
+  before?: TrafficState;
+  after?: TrafficState;
+  /** What moved where, one entry per record that changed. */
+  moved?: string[];
+  /** Undrain: the drain run whose before-state it restored. */
+  undoes?: { workflowId: string; runId: string };
+  verified?: boolean;
 }
 
 export interface ApprovalOverride {
@@ -193,5 +226,7 @@ export interface RunRecord {
   abort?: AbortInput;
   /** Alarms for the service while the run was in progress: attached here, never a second run. */
   alarms?: AttachedAlarm[];
+  /** Drain and undrain runs: the region, the records before and after, and the check. */
+  drain?: DrainRecord;
   error?: string;
 }

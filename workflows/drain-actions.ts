@@ -1,0 +1,207 @@
+// The workflow side of drain and undrain (runbooks/drain.yaml, runbooks/undrain.yaml), called from
+// the runbook interpreter's switch. A drain takes a region that is not the writer out of service:
+// its traffic goes to the regions that stay (the provider decides how: proportionally by weight;
+// geolocation answers within their residency rule). An undrain puts back exactly the records the
+// drain found. Route 53 is global, so its calls run on a region that stays in service: the drained
+// region is often the one that is down.
+import * as wf from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
+import type { DbNodeState, RegionActivities, TrafficRecord, TrafficState } from '../activities/types';
+import { regionTaskQueue } from '../src/runbook/ids';
+import type { DrainRecord, RunInput, RunRecord, StepState } from '../src/runbook/types';
+import { describeRecords, primaryRegionOf } from '../src/traffic/plan';
+
+export const DRAIN_ACTIONS = ['traffic.drain', 'traffic.undrain', 'traffic.verify'] as const;
+export type DrainAction = (typeof DRAIN_ACTIONS)[number] | 'preflight';
+
+export function isDrainAction(action: string): action is DrainAction {
+  return (DRAIN_ACTIONS as readonly string[]).includes(action);
+}
+
+export function isDrainKind(kind: string): kind is 'drain' | 'undrain' {
+  return kind === 'drain' || kind === 'undrain';
+}
+
+export interface DrainContext {
+  input: RunInput;
+  rec: RunRecord;
+  state: StepState;
+  opts: Partial<ActivityOptions>;
+  refuse(message: string): never;
+  compensations: { stepId: string; what: string; undo: () => Promise<string> }[];
+  stepId: string;
+}
+
+const RETRY: RetryPolicy = { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 };
+
+function on(region: string, options: Partial<ActivityOptions> = {}): RegionActivities {
+  return wf.proxyActivities<RegionActivities>({
+    taskQueue: regionTaskQueue(region),
+    startToCloseTimeout: '90s',
+    retry: RETRY,
+    cancellationType: wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    ...options,
+  });
+}
+
+const COMPENSATION: Partial<ActivityOptions> = { scheduleToStartTimeout: '15s', startToCloseTimeout: '90s', retry: { ...RETRY, maximumAttempts: 5 } };
+
+/** Provider refusals that mean nothing was changed: the run is refused, not failed. */
+const REFUSALS = new Set(['ResidencyRefused', 'NothingToShift', 'InvalidShift', 'UnknownRegion']);
+
+function failureOf(err: unknown): ApplicationFailure | undefined {
+  return err instanceof wf.ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
+}
+
+function message(err: unknown): string {
+  return failureOf(err)?.message ?? (err instanceof Error ? err.message : String(err));
+}
+
+/** Whether clients reach `region` through these records (all-zero weights: Route 53 answers with every record). */
+export function serves(state: TrafficState, region: string): boolean {
+  const weighted = state.records.filter((r) => r.weight !== undefined);
+  const allZero = weighted.length > 0 && weighted.every((r) => r.weight === 0);
+  return state.records.some((r) => {
+    if (r.region !== region) return false;
+    if (r.weight !== undefined) return r.weight > 0 || allZero;
+    if (r.failover !== undefined) return r.failover === 'PRIMARY';
+    if (r.routingControl !== undefined) return r.routingControl === 'On';
+    return r.location !== undefined;
+  });
+}
+
+const keyOf = (r: TrafficRecord): string => r.location ?? r.region;
+const sameRecord = (a: TrafficRecord, b: TrafficRecord | undefined): boolean =>
+  b !== undefined && a.region === b.region && a.target === b.target && a.ttl === b.ttl && a.weight === b.weight
+  && a.failover === b.failover && a.location === b.location && a.routingControl === b.routingControl;
+
+export function sameTraffic(a: TrafficState, b: TrafficState): boolean {
+  return a.records.length === b.records.length && a.records.every((r) => sameRecord(r, b.records.find((x) => keyOf(x) === keyOf(r))));
+}
+
+/** One entry per record that differs: "us-east-1 30 → 0", "continent:EU eu-west-1 → eu-central-1". */
+function changes(before: TrafficState, after: TrafficState): string[] {
+  return after.records.flatMap((r) => {
+    const was = before.records.find((x) => keyOf(x) === keyOf(r));
+    if (was && sameRecord(r, was)) return [];
+    if (r.location !== undefined) return [`${r.location} ${was?.region ?? '-'} → ${r.region}`];
+    const v = (x: TrafficRecord | undefined): string => String(x?.weight ?? x?.failover ?? x?.routingControl ?? '-');
+    return [`${r.region} ${v(was)} → ${v(r)}`];
+  });
+}
+
+export async function runDrainAction(action: DrainAction, ctx: DrainContext): Promise<void> {
+  const { input, rec, state } = ctx;
+  const svc = { service: input.service };
+  const kind = input.runbook.kind;
+  const drain = (): DrainRecord => rec.drain ?? ctx.refuse(`${action} needs the run's preflight first (it finds the writer and the records)`);
+
+  switch (action) {
+    case 'preflight': {
+      const region = input.region ?? ctx.refuse(`a ${kind} run needs the region to ${kind} (RunInput.region): regionshift ${kind} --service ${input.service} --region R`);
+      if (!input.regions.includes(region)) ctx.refuse(`${region} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
+      if (kind === 'undrain' && !input.drained) ctx.refuse(`there is no drain of ${region} for ${input.service} to undo (RunInput.drained)`);
+      if (input.drained && input.drained.region !== region) ctx.refuse(`the drain to undo (${input.drained.runId}) drained ${input.drained.region}, not ${region}`);
+      // Every region answers for its database at once; a worker that does not pick the task up in
+      // seconds is down, and cannot make the Route 53 calls either.
+      const answered = new Set<string>();
+      const topology = await Promise.all(input.regions.map((r) =>
+        on(r, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+          .dbDescribe(svc)
+          .then((n) => { answered.add(r); return n; })
+          .catch((err): DbNodeState => ({ region: r, reachable: false, error: message(err) })),
+      ));
+      rec.topology = topology;
+      const writerNode = topology.find((n) => n.reachable && n.role === 'primary' && !n.fenced);
+      const order = [writerNode?.region, ...input.regions].filter((r): r is string => r !== undefined && r !== region);
+      const via = order.find((r) => answered.has(r))
+        ?? ctx.refuse(`no worker of ${input.service} outside ${region} answered (${topology.map((n) => `${n.region}: ${n.error ?? 'ok'}`).join('; ')}); the Route 53 calls need one`);
+      let before: TrafficState;
+      try {
+        before = await on(via, { scheduleToStartTimeout: '5s', startToCloseTimeout: '30s', retry: { ...RETRY, maximumAttempts: 3 } }).trafficDescribe(svc);
+      } catch (err) {
+        ctx.refuse(`cannot read the traffic records of ${input.service} from ${via}: ${message(err)}`);
+      }
+      rec.trafficBefore = before;
+      const writer = writerNode?.region ?? primaryRegionOf(before);
+      rec.drain = { region, via, before, ...(writer ? { writer } : {}) };
+      const writerText = writer ? `writer ${writer}${writerNode ? '' : ' (from the records: no database answered as primary)'}` : 'writer unknown';
+      if (kind === 'drain') {
+        if (writer === region) {
+          ctx.refuse(`${region} is the writer of ${input.service}: a drain moves traffic only and would leave the writer without clients; use failover (regionshift failover --service ${input.service} --to auto)`);
+        }
+        const others = input.regions.filter((r) => r !== region && serves(before, r));
+        if (others.length === 0) ctx.refuse(`${region} is the last region serving ${input.service} (${describeRecords(before.records)}): draining it would leave its clients no answer`);
+        state.detail = `${writerText}; ${region} ${serves(before, region) ? 'serves' : 'already serves no'} traffic; ${others.join(', ')} stay in service; Route 53 via ${via}`;
+      } else {
+        const drained = input.drained!;
+        if (!sameTraffic(before, drained.after)) {
+          ctx.refuse(
+            `the records of ${input.service} changed since drain ${drained.runId} left them (${describeRecords(drained.after.records)}); now: ${describeRecords(before.records)}. ` +
+              `An undrain would undo that change too: drain again, or restore the records by hand`,
+          );
+        }
+        state.detail = `${writerText}; undoing drain ${drained.runId}; Route 53 via ${via}`;
+      }
+      return;
+    }
+
+    case 'traffic.drain': {
+      const d = drain();
+      state.region = d.via;
+      const before = d.before!;
+      const undo = { stepId: ctx.stepId, what: `restore traffic records of ${input.service}`, undo: async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records) };
+      ctx.compensations.push(undo);
+      try {
+        rec.traffic = await on(d.via, ctx.opts).trafficDrain({ ...svc, region: d.region });
+      } catch (err) {
+        const f = failureOf(err);
+        if (f?.type && REFUSALS.has(f.type)) {
+          // The provider said no before changing anything: nothing to restore.
+          ctx.compensations.splice(ctx.compensations.indexOf(undo), 1);
+          ctx.refuse(f.message);
+        }
+        throw err;
+      }
+      d.after = rec.traffic.after;
+      d.moved = changes(before, d.after);
+      state.detail = `${d.moved.join(', ') || 'nothing to move'}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
+      return;
+    }
+
+    case 'traffic.undrain': {
+      const d = drain();
+      const drained = input.drained ?? ctx.refuse('traffic.undrain needs the drain it undoes (RunInput.drained)');
+      state.region = d.via;
+      const before = d.before!;
+      ctx.compensations.push({
+        stepId: ctx.stepId, what: `restore traffic records of ${input.service} as the drain left them`,
+        undo: async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
+      });
+      const after = await on(d.via, ctx.opts).trafficRestore({ ...svc, state: drained.before });
+      rec.traffic = { before, after, changed: !sameTraffic(before, after), maxCachedSeconds: Math.max(0, ...before.records.map((r) => r.ttl)) };
+      d.after = after;
+      d.moved = changes(before, after);
+      d.undoes = { workflowId: drained.workflowId, runId: drained.runId };
+      state.detail = `restored the records before drain ${drained.runId}: ${d.moved.join(', ') || 'already so'}`;
+      return;
+    }
+
+    case 'traffic.verify': {
+      const d = drain();
+      state.region = d.via;
+      const now = await on(d.via, ctx.opts).trafficDescribe(svc);
+      const want = kind === 'undrain' ? input.drained!.before : d.after;
+      const problems: string[] = [];
+      if (!want) problems.push('the run recorded no records to check against');
+      else if (!sameTraffic(now, want)) problems.push(`the records read back (${describeRecords(now.records)}) are not the ones set (${describeRecords(want.records)})`);
+      if (kind === 'drain' && serves(now, d.region)) problems.push(`${d.region} still receives traffic`);
+      if (problems.length > 0) throw ApplicationFailure.nonRetryable(`verify: ${problems.join('; ')}`, 'VerifyFailed');
+      d.verified = true;
+      rec.rtoMs = Date.now() - (input.triggeredAt ?? Date.parse(rec.startedAt));
+      state.detail = `${describeRecords(now.records)}${kind === 'drain' ? `; ${d.region} receives no traffic` : '; as before the drain'}`;
+      return;
+    }
+  }
+}
