@@ -253,22 +253,14 @@ export async function attemptReadWriteLogin(target: ConnTarget): Promise<ReadWri
  * it. True when this call took it; false when the role already could not log in.
  */
 export async function denyLogin(admin: Client, role: string): Promise<boolean> {
-  await admin.query('BEGIN');
-  try {
+  return inTransaction(admin, async () => {
     const { rows } = await admin.query<{ can: boolean }>('SELECT rolcanlogin AS can FROM pg_roles WHERE rolname = $1', [role]);
     if (rows.length === 0) throw new MissingRoleError(role);
-    if (!rows[0]!.can) {
-      await admin.query('COMMIT');
-      return false;
-    }
+    if (!rows[0]!.can) return false;
     await admin.query(`INSERT INTO ${FENCE_LOGINS} (role) VALUES ($1) ON CONFLICT DO NOTHING`, [role]);
     await admin.query(`ALTER ROLE ${quoteIdent(role)} NOLOGIN`);
-    await admin.query('COMMIT');
     return true;
-  } catch (err) {
-    await admin.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /** Undoes denyLogin: LOGIN again only for a role the marker says the fence took it from. */
@@ -278,12 +270,20 @@ export async function restoreLogin(admin: Client, role: string): Promise<boolean
     throw err;
   });
   if (!marked.rowCount) return false;
-  await admin.query('BEGIN');
-  try {
+  return inTransaction(admin, async () => {
     await admin.query(`ALTER ROLE ${quoteIdent(role)} LOGIN`);
     await admin.query(`DELETE FROM ${FENCE_LOGINS} WHERE role = $1`, [role]);
-    await admin.query('COMMIT');
     return true;
+  });
+}
+
+/** The role change and its marker row commit together or not at all. */
+async function inTransaction<T>(admin: Client, fn: () => Promise<T>): Promise<T> {
+  await admin.query('BEGIN');
+  try {
+    const result = await fn();
+    await admin.query('COMMIT');
+    return result;
   } catch (err) {
     await admin.query('ROLLBACK').catch(() => undefined);
     throw err;

@@ -27,6 +27,29 @@ export async function connect(config: Config): Promise<Client> {
   return new Client({ connection, namespace: config.temporal.namespace });
 }
 
+/**
+ * The service's finished runs that left a record, newest first, from its newest `lookBack` runs:
+ * what reconcile, failback and undrain look back through to find the run they follow.
+ */
+export async function* finishedRecords(client: Client, service: string, lookBack = 25): AsyncGenerator<RunRecord> {
+  const runs: { runId: string; start: number; running: boolean }[] = [];
+  for await (const w of client.workflow.list({ query: `WorkflowId = "${runWorkflowId(service)}"` })) {
+    runs.push({ runId: w.runId, start: w.startTime.getTime(), running: w.status.name === 'RUNNING' });
+    if (runs.length >= 200) break;
+  }
+  runs.sort((a, b) => b.start - a.start);
+  for (const r of runs.slice(0, lookBack)) {
+    if (r.running) continue;
+    let rec: RunRecord;
+    try {
+      rec = await awaitRecord(client, runWorkflowId(service), r.runId);
+    } catch {
+      continue; // terminated, or failed without a record
+    }
+    yield rec;
+  }
+}
+
 export function findService(config: Config, name: string): Service {
   const service = config.services.find((s) => s.name === name);
   if (!service) throw new InputError(`unknown service "${name}"; known: ${config.services.map((s) => s.name).join(', ')}`);

@@ -9,7 +9,7 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import { runWorkflowId } from '../runbook/ids';
 import type { DrainHandoff, Mode, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
-import { awaitRecord, findService, InputError, RefusedError } from './client';
+import { finishedRecords, findService, InputError, RefusedError } from './client';
 
 export interface DrainRequest {
   service: string;
@@ -57,20 +57,7 @@ export function buildDrainInput(config: Config, runbook: RunbookDoc, req: DrainR
  * since. Looks at the newest `lookBack` runs.
  */
 export async function latestDrain(client: Client, service: string, region: string, lookBack = 25): Promise<DrainHandoff | undefined> {
-  const runs: { runId: string; start: number; running: boolean }[] = [];
-  for await (const w of client.workflow.list({ query: `WorkflowId = "${runWorkflowId(service)}"` })) {
-    runs.push({ runId: w.runId, start: w.startTime.getTime(), running: w.status.name === 'RUNNING' });
-    if (runs.length >= 200) break;
-  }
-  runs.sort((a, b) => b.start - a.start);
-  for (const r of runs.slice(0, lookBack)) {
-    if (r.running) continue;
-    let rec: RunRecord;
-    try {
-      rec = await awaitRecord(client, runWorkflowId(service), r.runId);
-    } catch {
-      continue; // terminated, or failed without a record
-    }
+  for await (const rec of finishedRecords(client, service, lookBack)) {
     if (rec.dryRun || rec.status !== 'succeeded' || rec.drain?.region !== region) continue;
     if (rec.kind === 'undrain') return undefined;
     const handoff = drainHandoffOf(rec);

@@ -10,7 +10,7 @@ import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
 import type { RunbookDoc, RunInput, RunRecord } from '../runbook/types';
 import type { CaseResolveInput, CaseResolveResult, CasesListInput, ReconcileCase, ReconcileHandoff } from '../reconcile/types';
 import type { CasesOp, CasesRequest, CasesResponse } from '../../workflows/reconcile-actions';
-import { awaitRecord, findService, InputError, RefusedError } from './client';
+import { awaitRecord, finishedRecords, findService, InputError, RefusedError } from './client';
 
 /** What an unplanned failover's record hands over to reconciliation and failback. */
 export function handoffOf(rec: RunRecord): ReconcileHandoff {
@@ -62,21 +62,8 @@ export interface FoundFailover {
  * moved on. Undefined when there is none.
  */
 export async function latestUnplannedFailover(client: Client, service: string, lookBack = 25): Promise<FoundFailover | undefined> {
-  const runs: { runId: string; start: number; running: boolean }[] = [];
-  for await (const w of client.workflow.list({ query: `WorkflowId = "${runWorkflowId(service)}"` })) {
-    runs.push({ runId: w.runId, start: w.startTime.getTime(), running: w.status.name === 'RUNNING' });
-    if (runs.length >= 200) break;
-  }
-  runs.sort((a, b) => b.start - a.start);
   let failedBack = false;
-  for (const r of runs.slice(0, lookBack)) {
-    if (r.running) continue;
-    let rec: RunRecord;
-    try {
-      rec = await awaitRecord(client, runWorkflowId(service), r.runId);
-    } catch {
-      continue; // terminated, or failed without a record
-    }
+  for await (const rec of finishedRecords(client, service, lookBack)) {
     if (rec.dryRun || rec.status !== 'succeeded') continue;
     if (rec.kind === 'failback') failedBack = true;
     if (rec.kind !== 'failover') continue;
