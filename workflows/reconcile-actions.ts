@@ -9,6 +9,7 @@ import type { ActivityOptions } from '@temporalio/common';
 import type { ReconcileActivities } from '../activities/reconcile';
 import type { DbNodeState, RegionActivities, RejoinResult } from '../activities/types';
 import { regionTaskQueue } from '../src/runbook/ids';
+import { verifyCaseDecision } from './approvals';
 import type { RunInput, RunRecord, StepState } from '../src/runbook/types';
 import {
   PRESERVE_WAITING, reconciliationIdOf, type ApplyResult, type CaseResolveInput, type CaseResolveResult, type CasesListInput, type ClassifyResult, type ReconcileCase,
@@ -260,6 +261,8 @@ export async function reconcileCases(req: CasesRequest): Promise<CasesResponse> 
     if (!where) throw ApplicationFailure.nonRetryable(`no database of ${req.service} is reachable: ${nodes.map((n) => `${n.region}: ${n.error}`).join('; ')}`, 'CasesUnreachable');
     return { op: 'list', region: where.region, cases: await on(where.region, retry).reconcileCasesList(req.list) };
   }
+  // Checked first: an unsigned or wrongly signed decision never reaches the database.
+  const signed = await verifyCaseDecision(req.resolve);
   if (!primary) throw ApplicationFailure.nonRetryable(`${req.service} has no writable primary right now (${nodes.map((n) => `${n.region} ${n.reachable ? `${n.role}${n.fenced ? ', fenced' : ''}` : 'unreachable'}`).join('; ')}); cases are resolved in the primary`, 'CasesUnreachable');
-  return { op: 'resolve', region: primary.region, result: await on(primary.region, retry).reconcileCasesResolve(req.resolve) };
+  return { op: 'resolve', region: primary.region, result: await on(primary.region, retry).reconcileCasesResolve({ ...req.resolve, signed }) };
 }

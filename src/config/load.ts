@@ -96,6 +96,7 @@ export function loadConfig(file = configPath()): Config {
   const config = loadYamlFile(file, Config).value;
   const base = dirname(resolve(file));
   for (const service of config.services) {
+    for (const a of service.policy.approvers) if (a.sshKeysFile) a.sshKeysFile = resolve(base, a.sshKeysFile);
     if (service.database.provider !== 'postgres-streaming') continue;
     for (const node of Object.values(service.database.regions)) node.dataDir = resolve(base, node.dataDir);
   }
