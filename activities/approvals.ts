@@ -79,7 +79,8 @@ export function createDecisionActivities(config: Config, options: DecisionActivi
 
   async function verifyDecision(input: VerifyDecisionInput): Promise<VerifiedDecision> {
     const { claim, signature: sig } = input;
-    const what = claim.kind === 'case' ? `the decision on case ${claim.subject}` : claim.kind === 'abort' ? `the abort of ${claim.workflowId}` : `the ${claim.kind === 'approve' ? 'approval' : 'rejection'} of ${claim.workflowId}`;
+    const [caseId, action] = claim.subject.split(' ');
+    const what = claim.kind === 'case' ? `the decision on case ${caseId} (${action})` : claim.kind === 'abort' ? `the abort of ${claim.workflowId}` : `the ${claim.kind === 'approve' ? 'approval' : 'rejection'} of ${claim.workflowId}`;
     const service = config.services.find((s) => s.name === input.service) ?? refuse(`this worker's config has no service ${input.service}: ${what} cannot be verified`);
     if (!sig?.value) refuse(`${what} by ${claim.by} is not signed: sign it with your SSH key (regionshift ${claim.kind === 'case' ? 'cases resolve' : claim.kind === 'reject' ? 'approve --reject' : claim.kind} … --by ${claim.by} --key ~/.ssh/id_ed25519), or decide from Slack`);
     const at = Date.parse(sig.at);
@@ -110,7 +111,7 @@ export function createDecisionActivities(config: Config, options: DecisionActivi
     const lines = allowedSignerLines(approver);
     if (lines.length === 0) refuse(`${claim.by} has no SSH public key in this worker's config`);
     const v = await sshVerify(`${lines.join('\n')}\n`, claim.by, sig.value, message);
-    if (!v.ok) refuse(`${what}: the SSH signature does not verify for ${claim.by} (${v.out.split('\n')[0] || 'ssh-keygen said no'}): it was made with a key not listed for ${claim.by}, for another decision, or altered`);
+    if (!v.ok) refuse(`${what}: the SSH signature does not verify for ${claim.by} (${v.out.split(/\r?\n/)[0]!.trim() || 'ssh-keygen said no'}): it was made with a key not listed for ${claim.by}, for another decision, or altered`);
     const fingerprint = /(SHA256:[A-Za-z0-9+/=]+)/.exec(v.out)?.[1] ?? 'unknown key';
     return { by: claim.by, scheme: 'ssh', key: fingerprint, signedAs: `${claim.by} (ssh key ${fingerprint})` };
   }

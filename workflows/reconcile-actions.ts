@@ -249,6 +249,8 @@ export type CasesResponse = { region: string } & ({ op: 'list'; cases: Reconcile
  * a list) and asks that region's worker. Every resolution is in this workflow's history too.
  */
 export async function reconcileCases(req: CasesRequest): Promise<CasesResponse> {
+  // Checked first: an unsigned or wrongly signed decision never reaches a database.
+  const signed = req.op === 'resolve' ? await verifyCaseDecision(req.resolve) : undefined;
   const nodes = await Promise.all(req.regions.map((region) =>
     on(region, { scheduleToStartTimeout: '5s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
       .dbDescribe({ service: req.service })
@@ -261,8 +263,6 @@ export async function reconcileCases(req: CasesRequest): Promise<CasesResponse> 
     if (!where) throw ApplicationFailure.nonRetryable(`no database of ${req.service} is reachable: ${nodes.map((n) => `${n.region}: ${n.error}`).join('; ')}`, 'CasesUnreachable');
     return { op: 'list', region: where.region, cases: await on(where.region, retry).reconcileCasesList(req.list) };
   }
-  // Checked first: an unsigned or wrongly signed decision never reaches the database.
-  const signed = await verifyCaseDecision(req.resolve);
   if (!primary) throw ApplicationFailure.nonRetryable(`${req.service} has no writable primary right now (${nodes.map((n) => `${n.region} ${n.reachable ? `${n.role}${n.fenced ? ', fenced' : ''}` : 'unreachable'}`).join('; ')}); cases are resolved in the primary`, 'CasesUnreachable');
   return { op: 'resolve', region: primary.region, result: await on(primary.region, retry).reconcileCasesResolve({ ...req.resolve, signed }) };
 }

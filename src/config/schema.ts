@@ -198,6 +198,24 @@ export const Policy = z.strictObject({
   residency: z.strictObject({ class: z.string(), allowedRegions: z.array(z.string()), allowOutside: z.boolean() }).optional(),
 });
 
+/**
+ * A required approval nobody may give is a run that can only time out: said when a config file is
+ * loaded (loadConfig), not mid-incident. An empty list means nobody, never anyone.
+ */
+export function approvalProblems(config: { services: Service[] }): string[] {
+  const problems: string[] = [];
+  config.services.forEach((svc, i) => {
+    for (const mode of ['planned', 'unplanned'] as const) {
+      const slack = svc.triggers?.approvers?.[mode] ?? [];
+      if (svc.policy.approval[mode] !== 'required' || svc.policy.approvers.length > 0 || slack.length > 0) continue;
+      problems.push(`services[${i}] (${svc.name}).policy.approvers: ${mode} runs require approval (policy.approval.${mode}: required) but nobody may give it: `
+        + `list approvers with their SSH keys (approvers: [{ name: carol, sshKeys: ["ssh-ed25519 AAAA…"] }]), or Slack approvers in triggers.approvers.${mode}, `
+        + `or set policy.approval.${mode}: none (docs/approvals.md)`);
+    }
+  });
+  return problems;
+}
+
 export const Service = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9-]*$/, 'lowercase letters, digits and dashes'),
   /** Region names in order of preference as failover targets; the first is the initial primary. */
@@ -222,16 +240,6 @@ export const Service = z.strictObject({
     }
     if (svc.traffic.provider === 'route53-arc' && !svc.traffic.routingControls[region]) {
       ctx.addIssue({ code: 'custom', path: ['traffic', 'routingControls'], message: `no routing control for region ${region}` });
-    }
-  }
-  // A required approval nobody may give is a run that can only time out: say so now, not mid-incident.
-  for (const mode of ['planned', 'unplanned'] as const) {
-    const slack = svc.triggers?.approvers?.[mode] ?? [];
-    if (svc.policy.approval[mode] === 'required' && svc.policy.approvers.length === 0 && slack.length === 0) {
-      ctx.addIssue({
-        code: 'custom', path: ['policy', 'approvers'],
-        message: `${mode} runs require approval (policy.approval.${mode}: required) but nobody may give it: list approvers with their SSH keys (approvers: [{ name: carol, sshKeys: ["ssh-ed25519 AAAA…"] }]), or Slack approvers in triggers.approvers.${mode}, or set policy.approval.${mode}: none (docs/approvals.md)`,
-      });
     }
   }
   const names = svc.policy.approvers.map((a) => a.name);
