@@ -37,6 +37,7 @@ import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { startRdsSim, type RdsSim } from './support/rds-sim';
 import { startRestoreFront, type RestoreFront } from './support/rds-restore';
 import { waitFor } from './support/wait';
+import { signerFor } from './support/signing';
 
 const SVC = 'ledger-aurora';
 const GLOBAL = 'ledger-aurora-global';
@@ -316,7 +317,7 @@ describe('reconcile an aurora-global service', () => {
 
     // A case decided through the cases workflow, which finds the Aurora writer by the RDS API.
     const od = cases.find((k) => k.kind === 'overdraft')!;
-    const resolved = await resolveCase(fe.client, fe.config, { service: SVC, caseId: od.id, by: 'carol', action: 'compensate', note: 'recover from the customer' });
+    const resolved = await resolveCase(fe.client, fe.config, { service: SVC, caseId: od.id, by: 'carol', action: 'compensate', note: 'recover from the customer' }, signerFor('carol'));
     expect(resolved).toMatchObject({ changed: true, case: { status: 'resolved', resolution: 'compensate' } });
     expect(await badBalances(fe, EAST)).toEqual([]);
 
