@@ -2,7 +2,9 @@
 // run kept up to date (follow.ts). HTTP mode verifies Slack's request signatures (Bolt refuses a
 // wrong signature or a timestamp older than five minutes with 401); Socket Mode needs an app
 // token instead. Everything the bot says comes from the workflows; approvals and aborts are
-// updates the workflow validates, so a button answers with the workflow's own verdict.
+// updates the workflow validates, so a button answers with the workflow's own verdict. The bot
+// signs each decision it passes on, once it has mapped the Slack user to the approvers, with the
+// key it shares with the control workers (docs/approvals.md).
 // Reconciliation cases are decided with buttons too, through `resolveCase` (a workflow next to
 // the primary), so a click is answered with the system's verdict as well.
 import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Receiver, type webApi } from '@slack/bolt';
