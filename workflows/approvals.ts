@@ -115,7 +115,7 @@ export class RunDecisions {
   private async approve(a: ApproveInput): Promise<string> {
     const { rec } = this.ctx;
     const stepId = rec.pendingApproval!.stepId;
-    const verified = await this.verify({ kind: a.decision, subject: stepId, by: a.by, groups: a.groups ?? [], reason: a.reason ?? '' }, a.signature!);
+    const verified = await this.verify({ kind: a.decision, subject: stepId, by: a.by, groups: a.groups ?? [], reason: a.reason ?? '' }, a.signature);
     // The gate may have timed out, or been decided, while the signature was checked.
     const pending = rec.pendingApproval;
     if (!pending || pending.stepId !== stepId || this.decision) throw refusal(`the approval of step ${stepId} is no longer pending; nothing was changed`);
@@ -143,7 +143,7 @@ export class RunDecisions {
 
   private async abort(a: AbortInput): Promise<string> {
     const { rec } = this.ctx;
-    const verified = await this.verify({ kind: 'abort', subject: 'run', by: a.by, groups: a.groups ?? [], reason: a.reason }, a.signature!);
+    const verified = await this.verify({ kind: 'abort', subject: 'run', by: a.by, groups: a.groups ?? [], reason: a.reason }, a.signature);
     if (rec.abort) throw refusal(`run ${this.info.workflowId} is already being aborted (by ${rec.abort.by})`);
     if (rec.status !== 'running') throw refusal(`run ${this.info.workflowId} has already ${rec.status}`);
     rec.abort = { by: a.by, reason: a.reason, signed: verified.signedAs };
@@ -151,12 +151,15 @@ export class RunDecisions {
     return `abort requested by ${a.by}: compensating`;
   }
 
-  private async verify(part: Omit<DecisionClaim, 'workflowId' | 'runId'>, signature: DecisionSignature): Promise<VerifiedDecision> {
+  private async verify(part: Omit<DecisionClaim, 'workflowId' | 'runId'>, signature: DecisionSignature | undefined): Promise<VerifiedDecision> {
+    // A decision a run accepted before decisions were signed replays as it ran then (no activity);
+    // every decision sent to it since is verified.
+    if (!wf.patched('signed-decisions')) return { by: part.by, scheme: 'ssh', key: `unsigned:${part.by}`, signedAs: `${part.by} (unsigned, before signing)` };
     // Taken before the wait, so the same signature sent twice at once is refused the second time.
-    this.nonces.add(signature.nonce);
+    this.nonces.add(signature!.nonce);
     const claim: DecisionClaim = { ...part, workflowId: this.info.workflowId, runId: this.info.runId };
     try {
-      return await verifyDecision({ service: this.ctx.input.service, mode: this.ctx.input.mode, claim, signature, requester: this.ctx.input.requestedBy });
+      return await verifyDecision({ service: this.ctx.input.service, mode: this.ctx.input.mode, claim, signature: signature!, requester: this.ctx.input.requestedBy });
     } catch (err) {
       const cause = err instanceof wf.ActivityFailure ? err.cause : err;
       throw refusal(cause instanceof Error ? cause.message : String(cause));
