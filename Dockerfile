@@ -34,6 +34,11 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 COPY --from=build /app/runbooks ./runbooks
 
+# ssh-keygen: the control workers verify approvers' SSH signatures with it (docs/approvals.md).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssh-client \
+ && rm -rf /var/lib/apt/lists/*
+
 # The intake's alarm journal lives here (a volume in docker-compose.yml takes this ownership).
 RUN mkdir -p /var/lib/regionshift && chown node:node /var/lib/regionshift
 

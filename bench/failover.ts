@@ -1,5 +1,6 @@
 // Failover figures: planned wall time and orchestration overhead (from each run's history), and
 // unplanned RTO from the moment the primary dies (the run's own rtoMs, triggered at the kill).
+import { standInSigner } from '../src/demo/approver';
 import { postgresDatabase } from '../src/config/schema';
 import { presentIds, ensureLedger, nodeOf } from '../src/demo/ledger';
 import { killRegion, rebuildPair } from '../src/demo/region';
@@ -105,7 +106,7 @@ async function unplanned(ctx: BenchContext, out: SectionResult): Promise<Figures
     }
     const killed = await killRegion({ config: ctx.config, configFile: stack.configFile, home: stack.home }, service, source);
     const run = await runFailover(ctx.client, ctx.config, {
-      service: service.name, target, mode: 'unplanned', requestedBy: REQUESTER, trigger: 'bench', triggeredAt: killed.at, approver: APPROVER,
+      service: service.name, target, mode: 'unplanned', requestedBy: REQUESTER, trigger: 'bench', triggeredAt: killed.at, approver: { ...APPROVER, signer: standInSigner(service, APPROVER.by) },
     });
     if (run.record.status !== 'succeeded' || run.record.rtoMs === undefined) {
       out.failures.push(`unplanned ${source} → ${target} ${run.record.status}: ${run.record.error ?? ''} (${run.uiUrl})`);

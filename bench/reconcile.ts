@@ -8,6 +8,7 @@
 // 10,000 transactions on the primary that never reach the standby; the primary killed and an
 // unplanned failover; 1,000 transactions in the new primary; the old one back read-only; then
 // `reconcile` as the CLI runs it.
+import { standInSigner } from '../src/demo/approver';
 import { Client as PgClient } from 'pg';
 import { reconcileConfigOf } from '../src/config/reconcile';
 import { postgresDatabase } from '../src/config/schema';
@@ -92,7 +93,7 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
   }
   const killed = await killRegion(sctx, service, home);
   const failover = await runFailover(ctx.client, ctx.config, {
-    service: service.name, target: away, mode: 'unplanned', requestedBy: 'bench', trigger: 'bench', triggeredAt: killed.at, approver: APPROVER,
+    service: service.name, target: away, mode: 'unplanned', requestedBy: 'bench', trigger: 'bench', triggeredAt: killed.at, approver: { ...APPROVER, signer: standInSigner(service, APPROVER.by) },
   });
   if (failover.record.status !== 'succeeded') {
     out.failures.push(`[${label}] unplanned failover ${failover.record.status}: ${failover.record.error ?? ''} (${failover.uiUrl})`);

@@ -19,7 +19,7 @@ export interface BenchStack {
 /** `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller). */
 export async function makeBenchStack(policy: string): Promise<BenchStack> {
   const { dir, home, configFile } = await writeTempStack({
-    prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5,
+    prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5, approver: 'bench-oncall',
     // As in regionshift.yaml: reconcile's verify step checksums the loans too.
     serviceExtra: [
       '    reconcile:',

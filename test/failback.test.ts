@@ -14,6 +14,7 @@ import type { TrafficState } from '../activities/types';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { badBalances, EAST, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
 import { waitFor } from './support/wait';
+import { signerFor } from './support/signing';
 
 let fe: FailoverEnv;
 let d: DivergenceRun;
@@ -67,7 +68,7 @@ describe('failback', () => {
   it('cases are decided by a person (recorded), then failback restores topology and weights with zero loss', async () => {
     for (const c of await listCases(fe.client, fe.config, { service: 'ledger' })) {
       const action: CaseAction = c.proposals.compensate ? 'compensate' : c.proposals.accept ? 'accept' : 'reject';
-      const res = await resolveCase(fe.client, fe.config, { service: 'ledger', caseId: c.id, by: 'carol', action, note: 'decided in the failback test' });
+      const res = await resolveCase(fe.client, fe.config, { service: 'ledger', caseId: c.id, by: 'carol', action, note: 'decided in the failback test' }, signerFor('carol'));
       expect(res.changed).toBe(true);
       expect(res.case).toMatchObject({ status: 'resolved', resolution: action, resolvedBy: 'carol' });
     }

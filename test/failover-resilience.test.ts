@@ -12,6 +12,7 @@ import type { RunRecord } from '../src/runbook/types';
 import { approveRun, awaitRecord, startRun } from '../src/runs/client';
 import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
+import { signerFor } from './support/signing';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -100,7 +101,7 @@ describe('durability', () => {
     await waitFor('the hold', async () => (await progress()).pendingApproval !== undefined);
     await fe.restartTemporal();
     await waitFor('the run to answer after the restart', async () => (await progress()).pendingApproval?.stepId === 'hold');
-    await approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' });
+    await approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' }, signerFor('carol'));
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');
     expect(rec.runId).toBe(started.runId);

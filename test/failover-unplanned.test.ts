@@ -11,6 +11,7 @@ import { approveRun, awaitRecord, startRun } from '../src/runs/client';
 import { primaryRegionOf } from '../src/traffic/plan';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
+import { signerFor } from './support/signing';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -60,7 +61,7 @@ describe('unplanned failover', () => {
     await waitFor('the data-loss approval', async () => (await handle.query<RunRecord>('progress')).pendingApproval?.stepId === 'promote');
     const pending = (await handle.query<RunRecord>('progress')).pendingApproval!;
     expect(pending.reason).toContain(`${WEST} could not be fenced`);
-    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve', reason: 'us-west-2 is down' })).resolves.toBe('approved by carol');
+    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve', reason: 'us-west-2 is down' }, signerFor('carol'))).resolves.toBe('approved by carol');
 
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');

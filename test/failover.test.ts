@@ -14,6 +14,7 @@ import { runWorkflowId } from '../src/runbook/ids';
 import type { RunInput, RunRecord } from '../src/runbook/types';
 import { abortRun, approveRun, awaitRecord, InputError, RefusedError, startRun } from '../src/runs/client';
 import { primaryRegionOf } from '../src/traffic/plan';
+import { signerFor, sshKey } from './support/signing';
 import { waitFor } from './support/wait';
 import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
 
@@ -145,7 +146,7 @@ describe('failover runbook', () => {
     expect(refused[0]!.reason).toBeInstanceOf(RefusedError);
     expect(String(refused[0]!.reason.message)).toContain(`ledger already has a run in progress: ${runWorkflowId(SERVICE)}`);
     await waitFor('the approval gate', async () => ((await progress()).pendingApproval ? true : undefined));
-    await abortRun(fe.client, runWorkflowId(SERVICE), { by: 'alice', reason: 'test over' });
+    await abortRun(fe.client, runWorkflowId(SERVICE), { by: 'carol', reason: 'test over' }, signerFor('carol'));
     await expect(awaitRecord(fe.client, runWorkflowId(SERVICE))).resolves.toMatchObject({ status: 'aborted' });
   });
 
@@ -158,9 +159,9 @@ describe('failover runbook', () => {
     ].join('\n'));
     const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'carol' }, gated));
     await waitFor('the approval gate', async () => ((await progress()).pendingApproval ? true : undefined));
-    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' })).rejects.toThrow(/carol requested this run and cannot approve it/);
-    await expect(approveRun(fe.client, started.workflowId, { by: 'mallory', decision: 'approve' })).rejects.toThrow(/mallory may not approve runs of ledger/);
-    await expect(approveRun(fe.client, started.workflowId, { by: 'dave', decision: 'approve' })).resolves.toBe('approved by dave');
+    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' }, signerFor('carol'))).rejects.toThrow(/carol requested this run and cannot approve it/);
+    await expect(approveRun(fe.client, started.workflowId, { by: 'mallory', decision: 'approve' }, signerFor('mallory'))).rejects.toThrow(/mallory may not approve runs of ledger/);
+    await expect(approveRun(fe.client, started.workflowId, { by: 'dave', decision: 'approve' }, signerFor('dave'))).resolves.toBe('approved by dave');
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');
     expect(rec.approvals).toEqual([expect.objectContaining({ by: 'dave', decision: 'approve' })]);
@@ -183,7 +184,7 @@ describe('failover runbook', () => {
     expect(await fe.isWritable(EAST)).toBe(false);
     expect(primaryRegionOf(await traffic())).toBe(WEST);
 
-    await expect(abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' })).resolves.toContain('abort requested by carol');
+    await expect(abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' }, signerFor('carol'))).resolves.toContain('abort requested by carol');
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('aborted');
     expect(rec.error).toBe('aborted by carol: wrong region');
@@ -243,7 +244,7 @@ describe('regionshift CLI against the same server', () => {
   });
 
   it('exits 3 when there is nothing to approve', async () => {
-    const r = await cliRun('approve', 'ledger', '--by', 'carol');
+    const r = await cliRun('approve', 'ledger', '--by', 'carol', '--key', sshKey('carol').privateKey);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/^refused: /);
   });

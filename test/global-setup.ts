@@ -1,12 +1,13 @@
 // Installs what the tests need and the machine may lack (the Temporal CLI, the moto venv,
-// PostgreSQL), once, before any test file runs: `npm test` works on a fresh machine.
-import { ensureMoto, ensurePgBin, ensureTemporalCli } from '../src/stack/stack';
+// PostgreSQL, ssh-keygen), once, before any test file runs: `npm test` works on a fresh machine.
+import { ensureMoto, ensurePgBin, ensureSshKeygen, ensureTemporalCli } from '../src/stack/stack';
 
 export default async function setup(): Promise<void> {
   const say = (line: string): void => {
     process.stderr.write(`[setup] ${line}\n`);
   };
   await ensurePgBin({ onProgress: say });
+  await ensureSshKeygen({ onProgress: say });
   await ensureMoto({ onProgress: say });
   await ensureTemporalCli({ onProgress: say });
 }

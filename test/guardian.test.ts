@@ -19,6 +19,7 @@ import { runbookFromText } from './support/failover-env';
 import { startMoto, type MotoServer } from './support/moto';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { waitFor } from './support/wait';
+import { botSigner } from './support/signing';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -180,17 +181,17 @@ describe('guardian on Temporal', () => {
     expect(v).toMatchObject({ lastRun: { status: 'failed' }, inCooldown: true, runsStarted: 1 });
   });
 
-  it('two distinct approvers; the requester (the guardian) and strangers are refused; groups count', async () => {
+  it('two distinct approvers, signed by the Slack bot; the requester (the guardian) and strangers are refused; groups count', async () => {
     await deliverer.deliver('quorum', [alarm(WEST), alarm(WEST), alarm(WEST)]);
     const id = runWorkflowId('quorum');
     await waitFor('the approval gate', async () => (await progress('quorum')).pendingApproval);
-    await expect(approveRun(te.client, id, { by: 'guardian', decision: 'approve' })).rejects.toThrow(/guardian requested this run and cannot approve it/);
-    await expect(approveRun(te.client, id, { by: 'UMALLORY', decision: 'approve' })).rejects.toThrow(RefusedError);
-    await expect(approveRun(te.client, id, { by: 'UMALLORY', decision: 'approve' })).rejects.toThrow(/UMALLORY may not approve runs of quorum/);
-    await expect(approveRun(te.client, id, { by: 'UCAROL01', decision: 'approve' })).resolves.toBe('approval 1 of 2 by UCAROL01; waiting for another approver');
-    await expect(approveRun(te.client, id, { by: 'UCAROL01', decision: 'approve' })).rejects.toThrow(/UCAROL01 has already approved/);
+    await expect(approveRun(te.client, id, { by: 'guardian', decision: 'approve' }, botSigner())).rejects.toThrow(/guardian requested this run and cannot approve it/);
+    await expect(approveRun(te.client, id, { by: 'UMALLORY', decision: 'approve' }, botSigner())).rejects.toThrow(RefusedError);
+    await expect(approveRun(te.client, id, { by: 'UMALLORY', decision: 'approve' }, botSigner())).rejects.toThrow(/UMALLORY may not approve runs of quorum/);
+    await expect(approveRun(te.client, id, { by: 'UCAROL01', decision: 'approve' }, botSigner())).resolves.toBe('approval 1 of 2 by UCAROL01; waiting for another approver');
+    await expect(approveRun(te.client, id, { by: 'UCAROL01', decision: 'approve' }, botSigner())).rejects.toThrow(/UCAROL01 has already approved/);
     expect((await progress('quorum')).pendingApproval).toMatchObject({ approvedBy: ['UCAROL01'], quorum: 2 });
-    await expect(approveRun(te.client, id, { by: 'UERIN001', decision: 'approve', groups: ['SONCALL01'] })).resolves.toBe('approved by UERIN001');
+    await expect(approveRun(te.client, id, { by: 'UERIN001', decision: 'approve', groups: ['SONCALL01'] }, botSigner())).resolves.toBe('approved by UERIN001');
     const rec = await awaitRecord(te.client, id);
     expect(rec.status).toBe('succeeded');
     expect(rec.approvals.map((a) => a.by)).toEqual(['UCAROL01', 'UERIN001']);

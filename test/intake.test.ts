@@ -18,6 +18,7 @@ import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { cloudWatchAlarm, createSnsFixture, type SnsFixture } from './support/sns-fixture';
 import { waitFor } from './support/wait';
+import { signerFor } from './support/signing';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -217,11 +218,11 @@ describe('guardian decisions through the intake', () => {
     expect(await runCount()).toBe(1);
     console.log(`storm: 1,000 deliveries in ${elapsed} ms (${Math.round(1000 / (elapsed / 1000))}/s), ${intake.deliverer.signalsSent} signals so far`);
     // The guardian is the requester: it cannot approve; a stranger cannot either.
-    await expect(approveRun(fe.client, runWorkflowId(SERVICE), { by: 'mallory', decision: 'approve' })).rejects.toThrow(/mallory may not approve runs of ledger/);
+    await expect(approveRun(fe.client, runWorkflowId(SERVICE), { by: 'mallory', decision: 'approve' }, signerFor('mallory'))).rejects.toThrow(/mallory may not approve runs of ledger/);
   });
 
   it('a second failure inside the cooldown starts nothing and `status` says so; a manual run is still allowed', async () => {
-    await abortRun(fe.client, runWorkflowId(SERVICE), { by: 'carol', reason: 'false alarm: the load balancer, not the database' });
+    await abortRun(fe.client, runWorkflowId(SERVICE), { by: 'carol', reason: 'false alarm: the load balancer, not the database' }, signerFor('carol'));
     await expect(awaitRecord(fe.client, runWorkflowId(SERVICE))).resolves.toMatchObject({ status: 'aborted' });
     await waitFor('the guardian hearing the end', async () => ((await guardian()).inCooldown ? true : undefined));
     for (let i = 0; i < 3; i++) expect((await post('/alertmanager', alertmanager('firing'), amHeaders)).status).toBe(202);

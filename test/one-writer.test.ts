@@ -16,6 +16,7 @@ import { abortRun, awaitRecord, startRun } from '../src/runs/client';
 import { runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
 import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
+import { signerFor } from './support/signing';
 import { waitFor } from './support/wait';
 
 const WEST = 'us-west-2';
@@ -135,7 +136,7 @@ describe('one writer', () => {
     expect(readFileSync(hbaFile, 'utf8')).not.toBe(before);
     expect(await fe.isWritable(EAST)).toBe(false);
 
-    await abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' });
+    await abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' }, signerFor('carol'));
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('aborted');
     expect(rec.compensation).toEqual({ undone: [expect.stringContaining(`unfence ${EAST}`)], notUndone: [] });

@@ -37,6 +37,7 @@ import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { startRdsSim, type RdsSim } from './support/rds-sim';
 import { startRestoreFront, type RestoreFront } from './support/rds-restore';
 import { waitFor } from './support/wait';
+import { approverEntries, signerFor } from './support/signing';
 
 const SVC = 'ledger-aurora';
 const GLOBAL = 'ledger-aurora-global';
@@ -70,7 +71,8 @@ function auroraService(name: string, over: Record<string, unknown> = {}, withSql
       provider: 'route53', hostedZone: 'regionshift.test.', recordName: `${name}.regionshift.test.`, ttl: 5,
       endpoints: { [WEST]: `${name}.${WEST}.regionshift.test.`, [EAST]: `${name}.${EAST}.regionshift.test.` }, endpointUrl: fe.moto.url,
     },
-    policy: { lagTimeout: '20s', approval: { planned: 'none', unplanned: 'none' } },
+    // carol decides its cases, signing with her key.
+    policy: { lagTimeout: '20s', approval: { planned: 'none', unplanned: 'none' }, approvers: approverEntries('carol') },
     // Short margins: the window then leaves most of the table out, which the test checks.
     reconcile: { ...DEMO_RECONCILE, windowMarginSeconds: 1, lagMarginSeconds: 2 },
   };
@@ -316,7 +318,7 @@ describe('reconcile an aurora-global service', () => {
 
     // A case decided through the cases workflow, which finds the Aurora writer by the RDS API.
     const od = cases.find((k) => k.kind === 'overdraft')!;
-    const resolved = await resolveCase(fe.client, fe.config, { service: SVC, caseId: od.id, by: 'carol', action: 'compensate', note: 'recover from the customer' });
+    const resolved = await resolveCase(fe.client, fe.config, { service: SVC, caseId: od.id, by: 'carol', action: 'compensate', note: 'recover from the customer' }, signerFor('carol'));
     expect(resolved).toMatchObject({ changed: true, case: { status: 'resolved', resolution: 'compensate' } });
     expect(await badBalances(fe, EAST)).toEqual([]);
 

@@ -15,6 +15,7 @@ import { buildFollowUpInput, listCases } from '../src/runs/reconcile';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { badBalances, EAST, expectEngineeredCases, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
 import { runCli } from './support/stack-env';
+import { sshKey } from './support/signing';
 
 let fe: FailoverEnv;
 let d: DivergenceRun;
@@ -28,7 +29,7 @@ async function reconcile(): Promise<RunRecord> {
 }
 
 beforeAll(async () => {
-  fe = await createFailoverEnv({ approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600 });
+  fe = await createFailoverEnv({ approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600, approvers: ['carol', 'dave'] });
   d = await makeDivergence(fe, { engineered: true });
   // Reconciliation runs while the new region keeps taking writes.
   first = await reconcile();
@@ -149,7 +150,7 @@ describe('reconcile after an unplanned failover', () => {
     expect(listed.map((c) => c.id).sort()).toEqual(cases.map((c) => c.id).sort());
 
     const od = cases.find((c) => c.kind === 'overdraft')!;
-    const res = await runCli(['cases', 'resolve', od.id, '--service', 'ledger', '--by', 'carol', '--action', 'compensate', '--note', 'recover 60 from the customer'], env, 60_000);
+    const res = await runCli(['cases', 'resolve', od.id, '--service', 'ledger', '--by', 'carol', '--key', sshKey('carol').privateKey, '--action', 'compensate', '--note', 'recover 60 from the customer'], env, 60_000);
     expect(res.code, `${res.stdout}\n${res.stderr}`).toBe(0);
     expect(res.stdout).toContain('compensate by carol');
     const low = await sql<{ balance: string }>(fe, EAST, `SELECT balance::text FROM accounts WHERE id = 'acct-low'`);
@@ -157,13 +158,13 @@ describe('reconcile after an unplanned failover', () => {
     expect(await badBalances(fe, EAST)).toEqual([]);
     expect((await journalHas(fe, EAST, [d.engineered!.overdraft])).get(d.engineered!.overdraft)).toBe(2);
 
-    const again = await runCli(['cases', 'resolve', od.id, '--service', 'ledger', '--by', 'dave', '--action', 'reject'], env, 60_000);
+    const again = await runCli(['cases', 'resolve', od.id, '--service', 'ledger', '--by', 'dave', '--key', sshKey('dave').privateKey, '--action', 'reject'], env, 60_000);
     expect(again.code, again.stdout).toBe(3);
     expect(again.stderr).toContain('already resolved with compensate by carol');
-    const missing = await runCli(['cases', 'resolve', 'od-nope', '--service', 'ledger', '--by', 'dave', '--action', 'reject'], env, 60_000);
+    const missing = await runCli(['cases', 'resolve', 'od-nope', '--service', 'ledger', '--by', 'dave', '--key', sshKey('dave').privateKey, '--action', 'reject'], env, 60_000);
     expect(missing.code).toBe(2);
     const hv = cases.find((c) => c.kind === 'high-value')!;
-    const wrong = await runCli(['cases', 'resolve', hv.id, '--service', 'ledger', '--by', 'dave', '--action', 'compensate'], env, 60_000);
+    const wrong = await runCli(['cases', 'resolve', hv.id, '--service', 'ledger', '--by', 'dave', '--key', sshKey('dave').privateKey, '--action', 'compensate'], env, 60_000);
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toContain('offers accept, reject');
   });

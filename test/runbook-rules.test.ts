@@ -23,6 +23,7 @@ import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/runbook/types
 import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
 import { FENCE_LSN, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
+import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { waitFor } from './support/wait';
 
@@ -94,7 +95,7 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
   const service = `${name}-${n}`;
   const [source, target] = [`us-west-${n}`, `us-east-${n}`];
   const fleet = new StubFleet(service, source, target);
-  const config = paperConfig(te.address, [{ name: service, regions: [source, target], policy: { approvers: ['carol'], approvalTimeout: '1m', ...policy } }]);
+  const config = paperConfig(te.address, [{ name: service, regions: [source, target], policy: { approvers: approverEntries('carol'), approvalTimeout: '1m', ...policy } }]);
   const taskQueue = `rules.${service}`;
   const workflowId = runWorkflowId(service);
   const stopRegions = await runStubRegions(te.connection, fleet);
@@ -108,7 +109,7 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
   });
   // One workflow thread: a test runs one run at a time (and perhaps its fence watcher), and
   // several tests run at once.
-  const worker = await Worker.create({ connection: te.connection, taskQueue, workflowBundle: te.workflowBundle, workflowThreadPoolSize: 1 });
+  const worker = await Worker.create({ connection: te.connection, taskQueue, workflowBundle: te.workflowBundle, workflowThreadPoolSize: 1, activities: decisionActivities(config) });
   control = { worker, done: worker.run() };
   return {
     service, source, target, fleet, workflowId,
@@ -272,7 +273,7 @@ describe.concurrent('the runbook interpreter', () => {
       const waiting = await waitingOnPromote(r);
       expect(waiting.pendingApproval!.reason).toBe(`${r.source} could not be fenced (connect ECONNREFUSED); estimated RPO 2s, budget 5s. Promoting ${r.target} may lose writes`);
       expect(r.fleet.callsTo('dbPromote')).toEqual([]);
-      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'approve', reason: 'west is gone for hours' });
+      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'approve', reason: 'west is gone for hours' }, signerFor('carol'));
       const { rec, result } = await outcome(handle);
       expect(result).toBe('succeeded');
       expect(rec.dataLossAck).toEqual({ by: 'carol', reason: 'west is gone for hours' });
@@ -286,7 +287,7 @@ describe.concurrent('the runbook interpreter', () => {
       targetBehindBy(r, 2);
       const handle = await r.start(r.input({ mode: 'unplanned' }));
       await waitingOnPromote(r);
-      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'reject', reason: 'wait for west' });
+      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'reject', reason: 'wait for west' }, signerFor('carol'));
       const { rec, result } = await outcome(handle);
       expect(result).toBe(FAILURE.refused);
       expect(stepOf(rec, 'db.promote')).toMatchObject({ status: 'failed', error: 'rejected by carol: wait for west' });
@@ -304,7 +305,7 @@ describe.concurrent('the runbook interpreter', () => {
       expect(waiting.pendingApproval!.reason).toContain('estimated RPO 30s, budget 5s');
       expect(waiting.dataLossAck).toBeUndefined();
       expect(r.fleet.callsTo('dbPromote')).toEqual([]);
-      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'approve' });
+      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'approve' }, signerFor('carol'));
       const { rec, result } = await outcome(handle);
       expect(result).toBe('succeeded');
       expect(rec.dataLossAck!.by).toBe('carol');
@@ -370,7 +371,7 @@ describe.concurrent('the runbook interpreter', () => {
       r.fleet.answer(r.target, 'dbWaitForLag', untilCancelled);
       const handle = await r.start(r.input());
       await waitFor('the lag wait to be running', async () => r.fleet.callsTo('dbWaitForLag').length > 0);
-      expect(await abortRun(te.client, r.workflowId, { by: 'carol', reason: 'wrong region' })).toBe('abort requested by carol: compensating');
+      expect(await abortRun(te.client, r.workflowId, { by: 'carol', reason: 'wrong region' }, signerFor('carol'))).toBe('abort requested by carol: compensating');
       const { rec, result } = await outcome(handle);
       expect(result).toBe(FAILURE.aborted);
       expect(rec).toMatchObject({ status: 'aborted', error: 'aborted by carol: wrong region' });
@@ -402,7 +403,8 @@ describe.concurrent('the runbook interpreter', () => {
       // No second run ever started: one preflight's worth of reads.
       expect(r.fleet.callsTo('dbDescribe', r.source)).toHaveLength(1);
 
-      await approveRun(te.client, first.workflowId, { by: 'carol', decision: 'reject' });
+      // Ended from outside: this run sits on the shared control queue, whose verifier knows another config.
+      await te.client.workflow.getHandle(first.workflowId, first.runId).terminate('the test ends the first run');
       await waitFor('the first run to end', async () => (await te.client.workflow.getHandle(first.workflowId, first.runId).describe()).status.name !== 'RUNNING');
       const again = await startRun(te.client, r.input({ dryRun: true }));
       expect(again.started).toBe(true);

@@ -15,6 +15,7 @@ import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover
 import { badBalances, EAST, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
 import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
 import { waitFor } from './support/wait';
+import { SLACK_DECISION_KEY } from './support/signing';
 
 const SECRET = 'test-signing-secret';
 const RUNS = 'C0RUNS01';
@@ -45,7 +46,7 @@ beforeAll(async () => {
   (fe.config as { triggers?: unknown }).triggers = { slack: { channel: RUNS, port: 0, pollInterval: '300ms', apiUrl: slack.apiUrl } };
   d = await makeDivergence(fe, { engineered: true });
   await d.load.stop();
-  bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET }, log: () => undefined });
+  bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
   const { port } = await bot.start();
   botUrl = `http://127.0.0.1:${port}/slack/events`;
 }, 300_000);

@@ -37,6 +37,8 @@ it('the secrets a mode needs are named when missing', () => {
   expect(() => slackSecretsFromEnv(s, { SLACK_BOT_TOKEN: 'xoxb' })).toThrow('Socket Mode needs an app-level token (xapp-…): export SLACK_APP_TOKEN');
   expect(() => slackSecretsFromEnv({ ...s, mode: 'http' }, { SLACK_BOT_TOKEN: 'xoxb' })).toThrow('HTTP mode needs the signing secret: export SLACK_SIGNING_SECRET');
   expect(() => slackSecretsFromEnv(s, {})).toThrow('export SLACK_BOT_TOKEN');
+  expect(() => slackSecretsFromEnv(s, { SLACK_BOT_TOKEN: 'xoxb', SLACK_APP_TOKEN: 'xapp' }))
+    .toThrow('the bot signs approvals, aborts and case decisions: export REGIONSHIFT_SLACK_DECISION_KEY (the same value the control workers have; openssl rand -hex 32)');
 });
 
 it('connects over Socket Mode and answers a slash command envelope', async () => {

@@ -2,6 +2,8 @@
 // block_actions over HTTP, its Web API client pointed at a local recorder, running real
 // failovers (Temporal dev server, PostgreSQL pair, moto). The messages it posts and updates are
 // asserted by content; wrong and old signatures get 401 and change nothing.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runWorkflowId } from '../src/runbook/ids';
 import type { RunRecord } from '../src/runbook/types';
@@ -12,6 +14,7 @@ import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
 import { waitFor } from './support/wait';
+import { SLACK_DECISION_KEY } from './support/signing';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -38,7 +41,7 @@ beforeAll(async () => {
     twoApprovers: { unplanned: true },
   };
   (fe.config as { triggers?: unknown }).triggers = { slack: { channel: RUNS, port: 0, pollInterval: '300ms', apiUrl: slack.apiUrl } };
-  bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET }, log: () => undefined });
+  bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
   const { port } = await bot.start();
   botUrl = `http://127.0.0.1:${port}/slack/events`;
 });
@@ -48,8 +51,8 @@ afterAll(async () => {
   await Promise.allSettled([fe?.teardown(), slack?.close()]);
 });
 
-async function send(body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
-  const res = await fetch(botUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+async function send(body: string, headers: Record<string, string>, url = botUrl): Promise<{ status: number; text: string }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
   const raw = await res.text();
   let text = raw;
   try {
@@ -72,7 +75,7 @@ async function slash(user: string, text: string): Promise<{ status: number; text
   return send(body, slackSignature(SECRET, body));
 }
 
-async function click(user: string, actionId: string, message: Message): Promise<number> {
+async function click(user: string, actionId: string, message: Message, url = botUrl): Promise<number> {
   const button = (message.blocks as { type: string; elements?: { action_id: string; value: string }[] }[])
     .find((b) => b.type === 'actions')!.elements!.find((e) => e.action_id === actionId)!;
   const payload = {
@@ -83,7 +86,7 @@ async function click(user: string, actionId: string, message: Message): Promise<
     actions: [{ action_id: actionId, block_id: 'approval:approval', text: { type: 'plain_text', text: actionId }, value: button.value, type: 'button', action_ts: '1700000000.1' }],
   };
   const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
-  return (await send(body, slackSignature(SECRET, body))).status;
+  return (await send(body, slackSignature(SECRET, body), url)).status;
 }
 
 const runMessages = (): Message[] => slack.messages.filter((m) => m.channel === RUNS && !m.thread_ts);
@@ -182,7 +185,7 @@ describe('a run from Slack', () => {
     expect(ephemeralTo(ERIN)[0]).toBe('👍 approved by <@UERIN001>');
     const rec = await awaitRecord(fe.client, runWorkflowId(SERVICE), runId);
     expect(rec.status).toBe('succeeded');
-    expect(rec.approvals).toEqual([expect.objectContaining({ by: ERIN, decision: 'approve' })]);
+    expect(rec.approvals).toEqual([expect.objectContaining({ by: ERIN, decision: 'approve', signed: `${ERIN} (via Slack, signed by the bot)` })]);
     const done = await messageOf(runId, (m) => m.text.endsWith('SUCCEEDED'), 'the final message');
     expect(done.ts).toBe(message.ts); // updated in place
     expect(done.updates).toBeGreaterThan(0);
@@ -213,7 +216,7 @@ describe('a run from Slack', () => {
     expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain('*failover ledger: us-east-1 → us-west-2 (planned) ABORTED*');
   });
 
-  it('unplanned runs need two distinct approvers: the first approval is counted, the same person twice is refused', async () => {
+  it('unplanned runs need two distinct approvers: a bot the workers do not trust is refused, the first approval is counted, the same person twice is refused', async () => {
     expect((await slash(ALICE, `failover ${SERVICE} to ${WEST} unplanned`)).text).toContain('approval: needs approval within 30s, 2 distinct approvers');
     const rec = await waitFor('the approval gate', async () => (await progress()).pendingApproval && progress());
     const m = await messageOf(rec.runId, (x) => blockText(x).includes(ACTION.approve), 'the unplanned run message');
@@ -221,6 +224,20 @@ describe('a run from Slack', () => {
     expect(await click(ALICE, ACTION.approve, m)).toBe(200);
     await waitFor('the answer to alice', async () => ephemeralTo(ALICE).length > 1);
     expect(ephemeralTo(ALICE).at(-1)).toBe('You may not approve unplanned runs of ledger: approvers are <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    // A bot whose decision key the workers do not share (Slack trusts it, the workers do not): refused, nothing counted.
+    const rogue = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: 'not-the-key-the-workers-share-0123456789' }, log: () => undefined });
+    // Only its receiver: its follower would post run messages of its own.
+    const server = (await rogue.app.start({ port: 0, host: '127.0.0.1' })) as unknown as Server;
+    try {
+      const rogueUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`;
+      const seen = ephemeralTo(CAROL).length;
+      expect(await click(CAROL, ACTION.approve, m, rogueUrl)).toBe(200);
+      await waitFor('the answer to carol from the rogue bot', async () => ephemeralTo(CAROL).length > seen);
+      expect(ephemeralTo(CAROL).at(-1)).toBe('Refused: the approval of regionshift-ledger by <@UCAROL01> carries a Slack bot signature that does not verify: the bot\'s REGIONSHIFT_SLACK_DECISION_KEY differs from the workers\', or the decision was altered. Nothing was changed.');
+      expect((await progress()).pendingApproval?.approvedBy).toBeUndefined();
+    } finally {
+      await rogue.app.stop();
+    }
     const before = ephemeralTo(CAROL).length;
     expect(await click(CAROL, ACTION.approve, m)).toBe(200);
     await waitFor('the answer to carol', async () => ephemeralTo(CAROL).length > before);
@@ -243,7 +260,7 @@ describe('a run from Slack', () => {
 
     await bot.stop();
     const posts = slack.callsOf('chat.postMessage').length;
-    bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET }, log: () => undefined });
+    bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
     await bot.start();
     await waitFor('the new bot reading the channel back', async () => slack.callsOf('conversations.replies').length >= 2);
     await new Promise((r) => setTimeout(r, 1000));

@@ -3,6 +3,7 @@
 // losing a region never loses the ability to run the failover away from it.
 import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString } from '@temporalio/worker';
 import { createRegionActivities } from '../activities';
+import { createDecisionActivities } from '../activities/approvals';
 import type { Config } from '../src/config/schema';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/runbook/ids';
 import { workflowSource } from './bundle';
@@ -48,6 +49,8 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ 
         namespace: opts.namespace,
         taskQueue: CONTROL_TASK_QUEUE,
         ...workflowSource(),
+        // Runs verify decisions' signatures here, with this worker's own config and keys.
+        activities: createDecisionActivities(opts.config),
       }),
     );
   }

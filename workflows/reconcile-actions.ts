@@ -9,6 +9,7 @@ import type { ActivityOptions } from '@temporalio/common';
 import type { ReconcileActivities } from '../activities/reconcile';
 import type { DbNodeState, RegionActivities, RejoinResult } from '../activities/types';
 import { regionTaskQueue } from '../src/runbook/ids';
+import { verifyCaseDecision } from './approvals';
 import type { RunInput, RunRecord, StepState } from '../src/runbook/types';
 import {
   PRESERVE_WAITING, reconciliationIdOf, type ApplyResult, type CaseResolveInput, type CaseResolveResult, type CasesListInput, type ClassifyResult, type ReconcileCase,
@@ -248,6 +249,8 @@ export type CasesResponse = { region: string } & ({ op: 'list'; cases: Reconcile
  * a list) and asks that region's worker. Every resolution is in this workflow's history too.
  */
 export async function reconcileCases(req: CasesRequest): Promise<CasesResponse> {
+  // Checked first: an unsigned or wrongly signed decision never reaches a database.
+  const signed = req.op === 'resolve' ? await verifyCaseDecision(req.resolve) : undefined;
   const nodes = await Promise.all(req.regions.map((region) =>
     on(region, { scheduleToStartTimeout: '5s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
       .dbDescribe({ service: req.service })
@@ -261,5 +264,5 @@ export async function reconcileCases(req: CasesRequest): Promise<CasesResponse> 
     return { op: 'list', region: where.region, cases: await on(where.region, retry).reconcileCasesList(req.list) };
   }
   if (!primary) throw ApplicationFailure.nonRetryable(`${req.service} has no writable primary right now (${nodes.map((n) => `${n.region} ${n.reachable ? `${n.role}${n.fenced ? ', fenced' : ''}` : 'unreachable'}`).join('; ')}); cases are resolved in the primary`, 'CasesUnreachable');
-  return { op: 'resolve', region: primary.region, result: await on(primary.region, retry).reconcileCasesResolve(req.resolve) };
+  return { op: 'resolve', region: primary.region, result: await on(primary.region, retry).reconcileCasesResolve({ ...req.resolve, signed }) };
 }

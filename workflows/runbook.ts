@@ -9,19 +9,17 @@ import { ACTIONS, type ActionName, type Condition } from '../src/runbook/catalog
 import { durationMs } from '../src/runbook/duration';
 import { unimplementedAction } from '../src/runbook/exhaustive';
 import { fenceOnReturnWorkflowId, followWatcherWorkflowId, regionTaskQueue } from '../src/runbook/ids';
-import type {
-  AbortInput, ApproveInput, AttachedAlarm, PendingApproval, PlannedStep, RunInput, RunRecord, StandbyFollow, Step, StepState,
-} from '../src/runbook/types';
+import type { AttachedAlarm, PlannedStep, RunInput, RunRecord, StandbyFollow, Step, StepState } from '../src/runbook/types';
 import { describeRecords, primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
 import { residencyViolation } from '../src/policy/residency';
 import { SA } from './search-attributes';
 import { notifyGuardian } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
+import { RunDecisions } from './approvals';
 
 export const progressQuery = wf.defineQuery<RunRecord>('progress');
-export const approveUpdate = wf.defineUpdate<string, [ApproveInput]>('approve');
-export const abortUpdate = wf.defineUpdate<string, [AbortInput]>('abort');
+export { abortUpdate, approveUpdate } from './approvals';
 /** The service's guardian attaches alarms that fire during the run (single flight: never a second run). */
 export const attachAlarmSignal = wf.defineSignal<[AttachedAlarm]>('attachAlarm');
 
@@ -92,52 +90,16 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   };
 
   // --- messages -------------------------------------------------------------------------------
-  let decision: ApproveInput | undefined;
-  const approvers = input.approval?.approvers ?? input.policy.approvers;
-  const quorum = input.approval?.quorum ?? 1;
   wf.setHandler(progressQuery, () => rec);
   wf.setHandler(attachAlarmSignal, (a) => {
     const prev = rec.alarms?.find((x) => x.trigger === a.trigger && x.region === a.region);
     rec.alarms = [...(rec.alarms ?? []).filter((x) => x !== prev), { ...a, count: (prev?.count ?? 0) + a.count }].slice(-20);
   });
-  wf.setHandler(
-    approveUpdate,
-    (a) => {
-      const pending = rec.pendingApproval!;
-      if (a.decision === 'approve' && (pending.approvedBy?.length ?? 0) + 1 < quorum) {
-        pending.approvedBy = [...(pending.approvedBy ?? []), a.by];
-        rec.approvals.push({ stepId: pending.stepId, by: a.by, decision: 'approve', at: iso(), reason: a.reason });
-        return `approval ${pending.approvedBy.length} of ${quorum} by ${a.by}; waiting for another approver`;
-      }
-      decision = a;
-      return `${a.decision === 'approve' ? 'approved' : 'rejected'} by ${a.by}`;
-    },
-    {
-      validator: (a) => {
-        if (!rec.pendingApproval) throw new Error(`run ${info.workflowId} is not waiting for an approval`);
-        if (a.by === input.requestedBy) throw new Error(`${a.by} requested this run and cannot approve it`);
-        if (approvers.length > 0 && !approvers.includes(a.by) && !a.groups?.some((g: string) => approvers.includes(g))) {
-          throw new Error(`${a.by} may not approve runs of ${input.service}; approvers: ${approvers.join(', ')}`);
-        }
-        if (rec.pendingApproval.approvedBy?.includes(a.by)) throw new Error(`${a.by} has already approved; a second, different approver is needed`);
-      },
-    },
-  );
   const work = new wf.CancellationScope();
-  wf.setHandler(
-    abortUpdate,
-    (a) => {
-      rec.abort = a;
-      work.cancel();
-      return `abort requested by ${a.by}: compensating`;
-    },
-    {
-      validator: (_a: AbortInput) => {
-        if (rec.status !== 'running') throw new Error(`run ${info.workflowId} has already ${rec.status}`);
-        if (rec.abort) throw new Error(`run ${info.workflowId} is already being aborted`);
-      },
-    },
-  );
+  // Approvals and abort, each verified by a worker before it counts (workflows/approvals.ts).
+  const decisions = new RunDecisions({ input, rec, stepState, publish, refuse, onAbort: () => work.cancel() });
+  decisions.install();
+  const awaitApproval = (stepId: string, reason: string, gate = false) => decisions.awaitApproval(stepId, reason, gate);
 
   // --- bookkeeping ----------------------------------------------------------------------------
   const compensations: { stepId: string; what: string; undo: () => Promise<string> }[] = [];
@@ -168,29 +130,6 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       case 'approval-required': return input.approval ? input.approval.required : input.policy.approval[input.mode] === 'required';
       case 'other-standbys': return input.regions.length > 2;
     }
-  }
-
-  async function awaitApproval(stepId: string, reason: string, gate = false): Promise<{ by: string; reason?: string }> {
-    // The run's own override applies to its approval gate; a data-loss acknowledgement keeps the policy's.
-    const { approvalTimeout, onApprovalTimeout } = gate && input.approval
-      ? { approvalTimeout: input.approval.timeout, onApprovalTimeout: input.approval.onTimeout } : input.policy;
-    const timeoutMs = durationMs(approvalTimeout);
-    const pending: PendingApproval = { stepId, reason, requestedAt: iso(), timeoutAt: iso(Date.now() + timeoutMs), ...(quorum > 1 ? { quorum } : {}) };
-    rec.pendingApproval = pending;
-    decision = undefined;
-    stepState(stepId).status = 'waiting';
-    publish();
-    const decided = await wf.condition(() => decision !== undefined, timeoutMs);
-    rec.pendingApproval = undefined;
-    if (!decided) {
-      rec.approvals.push({ stepId, by: 'timeout', decision: 'timeout', at: iso() });
-      if (onApprovalTimeout === 'proceed') return { by: 'timeout', reason: `no answer within ${approvalTimeout}; policy proceeds` };
-      refuse(`no approval within ${approvalTimeout} (${reason}); policy rejects on timeout`);
-    }
-    const d = decision!;
-    rec.approvals.push({ stepId, by: d.by, decision: d.decision, at: iso(), reason: d.reason });
-    if (d.decision === 'reject') refuse(`rejected by ${d.by}${d.reason ? `: ${d.reason}` : ''}`);
-    return { by: d.by, reason: d.reason };
   }
 
   // --- the actions ----------------------------------------------------------------------------
@@ -553,6 +492,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.endedAt = iso();
     publish();
     await notifyGuardian(rec);
+    await decisions.drain();
     return rec;
   } catch (err) {
     const aborted = rec.abort !== undefined && (wf.isCancellation(err) || err instanceof wf.ActivityFailure);
@@ -565,6 +505,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.currentStep = undefined;
     publish();
     await notifyGuardian(rec);
+    await decisions.drain();
     const refused = err instanceof ApplicationFailure && err.type === FAILURE.refused;
     throw ApplicationFailure.create({
       type: aborted ? FAILURE.aborted : refused ? FAILURE.refused : FAILURE.failed,

@@ -89,7 +89,7 @@ export function createCases(config: Config, region: string) {
         )).rows[0];
         await c.query(
           `UPDATE regionshift.reconcile_runs SET audit = audit || jsonb_build_array(jsonb_build_object('runId', 'case', 'by', $2::text, 'at', now(), 'what', $3::text)) WHERE id = $1`,
-          [current.reconciliationId, input.by, `case ${current.id} ${detail}`],
+          [current.reconciliationId, input.by, `case ${current.id} ${detail}${input.signed ? ` (signed: ${input.signed})` : ''}`],
         );
         await c.query('COMMIT');
         return { case: caseOf(updated), changed: true, detail };

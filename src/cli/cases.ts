@@ -1,17 +1,17 @@
 // `regionshift cases list --service S [--all] [--json]` and
-// `regionshift cases resolve <id> --service S --by NAME --action accept|reject|compensate [--note TEXT]`:
+// `regionshift cases resolve <id> --service S --by NAME --key SSH_KEY --action accept|reject|compensate [--note TEXT]`:
 // the cases reconciliation put in front of a person, read from and resolved in the service's
 // primary database (through its region's worker, so this needs no database credentials).
 import { parseArgs } from 'node:util';
 import type { CaseAction } from '../reconcile/types';
 import { connect, InputError } from '../runs/client';
 import { listCases, resolveCase } from '../runs/reconcile';
-import { config, guard, requester } from './common';
+import { config, guard, requester, signerOf } from './common';
 import { EXIT } from './exit';
 import { formatCase } from './reconcile-report';
 
 const USAGE = `usage: regionshift cases list [--service S] [--all | --resolved] [--id ID] [--json]
-       regionshift cases resolve <id> [--service S] --by NAME --action accept|reject|compensate [--note TEXT] [--json]`;
+       regionshift cases resolve <id> [--service S] --by NAME --key SSH_KEY --action accept|reject|compensate [--note TEXT] [--json]`;
 
 export function casesCommand(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
@@ -21,7 +21,7 @@ export function casesCommand(argv: string[]): Promise<number> {
       args: rest,
       options: {
         service: { type: 'string' }, all: { type: 'boolean', default: false }, resolved: { type: 'boolean', default: false }, id: { type: 'string' },
-        by: { type: 'string' }, action: { type: 'string' }, note: { type: 'string' },
+        by: { type: 'string' }, key: { type: 'string' }, action: { type: 'string' }, note: { type: 'string' },
         config: { type: 'string' }, json: { type: 'boolean', default: false },
       },
       allowPositionals: true,
@@ -43,8 +43,9 @@ export function casesCommand(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new InputError(`name one case\n${USAGE}`);
       if (!values.action) throw new InputError(`--action is required: accept, reject or compensate\n${USAGE}`);
       if (!values.by && !process.env.REGIONSHIFT_USER) throw new InputError('--by NAME is required: who decided goes into the case');
+      const signer = signerOf(values.key, 'a case decision');
       const client = await connect(cfg);
-      const res = await resolveCase(client, cfg, { service, caseId: positionals[0]!, by: requester(values.by), action: values.action as CaseAction, ...(values.note ? { note: values.note } : {}) });
+      const res = await resolveCase(client, cfg, { service, caseId: positionals[0]!, by: requester(values.by), action: values.action as CaseAction, ...(values.note ? { note: values.note } : {}) }, signer);
       if (json) console.log(JSON.stringify(res));
       else console.log(`${res.case.id}: ${res.detail}`);
       return EXIT.ok;

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { parseDocument } from 'yaml';
 import { readFileSync } from 'node:fs';
-import { loadYamlFile } from '../config/load';
+import { loadConfig, loadYamlFile } from '../config/load';
 import { Config } from '../config/schema';
 import { Runbook } from '../runbook/schema';
 import { InputError } from '../runs/client';
@@ -23,6 +23,7 @@ export function validateCommand(argv: string[]): Promise<number> {
       }
       const isRunbook = typeof probe === 'object' && probe !== null && 'steps' in probe;
       const loaded = isRunbook ? loadYamlFile(file, Runbook) : loadYamlFile(file, Config);
+      if (!isRunbook) loadConfig(file); // and what only a whole config can say (approvers for required approvals)
       const what = isRunbook ? 'runbook' : 'service config';
       if (json) console.log(JSON.stringify({ file, kind: what, valid: true, sha256: loaded.hash }));
       else console.log(`${file}: valid ${what} (sha256 ${loaded.hash.slice(0, 12)})`);

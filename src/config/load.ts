@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { Config } from './schema';
+import { approvalProblems, Config } from './schema';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -94,8 +94,11 @@ export function configPath(env: NodeJS.ProcessEnv = process.env): string {
 /** Loads the service config; relative data directories are taken from the config file's folder. */
 export function loadConfig(file = configPath()): Config {
   const config = loadYamlFile(file, Config).value;
+  const problems = approvalProblems(config);
+  if (problems.length > 0) throw new ConfigError(file, problems.map((p) => `${file}: ${p}`));
   const base = dirname(resolve(file));
   for (const service of config.services) {
+    for (const a of service.policy.approvers) if (a.sshKeysFile) a.sshKeysFile = resolve(base, a.sshKeysFile);
     if (service.database.provider !== 'postgres-streaming') continue;
     for (const node of Object.values(service.database.regions)) node.dataDir = resolve(base, node.dataDir);
   }

@@ -156,6 +156,25 @@ export const Traffic = z.discriminatedUnion('provider', [Route53Traffic, Route53
 
 const approvalRequirement = z.enum(['none', 'required']);
 
+/** One public key as ssh-keygen prints it: type, base64 blob, optional comment. */
+const SSH_PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) AAAA[A-Za-z0-9+/]+={0,3}( .*)?$/;
+
+export const Approver = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]*$/, 'letters, digits and . _ @ - (it is the signer identity ssh-keygen checks)'),
+  /** Public keys that may sign for this person (`cat ~/.ssh/id_ed25519.pub`). */
+  sshKeys: z.array(z.string().trim().regex(SSH_PUBLIC_KEY, 'not an SSH public key: paste a line like "ssh-ed25519 AAAA… you@host" (cat ~/.ssh/id_ed25519.pub)')).default([]),
+  /** A file of such lines, read by the workers when they verify (relative to the config file). */
+  sshKeysFile: z.string().min(1).optional(),
+}).refine((a) => a.sshKeys.length > 0 || a.sshKeysFile !== undefined, {
+  message: 'an approver needs the SSH public keys that sign for them: sshKeys: ["ssh-ed25519 AAAA…"] or sshKeysFile: <path>',
+});
+export type Approver = z.infer<typeof Approver>;
+
+/** A bare name used to be enough; it is refused, saying what to write instead. */
+const ApproverEntry = z.unknown().refine((v) => typeof v !== 'string', {
+  error: (iss) => `"${String(iss.input)}" is a bare name: approvers sign their decisions now. Write { name: ${String(iss.input)}, sshKeys: ["ssh-ed25519 AAAA…"] } with the public key of their SSH key (docs/approvals.md)`,
+}).pipe(Approver);
+
 export const Policy = z.strictObject({
   /** Largest replication lag, in seconds, an unplanned failover may promote at without asking. */
   rpoBudgetSeconds: z.number().min(0).default(5),
@@ -164,8 +183,11 @@ export const Policy = z.strictObject({
   approval: z
     .strictObject({ planned: approvalRequirement.default('none'), unplanned: approvalRequirement.default('required') })
     .default({ planned: 'none', unplanned: 'required' }),
-  /** Who may approve (user ids or names as the CLI/Slack passes them). Empty: anyone but the requester. */
-  approvers: z.array(z.string().min(1)).default([]),
+  /**
+   * Who may approve, abort and decide cases from the CLI, each with the SSH public keys that sign
+   * for them (docs/approvals.md). Nobody else: an empty list means no CLI approver at all.
+   */
+  approvers: z.array(ApproverEntry).default([]),
   approvalTimeout: duration.default('15m'),
   onApprovalTimeout: z.enum(['reject', 'proceed']).default('reject'),
   /** How long to wait for the target to replay everything the fenced source wrote. */
@@ -179,6 +201,24 @@ export const Policy = z.strictObject({
    */
   residency: z.strictObject({ class: z.string(), allowedRegions: z.array(z.string()), allowOutside: z.boolean() }).optional(),
 });
+
+/**
+ * A required approval nobody may give is a run that can only time out: said when a config file is
+ * loaded (loadConfig), not mid-incident. An empty list means nobody, never anyone.
+ */
+export function approvalProblems(config: { services: Service[] }): string[] {
+  const problems: string[] = [];
+  config.services.forEach((svc, i) => {
+    for (const mode of ['planned', 'unplanned'] as const) {
+      const slack = svc.triggers?.approvers?.[mode] ?? [];
+      if (svc.policy.approval[mode] !== 'required' || svc.policy.approvers.length > 0 || slack.length > 0) continue;
+      problems.push(`services[${i}] (${svc.name}).policy.approvers: ${mode} runs require approval (policy.approval.${mode}: required) but nobody may give it: `
+        + `list approvers with their SSH keys (approvers: [{ name: carol, sshKeys: ["ssh-ed25519 AAAA…"] }]), or Slack approvers in triggers.approvers.${mode}, `
+        + `or set policy.approval.${mode}: none (docs/approvals.md)`);
+    }
+  });
+  return problems;
+}
 
 export const Service = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9-]*$/, 'lowercase letters, digits and dashes'),
@@ -208,6 +248,8 @@ export const Service = z.strictObject({
       ctx.addIssue({ code: 'custom', path: ['traffic', 'routingControls'], message: `no routing control for region ${region}` });
     }
   }
+  const names = svc.policy.approvers.map((a) => a.name);
+  if (new Set(names).size !== names.length) ctx.addIssue({ code: 'custom', path: ['policy', 'approvers'], message: 'an approver is listed twice' });
   if (new Set(svc.regions).size !== svc.regions.length) {
     ctx.addIssue({ code: 'custom', path: ['regions'], message: 'a region is listed twice' });
   }

@@ -53,7 +53,7 @@ export const ServiceTriggers = z.strictObject({
   debounce: z.strictObject({ failures: z.number().int().min(1).default(3), window: duration.default('2m') }).prefault({}),
   /** Per mode; absent: derived from policy.approval / onApprovalTimeout. */
   approval: perMode(ModeApproval).prefault({}),
-  /** Who may approve in Slack, per mode: user ids and user-group ids. Empty: anyone but the requester. */
+  /** Who may approve in Slack, per mode: user ids and user-group ids. The bot signs for them (docs/approvals.md); empty: nobody from Slack. */
   approvers: perMode(z.array(slackId)).prefault({}),
   /** Two distinct approvers, per mode (reference: unplanned). */
   twoApprovers: perMode(z.boolean()).prefault({}),

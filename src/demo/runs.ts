@@ -7,12 +7,15 @@ import { runUiUrl } from '../cli/report';
 import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import { runWorkflowId } from '../runbook/ids';
 import type { Mode, RunInput, RunRecord } from '../runbook/types';
+import type { DecisionSigner } from '../approvals/sign';
 import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../runs/client';
 import { buildFollowUpInput } from '../runs/reconcile';
 
 export interface Approver {
   by: string;
   reason: string;
+  /** Signs as `by` (their SSH key, listed for them in the config). */
+  signer: DecisionSigner;
 }
 
 export interface FailoverRequest {
@@ -93,11 +96,11 @@ async function runInput(client: Client, config: Config, input: RunInput, req: Pi
         answered.add(key);
         say(`  approval asked at step ${pending.stepId}: ${pending.reason}`);
         try {
-          await approveRun(client, run.workflowId, { by: approver.by, decision: 'approve', reason: approver.reason });
+          await approveRun(client, run.workflowId, { by: approver.by, decision: 'approve', reason: approver.reason }, approver.signer);
           approved.push({ stepId: pending.stepId, reason: pending.reason });
           say(`  approved by ${approver.by} (playing the on-call): "${approver.reason}"`);
         } catch (err) {
-          say(`  could not approve as ${approver.by}: ${(err as Error).message}; the run waits for a person: regionshift approve ${req.service} --by <you>`);
+          say(`  could not approve as ${approver.by}: ${(err as Error).message}; the run waits for a person: regionshift approve ${req.service} --by <you> --key <your ssh key>`);
         }
       }
       await new Promise((r) => setTimeout(r, POLL_MS));

@@ -17,6 +17,7 @@ import {
   formatDemoFailback, formatDemoReconciliation, formatDemoRun, toDemoFailback, toDemoReconciliation, toDemoRun,
   type DemoFailback, type DemoReconciliation, type DemoRun,
 } from './report';
+import { standInSigner } from './approver';
 import { clearStaleRun, runFailover, runFollowUp, type FailoverRun } from './runs';
 import { listCases, resolveCase } from '../runs/reconcile';
 import { waitUntilStreaming } from '../stack/postgres';
@@ -98,6 +99,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const { service, home, away } = configRegions(config, DEMO_SERVICE);
   if (!route53Traffic(service).endpointUrl) throw new Error(`service ${service.name} has no traffic.endpointUrl: the demo runs on the local stack (moto), not on real Route 53`);
   say(`Temporal UI: ${config.temporal.uiUrl}`);
+  const signer = standInSigner(service, DEMO_APPROVER);
 
   let temporal: Client | undefined;
   const client = async () => (temporal ??= await connect(config));
@@ -127,7 +129,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const plannedStart = Date.now();
     const planned = await runFailover(await client(), config, {
       service: service.name, target: away, mode: 'planned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      approver: { by: DEMO_APPROVER, reason: `demo: planned move to ${away}` }, onProgress: say,
+      approver: { by: DEMO_APPROVER, reason: `demo: planned move to ${away}`, signer }, onProgress: say,
     });
     show(planned.record, await summarise(load, service, planned, plannedStart));
     const stop = async (why: string): Promise<DemoResult> => {
@@ -143,7 +145,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const backStart = Date.now();
     const back = await runFailover(await client(), config, {
       service: service.name, target: home, mode: 'planned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      approver: { by: DEMO_APPROVER, reason: `demo: planned move back to ${home}` }, onProgress: say,
+      approver: { by: DEMO_APPROVER, reason: `demo: planned move back to ${home}`, signer }, onProgress: say,
     });
     show(back.record, await summarise(load, service, back, backStart));
     if (back.record.status !== 'succeeded') return stop(`the planned failover back ${back.record.status}`);
@@ -160,7 +162,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     say(`\n== 4. unplanned failover ${home} → ${away} (RTO counted from the kill) ==`);
     const unplanned = await runFailover(await client(), config, {
       service: service.name, target: away, mode: 'unplanned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      triggeredAt: killed.at, approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down` }, onProgress: say,
+      triggeredAt: killed.at, approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down`, signer }, onProgress: say,
     });
     const unplannedRun = await summarise(load, service, unplanned, killed.at);
     show(unplanned.record, unplannedRun);
@@ -181,7 +183,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       // The demo plays the on-call for the cases too: it books each case's proposal (or rejects it).
       for (const c of await listCases(await client(), config, { service: service.name, reconciliationId: id })) {
         const action = c.proposals.accept ? 'accept' : c.proposals.compensate ? 'compensate' : 'reject';
-        await resolveCase(await client(), config, { service: service.name, caseId: c.id, by: DEMO_APPROVER, action, note: 'demo: decided by the on-call' });
+        await resolveCase(await client(), config, { service: service.name, caseId: c.id, by: DEMO_APPROVER, action, note: 'demo: decided by the on-call' }, signer);
         resolved.push({ id: c.id, kind: c.kind, action, by: DEMO_APPROVER });
       }
     }
@@ -195,7 +197,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const failbackStart = Date.now();
     const fb = await runFollowUp(await client(), config, {
       kind: 'failback', service: service.name, requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      approver: { by: DEMO_APPROVER, reason: 'demo: fail back home' }, onProgress: say,
+      approver: { by: DEMO_APPROVER, reason: 'demo: fail back home', signer }, onProgress: say,
     });
     if (fb.record.status === 'succeeded') await load.waitForAck(home, Date.now(), 15_000);
     const acked = load.ackedBy(away, failbackStart).map((a) => a.id);

@@ -17,7 +17,7 @@ export function modeApproval(service: Service, mode: Mode): ModeApproval {
 /** Slack approvers (user and user-group ids) for the mode, plus the policy's named approvers. */
 export function approversFor(service: Service, mode: Mode): string[] {
   const slack = serviceTriggersOf(service).approvers[mode] ?? [];
-  return [...new Set([...service.policy.approvers, ...slack])];
+  return [...new Set([...service.policy.approvers.map((a) => a.name), ...slack])];
 }
 
 export function approvalOverride(service: Service, mode: Mode): ApprovalOverride {

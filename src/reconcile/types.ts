@@ -1,6 +1,7 @@
 // Types shared by the reconciliation and failback activities, the workflow, the CLI and the
 // Slack bot. No imports with side effects: workflow code imports these as types.
 import type { RejoinResult, TrafficState } from '../../activities/types';
+import type { DecisionSignature } from '../approvals/message';
 
 /** What an unplanned failover hands over to reconciliation and failback (from its run record). */
 export interface ReconcileHandoff {
@@ -353,6 +354,12 @@ export interface CaseResolveInput {
   by: string;
   action: CaseAction;
   note?: string;
+  /** Slack user groups the bot found `by` in (signed with the rest). */
+  groups?: string[];
+  /** Over the canonical message (src/approvals/message.ts); verified before the case is touched. */
+  signature?: DecisionSignature;
+  /** Set once verified: how the decision was signed, recorded with the case. */
+  signed?: string;
 }
 
 export interface CaseResolveResult {

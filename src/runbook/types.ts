@@ -1,5 +1,6 @@
 // Types shared by the runbook workflow, the CLI and the workers. Type-only imports keep
 // workflow code free of the validation library.
+import type { DecisionSignature } from '../approvals/message';
 import type { Runbook, Step } from './schema';
 import type { Policy } from '../config/schema';
 import type { DrainMode } from '../traffic/plan';
@@ -81,7 +82,7 @@ export interface ApprovalOverride {
   /** How long the gate waits, and what happens then (a data-loss acknowledgement keeps the policy's). */
   timeout: string;
   onTimeout: 'reject' | 'proceed';
-  /** Who may approve: user or group ids; empty: anyone but the requester. */
+  /** Who may approve: approver names, Slack user or group ids; empty: nobody (the gate can only time out). */
   approvers: string[];
   /** Distinct approvals needed; default 1. */
   quorum?: number;
@@ -120,6 +121,8 @@ export interface Approval {
   decision: 'approve' | 'reject' | 'timeout';
   at: string;
   reason?: string;
+  /** How the decision was signed: "ssh key SHA256:…" or "via Slack, signed by the bot". */
+  signed?: string;
 }
 
 export interface PendingApproval {
@@ -136,13 +139,19 @@ export interface ApproveInput {
   by: string;
   decision: 'approve' | 'reject';
   reason?: string;
-  /** Groups (Slack user groups) the caller verified `by` belongs to; matched against the approvers. */
+  /** Groups (Slack user groups) the bot found `by` in; part of what the bot signs. */
   groups?: string[];
+  /** Over the canonical message (src/approvals/message.ts); a worker verifies it before the run accepts the decision. */
+  signature?: DecisionSignature;
 }
 
 export interface AbortInput {
   by: string;
   reason: string;
+  groups?: string[];
+  signature?: DecisionSignature;
+  /** Set by the run once verified: how the abort was signed. */
+  signed?: string;
 }
 
 export interface PlannedStep {

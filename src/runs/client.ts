@@ -6,6 +6,7 @@ import { residencyRuleOf, residencyViolation } from '../policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
 import type { AbortInput, ApproveInput, Mode, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
 import { SA } from '../../workflows/search-attributes';
+import { signDecision, type DecisionSigner } from '../approvals/sign';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -173,12 +174,45 @@ async function update(client: Client, workflowId: string, name: string, arg: App
   try {
     return await client.workflow.getHandle(workflowId).executeUpdate<string, [typeof arg]>(name, { args: [arg] });
   } catch (err) {
-    // The workflow's validator said no: that is a refusal with the workflow's own reason.
+    // The workflow (its validator, or the worker that verified the signature) said no: a refusal with its own reason.
     if (err instanceof WorkflowUpdateFailedError) throw new RefusedError(err.cause?.message ?? err.message);
     if ((err as Error).name === 'WorkflowNotFoundError') throw new RefusedError(`no run in progress for ${workflowId}`);
     throw err;
   }
 }
 
-export const approveRun = (client: Client, workflowId: string, a: ApproveInput): Promise<string> => update(client, workflowId, 'approve', a);
-export const abortRun = (client: Client, workflowId: string, a: AbortInput): Promise<string> => update(client, workflowId, 'abort', a);
+/** The run a decision is for: its run id, and the step waiting for approval (signed with the decision). */
+async function target(client: Client, workflowId: string): Promise<{ runId: string; rec?: RunRecord }> {
+  let desc;
+  try {
+    desc = await client.workflow.getHandle(workflowId).describe();
+  } catch (err) {
+    if ((err as Error).name === 'WorkflowNotFoundError') throw new RefusedError(`no run in progress for ${workflowId}`);
+    throw err;
+  }
+  if (desc.status.name !== 'RUNNING') return { runId: desc.runId };
+  return { runId: desc.runId, rec: await client.workflow.getHandle(workflowId, desc.runId).query<RunRecord>('progress') };
+}
+
+/**
+ * Approves or rejects the step the run waits at, signed by `signer` (the person's SSH key, or the
+ * Slack bot). Without a signer the decision goes unsigned, and the run refuses it.
+ */
+export async function approveRun(client: Client, workflowId: string, a: Omit<ApproveInput, 'signature'>, signer?: DecisionSigner): Promise<string> {
+  const { runId, rec } = await target(client, workflowId);
+  const stepId = rec?.pendingApproval?.stepId;
+  if (!stepId) throw new RefusedError(`run ${workflowId} is not waiting for an approval${rec ? ` (it is at step ${rec.currentStep ?? '-'})` : ''}`);
+  const signature = signer
+    ? await signDecision(signer, { kind: a.decision, workflowId, runId, subject: stepId, by: a.by, groups: a.groups ?? [], reason: a.reason ?? '' })
+    : undefined;
+  return update(client, workflowId, 'approve', { ...a, ...(signature ? { signature } : {}) });
+}
+
+/** Aborts the run, signed as approveRun is; the run compensates what it did. */
+export async function abortRun(client: Client, workflowId: string, a: Omit<AbortInput, 'signature' | 'signed'>, signer?: DecisionSigner): Promise<string> {
+  const { runId } = await target(client, workflowId);
+  const signature = signer
+    ? await signDecision(signer, { kind: 'abort', workflowId, runId, subject: 'run', by: a.by, groups: a.groups ?? [], reason: a.reason })
+    : undefined;
+  return update(client, workflowId, 'abort', { ...a, ...(signature ? { signature } : {}) });
+}

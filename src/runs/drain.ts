@@ -7,7 +7,6 @@
 // end signal instead (workflows/guardian.ts).
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
-import { runWorkflowId } from '../runbook/ids';
 import type { DrainHandoff, Mode, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
 import { finishedRecords, findService, InputError, RefusedError } from './client';
 

@@ -6,11 +6,13 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Config } from '../config/schema';
-import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
+import { CONTROL_TASK_QUEUE } from '../runbook/ids';
 import type { RunbookDoc, RunInput, RunRecord } from '../runbook/types';
 import type { CaseResolveInput, CaseResolveResult, CasesListInput, ReconcileCase, ReconcileHandoff } from '../reconcile/types';
 import type { CasesOp, CasesRequest, CasesResponse } from '../../workflows/reconcile-actions';
-import { awaitRecord, finishedRecords, findService, InputError, RefusedError } from './client';
+import { finishedRecords, findService, InputError, RefusedError } from './client';
+import { signDecision, type DecisionSigner } from '../approvals/sign';
+import { caseSubject } from '../approvals/message';
 
 /** What an unplanned failover's record hands over to reconciliation and failback. */
 export function handoffOf(rec: RunRecord): ReconcileHandoff {
@@ -118,12 +120,17 @@ export async function buildFollowUpInput(client: Client, config: Config, runbook
 
 // --- cases -----------------------------------------------------------------------------------
 
-async function casesCall(client: Client, config: Config, service: string, req: CasesOp): Promise<CasesResponse> {
+/** One workflow per call: a case decision's signature names it, so it cannot be replayed into another. */
+function casesWorkflowId(service: string): string {
+  return `regionshift-cases-${service}-${randomUUID()}`;
+}
+
+async function casesCall(client: Client, config: Config, service: string, req: CasesOp, workflowId = casesWorkflowId(service)): Promise<CasesResponse> {
   const svc = findService(config, service);
   try {
     return await client.workflow.execute('reconcileCases', {
       taskQueue: CONTROL_TASK_QUEUE,
-      workflowId: `regionshift-cases-${svc.name}-${randomUUID()}`,
+      workflowId,
       args: [{ ...req, service: svc.name, regions: svc.regions } as CasesRequest],
       workflowExecutionTimeout: '5m',
       staticSummary: req.op === 'resolve' ? `case ${req.resolve.caseId}: ${req.resolve.action} by ${req.resolve.by}` : `list cases of ${svc.name}`,
@@ -154,10 +161,14 @@ export async function listCases(client: Client, config: Config, input: CasesList
  * For the Slack bot's buttons as much as for `regionshift cases resolve`. Throws InputError for
  * an unknown case, RefusedError when the case cannot be resolved that way.
  */
-export async function resolveCase(client: Client, config: Config, input: CaseResolveInput): Promise<CaseResolveResult> {
+export async function resolveCase(client: Client, config: Config, input: Omit<CaseResolveInput, 'signature' | 'signed'>, signer?: DecisionSigner): Promise<CaseResolveResult> {
   if (!['accept', 'reject', 'compensate'].includes(input.action)) throw new InputError(`--action is accept, reject or compensate, not "${input.action}"`);
   if (!input.by) throw new InputError('a case is resolved by someone: --by NAME');
-  const res = await casesCall(client, config, input.service, { op: 'resolve', resolve: input });
+  const workflowId = casesWorkflowId(findService(config, input.service).name);
+  const signature = signer
+    ? await signDecision(signer, { kind: 'case', workflowId, runId: '', subject: caseSubject(input), by: input.by, groups: input.groups ?? [], reason: input.note ?? '' })
+    : undefined;
+  const res = await casesCall(client, config, input.service, { op: 'resolve', resolve: { ...input, ...(signature ? { signature } : {}) } }, workflowId);
   if (res.op !== 'resolve') throw new Error('unexpected answer from reconcileCases');
   return res.result;
 }

@@ -2,7 +2,9 @@
 // run kept up to date (follow.ts). HTTP mode verifies Slack's request signatures (Bolt refuses a
 // wrong signature or a timestamp older than five minutes with 401); Socket Mode needs an app
 // token instead. Everything the bot says comes from the workflows; approvals and aborts are
-// updates the workflow validates, so a button answers with the workflow's own verdict.
+// updates the workflow validates, so a button answers with the workflow's own verdict. The bot
+// signs each decision it passes on, once it has mapped the Slack user to the approvers, with the
+// key it shares with the control workers (docs/approvals.md).
 // Reconciliation cases are decided with buttons too, through `resolveCase` (a workflow next to
 // the primary), so a click is answered with the system's verdict as well.
 import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Receiver, type webApi } from '@slack/bolt';
@@ -28,11 +30,15 @@ import {
 } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
 import { RunFollower } from './follow';
+import { SLACK_DECISION_KEY_ENV } from '../approvals/message';
+import { slackBotSigner, type DecisionSigner } from '../approvals/sign';
 
 export interface SlackSecrets {
   botToken: string;
   signingSecret?: string;
   appToken?: string;
+  /** Signs the decisions the bot passes on; the control workers hold the same key (docs/approvals.md). */
+  decisionKey?: string;
 }
 
 export interface SlackBotOptions {
@@ -63,7 +69,9 @@ export function slackSecretsFromEnv(s: SlackConfig, env: NodeJS.ProcessEnv = pro
   const appToken = env[s.appTokenEnv];
   if (s.mode === 'http' && !signingSecret) throw new InputError(`HTTP mode needs the signing secret: export ${s.signingSecretEnv}`);
   if (s.mode === 'socket' && !appToken) throw new InputError(`Socket Mode needs an app-level token (xapp-…): export ${s.appTokenEnv}`);
-  return { botToken, ...(signingSecret ? { signingSecret } : {}), ...(appToken ? { appToken } : {}) };
+  const decisionKey = env[SLACK_DECISION_KEY_ENV];
+  if (!decisionKey) throw new InputError(`the bot signs approvals, aborts and case decisions: export ${SLACK_DECISION_KEY_ENV} (the same value the control workers have; openssl rand -hex 32)`);
+  return { botToken, decisionKey, ...(signingSecret ? { signingSecret } : {}), ...(appToken ? { appToken } : {}) };
 }
 
 function slackApprovers(service: Service, mode: Mode): string[] {
@@ -74,7 +82,7 @@ function slackApprovers(service: Service, mode: Mode): string[] {
  * Who decides reconciliation cases: the service's approvers of unplanned runs. A case is data an
  * unplanned failover left diverged (reconciliation runs carry that mode), and deciding one books
  * money much as approving an unplanned failover accepts its possible loss: the same people, not
- * the wider planned-change group. An empty list means anyone, as it does for approvals.
+ * the wider planned-change group. An empty list means nobody, as it does for approvals.
  */
 const CASE_DECIDERS: Mode = 'unplanned';
 
@@ -100,9 +108,16 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   const follower = new RunFollower({ temporal, web, config, channel: settings.channel, command: settings.command, followForMs: durationMs(settings.followFor), log });
   const uiUrl = (rec: Pick<RunRecord, 'workflowId' | 'runId'>): string => runUiUrl(config.temporal.uiUrl, config.temporal.namespace, rec.workflowId, rec.runId);
 
+  /** The bot signs only after it has mapped the Slack user to the approvers (membership). */
+  const signer: DecisionSigner | undefined = opts.secrets.decisionKey ? slackBotSigner(opts.secrets.decisionKey) : undefined;
+  function botSigner(): DecisionSigner {
+    if (!signer) throw new RefusedError(`this bot has no ${SLACK_DECISION_KEY_ENV}, so it cannot sign decisions; its operator must set it`);
+    return signer;
+  }
+
   /** May `user` act on runs of this service and mode: listed, or in a listed user group. */
   async function membership(user: string, allowed: string[]): Promise<{ ok: boolean; groups: string[] }> {
-    if (allowed.length === 0 || allowed.includes(user)) return { ok: true, groups: [] };
+    if (allowed.includes(user)) return { ok: true, groups: [] };
     const groups: string[] = [];
     for (const g of allowed.filter((id) => id.startsWith('S'))) {
       const res = await web.usergroups.users.list({ usergroup: g });
@@ -233,9 +248,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         const rec = await runRecord(temporal, workflowId);
         if (rec.status !== 'running') return ack(`\`${workflowId}\` is not running (it ${rec.status}); nothing to abort.`);
         const allowed = slackApprovers(findService(config, rec.service), rec.mode);
-        const may = rec.requestedBy === user || (await membership(user, allowed)).ok;
-        if (!may) return ack(`You may not abort ${rec.mode} runs of ${rec.service}: only its requester or ${listIds(allowed)}. Nothing was changed.`);
-        const verdict = await abortRun(temporal, workflowId, { by: user, reason: cmd.reason ?? `aborted from Slack by ${user}` });
+        const m = rec.requestedBy === user ? { ok: true, groups: [] } : await membership(user, allowed);
+        if (!m.ok) return ack(`You may not abort ${rec.mode} runs of ${rec.service}: only its requester or ${listIds(allowed)}. Nothing was changed.`);
+        const verdict = await abortRun(temporal, workflowId, { by: user, reason: cmd.reason ?? `aborted from Slack by ${user}`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
         return ack(`\`${workflowId}\`: ${mentions(verdict)}`);
       }
     }
@@ -280,7 +295,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
           log(`slack: ${decision} of ${w} by ${user} refused: not an approver of ${rec.mode} runs of ${rec.service}`);
           return void (await answer(`You may not ${decision} ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`));
         }
-        const verdict = await approveRun(temporal, w, { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) });
+        const verdict = await approveRun(temporal, w, { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
         await answer(`${decision === 'approve' ? '👍' : '👎'} ${mentions(verdict)}`);
       } catch (err) {
         const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
@@ -306,11 +321,12 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         if (!v?.s || !v.c) return void (await answer('This button does not name a case. Nothing was changed.'));
         const service = findService(config, v.s);
         const allowed = slackApprovers(service, CASE_DECIDERS);
-        if (!(await membership(user, allowed)).ok) {
+        const m = await membership(user, allowed);
+        if (!m.ok) {
           log(`slack: ${decision} of case ${v.c} by ${user} refused: not an approver of ${CASE_DECIDERS} runs of ${service.name}`);
           return void (await answer(`You may not decide reconciliation cases of ${service.name}: they are decided by the approvers of its ${CASE_DECIDERS} runs, ${listIds(allowed)}. Nothing was changed.`));
         }
-        const res = await resolveCase(temporal, config, { service: service.name, caseId: v.c, by: user, action: decision, note: 'from Slack' });
+        const res = await resolveCase(temporal, config, { service: service.name, caseId: v.c, by: user, action: decision, note: 'from Slack', ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
         if (!res.changed) return void (await answer(`Nothing was changed: case \`${v.c}\` is ${mentions(res.detail)}.`));
         let stale = '';
         try {

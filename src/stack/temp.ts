@@ -30,6 +30,8 @@ export interface TempStackOptions {
   ttl?: number;
   /** More of the ledger service's config, as YAML lines indented by four spaces. */
   serviceExtra?: string;
+  /** The stand-in approver the policy lists, with a key made in the stack's folder (src/demo/approver.ts); default demo-oncall. */
+  approver?: string;
 }
 
 /** One service `ledger` on a PostgreSQL pair (us-west-2 writer, us-east-1 standby) and Route 53 in moto. */
@@ -40,6 +42,7 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   const home = join(dir, 'state');
   const [temporalPort, uiPort, motoPort, west, east] = (await freePorts(5)) as [number, number, number, number, number];
   const configFile = join(dir, 'regionshift.yaml');
+  const approver = opts.approver ?? 'demo-oncall';
   writeFileSync(
     configFile,
     `# ${opts.comment}
@@ -59,7 +62,9 @@ services:
       recordName: ledger.regionshift.test.
 ${opts.ttl !== undefined ? `      ttl: ${opts.ttl}\n` : ''}      endpoints: { us-west-2: db.us-west-2.regionshift.test., us-east-1: db.us-east-1.regionshift.test. }
       endpointUrl: http://127.0.0.1:${motoPort}
-${opts.serviceExtra ? `${opts.serviceExtra}\n` : ''}${opts.policy ? `    policy:\n${opts.policy}\n` : ''}`,
+${opts.serviceExtra ? `${opts.serviceExtra}\n` : ''}    policy:
+${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, sshKeysFile: keys/${approver}.pub }]
+`,
   );
   return {
     dir, home, configFile, temporalPort, uiPort, motoPort,

@@ -7,6 +7,7 @@ import { httpStatus, isPortFree, listenerOf } from './net';
 import { ensureMoto, motoArgv, motoHealthy, motoUrl } from './moto';
 import { seedTraffic } from './traffic';
 import { bringUpService, ensurePgBin, pgMembers, waitUntilStreaming, type PgMember } from './postgres';
+import { ensureSshKeygen } from './ssh';
 import { isAlive, logTail, spawnDetached, type ProcessRecord } from './process';
 import { StackBusyError, acquireLock, readState, writeState, type StackState } from './state';
 import {
@@ -226,6 +227,8 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     const motoServer = liveProcess(state, 'moto') ? undefined : await ensureMoto({ onProgress: progress });
     const bins = new Map<PgMember, string>();
     for (const m of members) bins.set(m, m.pgBin ?? (await ensurePgBin({ onProgress: progress })));
+    // The control workers verify decisions with it.
+    await ensureSshKeygen({ onProgress: progress });
 
     const [temporal, moto, pg] = await Promise.all([
       upTemporal(ctx, state, home, temporalBin),

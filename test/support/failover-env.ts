@@ -1,6 +1,7 @@
 // A whole failover rig made of real parts: the Temporal dev server (the CLI binary the project
 // builds), a PostgreSQL primary and streaming standby, moto for Route 53, and one worker per
 // region plus a control worker, each of which a test can stop and start on its own.
+import { approverEntries, decisionActivities } from './signing';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,7 +96,8 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
         endpoints: Object.fromEntries(Object.keys(nodes).map((r) => [r, `db.${r}.regionshift.test.`])),
         endpointUrl: moto.url,
       },
-      policy: { lagTimeout: '20s', approvalTimeout: '30s', ...policy },
+      // Approvers named by the test get their own SSH keys (support/signing.ts); carol by default.
+      policy: { lagTimeout: '20s', approvalTimeout: '30s', ...policy, approvers: approverEntries(...((policy.approvers as string[] | undefined) ?? ['carol'])) },
     }],
   });
   await ensureTrafficRecords(config, SERVICE, pg.primary.region);
@@ -106,7 +108,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  const control = await Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH });
+  const control = await Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH, activities: decisionActivities(config) });
   run('control', control);
 
   const pools = new Map<string, Pool>();

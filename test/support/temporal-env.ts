@@ -2,6 +2,7 @@
 // builds, with the project's search attributes), a control worker running the project's
 // workflows, and a service config whose databases are never contacted (the runbooks these tests
 // pass have approval steps only, so no region worker is needed).
+import { approverEntries, decisionActivities } from './signing';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +53,8 @@ export function paperConfig(address: string, services: { name: string; regions: 
         provider: 'route53', hostedZone: 'regionshift.test.', recordName: `${s.name}.regionshift.test.`,
         endpoints: Object.fromEntries(s.regions.map((r) => [r, `db.${r}.regionshift.test.`])),
       },
-      policy: s.policy ?? {},
+      // Someone must be able to give a required approval (approvalProblems); carol, with her own key.
+      policy: { approvers: approverEntries('carol'), ...(s.policy ?? {}) },
     })),
   });
   // triggers are set after parsing so this works whether or not schema.ts has the fields yet.
@@ -96,13 +98,14 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config)
     workers.push({ worker, done: worker.run() });
     return worker;
   };
-  await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle });
+  const config = makeConfig(address);
+  await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle, activities: decisionActivities(config) });
   return {
     env,
     client: env.client,
     address,
     connection,
-    config: makeConfig(address),
+    config,
     workflowBundle,
     startWorker,
     async teardown() {
