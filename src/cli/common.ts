@@ -1,6 +1,7 @@
 import { hostname, userInfo } from 'node:os';
 import { ConfigError, configPath, loadConfig } from '../config/load';
 import type { Config } from '../config/schema';
+import { CodecConfigError } from '../codec/keys';
 import { InputError, RefusedError } from '../runs/client';
 import { EXIT } from './exit';
 
@@ -19,7 +20,7 @@ export async function guard(json: boolean, fn: () => Promise<number>): Promise<n
     return await fn();
   } catch (err) {
     const code = err instanceof RefusedError ? EXIT.refused
-      : err instanceof InputError || err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? EXIT.badInput
+      : err instanceof InputError || err instanceof ConfigError || err instanceof CodecConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? EXIT.badInput
       : EXIT.failed;
     const kind = code === EXIT.refused ? 'refused' : code === EXIT.badInput ? 'bad input' : 'failed';
     const message = (err as Error).message;
