@@ -3,6 +3,7 @@
 // losing a region never loses the ability to run the failover away from it.
 import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString } from '@temporalio/worker';
 import { createRegionActivities } from '../activities';
+import { dataConverterFromEnv } from '../src/codec/env';
 import type { Config } from '../src/config/schema';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/runbook/ids';
 import { workflowSource } from './bundle';
@@ -29,6 +30,8 @@ function installQuietRuntime(): void {
 
 export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ workers: Worker[]; connection: NativeConnection }> {
   installQuietRuntime();
+  // Before connecting: a bad key is a configuration error, not a reason to open a connection.
+  const dataConverter = dataConverterFromEnv();
   const connection = await NativeConnection.connect({ address: opts.address });
   const workers: Worker[] = [];
   if (opts.region) {
@@ -36,6 +39,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ 
       await Worker.create({
         connection,
         namespace: opts.namespace,
+        dataConverter,
         taskQueue: regionTaskQueue(opts.region),
         activities: createRegionActivities(opts.config, opts.region),
       }),
@@ -46,6 +50,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ 
       await Worker.create({
         connection,
         namespace: opts.namespace,
+        dataConverter,
         taskQueue: CONTROL_TASK_QUEUE,
         ...workflowSource(),
       }),

@@ -11,6 +11,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/wo
 import { Pool } from 'pg';
 import { createRegionActivities, type RegionActivityOptions } from '../../activities';
 import { ensureTrafficRecords } from '../../activities/traffic/route53';
+import { dataConverterFromEnv } from '../../src/codec/env';
 import { Config } from '../../src/config/schema';
 import { dsn, PG_APP_ROLE, psql, type PgNode } from '../../src/postgres/node';
 import { builtinRunbookPath, loadRunbook } from '../../src/runbook/load';
@@ -77,7 +78,9 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     dbFilename: join(dir, 'temporal.sqlite'),
     searchAttributes: Object.values(SA),
   };
-  let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions });
+  // Clients and workers use the codec the environment asks for, as the CLI and workers do.
+  const dataConverter = dataConverterFromEnv();
+  let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions, client: { dataConverter } });
   const [cluster, moto] = await Promise.all([createPgCluster(envOptions.regions ?? ['us-west-2', 'us-east-1']), startMoto()]);
   const pg: PgPair = { ...cluster, primary: cluster.nodes[0]!, standby: cluster.nodes[1]! };
   const nodes = Object.fromEntries(cluster.nodes.map((n) => [n.region, n]));
@@ -106,7 +109,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  const control = await Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH });
+  const control = await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH });
   run('control', control);
 
   const pools = new Map<string, Pool>();
@@ -119,7 +122,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     nodes,
     async startRegion(region) {
       if (workers.has(region)) return;
-      run(region, await Worker.create({ connection, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
+      run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
     },
     async stopRegion(region) {
       const w = workers.get(region);
@@ -130,7 +133,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     },
     async restartTemporal() {
       await env.teardown();
-      env = await TestWorkflowEnvironment.createLocal({ server: serverOptions });
+      env = await TestWorkflowEnvironment.createLocal({ server: serverOptions, client: { dataConverter } });
       fe.env = env;
       fe.client = env.client;
     },
