@@ -1,6 +1,7 @@
 // Installs what the tests need and the machine may lack (the Temporal CLI, the moto venv,
-// PostgreSQL), once, before any test file runs: `npm test` works on a fresh machine.
-import { ensureMoto, ensurePgBin, ensureTemporalCli } from '../src/stack/stack';
+// PostgreSQL, and Chromium for the test that looks at the Temporal UI), once, before any test
+// file runs: `npm test` works on a fresh machine.
+import { ensureChromium, ensureMoto, ensurePgBin, ensureTemporalCli } from '../src/stack/stack';
 
 export default async function setup(): Promise<void> {
   const say = (line: string): void => {
@@ -9,4 +10,5 @@ export default async function setup(): Promise<void> {
   await ensurePgBin({ onProgress: say });
   await ensureMoto({ onProgress: say });
   await ensureTemporalCli({ onProgress: say });
+  await ensureChromium({ onProgress: say });
 }

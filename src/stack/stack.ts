@@ -15,4 +15,5 @@ export {
 export { ensureTemporalCli, findTemporalCli, SEARCH_ATTRIBUTES, TEMPORAL_CLI_VERSION } from './temporal';
 export { ensureMoto } from './moto';
 export { ensurePgBin } from './postgres';
+export { ensureChromium, findChromium } from './chromium';
 export { StackBusyError, stackFile, readState } from './state';
