@@ -64,7 +64,12 @@ export function paperConfig(address: string, services: { name: string; regions: 
   return config;
 }
 
-export async function createTemporalEnv(makeConfig: (address: string) => Config): Promise<TemporalEnv> {
+export interface TemporalEnvOptions {
+  /** Serve the Web UI on this port (off when absent), with this codec endpoint when given. */
+  ui?: { port: number; codecEndpoint?: string };
+}
+
+export async function createTemporalEnv(makeConfig: (address: string) => Config, opts: TemporalEnvOptions = {}): Promise<TemporalEnv> {
   installQuietRuntime();
   const temporalCli = await ensureTemporalCli();
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
@@ -80,9 +85,10 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config)
       executable: { type: 'existing-path', path: temporalCli },
       ip: '127.0.0.1',
       port,
-      ui: false,
+      ...(opts.ui ? { ui: true, uiPort: opts.ui.port } : { ui: false }),
       dbFilename: join(dir, 'temporal.sqlite'),
       searchAttributes: Object.values(SA),
+      ...(opts.ui?.codecEndpoint ? { extraArgs: ['--ui-codec-endpoint', opts.ui.codecEndpoint] } : {}),
     },
   });
   let workflowBundle: { code: string };
