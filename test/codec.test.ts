@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AesGcmCodec, CodecError, ENCODING, KEY_ID_METADATA, NoKeysCodec } from '../src/codec/aes-gcm';
 import { codecKeysFile, codecKeysFromEnv, dataConverterFromEnv, ensureStackCodecKeys } from '../src/codec/env';
 import { CodecConfigError, parseCodecKeys } from '../src/codec/keys';
 import { startCodecServer, type CodecServer } from '../src/codec/server';
+import { rawHistory } from './support/raw-history';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { runCli } from './support/stack-env';
 
@@ -44,20 +44,8 @@ async function echo(client: Client, workflowId: string): Promise<string> {
   return workflowId;
 }
 
-/** The history exactly as the server stores and serves it, as bytes. */
-async function rawHistory(workflowId: string): Promise<{ bytes: Buffer; payloads: Payload[] }> {
-  const history = await plain.workflow.getHandle(workflowId).fetchHistory();
-  const payloads: Payload[] = [];
-  const walk = (v: unknown): void => {
-    if (!v || typeof v !== 'object') return;
-    if (v instanceof Uint8Array) return;
-    const o = v as Record<string, unknown>;
-    if (o.data instanceof Uint8Array && o.metadata && typeof o.metadata === 'object') payloads.push(o as Payload);
-    for (const child of Object.values(o)) walk(child);
-  };
-  walk(history);
-  return { bytes: Buffer.from(temporal.api.history.v1.History.encode(history).finish()), payloads };
-}
+/** The history exactly as the server stores and serves it. */
+const raw = (workflowId: string) => rawHistory(plainConnection, 'default', workflowId);
 
 const text = (b: Uint8Array | null | undefined): string => Buffer.from(b ?? []).toString('utf8');
 
@@ -80,7 +68,7 @@ describe('payloads in history', () => {
     const result = await te.client.workflow.getHandle(id).result();
     expect(JSON.parse(result)).toEqual(CUSTOMER);
 
-    const { bytes, payloads } = await rawHistory(id);
+    const { bytes, payloads } = await raw(id);
     for (const s of SECRETS) expect(bytes.includes(s), `"${s}" in the raw history`).toBe(false);
     // Input and result, both sealed; only the encoding and the key id are readable.
     expect(payloads.length).toBeGreaterThanOrEqual(2);
@@ -98,7 +86,7 @@ describe('payloads in history', () => {
     const id = `codec-plain-${Date.now()}`;
     await plain.workflow.start('echo', { taskQueue: TASK_QUEUE, workflowId: id, args: [JSON.stringify(CUSTOMER)] });
     await te.client.workflow.getHandle(id).result();
-    const { bytes } = await rawHistory(id);
+    const { bytes } = await raw(id);
     expect(bytes.includes(CUSTOMER.old.iban)).toBe(true);
   });
 
@@ -114,7 +102,7 @@ describe('payloads in history', () => {
     const rotated = clientWith(`k2:${K2},k1:${K1}`, 'k2');
     const id = await echo(rotated, `codec-rotated-${Date.now()}`);
     expect(JSON.parse(await rotated.workflow.getHandle(id).result())).toEqual(CUSTOMER);
-    const { payloads } = await rawHistory(id);
+    const { payloads } = await raw(id);
     // The input was written by the rotated client (k2), the result by the worker (still on k1).
     expect(new Set(payloads.map((p) => text(p.metadata![KEY_ID_METADATA])))).toEqual(new Set(['k1', 'k2']));
   });
@@ -269,7 +257,7 @@ describe('codec server', () => {
   it('decodes a payload exactly as a client without keys got it from the Temporal server', async () => {
     const id = await echo(te.client, `codec-server-${Date.now()}`);
     await te.client.workflow.getHandle(id).result();
-    const { payloads } = await rawHistory(id);
+    const { payloads } = await raw(id);
     const asJson = payloads.map((p) => ({
       metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
       data: Buffer.from(p.data!).toString('base64'),
