@@ -103,6 +103,10 @@ async function temporalStatus(ctx: StackContext, state: StackState): Promise<Com
   const code = await httpStatus(`${temporalUiUrl(config)}/`);
   if (code === 200) ui.health = 'up';
   else ui.detail = code === undefined ? 'Web UI does not answer' : `Web UI answers HTTP ${code}`;
+  // A server started before the stack had a codec server shows sealed payloads only.
+  if (ui.health === 'up' && !rec.argv.includes('--ui-codec-endpoint')) {
+    ui.detail = 'started without the codec endpoint: payloads show encrypted; restart with `regionshift stack down && regionshift stack up`';
+  }
   return [server, ui];
 }
 
