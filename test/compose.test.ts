@@ -41,7 +41,7 @@ const compose = parseCompose(composeText);
 const services = Object.entries(compose.services);
 
 /** The regionshift subcommands a built service may run (the image's ENTRYPOINT is the CLI). */
-const REGIONSHIFT_SUBCOMMANDS = ['worker', 'slack', 'intake'] as const;
+const REGIONSHIFT_SUBCOMMANDS = ['worker', 'slack', 'intake', 'codec-server'] as const;
 
 /** The services built from this repo, and exactly what each runs. */
 const EXPECTED_REGIONSHIFT_SERVICES: Record<string, string[]> = {
@@ -50,6 +50,7 @@ const EXPECTED_REGIONSHIFT_SERVICES: Record<string, string[]> = {
   'control-worker': ['worker', '--control-only'],
   'slack-bot': ['slack'],
   'alarm-intake': ['intake'],
+  'codec-server': ['codec-server', '--host', '0.0.0.0', '--port', '8234', '--origin', 'http://${TEMPORAL_PUBLISH_ADDRESS:-127.0.0.1}:8080'],
 };
 
 const SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTE_NAMES;

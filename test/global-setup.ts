@@ -1,6 +1,7 @@
 // Installs what the tests need and the machine may lack (the Temporal CLI, the moto venv,
-// PostgreSQL, ssh-keygen), once, before any test file runs: `npm test` works on a fresh machine.
-import { ensureMoto, ensurePgBin, ensureSshKeygen, ensureTemporalCli } from '../src/stack/stack';
+// PostgreSQL, ssh-keygen, and Chromium for the test that looks at the Temporal UI), once, before
+// any test file runs: `npm test` works on a fresh machine.
+import { ensureChromium, ensureMoto, ensurePgBin, ensureSshKeygen, ensureTemporalCli } from '../src/stack/stack';
 
 export default async function setup(): Promise<void> {
   const say = (line: string): void => {
@@ -10,4 +11,5 @@ export default async function setup(): Promise<void> {
   await ensureSshKeygen({ onProgress: say });
   await ensureMoto({ onProgress: say });
   await ensureTemporalCli({ onProgress: say });
+  await ensureChromium({ onProgress: say });
 }

@@ -6,6 +6,7 @@ import { CreateHealthCheckCommand, Route53Client, type HealthCheckRegion } from 
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dataConverterFromEnv } from '../src/codec/env';
 import { Deliverer } from '../src/intake/deliver';
 import { createHealthActivities, startHealthWatchers } from '../src/intake/health';
 import { guardianWorkflowId, healthWatcherWorkflowId, INTAKE_TASK_QUEUE } from '../src/intake/ids';
@@ -246,7 +247,8 @@ describe('guardian on Temporal', () => {
     const ids = [guardianWorkflowId('gated'), guardianWorkflowId('quorum'), guardianWorkflowId('watched'), runWorkflowId('quorum'), runWorkflowId('proceeds')];
     const histories = await Promise.all(ids.map(async (workflowId) => ({ workflowId, history: await te.client.workflow.getHandle(workflowId).fetchHistory() })));
     const results = [];
-    for await (const r of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', 'workflows', 'index.ts') }, histories)) results.push(r);
+    // Replay decodes the histories as the workers wrote them: with the environment's codec.
+    for await (const r of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', 'workflows', 'index.ts'), dataConverter: dataConverterFromEnv() }, histories)) results.push(r);
     expect(results.map((r) => `${r.workflowId} ${r.error ? String(r.error) : 'ok'}`)).toEqual(ids.map((id) => `${id} ok`));
   });
 });

@@ -1,7 +1,7 @@
 // The embedded local stack, end to end with real processes: `regionshift stack up` from
 // nothing, then each component is used for real (a workflow, a replicated write, a Route 53
 // call), then idempotence, `down`, and a refused `up` on a taken port. One stack, reused.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,10 @@ import { Client as PgClient } from 'pg';
 import { CreateHostedZoneCommand, ListHostedZonesCommand, Route53Client } from '@aws-sdk/client-route-53';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { ENCODING, KEY_ID_METADATA } from '../src/codec/aes-gcm';
+import { codecKeysFile } from '../src/codec/env';
+import { readState } from '../src/stack/stack';
+import { rawHistory } from './support/raw-history';
 import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
 import { waitFor } from './support/wait';
 
@@ -129,6 +133,42 @@ describe('regionshift stack', () => {
     }
   });
 
+  it('encrypts payloads with a key kept in its state dir; CLI commands find it; the UI decrypts through the codec server', async () => {
+    const file = codecKeysFile(stack.home);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const keyId = /^REGIONSHIFT_CODEC_KEY_ID=(.+)$/m.exec(readFileSync(file, 'utf8'))![1]!;
+    expect(firstUp.stdout).toContain(`made the stack's payload encryption key: ${file}`);
+
+    const s = await status();
+    const codecUrl = `http://127.0.0.1:${stack.codecServerPort}`;
+    expect(component(s, 'codec-server')).toMatchObject({ address: codecUrl, health: 'up' });
+    expect(readState(stack.home).processes.temporal!.argv.join(' ')).toContain(`--ui-codec-endpoint ${codecUrl}`);
+    // The UI tells the browser where its codec server is.
+    const settings = (await (await fetch(`${s.temporalUi}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
+    expect(settings.Codec?.Endpoint).toBe(codecUrl);
+
+    // A CLI command (no key in its environment) and the stack's workers share the key.
+    const plan = await runCli(['plan', '--service', 'ledger', '--to', 'us-east-1', '--json'], stack.env);
+    expect(plan.code, show(plan)).toBe(0);
+    expect((JSON.parse(plan.stdout) as { dryRun: boolean }).dryRun).toBe(true);
+    const connection = await Connection.connect({ address: `127.0.0.1:${stack.temporalPort}` });
+    try {
+      const h = await rawHistory(connection, 'default', 'regionshift-ledger');
+      const sealed = h.payloads.filter((p) => Buffer.from(p.metadata?.encoding ?? []).toString() === ENCODING);
+      expect(sealed.length).toBeGreaterThan(2);
+      expect(new Set(sealed.map((p) => Buffer.from(p.metadata![KEY_ID_METADATA]!).toString()))).toEqual(new Set([keyId]));
+      expect(h.bytes.includes('"requestedBy"')).toBe(false);
+      // The stack's codec server holds the same key: it opens what the CLI and the workers sealed.
+      const body = { payloads: sealed.map((p) => ({ metadata: Object.fromEntries(Object.entries(p.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), data: Buffer.from(p.data!).toString('base64') })) };
+      const res = await fetch(`${codecUrl}/decode`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Namespace': 'default' }, body: JSON.stringify(body) });
+      expect(res.status).toBe(200);
+      const opened = ((await res.json()) as { payloads: { data: string }[] }).payloads.map((p) => Buffer.from(p.data, 'base64').toString()).join('\n');
+      expect(opened).toContain('"requestedBy"');
+    } finally {
+      await connection.close();
+    }
+  });
+
   it('replicates a write on the primary to the standby by streaming replication', async () => {
     const primary = new PgClient({ host: '127.0.0.1', port: stack.pg['us-west-2'].port, user: 'postgres', database: 'postgres' });
     const standby = new PgClient({ host: '127.0.0.1', port: stack.pg['us-east-1'].port, user: 'postgres', database: 'postgres' });
@@ -175,6 +215,7 @@ describe('regionshift stack', () => {
     expect(again.stdout).not.toMatch(/^(starting|initialising) /m);
     const after = await status();
     expect(after.components.map((c) => [c.name, c.pid])).toEqual(before.components.map((c) => [c.name, c.pid]));
+    expect(again.stdout).not.toContain('made the stack\'s payload encryption key');
   });
 
   it('down stops everything it started and nothing is left running', async () => {

@@ -4,6 +4,7 @@
 import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString } from '@temporalio/worker';
 import { createRegionActivities } from '../activities';
 import { createDecisionActivities } from '../activities/approvals';
+import { dataConverterFromEnv } from '../src/codec/env';
 import type { Config } from '../src/config/schema';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/runbook/ids';
 import { workflowSource } from './bundle';
@@ -30,6 +31,8 @@ function installQuietRuntime(): void {
 
 export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ workers: Worker[]; connection: NativeConnection }> {
   installQuietRuntime();
+  // Before connecting: a bad key is a configuration error, not a reason to open a connection.
+  const dataConverter = dataConverterFromEnv();
   const connection = await NativeConnection.connect({ address: opts.address });
   const workers: Worker[] = [];
   if (opts.region) {
@@ -37,6 +40,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ 
       await Worker.create({
         connection,
         namespace: opts.namespace,
+        dataConverter,
         taskQueue: regionTaskQueue(opts.region),
         activities: createRegionActivities(opts.config, opts.region),
       }),
@@ -47,6 +51,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ 
       await Worker.create({
         connection,
         namespace: opts.namespace,
+        dataConverter,
         taskQueue: CONTROL_TASK_QUEUE,
         ...workflowSource(),
         // Runs verify decisions' signatures here, with this worker's own config and keys.

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { SigningError, SSH_KEY_ENV, sshKeySigner, type DecisionSigner } from '../approvals/sign';
 import { ConfigError, configPath, loadConfig } from '../config/load';
 import type { Config } from '../config/schema';
+import { CodecConfigError } from '../codec/keys';
 import { InputError, RefusedError } from '../runs/client';
 import { EXIT } from './exit';
 
@@ -35,7 +36,7 @@ export async function guard(json: boolean, fn: () => Promise<number>): Promise<n
     // A key ssh-keygen cannot sign with (wrong passphrase, not a private key) is the caller's to fix.
     const code = err instanceof RefusedError ? EXIT.refused
       : err instanceof SigningError ? EXIT.badInput
-      : err instanceof InputError || err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? EXIT.badInput
+      : err instanceof InputError || err instanceof ConfigError || err instanceof CodecConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? EXIT.badInput
       : EXIT.failed;
     const kind = code === EXIT.refused ? 'refused' : code === EXIT.badInput ? 'bad input' : 'failed';
     const message = (err as Error).message;

@@ -16,14 +16,14 @@ import { EXIT } from './exit';
 
 const USAGE = `usage: regionshift stack <up|down|status> [--json] [--config <file>]
 
-  up      start Temporal (with its Web UI), moto, PostgreSQL and the region workers
-          in the background; starts only what is not running
+  up      start Temporal (with its Web UI), moto, PostgreSQL, the region workers and
+          the codec server in the background; starts only what is not running
   down    stop what \`up\` started
   status  every component with its address and health
 
   --config <file>  service config (default: $REGIONSHIFT_CONFIG or ./regionshift.yaml)
   --json           machine-readable output
-State (pids, logs, Temporal's SQLite file) is kept in $REGIONSHIFT_HOME or .regionshift/state.`;
+State (pids, logs, Temporal's SQLite file, the payload key) is kept in $REGIONSHIFT_HOME or .regionshift/state.`;
 
 function context(file: string | undefined): StackContext {
   const configFile = resolve(file ?? configPath());

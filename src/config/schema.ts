@@ -342,8 +342,10 @@ export const Config = z.strictObject({
       temporalPort: z.number().int().default(7233),
       temporalUiPort: z.number().int().default(8233),
       motoPort: z.number().int().default(5055),
+      /** The codec server the Temporal UI decrypts payloads through (docs/codec.md). */
+      codecServerPort: z.number().int().default(8234),
     })
-    .default({ temporalPort: 7233, temporalUiPort: 8233, motoPort: 5055 }),
+    .default({ temporalPort: 7233, temporalUiPort: 8233, motoPort: 5055, codecServerPort: 8234 }),
   /** Data-residency classes services refer to with dataResidency.class. */
   residency: z.strictObject({ classes: z.record(z.string().min(1), ResidencyClass) }).optional(),
   /** The alarm intake, the health watcher and the Slack bot (triggers.ts). */

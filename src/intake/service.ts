@@ -8,6 +8,7 @@ import type { Config } from '../config/schema';
 import { triggersOf } from '../config/triggers';
 import { stateDir } from '../paths';
 import { triggerProblems } from '../config/triggers';
+import { dataConverterFromEnv } from '../codec/env';
 import { InputError } from '../runs/client';
 import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import type { RunbookDoc } from '../runbook/types';
@@ -72,6 +73,7 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
       const w = await Worker.create({
         connection,
         namespace: opts.namespace ?? 'default',
+        dataConverter: dataConverterFromEnv(),
         taskQueue: INTAKE_TASK_QUEUE,
         activities: opts.healthActivities ?? createHealthActivities(),
       });

@@ -1,6 +1,7 @@
 // Starting, following and steering runs from outside Temporal (CLI, Slack bot, alarm intake).
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { dataConverterFromEnv } from '../codec/env';
 import type { Config, Service } from '../config/schema';
 import { residencyRuleOf, residencyViolation } from '../policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
@@ -19,13 +20,15 @@ export class RefusedError extends Error {
 
 export async function connect(config: Config): Promise<Client> {
   const address = process.env.TEMPORAL_ADDRESS ?? config.temporal.address;
+  // First: bad keys are the caller's to fix, whether or not Temporal is reachable.
+  const dataConverter = dataConverterFromEnv();
   let connection: Connection;
   try {
     connection = await Connection.connect({ address, connectTimeout: '5s' });
   } catch (err) {
     throw new Error(`cannot reach Temporal at ${address} (${(err as Error).message}); is the stack up? (regionshift stack up)`);
   }
-  return new Client({ connection, namespace: config.temporal.namespace });
+  return new Client({ connection, namespace: config.temporal.namespace, dataConverter });
 }
 
 /**

@@ -16,4 +16,5 @@ export { ensureTemporalCli, findTemporalCli, SEARCH_ATTRIBUTES, TEMPORAL_CLI_VER
 export { ensureMoto } from './moto';
 export { ensurePgBin } from './postgres';
 export { ensureSshKeygen } from './ssh';
+export { ensureChromium, findChromium } from './chromium';
 export { StackBusyError, stackFile, readState } from './state';

@@ -9,6 +9,7 @@ import { pgMembers, probePg } from './postgres';
 import { isAlive, isOurs, logTail } from './process';
 import { readState, type RecordedProcess, type StackState } from './state';
 import { missingSearchAttributes } from './temporal';
+import { CODEC_SERVER, codecServerAnswers, codecServerReady, codecServerUrl } from './codec';
 import { workerComponentName, workerReady, workerRegions, workerSkipReason } from './workers';
 
 /** Temporal and moto listen on loopback only: the stack is for one machine. */
@@ -18,7 +19,7 @@ export type Health = 'up' | 'down' | 'skipped';
 
 export interface ComponentStatus {
   name: string;
-  kind: 'temporal' | 'temporal-ui' | 'moto' | 'postgres' | 'worker';
+  kind: 'temporal' | 'temporal-ui' | 'moto' | 'postgres' | 'worker' | 'codec-server';
   address: string | null;
   pid: number | null;
   health: Health;
@@ -102,6 +103,10 @@ async function temporalStatus(ctx: StackContext, state: StackState): Promise<Com
   const code = await httpStatus(`${temporalUiUrl(config)}/`);
   if (code === 200) ui.health = 'up';
   else ui.detail = code === undefined ? 'Web UI does not answer' : `Web UI answers HTTP ${code}`;
+  // A server started before the stack had a codec server shows sealed payloads only.
+  if (ui.health === 'up' && !rec.argv.includes('--ui-codec-endpoint')) {
+    ui.detail = 'started without the codec endpoint: payloads show encrypted; restart with `regionshift stack down && regionshift stack up`';
+  }
   return [server, ui];
 }
 
@@ -177,12 +182,27 @@ function workerStatus(ctx: StackContext, state: StackState): ComponentStatus[] {
   });
 }
 
+async function codecServerStatus(ctx: StackContext, state: StackState): Promise<ComponentStatus> {
+  const s: ComponentStatus = { name: CODEC_SERVER, kind: 'codec-server', address: codecServerUrl(ctx.config), pid: null, health: 'down' };
+  const skip = workerSkipReason();
+  if (skip) return { ...s, health: 'skipped', detail: skip };
+  const recorded = state.processes[CODEC_SERVER];
+  if (recorded) s.log = recorded.log;
+  const rec = liveProcess(state, CODEC_SERVER);
+  if (!rec) return { ...s, detail: await notOursDetail(STACK_HOST, ctx.config.stack.codecServerPort) };
+  s.pid = rec.pid;
+  if (!codecServerReady(rec)) s.detail = `pid ${rec.pid} runs but has not printed that it is ready`;
+  else if (await codecServerAnswers(ctx.config)) s.health = 'up';
+  else s.detail = `pid ${rec.pid} runs but POST /decode does not answer`;
+  return s;
+}
+
 export async function stackStatus(ctx: StackContext): Promise<StackStatus> {
   const home = ctx.home ?? stateDir();
   const state = readState(home);
-  const [temporal, moto, postgres] = await Promise.all([temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx)]);
+  const [temporal, moto, postgres, codec] = await Promise.all([temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx), codecServerStatus(ctx, state)]);
   return {
-    components: [...temporal, moto, ...postgres, ...workerStatus(ctx, state)],
+    components: [...temporal, moto, ...postgres, ...workerStatus(ctx, state), codec],
     temporalUi: temporalUiUrl(ctx.config),
     stateDir: home,
     config: ctx.configFile,

@@ -16,6 +16,7 @@ export interface TempStackFiles {
   temporalPort: number;
   uiPort: number;
   motoPort: number;
+  codecServerPort: number;
   pg: Record<TempRegion, { port: number; dataDir: string }>;
 }
 
@@ -40,14 +41,14 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   // mkdtemp makes the folder 0700; the postgres user must be able to reach the data directories inside.
   chmodSync(dir, 0o755);
   const home = join(dir, 'state');
-  const [temporalPort, uiPort, motoPort, west, east] = (await freePorts(5)) as [number, number, number, number, number];
+  const [temporalPort, uiPort, motoPort, codecServerPort, west, east] = (await freePorts(6)) as [number, number, number, number, number, number];
   const configFile = join(dir, 'regionshift.yaml');
   const approver = opts.approver ?? 'demo-oncall';
   writeFileSync(
     configFile,
     `# ${opts.comment}
 temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort} }
-stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort} }
+stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort} }
 services:
   - name: ledger
     regions: [us-west-2, us-east-1]
@@ -67,7 +68,7 @@ ${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, s
 `,
   );
   return {
-    dir, home, configFile, temporalPort, uiPort, motoPort,
+    dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort,
     pg: {
       'us-west-2': { port: west, dataDir: join(dir, 'pg', 'ledger-us-west-2') },
       'us-east-1': { port: east, dataDir: join(dir, 'pg', 'ledger-us-east-1') },

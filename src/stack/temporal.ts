@@ -82,6 +82,8 @@ export interface TemporalServerOptions {
   /** SQLite file, so workflow history survives a restart. */
   dbFile: string;
   namespace: string;
+  /** The codec server the Web UI decrypts payloads through. */
+  codecEndpoint?: string;
 }
 
 export function temporalArgv(bin: string, o: TemporalServerOptions): string[] {
@@ -97,6 +99,7 @@ export function temporalArgv(bin: string, o: TemporalServerOptions): string[] {
     '--sqlite-pragma', 'synchronous=normal',
   ];
   if (o.namespace !== 'default') argv.push('--namespace', o.namespace);
+  if (o.codecEndpoint) argv.push('--ui-codec-endpoint', o.codecEndpoint);
   for (const name of SEARCH_ATTRIBUTES) argv.push('--search-attribute', `${name}=Keyword`);
   return argv;
 }

@@ -21,6 +21,7 @@ import {
   type StackContext,
 } from './status';
 import { ensureTemporalCli, missingSearchAttributes, registerSearchAttributes, temporalArgv } from './temporal';
+import { CODEC_SERVER, codecServerArgv, codecServerReady, codecServerUrl, stackCodecEnv } from './codec';
 import { waitUntil } from './wait';
 import { workerArgv, workerComponentName, workerEnv, workerReady, workerRegions, workerSkipReason } from './workers';
 
@@ -67,6 +68,9 @@ async function checkPorts(ctx: StackContext, state: StackState, members: PgMembe
   if (!liveProcess(state, 'moto')) {
     wanted.push({ host: STACK_HOST, port: config.stack.motoPort, component: 'moto', setting: 'stack.motoPort' });
   }
+  if (!liveProcess(state, CODEC_SERVER) && !workerSkipReason()) {
+    wanted.push({ host: STACK_HOST, port: config.stack.codecServerPort, component: CODEC_SERVER, setting: 'stack.codecServerPort' });
+  }
   for (const m of members) {
     if (livePostmaster(m.node) !== undefined) continue;
     wanted.push({
@@ -102,7 +106,7 @@ async function upTemporal(ctx: UpOptions, state: StackState, home: string, bin: 
     if (!bin) return { error: 'no Temporal CLI binary' };
     ctx.onProgress?.(`starting temporal on ${temporalAddress(config)}…`);
     const argv = temporalArgv(bin, {
-      host: STACK_HOST, port, uiPort: config.stack.temporalUiPort, dbFile: join(home, 'temporal.db'), namespace,
+      host: STACK_HOST, port, uiPort: config.stack.temporalUiPort, dbFile: join(home, 'temporal.db'), namespace, codecEndpoint: codecServerUrl(config),
     });
     rec = { ...(await spawnDetached(argv, { log: join(home, 'logs', 'temporal.log') })), address: temporalAddress(config) };
     state.processes.temporal = rec;
@@ -174,14 +178,37 @@ async function upPostgres(ctx: UpOptions, state: StackState, home: string, membe
   return out;
 }
 
-async function upWorker(ctx: UpOptions, state: StackState, home: string, region: string): Promise<Outcome> {
+/** The codec server the Temporal UI decrypts payloads through (started like a worker: the built CLI). */
+async function upCodecServer(ctx: UpOptions, state: StackState, home: string, codecEnv: Record<string, string>): Promise<Outcome> {
+  let rec = liveProcess(state, CODEC_SERVER);
+  let action = 'already running';
+  if (!rec) {
+    ctx.onProgress?.(`starting the codec server on ${codecServerUrl(ctx.config)}…`);
+    const env = { ...process.env, ...codecEnv };
+    rec = { ...(await spawnDetached(codecServerArgv(ctx.configFile), { log: join(home, 'logs', 'codec-server.log'), env })), address: codecServerUrl(ctx.config) };
+    state.processes[CODEC_SERVER] = rec;
+    writeState(state, home);
+    action = 'started';
+  }
+  const started = rec;
+  try {
+    await waitUntil(async () => codecServerReady(started), {
+      what: CODEC_SERVER, timeoutMs: WORKER_READY_MS, intervalMs: 250, abort: exitedReason(started),
+    });
+    return { action };
+  } catch (err) {
+    return { action, error: (err as Error).message };
+  }
+}
+
+async function upWorker(ctx: UpOptions, state: StackState, home: string, region: string, codecEnv: Record<string, string>): Promise<Outcome> {
   const name = workerComponentName(region);
   let rec = liveProcess(state, name);
   let action = 'already running';
   if (!rec) {
     ctx.onProgress?.(`starting ${name}…`);
     const argv = workerArgv(region);
-    const env = workerEnv(ctx.configFile, temporalAddress(ctx.config));
+    const env = workerEnv(ctx.configFile, temporalAddress(ctx.config), codecEnv);
     rec = { ...(await spawnDetached(argv, { log: join(home, 'logs', `worker-${region}.log`), env })), address: `region.${region}` };
     state.processes[name] = rec;
     writeState(state, home);
@@ -223,6 +250,8 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     await checkPorts(ctx, state, members);
 
     const progress = (line: string) => ctx.onProgress?.(line);
+    const codec = stackCodecEnv(home);
+    if (codec.note) progress(codec.note);
     const temporalBin = liveProcess(state, 'temporal') ? undefined : await ensureTemporalCli({ onProgress: progress });
     const motoServer = liveProcess(state, 'moto') ? undefined : await ensureMoto({ onProgress: progress });
     const bins = new Map<PgMember, string>();
@@ -245,12 +274,13 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     if (!workerSkipReason()) {
       const regions = workerRegions(ctx.config);
       const blocked = temporal.error ? 'not started: temporal is not up' : undefined;
-      await Promise.all(
-        regions.map(async (region) => {
-          const outcome = blocked ? { error: blocked } : await upWorker(ctx, state, home, region);
+      await Promise.all([
+        upCodecServer(ctx, state, home, codec.env).then((o) => outcomes.set(CODEC_SERVER, o)),
+        ...regions.map(async (region) => {
+          const outcome = blocked ? { error: blocked } : await upWorker(ctx, state, home, region, codec.env);
           outcomes.set(workerComponentName(region), outcome);
         }),
-      );
+      ]);
     }
     writeState(state, home);
 

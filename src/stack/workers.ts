@@ -31,8 +31,9 @@ export function workerArgv(region: string, root = REPO_ROOT): string[] {
   return [process.execPath, join(root, 'bin', 'regionshift.js'), 'worker', '--region', region];
 }
 
-export function workerEnv(configFile: string, temporalAddress: string): NodeJS.ProcessEnv {
-  return { ...process.env, REGIONSHIFT_CONFIG: configFile, TEMPORAL_ADDRESS: temporalAddress };
+/** codecEnv: the payload key variables (stackCodecEnv), so the worker encrypts what it writes. */
+export function workerEnv(configFile: string, temporalAddress: string, codecEnv: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { ...process.env, ...codecEnv, REGIONSHIFT_CONFIG: configFile, TEMPORAL_ADDRESS: temporalAddress };
 }
 
 /** The worker said it is polling, in this run's part of its log. */

@@ -10,6 +10,7 @@ import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createRegionActivities } from '../../activities';
+import { dataConverterFromEnv } from '../../src/codec/env';
 import type { Config } from '../../src/config/schema';
 import { findPgBin, initPrimary, stop, type PgNode } from '../../src/postgres/node';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../../src/runbook/ids';
@@ -65,9 +66,11 @@ export async function createAwsEnv(
   const port = await freePort();
   const nodes: Record<string, PgNode> = {};
   for (const region of pgRegions) nodes[region] = { region, dataDir: join(dir, region), port: await freePort(), host: '127.0.0.1' };
+  const dataConverter = dataConverterFromEnv();
   const [env, moto] = await Promise.all([
     ensureTemporalCli().then((cli) =>
       TestWorkflowEnvironment.createLocal({
+        client: { dataConverter },
         server: { executable: { type: 'existing-path', path: cli }, ip: '127.0.0.1', port, ui: false, dbFilename: join(dir, 'temporal.sqlite'), searchAttributes: Object.values(SA) },
       }),
     ),
@@ -81,7 +84,7 @@ export async function createAwsEnv(
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  run('control', await Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH }));
+  run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH }));
   const awsEnv: AwsEnv = {
     client: env.client,
     moto,
@@ -91,7 +94,7 @@ export async function createAwsEnv(
     async startRegion(region) {
       if (workers.has(region)) return;
       const activities = createRegionActivities(config, region, { aurora: { pollMs: options.auroraPollMs ?? 100 } });
-      run(region, await Worker.create({ connection, taskQueue: regionTaskQueue(region), activities }));
+      run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities }));
     },
     async stopRegion(region) {
       const w = workers.get(region);

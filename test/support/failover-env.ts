@@ -12,6 +12,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/wo
 import { Pool } from 'pg';
 import { createRegionActivities, type RegionActivityOptions } from '../../activities';
 import { ensureTrafficRecords } from '../../activities/traffic/route53';
+import { dataConverterFromEnv } from '../../src/codec/env';
 import { Config } from '../../src/config/schema';
 import { dsn, PG_APP_ROLE, psql, type PgNode } from '../../src/postgres/node';
 import { builtinRunbookPath, loadRunbook } from '../../src/runbook/load';
@@ -78,7 +79,9 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     dbFilename: join(dir, 'temporal.sqlite'),
     searchAttributes: Object.values(SA),
   };
-  let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions });
+  // Clients and workers use the codec the environment asks for, as the CLI and workers do.
+  const dataConverter = dataConverterFromEnv();
+  let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions, client: { dataConverter } });
   const [cluster, moto] = await Promise.all([createPgCluster(envOptions.regions ?? ['us-west-2', 'us-east-1']), startMoto()]);
   const pg: PgPair = { ...cluster, primary: cluster.nodes[0]!, standby: cluster.nodes[1]! };
   const nodes = Object.fromEntries(cluster.nodes.map((n) => [n.region, n]));
@@ -108,7 +111,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  const control = await Worker.create({ connection, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH, activities: decisionActivities(config) });
+  const control = await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH, activities: decisionActivities(config) });
   run('control', control);
 
   const pools = new Map<string, Pool>();
@@ -121,7 +124,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     nodes,
     async startRegion(region) {
       if (workers.has(region)) return;
-      run(region, await Worker.create({ connection, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
+      run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
     },
     async stopRegion(region) {
       const w = workers.get(region);
@@ -132,7 +135,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     },
     async restartTemporal() {
       await env.teardown();
-      env = await TestWorkflowEnvironment.createLocal({ server: serverOptions });
+      env = await TestWorkflowEnvironment.createLocal({ server: serverOptions, client: { dataConverter } });
       fe.env = env;
       fe.client = env.client;
     },

@@ -11,6 +11,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import type {
   DbNodeState, FenceResult, RegionActivities, ShiftResult, TrafficRecord, TrafficState,
 } from '../../activities/types';
+import { dataConverterFromEnv } from '../../src/codec/env';
 import { regionTaskQueue } from '../../src/runbook/ids';
 
 export type ActivityName = keyof RegionActivities;
@@ -146,10 +147,13 @@ export async function untilCancelled(): Promise<never> {
  * hundred milliseconds rather than the default's seconds.
  */
 export async function runStubRegions(connection: NativeConnection, fleet: StubFleet): Promise<() => Promise<void>> {
+  // The same codec as the rig's client and control worker, which read the same environment.
+  const dataConverter = dataConverterFromEnv();
   const workers = await Promise.all(
     [fleet.source, fleet.target].map((region) =>
       Worker.create({
         connection,
+        dataConverter,
         taskQueue: regionTaskQueue(region),
         activities: fleet.activities(region),
         maxHeartbeatThrottleInterval: '100ms',

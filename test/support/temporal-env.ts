@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { dataConverterFromEnv } from '../../src/codec/env';
 import { Config } from '../../src/config/schema';
 import { CONTROL_TASK_QUEUE } from '../../src/runbook/ids';
 import { ensureTemporalCli } from '../../src/stack/temporal';
@@ -65,7 +66,12 @@ export function paperConfig(address: string, services: { name: string; regions: 
   return config;
 }
 
-export async function createTemporalEnv(makeConfig: (address: string) => Config): Promise<TemporalEnv> {
+export interface TemporalEnvOptions {
+  /** Serve the Web UI on this port (off when absent), with this codec endpoint when given. */
+  ui?: { port: number; codecEndpoint?: string };
+}
+
+export async function createTemporalEnv(makeConfig: (address: string) => Config, opts: TemporalEnvOptions = {}): Promise<TemporalEnv> {
   installQuietRuntime();
   const temporalCli = await ensureTemporalCli();
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
@@ -73,14 +79,18 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config)
   // Bundling takes as long as the server takes to start: do both at once.
   const bundling = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: Runtime.instance().logger });
   bundling.catch(() => undefined); // awaited below; a server that fails to start must not leave it unhandled
+  // Clients and workers use the codec the environment asks for, as the CLI and workers do.
+  const dataConverter = dataConverterFromEnv();
   const env = await TestWorkflowEnvironment.createLocal({
+    client: { dataConverter },
     server: {
       executable: { type: 'existing-path', path: temporalCli },
       ip: '127.0.0.1',
       port,
-      ui: false,
+      ...(opts.ui ? { ui: true, uiPort: opts.ui.port } : { ui: false }),
       dbFilename: join(dir, 'temporal.sqlite'),
       searchAttributes: Object.values(SA),
+      ...(opts.ui?.codecEndpoint ? { extraArgs: ['--ui-codec-endpoint', opts.ui.codecEndpoint] } : {}),
     },
   });
   let workflowBundle: { code: string };
@@ -94,7 +104,7 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config)
   const connection = await NativeConnection.connect({ address });
   const workers: { worker: Worker; done: Promise<void> }[] = [];
   const startWorker = async (options: Omit<WorkerOptions, 'connection'>): Promise<Worker> => {
-    const worker = await Worker.create({ connection, ...options });
+    const worker = await Worker.create({ connection, dataConverter, ...options });
     workers.push({ worker, done: worker.run() });
     return worker;
   };
