@@ -10,6 +10,7 @@ import { startWriteLoad, type WriteLoad } from '../src/demo/load';
 import { configRegions } from '../src/demo/region';
 import type { Client } from '@temporalio/client';
 import { BENCH_POLICY, failoverSection } from './failover';
+import { fourRegionsSection } from './four-regions';
 import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
@@ -17,7 +18,8 @@ import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection];
+// four-regions last: it brings up a stack of its own, after the shared one has done its work.
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection];
 
 const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--clients C] [--json]
   --runs N            planned failovers, alternating direction (default 5)

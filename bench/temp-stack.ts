@@ -16,10 +16,13 @@ export interface BenchStack {
   destroy(): Promise<void>;
 }
 
-/** `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller). */
-export async function makeBenchStack(policy: string): Promise<BenchStack> {
+/**
+ * `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller);
+ * `layout` names its regions (writer first) and weights when they are not the pair's.
+ */
+export async function makeBenchStack(policy: string, layout: { regions?: string[]; weights?: Record<string, number> } = {}): Promise<BenchStack> {
   const { dir, home, configFile } = await writeTempStack({
-    prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5, approver: 'bench-oncall',
+    prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5, approver: 'bench-oncall', ...layout,
     // As in regionshift.yaml: reconcile's verify step checksums the loans too.
     serviceExtra: [
       '    reconcile:',

@@ -194,7 +194,7 @@ describe('regionshift demo --json', () => {
     // The killed worker may linger as a zombie for a moment; processesOf skips zombies.
     expect(processesOf(stack)).toEqual([]);
     for (const region of [WEST, EAST] as const) {
-      const pidFile = `${stack.pg[region].dataDir}/postmaster.pid`;
+      const pidFile = `${stack.pg[region]!.dataDir}/postmaster.pid`;
       expect(() => readFileSync(pidFile), `${region} postmaster.pid`).toThrow();
     }
   });

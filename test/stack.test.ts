@@ -103,7 +103,7 @@ describe('regionshift stack', () => {
     }
     expect(component(s, 'temporal').address).toBe(`127.0.0.1:${stack.temporalPort}`);
     expect(component(s, 'moto').address).toBe(`http://127.0.0.1:${stack.motoPort}`);
-    expect(component(s, 'postgres:ledger:us-west-2')).toMatchObject({ role: 'primary', address: `127.0.0.1:${stack.pg['us-west-2'].port}` });
+    expect(component(s, 'postgres:ledger:us-west-2')).toMatchObject({ role: 'primary', address: `127.0.0.1:${stack.pg['us-west-2']!.port}` });
     expect(component(s, 'postgres:ledger:us-east-1')).toMatchObject({ role: 'standby', streaming: true });
   });
 
@@ -170,8 +170,8 @@ describe('regionshift stack', () => {
   });
 
   it('replicates a write on the primary to the standby by streaming replication', async () => {
-    const primary = new PgClient({ host: '127.0.0.1', port: stack.pg['us-west-2'].port, user: 'postgres', database: 'postgres' });
-    const standby = new PgClient({ host: '127.0.0.1', port: stack.pg['us-east-1'].port, user: 'postgres', database: 'postgres' });
+    const primary = new PgClient({ host: '127.0.0.1', port: stack.pg['us-west-2']!.port, user: 'postgres', database: 'postgres' });
+    const standby = new PgClient({ host: '127.0.0.1', port: stack.pg['us-east-1']!.port, user: 'postgres', database: 'postgres' });
     await primary.connect();
     await standby.connect();
     try {
@@ -226,8 +226,8 @@ describe('regionshift stack', () => {
     const down = await runCli(['stack', 'down'], stack.env);
     expect(down.code, show(down)).toBe(0);
     for (const pid of new Set(pids)) expect(alive(pid), `pid ${pid} still runs`).toBe(false);
-    expect(postmasterAlive(stack.pg['us-west-2'].dataDir)).toBe(false);
-    expect(postmasterAlive(stack.pg['us-east-1'].dataDir)).toBe(false);
+    expect(postmasterAlive(stack.pg['us-west-2']!.dataDir)).toBe(false);
+    expect(postmasterAlive(stack.pg['us-east-1']!.dataDir)).toBe(false);
     expect(processesOf(stack)).toEqual([]);
 
     const s = await status();
@@ -243,7 +243,7 @@ describe('regionshift stack', () => {
       expect(r.stderr).toContain(`port ${stack.temporalPort} (temporal) is in use by another process`);
       expect(r.stderr).toContain('stack.temporalPort');
       expect(processesOf(stack)).toEqual([]);
-      expect(postmasterAlive(stack.pg['us-west-2'].dataDir)).toBe(false);
+      expect(postmasterAlive(stack.pg['us-west-2']!.dataDir)).toBe(false);
     } finally {
       await new Promise((ok) => squatter.close(ok));
     }

@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from './net';
 
-export type TempRegion = 'us-west-2' | 'us-east-1';
 
 export interface TempStackFiles {
   dir: string;
@@ -17,7 +16,7 @@ export interface TempStackFiles {
   uiPort: number;
   motoPort: number;
   codecServerPort: number;
-  pg: Record<TempRegion, { port: number; dataDir: string }>;
+  pg: Record<string, { port: number; dataDir: string }>;
 }
 
 export interface TempStackOptions {
@@ -31,19 +30,26 @@ export interface TempStackOptions {
   ttl?: number;
   /** More of the ledger service's config, as YAML lines indented by four spaces. */
   serviceExtra?: string;
+  /** The ledger's regions, writer first; default us-west-2 and us-east-1. */
+  regions?: string[];
+  /** Route 53 weights per region when every region serves (the reference design: 40/30/20/10); default: the writer 100. */
+  weights?: Record<string, number>;
   /** The stand-in approver the policy lists, with a key made in the stack's folder (src/demo/approver.ts); default demo-oncall. */
   approver?: string;
 }
 
-/** One service `ledger` on a PostgreSQL pair (us-west-2 writer, us-east-1 standby) and Route 53 in moto. */
+/** One service `ledger` on PostgreSQL (the first region writes, the others stream from it) and Route 53 in moto. */
 export async function writeTempStack(opts: TempStackOptions): Promise<TempStackFiles> {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix));
   // mkdtemp makes the folder 0700; the postgres user must be able to reach the data directories inside.
   chmodSync(dir, 0o755);
   const home = join(dir, 'state');
-  const [temporalPort, uiPort, motoPort, codecServerPort, west, east] = (await freePorts(6)) as [number, number, number, number, number, number];
+  const regions = opts.regions ?? ['us-west-2', 'us-east-1'];
+  const [temporalPort, uiPort, motoPort, codecServerPort, ...pgPorts] = (await freePorts(4 + regions.length)) as [number, number, number, number, ...number[]];
+  const pg = Object.fromEntries(regions.map((r, i) => [r, { port: pgPorts[i]!, dataDir: join(dir, 'pg', `ledger-${r}`) }]));
   const configFile = join(dir, 'regionshift.yaml');
   const approver = opts.approver ?? 'demo-oncall';
+  const map = (value: (r: string) => string): string => `{ ${regions.map((r) => `${r}: ${value(r)}`).join(', ')} }`;
   writeFileSync(
     configFile,
     `# ${opts.comment}
@@ -51,27 +57,20 @@ temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http:
 stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort} }
 services:
   - name: ledger
-    regions: [us-west-2, us-east-1]
+    regions: [${regions.join(', ')}]
     database:
       provider: postgres-streaming
       regions:
-        us-west-2: { host: 127.0.0.1, port: ${west}, dataDir: pg/ledger-us-west-2 }
-        us-east-1: { host: 127.0.0.1, port: ${east}, dataDir: pg/ledger-us-east-1 }
+${regions.map((r) => `        ${r}: { host: 127.0.0.1, port: ${pg[r]!.port}, dataDir: pg/ledger-${r} }`).join('\n')}
     traffic:
       provider: route53
       hostedZone: regionshift.test.
       recordName: ledger.regionshift.test.
-${opts.ttl !== undefined ? `      ttl: ${opts.ttl}\n` : ''}      endpoints: { us-west-2: db.us-west-2.regionshift.test., us-east-1: db.us-east-1.regionshift.test. }
-      endpointUrl: http://127.0.0.1:${motoPort}
+${opts.ttl !== undefined ? `      ttl: ${opts.ttl}\n` : ''}      endpoints: ${map((r) => `db.${r}.regionshift.test.`)}
+${opts.weights ? `      weights: ${map((r) => String(opts.weights![r] ?? 0))}\n` : ''}      endpointUrl: http://127.0.0.1:${motoPort}
 ${opts.serviceExtra ? `${opts.serviceExtra}\n` : ''}    policy:
 ${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, sshKeysFile: keys/${approver}.pub }]
 `,
   );
-  return {
-    dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort,
-    pg: {
-      'us-west-2': { port: west, dataDir: join(dir, 'pg', 'ledger-us-west-2') },
-      'us-east-1': { port: east, dataDir: join(dir, 'pg', 'ledger-us-east-1') },
-    },
-  };
+  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg };
 }
