@@ -28,6 +28,7 @@ import { createPgPair, type PgPair } from './support/pg-pair';
 import { startMoto, type MotoServer } from './support/moto';
 import { freePort } from './support/ports';
 import { startRigs } from './support/rigs';
+import { approverEntries } from './support/signing';
 import { createTemporalEnv, type TemporalEnv } from './support/temporal-env';
 
 const WEST = 'us-west-2';
@@ -62,8 +63,9 @@ function makeConfig(address: string, deadPorts: number[]): Config {
     { location: { continent: 'AS' }, region: AP },
     { location: 'default', region: WEST },
   ];
+  // Approvers with keys: a config whose unplanned policy asks for approval must name them (docs/approvals.md).
   const service = (name: string, regions: string[], trafficExtra: Record<string, unknown>) => ({
-    name, regions, database: db(regions), traffic: traffic(name, regions, trafficExtra),
+    name, regions, database: db(regions), traffic: traffic(name, regions, trafficExtra), policy: { approvers: approverEntries('carol') },
   });
   return Config.parse({
     temporal: { address },
@@ -76,7 +78,7 @@ function makeConfig(address: string, deadPorts: number[]): Config {
       service('lastone', [WEST, EAST], { routing: 'weighted', weights: { [WEST]: 0, [EAST]: 100 } }),
       {
         ...service('guarded', FOUR, { routing: 'weighted', weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 } }),
-        policy: { cooldown: '1s' },
+        policy: { cooldown: '1s', approvers: approverEntries('carol') },
         triggers: {
           alarms: [{ source: 'alertmanager', name: 'RegionDown', regionLabel: 'region' }],
           debounce: { failures: 2, window: '1m' },

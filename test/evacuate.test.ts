@@ -17,6 +17,7 @@ import type { EvacuationReport } from '../workflows/evacuate';
 import { createPgPair, type PgPair } from './support/pg-pair';
 import { startMoto, type MotoServer } from './support/moto';
 import { startRigs } from './support/rigs';
+import { approverEntries } from './support/signing';
 import { createTemporalEnv, type TemporalEnv } from './support/temporal-env';
 
 const WEST = 'us-west-2';
@@ -41,7 +42,7 @@ function makeConfig(address: string): Config {
       provider: 'route53', hostedZone: 'evac.test.', recordName: `${name}.evac.test.`, ttl: 5, endpointUrl: moto.url,
       endpoints: Object.fromEntries(regions.map((r) => [r, `${name}.${r}.evac.test.`])), ...traffic,
     },
-    policy: { lagTimeout: '20s' },
+    policy: { lagTimeout: '20s', approvers: approverEntries('carol') },
   });
   return Config.parse({
     temporal: { address },

@@ -14,7 +14,9 @@
 import * as wf from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { durationMs } from '../src/runbook/duration';
-import { runWorkflowId } from '../src/runbook/ids';
+import { chooseTarget } from '../src/policy/target';
+import { regionTaskQueue, runWorkflowId } from '../src/runbook/ids';
+import type { DbNodeState, RegionActivities } from '../activities/types';
 import type { AttachedAlarm, RunInput, RunRecord } from '../src/runbook/types';
 import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/intake/ids';
 import { healthVerdict, type HealthVerdict } from '../src/intake/health-verdict';
@@ -321,8 +323,35 @@ export async function guardian(input: GuardianInput): Promise<void> {
   });
   wf.setHandler(guardianStateQuery, () => viewOf(service, state, settings, Date.now(), wf.workflowInfo().historyLength));
 
+  /**
+   * With more than one candidate, the failover goes where the data is: each candidate region
+   * describes its own standby, and the healthy one with the least lag wins (src/policy/target.ts,
+   * as `--to auto` chooses). Alarms alone say nothing about lag. No answer keeps the alarm-based pick.
+   */
+  async function targetByTopology(v: Start): Promise<string> {
+    const candidates = settings.regions.filter((r) => r !== v.region && (!settings.allowedTargets || settings.allowedTargets.includes(r)));
+    if (candidates.length < 2) return v.target;
+    const topology = await Promise.all(
+      candidates.map((region) =>
+        wf.proxyActivities<RegionActivities>({ taskQueue: regionTaskQueue(region), scheduleToStartTimeout: '2s', startToCloseTimeout: '5s', retry: { maximumAttempts: 1 } })
+          .dbDescribe({ service })
+          .catch((err: Error): DbNodeState => ({ region, reachable: false, error: err.message })),
+      ),
+    );
+    try {
+      const choice = chooseTarget({ name: service, regions: candidates }, topology, { source: v.region });
+      if (choice.target !== v.target) note(state, Date.now(), 'target', `${choice.target} instead of ${v.target}: ${choice.reason}`, v.region);
+      return choice.target;
+    } catch (err) {
+      note(state, Date.now(), 'target', `no candidate judged by lag (${(err as Error).message}); keeping ${v.target}`, v.region);
+      return v.target;
+    }
+  }
+
   type Start = Omit<Extract<Verdict, { kind: 'start' }>, 'action'> & { action: 'failover' | 'drain' | 'undrain' };
-  async function start(v: Start): Promise<void> {
+  async function start(chosen: Start): Promise<void> {
+    // Guardians live for months: ones already running take the new path only from here on.
+    const v = chosen.action === 'failover' && wf.patched('target-by-lag') ? { ...chosen, target: await targetByTopology(chosen) } : chosen;
     const workflowId = runWorkflowId(service);
     const runbook = v.action === 'drain' ? settings.drainRunbook! : v.action === 'undrain' ? settings.undrainRunbook! : settings.runbook;
     const mode = v.action === 'undrain' ? 'planned' : 'unplanned';

@@ -1,6 +1,7 @@
 // `regionshift <command>`: dispatch only. Each command lives in a file of its own and returns
 // its exit code: 0 success, 1 failed, 2 bad input, 3 refused (see exit.ts).
 import { EXIT } from './exit';
+import { skipMissingKeysWarning } from '../codec/env';
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -25,6 +26,9 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   slack: { summary: 'slack                           the Slack bot (slash command, approvals, run messages)', load: async () => (await import('./slack')).slackCommand },
 };
 
+/** Commands that run until stopped and write to Temporal: they warn when payloads go unencrypted. */
+const LONG_RUNNING = new Set(['worker', 'intake', 'slack']);
+
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   return [
@@ -45,5 +49,6 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`regionshift: unknown command "${name}"\n\n${usage()}`);
     return EXIT.badInput;
   }
+  if (!LONG_RUNNING.has(name)) skipMissingKeysWarning();
   return (await command.load())(rest);
 }

@@ -48,6 +48,15 @@ export function codecKeysFromEnv(env: NodeJS.ProcessEnv = process.env): FoundKey
 
 let warned = false;
 
+/**
+ * For short-lived commands (the CLI): what they send is a run's request, not customer data, and a
+ * warning before every answer would bury it. The processes that write results (workers, the
+ * intake, the Slack bot) still say it once.
+ */
+export function skipMissingKeysWarning(): void {
+  warned = true;
+}
+
 export interface ConverterOptions {
   /** Where the one warning about running without keys goes (stderr when absent). */
   warn?: (line: string) => void;

@@ -93,7 +93,7 @@ export interface AlarmTrack {
 
 export type DecisionKind =
   | 'started' | 'attached' | 'debouncing' | 'cooldown' | 'recovered' | 'not-writer' | 'no-target' | 'warning' | 'start-failed'
-  | 'already-drained' | 'healthy';
+  | 'already-drained' | 'healthy' | 'target';
 
 export interface Decision {
   at: string;

@@ -61,6 +61,8 @@ export function runbookFromText(text: string): RunbookDoc {
 export interface FailoverEnvOptions {
   /** The service's regions, writer first; each gets a PostgreSQL node (the others stream from the first). Default: us-west-2, us-east-1. */
   regions?: string[];
+  /** More of the service's config (its `triggers`, say). */
+  service?: Record<string, unknown>;
 }
 
 export async function createFailoverEnv(policy: Record<string, unknown> = {}, activityOptions: RegionActivityOptions = {}, envOptions: FailoverEnvOptions = {}): Promise<FailoverEnv> {
@@ -101,6 +103,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
       },
       // Approvers named by the test get their own SSH keys (support/signing.ts); carol by default.
       policy: { lagTimeout: '20s', approvalTimeout: '30s', ...policy, approvers: approverEntries(...((policy.approvers as string[] | undefined) ?? ['carol'])) },
+      ...envOptions.service,
     }],
   });
   await ensureTrafficRecords(config, SERVICE, pg.primary.region);
