@@ -22,6 +22,7 @@ export interface Sample {
 const DEADLINE_MS = 180_000;
 
 export async function peerPlanned(pair: PeerPair): Promise<Sample> {
+  await pair.ready();
   const source = await pair.primary();
   const target = 1 - source;
   if (!(await firstTime(() => isStreamingStandby(pair.nodes[target]!), Date.now() + 60_000, 100))) throw new Error(`node${target} is not a streaming standby before the switchover`);
@@ -52,6 +53,7 @@ export async function peerPlanned(pair: PeerPair): Promise<Sample> {
 }
 
 export async function peerUnplanned(pair: PeerPair): Promise<Sample> {
+  await pair.ready();
   const source = await pair.primary();
   const target = 1 - source;
   if (!(await firstTime(() => isStreamingStandby(pair.nodes[target]!), Date.now() + 60_000, 100))) throw new Error(`node${target} is not a streaming standby before the kill`);

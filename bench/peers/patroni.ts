@@ -136,6 +136,16 @@ export const patroni: Peer = {
         await startNode(i);
         if (!(await firstTime(() => isStreamingStandby(nodes[i]!), Date.now() + 120_000, 250))) throw new Error(`patroni node${i} did not rejoin as a streaming replica in 120 s: ${logTail(agents[i]!.log)}`);
       },
+      async ready() {
+        // Both members running in the cluster view, one leader and one streaming replica.
+        const settled = async () => {
+          const res = await fetch(`http://${HOST}:${rest0}/cluster`).catch(() => undefined) ?? await fetch(`http://${HOST}:${rest1}/cluster`);
+          const view = (await res.json()) as { members?: Array<{ role: string; state: string }> };
+          const members = view.members ?? [];
+          return members.length === 2 && members.some((m) => m.role === 'leader' && m.state === 'running') && members.some((m) => m.role !== 'leader' && (m.state === 'streaming' || m.state === 'running'));
+        };
+        if (!(await firstTime(settled, Date.now() + 60_000, 250))) throw new Error('patroni: the cluster view does not show a leader and a running replica (60 s)');
+      },
       toolRoots: () => [etcd?.pid, ...agents.map((a) => a?.pid)].filter((p): p is number => p !== undefined),
       stop,
     };

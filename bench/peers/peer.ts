@@ -12,6 +12,12 @@ export interface PeerPair {
   switchover(target: number): Promise<void>;
   /** Crashes node `index`: its tool agent SIGKILLed and its server stopped -m immediate. */
   kill(index: number): Promise<void>;
+  /**
+   * Resolves once the tool watches both nodes again (agents up, nothing paused, a standby it
+   * would promote): checked before every timed run, so no run starts while the tool is still
+   * recovering from the last one. Not timed.
+   */
+  ready(): Promise<void>;
   /** Brings a killed node back under the tool, as the standby of the survivor (not timed). */
   recover(index: number): Promise<void>;
   /** Root pids of the tool's own processes (agents, DCS, monitor, sshd), for CPU and memory. */

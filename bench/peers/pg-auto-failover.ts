@@ -99,6 +99,9 @@ export const pgAutoFailover: Peer = {
         if (!(await firstTime(() => isStreamingStandby(nodes[i]!), Date.now() + 180_000, 250))) throw new Error(`pg_auto_failover node${i} did not rejoin as a secondary in 180 s: ${logTail(keepers[i]!.log)}`);
         if (!(await firstTime(() => bothSettled(monitorEp), Date.now() + 60_000, 250))) throw new Error('pg_auto_failover: the monitor did not settle on primary + secondary in 60 s after the rejoin');
       },
+      async ready() {
+        if (!(await firstTime(() => bothSettled(monitorEp), Date.now() + 60_000, 250))) throw new Error('pg_auto_failover: the monitor does not report primary + secondary (60 s)');
+      },
       toolRoots: () => [monitor?.pid, ...keepers.map((k) => k?.pid)].filter((p): p is number => p !== undefined),
       stop,
     } satisfies PeerPair;

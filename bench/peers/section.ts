@@ -7,10 +7,11 @@ import { peerPlanned, peerUnplanned, type Sample } from './measure';
 import type { Peer } from './peer';
 import { patroni } from './patroni';
 import { pgAutoFailover } from './pg-auto-failover';
+import { repmgr } from './repmgr';
 import { prepareRegionshift, regionshiftPlanned, regionshiftUnplanned } from './regionshift';
 import { medians, ratio, renderTable, tableRows, type Series } from './table';
 
-export const PEERS: Peer[] = [patroni, pgAutoFailover];
+export const PEERS: Peer[] = [patroni, pgAutoFailover, repmgr];
 
 const STOP_BOUND_MS = 60_000;
 
@@ -118,7 +119,7 @@ export const peersSection: BenchSection = {
     out.notes.push(
       'planned: command issued → the new primary accepts an INSERT (probe every 25 ms) and → the old primary is a streaming standby again; a one-client write load runs through each tool\'s endpoint (regionshift: the traffic record; peers: the nodes in turn, as libpq\'s target_session_attrs=read-write), and every acknowledged write must be on the new primary',
       'unplanned: the primary\'s server stopped -m immediate and the tool\'s agent on that node SIGKILLed → the other node accepts an INSERT; regionshift\'s run is started by the bench right after the kill (its alert path is not in the local stack yet), the peers detect the failure themselves',
-      'CPU: utime+stime of the tool\'s own processes during the run, PostgreSQL\'s programs excluded (regionshift: Temporal dev server + region workers, moto excluded as AWS\'s stand-in; patroni: etcd + agents; pg_auto_failover: monitor + keepers, their postgres excluded); peak RSS: the highest sum of their resident sets seen (100 ms samples)',
+      'CPU: utime+stime of the tool\'s own processes during the run, PostgreSQL\'s programs excluded (regionshift: Temporal dev server + region workers, moto excluded as AWS\'s stand-in; patroni: etcd + agents; pg_auto_failover: monitor + keepers, their postgres excluded; repmgr: repmgrd + sshd and the sessions it runs; the bench\'s own client calls are not counted for anyone); peak RSS: the highest sum of their resident sets seen (100 ms samples)',
       `peers: ${reproduce}`,
     );
     out.figures = { peers: { ...figures, ratio: ratios } };
