@@ -14,6 +14,7 @@ import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
 import { PEERS, peersSection } from './peers/section';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
+import { chooseSections, nameList } from './options';
 import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
@@ -40,21 +41,6 @@ function count(value: string | undefined, name: string, fallback: number): numbe
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} takes a whole number ≥ 0, not "${value}"`);
   return n;
-}
-
-/** A comma-separated subset of `known`; a name outside it is bad input, named. */
-function list(value: string | undefined, name: string, known: string[]): string[] | undefined {
-  if (value === undefined) return undefined;
-  const items = value.split(',').map((v) => v.trim()).filter(Boolean);
-  const unknown = items.filter((i) => !known.includes(i));
-  if (unknown.length || items.length === 0) throw new Error(`--${name} takes a comma-separated list of ${known.join(', ')}, not "${value}"`);
-  return items;
-}
-
-function chooseSections(peers: boolean, only: string[] | undefined): BenchSection[] {
-  if (only?.includes('peers') && !peers) throw new Error('--only peers needs --peers too (the peers section installs packages, so it is never on by default)');
-  const all = [...SECTIONS, ...(peers ? OPTIONAL_SECTIONS : [])];
-  return only ? all.filter((s) => only.includes(s.name)) : all;
 }
 
 function checkLine(c: Check): string[] {
@@ -91,9 +77,9 @@ async function main(argv: string[]): Promise<number> {
     clients: count(values.clients, 'clients', 0),
     ledger10m: values['ledger-10m'] ?? false,
     peerRuns: count(values['peer-runs'], 'peer-runs', 3),
-    peerTools: list(values['peer-tools'], 'peer-tools', PEERS.map((p) => p.name)),
+    peerTools: nameList(values['peer-tools'], 'peer-tools', PEERS.map((p) => p.name)),
   };
-  const sections = chooseSections(values.peers ?? false, list(values.only, 'only', [...SECTIONS, ...OPTIONAL_SECTIONS].map((s) => s.name)));
+  const sections = chooseSections(SECTIONS, OPTIONAL_SECTIONS, values.peers ? ['peers'] : [], nameList(values.only, 'only', [...SECTIONS, ...OPTIONAL_SECTIONS].map((s) => s.name)));
   const json = values.json ?? false;
   const say = (line: string) => (json ? console.error(line) : console.log(line));
 

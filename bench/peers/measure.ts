@@ -3,7 +3,7 @@
 import { acceptsWrite, firstTime, isStreamingStandby, presentWrites } from './pg';
 import type { PeerPair } from './peer';
 import { sampleUsage } from './procs';
-import { startPeerWriter } from './writer';
+import { startPeerWriter, type PeerAck } from './writer';
 import { sleep } from '../../src/stack/wait';
 
 export interface Sample {
@@ -14,9 +14,13 @@ export interface Sample {
   /** Planned only: acknowledged writes missing on the new primary afterwards. */
   lostWrites?: number;
   ackedWrites?: number;
+  /** When writes were lost: by which node and when (ms after the command) they were acknowledged. */
+  lostDetail?: string;
   cpuMs: number;
   peakRssMb: number;
   detail: string;
+  /** Unplanned: the node killed, which the caller brings back before the next run. */
+  killed?: number;
 }
 
 const DEADLINE_MS = 180_000;
@@ -45,9 +49,11 @@ export async function peerPlanned(pair: PeerPair): Promise<Sample> {
   if (failed) throw failed;
   const ids = writer.acks.map((a) => a.id);
   const present = await presentWrites(pair.nodes[target]!, ids);
+  const lost = writer.acks.filter((a) => !present.has(a.id));
   return {
     ms: w === undefined ? undefined : w - t0, standbyMs: s === undefined ? undefined : s - t0,
-    lostWrites: ids.filter((id) => !present.has(id)).length, ackedWrites: ids.length, ...used,
+    lostWrites: lost.length, ackedWrites: ids.length, ...used,
+    ...(lost.length ? { lostDetail: lostWindow(lost, t0) } : {}),
     detail: `node${source} → node${target}`,
   };
 }
@@ -62,7 +68,11 @@ export async function peerUnplanned(pair: PeerPair): Promise<Sample> {
   await pair.kill(source);
   const w = await firstTime(() => acceptsWrite(pair.nodes[target]!), t0 + DEADLINE_MS);
   const used = usage.stop();
-  // Back to a healthy pair for the next run (not timed): the tool rejoins the crashed node.
-  await pair.recover(source);
-  return { ms: w === undefined ? undefined : w - t0, ...used, detail: `node${source} killed → node${target}` };
+  return { ms: w === undefined ? undefined : w - t0, ...used, detail: `node${source} killed → node${target}`, killed: source };
+}
+
+function lostWindow(lost: PeerAck[], t0: number): string {
+  const byNode = new Map<number, PeerAck[]>();
+  for (const a of lost) byNode.set(a.node, [...(byNode.get(a.node) ?? []), a]);
+  return [...byNode].map(([node, acks]) => `${acks.length} acknowledged by node${node} between ${acks[0]!.at - t0} and ${acks[acks.length - 1]!.at - t0} ms after the command`).join('; ');
 }

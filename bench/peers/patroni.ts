@@ -117,6 +117,7 @@ export const patroni: Peer = {
       throw err;
     }
     const pair: PeerPair = {
+      dir,
       nodes,
       async primary() {
         for (const i of [0, 1]) if (await acceptsWrite(nodes[i]!)) return i;

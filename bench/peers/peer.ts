@@ -4,6 +4,8 @@ import type { Endpoint } from './pg';
 import type { PeerPackages } from './install';
 
 export interface PeerPair {
+  /** The temp folder everything of this pair lives in (removed by stop). */
+  dir: string;
   /** The two PostgreSQL nodes, as the writer and the probes reach them. */
   nodes: [Endpoint, Endpoint];
   /** Index of the node that is primary now (asked of the tool or of the servers). */

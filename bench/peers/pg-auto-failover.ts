@@ -79,6 +79,7 @@ export const pgAutoFailover: Peer = {
     }
     const monitorEp = { host: HOST, port: monitorPort };
     return {
+      dir,
       nodes,
       async primary() {
         for (const i of [0, 1]) if (await acceptsWrite(nodes[i]!)) return i;

@@ -159,6 +159,7 @@ export const repmgr: Peer = {
       throw err;
     }
     const pair: PeerPair = {
+      dir,
       nodes,
       async primary() {
         for (const i of [0, 1]) if (await acceptsWrite(nodes[i]!)) return i;
@@ -183,7 +184,7 @@ export const repmgr: Peer = {
             .then(() => 'ok', (e: Error) => e.message);
           return last === 'ok';
         }, Date.now() + 60_000, 1_000);
-        if (!rejoined) throw new Error(`repmgr node${i} could not rejoin: ${last}`);
+        if (!rejoined) throw new Error(`repmgr node${i} could not rejoin: ${last}; its server log: ${logTail(`${dataDirs[i]}.log`, 4)}`);
         if (!(await firstTime(() => isStreamingStandby(nodes[i]!), Date.now() + 60_000, 250))) throw new Error(`repmgr node${i} did not rejoin as a streaming standby in 60 s: ${logTail(`${dataDirs[i]}.log`)}`);
         await startRepmgrd(i);
         await waitForDaemons();

@@ -1,5 +1,8 @@
 // `npm run bench -- --peers`: regionshift side by side with the tools a PostgreSQL team would
 // pick instead, each set up on this machine by the bench, runs alternating one by one.
+import { cpSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { BenchContext, BenchSection, Check, SectionResult } from '../section';
 import type { Figures } from '../stats';
 import { ensurePackages } from './install';
@@ -18,9 +21,18 @@ const STOP_BOUND_MS = 60_000;
 function line(kind: string, who: string, i: number, n: number, s: Sample): string {
   const parts = [`${kind} ${i + 1}/${n} ${who} (${s.detail}): ${s.ms === undefined ? 'no write accepted in time' : `write accepted after ${s.ms} ms`}`];
   if (s.standbyMs !== undefined || kind === 'planned') parts.push(s.standbyMs === undefined ? 'old primary not streaming in time' : `old primary streaming after ${s.standbyMs} ms`);
-  if (s.lostWrites !== undefined) parts.push(`lost ${s.lostWrites} of ${s.ackedWrites} acknowledged writes`);
+  if (s.lostWrites !== undefined) parts.push(`lost ${s.lostWrites} of ${s.ackedWrites} acknowledged writes${s.lostDetail ? ` (${s.lostDetail})` : ''}`);
   parts.push(`CPU ${s.cpuMs} ms, peak RSS ${s.peakRssMb} MB`);
   return `  ${parts.join(', ')}`;
+}
+
+/** The tool's logs and configs (not its data directories), copied out before the pair's folder goes. */
+function keepLogs(dir: string, tool: string): string {
+  const to = mkdtempSync(join(tmpdir(), `regionshift-bench-${tool}-logs-`));
+  const wanted = /\.(log|out|conf|cfg|yml|state|csv)$/;
+  const skip = /\/(base|global|pg_wal|pg_xact|pg_multixact|pg_subtrans|pg_stat_tmp|pg_logical|etcd)(\/|$)/;
+  cpSync(dir, to, { recursive: true, filter: (src) => !skip.test(src) && (wanted.test(src) || !/\.[^/]*$/.test(src.slice(src.lastIndexOf('/')))) });
+  return to;
 }
 
 /** Resolves with `p`, or rejects once `ms` pass: a stuck teardown must not hang the bench. */
@@ -33,6 +45,7 @@ async function pairWith(ctx: BenchContext, peer: Peer, runs: number, out: Sectio
   const { say } = ctx;
   const rs: Series = { planned: [], unplanned: [] };
   const them: Series = { planned: [], unplanned: [] };
+  const failuresBefore = out.failures.length;
   say(`${peer.title}:`);
   say(`  ${await ensurePackages(peer.name, peer.packages, say)}`);
   for (const s of peer.settings) say(`  setting: ${s}`);
@@ -57,10 +70,14 @@ async function pairWith(ctx: BenchContext, peer: Peer, runs: number, out: Sectio
       const b = await peerUnplanned(pair);
       them.unplanned.push(b);
       say(line('unplanned', peer.name, i, runs, b));
+      // Back to a healthy pair for the next run (not timed): the tool rejoins the crashed node.
+      if (b.killed !== undefined) await pair.recover(b.killed);
     }
   } catch (err) {
     out.failures.push(`${peer.name}: ${(err as Error).message}`);
   } finally {
+    const troubled = out.failures.length > failuresBefore || [...them.planned, ...rs.planned].some((x) => (x.lostWrites ?? 0) > 0);
+    if (troubled) say(`  ${peer.name}'s logs kept for a look: ${keepLogs(pair.dir, peer.name)}`);
     say(`  stopping ${peer.name} (everything it started)…`);
     await bounded(stop(), STOP_BOUND_MS, `stopping ${peer.name}`).catch((err: Error) => out.failures.push(err.message));
   }
