@@ -5,7 +5,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePorts } from '../../src/stack/net';
 import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, runAs, startAgent, stopAgent, writeOwned, type Agent } from './agent';
-import { acceptsWrite, createBenchTables, firstTime, isStreamingStandby, type Endpoint } from './pg';
+import { acceptsWrite, createBenchTables, firstTime, isStreamingStandby, query, type Endpoint } from './pg';
 import type { Peer, PeerPair } from './peer';
 
 const HOST = '127.0.0.1';
@@ -176,6 +176,10 @@ export const repmgr: Peer = {
         const survivor = 1 - i;
         // The crashed primary comes back as a standby of the promoted one: repmgr's node rejoin,
         // with pg_rewind since it diverged (pg_rewind recovers the unclean shutdown first).
+        // Right after a promotion the new primary's control file may still name the old timeline,
+        // and pg_rewind then wrongly finds nothing to rewind (the server later refuses to start:
+        // "requested timeline does not contain minimum recovery point"); a CHECKPOINT records it.
+        await query(nodes[survivor], 'CHECKPOINT');
         // The promoted node accepts writes a moment before promote_command has rewritten repmgr's
         // metadata, and rejoin refuses until it has: retried for up to a minute.
         let last = '';
