@@ -11,14 +11,15 @@ export interface Endpoint {
 }
 
 /** Superuser over TCP: every pair the bench builds trusts loopback (temporary, 127.0.0.1 only). */
-function client(ep: Endpoint, timeoutMs = 1_000): Client {
-  const c = new Client({ host: ep.host, port: ep.port, user: 'postgres', database: ep.database ?? 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: 2_000 });
+function client(ep: Endpoint, timeoutMs = 1_000, queryTimeoutMs = 2_000): Client {
+  const c = new Client({ host: ep.host, port: ep.port, user: 'postgres', database: ep.database ?? 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: queryTimeoutMs });
   c.on('error', () => undefined);
   return c;
 }
 
-export async function query(ep: Endpoint, sql: string, params: unknown[] = []): Promise<Array<Record<string, unknown>>> {
-  const c = client(ep);
+/** Probes answer within 2 s or count as "not yet"; slow statements (a CHECKPOINT under load) pass a longer `queryTimeoutMs`. */
+export async function query(ep: Endpoint, sql: string, params: unknown[] = [], queryTimeoutMs = 2_000): Promise<Array<Record<string, unknown>>> {
+  const c = client(ep, 1_000, queryTimeoutMs);
   try {
     await c.connect();
     return (await c.query(sql, params)).rows as Array<Record<string, unknown>>;

@@ -179,7 +179,7 @@ export const repmgr: Peer = {
         // Right after a promotion the new primary's control file may still name the old timeline,
         // and pg_rewind then wrongly finds nothing to rewind (the server later refuses to start:
         // "requested timeline does not contain minimum recovery point"); a CHECKPOINT records it.
-        await query(nodes[survivor]!, 'CHECKPOINT');
+        await query(nodes[survivor]!, 'CHECKPOINT', [], 120_000);
         // The promoted node accepts writes a moment before promote_command has rewritten repmgr's
         // metadata, and rejoin refuses until it has: retried for up to a minute.
         let last = '';
