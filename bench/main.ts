@@ -13,13 +13,17 @@ import { BENCH_POLICY, failoverSection } from './failover';
 import { fourRegionsSection } from './four-regions';
 import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
+import { PEERS, peersSection } from './peers/section';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
+import { chooseSections, nameList } from './options';
 import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-// four-regions last: it brings up a stack of its own, after the shared one has done its work.
+// four-regions last of the defaults: it brings up a stack of its own, after the shared one has done its work.
 const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection];
+/** Off unless asked for: it installs packages and starts other tools' clusters. */
+const OPTIONAL_SECTIONS: BenchSection[] = [peersSection];
 
 const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--clients C] [--json]
   --runs N            planned failovers, alternating direction (default 5)
@@ -27,6 +31,11 @@ const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--client
   --clients C         concurrent writers on the ledger during the runs (default 0: none; the
                       load generator shares this machine's CPUs with the orchestrator)
   --ledger-10m        also reconcile in a 10,000,000-entry ledger (generating it takes minutes)
+  --peers             also run regionshift side by side with Patroni, pg_auto_failover and repmgr
+                      (installs their Debian packages with apt-get when missing: needs root)
+  --peer-runs N       runs of each kind (planned, unplanned) per peer tool (default 3)
+  --peer-tools LIST   comma-separated subset of: ${PEERS.map((p) => p.name).join(', ')}
+  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, peers)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
 function count(value: string | undefined, name: string, fallback: number): number {
@@ -55,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
       runs: { type: 'string' }, 'unplanned-runs': { type: 'string' }, clients: { type: 'string' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
       'ledger-10m': { type: 'boolean', default: false },
+      peers: { type: 'boolean', default: false }, 'peer-runs': { type: 'string' }, 'peer-tools': { type: 'string' },
+      only: { type: 'string' },
     },
     strict: true,
   });
@@ -67,14 +78,19 @@ async function main(argv: string[]): Promise<number> {
     unplannedRuns: count(values['unplanned-runs'], 'unplanned-runs', 3),
     clients: count(values.clients, 'clients', 0),
     ledger10m: values['ledger-10m'] ?? false,
+    peerRuns: count(values['peer-runs'], 'peer-runs', 3),
+    peerTools: nameList(values['peer-tools'], 'peer-tools', PEERS.map((p) => p.name)),
   };
+  const sections = chooseSections(SECTIONS, OPTIONAL_SECTIONS, values.peers ? ['peers'] : [], nameList(values.only, 'only', [...SECTIONS, ...OPTIONAL_SECTIONS].map((s) => s.name)));
   const json = values.json ?? false;
   const say = (line: string) => (json ? console.error(line) : console.log(line));
 
   let stack: BenchStack | undefined;
   let client: Client | undefined;
   let load: WriteLoad | undefined;
+  const cleanups: Array<() => Promise<void>> = [];
   const teardown = async () => {
+    for (const stop of cleanups.splice(0).reverse()) await stop().catch((err: Error) => say(`cleanup: ${err.message}`));
     await load?.stop();
     await client?.connection.close().catch(() => undefined);
     if (stack) {
@@ -100,9 +116,10 @@ async function main(argv: string[]): Promise<number> {
     client = await connect(stack.config);
     load = startWriteLoad(stack.config, service, { clients: options.clients });
     if (options.clients > 0 && !(await load.waitForAck(home, 0, 15_000))) throw new Error(`the write load could not commit in ${home}: ${[...load.errors.keys()].join(', ')}`);
-    for (const section of SECTIONS) {
+    for (const section of sections) {
       say(`\n[${section.name}]`);
-      results.push({ name: section.name, result: await section.run({ stack, config: stack.config, service, client, load, options, say }) });
+      const registerCleanup = (stop: () => Promise<void>) => cleanups.push(stop);
+      results.push({ name: section.name, result: await section.run({ stack, config: stack.config, service, client, load, options, say, registerCleanup }) });
     }
   } finally {
     await teardown();

@@ -14,6 +14,10 @@ export interface BenchOptions {
   clients: number;
   /** Also reconcile in a 10,000,000-entry ledger (minutes to generate on 2 cores). */
   ledger10m?: boolean;
+  /** Runs of each kind per peer tool (--peer-runs). */
+  peerRuns?: number;
+  /** Which peer tools (--peer-tools); all when absent. */
+  peerTools?: string[];
 }
 
 export interface BenchContext {
@@ -25,6 +29,8 @@ export interface BenchContext {
   load: WriteLoad;
   options: BenchOptions;
   say: (line: string) => void;
+  /** Something the bench must stop even when interrupted (a peer's processes); run at teardown. */
+  registerCleanup?: (stop: () => Promise<void>) => void;
 }
 
 export interface Check {
