@@ -463,8 +463,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       }
     }
     if (input.dryRun) rec.plan = planOf();
-    // The audit record ends with where every region stands (invariant 7).
-    else if (rec.promotion) rec.topologyAfter = await describeRegions();
+    // The audit record ends with where every region stands (invariant 7). Patched: a run that
+    // was already past its last step when this shipped must replay without these activities.
+    else if (rec.promotion && wf.patched('topology-after')) rec.topologyAfter = await describeRegions();
   }
 
   async function compensate(): Promise<void> {
