@@ -31,6 +31,8 @@ interface Spec {
   ttl?: number;
   /** Where a drained weight goes; these tests pin to-target (the default, proportional, is tested in aws-route53.test.ts). */
   drain?: 'proportional' | 'to-target';
+  /** Each region's share when every region serves. */
+  weights?: Record<string, number>;
 }
 
 /** A config parsed through the real schema, so defaults and refinements apply as in production. */
@@ -52,6 +54,7 @@ function configFor(spec: Spec): Config {
           ...(spec.routing ? { routing: spec.routing } : {}),
           ...(spec.ttl !== undefined ? { ttl: spec.ttl } : {}),
           ...(spec.drain ? { drain: spec.drain } : {}),
+          ...(spec.weights ? { weights: spec.weights } : {}),
           endpoints: Object.fromEntries(spec.regions.map((r) => [r, `db.${r}.regionshift.test.`])),
           endpointUrl: moto.url,
         },
@@ -138,6 +141,22 @@ describe('route53 traffic, weighted routing', () => {
     const twoRegions: TrafficState = { recordName: reference.recordName, records: reference.records.slice(0, 2) };
     expect(await traffic.trafficRestore({ service: 'orders', state: twoRegions })).toEqual(twoRegions);
     expect(await traffic.trafficRestore({ service: 'orders', state: reference })).toEqual(reference);
+  });
+
+  it('fails over back and forth among four regions with configured shares: the target always serves again', async () => {
+    const [west, east, eu, ap] = ['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1'];
+    const config = configFor({
+      service: 'bank', zone: 'bank.regionshift.test.', recordName: 'bank.bank.regionshift.test.', regions: [west, east, eu, ap],
+      drain: 'proportional', weights: { [west]: 40, [east]: 30, [eu]: 20, [ap]: 10 },
+    });
+    await ensureTrafficRecords(config, 'bank', west);
+    const traffic = createRoute53Activities(config);
+    expect(weights(await traffic.trafficDescribe({ service: 'bank' }))).toEqual({ [west]: 40, [east]: 30, [eu]: 20, [ap]: 10 });
+    // Each time: the configured shares, the target back in service, the source's share spread over the rest.
+    const away = { [west]: 0, [east]: 50, [eu]: 33, [ap]: 17 };
+    expect(weights((await traffic.trafficShift({ service: 'bank', from: west, to: east })).after)).toEqual(away);
+    expect(weights((await traffic.trafficShift({ service: 'bank', from: east, to: west })).after)).toEqual({ [west]: 57, [east]: 0, [eu]: 29, [ap]: 14 });
+    expect(weights((await traffic.trafficShift({ service: 'bank', from: west, to: east })).after)).toEqual(away);
   });
 
   it('keeps weights within Route 53 limits: the 255 cap and all-zero (equal) weights', async () => {

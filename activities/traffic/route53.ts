@@ -122,7 +122,12 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       for (const region of [from, to]) requireKnownRegion(t, before, region, routing);
       let desired: TrafficRecord[];
       if (routing === 'weighted') {
-        const change = drainedWeights(before.records, from, to, t.traffic.drain);
+        // The target comes back into service first, at its configured share (an earlier
+        // failover away from it left it at 0, and a proportional drain gives 0 nothing); regions
+        // drained on purpose stay at 0. Then the source's share moves as the drain mode says.
+        const inService = t.traffic.weights ? undrainedWeights(before.records, t.traffic.weights, to) : undefined;
+        const base = inService ? before.records.map((r) => ({ ...r, weight: inService.get(r.region) ?? 0 })) : before.records;
+        const change = drainedWeights(base, from, to, t.traffic.drain);
         if (change.nothingToMove) {
           throw ApplicationFailure.nonRetryable(
             `cannot shift traffic of service ${t.service.name} from ${from} to ${to}: neither receives traffic (record ${t.traffic.recordName}: ${describeState(before)}); ` +
