@@ -4,7 +4,6 @@
 // moto for Route 53, a real PostgreSQL primary (us-west-2) and standby (us-east-1); the other
 // regions' databases are configured on ports nobody listens on (their workers run, they answer
 // "unreachable").
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +27,7 @@ import { createPgPair, type PgPair } from './support/pg-pair';
 import { startMoto, type MotoServer } from './support/moto';
 import { freePort } from './support/ports';
 import { startRigs } from './support/rigs';
+import { runCli, type CliResult } from './support/stack-env';
 import { approverEntries } from './support/signing';
 import { createTemporalEnv, type TemporalEnv } from './support/temporal-env';
 
@@ -42,7 +42,6 @@ let pg: PgPair;
 let moto: MotoServer;
 let te: TemporalEnv;
 let configFile: string;
-const cli = join(__dirname, '..', 'bin', 'regionshift.js');
 
 /** The config of the test: every service's database is the one pair (only dbDescribe reads it). */
 function makeConfig(address: string, deadPorts: number[]): Config {
@@ -104,13 +103,8 @@ afterAll(async () => {
   await Promise.allSettled([te?.teardown(), moto?.stop(), pg?.teardown()]);
 });
 
-function run(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn('node', [cli, ...args, '--config', configFile], { env: { ...process.env, REGIONSHIFT_USER: 'alice' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+function run(...args: string[]): Promise<CliResult> {
+  return runCli([...args, '--config', configFile], { ...process.env, REGIONSHIFT_USER: 'alice' });
 }
 
 async function runJson(...args: string[]): Promise<{ code: number | null; rec: RunRecord & { error?: string | { kind: string; message: string } } }> {

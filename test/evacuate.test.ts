@@ -2,7 +2,6 @@
 // us-west-2, two whose writer is there (failover, real PostgreSQL pairs) and one that only serves
 // traffic there (drain), at most evacuation.maxConcurrent at once in priority order, and reports
 // per service. Real parts: the Temporal dev server, the CLI as a process, moto for Route 53.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import type { EvacuationReport } from '../workflows/evacuate';
 import { createPgPair, type PgPair } from './support/pg-pair';
 import { startMoto, type MotoServer } from './support/moto';
 import { startRigs } from './support/rigs';
+import { runCli, type CliResult } from './support/stack-env';
 import { approverEntries } from './support/signing';
 import { createTemporalEnv, type TemporalEnv } from './support/temporal-env';
 
@@ -29,7 +29,6 @@ let statements: PgPair;
 let moto: MotoServer;
 let te: TemporalEnv;
 let configFile: string;
-const cli = join(__dirname, '..', 'bin', 'regionshift.js');
 
 function makeConfig(address: string): Config {
   const service = (name: string, pair: PgPair, regions: string[], priority: number, traffic: Record<string, unknown> = {}) => ({
@@ -73,13 +72,8 @@ afterAll(async () => {
   await Promise.allSettled([te?.teardown(), moto?.stop(), ledger?.teardown(), payments?.teardown(), statements?.teardown()]);
 });
 
-function run(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn('node', [cli, ...args, '--config', configFile], { env: { ...process.env, REGIONSHIFT_USER: 'alice' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+function run(...args: string[]): Promise<CliResult> {
+  return runCli([...args, '--config', configFile], { ...process.env, REGIONSHIFT_USER: 'alice' });
 }
 
 const traffic = (service: string): Promise<TrafficState> => createRegionActivities(te.config, EAST).trafficDescribe({ service });

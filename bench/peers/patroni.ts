@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { freePorts } from '../../src/stack/net';
 import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, startAgent, stopAgent, writeOwned, type Agent } from './agent';
-import { acceptsWrite, createBenchTables, firstTime, isStreamingStandby, type Endpoint } from './pg';
+import { acceptsWrite, createBenchTables, type Endpoint, firstTime, isStreamingStandby, writableNode } from './pg';
 import type { Peer, PeerPair } from './peer';
 
 const HOST = '127.0.0.1';
@@ -119,10 +119,7 @@ export const patroni: Peer = {
     const pair: PeerPair = {
       dir,
       nodes,
-      async primary() {
-        for (const i of [0, 1]) if (await acceptsWrite(nodes[i]!)) return i;
-        throw new Error('patroni: neither node accepts writes');
-      },
+      primary: () => writableNode(nodes, 'patroni'),
       async switchover(target) {
         const leader = 1 - target;
         const res = await patroniRequest(restPorts[leader]!, '/switchover', { leader: `node${leader}`, candidate: `node${target}` });

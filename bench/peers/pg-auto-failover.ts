@@ -4,7 +4,7 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePorts } from '../../src/stack/net';
 import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, runAs, startAgent, stopAgent, type Agent } from './agent';
-import { acceptsWrite, createBenchTables, firstTime, isStreamingStandby, query, type Endpoint } from './pg';
+import { acceptsWrite, createBenchTables, type Endpoint, firstTime, isStreamingStandby, query, writableNode } from './pg';
 import type { Peer, PeerPair } from './peer';
 
 const HOST = '127.0.0.1';
@@ -81,10 +81,7 @@ export const pgAutoFailover: Peer = {
     return {
       dir,
       nodes,
-      async primary() {
-        for (const i of [0, 1]) if (await acceptsWrite(nodes[i]!)) return i;
-        throw new Error('pg_auto_failover: neither node accepts writes');
-      },
+      primary: () => writableNode(nodes, 'pg_auto_failover'),
       async switchover() {
         // With two nodes the only candidate is the secondary; the command waits until the monitor
         // reports the switchover complete (or 60 s pass).

@@ -34,6 +34,12 @@ export async function createBenchTables(primary: Endpoint): Promise<void> {
 }
 
 /** One real write (an INSERT that commits): a standby, a fenced or a stopped server refuses it. */
+/** Which of a two-node peer's nodes takes writes now; `tool` names the peer in the error. */
+export async function writableNode(nodes: Endpoint[], tool: string): Promise<number> {
+  for (const [i, node] of nodes.entries()) if (await acceptsWrite(node)) return i;
+  throw new Error(`${tool}: neither node accepts writes`);
+}
+
 export async function acceptsWrite(ep: Endpoint): Promise<boolean> {
   try {
     await query(ep, 'INSERT INTO bench_probe DEFAULT VALUES');

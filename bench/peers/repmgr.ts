@@ -5,7 +5,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePorts } from '../../src/stack/net';
 import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, runAs, startAgent, stopAgent, writeOwned, type Agent } from './agent';
-import { acceptsWrite, createBenchTables, firstTime, isStreamingStandby, query, type Endpoint } from './pg';
+import { createBenchTables, type Endpoint, firstTime, isStreamingStandby, query, writableNode } from './pg';
 import type { Peer, PeerPair } from './peer';
 
 const HOST = '127.0.0.1';
@@ -161,10 +161,7 @@ export const repmgr: Peer = {
     const pair: PeerPair = {
       dir,
       nodes,
-      async primary() {
-        for (const i of [0, 1]) if (await acceptsWrite(nodes[i]!)) return i;
-        throw new Error('repmgr: neither node accepts writes');
-      },
+      primary: () => writableNode(nodes, 'repmgr'),
       async switchover(target) {
         await runAs(REPMGR, ['-f', confs[target]!, 'standby', 'switchover', '--siblings-follow'], env, 180_000);
       },
