@@ -1,6 +1,6 @@
 // The contract between runbook workflows and the region workers' activities. Inputs name a
 // service and never carry credentials: each worker resolves connection details and secrets from
-// its own config and environment (safety invariant 6). Results are the audit record's raw data.
+// its own config and environment (docs/safety.md, invariant 6). Results are the audit record's raw data.
 //
 // Every activity is idempotent: retried after a crash at any point it converges and says what
 // it found ("already fenced", "already primary") instead of failing or acting twice.

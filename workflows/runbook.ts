@@ -1,6 +1,6 @@
 // The runbook interpreter: runs the steps of a runbook (runbooks/<kind>.yaml, passed whole as
-// input) as activities on the worker of the region each step acts on. The safety invariants of
-// DESIGN.md are enforced here, in code, whatever order the runbook puts its steps in.
+// input) as activities on the worker of the region each step acts on. The safety invariants
+// (docs/safety.md) are enforced here, in code, whatever order the runbook puts its steps in.
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
@@ -239,7 +239,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     }
   }
 
-  /** Promotion without a verified fence risks two writers: it needs policy or a person (invariant 1). */
+  /** Promotion without a verified fence risks two writers: it needs policy or a person (docs/safety.md, invariant 1). */
   async function guardPromotion(stepId: string): Promise<void> {
     if (rec.fence?.verified) {
       if (!rec.lag) refuse('promotion refused: the runbook must confirm the lag (db.waitForLag) after the fence and before promoting');
@@ -463,7 +463,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       }
     }
     if (input.dryRun) rec.plan = planOf();
-    // The audit record ends with where every region stands (invariant 7). Patched: a run that
+    // The audit record ends with where every region stands (docs/safety.md, invariant 7). Patched: a run that
     // was already past its last step when this shipped must replay without these activities.
     else if (rec.promotion && wf.patched('topology-after')) rec.topologyAfter = await describeRegions();
   }
@@ -500,7 +500,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.status = aborted ? 'aborted' : 'failed';
     rec.error = aborted ? `aborted by ${rec.abort!.by}: ${rec.abort!.reason}` : errorMessage(err);
     for (const s of rec.steps) if (s.status === 'running' || s.status === 'waiting') s.status = 'failed';
-    // Compensation must finish even though the run is being cancelled (invariant 5).
+    // Compensation must finish even though the run is being cancelled (docs/safety.md, invariant 5).
     await wf.CancellationScope.nonCancellable(compensate);
     rec.endedAt = iso();
     rec.currentStep = undefined;

@@ -1,6 +1,6 @@
 // How a region's worker builds its AWS clients: for its own region (or, where an API demands it,
 // the region that API must be called in), with credentials from its own environment. Nothing
-// here ever comes from a workflow input (safety invariant 6): the default credential chain
+// here ever comes from a workflow input (docs/safety.md, invariant 6): the default credential chain
 // (environment, shared config, SSO, container or instance role) or, when the config names one,
 // a role assumed through STS with those credentials.
 import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';

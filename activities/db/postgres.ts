@@ -2,9 +2,9 @@
 // replication. Each region's worker sits next to its own database node and acts on that node
 // only (SQL through `pg` as the admin role; pg_rewind and restarts through src/postgres/node.ts
 // for the steps SQL cannot do). Inputs name a service; connection details and passwords come
-// from this worker's config and environment (safety invariant 6).
+// from this worker's config and environment (docs/safety.md, invariant 6).
 //
-// Every activity is idempotent (invariant 4): it first looks at what the node is, and a retry
+// Every activity is idempotent (docs/safety.md, invariant 4): it first looks at what the node is, and a retry
 // after a crash at any point converges and says what it found.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';

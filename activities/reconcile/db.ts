@@ -1,7 +1,7 @@
 // Connections and small SQL helpers for the reconciliation activities. A region's worker reaches
 // its own region's database and, for reconciliation, the old side in the other region (the old
 // primary, or for Aurora the cluster restored from its snapshot), with the addresses from its own
-// config (or the preserve step's result) and passwords from its own environment (invariant 6).
+// config (or the preserve step's result) and passwords from its own environment (docs/safety.md, invariant 6).
 import { performance } from 'node:perf_hooks';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';

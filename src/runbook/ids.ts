@@ -1,5 +1,5 @@
 // Workflow ids are derived from the service: one id per service is what makes single flight
-// (safety invariant 2) a property of Temporal rather than of our own locking.
+// (docs/safety.md, invariant 2) a property of Temporal rather than of our own locking.
 
 export function runWorkflowId(service: string): string {
   return `regionshift-${service}`;

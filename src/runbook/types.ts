@@ -174,7 +174,7 @@ export interface StandbyFollow {
   watcher?: string;
 }
 
-/** The run's audit record (safety invariant 7): returned on success, attached to the failure otherwise. */
+/** The run's audit record (docs/safety.md, invariant 7): returned on success, attached to the failure otherwise. */
 export interface RunRecord {
   workflowId: string;
   runId: string;
