@@ -3,7 +3,6 @@
 // standing in for each Aurora cluster's writer endpoint (SQL fence, verify), and one worker per
 // region plus a control worker, each of which a test can stop and start.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
@@ -17,6 +16,7 @@ import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../../src/runbook/ids';
 import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
 import { startMoto, type MotoServer } from './moto';
+import { freePorts } from './ports';
 
 const WORKFLOWS_PATH = join(__dirname, '..', '..', 'workflows', 'index.ts');
 
@@ -30,18 +30,6 @@ export interface AwsEnv {
   startRegion(region: string): Promise<void>;
   stopRegion(region: string): Promise<void>;
   teardown(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 let runtimeInstalled = false;
@@ -63,9 +51,12 @@ export async function createAwsEnv(
   if (!pgBin) throw new Error('PostgreSQL server binaries not found: install postgresql or set PG_BIN');
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-aws-'));
   chmodSync(dir, 0o755);
-  const port = await freePort();
+  // One call, so the ports differ from each other; and the databases listen before Temporal and
+  // moto start, so neither can take a port chosen here for a database in the meantime.
+  const [port, ...pgPorts] = (await freePorts(1 + pgRegions.length)) as [number, ...number[]];
   const nodes: Record<string, PgNode> = {};
-  for (const region of pgRegions) nodes[region] = { region, dataDir: join(dir, region), port: await freePort(), host: '127.0.0.1' };
+  pgRegions.forEach((region, i) => (nodes[region] = { region, dataDir: join(dir, region), port: pgPorts[i]!, host: '127.0.0.1' }));
+  await Promise.all(Object.values(nodes).map((n) => initPrimary(pgBin, n)));
   const dataConverter = dataConverterFromEnv();
   const [env, moto] = await Promise.all([
     ensureTemporalCli().then((cli) =>
@@ -75,7 +66,6 @@ export async function createAwsEnv(
       }),
     ),
     startMoto(),
-    Promise.all(Object.values(nodes).map((n) => initPrimary(pgBin, n))),
   ]);
   const address = `127.0.0.1:${port}`;
   const config = makeConfig({ address, motoUrl: moto.url, nodes });
