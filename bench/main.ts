@@ -11,6 +11,7 @@ import { configRegions } from '../src/demo/region';
 import type { Client } from '@temporalio/client';
 import { BENCH_POLICY, failoverSection } from './failover';
 import { fourRegionsSection } from './four-regions';
+import { evacuateSection } from './evacuate';
 import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
 import { PEERS, peersSection } from './peers/section';
@@ -20,8 +21,8 @@ import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-// four-regions last of the defaults: it brings up a stack of its own, after the shared one has done its work.
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection];
+// four-regions and evacuate last of the defaults: each brings up a stack of its own, after the shared one has done its work.
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, evacuateSection];
 /** Off unless asked for: it installs packages and starts other tools' clusters. */
 const OPTIONAL_SECTIONS: BenchSection[] = [peersSection];
 
@@ -35,7 +36,7 @@ const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--client
                       (installs their Debian packages with apt-get when missing: needs root)
   --peer-runs N       runs of each kind (planned, unplanned) per peer tool (default 3)
   --peer-tools LIST   comma-separated subset of: ${PEERS.map((p) => p.name).join(', ')}
-  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, peers)
+  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, evacuate, peers)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
 function count(value: string | undefined, name: string, fallback: number): number {
