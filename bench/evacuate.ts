@@ -1,8 +1,8 @@
 // Evacuating a region with three services, as test/evacuate.test.ts does but on a stack of the
 // bench's own: ledger and payments write in us-west-2 (each gets a planned failover), statements
 // writes in us-east-1 and only serves traffic in us-west-2 (it gets a drain), two at a time.
-// Timed from the evacuation's start to its report; then back the other way, so every run starts
-// from a region that holds writers.
+// Timed from the evacuation's start to its report; between runs, untimed, the two writers fail
+// over back and statements is undrained, so every run evacuates the same layout.
 import { performance } from 'node:perf_hooks';
 import type { Client } from '@temporalio/client';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
@@ -10,6 +10,7 @@ import { connect } from '../src/runs/client';
 import { awaitEvacuation, buildEvacuateInput, startEvacuation } from '../src/runs/evacuate';
 import { waitUntilStreaming } from '../src/stack/postgres';
 import { nodeOf } from '../src/demo/ledger';
+import { runDrain, runFailover } from '../src/demo/runs';
 import { BENCH_POLICY } from './failover';
 import type { BenchSection, SectionResult } from './section';
 import { spread } from './stats';
@@ -44,10 +45,26 @@ export const evacuateSection: BenchSection = {
         client = await connect(config);
         const runbooks = { failover: loadRunbook(builtinRunbookPath('failover')), drain: loadRunbook(builtinRunbookPath('drain')) };
         const walls: number[] = [];
-        let region = WEST;
-        for (let i = 0; i < runs; i++) {
-          // The previous evacuation's failovers restarted the old primaries as standbys: planned runs need them streaming.
+        const region = WEST;
+        const streaming = async () => {
+          // A planned run needs every standby streaming; the last failover restarted its old primary as one.
           for (const svc of config.services) for (const r of svc.regions) await waitUntilStreaming(nodeOf(svc, r));
+        };
+        for (let i = 0; i < runs; i++) {
+          if (i > 0) {
+            await streaming();
+            const back = await Promise.all([
+              runFailover(client, config, { service: 'ledger', target: WEST, mode: 'planned', requestedBy: 'bench', trigger: 'bench' }),
+              runFailover(client, config, { service: 'payments', target: WEST, mode: 'planned', requestedBy: 'bench', trigger: 'bench' }),
+              runDrain(client, config, { kind: 'undrain', service: 'statements', region: WEST, requestedBy: 'bench', trigger: 'bench' }),
+            ]);
+            const failed = back.find((r) => r.record.status !== 'succeeded');
+            if (failed) {
+              out.failures.push(`evacuate: putting ${failed.record.service} back before run ${i + 1} ${failed.record.status}: ${failed.record.error ?? ''} (${failed.uiUrl})`);
+              break;
+            }
+          }
+          await streaming();
           const input = buildEvacuateInput(config, { region, mode: 'planned', requestedBy: 'bench', trigger: 'bench', runbooks });
           const t0 = performance.now();
           const started = await startEvacuation(client, input);
@@ -60,12 +77,11 @@ export const evacuateSection: BenchSection = {
           }
           walls.push(wallMs);
           ctx.say(`  evacuate ${i + 1}/${runs} ${region}: ${wallMs} ms (${what}; at most ${report.maxRunning} at once)`);
-          region = region === WEST ? EAST : WEST;
         }
         const reproduce = `npm run bench -- --only evacuate --runs ${runs}`;
         out.checks.push({ path: 'evacuate.threeServices.wallMs', what: 'evacuate a region: two planned failovers and one drain, two at a time, start → report', samples: walls, reproduce });
         out.figures = { evacuate: { threeServices: { wallMs: spread(walls).median, runs: walls.length, samples: walls } } };
-        out.notes.push('evacuate: three services, each its own PostgreSQL pair, evacuation.maxConcurrent 2; the run alternates us-west-2 and us-east-1');
+        out.notes.push('evacuate: three services, each its own PostgreSQL pair, evacuation.maxConcurrent 2; each run evacuates us-west-2 from the same layout');
       } finally {
         await client?.connection.close().catch(() => undefined);
         await stack?.destroy();
