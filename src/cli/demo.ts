@@ -29,7 +29,7 @@ function closing(result: DemoResult, home: string, others: string[]): string {
   return [
     '',
     back
-      ? `The stack is still running as it started: ${home} is the primary with its original traffic, ${others.join(', ')} streaming from it.`
+      ? `The stack is still running: ${home} is the primary again with the traffic it had before it failed, ${others.join(', ')} streaming from it.`
       : `The stack is still running; the last run did not finish the story (see above).`,
     ...[
       ['Temporal UI', result.temporalUi],

@@ -165,7 +165,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await ensureLedger(nodeOf(service, home), db.appUser);
 
     const clients = opts.clients ?? 4;
-    say(`\nwrite load: ${clients} clients booking transfers on ${service.name} wherever ${route53Traffic(service).recordName} points`);
+    say(`\nwrite load: ${clients} clients booking transfers on ${service.name} in the region ${route53Traffic(service).recordName} sends the most traffic to (the writer's)`);
     load = startWriteLoad(config, service, { clients });
     if (!(await load.waitForAck(home, 0, 15_000))) {
       throw new Error(`the write load could not commit a transfer in ${home} within 15 s: ${[...load.errors].map(([k, v]) => `${k} ×${v}`).join(', ')}`);
