@@ -60,6 +60,7 @@ export class WorkerMetrics {
       // A primary (or a node that cannot be asked) has no replication lag to show: drop the stale value.
       this.lagSeconds.remove(labels);
       this.replayLagBytes.remove(labels);
+      this.lagObservedAt.remove(labels);
       return;
     }
     this.lagObservedAt.set(labels, now / 1000);
