@@ -2,8 +2,9 @@
 // server, a PostgreSQL primary and streaming standby, moto, and region workers run as the CLI
 // runs them. A planned failover must show in the worker's /metrics (its counter, an RTO
 // observation, step durations, the Temporal SDK's metrics), alarms in the intake's, and the
-// run as one trace with a span per step and per activity. The Grafana dashboard in docs/grafana
-// may only query what these endpoints serve.
+// run as one trace with a span per step and per activity. Runs recorded before the interceptors
+// existed must replay with the bundle that has them. The Grafana dashboard in docs/grafana may
+// only query what these endpoints serve.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -17,7 +18,9 @@ import { dataConverterFromEnv } from '../src/codec/env';
 import { runIntake, type RunningIntake } from '../src/intake/service';
 import type { RunRecord } from '../src/runbook/types';
 import { awaitRecord, startRun } from '../src/runs/client';
-import { clientInterceptors, startTracing } from '../src/tracing/otel';
+import { clientInterceptors, startTracing, workflowExporterSink } from '../src/tracing/otel';
+import { Worker } from '@temporalio/worker';
+import { WORKFLOW_BUNDLE } from '../workers/bundle';
 import { createRegionWorkers, type RegionWorkers } from '../workers/region';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { GRAFANA_DASHBOARD_SCHEMA } from './support/grafana-dashboard-schema';
@@ -95,8 +98,19 @@ async function run(client: Client, target: string): Promise<RunRecord> {
   return awaitRecord(client, started.workflowId, started.runId);
 }
 
+/** Runs to replay with the workers' bundle: one recorded before tracing and metrics (as in-flight runs were), one after. */
+const histories: { workflowId: string; history: Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>> }[] = [];
+
+async function keepHistory(rec: RunRecord): Promise<void> {
+  histories.push({ workflowId: rec.workflowId, history: await fe.client.workflow.getHandle(rec.workflowId, rec.runId).fetchHistory() });
+}
+
 beforeAll(async () => {
   fe = await createFailoverEnv();
+  // A run as the code before this change recorded it: the rig's workers have no interceptors.
+  const before = await run(fe.client, EAST);
+  expect(before.status).toBe('succeeded');
+  await keepHistory(before);
   // The rig's in-process workers make way for workers built as the CLI builds them.
   await Promise.all(['control', WEST, EAST].map((w) => fe.stopRegion(w)));
   dir = mkdtempSync(join(tmpdir(), 'regionshift-observability-'));
@@ -125,9 +139,10 @@ describe('metrics', () => {
     const before = await scrape(west.metricsUrl);
     expect(find(before, 'regionshift_runs_total')).toEqual([]);
 
-    const rec = await run(fe.client, EAST);
+    const rec = await run(fe.client, WEST);
     expect(rec.status).toBe('succeeded');
     expect(rec.rtoMs).toBeGreaterThan(0);
+    await keepHistory(rec);
 
     const m = await scrape(west.metricsUrl);
     served.worker = m;
@@ -150,14 +165,14 @@ describe('metrics', () => {
     expect(find(m, 'temporal_workflow_completed_total').length).toBeGreaterThan(0);
 
     // Replication lag, as each region's worker last saw its node (the run describes every region
-    // at its end): us-west-2 is the standby now, us-east-1 the writer, which has no lag to show.
-    const w = find(m, 'regionshift_replication_lag_observed_timestamp_seconds', { service: 'ledger', region: WEST });
-    expect(w).toHaveLength(1);
-    expect(w[0]!.value).toBeGreaterThan(Date.now() / 1000 - 120);
-    for (const s of find(m, 'regionshift_replication_replay_lag_bytes', { service: 'ledger', region: WEST })) expect(s.value).toBeGreaterThanOrEqual(0);
+    // at its end): us-east-1 is the standby now, us-west-2 the writer, which has no lag to show.
+    expect(m.samples.filter((s) => s.name.startsWith('regionshift_replication_') && s.labels.region === WEST)).toEqual([]);
     const e = await scrape(east.metricsUrl);
     served.eastWorker = e;
-    expect(e.samples.filter((s) => s.name.startsWith('regionshift_replication_') && s.labels.region === EAST)).toEqual([]);
+    const seen = find(e, 'regionshift_replication_lag_observed_timestamp_seconds', { service: 'ledger', region: EAST });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.value).toBeGreaterThan(Date.now() / 1000 - 120);
+    for (const s of find(e, 'regionshift_replication_replay_lag_bytes', { service: 'ledger', region: EAST })) expect(s.value).toBeGreaterThanOrEqual(0);
     // Runs are counted by the worker that ran the workflow, once: the activity-only worker has none.
     expect(find(e, 'regionshift_runs_total')).toEqual([]);
   });
@@ -244,8 +259,7 @@ describe('traces', () => {
       const tracing = startTracing('regionshift-test-client', processor, {})!;
       const client = new Client({ connection: fe.client.connection, namespace: fe.config.temporal.namespace, dataConverter: dataConverterFromEnv(), interceptors: clientInterceptors(tracing) });
 
-      // Back home: the previous test moved the writer to us-east-1.
-      const rec = await run(client, WEST);
+      const rec = await run(client, EAST);
       expect(rec.status).toBe('succeeded');
       await processor.forceFlush();
 
@@ -268,7 +282,7 @@ describe('traces', () => {
       expect(stepSpans.map((s) => s.name).sort()).toEqual(ran.map((s) => `Step:${s.id}`).sort());
       for (const s of stepSpans) expect(s.parentSpanId).toBe(runSpan.spanContext().spanId);
       const promote = stepSpans.find((s) => s.name === 'Step:promote')!;
-      expect(promote.attributes['regionshift.region']).toBe(WEST);
+      expect(promote.attributes['regionshift.region']).toBe(EAST);
 
       // A span per activity: scheduled by the run, and run by the region's worker under it.
       for (const activity of ['dbDescribe', 'dbFenceWrites', 'dbWaitForLag', 'dbPromote', 'trafficShift', 'dbVerifyWrites', 'dbRejoinAsStandby']) {
@@ -285,6 +299,16 @@ describe('traces', () => {
       await Promise.allSettled(running);
       await Promise.allSettled(rws.map((rw) => rw.close()));
     }
+  });
+});
+
+describe('replay', () => {
+  it('runs recorded before and after the interceptors replay with the workers\' bundle', async () => {
+    expect(histories).toHaveLength(2);
+    const results: string[] = [];
+    const sinks = { regionshiftMetrics: { runEnded: { fn: () => undefined } }, ...workflowExporterSink(undefined) };
+    for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: WORKFLOW_BUNDLE }, sinks }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
+    expect(results).toEqual(histories.map((h) => `${h.workflowId} ok`));
   });
 });
 
