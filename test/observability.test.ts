@@ -7,6 +7,7 @@
 // only query what these endpoints serve.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import { Worker } from '@temporalio/worker';
 import { WORKFLOW_BUNDLE } from '../workers/bundle';
 import { createRegionWorkers, type RegionWorkers } from '../workers/region';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
+import { waitFor } from './support/wait';
 import { GRAFANA_DASHBOARD_SCHEMA } from './support/grafana-dashboard-schema';
 import { find, parseExposition, serves, type Exposition } from './support/prom-text';
 
@@ -124,17 +126,41 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** An OTLP/HTTP receiver (JSON, as @opentelemetry/exporter-trace-otlp-http sends): the span names it was sent. */
+async function startOtlpReceiver(): Promise<{ url: string; spans: string[]; close: () => Promise<void> }> {
+  const spans: string[] = [];
+  const server = createHttpServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => { body += d.toString(); });
+    req.on('end', () => {
+      if (req.method === 'POST' && req.url === '/v1/traces') {
+        const doc = JSON.parse(body) as { resourceSpans: { scopeSpans: { spans: { name: string }[] }[] }[] };
+        for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) for (const sp of ss.spans) spans.push(sp.name);
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans, close: () => new Promise<void>((ok) => server.close(() => ok())) };
+}
+
 describe('metrics', () => {
   let west: WorkerProcess;
   let east: WorkerProcess;
+  let otlp: Awaited<ReturnType<typeof startOtlpReceiver>>;
+
+  afterAll(async () => {
+    await otlp?.close();
+  });
 
   it('a planned failover shows in the /metrics of the worker that ran it: the run, its RTO and RPO, its steps, the lag it saw, the Temporal SDK', async () => {
-    // Ports from the environment (how the local stack gives each worker its own), 0 = any free one.
-    [west, east] = await Promise.all([
-      spawnWorker(['--region', WEST], { REGIONSHIFT_METRICS_PORT: '0' }),
-      spawnWorker(['--region', EAST, '--no-control'], { REGIONSHIFT_METRICS_PORT: '0' }),
-    ]);
-    expect(west.out()).toMatch(/metrics=http:\/\/127\.0\.0\.1:\d+\/metrics \(REGIONSHIFT_METRICS_PORT; with the Temporal SDK's\)/);
+    // Ports from the environment (how the local stack gives each worker its own), 0 = any free one;
+    // spans to an OTLP endpoint, as OTEL_EXPORTER_OTLP_ENDPOINT says.
+    otlp = await startOtlpReceiver();
+    const env = { REGIONSHIFT_METRICS_PORT: '0', OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '200' };
+    [west, east] = await Promise.all([spawnWorker(['--region', WEST], env), spawnWorker(['--region', EAST, '--no-control'], env)]);
+    expect(west.out()).toMatch(/metrics=http:\/\/127\.0\.0\.1:\d+\/metrics \(REGIONSHIFT_METRICS_PORT; with the Temporal SDK's\) traces=OTLP/);
 
     const before = await scrape(west.metricsUrl);
     expect(find(before, 'regionshift_runs_total')).toEqual([]);
@@ -175,6 +201,10 @@ describe('metrics', () => {
     for (const s of find(e, 'regionshift_replication_replay_lag_bytes', { service: 'ledger', region: EAST })) expect(s.value).toBeGreaterThanOrEqual(0);
     // Runs are counted by the worker that ran the workflow, once: the activity-only worker has none.
     expect(find(e, 'regionshift_runs_total')).toEqual([]);
+
+    // Both workers exported the run's spans by OTLP: the run, its steps, the activities each ran.
+    await waitFor('the run\'s spans at the OTLP endpoint', async () => otlp.spans.includes('RunWorkflow:runbook') && otlp.spans.includes('Step:promote') && otlp.spans.includes('RunActivity:dbVerifyWrites'), 20_000);
+    expect(otlp.spans).toContain('RunActivity:dbFenceWrites'); // us-east-1 was the writer: its worker fenced it
   });
 
   it('the intake counts accepted and rejected alarms, and serves the guardians\' states', async () => {
