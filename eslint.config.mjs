@@ -55,6 +55,8 @@ export default tseslint.config(
     files: [
       'workflows/**/*.ts', 'src/runbook/**/*.ts', 'src/policy/**/*.ts', 'src/traffic/**/*.ts', 'src/reconcile/**/*.ts',
       'src/approvals/message.ts', 'src/intake/types.ts', 'src/intake/ids.ts', 'src/intake/health-verdict.ts',
+      // Bundled with the workflows as interceptors (workers/bundle.ts).
+      'src/metrics/workflow-interceptors.ts', 'src/metrics/run-summary.ts',
     ],
     ignores: ['src/runbook/load.ts'],
     rules: {
@@ -63,8 +65,8 @@ export default tseslint.config(
     },
   },
   {
-    files: ['activities/**/*.ts', 'workers/**/*.ts', 'src/config/**/*.ts', 'src/postgres/**/*.ts', 'src/codec/**/*.ts', 'src/runs/**/*.ts', 'src/approvals/**/*.ts', 'src/runbook/load.ts'],
-    ignores: ['src/approvals/message.ts'],
+    files: ['activities/**/*.ts', 'workers/**/*.ts', 'src/config/**/*.ts', 'src/postgres/**/*.ts', 'src/codec/**/*.ts', 'src/runs/**/*.ts', 'src/approvals/**/*.ts', 'src/runbook/load.ts', 'src/metrics/**/*.ts', 'src/tracing/**/*.ts'],
+    ignores: ['src/approvals/message.ts', 'src/metrics/workflow-interceptors.ts', 'src/metrics/run-summary.ts'],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', ENTRY_POINTS] },
   },
 );
