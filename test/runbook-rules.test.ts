@@ -392,7 +392,7 @@ describe.concurrent('the runbook interpreter', () => {
   });
 
   describe('workflow-task round trips (bench: failover.planned.overheadMs)', () => {
-    it('a planned run schedules the shift and the write probe in one workflow task, and sets each search attribute value once', async (ctx) => {
+    it('a planned run schedules the shift and the write probe in one workflow task, and tells the guardian of its end in its last', async (ctx) => {
       const r = await rig(ctx, 'round-trips');
       const handle = await r.start(r.input());
       const { rec, result } = await outcome(handle);
@@ -404,6 +404,10 @@ describe.concurrent('the runbook interpreter', () => {
       // Both count in the RTO: it is taken when the later of the two is done.
       const [shift, verify] = [stepOf(rec, 'traffic.shift'), stepOf(rec, 'app.verifyWrites')];
       expect(Date.parse(rec.startedAt) + rec.rtoMs!).toBeGreaterThanOrEqual(Math.max(Date.parse(shift.endedAt!), Date.parse(verify.endedAt!)));
+      // The end is told from the worker (a local activity's marker), not by a signal whose outcome would need a workflow task of its own.
+      const types = events.map((e) => Object.keys(e).find((k) => k.endsWith('EventAttributes')));
+      expect(types.filter((t) => t === 'signalExternalWorkflowExecutionInitiatedEventAttributes')).toHaveLength(1);
+      expect(types.slice(-3)).toEqual(['upsertWorkflowSearchAttributesEventAttributes', 'markerRecordedEventAttributes', 'workflowExecutionCompletedEventAttributes']);
       // One upsert of the step attribute per step that ran, and one at the end: none repeats a value.
       const stepValues = events.flatMap((e) => {
         const v = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.RegionshiftStep?.data;

@@ -13,7 +13,7 @@ import type { AttachedAlarm, PlannedStep, RunInput, RunRecord, StandbyFollow, St
 import { describeRecords, primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
 import { residencyViolation } from '../src/policy/residency';
 import { SA } from './search-attributes';
-import { notifyGuardian } from './guardian';
+import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
 import { RunDecisions } from './approvals';
@@ -541,6 +541,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   // The first step sets the attributes in this same workflow task; a run with no step to run sets
   // them at its end.
   publish(!lean);
+  // A signal, not notifyGuardianNow: a local activity would hold the preflight's activities back
+  // until the guardian answered, and the outcome that comes back usually lands while they run.
   void notifyGuardian(rec);
   try {
     await work.run(runSteps);
@@ -548,7 +550,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.currentStep = undefined;
     rec.endedAt = iso();
     publish();
-    await notifyGuardian(rec);
+    await (lean ? notifyGuardianNow(rec) : notifyGuardian(rec));
     await decisions.drain();
     return rec;
   } catch (err) {
@@ -561,7 +563,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.endedAt = iso();
     rec.currentStep = undefined;
     publish();
-    await notifyGuardian(rec);
+    await (lean ? notifyGuardianNow(rec) : notifyGuardian(rec));
     await decisions.drain();
     const refused = err instanceof ApplicationFailure && err.type === FAILURE.refused;
     throw ApplicationFailure.create({
