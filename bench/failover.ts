@@ -60,7 +60,7 @@ async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> 
   out.checks.push(
     { path: 'failover.planned.wallMs', what: 'planned failover, start → close', samples: samples.map((s) => s.wallMs), targetMax: 5_000, reproduce },
     { path: 'failover.planned.fenceMs', what: 'the fence step (wall in pg_hba.conf, reload, proof, sessions ended): writes stop here', samples: samples.map((s) => s.fenceMs), reproduce },
-    { path: 'failover.planned.overheadMs', what: 'orchestration overhead per run (wall − time inside providers)', samples: samples.map((s) => s.overheadMs), targetMax: 300, reproduce },
+    { path: 'failover.planned.overheadMs', what: 'orchestration overhead per run (wall − time inside providers)', samples: samples.map((s) => s.overheadMs), targetMax: 100, reproduce },
   );
   if (samples.some((s) => s.lostWrites > 0)) out.failures.push('a planned failover lost acknowledged writes');
   return {
