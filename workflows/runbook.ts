@@ -12,6 +12,7 @@ import { fenceOnReturnWorkflowId, followWatcherWorkflowId, regionTaskQueue } fro
 import type { AttachedAlarm, PlannedStep, RunInput, RunRecord, StandbyFollow, Step, StepState } from '../src/runbook/types';
 import { describeRecords, primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
 import { residencyViolation } from '../src/policy/residency';
+import { lagMsOf } from '../src/policy/target';
 import { SA } from './search-attributes';
 import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
@@ -390,9 +391,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         // last news from the primary minus the last commit it had), the evidence a provider
         // without timelines (Aurora) dates the divergence by: the failure time minus this lag.
         const before = rec.promotion?.before;
-        const heard = before?.lastHeardFromPrimaryAt ? Date.parse(before.lastHeardFromPrimaryAt) : NaN;
-        const replayed = before?.lastReplayedCommitAt ? Date.parse(before.lastReplayedCommitAt) : NaN;
-        const lag = Number.isNaN(heard) || Number.isNaN(replayed) ? undefined : { lagMs: Math.max(0, heard - replayed), lagObservedAt: before!.lastHeardFromPrimaryAt };
+        const lagMs = lagMsOf(before);
+        const lag = lagMs === undefined ? undefined : { lagMs, lagObservedAt: before!.lastHeardFromPrimaryAt };
         rec.reconcile = {
           required: true,
           oldPrimary: source(),
@@ -585,9 +585,8 @@ function describeTraffic(state: TrafficState): string {
  * source inflate it); reconciliation counts what was actually lost.
  */
 function rpoEstimateSeconds(state: DbNodeState): number | undefined {
-  if (!state.lastHeardFromPrimaryAt || !state.lastReplayedCommitAt) return undefined;
-  const gap = (Date.parse(state.lastHeardFromPrimaryAt) - Date.parse(state.lastReplayedCommitAt)) / 1000;
-  return Math.max(0, Math.round(gap * 10) / 10);
+  const lagMs = lagMsOf(state);
+  return lagMs === undefined ? undefined : Math.round(lagMs / 100) / 10;
 }
 
 /**
