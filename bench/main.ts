@@ -46,16 +46,27 @@ function count(value: string | undefined, name: string, fallback: number): numbe
   return n;
 }
 
+function medianOf(c: Check) {
+  return spread(c.samples, c.unit === '×' ? 2 : 0);
+}
+
+/** Whether the median meets every target the check sets (under targetMax, at least targetMin). */
+function meets(c: Check): boolean {
+  const s = medianOf(c);
+  return s.n > 0 && (c.targetMax === undefined || s.median < c.targetMax) && (c.targetMin === undefined || s.median >= c.targetMin);
+}
+
 function checkLine(c: Check): string[] {
-  const s = spread(c.samples);
-  const figure = s.n ? `median ${s.median} ms (min ${s.min}, max ${s.max}, ${s.n} runs)` : 'no successful run';
-  const verdict = c.targetMax === undefined ? 'no target set' : `target < ${c.targetMax} ms: ${s.n && s.median < c.targetMax ? 'PASS' : 'FAIL'}`;
+  const s = medianOf(c);
+  const unit = c.unit === '×' ? '×' : ' ms';
+  const figure = s.n ? `median ${s.median}${unit} (min ${s.min}, max ${s.max}, ${s.n} runs)` : 'no successful run';
+  const targets = [c.targetMax !== undefined ? `< ${c.targetMax}${unit}` : '', c.targetMin !== undefined ? `≥ ${c.targetMin}${unit}` : ''].filter(Boolean);
+  const verdict = targets.length === 0 ? 'no target set' : `target ${targets.join(' and ')}: ${meets(c) ? 'PASS' : 'FAIL'}`;
   return [`${c.path}  ${figure}  ${verdict}`, `    ${c.what}`, `    reproduce: ${c.reproduce}`];
 }
 
 function failed(c: Check): boolean {
-  const s = spread(c.samples);
-  return c.targetMax !== undefined && !(s.n > 0 && s.median < c.targetMax);
+  return (c.targetMax !== undefined || c.targetMin !== undefined) && !meets(c);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -40,6 +40,10 @@ export interface Check {
   samples: number[];
   /** Upper bound the median must stay under; absent when no target is set. */
   targetMax?: number;
+  /** Lower bound the median must reach (a speedup); absent when no such target is set. */
+  targetMin?: number;
+  /** What a sample counts: milliseconds (the default) or a ratio (×, kept to two decimals). */
+  unit?: 'ms' | '×';
   /** The command that measures this figure again. */
   reproduce: string;
 }

@@ -7,12 +7,14 @@ export interface Spread {
   n: number;
 }
 
-export function spread(samples: number[]): Spread {
+/** `decimals`: a ratio keeps two (1.18 must not read as 1); milliseconds keep none. */
+export function spread(samples: number[], decimals = 0): Spread {
   if (samples.length === 0) return { median: NaN, min: NaN, max: NaN, n: 0 };
   const s = [...samples].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { median: Math.round(median), min: s[0]!, max: s[s.length - 1]!, n: s.length };
+  const scale = 10 ** decimals;
+  return { median: Math.round(median * scale) / scale, min: s[0]!, max: s[s.length - 1]!, n: s.length };
 }
 
 export type Figures = { [key: string]: unknown };

@@ -90,6 +90,7 @@ async function applyPass(c: Client, cfg: ReconcileConfig, region: string, input:
     txnIds: ok.map((t) => t.txnId),
     expectedEntries: ok.reduce((n, t) => n + t.entryCount, 0),
     debited: [...new Set(ok.flatMap((t) => Object.entries(t.deltas).filter(([, d]) => d < 0).map(([a]) => a)))],
+    balancesAfter: booked.balancesAfter,
   });
   lap('casesAndInvariants');
   const byKind: Partial<Record<CaseKind, number>> = {};

@@ -15,6 +15,8 @@ export interface BookedTxns {
   entriesInserted: number;
   /** Net amount inserted per account. */
   deltas: Map<string, number>;
+  /** The cached balance of each account moved, as the update left it (this transaction holds its lock). */
+  balancesAfter: Map<string, number>;
 }
 
 /**
@@ -23,7 +25,7 @@ export interface BookedTxns {
  * stamped with the booking time and region; re-applied ones keep the old side's.
  */
 export async function bookTxns(c: Client, cfg: ReconcileConfig, region: string, txns: ProposedTxn[], provenance: { reconciliationId: string; sourceRegion: string; how: string; caseId?: string }): Promise<BookedTxns> {
-  const out: BookedTxns = { journalInserted: [], entriesInserted: 0, deltas: new Map() };
+  const out: BookedTxns = { journalInserted: [], entriesInserted: 0, deltas: new Map(), balancesAfter: new Map() };
   if (txns.length === 0) return out;
   const j = cfg.journal;
   const e = cfg.entries;
@@ -55,7 +57,7 @@ export async function bookTxns(c: Client, cfg: ReconcileConfig, region: string, 
     out.deltas.set(d.account, Number(d.delta));
     out.entriesInserted += Number(d.n);
   }
-  await moveBalances(c, cfg, out.deltas);
+  out.balancesAfter = await moveBalances(c, cfg, out.deltas);
   const inserted = new Set(out.journalInserted);
   const prov = txns.filter((t) => inserted.has(String(t.journal[j.id])));
   if (prov.length > 0) {
@@ -74,7 +76,7 @@ export async function bookTxns(c: Client, cfg: ReconcileConfig, region: string, 
  * transactions keep every column the old side had; provenance names the source region.
  */
 export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reconciliationId: string; pass: number; txnIds: string[] }, provenance: { sourceRegion: string; how: string }): Promise<BookedTxns> {
-  const out: BookedTxns = { journalInserted: [], entriesInserted: 0, deltas: new Map() };
+  const out: BookedTxns = { journalInserted: [], entriesInserted: 0, deltas: new Map(), balancesAfter: new Map() };
   if (staged.txnIds.length === 0) return out;
   const j = cfg.journal;
   const e = cfg.entries;
@@ -95,6 +97,9 @@ export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reco
        SELECT ${eCols.map((x) => `r.${q(x)}`).join(', ')}
          FROM (SELECT i.body FROM ${items}) s CROSS JOIN LATERAL jsonb_array_elements(s.body->'entries') x(en)
               CROSS JOIN LATERAL jsonb_populate_record(NULL::${qTable(e.table)}, x.en) r
+        -- In key order: the unique index's leaves are visited once each, in order, not in a
+        -- random walk that reads some of them again after they left the buffer cache.
+        ORDER BY r.${q(e.idempotencyKey)}
        ON CONFLICT DO NOTHING RETURNING ${q(e.account)}::text AS account, ${q(e.amount)}::numeric AS amount)
      SELECT account, sum(amount)::text AS delta, count(*)::text AS n FROM ins GROUP BY account`,
     params,
@@ -103,7 +108,7 @@ export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reco
     out.deltas.set(d.account, Number(d.delta));
     out.entriesInserted += Number(d.n);
   }
-  await moveBalances(c, cfg, out.deltas);
+  out.balancesAfter = await moveBalances(c, cfg, out.deltas);
   if (out.journalInserted.length > 0) {
     await c.query(
       `INSERT INTO regionshift.reconcile_provenance (txn_id, reconciliation_id, original_txn_id, source_region, how)
@@ -114,23 +119,40 @@ export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reco
   return out;
 }
 
-/** The cached balance moves by what was inserted (the entries stay the truth). */
-async function moveBalances(c: Client, cfg: ReconcileConfig, deltas: Map<string, number>): Promise<void> {
+/**
+ * The cached balance moves by what was inserted (the entries stay the truth). Returns each moved
+ * account's balance after the move, as the update wrote it.
+ */
+async function moveBalances(c: Client, cfg: ReconcileConfig, deltas: Map<string, number>): Promise<Map<string, number>> {
   const b = cfg.balances;
-  if (!b.balance || deltas.size === 0) return;
+  const after = new Map<string, number>();
+  const balance = b.balance;
+  if (!balance || deltas.size === 0) return after;
   const accounts = [...deltas.keys()].filter((a) => !a.startsWith(cfg.externalAccountPrefix));
-  if (accounts.length === 0) return;
-  await c.query(
-    `INSERT INTO ${qTable(b.table)} (${q(b.account)}) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`,
-    [accounts],
-  ).catch((err: Error) => {
-    throw ApplicationFailure.nonRetryable(`creating missing accounts in ${b.table} failed (${err.message}); create them, then run reconcile again`, ReconcileFailure.Config);
-  });
-  await c.query(
-    `UPDATE ${qTable(b.table)} a SET ${q(b.balance)} = a.${q(b.balance)} + d.delta
-       FROM unnest($1::text[], $2::numeric[]) AS d(account, delta) WHERE a.${q(b.account)}::text = d.account`,
-    [accounts, accounts.map((a) => deltas.get(a)!)],
-  );
+  if (accounts.length === 0) return after;
+  const move = async (list: string[]) => {
+    const { rows } = await c.query<{ id: string; balance: string }>(
+      `UPDATE ${qTable(b.table)} a SET ${q(balance)} = a.${q(balance)} + d.delta
+         FROM unnest($1::text[], $2::numeric[]) AS d(account, delta) WHERE a.${q(b.account)}::text = d.account
+       RETURNING a.${q(b.account)}::text AS id, a.${q(balance)}::text AS balance`,
+      [list, list.map((a) => deltas.get(a)!)],
+    );
+    for (const r of rows) after.set(r.id, Number(r.balance));
+  };
+  await move(accounts);
+  // Accounts the new side has never had are created (at zero) and then moved. Only those: an
+  // insert-or-skip of every touched account would look up each one's key once more.
+  const missing = accounts.filter((a) => !after.has(a));
+  if (missing.length > 0) {
+    await c.query(
+      `INSERT INTO ${qTable(b.table)} (${q(b.account)}) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`,
+      [missing],
+    ).catch((err: Error) => {
+      throw ApplicationFailure.nonRetryable(`creating missing accounts in ${b.table} failed (${err.message}); create them, then run reconcile again`, ReconcileFailure.Config);
+    });
+    await move(missing);
+  }
+  return after;
 }
 
 /**
@@ -214,7 +236,10 @@ export async function moveStates(c: Client, cfg: ReconcileConfig, moves: StateMo
  * collided would leave it half-booked), and no account that was debited ends below zero where
  * the config forbids it (except the ones a person accepted).
  */
-export async function checkInvariants(c: Client, cfg: ReconcileConfig, booked: { txnIds: string[]; expectedEntries: number; debited: string[]; allowNegative?: string[] }): Promise<void> {
+export async function checkInvariants(
+  c: Client, cfg: ReconcileConfig,
+  booked: { txnIds: string[]; expectedEntries: number; debited: string[]; allowNegative?: string[]; balancesAfter?: Map<string, number> },
+): Promise<void> {
   const e = cfg.entries;
   if (booked.txnIds.length > 0) {
     const n = Number((await c.query<{ n: string }>(
@@ -230,7 +255,12 @@ export async function checkInvariants(c: Client, cfg: ReconcileConfig, booked: {
   if (!cfg.balances.forbidNegative) return;
   const check = booked.debited.filter((a) => !a.startsWith(cfg.externalAccountPrefix) && !(booked.allowNegative ?? []).includes(a));
   if (check.length === 0) return;
-  const balances = await lockedBalances(c, cfg, check);
+  // The balances the booking's own update returned are final: this transaction holds their locks
+  // until it ends. Only accounts it did not move are read again.
+  const known = booked.balancesAfter ?? new Map<string, number>();
+  const balances = new Map(check.filter((a) => known.has(a)).map((a) => [a, known.get(a)!]));
+  const unknown = check.filter((a) => !known.has(a));
+  if (unknown.length > 0) for (const [a, v] of await lockedBalances(c, cfg, unknown)) balances.set(a, v);
   const negative = [...balances].filter(([, v]) => v < 0);
   if (negative.length > 0) {
     throw ApplicationFailure.nonRetryable(

@@ -15,7 +15,7 @@ import { classify, type Classification, type EntryRow, type JournalRow, type Sta
 import { appendAudit, ensureStore } from './store';
 
 const WALK_CHUNK = 2_000;
-const STAGE_CHUNK = 2_000;
+const STAGE_CHUNK = 20_000;
 
 interface SideInfo {
   timeline: number;
@@ -224,21 +224,29 @@ export function createClassify(config: Config, region: string) {
         )).rows.map(toJournal);
         lap('readOldWindow');
         const oldIds = oldRows.map((r) => r.id);
-        // The new side: the same ids wherever they are (a retry after the failover), and how many
-        // others it wrote over the window.
-        const newById = new Map((await newC.query<RawJournal>(
-          `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.id)} = ANY($1::uuid[])`,
-          [oldIds],
-        )).rows.map((r) => [r.id, toJournal(r)]));
-        // A widened pass counts only what it adds before the earlier window (see rules.ts countBefore).
-        const earlier = input.pass > 1 ? (await newC.query<{ from: string | null }>(
-          `SELECT to_char(window_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS from FROM regionshift.reconcile_runs WHERE id = $1`, [input.reconciliationId],
-        )).rows[0]?.from ?? undefined : undefined;
-        const windowEnd = earlier ?? new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
-        const onlyNew = Number((await newC.query<{ n: string }>(
-          `SELECT count(*) AS n FROM ${qTable(j.table)} WHERE ${q(j.committedAt)} >= $1::timestamptz AND ${q(j.committedAt)} ${earlier ? '<' : '<='} $2::timestamptz AND NOT (${q(j.id)} = ANY($3::uuid[]))`,
-          [from, windowEnd, oldIds],
-        )).rows[0]!.n);
+        // The two servers work at once: the old side reads the window's entries while the new side
+        // is asked about the same ids. Entries of rows that turn out to have replicated are read
+        // for nothing; past the margin's few seconds of traffic the window is the divergence.
+        const oldEntriesRead = readEntries(oldC, cfg, oldIds);
+        const newRead = (async () => {
+          // The new side: the same ids wherever they are (a retry after the failover), and how many
+          // others it wrote over the window.
+          const byId = new Map((await newC.query<RawJournal>(
+            `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.id)} = ANY($1::uuid[])`,
+            [oldIds],
+          )).rows.map((r) => [r.id, toJournal(r)]));
+          // A widened pass counts only what it adds before the earlier window (see rules.ts countBefore).
+          const before = input.pass > 1 ? (await newC.query<{ from: string | null }>(
+            `SELECT to_char(window_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS from FROM regionshift.reconcile_runs WHERE id = $1`, [input.reconciliationId],
+          )).rows[0]?.from ?? undefined : undefined;
+          const windowEnd = before ?? new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
+          const others = Number((await newC.query<{ n: string }>(
+            `SELECT count(*) AS n FROM ${qTable(j.table)} WHERE ${q(j.committedAt)} >= $1::timestamptz AND ${q(j.committedAt)} ${before ? '<' : '<='} $2::timestamptz AND NOT (${q(j.id)} = ANY($3::uuid[]))`,
+            [from, windowEnd, oldIds],
+          )).rows[0]!.n);
+          return { byId, before, others };
+        })();
+        const [windowEntries, { byId: newById, before: earlier, others: onlyNew }] = await Promise.all([oldEntriesRead, newRead]);
         const newRowsRead = newById.size + onlyNew;
         lap('readNewSide');
 
@@ -246,7 +254,7 @@ export function createClassify(config: Config, region: string) {
           const n = newById.get(o.id);
           return !n || n.hash !== o.hash || n.origin !== o.origin || n.committedAt !== o.committedAt;
         });
-        const oldEntries = await readEntries(oldC, cfg, notReplicated.map((o) => o.id));
+        const oldEntries = new Map(notReplicated.filter((o) => windowEntries.has(o.id)).map((o) => [o.id, windowEntries.get(o.id)!]));
         const sameId = notReplicated.filter((o) => newById.has(o.id) && newById.get(o.id)!.hash !== o.hash).map((o) => o.id);
         const newEntries = await readEntries(newC, cfg, sameId);
         const lostKeys = notReplicated.filter((o) => !newById.has(o.id)).flatMap((o) => (oldEntries.get(o.id) ?? []).map((e) => e.key));
@@ -321,13 +329,14 @@ async function stage(c: Client, input: ClassifyInput, nNew: RcNode, nOld: RcNode
       ...result.cases.map((k) => ({ kind: 'case', subject: k.id, at: null, body: k })),
       ...result.duplicates.map((id) => ({ kind: 'duplicate', subject: id, at: null, body: {} })),
     ];
+    // One statement per STAGE_CHUNK items, the chunk as one jsonb document: a round trip and a
+    // parse per chunk, not an array literal of escaped JSON per column.
     for (let i = 0; i < items.length; i += STAGE_CHUNK) {
-      const chunk = items.slice(i, i + STAGE_CHUNK);
       await c.query(
         `INSERT INTO regionshift.reconcile_items (reconciliation_id, pass, seq, kind, subject, committed_at, body)
-         SELECT $1, $2::int, s.seq, s.kind, s.subject, s.at, s.body
-           FROM unnest($3::int[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[]) AS s(seq, kind, subject, at, body)`,
-        [input.reconciliationId, input.pass, chunk.map((_, k) => i + k), chunk.map((x) => x.kind), chunk.map((x) => x.subject), chunk.map((x) => x.at), chunk.map((x) => JSON.stringify(x.body))],
+         SELECT $1, $2::int, $3::int + s.ord::int - 1, s.x->>'kind', s.x->>'subject', (s.x->>'at')::timestamptz, s.x->'body'
+           FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY AS s(x, ord)`,
+        [input.reconciliationId, input.pass, i, JSON.stringify(items.slice(i, i + STAGE_CHUNK))],
       );
     }
     await c.query(

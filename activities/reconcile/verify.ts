@@ -22,6 +22,8 @@ export interface VerifySpec {
   key: string;
   windowColumn: string;
   columns: string[];
+  /** The row hash over alias t (rowHashSql); absent: every column through its text form. */
+  hash?: string;
 }
 
 const FANOUT = 16;
@@ -39,8 +41,48 @@ function bigToUuid(b: bigint): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-function rowHash(spec: { columns: string[] }, alias = 't'): string {
-  return `hashtextextended(ROW(${spec.columns.map((c) => `${alias}.${q(c)}`).join(', ')})::text, 0)`;
+function rowHash(spec: { columns: string[]; hash?: string }): string {
+  return spec.hash ?? `hashtextextended(ROW(${spec.columns.map((c) => `t.${q(c)}`).join(', ')})::text, 0)`;
+}
+
+/**
+ * Types whose hash function is as strict as identity: two values hash alike only by chance (1 in
+ * 2^64) unless they are the same value. They are hashed by hash_record_extended as they are, which
+ * costs a few nanoseconds a column, where printing the row as text (a timestamptz, a uuid) and
+ * hashing the text is most of a full scan's time. Left out on purpose, and hashed through their
+ * text form instead: numeric (1.0 = 1.00), float (0 = -0), bpchar (trailing blanks), json, and
+ * text under a nondeterministic collation: their hashes follow their type's equality, which is
+ * looser than "the same value", and verify proves rows identical. Arrays also hash their bounds
+ * (array_dims): the element hash alone does not tell '{1,2}' from '[0:1]={1,2}'.
+ */
+const IDENTITY_HASHED = new Set([
+  16, 17, 20, 21, 23, 25, 26, 1043, 1082, 1114, 1184, 2950, // bool bytea int8 int2 int4 text oid varchar date timestamp timestamptz uuid
+  1000, 1001, 1016, 1005, 1007, 1009, 1028, 1015, 1182, 1115, 1185, 2951, // their arrays
+]);
+
+/**
+ * The row-hash SQL (alias t) for `columns` of `table` as this database types them: one
+ * hash_record_extended over the columns, those outside IDENTITY_HASHED cast to text first. Both
+ * sides are hashed with the same expression. A server without hash_record_extended (before
+ * PostgreSQL 14) gets the text form of the whole row.
+ */
+export async function rowHashSql(c: Client, table: string, columns: string[]): Promise<string> {
+  const has = (await c.query<{ ok: boolean }>(`SELECT to_regprocedure('hash_record_extended(record,bigint)') IS NOT NULL AS ok`)).rows[0]!.ok;
+  if (!has) return rowHash({ columns });
+  const { rows } = await c.query<{ name: string; typ: number; det: boolean; arr: boolean }>(
+    `SELECT a.attname AS name, a.atttypid::int AS typ, coalesce(co.collisdeterministic, true) AS det, ty.typcategory = 'A' AS arr
+       FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid LEFT JOIN pg_collation co ON co.oid = a.attcollation
+      WHERE a.attrelid = $1::regclass AND a.attname = ANY($2::text[]) AND NOT a.attisdropped`,
+    [qTable(table), columns],
+  );
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  const fields = columns.flatMap((col) => {
+    const r = byName.get(col);
+    const ref = `t.${q(col)}`;
+    if (!r || !IDENTITY_HASHED.has(r.typ) || !r.det) return [`${ref}::text`];
+    return r.arr ? [ref, `array_dims(${ref})`] : [ref];
+  });
+  return `hash_record_extended(ROW(${fields.join(', ')}), 0)`;
 }
 
 interface Bucket {
@@ -51,9 +93,15 @@ interface Bucket {
 /** (count, xor) per sub-range of [lo, hi) split at `bounds`, one scan. */
 async function buckets(c: Client, spec: VerifySpec, from: string, lo: string, hi: string | null, bounds: string[]): Promise<Bucket[]> {
   const k = `t.${q(spec.key)}`;
-  const cases = bounds.map((_, i) => `WHEN ${k} < $${i + 4}::uuid THEN ${i}`).join(' ');
+  // Bucket i holds bounds[i-1] <= key < bounds[i]: found by halving (4 comparisons a row for 16
+  // buckets, not up to 15 in a flat CASE).
+  const pick = (l: number, r: number): string => {
+    if (l === r) return String(l);
+    const mid = (l + r) >> 1;
+    return `CASE WHEN ${k} < $${mid + 4}::uuid THEN ${pick(l, mid)} ELSE ${pick(mid + 1, r)} END`;
+  };
   const { rows } = await c.query<{ b: number; n: string; x: string }>(
-    `SELECT CASE ${cases} ELSE ${bounds.length} END AS b, count(*)::text AS n, coalesce(bit_xor(${rowHash(spec)}), 0)::text AS x
+    `SELECT ${pick(0, bounds.length)} AS b, count(*)::text AS n, coalesce(bit_xor(${rowHash(spec)}), 0)::text AS x
        FROM ${qTable(spec.table)} t
       WHERE t.${q(spec.windowColumn)} < $1::timestamptz AND ${k} >= $2::uuid AND ($3::uuid IS NULL OR ${k} < $3::uuid)
       GROUP BY 1`,
@@ -214,6 +262,8 @@ export interface MutableVerifySpec {
   keyType: string;
   keyPrefix: string;
   columns: string[];
+  /** As VerifySpec.hash. */
+  hash?: string;
 }
 
 const BITS = 4; // 2^BITS = FANOUT buckets per differing bucket and level
@@ -409,9 +459,13 @@ async function explainedByWidening(oldC: Client, cfg: ReconcileConfig, specs: Mu
 }
 
 export async function verifySpecs(c: Client, cfg: ReconcileConfig): Promise<VerifySpec[]> {
+  const spec = async (table: string, key: string, windowColumn: string): Promise<VerifySpec> => {
+    const columns = await insertableColumns(c, table);
+    return { table, key, windowColumn, columns, hash: await rowHashSql(c, table, columns) };
+  };
   return [
-    { table: cfg.journal.table, key: cfg.journal.id, windowColumn: cfg.journal.committedAt, columns: await insertableColumns(c, cfg.journal.table) },
-    { table: cfg.entries.table, key: cfg.entries.idempotencyKey, windowColumn: cfg.entries.createdAt, columns: await insertableColumns(c, cfg.entries.table) },
+    await spec(cfg.journal.table, cfg.journal.id, cfg.journal.committedAt),
+    await spec(cfg.entries.table, cfg.entries.idempotencyKey, cfg.entries.createdAt),
   ];
 }
 
@@ -454,7 +508,11 @@ export function createVerify(config: Config, region: string) {
         // new region after the failover) is not compared.
         const newMutable = await mutableVerifySpecs(newC, cfg, input.service, nNew.where);
         const oldMutable = await mutableVerifySpecs(oldC, cfg, input.service, nOld.where);
-        const mutableSpecs = newMutable.map((s, i) => ({ ...s, columns: s.columns.filter((col) => oldMutable[i]!.columns.includes(col)) }));
+        const mutableSpecs: MutableVerifySpec[] = [];
+        for (const [i, s] of newMutable.entries()) {
+          const columns = s.columns.filter((col) => oldMutable[i]!.columns.includes(col));
+          mutableSpecs.push({ ...s, columns, hash: await rowHashSql(newC, s.table, columns) });
+        }
         for (const spec of await verifySpecs(newC, cfg)) {
           const d = await checksumDiff(oldC, newC, spec, run.from);
           tables.push(d.stats);
