@@ -4,7 +4,7 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts } from './net';
+import { freePorts, isPortFree } from './net';
 
 
 export interface TempStackFiles {
@@ -17,6 +17,8 @@ export interface TempStackFiles {
   motoPort: number;
   codecServerPort: number;
   pg: Record<string, { port: number; dataDir: string }>;
+  /** With `monitoring`: the ports of Prometheus, Alertmanager, the intake and the first exporters. */
+  monitoring?: { prometheusPort: number; alertmanagerPort: number; intakePort: number; blackboxPort: number; postgresExporterPort: number };
 }
 
 export interface TempStackOptions {
@@ -36,6 +38,22 @@ export interface TempStackOptions {
   weights?: Record<string, number>;
   /** The stand-in approver the policy lists, with a key made in the stack's folder (src/demo/approver.ts); default demo-oncall. */
   approver?: string;
+  /** Start Prometheus, Alertmanager, the exporters and the intake too (on free ports); default off, so stacks that do not test detection stay light. */
+  monitoring?: boolean;
+  /** Top-level `triggers:` of the config, as YAML lines indented by two spaces (the intake's settings). */
+  triggers?: string;
+}
+
+/** `count` consecutive free loopback ports (the exporters take one per region from a base port). */
+async function freeRun(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const [base] = (await freePorts(1)) as [number];
+    if (base + count > 65535) continue;
+    let ok = true;
+    for (let i = 1; i < count && ok; i++) ok = await isPortFree('127.0.0.1', base + i);
+    if (ok) return base;
+  }
+  throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
 }
 
 /** One service `ledger` on PostgreSQL (the first region writes, the others stream from it) and Route 53 in moto. */
@@ -47,6 +65,14 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   const regions = opts.regions ?? ['us-west-2', 'us-east-1'];
   const [temporalPort, uiPort, motoPort, codecServerPort, ...pgPorts] = (await freePorts(4 + regions.length)) as [number, number, number, number, ...number[]];
   const pg = Object.fromEntries(regions.map((r, i) => [r, { port: pgPorts[i]!, dataDir: join(dir, 'pg', `ledger-${r}`) }]));
+  let monitoring: TempStackFiles['monitoring'];
+  if (opts.monitoring) {
+    const [prometheusPort, alertmanagerPort, intakePort] = (await freePorts(3)) as [number, number, number];
+    monitoring = { prometheusPort, alertmanagerPort, intakePort, blackboxPort: await freeRun(regions.length), postgresExporterPort: await freeRun(regions.length) };
+  }
+  const monitoringYaml = monitoring
+    ? `, monitoring: { prometheusPort: ${monitoring.prometheusPort}, alertmanagerPort: ${monitoring.alertmanagerPort}, intakePort: ${monitoring.intakePort}, blackboxPort: ${monitoring.blackboxPort}, postgresExporterPort: ${monitoring.postgresExporterPort} }`
+    : ', monitoring: { enabled: false }';
   const configFile = join(dir, 'regionshift.yaml');
   const approver = opts.approver ?? 'demo-oncall';
   const map = (value: (r: string) => string): string => `{ ${regions.map((r) => `${r}: ${value(r)}`).join(', ')} }`;
@@ -54,8 +80,8 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
     configFile,
     `# ${opts.comment}
 temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort} }
-stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort} }
-services:
+stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${monitoringYaml} }
+${opts.triggers ? `triggers:\n${opts.triggers}\n` : ''}services:
   - name: ledger
     regions: [${regions.join(', ')}]
     database:
@@ -72,5 +98,5 @@ ${opts.serviceExtra ? `${opts.serviceExtra}\n` : ''}    policy:
 ${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, sshKeysFile: keys/${approver}.pub }]
 `,
   );
-  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg };
+  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg, ...(monitoring ? { monitoring } : {}) };
 }
