@@ -13,6 +13,7 @@ import { BENCH_POLICY, failoverSection } from './failover';
 import { fourRegionsSection } from './four-regions';
 import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
+import { detectionSection } from './detection';
 import { PEERS, peersSection } from './peers/section';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
 import { chooseSections, nameList } from './options';
@@ -20,14 +21,15 @@ import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-// four-regions last of the defaults: it brings up a stack of its own, after the shared one has done its work.
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection];
+// four-regions and detection last of the defaults: they bring up stacks of their own, after the shared one has done its work.
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, detectionSection];
 /** Off unless asked for: it installs packages and starts other tools' clusters. */
 const OPTIONAL_SECTIONS: BenchSection[] = [peersSection];
 
 const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--clients C] [--json]
   --runs N            planned failovers, alternating direction (default 5)
-  --unplanned-runs M  unplanned failovers, each killing the primary of a fresh pair (default 3)
+  --unplanned-runs M  unplanned failovers, each killing the primary of a fresh pair (default 3);
+                      detection runs as many (at least 3), each on a fresh stack with monitoring
   --clients C         concurrent writers on the ledger during the runs (default 0: none; the
                       load generator shares this machine's CPUs with the orchestrator)
   --ledger-10m        also reconcile in a 10,000,000-entry ledger (generating it takes minutes)
@@ -35,7 +37,7 @@ const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--client
                       (installs their Debian packages with apt-get when missing: needs root)
   --peer-runs N       runs of each kind (planned, unplanned) per peer tool (default 3)
   --peer-tools LIST   comma-separated subset of: ${PEERS.map((p) => p.name).join(', ')}
-  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, peers)
+  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, detection, peers)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
 function count(value: string | undefined, name: string, fallback: number): number {
