@@ -96,10 +96,18 @@ function exitedReason(rec: ProcessRecord): () => string | undefined {
 
 async function startOne(
   state: StackState, home: string, name: string, live: Live, onProgress: ((line: string) => void) | undefined,
-  spec: { argv: string[]; log: string; address: string; env?: NodeJS.ProcessEnv; ready: (rec: ProcessRecord) => Promise<boolean> },
+  spec: { argv: string[]; log: string; address: string; env?: NodeJS.ProcessEnv; ready: (rec: ProcessRecord) => Promise<boolean>; reloadUrl?: string },
 ): Promise<MonitoringOutcome> {
   let rec: ProcessRecord | undefined = live(state, name);
   let action = 'already running';
+  if (rec && spec.reloadUrl) {
+    // The files were just rewritten (a rules file or a port in the config may have changed).
+    const res = await fetch(spec.reloadUrl, { method: 'POST', signal: AbortSignal.timeout(5_000) }).catch((err: Error) => err);
+    if (res instanceof Error || !res.ok) {
+      const why = res instanceof Error ? res.message : `HTTP ${res.status} ${(await res.text()).trim().slice(0, 300)}`;
+      return { action, error: `running, but could not reload its config (${why}); see ${spec.log}` };
+    }
+  }
   if (!rec) {
     onProgress?.(`starting ${name} on ${spec.address}…`);
     const started = { ...(await spawnDetached(spec.argv, { log: spec.log, env: spec.env })), address: spec.address };
@@ -137,7 +145,7 @@ export async function upMonitoring(
   for (const vp of plan.vantagePoints) {
     run(vp.name, {
       argv: [bins.blackbox, `--config.file=${vp.configFile}`, `--web.listen-address=${HOST}:${vp.port}`],
-      log: join(logs, `blackbox-${vp.region}.log`), address: exporterUrl(vp.port), ready: answers200(`${exporterUrl(vp.port)}/metrics`),
+      log: join(logs, `blackbox-${vp.region}.log`), address: exporterUrl(vp.port), ready: answers200(`${exporterUrl(vp.port)}/metrics`), reloadUrl: `${exporterUrl(vp.port)}/-/reload`,
     });
   }
   for (const e of plan.exporters) {
@@ -150,12 +158,12 @@ export async function upMonitoring(
   run(ALERTMANAGER, {
     // No cluster port: a single Alertmanager, and a second stack on the machine must not clash on 9094.
     argv: [bins.alertmanager, `--config.file=${plan.alertmanager.configFile}`, `--storage.path=${plan.alertmanager.dataDir}`, `--web.listen-address=${HOST}:${plan.alertmanager.port}`, '--cluster.listen-address='],
-    log: join(logs, 'alertmanager.log'), address: alertmanagerUrl(plan), ready: answers200(`${alertmanagerUrl(plan)}/-/ready`),
+    log: join(logs, 'alertmanager.log'), address: alertmanagerUrl(plan), ready: answers200(`${alertmanagerUrl(plan)}/-/ready`), reloadUrl: `${alertmanagerUrl(plan)}/-/reload`,
   });
   run(PROMETHEUS, {
     argv: [bins.prometheus, `--config.file=${plan.prometheus.configFile}`, `--storage.tsdb.path=${plan.prometheus.dataDir}`, '--storage.tsdb.retention.time=1d',
       `--web.listen-address=${HOST}:${plan.prometheus.port}`, '--web.enable-lifecycle'],
-    log: join(logs, 'prometheus.log'), address: prometheusUrl(plan), ready: answers200(`${prometheusUrl(plan)}/-/ready`),
+    log: join(logs, 'prometheus.log'), address: prometheusUrl(plan), ready: answers200(`${prometheusUrl(plan)}/-/ready`), reloadUrl: `${prometheusUrl(plan)}/-/reload`,
   });
 
   const skip = workerSkipReason();
