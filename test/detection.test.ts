@@ -11,7 +11,7 @@ import { Client as PgClient } from 'pg';
 import type { Client } from '@temporalio/client';
 import { loadConfig } from '../src/config/load';
 import type { Config } from '../src/config/schema';
-import { killRegion } from '../src/demo/region';
+import { cutReplication, killRegion } from '../src/demo/region';
 import { nodeOf } from '../src/demo/ledger';
 import { dsn } from '../src/postgres/node';
 import { guardianWorkflowId } from '../src/intake/ids';
@@ -233,5 +233,21 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     expect(v.decisions.find((d) => d.kind === 'started')?.detail).toContain(`vantage points agreeing: ${[EU, EAST].sort().join(', ')}`);
     console.log(`detection: killed ${WEST} → run started after ${startedAfterMs} ms → writes accepted in ${rec.target} ${fromKill} ms after the kill (the run's RTO ${rec.rtoMs} ms)`);
     expect(fromKill).toBeLessThan(30_000);
+  });
+
+  it('a standby that stops streaming raises RegionshiftReplicationStopped; the guardian records it as a warning and starts nothing', async () => {
+    const service = config.services[0]!;
+    const before = (await guardianView()).runsStarted;
+    await cutReplication({ config, configFile: stack.configFile, home: stack.home }, service, EU);
+    await waitFor('RegionshiftReplicationStopped firing for eu-west-1', async () => {
+      const r = await promQuery(stack.monitoring.prometheusPort, `ALERTS{alertname="RegionshiftReplicationStopped",alertstate="firing",region="${EU}"}`);
+      return r.length === 1;
+    }, 30_000, 500);
+    const warned = await waitFor('the guardian recording the warning', async () => {
+      const v = await guardianView();
+      return v.decisions.find((d) => d.kind === 'warning' && d.region === EU && d.detail.includes('RegionshiftReplicationStopped'));
+    }, 30_000, 250);
+    expect(warned.detail).toContain('does not count toward a failover');
+    expect((await guardianView()).runsStarted).toBe(before);
   });
 });
