@@ -40,17 +40,15 @@ export interface TempStackOptions {
   approver?: string;
   /** Start Prometheus, Alertmanager, the exporters and the intake too (on free ports); default off, so stacks that do not test detection stay light. */
   monitoring?: boolean;
-  /** Top-level `triggers:` of the config, as YAML lines indented by two spaces (the intake's settings). */
-  triggers?: string;
 }
 
-/** `count` consecutive free loopback ports (the exporters take one per region from a base port). */
-async function freeRun(count: number): Promise<number> {
+/** `count` consecutive free loopback ports (the exporters take one per region from a base port), none of `taken`. */
+async function freeRun(count: number, taken: number[]): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const [base] = (await freePorts(1)) as [number];
     if (base + count > 65535) continue;
     let ok = true;
-    for (let i = 1; i < count && ok; i++) ok = await isPortFree('127.0.0.1', base + i);
+    for (let i = 0; i < count && ok; i++) ok = !taken.includes(base + i) && (i === 0 || (await isPortFree('127.0.0.1', base + i)));
     if (ok) return base;
   }
   throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
@@ -63,12 +61,17 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   chmodSync(dir, 0o755);
   const home = join(dir, 'state');
   const regions = opts.regions ?? ['us-west-2', 'us-east-1'];
-  const [temporalPort, uiPort, motoPort, codecServerPort, ...pgPorts] = (await freePorts(4 + regions.length)) as [number, number, number, number, ...number[]];
+  // One call, so no two components get the same port.
+  const singles = await freePorts(4 + regions.length + (opts.monitoring ? 3 : 0));
+  const [temporalPort, uiPort, motoPort, codecServerPort] = singles as [number, number, number, number];
+  const pgPorts = singles.slice(4, 4 + regions.length);
   const pg = Object.fromEntries(regions.map((r, i) => [r, { port: pgPorts[i]!, dataDir: join(dir, 'pg', `ledger-${r}`) }]));
   let monitoring: TempStackFiles['monitoring'];
   if (opts.monitoring) {
-    const [prometheusPort, alertmanagerPort, intakePort] = (await freePorts(3)) as [number, number, number];
-    monitoring = { prometheusPort, alertmanagerPort, intakePort, blackboxPort: await freeRun(regions.length), postgresExporterPort: await freeRun(regions.length) };
+    const [prometheusPort, alertmanagerPort, intakePort] = singles.slice(4 + regions.length) as [number, number, number];
+    const blackboxPort = await freeRun(regions.length, singles);
+    const postgresExporterPort = await freeRun(regions.length, [...singles, ...regions.map((_, i) => blackboxPort + i)]);
+    monitoring = { prometheusPort, alertmanagerPort, intakePort, blackboxPort, postgresExporterPort };
   }
   const monitoringYaml = monitoring
     ? `, monitoring: { prometheusPort: ${monitoring.prometheusPort}, alertmanagerPort: ${monitoring.alertmanagerPort}, intakePort: ${monitoring.intakePort}, blackboxPort: ${monitoring.blackboxPort}, postgresExporterPort: ${monitoring.postgresExporterPort} }`
@@ -81,7 +84,7 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
     `# ${opts.comment}
 temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort} }
 stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${monitoringYaml} }
-${opts.triggers ? `triggers:\n${opts.triggers}\n` : ''}services:
+services:
   - name: ledger
     regions: [${regions.join(', ')}]
     database:
