@@ -20,57 +20,67 @@ const WEIGHTS = { 'us-west-2': 40, 'us-east-1': 30, 'eu-west-1': 20, 'ap-southea
 /** Where a stack finds itself: set by makeBenchStack for the one it makes, so saved and put back. */
 const STACK_ENV = ['REGIONSHIFT_HOME', 'REGIONSHIFT_CONFIG', 'TEMPORAL_ADDRESS'] as const;
 
+/** Runs a section that makes a stack of its own, then puts back the environment of the shared one. */
+export async function withStackEnv<T>(body: () => Promise<T>): Promise<T> {
+  const saved = STACK_ENV.map((k) => [k, process.env[k]] as const);
+  try {
+    return await body();
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 export const fourRegionsSection: BenchSection = {
   name: 'four-regions',
   async run(ctx) {
     const out: SectionResult = { figures: {}, checks: [], notes: [], failures: [] };
     if (ctx.options.runs === 0) return out;
-    const saved = STACK_ENV.map((k) => [k, process.env[k]] as const);
-    let stack: BenchStack | undefined;
-    let client: Client | undefined;
-    try {
-      stack = await makeBenchStack(BENCH_POLICY, { regions: REGIONS, weights: WEIGHTS });
-      ctx.say(`four-region stack in ${stack.dir}; up from nothing:`);
-      const t0 = performance.now();
-      const up = await stack.up((line) => ctx.say(`  ${line}`));
-      const upMs = Math.round(performance.now() - t0);
-      if (!up.ok) throw new Error(`the four-region stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
-      ctx.say(`  up in ${upMs} ms`);
-      client = await connect(stack.config);
-      const service = findService(stack.config, 'ledger');
-      const walls: number[] = [];
-      let writer = REGIONS[0]!;
-      for (let i = 0; i < ctx.options.runs; i++) {
-        const target = writer === REGIONS[0] ? REGIONS[1]! : REGIONS[0]!;
-        // The previous run's rejoin restarted the old primary; a planned run needs it streaming.
-        await waitUntilStreaming(nodeOf(service, target));
-        const run = await runFailover(client, stack.config, { service: service.name, target, mode: 'planned', requestedBy: 'bench', trigger: 'bench' });
-        const address = `${nodeOf(service, target).host}:${nodeOf(service, target).port}`;
-        const strays = (run.record.topologyAfter ?? []).filter((n) => n.region !== target && n.streamingFrom !== address).map((n) => n.region);
-        if (run.record.status !== 'succeeded' || strays.length > 0 || !run.record.topologyAfter) {
-          out.failures.push(`four regions: planned ${writer} → ${target} ${run.record.status}${strays.length ? `, not following ${target}: ${strays.join(', ')}` : ''}: ${run.record.error ?? ''} (${run.uiUrl})`);
-          break;
+    return withStackEnv(async () => {
+      let stack: BenchStack | undefined;
+      let client: Client | undefined;
+      try {
+        stack = await makeBenchStack(BENCH_POLICY, { regions: REGIONS, weights: WEIGHTS });
+        ctx.say(`four-region stack in ${stack.dir}; up from nothing:`);
+        const t0 = performance.now();
+        const up = await stack.up((line) => ctx.say(`  ${line}`));
+        const upMs = Math.round(performance.now() - t0);
+        if (!up.ok) throw new Error(`the four-region stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+        ctx.say(`  up in ${upMs} ms`);
+        client = await connect(stack.config);
+        const service = findService(stack.config, 'ledger');
+        const walls: number[] = [];
+        let writer = REGIONS[0]!;
+        for (let i = 0; i < ctx.options.runs; i++) {
+          const target = writer === REGIONS[0] ? REGIONS[1]! : REGIONS[0]!;
+          // The previous run's rejoin restarted the old primary; a planned run needs it streaming.
+          await waitUntilStreaming(nodeOf(service, target));
+          const run = await runFailover(client, stack.config, { service: service.name, target, mode: 'planned', requestedBy: 'bench', trigger: 'bench' });
+          const address = `${nodeOf(service, target).host}:${nodeOf(service, target).port}`;
+          const strays = (run.record.topologyAfter ?? []).filter((n) => n.region !== target && n.streamingFrom !== address).map((n) => n.region);
+          if (run.record.status !== 'succeeded' || strays.length > 0 || !run.record.topologyAfter) {
+            out.failures.push(`four regions: planned ${writer} → ${target} ${run.record.status}${strays.length ? `, not following ${target}: ${strays.join(', ')}` : ''}: ${run.record.error ?? ''} (${run.uiUrl})`);
+            break;
+          }
+          const t = await runTiming(client, run.workflowId, run.runId);
+          walls.push(t.wallMs);
+          const how = (run.record.standbys ?? []).map((s) => `${s.region} by ${s.how}`).join(', ');
+          ctx.say(`  planned ${i + 1}/${ctx.options.runs} ${writer} → ${target}: wall ${t.wallMs} ms, every standby following ${target} (${how})`);
+          writer = target;
         }
-        const t = await runTiming(client, run.workflowId, run.runId);
-        walls.push(t.wallMs);
-        const how = (run.record.standbys ?? []).map((s) => `${s.region} by ${s.how}`).join(', ');
-        ctx.say(`  planned ${i + 1}/${ctx.options.runs} ${writer} → ${target}: wall ${t.wallMs} ms, every standby following ${target} (${how})`);
-        writer = target;
+        const reproduce = `npm run bench -- --runs ${ctx.options.runs} --unplanned-runs 0`;
+        out.checks.push(
+          { path: 'stack.fourRegions.upMs', what: 'stack up from nothing, four regions (four PostgreSQL, four workers, Temporal, moto)', samples: [upMs], targetMax: 15_000, reproduce },
+          { path: 'failover.fourRegions.plannedWallMs', what: 'planned failover, four regions: start → every standby streaming from the new primary', samples: walls, targetMax: 5_000, reproduce },
+        );
+        out.figures = { stack: { fourRegions: { upMs } }, failover: { fourRegions: { plannedWallMs: spread(walls).median, runs: walls.length, samples: walls } } };
+      } finally {
+        await client?.connection.close().catch(() => undefined);
+        await stack?.destroy();
       }
-      const reproduce = `npm run bench -- --runs ${ctx.options.runs} --unplanned-runs 0`;
-      out.checks.push(
-        { path: 'stack.fourRegions.upMs', what: 'stack up from nothing, four regions (four PostgreSQL, four workers, Temporal, moto)', samples: [upMs], targetMax: 15_000, reproduce },
-        { path: 'failover.fourRegions.plannedWallMs', what: 'planned failover, four regions: start → every standby streaming from the new primary', samples: walls, targetMax: 5_000, reproduce },
-      );
-      out.figures = { stack: { fourRegions: { upMs } }, failover: { fourRegions: { plannedWallMs: spread(walls).median, runs: walls.length, samples: walls } } };
-    } finally {
-      await client?.connection.close().catch(() => undefined);
-      await stack?.destroy();
-      for (const [k, v] of saved) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
-    return out;
+      return out;
+    });
   },
 };

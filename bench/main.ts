@@ -11,6 +11,7 @@ import { configRegions } from '../src/demo/region';
 import type { Client } from '@temporalio/client';
 import { BENCH_POLICY, failoverSection } from './failover';
 import { fourRegionsSection } from './four-regions';
+import { evacuateSection } from './evacuate';
 import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
 import { detectionSection } from './detection';
@@ -21,8 +22,8 @@ import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-// four-regions and detection last of the defaults: they bring up stacks of their own, after the shared one has done its work.
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, detectionSection];
+// four-regions, evacuate and detection last of the defaults: each brings up a stack of its own, after the shared one has done its work.
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, evacuateSection, detectionSection];
 /** Off unless asked for: it installs packages and starts other tools' clusters. */
 const OPTIONAL_SECTIONS: BenchSection[] = [peersSection];
 
@@ -37,7 +38,7 @@ const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--client
                       (installs their Debian packages with apt-get when missing: needs root)
   --peer-runs N       runs of each kind (planned, unplanned) per peer tool (default 3)
   --peer-tools LIST   comma-separated subset of: ${PEERS.map((p) => p.name).join(', ')}
-  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, detection, peers)
+  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, evacuate, detection, peers)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
 function count(value: string | undefined, name: string, fallback: number): number {

@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs';
 import { loadConfig } from '../src/config/load';
 import type { Config } from '../src/config/schema';
 import { stackDown, stackUp, type UpResult } from '../src/stack/stack';
-import { writeTempStack } from '../src/stack/temp';
+import { writeTempStack, type TempStackOptions } from '../src/stack/temp';
 
 export interface BenchStack {
   dir: string;
@@ -20,7 +20,7 @@ export interface BenchStack {
  * `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller);
  * `layout` names its regions (writer first) and weights when they are not the pair's.
  */
-export async function makeBenchStack(policy: string, layout: { regions?: string[]; weights?: Record<string, number> } = {}): Promise<BenchStack> {
+export async function makeBenchStack(policy: string, layout: Pick<TempStackOptions, 'regions' | 'weights' | 'moreServices' | 'extra'> = {}): Promise<BenchStack> {
   const { dir, home, configFile } = await writeTempStack({
     prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5, approver: 'bench-oncall', ...layout,
     // As in regionshift.yaml: reconcile's verify step checksums the loans too.

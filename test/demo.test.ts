@@ -1,8 +1,10 @@
-// `regionshift demo --json` end to end on a throw-away local stack: planned failovers away and
-// back under write load lose nothing; the home region is killed and the unplanned failover brings
-// writes back in the other region; the home region returns, reconciliation accounts for every
-// write it acknowledged, failback brings the service home with zero loss and the original
-// traffic; and the one JSON object says all of it.
+// `regionshift demo --json` end to end on a throw-away four-region local stack (us-west-2 40,
+// us-east-1 30, eu-west-1 20, ap-southeast-1 10): planned failovers away and back under write load
+// lose nothing and every standby follows the writer; ap-southeast-1 (not the writer) is killed,
+// drained, brought back and undrained with the records exactly as before; the home region is
+// killed and the unplanned failover brings writes back in the other region; the home region
+// returns, reconciliation accounts for every write it acknowledged, failback brings the service
+// home with zero loss and the original traffic; and the one JSON object says all of it.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
@@ -12,6 +14,11 @@ interface Step {
   status: string;
   startedAt: string | null;
   endedAt: string | null;
+}
+interface DemoRegion {
+  region: string;
+  role: string;
+  streamingFrom?: string;
 }
 interface Run {
   runId: string;
@@ -26,6 +33,20 @@ interface Run {
   lostWrites: number;
   writesAcked: number;
   approvals: { stepId: string; by: string; decision: string }[];
+  regionsAfter: DemoRegion[];
+  uiUrl: string;
+}
+interface Drain {
+  runId: string;
+  workflowId: string;
+  kind: string;
+  region: string;
+  status: string;
+  writer: string | null;
+  steps: Step[];
+  trafficBefore: Record<string, number>;
+  trafficAfter: Record<string, number>;
+  regionsAfter: DemoRegion[];
   uiUrl: string;
 }
 interface Reconciliation {
@@ -52,6 +73,7 @@ interface Failback {
   trafficBefore: Record<string, number>;
   trafficAfter: Record<string, number>;
   override: unknown;
+  regionsAfter: DemoRegion[];
   steps: Step[];
 }
 interface Component {
@@ -62,10 +84,25 @@ interface Component {
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
+const EU = 'eu-west-1';
+const AP = 'ap-southeast-1';
+const REGIONS = [WEST, EAST, EU, AP];
+const WEIGHTS = { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 };
+const PLANNED_STEPS = ['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'repoint-standbys', 'rejoin'];
+
+/** Every region that is up is the writer or streams from it. */
+function expectFollowing(regions: DemoRegion[], writer: string, what: string): void {
+  expect(regions.map((r) => r.region).sort(), what).toEqual([...REGIONS].sort());
+  for (const r of regions) {
+    if (r.region === writer) expect(r, `${what}: the writer`).toMatchObject({ role: 'primary' });
+    else if (r.role !== 'down') expect(r, `${what}: ${r.region}`).toMatchObject({ role: 'standby', streamingFrom: writer });
+  }
+}
 
 let stack: TempStack;
 let demo: CliResult;
 let runs: Run[];
+let drains: Drain[];
 let reconciliations: Reconciliation[];
 let failback: Failback;
 
@@ -78,14 +115,14 @@ function isIso(s: string | null): boolean {
 }
 
 beforeAll(async () => {
-  stack = await makeTempStack();
-  demo = await runCli(['demo', '--json'], stack.env, 300_000);
+  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS });
+  demo = await runCli(['demo', '--json'], stack.env, 420_000);
   try {
-    ({ runs, reconciliations, failback } = JSON.parse(demo.stdout) as { runs: Run[]; reconciliations: Reconciliation[]; failback: Failback });
+    ({ runs, drains, reconciliations, failback } = JSON.parse(demo.stdout) as { runs: Run[]; drains: Drain[]; reconciliations: Reconciliation[]; failback: Failback });
   } catch {
     throw new Error(`demo --json did not print one JSON object:\n${show(demo)}`);
   }
-}, 320_000);
+}, 440_000);
 
 afterAll(async () => {
   if (!stack) return;
@@ -103,19 +140,40 @@ describe('regionshift demo --json', () => {
     expect(runs.map((r) => r.mode)).toEqual(['planned', 'planned', 'unplanned']);
   });
 
-  it('planned failover us-west-2 → us-east-1 under load: succeeded, no acknowledged write lost', () => {
+  it('planned failover us-west-2 → us-east-1 under load: succeeded, no acknowledged write lost, every standby follows us-east-1', () => {
     const planned = runs[0]!;
     expect(planned).toMatchObject({ mode: 'planned', source: WEST, target: EAST, status: 'succeeded', lostWrites: 0 });
     expect(planned.writesAcked, 'the load wrote through us-west-2 before the failover').toBeGreaterThan(0);
     expect(planned.rtoMs).toBeGreaterThan(0);
-    expect(planned.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
+    expect(planned.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(PLANNED_STEPS);
+    expectFollowing(planned.regionsAfter, EAST, 'after the planned failover');
+    expect(planned.regionsAfter.every((r) => r.role !== 'down'), 'all four databases up').toBe(true);
   });
 
-  it('planned failover back us-east-1 → us-west-2 under load: succeeded, no acknowledged write lost', () => {
+  it('planned failover back us-east-1 → us-west-2 under load: succeeded, no acknowledged write lost, every standby follows us-west-2', () => {
     const back = runs[1]!;
     expect(back).toMatchObject({ mode: 'planned', source: EAST, target: WEST, status: 'succeeded', lostWrites: 0 });
     expect(back.writesAcked, 'the load wrote through us-east-1 in between').toBeGreaterThan(0);
-    expect(back.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
+    expect(back.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(PLANNED_STEPS);
+    expectFollowing(back.regionsAfter, WEST, 'after the planned failover back');
+  });
+
+  it('ap-southeast-1 lost: drained to the others by their weights, the writer untouched; back and undrained to the records exactly as before', () => {
+    expect(drains.map((d) => [d.kind, d.region, d.status])).toEqual([['drain', AP, 'succeeded'], ['undrain', AP, 'succeeded']]);
+    const [drain, undrain] = drains as [Drain, Drain];
+    expect(drain.writer).toBe(WEST);
+    // A failover moves traffic away from its source (docs/traffic.md): away and back leaves
+    // us-east-1's 30 spread over 40/20/10 by largest remainder, 57/0/29/14.
+    expect(drain.trafficBefore).toEqual({ [WEST]: 57, [EAST]: 0, [EU]: 29, [AP]: 14 });
+    // ap-southeast-1's 14 over 57/29: 9.28 and 4.72 → 9 + 5 (the larger remainder takes the odd one).
+    expect(drain.trafficAfter).toEqual({ [WEST]: 66, [EAST]: 0, [EU]: 34, [AP]: 0 });
+    expect(drain.regionsAfter.find((r) => r.region === AP)?.role, 'ap-southeast-1 was down while drained').toBe('down');
+    expectFollowing(drain.regionsAfter, WEST, 'while ap-southeast-1 is drained');
+    expect(undrain.trafficBefore).toEqual(drain.trafficAfter);
+    expect(undrain.trafficAfter).toEqual(drain.trafficBefore);
+    expectFollowing(undrain.regionsAfter, WEST, 'after the undrain');
+    expect(undrain.regionsAfter.find((r) => r.region === AP), 'ap-southeast-1 back as a standby').toMatchObject({ role: 'standby', streamingFrom: WEST });
+    for (const d of drains) expect(d.uiUrl).toBe(`http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${d.workflowId}/${d.runId}/history`);
   });
 
   it('unplanned failover from the killed us-west-2 to us-east-1: succeeded, approved by the demo on-call, RTO from the kill', () => {
@@ -133,6 +191,9 @@ describe('regionshift demo --json', () => {
       ['promote', 'demo-oncall', 'approve'],
     ]);
     expect(unplanned.steps.find((s) => s.id === 'fence-on-return')?.status).toBe('done');
+    expect(unplanned.steps.find((s) => s.id === 'repoint-standbys')?.status).toBe('done');
+    expect(unplanned.regionsAfter.find((r) => r.region === WEST)?.role, 'us-west-2 is dead').toBe('down');
+    expectFollowing(unplanned.regionsAfter, EAST, 'after the unplanned failover');
   });
 
   it('reconciliation: counts per class, entries re-applied, cases opened; no acknowledged write unaccounted for', () => {
@@ -156,14 +217,16 @@ describe('regionshift demo --json', () => {
     expect(failback.rpo).toMatchObject({ lostWrites: 0, zeroLoss: true });
     expect(failback.rpo.writesAcked, 'the load wrote through us-east-1 during the failback').toBeGreaterThan(0);
     expect(failback.trafficAfter).toEqual(failback.trafficBefore);
-    expect(failback.trafficAfter).toEqual({ [WEST]: 100, [EAST]: 0 });
+    expect(failback.trafficAfter, 'as the undrain left them').toEqual(drains[1]!.trafficAfter);
     expect(failback.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
-      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'fence', 'confirm-lag', 'promote', 'restore-traffic', 'verify', 'rejoin',
+      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'fence', 'confirm-lag', 'promote', 'restore-traffic', 'verify', 'repoint-standbys', 'rejoin',
     ]);
+    expectFollowing(failback.regionsAfter, WEST, 'after the failback');
+    expect(failback.regionsAfter.every((r) => r.role !== 'down'), 'all four databases up').toBe(true);
   });
 
   it('every run carries its id, steps with ISO timestamps, and its page in this stack\'s Temporal UI', () => {
-    for (const run of [...runs, ...reconciliations, failback] as Run[]) {
+    for (const run of [...runs, ...drains, ...reconciliations, failback] as Run[]) {
       expect(run.runId).toMatch(/^[0-9a-f-]{36}$/);
       expect(run.uiUrl).toBe(`http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${run.workflowId}/${run.runId}/history`);
       expect(run.steps.length).toBeGreaterThan(0);
@@ -177,14 +240,13 @@ describe('regionshift demo --json', () => {
     }
   });
 
-  it('leaves the stack running as it started: us-west-2 primary, us-east-1 its streaming standby', async () => {
+  it('leaves the stack running as it started: us-west-2 primary, the three others its streaming standbys, four workers', async () => {
     const r = await runCli(['stack', 'status', '--json'], stack.env);
     const components = (JSON.parse(r.stdout) as { components: Component[] }).components;
     const c = (name: string) => components.find((x) => x.name === name);
     expect(c(`postgres:ledger:${WEST}`)).toMatchObject({ health: 'up', role: 'primary' });
-    expect(c(`postgres:ledger:${EAST}`)).toMatchObject({ health: 'up', role: 'standby' });
-    expect(c(`worker:${EAST}`)?.health).toBe('up');
-    expect(c(`worker:${WEST}`)?.health).toBe('up');
+    for (const region of [EAST, EU, AP]) expect(c(`postgres:ledger:${region}`), region).toMatchObject({ health: 'up', role: 'standby' });
+    for (const region of REGIONS) expect(c(`worker:${region}`)?.health, `worker:${region}`).toBe('up');
     expect(c('temporal')?.health).toBe('up');
   });
 
@@ -193,7 +255,7 @@ describe('regionshift demo --json', () => {
     expect(down.code, show(down)).toBe(0);
     // The killed worker may linger as a zombie for a moment; processesOf skips zombies.
     expect(processesOf(stack)).toEqual([]);
-    for (const region of [WEST, EAST] as const) {
+    for (const region of REGIONS) {
       const pidFile = `${stack.pg[region]!.dataDir}/postmaster.pid`;
       expect(() => readFileSync(pidFile), `${region} postmaster.pid`).toThrow();
     }

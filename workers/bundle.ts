@@ -5,7 +5,19 @@ import { REPO_ROOT } from '../src/paths';
 export const WORKFLOWS_PATH = join(REPO_ROOT, 'workflows', 'index.ts');
 export const WORKFLOW_BUNDLE = join(REPO_ROOT, 'dist', 'workflow-bundle.js');
 
+/**
+ * Workflow interceptors, outermost first: tracing (its RunWorkflow span is active while the run
+ * metrics interceptor makes the step spans under it), then the run metrics. Baked into the bundle,
+ * so every worker that runs the bundle must inject both sinks (workers/region.ts).
+ */
+export const WORKFLOW_INTERCEPTOR_MODULES = [
+  require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors'),
+  join(REPO_ROOT, 'src', 'metrics', 'workflow-interceptors.ts'),
+];
+
 /** Prebuilt bundle when `npm run build` made one, else the source (bundled at start, slower). */
-export function workflowSource(): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
-  return existsSync(WORKFLOW_BUNDLE) ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } } : { workflowsPath: WORKFLOWS_PATH };
+export function workflowSource(): { workflowBundle: { codePath: string } } | { workflowsPath: string; workflowInterceptorModules: string[] } {
+  return existsSync(WORKFLOW_BUNDLE)
+    ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
+    : { workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES };
 }

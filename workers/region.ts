@@ -1,12 +1,15 @@
 // A region's worker process: the region's activities on task queue `region.<name>`, and, unless
 // told otherwise, a control worker for runbook workflows. Control runs in every region so that
 // losing a region never loses the ability to run the failover away from it.
-import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { createRegionActivities } from '../activities';
 import { createDecisionActivities } from '../activities/approvals';
 import { dataConverterFromEnv } from '../src/codec/env';
 import type { Config } from '../src/config/schema';
+import { installWorkerRuntime, startWorkerMetrics, workerMetricsPort, type PortChoice, type WorkerMetricsSetup } from '../src/metrics/worker';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/runbook/ids';
+import { activityInterceptors, startTracing, workflowExporterSink, type Tracing } from '../src/tracing/otel';
 import { workflowSource } from './bundle';
 
 export interface RegionWorkerOptions {
@@ -16,24 +19,36 @@ export interface RegionWorkerOptions {
   control: boolean;
   address: string;
   namespace: string;
+  /** Where /metrics listens; default: workerMetricsPort (the environment, then the config). */
+  metricsPort?: PortChoice;
+  /** Another span processor besides OTLP (tests: an in-memory exporter). */
+  spanProcessor?: SpanProcessor;
 }
 
-let runtimeInstalled = false;
-
-function installQuietRuntime(): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  Runtime.install({
-    logger: new DefaultLogger('WARN'),
-    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } },
-  });
+export interface RegionWorkers {
+  workers: Worker[];
+  connection: NativeConnection;
+  metrics: WorkerMetricsSetup;
+  tracing?: Tracing;
+  /** Closes the connection, /metrics and flushes spans; after the workers have stopped. */
+  close(): Promise<void>;
 }
 
-export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ workers: Worker[]; connection: NativeConnection }> {
-  installQuietRuntime();
-  // Before connecting: a bad key is a configuration error, not a reason to open a connection.
+export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<RegionWorkers> {
+  // Before anything listens or connects: bad keys and bad ports are configuration errors.
   const dataConverter = dataConverterFromEnv();
-  const connection = await NativeConnection.connect({ address: opts.address });
+  const port = opts.metricsPort ?? workerMetricsPort(opts.config, opts.region);
+  const { sdkMetricsUrl } = await installWorkerRuntime();
+  const metrics = await startWorkerMetrics(opts.config, port, sdkMetricsUrl);
+  const tracing = startTracing(`regionshift-worker${opts.region ? `-${opts.region}` : '-control'}`, opts.spanProcessor);
+  const activity = [...activityInterceptors(tracing), ...metrics.activityInterceptors];
+  let connection: NativeConnection;
+  try {
+    connection = await NativeConnection.connect({ address: opts.address });
+  } catch (err) {
+    await metrics.close();
+    throw err;
+  }
   const workers: Worker[] = [];
   if (opts.region) {
     workers.push(
@@ -43,17 +58,20 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ 
         dataConverter,
         taskQueue: regionTaskQueue(opts.region),
         activities: createRegionActivities(opts.config, opts.region),
+        interceptors: { activity },
       }),
     );
   }
   if (opts.control) {
+    const source = workflowSource();
+    const { workflowInterceptorModules, ...code } = 'workflowInterceptorModules' in source ? source : { ...source, workflowInterceptorModules: undefined };
     workers.push(
       await Worker.create({
         connection,
         namespace: opts.namespace,
         dataConverter,
         taskQueue: CONTROL_TASK_QUEUE,
-        ...workflowSource(),
+        ...code,
         // A long-lived workflow (the guardian) is cached on one control worker. When that worker's
         // region dies with it (SIGKILL, no goodbye), its next task would wait 10 s (the default)
         // on the dead worker's sticky queue before any other worker may take it: that wait would
@@ -61,20 +79,31 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<{ 
         stickyQueueScheduleToStartTimeout: '1s',
         // Runs verify decisions' signatures here, with this worker's own config and keys.
         activities: createDecisionActivities(opts.config),
+        interceptors: { activity, ...(workflowInterceptorModules ? { workflowModules: workflowInterceptorModules } : {}) },
+        // Runs report their end (metrics) and their spans through these (src/metrics/workflow-interceptors.ts).
+        sinks: { ...metrics.sinks, ...workflowExporterSink(tracing) },
       }),
     );
   }
-  return { workers, connection };
+  return {
+    workers,
+    connection,
+    metrics,
+    tracing,
+    async close() {
+      await Promise.allSettled([connection.close(), metrics.close(), tracing?.shutdown()]);
+    },
+  };
 }
 
 /** Runs until every worker stops (SIGINT/SIGTERM shut them down gracefully). */
-export async function runRegionWorkers(opts: RegionWorkerOptions, onReady: () => void): Promise<void> {
-  const { workers, connection } = await createRegionWorkers(opts);
+export async function runRegionWorkers(opts: RegionWorkerOptions, onReady: (w: RegionWorkers) => void): Promise<void> {
+  const rw = await createRegionWorkers(opts);
   try {
-    const running = workers.map((w) => w.run());
-    onReady();
+    const running = rw.workers.map((w) => w.run());
+    onReady(rw);
     await Promise.all(running);
   } finally {
-    await connection.close();
+    await rw.close();
   }
 }

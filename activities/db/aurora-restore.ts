@@ -31,7 +31,8 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { awsErrorCode } from '../aws/errors';
-import { AuroraFailure, heartbeat, pause, type AuroraService } from './aurora';
+import { heartbeat, pause } from '../context';
+import { AuroraFailure, type AuroraService } from './aurora';
 import {
   MissingRoleError, attemptProbeWrite, close, connect, ensureProbeObjects, errorMessage, isConfigError, quoteIdent,
   readOnlyDefaultFor, sqlState, terminateRoleSessions, type ConnTarget,

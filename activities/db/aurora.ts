@@ -48,7 +48,7 @@ import {
   type GlobalClusterMember,
 } from '@aws-sdk/client-rds';
 import { CloudWatchClient, GetMetricDataCommand, ListMetricsCommand, type Dimension } from '@aws-sdk/client-cloudwatch';
-import { Context } from '@temporalio/activity';
+import { activityContext, heartbeat, pause } from '../context';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -63,7 +63,7 @@ import type {
 } from '../types';
 import {
   MissingRoleError, READ_ONLY_SQL_TRANSACTION, WRITE_PROBE, attemptReadWriteLogin, canLogin, connect, close, denyLogin,
-  ensureProbeObjects, errorMessage, isConfigError, isConnectionError, quoteIdent, restoreLogin, roleReadOnlySetting, sleepMs, sqlState,
+  ensureProbeObjects, errorMessage, isConfigError, isConnectionError, quoteIdent, restoreLogin, roleReadOnlySetting, sqlState,
   terminateRoleSessions, type ConnTarget, type ReadWriteAttempt,
 } from './sql';
 
@@ -129,27 +129,6 @@ interface PromoteProgress {
   dataLossAllowed?: boolean;
   /** The target was not the writer when this chain of attempts started. */
   startedAsSecondary?: boolean;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Activity context: heartbeats and sleeps that also work when called directly (tests).
-
-function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined;
-  }
-}
-
-export function heartbeat(details: unknown): void {
-  activityContext()?.heartbeat(details);
-}
-
-export async function pause(ms: number): Promise<void> {
-  const ctx = activityContext();
-  if (ctx) await ctx.sleep(ms);
-  else await sleepMs(ms);
 }
 
 const iso = (ms: number = Date.now()): string => new Date(ms).toISOString();

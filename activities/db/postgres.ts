@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { Context } from '@temporalio/activity';
+import { heartbeat, pause } from '../context';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { Config, PostgresRegion } from '../../src/config/schema';
@@ -44,7 +44,6 @@ import {
   lsnToBigInt,
   quoteIdent,
   ensureProbeObjects as ensureSharedProbeObjects,
-  sleepMs,
   sqlState,
   terminateRoleSessions,
   withClient,
@@ -142,24 +141,6 @@ function resolveNode(config: Config, service: string, region: string): ResolvedN
 // ---------------------------------------------------------------------------------------------
 // Activity context: heartbeats and cancellable sleeps that also work when called directly (tests).
 
-function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined; // not running inside an activity
-  }
-}
-
-function heartbeat(details: unknown): void {
-  activityContext()?.heartbeat(details);
-}
-
-/** Sleeps; inside an activity it throws CancelledFailure when the activity is cancelled. */
-async function pause(ms: number): Promise<void> {
-  const ctx = activityContext();
-  if (ctx) await ctx.sleep(ms);
-  else await sleepMs(ms);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Connections

@@ -35,7 +35,7 @@ import {
   type ListResourceRecordSetsCommandInput,
   type ResourceRecordSet,
 } from '@aws-sdk/client-route-53';
-import { Context } from '@temporalio/activity';
+import { heartbeat } from '../context';
 import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/config/schema';
@@ -729,18 +729,7 @@ async function waitInSync(t: Target, changeId: string, comment: string): Promise
         'ChangeNotInSync',
       );
     }
-    heartbeatIfActivity({ changeId, status: res.ChangeInfo?.Status });
+    heartbeat({ changeId, status: res.ChangeInfo?.Status });
     await new Promise((resolve) => setTimeout(resolve, INSYNC_POLL_MS));
   }
-}
-
-/** The demo and tests call these functions outside an activity, where there is nobody to heartbeat to. */
-function heartbeatIfActivity(details: unknown): void {
-  let ctx: Context;
-  try {
-    ctx = Context.current();
-  } catch {
-    return;
-  }
-  ctx.heartbeat(details);
 }

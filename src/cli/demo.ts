@@ -11,21 +11,25 @@ import { EXIT } from './exit';
 
 const USAGE = `usage: regionshift demo [--json] [--config FILE]
 
-Brings the local stack up (rebuilding the ledger pair if an earlier demo left it changed) and runs
-a write load on the ledger through: a planned failover us-west-2 → us-east-1 and back; the loss
-of us-west-2 and an unplanned failover to us-east-1, approved as the on-call; us-west-2's return
-(read-only on its own timeline); reconciliation of the writes it acknowledged that never
-replicated; and failback to us-west-2 with the traffic as it was before. Reports steps, RTO and
-lost writes per failover, counts per class and cases per reconciliation, and the failback's RPO.
-Exit 0 when every run succeeded, no planned run lost a write, reconciliation left no
+Brings the local stack up (rebuilding the ledger's databases if an earlier demo left them changed)
+and runs a write load on the ledger (regionshift.yaml: us-west-2 writes, us-east-1, eu-west-1 and
+ap-southeast-1 stream from it, traffic 40/30/20/10) through: a planned failover us-west-2 →
+us-east-1 and back; the loss of ap-southeast-1, which is not the writer: its traffic drained to the
+others, then undrained once it is back; the loss of us-west-2 and an unplanned failover to
+us-east-1, approved as the on-call; us-west-2's return (read-only on its own timeline);
+reconciliation of the writes it acknowledged that never replicated; and failback to us-west-2 with
+the traffic as it was before. After each run every database is asked whom it follows. Reports
+steps, RTO and lost writes per failover, the records before and after each drain, counts per class
+and cases per reconciliation, and the failback's RPO. Exit 0 when every run succeeded, no planned
+run lost a write, every standby follows the writer after each run, reconciliation left no
 acknowledged write unaccounted for, and the failback lost none.`;
 
-function closing(result: DemoResult, home: string, away: string): string {
+function closing(result: DemoResult, home: string, others: string[]): string {
   const back = result.failback?.status === 'succeeded';
   return [
     '',
     back
-      ? `The stack is still running as it started: ${home} is the primary with its original traffic, ${away} a streaming standby.`
+      ? `The stack is still running: ${home} is the primary again with the traffic it had before it failed, ${others.join(', ')} streaming from it.`
       : `The stack is still running; the last run did not finish the story (see above).`,
     ...[
       ['Temporal UI', result.temporalUi],
@@ -62,8 +66,9 @@ export function demoCommand(argv: string[]): Promise<number> {
       console.log(JSON.stringify(result));
     } else {
       const svc = config.services.find((s) => s.name === DEMO_SERVICE)!;
-      console.log(closing(result, svc.regions[0]!, svc.regions[1]!));
+      console.log(closing(result, svc.regions[0]!, svc.regions.slice(1)));
       const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms`);
+      for (const d of result.drains) parts.push(`${d.kind} ${d.region} ${d.status}`);
       for (const rc of result.reconciliations) parts.push(`reconcile ${rc.status}: lost ${rc.transactions['only-old']}, re-applied ${rc.transactionsReapplied} (${rc.entriesReapplied} entries), ${rc.casesOpened} cases, unaccounted ${rc.missingAfter}`);
       if (result.failback) parts.push(`failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`);
       console.log(`\n${result.ok ? 'demo OK' : 'demo FAILED'}: ${parts.join('; ')}`);

@@ -33,7 +33,7 @@ export function intakeCommand(argv: string[]): Promise<number> {
     for (const [name, env] of [['eventbridge', t.eventbridge.secretEnv], ['alertmanager', t.alertmanager.tokenEnv]] as const) {
       if (!process.env[env]) console.log(`intake: ${name} endpoint refuses everything until ${env} is set`);
     }
-    console.log(`regionshift intake ready: ${intake.server.url} (POST /sns, /eventbridge, /alertmanager); guardians configured for ${cfg.services.map((s) => s.name).join(', ')}${intake.watchers.length ? `; health watchers ${intake.watchers.join(', ')}` : ''}`);
+    console.log(`regionshift intake ready: ${intake.server.url} (POST /sns, /eventbridge, /alertmanager; GET /metrics); guardians configured for ${cfg.services.map((s) => s.name).join(', ')}${intake.watchers.length ? `; health watchers ${intake.watchers.join(', ')}` : ''}`);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGINT', stop);

@@ -2,6 +2,7 @@
 // its exit code: 0 success, 1 failed, 2 bad input, 3 refused (see exit.ts).
 import { EXIT } from './exit';
 import { skipMissingKeysWarning } from '../codec/env';
+import { flushClientTracing } from '../runs/client';
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -50,5 +51,10 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.badInput;
   }
   if (!LONG_RUNNING.has(name)) skipMissingKeysWarning();
-  return (await command.load())(rest);
+  try {
+    return await (await command.load())(rest);
+  } finally {
+    // bin/regionshift.js exits right after: spans the command's client made must leave first.
+    await flushClientTracing();
+  }
 }

@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, configPath, ConfigError } from '../config/load';
 import { runRegionWorkers } from '../../workers/region';
+import { MetricsSettingError, workerMetricsPort, type PortChoice } from '../metrics/worker';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../runbook/ids';
 import { EXIT } from './exit';
 
-const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--config FILE]';
+const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--metrics-port N] [--config FILE]';
 
 export async function workerCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -14,6 +15,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
       'control-only': { type: 'boolean', default: false },
       'no-control': { type: 'boolean', default: false },
       config: { type: 'string' },
+      'metrics-port': { type: 'string' },
     },
     strict: true,
   });
@@ -38,9 +40,19 @@ export async function workerCommand(argv: string[]): Promise<number> {
   }
   const address = process.env.TEMPORAL_ADDRESS ?? config.temporal.address;
   const control = !values['no-control'];
-  await runRegionWorkers({ config, region, control, address, namespace: config.temporal.namespace }, () => {
-    const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
-    console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address}`);
-  });
+  let metricsPort: PortChoice;
+  try {
+    metricsPort = workerMetricsPort(config, region, values['metrics-port']);
+    await runRegionWorkers({ config, region, control, address, namespace: config.temporal.namespace, metricsPort }, (rw) => {
+      const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
+      console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? '; with the Temporal SDK\'s' : ''})${rw.tracing ? ' traces=OTLP' : ''}`);
+    });
+  } catch (err) {
+    if (err instanceof MetricsSettingError) {
+      console.error(`regionshift worker: ${err.message}`);
+      return EXIT.badInput;
+    }
+    throw err;
+  }
   return EXIT.ok;
 }

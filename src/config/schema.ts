@@ -328,6 +328,31 @@ export const ResidencyClass = z.strictObject({
   allowOutside: z.boolean().default(false),
 });
 
+const MetricsPort = z.number({ error: 'must be a port number: an integer from 0 to 65535 (0 picks a free port)' })
+  .int({ error: 'must be a port number: an integer from 0 to 65535 (0 picks a free port)' })
+  .min(0, { error: 'must be a port number: an integer from 0 to 65535 (0 picks a free port)' })
+  .max(65535, { error: 'must be a port number: an integer from 0 to 65535 (0 picks a free port)' });
+
+/**
+ * The region workers' /metrics endpoints (docs/observability.md; the intake serves GET /metrics
+ * on its own port). Optional: without it each worker serves on a free port it prints. Keyed by
+ * region ("control" for a control-only worker), so one config gives every worker of the local
+ * stack its own port.
+ */
+export const Metrics = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  workers: z.record(z.string().min(1), MetricsPort).default({}),
+}).superRefine((m, ctx) => {
+  const seen = new Map<number, string>();
+  for (const [region, port] of Object.entries(m.workers)) {
+    if (port === 0) continue;
+    const other = seen.get(port);
+    if (other) ctx.addIssue({ code: 'custom', path: ['workers', region], message: `port ${port} is also metrics.workers.${other}'s: each worker needs its own` });
+    seen.set(port, region);
+  }
+});
+export type Metrics = z.infer<typeof Metrics>;
+
 export const Config = z.strictObject({
   temporal: z
     .strictObject({
@@ -370,6 +395,8 @@ export const Config = z.strictObject({
   triggers: Triggers.optional(),
   /** regionshift evacuate: how many services move at once (each runs its own failover or drain). */
   evacuation: z.strictObject({ maxConcurrent: z.number().int().min(1).default(2) }).prefault({}),
+  /** regionshift's own /metrics endpoints; optional. */
+  metrics: Metrics.optional(),
   services: z.array(Service).min(1),
 }).superRefine((config, ctx) => {
   config.services.forEach((svc, i) => {

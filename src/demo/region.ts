@@ -116,11 +116,17 @@ export async function rebuildPair(
   return stackUp(ctx);
 }
 
-export function configRegions(config: Config, serviceName: string): { service: Service; home: string; away: string } {
+/**
+ * The demo's cast: home (the first region, the writer), away (the second, where failovers go) and,
+ * when the service has more regions, spare: the last one, lost and drained as a region that is
+ * not the writer.
+ */
+export function configRegions(config: Config, serviceName: string): { service: Service; home: string; away: string; spare?: string } {
   const service = config.services.find((s) => s.name === serviceName);
   if (!service) throw new Error(`the config has no service "${serviceName}"; the demo runs on service ${serviceName}`);
-  const [home, away] = service.regions as [string, string];
-  return { service, home, away };
+  const [home, away, ...rest] = service.regions as [string, string, ...string[]];
+  const spare = rest.at(-1);
+  return { service, home, away, ...(spare ? { spare } : {}) };
 }
 
 /**

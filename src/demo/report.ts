@@ -5,6 +5,7 @@ import { formatRecord } from '../cli/report';
 import { formatFailbackRun, formatReconcileReport } from '../cli/reconcile-report';
 import type { Mode, RunRecord } from '../runbook/types';
 import type { RowClass, TxnClass } from '../reconcile/types';
+import { describeRegions, type DemoRegion } from './topology';
 
 export interface DemoStep {
   id: string;
@@ -36,13 +37,15 @@ export interface DemoRun {
   /** Unplanned runs: the replication evidence the workflow recorded at promotion. */
   rpo: RunRecord['rpo'] | null;
   approvals: RunRecord['approvals'];
+  /** Every region's database once the run ended, asked directly: the standbys must follow the writer. */
+  regionsAfter: DemoRegion[];
   error?: string;
   uiUrl: string;
 }
 
 export function toDemoRun(
   rec: RunRecord,
-  facts: { uiUrl: string; lostWrites: number; writesAcked: number; clientRtoMs: number | undefined },
+  facts: { uiUrl: string; lostWrites: number; writesAcked: number; clientRtoMs: number | undefined; regionsAfter?: DemoRegion[] },
 ): DemoRun {
   return {
     workflowId: rec.workflowId,
@@ -62,6 +65,7 @@ export function toDemoRun(
     writesAcked: facts.writesAcked,
     rpo: rec.rpo ?? null,
     approvals: rec.approvals,
+    regionsAfter: facts.regionsAfter ?? [],
     ...(rec.error ? { error: rec.error } : {}),
     uiUrl: facts.uiUrl,
   };
@@ -72,7 +76,51 @@ export function formatDemoRun(rec: RunRecord, run: DemoRun): string {
   lines.push(`lost writes: ${run.lostWrites} of ${run.writesAcked} acknowledged by ${run.source ?? '?'}`);
   const client = run.clientRtoMs === null ? 'no write accepted yet' : `${run.clientRtoMs} ms until the first transfer committed in ${run.target}`;
   lines.push(`RTO: ${run.rtoMs ?? '?'} ms (workflow, to verified writes); ${client} (application)`);
+  if (run.regionsAfter.length) lines.push(`databases now: ${describeRegions(run.regionsAfter)}`);
   return lines.join('\n');
+}
+
+/** A drain or undrain of a region that is not the writer: the records before and after, and the databases. */
+export interface DemoDrain {
+  workflowId: string;
+  runId: string;
+  kind: 'drain' | 'undrain';
+  region: string;
+  status: RunRecord['status'];
+  /** The writer the run found and left alone. */
+  writer: string | null;
+  steps: DemoStep[];
+  trafficBefore: Record<string, number | string>;
+  trafficAfter: Record<string, number | string>;
+  regionsAfter: DemoRegion[];
+  error?: string;
+  uiUrl: string;
+}
+
+export function toDemoDrain(rec: RunRecord, facts: { uiUrl: string; regionsAfter: DemoRegion[] }): DemoDrain {
+  return {
+    workflowId: rec.workflowId,
+    runId: rec.runId,
+    kind: rec.kind === 'undrain' ? 'undrain' : 'drain',
+    region: rec.target,
+    status: rec.status,
+    writer: rec.drain?.writer ?? null,
+    steps: stepsOf(rec),
+    trafficBefore: weightsOf(rec.drain?.before),
+    trafficAfter: weightsOf(rec.drain?.after),
+    regionsAfter: facts.regionsAfter,
+    ...(rec.error ? { error: rec.error } : {}),
+    uiUrl: facts.uiUrl,
+  };
+}
+
+export function formatDemoDrain(rec: RunRecord, d: DemoDrain): string {
+  return [
+    formatRecord(rec, d.uiUrl),
+    '',
+    `traffic: ${JSON.stringify(d.trafficBefore)} → ${JSON.stringify(d.trafficAfter)}`,
+    `databases now: ${describeRegions(d.regionsAfter)}`,
+  ].join('\n');
 }
 
 /** A reconciliation in the demo: the run's own counts, and what the application can check. */
@@ -120,6 +168,7 @@ export interface DemoFailback {
   trafficBefore: Record<string, number | string>;
   trafficAfter: Record<string, number | string>;
   override: { by: string; reason: string } | null;
+  regionsAfter: DemoRegion[];
   error?: string;
   uiUrl: string;
 }
@@ -162,7 +211,10 @@ export function toDemoReconciliation(
 const weightsOf = (t: TrafficState | undefined): Record<string, number | string> =>
   Object.fromEntries((t?.records ?? []).map((r) => [r.region, r.weight ?? r.failover ?? r.routingControl ?? r.location ?? '']));
 
-export function toDemoFailback(rec: RunRecord, facts: { uiUrl: string; lostWrites: number; writesAcked: number; trafficBefore?: TrafficState; trafficAfter?: TrafficState }): DemoFailback {
+export function toDemoFailback(
+  rec: RunRecord,
+  facts: { uiUrl: string; lostWrites: number; writesAcked: number; trafficBefore?: TrafficState; trafficAfter?: TrafficState; regionsAfter: DemoRegion[] },
+): DemoFailback {
   return {
     workflowId: rec.workflowId,
     runId: rec.runId,
@@ -175,6 +227,7 @@ export function toDemoFailback(rec: RunRecord, facts: { uiUrl: string; lostWrite
     trafficBefore: weightsOf(facts.trafficBefore),
     trafficAfter: weightsOf(facts.trafficAfter),
     override: rec.failback?.override ?? null,
+    regionsAfter: facts.regionsAfter,
     ...(rec.error ? { error: rec.error } : {}),
     uiUrl: facts.uiUrl,
   };
@@ -192,5 +245,6 @@ export function formatDemoFailback(rec: RunRecord, f: DemoFailback): string {
   const lines = [formatRecord(rec, f.uiUrl), formatFailbackRun(rec), ''];
   lines.push(`RPO of the failback: ${f.rpo.lostWrites} of ${f.rpo.writesAcked} writes ${f.source ?? '?'} acknowledged during it are missing in ${f.target}${f.rpo.zeroLoss ? ' (fenced, lag confirmed zero)' : ''}`);
   lines.push(`traffic: ${JSON.stringify(f.trafficAfter)} (before the failover: ${JSON.stringify(f.trafficBefore)})`);
+  if (f.regionsAfter.length) lines.push(`databases now: ${describeRegions(f.regionsAfter)}`);
   return lines.join('\n');
 }

@@ -10,6 +10,7 @@ import type { Mode, RunInput, RunRecord } from '../runbook/types';
 import type { DecisionSigner } from '../approvals/sign';
 import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../runs/client';
 import { buildFollowUpInput } from '../runs/reconcile';
+import { buildDrainInput, buildUndrainInput } from '../runs/drain';
 
 export interface Approver {
   by: string;
@@ -64,6 +65,19 @@ export async function runFollowUp(client: Client, config: Config, req: FollowUpR
   const input = await buildFollowUpInput(client, config, loadRunbook(builtinRunbookPath(req.kind)), {
     service: req.service, requestedBy: req.requestedBy, trigger: req.trigger, ...(req.overrideReason ? { overrideReason: req.overrideReason } : {}),
   });
+  return runInput(client, config, input, req);
+}
+
+export interface DrainRunRequest extends Omit<FailoverRequest, 'target' | 'mode'> {
+  kind: 'drain' | 'undrain';
+  region: string;
+}
+
+/** A drain, or the undrain of the region's latest drain, as `regionshift drain|undrain` starts it. */
+export async function runDrain(client: Client, config: Config, req: DrainRunRequest): Promise<FailoverRun> {
+  const runbook = loadRunbook(builtinRunbookPath(req.kind));
+  const drainReq = { service: req.service, region: req.region, requestedBy: req.requestedBy, trigger: req.trigger, triggeredAt: req.triggeredAt };
+  const input = req.kind === 'undrain' ? await buildUndrainInput(client, config, runbook, drainReq) : buildDrainInput(config, runbook, drainReq);
   return runInput(client, config, input, req);
 }
 

@@ -14,16 +14,17 @@ import { ensureLedger, nodeOf, presentIds } from './ledger';
 import { startWriteLoad, type WriteLoad } from './load';
 import { configRegions, cutReplication, killRegion, rebuildPair, reviveRegion } from './region';
 import {
-  formatDemoFailback, formatDemoReconciliation, formatDemoRun, toDemoFailback, toDemoReconciliation, toDemoRun,
-  type DemoFailback, type DemoReconciliation, type DemoRun,
+  formatDemoDrain, formatDemoFailback, formatDemoReconciliation, formatDemoRun, toDemoDrain, toDemoFailback, toDemoReconciliation, toDemoRun,
+  type DemoDrain, type DemoFailback, type DemoReconciliation, type DemoRun,
 } from './report';
 import { standInSigner } from './approver';
-import { clearStaleRun, runFailover, runFollowUp, type FailoverRun } from './runs';
+import type { DecisionSigner } from '../approvals/sign';
+import { clearStaleRun, runDrain, runFailover, runFollowUp, type FailoverRun } from './runs';
 import { listCases, resolveCase } from '../runs/reconcile';
 import { waitUntilStreaming } from '../stack/postgres';
 import { createRoute53Activities } from '../../activities/traffic/route53';
 import type { TrafficState } from '../../activities/types';
-import { pairProblem } from './topology';
+import { describeRegions, notFollowing, pairProblem, regionsNow, type DemoRegion } from './topology';
 
 export const DEMO_SERVICE = 'ledger';
 export const DEMO_REQUESTER = 'demo';
@@ -43,6 +44,8 @@ export interface DemoOptions {
 export interface DemoResult {
   /** The failovers: planned away and back, then the unplanned one. */
   runs: DemoRun[];
+  /** A region that is not the writer lost, drained, back and undrained (services with a third region). */
+  drains: DemoDrain[];
   /** Per reconciliation: counts per class, entries re-applied, cases opened. */
   reconciliations: DemoReconciliation[];
   /** The failback home, with its RPO (must be zero). */
@@ -88,15 +91,67 @@ async function lostWrites(load: WriteLoad, service: Service, run: FailoverRun): 
 }
 
 async function summarise(load: WriteLoad, service: Service, run: FailoverRun, sinceMs: number): Promise<DemoRun> {
-  const first = await load.waitForAck(run.record.target, sinceMs, run.record.status === 'succeeded' ? 15_000 : 0);
+  const ok = run.record.status === 'succeeded';
+  const first = await load.waitForAck(run.record.target, sinceMs, ok ? 15_000 : 0);
   const { lost, acked } = await lostWrites(load, service, run);
-  return toDemoRun(run.record, { uiUrl: run.uiUrl, lostWrites: lost, writesAcked: acked, clientRtoMs: first ? first.at - sinceMs : undefined });
+  const regionsAfter = await following(service, ok ? run.record.target : (run.record.source ?? run.record.target));
+  return toDemoRun(run.record, { uiUrl: run.uiUrl, lostWrites: lost, writesAcked: acked, clientRtoMs: first ? first.at - sinceMs : undefined, regionsAfter });
+}
+
+/**
+ * The databases once every region that is up streams from the writer, or as they are after 20 s.
+ * A run's last step restarts the old primary as a standby; it takes a moment to stream.
+ */
+async function following(service: Service, writer: string): Promise<DemoRegion[]> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const regions = await regionsNow(service);
+    if (notFollowing(regions, writer).length === 0 || Date.now() > deadline) return regions;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * A region that is not the writer goes down: its traffic share is drained to the others while
+ * the writer is untouched; once it is back and streaming, the undrain puts the records back
+ * exactly as the drain found them.
+ */
+async function loseAndDrain(
+  opts: DemoOptions, temporal: Client, service: Service, spare: string, writer: string, signer: DecisionSigner,
+): Promise<DemoDrain[]> {
+  const { ctx, say } = opts;
+  const drains: DemoDrain[] = [];
+  const show = async (run: FailoverRun): Promise<boolean> => {
+    const d = toDemoDrain(run.record, { uiUrl: run.uiUrl, regionsAfter: await regionsNow(service) });
+    drains.push(d);
+    opts.report?.(`\n${formatDemoDrain(run.record, d)}`);
+    return run.record.status === 'succeeded';
+  };
+  const killed = await killRegion(ctx, service, spare);
+  say(`  postgres: ${killed.postgres}`);
+  say(`  worker:   ${killed.worker}`);
+  const approver = { by: DEMO_APPROVER, reason: `demo: ${spare} is down`, signer };
+  const drain = await runDrain(temporal, ctx.config, {
+    kind: 'drain', service: service.name, region: spare, requestedBy: DEMO_REQUESTER, trigger: 'demo', triggeredAt: killed.at, approver, onProgress: say,
+  });
+  if (!(await show(drain))) return drains;
+
+  say(`\n== ${spare} comes back: its PostgreSQL and its worker restart, the standby catches up with ${writer} ==`);
+  await stackUp({ ...ctx, onProgress: say });
+  const back = await following(service, writer);
+  say(`  databases: ${describeRegions(back)}`);
+  const undrain = await runDrain(temporal, ctx.config, {
+    kind: 'undrain', service: service.name, region: spare, requestedBy: DEMO_REQUESTER, trigger: 'demo',
+    approver: { ...approver, reason: `demo: ${spare} is healthy again` }, onProgress: say,
+  });
+  await show(undrain);
+  return drains;
 }
 
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const { ctx, say } = opts;
   const { config } = ctx;
-  const { service, home, away } = configRegions(config, DEMO_SERVICE);
+  const { service, home, away, spare } = configRegions(config, DEMO_SERVICE);
   if (!route53Traffic(service).endpointUrl) throw new Error(`service ${service.name} has no traffic.endpointUrl: the demo runs on the local stack (moto), not on real Route 53`);
   say(`Temporal UI: ${config.temporal.uiUrl}`);
   const signer = standInSigner(service, DEMO_APPROVER);
@@ -110,7 +165,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await ensureLedger(nodeOf(service, home), db.appUser);
 
     const clients = opts.clients ?? 4;
-    say(`\nwrite load: ${clients} clients booking transfers on ${service.name} wherever ${route53Traffic(service).recordName} points`);
+    say(`\nwrite load: ${clients} clients booking transfers on ${service.name} in the region ${route53Traffic(service).recordName} sends the most traffic to (the writer's)`);
     load = startWriteLoad(config, service, { clients });
     if (!(await load.waitForAck(home, 0, 15_000))) {
       throw new Error(`the write load could not commit a transfer in ${home} within 15 s: ${[...load.errors].map(([k, v]) => `${k} ×${v}`).join(', ')}`);
@@ -119,6 +174,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     say(`  ${load.acks.length} transfers committed in ${home} so far`);
 
     const runs: DemoRun[] = [];
+    let drains: DemoDrain[] = [];
     const reconciliations: DemoReconciliation[] = [];
     const show = (rec: RunRecord, run: DemoRun) => {
       runs.push(run);
@@ -135,7 +191,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const stop = async (why: string): Promise<DemoResult> => {
       say(`\n${why}; the demo stops here`);
       await load!.stop();
-      return { runs, reconciliations, failback: null, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load!), ok: false };
+      return { runs, drains, reconciliations, failback: null, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load!), ok: false };
     };
     if (planned.record.status !== 'succeeded') return stop(`the planned failover ${planned.record.status}`);
 
@@ -149,17 +205,26 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     });
     show(back.record, await summarise(load, service, back, backStart));
     if (back.record.status !== 'succeeded') return stop(`the planned failover back ${back.record.status}`);
+
+    let chapter = 3;
+    if (spare) {
+      say(`\n== ${chapter++}. region ${spare} fails (not the writer): its PostgreSQL (no checkpoint) and its worker (SIGKILL); its traffic is drained to the others ==`);
+      drains = await loseAndDrain(opts, await client(), service, spare, home, signer);
+      const failed = drains.find((d) => d.status !== 'succeeded');
+      if (failed || drains.length < 2) return stop(`the ${failed?.kind ?? 'drain'} of ${spare} ${failed?.status ?? 'did not run'}`);
+    }
     const trafficBefore = await traffic(config, service);
 
-    say(`\n== 3. region ${home} fails: first its link to ${away} (replication stops, ${home} keeps acknowledging writes), a second later its PostgreSQL (no checkpoint) and its worker (SIGKILL) ==`);
-    await waitUntilStreaming(nodeOf(service, away));
+    const standbys = service.regions.filter((r) => r !== home);
+    say(`\n== ${chapter++}. region ${home} fails: first its links (replication to ${standbys.join(', ')} stops, ${home} keeps acknowledging writes), a second later its PostgreSQL (no checkpoint) and its worker (SIGKILL) ==`);
+    await Promise.all(standbys.map((r) => waitUntilStreaming(nodeOf(service, r))));
     await new Promise((r) => setTimeout(r, 1_000));
-    say(`  link:     ${await cutReplication(ctx, service, away)}`);
+    for (const line of await Promise.all(standbys.map((r) => cutReplication(ctx, service, r)))) say(`  link:     ${line}`);
     await new Promise((r) => setTimeout(r, 1_000));
     const killed = await killRegion(ctx, service, home);
     say(`  postgres: ${killed.postgres}`);
     say(`  worker:   ${killed.worker}`);
-    say(`\n== 4. unplanned failover ${home} → ${away} (RTO counted from the kill) ==`);
+    say(`\n== ${chapter++}. unplanned failover ${home} → ${away} (RTO counted from the kill) ==`);
     const unplanned = await runFailover(await client(), config, {
       service: service.name, target: away, mode: 'unplanned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
       triggeredAt: killed.at, approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down`, signer }, onProgress: say,
@@ -168,12 +233,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     show(unplanned.record, unplannedRun);
     if (unplanned.record.status !== 'succeeded') return stop(`the unplanned failover ${unplanned.record.status}`);
 
-    say(`\n== 5. ${home} comes back: its database read-only on its own timeline, its worker up ==`);
+    say(`\n== ${chapter++}. ${home} comes back: its database read-only on its own timeline, its worker up ==`);
     await new Promise((r) => setTimeout(r, 1_000));
     const revived = await reviveRegion({ ...ctx, onProgress: say }, service, home);
     say(`  postgres: ${revived.postgres}`);
 
-    say(`\n== 6. reconciliation: what ${home} acknowledged that ${away} never got ==`);
+    say(`\n== ${chapter++}. reconciliation: what ${home} acknowledged that ${away} never got ==`);
     const rc = await runFollowUp(await client(), config, { kind: 'reconcile', service: service.name, requestedBy: DEMO_REQUESTER, trigger: 'demo', onProgress: say });
     const resolved: DemoReconciliation['casesResolved'] = [];
     const held = new Set<string>();
@@ -193,7 +258,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     opts.report?.(`\n${formatDemoReconciliation(rc.record, reconciliation)}`);
     if (rc.record.status !== 'succeeded') return stop(`the reconciliation ${rc.record.status}`);
 
-    say(`\n== 7. failback ${away} → ${home}: ${home} rejoins as a replica, then a planned switchover and the traffic as it was ==`);
+    say(`\n== ${chapter++}. failback ${away} → ${home}: ${home} rejoins as a replica, then a planned switchover and the traffic as it was ==`);
     const failbackStart = Date.now();
     const fb = await runFollowUp(await client(), config, {
       kind: 'failback', service: service.name, requestedBy: DEMO_REQUESTER, trigger: 'demo',
@@ -205,14 +270,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const failback = toDemoFailback(fb.record, {
       uiUrl: fb.uiUrl, lostWrites: acked.filter((id) => !present.has(id)).length, writesAcked: acked.length,
       trafficBefore, trafficAfter: await traffic(config, service),
+      regionsAfter: await following(service, fb.record.status === 'succeeded' ? home : away),
     });
     opts.report?.(`\n${formatDemoFailback(fb.record, failback)}`);
 
     await load.stop();
+    const everyStandbyFollows = [...runs, failback].every((r) => notFollowing(r.regionsAfter, r.status === 'succeeded' ? r.target : (r.source ?? r.target)).length === 0);
     const ok = runs.every((r) => r.status === 'succeeded') && runs.filter((r) => r.mode === 'planned').every((r) => r.lostWrites === 0)
+      && drains.every((d) => d.status === 'succeeded')
       && reconciliation.status === 'succeeded' && reconciliation.missingAfter === 0
-      && failback.status === 'succeeded' && failback.rpo.lostWrites === 0 && failback.rpo.zeroLoss;
-    return { runs, reconciliations, failback, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load), ok };
+      && failback.status === 'succeeded' && failback.rpo.lostWrites === 0 && failback.rpo.zeroLoss && everyStandbyFollows;
+    return { runs, drains, reconciliations, failback, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load), ok };
   } finally {
     await load?.stop();
     await temporal?.connection.close().catch(() => undefined);

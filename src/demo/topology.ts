@@ -6,7 +6,7 @@ import type { Client } from '@temporalio/client';
 import { createRoute53Activities } from '../../activities/traffic/route53';
 import type { Config, Service } from '../config/schema';
 import { fenceOnReturnWorkflowId, runWorkflowId } from '../runbook/ids';
-import { pgComponentName } from '../stack/postgres';
+import { pgComponentName, probePg } from '../stack/postgres';
 import { stackStatus, type StackContext } from '../stack/stack';
 import { workerComponentName } from '../stack/workers';
 import { primaryRegionOf } from '../traffic/plan';
@@ -58,4 +58,35 @@ export async function pairProblem(ctx: StackContext & { config: Config }, client
   }
   if (await running(client, runWorkflowId(service.name))) return `a run of ${service.name} is in progress`;
   return undefined;
+}
+
+/** One region's database as the demo sees it after a run. */
+export interface DemoRegion {
+  region: string;
+  role: 'primary' | 'standby' | 'down';
+  /** Standbys: the region whose server the WAL receiver streams from (host:port when no region has it). */
+  streamingFrom?: string;
+}
+
+/** Every region's database now, asked directly (not the run's own record of it). */
+export async function regionsNow(service: Service): Promise<DemoRegion[]> {
+  const byAddress = new Map<string, string>(service.regions.map((r) => [`${nodeOf(service, r).host}:${nodeOf(service, r).port}`, r]));
+  return Promise.all(
+    service.regions.map(async (region): Promise<DemoRegion> => {
+      const p = await probePg(nodeOf(service, region)).catch(() => undefined);
+      if (!p) return { region, role: 'down' };
+      if (p.role === 'primary') return { region, role: 'primary' };
+      return { region, role: 'standby', ...(p.streaming && p.upstream ? { streamingFrom: byAddress.get(p.upstream) ?? p.upstream } : {}) };
+    }),
+  );
+}
+
+/** Regions that are up but neither the writer nor streaming from it: standbys left behind. */
+export function notFollowing(regions: DemoRegion[], writer: string): string[] {
+  return regions.filter((r) => r.role !== 'down' && r.region !== writer && r.streamingFrom !== writer).map((r) => r.region);
+}
+
+/** "us-west-2 primary · us-east-1 ← us-west-2 · eu-west-1 ← us-west-2 · ap-southeast-1 down" */
+export function describeRegions(regions: DemoRegion[]): string {
+  return regions.map((r) => (r.role === 'standby' ? `${r.region} ← ${r.streamingFrom ?? 'nothing'}` : `${r.region} ${r.role}`)).join(' · ');
 }

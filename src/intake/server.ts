@@ -4,6 +4,8 @@
 //                       authenticated by a shared secret header
 //   POST /alertmanager  Prometheus Alertmanager webhook, authenticated by a bearer token
 //   GET  /healthz
+//   GET  /metrics       Prometheus: alarms accepted, ignored and rejected, pending in the journal,
+//                       each guardian's state (docs/observability.md)
 // Anything unauthenticated, unsigned or stale is answered 4xx with one log line, and never
 // reaches a guardian. An accepted alarm is answered 202 once it is durable: in the intake's
 // journal (src/intake/journal.ts), from which it is forwarded to its guardian.
@@ -13,6 +15,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Config } from '../config/schema';
 import { triggersOf } from '../config/triggers';
 import { durationMs } from '../runbook/duration';
+import { IntakeMetrics, newRegistry, type GuardianStateName } from '../metrics/registry';
 import type { AlarmSink, JournalStats } from './journal';
 import { mapAlarm, type Mapped } from './mapping';
 import { BadAlarm, parseAlertmanager, parseCloudWatchSnsMessage, parseEventBridge, type RawAlarm } from './parse';
@@ -30,6 +33,8 @@ export interface IntakeServerOptions {
   /** Tests only: which SigningCertURL / SubscribeURL may be fetched (production: SNS hosts over https). */
   snsUrlAllowed?: (url: URL) => boolean;
   now?: () => number;
+  /** Each service's guardian state, asked when /metrics is scraped (src/metrics/guardian-states.ts). */
+  guardianStates?: () => Promise<Record<string, GuardianStateName>>;
 }
 
 export interface IntakeServer {
@@ -37,6 +42,7 @@ export interface IntakeServer {
   url: string;
   port: number;
   stats: { accepted: number; rejected: number; ignored: number };
+  metrics: IntakeMetrics;
   close(): Promise<void>;
 }
 
@@ -75,6 +81,9 @@ function sameSecret(presented: string | undefined, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
+/** The label values of regionshift_intake_rejected_total: known endpoints by name, anything else as "other". */
+const ENDPOINTS = new Set(['/sns', '/eventbridge', '/alertmanager', '/healthz', '/metrics']);
+
 function json(body: string, where: string): unknown {
   try {
     return JSON.parse(body);
@@ -93,14 +102,16 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
   };
   const sns = new SnsVerifier({ maxAgeMs: durationMs(t.sns.maxAge), topicArns: t.sns.topicArns, urlAllowed: opts.snsUrlAllowed, now });
   const stats = { accepted: 0, rejected: 0, ignored: 0 };
+  const metrics = new IntakeMetrics(newRegistry(), { pending: () => opts.sink.stats?.().pending, guardians: opts.guardianStates });
 
-  async function deliver(alarms: RawAlarm[], from: string): Promise<{ status: number; body: unknown }> {
+  async function deliver(alarms: RawAlarm[], from: string, endpoint: string): Promise<{ status: number; body: unknown }> {
     const receivedAt = now();
     const mapped: Mapped[] = alarms.flatMap((a) => mapAlarm(opts.config, a, receivedAt));
     const unmapped = alarms.filter((a) => !mapped.some((m) => m.signal.name === a.name && m.signal.source === a.source));
     for (const a of unmapped) log(`intake: ${from}: no service maps alarm ${a.source}:${a.name}${a.labels ? ` ${JSON.stringify(a.labels)}` : ''}; ignored`);
     if (mapped.length === 0) {
       stats.ignored += alarms.length;
+      metrics.alarms.inc({ endpoint, outcome: 'ignored' }, alarms.length);
       return { status: 200, body: { accepted: 0, ignored: alarms.map((a) => a.name) } };
     }
     const byService = new Map<string, Mapped[]>();
@@ -112,6 +123,8 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     }
     stats.accepted += mapped.length;
     stats.ignored += unmapped.length;
+    metrics.alarms.inc({ endpoint, outcome: 'accepted' }, mapped.length);
+    if (unmapped.length) metrics.alarms.inc({ endpoint, outcome: 'ignored' }, unmapped.length);
     return {
       status: 202,
       body: { accepted: mapped.length, delivered: mapped.map((m) => ({ service: m.service, region: m.signal.region, alarm: m.signal.name, state: m.signal.state })), ignored: unmapped.map((a) => a.name) },
@@ -155,17 +168,19 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     if (!alarm) {
       log(`intake: ${from}: SNS message ${m.MessageId} on ${m.TopicArn} is not a CloudWatch alarm; ignored`);
       stats.ignored++;
+      metrics.alarms.inc({ endpoint: 'sns', outcome: 'ignored' });
       return { status: 200, body: { accepted: 0, ignored: [m.MessageId] } };
     }
-    return deliver([alarm], from);
+    return deliver([alarm], from, 'sns');
   }
 
-  async function route(req: IncomingMessage, from: string): Promise<{ status: number; body: unknown }> {
+  async function route(req: IncomingMessage, from: string): Promise<{ status: number; body: unknown; contentType?: string }> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
       const journal = opts.sink.stats?.();
       return { status: 200, body: { ok: true, ...stats, ...(journal ? { journal } : {}) } };
     }
+    if (req.method === 'GET' && path === '/metrics') return { status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} ${path}: only POST`);
     const body = await readBody(req, t.maxBodyBytes);
     switch (path) {
@@ -176,7 +191,7 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
         const presented = req.headers[t.eventbridge.header.toLowerCase()];
         if (!sameSecret(Array.isArray(presented) ? presented[0] : presented, secrets.eventbridge)) throw new HttpError(401, `eventbridge: missing or wrong ${t.eventbridge.header} header`);
         try {
-          return await deliver(parseEventBridge(json(body, 'eventbridge'), now()), from);
+          return await deliver(parseEventBridge(json(body, 'eventbridge'), now()), from, 'eventbridge');
         } catch (err) {
           if (err instanceof BadAlarm) throw new HttpError(400, `eventbridge: ${err.message}`);
           throw err;
@@ -188,7 +203,7 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
         const token = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
         if (!sameSecret(token, secrets.alertmanager)) throw new HttpError(401, 'alertmanager: missing or wrong bearer token');
         try {
-          return await deliver(parseAlertmanager(json(body, 'alertmanager'), now()), from);
+          return await deliver(parseAlertmanager(json(body, 'alertmanager'), now()), from, 'alertmanager');
         } catch (err) {
           if (err instanceof BadAlarm) throw new HttpError(400, `alertmanager: ${err.message}`);
           throw err;
@@ -202,14 +217,16 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
   const server = createServer((req, res: ServerResponse) => {
     const from = `${req.socket.remoteAddress ?? '?'} ${req.method} ${req.url}`;
     route(req, from).then(
-      ({ status, body }) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body));
+      ({ status, body, contentType }) => {
+        res.writeHead(status, { 'content-type': contentType ?? 'application/json' });
+        res.end(contentType ? String(body) : JSON.stringify(body));
       },
       (err: unknown) => {
         const status = err instanceof HttpError ? err.status : 500;
         const message = err instanceof HttpError ? err.message : `internal error: ${(err as Error).message}`;
         stats.rejected++;
+        const path = (req.url ?? '/').split('?')[0];
+        metrics.rejected.inc({ endpoint: ENDPOINTS.has(path ?? '') ? path!.slice(1) : 'other', status: String(status) });
         log(`intake: rejected ${from}: ${status} ${message}`);
         if (!res.headersSent) {
           res.writeHead(status, { 'content-type': 'application/json' });
@@ -229,6 +246,7 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     port,
     url: `http://${opts.host ?? t.host}:${port}`,
     stats,
+    metrics,
     close: () => new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();

@@ -12,6 +12,7 @@ import { dataConverterFromEnv } from '../codec/env';
 import { InputError } from '../runs/client';
 import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import type { RunbookDoc } from '../runbook/types';
+import { queryGuardianStates } from '../metrics/guardian-states';
 import { Deliverer } from './deliver';
 import { AlarmJournal } from './journal';
 import { createHealthActivities, startHealthWatchers } from './health';
@@ -81,6 +82,7 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     }
     server = await startIntakeServer({
       config: opts.config, sink: journal, host: opts.host, port: opts.port, log, secrets: opts.secrets, snsUrlAllowed: opts.snsUrlAllowed,
+      guardianStates: () => queryGuardianStates(opts.client, opts.config.services.map((s) => s.name), deliverer.guardianId),
     });
   } catch (err) {
     // The journal's lock must not outlive a start that failed (the next start would be refused).

@@ -28,10 +28,21 @@ export class NoTargetError extends Error {
   }
 }
 
-/** Seconds the standby's replay trailed what it had heard from the writer (unknown: undefined). */
+/**
+ * How far the standby's replay trailed what it had last heard from the writer, in ms (unknown:
+ * undefined). The one home of the replication-lag estimate: target choice, the RPO a run records
+ * and the divergence evidence reconciliation starts from all read it here.
+ */
+export function lagMsOf(node: Pick<DbNodeState, 'lastHeardFromPrimaryAt' | 'lastReplayedCommitAt'> | undefined): number | undefined {
+  const heard = node?.lastHeardFromPrimaryAt ? Date.parse(node.lastHeardFromPrimaryAt) : NaN;
+  const replayed = node?.lastReplayedCommitAt ? Date.parse(node.lastReplayedCommitAt) : NaN;
+  return Number.isNaN(heard) || Number.isNaN(replayed) ? undefined : Math.max(0, heard - replayed);
+}
+
+/** lagMsOf in seconds. */
 export function lagSecondsOf(node: DbNodeState): number | undefined {
-  if (!node.lastHeardFromPrimaryAt || !node.lastReplayedCommitAt) return undefined;
-  return Math.max(0, (Date.parse(node.lastHeardFromPrimaryAt) - Date.parse(node.lastReplayedCommitAt)) / 1000);
+  const ms = lagMsOf(node);
+  return ms === undefined ? undefined : ms / 1000;
 }
 
 /**

@@ -8,6 +8,7 @@ import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
 import type { AbortInput, ApproveInput, Mode, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
 import { SA } from '../../workflows/search-attributes';
 import { signDecision, type DecisionSigner } from '../approvals/sign';
+import { clientInterceptors, startTracing, type Tracing } from '../tracing/otel';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -16,6 +17,19 @@ export class InputError extends Error {
 /** A valid request the system declined: a run already in flight, an approver not allowed. */
 export class RefusedError extends Error {
   override name = 'RefusedError';
+}
+
+let clientTracing: Tracing | undefined | null = null;
+
+/** One tracer per process for its clients: OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, else none. */
+function tracingForClients(): Tracing | undefined {
+  if (clientTracing === null) clientTracing = startTracing('regionshift');
+  return clientTracing;
+}
+
+/** Sends the spans this process's clients made (the CLI calls it before it exits). */
+export async function flushClientTracing(): Promise<void> {
+  if (clientTracing) await clientTracing.spanProcessor.forceFlush().catch(() => undefined);
 }
 
 export async function connect(config: Config): Promise<Client> {
@@ -28,7 +42,8 @@ export async function connect(config: Config): Promise<Client> {
   } catch (err) {
     throw new Error(`cannot reach Temporal at ${address} (${(err as Error).message}); is the stack up? (regionshift stack up)`);
   }
-  return new Client({ connection, namespace: config.temporal.namespace, dataConverter });
+  // A run's trace starts at its StartWorkflow span here; workers add the run, step and activity spans.
+  return new Client({ connection, namespace: config.temporal.namespace, dataConverter, interceptors: clientInterceptors(tracingForClients()) });
 }
 
 /**

@@ -13,6 +13,7 @@ import type { CasesOp, CasesRequest, CasesResponse } from '../../workflows/recon
 import { finishedRecords, findService, InputError, RefusedError } from './client';
 import { signDecision, type DecisionSigner } from '../approvals/sign';
 import { caseSubject } from '../approvals/message';
+import { lagMsOf } from '../policy/target';
 
 /** What an unplanned failover's record hands over to reconciliation and failback. */
 export function handoffOf(rec: RunRecord): ReconcileHandoff {
@@ -43,12 +44,8 @@ function lagEvidenceOf(rec: RunRecord): Pick<ReconcileHandoff['divergence'], 'fa
     return { failedAt: d.failedAt, ...(d.lagMs !== undefined ? { lagMs: d.lagMs } : {}), ...(d.lagObservedAt ? { lagObservedAt: d.lagObservedAt } : {}) };
   }
   const before = rec.promotion?.before;
-  const heard = before?.lastHeardFromPrimaryAt ? Date.parse(before.lastHeardFromPrimaryAt) : NaN;
-  const replayed = before?.lastReplayedCommitAt ? Date.parse(before.lastReplayedCommitAt) : NaN;
-  return {
-    failedAt: rec.startedAt,
-    ...(Number.isNaN(heard) || Number.isNaN(replayed) ? {} : { lagMs: Math.max(0, heard - replayed), lagObservedAt: before!.lastHeardFromPrimaryAt! }),
-  };
+  const lagMs = lagMsOf(before);
+  return { failedAt: rec.startedAt, ...(lagMs !== undefined ? { lagMs, lagObservedAt: before!.lastHeardFromPrimaryAt! } : {}) };
 }
 
 export interface FoundFailover {

@@ -40,6 +40,18 @@ export interface TempStackOptions {
   approver?: string;
   /** Start Prometheus, Alertmanager, the exporters and the intake too (on free ports); default off, so stacks that do not test detection stay light. */
   monitoring?: boolean;
+  /** Services after the ledger, each on PostgreSQL of its own (its first region writes) and its own record. */
+  moreServices?: TempService[];
+  /** Top-level config after `services`, as YAML lines (e.g. `evacuation: { maxConcurrent: 2 }`). */
+  extra?: string;
+}
+
+export interface TempService {
+  name: string;
+  /** Writer first. */
+  regions: string[];
+  weights?: Record<string, number>;
+  priority?: number;
 }
 
 /** `count` consecutive free loopback ports (the exporters take one per region from a base port), none of `taken`. */
@@ -61,16 +73,19 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   chmodSync(dir, 0o755);
   const home = join(dir, 'state');
   const regions = opts.regions ?? ['us-west-2', 'us-east-1'];
+  const services: TempService[] = [{ name: 'ledger', regions, ...(opts.weights ? { weights: opts.weights } : {}) }, ...(opts.moreServices ?? [])];
+  const nodes = services.reduce((n, svc) => n + svc.regions.length, 0);
   // One call, so no two components get the same port.
-  const singles = await freePorts(4 + regions.length + (opts.monitoring ? 3 : 0));
+  const singles = await freePorts(4 + nodes + (opts.monitoring ? 3 : 0));
   const [temporalPort, uiPort, motoPort, codecServerPort] = singles as [number, number, number, number];
-  const pgPorts = singles.slice(4, 4 + regions.length);
-  const pg = Object.fromEntries(regions.map((r, i) => [r, { port: pgPorts[i]!, dataDir: join(dir, 'pg', `ledger-${r}`) }]));
+  const pgPorts = singles.slice(4, 4 + nodes);
   let monitoring: TempStackFiles['monitoring'];
   if (opts.monitoring) {
-    const [prometheusPort, alertmanagerPort, intakePort] = singles.slice(4 + regions.length) as [number, number, number];
-    const blackboxPort = await freeRun(regions.length, singles);
-    const postgresExporterPort = await freeRun(regions.length, [...singles, ...regions.map((_, i) => blackboxPort + i)]);
+    const [prometheusPort, alertmanagerPort, intakePort] = singles.slice(4 + nodes) as [number, number, number];
+    // One vantage point per region, one exporter per node.
+    const regionCount = new Set(services.flatMap((s) => s.regions)).size;
+    const blackboxPort = await freeRun(regionCount, singles);
+    const postgresExporterPort = await freeRun(nodes, [...singles, ...Array.from({ length: regionCount }, (_, i) => blackboxPort + i)]);
     monitoring = { prometheusPort, alertmanagerPort, intakePort, blackboxPort, postgresExporterPort };
   }
   const monitoringYaml = monitoring
@@ -78,28 +93,35 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
     : ', monitoring: { enabled: false }';
   const configFile = join(dir, 'regionshift.yaml');
   const approver = opts.approver ?? 'demo-oncall';
-  const map = (value: (r: string) => string): string => `{ ${regions.map((r) => `${r}: ${value(r)}`).join(', ')} }`;
+  const blocks = services.map((svc) => {
+    const ports = pgPorts.splice(0, svc.regions.length);
+    const pg = Object.fromEntries(svc.regions.map((r, i) => [r, { port: ports[i]!, dataDir: join(dir, 'pg', `${svc.name}-${r}`) }]));
+    const map = (value: (r: string) => string): string => `{ ${svc.regions.map((r) => `${r}: ${value(r)}`).join(', ')} }`;
+    const ledger = svc.name === 'ledger';
+    const yaml = `  - name: ${svc.name}
+    regions: [${svc.regions.join(', ')}]
+${svc.priority !== undefined ? `    priority: ${svc.priority}\n` : ''}    database:
+      provider: postgres-streaming
+      regions:
+${svc.regions.map((r) => `        ${r}: { host: 127.0.0.1, port: ${pg[r]!.port}, dataDir: pg/${svc.name}-${r} }`).join('\n')}
+    traffic:
+      provider: route53
+      hostedZone: regionshift.test.
+      recordName: ${svc.name}.regionshift.test.
+${opts.ttl !== undefined ? `      ttl: ${opts.ttl}\n` : ''}      endpoints: ${map((r) => `${ledger ? 'db' : svc.name}.${r}.regionshift.test.`)}
+${svc.weights ? `      weights: ${map((r) => String(svc.weights![r] ?? 0))}\n` : ''}      endpointUrl: http://127.0.0.1:${motoPort}
+${ledger && opts.serviceExtra ? `${opts.serviceExtra}\n` : ''}    policy:
+${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, sshKeysFile: keys/${approver}.pub }]
+`;
+    return { pg, yaml };
+  });
   writeFileSync(
     configFile,
     `# ${opts.comment}
 temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort} }
 stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${monitoringYaml} }
 services:
-  - name: ledger
-    regions: [${regions.join(', ')}]
-    database:
-      provider: postgres-streaming
-      regions:
-${regions.map((r) => `        ${r}: { host: 127.0.0.1, port: ${pg[r]!.port}, dataDir: pg/ledger-${r} }`).join('\n')}
-    traffic:
-      provider: route53
-      hostedZone: regionshift.test.
-      recordName: ledger.regionshift.test.
-${opts.ttl !== undefined ? `      ttl: ${opts.ttl}\n` : ''}      endpoints: ${map((r) => `db.${r}.regionshift.test.`)}
-${opts.weights ? `      weights: ${map((r) => String(opts.weights![r] ?? 0))}\n` : ''}      endpointUrl: http://127.0.0.1:${motoPort}
-${opts.serviceExtra ? `${opts.serviceExtra}\n` : ''}    policy:
-${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, sshKeysFile: keys/${approver}.pub }]
-`,
+${blocks.map((b) => b.yaml).join('')}${opts.extra ? `${opts.extra}\n` : ''}`,
   );
-  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg, ...(monitoring ? { monitoring } : {}) };
+  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg: blocks[0]!.pg, ...(monitoring ? { monitoring } : {}) };
 }

@@ -54,7 +54,6 @@ export async function startSlackApi(): Promise<SlackApi> {
   const responses: SlackApi['responses'] = [];
   const usergroups = new Map<string, string[]>();
   let clock = 1_700_000_000;
-  // eslint-disable-next-line prefer-const
   let self: SlackApi;
   const nextTs = (): string => `${++clock}.000100`;
 

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeTempStack, type TempStackFiles } from '../../src/stack/temp';
+import { writeTempStack, type TempStackFiles, type TempStackOptions } from '../../src/stack/temp';
 
 export const REPO = resolve(__dirname, '..', '..');
 
@@ -13,8 +13,9 @@ export interface TempStack extends TempStackFiles {
   remove(): void;
 }
 
-export async function makeTempStack(): Promise<TempStack> {
-  const files = await writeTempStack({ prefix: 'regionshift-stack-', comment: 'written by a test (test/support/stack-env.ts)' });
+/** The ledger's regions and weights as the test wants them; default two regions, the writer 100. */
+export async function makeTempStack(opts: Pick<TempStackOptions, 'regions' | 'weights'> = {}): Promise<TempStack> {
+  const files = await writeTempStack({ prefix: 'regionshift-stack-', comment: 'written by a test (test/support/stack-env.ts)', ...opts });
   const env = { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile };
   return { ...files, env, remove: () => rmSync(files.dir, { recursive: true, force: true }) };
 }
