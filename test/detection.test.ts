@@ -157,6 +157,8 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
       return r.length === 2 ? r : undefined;
     }, 30_000, 500);
     expect(streaming.map((s) => s.metric.region).sort()).toEqual([EU, EAST].sort());
+    // The intake's own /metrics is scraped too.
+    await waitFor('the intake scraped', async () => (await promQuery(port, 'up{job="regionshift-intake"} == 1')).length === 1, 30_000, 500);
     // Nothing is failing: the status line of Prometheus has nothing to report.
     expect(await promQuery(port, 'ALERTS{alertstate="firing",alertname="RegionshiftEndpointUnreachable"}')).toEqual([]);
   });

@@ -145,7 +145,7 @@ export function blackboxConfig(config: Config, region: string, cutTo: string[] =
   return `# The vantage point of ${region}, written by \`regionshift stack up\`.\n${stringify({ modules })}`;
 }
 
-export function prometheusConfig(plan: MonitoringPlan): string {
+export function prometheusConfig(config: Config, plan: MonitoringPlan): string {
   const probeTargets = plan.probes.map((p) => {
     const vp = plan.vantagePoints.find((v) => v.region === p.from)!;
     return {
@@ -163,8 +163,7 @@ export function prometheusConfig(plan: MonitoringPlan): string {
       scrape_timeout: '2s',
       static_configs: plan.exporters.map((e) => ({ targets: [`${HOST}:${e.port}`], labels: { service: e.service, region: e.region } })),
     },
-    // The workers and the intake will serve /metrics: their jobs go here.
-    ...extraScrapeJobs(plan),
+    ...extraScrapeJobs(config, plan),
   ];
   const doc = {
     global: { scrape_interval: SCRAPE_INTERVAL, scrape_timeout: SCRAPE_INTERVAL, evaluation_interval: SCRAPE_INTERVAL },
@@ -175,9 +174,21 @@ export function prometheusConfig(plan: MonitoringPlan): string {
   return `# Written by \`regionshift stack up\` on every start; edit the service config instead.\n${stringify(doc)}`;
 }
 
-/** Scrape jobs for regionshift's own processes; none serve /metrics yet. */
-export function extraScrapeJobs(_plan: MonitoringPlan): Record<string, unknown>[] {
-  return [];
+/**
+ * regionshift's own processes: the intake's /metrics (alarms accepted, guardians' states) and the
+ * workers' whose ports the config fixes (metrics.workers); a worker on a free port prints it and
+ * is not scraped here. Every 5 s: none of it is on the detection path.
+ */
+export function extraScrapeJobs(config: Config, plan: MonitoringPlan): Record<string, unknown>[] {
+  const jobs: Record<string, unknown>[] = [
+    { job_name: 'regionshift-intake', scrape_interval: '5s', static_configs: [{ targets: [`${HOST}:${plan.intake.port}`] }] },
+  ];
+  const workers = Object.entries(config.metrics?.workers ?? {}).filter(([, port]) => port > 0);
+  if (workers.length) {
+    const host = config.metrics?.host ?? HOST;
+    jobs.push({ job_name: 'regionshift-worker', scrape_interval: '5s', static_configs: workers.map(([region, port]) => ({ targets: [`${host}:${port}`], labels: { region } })) });
+  }
+  return jobs;
 }
 
 export function alertmanagerConfig(plan: MonitoringPlan): string {
@@ -261,7 +272,7 @@ export function writeMonitoringFiles(config: Config, plan: MonitoringPlan, token
   }
   writeFileSync(plan.queriesFile, POSTGRES_QUERIES);
   writeFileSync(plan.budgetsFile, budgetsRules(config));
-  writeFileSync(plan.prometheus.configFile, prometheusConfig(plan));
+  writeFileSync(plan.prometheus.configFile, prometheusConfig(config, plan));
   writeFileSync(plan.alertmanager.configFile, alertmanagerConfig(plan));
 }
 
