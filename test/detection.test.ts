@@ -216,7 +216,10 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     expect(triggeredAt).toBeGreaterThanOrEqual(killed.at - 1_500);
     expect(triggeredAt).toBeLessThanOrEqual(deadBy + 500);
     const fromKill = Date.parse(verify!.endedAt!) - killed.at;
-    expect(rec.rtoMs!).toBeGreaterThanOrEqual(fromKill - 200);
+    // Within a second of kill → writes verified (the stamp delay above, and pg_ctl's stop taking
+    // a moment after killed.at); counted from the alert it would be 3-4 s short.
+    expect(rec.rtoMs!).toBeGreaterThanOrEqual(fromKill - 1_000);
+    expect(rec.rtoMs!).toBeGreaterThan(startedAfterMs);
 
     // A client's own write in the target is accepted.
     const pg = new PgClient({ connectionString: dsn(nodeOf(service, rec.target)) });
