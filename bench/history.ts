@@ -21,6 +21,11 @@ export interface RunTiming {
   queuedMs: number;
   /** …and workflow tasks (Scheduled → Completed: the interpreter deciding the next step), summed. */
   workflowTaskMs: number;
+  /**
+   * How many workflow tasks the run took. Each is a round trip through the server and the control
+   * worker, so this is the overhead that does not move with the machine's load.
+   */
+  workflowTasks: number;
 }
 
 function ms(e: Event): number {
@@ -52,12 +57,16 @@ export function timingOf(history: History): RunTiming {
   const intervals: Array<[number, number]> = [];
   let queuedMs = 0;
   let workflowTaskMs = 0;
+  let workflowTasks = 0;
   for (const e of history.events ?? []) {
     if (e.activityTaskScheduledEventAttributes || e.workflowTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e));
     const activityStart = e.activityTaskStartedEventAttributes?.scheduledEventId;
     if (activityStart) queuedMs += ms(e) - (scheduled.get(String(activityStart)) ?? ms(e));
     const wfTaskDone = e.workflowTaskCompletedEventAttributes?.scheduledEventId;
-    if (wfTaskDone) workflowTaskMs += ms(e) - (scheduled.get(String(wfTaskDone)) ?? ms(e));
+    if (wfTaskDone) {
+      workflowTaskMs += ms(e) - (scheduled.get(String(wfTaskDone)) ?? ms(e));
+      workflowTasks++;
+    }
     if (e.workflowExecutionStartedEventAttributes) start = ms(e);
     if (e.workflowExecutionCompletedEventAttributes || e.workflowExecutionFailedEventAttributes
       || e.workflowExecutionCanceledEventAttributes || e.workflowExecutionTerminatedEventAttributes
@@ -72,7 +81,7 @@ export function timingOf(history: History): RunTiming {
   if (start === undefined || end === undefined) throw new Error('the history has no start or no close: is the run still going?');
   const wallMs = Math.round(end - start);
   const providerMs = Math.round(unionMs(intervals));
-  return { wallMs, providerMs, overheadMs: wallMs - providerMs, activities: intervals.length, queuedMs: Math.round(queuedMs), workflowTaskMs: Math.round(workflowTaskMs) };
+  return { wallMs, providerMs, overheadMs: wallMs - providerMs, activities: intervals.length, queuedMs: Math.round(queuedMs), workflowTaskMs: Math.round(workflowTaskMs), workflowTasks };
 }
 
 export async function runTiming(client: Client, workflowId: string, runId: string): Promise<RunTiming> {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { ActionName } from '../src/runbook/catalog';
@@ -153,10 +154,14 @@ describe.concurrent('the runbook interpreter', () => {
       const r = await rig(ctx, 'planned-shipped');
       const { rec, result } = await outcome(await r.start(r.input()));
       expect(result).toBe('succeeded');
-      expect(changes(r.fleet)).toEqual([
-        `${r.source}.dbFenceWrites`, `${r.target}.dbWaitForLag`, `${r.target}.dbPromote`,
-        `${r.target}.trafficShift`, `${r.target}.dbVerifyWrites`, `${r.source}.dbRejoinAsStandby`,
-      ]);
+      // The shift and the write probe go out together (they may start in either order), after the promotion and before the rejoin.
+      const log = changes(r.fleet);
+      expect(log.slice(0, 3)).toEqual([`${r.source}.dbFenceWrites`, `${r.target}.dbWaitForLag`, `${r.target}.dbPromote`]);
+      expect([...log.slice(3, 5)].sort()).toEqual([`${r.target}.dbVerifyWrites`, `${r.target}.trafficShift`]);
+      expect(log.slice(5)).toEqual([`${r.source}.dbRejoinAsStandby`]);
+      const [promote, shift, verify, rejoin] = (['dbPromote', 'trafficShift', 'dbVerifyWrites', 'dbRejoinAsStandby'] as const).map((n) => r.fleet.callsTo(n)[0]!);
+      expect(Math.min(shift!.started, verify!.started)).toBeGreaterThan(promote!.ended!);
+      expect(rejoin!.started).toBeGreaterThan(Math.max(shift!.ended!, verify!.ended!));
       expect(r.fleet.callsTo('dbWaitForLag')[0]!.input).toMatchObject({ service: r.service, sourceLsn: FENCE_LSN });
       expect(r.fleet.callsTo('dbPromote')[0]!.input).toMatchObject({ mode: 'planned', source: r.source });
       expect(rec.rpo).toEqual({ zeroLoss: true, estimateSeconds: 0 });
@@ -383,6 +388,39 @@ describe.concurrent('the runbook interpreter', () => {
       expect(r.fleet.callsTo('dbPromote')).toEqual([]);
       expect(stepOf(rec, 'db.fenceWrites').status).toBe('compensated');
       expect(stepOf(rec, 'db.waitForLag').status).toBe('failed');
+    });
+  });
+
+  describe('workflow-task round trips (bench: failover.planned.overheadMs)', () => {
+    it('a planned run schedules the shift and the write probe in one workflow task, and tells the guardian of its end in its last', async (ctx) => {
+      const r = await rig(ctx, 'round-trips');
+      const handle = await r.start(r.input());
+      const { rec, result } = await outcome(handle);
+      expect(result).toBe('succeeded');
+      const events = (await handle.fetchHistory()).events ?? [];
+      const scheduledBy = (name: string) => events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name)!
+        .activityTaskScheduledEventAttributes!.workflowTaskCompletedEventId!.toString();
+      expect(scheduledBy('dbVerifyWrites')).toBe(scheduledBy('trafficShift'));
+      // Both count in the RTO: it is taken when the later of the two is done.
+      const [shift, verify] = [stepOf(rec, 'traffic.shift'), stepOf(rec, 'app.verifyWrites')];
+      expect(Date.parse(rec.startedAt) + rec.rtoMs!).toBeGreaterThanOrEqual(Math.max(Date.parse(shift.endedAt!), Date.parse(verify.endedAt!)));
+      // The end is told from the worker (a local activity's marker), not by a signal whose outcome would need a workflow task of its own.
+      const types = events.map((e) => Object.keys(e).find((k) => k.endsWith('EventAttributes')));
+      expect(types.filter((t) => t === 'signalExternalWorkflowExecutionInitiatedEventAttributes')).toHaveLength(1);
+      expect(types.slice(-3)).toEqual(['upsertWorkflowSearchAttributesEventAttributes', 'markerRecordedEventAttributes', 'workflowExecutionCompletedEventAttributes']);
+      // One upsert of the step attribute per step that ran, and one at the end: none repeats a value.
+      const stepValues = events.flatMap((e) => {
+        const v = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.RegionshiftStep?.data;
+        return v ? [JSON.parse(Buffer.from(v).toString()) as string] : [];
+      });
+      expect(stepValues).toEqual([...rec.steps.filter((s) => s.status === 'done' && s.id !== idOf('app.verifyWrites')).map((s) => s.id), '-']);
+    });
+
+    it('a planned run recorded before the round trips were cut replays with this code', async () => {
+      // Recorded with the interpreter of 57f2a4c (stub regions us-west-9 → us-east-9): a run that
+      // was in flight when this shipped must take the path it took, or its worker fails it.
+      const history = temporal.api.history.v1.History.decode(readFileSync(join(__dirname, 'fixtures', 'runbook-planned-before-lean.history.pb')));
+      await expect(Worker.runReplayHistory({ workflowBundle: te.workflowBundle }, history, 'recorded-before-lean')).resolves.toBeUndefined();
     });
   });
 

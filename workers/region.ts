@@ -5,6 +5,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { createRegionActivities } from '../activities';
 import { createDecisionActivities } from '../activities/approvals';
+import { createGuardianNoticeActivities } from '../activities/guardian';
 import { dataConverterFromEnv } from '../src/codec/env';
 import type { Config } from '../src/config/schema';
 import { installWorkerRuntime, startWorkerMetrics, workerMetricsPort, type PortChoice, type WorkerMetricsSetup } from '../src/metrics/worker';
@@ -77,8 +78,9 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         // on the dead worker's sticky queue before any other worker may take it: that wait would
         // be most of a detected failover's budget. 1 s, then another control worker replays it.
         stickyQueueScheduleToStartTimeout: '1s',
-        // Runs verify decisions' signatures here, with this worker's own config and keys.
-        activities: createDecisionActivities(opts.config),
+        // Runs verify decisions' signatures here, with this worker's own config and keys, and tell
+        // their guardian they ended from here.
+        activities: { ...createDecisionActivities(opts.config), ...createGuardianNoticeActivities() },
         interceptors: { activity, ...(workflowInterceptorModules ? { workflowModules: workflowInterceptorModules } : {}) },
         // Runs report their end (metrics) and their spans through these (src/metrics/workflow-interceptors.ts).
         sinks: { ...metrics.sinks, ...workflowExporterSink(tracing) },

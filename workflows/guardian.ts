@@ -17,6 +17,7 @@ import { durationMs } from '../src/runbook/duration';
 import { chooseTarget } from '../src/policy/target';
 import { regionTaskQueue, runWorkflowId } from '../src/runbook/ids';
 import type { DbNodeState, RegionActivities } from '../activities/types';
+import type { GuardianNoticeActivities } from '../activities/guardian';
 import type { AttachedAlarm, RunInput, RunRecord } from '../src/runbook/types';
 import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/intake/ids';
 import { healthVerdict, type HealthVerdict } from '../src/intake/health-verdict';
@@ -281,6 +282,27 @@ export async function notifyGuardian(rec: RunRecord): Promise<void> {
       .signal(rec.status === 'running' ? runStartedSignal : runEndedSignal, summaryOf(rec));
   } catch {
     // No guardian for this service (none is configured, or it has not been started yet).
+  }
+}
+
+/** Local, so the worker that runs the workflow task signals at once: retries and waits are the fallback's. */
+const notice = wf.proxyLocalActivities<GuardianNoticeActivities>({ startToCloseTimeout: '5s', retry: { maximumAttempts: 1 } });
+
+/**
+ * notifyGuardian without a workflow task of its own: the control worker signals the guardian
+ * inside the task that asks, so a run closes in the task that tells of its end. It holds that
+ * task's other commands back until the guardian answers. A worker without the activity (or a
+ * failed attempt) falls back to the workflow's own signal.
+ */
+export async function notifyGuardianNow(rec: RunRecord): Promise<void> {
+  try {
+    await notice.tellGuardian({
+      guardianWorkflowId: guardianWorkflowId(rec.service),
+      signal: (rec.status === 'running' ? runStartedSignal : runEndedSignal).name,
+      summary: summaryOf(rec),
+    });
+  } catch {
+    await notifyGuardian(rec);
   }
 }
 

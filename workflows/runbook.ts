@@ -5,7 +5,7 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficState } from '../activities/types';
-import { ACTIONS, type ActionName, type Condition } from '../src/runbook/catalog';
+import { ACTIONS, type ActionName, type ActionSpec, type Condition } from '../src/runbook/catalog';
 import { durationMs } from '../src/runbook/duration';
 import { unimplementedAction } from '../src/runbook/exhaustive';
 import { fenceOnReturnWorkflowId, followWatcherWorkflowId, regionTaskQueue } from '../src/runbook/ids';
@@ -13,7 +13,7 @@ import type { AttachedAlarm, PlannedStep, RunInput, RunRecord, StandbyFollow, St
 import { describeRecords, primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
 import { residencyViolation } from '../src/policy/residency';
 import { SA } from './search-attributes';
-import { notifyGuardian } from './guardian';
+import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
 import { RunDecisions } from './approvals';
@@ -64,6 +64,10 @@ function errorMessage(err: unknown): string {
 const iso = (ms: number = Date.now()): string => new Date(ms).toISOString();
 
 export async function runbook(input: RunInput): Promise<RunRecord> {
+  // Fewer workflow-task round trips (steps that may run alongside the one before do, search
+  // attributes set once per change). Patched, asked once before the first command: a run that
+  // started before this shipped replays the way it ran.
+  const lean = wf.patched('lean-round-trips');
   const info = wf.workflowInfo();
   const startedMs = Date.now();
   const rec: RunRecord = {
@@ -109,11 +113,18 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     return rec.steps.find((s) => s.id === id)!;
   }
 
-  function publish(): void {
-    wf.upsertSearchAttributes([
-      { key: SA.step, value: rec.currentStep ?? '-' },
-      ...(rec.source ? [{ key: SA.source, value: rec.source }] : []),
-    ]);
+  let published: { step?: string; source?: string } = {};
+  /** The step table in the run's details, and the search attributes when asked (the default). */
+  function publish(attributes = true): void {
+    const now = { step: rec.currentStep ?? '-', source: rec.source };
+    // Each upsert is an event and a visibility write; an unchanged value is not worth either.
+    if (attributes && (!lean || now.step !== published.step || now.source !== published.source)) {
+      wf.upsertSearchAttributes([
+        { key: SA.step, value: now.step },
+        ...(now.source ? [{ key: SA.source, value: now.source }] : []),
+      ]);
+      published = now;
+    }
     const lines = rec.steps.map((s) => `| ${s.id} | ${s.region ?? ''} | ${s.status} | ${s.detail ?? s.error ?? ''} |`);
     wf.setCurrentDetails(
       [`**${rec.kind} ${rec.service}** ${rec.source ?? '?'} → ${rec.target} (${rec.mode}${rec.dryRun ? ', dry run' : ''}): ${rec.status}`,
@@ -165,7 +176,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.source = input.source ?? writers[0]?.region ?? primaryRegionOf(rec.trafficBefore);
     if (!rec.source) refuse(`cannot tell which region is the writer of ${input.service}; pass --from`);
     if (rec.source === input.target) refuse(`source and target are both ${input.target}`);
-    wf.upsertSearchAttributes([{ key: SA.source, value: rec.source }]);
+    // The next publish carries it, in the same workflow task.
+    if (!lean) wf.upsertSearchAttributes([{ key: SA.source, value: rec.source }]);
 
     const src = topology.find((n) => n.region === rec.source)!;
     if (input.mode === 'planned') {
@@ -429,38 +441,80 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   }
 
   // --- the run --------------------------------------------------------------------------------
+  async function runStep(step: Step): Promise<void> {
+    const state = stepState(step.id);
+    try {
+      if (step.approval) {
+        const ok = await awaitApproval(step.id, step.approval.reason, true);
+        state.detail = `approved by ${ok.by}`;
+      } else {
+        await runAction(step as Step & { action: ActionName }, state);
+      }
+      state.status = 'done';
+    } catch (err) {
+      state.status = 'failed';
+      state.error = errorMessage(err);
+      throw err;
+    } finally {
+      state.endedAt = iso();
+    }
+  }
+
+  /** Whether a step runs now, saying why not on its state when it does not. */
+  function runnable(step: Step): boolean {
+    const state = stepState(step.id);
+    if (input.dryRun && step.action !== 'preflight') {
+      state.status = 'skipped';
+      state.detail = 'dry run';
+      return false;
+    }
+    if (!step.when.every(holds)) {
+      state.status = 'skipped';
+      state.detail = `condition not met: ${step.when.filter((c) => !holds(c)).join(', ')}`;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * The steps right after `steps[i]` that may run alongside it (ACTIONS[…].alongside): each one
+   * that waited for the one before would cost the run a workflow-task round trip and buy nothing.
+   */
+  function companions(i: number): Step[] {
+    const first = input.runbook.steps[i]!;
+    const group: Step[] = [];
+    if (!lean || !first.action || input.dryRun) return group;
+    for (const next of input.runbook.steps.slice(i + 1)) {
+      const spec: ActionSpec | undefined = next.action ? ACTIONS[next.action] : undefined;
+      if (!spec?.alongside || ![first, ...group].every((s) => s.action && spec.alongside!.includes(s.action))) break;
+      if (!next.when.every(holds)) break;
+      group.push(next);
+    }
+    return group;
+  }
+
   async function runSteps(): Promise<void> {
-    for (const step of input.runbook.steps) {
-      const state = stepState(step.id);
-      if (input.dryRun && step.action !== 'preflight') {
-        state.status = 'skipped';
-        state.detail = 'dry run';
-        continue;
-      }
-      if (!step.when.every(holds)) {
-        state.status = 'skipped';
-        state.detail = `condition not met: ${step.when.filter((c) => !holds(c)).join(', ')}`;
-        continue;
-      }
+    const steps = input.runbook.steps;
+    for (let i = 0; i < steps.length; i++) {
+      const step = steps[i]!;
+      if (!runnable(step)) continue;
+      const group = [step, ...companions(i)];
+      i += group.length - 1;
       rec.currentStep = step.id;
-      state.status = 'running';
-      state.startedAt = iso();
-      publish();
-      try {
-        if (step.approval) {
-          const ok = await awaitApproval(step.id, step.approval.reason, true);
-          state.detail = `approved by ${ok.by}`;
-        } else {
-          await runAction(step as Step & { action: ActionName }, state);
-        }
-        state.status = 'done';
-      } catch (err) {
-        state.status = 'failed';
-        state.error = errorMessage(err);
-        throw err;
-      } finally {
-        state.endedAt = iso();
+      for (const s of group) {
+        const state = stepState(s.id);
+        state.status = 'running';
+        state.startedAt = iso();
       }
+      publish();
+      // Every step of a group settles before the run moves on or compensates: an undo must never
+      // race the step it undoes.
+      const outcomes = await Promise.allSettled(group.map((s) => runStep(s)));
+      const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      if (failed) throw failed.reason;
+      // Traffic and writes both count in the RTO: with the verification alongside the shift, the
+      // service is back when the later of the two is done.
+      if (group.length > 1 && rec.rtoMs !== undefined) rec.rtoMs = Date.now() - (input.triggeredAt ?? startedMs);
     }
     if (input.dryRun) rec.plan = planOf();
     // The audit record ends with where every region stands (docs/safety.md, invariant 7). Patched: a run that
@@ -484,7 +538,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.compensation = { undone, notUndone };
   }
 
-  publish();
+  // The first step sets the attributes in this same workflow task; a run with no step to run sets
+  // them at its end.
+  publish(!lean);
+  // A signal, not notifyGuardianNow: a local activity would hold the preflight's activities back
+  // until the guardian answered, and the outcome that comes back usually lands while they run.
   void notifyGuardian(rec);
   try {
     await work.run(runSteps);
@@ -492,7 +550,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.currentStep = undefined;
     rec.endedAt = iso();
     publish();
-    await notifyGuardian(rec);
+    await (lean ? notifyGuardianNow(rec) : notifyGuardian(rec));
     await decisions.drain();
     return rec;
   } catch (err) {
@@ -505,7 +563,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     rec.endedAt = iso();
     rec.currentStep = undefined;
     publish();
-    await notifyGuardian(rec);
+    await (lean ? notifyGuardianNow(rec) : notifyGuardian(rec));
     await decisions.drain();
     const refused = err instanceof ApplicationFailure && err.type === FAILURE.refused;
     throw ApplicationFailure.create({

@@ -14,6 +14,12 @@ export interface ActionSpec {
   compensate?: string;
   /** Why it cannot be undone, for the run's report. */
   irreversible?: string;
+  /**
+   * Actions this one may run at the same time as, when the runbook puts it right after one of
+   * them: it needs nothing they produce and changes nothing they read, so waiting for them only
+   * adds a workflow-task round trip to the run.
+   */
+  alongside?: readonly string[];
   summary: string;
 }
 
@@ -27,7 +33,8 @@ export const ACTIONS = {
     summary: 'Promote the target to primary',
   },
   'traffic.shift': { placement: 'target', compensate: 'traffic.restore', summary: 'Shift traffic to the target region' },
-  'app.verifyWrites': { placement: 'target', summary: 'Write and read back through the new primary' },
+  // The probe writes to the promoted database directly, not through the traffic records.
+  'app.verifyWrites': { placement: 'target', alongside: ['traffic.shift'], summary: 'Write and read back through the new primary' },
   'db.rejoinAsStandby': { placement: 'source', summary: 'Bring the old primary back as a standby of the new one' },
   'db.repointStandbys': { placement: 'others', summary: 'Every other standby follows the new primary' },
   'db.fenceOnReturn': { placement: 'source', summary: 'Fence the old primary as soon as it answers again' },

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDecisionActivities, type DecisionActivities } from '../../activities/approvals';
+import { createGuardianNoticeActivities, type GuardianNoticeActivities } from '../../activities/guardian';
 import { ensureKeyPair, slackBotSigner, sshKeySigner, type DecisionSigner } from '../../src/approvals/sign';
 import type { Approver, Config } from '../../src/config/schema';
 
@@ -41,7 +42,7 @@ export function botSigner(key = SLACK_DECISION_KEY): DecisionSigner {
   return slackBotSigner(key);
 }
 
-/** The control worker's activities: decisions verified against `config`, with the tests' Slack key. */
-export function decisionActivities(config: Config): DecisionActivities {
-  return createDecisionActivities(config, { slackDecisionKey: SLACK_DECISION_KEY });
+/** The control worker's activities (as workers/region.ts registers them): decisions verified against `config`, with the tests' Slack key. */
+export function decisionActivities(config: Config): DecisionActivities & GuardianNoticeActivities {
+  return { ...createDecisionActivities(config, { slackDecisionKey: SLACK_DECISION_KEY }), ...createGuardianNoticeActivities() };
 }
