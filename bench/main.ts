@@ -14,6 +14,7 @@ import { fourRegionsSection } from './four-regions';
 import { evacuateSection } from './evacuate';
 import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
+import { detectionSection } from './detection';
 import { PEERS, peersSection } from './peers/section';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
 import { chooseSections, nameList } from './options';
@@ -21,14 +22,15 @@ import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-// four-regions and evacuate last of the defaults: each brings up a stack of its own, after the shared one has done its work.
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, evacuateSection];
+// four-regions, evacuate and detection last of the defaults: each brings up a stack of its own, after the shared one has done its work.
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, evacuateSection, detectionSection];
 /** Off unless asked for: it installs packages and starts other tools' clusters. */
 const OPTIONAL_SECTIONS: BenchSection[] = [peersSection];
 
 const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--clients C] [--json]
   --runs N            planned failovers, alternating direction (default 5)
-  --unplanned-runs M  unplanned failovers, each killing the primary of a fresh pair (default 3)
+  --unplanned-runs M  unplanned failovers, each killing the primary of a fresh pair (default 3);
+                      detection runs as many (at least 3), each on a fresh stack with monitoring
   --clients C         concurrent writers on the ledger during the runs (default 0: none; the
                       load generator shares this machine's CPUs with the orchestrator)
   --ledger-10m        also reconcile in a 10,000,000-entry ledger (generating it takes minutes)
@@ -36,7 +38,7 @@ const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--client
                       (installs their Debian packages with apt-get when missing: needs root)
   --peer-runs N       runs of each kind (planned, unplanned) per peer tool (default 3)
   --peer-tools LIST   comma-separated subset of: ${PEERS.map((p) => p.name).join(', ')}
-  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, evacuate, peers)
+  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, evacuate, detection, peers)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
 function count(value: string | undefined, name: string, fallback: number): number {

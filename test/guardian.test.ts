@@ -154,6 +154,35 @@ describe('guardian decisions (pure)', () => {
     expect(s.failing[WEST]).toEqual([]);
   });
 
+  it('probe alarms count only when a quorum of the other regions\' vantage points agree; the guardian says why it held back', () => {
+    const q = { ...settings, debounce: { failures: 2, window: '2m' } };
+    const probe = (vantage: string, extra: Partial<AlarmSignal> = {}) => alarm(WEST, 'ALARM', { name: 'RegionshiftEndpointUnreachable', vantage, ...extra });
+    const s = initialState();
+    // One vantage point (us-east-1) cut off from the writer, repeating: never enough.
+    for (let i = 0; i < 4; i++) expect(decide(s, q, probe(EAST, { at: t0 + i }), t0 + i, { quorum: true }).kind).toBe('none');
+    expect(s.decisions.at(-1)).toMatchObject({
+      kind: 'no-quorum', region: WEST, count: 4,
+      detail: '1 of 2 vantage points (us-east-1) cannot reach us-west-2; 2 must agree, and eu-west-1 report no failure: treated as a partition, not an outage; no failover',
+    });
+    // The second vantage point agrees: a failover, its RTO counted from the failure the probes saw.
+    const v = decide(s, q, probe('eu-west-1', { at: t0 + 5, since: t0 - 3000 }), t0 + 5, { quorum: true });
+    expect(v).toMatchObject({ kind: 'start', action: 'failover', region: WEST, target: EAST, triggeredAt: t0 - 3000, trigger: 'alarm:alertmanager:RegionshiftEndpointUnreachable' });
+    expect((v as { detail: string }).detail).toContain('vantage points agreeing: eu-west-1, us-east-1');
+
+    // A vantage point that recovers takes back only its own signals.
+    const r = initialState();
+    decide(r, q, probe(EAST, { at: t0 }), t0, { quorum: true });
+    decide(r, q, alarm(WEST, 'OK', { name: 'RegionshiftEndpointUnreachable', vantage: EAST, at: t0 + 1 }), t0 + 1, { quorum: true });
+    expect(decide(r, q, probe('eu-west-1', { at: t0 + 2 }), t0 + 2, { quorum: true }).kind).toBe('none');
+    expect(r.decisions.at(-1)).toMatchObject({ kind: 'no-quorum' });
+
+    // triggers.quorum: 1 trusts any single vantage point; without the patch (old histories), vantage is ignored.
+    expect(decide(initialState(), { ...q, quorum: 1, debounce: { failures: 1, window: '2m' } }, probe(EAST), t0, { quorum: true }).kind).toBe('start');
+    const old = initialState();
+    decide(old, q, probe(EAST), t0);
+    expect(decide(old, q, probe(EAST), t0 + 1).kind).toBe('start');
+  });
+
   it('never picks a target the data-residency class forbids', () => {
     const s = initialState();
     const eu = { ...settings, regions: ['eu-west-1', 'us-east-1', 'eu-central-1'], allowedTargets: ['eu-west-1', 'eu-central-1'] };

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { statusCommand } from '../src/cli/status';
 import { guardianWorkflowId } from '../src/intake/ids';
+import { mapAlarm } from '../src/intake/mapping';
+import { parseAlertmanager } from '../src/intake/parse';
 import { runIntake, type RunningIntake } from '../src/intake/service';
 import type { GuardianView } from '../src/intake/types';
 import { runWorkflowId } from '../src/runbook/ids';
@@ -173,6 +175,31 @@ describe('EventBridge and Alertmanager', () => {
     expect((await post('/alertmanager', alertmanager('resolved'), { authorization: 'Bearer nope' })).status).toBe(401);
     expect(await post('/alertmanager', alertmanager('resolved'), amHeaders)).toMatchObject({ status: 202, body: { accepted: 1, delivered: [{ state: 'OK' }] } });
     expect(logs.filter((l) => /rejected .* (401|400)/.test(l)).length).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe('probe alerts from the local stack', () => {
+  it('carry their vantage point (vantageLabel) and when the failure began (failing_since) to the guardian', () => {
+    const config = {
+      services: [{ name: 'ledger', regions: [WEST, EAST, 'eu-west-1'], triggers: { alarms: [
+        { source: 'alertmanager', name: 'RegionshiftEndpointUnreachable', regionLabel: 'probe_to', vantageLabel: 'probe_from', labels: { service: 'ledger' } },
+      ] } }],
+    } as unknown as Parameters<typeof mapAlarm>[0];
+    const now = Date.parse('2026-12-04T17:00:00Z');
+    const alert = (status: string, failingSince: string) => ({
+      alerts: [{
+        status, startsAt: '2026-12-04T16:59:57Z', endsAt: '2026-12-04T17:00:00Z',
+        labels: { alertname: 'RegionshiftEndpointUnreachable', probe_from: EAST, probe_to: WEST, service: 'ledger' },
+        annotations: { summary: 'us-east-1 cannot reach ledger in us-west-2', failing_since: failingSince },
+      }],
+    });
+    // Go's template prints the sample value as a float in exponent form.
+    const [firing] = parseAlertmanager(alert('firing', '1.796403594571e+09'), now);
+    expect(firing).toMatchObject({ state: 'ALARM', at: Date.parse('2026-12-04T16:59:57Z'), since: 1796403594571 });
+    expect(mapAlarm(config, firing!, now)).toEqual([{ service: 'ledger', signal: expect.objectContaining({ region: WEST, vantage: EAST, since: 1796403594571, severity: 'critical' }) }]);
+    // No good probe in the window (the annotation is empty), or resolved: no `since`.
+    expect(parseAlertmanager(alert('firing', ''), now)[0]).not.toHaveProperty('since');
+    expect(parseAlertmanager(alert('resolved', '1.796403594571e+09'), now)[0]).not.toHaveProperty('since');
   });
 });
 

@@ -73,6 +73,11 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         dataConverter,
         taskQueue: CONTROL_TASK_QUEUE,
         ...code,
+        // A long-lived workflow (the guardian) is cached on one control worker. When that worker's
+        // region dies with it (SIGKILL, no goodbye), its next task would wait 10 s (the default)
+        // on the dead worker's sticky queue before any other worker may take it: that wait would
+        // be most of a detected failover's budget. 1 s, then another control worker replays it.
+        stickyQueueScheduleToStartTimeout: '1s',
         // Runs verify decisions' signatures here, with this worker's own config and keys, and tell
         // their guardian they ended from here.
         activities: { ...createDecisionActivities(opts.config), ...createGuardianNoticeActivities() },

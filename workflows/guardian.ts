@@ -72,8 +72,9 @@ function note(state: GuardianState, now: number, kind: DecisionKind, detail: str
   return d;
 }
 
-export function alarmKey(a: Pick<AlarmSignal, 'source' | 'name' | 'region'>): string {
-  return `${a.source}:${a.name}:${a.region}`;
+export function alarmKey(a: Pick<AlarmSignal, 'source' | 'name' | 'region' | 'vantage'>): string {
+  // Each vantage point's alarm is its own: one resolving must not take back another's signals.
+  return `${a.source}:${a.name}:${a.region}${a.vantage ? `@${a.vantage}` : ''}`;
 }
 
 export function triggerOf(a: Pick<AlarmSignal, 'source' | 'name'>): string {
@@ -121,11 +122,29 @@ export type Verdict =
   | { kind: 'start'; action: 'failover' | 'drain'; region: string; target: string; trigger: string; triggeredAt: number; detail: string }
   | { kind: 'none' };
 
+export interface DecideOptions {
+  /**
+   * Alarms seen from a vantage point (probes) count only when a quorum of the other regions agree.
+   * Off for guardians whose history predates it (the `regionshift-probe-quorum` patch).
+   */
+  quorum?: boolean;
+}
+
+/** Failing signals from vantage points, in the window: who agrees the region is down, and how many must. */
+export function quorumOf(settings: GuardianSettings, region: string, failing: FailingSignal[]): { agree: string[]; others: string[]; need: number; met: boolean } {
+  const others = settings.regions.filter((r) => r !== region);
+  const agree = [...new Set(failing.flatMap((f) => (f.vantage && others.includes(f.vantage) ? [f.vantage] : [])))].sort();
+  const need = settings.quorum ?? Math.floor(others.length / 2) + 1;
+  return { agree, others, need, met: agree.length >= need };
+}
+
+export const hasVantageSignals = (state: GuardianState): boolean => Object.values(state.failing).some((list) => list.some((f) => f.vantage !== undefined));
+
 /**
  * Records one alarm and decides. Pure: the workflow applies the verdict (starting the run).
  * Order of the checks: recovery, severity, single flight, debounce, writer, cooldown, target.
  */
-export function decide(state: GuardianState, settings: GuardianSettings, a: AlarmSignal, now: number): Verdict {
+export function decide(state: GuardianState, settings: GuardianSettings, a: AlarmSignal, now: number, opts: DecideOptions = {}): Verdict {
   const windowMs = durationMs(settings.debounce.window);
   const key = alarmKey(a);
   const known = state.alarms.find((x) => x.key === key);
@@ -156,7 +175,7 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
     const { [a.region]: _gone, ...rest } = state.healthySince;
     state.healthySince = rest;
   }
-  failing.push({ at: now, firedAt: a.at, key });
+  failing.push({ at: now, firedAt: a.at, key, ...(opts.quorum && a.vantage ? { vantage: a.vantage } : {}), ...(opts.quorum && a.since !== undefined ? { since: a.since } : {}) });
   if (failing.length > MAX_FAILING_PER_REGION) failing.splice(0, failing.length - MAX_FAILING_PER_REGION);
 
   if (state.current) {
@@ -164,8 +183,24 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
     return { kind: 'none' };
   }
   const { failures, window } = settings.debounce;
-  if (failing.length < failures) {
-    note(state, now, 'debouncing', `${failing.length} of ${failures} failing signals for ${a.region} within ${window}`, a.region);
+  let counted = failing.length;
+  if (opts.quorum && failing.some((f) => f.vantage)) {
+    // A vantage point that cannot reach the region may be the one cut off: its alarms count only
+    // once enough of the other regions agree; alarms without a vantage point count as before.
+    const q = quorumOf(settings, a.region, failing);
+    if (!q.met) {
+      counted = failing.filter((f) => !f.vantage).length;
+      if (counted < failures) {
+        const silent = q.others.filter((r) => !q.agree.includes(r));
+        note(state, now, 'no-quorum',
+          `${q.agree.length} of ${q.others.length} vantage points (${q.agree.join(', ') || 'none'}) cannot reach ${a.region}; ${q.need} must agree${silent.length ? `, and ${silent.join(', ')} report no failure` : ''}: treated as a partition, not an outage; no failover`,
+          a.region);
+        return { kind: 'none' };
+      }
+    }
+  }
+  if (counted < failures) {
+    note(state, now, 'debouncing', `${counted} of ${failures} failing signals for ${a.region} within ${window}`, a.region);
     return { kind: 'none' };
   }
   const primary = state.primary ?? settings.regions[0];
@@ -188,9 +223,12 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
   const first = failing.reduce((m, f) => (f.firedAt < m.firedAt ? f : m), failing[0]!);
   const firstAlarm = state.alarms.find((t) => t.key === first.key);
   const trigger = firstAlarm ? triggerOf(firstAlarm) : triggerOf(a);
+  // Probe alarms know when the failure began (the last good probe): the run's RTO counts from there.
+  const began = opts.quorum ? Math.min(first.firedAt, ...failing.flatMap((f) => (f.since !== undefined ? [f.since] : []))) : first.firedAt;
+  const agreed = opts.quorum && failing.some((f) => f.vantage) ? `; vantage points agreeing: ${quorumOf(settings, a.region, failing).agree.join(', ')}` : '';
   if (action === 'drain') {
     // The writer stays where it is; the failing region's traffic goes to the others.
-    return { kind: 'start', action, region: a.region, target: a.region, trigger, triggeredAt: first.firedAt, detail: `${failing.length} failing signals for ${a.region} within ${window}; the writer is ${primary}` };
+    return { kind: 'start', action, region: a.region, target: a.region, trigger, triggeredAt: began, detail: `${failing.length} failing signals for ${a.region} within ${window}${agreed}; the writer is ${primary}` };
   }
   const target = pickTarget(state, settings, a.region, now);
   if (!target) {
@@ -203,8 +241,8 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
     region: a.region,
     target,
     trigger,
-    triggeredAt: first.firedAt,
-    detail: `${failing.length} failing signals for ${a.region} within ${window}`,
+    triggeredAt: began,
+    detail: `${failing.length} failing signals for ${a.region} within ${window}${agreed}`,
   };
 }
 
@@ -304,6 +342,15 @@ export async function guardian(input: GuardianInput): Promise<void> {
   let settings = input.settings;
   const state = input.state ?? initialState(input.seed);
   const queue: AlarmSignal[] = [];
+  /**
+   * Whether probe alarms need a quorum. Asked (and the patch marker written) only once a probe
+   * alarm is in play, so guardians whose histories predate probes replay exactly as they ran.
+   */
+  let quorumAware: boolean | undefined;
+  const quorumFor = (a: AlarmSignal): boolean => {
+    if (quorumAware === undefined && (a.vantage !== undefined || hasVantageSignals(state))) quorumAware = wf.patched('regionshift-probe-quorum');
+    return quorumAware ?? false;
+  };
 
   // The intake forwards again what it cannot prove was delivered (a crash between delivering
   // and marking): an alarm id seen recently is dropped, so a replay never counts twice.
@@ -490,7 +537,7 @@ export async function guardian(input: GuardianInput): Promise<void> {
     while (queue.length > 0) {
       const batch = queue.splice(0, queue.length);
       for (const a of batch) {
-        const verdict = decide(state, settings, a, Date.now());
+        const verdict = decide(state, settings, a, Date.now(), { quorum: quorumFor(a) });
         if (verdict.kind === 'start') {
           state.attachedKeys = [];
           await start(verdict);

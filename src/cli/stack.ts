@@ -16,8 +16,9 @@ import { EXIT } from './exit';
 
 const USAGE = `usage: regionshift stack <up|down|status> [--json] [--config <file>]
 
-  up      start Temporal (with its Web UI), moto, PostgreSQL, the region workers and
-          the codec server in the background; starts only what is not running
+  up      start Temporal (with its Web UI), moto, PostgreSQL, the region workers, the
+          codec server and the monitoring (Prometheus, Alertmanager, the exporters and
+          the alarm intake; stack.monitoring) in the background; starts only what is not running
   down    stop what \`up\` started
   status  every component with its address and health
 

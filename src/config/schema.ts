@@ -369,8 +369,26 @@ export const Config = z.strictObject({
       motoPort: z.number().int().default(5055),
       /** The codec server the Temporal UI decrypts payloads through (docs/codec.md). */
       codecServerPort: z.number().int().default(8234),
+      /** Prometheus, Alertmanager and the exporters that close the alarm loop (src/stack/monitoring/). */
+      monitoring: z
+        .strictObject({
+          /** Off: `stack up` starts none of them (nothing then fails over by itself). */
+          enabled: z.boolean().default(true),
+          prometheusPort: z.number().int().default(9090),
+          alertmanagerPort: z.number().int().default(9093),
+          /** The first region's blackbox exporter (its vantage point); the next region's is one up, and so on. */
+          blackboxPort: z.number().int().default(9115),
+          /** The first PostgreSQL node's exporter; the next node's is one up, and so on. */
+          postgresExporterPort: z.number().int().default(9187),
+          /** Where the stack's `regionshift intake` listens; absent: triggers.intake.port. */
+          intakePort: z.number().int().optional(),
+          /** More alert rule files (paths relative to the config file), checked with promtool before anything starts. */
+          ruleFiles: z.array(z.string().min(1)).default([]),
+        })
+        .prefault({}),
     })
-    .default({ temporalPort: 7233, temporalUiPort: 8233, motoPort: 5055, codecServerPort: 8234 }),
+    // prefault, not default: the nested monitoring block gets its defaults too.
+    .prefault({}),
   /** Data-residency classes services refer to with dataResidency.class. */
   residency: z.strictObject({ classes: z.record(z.string().min(1), ResidencyClass) }).optional(),
   /** The alarm intake, the health watcher and the Slack bot (triggers.ts). */

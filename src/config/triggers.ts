@@ -26,6 +26,11 @@ export const AlarmRule = z
     /** The failing region; or take it from an Alertmanager label with `regionLabel`. */
     region: regionName.optional(),
     regionLabel: z.string().optional(),
+    /**
+     * The Alertmanager label naming the region the alarm was seen *from* (the local stack's probes:
+     * `probe_from`). Such alarms count toward a failover only when a quorum of the other regions agree.
+     */
+    vantageLabel: z.string().optional(),
     /** Only critical alarms count toward a failover; warnings are recorded and shown. */
     severity: Severity.default('critical'),
   })
@@ -51,6 +56,11 @@ export const ServiceTriggers = z.strictObject({
   healthChecks: z.record(regionName, z.string().min(1)).default({}),
   /** Fail over only after `failures` failing signals for one region within `window`. */
   debounce: z.strictObject({ failures: z.number().int().min(1).default(3), window: duration.default('2m') }).prefault({}),
+  /**
+   * Vantage points (alarms with a `vantageLabel`) that must agree a region is down before their
+   * alarms count; absent: a majority of the service's other regions.
+   */
+  quorum: z.number().int().min(1).optional(),
   /** Per mode; absent: derived from policy.approval / onApprovalTimeout. */
   approval: perMode(ModeApproval).prefault({}),
   /** Who may approve in Slack, per mode: user ids and user-group ids. The bot signs for them (docs/approvals.md); empty: nobody from Slack. */
@@ -165,6 +175,9 @@ export function triggerProblems(config: Config): string[] {
     t.alarms.forEach((rule, j) => {
       if (rule.region && !svc.regions.includes(rule.region)) problems.push(`${where}.alarms[${j}]: region ${rule.region} is not one of the service's regions (${svc.regions.join(', ')})`);
     });
+    if (t.quorum !== undefined && t.quorum > svc.regions.length - 1) {
+      problems.push(`${where}.quorum: ${t.quorum} vantage points can never agree: the service has ${svc.regions.length - 1} other region(s) to see a region from`);
+    }
     for (const region of Object.keys(t.healthChecks)) {
       if (!svc.regions.includes(region)) problems.push(`${where}.healthChecks: ${region} is not one of the service's regions (${svc.regions.join(', ')})`);
     }

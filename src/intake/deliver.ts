@@ -31,6 +31,7 @@ export function guardianSettings(config: Config, service: Service, runbook: Runb
     drainRunbook: loadRunbook(builtinRunbookPath('drain')),
     undrainRunbook: loadRunbook(builtinRunbookPath('undrain')),
     undrainAfter: t.undrainAfter,
+    ...(t.quorum !== undefined ? { quorum: t.quorum } : {}),
     ...extra,
   };
 }

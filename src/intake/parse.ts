@@ -12,6 +12,8 @@ export interface RawAlarm {
   reason?: string;
   /** Alertmanager labels. */
   labels?: Record<string, string>;
+  /** When the failure began, if the alarm says (earlier than `at`, which is when it fired): ms since epoch. */
+  since?: number;
   /** The AWS region the alarm lives in, when it says. */
   awsRegion?: string;
 }
@@ -90,7 +92,11 @@ export function parseAlertmanager(body: unknown, now: number): RawAlarm[] {
     const firing = alert.status === 'firing';
     if (!firing && alert.status !== 'resolved') throw new BadAlarm(`alerts[${i}]: status ${JSON.stringify(alert.status)} is not firing or resolved`);
     const annotations = (alert.annotations ?? {}) as Record<string, unknown>;
+    // The local stack's probe alerts carry their last successful probe (Unix seconds), so a run's
+    // RTO counts from the failure rather than from when the alert fired.
+    const since = firing && typeof annotations.failing_since === 'string' ? Number(annotations.failing_since) * 1000 : NaN;
     return {
+      ...(Number.isFinite(since) && since > 0 ? { since: Math.round(since) } : {}),
       source: 'alertmanager' as const,
       name: labels.alertname,
       state: firing ? ('ALARM' as const) : ('OK' as const),

@@ -23,6 +23,10 @@ export interface AlarmSignal {
   reason?: string;
   /** Unique per accepted delivery (the intake's journal): the guardian ignores an id it has seen. */
   id?: string;
+  /** The region the alarm was seen from (a probe's vantage point); such alarms need a quorum. */
+  vantage?: string;
+  /** When the failure began, when the alarm knows (ms since epoch): a run's RTO counts from it. */
+  since?: number;
 }
 
 /** What the guardian needs to start a run; sent at every start and by `configure` (config reload). */
@@ -42,6 +46,8 @@ export interface GuardianSettings {
   undrainRunbook?: RunbookDoc;
   /** How long a region the guardian drained must be healthy before it is undrained (triggers.undrainAfter). */
   undrainAfter?: string;
+  /** Vantage points that must agree a region is down (triggers.quorum); absent: a majority of the other regions. */
+  quorum?: number;
 }
 
 export interface RunSummary {
@@ -93,7 +99,7 @@ export interface AlarmTrack {
 
 export type DecisionKind =
   | 'started' | 'attached' | 'debouncing' | 'cooldown' | 'recovered' | 'not-writer' | 'no-target' | 'warning' | 'start-failed'
-  | 'already-drained' | 'healthy' | 'target';
+  | 'already-drained' | 'healthy' | 'target' | 'no-quorum';
 
 export interface Decision {
   at: string;
@@ -110,6 +116,10 @@ export interface FailingSignal {
   /** When the alarm says it fired (ms). */
   firedAt: number;
   key: string;
+  /** The vantage point that saw it (probe alarms). */
+  vantage?: string;
+  /** When the failure began, if the alarm said. */
+  since?: number;
 }
 
 export interface GuardianState {

@@ -11,6 +11,7 @@ import { readState, type RecordedProcess, type StackState } from './state';
 import { missingSearchAttributes } from './temporal';
 import { CODEC_SERVER, codecServerAnswers, codecServerReady, codecServerUrl } from './codec';
 import { workerComponentName, workerReady, workerRegions, workerSkipReason } from './workers';
+import { monitoringStatus } from './monitoring/status';
 
 /** Temporal and moto listen on loopback only: the stack is for one machine. */
 export const STACK_HOST = '127.0.0.1';
@@ -19,7 +20,7 @@ export type Health = 'up' | 'down' | 'skipped';
 
 export interface ComponentStatus {
   name: string;
-  kind: 'temporal' | 'temporal-ui' | 'moto' | 'postgres' | 'worker' | 'codec-server';
+  kind: 'temporal' | 'temporal-ui' | 'moto' | 'postgres' | 'worker' | 'codec-server' | 'prometheus' | 'alertmanager' | 'blackbox' | 'postgres-exporter' | 'intake';
   address: string | null;
   pid: number | null;
   health: Health;
@@ -200,9 +201,12 @@ async function codecServerStatus(ctx: StackContext, state: StackState): Promise<
 export async function stackStatus(ctx: StackContext): Promise<StackStatus> {
   const home = ctx.home ?? stateDir();
   const state = readState(home);
-  const [temporal, moto, postgres, codec] = await Promise.all([temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx), codecServerStatus(ctx, state)]);
+  const [temporal, moto, postgres, codec, monitoring] = await Promise.all([
+    temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx), codecServerStatus(ctx, state),
+    monitoringStatus(ctx.config, home, ctx.configFile, state, liveProcess),
+  ]);
   return {
-    components: [...temporal, moto, ...postgres, ...workerStatus(ctx, state), codec],
+    components: [...temporal, moto, ...postgres, ...workerStatus(ctx, state), codec, ...monitoring],
     temporalUi: temporalUiUrl(ctx.config),
     stateDir: home,
     config: ctx.configFile,

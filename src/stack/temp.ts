@@ -4,7 +4,7 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts } from './net';
+import { freePorts, isPortFree } from './net';
 
 
 export interface TempStackFiles {
@@ -17,6 +17,8 @@ export interface TempStackFiles {
   motoPort: number;
   codecServerPort: number;
   pg: Record<string, { port: number; dataDir: string }>;
+  /** With `monitoring`: the ports of Prometheus, Alertmanager, the intake and the first exporters. */
+  monitoring?: { prometheusPort: number; alertmanagerPort: number; intakePort: number; blackboxPort: number; postgresExporterPort: number };
 }
 
 export interface TempStackOptions {
@@ -36,6 +38,8 @@ export interface TempStackOptions {
   weights?: Record<string, number>;
   /** The stand-in approver the policy lists, with a key made in the stack's folder (src/demo/approver.ts); default demo-oncall. */
   approver?: string;
+  /** Start Prometheus, Alertmanager, the exporters and the intake too (on free ports); default off, so stacks that do not test detection stay light. */
+  monitoring?: boolean;
   /** Services after the ledger, each on PostgreSQL of its own (its first region writes) and its own record. */
   moreServices?: TempService[];
   /** Top-level config after `services`, as YAML lines (e.g. `evacuation: { maxConcurrent: 2 }`). */
@@ -50,6 +54,18 @@ export interface TempService {
   priority?: number;
 }
 
+/** `count` consecutive free loopback ports (the exporters take one per region from a base port), none of `taken`. */
+async function freeRun(count: number, taken: number[]): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const [base] = (await freePorts(1)) as [number];
+    if (base + count > 65535) continue;
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) ok = !taken.includes(base + i) && (i === 0 || (await isPortFree('127.0.0.1', base + i)));
+    if (ok) return base;
+  }
+  throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
+}
+
 /** One service `ledger` on PostgreSQL (the first region writes, the others stream from it) and Route 53 in moto. */
 export async function writeTempStack(opts: TempStackOptions): Promise<TempStackFiles> {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix));
@@ -59,7 +75,22 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   const regions = opts.regions ?? ['us-west-2', 'us-east-1'];
   const services: TempService[] = [{ name: 'ledger', regions, ...(opts.weights ? { weights: opts.weights } : {}) }, ...(opts.moreServices ?? [])];
   const nodes = services.reduce((n, svc) => n + svc.regions.length, 0);
-  const [temporalPort, uiPort, motoPort, codecServerPort, ...pgPorts] = (await freePorts(4 + nodes)) as [number, number, number, number, ...number[]];
+  // One call, so no two components get the same port.
+  const singles = await freePorts(4 + nodes + (opts.monitoring ? 3 : 0));
+  const [temporalPort, uiPort, motoPort, codecServerPort] = singles as [number, number, number, number];
+  const pgPorts = singles.slice(4, 4 + nodes);
+  let monitoring: TempStackFiles['monitoring'];
+  if (opts.monitoring) {
+    const [prometheusPort, alertmanagerPort, intakePort] = singles.slice(4 + nodes) as [number, number, number];
+    // One vantage point per region, one exporter per node.
+    const regionCount = new Set(services.flatMap((s) => s.regions)).size;
+    const blackboxPort = await freeRun(regionCount, singles);
+    const postgresExporterPort = await freeRun(nodes, [...singles, ...Array.from({ length: regionCount }, (_, i) => blackboxPort + i)]);
+    monitoring = { prometheusPort, alertmanagerPort, intakePort, blackboxPort, postgresExporterPort };
+  }
+  const monitoringYaml = monitoring
+    ? `, monitoring: { prometheusPort: ${monitoring.prometheusPort}, alertmanagerPort: ${monitoring.alertmanagerPort}, intakePort: ${monitoring.intakePort}, blackboxPort: ${monitoring.blackboxPort}, postgresExporterPort: ${monitoring.postgresExporterPort} }`
+    : ', monitoring: { enabled: false }';
   const configFile = join(dir, 'regionshift.yaml');
   const approver = opts.approver ?? 'demo-oncall';
   const blocks = services.map((svc) => {
@@ -88,9 +119,9 @@ ${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, s
     configFile,
     `# ${opts.comment}
 temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort} }
-stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort} }
+stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${monitoringYaml} }
 services:
 ${blocks.map((b) => b.yaml).join('')}${opts.extra ? `${opts.extra}\n` : ''}`,
   );
-  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg: blocks[0]!.pg };
+  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg: blocks[0]!.pg, ...(monitoring ? { monitoring } : {}) };
 }

@@ -23,6 +23,7 @@ import {
 import { ensureTemporalCli, missingSearchAttributes, registerSearchAttributes, temporalArgv } from './temporal';
 import { CODEC_SERVER, codecServerArgv, codecServerReady, codecServerUrl, stackCodecEnv } from './codec';
 import { waitUntil } from './wait';
+import { monitoringPorts, prepareMonitoring, upMonitoring } from './monitoring/up';
 import { workerArgv, workerComponentName, workerEnv, workerReady, workerRegions, workerSkipReason } from './workers';
 
 /** A port the stack needs is taken by a process that is not part of it. */
@@ -78,6 +79,7 @@ async function checkPorts(ctx: StackContext, state: StackState, members: PgMembe
       setting: `the port of ${m.region} in service ${m.service}'s database.regions`,
     });
   }
+  wanted.push(...monitoringPorts(config, ctx.home ?? stateDir(), file, state, liveProcess));
   const seen = new Map<number, string>();
   const problems: string[] = [];
   for (const w of wanted) {
@@ -258,6 +260,7 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     for (const m of members) bins.set(m, m.pgBin ?? (await ensurePgBin({ onProgress: progress })));
     // The control workers verify decisions with it.
     await ensureSshKeygen({ onProgress: progress });
+    const monitoring = await prepareMonitoring(ctx.config, home, ctx.configFile, progress);
 
     const [temporal, moto, pg] = await Promise.all([
       upTemporal(ctx, state, home, temporalBin),
@@ -281,6 +284,13 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
           outcomes.set(workerComponentName(region), outcome);
         }),
       ]);
+    }
+    if (monitoring) {
+      const mon = await upMonitoring(monitoring, {
+        config: ctx.config, configFile: ctx.configFile, home, state, live: liveProcess, temporalAddress: temporalAddress(ctx.config),
+        ...(temporal.error ? { temporalError: temporal.error } : {}), codecEnv: codec.env, onProgress: progress,
+      });
+      for (const [name, o] of mon) outcomes.set(name, o);
     }
     writeState(state, home);
 
