@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
+import { dataConverterFromEnv } from '../src/codec/env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
 import { ensureTrafficRecords } from '../activities/traffic/route53';
@@ -274,7 +275,7 @@ describe('the guardian drains a failing region that is not the writer, and undra
     // The guardian's history and the undrain's replay with the current code.
     const histories = await Promise.all([guardianWorkflowId('guarded'), runWorkflowId('guarded')].map(async (workflowId) => ({ workflowId, history: await te.client.workflow.getHandle(workflowId).fetchHistory() })));
     const results = [];
-    for await (const r of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', 'workflows', 'index.ts') }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
+    for await (const r of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', 'workflows', 'index.ts'), dataConverter: dataConverterFromEnv() }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
     expect(results).toEqual([`${guardianWorkflowId('guarded')} ok`, `${runWorkflowId('guarded')} ok`]);
   });
 });

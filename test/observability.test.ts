@@ -337,7 +337,7 @@ describe('replay', () => {
     expect(histories).toHaveLength(2);
     const results: string[] = [];
     const sinks = { regionshiftMetrics: { runEnded: { fn: () => undefined } }, ...workflowExporterSink(undefined) };
-    for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: WORKFLOW_BUNDLE }, sinks }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
+    for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: WORKFLOW_BUNDLE }, sinks, dataConverter: dataConverterFromEnv() }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
     expect(results).toEqual(histories.map((h) => `${h.workflowId} ok`));
   });
 });

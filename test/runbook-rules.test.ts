@@ -16,6 +16,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { dataConverterFromEnv } from '../src/codec/env';
 import type { ActionName } from '../src/runbook/catalog';
 import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
@@ -110,7 +111,10 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
   });
   // One workflow thread: a test runs one run at a time (and perhaps its fence watcher), and
   // several tests run at once.
-  const worker = await Worker.create({ connection: te.connection, taskQueue, workflowBundle: te.workflowBundle, workflowThreadPoolSize: 1, activities: decisionActivities(config) });
+  // The rig's client encrypts when this machine has keys (the environment, or a local stack's key file): so must this worker.
+  const worker = await Worker.create({
+    connection: te.connection, taskQueue, workflowBundle: te.workflowBundle, workflowThreadPoolSize: 1, activities: decisionActivities(config), dataConverter: dataConverterFromEnv(),
+  });
   control = { worker, done: worker.run() };
   return {
     service, source, target, fleet, workflowId,
