@@ -77,8 +77,9 @@ describe('service config', () => {
   it('loads the shipped local-stack config with absolute data directories', () => {
     const cfg = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
     const ledger = cfg.services[0]!;
-    expect(ledger.regions).toEqual(['us-west-2', 'us-east-1']);
-    expect(postgresDatabase(ledger).regions['us-east-1']!.dataDir.startsWith('/')).toBe(true);
+    expect(ledger.regions).toEqual(['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1']);
+    for (const region of ledger.regions) expect(postgresDatabase(ledger).regions[region]!.dataDir.startsWith('/'), region).toBe(true);
+    expect(ledger.traffic.provider === 'route53' && ledger.traffic.weights).toEqual({ 'us-west-2': 40, 'us-east-1': 30, 'eu-west-1': 20, 'ap-southeast-1': 10 });
     expect(ledger.policy.cooldown).toBe('5m');
   });
 
