@@ -19,6 +19,7 @@ import { postgresDatabase } from '../src/config/schema';
 import { BENCH_POLICY } from './failover';
 import type { BenchContext, BenchSection, SectionResult } from './section';
 import { spread } from './stats';
+import { withStackEnv } from './temp-stack';
 
 const TARGET_MS = 10_000;
 
@@ -74,52 +75,48 @@ async function sample(say: (line: string) => void, i: number): Promise<Sample> {
     prefix: 'regionshift-bench-detect-', comment: 'written by npm run bench (detection); deleted when it ends',
     policy: BENCH_POLICY, ttl: 5, approver: 'bench-oncall', monitoring: true, serviceExtra: TRIGGERS,
   });
-  const saved = { home: process.env.REGIONSHIFT_HOME, config: process.env.REGIONSHIFT_CONFIG, address: process.env.TEMPORAL_ADDRESS };
   const config: Config = loadConfig(files.configFile);
-  process.env.REGIONSHIFT_HOME = files.home;
-  process.env.REGIONSHIFT_CONFIG = files.configFile;
-  process.env.TEMPORAL_ADDRESS = config.temporal.address;
-  const codecSaved = Object.keys(stackCodecEnv(files.home).env).map((k) => [k, process.env[k]] as const);
-  Object.assign(process.env, stackCodecEnv(files.home).env);
-  try {
-    const up = await stackUp({ config, configFile: files.configFile, home: files.home });
-    if (!up.ok) throw new Error(`the detection stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
-    const service = config.services[0]!;
-    const [writer, target] = service.regions as [string, string];
-    await ensureLedger(nodeOf(service, writer), postgresDatabase(service).regions[writer]!.appUser);
-    const w = new PgClient({ connectionString: dsn(nodeOf(service, writer)) });
-    await w.connect();
-    await w.query('CREATE TABLE IF NOT EXISTS bench_detection (id bigserial PRIMARY KEY, at timestamptz NOT NULL)');
-    await w.end();
-    const port = files.monitoring!.prometheusPort;
-    // Both probes answered for a few scrapes: the alert's "last good probe" exists.
-    await until('probes succeeding', async () => ((await promQuery(port, 'min_over_time(probe_success{job="regionshift-pg-probe"}[3s]) == 1')).length === 2 ? true : undefined), 60_000, 500);
-    const targetUrl = dsn(nodeOf(service, target));
-    const killed = await killRegion({ config, configFile: files.configFile, home: files.home }, service, writer);
-    const firstWrite = await until('a write accepted in the target', async () => ((await tryInsert(targetUrl)) ? Date.now() : undefined), 90_000, 100);
-    const client = await connect(config);
+  const codecEnv = stackCodecEnv(files.home).env;
+  return withStackEnv(async () => {
+    process.env.REGIONSHIFT_HOME = files.home;
+    process.env.REGIONSHIFT_CONFIG = files.configFile;
+    process.env.TEMPORAL_ADDRESS = config.temporal.address;
+    Object.assign(process.env, codecEnv);
     try {
-      const handle = client.workflow.getHandle(runWorkflowId(service.name));
-      const desc = await handle.describe();
-      const rec = await awaitRecord(client, runWorkflowId(service.name));
-      if (rec.status !== 'succeeded') throw new Error(`the guardian's failover ${rec.status}: ${rec.error ?? ''}`);
-      const s: Sample = {
-        detectedRtoMs: firstWrite - killed.at, runRtoMs: rec.rtoMs ?? NaN, runStartedMs: desc.startTime.getTime() - killed.at, target: rec.target, trigger: rec.trigger ?? '',
-      };
-      say(`  ${i}: ${writer} killed → run started after ${s.runStartedMs} ms (${s.trigger}) → first write accepted in ${target} after ${s.detectedRtoMs} ms; the run's own RTO ${s.runRtoMs} ms`);
-      return s;
+      const up = await stackUp({ config, configFile: files.configFile, home: files.home });
+      if (!up.ok) throw new Error(`the detection stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+      const service = config.services[0]!;
+      const [writer, target] = service.regions as [string, string];
+      await ensureLedger(nodeOf(service, writer), postgresDatabase(service).regions[writer]!.appUser);
+      const w = new PgClient({ connectionString: dsn(nodeOf(service, writer)) });
+      await w.connect();
+      await w.query('CREATE TABLE IF NOT EXISTS bench_detection (id bigserial PRIMARY KEY, at timestamptz NOT NULL)');
+      await w.end();
+      const port = files.monitoring!.prometheusPort;
+      // Both probes answered for a few scrapes: the alert's "last good probe" exists.
+      await until('probes succeeding', async () => ((await promQuery(port, 'min_over_time(probe_success{job="regionshift-pg-probe"}[3s]) == 1')).length === 2 ? true : undefined), 60_000, 500);
+      const targetUrl = dsn(nodeOf(service, target));
+      const killed = await killRegion({ config, configFile: files.configFile, home: files.home }, service, writer);
+      const firstWrite = await until('a write accepted in the target', async () => ((await tryInsert(targetUrl)) ? Date.now() : undefined), 90_000, 100);
+      const client = await connect(config);
+      try {
+        const handle = client.workflow.getHandle(runWorkflowId(service.name));
+        const desc = await handle.describe();
+        const rec = await awaitRecord(client, runWorkflowId(service.name));
+        if (rec.status !== 'succeeded') throw new Error(`the guardian's failover ${rec.status}: ${rec.error ?? ''}`);
+        const s: Sample = {
+          detectedRtoMs: firstWrite - killed.at, runRtoMs: rec.rtoMs ?? NaN, runStartedMs: desc.startTime.getTime() - killed.at, target: rec.target, trigger: rec.trigger ?? '',
+        };
+        say(`  ${i}: ${writer} killed → run started after ${s.runStartedMs} ms (${s.trigger}) → first write accepted in ${target} after ${s.detectedRtoMs} ms; the run's own RTO ${s.runRtoMs} ms`);
+        return s;
+      } finally {
+        await client.connection.close().catch(() => undefined);
+      }
     } finally {
-      await client.connection.close().catch(() => undefined);
+      await stackDown({ home: files.home }).catch((err: Error) => say(`  could not stop the detection stack in ${files.home}: ${err.message}`));
+      rmSync(files.dir, { recursive: true, force: true });
     }
-  } finally {
-    await stackDown({ home: files.home }).catch((err: Error) => say(`  could not stop the detection stack in ${files.home}: ${err.message}`));
-    rmSync(files.dir, { recursive: true, force: true });
-    const restore = (k: string, v: string | undefined) => (v === undefined ? delete process.env[k] : (process.env[k] = v));
-    restore('REGIONSHIFT_HOME', saved.home);
-    restore('REGIONSHIFT_CONFIG', saved.config);
-    restore('TEMPORAL_ADDRESS', saved.address);
-    for (const [k, v] of codecSaved) restore(k, v);
-  }
+  }, Object.keys(codecEnv));
 }
 
 export const detectionSection: BenchSection = {

@@ -14,8 +14,7 @@ import { runDrain, runFailover } from '../src/demo/runs';
 import { BENCH_POLICY } from './failover';
 import type { BenchSection, SectionResult } from './section';
 import { spread } from './stats';
-import { makeBenchStack, type BenchStack } from './temp-stack';
-import { withStackEnv } from './four-regions';
+import { makeBenchStack, withStackEnv, type BenchStack } from './temp-stack';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';

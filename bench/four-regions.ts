@@ -13,25 +13,10 @@ import { BENCH_POLICY } from './failover';
 import { runTiming } from './history';
 import type { BenchSection, SectionResult } from './section';
 import { spread } from './stats';
-import { makeBenchStack, type BenchStack } from './temp-stack';
+import { makeBenchStack, withStackEnv, type BenchStack } from './temp-stack';
 
 const REGIONS = ['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1'];
 const WEIGHTS = { 'us-west-2': 40, 'us-east-1': 30, 'eu-west-1': 20, 'ap-southeast-1': 10 };
-/** Where a stack finds itself: set by makeBenchStack for the one it makes, so saved and put back. */
-const STACK_ENV = ['REGIONSHIFT_HOME', 'REGIONSHIFT_CONFIG', 'TEMPORAL_ADDRESS'] as const;
-
-/** Runs a section that makes a stack of its own, then puts back the environment of the shared one. */
-export async function withStackEnv<T>(body: () => Promise<T>): Promise<T> {
-  const saved = STACK_ENV.map((k) => [k, process.env[k]] as const);
-  try {
-    return await body();
-  } finally {
-    for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
 
 export const fourRegionsSection: BenchSection = {
   name: 'four-regions',

@@ -6,6 +6,25 @@ import type { Config } from '../src/config/schema';
 import { stackDown, stackUp, type UpResult } from '../src/stack/stack';
 import { writeTempStack, type TempStackOptions } from '../src/stack/temp';
 
+/** Where a stack finds itself: set by makeBenchStack (and the detection bench) for the one it makes. */
+const STACK_ENV = ['REGIONSHIFT_HOME', 'REGIONSHIFT_CONFIG', 'TEMPORAL_ADDRESS'];
+
+/**
+ * Runs a section that points the environment at a stack of its own, then puts back what the
+ * shared stack had: those variables and any `more` the body sets.
+ */
+export async function withStackEnv<T>(body: () => Promise<T>, more: string[] = []): Promise<T> {
+  const saved = [...STACK_ENV, ...more].map((k) => [k, process.env[k]] as const);
+  try {
+    return await body();
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 export interface BenchStack {
   dir: string;
   home: string;
