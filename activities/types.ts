@@ -177,6 +177,15 @@ export interface ShiftResult {
   maxCachedSeconds: number;
   /** False when traffic already pointed at the target. */
   changed: boolean;
+  /** Geolocation answers left on the region traffic moved from, because residency allows no other region to take them. */
+  kept?: KeptLocation[];
+}
+
+export interface KeptLocation {
+  /** The location label (continent:EU). */
+  location: string;
+  region: string;
+  why: string;
 }
 
 export interface RestoreInput extends ServiceRef {

@@ -44,8 +44,8 @@ interface Drain {
   status: string;
   writer: string | null;
   steps: Step[];
-  trafficBefore: Record<string, number>;
-  trafficAfter: Record<string, number>;
+  trafficBefore: Record<string, number | string>;
+  trafficAfter: Record<string, number | string>;
   regionsAfter: DemoRegion[];
   uiUrl: string;
 }
@@ -70,8 +70,8 @@ interface Failback {
   source: string;
   target: string;
   rpo: { lostWrites: number; writesAcked: number; zeroLoss: boolean };
-  trafficBefore: Record<string, number>;
-  trafficAfter: Record<string, number>;
+  trafficBefore: Record<string, number | string>;
+  trafficAfter: Record<string, number | string>;
   override: unknown;
   regionsAfter: DemoRegion[];
   steps: Step[];
@@ -88,6 +88,8 @@ const EU = 'eu-west-1';
 const AP = 'ap-southeast-1';
 const REGIONS = [WEST, EAST, EU, AP];
 const WEIGHTS = { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 };
+// The reference design's records: EU clients by geolocation, in front of the weights (traffic keys of the service).
+const EU_FRONT = `      geolocation: [{ location: { continent: EU }, region: ${EU} }]\n      weightedRecordName: weighted.ledger.regionshift.test.`;
 const PLANNED_STEPS = ['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'repoint-standbys', 'rejoin'];
 
 /** Every region that is up is the writer or streams from it. */
@@ -115,7 +117,7 @@ function isIso(s: string | null): boolean {
 }
 
 beforeAll(async () => {
-  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS });
+  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS, serviceExtra: EU_FRONT });
   demo = await runCli(['demo', '--json'], stack.env, 420_000);
   try {
     ({ runs, drains, reconciliations, failback } = JSON.parse(demo.stdout) as { runs: Run[]; drains: Drain[]; reconciliations: Reconciliation[]; failback: Failback });
@@ -164,9 +166,10 @@ describe('regionshift demo --json', () => {
     expect(drain.writer).toBe(WEST);
     // A failover moves traffic away from its source (docs/traffic.md): away and back leaves
     // us-east-1's 30 spread over 40/20/10 by largest remainder, 57/0/29/14.
-    expect(drain.trafficBefore).toEqual({ [WEST]: 57, [EAST]: 0, [EU]: 29, [AP]: 14 });
+    // EU clients stay on eu-west-1 throughout, by geolocation in front of the weights.
+    expect(drain.trafficBefore).toEqual({ [WEST]: 57, [EAST]: 0, [EU]: 29, [AP]: 14, 'continent:EU': EU });
     // ap-southeast-1's 14 over 57/29: 9.28 and 4.72 → 9 + 5 (the larger remainder takes the odd one).
-    expect(drain.trafficAfter).toEqual({ [WEST]: 66, [EAST]: 0, [EU]: 34, [AP]: 0 });
+    expect(drain.trafficAfter).toEqual({ [WEST]: 66, [EAST]: 0, [EU]: 34, [AP]: 0, 'continent:EU': EU });
     expect(drain.regionsAfter.find((r) => r.region === AP)?.role, 'ap-southeast-1 was down while drained').toBe('down');
     expectFollowing(drain.regionsAfter, WEST, 'while ap-southeast-1 is drained');
     expect(undrain.trafficBefore).toEqual(drain.trafficAfter);

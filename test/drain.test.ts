@@ -76,6 +76,11 @@ function makeConfig(address: string, deadPorts: number[]): Config {
       service('geoflex', FOUR, { routing: 'geolocation', geolocation: geoRules('eu-flex') }),
       service('geotwo', [...FOUR, EU2], { routing: 'geolocation', geolocation: geoRules() }),
       service('lastone', [WEST, EAST], { routing: 'weighted', weights: { [WEST]: 0, [EAST]: 100 } }),
+      // The reference design's records: EU clients by geolocation, everyone else by weight.
+      service('bank', FOUR, {
+        routing: 'weighted', weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 },
+        geolocation: [{ location: { continent: 'EU' }, region: EU }], weightedRecordName: 'weighted.bank.bank.test.',
+      }),
       {
         ...service('guarded', FOUR, { routing: 'weighted', weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 } }),
         policy: { cooldown: '1s', approvers: approverEntries('carol') },
@@ -230,6 +235,22 @@ describe('drain, geolocation: EU clients stay in the EU unless the config allows
     expect(r.rec.drain!.before).toEqual(before);
     expect((await runJson('undrain', '--service', 'geoflex', '--region', EU)).code).toBe(0);
     expect(await traffic('geoflex')).toEqual(before);
+  });
+});
+
+describe('drain, weighted with EU geolocation in front (the reference design)', () => {
+  it('drains eu-west-1\'s weight, keeps EU clients on it (no other EU region), verifies, and undrain restores exactly', async () => {
+    const before = await traffic('bank');
+    const r = await runJson('drain', '--service', 'bank', '--region', EU);
+    expect(r.code).toBe(0);
+    const after = await traffic('bank');
+    expect(Object.fromEntries(after.records.map((x) => [x.location ?? x.region, x.location ? x.region : x.weight])))
+      .toEqual({ [WEST]: 50, [EAST]: 38, [EU]: 0, [AP]: 12, 'continent:EU': EU });
+    expect(r.rec.drain!.kept).toEqual([{ location: 'continent:EU', region: EU, why: expect.stringContaining('may only be served from eu-*') }]);
+    expect(r.rec.drain!.verified).toBe(true);
+    expect(r.rec.steps.find((s) => s.id === 'verify')?.detail).toContain(`${EU} receives no traffic but continent:EU (residency allows no other region)`);
+    expect((await runJson('undrain', '--service', 'bank', '--region', EU)).code).toBe(0);
+    expect(await traffic('bank')).toEqual(before);
   });
 });
 

@@ -33,12 +33,16 @@ interface Spec {
   drain?: 'proportional' | 'to-target';
   /** Each region's share when every region serves. */
   weights?: Record<string, number>;
+  /** More traffic settings (geolocation in front of the weights). */
+  traffic?: Record<string, unknown>;
+  residency?: Record<string, unknown>;
 }
 
 /** A config parsed through the real schema, so defaults and refinements apply as in production. */
 function configFor(spec: Spec): Config {
   const service = spec.service ?? 'ledger';
   return Config.parse({
+    ...(spec.residency ? { residency: { classes: spec.residency } } : {}),
     services: [
       {
         name: service,
@@ -55,6 +59,7 @@ function configFor(spec: Spec): Config {
           ...(spec.ttl !== undefined ? { ttl: spec.ttl } : {}),
           ...(spec.drain ? { drain: spec.drain } : {}),
           ...(spec.weights ? { weights: spec.weights } : {}),
+          ...spec.traffic,
           endpoints: Object.fromEntries(spec.regions.map((r) => [r, `db.${r}.regionshift.test.`])),
           endpointUrl: moto.url,
         },
@@ -236,6 +241,89 @@ describe('route53 traffic, weighted routing', () => {
     }
     const plain = configFor({ zone: 'odd.regionshift.test.', recordName: oddName, regions: ['us-west-2', 'us-east-1'] });
     await expectRefused(createRoute53Activities(plain).trafficDescribe({ service: 'ledger' }), oddName, 'SetIdentifier');
+  });
+});
+
+describe('route53 traffic, weighted with EU geolocation in front (the reference design)', () => {
+  const [west, east, eu, ap, eu2] = ['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1', 'eu-central-1'];
+  const front = (zone: string, regions: string[], residency?: string) => configFor({
+    service: 'bank', zone, recordName: `bank.${zone}`, regions, drain: 'proportional',
+    weights: Object.fromEntries(regions.map((r) => [r, r === west ? 40 : r === east ? 30 : r === eu ? 20 : 10])),
+    traffic: { geolocation: [{ location: { continent: 'EU' }, region: eu, ...(residency ? { residency } : {}) }], weightedRecordName: `weighted.bank.${zone}` },
+    ...(residency ? { residency: { [residency]: { allowedRegions: ['eu-*'], allowOutside: true } } } : {}),
+  });
+  const answers = (state: TrafficState) => Object.fromEntries(state.records.map((r) => [r.location ?? r.region, r.location ? r.region : r.weight]));
+
+  it('seeds EU → eu-west-1 and a default that answers with the weights; a failover elsewhere leaves the EU where it is', async () => {
+    const zone = 'front.regionshift.test.';
+    const config = front(zone, [west, east, eu, ap]);
+    const { hostedZoneId } = await ensureTrafficRecords(config, 'bank', west);
+    const traffic = createRoute53Activities(config);
+    const seeded = await traffic.trafficDescribe({ service: 'bank' });
+    expect(answers(seeded)).toEqual({ [west]: 40, [east]: 30, [eu]: 20, [ap]: 10, 'continent:EU': eu });
+    expect(seeded.records.find((r) => r.location)!.target).toBe(`db.${eu}.regionshift.test.`);
+    expect(currentPrimaryRegion(seeded)).toBe(west);
+
+    // What Route 53 holds: the geolocation records under the name clients resolve, the weights behind.
+    const client = createRoute53Client(route53Traffic(config.services[0]!));
+    try {
+      const listed = await client.send(new ListResourceRecordSetsCommand({ HostedZoneId: hostedZoneId }));
+      const cnames = (listed.ResourceRecordSets ?? []).filter((rr) => rr.Type === 'CNAME');
+      const atFront = cnames.filter((rr) => rr.Name === `bank.${zone}`);
+      expect(atFront.map((rr) => [rr.GeoLocation, rr.ResourceRecords?.[0]?.Value])).toEqual(expect.arrayContaining([
+        [{ ContinentCode: 'EU' }, `db.${eu}.regionshift.test.`],
+        [{ CountryCode: '*' }, `weighted.bank.${zone}`],
+      ]));
+      expect(atFront).toHaveLength(2);
+      expect(cnames.filter((rr) => rr.Name === `weighted.bank.${zone}`).map((rr) => rr.Weight)).toHaveLength(4);
+    } finally {
+      client.destroy();
+    }
+
+    const shifted = await traffic.trafficShift({ service: 'bank', from: west, to: east });
+    expect(answers(shifted.after)).toEqual({ [west]: 0, [east]: 50, [eu]: 33, [ap]: 17, 'continent:EU': eu });
+    expect(shifted.kept).toBeUndefined();
+    expect(await traffic.trafficRestore({ service: 'bank', state: seeded })).toEqual(seeded);
+  });
+
+  it('draining eu-west-1 moves its weight and keeps EU clients in the EU: on the next EU region, or where they are when there is none', async () => {
+    const alone = front('eu-alone.regionshift.test.', [west, east, eu, ap]);
+    await ensureTrafficRecords(alone, 'bank', west);
+    const traffic = createRoute53Activities(alone);
+    const before = await traffic.trafficDescribe({ service: 'bank' });
+    const drained = await traffic.trafficDrain({ service: 'bank', region: eu });
+    expect(answers(drained.after)).toEqual({ [west]: 50, [east]: 38, [eu]: 0, [ap]: 12, 'continent:EU': eu });
+    expect(drained.kept).toEqual([{ location: 'continent:EU', region: eu, why: expect.stringContaining('may only be served from eu-*') }]);
+    expect((await traffic.trafficUndrain({ service: 'bank', region: eu })).after).toEqual(before);
+
+    const two = front('eu-two.regionshift.test.', [west, east, eu, ap, eu2]);
+    await ensureTrafficRecords(two, 'bank', west);
+    const twoTraffic = createRoute53Activities(two);
+    const moved = await twoTraffic.trafficDrain({ service: 'bank', region: eu });
+    expect(moved.after.records.find((r) => r.location === 'continent:EU')).toMatchObject({ region: eu2, target: `db.${eu2}.regionshift.test.` });
+    expect(moved.kept).toBeUndefined();
+    // Undrain gives eu-west-1 its weight and its location back.
+    expect(answers((await twoTraffic.trafficUndrain({ service: 'bank', region: eu })).after)).toMatchObject({ [eu]: 20, 'continent:EU': eu });
+
+    const flex = front('eu-flex.regionshift.test.', [west, east, eu, ap], 'eu-flex');
+    await ensureTrafficRecords(flex, 'bank', west);
+    const outside = await createRoute53Activities(flex).trafficDrain({ service: 'bank', region: eu });
+    // The class allows outside: EU clients go where the writer is.
+    expect(outside.after.records.find((r) => r.location === 'continent:EU')?.region).toBe(west);
+  });
+
+  it('refuses a config that half-declares the front, and a default record that does not point at the weights', async () => {
+    const base = { zone: 'bad.regionshift.test.', recordName: 'bank.bad.regionshift.test.', regions: [west, eu] };
+    expect(() => configFor({ ...base, traffic: { geolocation: [{ location: { continent: 'EU' }, region: eu }] } })).toThrow('need traffic.weightedRecordName');
+    expect(() => configFor({ ...base, traffic: { weightedRecordName: 'w.bad.regionshift.test.' } })).toThrow('weightedRecordName puts geolocation rules in front');
+    expect(() => configFor({ ...base, traffic: { geolocation: [{ location: 'default', region: west }], weightedRecordName: 'w.bad.regionshift.test.' } })).toThrow('the default location is the weights');
+    expect(() => configFor({ ...base, traffic: { geolocation: [{ location: { continent: 'EU' }, region: eu }], weightedRecordName: 'bank.bad.regionshift.test' } })).toThrow('must differ from recordName');
+
+    // Plain weighted records under the name that should hold the geolocation front: refused, naming what is missing.
+    const plain = configFor({ ...base, weights: { [west]: 50, [eu]: 50 } });
+    await ensureTrafficRecords(plain, 'ledger', west);
+    const layered = configFor({ ...base, weights: { [west]: 50, [eu]: 50 }, traffic: { geolocation: [{ location: { continent: 'EU' }, region: eu }], weightedRecordName: 'w.bad.regionshift.test.' } });
+    await expectRefused(createRoute53Activities(layered).trafficDescribe({ service: 'ledger' }), 'needs one geolocation default record, a CNAME to w.bad.regionshift.test.');
   });
 });
 

@@ -166,7 +166,9 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       }
       d.after = rec.traffic.after;
       d.moved = changes(before, d.after);
-      state.detail = `${d.moved.join(', ') || 'nothing to move'}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
+      if (rec.traffic.kept) d.kept = rec.traffic.kept;
+      const kept = (d.kept ?? []).map((k) => `${k.location} stays on ${k.region} (residency)`);
+      state.detail = `${[...d.moved, ...kept].join(', ') || 'nothing to move'}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
       return;
     }
 
@@ -196,11 +198,15 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const problems: string[] = [];
       if (!want) problems.push('the run recorded no records to check against');
       else if (!sameTraffic(now, want)) problems.push(`the records read back (${describeRecords(now.records)}) are not the ones set (${describeRecords(want.records)})`);
-      if (kind === 'drain' && serves(now, d.region)) problems.push(`${d.region} still receives traffic`);
+      // Locations residency keeps on the region are the only answers it may still give.
+      const kept = new Set((d.kept ?? []).map((k) => k.location));
+      const checked = { ...now, records: now.records.filter((r) => r.location === undefined || !kept.has(r.location)) };
+      if (kind === 'drain' && serves(checked, d.region)) problems.push(`${d.region} still receives traffic`);
       if (problems.length > 0) throw ApplicationFailure.nonRetryable(`verify: ${problems.join('; ')}`, 'VerifyFailed');
       d.verified = true;
       rec.rtoMs = Date.now() - (input.triggeredAt ?? Date.parse(rec.startedAt));
-      state.detail = `${describeRecords(now.records)}${kind === 'drain' ? `; ${d.region} receives no traffic` : '; as before the drain'}`;
+      const keptText = kept.size > 0 ? ` but ${[...kept].join(', ')} (residency allows no other region)` : '';
+      state.detail = `${describeRecords(now.records)}${kind === 'drain' ? `; ${d.region} receives no traffic${keptText}` : '; as before the drain'}`;
       return;
     }
   }

@@ -362,7 +362,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         const before = rec.trafficBefore ?? (await on(input.target).trafficDescribe(svc));
         compensations.push({ stepId: step.id, what: `restore traffic records of ${input.service}`, undo: async () => describeTraffic(await on(input.target, COMPENSATION).trafficRestore({ ...svc, state: before })) });
         rec.traffic = await on(input.target, opts).trafficShift({ ...svc, from: source(), to: input.target });
-        state.detail = `${describeTraffic(rec.traffic.after)}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
+        const kept = (rec.traffic.kept ?? []).map((k) => `; ${k.location} stays on ${k.region} (residency)`).join('');
+        state.detail = `${describeTraffic(rec.traffic.after)}${kept}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
         return;
       }
       case 'app.verifyWrites': {

@@ -3,7 +3,12 @@
 // - weighted and failover routing: one record per region, told apart by SetIdentifier (= region);
 // - geolocation routing: one record per location (SetIdentifier geo-<location>), each answering
 //   with the endpoint of the region configured for it; which region a record serves is read
-//   from its target.
+//   from its target;
+// - weighted routing with geolocation in front (traffic.weightedRecordName): the weighted records
+//   live under weightedRecordName, and recordName holds geolocation records for the locations
+//   kept on a region (the EU on eu-west-1) plus a default location that answers with
+//   weightedRecordName. The default is structure, set when seeding and checked on every read; the
+//   other locations appear in TrafficState.records beside the weighted ones.
 //
 // Behaviour taken from the AWS Route 53 API reference / developer guide (not from moto, which is
 // laxer on most of these points):
@@ -40,11 +45,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/config/schema';
 import { drainedWeights, MAX_WEIGHT, primaryRegionOf, undrainedWeights } from '../../src/traffic/plan';
-import { geoDrain } from '../../src/traffic/geo-drain';
+import { frontDrain, geoDrain } from '../../src/traffic/geo-drain';
 import type { ResidencyRule } from '../../src/policy/residency';
 import { awsClientConfig } from '../aws/clients';
 import type {
-  DrainInput, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput,
+  DrainInput, KeptLocation, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput,
 } from '../types';
 
 export type Route53Activities = Pick<RegionActivities, 'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'>;
@@ -121,12 +126,14 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       const routing = checkRouting(t, before);
       for (const region of [from, to]) requireKnownRegion(t, before, region, routing);
       let desired: TrafficRecord[];
+      let kept: KeptLocation[] = [];
       if (routing === 'weighted') {
+        const { weighted, front } = layers(before);
         // The target comes back into service first, at its configured share (an earlier
         // failover away from it left it at 0, and a proportional drain gives 0 nothing); regions
         // drained on purpose stay at 0. Then the source's share moves as the drain mode says.
-        const inService = t.traffic.weights ? undrainedWeights(before.records, t.traffic.weights, to) : undefined;
-        const base = inService ? before.records.map((r) => ({ ...r, weight: inService.get(r.region) ?? 0 })) : before.records;
+        const inService = t.traffic.weights ? undrainedWeights(weighted, t.traffic.weights, to) : undefined;
+        const base = inService ? weighted.map((r) => ({ ...r, weight: inService.get(r.region) ?? 0 })) : weighted;
         const change = drainedWeights(base, from, to, t.traffic.drain);
         if (change.nothingToMove) {
           throw ApplicationFailure.nonRetryable(
@@ -135,13 +142,14 @@ export function createRoute53Activities(config: Config, options: Route53Options 
             'NothingToShift',
           );
         }
-        desired = before.records.map((r) => ({ ...r, weight: change.weights.get(r.region) ?? 0 }));
+        const weightedAfter = weighted.map((r) => ({ ...r, weight: change.weights.get(r.region) ?? 0 }));
+        ({ records: desired, kept } = withFront(config, t, weightedAfter, front, from, to));
       } else if (routing === 'failover') {
         desired = shiftFailover(before, from, to);
       } else {
         desired = repointGeo(t, before, from, to);
       }
-      return apply(t, zoneId, current, desired, `regionshift: shift ${service} traffic from ${from} to ${to}`);
+      return withKept(await apply(t, zoneId, current, desired, `regionshift: shift ${service} traffic from ${from} to ${to}`), kept);
     },
 
     async trafficDrain({ service, region, to }: DrainInput): Promise<ShiftResult> {
@@ -154,18 +162,21 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       requireKnownRegion(t, before, region, routing);
       if (to !== undefined) requireKnownRegion(t, before, to, routing);
       let desired: TrafficRecord[];
+      let kept: KeptLocation[] = [];
       if (routing === 'weighted') {
+        const { weighted, front } = layers(before);
         if (t.traffic.drain === 'to-target' && to === undefined) {
           throw ApplicationFailure.nonRetryable(
             `cannot drain ${region} of service ${service}: traffic.drain is to-target, so name the region that takes its weight (\`to\`), or set traffic.drain: proportional`,
             'InvalidShift',
           );
         }
-        const change = drainedWeights(before.records, region, to, t.traffic.drain);
-        desired = before.records.map((r) => ({ ...r, weight: change.weights.get(r.region) ?? 0 }));
+        const change = drainedWeights(weighted, region, to, t.traffic.drain);
         if ([...change.weights.values()].every((w) => w === 0)) {
           throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: it is the only region with traffic and no other region can take it`, 'NothingToShift');
         }
+        const weightedAfter = weighted.map((r) => ({ ...r, weight: change.weights.get(r.region) ?? 0 }));
+        ({ records: desired, kept } = withFront(config, t, weightedAfter, front, region, to));
       } else if (routing === 'failover') {
         const primary = before.records.find((r) => r.failover === 'PRIMARY');
         if (primary?.region !== region) return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
@@ -178,7 +189,7 @@ export function createRoute53Activities(config: Config, options: Route53Options 
         if ('refused' in plan) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: ${plan.refused}`, 'ResidencyRefused');
         desired = plan.records.map((r, i) => (r.region === before.records[i]!.region ? r : { ...r, target: endpointOf(t, r.region) }));
       }
-      return apply(t, zoneId, current, desired, `regionshift: drain ${region} of ${service}`);
+      return withKept(await apply(t, zoneId, current, desired, `regionshift: drain ${region} of ${service}`), kept);
     },
 
     async trafficUndrain({ service, region }: UndrainInput): Promise<ShiftResult> {
@@ -196,15 +207,15 @@ export function createRoute53Activities(config: Config, options: Route53Options 
             'InvalidShift',
           );
         }
-        const weights = undrainedWeights(before.records, t.traffic.weights, region);
-        desired = before.records.map((r) => ({ ...r, weight: weights.get(r.region) ?? 0 }));
+        const { weighted, front } = layers(before);
+        const weights = undrainedWeights(weighted, t.traffic.weights, region);
+        desired = [...weighted.map((r) => ({ ...r, weight: weights.get(r.region) ?? 0 })), ...ownLocationsBack(t, front, region)];
       } else if (routing === 'failover') {
         // A SECONDARY already takes traffic when the PRIMARY fails its health check; making it
         // PRIMARY again is a shift (trafficShift), not an undrain.
         return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
       } else {
-        const own = new Set((t.traffic.geolocation ?? []).filter((rule) => rule.region === region && rule.location !== 'default').map((rule) => geoLabel(rule.location)));
-        desired = before.records.map((r) => (r.location !== undefined && own.has(r.location) ? { ...r, region, target: endpointOf(t, region) } : r));
+        desired = ownLocationsBack(t, before.records, region);
       }
       return apply(t, zoneId, current, desired, `regionshift: undrain ${region} of ${service}`);
     },
@@ -218,14 +229,16 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       const changes: Change[] = [];
       // Switching between routing policies cannot be an UPSERT (a name's records share one
       // routing policy), so the whole set is replaced by DELETE + CREATE in the same atomic batch.
-      const restoring = kindOf(state.records[0]!);
-      const kindChanges = current.state.records.some((now) => kindOf(now) !== restoring);
+      // Geolocation records in front of weighted ones keep their kind; only the layer behind can change it.
+      const front = (rec: TrafficRecord): boolean => isLayered(t) && rec.location !== undefined;
+      const restoring = kindOf(state.records.find((rec) => !front(rec)) ?? state.records[0]!);
+      const kindChanges = current.state.records.some((now) => !front(now) && kindOf(now) !== restoring);
       const wanted = new Set(state.records.map(keyOf));
       current.state.records.forEach((now, i) => {
-        if (kindChanges || !wanted.has(keyOf(now))) changes.push({ Action: 'DELETE', ResourceRecordSet: current.raw[i]! });
+        if ((kindChanges && !front(now)) || !wanted.has(keyOf(now))) changes.push({ Action: 'DELETE', ResourceRecordSet: current.raw[i]! });
       });
       for (const rec of state.records) {
-        if (kindChanges) {
+        if (kindChanges && !front(rec)) {
           changes.push({ Action: 'CREATE', ResourceRecordSet: toRecordSet(t, current, rec) });
         } else if (!sameRecord(rec, recordFor(current.state, keyOf(rec)))) {
           changes.push({ Action: 'UPSERT', ResourceRecordSet: toRecordSet(t, current, rec) });
@@ -284,6 +297,7 @@ export async function ensureTrafficRecords(
     // CREATE rather than UPSERT: if another seeder won the race the batch fails instead of
     // overwriting, and the records it wrote are what we report.
     const changes = initial.map((rec): Change => ({ Action: 'CREATE', ResourceRecordSet: toRecordSet(t, current, rec) }));
+    if (isLayered(t)) changes.push({ Action: 'CREATE', ResourceRecordSet: defaultBehindFront(traffic) });
     try {
       await applyChanges(t, zoneId, changes, `regionshift: seed ${service} traffic, primary ${primaryRegion}`);
     } catch (err) {
@@ -316,6 +330,8 @@ type Routing = Route53Traffic['routing'];
 interface RecordSetView {
   /** The name as Route 53 spells it, reused on writes so a write never creates a look-alike. */
   name: string;
+  /** Where weighted records are written: weightedRecordName when geolocation stands in front, else `name`. */
+  weightedName: string;
   /** Same order as state.records. */
   raw: ResourceRecordSet[];
   state: TrafficState;
@@ -423,6 +439,48 @@ async function requireZoneId(t: Target): Promise<string> {
 
 async function readRecordSet(t: Target, zoneId: string): Promise<RecordSetView> {
   const recordName = t.traffic.recordName;
+  const weightedName = t.traffic.weightedRecordName;
+  let raw = await listRecordSets(t, zoneId, recordName);
+  const name = raw[0]?.Name ?? fqdn(recordName).toLowerCase();
+  let weightedRaw: ResourceRecordSet[] = [];
+  if (isLayered(t) && weightedName !== undefined) {
+    weightedRaw = await listRecordSets(t, zoneId, weightedName);
+    const defaults = raw.filter((rr) => rr.GeoLocation?.CountryCode === '*');
+    raw = raw.filter((rr) => !defaults.includes(rr));
+    const pointsBehind = defaults.length === 1 && sameName(defaults[0]!.ResourceRecords?.[0]?.Value, weightedName) && !defaults[0]!.AliasTarget;
+    if ((raw.length > 0 || weightedRaw.length > 0 || defaults.length > 0) && !pointsBehind) {
+      throw ApplicationFailure.nonRetryable(
+        `Route 53 record ${recordName} of service ${t.service.name} needs one geolocation default record, a CNAME to ${weightedName} (the weighted records), ` +
+          `so clients outside the listed locations get an answer; it has ${defaults.map((d) => `${d.Type ?? '?'} → ${d.ResourceRecords?.[0]?.Value ?? d.AliasTarget?.DNSName ?? '?'}`).join(', ') || 'none'}. ` +
+          `Fix that record in zone ${t.traffic.hostedZone}.`,
+        'UnmappableRecord',
+      );
+    }
+  }
+  const pairs = [...raw, ...weightedRaw].map((rr) => ({ rr, rec: toTrafficRecord(t, rr) }));
+  const regionOrder = (region: string): number => {
+    const i = t.service.regions.indexOf(region);
+    return i === -1 ? Number.MAX_SAFE_INTEGER : i;
+  };
+  const rules = (t.traffic.geolocation ?? []).map((rule) => geoLabel(rule.location));
+  const locationOrder = (location: string): number => {
+    const i = rules.indexOf(location);
+    return i === -1 ? Number.MAX_SAFE_INTEGER : i;
+  };
+  // Weighted records first, then the locations in front of them, each in the config's order.
+  pairs.sort((a, b) =>
+    a.rec.location !== undefined && b.rec.location !== undefined
+      ? locationOrder(a.rec.location) - locationOrder(b.rec.location) || a.rec.location.localeCompare(b.rec.location)
+      : a.rec.location !== undefined || b.rec.location !== undefined
+        ? (a.rec.location !== undefined ? 1 : -1)
+        : regionOrder(a.rec.region) - regionOrder(b.rec.region) || a.rec.region.localeCompare(b.rec.region),
+  );
+  const weightedSpelled = weightedRaw[0]?.Name ?? (weightedName !== undefined ? fqdn(weightedName).toLowerCase() : name);
+  return { name, weightedName: weightedSpelled, raw: pairs.map((p) => p.rr), state: { recordName, records: pairs.map((p) => p.rec) } };
+}
+
+/** Every record set under one name, paging as Route 53 does. */
+async function listRecordSets(t: Target, zoneId: string, recordName: string): Promise<ResourceRecordSet[]> {
   const raw: ResourceRecordSet[] = [];
   const seen = new Set<string>();
   // Lowercase: Route 53 compares names case-insensitively, moto compares the raw strings.
@@ -457,22 +515,7 @@ async function readRecordSet(t: Target, zoneId: string): Promise<RecordSetView> 
     }
     start = next;
   }
-  const pairs = raw.map((rr) => ({ rr, rec: toTrafficRecord(t, rr) }));
-  const regionOrder = (region: string): number => {
-    const i = t.service.regions.indexOf(region);
-    return i === -1 ? Number.MAX_SAFE_INTEGER : i;
-  };
-  const rules = (t.traffic.geolocation ?? []).map((rule) => geoLabel(rule.location));
-  const locationOrder = (location: string): number => {
-    const i = rules.indexOf(location);
-    return i === -1 ? Number.MAX_SAFE_INTEGER : i;
-  };
-  pairs.sort((a, b) =>
-    a.rec.location !== undefined && b.rec.location !== undefined
-      ? locationOrder(a.rec.location) - locationOrder(b.rec.location) || a.rec.location.localeCompare(b.rec.location)
-      : regionOrder(a.rec.region) - regionOrder(b.rec.region) || a.rec.region.localeCompare(b.rec.region),
-  );
-  return { name: raw[0]?.Name ?? fqdn(recordName).toLowerCase(), raw: pairs.map((p) => p.rr), state: { recordName, records: pairs.map((p) => p.rec) } };
+  return raw;
 }
 
 function toTrafficRecord(t: Target, rr: ResourceRecordSet): TrafficRecord {
@@ -529,7 +572,7 @@ function toRecordSet(t: Target, view: RecordSetView, rec: TrafficRecord): Resour
   const kindKept = live && kindOf(rec) === kindOf(view.state.records[view.raw.indexOf(live)]!);
   return {
     ...kept,
-    Name: view.name,
+    Name: rec.location === undefined ? view.weightedName : view.name,
     Type: 'CNAME',
     SetIdentifier: kindKept && live?.SetIdentifier ? live.SetIdentifier : rec.location !== undefined ? geoSetIdentifier(rec.location) : rec.region,
     TTL: rec.ttl,
@@ -575,7 +618,8 @@ function requireKnownRegion(t: Target, state: TrafficState, region: string, rout
 
 /** The routing the live records use, which must be the one the config says. */
 function checkRouting(t: Target, state: TrafficState): Routing {
-  const kinds = new Set(state.records.map(kindOf));
+  // In front of weighted records, the geolocation ones live under a name of their own.
+  const kinds = new Set((isLayered(t) ? layers(state).weighted : state.records).map(kindOf));
   if (kinds.size > 1) {
     throw ApplicationFailure.nonRetryable(
       `record ${t.traffic.recordName} of service ${t.service.name} mixes ${[...kinds].join(' and ')} records; Route 53 should not allow this, fix the zone by hand`,
@@ -602,6 +646,40 @@ function shiftFailover(state: TrafficState, from: string, to: string): TrafficRe
 /** Every location `from` answers is answered by `to`; the other locations keep their region. */
 function repointGeo(t: Target, state: TrafficState, from: string, to: string): TrafficRecord[] {
   return state.records.map((r) => (r.region === from ? { ...r, region: to, target: endpointOf(t, to) } : r));
+}
+
+/** Whether geolocation records stand in front of the weighted ones (traffic.weightedRecordName). */
+function isLayered(t: Target): boolean {
+  return t.traffic.routing === 'weighted' && t.traffic.weightedRecordName !== undefined;
+}
+
+/** The weighted records, and the geolocation records in front of them. */
+function layers(state: TrafficState): { weighted: TrafficRecord[]; front: TrafficRecord[] } {
+  return { weighted: state.records.filter((r) => r.location === undefined), front: state.records.filter((r) => r.location !== undefined) };
+}
+
+/**
+ * The weighted records as changed, with the front's locations that `from` answered moved to `to`
+ * or to the next region their residency allows among those still weighted in; a location no
+ * region may take stays, and is returned in `kept`.
+ */
+function withFront(config: Config, t: Target, weighted: TrafficRecord[], front: TrafficRecord[], from: string, to: string | undefined): { records: TrafficRecord[]; kept: KeptLocation[] } {
+  if (front.length === 0) return { records: weighted, kept: [] };
+  const serving = t.service.regions.filter((r) => weighted.some((w) => w.region === r && (w.weight ?? 0) > 0));
+  const fallback = to ?? primaryRegionOf({ recordName: t.traffic.recordName, records: weighted }) ?? serving[0]!;
+  const plan = frontDrain(front, from, serving, geoResidencyRules(config, t), fallback);
+  const moved = plan.records.map((r, i) => (r.region === front[i]!.region ? r : { ...r, target: endpointOf(t, r.region) }));
+  return { records: [...weighted, ...moved], kept: plan.kept };
+}
+
+function withKept(result: ShiftResult, kept: KeptLocation[]): ShiftResult {
+  return kept.length > 0 ? { ...result, kept } : result;
+}
+
+/** The locations configured for `region` answered by it again; the others as they are. */
+function ownLocationsBack(t: Target, records: TrafficRecord[], region: string): TrafficRecord[] {
+  const own = new Set((t.traffic.geolocation ?? []).filter((rule) => rule.region === region && rule.location !== 'default').map((rule) => geoLabel(rule.location)));
+  return records.map((r) => (r.location !== undefined && own.has(r.location) ? { ...r, region, target: endpointOf(t, region) } : r));
 }
 
 function endpointOf(t: Target, region: string): string {
@@ -652,11 +730,21 @@ function geoSetIdentifier(label: string): string {
   return `geo-${label.replace(':', '-')}`;
 }
 
+/** The geolocation default in front of weighted records: everyone not listed gets the weights. */
+function defaultBehindFront(traffic: Route53Traffic): ResourceRecordSet {
+  return {
+    Name: fqdn(traffic.recordName).toLowerCase(), Type: 'CNAME', SetIdentifier: geoSetIdentifier('default'), GeoLocation: { CountryCode: '*' },
+    TTL: traffic.ttl, ResourceRecords: [{ Value: fqdn(traffic.weightedRecordName ?? '') }],
+  };
+}
+
 function initialRecords(svc: Service, traffic: Route53Traffic, primaryRegion: string): TrafficRecord[] {
   const record = (region: string): TrafficRecord => ({ region, target: traffic.endpoints[region] ?? '', ttl: traffic.ttl });
   if (traffic.routing === 'weighted') {
     const configured = traffic.weights;
-    return svc.regions.map((region) => ({ ...record(region), weight: configured ? (configured[region] ?? 0) : region === primaryRegion ? 100 : 0 }));
+    const weighted = svc.regions.map((region) => ({ ...record(region), weight: configured ? (configured[region] ?? 0) : region === primaryRegion ? 100 : 0 }));
+    const front = traffic.weightedRecordName ? (traffic.geolocation ?? []).map((rule) => ({ ...record(rule.region), location: geoLabel(rule.location) })) : [];
+    return [...weighted, ...front];
   }
   if (traffic.routing === 'geolocation') {
     // The default location follows the writer; the others answer from the region configured for them.
@@ -697,12 +785,14 @@ function validateRestoreState(t: Target, state: TrafficState): void {
     if (rec.failover !== undefined && rec.failover !== 'PRIMARY' && rec.failover !== 'SECONDARY') problems.push(`${at}: failover ${String(rec.failover)} is not PRIMARY or SECONDARY`);
     if (rec.location !== undefined && !/^(default|(continent|country):[A-Z]{2}(-[A-Z0-9]{1,3})?)$/.test(rec.location)) problems.push(`${at}: "${rec.location}" is not a location (default, continent:EU, country:DE, country:US-CA)`);
   }
-  const kinds = new Set(state.records.map(kindOf));
+  const layered = isLayered(t);
+  const kinds = new Set((layered ? layers(state).weighted : state.records).map(kindOf));
   if (kinds.size > 1) problems.push(`it mixes ${[...kinds].join(' and ')} records`);
+  if (layered && state.records.some((r) => r.location === 'default')) problems.push('in front of weighted records the default location is the weights, not a record of its own');
   for (const role of ['PRIMARY', 'SECONDARY'] as const) {
     if (state.records.filter((r) => r.failover === role).length > 1) problems.push(`it has more than one ${role}`);
   }
-  if (kinds.has('geolocation') && !state.records.some((r) => r.location === 'default')) problems.push('it has no default location, so clients elsewhere would get no answer');
+  if (!layered && kinds.has('geolocation') && !state.records.some((r) => r.location === 'default')) problems.push('it has no default location, so clients elsewhere would get no answer');
   if (problems.length > 0) {
     throw ApplicationFailure.nonRetryable(`cannot restore traffic of service ${t.service.name}: ${problems.join('; ')}`, 'InvalidTrafficState');
   }

@@ -125,6 +125,12 @@ export const Route53Traffic = z.strictObject({
    */
   geolocation: z.array(z.strictObject({ location: GeoLocation, region: regionName, residency: z.string().min(1).optional() })).optional(),
   /**
+   * weighted routing with geolocation rules in front (the EU on eu-west-1, everyone else by
+   * weight): the name the weighted records live under. recordName then holds the geolocation
+   * records, and its default location answers with this name.
+   */
+  weightedRecordName: z.string().min(1).optional(),
+  /**
    * weighted: where a drained region's weight goes. proportional: spread over the other regions
    * in proportion to their weights (all to the target when none has any); to-target: all of it
    * to the failover target.
@@ -299,7 +305,20 @@ export const Service = z.strictObject({
     if (traffic.routing === 'failover' && svc.regions.length !== 2) {
       ctx.addIssue({ code: 'custom', path: ['traffic', 'routing'], message: `failover routing takes exactly two regions (a PRIMARY and a SECONDARY), the service has ${svc.regions.length}; use weighted or geolocation routing` });
     }
-    if (traffic.routing === 'geolocation') {
+    if (traffic.routing === 'weighted' && (traffic.geolocation || traffic.weightedRecordName)) {
+      if (!traffic.geolocation?.length) {
+        ctx.addIssue({ code: 'custom', path: ['traffic', 'weightedRecordName'], message: 'weightedRecordName puts geolocation rules in front of the weights: add traffic.geolocation, or remove it' });
+      } else if (!traffic.weightedRecordName) {
+        ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation'], message: `geolocation rules in front of weighted records need traffic.weightedRecordName, the name the weights live under (e.g. weighted.${traffic.recordName})` });
+      }
+      if (traffic.weightedRecordName && traffic.weightedRecordName.replace(/\.$/, '').toLowerCase() === traffic.recordName.replace(/\.$/, '').toLowerCase()) {
+        ctx.addIssue({ code: 'custom', path: ['traffic', 'weightedRecordName'], message: 'weightedRecordName must differ from recordName: recordName holds the geolocation records in front' });
+      }
+      (traffic.geolocation ?? []).forEach((rule, i) => {
+        notARegion(['traffic', 'geolocation', i, 'region'], rule.region, 'geolocation rule names region');
+        if (rule.location === 'default') ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation', i, 'location'], message: 'in front of weighted records the default location is the weights: remove this rule' });
+      });
+    } else if (traffic.routing === 'geolocation') {
       const rules = traffic.geolocation ?? [];
       if (rules.length === 0) ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation'], message: 'geolocation routing needs rules: a list of { location, region }, one of them with location: default' });
       else if (!rules.some((r) => r.location === 'default')) ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation'], message: 'no rule with location: default, so clients outside every listed location would get no answer' });
@@ -310,8 +329,8 @@ export const Service = z.strictObject({
         if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation', i, 'location'], message: `location ${key} is listed twice` });
         seen.add(key);
       });
-    } else if (traffic.geolocation) {
-      ctx.addIssue({ code: 'custom', path: ['traffic', 'geolocation'], message: `geolocation rules apply to routing: geolocation, not ${traffic.routing}` });
+    } else if (traffic.geolocation || traffic.weightedRecordName) {
+      ctx.addIssue({ code: 'custom', path: ['traffic', traffic.geolocation ? 'geolocation' : 'weightedRecordName'], message: `geolocation rules apply to routing: geolocation, or weighted with weightedRecordName, not ${traffic.routing}` });
     }
   } else {
     for (const region of Object.keys(traffic.routingControls)) notARegion(['traffic', 'routingControls', region], region, 'routingControls names region');

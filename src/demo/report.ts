@@ -209,7 +209,7 @@ export function toDemoReconciliation(
 }
 
 const weightsOf = (t: TrafficState | undefined): Record<string, number | string> =>
-  Object.fromEntries((t?.records ?? []).map((r) => [r.region, r.weight ?? r.failover ?? r.routingControl ?? r.location ?? '']));
+  Object.fromEntries((t?.records ?? []).map((r) => (r.location !== undefined ? [r.location, r.region] : [r.region, r.weight ?? r.failover ?? r.routingControl ?? ''])));
 
 export function toDemoFailback(
   rec: RunRecord,

@@ -5,7 +5,7 @@ import type { Runbook, Step } from './schema';
 import type { Policy } from '../config/schema';
 import type { DrainMode } from '../traffic/plan';
 import type {
-  DbNodeState, FenceResult, LagResult, PromoteResult, RejoinResult, ShiftResult, TrafficState, VerifyWritesResult,
+  DbNodeState, FenceResult, KeptLocation, LagResult, PromoteResult, RejoinResult, ShiftResult, TrafficState, VerifyWritesResult,
 } from '../../activities/types';
 import type {
   ApplyResult, ClassifyResult, FailbackRecord, PreserveOldResult, ReconcileHandoff, ReconcileReport, VerifyResult,
@@ -71,6 +71,8 @@ export interface DrainRecord {
   after?: TrafficState;
   /** What moved where, one entry per record that changed. */
   moved?: string[];
+  /** Geolocation answers residency keeps on the drained region (no allowed region could take them). */
+  kept?: KeptLocation[];
   /** Undrain: the drain run whose before-state it restored. */
   undoes?: { workflowId: string; runId: string };
   verified?: boolean;

@@ -6,7 +6,7 @@
 // region that rule allows: the first allowed region in the service's order of preference that is
 // not being drained. When no region qualifies, the drain is refused, unless the class explicitly
 // allows data outside (allowOutside), and only then does the location go where the others go.
-import type { TrafficRecord } from '../../activities/types';
+import type { KeptLocation, TrafficRecord } from '../../activities/types';
 import { regionAllowed, type ResidencyRule } from '../policy/residency';
 
 /** EU member states (ISO 3166-1 alpha-2), as Route 53 names countries. */
@@ -36,6 +36,31 @@ export interface GeoDrainPlan {
   moved: string[];
 }
 
+/** Where one location answered by a drained region goes, or why it may not go anywhere. */
+function nextRegion(
+  location: string, drained: string, regions: string[], rule: ResidencyRule | undefined, to: string | undefined, fallback: string | undefined,
+): { region: string } | { refused: string } {
+  let next: string | undefined;
+  if (rule) {
+    const preferred = to !== undefined && to !== drained && regionAllowed(rule, to) ? to : undefined;
+    next = preferred ?? regions.find((r) => r !== drained && regionAllowed(rule, r));
+    if (next === undefined) {
+      if (!rule.allowOutside) {
+        return {
+          refused:
+            `${location} is answered by ${drained}, and its clients may only be served from ${rule.allowedRegions.join(', ')} (residency ${rule.class}); ` +
+            `no other region of the service is there (regions: ${regions.join(', ')}). Add one, or, if serving them from elsewhere is permitted, set allowOutside: true on the residency class`,
+        };
+      }
+      next = fallback;
+    }
+  } else {
+    next = fallback;
+  }
+  if (next === undefined || next === drained) return { refused: `${drained} answers the default location, so name the region that takes over its clients` };
+  return { region: next };
+}
+
 /**
  * The records after draining `drained`. `rules` maps a location label to the residency rule its
  * geolocation rule names (absent: EU locations get DEFAULT_EU_RULE). `to` is where unrestricted
@@ -54,29 +79,40 @@ export function geoDrain(
       out.push(rec);
       continue;
     }
-    const rule = locationRule(rec.location, rules[rec.location]);
-    let next: string | undefined;
-    if (rule) {
-      const preferred = to !== undefined && to !== drained && regionAllowed(rule, to) ? to : undefined;
-      next = preferred ?? regions.find((r) => r !== drained && regionAllowed(rule, r));
-      if (next === undefined) {
-        if (!rule.allowOutside) {
-          return {
-            refused:
-              `${rec.location} is answered by ${drained}, and its clients may only be served from ${rule.allowedRegions.join(', ')} (residency ${rule.class}); ` +
-              `no other region of the service is there (regions: ${regions.join(', ')}). Add one, or, if serving them from elsewhere is permitted, set allowOutside: true on the residency class`,
-          };
-        }
-        next = fallback;
-      }
-    } else {
-      next = fallback;
-    }
-    if (next === undefined || next === drained) {
-      return { refused: `${drained} answers the default location, so name the region that takes over its clients` };
-    }
-    moved.push(`${rec.location} ${drained} → ${next}`);
-    out.push({ ...rec, region: next });
+    const next = nextRegion(rec.location, drained, regions, locationRule(rec.location, rules[rec.location]), to, fallback);
+    if ('refused' in next) return { refused: next.refused };
+    moved.push(`${rec.location} ${drained} → ${next.region}`);
+    out.push({ ...rec, region: next.region });
   }
   return { records: out, moved };
+}
+
+export interface FrontDrainPlan extends GeoDrainPlan {
+  /** Locations left on the drained region because residency allows no other. */
+  kept: KeptLocation[];
+}
+
+/**
+ * Geolocation records in front of weighted ones (traffic.weightedRecordName): the locations
+ * `drained` answers move to `to` or, where residency forbids it, to the first region the rule
+ * allows among `regions` (those still in service). Unlike geoDrain, a location no region may
+ * take stays where it is and is reported in `kept`, rather than refusing the drain: the weights
+ * behind it can still move, and its clients could be served from nowhere else anyway.
+ */
+export function frontDrain(
+  records: TrafficRecord[], drained: string, regions: string[], rules: Record<string, ResidencyRule | undefined>, to: string,
+): FrontDrainPlan {
+  const moved: string[] = [];
+  const kept: KeptLocation[] = [];
+  const out = records.map((rec) => {
+    if (rec.region !== drained || rec.location === undefined) return rec;
+    const next = nextRegion(rec.location, drained, regions, locationRule(rec.location, rules[rec.location]), to, to);
+    if ('refused' in next) {
+      kept.push({ location: rec.location, region: drained, why: next.refused });
+      return rec;
+    }
+    moved.push(`${rec.location} ${drained} → ${next.region}`);
+    return { ...rec, region: next.region };
+  });
+  return { records: out, moved, kept };
 }
