@@ -31,6 +31,7 @@ import { startRigs } from './support/rigs';
 import { runCli, type CliResult } from './support/stack-env';
 import { approverEntries } from './support/signing';
 import { createTemporalEnv, type TemporalEnv } from './support/temporal-env';
+import { testWorkflowBundle } from './support/workflow-bundle';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -296,7 +297,7 @@ describe('the guardian drains a failing region that is not the writer, and undra
     // The guardian's history and the undrain's replay with the current code.
     const histories = await Promise.all([guardianWorkflowId('guarded'), runWorkflowId('guarded')].map(async (workflowId) => ({ workflowId, history: await te.client.workflow.getHandle(workflowId).fetchHistory() })));
     const results = [];
-    for await (const r of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', 'workflows', 'index.ts'), dataConverter: dataConverterFromEnv() }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
+    for await (const r of Worker.runReplayHistories({ workflowBundle: await testWorkflowBundle(), dataConverter: dataConverterFromEnv() }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
     expect(results).toEqual([`${guardianWorkflowId('guarded')} ok`, `${runWorkflowId('guarded')} ok`]);
   });
 });

@@ -2,8 +2,9 @@
 // PostgreSQL, ssh-keygen, and Chromium for the test that looks at the Temporal UI), once, before
 // any test file runs: `npm test` works on a fresh machine.
 import { ensureChromium, ensureMoto, ensurePgBin, ensureSshKeygen, ensureTemporalCli } from '../src/stack/stack';
+import { provideTestBundle } from './support/workflow-bundle';
 
-export default async function setup(): Promise<void> {
+export default async function setup(): Promise<() => void> {
   const say = (line: string): void => {
     process.stderr.write(`[setup] ${line}\n`);
   };
@@ -12,4 +13,6 @@ export default async function setup(): Promise<void> {
   await ensureMoto({ onProgress: say });
   await ensureTemporalCli({ onProgress: say });
   await ensureChromium({ onProgress: say });
+  say('bundling the workflow code once for every test file');
+  return provideTestBundle();
 }

@@ -3,7 +3,6 @@
 // approve-or-proceed-after, two approvers), the health watcher (SDK-level Route 53 answers, and
 // moto's GetHealthCheckStatus), and continue-as-new keeping its history bounded.
 import { CreateHealthCheckCommand, Route53Client, type HealthCheckRegion } from '@aws-sdk/client-route-53';
-import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataConverterFromEnv } from '../src/codec/env';
@@ -21,6 +20,7 @@ import { startMoto, type MotoServer } from './support/moto';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { waitFor } from './support/wait';
 import { botSigner } from './support/signing';
+import { testWorkflowBundle } from './support/workflow-bundle';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -277,7 +277,7 @@ describe('guardian on Temporal', () => {
     const histories = await Promise.all(ids.map(async (workflowId) => ({ workflowId, history: await te.client.workflow.getHandle(workflowId).fetchHistory() })));
     const results = [];
     // Replay decodes the histories as the workers wrote them: with the environment's codec.
-    for await (const r of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', 'workflows', 'index.ts'), dataConverter: dataConverterFromEnv() }, histories)) results.push(r);
+    for await (const r of Worker.runReplayHistories({ workflowBundle: await testWorkflowBundle(), dataConverter: dataConverterFromEnv() }, histories)) results.push(r);
     expect(results.map((r) => `${r.workflowId} ${r.error ? String(r.error) : 'ok'}`)).toEqual(ids.map((id) => `${id} ok`));
   });
 });

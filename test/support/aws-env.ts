@@ -17,8 +17,8 @@ import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
 import { startMoto, type MotoServer } from './moto';
 import { freePorts } from './ports';
+import { testWorkflowBundle } from './workflow-bundle';
 
-const WORKFLOWS_PATH = join(__dirname, '..', '..', 'workflows', 'index.ts');
 
 export interface AwsEnv {
   client: Client;
@@ -74,7 +74,7 @@ export async function createAwsEnv(
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH }));
+  run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: await testWorkflowBundle() }));
   const awsEnv: AwsEnv = {
     client: env.client,
     moto,

@@ -26,9 +26,9 @@ import { SA } from '../../workflows/search-attributes';
 import { createPgCluster, type PgPair } from './pg-pair';
 import { freePort } from './ports';
 import { startMoto, type MotoServer } from './moto';
+import { testWorkflowBundle } from './workflow-bundle';
 
 export const SERVICE = 'ledger';
-const WORKFLOWS_PATH = join(__dirname, '..', '..', 'workflows', 'index.ts');
 
 let runtimeInstalled = false;
 
@@ -114,7 +114,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  const control = await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowsPath: WORKFLOWS_PATH, activities: decisionActivities(config) });
+  const control = await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: await testWorkflowBundle(), activities: decisionActivities(config) });
   run('control', control);
 
   const pools = new Map<string, Pool>();

@@ -8,15 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { dataConverterFromEnv } from '../../src/codec/env';
 import { Config } from '../../src/config/schema';
 import { CONTROL_TASK_QUEUE } from '../../src/runbook/ids';
 import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
 import { freePort } from './ports';
+import { testWorkflowBundle, type TestBundle } from './workflow-bundle';
 
-const WORKFLOWS_PATH = join(__dirname, '..', '..', 'workflows', 'index.ts');
 
 export function installQuietRuntime(): void {
   try {
@@ -33,7 +33,7 @@ export interface TemporalEnv {
   connection: NativeConnection;
   config: Config;
   /** The project's workflows, bundled once: a worker given it starts without running webpack again. */
-  workflowBundle: { code: string };
+  workflowBundle: TestBundle;
   /** Starts another worker on the shared connection; stopped at teardown. */
   startWorker(options: Omit<WorkerOptions, 'connection'>): Promise<Worker>;
   teardown(): Promise<void>;
@@ -76,8 +76,8 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
   const temporalCli = await ensureTemporalCli();
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
   const port = await freePort();
-  // Bundling takes as long as the server takes to start: do both at once.
-  const bundling = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: Runtime.instance().logger });
+  // Outside the global setup, bundling takes as long as the server takes to start: do both at once.
+  const bundling = testWorkflowBundle();
   bundling.catch(() => undefined); // awaited below; a server that fails to start must not leave it unhandled
   // Clients and workers use the codec the environment asks for, as the CLI and workers do.
   const dataConverter = dataConverterFromEnv();
@@ -93,9 +93,9 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
       ...(opts.ui?.codecEndpoint ? { extraArgs: ['--ui-codec-endpoint', opts.ui.codecEndpoint] } : {}),
     },
   });
-  let workflowBundle: { code: string };
+  let workflowBundle: TestBundle;
   try {
-    workflowBundle = { code: (await bundling).code };
+    workflowBundle = await bundling;
   } catch (err) {
     await env.teardown().catch(() => undefined);
     throw err;

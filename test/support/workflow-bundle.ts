@@ -1,0 +1,35 @@
+// One webpack bundle of the workflow code per test run. test/global-setup.ts makes it before any
+// file runs and names it in the environment; every rig's workers load it instead of bundling
+// again, which cost seconds of CPU per test file on a 2-core machine.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { WORKFLOWS_PATH } from '../../workers/bundle';
+
+const BUNDLE_ENV = 'REGIONSHIFT_TEST_WORKFLOW_BUNDLE';
+
+export type TestBundle = { codePath: string } | { code: string };
+
+const noop = (): void => undefined;
+const quietLogger = { trace: noop, debug: noop, info: noop, warn: console.warn, error: console.error, log: noop };
+
+/** The workflow code as the tests run it: the source, without the production interceptors (their sinks are the workers' concern). */
+async function bundle(): Promise<string> {
+  return (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger })).code;
+}
+
+/** For vitest's global setup: bundles once, and returns what removes the file. */
+export async function provideTestBundle(): Promise<() => void> {
+  const dir = mkdtempSync(join(tmpdir(), 'regionshift-bundle-'));
+  const codePath = join(dir, 'workflows.js');
+  writeFileSync(codePath, await bundle());
+  process.env[BUNDLE_ENV] = codePath;
+  return () => rmSync(dir, { recursive: true, force: true });
+}
+
+/** The run's bundle; a file run outside the global setup bundles its own. */
+export async function testWorkflowBundle(): Promise<TestBundle> {
+  const codePath = process.env[BUNDLE_ENV];
+  return codePath ? { codePath } : { code: await bundle() };
+}
