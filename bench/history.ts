@@ -97,7 +97,8 @@ export function timelineOf(history: History): string[] {
   return events.map((e) => {
     const t = ms(e);
     const kind = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k]) ?? '?';
-    const what = e.activityTaskScheduledEventAttributes?.activityType?.name ?? e.markerRecordedEventAttributes?.markerName ?? '';
+    const what = e.activityTaskScheduledEventAttributes?.activityType?.name ?? e.markerRecordedEventAttributes?.markerName
+      ?? e.workflowTaskStartedEventAttributes?.identity ?? e.activityTaskStartedEventAttributes?.identity ?? '';
     const line = `${String(Math.round(t - t0)).padStart(6)} +${String(Math.round(t - prev)).padStart(4)}  ${String(e.eventId).padStart(3)} ${kind.replace(/EventAttributes$/, '')}${what ? ` ${what}` : ''}`;
     prev = t;
     return line;
