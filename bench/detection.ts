@@ -9,7 +9,7 @@ import { loadConfig } from '../src/config/load';
 import type { Config } from '../src/config/schema';
 import { ensureLedger, nodeOf } from '../src/demo/ledger';
 import { killRegion } from '../src/demo/region';
-import { dsn } from '../src/postgres/node';
+import { dsn, type PgNode } from '../src/postgres/node';
 import { runWorkflowId } from '../src/runbook/ids';
 import { awaitRecord, connect } from '../src/runs/client';
 import { stackCodecEnv } from '../src/stack/codec';
@@ -68,9 +68,22 @@ async function tryInsert(url: string): Promise<boolean> {
   }
 }
 
-interface Sample { detectedRtoMs: number; runRtoMs: number; runStartedMs: number; target: string; trigger: string }
+export interface DetectionSample { detectedRtoMs: number; runRtoMs: number; runStartedMs: number; target: string; trigger: string }
 
-async function sample(say: (line: string) => void, i: number): Promise<Sample> {
+/**
+ * What another bench measures around one detected failover (the peers bench: its own write probe
+ * and the stack's CPU and memory), on the sample's stack while it is up.
+ */
+export interface AroundKill {
+  /** The stack is up and the writer holds the ledger; the kill is still to come. */
+  prepare?(home: string, writer: PgNode, target: PgNode): Promise<void>;
+  /** Right before the kill. */
+  before?(): void;
+  /** Once the target has accepted a write, before the stack goes down. */
+  after?(killedAt: number): Promise<void>;
+}
+
+export async function detectedSample(say: (line: string) => void, i: number | string, around: AroundKill = {}): Promise<DetectionSample> {
   const files = await writeTempStack({
     prefix: 'regionshift-bench-detect-', comment: 'written by npm run bench (detection); deleted when it ends',
     policy: BENCH_POLICY, ttl: 5, approver: 'bench-oncall', monitoring: true, serviceExtra: TRIGGERS,
@@ -92,19 +105,22 @@ async function sample(say: (line: string) => void, i: number): Promise<Sample> {
       await w.connect();
       await w.query('CREATE TABLE IF NOT EXISTS bench_detection (id bigserial PRIMARY KEY, at timestamptz NOT NULL)');
       await w.end();
+      await around.prepare?.(files.home, nodeOf(service, writer), nodeOf(service, target));
       const port = files.monitoring!.prometheusPort;
       // Both probes answered for a few scrapes: the alert's "last good probe" exists.
       await until('probes succeeding', async () => ((await promQuery(port, 'min_over_time(probe_success{job="regionshift-pg-probe"}[3s]) == 1')).length === 2 ? true : undefined), 60_000, 500);
       const targetUrl = dsn(nodeOf(service, target));
+      around.before?.();
       const killed = await killRegion({ config, configFile: files.configFile, home: files.home }, service, writer);
       const firstWrite = await until('a write accepted in the target', async () => ((await tryInsert(targetUrl)) ? Date.now() : undefined), 90_000, 100);
+      await around.after?.(killed.at);
       const client = await connect(config);
       try {
         const handle = client.workflow.getHandle(runWorkflowId(service.name));
         const desc = await handle.describe();
         const rec = await awaitRecord(client, runWorkflowId(service.name));
         if (rec.status !== 'succeeded') throw new Error(`the guardian's failover ${rec.status}: ${rec.error ?? ''}`);
-        const s: Sample = {
+        const s: DetectionSample = {
           detectedRtoMs: firstWrite - killed.at, runRtoMs: rec.rtoMs ?? NaN, runStartedMs: desc.startTime.getTime() - killed.at, target: rec.target, trigger: rec.trigger ?? '',
         };
         say(`  ${i}: ${writer} killed → run started after ${s.runStartedMs} ms (${s.trigger}) → first write accepted in ${target} after ${s.detectedRtoMs} ms; the run's own RTO ${s.runRtoMs} ms`);
@@ -125,10 +141,10 @@ export const detectionSection: BenchSection = {
     const out: SectionResult = { figures: {}, checks: [], notes: [], failures: [] };
     const runs = Math.max(3, ctx.options.unplannedRuns);
     ctx.say(`unplanned failovers with detection: the writer killed, nobody starts the run (${runs}, a fresh two-region stack with monitoring each):`);
-    const samples: Sample[] = [];
+    const samples: DetectionSample[] = [];
     for (let i = 1; i <= runs; i++) {
       try {
-        samples.push(await sample(ctx.say, i));
+        samples.push(await detectedSample(ctx.say, i));
       } catch (err) {
         out.failures.push(`detection sample ${i}: ${(err as Error).message}`);
       }

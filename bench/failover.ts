@@ -9,7 +9,7 @@ import { waitUntilStreaming } from '../src/stack/postgres';
 import { createRoute53Activities } from '../activities/traffic/route53';
 import { primaryRegionOf } from '../src/traffic/plan';
 import type { RunRecord } from '../src/runbook/types';
-import { runTiming, type RunTiming } from './history';
+import { runTiming, timelineOf, type RunTiming } from './history';
 import type { BenchContext, BenchSection, SectionResult } from './section';
 import { spread, type Figures } from './stats';
 
@@ -49,6 +49,7 @@ async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> 
       break;
     }
     const t = await runTiming(ctx.client, run.workflowId, run.runId);
+    if (options.timeline) for (const l of timelineOf(await ctx.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory())) say(`    ${l}`);
     const lostWrites = await lost(ctx, run, 0);
     const fenceMs = stepMs(run.record, 'fence');
     samples.push({ runId: run.runId, source, target, ...t, lostWrites, fenceMs });

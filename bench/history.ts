@@ -87,3 +87,20 @@ export function timingOf(history: History): RunTiming {
 export async function runTiming(client: Client, workflowId: string, runId: string): Promise<RunTiming> {
   return timingOf(await client.workflow.getHandle(workflowId, runId).fetchHistory());
 }
+
+/** Each event's offset from the start and its gap from the one before: where a run's time went, event by event. */
+export function timelineOf(history: History): string[] {
+  const events = history.events ?? [];
+  if (events.length === 0) return [];
+  const t0 = ms(events[0]!);
+  let prev = t0;
+  return events.map((e) => {
+    const t = ms(e);
+    const kind = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k]) ?? '?';
+    const what = e.activityTaskScheduledEventAttributes?.activityType?.name ?? e.markerRecordedEventAttributes?.markerName
+      ?? e.workflowTaskStartedEventAttributes?.identity ?? e.activityTaskStartedEventAttributes?.identity ?? '';
+    const line = `${String(Math.round(t - t0)).padStart(6)} +${String(Math.round(t - prev)).padStart(4)}  ${String(e.eventId).padStart(3)} ${kind.replace(/EventAttributes$/, '')}${what ? ` ${what}` : ''}`;
+    prev = t;
+    return line;
+  });
+}

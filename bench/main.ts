@@ -38,6 +38,7 @@ const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--client
                       (installs their Debian packages with apt-get when missing: needs root)
   --peer-runs N       runs of each kind (planned, unplanned) per peer tool (default 3)
   --peer-tools LIST   comma-separated subset of: ${PEERS.map((p) => p.name).join(', ')}
+  --timeline          print each planned failover's history, event by event (time since start, gap)
   --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, evacuate, detection, peers)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
@@ -79,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
       'ledger-10m': { type: 'boolean', default: false },
       peers: { type: 'boolean', default: false }, 'peer-runs': { type: 'string' }, 'peer-tools': { type: 'string' },
-      only: { type: 'string' },
+      only: { type: 'string' }, timeline: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -94,6 +95,7 @@ async function main(argv: string[]): Promise<number> {
     ledger10m: values['ledger-10m'] ?? false,
     peerRuns: count(values['peer-runs'], 'peer-runs', 3),
     peerTools: nameList(values['peer-tools'], 'peer-tools', PEERS.map((p) => p.name)),
+    timeline: values.timeline ?? false,
   };
   const sections = chooseSections(SECTIONS, OPTIONAL_SECTIONS, values.peers ? ['peers'] : [], nameList(values.only, 'only', [...SECTIONS, ...OPTIONAL_SECTIONS].map((s) => s.name)));
   const json = values.json ?? false;

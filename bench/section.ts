@@ -18,6 +18,8 @@ export interface BenchOptions {
   peerRuns?: number;
   /** Which peer tools (--peer-tools); all when absent. */
   peerTools?: string[];
+  /** Print each planned run's history event by event (--timeline): where its overhead went. */
+  timeline?: boolean;
 }
 
 export interface BenchContext {

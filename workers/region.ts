@@ -64,7 +64,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
     );
   }
   if (opts.control) {
-    const source = workflowSource();
+    const source = workflowSource(tracing !== undefined);
     const { workflowInterceptorModules, ...code } = 'workflowInterceptorModules' in source ? source : { ...source, workflowInterceptorModules: undefined };
     workers.push(
       await Worker.create({

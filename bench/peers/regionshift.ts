@@ -1,10 +1,7 @@
 // regionshift's side of each pairing: the bench's own two-region temp stack, a planned failover
-// as bench/failover.ts runs it, and an unplanned one started by hand right after the kill.
-import { postgresDatabase } from '../../src/config/schema';
-import { ensureLedger, nodeOf, presentIds } from '../../src/demo/ledger';
+// as bench/failover.ts runs it, and an unplanned one detected by the stack's own alert path.
+import { nodeOf, presentIds } from '../../src/demo/ledger';
 import { startWriteLoad } from '../../src/demo/load';
-import { killRegion, rebuildPair } from '../../src/demo/region';
-import { standInSigner } from '../../src/demo/approver';
 import { runFailover } from '../../src/demo/runs';
 import { waitUntilStreaming } from '../../src/stack/postgres';
 import { readState } from '../../src/stack/state';
@@ -12,12 +9,11 @@ import { createRoute53Activities } from '../../activities/traffic/route53';
 import { primaryRegionOf } from '../../src/traffic/plan';
 import type { BenchContext } from '../section';
 import { acceptsWrite, createBenchTables, firstTime, isStreamingStandby, type Endpoint } from './pg';
-import { sampleUsage } from './procs';
+import { sampleUsage, type Usage } from './procs';
+import { detectedSample } from '../detection';
 import type { Sample } from './measure';
 
 const REQUESTER = 'bench-peers';
-// The data-loss gate asks when the RPO estimate is unknown; the bench answers it at once.
-const APPROVER = { by: 'bench-oncall', reason: 'bench: the primary was killed on purpose' };
 const DEADLINE_MS = 180_000;
 
 /**
@@ -25,7 +21,11 @@ const DEADLINE_MS = 180_000;
  * it stands in for AWS's Route 53 API, which the peers have no counterpart of.
  */
 export function regionshiftRoots(ctx: BenchContext): number[] {
-  const procs = readState(ctx.stack.home).processes;
+  return stackRoots(ctx.stack.home);
+}
+
+function stackRoots(home: string): number[] {
+  const procs = readState(home).processes;
   return Object.entries(procs).filter(([name]) => name !== 'moto').map(([, rec]) => rec.pid);
 }
 
@@ -74,30 +74,36 @@ export async function regionshiftPlanned(ctx: BenchContext): Promise<Sample> {
   };
 }
 
-/** Primary killed (server -m immediate, its region worker SIGKILLed) → the target accepts a write; the run is started right after the kill. */
-export async function regionshiftUnplanned(ctx: BenchContext): Promise<Sample> {
-  const source = await writerRegion(ctx);
-  const target = ctx.service.regions.find((r) => r !== source)!;
-  await waitUntilStreaming(nodeOf(ctx.service, target));
-  const stackCtx = { config: ctx.config, configFile: ctx.stack.configFile, home: ctx.stack.home };
-  const usage = sampleUsage(() => regionshiftRoots(ctx));
-  const killed = await killRegion(stackCtx, ctx.service, source);
-  const wrote = firstTime(() => acceptsWrite(endpoint(ctx, target)), killed.at + DEADLINE_MS);
-  const run = await runFailover(ctx.client, ctx.config, {
-    service: ctx.service.name, target, mode: 'unplanned', requestedBy: REQUESTER, trigger: 'bench', triggeredAt: killed.at, approver: { ...APPROVER, signer: standInSigner(ctx.service, APPROVER.by) },
+/**
+ * Primary killed (server -m immediate, its region worker SIGKILLed) → the target accepts a write,
+ * with nobody starting anything: the stack's Prometheus and Alertmanager see the probes fail, the
+ * intake tells the guardian, the guardian starts the run (bench/detection.ts). Each run gets a
+ * fresh two-region stack with monitoring, as the detection bench does; its CPU and memory count
+ * the monitoring too, since the peers' counts hold their own detection.
+ */
+export async function regionshiftUnplanned(ctx: BenchContext, i: number): Promise<Sample> {
+  let usage: { stop(): Usage } | undefined;
+  let used: Usage | undefined;
+  let home = '';
+  let target: Endpoint | undefined;
+  let ms: number | undefined;
+  let wrote: Promise<number | undefined> | undefined;
+  const s = await detectedSample(ctx.say, `  regionshift unplanned ${i + 1}`, {
+    async prepare(h, writer, to) {
+      home = h;
+      target = { host: to.host, port: to.port };
+      await createBenchTables({ host: writer.host, port: writer.port });
+    },
+    before() {
+      usage = sampleUsage(() => stackRoots(home));
+      // The peers' probe, so every tool is timed by the same INSERT every 25 ms.
+      wrote = firstTime(() => acceptsWrite(target!), Date.now() + DEADLINE_MS);
+    },
+    async after(killedAt) {
+      const w = await wrote;
+      used = usage!.stop();
+      ms = w === undefined ? undefined : w - killedAt;
+    },
   });
-  const w = await wrote;
-  const used = usage.stop();
-  if (run.record.status !== 'succeeded') throw new Error(`regionshift unplanned ${source} → ${target} ${run.record.status}: ${run.record.error ?? ''} (${run.uiUrl})`);
-  await rebuild(ctx);
-  return { ms: w === undefined ? undefined : w - killed.at, ...used, detail: `${source} killed → ${target}, run ${run.runId}` };
-}
-
-/** The killed region is gone (and diverged): a clean pair for the next run, not timed. */
-async function rebuild(ctx: BenchContext): Promise<void> {
-  const up = await rebuildPair({ config: ctx.config, configFile: ctx.stack.configFile, home: ctx.stack.home }, ctx.client, ctx.service);
-  if (!up.ok) throw new Error(`the rebuilt pair is not healthy: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
-  const home = ctx.service.regions[0]!;
-  await ensureLedger(nodeOf(ctx.service, home), postgresDatabase(ctx.service).regions[home]!.appUser);
-  await prepareRegionshift(ctx);
+  return { ms, ...used!, detail: `detected; run started ${s.runStartedMs} ms after the kill (${s.trigger}) → ${s.target}` };
 }

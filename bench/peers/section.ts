@@ -64,7 +64,7 @@ async function pairWith(ctx: BenchContext, peer: Peer, runs: number, out: Sectio
       say(line('planned', peer.name, i, runs, b));
     }
     for (let i = 0; i < runs; i++) {
-      const a = await regionshiftUnplanned(ctx);
+      const a = await regionshiftUnplanned(ctx, i);
       rs.unplanned.push(a);
       say(line('unplanned', 'regionshift', i, runs, a));
       const b = await peerUnplanned(pair);
@@ -119,7 +119,7 @@ export const peersSection: BenchSection = {
         [`peers.${peer.name}.plannedMs`, `${peer.name} planned switchover, command issued → the new primary accepts a write`, result.peer.planned, (s) => s.ms],
         [`peers.${peer.name}.regionshift.plannedMs`, `regionshift planned failover alongside ${peer.name}, same measure`, result.rs.planned, (s) => s.ms],
         [`peers.${peer.name}.unplannedMs`, `${peer.name} unplanned failover, primary killed → the other node accepts a write (${peer.detection})`, result.peer.unplanned, (s) => s.ms],
-        [`peers.${peer.name}.regionshift.unplannedMs`, `regionshift unplanned failover alongside ${peer.name}, started by hand right after the kill`, result.rs.unplanned, (s) => s.ms],
+        [`peers.${peer.name}.regionshift.unplannedMs`, `regionshift unplanned failover alongside ${peer.name}, detected by the stack's Prometheus/Alertmanager and started by its guardian`, result.rs.unplanned, (s) => s.ms],
       ];
       for (const [path, what, samples, pick] of checks) {
         out.checks.push({ path, what, samples: samples.map(pick).filter((v): v is number => v !== undefined), reproduce } satisfies Check);
@@ -135,7 +135,7 @@ export const peersSection: BenchSection = {
     }
     out.notes.push(
       'planned: command issued → the new primary accepts an INSERT (probe every 25 ms) and → the old primary is a streaming standby again; a one-client write load runs through each tool\'s endpoint (regionshift: the traffic record; peers: the nodes in turn, as libpq\'s target_session_attrs=read-write), and every acknowledged write must be on the new primary',
-      'unplanned: the primary\'s server stopped -m immediate and the tool\'s agent on that node SIGKILLed → the other node accepts an INSERT; regionshift\'s run is started by the bench right after the kill (its alert path is not in the local stack yet), the peers detect the failure themselves',
+      'unplanned: the primary\'s server stopped -m immediate and the tool\'s agent on that node SIGKILLed → the other node accepts an INSERT; each tool detects the failure itself (regionshift: the stack\'s Prometheus probes every 1 s, alert for 2 s, Alertmanager → intake → guardian starts the run, on a fresh two-region stack with monitoring per run, as bench/detection.ts)',
       'CPU: utime+stime of the tool\'s own processes during the run, PostgreSQL\'s programs excluded (regionshift: Temporal dev server + region workers, moto excluded as AWS\'s stand-in; patroni: etcd + agents; pg_auto_failover: monitor + keepers, their postgres excluded; repmgr: repmgrd + sshd and the sessions it runs; the bench\'s own client calls are not counted for anyone); peak RSS: the highest sum of their resident sets seen (100 ms samples)',
       `peers: ${reproduce}`,
     );

@@ -97,6 +97,11 @@ export function temporalArgv(bin: string, o: TemporalServerOptions): string[] {
     // local stack promises) with far fewer fsyncs per workflow task than SQLite's default.
     '--sqlite-pragma', 'journal_mode=wal',
     '--sqlite-pragma', 'synchronous=normal',
+    // One partition per task queue: with the server's default four, a task that lands on a
+    // partition whose poller is elsewhere is forwarded to the root first, a hop on every activity
+    // and workflow task of a run. Partitions spread load over matching hosts; this one has one host.
+    '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
+    '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
   ];
   if (o.namespace !== 'default') argv.push('--namespace', o.namespace);
   if (o.codecEndpoint) argv.push('--ui-codec-endpoint', o.codecEndpoint);
