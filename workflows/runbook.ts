@@ -5,7 +5,7 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficState } from '../activities/types';
-import { ACTIONS, type ActionName, type ActionSpec, type Condition } from '../src/runbook/catalog';
+import { ACTIONS, isCustomAction, type ActionName, type ActionSpec, type Condition } from '../src/runbook/catalog';
 import { durationMs } from '../src/runbook/duration';
 import { unimplementedAction } from '../src/runbook/exhaustive';
 import { fenceOnReturnWorkflowId, followWatcherWorkflowId, regionTaskQueue } from '../src/runbook/ids';
@@ -18,6 +18,7 @@ import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
 import { RunDecisions } from './approvals';
+import { runAppStep } from './app-steps';
 
 export const progressQuery = wf.defineQuery<RunRecord>('progress');
 export { abortUpdate, approveUpdate } from './approvals';
@@ -87,7 +88,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     startedAt: iso(startedMs),
     steps: input.runbook.steps.map((s) => ({
       id: s.id,
-      title: s.title ?? (s.action ? ACTIONS[s.action].summary : s.approval?.reason ?? s.id),
+      title: s.title ?? (s.action ? specOf(s.action)?.summary ?? input.runbook.plugins?.[s.action]?.summary ?? s.action : s.approval?.reason ?? s.id),
       action: s.action ?? 'approval',
       status: 'pending',
     })),
@@ -386,6 +387,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         await fenceOnReturn();
         state.detail = `watching ${source()}: fenced as soon as it answers (${rec.fenceOnReturn!.workflowId})`;
         return;
+      case 'http.call':
+        return runAppStep({ input, rec, step, state, opts, source, compensations, irreversible, compensation: COMPENSATION });
       case 'reconcile.handoff': {
         // The replication state the target showed before promotion: how far behind it was (its
         // last news from the primary minus the last commit it had), the evidence a provider
@@ -414,7 +417,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     const src = rec.topology?.find((n) => n.region === rec.source);
     const tgt = rec.topology?.find((n) => n.region === input.target);
     return input.runbook.steps.map((step) => {
-      const spec = step.action ? ACTIONS[step.action] : undefined;
+      const spec = step.action ? specOf(step.action) : undefined;
       const region = spec?.placement === 'source' ? rec.source : spec?.placement === 'target' ? input.target : undefined;
       const assumeFenced = input.mode === 'planned' || src?.reachable === true;
       const unmet = step.when.filter((c) => (c === 'fenced' ? !assumeFenced : c === 'not-fenced' ? assumeFenced : !holds(c)));
@@ -447,6 +450,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       if (step.approval) {
         const ok = await awaitApproval(step.id, step.approval.reason, true);
         state.detail = `approved by ${ok.by}`;
+      } else if (isCustomAction(step.action!)) {
+        // Plugin steps (workflows/app-steps.ts).
+        await runAppStep({ input, rec, step, state, opts: { summary: state.title, ...(step.timeout ? { startToCloseTimeout: durationMs(step.timeout) } : {}) }, source, compensations, irreversible, compensation: COMPENSATION });
       } else {
         await runAction(step as Step & { action: ActionName }, state);
       }
@@ -485,7 +491,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     const group: Step[] = [];
     if (!lean || !first.action || input.dryRun) return group;
     for (const next of input.runbook.steps.slice(i + 1)) {
-      const spec: ActionSpec | undefined = next.action ? ACTIONS[next.action] : undefined;
+      const spec: ActionSpec | undefined = next.action ? specOf(next.action) : undefined;
       if (!spec?.alongside || ![first, ...group].every((s) => s.action && spec.alongside!.includes(s.action))) break;
       if (!next.when.every(holds)) break;
       group.push(next);
@@ -573,6 +579,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       nonRetryable: true,
     });
   }
+}
+
+/** A catalog action's spec; plugin steps (custom.<name>) have none here (RunbookDoc.plugins). */
+function specOf(action: string): ActionSpec | undefined {
+  return isCustomAction(action) ? undefined : ACTIONS[action as ActionName];
 }
 
 function describeTraffic(state: TrafficState): string {

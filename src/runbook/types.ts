@@ -2,6 +2,7 @@
 // workflow code free of the validation library.
 import type { DecisionSignature } from '../approvals/message';
 import type { Runbook, Step } from './schema';
+import type { PluginStepSpec } from './catalog';
 import type { Policy } from '../config/schema';
 import type { DrainMode } from '../traffic/plan';
 import type {
@@ -13,8 +14,11 @@ import type {
 
 export type { Runbook, Step };
 
-/** A validated runbook as passed to a run: the run never reads the file again. */
-export type RunbookDoc = Runbook & { hash: string; file: string };
+/**
+ * A validated runbook as passed to a run: the run never reads the file again. `plugins`: what each
+ * plugin step it uses declared at load time (placement, compensation).
+ */
+export type RunbookDoc = Runbook & { hash: string; file: string; plugins?: Record<string, PluginStepSpec> };
 
 export type Mode = 'planned' | 'unplanned';
 
