@@ -17,7 +17,7 @@ import { loadPlugins, pluginActivities, type PluginRegistry } from '../src/plugi
 import { runWorkflowId } from '../src/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import type { RunbookDoc, RunRecord } from '../src/runbook/types';
-import { abortRun, buildRunInput } from '../src/runs/client';
+import { abortRun, buildRunInput, operateRun, RefusedError } from '../src/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { runStubRegions, StubFleet } from './support/stub-activities';
@@ -215,5 +215,69 @@ describe.concurrent('the example plugin (custom.primary-env-file)', () => {
     expect(rec.steps.find((s) => s.id === 'app-primary')!.status).toBe('compensated');
     // Its saved before-state is gone with the undo: nothing is left for a second compensation to apply.
     expect(existsSync(`${file}.before-regionshift_${rec.runId}_app-primary`)).toBe(false);
+  });
+});
+
+describe.concurrent('operator controls (onFailure: ask)', () => {
+  const asking = (id: string, path: string) => `${hook(id, path).replace('retries: 1', 'retries: 0')}\n    onFailure: ask`;
+  const waiting = async (r: Awaited<ReturnType<typeof rig>>, stepId: string) =>
+    waitFor(`step ${stepId} to wait for a decision`, async () => ((await r.progress()).pendingDecision?.stepId === stepId));
+
+  it('a failed step waits; a stranger\'s retry is refused; retried once the cause is fixed, the run finishes', async (ctx) => {
+    const r = await rig(ctx, 'ask-retry');
+    const path = `/ready/${r.service}`;
+    script.set(path, [{ status: 503, body: 'app still starting' }]);
+    const handle = await r.start(runbookWith(`ask-retry-${r.service}`, asking('tell-app', path)));
+    await waiting(r, 'tell-app');
+    expect((await r.progress()).pendingDecision).toMatchObject({ error: `POST ${appUrl}${path} answered 503: app still starting` });
+    expect(r.fleet.callsTo('dbFenceWrites')).toEqual([]);
+    await expect(operateRun(te.client, r.workflowId, { action: 'retry', by: 'mallory', reason: 'let me' }, signerFor('mallory')))
+      .rejects.toThrow(new RefusedError(`mallory is not an approver of ${r.service} (approvers with SSH keys: carol); add them to policy.approvers with their public key`));
+    script.set(path, [{ status: 200, body: 'ready' }]);
+    expect(await operateRun(te.client, r.workflowId, { action: 'retry', by: 'carol', reason: 'app restarted' }, signerFor('carol'))).toBe('retrying step tell-app (by carol)');
+    const { rec, result } = await outcome(handle);
+    expect(result).toBe('succeeded');
+    expect(rec.operator).toEqual([{ action: 'retry', stepId: 'tell-app', by: 'carol', reason: 'app restarted', at: expect.any(String), signed: expect.stringMatching(/^carol \(ssh key SHA256:/) }]);
+    expect(rec.steps.find((s) => s.id === 'tell-app')).toMatchObject({ status: 'done', detail: 'POST → 200: ready' });
+    const calls = seen.filter((s) => s.path === path);
+    expect(calls).toHaveLength(2);
+    expect(new Set(calls.map((c) => c.headers['idempotency-key']))).toEqual(new Set([`regionshift:${rec.runId}:tell-app`]));
+  });
+
+  it('skip is recorded with who and why; a pause holds the run before its next step until resumed', async (ctx) => {
+    const r = await rig(ctx, 'ask-skip');
+    const path = `/optional/${r.service}`;
+    script.set(path, [{ status: 500, body: 'cache warmer down' }]);
+    const handle = await r.start(runbookWith(`ask-skip-${r.service}`, asking('warm-cache', path)));
+    await waiting(r, 'warm-cache');
+    expect(await operateRun(te.client, r.workflowId, { action: 'pause', by: 'carol', reason: 'checking the app first' }, signerFor('carol'))).toBe('paused by carol: the run stops before its next step');
+    await operateRun(te.client, r.workflowId, { action: 'skip', by: 'carol', reason: 'the cache warms itself' }, signerFor('carol'));
+    const held = await waitFor('the skip to land', async () => { const p = await r.progress(); return p.steps.find((s) => s.id === 'warm-cache')!.status === 'skipped' && p; });
+    expect(held.paused).toMatchObject({ by: 'carol', reason: 'checking the app first' });
+    expect(r.fleet.callsTo('dbFenceWrites')).toEqual([]);
+    await operateRun(te.client, r.workflowId, { action: 'resume', by: 'carol', reason: 'app looks fine' }, signerFor('carol'));
+    const { rec, result } = await outcome(handle);
+    expect(result).toBe('succeeded');
+    expect(rec.steps.find((s) => s.id === 'warm-cache')!.detail).toBe(`skipped by carol: the cache warms itself (it failed: POST ${appUrl}${path} answered 500: cache warmer down)`);
+    expect(rec.operator!.map((o) => [o.action, o.stepId, o.by, o.reason])).toEqual([
+      ['pause', undefined, 'carol', 'checking the app first'],
+      ['skip', 'warm-cache', 'carol', 'the cache warms itself'],
+      ['resume', undefined, 'carol', 'app looks fine'],
+    ]);
+    expect(r.fleet.log('dbFenceWrites', 'dbPromote')).toEqual([`${r.source}.dbFenceWrites`, `${r.target}.dbPromote`]);
+  });
+
+  it('compensate fails the run and undoes what it did, recorded with who and why', async (ctx) => {
+    const r = await rig(ctx, 'ask-compensate');
+    const path = `/announce/${r.service}`;
+    script.set(path, [{ status: 500, body: 'read-only' }]);
+    const handle = await r.start(runbookWith(`ask-comp-${r.service}`, '', asking('announce', path)));
+    await waiting(r, 'announce');
+    await operateRun(te.client, r.workflowId, { action: 'compensate', by: 'carol', reason: 'the app cannot take writes in the target' }, signerFor('carol'));
+    const { rec, result } = await outcome(handle);
+    expect(result).toBe(FAILURE.failed);
+    expect(rec.error).toBe(`step announce failed (POST ${appUrl}${path} answered 500: read-only); carol chose to compensate: the app cannot take writes in the target`);
+    expect(rec.operator!.map((o) => [o.action, o.stepId, o.by, o.reason])).toEqual([['compensate', 'announce', 'carol', 'the app cannot take writes in the target']]);
+    expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([`${r.target}.trafficRestore`, `${r.source}.dbUnfenceWrites`]);
   });
 });

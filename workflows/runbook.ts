@@ -19,9 +19,11 @@ import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
 import { RunDecisions } from './approvals';
 import { runAppStep } from './app-steps';
+import { OperatorControls } from './operator-controls';
 
 export const progressQuery = wf.defineQuery<RunRecord>('progress');
 export { abortUpdate, approveUpdate } from './approvals';
+export { operateUpdate } from './operator-controls';
 /** The service's guardian attaches alarms that fire during the run (single flight: never a second run). */
 export const attachAlarmSignal = wf.defineSignal<[AttachedAlarm]>('attachAlarm');
 
@@ -106,6 +108,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   const decisions = new RunDecisions({ input, rec, stepState, publish, refuse, onAbort: () => work.cancel() });
   decisions.install();
   const awaitApproval = (stepId: string, reason: string, gate = false) => decisions.awaitApproval(stepId, reason, gate);
+  // Retry, skip or compensate a failed step, pause and resume (workflows/operator-controls.ts).
+  const controls = new OperatorControls({ input, rec, stepState, publish });
+  controls.install();
 
   // --- bookkeeping ----------------------------------------------------------------------------
   const compensations: { stepId: string; what: string; undo: () => Promise<string> }[] = [];
@@ -504,6 +509,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
       if (!runnable(step)) continue;
+      await controls.betweenSteps();
       const group = [step, ...companions(i)];
       i += group.length - 1;
       rec.currentStep = step.id;
@@ -515,7 +521,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       publish();
       // Every step of a group settles before the run moves on or compensates: an undo must never
       // race the step it undoes.
-      const outcomes = await Promise.allSettled(group.map((s) => runStep(s)));
+      const outcomes = await Promise.allSettled(group.map((s) => controls.asking(s, () => runStep(s))));
       const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
       if (failed) throw failed.reason;
       // Traffic and writes both count in the RTO: with the verification alongside the shift, the

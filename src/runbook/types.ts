@@ -158,6 +158,28 @@ export interface AbortInput {
   signed?: string;
 }
 
+/** What a person may do to a running run (workflows/operator-controls.ts). */
+export type OperatorAction = 'retry' | 'skip' | 'compensate' | 'pause' | 'resume';
+
+export interface OperateInput {
+  action: OperatorAction;
+  by: string;
+  reason: string;
+  groups?: string[];
+  signature?: DecisionSignature;
+}
+
+/** One operator decision, as the run's record keeps it. */
+export interface OperatorDecision {
+  action: OperatorAction;
+  /** The failed step it was about (retry, skip, compensate). */
+  stepId?: string;
+  by: string;
+  reason: string;
+  at: string;
+  signed: string;
+}
+
 export interface PlannedStep {
   id: string;
   title: string;
@@ -198,6 +220,12 @@ export interface RunRecord {
   steps: StepState[];
   pendingApproval?: PendingApproval;
   approvals: Approval[];
+  /** A step with `onFailure: ask` that failed and waits for retry, skip or compensate. */
+  pendingDecision?: { stepId: string; error: string; since: string };
+  /** Retry, skip, compensate, pause and resume decisions, in order. */
+  operator?: OperatorDecision[];
+  /** Set while the run is paused between steps. */
+  paused?: { by: string; reason: string; at: string };
   topology?: DbNodeState[];
   trafficBefore?: TrafficState;
   fence?: FenceResult & { error?: string };
