@@ -18,6 +18,7 @@ import { runWorkflowId } from '../src/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import type { RunbookDoc, RunRecord } from '../src/runbook/types';
 import { abortRun, buildRunInput, operateRun, RefusedError } from '../src/runs/client';
+import { runMessage, STEP_ACTION } from '../src/slack/blocks';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { runStubRegions, StubFleet } from './support/stub-activities';
@@ -229,7 +230,13 @@ describe.concurrent('operator controls (onFailure: ask)', () => {
     script.set(path, [{ status: 503, body: 'app still starting' }]);
     const handle = await r.start(runbookWith(`ask-retry-${r.service}`, asking('tell-app', path)));
     await waiting(r, 'tell-app');
-    expect((await r.progress()).pendingDecision).toMatchObject({ error: `POST ${appUrl}${path} answered 503: app still starting` });
+    const waitingRec = await r.progress();
+    expect(waitingRec.pendingDecision).toMatchObject({ error: `POST ${appUrl}${path} answered 503: app still starting` });
+    // The run's Slack message offers the same three decisions as buttons naming the step.
+    const buttons = runMessage(waitingRec, 'http://ui').blocks.flatMap((b) => (b.type === 'actions' ? b.elements : []));
+    expect(buttons.map((b) => [(b as { action_id?: string }).action_id, (b as { value?: string }).value])).toEqual(
+      Object.values(STEP_ACTION).map((id) => [id, JSON.stringify({ w: r.workflowId, r: waitingRec.runId, s: 'tell-app' })]),
+    );
     expect(r.fleet.callsTo('dbFenceWrites')).toEqual([]);
     await expect(operateRun(te.client, r.workflowId, { action: 'retry', by: 'mallory', reason: 'let me' }, signerFor('mallory')))
       .rejects.toThrow(new RefusedError(`mallory is not an approver of ${r.service} (approvers with SSH keys: carol); add them to policy.approvers with their public key`));

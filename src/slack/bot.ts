@@ -20,12 +20,12 @@ import { builtinRunbookPath, loadRunbook } from '../runbook/load';
 import type { Mode, RunbookDoc, RunRecord } from '../runbook/types';
 import type { CaseAction, ReconcileCase } from '../reconcile/types';
 import {
-  abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, RefusedError, runRecord, startRun, workflowIdOf,
+  abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, operateRun, RefusedError, runRecord, startRun, workflowIdOf,
 } from '../runs/client';
 import { buildFollowUpInput, listCases, resolveCase } from '../runs/reconcile';
 import { formatRecord, headline, runUiUrl } from '../cli/report';
 import {
-  ACTION, CASE_ACTION, CASES_EVENT_KEY, casesMessage, guardianText, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
+  ACTION, CASE_ACTION, CASES_EVENT_KEY, STEP_ACTION, casesMessage, guardianText, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
   type CaseButtonValue, type CaseView, type RenderedRun,
 } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
@@ -297,6 +297,35 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         }
         const verdict = await approveRun(temporal, w, { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
         await answer(`${decision === 'approve' ? '👍' : '👎'} ${mentions(verdict)}`);
+      } catch (err) {
+        const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+        if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);
+        await answer(text).catch(() => undefined);
+      }
+    });
+  }
+
+  // Retry, skip or compensate a failed step (onFailure: ask): the approvers of the run's mode
+  // decide, signed by the bot and verified by the run like an approval.
+  for (const decision of Object.keys(STEP_ACTION) as (keyof typeof STEP_ACTION)[]) {
+    app.action(STEP_ACTION[decision], async ({ ack, body, action, client }) => {
+      await ack();
+      const user = body.user.id;
+      const channel = (body as { channel?: { id?: string } }).channel?.id ?? settings.channel;
+      const answer = (text: string): Promise<unknown> => client.chat.postEphemeral({ channel, user, text });
+      try {
+        const { w, r, s: stepId } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string; s?: string };
+        if (!w) return void (await answer('This button does not name a run.'));
+        const rec = await temporal.workflow.getHandle(w, r).query<RunRecord>('progress');
+        if (rec.pendingDecision?.stepId !== stepId) return void (await answer(`Step \`${stepId}\` of \`${w}\` is not waiting for a decision any more. Nothing was changed.`));
+        const allowed = slackApprovers(findService(config, rec.service), rec.mode);
+        const m = await membership(user, allowed);
+        if (!m.ok) {
+          log(`slack: ${decision} of ${w} by ${user} refused: not an approver of ${rec.mode} runs of ${rec.service}`);
+          return void (await answer(`You may not ${decision} steps of ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`));
+        }
+        const verdict = await operateRun(temporal, w, { action: decision, by: user, reason: `${decision} from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
+        await answer(mentions(verdict));
       } catch (err) {
         const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
         if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);
