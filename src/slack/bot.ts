@@ -16,7 +16,8 @@ import { serviceTriggersOf, triggersOf, type SlackConfig } from '../config/trigg
 import { approvalOverride, describeApproval } from '../intake/policy';
 import { guardianView } from '../intake/report';
 import { durationMs } from '../runbook/duration';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { loadRunbook, runbookPathFor } from '../runbook/load';
+import type { PluginRegistry } from '../plugins/load';
 import type { Mode, RunbookDoc, RunRecord } from '../runbook/types';
 import type { CaseAction, ReconcileCase } from '../reconcile/types';
 import {
@@ -47,7 +48,9 @@ export interface SlackBotOptions {
   secrets: SlackSecrets;
   /** Overrides triggers.slack (tests). */
   slack?: Partial<SlackConfig>;
-  runbookFor?: (kind: 'failover' | 'reconcile' | 'failback') => RunbookDoc;
+  runbookFor?: (kind: 'failover' | 'reconcile' | 'failback', service: string) => RunbookDoc;
+  /** The config's plugins, loaded by the caller: a service's own runbook may use their steps. */
+  plugins?: PluginRegistry;
   log?: (line: string) => void;
 }
 
@@ -96,7 +99,8 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   if (!base && !opts.slack?.channel) throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
   const settings = { ...(base ?? {}), ...opts.slack } as SlackConfig;
   const log = opts.log ?? ((line: string) => console.log(line));
-  const runbookFor = opts.runbookFor ?? ((kind) => loadRunbook(builtinRunbookPath(kind)));
+  // The service's own runbook of that kind (config `runbooks:`), else the built-in one.
+  const runbookFor = opts.runbookFor ?? ((kind, service) => loadRunbook(runbookPathFor(config.services.find((x) => x.name === service), kind), { plugins: opts.plugins }));
   const clientOptions = settings.apiUrl ? { slackApiUrl: settings.apiUrl } : {};
 
   const receiver: Receiver = settings.mode === 'socket'
@@ -176,7 +180,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         // latest unplanned failover, found in Temporal; the run's own steps are the checks.
         const service = findService(config, cmd.service);
         const override = cmd.kind === 'failback' ? cmd.override : undefined;
-        const runbook = runbookFor(cmd.kind);
+        const runbook = runbookFor(cmd.kind, service.name);
         const input = await buildFollowUpInput(temporal, config, runbook, {
           service: service.name, requestedBy: user, trigger: `slack:${user}`, ...(override ? { overrideReason: override } : {}),
         });
@@ -230,7 +234,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       case 'plan':
       case 'failover': {
         const service = findService(config, cmd.service);
-        const input = buildRunInput(config, runbookFor('failover'), {
+        const input = buildRunInput(config, runbookFor('failover', service.name), {
           service: cmd.service, target: cmd.target, mode: cmd.mode, dryRun: cmd.kind === 'plan', requestedBy: user, trigger: `slack:${user}`,
         });
         input.approval = approvalOverride(service, cmd.mode);
