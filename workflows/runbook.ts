@@ -537,7 +537,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   async function compensate(): Promise<void> {
     const undone: string[] = [];
     const notUndone: string[] = [...irreversible];
+    // A step retried by a person (onFailure: ask) registered its undo once per attempt: undo it once.
+    const seen = new Set<string>();
     for (const c of [...compensations].reverse()) {
+      if (seen.has(`${c.stepId}\n${c.what}`)) continue;
+      seen.add(`${c.stepId}\n${c.what}`);
       try {
         const detail = await c.undo();
         undone.push(`${c.what}: ${detail}`);
