@@ -423,7 +423,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     const tgt = rec.topology?.find((n) => n.region === input.target);
     return input.runbook.steps.map((step) => {
       const spec = step.action ? specOf(step.action) : undefined;
-      const region = spec?.placement === 'source' ? rec.source : spec?.placement === 'target' ? input.target : undefined;
+      const placement = step.placement ?? spec?.placement ?? (step.action ? input.runbook.plugins?.[step.action]?.placement : undefined);
+      const region = placement === 'source' ? rec.source : placement === 'target' ? input.target : undefined;
       const assumeFenced = input.mode === 'planned' || src?.reachable === true;
       const unmet = step.when.filter((c) => (c === 'fenced' ? !assumeFenced : c === 'not-fenced' ? assumeFenced : !holds(c)));
       const values: Record<string, unknown> = {};
