@@ -80,7 +80,9 @@ export function createDecisionActivities(config: Config, options: DecisionActivi
   async function verifyDecision(input: VerifyDecisionInput): Promise<VerifiedDecision> {
     const { claim, signature: sig } = input;
     const [caseId, action] = claim.subject.split(' ');
-    const what = claim.kind === 'case' ? `the decision on case ${caseId} (${action})` : claim.kind === 'abort' ? `the abort of ${claim.workflowId}` : `the ${claim.kind === 'approve' ? 'approval' : 'rejection'} of ${claim.workflowId}`;
+    const what = claim.kind === 'case' ? `the decision on case ${caseId} (${action})`
+      : claim.kind === 'approve' || claim.kind === 'reject' ? `the ${claim.kind === 'approve' ? 'approval' : 'rejection'} of ${claim.workflowId}`
+        : `the ${claim.kind} of ${claim.workflowId}`;
     const service = config.services.find((s) => s.name === input.service) ?? refuse(`this worker's config has no service ${input.service}: ${what} cannot be verified`);
     if (!sig?.value) refuse(`${what} by ${claim.by} is not signed: sign it with your SSH key (regionshift ${claim.kind === 'case' ? 'cases resolve' : claim.kind === 'reject' ? 'approve --reject' : claim.kind} … --by ${claim.by} --key ~/.ssh/id_ed25519), or decide from Slack`);
     const at = Date.parse(sig.at);

@@ -6,6 +6,8 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { createRegionActivities } from '../activities';
 import { createDecisionActivities } from '../activities/approvals';
 import { createGuardianNoticeActivities } from '../activities/guardian';
+import { createHttpActivities } from '../activities/http';
+import { loadPlugins, pluginActivities } from '../src/plugins/load';
 import { dataConverterFromEnv } from '../src/codec/env';
 import type { Config } from '../src/config/schema';
 import { installWorkerRuntime, startWorkerMetrics, workerMetricsPort, type PortChoice, type WorkerMetricsSetup } from '../src/metrics/worker';
@@ -51,6 +53,15 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
     throw err;
   }
   const workers: Worker[] = [];
+  // Application steps: http.call and every plugin step, on each region's queue and on control
+  // (placement: control). A plugin that does not load stops the worker here, not a run later.
+  let appSteps: Record<string, unknown>;
+  try {
+    appSteps = pluginActivities(await loadPlugins(opts.config.plugins));
+  } catch (err) {
+    await Promise.allSettled([connection.close(), metrics.close()]);
+    throw err;
+  }
   if (opts.region) {
     workers.push(
       await Worker.create({
@@ -58,7 +69,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         namespace: opts.namespace,
         dataConverter,
         taskQueue: regionTaskQueue(opts.region),
-        activities: createRegionActivities(opts.config, opts.region),
+        activities: { ...createRegionActivities(opts.config, opts.region), ...createHttpActivities(opts.region), ...appSteps },
         interceptors: { activity },
       }),
     );
@@ -80,7 +91,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         stickyQueueScheduleToStartTimeout: '1s',
         // Runs verify decisions' signatures here, with this worker's own config and keys, and tell
         // their guardian they ended from here.
-        activities: { ...createDecisionActivities(opts.config), ...createGuardianNoticeActivities() },
+        activities: { ...createDecisionActivities(opts.config), ...createGuardianNoticeActivities(), ...createHttpActivities('control'), ...appSteps },
         interceptors: { activity, ...(workflowInterceptorModules ? { workflowModules: workflowInterceptorModules } : {}) },
         // Runs report their end (metrics) and their spans through these (src/metrics/workflow-interceptors.ts).
         sinks: { ...metrics.sinks, ...workflowExporterSink(tracing) },

@@ -5,7 +5,7 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficState } from '../activities/types';
-import { ACTIONS, type ActionName, type ActionSpec, type Condition } from '../src/runbook/catalog';
+import { ACTIONS, isCustomAction, type ActionName, type ActionSpec, type Condition } from '../src/runbook/catalog';
 import { durationMs } from '../src/runbook/duration';
 import { unimplementedAction } from '../src/runbook/exhaustive';
 import { fenceOnReturnWorkflowId, followWatcherWorkflowId, regionTaskQueue } from '../src/runbook/ids';
@@ -18,9 +18,12 @@ import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
 import { RunDecisions } from './approvals';
+import { runAppStep } from './app-steps';
+import { OperatorControls } from './operator-controls';
 
 export const progressQuery = wf.defineQuery<RunRecord>('progress');
 export { abortUpdate, approveUpdate } from './approvals';
+export { operateUpdate } from './operator-controls';
 /** The service's guardian attaches alarms that fire during the run (single flight: never a second run). */
 export const attachAlarmSignal = wf.defineSignal<[AttachedAlarm]>('attachAlarm');
 
@@ -87,7 +90,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     startedAt: iso(startedMs),
     steps: input.runbook.steps.map((s) => ({
       id: s.id,
-      title: s.title ?? (s.action ? ACTIONS[s.action].summary : s.approval?.reason ?? s.id),
+      title: s.title ?? (s.action ? specOf(s.action)?.summary ?? input.runbook.plugins?.[s.action]?.summary ?? s.action : s.approval?.reason ?? s.id),
       action: s.action ?? 'approval',
       status: 'pending',
     })),
@@ -105,6 +108,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   const decisions = new RunDecisions({ input, rec, stepState, publish, refuse, onAbort: () => work.cancel() });
   decisions.install();
   const awaitApproval = (stepId: string, reason: string, gate = false) => decisions.awaitApproval(stepId, reason, gate);
+  // Retry, skip or compensate a failed step, pause and resume (workflows/operator-controls.ts).
+  const controls = new OperatorControls({ input, rec, stepState, publish });
+  controls.install();
 
   // --- bookkeeping ----------------------------------------------------------------------------
   const compensations: { stepId: string; what: string; undo: () => Promise<string> }[] = [];
@@ -387,6 +393,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         await fenceOnReturn();
         state.detail = `watching ${source()}: fenced as soon as it answers (${rec.fenceOnReturn!.workflowId})`;
         return;
+      case 'http.call':
+        return runAppStep({ input, rec, step, state, opts, source, compensations, irreversible, compensation: COMPENSATION });
       case 'reconcile.handoff': {
         // The replication state the target showed before promotion: how far behind it was (its
         // last news from the primary minus the last commit it had), the evidence a provider
@@ -415,8 +423,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     const src = rec.topology?.find((n) => n.region === rec.source);
     const tgt = rec.topology?.find((n) => n.region === input.target);
     return input.runbook.steps.map((step) => {
-      const spec = step.action ? ACTIONS[step.action] : undefined;
-      const region = spec?.placement === 'source' ? rec.source : spec?.placement === 'target' ? input.target : undefined;
+      const spec = step.action ? specOf(step.action) : undefined;
+      const placement = step.placement ?? spec?.placement ?? (step.action ? input.runbook.plugins?.[step.action]?.placement : undefined);
+      const region = placement === 'source' ? rec.source : placement === 'target' ? input.target : undefined;
       const assumeFenced = input.mode === 'planned' || src?.reachable === true;
       const unmet = step.when.filter((c) => (c === 'fenced' ? !assumeFenced : c === 'not-fenced' ? assumeFenced : !holds(c)));
       const values: Record<string, unknown> = {};
@@ -448,6 +457,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       if (step.approval) {
         const ok = await awaitApproval(step.id, step.approval.reason, true);
         state.detail = `approved by ${ok.by}`;
+      } else if (isCustomAction(step.action!)) {
+        // Plugin steps (workflows/app-steps.ts).
+        await runAppStep({ input, rec, step, state, opts: { summary: state.title, ...(step.timeout ? { startToCloseTimeout: durationMs(step.timeout) } : {}) }, source, compensations, irreversible, compensation: COMPENSATION });
       } else {
         await runAction(step as Step & { action: ActionName }, state);
       }
@@ -486,7 +498,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     const group: Step[] = [];
     if (!lean || !first.action || input.dryRun) return group;
     for (const next of input.runbook.steps.slice(i + 1)) {
-      const spec: ActionSpec | undefined = next.action ? ACTIONS[next.action] : undefined;
+      const spec: ActionSpec | undefined = next.action ? specOf(next.action) : undefined;
       if (!spec?.alongside || ![first, ...group].every((s) => s.action && spec.alongside!.includes(s.action))) break;
       if (!next.when.every(holds)) break;
       group.push(next);
@@ -499,6 +511,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
       if (!runnable(step)) continue;
+      await controls.betweenSteps();
       const group = [step, ...companions(i)];
       i += group.length - 1;
       rec.currentStep = step.id;
@@ -510,7 +523,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       publish();
       // Every step of a group settles before the run moves on or compensates: an undo must never
       // race the step it undoes.
-      const outcomes = await Promise.allSettled(group.map((s) => runStep(s)));
+      const outcomes = await Promise.allSettled(group.map((s) => controls.asking(s, () => runStep(s))));
       const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
       if (failed) throw failed.reason;
       // Traffic and writes both count in the RTO: with the verification alongside the shift, the
@@ -526,7 +539,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   async function compensate(): Promise<void> {
     const undone: string[] = [];
     const notUndone: string[] = [...irreversible];
+    // A step retried by a person (onFailure: ask) registered its undo once per attempt: undo it once.
+    const seen = new Set<string>();
     for (const c of [...compensations].reverse()) {
+      if (seen.has(`${c.stepId}\n${c.what}`)) continue;
+      seen.add(`${c.stepId}\n${c.what}`);
       try {
         const detail = await c.undo();
         undone.push(`${c.what}: ${detail}`);
@@ -574,6 +591,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       nonRetryable: true,
     });
   }
+}
+
+/** A catalog action's spec; plugin steps (custom.<name>) have none here (RunbookDoc.plugins). */
+function specOf(action: string): ActionSpec | undefined {
+  return isCustomAction(action) ? undefined : ACTIONS[action as ActionName];
 }
 
 function describeTraffic(state: TrafficState): string {

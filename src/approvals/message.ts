@@ -13,7 +13,7 @@ export const SLACK_DECISION_KEY_ENV = 'REGIONSHIFT_SLACK_DECISION_KEY';
 export const SIGNATURE_MAX_AGE_MS = 10 * 60_000;
 export const SIGNATURE_MAX_SKEW_MS = 60_000;
 
-export type DecisionKind = 'approve' | 'reject' | 'abort' | 'case';
+export type DecisionKind = 'approve' | 'reject' | 'abort' | 'case' | 'retry' | 'skip' | 'compensate' | 'pause' | 'resume';
 
 /** What is decided, named exactly. */
 export interface DecisionClaim {
@@ -22,7 +22,7 @@ export interface DecisionClaim {
   workflowId: string;
   /** That workflow's run id; empty for a case decision (its workflow starts after signing). */
   runId: string;
-  /** The pending step of an approval, `run` for an abort, the case id and action for a case. */
+  /** The pending step of an approval or of a retry, skip or compensate; `run` for an abort, pause or resume; the case id and action for a case. */
   subject: string;
   /** Who decides: an approver's name (SSH) or a Slack user id (the bot). */
   by: string;

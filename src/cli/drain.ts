@@ -3,7 +3,7 @@
 // runbooks/undrain.yaml). Exit codes as every command: a drain of the writer or of the last
 // region serving traffic is refused (3) by the run's preflight, with nothing changed.
 import { parseArgs } from 'node:util';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { loadServiceRunbook } from '../runbook/load';
 import { connect, InputError } from '../runs/client';
 import { buildDrainInput, buildUndrainInput } from '../runs/drain';
 import type { RunRecord } from '../runbook/types';
@@ -42,7 +42,7 @@ export function drainCommand(argv: string[], kind: 'drain' | 'undrain'): Promise
     if (!values.service || !values.region) throw new InputError(`--service and --region are required\n${USAGE[kind]}`);
     if (kind === 'undrain' && values['dry-run']) throw new InputError(`undrain has no --dry-run: it restores what the drain recorded\n${USAGE.undrain}`);
     const cfg = config(values.config);
-    const runbook = loadRunbook(values.runbook ?? builtinRunbookPath(kind));
+    const runbook = await loadServiceRunbook(cfg, values.service, kind, values.runbook);
     const req = { service: values.service, region: values.region, requestedBy: requester(values.by), trigger: values.trigger, dryRun: values['dry-run'] };
     // Bad input (an unknown service or region) is reported before connecting to anything.
     const input = buildDrainInput(cfg, runbook, req);

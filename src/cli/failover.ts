@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { loadServiceRunbook } from '../runbook/load';
 import type { Mode } from '../runbook/types';
 import { chooseTargetByPolicy } from '../runs/auto-target';
 import { buildRunInput, connect, InputError } from '../runs/client';
@@ -25,7 +25,7 @@ export function failoverCommand(argv: string[], forceDryRun = false): Promise<nu
     if (!values.service || !values.to) throw new InputError(`--service and --to are required\n${USAGE}`);
     if (values.mode !== 'planned' && values.mode !== 'unplanned') throw new InputError(`--mode is planned or unplanned, not "${values.mode}"`);
     const cfg = config(values.config);
-    const runbook = loadRunbook(values.runbook ?? builtinRunbookPath('failover'));
+    const runbook = await loadServiceRunbook(cfg, values.service, 'failover', values.runbook);
     let client: Awaited<ReturnType<typeof connect>> | undefined;
     const base = { service: values.service, source: values.from, mode: values.mode as Mode, requestedBy: requester(values.by), trigger: values.trigger };
     // --to auto: the target policy picks (healthy, least lag, residency-allowed) from a dry run's topology.

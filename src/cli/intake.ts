@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { triggersOf } from '../config/triggers';
 import { runIntake } from '../intake/service';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { loadPlugins } from '../plugins/load';
+import { loadRunbook } from '../runbook/load';
 import { connect, InputError } from '../runs/client';
 import { config, guard } from './common';
 import { EXIT } from './exit';
@@ -26,7 +27,8 @@ export function intakeCommand(argv: string[]): Promise<number> {
       client,
       workerAddress: process.env.TEMPORAL_ADDRESS ?? cfg.temporal.address,
       namespace: cfg.temporal.namespace,
-      runbook: loadRunbook(values.runbook ?? builtinRunbookPath('failover')),
+      // Absent: each service's own failover runbook, else the built-in one (runIntake).
+      ...(values.runbook ? { runbook: loadRunbook(values.runbook, { plugins: await loadPlugins(cfg.plugins) }) } : {}),
       host: values.host,
       port,
     });

@@ -2,7 +2,7 @@
 // both follow the service's latest unplanned failover (found in Temporal); see runbooks/reconcile.yaml
 // and runbooks/failback.yaml.
 import { parseArgs } from 'node:util';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { loadServiceRunbook } from '../runbook/load';
 import { connect, InputError } from '../runs/client';
 import { buildFollowUpInput } from '../runs/reconcile';
 import { config, guard, requester } from './common';
@@ -29,7 +29,7 @@ export function followUpCommand(argv: string[], kind: 'reconcile' | 'failback'):
     });
     if (!values.service) throw new InputError(`--service is required\n${USAGE[kind]}`);
     const cfg = config(values.config);
-    const runbook = loadRunbook(values.runbook ?? builtinRunbookPath(kind));
+    const runbook = await loadServiceRunbook(cfg, values.service, kind, values.runbook);
     const client = await connect(cfg);
     const overrideReason = (values as { 'override-reason'?: string })['override-reason'];
     const input = await buildFollowUpInput(client, cfg, runbook, {

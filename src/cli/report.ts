@@ -52,6 +52,12 @@ export function formatRecord(rec: RunRecord, uiUrl?: string): string {
     lines.push('', `WAITING FOR APPROVAL (${rec.pendingApproval.reason}), until ${rec.pendingApproval.timeoutAt}:`,
       `  regionshift approve ${rec.service} --by <you>     or     regionshift approve ${rec.service} --by <you> --reject`);
   }
+  if (rec.pendingDecision) {
+    lines.push('', `STEP ${rec.pendingDecision.stepId} FAILED, WAITING FOR A PERSON: ${rec.pendingDecision.error}`,
+      `  regionshift retry|skip|compensate ${rec.service} --by <you> --key <ssh key> --reason <why>`);
+  }
+  if (rec.paused) lines.push('', `PAUSED by ${rec.paused.by} (${rec.paused.reason}): regionshift resume ${rec.service} --by <you> --key <ssh key> --reason <why>`);
+  for (const o of rec.operator ?? []) lines.push(`  ${o.action}${o.stepId ? ` ${o.stepId}` : ''} by ${o.signed}: ${o.reason}`);
   const facts: string[] = [];
   if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
   if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : rec.rpo.estimateSeconds === undefined ? 'RPO unknown (source unreachable)' : `RPO estimate ${rec.rpo.estimateSeconds} s`);

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { triggersOf } from '../config/triggers';
 import { connect, InputError } from '../runs/client';
+import { loadPlugins } from '../plugins/load';
 import { createSlackBot, slackSecretsFromEnv } from '../slack/bot';
 import { config, guard } from './common';
 import { EXIT } from './exit';
@@ -15,7 +16,7 @@ export function slackCommand(argv: string[]): Promise<number> {
     const port = values.port === undefined ? undefined : Number(values.port);
     if (port !== undefined && !Number.isInteger(port)) throw new InputError(`--port ${values.port} is not a port number`);
     const temporal = await connect(cfg);
-    const bot = createSlackBot({ config: cfg, temporal, secrets: slackSecretsFromEnv(s), ...(port !== undefined ? { slack: { port } } : {}) });
+    const bot = createSlackBot({ config: cfg, temporal, secrets: slackSecretsFromEnv(s), plugins: await loadPlugins(cfg.plugins), ...(port !== undefined ? { slack: { port } } : {}) });
     const { port: listening } = await bot.start();
     console.log(`regionshift slack ready: ${s.mode === 'http' ? `HTTP on ${s.host}:${listening}/slack/events` : 'Socket Mode'}, command ${s.command}, channel ${s.channel}`);
     await new Promise<void>((resolve) => {

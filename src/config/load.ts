@@ -97,7 +97,10 @@ export function loadConfig(file = configPath()): Config {
   const problems = approvalProblems(config);
   if (problems.length > 0) throw new ConfigError(file, problems.map((p) => `${file}: ${p}`));
   const base = dirname(resolve(file));
+  for (const plugin of config.plugins) if (plugin.module.startsWith('.')) plugin.module = resolve(base, plugin.module);
   for (const service of config.services) {
+    const own = (service.runbooks ?? {}) as Record<string, string>;
+    for (const [kind, path] of Object.entries(own)) own[kind] = resolve(base, path);
     for (const a of service.policy.approvers) if (a.sshKeysFile) a.sshKeysFile = resolve(base, a.sshKeysFile);
     if (service.database.provider !== 'postgres-streaming') continue;
     for (const node of Object.values(service.database.regions)) node.dataDir = resolve(base, node.dataDir);

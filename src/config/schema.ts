@@ -241,6 +241,8 @@ export const Service = z.strictObject({
   priority: z.number().int().min(0).default(100),
   /** Where reconciliation finds the journal, entries, balances and mutable state (reconcile.ts); defaults: the demo ledger's. */
   reconcile: ReconcileConfig.optional(),
+  /** The service's own runbooks by kind (paths relative to the config file); absent: runbooks/<kind>.yaml. */
+  runbooks: z.partialRecord(z.enum(['failover', 'failback', 'reconcile', 'drain', 'undrain']), z.string().min(1)).optional(),
 }).superRefine((svc, ctx) => {
   // Every region the service runs in needs a database node and a way to send it traffic.
   for (const region of svc.regions) {
@@ -416,6 +418,8 @@ export const Config = z.strictObject({
   evacuation: z.strictObject({ maxConcurrent: z.number().int().min(1).default(2) }).prefault({}),
   /** regionshift's own /metrics endpoints; optional. */
   metrics: Metrics.optional(),
+  /** Modules that add runbook steps (custom.<name>), relative to the config file's folder (docs/plugins.md). */
+  plugins: z.array(z.strictObject({ module: z.string().min(1) })).default([]),
   services: z.array(Service).min(1),
 }).superRefine((config, ctx) => {
   config.services.forEach((svc, i) => {

@@ -12,7 +12,7 @@ import { residencyRuleOf, residencyViolation } from '../policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
 import type { RunbookDoc, RunRecord } from '../runbook/types';
 import { awaitRecord } from '../runs/client';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { loadRunbook, runbookPathFor } from '../runbook/load';
 import { guardianWorkflowId } from './ids';
 import { approvalOverride } from './policy';
 import type { AlarmSignal, GuardianInput, GuardianSeed, GuardianSettings, RunSummary } from './types';
@@ -28,8 +28,8 @@ export function guardianSettings(config: Config, service: Service, runbook: Runb
     runbook,
     debounce: t.debounce,
     approval: approvalOverride(service, 'unplanned'),
-    drainRunbook: loadRunbook(builtinRunbookPath('drain')),
-    undrainRunbook: loadRunbook(builtinRunbookPath('undrain')),
+    drainRunbook: loadRunbook(runbookPathFor(service, 'drain')),
+    undrainRunbook: loadRunbook(runbookPathFor(service, 'undrain')),
     undrainAfter: t.undrainAfter,
     ...(t.quorum !== undefined ? { quorum: t.quorum } : {}),
     ...extra,
@@ -74,6 +74,8 @@ export interface DelivererOptions {
   client: Client;
   config: Config;
   runbook: RunbookDoc;
+  /** A service's own failover runbook (config `runbooks:`), instead of `runbook`. */
+  runbooks?: Record<string, RunbookDoc>;
   /** Which guardian a service's alarms go to; the bench uses its own. */
   guardianWorkflowId?: (service: string) => string;
   settingsExtra?: Partial<GuardianSettings>;
@@ -109,7 +111,7 @@ export class Deliverer {
     if (!s) {
       const svc = this.opts.config.services.find((x) => x.name === service);
       if (!svc) throw new Error(`unknown service ${service}`);
-      s = guardianSettings(this.opts.config, svc, this.opts.runbook, this.opts.settingsExtra);
+      s = guardianSettings(this.opts.config, svc, this.opts.runbooks?.[service] ?? this.opts.runbook, this.opts.settingsExtra);
       this.settings.set(service, s);
     }
     return s;

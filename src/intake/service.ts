@@ -10,7 +10,7 @@ import { stateDir } from '../paths';
 import { triggerProblems } from '../config/triggers';
 import { dataConverterFromEnv } from '../codec/env';
 import { InputError } from '../runs/client';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../runbook/load';
 import type { RunbookDoc } from '../runbook/types';
 import { queryGuardianStates } from '../metrics/guardian-states';
 import { Deliverer } from './deliver';
@@ -51,7 +51,12 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   const problems = triggerProblems(opts.config);
   if (problems.length) throw new InputError(`the triggers config is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   const runbook = opts.runbook ?? loadRunbook(builtinRunbookPath('failover'));
-  const deliverer = new Deliverer({ client: opts.client, config: opts.config, runbook, settingsExtra: opts.settingsExtra });
+  // Without an explicit runbook, a service with its own failover runbook (config `runbooks:`) gets it, with the config's plugins.
+  const runbooks: Record<string, RunbookDoc> = {};
+  if (!opts.runbook) {
+    for (const svc of opts.config.services) if (svc.runbooks?.failover) runbooks[svc.name] = await loadServiceRunbook(opts.config, svc.name, 'failover');
+  }
+  const deliverer = new Deliverer({ client: opts.client, config: opts.config, runbook, runbooks, settingsExtra: opts.settingsExtra });
   await deliverer.configureAll();
   const j = triggersOf(opts.config).intake.journal;
   const journal = await AlarmJournal.open({

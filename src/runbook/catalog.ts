@@ -58,9 +58,35 @@ export const ACTIONS = {
   'traffic.drain': { placement: 'control', compensate: 'traffic.restore', summary: 'Move the region\'s traffic to the regions that stay in service' },
   'traffic.undrain': { placement: 'control', compensate: 'traffic.restore', summary: 'Restore the records exactly as they were before the drain' },
   'traffic.verify': { placement: 'control', summary: 'Read the records back and check them against what the run set' },
+  // Application steps (workflows/http-step.ts): the step's own `placement` says where it runs, and
+  // its parameters (src/runbook/params.ts) what it calls.
+  'http.call': { placement: 'target', summary: 'Call an application endpoint (webhook) with the run\'s values' },
 } as const satisfies Record<string, ActionSpec>;
 
 export type ActionName = keyof typeof ACTIONS;
+
+/** A step from a plugin named in the service config (src/plugins/, docs/plugins.md). */
+export type CustomAction = `custom.${string}`;
+export const CUSTOM_PREFIX = 'custom.';
+export function isCustomAction(action: string): action is CustomAction {
+  return action.startsWith(CUSTOM_PREFIX);
+}
+
+/**
+ * Where a step with a placement of its own (http.call, plugin steps) runs: the run's source, its
+ * target, every region of the service at once, or a control worker (the region-independent one).
+ */
+export const STEP_PLACEMENTS = ['source', 'target', 'every', 'control'] as const;
+export type StepPlacement = (typeof STEP_PLACEMENTS)[number];
+
+/** What a plugin step declares, carried in the run's input (RunbookDoc.plugins): workflow code cannot load the plugin. */
+export interface PluginStepSpec {
+  placement: StepPlacement;
+  summary: string;
+  /** The plugin has a compensation activity (`custom.<name>.compensate`). */
+  compensates: boolean;
+  irreversible?: string;
+}
 
 /**
  * Conditions a step may be gated on. A fixed vocabulary rather than expressions: a runbook is

@@ -2,6 +2,7 @@
 // workflow code free of the validation library.
 import type { DecisionSignature } from '../approvals/message';
 import type { Runbook, Step } from './schema';
+import type { PluginStepSpec } from './catalog';
 import type { Policy } from '../config/schema';
 import type { DrainMode } from '../traffic/plan';
 import type {
@@ -13,8 +14,11 @@ import type {
 
 export type { Runbook, Step };
 
-/** A validated runbook as passed to a run: the run never reads the file again. */
-export type RunbookDoc = Runbook & { hash: string; file: string };
+/**
+ * A validated runbook as passed to a run: the run never reads the file again. `plugins`: what each
+ * plugin step it uses declared at load time (placement, compensation).
+ */
+export type RunbookDoc = Runbook & { hash: string; file: string; plugins?: Record<string, PluginStepSpec> };
 
 export type Mode = 'planned' | 'unplanned';
 
@@ -156,6 +160,28 @@ export interface AbortInput {
   signed?: string;
 }
 
+/** What a person may do to a running run (workflows/operator-controls.ts). */
+export type OperatorAction = 'retry' | 'skip' | 'compensate' | 'pause' | 'resume';
+
+export interface OperateInput {
+  action: OperatorAction;
+  by: string;
+  reason: string;
+  groups?: string[];
+  signature?: DecisionSignature;
+}
+
+/** One operator decision, as the run's record keeps it. */
+export interface OperatorDecision {
+  action: OperatorAction;
+  /** The failed step it was about (retry, skip, compensate). */
+  stepId?: string;
+  by: string;
+  reason: string;
+  at: string;
+  signed: string;
+}
+
 export interface PlannedStep {
   id: string;
   title: string;
@@ -196,6 +222,12 @@ export interface RunRecord {
   steps: StepState[];
   pendingApproval?: PendingApproval;
   approvals: Approval[];
+  /** A step with `onFailure: ask` that failed and waits for retry, skip or compensate. */
+  pendingDecision?: { stepId: string; error: string; since: string };
+  /** Retry, skip, compensate, pause and resume decisions, in order. */
+  operator?: OperatorDecision[];
+  /** Set while the run is paused between steps. */
+  paused?: { by: string; reason: string; at: string };
   topology?: DbNodeState[];
   trafficBefore?: TrafficState;
   fence?: FenceResult & { error?: string };

@@ -5,7 +5,7 @@ import { dataConverterFromEnv } from '../codec/env';
 import type { Config, Service } from '../config/schema';
 import { residencyRuleOf, residencyViolation } from '../policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
-import type { AbortInput, ApproveInput, Mode, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
+import type { AbortInput, ApproveInput, Mode, OperateInput, RunbookDoc, RunInput, RunRecord } from '../runbook/types';
 import { SA } from '../../workflows/search-attributes';
 import { signDecision, type DecisionSigner } from '../approvals/sign';
 import { clientInterceptors, startTracing, type Tracing } from '../tracing/otel';
@@ -188,7 +188,7 @@ export function workflowIdOf(config: Config, ref: string): string {
   throw new InputError(`"${ref}" is neither a service (${config.services.map((s) => s.name).join(', ')}) nor a run id (regionshift-<service>)`);
 }
 
-async function update(client: Client, workflowId: string, name: string, arg: ApproveInput | AbortInput): Promise<string> {
+async function update(client: Client, workflowId: string, name: string, arg: ApproveInput | AbortInput | OperateInput): Promise<string> {
   try {
     return await client.workflow.getHandle(workflowId).executeUpdate<string, [typeof arg]>(name, { args: [arg] });
   } catch (err) {
@@ -224,6 +224,20 @@ export async function approveRun(client: Client, workflowId: string, a: Omit<App
     ? await signDecision(signer, { kind: a.decision, workflowId, runId, subject: stepId, by: a.by, groups: a.groups ?? [], reason: a.reason ?? '' })
     : undefined;
   return update(client, workflowId, 'approve', { ...a, ...(signature ? { signature } : {}) });
+}
+
+/**
+ * Retry, skip or compensate the failed step a run waits at (onFailure: ask), or pause or resume
+ * it, signed as approveRun is: the signature names the step, so it is worthless for any other.
+ */
+export async function operateRun(client: Client, workflowId: string, o: Omit<OperateInput, 'signature'>, signer?: DecisionSigner): Promise<string> {
+  const { runId, rec } = await target(client, workflowId);
+  const subject = o.action === 'pause' || o.action === 'resume' ? 'run' : rec?.pendingDecision?.stepId;
+  if (!subject) throw new RefusedError(`run ${workflowId} has no failed step waiting for a decision${rec ? ` (it is at step ${rec.currentStep ?? '-'})` : ''}`);
+  const signature = signer
+    ? await signDecision(signer, { kind: o.action, workflowId, runId, subject, by: o.by, groups: o.groups ?? [], reason: o.reason })
+    : undefined;
+  return update(client, workflowId, 'operate', { ...o, ...(signature ? { signature } : {}) });
 }
 
 /** Aborts the run, signed as approveRun is; the run compensates what it did. */

@@ -7,6 +7,8 @@ import type { GuardianView } from '../intake/types';
 import type { CaseAction, ReconcileCase } from '../reconcile/types';
 
 export const ACTION = { approve: 'regionshift_approve', reject: 'regionshift_reject' } as const;
+/** One button per decision on a failed step that waits for a person (onFailure: ask). */
+export const STEP_ACTION = { retry: 'regionshift_step_retry', skip: 'regionshift_step_skip', compensate: 'regionshift_step_compensate' } as const;
 /** One button per way `resolveCase` can decide a case (`regionshift cases resolve --action`). */
 export const CASE_ACTION: Record<CaseAction, string> = {
   accept: 'regionshift_case_accept', reject: 'regionshift_case_reject', compensate: 'regionshift_case_compensate',
@@ -110,6 +112,23 @@ export function runMessage(rec: RunRecord, uiUrl: string, command = '/regionshif
         { type: 'button', action_id: ACTION.reject, style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value },
       ],
     });
+  }
+  if (rec.pendingDecision && rec.status === 'running') {
+    const d = rec.pendingDecision;
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `⏳ *Step \`${d.stepId}\` failed and waits for a person:* ${mentions(d.error)}`.slice(0, 2900) } });
+    const value = JSON.stringify({ w: rec.workflowId, r: rec.runId, s: d.stepId });
+    blocks.push({
+      type: 'actions',
+      block_id: `decision:${d.stepId}`,
+      elements: [
+        { type: 'button', action_id: STEP_ACTION.retry, style: 'primary', text: { type: 'plain_text', text: 'Retry' }, value },
+        { type: 'button', action_id: STEP_ACTION.skip, text: { type: 'plain_text', text: 'Skip' }, value },
+        { type: 'button', action_id: STEP_ACTION.compensate, style: 'danger', text: { type: 'plain_text', text: 'Compensate' }, value },
+      ],
+    });
+  }
+  if (rec.operator?.length) {
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: rec.operator.map((o) => `${o.action}${o.stepId ? ` ${o.stepId}` : ''} by ${who(o.by)}: "${o.reason}"`).join(' · ').slice(0, 2900) }] });
   }
   if (rec.compensation) {
     const lines = [...rec.compensation.undone.map((u) => `undone: ${u}`), ...rec.compensation.notUndone.map((n) => `*NOT undone:* ${n}`)];

@@ -16,16 +16,17 @@ import { serviceTriggersOf, triggersOf, type SlackConfig } from '../config/trigg
 import { approvalOverride, describeApproval } from '../intake/policy';
 import { guardianView } from '../intake/report';
 import { durationMs } from '../runbook/duration';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
+import { loadRunbook, runbookPathFor } from '../runbook/load';
+import type { PluginRegistry } from '../plugins/load';
 import type { Mode, RunbookDoc, RunRecord } from '../runbook/types';
 import type { CaseAction, ReconcileCase } from '../reconcile/types';
 import {
-  abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, RefusedError, runRecord, startRun, workflowIdOf,
+  abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, operateRun, RefusedError, runRecord, startRun, workflowIdOf,
 } from '../runs/client';
 import { buildFollowUpInput, listCases, resolveCase } from '../runs/reconcile';
 import { formatRecord, headline, runUiUrl } from '../cli/report';
 import {
-  ACTION, CASE_ACTION, CASES_EVENT_KEY, casesMessage, guardianText, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
+  ACTION, CASE_ACTION, CASES_EVENT_KEY, STEP_ACTION, casesMessage, guardianText, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
   type CaseButtonValue, type CaseView, type RenderedRun,
 } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
@@ -47,7 +48,9 @@ export interface SlackBotOptions {
   secrets: SlackSecrets;
   /** Overrides triggers.slack (tests). */
   slack?: Partial<SlackConfig>;
-  runbookFor?: (kind: 'failover' | 'reconcile' | 'failback') => RunbookDoc;
+  runbookFor?: (kind: 'failover' | 'reconcile' | 'failback', service: string) => RunbookDoc;
+  /** The config's plugins, loaded by the caller: a service's own runbook may use their steps. */
+  plugins?: PluginRegistry;
   log?: (line: string) => void;
 }
 
@@ -96,7 +99,8 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   if (!base && !opts.slack?.channel) throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
   const settings = { ...(base ?? {}), ...opts.slack } as SlackConfig;
   const log = opts.log ?? ((line: string) => console.log(line));
-  const runbookFor = opts.runbookFor ?? ((kind) => loadRunbook(builtinRunbookPath(kind)));
+  // The service's own runbook of that kind (config `runbooks:`), else the built-in one.
+  const runbookFor = opts.runbookFor ?? ((kind, service) => loadRunbook(runbookPathFor(config.services.find((x) => x.name === service), kind), { plugins: opts.plugins }));
   const clientOptions = settings.apiUrl ? { slackApiUrl: settings.apiUrl } : {};
 
   const receiver: Receiver = settings.mode === 'socket'
@@ -176,7 +180,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         // latest unplanned failover, found in Temporal; the run's own steps are the checks.
         const service = findService(config, cmd.service);
         const override = cmd.kind === 'failback' ? cmd.override : undefined;
-        const runbook = runbookFor(cmd.kind);
+        const runbook = runbookFor(cmd.kind, service.name);
         const input = await buildFollowUpInput(temporal, config, runbook, {
           service: service.name, requestedBy: user, trigger: `slack:${user}`, ...(override ? { overrideReason: override } : {}),
         });
@@ -230,7 +234,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       case 'plan':
       case 'failover': {
         const service = findService(config, cmd.service);
-        const input = buildRunInput(config, runbookFor('failover'), {
+        const input = buildRunInput(config, runbookFor('failover', service.name), {
           service: cmd.service, target: cmd.target, mode: cmd.mode, dryRun: cmd.kind === 'plan', requestedBy: user, trigger: `slack:${user}`,
         });
         input.approval = approvalOverride(service, cmd.mode);
@@ -297,6 +301,35 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         }
         const verdict = await approveRun(temporal, w, { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
         await answer(`${decision === 'approve' ? '👍' : '👎'} ${mentions(verdict)}`);
+      } catch (err) {
+        const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+        if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);
+        await answer(text).catch(() => undefined);
+      }
+    });
+  }
+
+  // Retry, skip or compensate a failed step (onFailure: ask): the approvers of the run's mode
+  // decide, signed by the bot and verified by the run like an approval.
+  for (const decision of Object.keys(STEP_ACTION) as (keyof typeof STEP_ACTION)[]) {
+    app.action(STEP_ACTION[decision], async ({ ack, body, action, client }) => {
+      await ack();
+      const user = body.user.id;
+      const channel = (body as { channel?: { id?: string } }).channel?.id ?? settings.channel;
+      const answer = (text: string): Promise<unknown> => client.chat.postEphemeral({ channel, user, text });
+      try {
+        const { w, r, s: stepId } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string; s?: string };
+        if (!w) return void (await answer('This button does not name a run.'));
+        const rec = await temporal.workflow.getHandle(w, r).query<RunRecord>('progress');
+        if (rec.pendingDecision?.stepId !== stepId) return void (await answer(`Step \`${stepId}\` of \`${w}\` is not waiting for a decision any more. Nothing was changed.`));
+        const allowed = slackApprovers(findService(config, rec.service), rec.mode);
+        const m = await membership(user, allowed);
+        if (!m.ok) {
+          log(`slack: ${decision} of ${w} by ${user} refused: not an approver of ${rec.mode} runs of ${rec.service}`);
+          return void (await answer(`You may not ${decision} steps of ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`));
+        }
+        const verdict = await operateRun(temporal, w, { action: decision, by: user, reason: `${decision} from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
+        await answer(mentions(verdict));
       } catch (err) {
         const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
         if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);

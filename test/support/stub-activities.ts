@@ -146,7 +146,7 @@ export async function untilCancelled(): Promise<never> {
  * Heartbeats are not throttled for long, so an abort reaches a running stub within a few
  * hundred milliseconds rather than the default's seconds.
  */
-export async function runStubRegions(connection: NativeConnection, fleet: StubFleet): Promise<() => Promise<void>> {
+export async function runStubRegions(connection: NativeConnection, fleet: StubFleet, extra: (region: string) => object = () => ({})): Promise<() => Promise<void>> {
   // The same codec as the rig's client and control worker, which read the same environment.
   const dataConverter = dataConverterFromEnv();
   const workers = await Promise.all(
@@ -155,7 +155,8 @@ export async function runStubRegions(connection: NativeConnection, fleet: StubFl
         connection,
         dataConverter,
         taskQueue: regionTaskQueue(region),
-        activities: fleet.activities(region),
+        // Real activities besides the stubs (http.call, plugin steps), for tests whose subject they are.
+        activities: { ...extra(region), ...fleet.activities(region) },
         maxHeartbeatThrottleInterval: '100ms',
         defaultHeartbeatThrottleInterval: '100ms',
       }),
