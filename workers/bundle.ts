@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../src/paths';
 
@@ -14,10 +13,3 @@ export const WORKFLOW_INTERCEPTOR_MODULES = [
   require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors'),
   join(REPO_ROOT, 'src', 'metrics', 'workflow-interceptors.ts'),
 ];
-
-/** Prebuilt bundle when `npm run build` made one, else the source (bundled at start, slower). */
-export function workflowSource(): { workflowBundle: { codePath: string } } | { workflowsPath: string; workflowInterceptorModules: string[] } {
-  return existsSync(WORKFLOW_BUNDLE)
-    ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
-    : { workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES };
-}
