@@ -47,7 +47,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     metricsPort = workerMetricsPort(config, region, values['metrics-port']);
     await runRegionWorkers({ config, region, control, address, namespace: config.temporal.namespace, metricsPort, makeCurrent: !values['no-make-current'] }, (rw) => {
       const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
-      console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url}${rw.buildId ? ` version=${rw.buildId}` : ''} (${metricsPort.setting}${rw.metrics.sdkMetrics ? '; with the Temporal SDK\'s' : ''})${rw.tracing ? ' traces=OTLP' : ''}`);
+      console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? '; with the Temporal SDK\'s' : ''})${rw.tracing ? ' traces=OTLP' : ''}${rw.buildId ? ` version=${rw.buildId}` : ''}`);
     });
   } catch (err) {
     if (err instanceof MetricsSettingError) {
