@@ -1,13 +1,16 @@
 // `npm run prove-replication`: two Temporal clusters on this machine (src/stack/control-plane.ts),
 // a global namespace active in the first, a workflow started there and seen on the second; a
 // planned namespace failover to the second, a signal taken there and replicated back; then the
-// second cluster killed outright and the namespace failed back over through the survivor, timed.
+// run started on the second, the namespace failed back over mid-run, the run finished on the
+// first with each step once; then the first killed outright and the namespace failed over through
+// the survivor, timed.
 // Exits non-zero, saying which step failed, when replication does not do what the stack relies on.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { Connection } from '@temporalio/client';
+import { Client, type Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { activeCluster, connectCluster, ensureTemporalServer, failoverNamespace, linkClusters, registerGlobalNamespace, startCluster, type ClusterSpec } from '../stack/control-plane';
 import { freePorts, isPortFree } from '../stack/net';
 
@@ -39,8 +42,42 @@ async function eventTypes(conn: Connection, workflowId: string): Promise<string[
   return (h.history?.events ?? []).map((e) => String(e.eventType));
 }
 
+/**
+ * A run on a worker of `from`; mid-run the namespace fails over to `to`, the worker moves there
+ * (as a region's worker follows the active cluster), and the run finishes on `to`, every step once.
+ */
+async function runAcrossFailover(from: { spec: ClusterSpec; conn: Connection }, to: { spec: ClusterSpec; conn: Connection }, say: (line: string) => void): Promise<void> {
+  const calls = new Map<string, number>();
+  const activities = { step: async (name: string) => { calls.set(name, (calls.get(name) ?? 0) + 1); return `${name}@${process.pid}`; } };
+  const { code } = await bundleWorkflowCode({ workflowsPath: join(__dirname, 'xdc-workflow.js'), logger: new DefaultLogger('WARN') });
+  const worker = async (c: ClusterSpec) => Worker.create({
+    connection: await NativeConnection.connect({ address: `127.0.0.1:${c.port}` }), namespace: NAMESPACE, taskQueue: 'xdc', workflowBundle: { code }, activities,
+  });
+  const first = await worker(from.spec);
+  const running = first.run();
+  const client = (conn: Connection) => new Client({ connection: conn, namespace: NAMESPACE });
+  if ((await activeCluster(from.conn, NAMESPACE)).active !== from.spec.name) throw new Error(`the run must start where the namespace is active (${from.spec.name})`);
+  const handle = await client(from.conn).workflow.start('acrossFailover', { taskQueue: 'xdc', workflowId: 'xdc-run' });
+  await until('the first step', async () => (calls.get('before') === 1 ? true : undefined));
+  await failoverNamespace(from.conn, NAMESPACE, to.spec.name);
+  await until(`${to.spec.name} active`, async () => ((await activeCluster(to.conn, NAMESPACE)).active === to.spec.name ? true : undefined));
+  first.shutdown();
+  await running;
+  const second = await worker(to.spec);
+  const running2 = second.run();
+  const onTo = client(to.conn).workflow.getHandle(handle.workflowId);
+  await until(`${to.spec.name} to take the signal`, () => onTo.signal('go').then(() => true));
+  const result = await onTo.result();
+  second.shutdown();
+  await running2;
+  const twice = [...calls].filter(([, n]) => n !== 1);
+  if (result.length !== 2 || twice.length) throw new Error(`the run across the failover: result ${JSON.stringify(result)}, steps not run exactly once: ${JSON.stringify(twice)}`);
+  say(`a run started on ${from.spec.name}, namespace failed over mid-run, finished on ${to.spec.name}: steps ${[...calls.keys()].join(', ')} each once`);
+}
+
 async function main(): Promise<void> {
   const say = (line: string): void => console.log(line);
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   const bin = await ensureTemporalServer({ onProgress: say });
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-xdc-'));
   const pa = await freeRange([]);
@@ -65,16 +102,20 @@ async function main(): Promise<void> {
     await failoverNamespace(west!, NAMESPACE, 'us-east-1');
     const planned = await until('us-east-1 active', async () => { const a = await activeCluster(east!, NAMESPACE); return a.active === 'us-east-1' ? a : undefined; });
     const before = (await eventTypes(west!, 'xdc-1')).length;
-    await east!.workflowService.signalWorkflowExecution({ namespace: NAMESPACE, workflowExecution: { workflowId: 'xdc-1' }, signalName: 'after-failover', requestId: 'sig-1' });
+    // Right after a failover the new active cluster may still be applying what it was sent: retried.
+    await until('us-east-1 to take a signal', () => east!.workflowService.signalWorkflowExecution({ namespace: NAMESPACE, workflowExecution: { workflowId: 'xdc-1' }, signalName: 'after-failover', requestId: 'sig-1' }));
     await until('the signal replicated back to us-west-2', async () => ((await eventTypes(west!, 'xdc-1')).length > before ? true : undefined));
     say(`planned failover: us-east-1 active (failover version ${planned.failoverVersion}); a signal it took is in us-west-2's history`);
 
-    procs[1]!.kill('SIGKILL');
+    // us-east-1 is active: a run starts there and the namespace goes back to us-west-2 under it.
+    await runAcrossFailover(clusters[1]!, clusters[0]!, say);
+
+    procs[0]!.kill('SIGKILL');
     const killedAt = Date.now();
-    await failoverNamespace(west!, NAMESPACE, 'us-west-2');
-    const back = await until('us-west-2 active again', async () => { const a = await activeCluster(west!, NAMESPACE); return a.active === 'us-west-2' ? a : undefined; });
-    await west!.workflowService.signalWorkflowExecution({ namespace: NAMESPACE, workflowExecution: { workflowId: 'xdc-1' }, signalName: 'after-loss', requestId: 'sig-2' });
-    say(`unplanned: us-east-1 killed; namespace active in us-west-2 again (failover version ${back.failoverVersion}) and taking signals ${Date.now() - killedAt} ms later`);
+    await failoverNamespace(east!, NAMESPACE, 'us-east-1');
+    const back = await until('us-east-1 active again', async () => { const a = await activeCluster(east!, NAMESPACE); return a.active === 'us-east-1' ? a : undefined; });
+    await until('us-east-1 to take a signal', () => east!.workflowService.signalWorkflowExecution({ namespace: NAMESPACE, workflowExecution: { workflowId: 'xdc-1' }, signalName: 'after-loss', requestId: 'sig-2' }));
+    say(`unplanned: us-west-2 killed; the namespace failed over through us-east-1 (failover version ${back.failoverVersion}), taking signals ${Date.now() - killedAt} ms after the kill`);
     await Promise.allSettled([west!.close(), east!.close()]);
   } finally {
     for (const p of procs) p.kill('SIGKILL');
