@@ -286,6 +286,8 @@ describe('traces', () => {
       rws.push(await createRegionWorkers({ ...common, region: WEST, control: true }));
       rws.push(await createRegionWorkers({ ...common, region: EAST, control: false }));
       for (const rw of rws) running.push(...rw.workers.map((w) => w.run()));
+      // As `regionshift worker` does: new runs start on this control worker's version.
+      await rws[0]!.makeCurrent();
       const tracing = startTracing('regionshift-test-client', processor, {})!;
       const client = new Client({ connection: fe.client.connection, namespace: fe.config.temporal.namespace, dataConverter: dataConverterFromEnv(), interceptors: clientInterceptors(tracing) });
 

@@ -13,7 +13,7 @@ import type { Config } from '../src/config/schema';
 import { installWorkerRuntime, startWorkerMetrics, workerMetricsPort, type PortChoice, type WorkerMetricsSetup } from '../src/metrics/worker';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/runbook/ids';
 import { activityInterceptors, startTracing, workflowExporterSink, type Tracing } from '../src/tracing/otel';
-import { workflowSource } from './bundle';
+import { controlBundle, controlDeploymentOptions, makeCurrentVersion } from './versioning';
 
 export interface RegionWorkerOptions {
   config: Config;
@@ -26,6 +26,12 @@ export interface RegionWorkerOptions {
   metricsPort?: PortChoice;
   /** Another span processor besides OTLP (tests: an in-memory exporter). */
   spanProcessor?: SpanProcessor;
+  /**
+   * runRegionWorkers makes the control worker's version current once it polls (default true): new
+   * runs then start on this code, while runs pinned to another version stay on theirs. False for
+   * a deploy that promotes versions itself (`temporal worker deployment set-current-version`).
+   */
+  makeCurrent?: boolean;
 }
 
 export interface RegionWorkers {
@@ -33,6 +39,10 @@ export interface RegionWorkers {
   connection: NativeConnection;
   metrics: WorkerMetricsSetup;
   tracing?: Tracing;
+  /** The control worker's Worker Deployment version (the bundle's hash); absent without control. */
+  buildId?: string;
+  /** Makes buildId the deployment's current version (after the workers poll). */
+  makeCurrent(): Promise<void>;
   /** Closes the connection, /metrics and flushes spans; after the workers have stopped. */
   close(): Promise<void>;
 }
@@ -74,16 +84,19 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
       }),
     );
   }
+  let buildId: string | undefined;
   if (opts.control) {
-    const source = workflowSource(tracing !== undefined);
-    const { workflowInterceptorModules, ...code } = 'workflowInterceptorModules' in source ? source : { ...source, workflowInterceptorModules: undefined };
+    const bundle = await controlBundle(tracing !== undefined);
+    buildId = bundle.buildId;
     workers.push(
       await Worker.create({
         connection,
         namespace: opts.namespace,
         dataConverter,
         taskQueue: CONTROL_TASK_QUEUE,
-        ...code,
+        // The bundle has the workflow interceptors baked in (workers/bundle.ts).
+        workflowBundle: bundle.workflowBundle,
+        workerDeploymentOptions: controlDeploymentOptions(bundle.buildId),
         // A long-lived workflow (the guardian) is cached on one control worker. When that worker's
         // region dies with it (SIGKILL, no goodbye), its next task would wait 10 s (the default)
         // on the dead worker's sticky queue before any other worker may take it: that wait would
@@ -92,7 +105,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         // Runs verify decisions' signatures here, with this worker's own config and keys, and tell
         // their guardian they ended from here.
         activities: { ...createDecisionActivities(opts.config), ...createGuardianNoticeActivities(), ...createHttpActivities('control'), ...appSteps },
-        interceptors: { activity, ...(workflowInterceptorModules ? { workflowModules: workflowInterceptorModules } : {}) },
+        interceptors: { activity },
         // Runs report their end (metrics) and their spans through these (src/metrics/workflow-interceptors.ts).
         sinks: { ...metrics.sinks, ...workflowExporterSink(tracing) },
       }),
@@ -103,6 +116,10 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
     connection,
     metrics,
     tracing,
+    buildId,
+    async makeCurrent() {
+      if (buildId) await makeCurrentVersion(connection, opts.namespace, buildId);
+    },
     async close() {
       await Promise.allSettled([connection.close(), metrics.close(), tracing?.shutdown()]);
     },
@@ -114,6 +131,15 @@ export async function runRegionWorkers(opts: RegionWorkerOptions, onReady: (w: R
   const rw = await createRegionWorkers(opts);
   try {
     const running = rw.workers.map((w) => w.run());
+    if (opts.makeCurrent !== false) {
+      try {
+        await Promise.race([rw.makeCurrent(), Promise.all(running)]);
+      } catch (err) {
+        rw.workers.forEach((w) => w.shutdown());
+        await Promise.allSettled(running);
+        throw err;
+      }
+    }
     onReady(rw);
     await Promise.all(running);
   } finally {

@@ -337,6 +337,9 @@ export function viewOf(service: string, state: GuardianState, settings: Guardian
   };
 }
 
+// Lives for weeks across deploys: it moves to the current worker version at its next task
+// (workers/versioning.ts), so a change to its logic must be behind patched().
+wf.setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, guardian);
 export async function guardian(input: GuardianInput): Promise<void> {
   const { service } = input;
   let settings = input.settings;
@@ -562,6 +565,7 @@ export async function guardian(input: GuardianInput): Promise<void> {
 
 export const healthStateQuery = wf.defineQuery<HealthWatcherView>('health');
 
+wf.setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, healthWatcher);
 export async function healthWatcher(input: HealthWatcherInput): Promise<void> {
   const acts = wf.proxyActivities<HealthActivities>({
     taskQueue: INTAKE_TASK_QUEUE,

@@ -5,7 +5,7 @@ import { MetricsSettingError, workerMetricsPort, type PortChoice } from '../metr
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../runbook/ids';
 import { EXIT } from './exit';
 
-const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--metrics-port N] [--config FILE]';
+const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--no-make-current] [--metrics-port N] [--config FILE]';
 
 export async function workerCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -14,6 +14,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
       region: { type: 'string' },
       'control-only': { type: 'boolean', default: false },
       'no-control': { type: 'boolean', default: false },
+      // For a deploy that promotes versions itself (README: changing workflow code).
+      'no-make-current': { type: 'boolean', default: false },
       config: { type: 'string' },
       'metrics-port': { type: 'string' },
     },
@@ -43,9 +45,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
   let metricsPort: PortChoice;
   try {
     metricsPort = workerMetricsPort(config, region, values['metrics-port']);
-    await runRegionWorkers({ config, region, control, address, namespace: config.temporal.namespace, metricsPort }, (rw) => {
+    await runRegionWorkers({ config, region, control, address, namespace: config.temporal.namespace, metricsPort, makeCurrent: !values['no-make-current'] }, (rw) => {
       const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
-      console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? '; with the Temporal SDK\'s' : ''})${rw.tracing ? ' traces=OTLP' : ''}`);
+      console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? '; with the Temporal SDK\'s' : ''})${rw.tracing ? ' traces=OTLP' : ''}${rw.buildId ? ` version=${rw.buildId}` : ''}`);
     });
   } catch (err) {
     if (err instanceof MetricsSettingError) {

@@ -69,6 +69,8 @@ export function paperConfig(address: string, services: { name: string; regions: 
 export interface TemporalEnvOptions {
   /** Serve the Web UI on this port (off when absent), with this codec endpoint when given. */
   ui?: { port: number; codecEndpoint?: string };
+  /** Start the unversioned control worker (default true); false for a test that runs its own versions. */
+  controlWorker?: boolean;
 }
 
 export async function createTemporalEnv(makeConfig: (address: string) => Config, opts: TemporalEnvOptions = {}): Promise<TemporalEnv> {
@@ -109,7 +111,7 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
     return worker;
   };
   const config = makeConfig(address);
-  await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle, activities: decisionActivities(config) });
+  if (opts.controlWorker !== false) await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle, activities: decisionActivities(config) });
   return {
     env,
     client: env.client,

@@ -1,7 +1,7 @@
 // One webpack bundle of the workflow code per test run. test/global-setup.ts makes it before any
 // file runs and names it in the environment; every rig's workers load it instead of bundling
 // again, which cost seconds of CPU per test file on a 2-core machine.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
@@ -32,4 +32,9 @@ export async function provideTestBundle(): Promise<() => void> {
 export async function testWorkflowBundle(): Promise<TestBundle> {
   const codePath = process.env[BUNDLE_ENV];
   return codePath ? { codePath } : { code: await bundle() };
+}
+
+/** The bundle's code, for a test that makes a variant of it. */
+export function bundleCode(bundle: TestBundle): string {
+  return 'code' in bundle ? bundle.code : readFileSync(bundle.codePath, 'utf8');
 }

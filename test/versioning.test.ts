@@ -1,0 +1,105 @@
+// Worker Versioning on a real dev server: two control workers of the regionshift-control
+// deployment with the options every control worker uses (workers/versioning.ts), version A (the
+// project's workflows) and version B (the same bundle with one more byte: another build id, as any
+// code change makes). A runbook run started on A stays on A after B becomes current, to its end;
+// the guardian moves to B at its next task; new runs start on B.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { temporal } from '@temporalio/proto';
+import { Deliverer } from '../src/intake/deliver';
+import { guardianWorkflowId } from '../src/intake/ids';
+import type { AlarmSignal } from '../src/intake/types';
+import { CONTROL_TASK_QUEUE, runWorkflowId } from '../src/runbook/ids';
+import { approveRun, awaitRecord, buildRunInput, startRun } from '../src/runs/client';
+import { buildIdOf, CONTROL_DEPLOYMENT, controlDeploymentOptions, makeCurrentVersion } from '../workers/versioning';
+import { runbookFromText } from './support/failover-env';
+import { approverEntries, decisionActivities, signerFor } from './support/signing';
+import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
+import { waitFor } from './support/wait';
+import { bundleCode } from './support/workflow-bundle';
+
+const SERVICE = 'ledger';
+const [WEST, EAST] = ['us-west-2', 'us-east-1'];
+const GATE = runbookFromText('kind: failover\nsteps:\n  - {id: approval, approval: {reason: a person must approve}}\n');
+
+let te: TemporalEnv;
+let A: string;
+let B: string;
+
+beforeAll(async () => {
+  te = await createTemporalEnv((address) => paperConfig(address, [{ name: SERVICE, regions: [WEST, EAST], policy: { approvalTimeout: '5m', approvers: approverEntries('carol') } }]), { controlWorker: false });
+  const startVersion = async (code: string): Promise<string> => {
+    const buildId = buildIdOf(code);
+    await te.startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle: { code }, workerDeploymentOptions: controlDeploymentOptions(buildId), activities: decisionActivities(te.config) });
+    return buildId;
+  };
+  A = await startVersion(bundleCode(te.workflowBundle));
+  await makeCurrentVersion(te.connection, 'default', A);
+  // B polls from the start (a rolling deploy's new worker), but is made current only in the test.
+  B = await startVersion(`// version B\n${bundleCode(te.workflowBundle)}`);
+});
+
+afterAll(async () => {
+  await te?.teardown();
+});
+
+/** Which build id completed each of the run's workflow tasks, and how it ran them. */
+async function tasks(h: WorkflowHandle): Promise<string[]> {
+  const events: temporal.api.history.v1.IHistoryEvent[] = (await h.fetchHistory()).events ?? [];
+  return events.flatMap((e) => {
+    const t = e.workflowTaskCompletedEventAttributes;
+    return t ? [`${t.deploymentVersion?.buildId ?? '-'} ${String(t.versioningBehavior)}`] : [];
+  });
+}
+
+async function versioningOf(h: WorkflowHandle): Promise<{ behavior: string; buildId: string }> {
+  const info = (await h.describe()).raw.workflowExecutionInfo?.versioningInfo;
+  return { behavior: String(info?.behavior), buildId: info?.deploymentVersion?.buildId ?? '-' };
+}
+
+const PINNED = '1'; // temporal.api.enums.v1.VersioningBehavior
+const AUTO_UPGRADE = '2';
+
+describe('control workers are versions of one deployment, named by their bundle\'s hash', () => {
+  it('a runbook run pinned to A finishes on A while B is current; the guardian moves to B; a new run starts on B', async () => {
+    expect(A).toMatch(/^bundle-[0-9a-f]{16}$/);
+    expect(B).not.toBe(A);
+    const alarm = (): AlarmSignal => ({ source: 'alertmanager', name: 'Warn', region: WEST, severity: 'warning', state: 'ALARM', at: Date.now(), receivedAt: Date.now() });
+    const deliverer = new Deliverer({ client: te.client, config: te.config, runbook: GATE });
+    const guardian = te.client.workflow.getHandle(guardianWorkflowId(SERVICE));
+    await deliverer.deliver(SERVICE, [alarm()]);
+    await waitFor('the guardian on A', async () => ((await versioningOf(guardian)).buildId === A ? true : undefined));
+
+    const input = buildRunInput(te.config, GATE, { service: SERVICE, target: EAST, mode: 'planned', dryRun: false, requestedBy: 'alice', trigger: 'test' });
+    input.approval = { required: true, timeout: '5m', onTimeout: 'reject', approvers: ['carol'], quorum: 1 };
+    const first = await startRun(te.client, input);
+    const run = te.client.workflow.getHandle(first.workflowId, first.runId);
+    await waitFor('the run at its gate', async () => ((await run.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined));
+    expect(await versioningOf(run)).toEqual({ behavior: PINNED, buildId: A });
+
+    await makeCurrentVersion(te.connection, 'default', B);
+    const d = await te.connection.workflowService.describeWorkerDeployment({ namespace: 'default', deploymentName: CONTROL_DEPLOYMENT });
+    expect(d.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId).toBe(B);
+
+    // The run's next task (the approval) and all after it are A's, though B is current and polling.
+    await approveRun(te.client, first.workflowId, { by: 'carol', decision: 'approve', reason: 'go' }, signerFor('carol'));
+    expect((await awaitRecord(te.client, first.workflowId, first.runId)).status).toBe('succeeded');
+    const firstTasks = await tasks(run);
+    expect(firstTasks.length).toBeGreaterThan(1);
+    expect(new Set(firstTasks)).toEqual(new Set([`${A} ${PINNED}`]));
+
+    // The guardian follows the current version at its next task.
+    await deliverer.deliver(SERVICE, [alarm()]);
+    await waitFor('the guardian on B', async () => ((await versioningOf(guardian)).buildId === B ? true : undefined));
+    expect(await versioningOf(guardian)).toEqual({ behavior: AUTO_UPGRADE, buildId: B });
+    expect((await tasks(guardian)).at(-1)).toBe(`${B} ${AUTO_UPGRADE}`);
+
+    const second = await startRun(te.client, { ...input, requestedBy: 'bob' });
+    expect(second.workflowId).toBe(runWorkflowId(SERVICE));
+    const next = te.client.workflow.getHandle(second.workflowId, second.runId);
+    await waitFor('the new run at its gate', async () => ((await next.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined));
+    expect(await versioningOf(next)).toEqual({ behavior: PINNED, buildId: B });
+    await next.terminate('test over');
+    await guardian.terminate('test over');
+  });
+});
