@@ -88,7 +88,7 @@ export interface PromoteResult {
   /** The replication state right before promotion (the run's RPO evidence). */
   before: DbNodeState;
   /** How the target became the writer (aurora-global: switchover, failover or detach-and-promote). */
-  method?: 'pg_promote' | 'switchover' | 'failover' | 'detach-and-promote';
+  method?: 'pg_promote' | 'switchover' | 'failover' | 'detach-and-promote' | 'promote-read-replica';
   /** Aurora: FailoverState.IsDataLossAllowed of the operation, as AWS reported it. */
   dataLossAllowed?: boolean;
   /** What else was done or found (regions fenced or left to fence, operations waited on). */
