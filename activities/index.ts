@@ -1,5 +1,6 @@
 import type { Config, Service } from '../src/config/schema';
-import type { RegionActivities, ServiceRef } from './types';
+import type { CacheActivities, RegionActivities, ServiceRef } from './types';
+import { createCacheActivities } from './cache';
 import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora';
 import { createPostgresActivities, type PostgresActivities } from './db/postgres';
 import { createRdsReplicaActivities, type RdsReplicaActivities } from './db/rds-replicas';
@@ -19,7 +20,7 @@ export interface RegionActivityOptions {
  * an Aurora service and a self-managed PostgreSQL one side by side. Providers are built on first
  * use: a worker whose services never use AWS never makes an AWS client.
  */
-export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities & ReconcileActivities {
+export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities & ReconcileActivities & CacheActivities {
   let postgres: PostgresActivities | undefined;
   let aurora: AuroraActivities | undefined;
   let rdsReplicas: RdsReplicaActivities | undefined;
@@ -38,6 +39,7 @@ export function createRegionActivities(config: Config, region: string, options: 
 
   return {
     ...createReconcileActivities(config, region, { aurora: options.aurora }),
+    ...createCacheActivities(config, region, options.rds ?? options.aurora),
     dbDescribe: (input) => rds(input)?.dbDescribe(input) ?? (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input)),
     dbFenceWrites: (input) => rds(input)?.dbFenceWrites(input) ?? (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
     dbUnfenceWrites: (input) => rds(input)?.dbUnfenceWrites(input) ?? (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),

@@ -146,6 +146,38 @@ export const RdsPostgresReplicasDatabase = z.strictObject({
 
 export const Database = z.discriminatedUnion('provider', [PostgresStreamingDatabase, AuroraGlobalDatabase, RdsPostgresReplicasDatabase]);
 
+/** One region's self-managed Redis, as every worker reaches it (re-pointing is done from the target's worker). */
+export const RedisRegion = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(6379),
+  /** Name of an environment variable on the workers holding the AUTH password (requirepass). */
+  passwordEnv: z.string().optional(),
+});
+
+/**
+ * Self-managed Redis with replication: one primary (in the service's writer region) and a
+ * replica in every other region. Fenced with min-replicas-to-write, promoted with REPLICAOF NO
+ * ONE, the others re-pointed with REPLICAOF host port.
+ */
+export const RedisCache = z.strictObject({
+  provider: z.literal('redis'),
+  regions: z.record(regionName, RedisRegion),
+  /** How long a planned promotion waits for the target to replicate the fenced primary's offset. */
+  syncTimeout: duration.default('10s'),
+});
+
+/** ElastiCache (Redis OSS / Valkey) Global Datastore: one primary replication group, read-only secondaries in other regions. */
+export const ElastiCacheGlobalCache = z.strictObject({
+  provider: z.literal('elasticache-global'),
+  globalReplicationGroupId: z.string().min(1),
+  /** Per region, the member replication group. */
+  regions: z.record(regionName, z.strictObject({ replicationGroupId: z.string().min(1), roleArn: roleArn.optional() })),
+  /** Overrides the ElastiCache endpoint (a stand-in in tests). */
+  endpointUrl: z.string().url().optional(),
+});
+
+export const Cache = z.discriminatedUnion('provider', [RedisCache, ElastiCacheGlobalCache]);
+
 const continent = z.enum(['AF', 'AN', 'AS', 'EU', 'NA', 'OC', 'SA']);
 /** A Route 53 geolocation: a continent, a country (ISO 3166 alpha-2) with an optional subdivision, or the default. */
 export const GeoLocation = z.union([
@@ -281,6 +313,8 @@ export const Service = z.strictObject({
   priority: z.number().int().min(0).default(100),
   /** Where reconciliation finds the journal, entries, balances and mutable state (reconcile.ts); defaults: the demo ledger's. */
   reconcile: ReconcileConfig.optional(),
+  /** A second store that moves with the database (runbooks/failover.yaml: cache.fence, cache.promote, cache.repoint). */
+  cache: Cache.optional(),
 }).superRefine((svc, ctx) => {
   // Every region the service runs in needs a database node and a way to send it traffic.
   for (const region of svc.regions) {
@@ -342,6 +376,10 @@ export const Service = z.strictObject({
       ids.add(member.instanceIdentifier);
     }
   }
+  for (const region of svc.cache ? svc.regions : []) {
+    if (!svc.cache!.regions[region]) ctx.addIssue({ code: 'custom', path: ['cache', 'regions'], message: `no entry for region ${region}: the cache moves with the database, so every region needs one` });
+  }
+  for (const region of Object.keys(svc.cache?.regions ?? {})) notARegion(['cache', 'regions', region], region, 'region');
   const traffic = svc.traffic;
   if (traffic.provider === 'route53') {
     for (const region of Object.keys(traffic.weights ?? {})) notARegion(['traffic', 'weights', region], region, 'weights names region');
@@ -485,6 +523,8 @@ export type PostgresStreamingDatabase = z.infer<typeof PostgresStreamingDatabase
 export type AuroraRegion = z.infer<typeof AuroraRegion>;
 export type AuroraGlobalDatabase = z.infer<typeof AuroraGlobalDatabase>;
 export type RdsReplicaRegion = z.infer<typeof RdsReplicaRegion>;
+export type RedisCache = z.infer<typeof RedisCache>;
+export type ElastiCacheGlobalCache = z.infer<typeof ElastiCacheGlobalCache>;
 export type RdsPostgresReplicasDatabase = z.infer<typeof RdsPostgresReplicasDatabase>;
 export type Database = z.infer<typeof Database>;
 export type GeoLocation = z.infer<typeof GeoLocation>;
