@@ -238,6 +238,8 @@ export interface CacheFenceResult {
   verified: boolean;
   /** The primary's replication offset after the fence: the target must reach it before promotion. */
   offset?: number;
+  /** The provider has no fence of its own: its managed promotion demotes the old primary (elasticache-global). */
+  managed?: boolean;
   detail: string;
 }
 

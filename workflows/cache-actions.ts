@@ -72,7 +72,7 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
       // The database's promotion guard decided already whether this run may promote at all.
       if (!rec.promotion) ctx.refuse('cache.promote comes after db.promote: the cache follows the database\'s new writer');
       const planned = input.mode === 'planned';
-      if (planned && !cache.fence?.verified) ctx.refuse('cache.promote in a planned run needs a verified cache.fence first');
+      if (planned && !cache.fence?.verified && !cache.fence?.managed) ctx.refuse('cache.promote in a planned run needs a verified cache.fence first');
       // How long it waits for the fenced offset is the cache config's syncTimeout, read by the worker.
       cache.promotion = await on(input.target, ctx.opts)
         .cachePromote({ ...svc, mode: input.mode, source: ctx.source(), ...(planned && cache.fence?.offset !== undefined ? { offset: cache.fence.offset } : {}) });

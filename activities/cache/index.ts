@@ -3,13 +3,16 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Config } from '../../src/config/schema';
 import type { AuroraOptions } from '../db/aurora';
 import type { CacheActivities, ServiceRef } from '../types';
+import { createElastiCacheGlobalActivities } from './elasticache';
 import { createRedisCacheActivities } from './redis';
 
-export function createCacheActivities(config: Config, region: string, options: Pick<AuroraOptions, 'env'> = {}): CacheActivities {
+export function createCacheActivities(config: Config, region: string, options: AuroraOptions = {}): CacheActivities {
   let redis: CacheActivities | undefined;
+  let elasticache: CacheActivities | undefined;
   const pick = ({ service }: ServiceRef): CacheActivities => {
     const provider = config.services.find((s) => s.name === service)?.cache?.provider;
     if (provider === 'redis') return (redis ??= createRedisCacheActivities(config, region, options.env));
+    if (provider === 'elasticache-global') return (elasticache ??= createElastiCacheGlobalActivities(config, region, options));
     throw ApplicationFailure.nonRetryable(`service "${service}" has no cache in the ${region} worker's config${provider ? ` (provider ${provider} is not available here)` : ''}; the cache.* steps run only for services with a cache`, 'CacheConfig');
   };
   return {
