@@ -1,13 +1,17 @@
 import type { Config, Service } from '../src/config/schema';
-import type { RegionActivities, ServiceRef } from './types';
+import type { CacheActivities, RegionActivities, ServiceRef } from './types';
+import { createCacheActivities } from './cache';
 import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora';
 import { createPostgresActivities, type PostgresActivities } from './db/postgres';
+import { createRdsReplicaActivities, type RdsReplicaActivities } from './db/rds-replicas';
 import { createArcActivities, type ArcActivities } from './traffic/arc';
 import { createRoute53Activities, type Route53Activities } from './traffic/route53';
 import { createReconcileActivities, type ReconcileActivities } from './reconcile';
 
 export interface RegionActivityOptions {
   aurora?: AuroraOptions;
+  /** rds-postgres-replicas: poll interval, wait budget, environment (default: the aurora options). */
+  rds?: AuroraOptions;
 }
 
 /**
@@ -16,9 +20,10 @@ export interface RegionActivityOptions {
  * an Aurora service and a self-managed PostgreSQL one side by side. Providers are built on first
  * use: a worker whose services never use AWS never makes an AWS client.
  */
-export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities & ReconcileActivities {
+export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities & ReconcileActivities & CacheActivities {
   let postgres: PostgresActivities | undefined;
   let aurora: AuroraActivities | undefined;
+  let rdsReplicas: RdsReplicaActivities | undefined;
   let route53: Route53Activities | undefined;
   let arc: ArcActivities | undefined;
   const find = (service: string): Service | undefined => config.services.find((s) => s.name === service);
@@ -26,18 +31,24 @@ export function createRegionActivities(config: Config, region: string, options: 
   const au = (): AuroraActivities => (aurora ??= createAuroraActivities(config, region, options.aurora));
   // An unknown service goes to the default providers, whose errors name the services this worker knows.
   const db = ({ service }: ServiceRef): 'aurora' | 'postgres' => (find(service)?.database.provider === 'aurora-global' ? 'aurora' : 'postgres');
+  // rds-postgres-replicas implements every db* activity: it takes the call before the two above.
+  const rds = ({ service }: ServiceRef): RdsReplicaActivities | undefined =>
+    find(service)?.database.provider === 'rds-postgres-replicas' ? (rdsReplicas ??= createRdsReplicaActivities(config, region, options.rds ?? options.aurora)) : undefined;
   const traffic = ({ service }: ServiceRef): ArcActivities | Route53Activities =>
     find(service)?.traffic.provider === 'route53-arc' ? (arc ??= createArcActivities(config)) : (route53 ??= createRoute53Activities(config));
 
   return {
     ...createReconcileActivities(config, region, { aurora: options.aurora }),
-    dbDescribe: (input) => (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input)),
-    dbFenceWrites: (input) => (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
-    dbUnfenceWrites: (input) => (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),
-    dbWaitForLag: (input) => (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
-    dbPromote: (input) => (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
-    dbRejoinAsStandby: (input) => (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)),
+    ...createCacheActivities(config, region, options.rds ?? options.aurora),
+    dbDescribe: (input) => rds(input)?.dbDescribe(input) ?? (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input)),
+    dbFenceWrites: (input) => rds(input)?.dbFenceWrites(input) ?? (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
+    dbUnfenceWrites: (input) => rds(input)?.dbUnfenceWrites(input) ?? (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),
+    dbWaitForLag: (input) => rds(input)?.dbWaitForLag(input) ?? (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
+    dbPromote: (input) => rds(input)?.dbPromote(input) ?? (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
+    dbRejoinAsStandby: (input) => rds(input)?.dbRejoinAsStandby(input) ?? (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)),
     dbFollowWriter: async (input) => {
+      const viaRds = rds(input);
+      if (viaRds) return viaRds.dbFollowWriter(input);
       if (db(input) === 'postgres') return pg().dbFollowWriter(input);
       // Aurora's secondaries replicate from the global database's writer at the storage layer.
       const now = await au().dbDescribe(input);
@@ -46,8 +57,10 @@ export function createRegionActivities(config: Config, region: string, options: 
         detail: now.role === 'standby' ? 'aurora-global: a secondary follows the global writer by itself' : `aurora-global: ${region} is a ${now.role ?? 'unreachable'} cluster, not a secondary; add it to the global database to follow`,
       };
     },
-    dbVerifyWrites: (input) => (db(input) === 'aurora' ? au().dbVerifyWrites(input) : pg().dbVerifyWrites(input)),
+    dbVerifyWrites: (input) => rds(input)?.dbVerifyWrites(input) ?? (db(input) === 'aurora' ? au().dbVerifyWrites(input) : pg().dbVerifyWrites(input)),
     dbPreserve: async (input) => {
+      const viaRds = rds(input);
+      if (viaRds) return viaRds.dbPreserve(input);
       if (db(input) === 'aurora') return au().dbPreserve(input);
       // Self-managed PostgreSQL: the old primary's data directory is the evidence, and rejoining
       // it (pg_rewind) keeps what it must discard aside; there is no snapshot to copy.

@@ -88,7 +88,7 @@ export interface PromoteResult {
   /** The replication state right before promotion (the run's RPO evidence). */
   before: DbNodeState;
   /** How the target became the writer (aurora-global: switchover, failover or detach-and-promote). */
-  method?: 'pg_promote' | 'switchover' | 'failover' | 'detach-and-promote';
+  method?: 'pg_promote' | 'switchover' | 'failover' | 'detach-and-promote' | 'promote-read-replica';
   /** Aurora: FailoverState.IsDataLossAllowed of the operation, as AWS reported it. */
   dataLossAllowed?: boolean;
   /** What else was done or found (regions fenced or left to fence, operations waited on). */
@@ -222,4 +222,68 @@ export interface RegionActivities {
   trafficRestore(input: RestoreInput): Promise<TrafficState>;
   trafficDrain(input: DrainInput): Promise<ShiftResult>;
   trafficUndrain(input: UndrainInput): Promise<ShiftResult>;
+}
+
+// --- the cache (a service's second store: Redis, ElastiCache Global Datastore) ------------------
+
+/** A region's cache node, as that region's worker (or the target's) sees it. */
+export interface CacheNodeState {
+  region: string;
+  reachable: boolean;
+  error?: string;
+  role?: 'primary' | 'replica';
+  /** A primary whose writes a regionshift fence refuses. */
+  fenced?: boolean;
+  /** Replication offset: master_repl_offset on a primary, slave_repl_offset on a replica. */
+  offset?: number;
+  /** Replica: host:port (Redis) or region (ElastiCache) of the primary it follows. */
+  replicaOf?: string;
+}
+
+export interface CacheFenceResult {
+  region: string;
+  alreadyFenced: boolean;
+  /** A write was refused after the fence (Redis); false where the provider cannot fence on its own. */
+  verified: boolean;
+  /** The primary's replication offset after the fence: the target must reach it before promotion. */
+  offset?: number;
+  /** The provider has no fence of its own: its managed promotion demotes the old primary (elasticache-global). */
+  managed?: boolean;
+  detail: string;
+}
+
+export interface CachePromoteInput extends ServiceRef {
+  mode?: 'planned' | 'unplanned';
+  source?: string;
+  /** Planned: the fenced source's offset, which the target must have replicated. */
+  offset?: number;
+  /** How long to wait for that offset. */
+  timeoutMs?: number;
+}
+
+export interface CachePromoteResult {
+  region: string;
+  promoted: boolean;
+  alreadyPrimary: boolean;
+  /** The replica's offset (or lag) right before promotion: the cache's RPO evidence. */
+  before: CacheNodeState;
+  detail: string;
+}
+
+export interface CacheRepointInput extends ServiceRef {
+  /** The region whose cache is now the primary; every other region's node follows it. */
+  primaryRegion: string;
+}
+
+export interface CacheRepointResult {
+  regions: { region: string; following: boolean; detail: string }[];
+}
+
+/** Activities for a service's `cache`; a service without one never schedules them. */
+export interface CacheActivities {
+  cacheDescribe(input: ServiceRef): Promise<CacheNodeState>;
+  cacheFence(input: ServiceRef): Promise<CacheFenceResult>;
+  cacheUnfence(input: ServiceRef): Promise<UnfenceResult>;
+  cachePromote(input: CachePromoteInput): Promise<CachePromoteResult>;
+  cacheRepoint(input: CacheRepointInput): Promise<CacheRepointResult>;
 }

@@ -182,6 +182,7 @@ describe('target by policy', () => {
 /** IAM service prefix of each AWS SDK client package the code may use. */
 const IAM_PREFIX: Record<string, string> = {
   '@aws-sdk/client-rds': 'rds',
+  '@aws-sdk/client-elasticache': 'elasticache',
   '@aws-sdk/client-cloudwatch': 'cloudwatch',
   '@aws-sdk/client-route-53': 'route53',
   '@aws-sdk/client-route53-recovery-cluster': 'route53-recovery-cluster',

@@ -81,7 +81,7 @@ describe('failover runbook', () => {
     const rec = await run(fe.input({ target: WEST }));
     expect(rec.status).toBe('failed');
     expect(rec.error).toBe('us-west-2 is already the writer of ledger');
-    expect(rec.steps.map((s) => s.status)).toEqual(['failed', ...Array(10).fill('pending')]);
+    expect(rec.steps.map((s) => s.status)).toEqual(['failed', ...Array(rec.steps.length - 1).fill('pending')]);
   });
 
   it('planned failover under continuous writes: one writer at every instant, no acknowledged write lost', async () => {

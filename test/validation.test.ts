@@ -17,7 +17,7 @@ describe('runbooks', () => {
     const rb = loadRunbook(builtinRunbookPath('failover'));
     expect(rb.kind).toBe('failover');
     expect(rb.steps.map((s) => s.id)).toEqual([
-      'preflight', 'approval', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'repoint-standbys', 'rejoin', 'fence-on-return', 'handoff',
+      'preflight', 'approval', 'fence', 'fence-cache', 'confirm-lag', 'promote', 'promote-cache', 'shift-traffic', 'verify', 'repoint-cache', 'repoint-standbys', 'rejoin', 'fence-on-return', 'handoff',
     ]);
     expect(rb.hash).toMatch(/^[0-9a-f]{64}$/);
   });

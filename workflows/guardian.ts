@@ -439,6 +439,7 @@ export async function guardian(input: GuardianInput): Promise<void> {
       trigger: v.trigger,
       triggeredAt: v.triggeredAt,
       approval: settings.approval,
+      ...(settings.cache ? { cache: true } : {}),
       ...(v.action !== 'failover' ? { region: v.region } : {}),
       ...(v.action === 'undrain' ? { drained: state.drained![v.region]! } : {}),
     };

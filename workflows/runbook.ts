@@ -17,6 +17,7 @@ import { SA } from './search-attributes';
 import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
 import { isDrainAction, isDrainKind, runDrainAction } from './drain-actions';
+import { isCacheAction, runCacheAction } from './cache-actions';
 import { RunDecisions } from './approvals';
 import { runAppStep } from './app-steps';
 import { OperatorControls } from './operator-controls';
@@ -147,6 +148,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       case 'not-fenced': return rec.fence?.verified !== true;
       case 'approval-required': return input.approval ? input.approval.required : input.policy.approval[input.mode] === 'required';
       case 'other-standbys': return input.regions.length > 2;
+      case 'cache': return input.cache === true;
     }
   }
 
@@ -415,6 +417,8 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         if (isReconcileAction(step.action)) return runReconcileAction(step.action, { input, rec, state, opts, source, refuse, compensations, stepId: step.id });
         // Drain and undrain (workflows/drain-actions.ts).
         if (isDrainAction(step.action)) return runDrainAction(step.action, { input, rec, state, opts, refuse, compensations, stepId: step.id });
+        // The service's cache (workflows/cache-actions.ts), gated on the condition `cache`.
+        if (isCacheAction(step.action)) return runCacheAction(step.action, { input, rec, state, step, opts, source, refuse, compensations });
         return unimplementedAction(step.action);
     }
   }

@@ -98,7 +98,85 @@ export const AuroraGlobalDatabase = z.strictObject({
   endpointUrl: z.string().url().optional(),
 });
 
-export const Database = z.discriminatedUnion('provider', [PostgresStreamingDatabase, AuroraGlobalDatabase]);
+/** One region's RDS for PostgreSQL instance (the primary or a cross-region read replica), as that region's worker reaches it. */
+export const RdsReplicaRegion = z.strictObject({
+  /**
+   * The instance that serves this region (DescribeDBInstances in this region). After a failover the
+   * instance that stood here is renamed <id>-<retiredSuffix>-<n> and kept, and a new read replica of
+   * the new primary takes this identifier.
+   */
+  instanceIdentifier: z.string().regex(/^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,40}[a-zA-Z0-9]$/, 'an RDS DB instance identifier: a letter, then letters, digits and single dashes, at most 42 characters (room for the retired suffix)'),
+  /** The instance's endpoint, for the SQL fence, lag (lagSource sql), making the promoted instance writable, and verifying writes. */
+  endpoint: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(5432),
+  database: z.string().default('postgres'),
+  /** Role the application writes as; the fence makes it NOLOGIN and read-only. */
+  appUser: z.string().default('app'),
+  /** Role the worker connects as (the instance's master user, or one granted rds_superuser). */
+  adminUser: z.string().default('postgres'),
+  /** Name of an environment variable on this region's worker holding adminUser's password. */
+  passwordEnv: z.string().optional(),
+  /** A role this region's worker assumes for its AWS calls; absent: the default credential chain. */
+  roleArn: roleArn.optional(),
+});
+
+/**
+ * Amazon RDS for PostgreSQL with cross-region read replicas (replicate_source_db): one primary
+ * instance, one read replica of it in every other region. A failover promotes the target's replica
+ * (PromoteReadReplica) and re-creates the other regions' replicas from it.
+ */
+export const RdsPostgresReplicasDatabase = z.strictObject({
+  provider: z.literal('rds-postgres-replicas'),
+  regions: z.record(regionName, RdsReplicaRegion),
+  /**
+   * Where replication lag is read: sql (pg_last_wal_replay_lsn() and pg_last_xact_replay_timestamp()
+   * on the replica against the fence's pg_current_wal_lsn(): exact, the default), or the CloudWatch
+   * metric ReplicaLag (seconds, published by the replica's region).
+   */
+  lagSource: z.enum(['sql', 'ReplicaLag']).default('sql'),
+  /** CloudWatch period of ReplicaLag: 60 for RDS's standard metrics. */
+  lagMetricPeriodSeconds: z.number().int().min(1).default(60),
+  /** Replaced instances are renamed <instanceIdentifier>-<retiredSuffix>-<n> and kept (never deleted) for reconciliation. */
+  retiredSuffix: z.string().regex(/^[a-z][a-z0-9]{0,11}$/, 'lowercase letters and digits, at most 12, starting with a letter').default('retired'),
+  /** The instance class of re-created replicas; absent: the new primary's class (CreateDBInstanceReadReplica's default). */
+  replicaInstanceClass: z.string().regex(/^db\.[a-z0-9][a-z0-9.-]*$/, 'a DB instance class like db.r6g.large').optional(),
+  /** Overrides the RDS and CloudWatch endpoint (moto in the local stack). */
+  endpointUrl: z.string().url().optional(),
+});
+
+export const Database = z.discriminatedUnion('provider', [PostgresStreamingDatabase, AuroraGlobalDatabase, RdsPostgresReplicasDatabase]);
+
+/** One region's self-managed Redis, as every worker reaches it (re-pointing is done from the target's worker). */
+export const RedisRegion = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(6379),
+  /** Name of an environment variable on the workers holding the AUTH password (requirepass). */
+  passwordEnv: z.string().optional(),
+});
+
+/**
+ * Self-managed Redis with replication: one primary (in the service's writer region) and a
+ * replica in every other region. Fenced with min-replicas-to-write, promoted with REPLICAOF NO
+ * ONE, the others re-pointed with REPLICAOF host port.
+ */
+export const RedisCache = z.strictObject({
+  provider: z.literal('redis'),
+  regions: z.record(regionName, RedisRegion),
+  /** How long a planned promotion waits for the target to replicate the fenced primary's offset. */
+  syncTimeout: duration.default('10s'),
+});
+
+/** ElastiCache (Redis OSS / Valkey) Global Datastore: one primary replication group, read-only secondaries in other regions. */
+export const ElastiCacheGlobalCache = z.strictObject({
+  provider: z.literal('elasticache-global'),
+  globalReplicationGroupId: z.string().min(1),
+  /** Per region, the member replication group. */
+  regions: z.record(regionName, z.strictObject({ replicationGroupId: z.string().min(1), roleArn: roleArn.optional() })),
+  /** Overrides the ElastiCache endpoint (a stand-in in tests). */
+  endpointUrl: z.string().url().optional(),
+});
+
+export const Cache = z.discriminatedUnion('provider', [RedisCache, ElastiCacheGlobalCache]);
 
 const continent = z.enum(['AF', 'AN', 'AS', 'EU', 'NA', 'OC', 'SA']);
 /** A Route 53 geolocation: a continent, a country (ISO 3166 alpha-2) with an optional subdivision, or the default. */
@@ -243,6 +321,8 @@ export const Service = z.strictObject({
   reconcile: ReconcileConfig.optional(),
   /** The service's own runbooks by kind (paths relative to the config file); absent: runbooks/<kind>.yaml. */
   runbooks: z.partialRecord(z.enum(['failover', 'failback', 'reconcile', 'drain', 'undrain']), z.string().min(1)).optional(),
+  /** A second store that moves with the database (runbooks/failover.yaml: cache.fence, cache.promote, cache.repoint). */
+  cache: Cache.optional(),
 }).superRefine((svc, ctx) => {
   // Every region the service runs in needs a database node and a way to send it traffic.
   for (const region of svc.regions) {
@@ -295,6 +375,19 @@ export const Service = z.strictObject({
       ctx.addIssue({ code: 'custom', path: ['database', 'edgeFence'], message: 'edgeFence routing-control switches the region\'s ARC routing control: it needs traffic.provider route53-arc' });
     }
   }
+  if (db.provider === 'rds-postgres-replicas') {
+    const ids = new Set<string>();
+    for (const [region, member] of Object.entries(db.regions)) {
+      notARegion(['database', 'regions', region], region, 'region');
+      // Each region's worker calls RDS in its own region: the same identifier in two regions is fine for AWS, confusing in reports.
+      if (ids.has(member.instanceIdentifier)) ctx.addIssue({ code: 'custom', path: ['database', 'regions', region, 'instanceIdentifier'], message: 'the same instance identifier is named for two regions; give each region its own' });
+      ids.add(member.instanceIdentifier);
+    }
+  }
+  for (const region of svc.cache ? svc.regions : []) {
+    if (!svc.cache!.regions[region]) ctx.addIssue({ code: 'custom', path: ['cache', 'regions'], message: `no entry for region ${region}: the cache moves with the database, so every region needs one` });
+  }
+  for (const region of Object.keys(svc.cache?.regions ?? {})) notARegion(['cache', 'regions', region], region, 'region');
   const traffic = svc.traffic;
   if (traffic.provider === 'route53') {
     for (const region of Object.keys(traffic.weights ?? {})) notARegion(['traffic', 'weights', region], region, 'weights names region');
@@ -452,6 +545,10 @@ export type PostgresRegion = z.infer<typeof PostgresRegion>;
 export type PostgresStreamingDatabase = z.infer<typeof PostgresStreamingDatabase>;
 export type AuroraRegion = z.infer<typeof AuroraRegion>;
 export type AuroraGlobalDatabase = z.infer<typeof AuroraGlobalDatabase>;
+export type RdsReplicaRegion = z.infer<typeof RdsReplicaRegion>;
+export type RedisCache = z.infer<typeof RedisCache>;
+export type ElastiCacheGlobalCache = z.infer<typeof ElastiCacheGlobalCache>;
+export type RdsPostgresReplicasDatabase = z.infer<typeof RdsPostgresReplicasDatabase>;
 export type Database = z.infer<typeof Database>;
 export type GeoLocation = z.infer<typeof GeoLocation>;
 export type Route53Traffic = z.infer<typeof Route53Traffic>;

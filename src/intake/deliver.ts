@@ -32,6 +32,7 @@ export function guardianSettings(config: Config, service: Service, runbook: Runb
     undrainRunbook: loadRunbook(runbookPathFor(service, 'undrain')),
     undrainAfter: t.undrainAfter,
     ...(t.quorum !== undefined ? { quorum: t.quorum } : {}),
+    ...(service.cache ? { cache: true } : {}),
     ...extra,
   };
 }

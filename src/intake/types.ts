@@ -39,6 +39,8 @@ export interface GuardianSettings {
   debounce: { failures: number; window: string };
   /** Approval rules of the unplanned runs the guardian starts. */
   approval: ApprovalOverride;
+  /** The service has a cache: the runs it starts move it too (RunInput.cache). */
+  cache?: boolean;
   /** Continue-as-new past this many history events (the server's suggestion also counts). */
   maxHistoryEvents?: number;
   /** Runbooks for a failing region that is not the writer; absent: such alarms start nothing. */

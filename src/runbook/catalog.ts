@@ -38,6 +38,10 @@ export const ACTIONS = {
   'db.rejoinAsStandby': { placement: 'source', summary: 'Bring the old primary back as a standby of the new one' },
   'db.repointStandbys': { placement: 'others', summary: 'Every other standby follows the new primary' },
   'db.fenceOnReturn': { placement: 'source', summary: 'Fence the old primary as soon as it answers again' },
+  // The cache moves with the database (activities/cache/); steps gated on the condition `cache`.
+  'cache.fence': { placement: 'source', compensate: 'cache.unfence', summary: 'Fence writes to the source region\'s cache and prove it' },
+  'cache.promote': { placement: 'target', irreversible: 'a promoted cache is not demoted automatically', summary: 'Promote the target region\'s cache once it has every fenced write' },
+  'cache.repoint': { placement: 'target', summary: 'Every other region\'s cache follows the new primary' },
   'reconcile.handoff': { placement: 'control', summary: 'Hand diverged writes over to reconciliation' },
   // Reconciliation (runbooks/reconcile.yaml): source = the old primary, target = the new one.
   'reconcile.preserve': { placement: 'source', summary: 'Keep the old primary read-only on its own timeline' },
@@ -92,5 +96,5 @@ export interface PluginStepSpec {
  * Conditions a step may be gated on. A fixed vocabulary rather than expressions: a runbook is
  * data and must not be able to run code.
  */
-export const CONDITIONS = ['planned', 'unplanned', 'fenced', 'not-fenced', 'approval-required', 'other-standbys'] as const;
+export const CONDITIONS = ['planned', 'unplanned', 'fenced', 'not-fenced', 'approval-required', 'other-standbys', 'cache'] as const;
 export type Condition = (typeof CONDITIONS)[number];

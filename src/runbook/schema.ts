@@ -15,8 +15,11 @@ const UnplannedBounds = z.strictObject({
   scheduleToStart: duration.optional(),
   startToClose: duration.optional(),
   maximumAttempts: z.number().int().min(1).optional(),
-  /** What a failure means: stop the run, or carry on and require a data-loss acknowledgement. */
-  onFailure: z.enum(['fail', 'require-data-loss-ack']).default('fail'),
+  /**
+   * What a failure means: stop the run; carry on and require a data-loss acknowledgement; or
+   * carry on and record it (continue: for a store whose loss the run accepts, the cache).
+   */
+  onFailure: z.enum(['fail', 'require-data-loss-ack', 'continue']).default('fail'),
 });
 
 /**

@@ -6,7 +6,8 @@ import type { PluginStepSpec } from './catalog';
 import type { Policy } from '../config/schema';
 import type { DrainMode } from '../traffic/plan';
 import type {
-  DbNodeState, FenceResult, KeptLocation, LagResult, PromoteResult, RejoinResult, ShiftResult, TrafficState, VerifyWritesResult,
+  CacheFenceResult, CachePromoteResult, CacheRepointResult, DbNodeState, FenceResult, KeptLocation, LagResult, PromoteResult, RejoinResult, ShiftResult,
+  TrafficState, VerifyWritesResult,
 } from '../../activities/types';
 import type {
   ApplyResult, ClassifyResult, FailbackRecord, PreserveOldResult, ReconcileHandoff, ReconcileReport, VerifyResult,
@@ -41,6 +42,8 @@ export interface RunInput {
   approval?: ApprovalOverride;
   /** How the service's traffic provider drains a weighted region, for dry-run plans. */
   trafficDrain?: DrainMode;
+  /** The service has a `cache`: the cache.* steps run (condition `cache`). Absent: they are skipped. */
+  cache?: boolean;
   /** Reconcile and failback runs: the unplanned failover they follow (from its run record). */
   handoff?: ReconcileHandoff;
   /** Failback: run despite open cases or an unread old primary, for this recorded reason. */
@@ -238,6 +241,8 @@ export interface RunRecord {
   rejoin?: RejoinResult;
   /** db.repointStandbys: each other region's standby, followed or not (and then watched). */
   standbys?: StandbyFollow[];
+  /** The cache moved with the database: its fence, promotion and who follows it. */
+  cache?: { fence?: CacheFenceResult & { error?: string }; promotion?: CachePromoteResult; repoint?: CacheRepointResult };
   /** Every region's role, upstream and position when the run ended (runs that promoted). */
   topologyAfter?: DbNodeState[];
   /** How the run justified promoting without a verified fence, when it did. */

@@ -109,6 +109,7 @@ export function buildRunInput(config: Config, runbook: RunbookDoc, req: StartReq
     trigger: req.trigger,
     triggeredAt: req.triggeredAt,
     ...(service.traffic.provider === 'route53' && service.traffic.routing === 'weighted' ? { trafficDrain: service.traffic.drain } : {}),
+    ...(service.cache ? { cache: true } : {}),
   };
 }
 

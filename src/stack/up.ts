@@ -24,6 +24,7 @@ import { ensureTemporalCli, missingSearchAttributes, registerSearchAttributes, t
 import { CODEC_SERVER, codecServerArgv, codecServerReady, codecServerUrl, stackCodecEnv } from './codec';
 import { waitUntil } from './wait';
 import { monitoringPorts, prepareMonitoring, upMonitoring } from './monitoring/up';
+import { upRedis } from './redis';
 import { workerArgv, workerComponentName, workerEnv, workerReady, workerRegions, workerSkipReason } from './workers';
 
 /** A port the stack needs is taken by a process that is not part of it. */
@@ -268,6 +269,8 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
       upPostgres(ctx, state, home, members, bins),
     ]);
     const outcomes = new Map<string, Outcome>([['temporal', temporal], ['temporal-ui', temporal], ['moto', moto], ...pg]);
+    // Services with a redis cache: one server per region (src/stack/redis.ts).
+    for (const [name, o] of await upRedis(ctx.config, state, home, liveProcess, progress)) outcomes.set(name, o);
     if (!moto.error) {
       await seedTraffic(ctx.config, progress).catch((err: Error) => {
         outcomes.set('moto', { ...moto, error: `moto is up but the Route 53 records could not be created: ${err.message}` });

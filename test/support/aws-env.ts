@@ -11,7 +11,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/wo
 import { createRegionActivities } from '../../activities';
 import { dataConverterFromEnv } from '../../src/codec/env';
 import type { Config } from '../../src/config/schema';
-import { findPgBin, initPrimary, stop, type PgNode } from '../../src/postgres/node';
+import { findPgBin, initPrimary, initStandby, stop, type PgNode } from '../../src/postgres/node';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../../src/runbook/ids';
 import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
@@ -37,7 +37,7 @@ let runtimeInstalled = false;
 export async function createAwsEnv(
   pgRegions: string[],
   makeConfig: (ctx: { address: string; motoUrl: string; nodes: Record<string, PgNode> }) => Config,
-  options: { workerRegions: string[]; auroraPollMs?: number },
+  options: { workerRegions: string[]; auroraPollMs?: number; streaming?: boolean },
 ): Promise<AwsEnv> {
   if (!runtimeInstalled) {
     try {
@@ -56,7 +56,14 @@ export async function createAwsEnv(
   const [port, ...pgPorts] = (await freePorts(1 + pgRegions.length)) as [number, ...number[]];
   const nodes: Record<string, PgNode> = {};
   pgRegions.forEach((region, i) => (nodes[region] = { region, dataDir: join(dir, region), port: pgPorts[i]!, host: '127.0.0.1' }));
-  await Promise.all(Object.values(nodes).map((n) => initPrimary(pgBin, n)));
+  if (options.streaming) {
+    // RDS read replicas: the first region's node is the primary, the others stream from it.
+    const [first, ...rest] = Object.values(nodes);
+    await initPrimary(pgBin, first!);
+    for (const n of rest) await initStandby(pgBin, n, first!);
+  } else {
+    await Promise.all(Object.values(nodes).map((n) => initPrimary(pgBin, n)));
+  }
   const dataConverter = dataConverterFromEnv();
   const [env, moto] = await Promise.all([
     ensureTemporalCli().then((cli) =>

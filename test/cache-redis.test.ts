@@ -1,0 +1,117 @@
+// A service with PostgreSQL and a Redis cache, both replicated from us-west-2 to us-east-1, moved
+// together by the failover runbook (runbooks/failover.yaml, unchanged) through Temporal: real
+// PostgreSQL streaming replication, real Redis replication (Debian's redis-server, one per region,
+// from src/stack/redis.ts), one worker per region.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RespError, withRedis, type RedisTarget } from '../activities/cache/resp';
+import { stop } from '../src/postgres/node';
+import { awaitRecord, startRun } from '../src/runs/client';
+import { ensureRedisServer, redisArgv } from '../src/stack/redis';
+import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
+import { freePorts } from './support/ports';
+import { waitFor } from './support/wait';
+
+const WEST = 'us-west-2';
+const EAST = 'us-east-1';
+let fe: FailoverEnv;
+let dir: string;
+const redis: Record<string, { target: RedisTarget; proc: ChildProcess }> = {};
+
+async function cmd(region: string, ...args: string[]): Promise<unknown> {
+  return withRedis(redis[region]!.target, (c) => c.send(args));
+}
+
+beforeAll(async () => {
+  const bin = await ensureRedisServer();
+  dir = mkdtempSync(join(tmpdir(), 'regionshift-redis-'));
+  const [west, east] = (await freePorts(2)) as [number, number];
+  const ports: Record<string, number> = { [WEST]: west, [EAST]: east };
+  for (const region of [WEST, EAST]) {
+    const argv = redisArgv(bin, { region, host: '127.0.0.1', port: ports[region]!, dir: join(dir, region), ...(region === EAST ? { replicaOf: { host: '127.0.0.1', port: west } } : {}) });
+    redis[region] = { target: { host: '127.0.0.1', port: ports[region]! }, proc: spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' }) };
+  }
+  await waitFor('east\'s Redis replicating from west', async () => /master_link_status:up/.test(String(await cmd(EAST, 'INFO', 'replication'))), 20_000);
+  fe = await createFailoverEnv(
+    { approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 60 },
+    {},
+    { service: { cache: { provider: 'redis', regions: { [WEST]: { host: '127.0.0.1', port: west }, [EAST]: { host: '127.0.0.1', port: east } } } } },
+  );
+});
+
+afterAll(async () => {
+  await fe?.teardown();
+  for (const r of Object.values(redis)) r.proc.kill('SIGKILL');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a service with PostgreSQL and Redis', () => {
+  it('planned: both move; the old region\'s Redis refuses writes from the fence on, and every write it acknowledged is on the new primary', async () => {
+    // A client writing to the old region's Redis all through the run.
+    const acked: string[] = [];
+    const refused: string[] = [];
+    let writing = true;
+    const writer = (async () => {
+      await withRedis(redis[WEST]!.target, async (c) => {
+        for (let i = 0; writing; i++) {
+          const r = await c.send(['SET', `session:${i}`, String(i)]);
+          if (r instanceof RespError) refused.push(r.message);
+          else acked.push(`session:${i}`);
+          // Paced: a session store's rate, not a benchmark's.
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      });
+    })();
+    const started = await startRun(fe.client, fe.input({ target: EAST }));
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    writing = false;
+    await writer;
+    if (rec.status !== 'succeeded') console.error(JSON.stringify(rec, null, 2));
+    expect(rec.status).toBe('succeeded');
+    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(
+      ['preflight', 'fence', 'fence-cache', 'confirm-lag', 'promote', 'promote-cache', 'shift-traffic', 'verify', 'repoint-cache', 'rejoin'],
+    );
+    expect(rec.cache!.fence).toMatchObject({ region: WEST, verified: true, alreadyFenced: false });
+    expect(rec.cache!.fence!.detail).toContain('NOREPLICAS');
+    expect(rec.cache!.promotion).toMatchObject({ region: EAST, promoted: true });
+    expect(rec.cache!.repoint!.regions).toEqual([expect.objectContaining({ region: WEST, following: true })]);
+
+    // The writer met the fence: refused, never hung, and nothing acknowledged was lost.
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]).toMatch(/^NOREPLICAS/);
+    expect(acked.length).toBeGreaterThan(0);
+    const onEast = await withRedis(redis[EAST]!.target, (c) => c.call('EXISTS', ...acked));
+    expect(onEast).toBe(acked.length);
+
+    // Both stores write in east only; west's Redis follows east's, and its fence is gone with its role.
+    expect(await fe.isWritable(EAST)).toBe(true);
+    expect(await fe.isWritable(WEST)).toBe(false);
+    expect(await cmd(WEST, 'SET', 'after', '1')).toMatchObject({ code: 'READONLY' });
+    expect(await cmd(EAST, 'SET', 'after', '1')).toBe('OK');
+    await waitFor('west\'s Redis replaying east\'s write', async () => (await cmd(WEST, 'GET', 'after')) === '1', 20_000);
+    expect(await cmd(WEST, 'CONFIG', 'GET', 'min-replicas-to-write')).toEqual(['min-replicas-to-write', '0']);
+  });
+
+  it('unplanned with the old region\'s Redis dead: the target\'s Redis is promoted, the dead one recorded, not waited on', async () => {
+    // East writes now; it dies: its Redis, its database and its worker.
+    redis[EAST]!.proc.kill('SIGKILL');
+    await fe.stopRegion(EAST);
+    await stop(fe.pg.bin, fe.nodes[EAST]!, 'immediate');
+    const started = await startRun(fe.client, fe.input({ target: WEST, mode: 'unplanned' }));
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    if (rec.status !== 'succeeded') console.error(JSON.stringify(rec, null, 2));
+    expect(rec.status).toBe('succeeded');
+    expect(rec.source).toBe(EAST);
+    expect(rec.cache!.fence).toMatchObject({ region: EAST, verified: false });
+    expect(rec.steps.find((s) => s.id === 'fence-cache')!.detail).toContain('carried on (onFailure: continue)');
+    expect(rec.cache!.promotion).toMatchObject({ region: WEST, promoted: true });
+    expect(rec.cache!.promotion!.detail).toContain('unplanned');
+    expect(rec.cache!.repoint!.regions).toEqual([expect.objectContaining({ region: EAST, following: false })]);
+    expect(rec.cache!.repoint!.regions[0]!.detail).toContain('not re-pointed');
+    expect(await cmd(WEST, 'SET', 'after-unplanned', '1')).toBe('OK');
+    expect(await fe.isWritable(WEST)).toBe(true);
+  });
+});
