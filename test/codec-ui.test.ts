@@ -1,6 +1,8 @@
 // The Temporal UI as a person sees it, in headless Chromium: with the dev server's UI pointed at
 // `regionshift codec-server`, a run's page shows its input and result decrypted; with a dev
-// server whose UI has no codec endpoint, the same kind of run shows only the sealed payload.
+// server whose UI has no codec endpoint, the same kind of run shows only the sealed payload. And a
+// finished failover (the real runbook on stub region workers) as a person reads its page: the
+// summary, the steps, the search attributes. Screenshots and DOMs go to <tmpdir>/regionshift-artifacts.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -10,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChromium } from '../src/stack/stack';
 import { freePorts } from '../src/stack/net';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
+import { runStubRegions, StubFleet } from './support/stub-activities';
+import { awaitRecord, buildRunInput, startRun } from '../src/runs/client';
+import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { REPO } from './support/stack-env';
 import { waitFor } from './support/wait';
 
@@ -27,7 +32,7 @@ let withCodec: TemporalEnv;
 let withoutCodec: TemporalEnv;
 let ports: { codec: number; ui: number; plainUi: number };
 
-const config = (address: string) => paperConfig(address, [{ name: 'ledger', regions: ['eu-west-1', 'eu-central-1'] }]);
+const config = (address: string) => paperConfig(address, [{ name: 'ledger', regions: ['eu-west-1', 'eu-central-1'], policy: { approval: { planned: 'none', unplanned: 'none' } } }]);
 
 /** Runs echo(secret) to completion; the run's history page in the UI. */
 async function runPage(te: TemporalEnv, uiPort: number, secret: string): Promise<string> {
@@ -97,5 +102,43 @@ describe('the Temporal UI', () => {
     expect(dom).not.toContain(secret);
     expect(dom).toContain(`"${Buffer.from('binary/encrypted').toString('base64')}"`);
     expect(dom).toContain('encryption-key-id');
+  });
+});
+
+describe('a finished failover in the Temporal UI', () => {
+  it('shows its summary, its steps by title (completed) and its search attributes', async () => {
+    // The runbook's steps on stub region workers: the run is real, its databases are not.
+    const stop = await runStubRegions(withCodec.connection, new StubFleet('ledger', 'eu-west-1', 'eu-central-1'));
+    try {
+      const input = buildRunInput(withCodec.config, loadRunbook(builtinRunbookPath('failover')), {
+        service: 'ledger', target: 'eu-central-1', mode: 'planned', dryRun: false, requestedBy: 'carol', trigger: 'cli',
+      });
+      const run = await startRun(withCodec.client, input);
+      const rec = await awaitRecord(withCodec.client, run.workflowId, run.runId);
+      expect(rec.status).toBe('succeeded');
+      const page = `http://127.0.0.1:${ports.ui}/namespaces/default/workflows/${run.workflowId}/${run.runId}`;
+      const { writeFileSync } = await import('node:fs');
+      const text = async (tab: string): Promise<string> => {
+        const dom = await look(`${page}/${tab}`, `run-${tab}`);
+        writeFileSync(join(ARTIFACTS, `codec-ui-${process.pid}-run-${tab}.html`), dom);
+        // What a person reads: the rendered text, tags and scripts gone, one item a line.
+        return dom.replace(/<script[\s\S]*?<\/script>|<style[\s\S]*?<\/style>/g, '').replace(/<[^>]+>/g, '\n').split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
+      };
+      // The header of the run's page: what ran, where to, in which mode, at whose request.
+      expect(await text('history')).toContain('failover ledger → eu-central-1 (planned), by carol');
+      // Its search attributes, the ones a person filters runs by.
+      const attrs = (await text('search-attributes')).replace(/\n:\n/g, ': ').replace(/\n,/g, ',');
+      for (const [key, value] of [['RegionshiftService', 'ledger'], ['RegionshiftSource', 'eu-west-1'], ['RegionshiftTarget', 'eu-central-1'], ['RegionshiftMode', 'planned'], ['RegionshiftTrigger', 'cli']]) {
+        expect(attrs, key).toContain(`"${key}": "${value}"`);
+      }
+      // User metadata: each step by its title, completed, and the run's current details.
+      const meta = await text('user-metadata');
+      for (const title of ['Fence writes in the source region', 'Promote the target to primary', 'Shift traffic to the target region', 'Write and read back through the new primary']) {
+        expect(meta).toContain(`${title}\nCompleted`);
+      }
+      expect(meta).toContain('Current Details');
+    } finally {
+      await stop();
+    }
   });
 });

@@ -4,10 +4,14 @@
 // drained, brought back and undrained with the records exactly as before; the home region is
 // killed and the unplanned failover brings writes back in the other region; the home region
 // returns, reconciliation accounts for every write it acknowledged, failback brings the service
-// home with zero loss and the original traffic; and the one JSON object says all of it.
+// home with zero loss and the original traffic; and the one JSON object says all of it. The stack
+// runs its monitoring and the shipped config's triggers: the drain, the undrain and the unplanned
+// failover are started by the guardian from the alerts, never by the demo.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
+import { loadConfig } from '../src/config/load';
+import { killLeftovers, makeTempStack, processesOf, REPO, runCli, type CliResult, type TempStack } from './support/stack-env';
 
 interface Step {
   id: string;
@@ -20,10 +24,19 @@ interface DemoRegion {
   role: string;
   streamingFrom?: string;
 }
+interface Detection {
+  killedAt: string;
+  runStartedAt: string;
+  detectedMs: number;
+  rtoFromKillMs: number | null;
+}
 interface Run {
   runId: string;
   workflowId: string;
   mode: string;
+  requestedBy: string;
+  trigger: string;
+  detection: Detection | null;
   source: string;
   target: string;
   status: string;
@@ -43,6 +56,9 @@ interface Drain {
   region: string;
   status: string;
   writer: string | null;
+  requestedBy: string;
+  trigger: string;
+  detection: Detection | null;
   steps: Step[];
   trafficBefore: Record<string, number | string>;
   trafficAfter: Record<string, number | string>;
@@ -116,8 +132,16 @@ function isIso(s: string | null): boolean {
   return typeof s === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(s) && new Date(s).toISOString() === s;
 }
 
+/** The shipped config's alarm mapping, debounce, undrain delay and cooldown: the demo runs as `regionshift demo` would. */
+function shippedTriggers(): { serviceExtra: string; policy: string } {
+  const ledger = loadConfig(join(REPO, 'regionshift.yaml')).services[0]!;
+  // JSON is YAML: the block goes in as the config has it.
+  return { serviceExtra: `    triggers: ${JSON.stringify(ledger.triggers)}`, policy: `      cooldown: ${ledger.policy.cooldown}` };
+}
+
 beforeAll(async () => {
-  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS, serviceExtra: EU_FRONT });
+  const shipped = shippedTriggers();
+  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS, monitoring: true, policy: shipped.policy, serviceExtra: `${EU_FRONT}\n${shipped.serviceExtra}` });
   demo = await runCli(['demo', '--json'], stack.env, 420_000);
   try {
     ({ runs, drains, reconciliations, failback } = JSON.parse(demo.stdout) as { runs: Run[]; drains: Drain[]; reconciliations: Reconciliation[]; failback: Failback });
@@ -144,7 +168,7 @@ describe('regionshift demo --json', () => {
 
   it('planned failover us-west-2 → us-east-1 under load: succeeded, no acknowledged write lost, every standby follows us-east-1', () => {
     const planned = runs[0]!;
-    expect(planned).toMatchObject({ mode: 'planned', source: WEST, target: EAST, status: 'succeeded', lostWrites: 0 });
+    expect(planned).toMatchObject({ mode: 'planned', source: WEST, target: EAST, status: 'succeeded', lostWrites: 0, requestedBy: 'demo', trigger: 'demo', detection: null });
     expect(planned.writesAcked, 'the load wrote through us-west-2 before the failover').toBeGreaterThan(0);
     expect(planned.rtoMs).toBeGreaterThan(0);
     expect(planned.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(PLANNED_STEPS);
@@ -160,10 +184,15 @@ describe('regionshift demo --json', () => {
     expectFollowing(back.regionsAfter, WEST, 'after the planned failover back');
   });
 
-  it('ap-southeast-1 lost: drained to the others by their weights, the writer untouched; back and undrained to the records exactly as before', () => {
+  it('ap-southeast-1 lost: drained by the guardian from the alerts to the others by their weights, the writer untouched; back and undrained to the records exactly as before', () => {
     expect(drains.map((d) => [d.kind, d.region, d.status])).toEqual([['drain', AP, 'succeeded'], ['undrain', AP, 'succeeded']]);
     const [drain, undrain] = drains as [Drain, Drain];
     expect(drain.writer).toBe(WEST);
+    // Nobody started either: the drain came from the probe alerts, the undrain from the guardian's health clock.
+    expect(drain.requestedBy).toBe('guardian');
+    expect(drain.trigger).toMatch(/^alarm:alertmanager:RegionshiftEndpointUnreachable$/);
+    expect(drain.detection!.detectedMs, 'the drain started after the kill, once the alerts agreed').toBeGreaterThan(0);
+    expect(undrain).toMatchObject({ requestedBy: 'guardian', trigger: `health:${AP}` });
     // A failover moves traffic away from its source (docs/traffic.md): away and back leaves
     // us-east-1's 30 spread over 40/20/10 by largest remainder, 57/0/29/14.
     // EU clients stay on eu-west-1 throughout, by geolocation in front of the weights.
@@ -179,10 +208,19 @@ describe('regionshift demo --json', () => {
     for (const d of drains) expect(d.uiUrl).toBe(`http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${d.workflowId}/${d.runId}/history`);
   });
 
-  it('unplanned failover from the killed us-west-2 to us-east-1: succeeded, approved by the demo on-call, RTO from the kill', () => {
+  it('unplanned failover from the killed us-west-2 to us-east-1: started by the guardian from the alerts, approved by the demo on-call, RTO from the kill including detection', () => {
     const unplanned = runs[2]!;
-    expect(unplanned).toMatchObject({ mode: 'unplanned', source: WEST, target: EAST, status: 'succeeded' });
-    expect(unplanned.rtoMs).toBeGreaterThan(0);
+    expect(unplanned).toMatchObject({ mode: 'unplanned', source: WEST, target: EAST, status: 'succeeded', requestedBy: 'guardian' });
+    // Started by the alert path: Prometheus's probe alert, through Alertmanager and the intake.
+    expect(unplanned.trigger).toMatch(/^alarm:alertmanager:RegionshiftEndpointUnreachable$/);
+    // The RTO counts from the failure, so it holds the detection (kill → the guardian's run started) …
+    const d = unplanned.detection!;
+    expect(d.detectedMs, 'the run started after the kill').toBeGreaterThan(0);
+    expect(unplanned.rtoMs).toBeGreaterThan(d.detectedMs);
+    // … and is within a second of kill → writes verified (the alert's last good probe is up to a
+    // scrape before the kill; the step's end is stamped a workflow task after the RTO is taken).
+    expect(d.rtoFromKillMs).not.toBeNull();
+    expect(Math.abs(unplanned.rtoMs - d.rtoFromKillMs!)).toBeLessThan(1_500);
     // Replication was cut a second before the kill: what us-west-2 acknowledged since is not in us-east-1.
     expect(unplanned.lostWrites).toBeGreaterThan(0);
     expect(unplanned.lostWrites).toBeLessThanOrEqual(unplanned.writesAcked);

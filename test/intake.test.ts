@@ -288,9 +288,16 @@ describe('the CLI', () => {
       const res = await fetch(`${url}/alertmanager`, { method: 'POST', headers: { authorization: `Bearer ${AM_TOKEN}` }, body: JSON.stringify(alertmanager('resolved')) });
       expect(res.status).toBe(202);
       expect((await fetch(`${url}/eventbridge`, { method: 'POST', body: '{}' })).status).toBe(401);
+      // Its /metrics: the intake's own, and the Temporal SDK's (its worker's polls and slots).
+      const metrics = await waitFor('the SDK metrics in the intake /metrics', async () => {
+        const text = await (await fetch(`${url}/metrics`)).text();
+        return /^temporal_worker_task_slots_available\{/m.test(text) ? text : undefined;
+      }, 30_000, 500);
+      expect(metrics).toMatch(/^regionshift_intake_alarms_total\{endpoint="alertmanager",outcome="accepted"\} 1$/m);
+      expect(metrics).toMatch(/^temporal_\w+\{[^}]*task_queue="regionshift\.intake"/m);
     } finally {
       child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    expect(await exited, out).toBe(0);
   });
 });

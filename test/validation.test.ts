@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig, parseYaml } from '../src/config/load';
 import { problemsOf } from './support/config-problems';
 import { Config, postgresDatabase } from '../src/config/schema';
-import { serviceTriggersOf } from '../src/config/triggers';
+import { ServiceTriggers, serviceTriggersOf } from '../src/config/triggers';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { Runbook } from '../src/runbook/schema';
 
@@ -80,7 +80,12 @@ describe('service config', () => {
     expect(ledger.regions).toEqual(['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1']);
     for (const region of ledger.regions) expect(postgresDatabase(ledger).regions[region]!.dataDir.startsWith('/'), region).toBe(true);
     expect(ledger.traffic.provider === 'route53' && ledger.traffic.weights).toEqual({ 'us-west-2': 40, 'us-east-1': 30, 'eu-west-1': 20, 'ap-southeast-1': 10 });
-    expect(ledger.policy.cooldown).toBe('5m');
+    // The demo drills back to back: a short cooldown, and the stack's probes mapped so the guardian acts by itself.
+    expect(ledger.policy.cooldown).toBe('15s');
+    expect(serviceTriggersOf(ledger).alarms.map((a) => [a.source, a.name, a.severity])).toEqual([
+      ['alertmanager', 'RegionshiftEndpointUnreachable', 'critical'],
+      ['alertmanager', 'RegionshiftReplication*', 'warning'],
+    ]);
   });
 
   it('refuses a region without a database node or a traffic endpoint', () => {
@@ -142,7 +147,8 @@ describe('service config: drain and evacuation keys', () => {
     const cfg = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
     expect(cfg.services[0]!.priority).toBe(100);
     expect(cfg.evacuation.maxConcurrent).toBe(2);
-    expect(serviceTriggersOf(cfg.services[0]!).undrainAfter).toBe('5m');
+    expect(ServiceTriggers.parse({}).undrainAfter).toBe('5m');
+    expect(serviceTriggersOf(cfg.services[0]!).undrainAfter, 'the shipped config: the demo undrains soon').toBe('10s');
   });
 });
 

@@ -3,3 +3,4 @@ export { runbook, fenceWhenReachable, followWhenReachable } from './runbook';
 export { guardian, healthWatcher } from './guardian';
 export { reconcileCases } from './reconcile-actions';
 export { evacuate } from './evacuate';
+export { readiness } from './readiness';

@@ -22,7 +22,12 @@ the traffic as it was before. After each run every database is asked whom it fol
 steps, RTO and lost writes per failover, the records before and after each drain, counts per class
 and cases per reconciliation, and the failback's RPO. Exit 0 when every run succeeded, no planned
 run lost a write, every standby follows the writer after each run, reconciliation left no
-acknowledged write unaccounted for, and the failback lost none.`;
+acknowledged write unaccounted for, and the failback lost none.
+
+The demo only kills and revives regions: the stack's probes, Prometheus, Alertmanager and the
+intake tell the guardian, which starts the drain, the undrain and the unplanned failover itself
+(regionshift.yaml: services[].triggers); the demo approves them as the on-call, and the unplanned
+RTO counts from the kill, detection included.`;
 
 function closing(result: DemoResult, home: string, others: string[]): string {
   const back = result.failback?.status === 'succeeded';
@@ -67,8 +72,8 @@ export function demoCommand(argv: string[]): Promise<number> {
     } else {
       const svc = config.services.find((s) => s.name === DEMO_SERVICE)!;
       console.log(closing(result, svc.regions[0]!, svc.regions.slice(1)));
-      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms`);
-      for (const d of result.drains) parts.push(`${d.kind} ${d.region} ${d.status}`);
+      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms${r.detection ? ` (from the kill; detected in ${r.detection.detectedMs} ms, started by ${r.requestedBy})` : ''}`);
+      for (const d of result.drains) parts.push(`${d.kind} ${d.region} ${d.status} (by ${d.requestedBy}: ${d.trigger})`);
       for (const rc of result.reconciliations) parts.push(`reconcile ${rc.status}: lost ${rc.transactions['only-old']}, re-applied ${rc.transactionsReapplied} (${rc.entriesReapplied} entries), ${rc.casesOpened} cases, unaccounted ${rc.missingAfter}`);
       if (result.failback) parts.push(`failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`);
       console.log(`\n${result.ok ? 'demo OK' : 'demo FAILED'}: ${parts.join('; ')}`);

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { triggersOf } from '../config/triggers';
 import { runIntake } from '../intake/service';
+import { installWorkerRuntime } from '../metrics/worker';
 import { loadPlugins } from '../plugins/load';
 import { loadRunbook } from '../runbook/load';
 import { connect, InputError } from '../runs/client';
@@ -21,8 +22,11 @@ export function intakeCommand(argv: string[]): Promise<number> {
     if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
     const cfg = config(values.config);
     const t = triggersOf(cfg).intake;
+    // Before anything makes a Temporal connection: the runtime with the SDK's Prometheus exporter is installed once per process.
+    const { sdkMetricsUrl } = await installWorkerRuntime();
     const client = await connect(cfg);
     const intake = await runIntake({
+      ...(sdkMetricsUrl ? { sdkMetricsUrl } : {}),
       config: cfg,
       client,
       workerAddress: process.env.TEMPORAL_ADDRESS ?? cfg.temporal.address,

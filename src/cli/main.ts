@@ -15,6 +15,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   drain: { summary: 'drain --service S --region R      take a region that is not the writer out of service', load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'drain')) },
   undrain: { summary: 'undrain --service S --region R    restore the records exactly as the drain found them', load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'undrain')) },
   evacuate: { summary: 'evacuate --region R [--service S …]   fail over or drain every service out of a region', load: async () => (await import('./evacuate')).evacuateCommand },
+  readiness: { summary: 'readiness [--service S] [--now]   could each service fail over now: standbys, lag, traffic, targets', load: async () => (await import('./readiness')).readinessCommand },
   cases: { summary: 'cases list|resolve <id> --by NAME --key KEY --action accept|reject|compensate   reconciliation cases', load: async () => (await import('./cases')).casesCommand },
   status: { summary: 'status [service|run]        steps, timings, approvals of the latest run', load: async () => (await import('./status')).statusCommand },
   approve: { summary: 'approve <service|run> --by NAME --key KEY [--reject]', load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'approve')) },

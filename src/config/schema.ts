@@ -509,6 +509,8 @@ export const Config = z.strictObject({
   triggers: Triggers.optional(),
   /** regionshift evacuate: how many services move at once (each runs its own failover or drain). */
   evacuation: z.strictObject({ maxConcurrent: z.number().int().min(1).default(2) }).prefault({}),
+  /** The readiness evaluation each service's Temporal Schedule runs (src/readiness/, `regionshift readiness`). */
+  readiness: z.strictObject({ every: duration.default('30m') }).prefault({}),
   /** regionshift's own /metrics endpoints; optional. */
   metrics: Metrics.optional(),
   /** Modules that add runbook steps (custom.<name>), relative to the config file's folder (docs/plugins.md). */

@@ -7,6 +7,7 @@ import type { Client } from '@temporalio/client';
 import { route53Traffic, type Config, type Service } from '../config/schema';
 import { findPgBin, logFile, psql, startReadOnly, stop, type PgNode } from '../postgres/node';
 import { fenceOnReturnWorkflowId } from '../runbook/ids';
+import { guardianWorkflowId } from '../intake/ids';
 import { pgComponentName } from '../stack/postgres';
 import { isAlive, isOurs } from '../stack/process';
 import { readState } from '../stack/state';
@@ -87,7 +88,7 @@ function removeNodeFiles(node: PgNode): void {
 /**
  * Rebuilds a service's database pair from nothing: its first region primary, the others
  * streaming standbys, traffic on the first region. Temporal keeps running (its history is the
- * audit trail); the service's nodes, its Route 53 records and any fence-on-return watcher go.
+ * audit trail); the service's nodes, its Route 53 records, any fence-on-return watcher and its guardian go.
  * A watcher left running would fence the rebuilt node whenever it next answered, even after a
  * later failover had made it the primary.
  */
@@ -101,6 +102,10 @@ export async function rebuildPair(
     const id = fenceOnReturnWorkflowId(service.name, region);
     if (await terminateIfRunning(client, id, 'the demo ledger is being rebuilt from scratch')) say(`terminated ${id} (its region is being rebuilt)`);
   }
+  // The guardian's memory (the writer, its drains, the cooldown) is of the ledger being thrown
+  // away; the intake starts a fresh one, from the config, with the next alert.
+  const guardian = guardianWorkflowId(service.name);
+  if (await terminateIfRunning(client, guardian, 'the demo ledger is being rebuilt from scratch')) say(`terminated ${guardian} (it remembered the ledger being rebuilt)`);
   await Promise.all(
     service.regions.map(async (region) => {
       const node = nodeOf(service, region);

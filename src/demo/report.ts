@@ -25,8 +25,13 @@ export interface DemoRun {
   source: string | null;
   target: string;
   status: RunRecord['status'];
+  /** Who started the run and why: the demo itself, or the guardian with `alarm:<source>:<name>`. */
+  requestedBy: string;
+  trigger: string;
+  /** Runs the guardian started after a kill: kill → alerts → run started, the part of the RTO that is detection. */
+  detection: Detection | null;
   steps: DemoStep[];
-  /** First alarm (the kill) or start → writes accepted in the target, as the workflow measured it. */
+  /** First alarm (the failure) or start → writes accepted in the target, as the workflow measured it. */
   rtoMs: number | null;
   /** Same interval as the application saw it: trigger → first transfer the target committed. */
   clientRtoMs: number | null;
@@ -43,9 +48,30 @@ export interface DemoRun {
   uiUrl: string;
 }
 
+/** A region killed with nobody starting anything: when, and how long until the guardian's run started. */
+export interface Detection {
+  killedAt: string;
+  runStartedAt: string;
+  /** Kill → the guardian's run started: probes failing, the alert's `for:`, Alertmanager, the intake, debounce and quorum. */
+  detectedMs: number;
+  /** Kill → writes accepted in the target, by the run's own clock (its end of verify): detection included. */
+  rtoFromKillMs: number | null;
+}
+
+export function detectionOf(rec: RunRecord, killedAt: number): Detection {
+  const started = Date.parse(rec.startedAt);
+  const verify = rec.steps.find((s) => s.action === 'app.verifyWrites' && s.status === 'done');
+  return {
+    killedAt: new Date(killedAt).toISOString(),
+    runStartedAt: rec.startedAt,
+    detectedMs: started - killedAt,
+    rtoFromKillMs: verify?.endedAt ? Date.parse(verify.endedAt) - killedAt : null,
+  };
+}
+
 export function toDemoRun(
   rec: RunRecord,
-  facts: { uiUrl: string; lostWrites: number; writesAcked: number; clientRtoMs: number | undefined; regionsAfter?: DemoRegion[] },
+  facts: { uiUrl: string; lostWrites: number; writesAcked: number; clientRtoMs: number | undefined; regionsAfter?: DemoRegion[]; killedAt?: number },
 ): DemoRun {
   return {
     workflowId: rec.workflowId,
@@ -54,6 +80,9 @@ export function toDemoRun(
     source: rec.source ?? null,
     target: rec.target,
     status: rec.status,
+    requestedBy: rec.requestedBy,
+    trigger: rec.trigger,
+    detection: facts.killedAt !== undefined ? detectionOf(rec, facts.killedAt) : null,
     steps: rec.steps.map((s) => ({
       id: s.id, title: s.title, status: s.status, region: s.region ?? null,
       startedAt: s.startedAt ?? null, endedAt: s.endedAt ?? null,
@@ -76,6 +105,7 @@ export function formatDemoRun(rec: RunRecord, run: DemoRun): string {
   lines.push(`lost writes: ${run.lostWrites} of ${run.writesAcked} acknowledged by ${run.source ?? '?'}`);
   const client = run.clientRtoMs === null ? 'no write accepted yet' : `${run.clientRtoMs} ms until the first transfer committed in ${run.target}`;
   lines.push(`RTO: ${run.rtoMs ?? '?'} ms (workflow, to verified writes); ${client} (application)`);
+  if (run.detection) lines.push(`detection: the guardian started the run ${run.detection.detectedMs} ms after the kill (${run.trigger}); the RTO above includes it`);
   if (run.regionsAfter.length) lines.push(`databases now: ${describeRegions(run.regionsAfter)}`);
   return lines.join('\n');
 }
@@ -89,6 +119,10 @@ export interface DemoDrain {
   status: RunRecord['status'];
   /** The writer the run found and left alone. */
   writer: string | null;
+  requestedBy: string;
+  trigger: string;
+  /** Drains the guardian started after the kill: kill → run started. */
+  detection: Detection | null;
   steps: DemoStep[];
   trafficBefore: Record<string, number | string>;
   trafficAfter: Record<string, number | string>;
@@ -97,7 +131,7 @@ export interface DemoDrain {
   uiUrl: string;
 }
 
-export function toDemoDrain(rec: RunRecord, facts: { uiUrl: string; regionsAfter: DemoRegion[] }): DemoDrain {
+export function toDemoDrain(rec: RunRecord, facts: { uiUrl: string; regionsAfter: DemoRegion[]; killedAt?: number }): DemoDrain {
   return {
     workflowId: rec.workflowId,
     runId: rec.runId,
@@ -105,6 +139,9 @@ export function toDemoDrain(rec: RunRecord, facts: { uiUrl: string; regionsAfter
     region: rec.target,
     status: rec.status,
     writer: rec.drain?.writer ?? null,
+    requestedBy: rec.requestedBy,
+    trigger: rec.trigger,
+    detection: facts.killedAt !== undefined ? detectionOf(rec, facts.killedAt) : null,
     steps: stepsOf(rec),
     trafficBefore: weightsOf(rec.drain?.before),
     trafficAfter: weightsOf(rec.drain?.after),
@@ -119,6 +156,7 @@ export function formatDemoDrain(rec: RunRecord, d: DemoDrain): string {
     formatRecord(rec, d.uiUrl),
     '',
     `traffic: ${JSON.stringify(d.trafficBefore)} → ${JSON.stringify(d.trafficAfter)}`,
+    `started by ${d.requestedBy} (${d.trigger})${d.detection ? `, ${d.detection.detectedMs} ms after the kill` : ''}`,
     `databases now: ${describeRegions(d.regionsAfter)}`,
   ].join('\n');
 }

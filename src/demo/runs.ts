@@ -11,6 +11,8 @@ import type { DecisionSigner } from '../approvals/sign';
 import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../runs/client';
 import { buildFollowUpInput } from '../runs/reconcile';
 import { buildDrainInput, buildUndrainInput } from '../runs/drain';
+import { guardianWorkflowId } from '../intake/ids';
+import type { GuardianView } from '../intake/types';
 
 export interface Approver {
   by: string;
@@ -82,10 +84,63 @@ export async function runDrain(client: Client, config: Config, req: DrainRunRequ
 }
 
 async function runInput(client: Client, config: Config, input: RunInput, req: Pick<FailoverRequest, 'approver' | 'onProgress' | 'service'>): Promise<FailoverRun> {
-  const say = req.onProgress ?? (() => undefined);
   const run = await startRun(client, input);
+  (req.onProgress ?? (() => undefined))(`  started ${run.workflowId} run ${run.runId}`);
+  return followRun(client, config, run, req);
+}
+
+export interface GuardianRunRequest {
+  service: string;
+  /** The run wanted is the first one that started at or after this (ms since epoch): the kill. */
+  startedAfter: number;
+  /** How long the guardian may take to start it before the demo gives up and says what the guardian saw. */
+  timeoutMs: number;
+  approver?: Approver;
+  onProgress?: (line: string) => void;
+}
+
+/**
+ * The run the guardian starts from the alerts, followed as runFailover follows the ones it starts
+ * itself: the demo waits for it to appear under the service's run id, answers its gates as the
+ * on-call, and returns its record. Nobody but the guardian starts it.
+ */
+export async function awaitGuardianRun(client: Client, config: Config, req: GuardianRunRequest): Promise<FailoverRun & { seenAt: number }> {
+  const handle = client.workflow.getHandle(runWorkflowId(req.service));
+  const deadline = Date.now() + req.timeoutMs;
+  for (;;) {
+    const desc = await handle.describe().catch((err: Error) => {
+      if (err.name === 'WorkflowNotFoundError') return undefined;
+      throw err;
+    });
+    if (desc && desc.startTime.getTime() >= req.startedAfter) {
+      const seenAt = Date.now();
+      (req.onProgress ?? (() => undefined))(`  the guardian started ${desc.workflowId} run ${desc.runId} ${desc.startTime.getTime() - req.startedAfter} ms after the kill`);
+      return { ...(await followRun(client, config, { workflowId: desc.workflowId, runId: desc.runId }, req)), seenAt };
+    }
+    if (Date.now() > deadline) {
+      const view = await client.workflow.getHandle(guardianWorkflowId(req.service)).query<GuardianView>('state').catch((err: Error) => err);
+      const saw = view instanceof Error ? `the guardian could not be asked (${view.message})` : `the guardian's last decisions: ${view.decisions.slice(-4).map((d) => `${d.kind}: ${d.detail}`).join(' | ') || 'none'}`;
+      throw new Error(`no run of ${req.service} started within ${req.timeoutMs / 1000} s of the kill; ${saw}`);
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** The guardian's cooldown after the last run (whoever ran it), when one is still on: until then no alert starts anything. */
+export async function guardianCooldownUntil(client: Client, service: string): Promise<number | undefined> {
+  try {
+    const view = await client.workflow.getHandle(guardianWorkflowId(service)).query<GuardianView>('state');
+    return view.inCooldown && view.cooldownUntil ? Date.parse(view.cooldownUntil) : undefined;
+  } catch (err) {
+    // No guardian yet: the intake starts it with the first alert, with no run to cool down from.
+    if ((err as Error).name === 'WorkflowNotFoundError') return undefined;
+    throw err;
+  }
+}
+
+async function followRun(client: Client, config: Config, run: { workflowId: string; runId: string }, req: Pick<FailoverRequest, 'approver' | 'onProgress' | 'service'>): Promise<FailoverRun> {
+  const say = req.onProgress ?? (() => undefined);
   const uiUrl = runUiUrl(config.temporal.uiUrl, config.temporal.namespace, run.workflowId, run.runId);
-  say(`  started ${run.workflowId} run ${run.runId}`);
   say(`  ${uiUrl}`);
   const approved: FailoverRun['approved'] = [];
   let done = false;

@@ -19,7 +19,9 @@ import {
 } from './report';
 import { standInSigner } from './approver';
 import type { DecisionSigner } from '../approvals/sign';
-import { clearStaleRun, runDrain, runFailover, runFollowUp, type FailoverRun } from './runs';
+import { awaitGuardianRun, clearStaleRun, guardianCooldownUntil, runFailover, runFollowUp, type Approver, type FailoverRun } from './runs';
+import { serviceTriggersOf } from '../config/triggers';
+import { durationMs } from '../runbook/duration';
 import { listCases, resolveCase } from '../runs/reconcile';
 import { waitUntilStreaming } from '../stack/postgres';
 import { createRoute53Activities } from '../../activities/traffic/route53';
@@ -67,7 +69,8 @@ export async function prepareStack(ctx: DemoContext, client: () => Promise<Clien
   const core = up.components.filter((c) => ['temporal', 'temporal-ui', 'moto'].includes(c.name) && c.health === 'down');
   if (core.length) throw new Error(`the local stack did not come up: ${failedComponents(up)}`);
   const temporal = await client();
-  await clearStaleRun(temporal, service.name, [DEMO_REQUESTER, 'bench'], say);
+  // A run the guardian started in an earlier demo may still wait for the demo's approval.
+  await clearStaleRun(temporal, service.name, [DEMO_REQUESTER, 'bench', 'guardian'], say);
   const problem = await pairProblem(ctx, temporal, service).catch((err: Error) => `cannot inspect it (${err.message})`);
   if (!problem) return null;
   const [home, ...others] = service.regions;
@@ -90,12 +93,12 @@ async function lostWrites(load: WriteLoad, service: Service, run: FailoverRun): 
   return { lost: acked.filter((id) => !present.has(id)).length, acked: acked.length };
 }
 
-async function summarise(load: WriteLoad, service: Service, run: FailoverRun, sinceMs: number): Promise<DemoRun> {
+async function summarise(load: WriteLoad, service: Service, run: FailoverRun, sinceMs: number, killedAt?: number): Promise<DemoRun> {
   const ok = run.record.status === 'succeeded';
   const first = await load.waitForAck(run.record.target, sinceMs, ok ? 15_000 : 0);
   const { lost, acked } = await lostWrites(load, service, run);
   const regionsAfter = await following(service, ok ? run.record.target : (run.record.source ?? run.record.target));
-  return toDemoRun(run.record, { uiUrl: run.uiUrl, lostWrites: lost, writesAcked: acked, clientRtoMs: first ? first.at - sinceMs : undefined, regionsAfter });
+  return toDemoRun(run.record, { uiUrl: run.uiUrl, lostWrites: lost, writesAcked: acked, clientRtoMs: first ? first.at - sinceMs : undefined, regionsAfter, ...(killedAt !== undefined ? { killedAt } : {}) });
 }
 
 /**
@@ -112,36 +115,69 @@ async function following(service: Service, writer: string): Promise<DemoRegion[]
 }
 
 /**
- * A region that is not the writer goes down: its traffic share is drained to the others while
- * the writer is untouched; once it is back and streaming, the undrain puts the records back
- * exactly as the drain found them.
+ * The demo's failures are noticed by the stack's monitoring and acted on by the guardian, never
+ * started by the demo: the service must map the stack's probe alert and the stack must run it.
+ */
+export function alertPathProblem(config: Config, service: Service): string | undefined {
+  if (!config.stack.monitoring.enabled) return 'stack.monitoring.enabled is false: nothing would notice a region die';
+  const probe = serviceTriggersOf(service).alarms.some((a) => a.source === 'alertmanager' && 'RegionshiftEndpointUnreachable'.startsWith(a.name.replace(/\*$/, '')) && a.severity === 'critical');
+  if (!probe) {
+    return `service ${service.name} maps no critical alertmanager alarm RegionshiftEndpointUnreachable in triggers.alarms: the guardian would never hear a region die ` +
+      `(add { source: alertmanager, name: RegionshiftEndpointUnreachable, regionLabel: probe_to, vantageLabel: probe_from, labels: { service: ${service.name} } }, as regionshift.yaml does)`;
+  }
+  return undefined;
+}
+
+/**
+ * The guardian starts nothing until policy.cooldown after the last run (the demo's own runs
+ * count): a region killed before then would sit failing until Alertmanager repeats the alert.
+ */
+async function waitOutCooldown(temporal: Client, service: Service, say: (line: string) => void): Promise<void> {
+  const until = await guardianCooldownUntil(temporal, service.name);
+  if (until === undefined || until <= Date.now()) return;
+  say(`  waiting ${((until - Date.now()) / 1000).toFixed(1)} s for the guardian's cooldown (${service.policy.cooldown} after the last run) to end, so it acts on the failure by itself`);
+  await new Promise((r) => setTimeout(r, until - Date.now() + 200));
+}
+
+/** How long the guardian may take to start a run after a kill: detection takes seconds; one missed delivery waits for Alertmanager's repeat (30 s). */
+const DETECTION_TIMEOUT_MS = 60_000;
+
+/**
+ * A region that is not the writer goes down: the stack's probes see it, Alertmanager tells the
+ * intake, and the guardian drains its traffic share to the others while the writer is untouched;
+ * once it is back and healthy for triggers.undrainAfter, the guardian undrains it, the records
+ * exactly as the drain found them. The demo only kills, revives, and approves as the on-call.
  */
 async function loseAndDrain(
   opts: DemoOptions, temporal: Client, service: Service, spare: string, writer: string, signer: DecisionSigner,
 ): Promise<DemoDrain[]> {
   const { ctx, say } = opts;
   const drains: DemoDrain[] = [];
-  const show = async (run: FailoverRun): Promise<boolean> => {
-    const d = toDemoDrain(run.record, { uiUrl: run.uiUrl, regionsAfter: await regionsNow(service) });
+  const show = async (run: FailoverRun, killedAt?: number): Promise<boolean> => {
+    const d = toDemoDrain(run.record, { uiUrl: run.uiUrl, regionsAfter: await regionsNow(service), ...(killedAt !== undefined ? { killedAt } : {}) });
     drains.push(d);
     opts.report?.(`\n${formatDemoDrain(run.record, d)}`);
     return run.record.status === 'succeeded';
   };
+  await waitOutCooldown(temporal, service, say);
   const killed = await killRegion(ctx, service, spare);
   say(`  postgres: ${killed.postgres}`);
   say(`  worker:   ${killed.worker}`);
-  const approver = { by: DEMO_APPROVER, reason: `demo: ${spare} is down`, signer };
-  const drain = await runDrain(temporal, ctx.config, {
-    kind: 'drain', service: service.name, region: spare, requestedBy: DEMO_REQUESTER, trigger: 'demo', triggeredAt: killed.at, approver, onProgress: say,
-  });
-  if (!(await show(drain))) return drains;
+  say(`  nobody starts anything: the probes of ${spare} fail, Prometheus fires, Alertmanager tells the intake, the guardian decides`);
+  const approver: Approver = { by: DEMO_APPROVER, reason: `demo: ${spare} is down`, signer };
+  const drain = await awaitGuardianRun(temporal, ctx.config, { service: service.name, startedAfter: killed.at, timeoutMs: DETECTION_TIMEOUT_MS, approver, onProgress: say });
+  if (!(await show(drain, killed.at))) return drains;
 
   say(`\n== ${spare} comes back: its PostgreSQL and its worker restart, the standby catches up with ${writer} ==`);
+  const drainEnded = Date.now();
   await stackUp({ ...ctx, onProgress: say });
   const back = await following(service, writer);
   say(`  databases: ${describeRegions(back)}`);
-  const undrain = await runDrain(temporal, ctx.config, {
-    kind: 'undrain', service: service.name, region: spare, requestedBy: DEMO_REQUESTER, trigger: 'demo',
+  const t = serviceTriggersOf(service);
+  say(`  the guardian undrains ${spare} once its probes have succeeded for ${t.undrainAfter} (triggers.undrainAfter) and its cooldown (${service.policy.cooldown}) is over`);
+  const undrain = await awaitGuardianRun(temporal, ctx.config, {
+    service: service.name, startedAfter: drainEnded,
+    timeoutMs: durationMs(t.undrainAfter) + durationMs(service.policy.cooldown) + DETECTION_TIMEOUT_MS,
     approver: { ...approver, reason: `demo: ${spare} is healthy again` }, onProgress: say,
   });
   await show(undrain);
@@ -153,6 +189,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const { config } = ctx;
   const { service, home, away, spare } = configRegions(config, DEMO_SERVICE);
   if (!route53Traffic(service).endpointUrl) throw new Error(`service ${service.name} has no traffic.endpointUrl: the demo runs on the local stack (moto), not on real Route 53`);
+  const noAlerts = alertPathProblem(config, service);
+  if (noAlerts) throw new Error(`the demo's failures are detected by the stack's monitoring, not started by the demo: ${noAlerts}`);
   say(`Temporal UI: ${config.temporal.uiUrl}`);
   const signer = standInSigner(service, DEMO_APPROVER);
 
@@ -218,20 +256,22 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const standbys = service.regions.filter((r) => r !== home);
     say(`\n== ${chapter++}. region ${home} fails: first its links (replication to ${standbys.join(', ')} stops, ${home} keeps acknowledging writes), a second later its PostgreSQL (no checkpoint) and its worker (SIGKILL) ==`);
     await Promise.all(standbys.map((r) => waitUntilStreaming(nodeOf(service, r))));
+    await waitOutCooldown(await client(), service, say);
     await new Promise((r) => setTimeout(r, 1_000));
     for (const line of await Promise.all(standbys.map((r) => cutReplication(ctx, service, r)))) say(`  link:     ${line}`);
     await new Promise((r) => setTimeout(r, 1_000));
     const killed = await killRegion(ctx, service, home);
     say(`  postgres: ${killed.postgres}`);
     say(`  worker:   ${killed.worker}`);
-    say(`\n== ${chapter++}. unplanned failover ${home} → ${away} (RTO counted from the kill) ==`);
-    const unplanned = await runFailover(await client(), config, {
-      service: service.name, target: away, mode: 'unplanned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      triggeredAt: killed.at, approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down`, signer }, onProgress: say,
+    say(`\n== ${chapter++}. unplanned failover away from ${home}, started by the guardian from the alerts (RTO counted from the kill, detection included) ==`);
+    const unplanned = await awaitGuardianRun(await client(), config, {
+      service: service.name, startedAfter: killed.at, timeoutMs: DETECTION_TIMEOUT_MS,
+      approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down`, signer }, onProgress: say,
     });
-    const unplannedRun = await summarise(load, service, unplanned, killed.at);
+    const unplannedRun = await summarise(load, service, unplanned, killed.at, killed.at);
     show(unplanned.record, unplannedRun);
     if (unplanned.record.status !== 'succeeded') return stop(`the unplanned failover ${unplanned.record.status}`);
+    if (unplanned.record.target !== away) return stop(`the guardian failed over to ${unplanned.record.target}, not ${away}: the rest of the story moves between ${home} and ${away}`);
 
     say(`\n== ${chapter++}. ${home} comes back: its database read-only on its own timeline, its worker up ==`);
     await new Promise((r) => setTimeout(r, 1_000));

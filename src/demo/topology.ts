@@ -11,6 +11,8 @@ import { stackStatus, type StackContext } from '../stack/stack';
 import { workerComponentName } from '../stack/workers';
 import { primaryRegionOf } from '../traffic/plan';
 import { adminClient, nodeOf } from './ledger';
+import { guardianWorkflowId } from '../intake/ids';
+import type { GuardianView } from '../intake/types';
 
 async function running(client: Client, workflowId: string): Promise<boolean> {
   try {
@@ -57,6 +59,25 @@ export async function pairProblem(ctx: StackContext & { config: Config }, client
     if (await running(client, id)) return `${id} is still waiting to fence ${region}`;
   }
   if (await running(client, runWorkflowId(service.name))) return `a run of ${service.name} is in progress`;
+  return guardianProblem(client, service.name, home);
+}
+
+/**
+ * The guardian starts the demo's unplanned runs: it must take the first region for the writer
+ * (else it would drain it instead of failing over) and hold no drain of its own (else it would
+ * not drain that region again, and would undrain it on its own schedule).
+ */
+async function guardianProblem(client: Client, service: string, home: string): Promise<string | undefined> {
+  let view: GuardianView;
+  try {
+    view = await client.workflow.getHandle(guardianWorkflowId(service)).query<GuardianView>('state');
+  } catch (err) {
+    // None yet: the intake starts it with the first alert, knowing nothing but the config.
+    if ((err as Error).name === 'WorkflowNotFoundError') return undefined;
+    throw err;
+  }
+  if (view.primary && view.primary !== home) return `the guardian takes ${view.primary} for the writer`;
+  if (view.drained.length) return `the guardian holds a drain of ${view.drained.map((d) => d.region).join(', ')}`;
   return undefined;
 }
 

@@ -35,6 +35,8 @@ export interface IntakeServerOptions {
   now?: () => number;
   /** Each service's guardian state, asked when /metrics is scraped (src/metrics/guardian-states.ts). */
   guardianStates?: () => Promise<Record<string, GuardianStateName>>;
+  /** More exposition text after ours: the Temporal SDK's own metrics (src/metrics/worker.ts). */
+  extraMetrics?: () => Promise<string>;
 }
 
 export interface IntakeServer {
@@ -180,7 +182,13 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
       const journal = opts.sink.stats?.();
       return { status: 200, body: { ok: true, ...stats, ...(journal ? { journal } : {}) } };
     }
-    if (req.method === 'GET' && path === '/metrics') return { status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
+    if (req.method === 'GET' && path === '/metrics') {
+      const [own, extra] = await Promise.all([
+        metrics.registry.metrics(),
+        opts.extraMetrics ? opts.extraMetrics().catch((err: Error) => `# temporal sdk metrics unavailable: ${err.message}\n`) : Promise.resolve(''),
+      ]);
+      return { status: 200, body: extra ? `${own}\n${extra}` : own, contentType: metrics.registry.contentType };
+    }
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} ${path}: only POST`);
     const body = await readBody(req, t.maxBodyBytes);
     switch (path) {

@@ -13,6 +13,7 @@ import { InputError } from '../runs/client';
 import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../runbook/load';
 import type { RunbookDoc } from '../runbook/types';
 import { queryGuardianStates } from '../metrics/guardian-states';
+import { fetchExposition } from '../metrics/server';
 import { Deliverer } from './deliver';
 import { AlarmJournal } from './journal';
 import { createHealthActivities, startHealthWatchers } from './health';
@@ -33,6 +34,8 @@ export interface IntakeOptions {
   secrets?: IntakeServerOptions['secrets'];
   snsUrlAllowed?: IntakeServerOptions['snsUrlAllowed'];
   healthActivities?: HealthActivities;
+  /** The Temporal runtime's Prometheus endpoint (installWorkerRuntime): served after the intake's own /metrics. */
+  sdkMetricsUrl?: string;
   settingsExtra?: Partial<GuardianSettings>;
   /** The journal file; default: triggers.intake.journal.path, or intake-journal.jsonl in the state directory. */
   journalPath?: string;
@@ -66,7 +69,8 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   let worker: { worker: Worker; done: Promise<void>; connection: NativeConnection } | undefined;
   const stopWorker = async (): Promise<void> => {
     if (!worker) return;
-    worker.worker.shutdown();
+    // On SIGTERM the Temporal runtime has already begun draining it: shutting down twice throws.
+    if (worker.worker.getState() === 'RUNNING') worker.worker.shutdown();
     await worker.done.catch(() => undefined);
     await worker.connection.close().catch(() => undefined);
   };
@@ -74,7 +78,9 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   let watchers: string[];
   try {
     watchers = await startHealthWatchers(opts.client, opts.config);
-    if (watchers.length > 0 && opts.workerAddress) {
+    // The worker runs the health watchers' activities; with the SDK's metrics asked for it runs
+    // anyway, so /metrics shows the intake's own Temporal connection and polls.
+    if ((watchers.length > 0 || opts.sdkMetricsUrl) && opts.workerAddress) {
       const connection = await NativeConnection.connect({ address: opts.workerAddress });
       const w = await Worker.create({
         connection,
@@ -88,6 +94,7 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     server = await startIntakeServer({
       config: opts.config, sink: journal, host: opts.host, port: opts.port, log, secrets: opts.secrets, snsUrlAllowed: opts.snsUrlAllowed,
       guardianStates: () => queryGuardianStates(opts.client, opts.config.services.map((s) => s.name), deliverer.guardianId),
+      ...(opts.sdkMetricsUrl ? { extraMetrics: () => fetchExposition(opts.sdkMetricsUrl!) } : {}),
     });
   } catch (err) {
     // The journal's lock must not outlive a start that failed (the next start would be refused).

@@ -1,0 +1,91 @@
+// One Temporal Schedule per service runs the readiness workflow every `readiness.every`; the
+// evaluation is that run's result. Made (or brought up to date with the config) by whoever asks
+// for readiness and by the intake when it starts, so a config change reaches it the same way.
+import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
+import type { Config, Service } from '../config/schema';
+import { residencyRuleOf } from '../policy/residency';
+import { CONTROL_TASK_QUEUE } from '../runbook/ids';
+import { durationMs } from '../runbook/duration';
+import type { ReadinessEvaluation, ReadinessInput } from './evaluate';
+
+export const readinessScheduleId = (service: string): string => `regionshift-readiness-${service}`;
+
+export function readinessInputOf(config: Config, service: Service): ReadinessInput {
+  const residency = residencyRuleOf(config, service);
+  return {
+    service: service.name,
+    regions: service.regions,
+    rpoBudgetSeconds: service.policy.rpoBudgetSeconds,
+    ...(residency ? { residency } : {}),
+    ...(service.traffic.provider === 'route53' ? { endpoints: service.traffic.endpoints } : {}),
+  };
+}
+
+function action(config: Config, service: Service) {
+  return {
+    type: 'startWorkflow' as const,
+    workflowType: 'readiness',
+    workflowId: readinessScheduleId(service.name),
+    taskQueue: CONTROL_TASK_QUEUE,
+    args: [readinessInputOf(config, service)],
+    workflowExecutionTimeout: 120_000,
+  };
+}
+
+/** Creates the service's schedule, or updates its interval and input to the config's. */
+export async function ensureReadinessSchedule(client: Client, config: Config, service: Service): Promise<void> {
+  const scheduleId = readinessScheduleId(service.name);
+  const spec = { intervals: [{ every: durationMs(config.readiness.every) }] };
+  try {
+    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action: action(config, service) }));
+  } catch (err) {
+    if (!(err instanceof ScheduleNotFoundError)) throw err;
+    await client.schedule.create({
+      scheduleId,
+      spec,
+      action: action(config, service),
+      // An evaluation still running when the next is due (a region's worker slow to answer) is enough.
+      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+      // The first evaluation is the asker's (latestReadiness triggers one when there is none).
+      state: { note: `failover readiness of ${service.name} every ${config.readiness.every} (regionshift readiness)` },
+    });
+  }
+}
+
+async function resultOf(client: Client, workflowId: string, runId: string): Promise<ReadinessEvaluation> {
+  return client.workflow.getHandle(workflowId, runId).result() as Promise<ReadinessEvaluation>;
+}
+
+/**
+ * The latest evaluation the schedule made; with `now` (or when it has made none yet), a fresh one
+ * triggered through the schedule and waited for.
+ */
+export async function latestReadiness(client: Client, config: Config, service: Service, opts: { now?: boolean; timeoutMs?: number } = {}): Promise<ReadinessEvaluation> {
+  await ensureReadinessSchedule(client, config, service);
+  const handle = client.schedule.getHandle(readinessScheduleId(service.name));
+  const last = async () => {
+    const actions = (await handle.describe()).info.recentActions;
+    const a = actions[actions.length - 1];
+    return a?.action.type === 'startWorkflow' ? { takenAt: a.takenAt.getTime(), ...a.action.workflow } : undefined;
+  };
+  const before = await last();
+  if (before && !opts.now) return resultOf(client, before.workflowId, before.firstExecutionRunId);
+  // The schedule names each run by its start time to the second: a second trigger within the
+  // same second as the last run would collide with it and start nothing.
+  if (before && Math.floor(before.takenAt / 1000) === Math.floor(Date.now() / 1000)) await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 10));
+  const asked = Date.now();
+  await handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
+  const deadline = asked + (opts.timeoutMs ?? 60_000);
+  for (;;) {
+    const now = await last();
+    if (now && (!before || now.firstExecutionRunId !== before.firstExecutionRunId) && now.takenAt >= asked - 1_000) return resultOf(client, now.workflowId, now.firstExecutionRunId);
+    if (Date.now() > deadline) throw new Error(`the readiness schedule of ${service.name} started no evaluation within ${(opts.timeoutMs ?? 60_000) / 1000} s of being triggered; is a control worker running?`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export function formatReadiness(e: ReadinessEvaluation): string {
+  const lines = [`${e.service}: ${e.status.toUpperCase()} (evaluated ${e.at})${e.targets.length ? `; failover targets now: ${e.targets.join(', ')}` : ''}`];
+  for (const c of e.checks) lines.push(`  ${c.status.padEnd(4)} ${c.check.padEnd(7)} ${c.detail}`);
+  return lines.join('\n');
+}
