@@ -17,7 +17,7 @@ import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
 import { startMoto, type MotoServer } from './moto';
 import { freePorts } from './ports';
-import { testWorkflowBundle } from './workflow-bundle';
+import { startControlVersion, testWorkflowBundle } from './workflow-bundle';
 
 
 export interface AwsEnv {
@@ -81,7 +81,8 @@ export async function createAwsEnv(
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: await testWorkflowBundle() }));
+  const bundle = await testWorkflowBundle();
+  await startControlVersion(connection, bundle, async (v) => run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, ...v })));
   const awsEnv: AwsEnv = {
     client: env.client,
     moto,

@@ -26,7 +26,7 @@ import { SA } from '../../workflows/search-attributes';
 import { createPgCluster, type PgPair } from './pg-pair';
 import { freePort } from './ports';
 import { startMoto, type MotoServer } from './moto';
-import { testWorkflowBundle } from './workflow-bundle';
+import { startControlVersion, testWorkflowBundle } from './workflow-bundle';
 
 export const SERVICE = 'ledger';
 
@@ -114,8 +114,8 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   const run = (name: string, worker: Worker): void => {
     workers.set(name, { worker, done: worker.run() });
   };
-  const control = await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: await testWorkflowBundle(), activities: decisionActivities(config) });
-  run('control', control);
+  const bundle = await testWorkflowBundle();
+  await startControlVersion(connection, bundle, async (v) => run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, activities: decisionActivities(config), ...v })));
 
   const pools = new Map<string, Pool>();
   const fe: FailoverEnv = {

@@ -15,7 +15,7 @@ import { CONTROL_TASK_QUEUE } from '../../src/runbook/ids';
 import { ensureTemporalCli } from '../../src/stack/temporal';
 import { SA } from '../../workflows/search-attributes';
 import { freePort } from './ports';
-import { testWorkflowBundle, type TestBundle } from './workflow-bundle';
+import { startControlVersion, testWorkflowBundle, type TestBundle } from './workflow-bundle';
 
 
 export function installQuietRuntime(): void {
@@ -111,7 +111,9 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
     return worker;
   };
   const config = makeConfig(address);
-  if (opts.controlWorker !== false) await startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle, activities: decisionActivities(config) });
+  if (opts.controlWorker !== false) {
+    await startControlVersion(connection, workflowBundle, (v) => startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle, activities: decisionActivities(config), ...v }));
+  }
   return {
     env,
     client: env.client,

@@ -4,8 +4,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import { bundleWorkflowCode, type NativeConnection, type WorkerDeploymentOptions } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../workers/bundle';
+import { buildIdOf, controlDeploymentOptions, makeCurrentVersion } from '../../workers/versioning';
 
 const BUNDLE_ENV = 'REGIONSHIFT_TEST_WORKFLOW_BUNDLE';
 
@@ -37,4 +38,16 @@ export async function testWorkflowBundle(): Promise<TestBundle> {
 /** The bundle's code, for a test that makes a variant of it. */
 export function bundleCode(bundle: TestBundle): string {
   return 'code' in bundle ? bundle.code : readFileSync(bundle.codePath, 'utf8');
+}
+
+/**
+ * A control worker of the test rigs runs as a version of the deployment and makes it current, as
+ * `regionshift worker` does (workers/versioning.ts): the guardian declares AUTO_UPGRADE, which an
+ * unversioned worker cannot run, and runs started while a version is current go to it.
+ */
+export async function startControlVersion(connection: NativeConnection, bundle: TestBundle, start: (options: { workerDeploymentOptions: WorkerDeploymentOptions }) => Promise<unknown>): Promise<string> {
+  const buildId = buildIdOf(bundleCode(bundle));
+  await start({ workerDeploymentOptions: controlDeploymentOptions(buildId) });
+  await makeCurrentVersion(connection, 'default', buildId);
+  return buildId;
 }
