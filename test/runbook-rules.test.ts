@@ -8,7 +8,8 @@
 // Each test makes its own service, regions (so its own task queues region.<name>) and control
 // task queue, and stops its workers when it ends: no test depends on another or on their order.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
@@ -462,7 +463,7 @@ describe.concurrent('the runbook interpreter', () => {
       // loading them is most of tsc's time.
       const fixture = join(__dirname, 'fixtures', 'unimplemented-action.ts');
       const tsc = join(__dirname, '..', 'node_modules', 'typescript', 'bin', 'tsc');
-      const args = [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--lib', 'es2022', '--typeRoots', join(__dirname, 'fixtures'), fixture];
+      const args = [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--lib', 'es2022', '--typeRoots', mkdtempSync(join(tmpdir(), 'regionshift-no-types-')), fixture];
       const failed = await promisify(execFile)(process.execPath, args).then(() => undefined, (err: { code: number; stdout: string }) => err);
       expect(failed, 'tsc accepted an action with no implementation').toBeDefined();
       const errors = failed!.stdout.split('\n').filter((l) => l.includes('error TS'));
