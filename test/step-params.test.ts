@@ -75,8 +75,8 @@ describe('http.call parameters', () => {
     const file = join(dir, 'promote-params.yaml');
     writeFileSync(file, readFileSync(builtinRunbookPath('failover'), 'utf8').replace('    action: db.promote\n', '    action: db.promote\n    placement: source\n    params: { force: true }\n'));
     const problems = problemsOf(() => loadRunbook(file));
-    expect(problems).toContain(`${file}:${lineOf(file, 'params: { force')}: steps[4] (promote).params: db.promote takes no parameters`);
-    expect(problems).toContainEqual(expect.stringContaining(`${file}:${lineOf(file, 'placement: source')}: steps[4] (promote).placement: only http.call and plugin steps take a placement`));
+    expect(problems).toContain(`${file}:${lineOf(file, 'params: { force')}: steps[5] (promote).params: db.promote takes no parameters`);
+    expect(problems).toContainEqual(expect.stringContaining(`${file}:${lineOf(file, 'placement: source')}: steps[5] (promote).placement: only http.call and plugin steps take a placement`));
   });
 });
 
