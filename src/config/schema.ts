@@ -33,6 +33,20 @@ export const PostgresStreamingDatabase = z.strictObject({
 
 const roleArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+/, 'an IAM role ARN like arn:aws:iam::123456789012:role/regionshift-worker');
 
+/** How a region's worker reaches an RDS or Aurora PostgreSQL database for the SQL fence, lag and writes. */
+const rdsSqlAccess = {
+  port: z.number().int().min(1).max(65535).default(5432),
+  database: z.string().default('postgres'),
+  /** Role the application writes as; the fence makes it read-only (and, rds-postgres-replicas, NOLOGIN). */
+  appUser: z.string().default('app'),
+  /** Role the worker connects as (the master user, or one granted rds_superuser). */
+  adminUser: z.string().default('postgres'),
+  /** Name of an environment variable on this region's worker holding adminUser's password. */
+  passwordEnv: z.string().optional(),
+  /** A role this region's worker assumes for its AWS calls; absent: the default credential chain. */
+  roleArn: roleArn.optional(),
+};
+
 /** One region's member of an Aurora global database, as that region's worker reaches it. */
 export const AuroraRegion = z.strictObject({
   /** The regional DB cluster's identifier (DescribeDBClusters in this region). */
@@ -44,16 +58,7 @@ export const AuroraRegion = z.strictObject({
    * writes, and lagMetric aurora_global_db_status. Absent: those fall back to the AWS APIs only.
    */
   writerEndpoint: z.string().min(1).optional(),
-  port: z.number().int().min(1).max(65535).default(5432),
-  database: z.string().default('postgres'),
-  /** Role the application writes as; the database-level fence makes it read-only. */
-  appUser: z.string().default('app'),
-  /** Role the worker connects as (the cluster's master user, or one granted rds_superuser). */
-  adminUser: z.string().default('postgres'),
-  /** Name of an environment variable on this region's worker holding adminUser's password. */
-  passwordEnv: z.string().optional(),
-  /** A role this region's worker assumes for its AWS calls; absent: the default credential chain. */
-  roleArn: roleArn.optional(),
+  ...rdsSqlAccess,
   /**
    * Where reconciliation restores this region's cluster's preserved snapshot (when this region was
    * the old primary): the subnet group and security groups the restored cluster gets, so that the
@@ -108,16 +113,7 @@ export const RdsReplicaRegion = z.strictObject({
   instanceIdentifier: z.string().regex(/^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,40}[a-zA-Z0-9]$/, 'an RDS DB instance identifier: a letter, then letters, digits and single dashes, at most 42 characters (room for the retired suffix)'),
   /** The instance's endpoint, for the SQL fence, lag (lagSource sql), making the promoted instance writable, and verifying writes. */
   endpoint: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(5432),
-  database: z.string().default('postgres'),
-  /** Role the application writes as; the fence makes it NOLOGIN and read-only. */
-  appUser: z.string().default('app'),
-  /** Role the worker connects as (the instance's master user, or one granted rds_superuser). */
-  adminUser: z.string().default('postgres'),
-  /** Name of an environment variable on this region's worker holding adminUser's password. */
-  passwordEnv: z.string().optional(),
-  /** A role this region's worker assumes for its AWS calls; absent: the default credential chain. */
-  roleArn: roleArn.optional(),
+  ...rdsSqlAccess,
 });
 
 /**
