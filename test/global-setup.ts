@@ -1,6 +1,9 @@
 // Installs what the tests need and the machine may lack (the Temporal CLI, the moto venv,
-// PostgreSQL, ssh-keygen, and Chromium for the test that looks at the Temporal UI), once, before
-// any test file runs: `npm test` works on a fresh machine.
+// PostgreSQL, ssh-keygen, Prometheus and its kin, Redis, and Chromium for the test that looks at
+// the Temporal UI), once, before any test file runs: `npm test` works on a fresh machine, and two
+// files running at once never race for apt-get's lock.
+import { ensureMonitoringBins } from '../src/stack/monitoring/bins';
+import { ensureRedisServer } from '../src/stack/redis';
 import { ensureChromium, ensureMoto, ensurePgBin, ensureSshKeygen, ensureTemporalCli } from '../src/stack/stack';
 import { provideTestBundle } from './support/workflow-bundle';
 
@@ -13,6 +16,8 @@ export default async function setup(): Promise<() => void> {
   await ensureMoto({ onProgress: say });
   await ensureTemporalCli({ onProgress: say });
   await ensureChromium({ onProgress: say });
+  await ensureMonitoringBins({ onProgress: say });
+  await ensureRedisServer({ onProgress: say });
   say('bundling the workflow code once for every test file');
   return provideTestBundle();
 }
