@@ -21,6 +21,7 @@ import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover
 import { cloudWatchAlarm, createSnsFixture, type SnsFixture } from './support/sns-fixture';
 import { waitFor } from './support/wait';
 import { signerFor } from './support/signing';
+import { readinessScheduleId } from '../src/readiness/schedule';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -267,6 +268,14 @@ describe('guardian decisions through the intake', () => {
     const manual = await startRun(fe.client, fe.input({ target: EAST, dryRun: true, requestedBy: 'carol', trigger: 'cli' }));
     expect(manual.started).toBe(true);
     await expect(awaitRecord(fe.client, manual.workflowId, manual.runId)).resolves.toMatchObject({ status: 'succeeded', dryRun: true });
+  });
+});
+
+describe('readiness', () => {
+  it('the intake makes each service\'s readiness schedule as it starts', async () => {
+    const desc = await fe.client.schedule.getHandle(readinessScheduleId(SERVICE)).describe();
+    expect(desc.spec.intervals?.[0]?.every).toBe(30 * 60_000);
+    expect(desc.action).toMatchObject({ type: 'startWorkflow', workflowType: 'readiness' });
   });
 });
 

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start, stop } from '../src/postgres/node';
 import { evaluateReadiness, type ReadinessInput } from '../src/readiness/evaluate';
-import { formatReadiness, latestReadiness, readinessScheduleId } from '../src/readiness/schedule';
+import { formatReadiness, latestReadiness, readinessScheduleId, recordedReadiness } from '../src/readiness/schedule';
 import type { Service } from '../src/config/schema';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
@@ -34,6 +34,9 @@ describe('readiness schedule on a live pair', () => {
     const desc = await fe.client.schedule.getHandle(readinessScheduleId(SERVICE)).describe();
     expect(desc.spec.intervals?.[0]?.every).toBe(30 * 60_000);
     expect(await latestReadiness(fe.client, fe.config, service)).toEqual(e);
+    // What `regionshift status` shows: the last evaluation, without asking for a new one; none for a service with no schedule.
+    expect(await recordedReadiness(fe.client, SERVICE)).toEqual(e);
+    expect(await recordedReadiness(fe.client, 'no-such-service')).toBeUndefined();
   });
 
   it('a stopped standby fails the evaluation, naming it; restarted, the evaluation passes again', async () => {

@@ -4,6 +4,7 @@ import { config, guard } from './common';
 import { EXIT } from './exit';
 import { formatRecord, runUiUrl } from './report';
 import { formatAttachedAlarms, formatGuardian, guardianView } from '../intake/report';
+import { formatReadiness, recordedReadiness } from '../readiness/schedule';
 
 export function statusCommand(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
@@ -24,15 +25,19 @@ export function statusCommand(argv: string[]): Promise<number> {
       // The service's guardian: debounce, cooldown (a held-back automatic failover shows here).
       const service = cfg.services.find((s) => workflowIdOf(cfg, s.name) === workflowId)?.name;
       const guardian = service ? await guardianView(client, service) : undefined;
+      // Whether it could fail over now, as the readiness schedule last found (regionshift readiness).
+      const readiness = service ? await recordedReadiness(client, service) : undefined;
+      const extra = { ...(guardian ? { guardian } : {}), ...(readiness ? { readiness } : {}) };
+      const extraText = `${guardian ? `\n${formatGuardian(guardian)}` : ''}${readiness ? `\nreadiness: ${formatReadiness(readiness)}` : ''}`;
       try {
         const rec = await runRecord(client, workflowId, values['run-id']);
         const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, rec.workflowId, rec.runId);
-        if (json) out.push({ ...rec, uiUrl, ...(guardian ? { guardian } : {}) });
-        else console.log(`${formatRecord(rec, uiUrl)}${rec.alarms?.length ? `\n${formatAttachedAlarms(rec.alarms)}` : ''}${guardian ? `\n${formatGuardian(guardian)}` : ''}\n`);
+        if (json) out.push({ ...rec, uiUrl, ...extra });
+        else console.log(`${formatRecord(rec, uiUrl)}${rec.alarms?.length ? `\n${formatAttachedAlarms(rec.alarms)}` : ''}${extraText}\n`);
       } catch (err) {
         if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
-        if (json) out.push({ workflowId, status: 'none', ...(guardian ? { guardian } : {}) });
-        else console.log(`${ref}: no runs yet${guardian ? `\n${formatGuardian(guardian)}` : ''}\n`);
+        if (json) out.push({ workflowId, status: 'none', ...extra });
+        else console.log(`${ref}: no runs yet${extraText}\n`);
       }
     }
     if (json) console.log(JSON.stringify({ runs: out }));

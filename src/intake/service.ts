@@ -20,6 +20,7 @@ import { createHealthActivities, startHealthWatchers } from './health';
 import { INTAKE_TASK_QUEUE } from './ids';
 import { startIntakeServer, type IntakeServer, type IntakeServerOptions } from './server';
 import type { GuardianSettings, HealthActivities } from './types';
+import { ensureReadinessSchedule } from '../readiness/schedule';
 
 export interface IntakeOptions {
   config: Config;
@@ -78,6 +79,11 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   let watchers: string[];
   try {
     watchers = await startHealthWatchers(opts.client, opts.config);
+    // Readiness is evaluated on a schedule per service; the intake runs wherever regionshift is
+    // deployed, so it makes the schedules (or brings them to the config) as it starts.
+    for (const svc of opts.config.services) {
+      await ensureReadinessSchedule(opts.client, opts.config, svc).catch((err: unknown) => log(`readiness schedule of ${svc.name} not made: ${(err as Error).message}`));
+    }
     // The worker runs the health watchers' activities; with the SDK's metrics asked for it runs
     // anyway, so /metrics shows the intake's own Temporal connection and polls.
     if ((watchers.length > 0 || opts.sdkMetricsUrl) && opts.workerAddress) {

@@ -56,6 +56,32 @@ async function resultOf(client: Client, workflowId: string, runId: string): Prom
   return client.workflow.getHandle(workflowId, runId).result() as Promise<ReadinessEvaluation>;
 }
 
+type ScheduleHandle = ReturnType<Client['schedule']['getHandle']>;
+
+/** The schedule's most recent start of an evaluation, if any. */
+async function lastAction(handle: ScheduleHandle): Promise<{ takenAt: number; workflowId: string; firstExecutionRunId: string } | undefined> {
+  const actions = (await handle.describe()).info.recentActions;
+  const a = actions[actions.length - 1];
+  return a?.action.type === 'startWorkflow' ? { takenAt: a.takenAt.getTime(), ...a.action.workflow } : undefined;
+}
+
+/**
+ * The evaluation the schedule made last, without asking for one: undefined when there is no
+ * schedule yet, it has made none, or the last one is still running (`regionshift status`).
+ */
+export async function recordedReadiness(client: Client, service: string): Promise<ReadinessEvaluation | undefined> {
+  try {
+    const last = await lastAction(client.schedule.getHandle(readinessScheduleId(service)));
+    if (!last) return undefined;
+    const handle = client.workflow.getHandle(last.workflowId, last.firstExecutionRunId);
+    if ((await handle.describe()).status.name !== 'COMPLETED') return undefined;
+    return (await handle.result()) as ReadinessEvaluation;
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) return undefined;
+    throw err;
+  }
+}
+
 /**
  * The latest evaluation the schedule made; with `now` (or when it has made none yet), a fresh one
  * triggered through the schedule and waited for.
@@ -63,11 +89,7 @@ async function resultOf(client: Client, workflowId: string, runId: string): Prom
 export async function latestReadiness(client: Client, config: Config, service: Service, opts: { now?: boolean; timeoutMs?: number } = {}): Promise<ReadinessEvaluation> {
   await ensureReadinessSchedule(client, config, service);
   const handle = client.schedule.getHandle(readinessScheduleId(service.name));
-  const last = async () => {
-    const actions = (await handle.describe()).info.recentActions;
-    const a = actions[actions.length - 1];
-    return a?.action.type === 'startWorkflow' ? { takenAt: a.takenAt.getTime(), ...a.action.workflow } : undefined;
-  };
+  const last = () => lastAction(handle);
   const before = await last();
   if (before && !opts.now) return resultOf(client, before.workflowId, before.firstExecutionRunId);
   // The schedule names each run by its start time to the second: a second trigger within the
