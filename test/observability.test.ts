@@ -27,6 +27,7 @@ import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
 import { GRAFANA_DASHBOARD_SCHEMA } from './support/grafana-dashboard-schema';
 import { find, parseExposition, serves, type Exposition } from './support/prom-text';
+import { latestReadiness } from '../src/readiness/schedule';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -207,7 +208,7 @@ describe('metrics', () => {
     expect(otlp.spans).toContain('RunActivity:dbFenceWrites'); // us-east-1 was the writer: its worker fenced it
   });
 
-  it('the intake counts accepted and rejected alarms, and serves the guardians\' states', async () => {
+  it('the intake counts accepted and rejected alarms, and serves the guardians\' states and the last readiness evaluation', async () => {
     (fe.config.services[0] as { triggers?: unknown }).triggers = {
       alarms: [{ source: 'alertmanager', name: 'LedgerPrimaryDown', regionLabel: 'region' }],
       debounce: { failures: 3, window: '2m' },
@@ -215,6 +216,7 @@ describe('metrics', () => {
     (fe.config as { triggers?: unknown }).triggers = { intake: { port: 0 } };
     let intake: RunningIntake | undefined;
     try {
+      const evaluation = await latestReadiness(fe.client, fe.config, fe.config.services[0]!, { now: true });
       intake = await runIntake({ journalPath: join(dir, 'journal.jsonl'), config: fe.config, client: fe.client, secrets: { alertmanager: AM_TOKEN }, log: () => undefined });
       const now = new Date().toISOString();
       const alarm = (status: string) => JSON.stringify({
@@ -233,6 +235,8 @@ describe('metrics', () => {
       // The guardian answers (the west worker runs it): exactly one state is 1, and it is a known one.
       const states = find(m, 'regionshift_guardian_state', { service: 'ledger' });
       expect(states.filter((s) => s.value === 1).map((s) => s.labels.state)).toEqual([expect.stringMatching(/^(idle|debouncing|cooldown)$/)]);
+      // The readiness schedule's last evaluation, what the alert RegionshiftNotReady watches.
+      expect(find(m, 'regionshift_readiness', { service: 'ledger' }).filter((s) => s.value === 1).map((s) => s.labels.status)).toEqual([evaluation.status]);
     } finally {
       await intake?.stop();
     }

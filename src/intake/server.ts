@@ -15,7 +15,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Config } from '../config/schema';
 import { triggersOf } from '../config/triggers';
 import { durationMs } from '../runbook/duration';
-import { IntakeMetrics, newRegistry, type GuardianStateName } from '../metrics/registry';
+import { IntakeMetrics, newRegistry, type GuardianStateName, type ReadinessStateName } from '../metrics/registry';
 import type { AlarmSink, JournalStats } from './journal';
 import { mapAlarm, type Mapped } from './mapping';
 import { BadAlarm, parseAlertmanager, parseCloudWatchSnsMessage, parseEventBridge, type RawAlarm } from './parse';
@@ -35,6 +35,8 @@ export interface IntakeServerOptions {
   now?: () => number;
   /** Each service's guardian state, asked when /metrics is scraped (src/metrics/guardian-states.ts). */
   guardianStates?: () => Promise<Record<string, GuardianStateName>>;
+  /** Each service's last readiness evaluation, asked at scrape time. */
+  readinessStates?: () => Promise<Record<string, ReadinessStateName>>;
   /** More exposition text after ours: the Temporal SDK's own metrics (src/metrics/worker.ts). */
   extraMetrics?: () => Promise<string>;
 }
@@ -104,7 +106,7 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
   };
   const sns = new SnsVerifier({ maxAgeMs: durationMs(t.sns.maxAge), topicArns: t.sns.topicArns, urlAllowed: opts.snsUrlAllowed, now });
   const stats = { accepted: 0, rejected: 0, ignored: 0 };
-  const metrics = new IntakeMetrics(newRegistry(), { pending: () => opts.sink.stats?.().pending, guardians: opts.guardianStates });
+  const metrics = new IntakeMetrics(newRegistry(), { pending: () => opts.sink.stats?.().pending, guardians: opts.guardianStates, readiness: opts.readinessStates });
 
   async function deliver(alarms: RawAlarm[], from: string, endpoint: string): Promise<{ status: number; body: unknown }> {
     const receivedAt = now();

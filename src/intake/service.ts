@@ -20,7 +20,7 @@ import { createHealthActivities, startHealthWatchers } from './health';
 import { INTAKE_TASK_QUEUE } from './ids';
 import { startIntakeServer, type IntakeServer, type IntakeServerOptions } from './server';
 import type { GuardianSettings, HealthActivities } from './types';
-import { ensureReadinessSchedule } from '../readiness/schedule';
+import { ensureReadinessSchedule, readinessStates } from '../readiness/schedule';
 
 export interface IntakeOptions {
   config: Config;
@@ -100,6 +100,7 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     server = await startIntakeServer({
       config: opts.config, sink: journal, host: opts.host, port: opts.port, log, secrets: opts.secrets, snsUrlAllowed: opts.snsUrlAllowed,
       guardianStates: () => queryGuardianStates(opts.client, opts.config.services.map((s) => s.name), deliverer.guardianId),
+      readinessStates: () => readinessStates(opts.client, opts.config.services.map((s) => s.name)),
       ...(opts.sdkMetricsUrl ? { extraMetrics: () => fetchExposition(opts.sdkMetricsUrl!) } : {}),
     });
   } catch (err) {

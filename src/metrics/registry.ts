@@ -79,15 +79,24 @@ export class WorkerMetrics {
 export const GUARDIAN_STATES = ['idle', 'debouncing', 'running', 'cooldown', 'unknown'] as const;
 export type GuardianStateName = (typeof GUARDIAN_STATES)[number];
 
+/** A service's last readiness evaluation (src/readiness/), or unknown when there is none to read. */
+export const READINESS_STATES = ['pass', 'warn', 'fail', 'unknown'] as const;
+export type ReadinessStateName = (typeof READINESS_STATES)[number];
+
 export class IntakeMetrics {
   readonly alarms: Counter<'endpoint' | 'outcome'>;
   readonly rejected: Counter<'endpoint' | 'status'>;
   readonly pending: Gauge;
   readonly guardianState: Gauge<'service' | 'state'>;
+  readonly readiness: Gauge<'service' | 'status'>;
 
   constructor(
     readonly registry: Registry,
-    sources: { pending?: () => number | undefined; guardians?: () => Promise<Record<string, GuardianStateName>> } = {},
+    sources: {
+      pending?: () => number | undefined;
+      guardians?: () => Promise<Record<string, GuardianStateName>>;
+      readiness?: () => Promise<Record<string, ReadinessStateName>>;
+    } = {},
   ) {
     const registers = [registry];
     this.alarms = new Counter({ name: 'regionshift_intake_alarms_total', help: 'Alarms the intake received and mapped (accepted: durable and on its way to a guardian) or could not map to a service (ignored)', labelNames: ['endpoint', 'outcome'], registers });
@@ -112,6 +121,21 @@ export class IntakeMetrics {
         this.reset();
         for (const [service, state] of Object.entries(states)) {
           for (const s of GUARDIAN_STATES) this.set({ service, state: s }, s === state ? 1 : 0);
+        }
+      },
+    });
+    // The alert RegionshiftNotReady (runbooks/alerts/) fires on status="fail".
+    this.readiness = new Gauge({
+      name: 'regionshift_readiness',
+      help: 'Each service\'s last failover readiness evaluation (1 for its status): pass, warn, fail, unknown (none made yet, or it could not be read)',
+      labelNames: ['service', 'status'],
+      registers,
+      async collect() {
+        if (!sources.readiness) return;
+        const states = await sources.readiness();
+        this.reset();
+        for (const [service, state] of Object.entries(states)) {
+          for (const s of READINESS_STATES) this.set({ service, status: s }, s === state ? 1 : 0);
         }
       },
     });
