@@ -282,7 +282,8 @@ describe('readiness', () => {
 describe('the CLI', () => {
   it('`regionshift intake` serves the endpoints from a YAML config with triggers, and stops on SIGTERM', async () => {
     const file = join(dir, 'with-triggers.yaml');
-    writeFileSync(file, JSON.stringify({ ...fe.config, triggers: { intake: { port: 0 } } }));
+    // Its own journal: never the checkout's state dir, which a running local stack's intake holds locked.
+    writeFileSync(file, JSON.stringify({ ...fe.config, triggers: { intake: { port: 0, journal: { path: join(dir, 'cli-journal.jsonl') } } } }));
     const child = spawn(process.execPath, [join(__dirname, '..', 'bin', 'regionshift.js'), 'intake', '--config', file], {
       env: { ...process.env, REGIONSHIFT_ALERTMANAGER_TOKEN: AM_TOKEN, TEMPORAL_ADDRESS: fe.config.temporal.address },
       stdio: ['ignore', 'pipe', 'pipe'],
