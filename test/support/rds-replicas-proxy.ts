@@ -9,8 +9,9 @@
 //   with DBInstanceAlreadyExists.
 // It also counts what moto accepted per action, and can lose the answer to a request moto took
 // (the worker's view of a crash or a cut connection after AWS accepted the call).
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { forward } from './rds-restore';
 
 export interface RdsReplicasProxy {
   url: string;
@@ -42,28 +43,12 @@ export async function startRdsReplicasProxy(): Promise<RdsReplicasProxy> {
   const state = { upstream: '', promotionMs: 300 };
   const hooks: Pick<RdsReplicasProxy, 'onAccepted'> = {};
 
-  function forward(req: IncomingMessage, body: Buffer): Promise<{ status: number; headers: Record<string, string>; body: string }> {
-    const url = new URL(req.url ?? '/', state.upstream);
-    return new Promise((resolve, reject) => {
-      const out = request(url, { method: req.method, headers: { ...req.headers, host: url.host, 'content-length': String(body.length) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({
-          status: res.statusCode ?? 500,
-          headers: Object.fromEntries(Object.entries(res.headers).filter(([k, v]) => typeof v === 'string' && !['content-length', 'transfer-encoding', 'connection'].includes(k)) as [string, string][]),
-          body: Buffer.concat(chunks).toString('utf8'),
-        }));
-        res.on('error', reject);
-      });
-      out.on('error', reject);
-      out.end(body);
-    });
-  }
+
 
   /** Asks moto for one instance, as the provider would (region-signed headers copied from the caller). */
   async function exists(req: IncomingMessage, id: string): Promise<{ found: boolean; replica: boolean }> {
     const body = Buffer.from(new URLSearchParams({ Action: 'DescribeDBInstances', Version: '2014-10-31', DBInstanceIdentifier: id }).toString());
-    const r = await forward(req, body);
+    const r = await forward(state.upstream, req, body);
     return { found: r.status === 200, replica: /<ReadReplicaSourceDBInstanceIdentifier>[^<]+</.test(r.body) };
   }
 
@@ -102,7 +87,7 @@ export async function startRdsReplicasProxy(): Promise<RdsReplicasProxy> {
             res.writeHead(400, { 'Content-Type': 'text/xml' }).end(errorXml('DBInstanceAlreadyExists', `DB instance already exists`));
             return;
           }
-          const r = await forward(req, body);
+          const r = await forward(state.upstream, req, body);
           if (r.status === 200 && action) {
             accepted.push({ action, region });
             if (action === 'PromoteReadReplica') promoted.set(`${region}|${id}`, Date.now());

@@ -243,24 +243,7 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
     }
   }
 
-  function forward(target: string, req: IncomingMessage, body: Buffer): Promise<{ status: number; headers: Record<string, string>; body: string }> {
-    const url = new URL(req.url ?? '/', target);
-    return new Promise((resolve, reject) => {
-      const headers = { ...req.headers, host: url.host, 'content-length': String(body.length) };
-      const out = request(url, { method: req.method, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({
-          status: res.statusCode ?? 500,
-          headers: Object.fromEntries(Object.entries(res.headers).filter(([k, v]) => typeof v === 'string' && !['content-length', 'transfer-encoding', 'connection'].includes(k)) as [string, string][]),
-          body: Buffer.concat(chunks).toString('utf8'),
-        }));
-        res.on('error', reject);
-      });
-      out.on('error', reject);
-      out.end(body);
-    });
-  }
+
 
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
@@ -324,4 +307,30 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
       rmSync(opts.dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface Forwarded {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Sends a request the test's proxy received on to `target` (moto, a simulator) and reads the whole answer. */
+export function forward(target: string, req: IncomingMessage, body: Buffer): Promise<Forwarded> {
+  const url = new URL(req.url ?? '/', target);
+  return new Promise((resolve, reject) => {
+    const headers = { ...req.headers, host: url.host, 'content-length': String(body.length) };
+    const out = request(url, { method: req.method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({
+        status: res.statusCode ?? 500,
+        headers: Object.fromEntries(Object.entries(res.headers).filter(([k, v]) => typeof v === 'string' && !['content-length', 'transfer-encoding', 'connection'].includes(k)) as [string, string][]),
+        body: Buffer.concat(chunks).toString('utf8'),
+      }));
+      res.on('error', reject);
+    });
+    out.on('error', reject);
+    out.end(body);
+  });
 }
