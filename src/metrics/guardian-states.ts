@@ -12,17 +12,21 @@ export function guardianStateOf(v: GuardianView): GuardianStateName {
 }
 
 export async function queryGuardianStates(client: Client, services: string[], workflowIdOf: (service: string) => string, timeoutMs = 2000): Promise<Record<string, GuardianStateName>> {
+  return askEachService(services, async (service) => guardianStateOf(await client.workflow.getHandle(workflowIdOf(service)).query<GuardianView>('state')), timeoutMs);
+}
+
+/**
+ * Asks `ask` for every service at once, for a scrape: a service whose answer fails or takes longer
+ * than `timeoutMs` (not started yet, no control worker answering) is `unknown`, so a scrape never
+ * hangs on, or fails for, one service.
+ */
+export async function askEachService<T extends string>(services: string[], ask: (service: string) => Promise<T>, timeoutMs: number): Promise<Record<string, T | 'unknown'>> {
   const entries = await Promise.all(
-    services.map(async (service): Promise<[string, GuardianStateName]> => {
+    services.map(async (service): Promise<[string, T | 'unknown']> => {
       let timer: NodeJS.Timeout | undefined;
       try {
-        const view = await Promise.race([
-          client.workflow.getHandle(workflowIdOf(service)).query<GuardianView>('state'),
-          new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('timeout')), timeoutMs); }),
-        ]);
-        return [service, guardianStateOf(view)];
+        return [service, await Promise.race([ask(service), new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('timeout')), timeoutMs); })])];
       } catch {
-        // Not started yet, or no control worker answering: a scrape must not hang on it.
         return [service, 'unknown'];
       } finally {
         clearTimeout(timer);

@@ -110,34 +110,33 @@ export class IntakeMetrics {
         if (n !== undefined) this.set(n);
       },
     });
-    this.guardianState = new Gauge({
+    this.guardianState = oneOfGauge({
       name: 'regionshift_guardian_state',
       help: 'Each service guardian\'s state (1 for the one it is in): idle, debouncing (failing signals counted, no run yet), running, cooldown (after a run: automatic runs held back), unknown (could not be asked)',
-      labelNames: ['service', 'state'],
-      registers,
-      async collect() {
-        if (!sources.guardians) return;
-        const states = await sources.guardians();
-        this.reset();
-        for (const [service, state] of Object.entries(states)) {
-          for (const s of GUARDIAN_STATES) this.set({ service, state: s }, s === state ? 1 : 0);
-        }
-      },
+      label: 'state', values: GUARDIAN_STATES, read: sources.guardians, registers,
     });
     // The alert RegionshiftNotReady (runbooks/alerts/) fires on status="fail".
-    this.readiness = new Gauge({
+    this.readiness = oneOfGauge({
       name: 'regionshift_readiness',
       help: 'Each service\'s last failover readiness evaluation (1 for its status): pass, warn, fail, unknown (none made yet, or it could not be read)',
-      labelNames: ['service', 'status'],
-      registers,
-      async collect() {
-        if (!sources.readiness) return;
-        const states = await sources.readiness();
-        this.reset();
-        for (const [service, state] of Object.entries(states)) {
-          for (const s of READINESS_STATES) this.set({ service, status: s }, s === state ? 1 : 0);
-        }
-      },
+      label: 'status', values: READINESS_STATES, read: sources.readiness, registers,
     });
   }
+}
+
+/** A gauge per service and value, 1 for the value `read` gives the service at scrape time and 0 for the others. */
+function oneOfGauge<L extends string>(o: {
+  name: string; help: string; label: L; values: readonly string[]; read?: () => Promise<Record<string, string>>; registers: Registry[];
+}): Gauge<'service' | L> {
+  return new Gauge<'service' | L>({
+    name: o.name, help: o.help, labelNames: ['service', o.label], registers: o.registers,
+    async collect() {
+      if (!o.read) return;
+      const current = await o.read();
+      this.reset();
+      for (const [service, now] of Object.entries(current)) {
+        for (const v of o.values) this.set({ service, [o.label]: v } as Record<'service' | L, string>, v === now ? 1 : 0);
+      }
+    },
+  });
 }

@@ -6,6 +6,7 @@ import type { Config, Service } from '../config/schema';
 import { residencyRuleOf } from '../policy/residency';
 import { CONTROL_TASK_QUEUE } from '../runbook/ids';
 import { durationMs } from '../runbook/duration';
+import { askEachService } from '../metrics/guardian-states';
 import type { ReadinessStateName } from '../metrics/registry';
 import type { ReadinessEvaluation, ReadinessInput } from './evaluate';
 
@@ -84,23 +85,8 @@ export async function recordedReadiness(client: Client, service: string): Promis
 }
 
 /** Each service's last evaluation's status for /metrics; unknown when there is none or it cannot be read within `timeoutMs`. */
-export async function readinessStates(client: Client, services: string[], timeoutMs = 2000): Promise<Record<string, ReadinessStateName>> {
-  const entries = await Promise.all(services.map(async (service) => {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const e = await Promise.race([
-        recordedReadiness(client, service),
-        new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('timeout')), timeoutMs); }),
-      ]);
-      return [service, e?.status ?? 'unknown'] as const;
-    } catch {
-      // A scrape must not hang on, or fail for, one service.
-      return [service, 'unknown'] as const;
-    } finally {
-      clearTimeout(timer);
-    }
-  }));
-  return Object.fromEntries(entries);
+export function readinessStates(client: Client, services: string[], timeoutMs = 2000): Promise<Record<string, ReadinessStateName>> {
+  return askEachService(services, async (service) => (await recordedReadiness(client, service))?.status ?? 'unknown', timeoutMs);
 }
 
 /**
