@@ -7,8 +7,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { createHttpActivities } from '../activities/http';
@@ -21,7 +19,7 @@ import { abortRun, buildRunInput, operateRun, RefusedError } from '../src/runs/c
 import { runMessage, STEP_ACTION } from '../src/slack/blocks';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
-import { runStubRegions, StubFleet } from './support/stub-activities';
+import { outcome, runStubRegions, StubFleet } from './support/stub-activities';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { freePort } from './support/ports';
 import { waitFor } from './support/wait';
@@ -113,17 +111,6 @@ function runbookWith(name: string, pre: string, post = ''): RunbookDoc {
   if (post) text = text.replace('  - id: repoint-standbys\n', `${post}\n  - id: repoint-standbys\n`);
   writeFileSync(file, text);
   return loadRunbook(file, { plugins });
-}
-
-async function outcome(handle: WorkflowHandle<typeof runbookWorkflow>): Promise<{ rec: RunRecord; result: string }> {
-  try {
-    return { rec: await handle.result(), result: 'succeeded' };
-  } catch (err) {
-    if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure && err.cause.details?.[0]) {
-      return { rec: err.cause.details[0] as RunRecord, result: err.cause.type ?? 'untyped' };
-    }
-    throw err;
-  }
 }
 
 const hook = (id: string, path: string, extra = '') => `  - id: ${id}

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
@@ -25,7 +25,7 @@ import { Runbook } from '../src/runbook/schema';
 import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/runbook/types';
 import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
-import { FENCE_LSN, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
+import { FENCE_LSN, outcome, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { waitFor } from './support/wait';
@@ -125,23 +125,6 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
     start: (input) => te.client.workflow.start<typeof runbookWorkflow>('runbook', { taskQueue, workflowId, args: [input] }),
     progress: () => te.client.workflow.getHandle(workflowId).query<RunRecord>('progress'),
   };
-}
-
-interface Outcome {
-  rec: RunRecord;
-  /** The failure type the CLI maps to an exit code (FAILURE), or 'succeeded'. */
-  result: string;
-}
-
-async function outcome(handle: WorkflowHandle<typeof runbookWorkflow>): Promise<Outcome> {
-  try {
-    return { rec: await handle.result(), result: 'succeeded' };
-  } catch (err) {
-    if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure && err.cause.details?.[0]) {
-      return { rec: err.cause.details[0] as RunRecord, result: err.cause.type ?? 'untyped' };
-    }
-    throw err;
-  }
 }
 
 const stepOf = (rec: RunRecord, action: ActionName) => rec.steps.find((s) => s.id === idOf(action))!;

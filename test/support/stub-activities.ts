@@ -7,12 +7,16 @@
 // unfenced primary, the target a streaming standby, traffic all on the source. A test replaces
 // what one activity answers in one region with `answer`, and reads `calls` afterwards.
 import { CancelledFailure, Context } from '@temporalio/activity';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type {
   DbNodeState, FenceResult, RegionActivities, ShiftResult, TrafficRecord, TrafficState,
 } from '../../activities/types';
 import { dataConverterFromEnv } from '../../src/codec/env';
 import { regionTaskQueue } from '../../src/runbook/ids';
+import type { RunRecord } from '../../src/runbook/types';
+import type { runbook as runbookWorkflow } from '../../workflows/runbook';
 
 export type ActivityName = keyof RegionActivities;
 
@@ -167,4 +171,22 @@ export async function runStubRegions(connection: NativeConnection, fleet: StubFl
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     await Promise.allSettled(running);
   };
+}
+
+export interface Outcome {
+  rec: RunRecord;
+  /** The failure type the CLI maps to an exit code (FAILURE), or 'succeeded'. */
+  result: string;
+}
+
+/** How a runbook run ended, with its record whether it succeeded or failed. */
+export async function outcome(handle: WorkflowHandle<typeof runbookWorkflow>): Promise<Outcome> {
+  try {
+    return { rec: await handle.result(), result: 'succeeded' };
+  } catch (err) {
+    if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure && err.cause.details?.[0]) {
+      return { rec: err.cause.details[0] as RunRecord, result: err.cause.type ?? 'untyped' };
+    }
+    throw err;
+  }
 }
