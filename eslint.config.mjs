@@ -1,5 +1,6 @@
-// Guard rails for the layout: workflow code and what it imports stay deterministic (no Node, no
-// I/O, activity types only), and nothing below the entry points reaches up into them.
+// Guard rails for the layout (README, "How it is built"): workflow code and the contract stay
+// deterministic (no Node, no I/O, activity types only), and imports run one way: entry points →
+// presentation → libraries and activities → contract.
 import { builtinModules } from 'node:module';
 import tseslint from 'typescript-eslint';
 
@@ -16,7 +17,7 @@ const DETERMINISTIC = {
   ],
   patterns: [
     {
-      group: ['**/activities', '**/activities/*', '**/activities/**', '!**/activities/types'],
+      group: ['**/activities', '**/activities/*', '**/activities/**'],
       allowTypeImports: true,
       message: 'workflow code imports activity types only (proxyActivities), never their implementation',
     },
@@ -24,15 +25,20 @@ const DETERMINISTIC = {
   ],
 };
 
-/** Entry points (the CLI, the demo, the local stack, the Slack bot, the intake server) import the rest, never the other way round. */
-const ENTRY_POINTS = {
-  patterns: [
-    {
-      group: ['**/src/cli/**', '**/src/demo/**', '**/src/stack/**', '**/src/slack/**', '../cli/**', '../demo/**', '../stack/**', '../slack/**'],
-      message: 'entry points (cli, demo, stack, slack) import the contract and the libraries, never the other way round',
-    },
-  ],
+/** Module specifiers that reach into one of `dirs` under src/, from anywhere in the repo. */
+function into(dirs) {
+  return dirs.flatMap((d) => [`**/src/${d}`, `**/src/${d}/**`, `../${d}`, `../${d}/**`, `../../${d}`, `../../${d}/**`]);
+}
+
+/** Entry points (the CLI, the Slack bot, the intake server, the local stack, the demo, build scripts) import the rest, never the other way round. */
+const ENTRY_POINTS = ['cli', 'slack', 'intake', 'stack', 'demo', 'build'];
+const NO_ENTRY_POINTS = {
+  group: into(ENTRY_POINTS),
+  message: 'entry points (cli, slack, intake, stack, demo, build) import the contract, the libraries and the presentation, never the other way round',
 };
+const NO_PRESENTATION = { group: into(['present']), message: 'presentation (src/present) is for the entry points: the contract and the libraries do not print' };
+/** The contract is the deterministic core: it may name library types (the config's shape), never run library code. */
+const LIBRARY_TYPES_ONLY = { group: into(['lib']), allowTypeImports: true, message: 'the contract (src/contract) is replayed with workflow code: library types only, never library code' };
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.regionshift/**', 'test/fixtures/**'] },
@@ -50,23 +56,22 @@ export default tseslint.config(
     },
   },
   {
-    // What workflow code imports. The runbook loader reads files for the CLI and is not part of it;
-    // the guardian's types still live beside the intake (issue 16 moves them).
-    files: [
-      'workflows/**/*.ts', 'src/runbook/**/*.ts', 'src/policy/**/*.ts', 'src/traffic/**/*.ts', 'src/reconcile/**/*.ts',
-      'src/approvals/message.ts', 'src/intake/types.ts', 'src/intake/ids.ts', 'src/intake/health-verdict.ts',
-      // Bundled with the workflows as interceptors (workers/bundle.ts).
-      'src/metrics/workflow-interceptors.ts', 'src/metrics/run-summary.ts',
-    ],
-    ignores: ['src/runbook/load.ts'],
+    // Workflow code and the contract it shares with the activities.
+    files: ['workflows/**/*.ts', 'src/contract/**/*.ts'],
     rules: {
-      'no-restricted-imports': 'off',
-      '@typescript-eslint/no-restricted-imports': ['error', { paths: DETERMINISTIC.paths, patterns: [...DETERMINISTIC.patterns, ...ENTRY_POINTS.patterns] }],
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        paths: DETERMINISTIC.paths,
+        patterns: [...DETERMINISTIC.patterns, NO_ENTRY_POINTS, NO_PRESENTATION, LIBRARY_TYPES_ONLY],
+      }],
     },
   },
   {
-    files: ['activities/**/*.ts', 'workers/**/*.ts', 'src/config/**/*.ts', 'src/postgres/**/*.ts', 'src/codec/**/*.ts', 'src/runs/**/*.ts', 'src/approvals/**/*.ts', 'src/runbook/load.ts', 'src/metrics/**/*.ts', 'src/tracing/**/*.ts'],
-    ignores: ['src/approvals/message.ts', 'src/metrics/workflow-interceptors.ts', 'src/metrics/run-summary.ts'],
-    rules: { '@typescript-eslint/no-restricted-imports': ['error', ENTRY_POINTS] },
+    // Libraries and what the workers run.
+    files: ['src/lib/**/*.ts', 'activities/**/*.ts', 'workers/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: [NO_ENTRY_POINTS, NO_PRESENTATION] }] },
+  },
+  {
+    files: ['src/present/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: [NO_ENTRY_POINTS] }] },
   },
 );

@@ -9,13 +9,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Config, Service } from '../src/config/schema';
-import { serviceTriggersOf } from '../src/config/triggers';
+import type { Config, Service } from '../src/lib/config/schema';
+import { serviceTriggersOf } from '../src/lib/config/triggers';
 import {
   canonicalMessage, DECISION_REFUSED, SIGNATURE_MAX_AGE_MS, SIGNATURE_MAX_SKEW_MS, SLACK_DECISION_KEY_ENV, SSH_NAMESPACE,
   type DecisionClaim, type DecisionSignature, type VerifiedDecision,
-} from '../src/approvals/message';
-import type { Mode } from '../src/runbook/types';
+} from '../src/contract/approvals';
+import type { Mode } from '../src/contract/runbook/types';
 
 export interface VerifyDecisionInput {
   service: string;

@@ -4,7 +4,7 @@
 // task, a round trip through the server, before the run can close.
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { RunSummary } from '../src/intake/types';
+import type { RunSummary } from '../src/contract/guardian/types';
 
 export interface GuardianNoticeInput {
   guardianWorkflowId: string;

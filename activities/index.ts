@@ -1,5 +1,5 @@
-import type { Config, Service } from '../src/config/schema';
-import type { CacheActivities, RegionActivities, ServiceRef } from './types';
+import type { Config, Service } from '../src/lib/config/schema';
+import type { CacheActivities, RegionActivities, ServiceRef } from '../src/contract/activities';
 import { createCacheActivities } from './cache';
 import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora';
 import { createPostgresActivities, type PostgresActivities } from './db/postgres';

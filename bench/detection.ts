@@ -5,17 +5,17 @@
 // (two regions: one vantage point, so a quorum of one), so no guardian state or cooldown carries.
 import { rmSync } from 'node:fs';
 import { Client as PgClient } from 'pg';
-import { loadConfig } from '../src/config/load';
-import type { Config } from '../src/config/schema';
+import { loadConfig } from '../src/lib/config/load';
+import type { Config } from '../src/lib/config/schema';
 import { ensureLedger, nodeOf } from '../src/demo/ledger';
 import { killRegion } from '../src/demo/region';
-import { dsn, type PgNode } from '../src/postgres/node';
-import { runWorkflowId } from '../src/runbook/ids';
-import { awaitRecord, connect } from '../src/runs/client';
+import { dsn, type PgNode } from '../src/lib/postgres/node';
+import { runWorkflowId } from '../src/contract/runbook/ids';
+import { awaitRecord, connect } from '../src/lib/runs/client';
 import { stackCodecEnv } from '../src/stack/codec';
 import { stackDown, stackUp } from '../src/stack/stack';
 import { writeTempStack } from '../src/stack/temp';
-import { postgresDatabase } from '../src/config/schema';
+import { postgresDatabase } from '../src/lib/config/schema';
 import { BENCH_POLICY } from './failover';
 import type { BenchContext, BenchSection, SectionResult } from './section';
 import { spread } from './stats';

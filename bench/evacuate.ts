@@ -5,9 +5,9 @@
 // over back and statements is undrained, so every run evacuates the same layout.
 import { performance } from 'node:perf_hooks';
 import type { Client } from '@temporalio/client';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import { connect } from '../src/runs/client';
-import { awaitEvacuation, buildEvacuateInput, startEvacuation } from '../src/runs/evacuate';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import { connect } from '../src/lib/runs/client';
+import { awaitEvacuation, buildEvacuateInput, startEvacuation } from '../src/lib/runs/evacuate';
 import { waitUntilStreaming } from '../src/stack/postgres';
 import { nodeOf } from '../src/demo/ledger';
 import { runDrain, runFailover } from '../src/demo/runs';

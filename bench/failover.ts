@@ -1,14 +1,14 @@
 // Failover figures: planned wall time and orchestration overhead (from each run's history), and
 // unplanned RTO from the moment the primary dies (the run's own rtoMs, triggered at the kill).
 import { standInSigner } from '../src/demo/approver';
-import { postgresDatabase } from '../src/config/schema';
+import { postgresDatabase } from '../src/lib/config/schema';
 import { presentIds, ensureLedger, nodeOf } from '../src/demo/ledger';
 import { killRegion, rebuildPair } from '../src/demo/region';
 import { runFailover, type FailoverRun } from '../src/demo/runs';
 import { waitUntilStreaming } from '../src/stack/postgres';
 import { createRoute53Activities } from '../activities/traffic/route53';
-import { primaryRegionOf } from '../src/traffic/plan';
-import type { RunRecord } from '../src/runbook/types';
+import { primaryRegionOf } from '../src/contract/traffic/plan';
+import type { RunRecord } from '../src/contract/runbook/types';
 import { runTiming, timelineOf, type RunTiming } from './history';
 import type { BenchContext, BenchSection, SectionResult } from './section';
 import { spread, type Figures } from './stats';

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Client } from '@temporalio/client';
 import { nodeOf } from '../src/demo/ledger';
 import { runFailover } from '../src/demo/runs';
-import { connect, findService } from '../src/runs/client';
+import { connect, findService } from '../src/lib/runs/client';
 import { waitUntilStreaming } from '../src/stack/postgres';
 import { BENCH_POLICY } from './failover';
 import { runTiming } from './history';

@@ -27,15 +27,15 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import type { Client } from '@temporalio/client';
-import type { Config, Service } from '../src/config/schema';
+import type { Config, Service } from '../src/lib/config/schema';
 import { Deliverer, guardianSeed } from '../src/intake/deliver';
 import { AlarmJournal } from '../src/intake/journal';
 import { startIntakeServer } from '../src/intake/server';
-import type { GuardianInput } from '../src/intake/types';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import { CONTROL_TASK_QUEUE, runWorkflowId } from '../src/runbook/ids';
-import type { RunRecord } from '../src/runbook/types';
-import { abortRun, awaitRecord } from '../src/runs/client';
+import type { GuardianInput } from '../src/contract/guardian/types';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import { CONTROL_TASK_QUEUE, runWorkflowId } from '../src/contract/runbook/ids';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { abortRun, awaitRecord } from '../src/lib/runs/client';
 import { alertmanagerBody, type LoadInput, type LoadResult } from './intake-load';
 import type { BenchSection, SectionResult } from './section';
 
@@ -233,7 +233,7 @@ async function standalone(argv: string[]): Promise<number> {
   const say = (line: string) => (values.json ? console.error(line) : console.log(line));
   const { makeBenchStack } = await import('./temp-stack');
   const { BENCH_POLICY } = await import('./failover');
-  const { connect } = await import('../src/runs/client');
+  const { connect } = await import('../src/lib/runs/client');
   const stack = await makeBenchStack(BENCH_POLICY);
   let client: Client | undefined;
   try {

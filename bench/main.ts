@@ -3,8 +3,8 @@
 // the end). Each section adds its figures under its own keys; --json prints the merged object
 // and nothing else on stdout.
 import { parseArgs } from 'node:util';
-import { postgresDatabase } from '../src/config/schema';
-import { connect } from '../src/runs/client';
+import { postgresDatabase } from '../src/lib/config/schema';
+import { connect } from '../src/lib/runs/client';
 import { ensureLedger, nodeOf } from '../src/demo/ledger';
 import { startWriteLoad, type WriteLoad } from '../src/demo/load';
 import { configRegions } from '../src/demo/region';

@@ -10,13 +10,13 @@
 // `reconcile` as the CLI runs it.
 import { standInSigner } from '../src/demo/approver';
 import { Client as PgClient } from 'pg';
-import { reconcileConfigOf } from '../src/config/reconcile';
-import { postgresDatabase } from '../src/config/schema';
+import { reconcileConfigOf } from '../src/lib/config/reconcile';
+import { postgresDatabase } from '../src/lib/config/schema';
 import { ensureLedger, nodeOf } from '../src/demo/ledger';
 import { cutReplication, killRegion, rebuildPair, reviveRegion } from '../src/demo/region';
 import { runFailover, runFollowUp } from '../src/demo/runs';
-import { dsn, PG_SUPERUSER, type PgNode } from '../src/postgres/node';
-import type { RunRecord, StepState } from '../src/runbook/types';
+import { dsn, PG_SUPERUSER, type PgNode } from '../src/lib/postgres/node';
+import type { RunRecord, StepState } from '../src/contract/runbook/types';
 import { checksumDiff, naiveDiff, verifySpecs } from '../activities/reconcile/verify';
 import { fundAccounts, generateTransactions } from './ledger-gen';
 import type { BenchContext, BenchSection, SectionResult } from './section';

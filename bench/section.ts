@@ -1,7 +1,7 @@
 // What a bench section is: a named piece of the bench that returns its figures (nested under
 // its own keys, deep-merged with every other section's) and the checks a person reads.
 import type { Client } from '@temporalio/client';
-import type { Config, Service } from '../src/config/schema';
+import type { Config, Service } from '../src/lib/config/schema';
 import type { WriteLoad } from '../src/demo/load';
 import type { BenchStack } from './temp-stack';
 import type { Figures } from './stats';

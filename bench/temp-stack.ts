@@ -1,8 +1,8 @@
 // The bench's own local stack: free ports, a temporary REGIONSHIFT_HOME and data directories,
 // so a bench never disturbs (or is disturbed by) a stack someone is using.
 import { rmSync } from 'node:fs';
-import { loadConfig } from '../src/config/load';
-import type { Config } from '../src/config/schema';
+import { loadConfig } from '../src/lib/config/load';
+import type { Config } from '../src/lib/config/schema';
 import { stackDown, stackUp, type UpResult } from '../src/stack/stack';
 import { writeTempStack, type TempStackOptions } from '../src/stack/temp';
 

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
-import { Config } from '../src/config/schema';
+import { Config } from '../src/lib/config/schema';
 import { startRdsSim, type RdsSim } from './support/rds-sim';
 
 const WEST = 'us-west-2';

@@ -4,7 +4,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAuroraActivities, type AuroraOptions } from '../activities/db/aurora';
-import { Config } from '../src/config/schema';
+import { Config } from '../src/lib/config/schema';
 import { startRdsSim, type RdsSim, type RdsSimOptions } from './support/rds-sim';
 
 const WEST = 'us-west-2';

@@ -6,12 +6,12 @@
 // primary demoted and keeps the snapshot Aurora took of it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTrafficRecords } from '../activities/traffic/route53';
-import { Config } from '../src/config/schema';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/runbook/ids';
-import type { RunRecord } from '../src/runbook/types';
-import { awaitRecord, buildRunInput, startRun } from '../src/runs/client';
-import { handoffOf } from '../src/runs/reconcile';
+import { Config } from '../src/lib/config/schema';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/contract/runbook/ids';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { awaitRecord, buildRunInput, startRun } from '../src/lib/runs/client';
+import { handoffOf } from '../src/lib/runs/reconcile';
 import { createAwsEnv, type AwsEnv } from './support/aws-env';
 import { startRdsSim, type RdsSim } from './support/rds-sim';
 

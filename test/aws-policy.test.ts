@@ -4,14 +4,14 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DbNodeState } from '../activities/types';
-import { parseYaml } from '../src/config/load';
+import type { DbNodeState } from '../src/contract/activities';
+import { parseYaml } from '../src/lib/config/load';
 import { problemsOf } from './support/config-problems';
-import { Config } from '../src/config/schema';
-import { residencyRuleOf, residencyViolation } from '../src/policy/residency';
-import { chooseTarget, NoTargetError } from '../src/policy/target';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import { buildRunInput, InputError } from '../src/runs/client';
+import { Config } from '../src/lib/config/schema';
+import { residencyRuleOf, residencyViolation } from '../src/contract/policy/residency';
+import { chooseTarget, NoTargetError } from '../src/contract/policy/target';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import { buildRunInput, InputError } from '../src/lib/runs/client';
 
 const ROOT = join(__dirname, '..');
 

@@ -14,7 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createAuroraActivities } from '../activities/db/aurora';
 import { createRegionActivities } from '../activities';
-import { Config } from '../src/config/schema';
+import { Config } from '../src/lib/config/schema';
 import { createAuroraOnMoto, createUnplannedFailoverSnapshot, putLag, rdsOn } from './support/aurora-moto';
 import { startMoto, type MotoServer } from './support/moto';
 

@@ -6,10 +6,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
 import { createRoute53Client, ensureTrafficRecords } from '../activities/traffic/route53';
-import type { TrafficState } from '../activities/types';
-import { parseYaml } from '../src/config/load';
-import { Config, route53Traffic } from '../src/config/schema';
-import { primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
+import type { TrafficState } from '../src/contract/activities';
+import { parseYaml } from '../src/lib/config/load';
+import { Config, route53Traffic } from '../src/lib/config/schema';
+import { primaryRegionOf, shiftedRecords } from '../src/contract/traffic/plan';
 import { problemsOf } from './support/config-problems';
 import { startMoto, type MotoServer } from './support/moto';
 

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCacheActivities } from '../activities/cache';
-import { Config } from '../src/config/schema';
+import { Config } from '../src/lib/config/schema';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';

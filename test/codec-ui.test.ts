@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChromium } from '../src/stack/stack';
-import { freePorts } from '../src/stack/net';
+import { freePorts } from '../src/lib/net';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { runStubRegions, StubFleet } from './support/stub-activities';
-import { awaitRecord, buildRunInput, startRun } from '../src/runs/client';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
+import { awaitRecord, buildRunInput, startRun } from '../src/lib/runs/client';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import { REPO } from './support/stack-env';
 import { waitFor } from './support/wait';
 

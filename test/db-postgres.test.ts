@@ -10,8 +10,8 @@ import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresActivities, DbFailure, type PostgresActivities } from '../activities/db/postgres';
 import { attemptReadWriteLogin, lsnToBigInt, type ConnTarget } from '../activities/db/sql';
-import { Config } from '../src/config/schema';
-import { psql, stop, type PgNode } from '../src/postgres/node';
+import { Config } from '../src/lib/config/schema';
+import { psql, stop, type PgNode } from '../src/lib/postgres/node';
 import { createPgPair, type PgPair } from './support/pg-pair';
 
 const SERVICE = { service: 'ledger' };

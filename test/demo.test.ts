@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/load';
+import { loadConfig } from '../src/lib/config/load';
 import { killLeftovers, makeTempStack, processesOf, REPO, runCli, type CliResult, type TempStack } from './support/stack-env';
 
 interface Step {

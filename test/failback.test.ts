@@ -5,12 +5,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoute53Activities } from '../activities/traffic/route53';
 import { startWriteLoad, type WriteLoad } from '../src/demo/load';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import type { RunRecord } from '../src/runbook/types';
-import type { CaseAction } from '../src/reconcile/types';
-import { awaitRecord, RefusedError, startRun } from '../src/runs/client';
-import { buildFollowUpInput, listCases, resolveCase } from '../src/runs/reconcile';
-import type { TrafficState } from '../activities/types';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import type { RunRecord } from '../src/contract/runbook/types';
+import type { CaseAction } from '../src/contract/reconcile';
+import { awaitRecord, RefusedError, startRun } from '../src/lib/runs/client';
+import { buildFollowUpInput, listCases, resolveCase } from '../src/lib/runs/reconcile';
+import type { TrafficState } from '../src/contract/activities';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { badBalances, EAST, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
 import { waitFor } from './support/wait';

@@ -4,11 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoute53Activities } from '../activities/traffic/route53';
-import { psql, start, stop } from '../src/postgres/node';
-import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/runbook/ids';
-import type { RunRecord } from '../src/runbook/types';
-import { approveRun, awaitRecord, startRun } from '../src/runs/client';
-import { primaryRegionOf } from '../src/traffic/plan';
+import { psql, start, stop } from '../src/lib/postgres/node';
+import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/contract/runbook/ids';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { approveRun, awaitRecord, startRun } from '../src/lib/runs/client';
+import { primaryRegionOf } from '../src/contract/traffic/plan';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
 import { signerFor } from './support/signing';

@@ -5,15 +5,15 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresActivities } from '../activities/db/postgres';
-import type { DbNodeState } from '../activities/types';
-import { psql, start, stop } from '../src/postgres/node';
-import { followWatcherWorkflowId, runWorkflowId } from '../src/runbook/ids';
-import type { RunRecord } from '../src/runbook/types';
-import { awaitRecord, startRun } from '../src/runs/client';
+import type { DbNodeState } from '../src/contract/activities';
+import { psql, start, stop } from '../src/lib/postgres/node';
+import { followWatcherWorkflowId, runWorkflowId } from '../src/contract/runbook/ids';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { awaitRecord, startRun } from '../src/lib/runs/client';
 import { Deliverer } from '../src/intake/deliver';
-import { guardianWorkflowId } from '../src/intake/ids';
-import type { AlarmSignal, GuardianView } from '../src/intake/types';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
+import { guardianWorkflowId } from '../src/contract/guardian/ids';
+import type { AlarmSignal, GuardianView } from '../src/contract/guardian/types';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import { createFailoverEnv, partitionStandby, SERVICE, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
 

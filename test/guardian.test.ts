@@ -5,14 +5,15 @@
 import { CreateHealthCheckCommand, Route53Client, type HealthCheckRegion } from '@aws-sdk/client-route-53';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dataConverterFromEnv } from '../src/codec/env';
+import { dataConverterFromEnv } from '../src/lib/codec/env';
 import { Deliverer } from '../src/intake/deliver';
-import { createHealthActivities, startHealthWatchers } from '../src/intake/health';
-import { guardianWorkflowId, healthWatcherWorkflowId, INTAKE_TASK_QUEUE } from '../src/intake/ids';
-import type { AlarmSignal, GuardianSettings, GuardianView, HealthWatcherView } from '../src/intake/types';
-import { runWorkflowId } from '../src/runbook/ids';
-import type { RunRecord } from '../src/runbook/types';
-import { approveRun, awaitRecord, RefusedError } from '../src/runs/client';
+import { createHealthActivities } from '../activities/health';
+import { startHealthWatchers } from '../src/intake/health-watchers';
+import { guardianWorkflowId, healthWatcherWorkflowId, INTAKE_TASK_QUEUE } from '../src/contract/guardian/ids';
+import type { AlarmSignal, GuardianSettings, GuardianView, HealthWatcherView } from '../src/contract/guardian/types';
+import { runWorkflowId } from '../src/contract/runbook/ids';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { approveRun, awaitRecord, RefusedError } from '../src/lib/runs/client';
 import { decide, initialState, undrainDue } from '../workflows/guardian';
 import { startRigs } from './support/rigs';
 import { runbookFromText } from './support/failover-env';
@@ -254,7 +255,7 @@ describe('guardian on Temporal', () => {
     const observations = await createHealthActivities().route53HealthCheckStatus({ healthCheckId: hc.HealthCheck!.Id!, endpointUrl: moto.url });
     expect(observations.length).toBeGreaterThan(0);
     expect(observations[0]!.status).toMatch(/^Success/);
-    const { healthVerdict } = await import('../src/intake/health-verdict');
+    const { healthVerdict } = await import('../src/contract/guardian/health-verdict');
     expect(healthVerdict(observations, 0.18).verdict).toBe('healthy');
   });
 

@@ -1,11 +1,11 @@
 // What a run's record becomes in the metrics, without servers: the summary the workflow
-// interceptor hands to the sink (src/metrics/run-summary.ts) and what the worker's registry makes
+// interceptor hands to the sink (src/contract/run-summary.ts) and what the worker's registry makes
 // of it. The end-to-end path (a real run, a real /metrics) is in observability.test.ts; the cases
 // here are the ones a planned failover does not reach: refusals, aborts, dry runs, approvals.
 import { describe, expect, it } from 'vitest';
-import { newRegistry, WorkerMetrics } from '../src/metrics/registry';
-import { summarizeRun } from '../src/metrics/run-summary';
-import type { RunRecord } from '../src/runbook/types';
+import { newRegistry, WorkerMetrics } from '../src/lib/metrics/registry';
+import { summarizeRun } from '../src/contract/run-summary';
+import type { RunRecord } from '../src/contract/runbook/types';
 import { find, parseExposition } from './support/prom-text';
 
 const T0 = Date.parse('2026-12-04T10:00:00.000Z');

@@ -3,10 +3,11 @@
 // pair passes; a stopped standby fails it, the evaluation naming the standby; restarted, it
 // passes again. Also: the judgement itself on observed topologies (lag over budget, residency).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { start, stop } from '../src/postgres/node';
-import { evaluateReadiness, type ReadinessInput } from '../src/readiness/evaluate';
-import { formatReadiness, latestReadiness, readinessScheduleId, recordedReadiness } from '../src/readiness/schedule';
-import type { Service } from '../src/config/schema';
+import { start, stop } from '../src/lib/postgres/node';
+import { evaluateReadiness, type ReadinessInput } from '../src/contract/readiness';
+import { latestReadiness, readinessScheduleId, recordedReadiness } from '../src/lib/readiness';
+import { formatReadiness } from '../src/present/readiness';
+import type { Service } from '../src/lib/config/schema';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
 

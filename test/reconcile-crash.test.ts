@@ -4,10 +4,10 @@
 // retries the activity on the restarted worker, which applies everything exactly once. Then a
 // failback with cases still open goes ahead only with an override, and records it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import type { RunRecord } from '../src/runbook/types';
-import { awaitRecord, startRun } from '../src/runs/client';
-import { buildFollowUpInput, listCases } from '../src/runs/reconcile';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { awaitRecord, startRun } from '../src/lib/runs/client';
+import { buildFollowUpInput, listCases } from '../src/lib/runs/reconcile';
 import { createFailoverEnv, spawnRegionWorker, type FailoverEnv, type WorkerProcess } from './support/failover-env';
 import { badBalances, EAST, journalHas, makeDivergence, pgClient, sql, WEST, type DivergenceRun } from './support/divergence';
 import { waitFor } from './support/wait';

@@ -6,7 +6,7 @@
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checksumDiff, naiveDiff, rowHashSql, type VerifySpec } from '../activities/reconcile/verify';
-import { dsn, PG_SUPERUSER } from '../src/postgres/node';
+import { dsn, PG_SUPERUSER } from '../src/lib/postgres/node';
 import { createPgCluster, type PgCluster } from './support/pg-pair';
 
 let pg: PgCluster;

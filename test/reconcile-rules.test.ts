@@ -1,7 +1,7 @@
 // Reconciliation's decisions on their own (activities/reconcile/rules.ts): no database, just rows.
 import { describe, expect, it } from 'vitest';
 import { classify, classifyRow, splitOverdrafts, type EntryRow, type JournalRow, type StateRow } from '../activities/reconcile/rules';
-import { ReconcileConfig, type MutableTable } from '../src/config/reconcile';
+import { ReconcileConfig, type MutableTable } from '../src/lib/config/reconcile';
 
 const cfg = ReconcileConfig.parse({ mutable: [{ table: 'loans', keyPrefix: 'loan:', states: ['PENDING', 'APPROVED', 'DISBURSED', 'COMPLETED'] }] });
 const loans = cfg.mutable[0] as MutableTable;

@@ -5,15 +5,15 @@
 // escalated. Rows the window names may rightly differ and are left to classify and apply. A
 // second mutable table, with a bigint key and 100,000 rows, makes the bisection go a level deeper.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReconcileConfig } from '../src/config/reconcile';
+import { ReconcileConfig } from '../src/lib/config/reconcile';
 import { DEMO_RECONCILE, ensureLedger } from '../src/demo/ledger';
 import { uuidv7 } from '../src/demo/uuidv7';
-import { PG_APP_ROLE } from '../src/postgres/node';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import type { RunRecord } from '../src/runbook/types';
-import type { ReconcileCase, VerifyMismatch } from '../src/reconcile/types';
-import { awaitRecord, startRun } from '../src/runs/client';
-import { buildFollowUpInput, listCases } from '../src/runs/reconcile';
+import { PG_APP_ROLE } from '../src/lib/postgres/node';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import type { RunRecord } from '../src/contract/runbook/types';
+import type { ReconcileCase, VerifyMismatch } from '../src/contract/reconcile';
+import { awaitRecord, startRun } from '../src/lib/runs/client';
+import { buildFollowUpInput, listCases } from '../src/lib/runs/reconcile';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
 import { EAST, makeDivergence, pgClient, sql, WEST, type DivergenceRun } from './support/divergence';
 

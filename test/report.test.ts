@@ -1,8 +1,8 @@
 // The first line of a run, as the CLI and the Slack bot print it: a reconciliation carries mode
 // unplanned and a failback is a planned switchover, but neither header may say so.
 import { describe, expect, it } from 'vitest';
-import { formatRecord, headline } from '../src/cli/report';
-import type { RunRecord } from '../src/runbook/types';
+import { formatRecord, headline } from '../src/present/run';
+import type { RunRecord } from '../src/contract/runbook/types';
 
 function rec(kind: string, mode: 'planned' | 'unplanned', extra: Partial<RunRecord> = {}): RunRecord {
   return { kind, service: 'ledger', source: 'us-west-2', target: 'us-east-1', mode, dryRun: false, status: 'succeeded', steps: [], ...extra } as unknown as RunRecord;

@@ -4,10 +4,10 @@
 // engineered conflicts (test/support/divergence.ts); `reconcile` from Slack opens cases, which are
 // listed with their buttons and decided by clicks, each answered with the system's verdict.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runWorkflowId } from '../src/runbook/ids';
-import type { ReconcileCase } from '../src/reconcile/types';
-import { awaitRecord } from '../src/runs/client';
-import { listCases } from '../src/runs/reconcile';
+import { runWorkflowId } from '../src/contract/runbook/ids';
+import type { ReconcileCase } from '../src/contract/reconcile';
+import { awaitRecord } from '../src/lib/runs/client';
+import { listCases } from '../src/lib/runs/reconcile';
 import { CASE_ACTION, CASES_EVENT_KEY } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
 import { startRigs } from './support/rigs';

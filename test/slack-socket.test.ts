@@ -4,7 +4,7 @@
 import { SocketModeReceiver } from '@slack/bolt';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createSlackBot, slackSecretsFromEnv, type SlackBot } from '../src/slack/bot';
-import { SlackConfig } from '../src/config/triggers';
+import { SlackConfig } from '../src/lib/config/triggers';
 import { startRigs } from './support/rigs';
 import { startSlackApi, type SlackApi } from './support/slack-api';
 import { startSocketModeServer, type SocketModeServer } from './support/socket-mode-server';

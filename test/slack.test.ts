@@ -5,9 +5,9 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runWorkflowId } from '../src/runbook/ids';
-import type { RunRecord } from '../src/runbook/types';
-import { awaitRecord } from '../src/runs/client';
+import { runWorkflowId } from '../src/contract/runbook/ids';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { awaitRecord } from '../src/lib/runs/client';
 import { ACTION } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
 import { startRigs } from './support/rigs';

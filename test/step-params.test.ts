@@ -1,14 +1,14 @@
-// Step parameters, plugin steps and per-service runbooks at load time (src/runbook/schema.ts,
-// src/runbook/params.ts, src/plugins/load.ts) and through `regionshift validate`: a wrong
+// Step parameters, plugin steps and per-service runbooks at load time (src/contract/runbook/schema.ts,
+// src/contract/runbook/params.ts, src/lib/plugins.ts) and through `regionshift validate`: a wrong
 // parameter is refused naming the file, the line and the field, before anything runs.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config/load';
-import { loadPlugins } from '../src/plugins/load';
-import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../src/runbook/load';
+import { ConfigError, loadConfig } from '../src/lib/config/load';
+import { loadPlugins } from '../src/lib/plugins';
+import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../src/lib/runbooks';
 
 const ROOT = join(__dirname, '..');
 const CLI = join(ROOT, 'bin', 'regionshift.js');

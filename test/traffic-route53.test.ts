@@ -8,8 +8,8 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoute53Activities, createRoute53Client, currentPrimaryRegion, ensureTrafficRecords } from '../activities/traffic/route53';
-import type { TrafficState } from '../activities/types';
-import { Config, route53Traffic } from '../src/config/schema';
+import type { TrafficState } from '../src/contract/activities';
+import { Config, route53Traffic } from '../src/lib/config/schema';
 import { startMoto, type MotoServer } from './support/moto';
 
 let moto: MotoServer;

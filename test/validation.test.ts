@@ -4,12 +4,12 @@ import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseYaml } from '../src/config/load';
+import { loadConfig, parseYaml } from '../src/lib/config/load';
 import { problemsOf } from './support/config-problems';
-import { Config, postgresDatabase } from '../src/config/schema';
-import { ServiceTriggers, serviceTriggersOf } from '../src/config/triggers';
-import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
-import { Runbook } from '../src/runbook/schema';
+import { Config, postgresDatabase } from '../src/lib/config/schema';
+import { ServiceTriggers, serviceTriggersOf } from '../src/lib/config/triggers';
+import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
+import { Runbook } from '../src/contract/runbook/schema';
 
 
 describe('runbooks', () => {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { REPO_ROOT } from '../src/paths';
+import { REPO_ROOT } from '../src/lib/paths';
 
 export const WORKFLOWS_PATH = join(REPO_ROOT, 'workflows', 'index.ts');
 export const WORKFLOW_BUNDLE = join(REPO_ROOT, 'dist', 'workflow-bundle.js');
@@ -11,7 +11,7 @@ export const WORKFLOW_BUNDLE = join(REPO_ROOT, 'dist', 'workflow-bundle.js');
  */
 export const WORKFLOW_INTERCEPTOR_MODULES = [
   require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors'),
-  join(REPO_ROOT, 'src', 'metrics', 'workflow-interceptors.ts'),
+  join(REPO_ROOT, 'workflows', 'interceptors.ts'),
 ];
 
 /**

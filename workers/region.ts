@@ -7,12 +7,12 @@ import { createRegionActivities } from '../activities';
 import { createDecisionActivities } from '../activities/approvals';
 import { createGuardianNoticeActivities } from '../activities/guardian';
 import { createHttpActivities } from '../activities/http';
-import { loadPlugins, pluginActivities } from '../src/plugins/load';
-import { dataConverterFromEnv } from '../src/codec/env';
-import type { Config } from '../src/config/schema';
-import { installWorkerRuntime, startWorkerMetrics, workerMetricsPort, type PortChoice, type WorkerMetricsSetup } from '../src/metrics/worker';
-import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/runbook/ids';
-import { activityInterceptors, startTracing, workflowExporterSink, type Tracing } from '../src/tracing/otel';
+import { loadPlugins, pluginActivities } from '../src/lib/plugins';
+import { dataConverterFromEnv } from '../src/lib/codec/env';
+import type { Config } from '../src/lib/config/schema';
+import { installWorkerRuntime, startWorkerMetrics, workerMetricsPort, type PortChoice, type WorkerMetricsSetup } from '../src/lib/metrics/worker';
+import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/contract/runbook/ids';
+import { activityInterceptors, startTracing, workflowExporterSink, type Tracing } from '../src/lib/tracing';
 import { controlBundle, controlDeploymentOptions, makeCurrentVersion } from './versioning';
 
 export interface RegionWorkerOptions {
@@ -106,7 +106,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         // their guardian they ended from here.
         activities: { ...createDecisionActivities(opts.config), ...createGuardianNoticeActivities(), ...createHttpActivities('control'), ...appSteps },
         interceptors: { activity },
-        // Runs report their end (metrics) and their spans through these (src/metrics/workflow-interceptors.ts).
+        // Runs report their end (metrics) and their spans through these (workflows/interceptors.ts).
         sinks: { ...metrics.sinks, ...workflowExporterSink(tracing) },
       }),
     );

@@ -6,13 +6,13 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, type ActivityOptions } from '@temporalio/common';
 import type { HttpActivities, HttpCallInput, HttpCallResult } from '../activities/http';
-import { isCustomAction, type StepPlacement } from '../src/runbook/catalog';
-import { durationMs } from '../src/runbook/duration';
-import { regionTaskQueue } from '../src/runbook/ids';
-import type { HttpCallParams } from '../src/runbook/params';
-import { renderJson, renderTemplate, type TemplateValues } from '../src/runbook/template';
-import type { RunInput, RunRecord, Step, StepState } from '../src/runbook/types';
-import type { PluginStepInput, StepContext } from '../src/plugins/types';
+import { isCustomAction, type StepPlacement } from '../src/contract/runbook/catalog';
+import { durationMs } from '../src/contract/runbook/duration';
+import { regionTaskQueue } from '../src/contract/runbook/ids';
+import type { HttpCallParams } from '../src/contract/runbook/params';
+import { renderJson, renderTemplate, type TemplateValues } from '../src/contract/runbook/template';
+import type { RunInput, RunRecord, Step, StepState } from '../src/contract/runbook/types';
+import type { PluginStepInput, StepContext } from '../src/contract/plugin';
 
 export interface AppStepContext {
   input: RunInput;

@@ -6,10 +6,10 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DecisionActivities } from '../activities/approvals';
-import { caseSubject, DECISION_REFUSED, type DecisionClaim, type DecisionSignature, type VerifiedDecision } from '../src/approvals/message';
-import { durationMs } from '../src/runbook/duration';
-import type { AbortInput, ApproveInput, PendingApproval, RunInput, RunRecord, StepState } from '../src/runbook/types';
-import type { CaseResolveInput } from '../src/reconcile/types';
+import { caseSubject, DECISION_REFUSED, type DecisionClaim, type DecisionSignature, type VerifiedDecision } from '../src/contract/approvals';
+import { durationMs } from '../src/contract/runbook/duration';
+import type { AbortInput, ApproveInput, PendingApproval, RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
+import type { CaseResolveInput } from '../src/contract/reconcile';
 
 export const approveUpdate = wf.defineUpdate<string, [ApproveInput]>('approve');
 export const abortUpdate = wf.defineUpdate<string, [AbortInput]>('abort');

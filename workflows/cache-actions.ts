@@ -6,9 +6,9 @@
 // the database's lag gate); an unplanned one promotes what the target has.
 import * as wf from '@temporalio/workflow';
 import type { ActivityOptions } from '@temporalio/common';
-import type { CacheActivities } from '../activities/types';
-import { regionTaskQueue } from '../src/runbook/ids';
-import type { RunInput, RunRecord, Step, StepState } from '../src/runbook/types';
+import type { CacheActivities } from '../src/contract/activities';
+import { regionTaskQueue } from '../src/contract/runbook/ids';
+import type { RunInput, RunRecord, Step, StepState } from '../src/contract/runbook/types';
 
 export const CACHE_ACTIONS = ['cache.fence', 'cache.promote', 'cache.repoint'] as const;
 export type CacheAction = (typeof CACHE_ACTIONS)[number];

@@ -7,10 +7,10 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
-import type { DbNodeState, RegionActivities, TrafficRecord, TrafficState } from '../activities/types';
-import { regionTaskQueue } from '../src/runbook/ids';
-import type { DrainRecord, RunInput, RunRecord, StepState } from '../src/runbook/types';
-import { describeRecords, primaryRegionOf } from '../src/traffic/plan';
+import type { DbNodeState, RegionActivities, TrafficRecord, TrafficState } from '../src/contract/activities';
+import { regionTaskQueue } from '../src/contract/runbook/ids';
+import type { DrainRecord, RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
+import { describeRecords, primaryRegionOf } from '../src/contract/traffic/plan';
 
 export const DRAIN_ACTIONS = ['traffic.drain', 'traffic.undrain', 'traffic.verify'] as const;
 export type DrainAction = (typeof DRAIN_ACTIONS)[number] | 'preflight';

@@ -4,15 +4,15 @@
 // changing nothing), then runs, as a child with the service's own run id (regionshift-<service>,
 // so single flight holds against the CLI, Slack and the guardian):
 // - a failover when the writer is in the region, to the target chosen as `--to auto` does
-//   (src/policy/target.ts: healthy, least lag, residency-allowed);
+//   (src/contract/policy/target.ts: healthy, least lag, residency-allowed);
 // - a drain when the region only serves traffic;
 // - nothing when it does neither.
 // The result is one report: per service what ran, its RTO and RPO, and what failed.
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { chooseTarget, NoTargetError } from '../src/policy/target';
-import { runWorkflowId } from '../src/runbook/ids';
-import type { Mode, RunInput, RunRecord } from '../src/runbook/types';
+import { chooseTarget, NoTargetError } from '../src/contract/policy/target';
+import { runWorkflowId } from '../src/contract/runbook/ids';
+import type { Mode, RunInput, RunRecord } from '../src/contract/runbook/types';
 import { serves } from './drain-actions';
 import { SA } from './search-attributes';
 

@@ -13,18 +13,18 @@
 // health checks and delivers failing ones to the guardian as alarms.
 import * as wf from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { durationMs } from '../src/runbook/duration';
-import { chooseTarget } from '../src/policy/target';
-import { regionTaskQueue, runWorkflowId } from '../src/runbook/ids';
-import type { DbNodeState, RegionActivities } from '../activities/types';
+import { durationMs } from '../src/contract/runbook/duration';
+import { chooseTarget } from '../src/contract/policy/target';
+import { regionTaskQueue, runWorkflowId } from '../src/contract/runbook/ids';
+import type { DbNodeState, RegionActivities } from '../src/contract/activities';
 import type { GuardianNoticeActivities } from '../activities/guardian';
-import type { AttachedAlarm, RunInput, RunRecord } from '../src/runbook/types';
-import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/intake/ids';
-import { healthVerdict, type HealthVerdict } from '../src/intake/health-verdict';
+import type { AttachedAlarm, RunInput, RunRecord } from '../src/contract/runbook/types';
+import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/contract/guardian/ids';
+import { healthVerdict, type HealthVerdict } from '../src/contract/guardian/health-verdict';
 import type {
   AlarmSignal, AlarmTrack, Decision, DecisionKind, FailingSignal, GuardianInput, GuardianSeed, GuardianSettings,
   GuardianState, GuardianView, HealthActivities, HealthWatcherInput, HealthWatcherView, RunSummary,
-} from '../src/intake/types';
+} from '../src/contract/guardian/types';
 import { SA } from './search-attributes';
 
 export const alarmSignal = wf.defineSignal<[AlarmSignal[]]>('alarm');
@@ -397,7 +397,7 @@ export async function guardian(input: GuardianInput): Promise<void> {
 
   /**
    * With more than one candidate, the failover goes where the data is: each candidate region
-   * describes its own standby, and the healthy one with the least lag wins (src/policy/target.ts,
+   * describes its own standby, and the healthy one with the least lag wins (src/contract/policy/target.ts,
    * as `--to auto` chooses). Alarms alone say nothing about lag. No answer keeps the alarm-based pick.
    */
   async function targetByTopology(v: Start): Promise<string> {

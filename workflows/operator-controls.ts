@@ -9,8 +9,8 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DecisionActivities } from '../activities/approvals';
-import { DECISION_REFUSED, type VerifiedDecision } from '../src/approvals/message';
-import type { OperateInput, OperatorAction, RunInput, RunRecord, Step, StepState } from '../src/runbook/types';
+import { DECISION_REFUSED, type VerifiedDecision } from '../src/contract/approvals';
+import type { OperateInput, OperatorAction, RunInput, RunRecord, Step, StepState } from '../src/contract/runbook/types';
 
 export const operateUpdate = wf.defineUpdate<string, [OperateInput]>('operate');
 

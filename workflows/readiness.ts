@@ -1,10 +1,10 @@
 // The readiness evaluation a Temporal Schedule runs per service (regionshift-readiness-<service>):
 // each region's worker describes its own database, one of them reads the traffic records, and
-// src/readiness/evaluate.ts judges. It changes nothing; its result is the evaluation.
+// src/contract/readiness.ts judges. It changes nothing; its result is the evaluation.
 import * as wf from '@temporalio/workflow';
-import type { DbNodeState, RegionActivities, TrafficState } from '../activities/types';
-import { evaluateReadiness, type ReadinessEvaluation, type ReadinessInput } from '../src/readiness/evaluate';
-import { regionTaskQueue } from '../src/runbook/ids';
+import type { DbNodeState, RegionActivities, TrafficState } from '../src/contract/activities';
+import { evaluateReadiness, type ReadinessEvaluation, type ReadinessInput } from '../src/contract/readiness';
+import { regionTaskQueue } from '../src/contract/runbook/ids';
 
 const inRegion = (region: string) =>
   // A region whose worker is down is a finding, not something to wait for: no retries, a short queue wait.

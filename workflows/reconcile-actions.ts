@@ -7,13 +7,13 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, TimeoutType } from '@temporalio/common';
 import type { ActivityOptions } from '@temporalio/common';
 import type { ReconcileActivities } from '../activities/reconcile';
-import type { DbNodeState, RegionActivities, RejoinResult } from '../activities/types';
-import { regionTaskQueue } from '../src/runbook/ids';
+import type { DbNodeState, RegionActivities, RejoinResult } from '../src/contract/activities';
+import { regionTaskQueue } from '../src/contract/runbook/ids';
 import { verifyCaseDecision } from './approvals';
-import type { RunInput, RunRecord, StepState } from '../src/runbook/types';
+import type { RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
 import {
   PRESERVE_WAITING, reconciliationIdOf, type ApplyResult, type CaseResolveInput, type CaseResolveResult, type CasesListInput, type ClassifyResult, type ReconcileCase,
-} from '../src/reconcile/types';
+} from '../src/contract/reconcile';
 
 export const RECONCILE_ACTIONS = [
   'reconcile.preserve', 'reconcile.classify', 'reconcile.apply', 'reconcile.verify', 'reconcile.report',

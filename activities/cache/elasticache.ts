@@ -13,12 +13,12 @@
 // what stops the old primary taking writes, so the fence step records that and proves nothing.
 import { DescribeGlobalReplicationGroupsCommand, ElastiCacheClient, FailoverGlobalReplicationGroupCommand, type GlobalReplicationGroup } from '@aws-sdk/client-elasticache';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Config, ElastiCacheGlobalCache } from '../../src/config/schema';
+import type { Config, ElastiCacheGlobalCache } from '../../src/lib/config/schema';
 import { awsClientConfig } from '../aws/clients';
 import { awsErrorCode, awsFailure, classifyAwsError } from '../aws/errors';
 import { heartbeat, pause } from '../context';
 import { waitBudgetMs } from '../db/aurora';
-import type { CacheActivities, CacheNodeState, CachePromoteInput, CachePromoteResult, CacheRepointInput, ServiceRef } from '../types';
+import type { CacheActivities, CacheNodeState, CachePromoteInput, CachePromoteResult, CacheRepointInput, ServiceRef } from '../../src/contract/activities';
 
 export function createElastiCacheGlobalActivities(config: Config, region: string, options: { env?: NodeJS.ProcessEnv; pollMs?: number; waitBudgetMs?: number } = {}): CacheActivities {
   const pollMs = options.pollMs ?? 5_000;

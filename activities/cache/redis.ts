@@ -13,10 +13,10 @@
 // SET has answered, every write acknowledged before it is below master_repl_offset, which the
 // target must reach before REPLICAOF NO ONE in a planned run.
 import { ApplicationFailure } from '@temporalio/common';
-import type { Config, RedisCache, Service } from '../../src/config/schema';
-import { durationMs } from '../../src/runbook/duration';
+import type { Config, RedisCache, Service } from '../../src/lib/config/schema';
+import { durationMs } from '../../src/contract/runbook/duration';
 import { heartbeat, pause } from '../context';
-import type { CacheActivities, CacheFenceResult, CacheNodeState, CachePromoteInput, CachePromoteResult, CacheRepointInput, CacheRepointResult, ServiceRef, UnfenceResult } from '../types';
+import type { CacheActivities, CacheFenceResult, CacheNodeState, CachePromoteInput, CachePromoteResult, CacheRepointInput, CacheRepointResult, ServiceRef, UnfenceResult } from '../../src/contract/activities';
 import { RespError, parseInfo, withRedis, type RedisConnection, type RedisTarget } from './resp';
 
 /** Far above any replica count: no primary ever has this many. */

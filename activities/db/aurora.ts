@@ -53,14 +53,14 @@ import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Client } from 'pg';
-import type { AuroraGlobalDatabase, AuroraRegion, Config, Service } from '../../src/config/schema';
+import type { AuroraGlobalDatabase, AuroraRegion, Config, Service } from '../../src/lib/config/schema';
 import { awsClientConfig, regionOfArn } from '../aws/clients';
 import { awsErrorCode, awsFailure, classifyAwsError, errorText } from '../aws/errors';
 import { RoutingControls } from '../traffic/arc';
 import type {
   DbNodeState, FenceResult, LagResult, PreserveInput, PreserveResult, PromoteInput, PromoteResult, RegionActivities,
   RejoinInput, RejoinResult, ServiceRef, UnfenceResult, VerifyWritesResult, WaitForLagInput,
-} from '../types';
+} from '../../src/contract/activities';
 import {
   MissingRoleError, READ_ONLY_SQL_TRANSACTION, WRITE_PROBE, attemptReadWriteLogin, canLogin, connect, close, denyLogin,
   ensureProbeObjects, errorMessage, isConfigError, isConnectionError, quoteIdent, restoreLogin, roleReadOnlySetting, sqlState,

@@ -1,6 +1,6 @@
 // The postgres-streaming provider: the db* activities for self-managed PostgreSQL with streaming
 // replication. Each region's worker sits next to its own database node and acts on that node
-// only (SQL through `pg` as the admin role; pg_rewind and restarts through src/postgres/node.ts
+// only (SQL through `pg` as the admin role; pg_rewind and restarts through src/lib/postgres/node.ts
 // for the steps SQL cannot do). Inputs name a service; connection details and passwords come
 // from this worker's config and environment (docs/safety.md, invariant 6).
 //
@@ -12,10 +12,10 @@ import { performance } from 'node:perf_hooks';
 import { heartbeat, pause } from '../context';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import type { Config, PostgresRegion } from '../../src/config/schema';
-import { withServer } from '../../src/postgres/conninfo';
-import { hasFenceBlock, setFenceBlock } from '../../src/postgres/hba';
-import { findPgBin, isInitialised, logFile, rejoinAsStandby, type PgNode } from '../../src/postgres/node';
+import type { Config, PostgresRegion } from '../../src/lib/config/schema';
+import { withServer } from '../../src/lib/postgres/conninfo';
+import { hasFenceBlock, setFenceBlock } from '../../src/lib/postgres/hba';
+import { findPgBin, isInitialised, logFile, rejoinAsStandby, type PgNode } from '../../src/lib/postgres/node';
 import type {
   DbNodeState,
   FenceResult,
@@ -29,7 +29,7 @@ import type {
   UnfenceResult,
   VerifyWritesResult,
   WaitForLagInput,
-} from '../types';
+} from '../../src/contract/activities';
 import {
   MissingRoleError,
   READ_ONLY_SQL_TRANSACTION,
@@ -386,7 +386,7 @@ async function terminateAppSessions(admin: Client, n: ResolvedNode): Promise<num
 }
 
 // ---------------------------------------------------------------------------------------------
-// The wall: pg_hba.conf rejects the application role (src/postgres/hba.ts says why a read-only
+// The wall: pg_hba.conf rejects the application role (src/lib/postgres/hba.ts says why a read-only
 // default is not enough). The worker edits the file of the node it sits next to.
 
 async function hbaFileOf(admin: Client, n: ResolvedNode): Promise<string> {

@@ -35,14 +35,14 @@ import {
 } from '@aws-sdk/client-rds';
 import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
-import type { Config, RdsPostgresReplicasDatabase, RdsReplicaRegion, Service } from '../../src/config/schema';
+import type { Config, RdsPostgresReplicasDatabase, RdsReplicaRegion, Service } from '../../src/lib/config/schema';
 import { awsClientConfig, regionOfArn } from '../aws/clients';
 import { awsErrorCode, awsFailure, classifyAwsError, errorText } from '../aws/errors';
 import { activityContext, heartbeat, pause } from '../context';
 import type {
   DbNodeState, FenceResult, FollowInput, LagResult, PreserveInput, PreserveResult, PromoteInput, PromoteResult, RegionActivities,
   RejoinInput, RejoinResult, ServiceRef, UnfenceResult, VerifyWritesResult, WaitForLagInput,
-} from '../types';
+} from '../../src/contract/activities';
 import { waitBudgetMs, type AuroraOptions } from './aurora';
 import { RoleFence } from './role-fence';
 import { isLsn, lsnToBigInt } from './sql';

@@ -5,7 +5,7 @@
 // Name it in the config with `plugins: [{ module: ./activities/plugins/example.ts }]`.
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import { defineStep } from '../../src/plugins/types';
+import { defineStep } from '../../src/contract/plugin';
 
 const Params = z.strictObject({
   /** The env file (KEY=value lines); created when missing. */

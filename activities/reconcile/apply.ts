@@ -7,9 +7,9 @@
 import { performance } from 'node:perf_hooks';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import type { ReconcileConfig } from '../../src/config/reconcile';
-import type { Config } from '../../src/config/schema';
-import type { ApplyInput, ApplyResult, CaseKind } from '../../src/reconcile/types';
+import type { ReconcileConfig } from '../../src/lib/config/reconcile';
+import type { Config } from '../../src/lib/config/schema';
+import type { ApplyInput, ApplyResult, CaseKind } from '../../src/contract/reconcile';
 import { bookStaged, checkInvariants, lockedBalances, moveStates } from './book';
 import { laps, rcConfig, rcNode, ReconcileFailure, requireWritablePrimary, withNode } from './db';
 import { overdraftCase, splitOverdrafts, type CaseDraft, type StateMove, type TxnToApply } from './rules';

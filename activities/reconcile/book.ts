@@ -5,8 +5,8 @@
 // decide whether the caller may commit. Shared by reconcile.apply and case resolution.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import type { ReconcileConfig } from '../../src/config/reconcile';
-import type { ProposedTxn } from '../../src/reconcile/types';
+import type { ReconcileConfig } from '../../src/lib/config/reconcile';
+import type { ProposedTxn } from '../../src/contract/reconcile';
 import { insertableColumns, q, qTable, ReconcileFailure } from './db';
 import type { StateMove } from './rules';
 

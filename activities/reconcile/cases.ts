@@ -4,8 +4,8 @@
 // overwrite or a delete) in one transaction with the same invariant checks as apply, and records
 // who decided what. Resolving twice the same way is a no-op; differently, a refusal.
 import { ApplicationFailure } from '@temporalio/common';
-import type { Config } from '../../src/config/schema';
-import type { CaseResolveInput, CaseResolveResult, CasesListInput, ReconcileCase } from '../../src/reconcile/types';
+import type { Config } from '../../src/lib/config/schema';
+import type { CaseResolveInput, CaseResolveResult, CasesListInput, ReconcileCase } from '../../src/contract/reconcile';
 import { bookTxns, checkInvariants, moveStates } from './book';
 import { rcConfig, rcNode, ReconcileFailure, requireWritablePrimary, withNode } from './db';
 import { CASE_COLUMNS, caseOf, ensureStore, readCases, storeExists } from './store';

@@ -6,9 +6,9 @@
 import { performance } from 'node:perf_hooks';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import type { MutableTable, ReconcileConfig } from '../../src/config/reconcile';
-import type { Config } from '../../src/config/schema';
-import type { ClassifyInput, ClassifyResult, Divergence, ReconcileHandoff } from '../../src/reconcile/types';
+import type { MutableTable, ReconcileConfig } from '../../src/lib/config/reconcile';
+import type { Config } from '../../src/lib/config/schema';
+import type { ClassifyInput, ClassifyResult, Divergence, ReconcileHandoff } from '../../src/contract/reconcile';
 import { errorMessage, isLsn } from '../db/sql';
 import { laps, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode, type RcNode } from './db';
 import { classify, type Classification, type EntryRow, type JournalRow, type StateRow } from './rules';

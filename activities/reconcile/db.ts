@@ -6,10 +6,10 @@ import { performance } from 'node:perf_hooks';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { reconcileConfigOf, type ReconcileConfig } from '../../src/config/reconcile';
-import { postgresDatabase, type AuroraGlobalDatabase, type Config, type PostgresRegion, type Service } from '../../src/config/schema';
-import type { PgNode } from '../../src/postgres/node';
-import type { RestoredOldSide } from '../../src/reconcile/types';
+import { reconcileConfigOf, type ReconcileConfig } from '../../src/lib/config/reconcile';
+import { postgresDatabase, type AuroraGlobalDatabase, type Config, type PostgresRegion, type Service } from '../../src/lib/config/schema';
+import type { PgNode } from '../../src/lib/postgres/node';
+import type { RestoredOldSide } from '../../src/contract/reconcile';
 import { close, connect, errorMessage, isConfigError, isConnectionError, quoteIdent, sqlState, type ConnTarget } from '../db/sql';
 
 /** ApplicationFailure types of the reconciliation activities. */

@@ -1,18 +1,18 @@
 // The reconciliation and failback activities a region's worker runs (registered with the rest in
 // activities/index.ts). Each names the service; connection details and passwords come from the
 // worker's own config and environment.
-import type { Config } from '../../src/config/schema';
+import type { Config } from '../../src/lib/config/schema';
 import type { AuroraOptions } from '../db/aurora';
 import type {
   ApplyInput, ApplyResult, CaseResolveInput, CaseResolveResult, CasesListInput, ClassifyInput, ClassifyResult,
   FailbackCheckInput, FailbackCheckResult, PreserveOldInput, PreserveOldResult, ReconcileCase, ReconcileReport, ReportInput,
   VerifyInput, VerifyResult,
-} from '../../src/reconcile/types';
+} from '../../src/contract/reconcile';
 import { createApply } from './apply';
 import { createCases } from './cases';
 import { createClassify } from './classify';
 import { createPreserve } from './preserve';
-import { createReport } from './report';
+import { createReport } from './audit';
 import { createVerify } from './verify';
 
 export interface ReconcileActivities {

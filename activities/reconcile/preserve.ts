@@ -12,9 +12,9 @@
 // is restored as a cluster of its own (aurora-restore.ts), made read-only in the database, and its
 // endpoint returned for classify and verify to read the old side there.
 import { ApplicationFailure } from '@temporalio/common';
-import type { Config, Service } from '../../src/config/schema';
-import { findPgBin, isInitialised, logFile, startReadOnly } from '../../src/postgres/node';
-import type { PreserveOldInput, PreserveOldResult } from '../../src/reconcile/types';
+import type { Config, Service } from '../../src/lib/config/schema';
+import { findPgBin, isInitialised, logFile, startReadOnly } from '../../src/lib/postgres/node';
+import type { PreserveOldInput, PreserveOldResult } from '../../src/contract/reconcile';
 import { heartbeat } from '../context';
 import { AuroraService, createAuroraActivities, waitBudgetMs, type AuroraActivities, type AuroraOptions } from '../db/aurora';
 import { deleteCommands, makeRestoredReadOnly, restoreSnapshotCopy } from '../db/aurora-restore';

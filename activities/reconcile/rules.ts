@@ -3,8 +3,8 @@
 // person with which proposals. No I/O here (classify.ts reads, apply.ts writes), so every rule
 // can be tested on its own.
 import { createHash } from 'node:crypto';
-import type { MutableTable, ReconcileConfig } from '../../src/config/reconcile';
-import type { CaseKind, Proposal, ProposedTxn, ReconcileCase, RowClass, TxnClass } from '../../src/reconcile/types';
+import type { MutableTable, ReconcileConfig } from '../../src/lib/config/reconcile';
+import type { CaseKind, Proposal, ProposedTxn, ReconcileCase, RowClass, TxnClass } from '../../src/contract/reconcile';
 
 export type Json = Record<string, unknown>;
 

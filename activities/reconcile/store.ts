@@ -6,7 +6,7 @@
 //   reconcile_cases       what a person must decide, with both versions and the proposals
 //   reconcile_provenance  every transaction reconciliation or a case booked, and why
 import type { Client } from 'pg';
-import type { CaseSummary, ReconcileCase } from '../../src/reconcile/types';
+import type { CaseSummary, ReconcileCase } from '../../src/contract/reconcile';
 
 export const DDL = `
 CREATE SCHEMA IF NOT EXISTS regionshift;

@@ -8,9 +8,9 @@
 import { performance } from 'node:perf_hooks';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import type { ReconcileConfig } from '../../src/config/reconcile';
-import type { Config } from '../../src/config/schema';
-import type { TableVerify, VerifyInput, VerifyMismatch, VerifyResult } from '../../src/reconcile/types';
+import type { ReconcileConfig } from '../../src/lib/config/reconcile';
+import type { Config } from '../../src/lib/config/schema';
+import type { TableVerify, VerifyInput, VerifyMismatch, VerifyResult } from '../../src/contract/reconcile';
 import { insertableColumns, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode } from './db';
 import { caseId, type CaseDraft, type TxnToApply } from './rules';
 import { insertCases } from './apply';

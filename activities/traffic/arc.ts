@@ -19,10 +19,10 @@ import {
   type UpdateRoutingControlStateEntry,
 } from '@aws-sdk/client-route53-recovery-cluster';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Config, Route53ArcTraffic, Service } from '../../src/config/schema';
+import type { Config, Route53ArcTraffic, Service } from '../../src/lib/config/schema';
 import { awsClientConfig } from '../aws/clients';
 import { awsFailure, classifyAwsError, errorText } from '../aws/errors';
-import type { DrainInput, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput } from '../types';
+import type { DrainInput, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput } from '../../src/contract/activities';
 
 export type ArcActivities = Pick<RegionActivities, 'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'>;
 

@@ -43,14 +43,14 @@ import {
 import { heartbeat } from '../context';
 import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
-import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/config/schema';
-import { drainedWeights, MAX_WEIGHT, primaryRegionOf, undrainedWeights } from '../../src/traffic/plan';
-import { frontDrain, geoDrain } from '../../src/traffic/geo-drain';
-import type { ResidencyRule } from '../../src/policy/residency';
+import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/lib/config/schema';
+import { drainedWeights, MAX_WEIGHT, primaryRegionOf, undrainedWeights } from '../../src/contract/traffic/plan';
+import { frontDrain, geoDrain } from '../../src/contract/traffic/geo-drain';
+import type { ResidencyRule } from '../../src/contract/policy/residency';
 import { awsClientConfig } from '../aws/clients';
 import type {
   DrainInput, KeptLocation, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput,
-} from '../types';
+} from '../../src/contract/activities';
 
 export type Route53Activities = Pick<RegionActivities, 'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'>;
 

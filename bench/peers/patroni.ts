@@ -1,7 +1,7 @@
 // Patroni 3.0 (Debian's patroni) with a one-member etcd 3.4 (etcd-server) as its DCS: two
 // PostgreSQL 15 nodes, each under its own patroni agent, all on loopback ports of their own.
 import { join } from 'node:path';
-import { freePorts } from '../../src/stack/net';
+import { freePorts } from '../../src/lib/net';
 import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, startAgent, stopAgent, writeOwned, type Agent } from './agent';
 import { acceptsWrite, createBenchTables, type Endpoint, firstTime, isStreamingStandby, writableNode } from './pg';
 import type { Peer, PeerPair } from './peer';

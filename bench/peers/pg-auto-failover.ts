@@ -2,7 +2,7 @@
 // monitor and two PostgreSQL 15 nodes, each under its own `pg_autoctl run` keeper.
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePorts } from '../../src/stack/net';
+import { freePorts } from '../../src/lib/net';
 import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, runAs, startAgent, stopAgent, type Agent } from './agent';
 import { acceptsWrite, createBenchTables, type Endpoint, firstTime, isStreamingStandby, query, writableNode } from './pg';
 import type { Peer, PeerPair } from './peer';

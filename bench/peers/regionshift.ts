@@ -6,7 +6,7 @@ import { runFailover } from '../../src/demo/runs';
 import { waitUntilStreaming } from '../../src/stack/postgres';
 import { readState } from '../../src/stack/state';
 import { createRoute53Activities } from '../../activities/traffic/route53';
-import { primaryRegionOf } from '../../src/traffic/plan';
+import { primaryRegionOf } from '../../src/contract/traffic/plan';
 import type { BenchContext } from '../section';
 import { acceptsWrite, createBenchTables, firstTime, isStreamingStandby, type Endpoint } from './pg';
 import { sampleUsage, type Usage } from './procs';

@@ -3,7 +3,7 @@
 // because `repmgr standby switchover` works over SSH and its docs offer no other way.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePorts } from '../../src/stack/net';
+import { freePorts } from '../../src/lib/net';
 import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, runAs, startAgent, stopAgent, writeOwned, type Agent } from './agent';
 import { createBenchTables, type Endpoint, firstTime, isStreamingStandby, query, writableNode } from './pg';
 import type { Peer, PeerPair } from './peer';

@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KEY_BYTES, KEY_ID_VAR, KEYS_VAR } from '../codec/keys';
-import { REPO_ROOT } from '../paths';
+import { KEY_BYTES, KEY_ID_VAR, KEYS_VAR } from '../lib/codec/keys';
+import { REPO_ROOT } from '../lib/paths';
 
 export const HISTORIES_DIR = join(REPO_ROOT, 'test', 'histories');
 export const FIXTURE_KEYS_FILE = join(HISTORIES_DIR, 'codec-keys.env');

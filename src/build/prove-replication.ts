@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Client, type Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { activeCluster, connectCluster, ensureTemporalServer, failoverNamespace, linkClusters, registerGlobalNamespace, startCluster, type ClusterSpec } from '../stack/control-plane';
-import { freePorts, isPortFree } from '../stack/net';
+import { freePorts, isPortFree } from '../lib/net';
 
 const NAMESPACE = 'regionshift';
 

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
-import { abortRun, approveRun, connect, InputError, workflowIdOf } from '../runs/client';
-import { config, guard, requester, signerOf } from './common';
-import { EXIT } from './exit';
+import { abortRun, approveRun, connect, InputError, workflowIdOf } from '../lib/runs/client';
+import { requester, signerOf } from './identity';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 
 /** `approve <run> [--reject]` and `abort <run> --reason`: updates signed with --key that the run verifies. */
 export function approveCommand(argv: string[], kind: 'approve' | 'abort'): Promise<number> {
@@ -18,7 +19,7 @@ export function approveCommand(argv: string[], kind: 'approve' | 'abort'): Promi
     });
     if (positionals.length !== 1) throw new InputError(`usage: regionshift ${kind} <service|run-id> --by NAME --key SSH_KEY${kind === 'abort' ? ' --reason TEXT' : ' [--reject] [--reason TEXT]'}`);
     if (kind === 'abort' && !values.reason) throw new InputError('abort needs --reason: it goes into the run\'s audit record');
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const workflowId = workflowIdOf(cfg, positionals[0]!);
     const signer = signerOf(values.key, `an ${kind === 'abort' ? 'abort' : 'approval'}`);
     const client = await connect(cfg);

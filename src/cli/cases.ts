@@ -3,11 +3,12 @@
 // the cases reconciliation put in front of a person, read from and resolved in the service's
 // primary database (through its region's worker, so this needs no database credentials).
 import { parseArgs } from 'node:util';
-import type { CaseAction } from '../reconcile/types';
-import { connect, InputError } from '../runs/client';
-import { listCases, resolveCase } from '../runs/reconcile';
-import { config, guard, requester, signerOf } from './common';
-import { EXIT } from './exit';
+import type { CaseAction } from '../contract/reconcile';
+import { connect, InputError } from '../lib/runs/client';
+import { listCases, resolveCase } from '../lib/runs/reconcile';
+import { requester, signerOf } from './identity';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 import { formatCase } from './reconcile-report';
 
 const USAGE = `usage: regionshift cases list [--service S] [--all | --resolved] [--id ID] [--json]
@@ -27,7 +28,7 @@ export function casesCommand(argv: string[]): Promise<number> {
       allowPositionals: true,
       strict: true,
     });
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const service = values.service ?? (cfg.services.length === 1 ? cfg.services[0]!.name : undefined);
     if (!service) throw new InputError(`--service is required (the config has ${cfg.services.map((s) => s.name).join(', ')})\n${USAGE}`);
     if (sub === 'list') {

@@ -1,11 +1,11 @@
 import { parseArgs } from 'node:util';
-import { AesGcmCodec } from '../codec/aes-gcm';
-import { codecKeysFromEnv } from '../codec/env';
-import { KEYS_VAR } from '../codec/keys';
-import { startCodecServer } from '../codec/server';
-import { InputError } from '../runs/client';
-import { config, guard } from './common';
-import { EXIT } from './exit';
+import { AesGcmCodec } from '../lib/codec/aes-gcm';
+import { codecKeysFromEnv } from '../lib/codec/env';
+import { KEYS_VAR } from '../lib/codec/keys';
+import { startCodecServer } from '../lib/codec/server';
+import { InputError } from '../lib/runs/client';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 
 export const CODEC_TOKEN_VAR = 'REGIONSHIFT_CODEC_SERVER_TOKEN';
 import { CODEC_READY_LINE } from '../stack/codec';
@@ -30,7 +30,7 @@ export function codecServerCommand(argv: string[]): Promise<number> {
       options: { host: { type: 'string' }, port: { type: 'string' }, origin: { type: 'string', multiple: true }, config: { type: 'string' } },
       strict: true,
     });
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const port = values.port === undefined ? cfg.stack.codecServerPort : Number(values.port);
     if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
     const found = codecKeysFromEnv();

@@ -3,11 +3,10 @@
 // JSON object on stdout, progress going to stderr.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { configPath, loadConfig } from '../config/load';
-import { stateDir } from '../paths';
+import { configPath, loadConfig } from '../lib/config/load';
+import { stateDir } from '../lib/paths';
 import { runDemo, DEMO_SERVICE, type DemoResult } from '../demo/scenario';
-import { guard } from './common';
-import { EXIT } from './exit';
+import { EXIT, guard } from './exit';
 
 const USAGE = `usage: regionshift demo [--json] [--config FILE]
 

@@ -3,12 +3,14 @@
 // runbooks/undrain.yaml). Exit codes as every command: a drain of the writer or of the last
 // region serving traffic is refused (3) by the run's preflight, with nothing changed.
 import { parseArgs } from 'node:util';
-import { loadServiceRunbook } from '../runbook/load';
-import { connect, InputError } from '../runs/client';
-import { buildDrainInput, buildUndrainInput } from '../runs/drain';
-import type { RunRecord } from '../runbook/types';
-import { describeRecords } from '../traffic/plan';
-import { config, guard, requester } from './common';
+import { loadServiceRunbook } from '../lib/runbooks';
+import { connect, InputError } from '../lib/runs/client';
+import { buildDrainInput, buildUndrainInput } from '../lib/runs/drain';
+import type { RunRecord } from '../contract/runbook/types';
+import { describeRecords } from '../contract/traffic/plan';
+import { requester } from './identity';
+import { guard } from './exit';
+import { loadConfig } from '../lib/config/load';
 import { startAndFollow } from './run-follow';
 
 const USAGE = {
@@ -41,7 +43,7 @@ export function drainCommand(argv: string[], kind: 'drain' | 'undrain'): Promise
     });
     if (!values.service || !values.region) throw new InputError(`--service and --region are required\n${USAGE[kind]}`);
     if (kind === 'undrain' && values['dry-run']) throw new InputError(`undrain has no --dry-run: it restores what the drain recorded\n${USAGE.undrain}`);
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const runbook = await loadServiceRunbook(cfg, values.service, kind, values.runbook);
     const req = { service: values.service, region: values.region, requestedBy: requester(values.by), trigger: values.trigger, dryRun: values['dry-run'] };
     // Bad input (an unknown service or region) is reported before connecting to anything.

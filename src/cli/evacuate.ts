@@ -3,12 +3,13 @@
 // order, and print one report. Exit: 0 all moved, 1 one failed, 2 bad input (no service uses the
 // region), 3 refused (nothing failed, but one was refused: a run in progress, no target).
 import { parseArgs } from 'node:util';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
-import { connect, InputError } from '../runs/client';
-import { awaitEvacuation, buildEvacuateInput, startEvacuation } from '../runs/evacuate';
+import { builtinRunbookPath, loadRunbook } from '../lib/runbooks';
+import { connect, InputError } from '../lib/runs/client';
+import { awaitEvacuation, buildEvacuateInput, startEvacuation } from '../lib/runs/evacuate';
 import type { EvacuationReport } from '../../workflows/evacuate';
-import { config, guard, requester } from './common';
-import { EXIT } from './exit';
+import { requester } from './identity';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 
 const USAGE = 'usage: regionshift evacuate --region R [--service S]… [--mode planned|unplanned] [--by NAME] [--json] [--config FILE]';
 
@@ -47,7 +48,7 @@ export function evacuateCommand(argv: string[]): Promise<number> {
     });
     if (!values.region) throw new InputError(`--region is required\n${USAGE}`);
     if (values.mode !== 'planned' && values.mode !== 'unplanned') throw new InputError(`--mode is planned or unplanned, not "${values.mode}"`);
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const input = buildEvacuateInput(cfg, {
       region: values.region, services: values.service, mode: values.mode, requestedBy: requester(values.by), trigger: values.trigger,
       runbooks: { failover: loadRunbook(builtinRunbookPath('failover')), drain: loadRunbook(builtinRunbookPath('drain')) },

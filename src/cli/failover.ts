@@ -1,9 +1,11 @@
 import { parseArgs } from 'node:util';
-import { loadServiceRunbook } from '../runbook/load';
-import type { Mode } from '../runbook/types';
-import { chooseTargetByPolicy } from '../runs/auto-target';
-import { buildRunInput, connect, InputError } from '../runs/client';
-import { config, guard, requester } from './common';
+import { loadServiceRunbook } from '../lib/runbooks';
+import type { Mode } from '../contract/runbook/types';
+import { chooseTargetByPolicy } from '../lib/runs/auto-target';
+import { buildRunInput, connect, InputError } from '../lib/runs/client';
+import { requester } from './identity';
+import { guard } from './exit';
+import { loadConfig } from '../lib/config/load';
 import { startAndFollow } from './run-follow';
 
 const USAGE = 'usage: regionshift failover --service S --to REGION|auto [--from REGION] [--mode planned|unplanned] [--dry-run] [--join] [--no-wait] [--by NAME] [--json]';
@@ -24,7 +26,7 @@ export function failoverCommand(argv: string[], forceDryRun = false): Promise<nu
     });
     if (!values.service || !values.to) throw new InputError(`--service and --to are required\n${USAGE}`);
     if (values.mode !== 'planned' && values.mode !== 'unplanned') throw new InputError(`--mode is planned or unplanned, not "${values.mode}"`);
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const runbook = await loadServiceRunbook(cfg, values.service, 'failover', values.runbook);
     let client: Awaited<ReturnType<typeof connect>> | undefined;
     const base = { service: values.service, source: values.from, mode: values.mode as Mode, requestedBy: requester(values.by), trigger: values.trigger };

@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
-import { triggersOf } from '../config/triggers';
+import { triggersOf } from '../lib/config/triggers';
 import { runIntake } from '../intake/service';
-import { installWorkerRuntime } from '../metrics/worker';
-import { loadPlugins } from '../plugins/load';
-import { loadRunbook } from '../runbook/load';
-import { connect, InputError } from '../runs/client';
-import { config, guard } from './common';
-import { EXIT } from './exit';
+import { installWorkerRuntime } from '../lib/metrics/worker';
+import { loadPlugins } from '../lib/plugins';
+import { loadRunbook } from '../lib/runbooks';
+import { connect, InputError } from '../lib/runs/client';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 
 const USAGE = 'usage: regionshift intake [--host H] [--port N] [--runbook FILE] [--config FILE]';
 
@@ -20,7 +20,7 @@ export function intakeCommand(argv: string[]): Promise<number> {
     });
     const port = values.port === undefined ? undefined : Number(values.port);
     if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const t = triggersOf(cfg).intake;
     // Before anything makes a Temporal connection: the runtime with the SDK's Prometheus exporter is installed once per process.
     const { sdkMetricsUrl } = await installWorkerRuntime();

@@ -1,8 +1,8 @@
 // `regionshift <command>`: dispatch only. Each command lives in a file of its own and returns
 // its exit code: 0 success, 1 failed, 2 bad input, 3 refused (see exit.ts).
 import { EXIT } from './exit';
-import { skipMissingKeysWarning } from '../codec/env';
-import { flushClientTracing } from '../runs/client';
+import { skipMissingKeysWarning } from '../lib/codec/env';
+import { flushClientTracing } from '../lib/runs/client';
 
 type Command = (argv: string[]) => Promise<number>;
 

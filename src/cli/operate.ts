@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
-import type { OperatorAction } from '../runbook/types';
-import { connect, InputError, operateRun, workflowIdOf } from '../runs/client';
-import { config, guard, requester, signerOf } from './common';
-import { EXIT } from './exit';
+import type { OperatorAction } from '../contract/runbook/types';
+import { connect, InputError, operateRun, workflowIdOf } from '../lib/runs/client';
+import { requester, signerOf } from './identity';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 
 /**
  * `retry|skip|compensate <run>`: what to do with a failed step that waits for a person
@@ -20,7 +21,7 @@ export function operateCommand(argv: string[], action: OperatorAction): Promise<
     });
     if (positionals.length !== 1) throw new InputError(`usage: regionshift ${action} <service|run-id> --by NAME --key SSH_KEY --reason TEXT`);
     if (!values.reason) throw new InputError(`${action} needs --reason: it goes into the run's record`);
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const workflowId = workflowIdOf(cfg, positionals[0]!);
     const signer = signerOf(values.key, `a ${action}`);
     const client = await connect(cfg);

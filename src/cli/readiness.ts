@@ -2,10 +2,11 @@
 // of each service (its Temporal Schedule runs one every readiness.every), or a fresh one with
 // --now. Exit: 0 every service ready (pass or warn), 1 one is not, 2 bad input.
 import { parseArgs } from 'node:util';
-import { connect, InputError } from '../runs/client';
-import { formatReadiness, latestReadiness } from '../readiness/schedule';
-import { config, guard } from './common';
-import { EXIT } from './exit';
+import { connect, InputError } from '../lib/runs/client';
+import { latestReadiness } from '../lib/readiness';
+import { formatReadiness } from '../present/readiness';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 
 const USAGE = 'usage: regionshift readiness [--service S] [--now] [--json] [--config FILE]';
 
@@ -17,7 +18,7 @@ export function readinessCommand(argv: string[]): Promise<number> {
       options: { service: { type: 'string' }, now: { type: 'boolean', default: false }, config: { type: 'string' }, json: { type: 'boolean', default: false } },
       strict: true,
     });
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const services = values.service ? cfg.services.filter((s) => s.name === values.service) : cfg.services;
     if (!services.length) throw new InputError(`no service "${values.service}" in the config (${cfg.services.map((s) => s.name).join(', ')})\n${USAGE}`);
     const client = await connect(cfg);

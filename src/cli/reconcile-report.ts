@@ -1,7 +1,7 @@
 // What a person reads after a reconciliation or a failback: counts per class, what was applied,
 // the cases still open and how to decide them; and the cases themselves for `cases list`.
-import type { RunRecord } from '../runbook/types';
-import type { ReconcileCase, ReconcileReport } from '../reconcile/types';
+import type { RunRecord } from '../contract/runbook/types';
+import type { ReconcileCase, ReconcileReport } from '../contract/reconcile';
 
 export function formatReconcileReport(rep: ReconcileReport): string {
   const lines = [`reconciliation ${rep.reconciliationId}: ${rep.oldRegion} (old primary) → ${rep.newRegion}${rep.passes > 1 ? ` (${rep.passes} passes)` : ''}`];

@@ -2,10 +2,12 @@
 // both follow the service's latest unplanned failover (found in Temporal); see runbooks/reconcile.yaml
 // and runbooks/failback.yaml.
 import { parseArgs } from 'node:util';
-import { loadServiceRunbook } from '../runbook/load';
-import { connect, InputError } from '../runs/client';
-import { buildFollowUpInput } from '../runs/reconcile';
-import { config, guard, requester } from './common';
+import { loadServiceRunbook } from '../lib/runbooks';
+import { connect, InputError } from '../lib/runs/client';
+import { buildFollowUpInput } from '../lib/runs/reconcile';
+import { requester } from './identity';
+import { guard } from './exit';
+import { loadConfig } from '../lib/config/load';
 import { formatFailbackRun, formatReconcileRun } from './reconcile-report';
 import { startAndFollow } from './run-follow';
 
@@ -28,7 +30,7 @@ export function followUpCommand(argv: string[], kind: 'reconcile' | 'failback'):
       strict: true,
     });
     if (!values.service) throw new InputError(`--service is required\n${USAGE[kind]}`);
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const runbook = await loadServiceRunbook(cfg, values.service, kind, values.runbook);
     const client = await connect(cfg);
     const overrideReason = (values as { 'override-reason'?: string })['override-reason'];

@@ -2,11 +2,11 @@
 // (failover, reconcile, failback): prints each step as it changes (or one JSON object with
 // --json), then the run's record, and maps its outcome to an exit code.
 import type { Client } from '@temporalio/client';
-import type { Config } from '../config/schema';
-import type { RunInput, RunRecord } from '../runbook/types';
-import { awaitRecord, startRun } from '../runs/client';
+import type { Config } from '../lib/config/schema';
+import type { RunInput, RunRecord } from '../contract/runbook/types';
+import { awaitRecord, startRun } from '../lib/runs/client';
 import { EXIT } from './exit';
-import { formatRecord, runUiUrl, stepLine } from './report';
+import { formatRecord, runUiUrl, stepLine } from '../present/run';
 
 export interface FollowOptions {
   json: boolean;

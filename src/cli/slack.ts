@@ -1,16 +1,16 @@
 import { parseArgs } from 'node:util';
-import { triggersOf } from '../config/triggers';
-import { connect, InputError } from '../runs/client';
-import { loadPlugins } from '../plugins/load';
+import { triggersOf } from '../lib/config/triggers';
+import { connect, InputError } from '../lib/runs/client';
+import { loadPlugins } from '../lib/plugins';
 import { createSlackBot, slackSecretsFromEnv } from '../slack/bot';
-import { config, guard } from './common';
-import { EXIT } from './exit';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
 
 /** `regionshift slack`: the Slack bot, in HTTP or Socket Mode as `triggers.slack.mode` says. */
 export function slackCommand(argv: string[]): Promise<number> {
   return guard(false, async () => {
     const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, port: { type: 'string' } }, strict: true });
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const s = triggersOf(cfg).slack;
     if (!s) throw new InputError('the config has no `triggers.slack` section (channel, mode, …); see docs/triggers.md');
     const port = values.port === undefined ? undefined : Number(values.port);

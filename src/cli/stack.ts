@@ -1,9 +1,9 @@
 // `regionshift stack up | down | status [--json] [--config <file>]`: the embedded local stack.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, configPath, loadConfig } from '../config/load';
-import { PrerequisiteError } from '../postgres/node';
-import { stateDir } from '../paths';
+import { ConfigError, configPath, loadConfig } from '../lib/config/load';
+import { PrerequisiteError } from '../lib/postgres/node';
+import { stateDir } from '../lib/paths';
 import {
   StackBusyError,
   stackDown,

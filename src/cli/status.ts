@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
-import { connect, InputError, runRecord, workflowIdOf } from '../runs/client';
-import { config, guard } from './common';
-import { EXIT } from './exit';
-import { formatRecord, runUiUrl } from './report';
-import { formatAttachedAlarms, formatGuardian, guardianView } from '../intake/report';
-import { formatReadiness, recordedReadiness } from '../readiness/schedule';
+import { connect, InputError, runRecord, workflowIdOf } from '../lib/runs/client';
+import { loadConfig } from '../lib/config/load';
+import { EXIT, guard } from './exit';
+import { formatRecord, runUiUrl } from '../present/run';
+import { formatAttachedAlarms, formatGuardian, guardianView } from '../present/guardian';
+import { recordedReadiness } from '../lib/readiness';
+import { formatReadiness } from '../present/readiness';
 
 export function statusCommand(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
@@ -15,7 +16,7 @@ export function statusCommand(argv: string[]): Promise<number> {
       allowPositionals: true,
       strict: true,
     });
-    const cfg = config(values.config);
+    const cfg = loadConfig(values.config);
     const refs = positionals.length ? positionals : cfg.services.map((s) => s.name);
     if (refs.length > 1 && values['run-id']) throw new InputError('--run-id needs exactly one service');
     const client = await connect(cfg);

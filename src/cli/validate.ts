@@ -2,14 +2,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDocument } from 'yaml';
-import { configPath, loadConfig } from '../config/load';
-import type { Config } from '../config/schema';
-import { loadPlugins, type PluginRegistry } from '../plugins/load';
-import { isCustomAction } from '../runbook/catalog';
-import { loadRunbook } from '../runbook/load';
-import { InputError } from '../runs/client';
-import { guard } from './common';
-import { EXIT } from './exit';
+import { configPath, loadConfig } from '../lib/config/load';
+import type { Config } from '../lib/config/schema';
+import { loadPlugins, type PluginRegistry } from '../lib/plugins';
+import { isCustomAction } from '../contract/runbook/catalog';
+import { loadRunbook } from '../lib/runbooks';
+import { InputError } from '../lib/runs/client';
+import { EXIT, guard } from './exit';
 
 /**
  * `validate <file>`: a runbook (has `steps`) or a service config (has `services`). A runbook's

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, configPath, ConfigError } from '../config/load';
+import { loadConfig, configPath, ConfigError } from '../lib/config/load';
 import { runRegionWorkers } from '../../workers/region';
-import { MetricsSettingError, workerMetricsPort, type PortChoice } from '../metrics/worker';
-import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../runbook/ids';
+import { MetricsSettingError, workerMetricsPort, type PortChoice } from '../lib/metrics/worker';
+import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../contract/runbook/ids';
 import { EXIT } from './exit';
 
 const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--no-make-current] [--metrics-port N] [--config FILE]';

@@ -1,8 +1,8 @@
 // The demo and the bench play the on-call approver, so they sign as them: with the key their
 // config lists for that name (sshKeysFile), made on first use. A real approver signs with their own
 // key (docs/approvals.md).
-import { ensureKeyPair, sshKeySigner, type DecisionSigner } from '../approvals/sign';
-import type { Service } from '../config/schema';
+import { ensureKeyPair, sshKeySigner, type DecisionSigner } from '../lib/sign';
+import type { Service } from '../lib/config/schema';
 
 export function standInSigner(service: Service, name: string): DecisionSigner {
   const entry = service.policy.approvers.find((a) => a.name === name);

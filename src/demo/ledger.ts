@@ -4,8 +4,8 @@
 // whose idempotency keys derive from the journal id, all in one transaction.
 import { createHash } from 'node:crypto';
 import { Client, type ClientBase } from 'pg';
-import { postgresDatabase, type Service } from '../config/schema';
-import { dsn, PG_SUPERUSER, type PgNode } from '../postgres/node';
+import { postgresDatabase, type Service } from '../lib/config/schema';
+import { dsn, PG_SUPERUSER, type PgNode } from '../lib/postgres/node';
 import { uuidFromName } from './uuidv7';
 
 export const ACCOUNTS = Array.from({ length: 20 }, (_, i) => `acct-${String(i + 1).padStart(3, '0')}`);
@@ -177,7 +177,7 @@ export async function advanceLoan(client: ClientBase, id: string, loan: string):
   }
 }
 
-/** The demo ledger's reconcile block (src/config/reconcile.ts): the defaults plus its loans. */
+/** The demo ledger's reconcile block (src/lib/config/reconcile.ts): the defaults plus its loans. */
 export const DEMO_RECONCILE = {
   mutable: [{ table: 'loans', key: 'id', status: 'status', version: 'version', updatedAt: 'updated_at', keyPrefix: 'loan:', states: [...LOAN_STATES] }],
 };

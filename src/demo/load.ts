@@ -4,9 +4,9 @@
 // client retries with a fresh id after a short pause.
 import { Pool } from 'pg';
 import { createRoute53Activities } from '../../activities/traffic/route53';
-import { postgresDatabase, type Config, type Service } from '../config/schema';
-import { dsn } from '../postgres/node';
-import { primaryRegionOf } from '../traffic/plan';
+import { postgresDatabase, type Config, type Service } from '../lib/config/schema';
+import { dsn } from '../lib/postgres/node';
+import { primaryRegionOf } from '../contract/traffic/plan';
 import { advanceLoan, bookTransfer, LOANS, nodeOf, randomTransfer } from './ledger';
 import { uuidv7 } from './uuidv7';
 

@@ -4,10 +4,10 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Client } from '@temporalio/client';
-import { route53Traffic, type Config, type Service } from '../config/schema';
-import { findPgBin, logFile, psql, startReadOnly, stop, type PgNode } from '../postgres/node';
-import { fenceOnReturnWorkflowId } from '../runbook/ids';
-import { guardianWorkflowId } from '../intake/ids';
+import { route53Traffic, type Config, type Service } from '../lib/config/schema';
+import { findPgBin, logFile, psql, startReadOnly, stop, type PgNode } from '../lib/postgres/node';
+import { fenceOnReturnWorkflowId } from '../contract/runbook/ids';
+import { guardianWorkflowId } from '../contract/guardian/ids';
 import { pgComponentName } from '../stack/postgres';
 import { isAlive, isOurs } from '../stack/process';
 import { readState } from '../stack/state';

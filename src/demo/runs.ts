@@ -2,17 +2,17 @@
 // the demo standing in for the on-call approver: each approval the run asks for is granted, and
 // what it was asked and why is printed.
 import type { Client } from '@temporalio/client';
-import type { Config } from '../config/schema';
-import { runUiUrl } from '../cli/report';
-import { builtinRunbookPath, loadRunbook } from '../runbook/load';
-import { runWorkflowId } from '../runbook/ids';
-import type { Mode, RunInput, RunRecord } from '../runbook/types';
-import type { DecisionSigner } from '../approvals/sign';
-import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../runs/client';
-import { buildFollowUpInput } from '../runs/reconcile';
-import { buildDrainInput, buildUndrainInput } from '../runs/drain';
-import { guardianWorkflowId } from '../intake/ids';
-import type { GuardianView } from '../intake/types';
+import type { Config } from '../lib/config/schema';
+import { runUiUrl } from '../present/run';
+import { builtinRunbookPath, loadRunbook } from '../lib/runbooks';
+import { runWorkflowId } from '../contract/runbook/ids';
+import type { Mode, RunInput, RunRecord } from '../contract/runbook/types';
+import type { DecisionSigner } from '../lib/sign';
+import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../lib/runs/client';
+import { buildFollowUpInput } from '../lib/runs/reconcile';
+import { buildDrainInput, buildUndrainInput } from '../lib/runs/drain';
+import { guardianWorkflowId } from '../contract/guardian/ids';
+import type { GuardianView } from '../contract/guardian/types';
 
 export interface Approver {
   by: string;

@@ -6,9 +6,9 @@
 // from two sides: each run's own record (steps, RTO, RPO evidence, counts per class) and the
 // application's (which acknowledged writes a region does not have).
 import type { Client } from '@temporalio/client';
-import { postgresDatabase, route53Traffic, type Config, type Service } from '../config/schema';
-import type { RunRecord } from '../runbook/types';
-import { connect } from '../runs/client';
+import { postgresDatabase, route53Traffic, type Config, type Service } from '../lib/config/schema';
+import type { RunRecord } from '../contract/runbook/types';
+import { connect } from '../lib/runs/client';
 import { stackUp, type StackContext, type UpResult } from '../stack/stack';
 import { ensureLedger, nodeOf, presentIds } from './ledger';
 import { startWriteLoad, type WriteLoad } from './load';
@@ -16,16 +16,16 @@ import { configRegions, cutReplication, killRegion, rebuildPair, reviveRegion } 
 import {
   formatDemoDrain, formatDemoFailback, formatDemoReconciliation, formatDemoRun, toDemoDrain, toDemoFailback, toDemoReconciliation, toDemoRun,
   type DemoDrain, type DemoFailback, type DemoReconciliation, type DemoRun,
-} from './report';
+} from './results';
 import { standInSigner } from './approver';
-import type { DecisionSigner } from '../approvals/sign';
+import type { DecisionSigner } from '../lib/sign';
 import { awaitGuardianRun, clearStaleRun, guardianCooldownUntil, runFailover, runFollowUp, type Approver, type FailoverRun } from './runs';
-import { serviceTriggersOf } from '../config/triggers';
-import { durationMs } from '../runbook/duration';
-import { listCases, resolveCase } from '../runs/reconcile';
+import { serviceTriggersOf } from '../lib/config/triggers';
+import { durationMs } from '../contract/runbook/duration';
+import { listCases, resolveCase } from '../lib/runs/reconcile';
 import { waitUntilStreaming } from '../stack/postgres';
 import { createRoute53Activities } from '../../activities/traffic/route53';
-import type { TrafficState } from '../../activities/types';
+import type { TrafficState } from '../contract/activities';
 import { describeRegions, notFollowing, pairProblem, regionsNow, type DemoRegion } from './topology';
 
 export const DEMO_SERVICE = 'ledger';

@@ -4,15 +4,15 @@
 // run) is named, and the demo rebuilds the pair.
 import type { Client } from '@temporalio/client';
 import { createRoute53Activities } from '../../activities/traffic/route53';
-import type { Config, Service } from '../config/schema';
-import { fenceOnReturnWorkflowId, runWorkflowId } from '../runbook/ids';
+import type { Config, Service } from '../lib/config/schema';
+import { fenceOnReturnWorkflowId, runWorkflowId } from '../contract/runbook/ids';
 import { pgComponentName, probePg } from '../stack/postgres';
 import { stackStatus, type StackContext } from '../stack/stack';
 import { workerComponentName } from '../stack/workers';
-import { primaryRegionOf } from '../traffic/plan';
+import { primaryRegionOf } from '../contract/traffic/plan';
 import { adminClient, nodeOf } from './ledger';
-import { guardianWorkflowId } from '../intake/ids';
-import type { GuardianView } from '../intake/types';
+import { guardianWorkflowId } from '../contract/guardian/ids';
+import type { GuardianView } from '../contract/guardian/types';
 
 async function running(client: Client, workflowId: string): Promise<boolean> {
   try {

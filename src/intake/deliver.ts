@@ -6,16 +6,16 @@
 // (The guardian also orders an alarm's state changes by the alarm's own time, since SNS does not
 // guarantee order.)
 import type { Client } from '@temporalio/client';
-import type { Config, Service } from '../config/schema';
-import { serviceTriggersOf } from '../config/triggers';
-import { residencyRuleOf, residencyViolation } from '../policy/residency';
-import { CONTROL_TASK_QUEUE, runWorkflowId } from '../runbook/ids';
-import type { RunbookDoc, RunRecord } from '../runbook/types';
-import { awaitRecord } from '../runs/client';
-import { loadRunbook, runbookPathFor } from '../runbook/load';
-import { guardianWorkflowId } from './ids';
+import type { Config, Service } from '../lib/config/schema';
+import { serviceTriggersOf } from '../lib/config/triggers';
+import { residencyRuleOf, residencyViolation } from '../contract/policy/residency';
+import { CONTROL_TASK_QUEUE, runWorkflowId } from '../contract/runbook/ids';
+import type { RunbookDoc, RunRecord } from '../contract/runbook/types';
+import { awaitRecord } from '../lib/runs/client';
+import { loadRunbook, runbookPathFor } from '../lib/runbooks';
+import { guardianWorkflowId } from '../contract/guardian/ids';
 import { approvalOverride } from './policy';
-import type { AlarmSignal, GuardianInput, GuardianSeed, GuardianSettings, RunSummary } from './types';
+import type { AlarmSignal, GuardianInput, GuardianSeed, GuardianSettings, RunSummary } from '../contract/guardian/types';
 
 export function guardianSettings(config: Config, service: Service, runbook: RunbookDoc, extra: Partial<GuardianSettings> = {}): GuardianSettings {
   const t = serviceTriggersOf(service);

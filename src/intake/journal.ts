@@ -18,7 +18,7 @@ import { closeSync, constants, copyFileSync, existsSync, ftruncateSync, openSync
 import { mkdir, open, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LockBusyError, pidLock } from '../stack/pid-lock';
-import type { AlarmSignal } from './types';
+import type { AlarmSignal } from '../contract/guardian/types';
 
 /** Where accepted alarms go: the Deliverer (straight to Temporal) or the journal in front of it. */
 export interface AlarmSink {

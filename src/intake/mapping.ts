@@ -1,9 +1,9 @@
 // Which service, region and severity an alarm is about: the services' `triggers.alarms` rules.
 // An alarm may concern several services (shared infrastructure); each gets it once.
-import type { Config, Service } from '../config/schema';
-import { serviceTriggersOf, type AlarmRule } from '../config/triggers';
+import type { Config, Service } from '../lib/config/schema';
+import { serviceTriggersOf, type AlarmRule } from '../lib/config/triggers';
 import type { RawAlarm } from './parse';
-import type { AlarmSignal } from './types';
+import type { AlarmSignal } from '../contract/guardian/types';
 
 export interface Mapped {
   service: string;

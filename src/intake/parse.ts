@@ -1,7 +1,7 @@
 // The alarm formats the intake understands, reduced to one shape. Mapping to a service happens
 // afterwards (mapping.ts), so the parsers know nothing about the config.
-import type { AlarmSource } from '../config/triggers';
-import type { AlarmState } from './types';
+import type { AlarmSource } from '../lib/config/triggers';
+import type { AlarmState } from '../contract/guardian/types';
 
 export interface RawAlarm {
   source: AlarmSource;

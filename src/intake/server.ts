@@ -12,10 +12,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import type { Config } from '../config/schema';
-import { triggersOf } from '../config/triggers';
-import { durationMs } from '../runbook/duration';
-import { IntakeMetrics, newRegistry, type GuardianStateName, type ReadinessStateName } from '../metrics/registry';
+import type { Config } from '../lib/config/schema';
+import { triggersOf } from '../lib/config/triggers';
+import { durationMs } from '../contract/runbook/duration';
+import { IntakeMetrics, newRegistry, type GuardianStateName, type ReadinessStateName } from '../lib/metrics/registry';
 import type { AlarmSink, JournalStats } from './journal';
 import { mapAlarm, type Mapped } from './mapping';
 import { BadAlarm, parseAlertmanager, parseCloudWatchSnsMessage, parseEventBridge, type RawAlarm } from './parse';
@@ -33,11 +33,11 @@ export interface IntakeServerOptions {
   /** Tests only: which SigningCertURL / SubscribeURL may be fetched (production: SNS hosts over https). */
   snsUrlAllowed?: (url: URL) => boolean;
   now?: () => number;
-  /** Each service's guardian state, asked when /metrics is scraped (src/metrics/guardian-states.ts). */
+  /** Each service's guardian state, asked when /metrics is scraped (src/lib/metrics/guardian-states.ts). */
   guardianStates?: () => Promise<Record<string, GuardianStateName>>;
   /** Each service's last readiness evaluation, asked at scrape time. */
   readinessStates?: () => Promise<Record<string, ReadinessStateName>>;
-  /** More exposition text after ours: the Temporal SDK's own metrics (src/metrics/worker.ts). */
+  /** More exposition text after ours: the Temporal SDK's own metrics (src/lib/metrics/worker.ts). */
   extraMetrics?: () => Promise<string>;
 }
 

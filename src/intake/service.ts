@@ -4,23 +4,24 @@
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import type { Config } from '../config/schema';
-import { triggersOf } from '../config/triggers';
-import { stateDir } from '../paths';
-import { triggerProblems } from '../config/triggers';
-import { dataConverterFromEnv } from '../codec/env';
-import { InputError } from '../runs/client';
-import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../runbook/load';
-import type { RunbookDoc } from '../runbook/types';
-import { queryGuardianStates } from '../metrics/guardian-states';
-import { fetchExposition } from '../metrics/server';
+import type { Config } from '../lib/config/schema';
+import { triggersOf } from '../lib/config/triggers';
+import { stateDir } from '../lib/paths';
+import { triggerProblems } from '../lib/config/triggers';
+import { dataConverterFromEnv } from '../lib/codec/env';
+import { InputError } from '../lib/runs/client';
+import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../lib/runbooks';
+import type { RunbookDoc } from '../contract/runbook/types';
+import { queryGuardianStates } from '../lib/metrics/guardian-states';
+import { fetchExposition } from '../lib/metrics/server';
 import { Deliverer } from './deliver';
 import { AlarmJournal } from './journal';
-import { createHealthActivities, startHealthWatchers } from './health';
-import { INTAKE_TASK_QUEUE } from './ids';
+import { createHealthActivities } from '../../activities/health';
+import { startHealthWatchers } from './health-watchers';
+import { INTAKE_TASK_QUEUE } from '../contract/guardian/ids';
 import { startIntakeServer, type IntakeServer, type IntakeServerOptions } from './server';
-import type { GuardianSettings, HealthActivities } from './types';
-import { ensureReadinessSchedule, readinessStates } from '../readiness/schedule';
+import type { GuardianSettings, HealthActivities } from '../contract/guardian/types';
+import { ensureReadinessSchedule, readinessStates } from '../lib/readiness';
 
 export interface IntakeOptions {
   config: Config;

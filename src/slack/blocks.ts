@@ -1,10 +1,10 @@
 // What the bot shows, rendered from workflow state only: a run's message (Block Kit), the events
 // of its thread, and status answers.
 import type { types } from '@slack/bolt';
-import type { RunRecord, StepState } from '../runbook/types';
-import { headline, runRoute } from '../cli/report';
-import type { GuardianView } from '../intake/types';
-import type { CaseAction, ReconcileCase } from '../reconcile/types';
+import type { RunRecord, StepState } from '../contract/runbook/types';
+import { headline, runRoute } from '../present/run';
+import type { GuardianView } from '../contract/guardian/types';
+import type { CaseAction, ReconcileCase } from '../contract/reconcile';
 
 export const ACTION = { approve: 'regionshift_approve', reject: 'regionshift_reject' } as const;
 /** One button per decision on a failed step that waits for a person (onFailure: ask). */

@@ -11,28 +11,28 @@ import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Receiver, type we
 import type { Client } from '@temporalio/client';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import type { Config, Service } from '../config/schema';
-import { serviceTriggersOf, triggersOf, type SlackConfig } from '../config/triggers';
+import type { Config, Service } from '../lib/config/schema';
+import { serviceTriggersOf, triggersOf, type SlackConfig } from '../lib/config/triggers';
 import { approvalOverride, describeApproval } from '../intake/policy';
-import { guardianView } from '../intake/report';
-import { durationMs } from '../runbook/duration';
-import { loadRunbook, runbookPathFor } from '../runbook/load';
-import type { PluginRegistry } from '../plugins/load';
-import type { Mode, RunbookDoc, RunRecord } from '../runbook/types';
-import type { CaseAction, ReconcileCase } from '../reconcile/types';
+import { guardianView } from '../present/guardian';
+import { durationMs } from '../contract/runbook/duration';
+import { loadRunbook, runbookPathFor } from '../lib/runbooks';
+import type { PluginRegistry } from '../lib/plugins';
+import type { Mode, RunbookDoc, RunRecord } from '../contract/runbook/types';
+import type { CaseAction, ReconcileCase } from '../contract/reconcile';
 import {
   abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, operateRun, RefusedError, runRecord, startRun, workflowIdOf,
-} from '../runs/client';
-import { buildFollowUpInput, listCases, resolveCase } from '../runs/reconcile';
-import { formatRecord, headline, runUiUrl } from '../cli/report';
+} from '../lib/runs/client';
+import { buildFollowUpInput, listCases, resolveCase } from '../lib/runs/reconcile';
+import { formatRecord, headline, runUiUrl } from '../present/run';
 import {
   ACTION, CASE_ACTION, CASES_EVENT_KEY, STEP_ACTION, casesMessage, guardianText, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
   type CaseButtonValue, type CaseView, type RenderedRun,
 } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
 import { RunFollower } from './follow';
-import { SLACK_DECISION_KEY_ENV } from '../approvals/message';
-import { slackBotSigner, type DecisionSigner } from '../approvals/sign';
+import { SLACK_DECISION_KEY_ENV } from '../contract/approvals';
+import { slackBotSigner, type DecisionSigner } from '../lib/sign';
 
 export interface SlackSecrets {
   botToken: string;

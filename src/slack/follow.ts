@@ -7,11 +7,11 @@
 // thread.
 import type { Client } from '@temporalio/client';
 import type { webApi } from '@slack/bolt';
-import type { Config } from '../config/schema';
-import type { RunRecord } from '../runbook/types';
-import { awaitRecord } from '../runs/client';
-import { listCases } from '../runs/reconcile';
-import { runUiUrl } from '../cli/report';
+import type { Config } from '../lib/config/schema';
+import type { RunRecord } from '../contract/runbook/types';
+import { awaitRecord } from '../lib/runs/client';
+import { listCases } from '../lib/runs/reconcile';
+import { runUiUrl } from '../present/run';
 import { CASES_EVENT_KEY, casesMessage, RUN_EVENT_TYPE, runMessage, THREAD_EVENT_TYPE, threadEvents } from './blocks';
 
 interface Entry {

@@ -1,7 +1,7 @@
 // Headless Chromium, for the test that looks at the Temporal UI the way a person does (does the
 // UI show decoded payloads through the codec server?). Debian's package, installed when missing.
 import { existsSync } from 'node:fs';
-import { PrerequisiteError } from '../postgres/node';
+import { PrerequisiteError } from '../lib/postgres/node';
 import { runStreaming, which } from './run';
 
 const MISSING_CHROMIUM =

@@ -2,10 +2,10 @@
 // kept across restarts, so the SQLite history stays readable), handed to the workers and the
 // codec server through their environment, and the codec server the Temporal UI decrypts with.
 import { join } from 'node:path';
-import { ensureStackCodecKeys } from '../codec/env';
-import { KEYS_VAR } from '../codec/keys';
-import type { Config } from '../config/schema';
-import { REPO_ROOT } from '../paths';
+import { ensureStackCodecKeys } from '../lib/codec/env';
+import { KEYS_VAR } from '../lib/codec/keys';
+import type { Config } from '../lib/config/schema';
+import { REPO_ROOT } from '../lib/paths';
 import { logSince, type ProcessRecord } from './process';
 import { STACK_HOST } from './status';
 

@@ -11,8 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { msToTs } from '@temporalio/common/lib/time';
 import { accessSync, constants, createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TOOLS_DIR } from '../paths';
-import { PrerequisiteError } from '../postgres/node';
+import { TOOLS_DIR } from '../lib/paths';
+import { PrerequisiteError } from '../lib/postgres/node';
 import { runStreaming, which } from './run';
 
 export const TEMPORAL_SERVER_VERSION = 'v1.29.1';

@@ -1,7 +1,7 @@
 // `stack down`: stop exactly what `up` recorded, workers first (they use everything else).
 // A recorded pid that now belongs to another process is left alone.
-import { postmasterPid, stop, type PgNode } from '../postgres/node';
-import { stateDir } from '../paths';
+import { postmasterPid, stop, type PgNode } from '../lib/postgres/node';
+import { stateDir } from '../lib/paths';
 import { isAlive, stopProcess } from './process';
 import { acquireLock, readState, writeState } from './state';
 

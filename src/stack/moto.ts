@@ -2,9 +2,9 @@
 // stack. It lives in a project-local Python venv so nothing is installed system-wide.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { TOOLS_DIR } from '../paths';
-import { PrerequisiteError } from '../postgres/node';
-import { httpStatus } from './net';
+import { TOOLS_DIR } from '../lib/paths';
+import { PrerequisiteError } from '../lib/postgres/node';
+import { httpStatus } from '../lib/net';
 import { runStreaming, which } from './run';
 
 export const MOTO_VENV = join(TOOLS_DIR, 'venv');

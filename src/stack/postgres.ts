@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Client } from 'pg';
-import type { Config } from '../config/schema';
+import type { Config } from '../lib/config/schema';
 import {
   PrerequisiteError,
   dsn,
@@ -18,7 +18,7 @@ import {
   logFile,
   start,
   type PgNode,
-} from '../postgres/node';
+} from '../lib/postgres/node';
 import { runStreaming } from './run';
 import { waitUntil } from './wait';
 

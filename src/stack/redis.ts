@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../config/schema';
-import { PrerequisiteError } from '../postgres/node';
+import type { Config } from '../lib/config/schema';
+import { PrerequisiteError } from '../lib/postgres/node';
 import { spawnDetached } from './process';
 import { runStreaming } from './run';
 import type { StackState } from './state';

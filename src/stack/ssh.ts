@@ -2,7 +2,7 @@
 // with Debian's openssh-client, installed here when missing, as PostgreSQL is.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { PrerequisiteError } from '../postgres/node';
+import { PrerequisiteError } from '../lib/postgres/node';
 import { runStreaming } from './run';
 
 const MISSING = 'ssh-keygen is needed to sign and verify decisions: install openssh-client (apt-get install openssh-client)';

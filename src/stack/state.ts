@@ -2,7 +2,7 @@
 // directory, written after every start so a crash half-way still leaves a record to clean up.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stateDir } from '../paths';
+import { stateDir } from '../lib/paths';
 import { LockBusyError, pidLock } from './pid-lock';
 import type { ProcessRecord } from './process';
 

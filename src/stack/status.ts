@@ -1,9 +1,9 @@
 // `stack status`: every component of the config's stack, with its address and health as the
 // live process or server reports it (not as stack.json remembers it).
-import type { Config } from '../config/schema';
-import { isInitialised, logFile, postmasterPid, type PgNode } from '../postgres/node';
-import { stateDir } from '../paths';
-import { httpStatus, tcpOpen } from './net';
+import type { Config } from '../lib/config/schema';
+import { isInitialised, logFile, postmasterPid, type PgNode } from '../lib/postgres/node';
+import { stateDir } from '../lib/paths';
+import { httpStatus, tcpOpen } from '../lib/net';
 import { motoHealthy, motoUrl } from './moto';
 import { pgMembers, probePg } from './postgres';
 import { isAlive, isOurs, logTail } from './process';

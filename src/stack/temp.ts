@@ -4,7 +4,7 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts, isPortFree } from './net';
+import { freePorts, isPortFree } from '../lib/net';
 
 
 export interface TempStackFiles {

@@ -2,10 +2,10 @@
 // the checks that say it serves the namespace with the project's search attributes.
 import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { TOOLS_DIR } from '../paths';
-import { PrerequisiteError } from '../postgres/node';
+import { TOOLS_DIR } from '../lib/paths';
+import { PrerequisiteError } from '../lib/postgres/node';
 import { runStreaming, which } from './run';
-import { tcpOpen } from './net';
+import { tcpOpen } from '../lib/net';
 import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/search-attributes';
 
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';

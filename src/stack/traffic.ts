@@ -1,6 +1,6 @@
 // The local stack's DNS: each service's Route 53 records in moto, created when missing.
 import { ensureTrafficRecords } from '../../activities/traffic/route53';
-import type { Config } from '../config/schema';
+import type { Config } from '../lib/config/schema';
 import { probePg } from './postgres';
 
 /**

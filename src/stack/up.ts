@@ -1,9 +1,9 @@
 // `stack up`: start what is not running, leave what runs alone. Ports and prerequisites are
 // checked before anything starts, so a refusal leaves the machine as it was.
 import { join } from 'node:path';
-import { PrerequisiteError, logFile } from '../postgres/node';
-import { stateDir } from '../paths';
-import { httpStatus, isPortFree, listenerOf } from './net';
+import { PrerequisiteError, logFile } from '../lib/postgres/node';
+import { stateDir } from '../lib/paths';
+import { httpStatus, isPortFree, listenerOf } from '../lib/net';
 import { ensureMoto, motoArgv, motoHealthy, motoUrl } from './moto';
 import { seedTraffic } from './traffic';
 import { bringUpService, ensurePgBin, pgMembers, waitUntilStreaming, type PgMember } from './postgres';

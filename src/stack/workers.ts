@@ -2,8 +2,8 @@
 // The worker prints READY_LINE once its workers poll, and runs until SIGTERM.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../config/schema';
-import { REPO_ROOT } from '../paths';
+import type { Config } from '../lib/config/schema';
+import { REPO_ROOT } from '../lib/paths';
 import { logSince, type ProcessRecord } from './process';
 
 export const READY_LINE = 'regionshift worker ready';

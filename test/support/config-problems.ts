@@ -1,4 +1,4 @@
-import { ConfigError } from '../../src/config/load';
+import { ConfigError } from '../../src/lib/config/load';
 
 /** The problems a config or runbook loader reports; fails the test if it accepts instead. */
 export function problemsOf(fn: () => unknown): string[] {

@@ -7,14 +7,14 @@
 import { randomUUID } from 'node:crypto';
 import { Client as PgClient, type ClientBase } from 'pg';
 import { expect } from 'vitest';
-import { ReconcileConfig } from '../../src/config/reconcile';
+import { ReconcileConfig } from '../../src/lib/config/reconcile';
 import { advanceLoan, bookTransfer, DEMO_RECONCILE, ensureLedger, type Transfer } from '../../src/demo/ledger';
 import { startWriteLoad, type WriteLoad } from '../../src/demo/load';
 import { uuidFromName, uuidv7 } from '../../src/demo/uuidv7';
-import { dsn, psql, stop, PG_APP_ROLE, PG_SUPERUSER } from '../../src/postgres/node';
-import type { ReconcileCase } from '../../src/reconcile/types';
-import type { RunRecord } from '../../src/runbook/types';
-import { awaitRecord, startRun } from '../../src/runs/client';
+import { dsn, psql, stop, PG_APP_ROLE, PG_SUPERUSER } from '../../src/lib/postgres/node';
+import type { ReconcileCase } from '../../src/contract/reconcile';
+import type { RunRecord } from '../../src/contract/runbook/types';
+import { awaitRecord, startRun } from '../../src/lib/runs/client';
 import { partitionStandby, SERVICE, type FailoverEnv } from './failover-env';
 import { waitFor } from './wait';
 

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { TOOLS_DIR } from '../../src/paths';
+import { TOOLS_DIR } from '../../src/lib/paths';
 import { freePort } from './ports';
 
 export interface MotoServer {

@@ -1,11 +1,11 @@
 // A real PostgreSQL primary and streaming standbys on free loopback ports, for tests that need
-// actual replication (fencing, lag, promotion, pg_rewind). Built with src/postgres/node.ts so
+// actual replication (fencing, lag, promotion, pg_rewind). Built with src/lib/postgres/node.ts so
 // tests exercise the same setup the local stack uses.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from './ports';
-import { findPgBin, initPrimary, initStandby, logFile, stop, type PgNode } from '../../src/postgres/node';
+import { findPgBin, initPrimary, initStandby, logFile, stop, type PgNode } from '../../src/lib/postgres/node';
 
 export interface PgCluster {
   bin: string;

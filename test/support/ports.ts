@@ -1,3 +1,3 @@
-// Free loopback ports for servers a test starts: the stack's own finder (src/stack/net.ts), so
+// Free loopback ports for servers a test starts: the stack's own finder (src/lib/net.ts), so
 // the tests, the bench and the stack agree on how a port is chosen.
-export { freePort, freePorts } from '../../src/stack/net';
+export { freePort, freePorts } from '../../src/lib/net';

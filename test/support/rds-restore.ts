@@ -29,7 +29,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { start, stop, type PgNode } from '../../src/postgres/node';
+import { start, stop, type PgNode } from '../../src/lib/postgres/node';
 import { createUnplannedFailoverSnapshot } from './aurora-moto';
 import { freePort } from './ports';
 import type { RdsSim } from './rds-sim';

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDecisionActivities, type DecisionActivities } from '../../activities/approvals';
 import { createGuardianNoticeActivities, type GuardianNoticeActivities } from '../../activities/guardian';
-import { ensureKeyPair, slackBotSigner, sshKeySigner, type DecisionSigner } from '../../src/approvals/sign';
-import type { Approver, Config } from '../../src/config/schema';
+import { ensureKeyPair, slackBotSigner, sshKeySigner, type DecisionSigner } from '../../src/lib/sign';
+import type { Approver, Config } from '../../src/lib/config/schema';
 
 /** The key the tests' control workers and Slack bots share. */
 export const SLACK_DECISION_KEY = randomBytes(32).toString('hex');

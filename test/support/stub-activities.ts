@@ -12,10 +12,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type {
   DbNodeState, FenceResult, RegionActivities, ShiftResult, TrafficRecord, TrafficState,
-} from '../../activities/types';
-import { dataConverterFromEnv } from '../../src/codec/env';
-import { regionTaskQueue } from '../../src/runbook/ids';
-import type { RunRecord } from '../../src/runbook/types';
+} from '../../src/contract/activities';
+import { dataConverterFromEnv } from '../../src/lib/codec/env';
+import { regionTaskQueue } from '../../src/contract/runbook/ids';
+import type { RunRecord } from '../../src/contract/runbook/types';
 import type { runbook as runbookWorkflow } from '../../workflows/runbook';
 
 export type ActivityName = keyof RegionActivities;

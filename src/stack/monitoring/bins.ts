@@ -2,7 +2,7 @@
 // installed with apt-get when missing and we are root (as ensurePgBin does for PostgreSQL).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { PrerequisiteError } from '../../postgres/node';
+import { PrerequisiteError } from '../../lib/postgres/node';
 import { runStreaming } from '../run';
 
 export interface MonitoringBins {

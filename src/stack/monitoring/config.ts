@@ -10,10 +10,10 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse, stringify } from 'yaml';
-import type { Config } from '../../config/schema';
-import { triggersOf } from '../../config/triggers';
-import { dsn, type PgNode } from '../../postgres/node';
-import { REPO_ROOT } from '../../paths';
+import type { Config } from '../../lib/config/schema';
+import { triggersOf } from '../../lib/config/triggers';
+import { dsn, type PgNode } from '../../lib/postgres/node';
+import { REPO_ROOT } from '../../lib/paths';
 import { pgMembers } from '../postgres';
 import { workerRegions } from '../workers';
 

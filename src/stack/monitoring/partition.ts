@@ -3,7 +3,7 @@
 // so the vantage point's blackbox module for that region binds to an address no interface has
 // (config.ts) and the exporter reloads; the PostgreSQL server itself is untouched.
 import { writeFileSync } from 'node:fs';
-import type { Config } from '../../config/schema';
+import type { Config } from '../../lib/config/schema';
 import { blackboxConfig, cutTargets, exporterUrl, monitoringPlan } from './config';
 
 async function reload(port: number): Promise<void> {

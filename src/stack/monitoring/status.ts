@@ -1,8 +1,8 @@
 // `stack status` for the monitoring components: each process as it answers now, and for
 // Prometheus the probes and alerts it sees (a probe failing or an alert firing is the first thing
 // a person asks about when a region moved by itself).
-import type { Config } from '../../config/schema';
-import { httpStatus } from '../net';
+import type { Config } from '../../lib/config/schema';
+import { httpStatus } from '../../lib/net';
 import type { RecordedProcess, StackState } from '../state';
 import type { ComponentStatus } from '../status';
 import { workerSkipReason } from '../workers';

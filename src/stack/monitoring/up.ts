@@ -4,10 +4,10 @@
 // process starts, so a broken rules file refuses the whole `up` with nothing started.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { PrerequisiteError } from '../../postgres/node';
-import { REPO_ROOT } from '../../paths';
-import type { Config } from '../../config/schema';
-import { httpStatus } from '../net';
+import { PrerequisiteError } from '../../lib/postgres/node';
+import { REPO_ROOT } from '../../lib/paths';
+import type { Config } from '../../lib/config/schema';
+import { httpStatus } from '../../lib/net';
 import { isAlive, logSince, logTail, spawnDetached, type ProcessRecord } from '../process';
 import { writeState, type RecordedProcess, type StackState } from '../state';
 import { waitUntil } from '../wait';
