@@ -28,7 +28,8 @@ export interface CacheContext {
   compensations: { stepId: string; what: string; undo: () => Promise<string> }[];
 }
 
-function on(region: string, options: Partial<ActivityOptions> = {}): CacheActivities {
+/** The cache activities of one region's worker. */
+function cacheIn(region: string, options: Partial<ActivityOptions> = {}): CacheActivities {
   return wf.proxyActivities<CacheActivities>({
     taskQueue: regionTaskQueue(region),
     startToCloseTimeout: '60s',
@@ -54,9 +55,9 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
     case 'cache.fence': {
       const source = ctx.source();
       state.region = source;
-      ctx.compensations.push({ stepId: ctx.step.id, what: `unfence the cache in ${source}`, undo: async () => (await on(source, COMPENSATION).cacheUnfence(svc)).detail });
+      ctx.compensations.push({ stepId: ctx.step.id, what: `unfence the cache in ${source}`, undo: async () => (await cacheIn(source, COMPENSATION).cacheUnfence(svc)).detail });
       try {
-        cache.fence = await on(source, ctx.opts).cacheFence(svc);
+        cache.fence = await cacheIn(source, ctx.opts).cacheFence(svc);
         state.detail = `${cache.fence.alreadyFenced ? 'already fenced' : 'fenced'}${cache.fence.offset !== undefined ? ` at offset ${cache.fence.offset}` : ''}; ${cache.fence.detail}`;
       } catch (err) {
         const policy = input.mode === 'unplanned' ? ctx.step.unplanned?.onFailure : undefined;
@@ -74,14 +75,14 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
       const planned = input.mode === 'planned';
       if (planned && !cache.fence?.verified && !cache.fence?.managed) ctx.refuse('cache.promote in a planned run needs a verified cache.fence first');
       // How long it waits for the fenced offset is the cache config's syncTimeout, read by the worker.
-      cache.promotion = await on(input.target, ctx.opts)
+      cache.promotion = await cacheIn(input.target, ctx.opts)
         .cachePromote({ ...svc, mode: input.mode, source: ctx.source(), ...(planned && cache.fence?.offset !== undefined ? { offset: cache.fence.offset } : {}) });
       state.detail = cache.promotion.detail;
       return;
     }
     case 'cache.repoint': {
       state.region = input.target;
-      cache.repoint = await on(input.target, ctx.opts).cacheRepoint({ ...svc, primaryRegion: input.target });
+      cache.repoint = await cacheIn(input.target, ctx.opts).cacheRepoint({ ...svc, primaryRegion: input.target });
       state.detail = cache.repoint.regions.map((r) => `${r.region}: ${r.detail}`).join('; ');
       return;
     }

@@ -35,7 +35,8 @@ export interface ActionContext {
 
 type Acts = ReconcileActivities & RegionActivities;
 
-function on(region: string, options: Partial<ActivityOptions> = {}): Acts {
+/** The reconciliation (and database, traffic) activities of one region's worker, with timeouts for long statements. */
+function reconcilerIn(region: string, options: Partial<ActivityOptions> = {}): Acts {
   return wf.proxyActivities<Acts>({
     taskQueue: regionTaskQueue(region),
     startToCloseTimeout: '15m',
@@ -86,7 +87,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
   const oldSide = () => (r.preserve?.oldSide ? { oldSide: r.preserve.oldSide } : {});
 
   async function classifyPass(pass: number, widenFrom?: string): Promise<ClassifyResult> {
-    const c = await on(input.target, ctx.opts).reconcileClassify({
+    const c = await reconcilerIn(input.target, ctx.opts).reconcileClassify({
       service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), handoff, pass, ...(widenFrom ? { widenFrom } : {}),
       requestedBy: input.requestedBy, workflowRunId: info.runId,
     });
@@ -99,7 +100,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
   async function applyPass(pass: number, widenFrom?: string): Promise<ApplyResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const a = await on(input.target, ctx.opts).reconcileApply({ service: svc, reconciliationId: id, pass, requestedBy: input.requestedBy, workflowRunId: info.runId });
+        const a = await reconcilerIn(input.target, ctx.opts).reconcileApply({ service: svc, reconciliationId: id, pass, requestedBy: input.requestedBy, workflowRunId: info.runId });
         if (!r.apply || r.apply.pass === pass) r.apply = a;
         return a;
       } catch (err) {
@@ -118,7 +119,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
       for (let pauseMs = 2_000; ; pauseMs = Math.min(pauseMs * 2, PRESERVE_POLL_MAX_MS)) {
         // The old primary's region may still be coming back: wait for its worker a while, not for ever.
         try {
-          r.preserve = await on(ctx.source(), {
+          r.preserve = await reconcilerIn(ctx.source(), {
             scheduleToStartTimeout: '2m', startToCloseTimeout: '3m', ...ctx.opts,
             // Waiting on the provider comes back here at once, so the step can say what it waits for.
             retry: { ...retry, nonRetryableErrorTypes: [...(retry.nonRetryableErrorTypes ?? []), ...PRESERVE_WAITING] },
@@ -155,7 +156,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
     }
     case 'reconcile.verify': {
       state.region = input.target;
-      let v = await on(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), escalate: false });
+      let v = await reconcilerIn(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), escalate: false });
       const notes: string[] = [];
       if (v.widenTo) {
         // A difference just before the window: a transaction that began long before it committed.
@@ -164,7 +165,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
         await classifyPass(pass, v.widenTo);
         const a = await applyPass(pass, v.widenTo);
         notes.push(`pass ${pass}: ${a.transactionsApplied} more re-applied, ${a.casesOpened} more cases`);
-        v = await on(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), escalate: true });
+        v = await reconcilerIn(input.target, ctx.opts).reconcileVerify({ service: svc, reconciliationId: id, oldRegion: ctx.source(), ...oldSide(), escalate: true });
       }
       r.verify = v;
       // Mutable tables say how many keys the window named (left to classify and apply).
@@ -176,7 +177,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
     }
     case 'reconcile.report': {
       state.region = input.target;
-      r.report = await on(input.target, ctx.opts).reconcileReport({ service: svc, reconciliationId: id, workflowId: info.workflowId, runId: info.runId, requestedBy: input.requestedBy, ...oldSide() });
+      r.report = await reconcilerIn(input.target, ctx.opts).reconcileReport({ service: svc, reconciliationId: id, workflowId: info.workflowId, runId: info.runId, requestedBy: input.requestedBy, ...oldSide() });
       const rep = r.report;
       state.detail = `lost ${rep.txn['only-old']}, only-new ${rep.txn['only-new']}, identical ${rep.txn.identical}, same-id conflicts ${rep.txn['same-id-different-payload']}; re-applied ${rep.applied.transactions}; ${rep.cases.open} case(s) open of ${rep.cases.opened}` +
         (rep.oldSide ? `; the old side was read from ${rep.oldSide.cluster} in ${rep.oldSide.region}, which runs (and costs) until deleted; when nobody needs to query it any more: ${rep.oldSide.deleteCommands.join(' && ')}` : '');
@@ -184,7 +185,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
     }
     case 'failback.checkCases': {
       state.region = ctx.source();
-      const check = await on(ctx.source(), { startToCloseTimeout: '1m', ...ctx.opts }).failbackCheck({ service: svc, reconciliationId: id });
+      const check = await reconcilerIn(ctx.source(), { startToCloseTimeout: '1m', ...ctx.opts }).failbackCheck({ service: svc, reconciliationId: id });
       const problems: string[] = [];
       if (!check.oldSideRead) problems.push(`reconciliation ${id} has not read ${handoff.oldPrimary}'s divergent writes, and the rejoin would rewind them away (run: regionshift reconcile --service ${svc})`);
       else if (!check.reconciled) problems.push(`reconciliation ${id} has not applied (run: regionshift reconcile --service ${svc})`);
@@ -206,7 +207,7 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
       state.region = input.target;
       // pg_rewind discards the old primary's divergent writes: only after reconciliation has read them (or a recorded override).
       if (!rec.failback?.check) ctx.refuse('failback.rejoinTarget needs failback.checkCases earlier in the runbook: the old primary is only rewound once reconciliation has read it');
-      const rejoin: RejoinResult = await on(input.target, { startToCloseTimeout: '10m', ...ctx.opts }).dbRejoinAsStandby({ service: svc, primaryRegion: ctx.source() });
+      const rejoin: RejoinResult = await reconcilerIn(input.target, { startToCloseTimeout: '10m', ...ctx.opts }).dbRejoinAsStandby({ service: svc, primaryRegion: ctx.source() });
       rec.failback.oldPrimaryRejoin = rejoin;
       // A provider that cannot make it a replica in place (Aurora: a cluster outside the global
       // database) says so and leaves it alone: fencing the current primary next would only cut the
@@ -220,15 +221,15 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
     case 'traffic.restore': {
       state.region = input.target;
       const want = handoff.trafficBefore ?? ctx.refuse('the failover recorded no traffic state to restore');
-      const before = rec.trafficBefore ?? (await on(input.target).trafficDescribe({ service: svc }));
+      const before = rec.trafficBefore ?? (await reconcilerIn(input.target).trafficDescribe({ service: svc }));
       ctx.compensations.push({
         stepId: ctx.stepId, what: `restore traffic records of ${svc} as they were before failback`,
         undo: async () => {
-          const s = await on(input.target, { scheduleToStartTimeout: '15s', startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } }).trafficRestore({ service: svc, state: before });
+          const s = await reconcilerIn(input.target, { scheduleToStartTimeout: '15s', startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } }).trafficRestore({ service: svc, state: before });
           return s.records.map((x) => `${x.region} ${x.weight ?? x.failover ?? x.routingControl ?? ''}`).join(', ');
         },
       });
-      const after = await on(input.target, ctx.opts).trafficRestore({ service: svc, state: want });
+      const after = await reconcilerIn(input.target, ctx.opts).trafficRestore({ service: svc, state: want });
       rec.failback = { ...(rec.failback ?? { reconciliationId: id }), trafficRestored: { before, after } };
       rec.traffic = { before, after, changed: true, maxCachedSeconds: Math.max(0, ...before.records.map((x) => x.ttl)) };
       state.detail = `restored to the records before failover ${handoff.failoverRunId}: ${after.records.map((x) => `${x.region} ${x.weight ?? x.failover ?? x.routingControl ?? x.location ?? ''}`.trim()).join(', ')}`;
@@ -252,7 +253,7 @@ export async function reconcileCases(req: CasesRequest): Promise<CasesResponse> 
   // Checked first: an unsigned or wrongly signed decision never reaches a database.
   const signed = req.op === 'resolve' ? await verifyCaseDecision(req.resolve) : undefined;
   const nodes = await Promise.all(req.regions.map((region) =>
-    on(region, { scheduleToStartTimeout: '5s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+    reconcilerIn(region, { scheduleToStartTimeout: '5s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
       .dbDescribe({ service: req.service })
       .catch((err): DbNodeState => ({ region, reachable: false, error: String((err as Error).message) })),
   ));
@@ -261,8 +262,8 @@ export async function reconcileCases(req: CasesRequest): Promise<CasesResponse> 
   if (req.op === 'list') {
     const where = primary ?? nodes.find((n) => n.reachable);
     if (!where) throw ApplicationFailure.nonRetryable(`no database of ${req.service} is reachable: ${nodes.map((n) => `${n.region}: ${n.error}`).join('; ')}`, 'CasesUnreachable');
-    return { op: 'list', region: where.region, cases: await on(where.region, retry).reconcileCasesList(req.list) };
+    return { op: 'list', region: where.region, cases: await reconcilerIn(where.region, retry).reconcileCasesList(req.list) };
   }
   if (!primary) throw ApplicationFailure.nonRetryable(`${req.service} has no writable primary right now (${nodes.map((n) => `${n.region} ${n.reachable ? `${n.role}${n.fenced ? ', fenced' : ''}` : 'unreachable'}`).join('; ')}); cases are resolved in the primary`, 'CasesUnreachable');
-  return { op: 'resolve', region: primary.region, result: await on(primary.region, retry).reconcileCasesResolve({ ...req.resolve, signed }) };
+  return { op: 'resolve', region: primary.region, result: await reconcilerIn(primary.region, retry).reconcileCasesResolve({ ...req.resolve, signed }) };
 }
