@@ -18,13 +18,14 @@ import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { dataConverterFromEnv } from '../src/lib/codec/env';
-import type { ActionName } from '../src/contract/runbook/catalog';
+import { ACTIONS, type ActionName } from '../src/contract/runbook/catalog';
 import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/contract/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import { Runbook } from '../src/contract/runbook/schema';
 import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/contract/runbook/types';
 import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/lib/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
+import { Compensations } from '../workflows/compensation';
 import { FENCE_LSN, outcome, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
@@ -136,6 +137,42 @@ const changes = (fleet: StubFleet) => fleet.log().filter((c) => !c.endsWith('.db
 
 // Concurrent: each test has its own service and task queues, and most of a run is waiting on
 // round trips to the server, so running them side by side is what keeps the suite short.
+describe('compensation, as the catalog says', () => {
+  const step = (status: 'done' | 'failed') => ({ id: 's', title: 's', action: 'x', status }) as RunRecord['steps'][number];
+
+  it('lets only an action with a compensation in the catalog register an undo', () => {
+    const c = new Compensations({ 'custom.notify': { placement: 'target', summary: 'notify', compensates: false } });
+    const withUndo = Object.entries(ACTIONS).filter(([, spec]) => 'compensate' in spec).map(([name]) => name);
+    expect(withUndo.sort()).toEqual(['cache.fence', 'db.fenceWrites', 'traffic.drain', 'traffic.restore', 'traffic.shift', 'traffic.undrain']);
+    for (const action of withUndo) expect(() => c.register('s', action, action, async () => 'ok')).not.toThrow();
+    expect(() => c.register('promote', 'db.promote', 'demote', async () => 'ok')).toThrow('step promote: the catalog gives db.promote no compensation');
+    expect(() => c.register('n', 'custom.notify', 'unnotify', async () => 'ok')).toThrow('the catalog gives custom.notify no compensation');
+    expect(() => c.register('n', 'custom.unknown', 'undo', async () => 'ok')).toThrow('the catalog gives custom.unknown no compensation');
+  });
+
+  it('undoes in reverse order, each undo once, reports the irreversible and the failed, and withdraws on request', async () => {
+    const c = new Compensations({ 'custom.env': { placement: 'target', summary: 'env', compensates: true } });
+    const ran: string[] = [];
+    c.register('fence', 'db.fenceWrites', 'unfence west', async () => (ran.push('unfence'), 'open'));
+    c.register('fence', 'db.fenceWrites', 'unfence west', async () => (ran.push('unfence again'), 'open'));
+    const withdraw = c.register('shift', 'traffic.shift', 'restore records', async () => (ran.push('restore'), 'restored'));
+    c.register('env', 'custom.env', 'undo custom.env', async () => {
+      throw new Error('target does not answer');
+    });
+    c.irreversible.push('promote east: not demoted automatically');
+    withdraw();
+    const states: Record<string, ReturnType<typeof step>> = { fence: step('done'), env: step('failed') };
+    const result = await c.unwind((id) => states[id]!);
+    expect(ran).toEqual(['unfence again']);
+    expect(result).toEqual({
+      undone: ['unfence west: open'],
+      notUndone: ['promote east: not demoted automatically', 'undo custom.env: target does not answer'],
+    });
+    expect(states.fence!.status).toBe('compensated');
+    expect(states.env!.status).toBe('failed');
+  });
+});
+
 describe.concurrent('the runbook interpreter', () => {
   describe('planned failover: one writer, and no promotion before the lag is zero', () => {
     it('the shipped runbook fences, confirms the lag at the fence position, and only then promotes', async (ctx) => {
@@ -465,7 +502,7 @@ describe.concurrent('the runbook interpreter', () => {
       expect(result).toBe(FAILURE.failed);
       expect(rec.steps.find((s) => s.id === 'snapshot')).toMatchObject({
         status: 'failed',
-        error: 'action "db.snapshot" has no implementation in this control worker (workflows/runbook.ts); deploy a control worker that knows it, or remove the step',
+        error: 'action "db.snapshot" has no implementation in this control worker (workflows/actions.ts); deploy a control worker that knows it, or remove the step',
       });
       expect(changes(r.fleet)).toEqual([]);
     });

@@ -13,6 +13,7 @@ import type { HttpCallParams } from '../src/contract/runbook/params';
 import { renderJson, renderTemplate, type TemplateValues } from '../src/contract/runbook/template';
 import type { RunInput, RunRecord, Step, StepState } from '../src/contract/runbook/types';
 import type { PluginStepInput, StepContext } from '../src/contract/plugin';
+import { COMPENSATION, type Compensations } from './compensation';
 
 export interface AppStepContext {
   input: RunInput;
@@ -22,10 +23,7 @@ export interface AppStepContext {
   /** The run's activity options for this step (summary, timeouts from the runbook). */
   opts: Partial<ActivityOptions>;
   source(): string;
-  compensations: { stepId: string; what: string; undo: () => Promise<string> }[];
-  irreversible: string[];
-  /** Options for compensation activities: they must end, even when a region is down. */
-  compensation: Partial<ActivityOptions>;
+  compensations: Compensations;
 }
 
 export function isAppStep(action: string): boolean {
@@ -108,13 +106,9 @@ async function pluginStep(c: AppStepContext, action: string): Promise<void> {
     const where = region ?? 'control';
     if (spec.compensates) {
       // Registered before the step runs: a step that fails half-way is undone too (compensations are idempotent).
-      c.compensations.push({
-        stepId: c.step.id,
-        what: `undo ${action} in ${where}`,
-        undo: async () => (await proxy({ ...c.compensation, ...queueOf(region) })[`${action}.compensate`]!(input)).detail,
-      });
+      c.compensations.register(c.step.id, action, `undo ${action} in ${where}`, async () => (await proxy({ ...COMPENSATION, ...queueOf(region) })[`${action}.compensate`]!(input)).detail);
     } else if (spec.irreversible) {
-      c.irreversible.push(`${action} in ${where}: ${spec.irreversible}`);
+      c.compensations.irreversible.push(`${action} in ${where}: ${spec.irreversible}`);
     }
   }
   const results = await Promise.all(regions.map(async (region) => {

@@ -9,6 +9,7 @@ import type { ActivityOptions } from '@temporalio/common';
 import type { CacheActivities } from '../src/contract/activities';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { RunInput, RunRecord, Step, StepState } from '../src/contract/runbook/types';
+import { COMPENSATION, type Compensations } from './compensation';
 
 export const CACHE_ACTIONS = ['cache.fence', 'cache.promote', 'cache.repoint'] as const;
 export type CacheAction = (typeof CACHE_ACTIONS)[number];
@@ -25,7 +26,7 @@ export interface CacheContext {
   opts: Partial<ActivityOptions>;
   source(): string;
   refuse(message: string): never;
-  compensations: { stepId: string; what: string; undo: () => Promise<string> }[];
+  compensations: Compensations;
 }
 
 /** The cache activities of one region's worker. */
@@ -40,7 +41,6 @@ function cacheIn(region: string, options: Partial<ActivityOptions> = {}): CacheA
   });
 }
 
-const COMPENSATION: Partial<ActivityOptions> = { scheduleToStartTimeout: '15s', startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } };
 
 function message(err: unknown): string {
   if (err instanceof wf.ActivityFailure && err.cause) return err.cause.message;
@@ -55,7 +55,7 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
     case 'cache.fence': {
       const source = ctx.source();
       state.region = source;
-      ctx.compensations.push({ stepId: ctx.step.id, what: `unfence the cache in ${source}`, undo: async () => (await cacheIn(source, COMPENSATION).cacheUnfence(svc)).detail });
+      ctx.compensations.register(ctx.step.id, action, `unfence the cache in ${source}`, async () => (await cacheIn(source, COMPENSATION).cacheUnfence(svc)).detail);
       try {
         cache.fence = await cacheIn(source, ctx.opts).cacheFence(svc);
         state.detail = `${cache.fence.alreadyFenced ? 'already fenced' : 'fenced'}${cache.fence.offset !== undefined ? ` at offset ${cache.fence.offset}` : ''}; ${cache.fence.detail}`;

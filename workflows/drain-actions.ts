@@ -11,6 +11,7 @@ import type { DbNodeState, RegionActivities, TrafficRecord, TrafficState } from 
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { DrainRecord, RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
 import { describeRecords, primaryRegionOf } from '../src/contract/traffic/plan';
+import type { Compensations } from './compensation';
 
 export const DRAIN_ACTIONS = ['traffic.drain', 'traffic.undrain', 'traffic.verify'] as const;
 export type DrainAction = (typeof DRAIN_ACTIONS)[number] | 'preflight';
@@ -29,7 +30,7 @@ export interface DrainContext {
   state: StepState;
   opts: Partial<ActivityOptions>;
   refuse(message: string): never;
-  compensations: { stepId: string; what: string; undo: () => Promise<string> }[];
+  compensations: Compensations;
   stepId: string;
 }
 
@@ -151,15 +152,14 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const d = drain();
       state.region = d.via;
       const before = d.before!;
-      const undo = { stepId: ctx.stepId, what: `restore traffic records of ${input.service}`, undo: async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records) };
-      ctx.compensations.push(undo);
+      const withdraw = ctx.compensations.register(ctx.stepId, action, `restore traffic records of ${input.service}`, async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records));
       try {
         rec.traffic = await on(d.via, ctx.opts).trafficDrain({ ...svc, region: d.region });
       } catch (err) {
         const f = failureOf(err);
         if (f?.type && REFUSALS.has(f.type)) {
           // The provider said no before changing anything: nothing to restore.
-          ctx.compensations.splice(ctx.compensations.indexOf(undo), 1);
+          withdraw();
           ctx.refuse(f.message);
         }
         throw err;
@@ -177,10 +177,9 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const drained = input.drained ?? ctx.refuse('traffic.undrain needs the drain it undoes (RunInput.drained)');
       state.region = d.via;
       const before = d.before!;
-      ctx.compensations.push({
-        stepId: ctx.stepId, what: `restore traffic records of ${input.service} as the drain left them`,
-        undo: async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
-      });
+      ctx.compensations.register(ctx.stepId, action, `restore traffic records of ${input.service} as the drain left them`, async () =>
+        describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
+      );
       const after = await on(d.via, ctx.opts).trafficRestore({ ...svc, state: drained.before });
       rec.traffic = { before, after, changed: !sameTraffic(before, after), maxCachedSeconds: Math.max(0, ...before.records.map((r) => r.ttl)) };
       d.after = after;

@@ -10,6 +10,7 @@ import type { ReconcileActivities } from '../activities/reconcile';
 import type { DbNodeState, RegionActivities, RejoinResult } from '../src/contract/activities';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import { verifyCaseDecision } from './approvals';
+import { COMPENSATION, type Compensations } from './compensation';
 import type { RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
 import {
   PRESERVE_WAITING, reconciliationIdOf, type ApplyResult, type CaseResolveInput, type CaseResolveResult, type CasesListInput, type ClassifyResult, type ReconcileCase,
@@ -29,7 +30,7 @@ export interface ActionContext {
   opts: Partial<ActivityOptions>;
   source(): string;
   refuse(message: string): never;
-  compensations: { stepId: string; what: string; undo: () => Promise<string> }[];
+  compensations: Compensations;
   stepId: string;
 }
 
@@ -222,12 +223,9 @@ export async function runReconcileAction(action: ReconcileAction, ctx: ActionCon
       state.region = input.target;
       const want = handoff.trafficBefore ?? ctx.refuse('the failover recorded no traffic state to restore');
       const before = rec.trafficBefore ?? (await reconcilerIn(input.target).trafficDescribe({ service: svc }));
-      ctx.compensations.push({
-        stepId: ctx.stepId, what: `restore traffic records of ${svc} as they were before failback`,
-        undo: async () => {
-          const s = await reconcilerIn(input.target, { scheduleToStartTimeout: '15s', startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } }).trafficRestore({ service: svc, state: before });
-          return s.records.map((x) => `${x.region} ${x.weight ?? x.failover ?? x.routingControl ?? ''}`).join(', ');
-        },
+      ctx.compensations.register(ctx.stepId, action, `restore traffic records of ${svc} as they were before failback`, async () => {
+        const s = await reconcilerIn(input.target, COMPENSATION).trafficRestore({ service: svc, state: before });
+        return s.records.map((x) => `${x.region} ${x.weight ?? x.failover ?? x.routingControl ?? ''}`).join(', ');
       });
       const after = await reconcilerIn(input.target, ctx.opts).trafficRestore({ service: svc, state: want });
       rec.failback = { ...(rec.failback ?? { reconciliationId: id }), trafficRestored: { before, after } };

@@ -10,8 +10,11 @@ export type Placement = 'source' | 'target' | 'others' | 'control';
 export interface ActionSpec {
   /** Where the action runs unless the step says otherwise. */
   placement: Placement;
-  /** The action that undoes it, run in reverse order when a run fails or is aborted. */
-  compensate?: string;
+  /**
+   * How it is undone when a run fails or is aborted (in reverse order, workflows/compensation.ts):
+   * only an action with one may register an undo.
+   */
+  compensate?: 'db.unfenceWrites' | 'traffic.restore' | 'cache.unfence';
   /** Why it cannot be undone, for the run's report. */
   irreversible?: string;
   /**
@@ -56,7 +59,7 @@ export const ACTIONS = {
   // Failback (runbooks/failback.yaml): source = the current primary, target = the old one.
   'failback.checkCases': { placement: 'source', summary: 'Refuse while reconciliation has not read the old primary or cases are open' },
   'failback.rejoinTarget': { placement: 'target', summary: 'Bring the old primary back as a standby of the current one' },
-  'traffic.restore': { placement: 'target', summary: 'Restore traffic to the records recorded before the failover' },
+  'traffic.restore': { placement: 'target', compensate: 'traffic.restore', summary: 'Restore traffic to the records recorded before the failover' },
   // Drain and undrain (runbooks/drain.yaml, runbooks/undrain.yaml): RunInput.region is the region
   // drained; the Route 53 calls run on a region that stays in service (workflows/drain-actions.ts).
   'traffic.drain': { placement: 'control', compensate: 'traffic.restore', summary: 'Move the region\'s traffic to the regions that stay in service' },

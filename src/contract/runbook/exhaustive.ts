@@ -1,4 +1,4 @@
-// The end of the interpreter's action switch (workflows/runbook.ts, runAction). No imports: workflow
+// The end of the interpreter's action switch (workflows/actions.ts, runAction). No imports: workflow
 // code uses it, and test/fixtures/ compiles it on its own.
 
 /**
@@ -8,5 +8,5 @@
  * saying so instead of passing as done without doing anything.
  */
 export function unimplementedAction(action: never): never {
-  throw new Error(`action "${String(action)}" has no implementation in this control worker (workflows/runbook.ts); deploy a control worker that knows it, or remove the step`);
+  throw new Error(`action "${String(action)}" has no implementation in this control worker (workflows/actions.ts); deploy a control worker that knows it, or remove the step`);
 }
