@@ -1,5 +1,5 @@
-// The workflow side of a service's cache (runbooks/failover.yaml: cache.fence, cache.promote,
-// cache.repoint), called from the runbook interpreter's switch. The steps are gated on the
+// The workflow side of a service's cache (runbooks/failover.yaml and failback.yaml: cache.fence,
+// cache.promote, cache.repoint, cache.rejoin), called from the runbook interpreter's switch. The steps are gated on the
 // condition `cache` (RunInput.cache), so a service without one, and every run that started before
 // these steps existed, schedules nothing new. Failure policy: the YAML's. A planned run promotes
 // the cache only once the target has the offset the fenced source ended at (the same rule as
@@ -10,7 +10,7 @@ import type { CacheActivities } from '../activities/types';
 import { regionTaskQueue } from '../src/runbook/ids';
 import type { RunInput, RunRecord, Step, StepState } from '../src/runbook/types';
 
-export const CACHE_ACTIONS = ['cache.fence', 'cache.promote', 'cache.repoint'] as const;
+export const CACHE_ACTIONS = ['cache.fence', 'cache.promote', 'cache.repoint', 'cache.rejoin'] as const;
 export type CacheAction = (typeof CACHE_ACTIONS)[number];
 
 export function isCacheAction(action: string): action is CacheAction {
@@ -77,6 +77,18 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
       cache.promotion = await on(input.target, ctx.opts)
         .cachePromote({ ...svc, mode: input.mode, source: ctx.source(), ...(planned && cache.fence?.offset !== undefined ? { offset: cache.fence.offset } : {}) });
       state.detail = cache.promotion.detail;
+      return;
+    }
+    case 'cache.rejoin': {
+      // A failback's target is the old primary. Its cache came back from an unplanned failover
+      // still a primary, with writes the current one never had: it replicates from the current
+      // primary (its own data replaced) before anything is fenced, promoted or routed to it.
+      state.region = input.target;
+      const current = ctx.source();
+      cache.rejoin = await on(input.target, ctx.opts).cacheRepoint({ ...svc, primaryRegion: current, regions: [input.target] });
+      const mine = cache.rejoin.regions.find((r) => r.region === input.target);
+      if (!mine?.following) ctx.refuse(`${input.target}'s cache does not follow ${current}'s (${mine?.detail ?? 'not found'}); nothing was fenced or moved`);
+      state.detail = mine.detail;
       return;
     }
     case 'cache.repoint': {

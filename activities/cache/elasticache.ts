@@ -109,12 +109,12 @@ export function createElastiCacheGlobalActivities(config: Config, region: string
       return { region, unfenced: false, detail: 'elasticache-global: nothing was fenced' };
     },
     cachePromote,
-    async cacheRepoint({ service, primaryRegion }: CacheRepointInput) {
+    async cacheRepoint({ service, primaryRegion, regions: only }: CacheRepointInput) {
       const cache = of(service);
       const g = await group(cache);
       const primary = memberIn(g, primaryRegion);
       return {
-        regions: (g.Members ?? []).filter((m) => m.ReplicationGroupRegion !== primaryRegion).map((m) => ({
+        regions: (g.Members ?? []).filter((m) => m.ReplicationGroupRegion !== primaryRegion && (!only || only.includes(m.ReplicationGroupRegion ?? ''))).map((m) => ({
           region: m.ReplicationGroupRegion ?? '?',
           following: m.Role === 'SECONDARY' && primary?.Role === 'PRIMARY',
           detail: `${m.ReplicationGroupId} is ${m.Role}: secondaries of a global datastore follow its primary by themselves`,
