@@ -275,6 +275,8 @@ export interface CacheRepointInput extends ServiceRef {
   primaryRegion: string;
   /** Only these regions (a failback's returning old primary); default every other region. */
   regions?: string[];
+  /** Fail (retryable) while a region does not follow yet, instead of reporting it (the fence-on-return watcher). */
+  untilFollowing?: boolean;
 }
 
 export interface CacheRepointResult {

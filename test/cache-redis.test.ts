@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RespError, withRedis, type RedisTarget } from '../activities/cache/resp';
 import { startReadOnly, stop } from '../src/postgres/node';
+import { fenceOnReturnWorkflowId } from '../src/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/runbook/load';
 import { awaitRecord, startRun } from '../src/runs/client';
 import { buildFollowUpInput } from '../src/runs/reconcile';
@@ -117,16 +118,22 @@ describe('a service with PostgreSQL and Redis', () => {
     expect(await fe.isWritable(WEST)).toBe(true);
   });
 
-  it('failback: the old primary\'s Redis comes back a writer, follows the current primary before anything moves, then the cache moves back with the database', async () => {
+  it('the old primary\'s Redis comes back a writer and is made to follow the current primary on return; failback checks it follows before anything moves, then moves the cache back with the database', async () => {
     // East returns: its Redis from its own redis.conf, where the promotion wrote that it leads,
     // so it is a writer again and takes a write the current primary never sees.
     redis[EAST]!.proc = spawn(redis[EAST]!.argv[0]!, redis[EAST]!.argv.slice(1), { stdio: 'ignore' });
     await waitFor('east\'s Redis answering', async () => (await cmd(EAST, 'PING').catch(() => undefined)) === 'PONG', 20_000);
     expect(String(await cmd(EAST, 'INFO', 'replication'))).toContain('role:master');
     expect(await cmd(EAST, 'SET', 'stale:east', '1')).toBe('OK');
-    // Its database comes back read-only on its own timeline (as reconciliation starts it), then its worker.
+    // Its database comes back read-only on its own timeline (as reconciliation starts it), then its
+    // worker: the unplanned run's fence-on-return watcher fences the database and re-points the cache.
     await startReadOnly(fe.pg.bin, fe.nodes[EAST]!);
     await fe.startRegion(EAST);
+    const watcher = await fe.client.workflow.getHandle(fenceOnReturnWorkflowId('ledger', EAST)).result();
+    expect(watcher).toContain(`its cache: REPLICAOF 127.0.0.1:${redis[WEST]!.target.port} (was a primary)`);
+    expect(await cmd(EAST, 'SET', 'stale:east', '2')).toMatchObject({ code: 'READONLY' });
+    await waitFor('east\'s Redis synced from west', async () => /master_link_status:up/.test(String(await cmd(EAST, 'INFO', 'replication'))), 20_000);
+    expect(await cmd(EAST, 'GET', 'stale:east')).toBe(null);
     const written = Array.from({ length: 50 }, (_, i) => `west:${i}`);
     await withRedis(redis[WEST]!.target, async (c) => {
       for (const k of written) await c.call('SET', k, k);
@@ -146,19 +153,15 @@ describe('a service with PostgreSQL and Redis', () => {
     expect(done.map((s) => s.id)).toEqual([
       'check-reconciliation', 'preflight', 'rejoin-old-primary', 'rejoin-old-cache', 'fence', 'fence-cache', 'confirm-lag', 'promote', 'promote-cache', 'restore-traffic', 'verify', 'repoint-cache', 'rejoin',
     ]);
-    // East's Redis followed west's before traffic went back to it.
-    const rejoined = done.find((s) => s.id === 'rejoin-old-cache')!;
-    expect(rejoined.endedAt! <= done.find((s) => s.id === 'restore-traffic')!.startedAt!).toBe(true);
-    expect(rec.cache!.rejoin!.regions).toEqual([expect.objectContaining({ region: EAST, following: true })]);
-    expect(rec.cache!.rejoin!.regions[0]!.detail).toContain('was a primary');
+    // The failback found east's Redis following west's (the watcher's doing) before it fenced anything.
+    expect(rec.cache!.rejoin!.regions).toEqual([{ region: EAST, following: true, detail: `already a replica of 127.0.0.1:${redis[WEST]!.target.port}` }]);
     expect(rec.cache!.fence).toMatchObject({ region: WEST, verified: true });
     // A planned promotion: east had west's fenced offset before it was promoted.
     expect(rec.cache!.promotion).toMatchObject({ region: EAST, promoted: true });
     expect(rec.cache!.promotion!.detail).toContain(`fenced primary: ${rec.cache!.fence!.offset}`);
     expect(rec.cache!.repoint!.regions).toEqual([expect.objectContaining({ region: WEST, following: true })]);
 
-    // East writes again, with what west had and without what it wrote on its own; west follows it.
-    expect(await cmd(EAST, 'GET', 'stale:east')).toBe(null);
+    // East writes again, with what west had; west follows it.
     expect(await withRedis(redis[EAST]!.target, (c) => c.call('EXISTS', ...written))).toBe(written.length);
     expect(await cmd(EAST, 'SET', 'after-failback', '1')).toBe('OK');
     expect(await cmd(WEST, 'SET', 'after-failback', '2')).toMatchObject({ code: 'READONLY' });

@@ -164,7 +164,7 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
     });
   }
 
-  async function cacheRepoint({ service, primaryRegion, regions: only }: CacheRepointInput): Promise<CacheRepointResult> {
+  async function cacheRepoint({ service, primaryRegion, regions: only, untilFollowing }: CacheRepointInput): Promise<CacheRepointResult> {
     const { svc, cache } = of(service);
     const primary = cache.regions[primaryRegion];
     if (!primary) throw ApplicationFailure.nonRetryable(`service "${service}" has no cache in ${primaryRegion}`, CacheFailure.Config);
@@ -190,6 +190,8 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
         return { region: r, following: false, detail: `not re-pointed: ${(err as Error).message}; when it answers, point it at ${primary.host}:${primary.port} (REPLICAOF) before clients reach it` };
       }
     }));
+    const behind = regions.filter((r) => !r.following);
+    if (untilFollowing && behind.length > 0) throw ApplicationFailure.retryable(behind.map((r) => `${r.region}: ${r.detail}`).join('; '), CacheFailure.Unreachable);
     return { regions };
   }
 
