@@ -1,6 +1,7 @@
 // The failover runbook (runbooks/failover.yaml, unchanged) for an rds-postgres-replicas service
-// with three regions, through Temporal: RDS in moto (behind test/support/rds-replicas-proxy.ts,
-// which adds the documented promotion and duplicate-identifier behaviour moto lacks), and a real
+// with three regions, planned then unplanned, through Temporal: RDS in moto (behind
+// test/support/rds-replicas-proxy.ts, which adds the documented promotion and duplicate-identifier
+// behaviour moto lacks), and a real
 // PostgreSQL per region standing in for each instance, with real streaming replication: the
 // west node the primary, the others its replicas. What RDS does to the databases behind the API
 // (the promoted replica leaves recovery, a new replica streams from its source) the proxy's hook
@@ -13,7 +14,8 @@ import { regionOfArn } from '../activities/aws/clients';
 import { ensureTrafficRecords } from '../activities/traffic/route53';
 import { Config } from '../src/lib/config/schema';
 import { parseYaml } from '../src/lib/config/load';
-import { dsn, psql, rejoinAsStandby } from '../src/lib/postgres/node';
+import { dsn, psql, rejoinAsStandby, start, stop } from '../src/lib/postgres/node';
+import { fenceOnReturnWorkflowId } from '../src/contract/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import { awaitRecord, buildRunInput, startRun } from '../src/lib/runs/client';
 import { primaryRegionOf } from '../src/contract/traffic/plan';
@@ -48,7 +50,8 @@ function serviceConfig(nodes: AwsEnv['nodes'], rdsUrl: string, motoUrl: string):
       endpoints: Object.fromEntries(REGIONS.map((r) => [r, `ledger.${r}.rds.regionshift.test.`])),
       endpointUrl: motoUrl,
     },
-    policy: { lagTimeout: '20s', approval: { planned: 'none', unplanned: 'none' } },
+    // Unplanned: a lost tail within the budget is accepted by policy (the run records it).
+    policy: { lagTimeout: '20s', approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600 },
   };
 }
 
@@ -172,6 +175,65 @@ describe('rds-postgres-replicas', () => {
     expect(counts()).toEqual(after);
     // The old primary is a replica now: there is nothing to unfence, and it says so.
     expect((await createRegionActivities(aws.config, WEST).dbUnfenceWrites({ service: 'ledger' })).detail).toContain('is a read replica of');
+  });
+
+  it('unplanned failover with the primary\'s region dead: promotion in the target, the other replica re-created from it, the old primary kept as it is and fenced on return', async () => {
+    // East writes (the planned run made it the primary); its last write reaches west, then the region dies.
+    await psql(aws.pgBin, aws.nodes[EAST]!, `INSERT INTO writes(by) VALUES ('last before the outage')`);
+    await waitFor('west replaying east\'s last write', async () => (await psql(aws.pgBin, aws.nodes[WEST]!, `SELECT count(*) FROM writes WHERE by = 'last before the outage'`)).trim() === '1', 20_000);
+    await aws.stopRegion(EAST);
+    await stop(aws.pgBin, aws.nodes[EAST]!, 'immediate');
+    const before = counts();
+    const eastBefore = (await instances(EAST)).map((i) => ({ id: i.DBInstanceIdentifier, source: i.ReadReplicaSourceDBInstanceIdentifier }));
+    // Lost answers in the unplanned path too: each retry describes first and waits, never re-issues.
+    for (const action of ['PromoteReadReplica', 'CreateDBInstanceReadReplica']) proxy.loseAnswerOnce(action);
+
+    const started = await startRun(aws.client, buildRunInput(aws.config, runbook, { service: 'ledger', target: WEST, mode: 'unplanned', dryRun: false, requestedBy: 'alice', trigger: 'test' }));
+    const rec = await awaitRecord(aws.client, started.workflowId, started.runId);
+    if (rec.status !== 'succeeded') console.error(JSON.stringify(rec, null, 2));
+    expect(rec.status).toBe('succeeded');
+    expect(rec.source).toBe(EAST);
+    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'promote', 'shift-traffic', 'verify', 'repoint-standbys', 'fence-on-return', 'handoff']);
+    expect(rec.fence).toMatchObject({ region: EAST, verified: false });
+    expect(rec.dataLossAck).toMatchObject({ by: 'policy' });
+    expect(rec.promotion).toMatchObject({ region: WEST, promoted: true, method: 'promote-read-replica' });
+    expect(rec.promotion!.detail).toContain('old primary us-east-1: not reachable to fence');
+    expect(rec.verify).toMatchObject({ region: WEST, ok: true });
+    expect(primaryRegionOf(await createRegionActivities(aws.config, WEST).trafficDescribe({ service: 'ledger' }))).toBe(WEST);
+    expect(rec.standbys).toEqual([{ region: EU, followed: true, how: 'reclone' }]);
+    expect(rec.reconcile).toMatchObject({ required: true, oldPrimary: EAST });
+
+    // What AWS shows: west standalone; eu a new replica of west, the one it replaced renamed and kept.
+    const westArn = (await instances(WEST)).find((i) => i.DBInstanceIdentifier === ID[WEST])!.DBInstanceArn!;
+    expect((await instances(WEST)).find((i) => i.DBInstanceIdentifier === ID[WEST])!.ReadReplicaSourceDBInstanceIdentifier).toBeUndefined();
+    const eu = await instances(EU);
+    expect(eu.find((i) => i.DBInstanceIdentifier === ID[EU])!.ReadReplicaSourceDBInstanceIdentifier).toBe(westArn);
+    const replaced = eu.find((i) => i.DBInstanceIdentifier === `${ID[EU]}-retired-2`);
+    expect(replaced, 'eu: the replica of the dead primary is kept').toBeDefined();
+    const rds = rdsOn(proxy.url, EU);
+    const tags = (await rds.send(new ListTagsForResourceCommand({ ResourceName: replaced!.DBInstanceArn! }))).TagList ?? [];
+    rds.destroy();
+    expect(tags).toContainEqual({ Key: 'regionshift:retired-from', Value: ID[EU] });
+    // The old primary is the evidence for reconciliation: not renamed, not re-created, not deleted.
+    expect((await instances(EAST)).map((i) => ({ id: i.DBInstanceIdentifier, source: i.ReadReplicaSourceDBInstanceIdentifier }))).toEqual(eastBefore);
+
+    // Each call once, though two answers were lost; nothing in the dead region, nothing deleted.
+    const delta = Object.fromEntries(Object.entries(counts()).map(([k, n]) => [k, n - before[k]!]).filter(([, n]) => n !== 0));
+    expect(delta).toEqual({ [`PromoteReadReplica ${WEST}`]: 1, [`ModifyDBInstance ${EU}`]: 1, [`CreateDBInstanceReadReplica ${EU}`]: 1 });
+
+    // One writer, replicated to the re-created replica.
+    expect(await canWrite(WEST)).toBe(true);
+    await psql(aws.pgBin, aws.nodes[WEST]!, `INSERT INTO writes(by) VALUES ('first after the failover')`);
+    await waitFor('eu replaying west\'s write', async () => (await psql(aws.pgBin, aws.nodes[EU]!, `SELECT count(*) FROM writes WHERE by = 'first after the failover'`)).trim() === '1', 20_000);
+
+    // The region comes back as it died, its old primary writable; the watcher fences it and ends.
+    await start(aws.pgBin, aws.nodes[EAST]!);
+    expect(await canWrite(EAST)).toBe(true);
+    await aws.startRegion(EAST);
+    const watcher = await aws.client.workflow.getHandle(fenceOnReturnWorkflowId('ledger', EAST)).result();
+    expect(watcher).toMatch(/^us-east-1 fenced at /);
+    expect(await canWrite(EAST)).toBe(false);
+    expect((await instances(EAST)).find((i) => i.DBInstanceIdentifier === ID[EAST])!.ReadReplicaSourceDBInstanceIdentifier).toBeUndefined();
   });
 
   it('refuses a config with a bad instance identifier or a missing region, naming the field', () => {

@@ -6,7 +6,7 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ActivityOptions } from '@temporalio/common';
-import type { DbNodeState, RegionActivities, TrafficState } from '../src/contract/activities';
+import type { CacheActivities, DbNodeState, RegionActivities, TrafficState } from '../src/contract/activities';
 import { ACTIONS, type ActionName } from '../src/contract/runbook/catalog';
 import { durationMs } from '../src/contract/runbook/duration';
 import { unimplementedAction } from '../src/contract/runbook/exhaustive';
@@ -166,7 +166,12 @@ async function fenceOnReturn(run: RunState): Promise<void> {
     await wf.startChild(fenceWhenReachable, {
       workflowId,
       // After a managed failover that allowed data loss, the child also keeps AWS's snapshot of the old primary.
-      args: [{ service: input.service, region: run.source(), ...(rec.promotion?.method === 'failover' ? { preserveSince: rec.promotion.lsn } : {}) }],
+      args: [{
+        service: input.service, region: run.source(), ...(rec.promotion?.method === 'failover' ? { preserveSince: rec.promotion.lsn } : {}),
+        // Its cache comes back a writer too (an unplanned run could not re-point it): the child
+        // makes it follow this run's target. Patched: a run that started before replays its child's input.
+        ...(input.cache && wf.patched('cache-on-return') ? { cachePrimary: input.target } : {}),
+      }],
       parentClosePolicy: 'ABANDON',
       staticSummary: `Fence ${input.service} in ${run.source()} when it answers again`,
     });
@@ -333,8 +338,8 @@ export async function followWhenReachable(input: { service: string; region: stri
 }
 
 /** Keeps trying to fence a region's old primary until it answers; see runbook's db.fenceOnReturn. */
-export async function fenceWhenReachable(input: { service: string; region: string; preserveSince?: string }): Promise<string> {
-  const acts = wf.proxyActivities<RegionActivities>({
+export async function fenceWhenReachable(input: { service: string; region: string; preserveSince?: string; cachePrimary?: string }): Promise<string> {
+  const acts = wf.proxyActivities<RegionActivities & CacheActivities>({
     taskQueue: regionTaskQueue(input.region),
     startToCloseTimeout: '30s',
     scheduleToCloseTimeout: '30 days',
@@ -342,7 +347,13 @@ export async function fenceWhenReachable(input: { service: string; region: strin
     retry: { initialInterval: '1s', backoffCoefficient: 1.5, maximumInterval: '5s' },
   });
   const fence = await acts.dbFenceWrites({ service: input.service });
-  const fenced = `${input.region} ${fence.alreadyFenced ? 'was already fenced' : 'fenced'} at ${fence.lsn}`;
+  let fenced = `${input.region} ${fence.alreadyFenced ? 'was already fenced' : 'fenced'} at ${fence.lsn}`;
+  if (input.cachePrimary) {
+    // Only when the run asked (a service with a cache): older watchers schedule nothing new.
+    // REPLICAOF replaces what the returned cache wrote alone; retried until it follows.
+    const r = await acts.cacheRepoint({ service: input.service, primaryRegion: input.cachePrimary, regions: [input.region], untilFollowing: true });
+    fenced += `; its cache: ${r.regions.map((x) => x.detail).join('; ')}`;
+  }
   if (!input.preserveSince) return fenced;
   // The evidence appears when the region is back, possibly long after: poll gently.
   const slow = wf.proxyActivities<RegionActivities>({

@@ -1,7 +1,7 @@
-// The workflow side of a service's cache (runbooks/failover.yaml: cache.fence, cache.promote,
-// cache.repoint), called from the runbook interpreter's switch. The steps are gated on the
-// condition `cache` (RunInput.cache), so a service without one, and every run that started before
-// these steps existed, schedules nothing new. Failure policy: the YAML's. A planned run promotes
+// The workflow side of a service's cache (runbooks/failover.yaml and failback.yaml: cache.fence,
+// cache.promote, cache.repoint, cache.rejoin), called from the runbook interpreter's switch. The
+// steps are gated on the condition `cache` (RunInput.cache), so a service without one, and every
+// run that started before these steps existed, schedules nothing new. Failure policy: the YAML's. A planned run promotes
 // the cache only once the target has the offset the fenced source ended at (the same rule as
 // the database's lag gate); an unplanned one promotes what the target has.
 import * as wf from '@temporalio/workflow';
@@ -11,7 +11,7 @@ import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { RunInput, RunRecord, Step, StepState } from '../src/contract/runbook/types';
 import { COMPENSATION, type Compensations } from './compensation';
 
-export const CACHE_ACTIONS = ['cache.fence', 'cache.promote', 'cache.repoint'] as const;
+export const CACHE_ACTIONS = ['cache.fence', 'cache.promote', 'cache.repoint', 'cache.rejoin'] as const;
 export type CacheAction = (typeof CACHE_ACTIONS)[number];
 
 export function isCacheAction(action: string): action is CacheAction {
@@ -78,6 +78,19 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
       cache.promotion = await cacheIn(input.target, ctx.opts)
         .cachePromote({ ...svc, mode: input.mode, source: ctx.source(), ...(planned && cache.fence?.offset !== undefined ? { offset: cache.fence.offset } : {}) });
       state.detail = cache.promotion.detail;
+      return;
+    }
+    case 'cache.rejoin': {
+      // A failback's target is the old primary. Its cache came back from an unplanned failover
+      // still a primary, with writes the current one never had: it replicates from the current
+      // primary (its own data replaced) before anything is fenced, promoted or routed to it.
+      state.region = input.target;
+      const current = ctx.source();
+      const rejoin = await cacheIn(input.target, ctx.opts).cacheRepoint({ ...svc, primaryRegion: current, regions: [input.target] });
+      cache.rejoin = rejoin;
+      const mine = rejoin.regions.find((r) => r.region === input.target);
+      if (!mine?.following) ctx.refuse(`${input.target}'s cache does not follow ${current}'s (${mine?.detail ?? 'not found'}); nothing was fenced or moved`);
+      state.detail = mine.detail;
       return;
     }
     case 'cache.repoint': {

@@ -151,6 +151,8 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
         }
       }
       await conn.call('REPLICAOF', 'NO', 'ONE');
+      // Into redis.conf: restarted, the new writer must not go back to following the old one.
+      await persist(conn);
       // A fence the node carried from an earlier life as a primary must not stay on the new writer.
       const lifted = await lift(conn, region);
       const probe = await conn.send(['SET', PROBE_KEY, String(Date.now())]);
@@ -162,11 +164,13 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
     });
   }
 
-  async function cacheRepoint({ service, primaryRegion }: CacheRepointInput): Promise<CacheRepointResult> {
+  async function cacheRepoint({ service, primaryRegion, regions: only, untilFollowing }: CacheRepointInput): Promise<CacheRepointResult> {
     const { svc, cache } = of(service);
     const primary = cache.regions[primaryRegion];
     if (!primary) throw ApplicationFailure.nonRetryable(`service "${service}" has no cache in ${primaryRegion}`, CacheFailure.Config);
-    const others = svc.regions.filter((r) => r !== primaryRegion);
+    const unknown = (only ?? []).filter((r) => r === primaryRegion || !cache.regions[r]);
+    if (unknown.length > 0) throw ApplicationFailure.nonRetryable(`cannot re-point ${unknown.join(', ')} at ${primaryRegion}: ${unknown.map((r) => (r === primaryRegion ? `${r} is the primary itself` : `${r} has no cache of ${service}`)).join('; ')}`, CacheFailure.Config);
+    const others = svc.regions.filter((r) => r !== primaryRegion && (!only || only.includes(r)));
     const regions = await Promise.all(others.map(async (r) => {
       try {
         return await on(service, cache, r, async (conn) => {
@@ -177,6 +181,8 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
           const saved = now.role === 'primary' ? await conn.call('GET', markerKey(r)) : null;
           // The old primary is a replica (read-only) from the next command on, so its fence can go.
           await conn.call('REPLICAOF', primary.host, String(primary.port));
+          // Into redis.conf: an old primary restarted from its own file would come back a writer.
+          await persist(conn);
           const lifted = now.role === 'primary' ? await lift(conn, r, typeof saved === 'string' ? saved : null) : false;
           return { region: r, following: true, detail: `REPLICAOF ${wanted} (was ${now.role === 'primary' ? 'a primary' : `a replica of ${now.replicaOf}`})${lifted ? '; its fence lifted' : ''}` };
         });
@@ -184,6 +190,8 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
         return { region: r, following: false, detail: `not re-pointed: ${(err as Error).message}; when it answers, point it at ${primary.host}:${primary.port} (REPLICAOF) before clients reach it` };
       }
     }));
+    const behind = regions.filter((r) => !r.following);
+    if (untilFollowing && behind.length > 0) throw ApplicationFailure.retryable(behind.map((r) => `${r.region}: ${r.detail}`).join('; '), CacheFailure.Unreachable);
     return { regions };
   }
 

@@ -69,6 +69,8 @@ const VISIBILITY_GRACE_MS = 60_000;
 const LAG_LOOKBACK_MS = 15 * 60_000;
 const TAG_RETIRED_FROM = 'regionshift:retired-from';
 const TAG_RETIRED_AT = 'regionshift:retired-at';
+/** On a replica this provider created: the activity (workflow, run, activity id) that did. */
+const TAG_CREATED_BY = 'regionshift:created-by';
 
 const iso = (ms: number = Date.now()): string => new Date(ms).toISOString();
 const sourceOf = (i: DBInstance): string | undefined => i.ReadReplicaSourceDBInstanceIdentifier || undefined;
@@ -432,13 +434,17 @@ export function createRdsReplicaActivities(config: Config, region: string, optio
     const primaryArn = primary.DBInstanceArn;
     const follows = (i: DBInstance): boolean => sourceOf(i) === primaryArn || (regionOfArn(primaryArn) === s.region && sourceOf(i) === primary.DBInstanceIdentifier);
     const notes: string[] = [];
+    const info = activityContext()?.info;
+    const creator = info?.workflowExecution ? `${info.workflowExecution.workflowId}/${info.workflowExecution.runId}/${info.activityId}` : undefined;
     for (;;) {
       const cur = await s.instance();
       if (cur) {
         const status = cur.DBInstanceStatus ?? 'available';
         if (follows(cur)) {
           if (status === 'available') {
-            const made = progress.createdAt !== undefined;
+            // A throttled heartbeat carrying createdAt may never reach the server when the attempt
+            // fails at once (a lost answer): the tag this activity put on the replica says the same.
+            const made = progress.createdAt !== undefined || (creator !== undefined && (cur.TagList ?? []).some((t) => t.Key === TAG_CREATED_BY && t.Value === creator));
             return { region: s.region, rejoined: made, rewound: false, how: made ? 'reclone' : 'already', streamingFrom: primaryArn, detail: `${s.me.instanceIdentifier} ${made ? 'is a new read replica' : 'already is a read replica'} of ${primaryArn}${notes.length ? `; ${notes.join('; ')}` : ''}` };
           }
           await waitOr(deadline, `new replica ${s.me.instanceIdentifier} is ${status}`, progress);
@@ -479,7 +485,7 @@ export function createRdsReplicaActivities(config: Config, region: string, optio
           // region from it and adds the PreSignedUrl signed for that region.
           SourceDBInstanceIdentifier: primaryArn,
           ...(s.db.replicaInstanceClass ? { DBInstanceClass: s.db.replicaInstanceClass } : {}),
-          Tags: [{ Key: 'regionshift:service', Value: s.service.name }],
+          Tags: [{ Key: 'regionshift:service', Value: s.service.name }, ...(creator ? [{ Key: TAG_CREATED_BY, Value: creator }] : [])],
         }));
       } catch (err) {
         if (awsErrorCode(err) === 'DBInstanceAlreadyExists' || awsErrorCode(err) === 'DBInstanceAlreadyExistsFault') continue;

@@ -273,6 +273,10 @@ export interface CachePromoteResult {
 export interface CacheRepointInput extends ServiceRef {
   /** The region whose cache is now the primary; every other region's node follows it. */
   primaryRegion: string;
+  /** Only these regions (a failback's returning old primary); default every other region. */
+  regions?: string[];
+  /** Fail (retryable) while a region does not follow yet, instead of reporting it (the fence-on-return watcher). */
+  untilFollowing?: boolean;
 }
 
 export interface CacheRepointResult {

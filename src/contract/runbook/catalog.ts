@@ -45,6 +45,8 @@ export const ACTIONS = {
   'cache.fence': { placement: 'source', compensate: 'cache.unfence', summary: 'Fence writes to the source region\'s cache and prove it' },
   'cache.promote': { placement: 'target', irreversible: 'a promoted cache is not demoted automatically', summary: 'Promote the target region\'s cache once it has every fenced write' },
   'cache.repoint': { placement: 'target', summary: 'Every other region\'s cache follows the new primary' },
+  // Failback: the old primary's cache came back a writer of its own; it follows the current one first.
+  'cache.rejoin': { placement: 'target', summary: 'The old primary\'s cache follows the current primary' },
   'reconcile.handoff': { placement: 'control', summary: 'Hand diverged writes over to reconciliation' },
   // Reconciliation (runbooks/reconcile.yaml): source = the old primary, target = the new one.
   'reconcile.preserve': { placement: 'source', summary: 'Keep the old primary read-only on its own timeline' },

@@ -242,7 +242,7 @@ export interface RunRecord {
   /** db.repointStandbys: each other region's standby, followed or not (and then watched). */
   standbys?: StandbyFollow[];
   /** The cache moved with the database: its fence, promotion and who follows it. */
-  cache?: { fence?: CacheFenceResult & { error?: string }; promotion?: CachePromoteResult; repoint?: CacheRepointResult };
+  cache?: { rejoin?: CacheRepointResult; fence?: CacheFenceResult & { error?: string }; promotion?: CachePromoteResult; repoint?: CacheRepointResult };
   /** Every region's role, upstream and position when the run ended (runs that promoted). */
   topologyAfter?: DbNodeState[];
   /** How the run justified promoting without a verified fence, when it did. */

@@ -110,6 +110,8 @@ export async function buildFollowUpInput(client: Client, config: Config, runbook
     requestedBy: req.requestedBy,
     trigger: req.trigger,
     handoff,
+    // A failback moves the cache back with the database (runbooks/failback.yaml, condition `cache`).
+    ...(failback && service.cache ? { cache: true } : {}),
     ...(failback && req.overrideReason ? { override: { by: req.requestedBy, reason: req.overrideReason } } : {}),
     ...(failback && service.traffic.provider === 'route53' && service.traffic.routing === 'weighted' ? { trafficDrain: service.traffic.drain } : {}),
   };
