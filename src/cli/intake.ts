@@ -4,7 +4,7 @@ import { runIntake } from '../intake/service';
 import { installWorkerRuntime } from '../metrics/worker';
 import { loadPlugins } from '../plugins/load';
 import { loadRunbook } from '../runbook/load';
-import { connect, InputError } from '../runs/client';
+import { connect, InputError, temporalAddressFor } from '../runs/client';
 import { config, guard } from './common';
 import { EXIT } from './exit';
 
@@ -29,7 +29,7 @@ export function intakeCommand(argv: string[]): Promise<number> {
       ...(sdkMetricsUrl ? { sdkMetricsUrl } : {}),
       config: cfg,
       client,
-      workerAddress: process.env.TEMPORAL_ADDRESS ?? cfg.temporal.address,
+      workerAddress: await temporalAddressFor(cfg),
       namespace: cfg.temporal.namespace,
       // Absent: each service's own failover runbook, else the built-in one (runIntake).
       ...(values.runbook ? { runbook: loadRunbook(values.runbook, { plugins: await loadPlugins(cfg.plugins) }) } : {}),

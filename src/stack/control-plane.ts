@@ -134,11 +134,17 @@ export function writeClusterFiles(c: ClusterSpec): void {
   writeFileSync(join(c.dir, 'dynamic.yaml'), DYNAMIC_CONFIG_YAML);
 }
 
+/** The server's command line for one cluster (its files written by writeClusterFiles). */
+export function clusterArgv(bin: string, c: ClusterSpec): string[] {
+  // v1.29.1 reads <root>/<config>/<env>.yaml (no --config-file yet).
+  return [bin, '--root', c.dir, '--config', '.', '--env', 'config', '--allow-no-auth', 'start'];
+}
+
 export function startCluster(bin: string, c: ClusterSpec): ChildProcess {
   writeClusterFiles(c);
   const log = createWriteStream(join(c.dir, 'server.log'));
-  // v1.29.1 reads <root>/<config>/<env>.yaml (no --config-file yet).
-  const child = spawn(bin, ['--root', c.dir, '--config', '.', '--env', 'config', '--allow-no-auth', 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, ...args] = clusterArgv(bin, c);
+  const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   return child;
