@@ -107,8 +107,39 @@ export async function failoverControlPlane(config: Config, target: string, timeo
   const until = Date.now() + timeoutMs;
   for (;;) {
     const now = await namespaceViewAt(address, namespace).catch(() => undefined);
-    if (now?.active === target) return { from: before.active, to: target, failoverVersion: now.failoverVersion, changed: true };
+    if (now?.active === target) {
+      await reassertCurrentVersion(address, namespace, until);
+      return { from: before.active, to: target, failoverVersion: now.failoverVersion, changed: true };
+    }
     if (Date.now() > until) throw new Error(`namespace ${namespace} is not active in ${target} ${timeoutMs} ms after the failover request`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * The control deployment's current version, set again on the new active cluster. The deployment's
+ * record replicates, but the task queue's routing (its user data) may not have when the old active
+ * cluster died soon after a worker version became current: the survivor then queues new runs as
+ * unversioned, and the versioned control workers never take them (seen: the server logs "timed out
+ * waiting for worker deployment version to appear in user data"). Setting the version on the
+ * survivor writes that routing there.
+ */
+async function reassertCurrentVersion(address: string, namespace: string, until: number): Promise<void> {
+  // Loaded here only: the versioning module brings the worker SDK, which no other client call needs.
+  const { CONTROL_DEPLOYMENT } = await import('../../workers/versioning');
+  await withConnection(address, async (c) => {
+    const d = await c.workflowService.describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT }).catch(() => undefined);
+    const buildId = d?.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId;
+    if (!buildId) return; // no versioned control worker has run here
+    for (;;) {
+      try {
+        await c.workflowService.setWorkerDeploymentCurrentVersion({ namespace, deploymentName: CONTROL_DEPLOYMENT, buildId, identity: 'regionshift control-plane failover', ignoreMissingTaskQueues: true });
+        return;
+      } catch (err) {
+        // Right after the failover the cluster may still refuse writes it is about to accept.
+        if (Date.now() > until) throw new Error(`namespace ${namespace} failed over, but setting ${CONTROL_DEPLOYMENT} version ${buildId} current there failed: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }, 10_000);
 }

@@ -29,7 +29,7 @@ export function stackClusters(config: Config, home: string): StackCluster[] {
   const endpoints = clusterEndpoints(config) as ClusterEndpoint[];
   return endpoints.map((e, i) => {
     const [host, port] = e.address.split(':') as [string, string];
-    return { name: e.region, initialFailoverVersion: i + 1, port: Number(port), host, address: e.address, dir: join(home, 'temporal', e.region) };
+    return { name: e.region, initialFailoverVersion: i + 1, port: Number(port), host, address: e.address, httpAddress: `${host}:${Number(port) + 8}`, dir: join(home, 'temporal', e.region) };
   });
 }
 
