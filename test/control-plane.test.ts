@@ -98,6 +98,13 @@ describe('replicated control plane', () => {
     expect(text.stdout).toMatch(new RegExp(`temporal:${EAST} .* standby of namespace default \\(active: ${WEST}\\)`));
     // Clients go to the active cluster.
     expect(await temporalAddressFor(config)).toBe(endpointOf(config, WEST).address);
+    // The CLI's own view, and init on clusters already linked: nothing to add, nothing moved.
+    const cp = await runCli(['control-plane', 'status', '--json'], stack.env);
+    expect(cp.code, show(cp)).toBe(0);
+    expect((JSON.parse(cp.stdout) as { clusters: Array<{ region: string; up: boolean; active: string }> }).clusters.map((c) => [c.region, c.up, c.active])).toEqual([[WEST, true, WEST], [EAST, true, WEST]]);
+    const init = await runCli(['control-plane', 'init'], stack.env);
+    expect(init.code, show(init)).toBe(0);
+    expect(init.stdout).toContain(`namespace default global, active in ${WEST}; search attributes present`);
   });
 
   it('a planned run started on one cluster, the namespace failed over while it waits, finishes on the other with each step once', async () => {
