@@ -44,7 +44,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   }
   // Replicated control plane: a region's worker polls its own region's cluster, which forwards to
   // the active one while passive, so a namespace failover never has to move it.
-  const address = process.env.TEMPORAL_ADDRESS ?? (region && clusterEndpoints(config) ? endpointOf(config, region).address : await temporalAddressFor(config));
+  // An empty TEMPORAL_ADDRESS (docker-compose's replicated profile) counts as unset.
+  const address = process.env.TEMPORAL_ADDRESS || (region && clusterEndpoints(config) ? endpointOf(config, region).address : await temporalAddressFor(config));
   const control = !values['no-control'];
   let metricsPort: PortChoice;
   try {
