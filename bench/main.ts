@@ -15,6 +15,7 @@ import { evacuateSection } from './evacuate';
 import { reconcileSection } from './reconcile';
 import { intakeSection } from './intake';
 import { detectionSection } from './detection';
+import { controlPlaneSection } from './control-plane';
 import { PEERS, peersSection } from './peers/section';
 import type { BenchOptions, BenchSection, Check, SectionResult } from './section';
 import { chooseSections, nameList } from './options';
@@ -22,8 +23,8 @@ import { deepMerge, spread, type Figures } from './stats';
 import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
-// four-regions, evacuate and detection last of the defaults: each brings up a stack of its own, after the shared one has done its work.
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, evacuateSection, detectionSection];
+// four-regions, evacuate, detection and control-plane last of the defaults: each brings up a stack of its own, after the shared one has done its work.
+const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, evacuateSection, detectionSection, controlPlaneSection];
 /** Off unless asked for: it installs packages and starts other tools' clusters. */
 const OPTIONAL_SECTIONS: BenchSection[] = [peersSection];
 
@@ -39,7 +40,7 @@ const USAGE = `usage: npm run bench -- [--runs N] [--unplanned-runs M] [--client
   --peer-runs N       runs of each kind (planned, unplanned) per peer tool (default 3)
   --peer-tools LIST   comma-separated subset of: ${PEERS.map((p) => p.name).join(', ')}
   --timeline          print each planned failover's history, event by event (time since start, gap)
-  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, evacuate, detection, peers)
+  --only LIST         run only these sections (comma-separated: failover, intake, reconcile, four-regions, evacuate, detection, control-plane, peers)
   --json              one JSON object of figures on stdout, progress on stderr`;
 
 function count(value: string | undefined, name: string, fallback: number): number {

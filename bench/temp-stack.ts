@@ -39,7 +39,7 @@ export interface BenchStack {
  * `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller);
  * `layout` names its regions (writer first) and weights when they are not the pair's.
  */
-export async function makeBenchStack(policy: string, layout: Pick<TempStackOptions, 'regions' | 'weights' | 'moreServices' | 'extra'> = {}): Promise<BenchStack> {
+export async function makeBenchStack(policy: string, layout: Pick<TempStackOptions, 'regions' | 'weights' | 'moreServices' | 'extra' | 'controlPlane'> = {}): Promise<BenchStack> {
   const { dir, home, configFile } = await writeTempStack({
     prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5, approver: 'bench-oncall', ...layout,
     // As in regionshift.yaml: reconcile's verify step checksums the loans too.
@@ -53,7 +53,9 @@ export async function makeBenchStack(policy: string, layout: Pick<TempStackOptio
   // Everything spawned from here (workers, postgres through pg_ctl) finds this stack, not the default one.
   process.env.REGIONSHIFT_HOME = home;
   process.env.REGIONSHIFT_CONFIG = configFile;
-  process.env.TEMPORAL_ADDRESS = config.temporal.address;
+  // Replicated: clients find the active cluster and workers their own region's (no one address).
+  if (layout.controlPlane === 'replicated') delete process.env.TEMPORAL_ADDRESS;
+  else process.env.TEMPORAL_ADDRESS = config.temporal.address;
   let destroyed: Promise<void> | undefined;
   return {
     dir, home, configFile, config,

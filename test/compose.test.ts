@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { createComposeValidator, loadComposeSchema, type ComposeValidator } from './support/compose-schema';
+import { clusterConfigYaml } from '../src/stack/control-plane';
 
 const repoRoot = path.resolve(__dirname, '..');
 const composeFile = path.join(repoRoot, 'docker-compose.yml');
@@ -23,6 +24,7 @@ type Service = Dict & {
   depends_on?: string[] | Record<string, { condition?: string }>;
   volumes?: Array<string | Dict>;
   ports?: unknown;
+  profiles?: string[];
 };
 interface ComposeDocument {
   name?: string;
@@ -41,7 +43,7 @@ const compose = parseCompose(composeText);
 const services = Object.entries(compose.services);
 
 /** The regionshift subcommands a built service may run (the image's ENTRYPOINT is the CLI). */
-const REGIONSHIFT_SUBCOMMANDS = ['worker', 'slack', 'intake', 'codec-server'] as const;
+const REGIONSHIFT_SUBCOMMANDS = ['worker', 'slack', 'intake', 'codec-server', 'control-plane'] as const;
 
 /** The services built from this repo, and exactly what each runs. */
 const EXPECTED_REGIONSHIFT_SERVICES: Record<string, string[]> = {
@@ -51,6 +53,8 @@ const EXPECTED_REGIONSHIFT_SERVICES: Record<string, string[]> = {
   'slack-bot': ['slack'],
   'alarm-intake': ['intake'],
   'codec-server': ['codec-server', '--host', '0.0.0.0', '--port', '8234', '--origin', 'http://${TEMPORAL_PUBLISH_ADDRESS:-127.0.0.1}:8080'],
+  // Profile replicated: links the two clusters.
+  'control-plane-init': ['control-plane', 'init'],
 };
 
 const SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTE_NAMES;
@@ -175,7 +179,7 @@ interface ScriptRun {
  * Runs a one-shot service's `sh -ec` script with the Temporal tools replaced by stubs that record
  * their arguments. `stubs` maps a tool name to a shell snippet deciding its exit status from "$*".
  */
-function runSetupScript(service: Service, stubs: Record<string, string>): ScriptRun {
+function runSetupScript(service: Service, stubs: Record<string, string>, extraEnv: Record<string, string> = {}): ScriptRun {
   const entrypoint = service.entrypoint as string[];
   expect(entrypoint.slice(0, 2), 'one-shot services run their command as a /bin/sh script').toEqual(['/bin/sh', '-ec']);
   const script = interpolateWithDefaults((service.command as string[])[0]!);
@@ -189,6 +193,7 @@ function runSetupScript(service: Service, stubs: Record<string, string>): Script
     }
     const env: NodeJS.ProcessEnv = { PATH: `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}` };
     for (const [name, value] of environmentOf(service)) env[name] = interpolateWithDefaults(value ?? '');
+    Object.assign(env, extraEnv);
     // The scripts sleep between retries; a stubbed `sleep` keeps the test fast.
     writeFileSync(path.join(dir, 'sleep'), '#!/bin/sh\nexit 0\n');
     chmodSync(path.join(dir, 'sleep'), 0o755);
@@ -310,11 +315,13 @@ describe('docker-compose.yml services', () => {
   });
 
   it('gives every regionshift service the config read-only and the Temporal address', () => {
-    for (const name of Object.keys(EXPECTED_REGIONSHIFT_SERVICES)) {
+    for (const name of Object.keys(EXPECTED_REGIONSHIFT_SERVICES).filter((n) => n !== 'control-plane-init')) {
       const service = compose.services[name]!;
       const env = environmentOf(service);
       expect(env.get('REGIONSHIFT_CONFIG'), name).toBe('/app/regionshift.yaml');
-      expect(env.get('TEMPORAL_ADDRESS'), name).toBe('temporal:7233');
+      // Unset: the single cluster; set empty: the config's temporal.clusters (profile replicated).
+      expect(env.get('TEMPORAL_ADDRESS'), name).toBe('${TEMPORAL_ADDRESS-temporal:7233}');
+      expect(interpolateWithDefaults(env.get('TEMPORAL_ADDRESS')!), name).toBe('temporal:7233');
       const mount = (service.volumes ?? []).find((v): v is Dict => typeof v === 'object' && v.target === '/app/regionshift.yaml');
       expect(mount, `${name} mounts the config`).toBeDefined();
       expect(mount!.type).toBe('bind');
@@ -439,6 +446,60 @@ describe('docker-compose.yml Temporal server', () => {
     });
     expect(run.status).not.toBe(0);
     expect(run.output).toContain('temporal-init: gave up');
+  });
+});
+
+describe('docker-compose.yml replicated profile', () => {
+  const svc = (name: string): Service => {
+    const s = compose.services[name];
+    expect(s, `service ${name}`).toBeDefined();
+    return s!;
+  };
+  const CLUSTERS = { 'temporal-us-west-2': { name: 'us-west-2', version: 1 }, 'temporal-us-east-1': { name: 'us-east-1', version: 2 } };
+
+  it('adds one Temporal cluster per region, their schema setup and control-plane-init, and nothing else', () => {
+    const profiled = services.filter(([, s]) => Array.isArray(s.profiles)).map(([n, s]) => [n, s.profiles]);
+    expect(profiled).toEqual([
+      ['temporal-setup-replicated', ['replicated']], ['temporal-us-west-2', ['replicated']], ['temporal-us-east-1', ['replicated']], ['control-plane-init', ['replicated']],
+    ]);
+    expect(svc('control-plane-init').depends_on).toEqual({ 'temporal-us-west-2': { condition: 'service_healthy' }, 'temporal-us-east-1': { condition: 'service_healthy' } });
+    for (const name of Object.keys(CLUSTERS)) {
+      expect(svc(name).image, name).toBe(svc('temporal').image);
+      expect(svc(name).depends_on, name).toEqual({ postgresql: { condition: 'service_healthy' }, 'temporal-setup-replicated': { condition: 'service_completed_successfully' } });
+    }
+    for (const name of ['temporal-setup-replicated', ...Object.keys(CLUSTERS)]) expect(unescapedDollars((svc(name).command as string[])[0]!), name).toEqual([]);
+  });
+
+  it('temporal-setup-replicated creates and migrates each cluster\'s two databases', () => {
+    const run = runSetupScript(svc('temporal-setup-replicated'), { 'temporal-sql-tool': 'exit 0' });
+    expect(run.status, run.output).toBe(0);
+    const dbs = ['temporal_us_west_2', 'temporal_us_west_2_visibility', 'temporal_us_east_1', 'temporal_us_east_1_visibility'];
+    expect(run.calls.filter((c) => c.endsWith(' create'))).toEqual(dbs.map((db) => `temporal-sql-tool --db ${db} create`));
+    expect(run.calls.filter((c) => c.includes('update-schema'))).toEqual(dbs.map((db) => `temporal-sql-tool --db ${db} update-schema -d /etc/temporal/schema/postgresql/v12/${db.endsWith('_visibility') ? 'visibility' : 'temporal'}/versioned`));
+  });
+
+  it('each cluster starts the server on a config naming it, with its own failover version, global namespaces and forwarding as the local stack has them', () => {
+    const local = parse(clusterConfigYaml({ name: 'us-west-2', initialFailoverVersion: 1, port: 7233, dir: '/x' })) as Dict & { clusterMetadata: Dict; dcRedirectionPolicy: Dict };
+    for (const [name, want] of Object.entries(CLUSTERS)) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'regionshift-compose-cluster-'));
+      try {
+        const run = runSetupScript(svc(name), { 'temporal-server': 'exit 0', hostname: 'echo 10.9.8.7' }, { CLUSTER_CONFIG_DIR: dir });
+        expect(run.status, run.output).toBe(0);
+        expect(run.calls).toEqual(['hostname -i', `temporal-server --root ${dir} --config . --env config --allow-no-auth start`]);
+        const config = parse(readFileSync(path.join(dir, 'config.yaml'), 'utf8')) as Dict & { clusterMetadata: Dict & { clusterInformation: Record<string, Dict> }; persistence: { datastores: Record<string, { sql: Dict }> }; global: { membership: Dict }; dcRedirectionPolicy: Dict };
+        const meta = config.clusterMetadata;
+        expect([meta.currentClusterName, meta.masterClusterName, Object.keys(meta.clusterInformation)], name).toEqual([want.name, want.name, [want.name]]);
+        expect(meta.clusterInformation[want.name]).toMatchObject({ enabled: true, initialFailoverVersion: want.version, rpcAddress: `${name}:7233` });
+        expect(meta.enableGlobalNamespace).toBe(local.clusterMetadata.enableGlobalNamespace);
+        expect(meta.failoverVersionIncrement).toBe(local.clusterMetadata.failoverVersionIncrement);
+        expect(config.dcRedirectionPolicy).toEqual(local.dcRedirectionPolicy);
+        expect(config.global.membership.broadcastAddress).toBe('10.9.8.7');
+        const prefix = `temporal_${want.name.replaceAll('-', '_')}`;
+        expect(Object.values(config.persistence.datastores).map((d) => [d.sql.databaseName, d.sql.password])).toEqual([[prefix, 'temporal'], [`${prefix}_visibility`, 'temporal']]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
   });
 });
 

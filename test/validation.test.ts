@@ -117,6 +117,25 @@ describe('service config', () => {
   });
 });
 
+describe('service config: a replicated control plane', () => {
+  it('refuses temporal.clusters without a cluster for a region the services run in, and a bad address', () => {
+    const text = [
+      'temporal: { clusters: { us-west-2: 10.0.1.5:7233, eu-west-1: "10.2.1.5" } }',
+      'services:',
+      '  - name: ledger',
+      '    regions: [us-west-2, us-east-1]',
+      '    database: { provider: postgres-streaming, regions: { us-west-2: { host: h, port: 1, dataDir: d }, us-east-1: { host: h, port: 2, dataDir: e } } }',
+      '    traffic: { provider: route53, hostedZone: z., recordName: r.z., endpoints: { us-west-2: a., us-east-1: b. } }',
+    ].join('\n');
+    const problems = problemsOf(() => parseYaml('c.yaml', text, Config));
+    expect(problems.some((p) => p.includes('temporal.clusters.eu-west-1') && p.includes('host:port of a Temporal frontend'))).toBe(true);
+    const missing = [...text.split('\n').slice(0, 1).map(() => 'temporal: { clusters: { us-west-2: 10.0.1.5:7233 } }'), ...text.split('\n').slice(1)].join('\n');
+    expect(problemsOf(() => parseYaml('c.yaml', missing, Config))).toEqual([
+      'c.yaml:1: temporal.clusters: no cluster for region us-east-1: list one Temporal cluster per region the services run in (us-west-2 listed)',
+    ]);
+  });
+});
+
 describe('service config: drain and evacuation keys', () => {
   const geoService = (rule: string) => [
     'services:',

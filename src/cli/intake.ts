@@ -4,7 +4,7 @@ import { runIntake } from '../intake/service';
 import { installWorkerRuntime } from '../lib/metrics/worker';
 import { loadPlugins } from '../lib/plugins';
 import { loadRunbook } from '../lib/runbooks';
-import { connect, InputError } from '../lib/runs/client';
+import { connect, InputError, temporalAddressFor } from '../lib/runs/client';
 import { loadConfig } from '../lib/config/load';
 import { EXIT, guard } from './exit';
 
@@ -29,7 +29,7 @@ export function intakeCommand(argv: string[]): Promise<number> {
       ...(sdkMetricsUrl ? { sdkMetricsUrl } : {}),
       config: cfg,
       client,
-      workerAddress: process.env.TEMPORAL_ADDRESS ?? cfg.temporal.address,
+      workerAddress: await temporalAddressFor(cfg),
       namespace: cfg.temporal.namespace,
       // Absent: each service's own failover runbook, else the built-in one (runIntake).
       ...(values.runbook ? { runbook: loadRunbook(values.runbook, { plugins: await loadPlugins(cfg.plugins) }) } : {}),

@@ -27,6 +27,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   resume: { summary: 'resume <service|run> --by NAME --key KEY --reason TEXT  let a paused run go on', load: async () => (a) => import('./operate').then((m) => m.operateCommand(a, 'resume')) },
   validate: { summary: 'validate <file>              check a runbook or service config', load: async () => (await import('./validate')).validateCommand },
   worker: { summary: 'worker --region R | --control-only   run a region worker', load: async () => (await import('./worker')).workerCommand },
+  'control-plane': { summary: 'control-plane status | failover --to R | init   the replicated Temporal control plane (temporal.clusters)', load: async () => (await import('./control-plane')).controlPlaneCommand },
   stack: { summary: 'stack up | down | status [--json]   the embedded local stack', load: async () => (await import('./stack')).stackCommand },
   intake: { summary: 'intake [--port N]               alarm intake (SNS, EventBridge, Alertmanager) and health watchers', load: async () => (await import('./intake')).intakeCommand },
   'codec-server': { summary: 'codec-server [--port N] [--origin URL]   decrypts payloads for the Temporal UI (docs/codec.md)', load: async () => (await import('./codec-server')).codecServerCommand },

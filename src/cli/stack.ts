@@ -70,6 +70,11 @@ function warnings(components: ComponentStatus[]): string[] {
   return components.filter((c) => c.health !== 'down' && longDetail(c)).map((c) => `${c.name}: ${c.detail}`);
 }
 
+/** A replicated control plane (temporal:<region> clusters) runs no Web UI. */
+function replicated(components: ComponentStatus[]): boolean {
+  return components.some((c) => c.name.startsWith('temporal:'));
+}
+
 async function up(file: string | undefined, json: boolean): Promise<number> {
   const ctx = context(file);
   const result = await stackUp({ ...ctx, onProgress: json ? undefined : (line) => console.log(line) });
@@ -81,7 +86,7 @@ async function up(file: string | undefined, json: boolean): Promise<number> {
   console.log(table(result.components));
   for (const line of warnings(result.components)) console.log(line);
   for (const line of failures(result.components)) console.error(line);
-  console.log(`Temporal UI: ${result.temporalUi}`);
+  if (!replicated(result.components)) console.log(`Temporal UI: ${result.temporalUi}`);
   if (!result.ok) console.error('some components failed; fix the cause shown above and run `regionshift stack up` again');
   return result.ok ? EXIT.ok : EXIT.failed;
 }
@@ -94,7 +99,7 @@ async function status(file: string | undefined, json: boolean): Promise<number> 
   } else {
     console.log(table(s.components));
     for (const line of [...warnings(s.components), ...failures(s.components, true)]) console.log(line);
-    console.log(`Temporal UI: ${s.temporalUi}`);
+    if (!replicated(s.components)) console.log(`Temporal UI: ${s.temporalUi}`);
     if (!healthy) console.log('start what is down with: regionshift stack up');
   }
   return healthy ? EXIT.ok : EXIT.failed;

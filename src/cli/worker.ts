@@ -4,6 +4,8 @@ import { runRegionWorkers } from '../../workers/region';
 import { MetricsSettingError, workerMetricsPort, type PortChoice } from '../lib/metrics/worker';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../contract/runbook/ids';
 import { EXIT } from './exit';
+import { clusterEndpoints, endpointOf } from '../lib/runs/control-plane';
+import { temporalAddressFor } from '../lib/runs/client';
 
 const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--no-make-current] [--metrics-port N] [--config FILE]';
 
@@ -40,7 +42,10 @@ export async function workerCommand(argv: string[]): Promise<number> {
     console.error(`regionshift worker: no service in ${configPath()} runs in region ${region}`);
     return EXIT.badInput;
   }
-  const address = process.env.TEMPORAL_ADDRESS ?? config.temporal.address;
+  // Replicated control plane: a region's worker polls its own region's cluster, which forwards to
+  // the active one while passive, so a namespace failover never has to move it.
+  // An empty TEMPORAL_ADDRESS (docker-compose's replicated profile) counts as unset.
+  const address = process.env.TEMPORAL_ADDRESS || (region && clusterEndpoints(config) ? endpointOf(config, region).address : await temporalAddressFor(config));
   const control = !values['no-control'];
   let metricsPort: PortChoice;
   try {

@@ -14,6 +14,7 @@ import { readState } from '../stack/state';
 import { stackUp, type UpResult } from '../stack/stack';
 import type { StackContext } from '../stack/status';
 import { workerComponentName } from '../stack/workers';
+import { clusterComponentName } from '../stack/replicated';
 import { nodeOf } from './ledger';
 
 export interface Killed {
@@ -22,6 +23,8 @@ export interface Killed {
   at: number;
   postgres: string;
   worker: string;
+  /** The region's Temporal cluster, with a replicated control plane. */
+  temporal?: string;
 }
 
 function pgBinFor(home: string, service: string, node: PgNode): string {
@@ -30,11 +33,11 @@ function pgBinFor(home: string, service: string, node: PgNode): string {
   return bin;
 }
 
-async function killWorker(home: string, region: string): Promise<string> {
-  const rec = readState(home).processes[workerComponentName(region)];
+async function killWorker(home: string, region: string, component = workerComponentName(region)): Promise<string> {
+  const rec = readState(home).processes[component];
   if (!rec || !isAlive(rec.pid)) return 'was not running';
-  // Only a pid that is still the worker we started is signalled (a reused pid is someone else).
-  if (!isOurs(rec)) return `pid ${rec.pid} is no longer our worker; left alone`;
+  // Only a pid that is still the one we started is signalled (a reused pid is someone else).
+  if (!isOurs(rec)) return `pid ${rec.pid} is no longer our ${component}; left alone`;
   try {
     process.kill(-rec.pid, 'SIGKILL'); // the worker was spawned as the leader of its own group
   } catch {
@@ -45,16 +48,19 @@ async function killWorker(home: string, region: string): Promise<string> {
   return `process group ${rec.pid} SIGKILLed`;
 }
 
-/** Stops the region's PostgreSQL (immediate: no checkpoint, like a crash) and SIGKILLs its worker. */
+/** Stops the region's PostgreSQL (immediate: no checkpoint, like a crash) and SIGKILLs its worker (and its Temporal cluster, when replicated). */
 export async function killRegion(ctx: StackContext & { home: string }, service: Service, region: string): Promise<Killed> {
   const node = nodeOf(service, region);
   const bin = pgBinFor(ctx.home, service.name, node);
   const at = Date.now();
-  const [postgres, worker] = await Promise.all([
+  const replicated = readState(ctx.home).processes[clusterComponentName(region)] !== undefined;
+  const [postgres, worker, temporal] = await Promise.all([
     stop(bin, node, 'immediate').then(() => `${node.host}:${node.port} stopped (immediate)`),
     killWorker(ctx.home, region),
+    // A replicated control plane loses the region's cluster with it.
+    replicated ? killWorker(ctx.home, region, clusterComponentName(region)) : undefined,
   ]);
-  return { region, at, postgres, worker };
+  return { region, at, postgres, worker, ...(temporal ? { temporal } : {}) };
 }
 
 async function terminateIfRunning(client: Client, workflowId: string, reason: string): Promise<boolean> {

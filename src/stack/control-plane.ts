@@ -29,6 +29,10 @@ export interface ClusterSpec {
   port: number;
   /** Its config, SQLite file and log. */
   dir: string;
+  /** host:port other clusters reach its frontend at; default 127.0.0.1:port (and its HTTP API at port + 8). */
+  address?: string;
+  /** Its frontend's HTTP API, told to the other clusters when known. */
+  httpAddress?: string;
 }
 
 /** The Temporal server binary, built once with `go install` into <tools>/server-bin when absent. */
@@ -134,11 +138,17 @@ export function writeClusterFiles(c: ClusterSpec): void {
   writeFileSync(join(c.dir, 'dynamic.yaml'), DYNAMIC_CONFIG_YAML);
 }
 
+/** The server's command line for one cluster (its files written by writeClusterFiles). */
+export function clusterArgv(bin: string, c: ClusterSpec): string[] {
+  // v1.29.1 reads <root>/<config>/<env>.yaml (no --config-file yet).
+  return [bin, '--root', c.dir, '--config', '.', '--env', 'config', '--allow-no-auth', 'start'];
+}
+
 export function startCluster(bin: string, c: ClusterSpec): ChildProcess {
   writeClusterFiles(c);
   const log = createWriteStream(join(c.dir, 'server.log'));
-  // v1.29.1 reads <root>/<config>/<env>.yaml (no --config-file yet).
-  const child = spawn(bin, ['--root', c.dir, '--config', '.', '--env', 'config', '--allow-no-auth', 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, ...args] = clusterArgv(bin, c);
+  const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   return child;
@@ -160,8 +170,9 @@ async function retry<T>(what: string, fn: () => Promise<T>, timeoutMs: number): 
 
 export async function connectCluster(c: ClusterSpec, timeoutMs = 120_000): Promise<Connection> {
   const { Connection } = await import('@temporalio/client');
-  return retry(`cluster ${c.name} on 127.0.0.1:${c.port} did not answer`, async () => {
-    const conn = await Connection.connect({ address: `127.0.0.1:${c.port}`, connectTimeout: '2s' });
+  const address = c.address ?? `127.0.0.1:${c.port}`;
+  return retry(`cluster ${c.name} on ${address} did not answer`, async () => {
+    const conn = await Connection.connect({ address, connectTimeout: '2s' });
     await conn.workflowService.getSystemInfo({});
     return conn;
   }, timeoutMs);
@@ -173,7 +184,9 @@ export async function linkClusters(clusters: { spec: ClusterSpec; conn: Connecti
     for (const other of clusters) {
       if (other === self) continue;
       await self.conn.operatorService.addOrUpdateRemoteCluster({
-        frontendAddress: `127.0.0.1:${other.spec.port}`, frontendHttpAddress: `127.0.0.1:${other.spec.port + 8}`, enableRemoteClusterConnection: true, enableReplication: true,
+        frontendAddress: other.spec.address ?? `127.0.0.1:${other.spec.port}`,
+        ...(other.spec.httpAddress || !other.spec.address ? { frontendHttpAddress: other.spec.httpAddress ?? `127.0.0.1:${other.spec.port + 8}` } : {}),
+        enableRemoteClusterConnection: true, enableReplication: true,
       });
     }
   }

@@ -12,6 +12,7 @@ import { missingSearchAttributes } from './temporal';
 import { CODEC_SERVER, codecServerAnswers, codecServerReady, codecServerUrl } from './codec';
 import { workerComponentName, workerReady, workerRegions, workerSkipReason } from './workers';
 import { monitoringStatus } from './monitoring/status';
+import { isReplicated, replicatedStatus } from './replicated';
 
 /** Temporal and moto listen on loopback only: the stack is for one machine. */
 export const STACK_HOST = '127.0.0.1';
@@ -33,6 +34,8 @@ export interface ComponentStatus {
   service?: string;
   region?: string;
   role?: 'primary' | 'standby';
+  /** Temporal clusters of a replicated control plane: whether the namespace is active in this one. */
+  controlPlane?: 'active' | 'standby';
   /** Standbys: the WAL receiver is streaming. */
   streaming?: boolean;
   /** Standbys: where the WAL receiver streams from (host:port). */
@@ -202,7 +205,7 @@ export async function stackStatus(ctx: StackContext): Promise<StackStatus> {
   const home = ctx.home ?? stateDir();
   const state = readState(home);
   const [temporal, moto, postgres, codec, monitoring] = await Promise.all([
-    temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx), codecServerStatus(ctx, state),
+    isReplicated(ctx.config) ? replicatedStatus(ctx.config, home, state, (name) => liveProcess(state, name)) : temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx), codecServerStatus(ctx, state),
     monitoringStatus(ctx.config, home, ctx.configFile, state, liveProcess),
   ]);
   return {

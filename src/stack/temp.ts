@@ -44,6 +44,8 @@ export interface TempStackOptions {
   moreServices?: TempService[];
   /** Top-level config after `services`, as YAML lines (e.g. `evacuation: { maxConcurrent: 2 }`). */
   extra?: string;
+  /** replicated: one Temporal cluster per region (stack.controlPlane), each on nine free ports of its own. */
+  controlPlane?: 'single' | 'replicated';
 }
 
 export interface TempService {
@@ -91,6 +93,19 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   const monitoringYaml = monitoring
     ? `, monitoring: { prometheusPort: ${monitoring.prometheusPort}, alertmanagerPort: ${monitoring.alertmanagerPort}, intakePort: ${monitoring.intakePort}, blackboxPort: ${monitoring.blackboxPort}, postgresExporterPort: ${monitoring.postgresExporterPort} }`
     : ', monitoring: { enabled: false }';
+  // A cluster's frontend and its other services take nine consecutive ports.
+  const clusters: Record<string, number> = {};
+  if (opts.controlPlane === 'replicated') {
+    const taken = [...singles, ...(monitoring ? [monitoring.blackboxPort, monitoring.postgresExporterPort] : [])];
+    for (const r of new Set(services.flatMap((svc) => svc.regions))) {
+      const base = await freeRun(9, taken);
+      clusters[r] = base;
+      taken.push(...Array.from({ length: 9 }, (_, i) => base + i));
+    }
+  }
+  const clustersYaml = opts.controlPlane === 'replicated'
+    ? `, clusters: { ${Object.entries(clusters).map(([r, p]) => `${r}: 127.0.0.1:${p}`).join(', ')} }`
+    : '';
   const configFile = join(dir, 'regionshift.yaml');
   const approver = opts.approver ?? 'demo-oncall';
   const blocks = services.map((svc) => {
@@ -118,8 +133,8 @@ ${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, s
   writeFileSync(
     configFile,
     `# ${opts.comment}
-temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort} }
-stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${monitoringYaml} }
+temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort}${clustersYaml} }
+stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${opts.controlPlane === 'replicated' ? ', controlPlane: replicated' : ''}${monitoringYaml} }
 services:
 ${blocks.map((b) => b.yaml).join('')}${opts.extra ? `${opts.extra}\n` : ''}`,
   );

@@ -23,6 +23,7 @@ import {
 import { ensureTemporalCli, missingSearchAttributes, registerSearchAttributes, temporalArgv } from './temporal';
 import { CODEC_SERVER, codecServerArgv, codecServerReady, codecServerUrl, stackCodecEnv } from './codec';
 import { waitUntil } from './wait';
+import { isReplicated, replicatedPorts, upReplicated } from './replicated';
 import { monitoringPorts, prepareMonitoring, upMonitoring } from './monitoring/up';
 import { upRedis } from './redis';
 import { workerArgv, workerComponentName, workerEnv, workerReady, workerRegions, workerSkipReason } from './workers';
@@ -63,7 +64,9 @@ async function checkPorts(ctx: StackContext, state: StackState, members: PgMembe
   const { config } = ctx;
   const file = ctx.configFile;
   const wanted: Array<{ host: string; port: number; component: string; setting: string }> = [];
-  if (!liveProcess(state, 'temporal')) {
+  if (isReplicated(config)) {
+    wanted.push(...replicatedPorts(config, ctx.home ?? stateDir(), (name) => liveProcess(state, name)));
+  } else if (!liveProcess(state, 'temporal')) {
     wanted.push({ host: STACK_HOST, port: config.stack.temporalPort, component: 'temporal', setting: 'stack.temporalPort' });
     wanted.push({ host: STACK_HOST, port: config.stack.temporalUiPort, component: 'temporal-ui', setting: 'stack.temporalUiPort' });
   }
@@ -211,7 +214,8 @@ async function upWorker(ctx: UpOptions, state: StackState, home: string, region:
   if (!rec) {
     ctx.onProgress?.(`starting ${name}…`);
     const argv = workerArgv(region);
-    const env = workerEnv(ctx.configFile, temporalAddress(ctx.config), codecEnv);
+    // Replicated: no TEMPORAL_ADDRESS, so the worker polls its own region's cluster (src/cli/worker.ts).
+    const env = workerEnv(ctx.configFile, isReplicated(ctx.config) ? undefined : temporalAddress(ctx.config), codecEnv);
     rec = { ...(await spawnDetached(argv, { log: join(home, 'logs', `worker-${region}.log`), env })), address: `region.${region}` };
     state.processes[name] = rec;
     writeState(state, home);
@@ -255,7 +259,8 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     const progress = (line: string) => ctx.onProgress?.(line);
     const codec = stackCodecEnv(home);
     if (codec.note) progress(codec.note);
-    const temporalBin = liveProcess(state, 'temporal') ? undefined : await ensureTemporalCli({ onProgress: progress });
+    const replicated = isReplicated(ctx.config);
+    const temporalBin = replicated || liveProcess(state, 'temporal') ? undefined : await ensureTemporalCli({ onProgress: progress });
     const motoServer = liveProcess(state, 'moto') ? undefined : await ensureMoto({ onProgress: progress });
     const bins = new Map<PgMember, string>();
     for (const m of members) bins.set(m, m.pgBin ?? (await ensurePgBin({ onProgress: progress })));
@@ -263,12 +268,13 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     await ensureSshKeygen({ onProgress: progress });
     const monitoring = await prepareMonitoring(ctx.config, home, ctx.configFile, progress);
 
-    const [temporal, moto, pg] = await Promise.all([
-      upTemporal(ctx, state, home, temporalBin),
+    const [clusters, moto, pg] = await Promise.all([
+      replicated ? upReplicated(ctx.config, state, home, (name) => liveProcess(state, name), progress) : upTemporal(ctx, state, home, temporalBin).then((t) => new Map([['temporal', t], ['temporal-ui', t]])),
       upMoto(ctx, state, home, motoServer),
       upPostgres(ctx, state, home, members, bins),
     ]);
-    const outcomes = new Map<string, Outcome>([['temporal', temporal], ['temporal-ui', temporal], ['moto', moto], ...pg]);
+    const temporal: Outcome = { ...(replicated ? {} : clusters.get('temporal')), ...([...clusters.values()].find((o) => o.error) ?? {}) };
+    const outcomes = new Map<string, Outcome>([...clusters, ['moto', moto], ...pg]);
     // Services with a redis cache: one server per region (src/stack/redis.ts).
     for (const [name, o] of await upRedis(ctx.config, state, home, liveProcess, progress)) outcomes.set(name, o);
     if (!moto.error) {
@@ -290,7 +296,9 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     }
     if (monitoring) {
       const mon = await upMonitoring(monitoring, {
-        config: ctx.config, configFile: ctx.configFile, home, state, live: liveProcess, temporalAddress: temporalAddress(ctx.config),
+        config: ctx.config, configFile: ctx.configFile, home, state, live: liveProcess,
+        // Replicated: the intake finds the active cluster itself.
+        ...(isReplicated(ctx.config) ? {} : { temporalAddress: temporalAddress(ctx.config) }),
         ...(temporal.error ? { temporalError: temporal.error } : {}), codecEnv: codec.env, onProgress: progress,
       });
       for (const [name, o] of mon) outcomes.set(name, o);

@@ -31,6 +31,7 @@ export const PostgresStreamingDatabase = z.strictObject({
   regions: z.record(regionName, PostgresRegion),
 });
 
+const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'host:port of a Temporal frontend, like 127.0.0.1:7233');
 const roleArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+/, 'an IAM role ARN like arn:aws:iam::123456789012:role/regionshift-worker');
 
 /** How a region's worker reaches an RDS or Aurora PostgreSQL database for the SQL fence, lag and writes. */
@@ -469,6 +470,13 @@ export const Config = z.strictObject({
       address: z.string().default('127.0.0.1:7233'),
       namespace: z.string().default('default'),
       uiUrl: z.string().default('http://127.0.0.1:8233'),
+      /**
+       * A replicated control plane: one Temporal cluster per region (host:port of its frontend),
+       * the namespace global across them. Clients use the cluster the namespace is active in;
+       * workers their own region's (it forwards to the active one while passive). Absent: the one
+       * cluster at `address`.
+       */
+      clusters: z.record(regionName, HostPort).optional(),
     })
     .default({ address: '127.0.0.1:7233', namespace: 'default', uiUrl: 'http://127.0.0.1:8233' }),
   /** Ports of the embedded local stack (regionshift stack up). */
@@ -476,6 +484,12 @@ export const Config = z.strictObject({
     .strictObject({
       temporalPort: z.number().int().default(7233),
       temporalUiPort: z.number().int().default(8233),
+      /**
+       * replicated: `stack up` runs the full Temporal server once per region (temporal.clusters,
+       * or temporalPort + 10 × the region's index), linked, the namespace global and active in
+       * the first service's writer region (src/stack/control-plane.ts). single: the CLI's dev server.
+       */
+      controlPlane: z.enum(['single', 'replicated']).default('single'),
       motoPort: z.number().int().default(5055),
       /** The codec server the Temporal UI decrypts payloads through (docs/codec.md). */
       codecServerPort: z.number().int().default(8234),
@@ -513,6 +527,12 @@ export const Config = z.strictObject({
   plugins: z.array(z.strictObject({ module: z.string().min(1) })).default([]),
   services: z.array(Service).min(1),
 }).superRefine((config, ctx) => {
+  const clusters = config.temporal.clusters;
+  if (clusters) {
+    for (const region of new Set(config.services.flatMap((s) => s.regions))) {
+      if (!clusters[region]) ctx.addIssue({ code: 'custom', path: ['temporal', 'clusters'], message: `no cluster for region ${region}: list one Temporal cluster per region the services run in (${Object.keys(clusters).join(', ')} listed)` });
+    }
+  }
   config.services.forEach((svc, i) => {
     const cls = svc.dataResidency?.class;
     if (cls !== undefined && !config.residency?.classes[cls]) {

@@ -3,6 +3,7 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFaile
 import { ApplicationFailure } from '@temporalio/common';
 import { dataConverterFromEnv } from '../codec/env';
 import type { Config, Service } from '../config/schema';
+import { activeAddress, clusterEndpoints } from './control-plane';
 import { residencyRuleOf, residencyViolation } from '../../contract/policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../../contract/runbook/ids';
 import type { AbortInput, ApproveInput, Mode, OperateInput, RunbookDoc, RunInput, RunRecord } from '../../contract/runbook/types';
@@ -32,10 +33,25 @@ export async function flushClientTracing(): Promise<void> {
   if (clientTracing) await clientTracing.spanProcessor.forceFlush().catch(() => undefined);
 }
 
-export async function connect(config: Config): Promise<Client> {
-  const address = process.env.TEMPORAL_ADDRESS ?? config.temporal.address;
+/**
+ * TEMPORAL_ADDRESS when set (the stack pins a process to a cluster that way); else, with a
+ * replicated control plane, the cluster the namespace is active in; else temporal.address.
+ */
+export async function temporalAddressFor(config: Config): Promise<string> {
+  if (process.env.TEMPORAL_ADDRESS) return process.env.TEMPORAL_ADDRESS;
+  if (!clusterEndpoints(config)) return config.temporal.address;
+  try {
+    return await activeAddress(config);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; is the stack up? (regionshift stack up)`);
+  }
+}
+
+/** opts.address: that cluster, whatever the config says (a control-plane failover's target). */
+export async function connect(config: Config, opts: { address?: string } = {}): Promise<Client> {
   // First: bad keys are the caller's to fix, whether or not Temporal is reachable.
   const dataConverter = dataConverterFromEnv();
+  const address = opts.address ?? (await temporalAddressFor(config));
   let connection: Connection;
   try {
     connection = await Connection.connect({ address, connectTimeout: '5s' });

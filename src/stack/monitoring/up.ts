@@ -133,7 +133,7 @@ const answers200 = (url: string) => async () => (await httpStatus(url, 1_000)) =
  */
 export async function upMonitoring(
   prepared: PreparedMonitoring,
-  opts: { config: Config; configFile: string; home: string; state: StackState; live: Live; temporalAddress: string; temporalError?: string; codecEnv: Record<string, string>; onProgress?: (line: string) => void },
+  opts: { config: Config; configFile: string; home: string; state: StackState; live: Live; temporalAddress?: string; temporalError?: string; codecEnv: Record<string, string>; onProgress?: (line: string) => void },
 ): Promise<Map<string, MonitoringOutcome>> {
   const { plan, bins } = prepared;
   const { state, home, live, onProgress } = opts;
@@ -173,7 +173,7 @@ export async function upMonitoring(
     run(INTAKE, {
       argv: [process.execPath, join(REPO_ROOT, 'bin', 'regionshift.js'), 'intake', '--config', opts.configFile, '--host', HOST, '--port', String(plan.intake.port)],
       log: join(logs, 'intake.log'), address: intakeUrl(plan),
-      env: { ...process.env, ...opts.codecEnv, REGIONSHIFT_HOME: home, REGIONSHIFT_CONFIG: opts.configFile, TEMPORAL_ADDRESS: opts.temporalAddress, [prepared.tokenEnv]: prepared.token },
+      env: { ...process.env, ...opts.codecEnv, REGIONSHIFT_HOME: home, REGIONSHIFT_CONFIG: opts.configFile, ...(opts.temporalAddress ? { TEMPORAL_ADDRESS: opts.temporalAddress } : {}), [prepared.tokenEnv]: prepared.token },
       ready: async (rec) => logSince(rec.log, rec.logOffset).includes(INTAKE_READY_LINE) && (await httpStatus(`${intakeUrl(plan)}/healthz`, 1_000)) === 200,
     });
   }

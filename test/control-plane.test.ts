@@ -1,0 +1,190 @@
+// The replicated control plane on a real local stack (stack.controlPlane: replicated): one full
+// Temporal server per region, the namespace global. A planned run whose namespace fails over while
+// it waits for approval finishes on the other cluster, each step once; then the writer region is
+// lost whole (PostgreSQL, worker and Temporal cluster) and `failover --mode unplanned
+// --control-plane` moves the namespace to the survivor and runs the database runbook there; the
+// lost cluster comes back as a standby and catches up. One stack, shared.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Client } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { loadConfig } from '../src/lib/config/load';
+import type { Config, Service } from '../src/lib/config/schema';
+import { killRegion } from '../src/demo/region';
+import { standInSigner } from '../src/demo/approver';
+import { nodeOf } from '../src/demo/ledger';
+import { runWorkflowId } from '../src/contract/runbook/ids';
+import { loadServiceRunbook } from '../src/lib/runbooks';
+import type { RunRecord } from '../src/contract/runbook/types';
+import { approveRun, awaitRecord, buildRunInput, connect, startRun, temporalAddressFor } from '../src/lib/runs/client';
+import { endpointOf, failoverControlPlane, namespaceViewAt } from '../src/lib/runs/control-plane';
+import { stackCodecEnv } from '../src/stack/codec';
+import { probePg } from '../src/stack/postgres';
+import { liveProcess } from '../src/stack/status';
+import { readState } from '../src/stack/state';
+import { upReplicated } from '../src/stack/replicated';
+import { writeTempStack } from '../src/stack/temp';
+import { FAILOVER_VERSION_INCREMENT } from '../src/stack/control-plane';
+import { killLeftovers, runCli, type CliResult, type TempStack } from './support/stack-env';
+import { waitFor } from './support/wait';
+import { rmSync } from 'node:fs';
+
+const WEST = 'us-west-2';
+const EAST = 'us-east-1';
+// Cluster i's failover versions are i+1 (mod the increment): which cluster wrote an event.
+const VERSION_OF = { [WEST]: 1, [EAST]: 2 } as const;
+
+const POLICY = `      rpoBudgetSeconds: 60
+      allowDataLoss: true
+      approval: { planned: required, unplanned: none }
+      approvalTimeout: 5m
+      lagTimeout: 30s`;
+
+function show(r: CliResult): string {
+  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+}
+
+interface Event {
+  eventType?: unknown;
+  version?: unknown;
+  activityTaskScheduledEventAttributes?: { activityId?: string | null; activityType?: { name?: string | null } | null } | null;
+  activityTaskCompletedEventAttributes?: { scheduledEventId?: unknown } | null;
+}
+
+async function history(client: Client, workflowId: string, runId: string): Promise<Event[]> {
+  const h = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+  return (h.events ?? []) as Event[];
+}
+
+const typeOf = (e: Event): string => (typeof e.eventType === 'number' ? temporal.api.enums.v1.EventType[e.eventType] ?? String(e.eventType) : String(e.eventType));
+/** The cluster whose failover version an event carries. */
+const clusterOf = (e: Event): string => (Number(e.version) % FAILOVER_VERSION_INCREMENT === VERSION_OF[WEST] ? WEST : EAST);
+
+let stack: TempStack;
+let config: Config;
+let service: Service;
+
+beforeAll(async () => {
+  const files = await writeTempStack({ prefix: 'regionshift-cp-', comment: 'written by test/control-plane.test.ts', regions: [WEST, EAST], policy: POLICY, controlPlane: 'replicated' });
+  stack = { ...files, env: { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile }, remove: () => rmSync(files.dir, { recursive: true, force: true }) };
+  delete stack.env.TEMPORAL_ADDRESS;
+  const up = await runCli(['stack', 'up'], stack.env, 300_000);
+  if (up.code !== 0) throw new Error(`stack up failed:\n${show(up)}`);
+  // The test's own clients read the stack's encrypted payloads with the stack's key.
+  Object.assign(process.env, stackCodecEnv(stack.home).env);
+  process.env.REGIONSHIFT_HOME = stack.home;
+  config = loadConfig(stack.configFile);
+  service = config.services[0]!;
+  delete process.env.TEMPORAL_ADDRESS;
+}, 320_000);
+
+afterAll(async () => {
+  if (!stack) return;
+  await runCli(['stack', 'down'], stack.env, 120_000);
+  await killLeftovers(stack);
+  stack.remove();
+}, 150_000);
+
+describe('replicated control plane', () => {
+  it('stack up runs one cluster per region, the namespace global and active in the writer region; status says which', async () => {
+    const r = await runCli(['stack', 'status', '--json'], stack.env);
+    expect(r.code, show(r)).toBe(0);
+    const s = JSON.parse(r.stdout) as { components: Array<{ name: string; health: string; controlPlane?: string; address: string }> };
+    const clusters = s.components.filter((c) => c.name.startsWith('temporal'));
+    expect(clusters.map((c) => [c.name, c.health, c.controlPlane, c.address])).toEqual([
+      [`temporal:${WEST}`, 'up', 'active', endpointOf(config, WEST).address],
+      [`temporal:${EAST}`, 'up', 'standby', endpointOf(config, EAST).address],
+    ]);
+    const text = await runCli(['stack', 'status'], stack.env);
+    expect(text.stdout).toMatch(new RegExp(`temporal:${EAST} .* standby of namespace default \\(active: ${WEST}\\)`));
+    // Clients go to the active cluster.
+    expect(await temporalAddressFor(config)).toBe(endpointOf(config, WEST).address);
+    // The CLI's own view, and init on clusters already linked: nothing to add, nothing moved.
+    const cp = await runCli(['control-plane', 'status', '--json'], stack.env);
+    expect(cp.code, show(cp)).toBe(0);
+    expect((JSON.parse(cp.stdout) as { clusters: Array<{ region: string; up: boolean; active: string }> }).clusters.map((c) => [c.region, c.up, c.active])).toEqual([[WEST, true, WEST], [EAST, true, WEST]]);
+    const init = await runCli(['control-plane', 'init'], stack.env);
+    expect(init.code, show(init)).toBe(0);
+    expect(init.stdout).toContain(`namespace default global, active in ${WEST}; search attributes present`);
+  });
+
+  it('a planned run started on one cluster, the namespace failed over while it waits, finishes on the other with each step once', async () => {
+    const onWest = await connect(config);
+    const runbook = await loadServiceRunbook(config, 'ledger', 'failover');
+    const input = buildRunInput(config, runbook, { service: 'ledger', target: EAST, source: WEST, mode: 'planned', dryRun: false, requestedBy: 'test', trigger: 'test' });
+    const started = await startRun(onWest, input);
+    const workflowId = runWorkflowId('ledger');
+    await waitFor('the run to wait for approval', async () => (await onWest.workflow.getHandle(workflowId, started.runId).query<RunRecord>('progress')).pendingApproval?.stepId, 60_000);
+
+    const moved = await failoverControlPlane(config, EAST);
+    expect([moved.from, moved.to, moved.changed]).toEqual([WEST, EAST, true]);
+    expect(await temporalAddressFor(config)).toBe(endpointOf(config, EAST).address);
+    const onEast = await connect(config);
+    // Every approval the run asks for from here on is given on east. Right after the failover the
+    // new active cluster may still be applying what it was sent: retried.
+    const signer = standInSigner(service, 'demo-oncall');
+    const rec = await waitFor('the run to finish on east', async () => {
+      const handle = onEast.workflow.getHandle(workflowId, started.runId);
+      if ((await handle.describe()).status.name !== 'RUNNING') return awaitRecord(onEast, workflowId, started.runId);
+      const at = await handle.query<RunRecord>('progress');
+      if (at.pendingApproval) await approveRun(onEast, workflowId, { decision: 'approve', by: 'demo-oncall', reason: 'test: planned move' }, signer);
+      return undefined;
+    }, 120_000, 250);
+    expect(rec.status, JSON.stringify(rec.steps)).toBe('succeeded');
+
+    const events = await history(onEast, workflowId, started.runId);
+    expect(clusterOf(events[0]!)).toBe(WEST);
+    expect(typeOf(events.at(-1)!)).toBe('EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED');
+    expect(clusterOf(events.at(-1)!)).toBe(EAST);
+    // Each activity scheduled once and completed once: no step done twice across the move.
+    const scheduled = events.filter((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED').map((e) => e.activityTaskScheduledEventAttributes?.activityId);
+    const completed = events.filter((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_COMPLETED').map((e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId));
+    expect(new Set(scheduled).size).toBe(scheduled.length);
+    expect(new Set(completed).size).toBe(completed.length);
+    expect(events.some((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED' && clusterOf(e) === EAST)).toBe(true);
+    // The promotion happened once: east writes, west follows it.
+    expect((await probePg(nodeOf(service, EAST))).role).toBe('primary');
+    await Promise.all([onWest.connection.close(), onEast.connection.close()]);
+  });
+
+  it('the writer region lost whole: the namespace fails over to the survivor and the unplanned run completes there; the region returns as a standby and catches up', async () => {
+    // east writes and its cluster is active: lose all of it.
+    const killed = await killRegion({ config, configFile: stack.configFile, home: stack.home }, service, EAST);
+    expect(killed.temporal).toMatch(/SIGKILLed/);
+
+    const r = await runCli(['failover', '--service', 'ledger', '--to', WEST, '--from', EAST, '--mode', 'unplanned', '--control-plane', WEST], stack.env, 240_000);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toContain(`control plane: namespace default failed over ${EAST} → ${WEST}`);
+    expect(await temporalAddressFor(config)).toBe(endpointOf(config, WEST).address);
+
+    const onWest = await connect(config);
+    const workflowId = runWorkflowId('ledger');
+    const desc = await onWest.workflow.getHandle(workflowId).describe();
+    const rec = await awaitRecord(onWest, workflowId, desc.runId);
+    expect([rec.status, rec.mode, rec.target]).toEqual(['succeeded', 'unplanned', WEST]);
+    const events = await history(onWest, workflowId, desc.runId);
+    expect(events.every((e) => clusterOf(e) === WEST)).toBe(true);
+    expect(typeOf(events.at(-1)!)).toBe('EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED');
+    expect((await probePg(nodeOf(service, WEST))).role).toBe('primary');
+
+    // east's cluster returns (its SQLite kept what it had): the namespace's standby, with the run.
+    const state = readState(stack.home);
+    const back = await upReplicated(config, state, stack.home, (name) => liveProcess(state, name), () => undefined);
+    expect(back.get(`temporal:${EAST}`)).toEqual({ action: 'started' });
+    const west = await namespaceViewAt(endpointOf(config, WEST).address, 'default');
+    await waitFor('east to follow the namespace as a standby', async () => {
+      const v = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+      return v.active === WEST && v.failoverVersion === west.failoverVersion ? v : undefined;
+    }, 60_000);
+    const { Connection, Client } = await import('@temporalio/client');
+    const eastConn = await Connection.connect({ address: endpointOf(config, EAST).address });
+    const onEastStandby = new Client({ connection: eastConn, namespace: 'default' });
+    await waitFor('the unplanned run replicated to east', async () => {
+      const got = await history(onEastStandby, workflowId, desc.runId).catch(() => []);
+      return got.length === events.length ? got : undefined;
+    }, 60_000);
+    const r2 = await runCli(['stack', 'status', '--json'], stack.env);
+    const s = JSON.parse(r2.stdout) as { components: Array<{ name: string; controlPlane?: string }> };
+    expect(s.components.filter((c) => c.name.startsWith('temporal:')).map((c) => [c.name, c.controlPlane])).toEqual([[`temporal:${WEST}`, 'active'], [`temporal:${EAST}`, 'standby']]);
+    await Promise.all([onWest.connection.close(), eastConn.close()]);
+  });
+});
