@@ -13,6 +13,7 @@ import type { AttachedAlarm, PlannedStep, RunInput, RunRecord, StandbyFollow, St
 import { describeRecords, primaryRegionOf, shiftedRecords } from '../src/traffic/plan';
 import { residencyViolation } from '../src/policy/residency';
 import { lagMsOf } from '../src/policy/target';
+import { runDetails } from '../src/runbook/details';
 import { SA } from './search-attributes';
 import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { isReconcileAction, runReconcileAction } from './reconcile-actions';
@@ -133,11 +134,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       ]);
       published = now;
     }
-    const lines = rec.steps.map((s) => `| ${s.id} | ${s.region ?? ''} | ${s.status} | ${s.detail ?? s.error ?? ''} |`);
-    wf.setCurrentDetails(
-      [`**${rec.kind} ${rec.service}** ${rec.source ?? '?'} → ${rec.target} (${rec.mode}${rec.dryRun ? ', dry run' : ''}): ${rec.status}`,
-        '', '| step | region | status | detail |', '|---|---|---|---|', ...lines].join('\n'),
-    );
+    wf.setCurrentDetails(runDetails(rec));
   }
 
   function holds(cond: Condition): boolean {
