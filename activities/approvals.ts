@@ -16,6 +16,7 @@ import {
   type DecisionClaim, type DecisionSignature, type VerifiedDecision,
 } from '../src/contract/approvals';
 import type { Mode } from '../src/contract/runbook/types';
+import type { ApproversReport } from '../src/contract/readiness';
 
 export interface VerifyDecisionInput {
   service: string;
@@ -29,6 +30,8 @@ export interface VerifyDecisionInput {
 
 export interface DecisionActivities {
   verifyDecision(input: VerifyDecisionInput): Promise<VerifiedDecision>;
+  /** Who this worker could verify a decision from now (the readiness evaluation's approvers check). */
+  checkApprovers(input: { service: string }): Promise<ApproversReport>;
 }
 
 export interface DecisionActivityOptions {
@@ -118,5 +121,20 @@ export function createDecisionActivities(config: Config, options: DecisionActivi
     return { by: claim.by, scheme: 'ssh', key: fingerprint, signedAs: `${claim.by} (ssh key ${fingerprint})` };
   }
 
-  return { verifyDecision };
+  /** The keys verifyDecision would load, loaded the same way: a file it cannot read now is an approver who cannot approve. */
+  async function checkApprovers(input: { service: string }): Promise<ApproversReport> {
+    const service = config.services.find((s) => s.name === input.service);
+    if (!service) throw ApplicationFailure.create({ message: `this worker's config has no service ${input.service}`, nonRetryable: true });
+    const ssh = service.policy.approvers.map((a) => {
+      try {
+        return { name: a.name, keys: allowedSignerLines(a).length };
+      } catch (err) {
+        return { name: a.name, keys: 0, error: (err as Error).message.replace(/^this worker cannot read \S+'s /, 'cannot read ').replace(/; fix the path.*$/, '') };
+      }
+    });
+    const slack = serviceTriggersOf(service).approvers;
+    return { ssh, slack: { planned: slack.planned ?? [], unplanned: slack.unplanned ?? [] }, slackKey: Boolean(slackKey()) };
+  }
+
+  return { verifyDecision, checkApprovers };
 }

@@ -2,10 +2,11 @@
 // `regionshift codec-server`, a run's page shows its input and result decrypted; with a dev
 // server whose UI has no codec endpoint, the same kind of run shows only the sealed payload. And a
 // finished failover (the real runbook on stub region workers) as a person reads its page: the
-// summary, the steps, the search attributes. Screenshots and DOMs go to <tmpdir>/regionshift-artifacts.
+// summary, the steps, the step table of its current details (the pane's /render page), the search
+// attributes. Screenshots and DOMs go to <tmpdir>/regionshift-artifacts.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,7 +44,7 @@ async function runPage(te: TemporalEnv, uiPort: number, secret: string): Promise
 
 /** Chromium renders the single-page app; virtual time does not run on while requests are pending. */
 function chrome(args: string[]): Promise<string> {
-  const base = ['--headless', '--no-sandbox', '--disable-gpu', '--window-size=1400,1800', '--virtual-time-budget=20000'];
+  const base = ['--headless', '--no-sandbox', '--disable-gpu', ...(args.some((a) => a.startsWith('--window-size=')) ? [] : ['--window-size=1400,1800']), '--virtual-time-budget=20000'];
   return new Promise((ok, fail) => {
     execFile(chromium, [...base, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) fail(new Error(`chromium ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
@@ -52,11 +53,18 @@ function chrome(args: string[]): Promise<string> {
   });
 }
 
+/** The page's DOM and a screenshot of it, both kept as test artifacts. */
 async function look(url: string, name: string): Promise<string> {
   const shot = join(ARTIFACTS, `codec-ui-${process.pid}-${name}.png`);
   const [dom] = await Promise.all([chrome(['--dump-dom', url]), chrome([`--screenshot=${shot}`, url])]);
+  writeFileSync(join(ARTIFACTS, `codec-ui-${process.pid}-${name}.html`), dom);
   console.log(`codec-ui: screenshot of ${url}: ${shot}`);
   return dom;
+}
+
+/** What a person reads: the rendered text, tags and scripts gone, one item a line. */
+function readable(dom: string): string {
+  return dom.replace(/<script[\s\S]*?<\/script>|<style[\s\S]*?<\/style>/g, '').replace(/<[^>]+>/g, '\n').split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
 }
 
 beforeAll(async () => {
@@ -106,7 +114,7 @@ describe('the Temporal UI', () => {
 });
 
 describe('a finished failover in the Temporal UI', () => {
-  it('shows its summary, its steps by title (completed) and its search attributes', async () => {
+  it('shows its summary, its steps by title (completed), the step table in its current details, and its search attributes', async () => {
     // The runbook's steps on stub region workers: the run is real, its databases are not.
     const stop = await runStubRegions(withCodec.connection, new StubFleet('ledger', 'eu-west-1', 'eu-central-1'));
     try {
@@ -117,28 +125,46 @@ describe('a finished failover in the Temporal UI', () => {
       const rec = await awaitRecord(withCodec.client, run.workflowId, run.runId);
       expect(rec.status).toBe('succeeded');
       const page = `http://127.0.0.1:${ports.ui}/namespaces/default/workflows/${run.workflowId}/${run.runId}`;
-      const { writeFileSync } = await import('node:fs');
-      const text = async (tab: string): Promise<string> => {
-        const dom = await look(`${page}/${tab}`, `run-${tab}`);
-        writeFileSync(join(ARTIFACTS, `codec-ui-${process.pid}-run-${tab}.html`), dom);
-        // What a person reads: the rendered text, tags and scripts gone, one item a line.
-        return dom.replace(/<script[\s\S]*?<\/script>|<style[\s\S]*?<\/style>/g, '').replace(/<[^>]+>/g, '\n').split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
-      };
-      // The header of the run's page: what ran, where to, in which mode, at whose request.
-      expect(await text('history')).toContain('failover ledger → eu-central-1 (planned), by carol');
       // Its search attributes, the ones a person filters runs by.
-      const attrs = (await text('search-attributes')).replace(/\n:\n/g, ': ').replace(/\n,/g, ',');
+      const attrs = readable(await look(`${page}/search-attributes`, 'run-search-attributes')).replace(/\n:\n/g, ': ').replace(/\n,/g, ',');
       for (const [key, value] of [['RegionshiftService', 'ledger'], ['RegionshiftSource', 'eu-west-1'], ['RegionshiftTarget', 'eu-central-1'], ['RegionshiftMode', 'planned'], ['RegionshiftTrigger', 'cli']]) {
         expect(attrs, key).toContain(`"${key}": "${value}"`);
       }
       // User metadata: each step by its title, completed, and the run's current details.
-      const meta = await text('user-metadata');
+      const metaDom = await look(`${page}/user-metadata`, 'run-user-metadata');
+      const meta = readable(metaDom);
       for (const title of ['Fence writes in the source region', 'Promote the target to primary', 'Shift traffic to the target region', 'Write and read back through the new primary']) {
         expect(meta).toContain(`${title}\nCompleted`);
       }
       expect(meta).toContain('Current Details');
+      // Summary, details and current details are iframes of the UI's /render page, rendered by the
+      // server with no script: their HTML is what the panes show.
+      const frames = [...metaDom.matchAll(/<iframe title="output"[^>]* src="(\/render\?[^"]+)"/g)].map((m) => `http://127.0.0.1:${ports.ui}${m[1]!.replace(/&amp;/g, '&')}`);
+      const shown = await Promise.all(frames.map(async (url) => ({ url, html: await fetch(url).then((r) => r.text()) })));
+      // The summary: what ran, where to, in which mode, at whose request.
+      expect(shown.map((f) => readable(f.html.replace(/[\s\S]*<main>|<\/main>[\s\S]*/g, '')))).toContain('failover ledger → eu-central-1 (planned), by carol');
+      const details = shown.find((f) => f.html.includes('<table>'));
+      expect(details, 'the current details pane with the step table').toBeDefined();
+      const [renderUrl, detailsDom] = [details!.url, details!.html];
+      // At about the pane's width, for people to look at.
+      const shot = join(ARTIFACTS, `codec-ui-${process.pid}-run-details.png`);
+      await chrome(['--window-size=660,700', `--screenshot=${shot}`, renderUrl]);
+      writeFileSync(join(ARTIFACTS, `codec-ui-${process.pid}-run-details.html`), detailsDom);
+      console.log(`codec-ui: screenshot of the run's current details: ${shot}`);
+      const rows = [...detailsDom.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((m) => [...m[1]!.matchAll(/<t[dh]>([\s\S]*?)<\/t[dh]>/g)].map((c) => c[1]!.replace(/<[^>]+>/g, '').trim()));
+      expect(readable(detailsDom)).toContain('failover ledger\neu-west-1 → eu-central-1 (planned): succeeded');
+      expect(rows[0]).toEqual(['step', 'region', 'status', 'detail']);
+      const row = (id: string) => rows.find((r) => r[0] === id);
+      expect(rows.slice(1).map((r) => r[0])).toEqual(rec.steps.map((s) => s.id));
+      expect(row('preflight')).toEqual(['preflight', '', 'done', 'writer eu-west-1, target eu-central-1 standby streaming']);
+      expect(row('fence')?.slice(0, 3)).toEqual(['fence', 'eu-west-1', 'done']);
+      expect(row('promote')).toEqual(['promote', 'eu-central-1', 'done', rec.steps.find((s) => s.id === 'promote')!.detail]);
+      expect(row('repoint-standbys')).toEqual(['repoint-standbys', '', 'skipped', 'condition not met: other-standbys']);
+      // Kept whole in the narrow pane: a step id or region broken at its hyphen reads as two words.
+      expect(detailsDom).toContain('<nobr>eu-central-1</nobr>');
+      expect(detailsDom).toContain('<nobr>repoint-standbys</nobr>');
     } finally {
       await stop();
     }
-  });
+  }, 240_000);
 });

@@ -1,7 +1,8 @@
 // The Slack bot as Slack sees it: a real Bolt app receiving correctly signed slash commands and
 // block_actions over HTTP, its Web API client pointed at a local recorder, running real
 // failovers (Temporal dev server, PostgreSQL pair, moto). The messages it posts and updates are
-// asserted by content; wrong and old signatures get 401 and change nothing.
+// asserted by content; wrong and old signatures get 401 and change nothing. Readiness: status
+// shows the last evaluation, and a failing one is said in the channel once per transition.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +16,10 @@ import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover
 import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
 import { waitFor } from './support/wait';
 import { SLACK_DECISION_KEY } from './support/signing';
+import { start, stop } from '../src/lib/postgres/node';
+import { latestReadiness } from '../src/lib/readiness';
+import { formatReadiness } from '../src/present/readiness';
+import { READINESS_EVENT_TYPE } from '../src/slack/readiness';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -40,7 +45,7 @@ beforeAll(async () => {
     approvers: { planned: [ALICE, CAROL, ONCALL], unplanned: [CAROL, ONCALL] },
     twoApprovers: { unplanned: true },
   };
-  (fe.config as { triggers?: unknown }).triggers = { slack: { channel: RUNS, port: 0, pollInterval: '300ms', apiUrl: slack.apiUrl } };
+  (fe.config as { triggers?: unknown }).triggers = { slack: { channel: RUNS, port: 0, pollInterval: '300ms', readinessPollInterval: '300ms', apiUrl: slack.apiUrl } };
   bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
   const { port } = await bot.start();
   botUrl = `http://127.0.0.1:${port}/slack/events`;
@@ -261,10 +266,54 @@ describe('a run from Slack', () => {
     await bot.stop();
     const posts = slack.callsOf('chat.postMessage').length;
     bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
-    await bot.start();
+    botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
     await waitFor('the new bot reading the channel back', async () => slack.callsOf('conversations.replies').length >= 2);
     await new Promise((r) => setTimeout(r, 1000));
     expect(slack.callsOf('chat.postMessage').length).toBe(posts);
     expect(runMessages()).toHaveLength(3); // dry runs get no run message
+  });
+});
+
+describe('readiness in Slack', () => {
+  const readinessNow = () => latestReadiness(fe.client, fe.config, fe.config.services[0]!, { now: true });
+  const alerts = (): Message[] => slack.messages.filter((m) => m.channel === RUNS && m.metadata?.event_type === READINESS_EVENT_TYPE);
+
+  it('status shows the last evaluation; a failing one is said in the channel once (a restarted bot too), and so is the recovery', async () => {
+    const ok = await readinessNow();
+    expect(ok.status, formatReadiness(ok)).toBe('pass');
+    const writer = ok.checks.find((c) => c.check === 'writer')!.region!;
+    const standby = writer === WEST ? EAST : WEST;
+    expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain(`readiness: ✅ *PASS* (evaluated ${ok.at}) · failover targets now: ${standby}\nto ${standby}: ✅ pass (planned dry run)`);
+    await waitFor('the bot to read the passing evaluation', async () => bot.readiness.seen.get(SERVICE) === ok.at);
+    expect(alerts()).toEqual([]); // ready, and never said otherwise: nothing to say
+
+    await stop(fe.pg.bin, fe.nodes[standby]!, 'fast');
+    try {
+      const down = await readinessNow();
+      expect(down.status, formatReadiness(down)).toBe('fail');
+      const alert = await waitFor('the failing alert', async () => alerts()[0]);
+      expect(alert.text).toContain(`🚨 *ledger* is not ready to fail over (evaluated ${down.at}):\n• 🚨 region [${standby}]: ${standby}'s database is unreachable: `);
+      expect(alert.text).toContain(`• 🚨 preflight [${standby}]: a planned failover to ${standby} would be refused: target ${standby} is unreachable: `);
+      expect(alert.text.split('\n').at(-1)).toBe('Details: `/regionshift status ledger` or `regionshift readiness --service ledger`');
+      const status = (await slash(CAROL, `status ${SERVICE}`)).text;
+      expect(status).toContain(`readiness: 🚨 *FAIL* (evaluated ${down.at}) · no failover target now\n🚨 region [${standby}]: `);
+
+      // Evaluated again and still failing: no second message, from this bot or a restarted one.
+      const again = await readinessNow();
+      expect(again.status).toBe('fail');
+      await bot.stop();
+      bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
+      botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
+      await waitFor('the restarted bot to read the second failing evaluation', async () => bot.readiness.seen.get(SERVICE) === again.at);
+      expect(alerts()).toHaveLength(1);
+    } finally {
+      await start(fe.pg.bin, fe.nodes[standby]!);
+    }
+    const up = await waitFor('the restarted standby to pass', async () => {
+      const e = await readinessNow();
+      return e.status === 'pass' ? e : undefined;
+    }, 30_000, 500);
+    await waitFor('the recovery message', async () => alerts().length === 2);
+    expect(alerts()[1]!.text).toBe(`✅ *ledger* is ready to fail over again (evaluated ${up.at}): failover targets ${standby}`);
   });
 });

@@ -5,6 +5,7 @@ import * as wf from '@temporalio/workflow';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { RegionActivities } from '../src/contract/activities';
 import { ACTIONS, isCustomAction, type ActionName, type ActionSpec, type Condition } from '../src/contract/runbook/catalog';
+import { runDetails } from '../src/contract/runbook/details';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
 import { Compensations } from './compensation';
@@ -98,11 +99,7 @@ export class RunState {
       ]);
       this.published = now;
     }
-    const lines = rec.steps.map((s) => `| ${s.id} | ${s.region ?? ''} | ${s.status} | ${s.detail ?? s.error ?? ''} |`);
-    wf.setCurrentDetails(
-      [`**${rec.kind} ${rec.service}** ${rec.source ?? '?'} → ${rec.target} (${rec.mode}${rec.dryRun ? ', dry run' : ''}): ${rec.status}`,
-        '', '| step | region | status | detail |', '|---|---|---|---|', ...lines].join('\n'),
-    );
+    wf.setCurrentDetails(runDetails(rec));
   }
 
   /** Whether a step's condition holds now. */

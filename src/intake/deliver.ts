@@ -14,7 +14,7 @@ import type { RunbookDoc, RunRecord } from '../contract/runbook/types';
 import { awaitRecord } from '../lib/runs/client';
 import { loadRunbook, runbookPathFor } from '../lib/runbooks';
 import { guardianWorkflowId } from '../contract/guardian/ids';
-import { approvalOverride } from './policy';
+import { approvalOverride } from '../lib/config/approval';
 import type { AlarmSignal, GuardianInput, GuardianSeed, GuardianSettings, RunSummary } from '../contract/guardian/types';
 
 export function guardianSettings(config: Config, service: Service, runbook: RunbookDoc, extra: Partial<GuardianSettings> = {}): GuardianSettings {

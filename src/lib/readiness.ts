@@ -8,28 +8,62 @@ import { CONTROL_TASK_QUEUE } from '../contract/runbook/ids';
 import { durationMs } from '../contract/runbook/duration';
 import { askEachService } from './metrics/guardian-states';
 import type { ReadinessStateName } from './metrics/registry';
-import type { ReadinessEvaluation, ReadinessInput } from '../contract/readiness';
+import { approvalOverride } from './config/approval';
+import { serviceTriggersOf } from './config/triggers';
+import { loadServiceRunbook } from './runbooks';
+import type { Mode, RunbookDoc } from '../contract/runbook/types';
+import type { ApprovalNeed, ReadinessEvaluation, ReadinessInput } from '../contract/readiness';
 
 export const readinessScheduleId = (service: string): string => `regionshift-readiness-${service}`;
 
-export function readinessInputOf(config: Config, service: Service): ReadinessInput {
+/**
+ * Who must approve a failover of each mode: a person's run by policy.approval, an alarm's or a
+ * Slack run by the service's triggers; an unplanned run whose fence is not verified needs an
+ * acknowledgement too unless allowDataLoss.
+ */
+function approvalNeeds(service: Service): Record<Mode, ApprovalNeed> {
+  const need = (mode: Mode): ApprovalNeed => {
+    const o = approvalOverride(service, mode);
+    // Absent, the triggers' approval is the policy's: said once.
+    const ownTrigger = serviceTriggersOf(service).approval[mode] !== undefined;
+    const why = [
+      ...(service.policy.approval[mode] === 'required' ? [`policy.approval.${mode}: required`] : []),
+      ...(o.required && ownTrigger ? [`triggers.approval.${mode} for alarm and Slack runs`] : []),
+      ...(mode === 'unplanned' && !service.policy.allowDataLoss ? ['an unverified fence needs an acknowledgement (allowDataLoss: false)'] : []),
+    ];
+    return { required: why.length > 0, quorum: o.quorum ?? 1, why: why.join('; ') };
+  };
+  return { planned: need('planned'), unplanned: need('unplanned') };
+}
+
+/** The evaluation's input; with the failover runbook, each target's dry run runs it (per-target readiness). */
+export function readinessInputOf(config: Config, service: Service, failover?: RunbookDoc): ReadinessInput {
   const residency = residencyRuleOf(config, service);
+  const trafficDrain = service.traffic.provider === 'route53' && service.traffic.routing === 'weighted' ? service.traffic.drain : undefined;
   return {
     service: service.name,
     regions: service.regions,
     rpoBudgetSeconds: service.policy.rpoBudgetSeconds,
     ...(residency ? { residency } : {}),
     ...(service.traffic.provider === 'route53' ? { endpoints: service.traffic.endpoints } : {}),
+    ...(failover ? {
+      failover: {
+        runbook: failover, service: service.name, regions: service.regions, policy: service.policy,
+        ...(trafficDrain ? { trafficDrain } : {}), ...(service.cache ? { cache: true } : {}),
+      },
+    } : {}),
+    approval: approvalNeeds(service),
   };
 }
 
-function action(config: Config, service: Service) {
+async function action(config: Config, service: Service) {
   return {
     type: 'startWorkflow' as const,
     workflowType: 'readiness',
     workflowId: readinessScheduleId(service.name),
     taskQueue: CONTROL_TASK_QUEUE,
-    args: [readinessInputOf(config, service)],
+    // The runbook as it is now: a later edit reaches the schedule the way a config change does.
+    args: [readinessInputOf(config, service, await loadServiceRunbook(config, service.name, 'failover'))],
     workflowExecutionTimeout: 120_000,
   };
 }
@@ -38,14 +72,15 @@ function action(config: Config, service: Service) {
 export async function ensureReadinessSchedule(client: Client, config: Config, service: Service): Promise<void> {
   const scheduleId = readinessScheduleId(service.name);
   const spec = { intervals: [{ every: durationMs(config.readiness.every) }] };
+  const next = await action(config, service);
   try {
-    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action: action(config, service) }));
+    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action: next }));
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
     await client.schedule.create({
       scheduleId,
       spec,
-      action: action(config, service),
+      action: next,
       // An evaluation still running when the next is due (a region's worker slow to answer) is enough.
       policies: { overlap: ScheduleOverlapPolicy.SKIP },
       // The first evaluation is the asker's (latestReadiness triggers one when there is none).

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Config, Service } from '../lib/config/schema';
 import { serviceTriggersOf, triggersOf, type SlackConfig } from '../lib/config/triggers';
-import { approvalOverride, describeApproval } from '../intake/policy';
+import { approvalOverride, describeApproval } from '../lib/config/approval';
 import { guardianView } from '../present/guardian';
 import { durationMs } from '../contract/runbook/duration';
 import { loadRunbook, runbookPathFor } from '../lib/runbooks';
@@ -31,6 +31,8 @@ import {
 } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
 import { RunFollower } from './follow';
+import { readinessText, ReadinessWatch } from './readiness';
+import { recordedReadiness } from '../lib/readiness';
 import { SLACK_DECISION_KEY_ENV } from '../contract/approvals';
 import { slackBotSigner, type DecisionSigner } from '../lib/sign';
 
@@ -58,6 +60,8 @@ export interface SlackBot {
   app: App;
   receiver: Receiver;
   follower: RunFollower;
+  /** Posts when a service's readiness evaluation turns to failing, and when it recovers. */
+  readiness: ReadinessWatch;
   settings: SlackConfig;
   /** Starts the receiver (HTTP server or socket) and the follower; resolves with the HTTP port. */
   start(): Promise<{ port?: number }>;
@@ -110,6 +114,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   const app = new App({ token: opts.secrets.botToken, receiver, clientOptions, logLevel: LogLevel.ERROR });
   const web: webApi.WebClient = app.client;
   const follower = new RunFollower({ temporal, web, config, channel: settings.channel, command: settings.command, followForMs: durationMs(settings.followFor), log });
+  const readiness = new ReadinessWatch({ temporal, web, channel: settings.channel, services: config.services.map((s) => s.name), command: settings.command, log });
   const uiUrl = (rec: Pick<RunRecord, 'workflowId' | 'runId'>): string => runUiUrl(config.temporal.uiUrl, config.temporal.namespace, rec.workflowId, rec.runId);
 
   /** The bot signs only after it has mapped the Slack user to the approvers (membership). */
@@ -148,6 +153,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       }
       const g = await guardianView(temporal, svc.name);
       if (g) lines.push(guardianText(g));
+      // Could it fail over now, as the readiness schedule last found (regionshift readiness).
+      const e = await recordedReadiness(temporal, svc.name);
+      lines.push(e ? readinessText(e) : 'readiness: not evaluated yet (`regionshift readiness`)');
       parts.push(lines.join('\n'));
     }
     return parts.join('\n\n');
@@ -398,6 +406,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     app,
     receiver,
     follower,
+    readiness,
     settings,
     async start() {
       let port: number | undefined;
@@ -408,10 +417,11 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         await app.start();
       }
       follower.start(durationMs(settings.pollInterval));
+      readiness.start(durationMs(settings.readinessPollInterval));
       return { port };
     },
     async stop() {
-      await follower.stop();
+      await Promise.all([follower.stop(), readiness.stop()]);
       await app.stop();
     },
   };

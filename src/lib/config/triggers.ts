@@ -125,6 +125,8 @@ export const SlackConfig = z.strictObject({
   pollInterval: duration.default('2s'),
   /** Runs that ended this long ago are no longer updated. */
   followFor: duration.default('15m'),
+  /** How often the last readiness evaluation is read, to say in the channel when a service stops (or starts again) being ready to fail over. */
+  readinessPollInterval: duration.default('1m'),
   /** Web API base URL (tests point it at a local recorder). */
   apiUrl: z.string().url().optional(),
 });

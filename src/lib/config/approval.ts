@@ -1,9 +1,9 @@
 // The approval rules of runs started by alarms (the guardian) and from Slack, per service and
 // mode: `triggers.approval`, `triggers.approvers`, `triggers.twoApprovers`; absent, the service
 // policy's approval settings. Passed to the run as RunInput.approval.
-import type { Service } from '../lib/config/schema';
-import { serviceTriggersOf, type ModeApproval } from '../lib/config/triggers';
-import type { ApprovalOverride, Mode } from '../contract/runbook/types';
+import type { Service } from './schema';
+import { serviceTriggersOf, type ModeApproval } from './triggers';
+import type { ApprovalOverride, Mode } from '../../contract/runbook/types';
 
 /** The mode's policy as configured, or as the service policy implies it. */
 export function modeApproval(service: Service, mode: Mode): ModeApproval {
