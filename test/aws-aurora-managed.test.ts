@@ -3,7 +3,7 @@
 // a state machine that walks the documented FailoverState transitions.
 import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAuroraActivities, type AuroraOptions } from '../activities/db/aurora';
+import { createAuroraActivities, type AuroraOptions } from '../activities/db/aurora/index';
 import { Config } from '../src/lib/config/schema';
 import { startRdsSim, type RdsSim, type RdsSimOptions } from './support/rds-sim';
 

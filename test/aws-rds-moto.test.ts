@@ -12,7 +12,7 @@
 import { DescribeDBClusterSnapshotsCommand, DescribeGlobalClustersCommand } from '@aws-sdk/client-rds';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAuroraActivities } from '../activities/db/aurora';
+import { createAuroraActivities } from '../activities/db/aurora/index';
 import { createRegionActivities } from '../activities';
 import { Config } from '../src/lib/config/schema';
 import { createAuroraOnMoto, createUnplannedFailoverSnapshot, putLag, rdsOn } from './support/aurora-moto';
