@@ -42,6 +42,16 @@ interface PromoteProgress {
   startedAsSecondary?: boolean;
 }
 
+/** One dbPromote attempt: its target, what the chain of attempts did so far, and its time. */
+interface Attempt {
+  s: AuroraService;
+  mode: 'planned' | 'unplanned';
+  targetArn: string;
+  progress: PromoteProgress;
+  notes: string[];
+  deadline: number;
+}
+
 export async function dbPromote(s: AuroraService, { mode = 'planned', source }: PromoteInput): Promise<PromoteResult> {
   if (source === s.region) {
     throw ApplicationFailure.nonRetryable(`dbPromote: ${s.region} is the run's source; promote runs on the target's worker`, AuroraFailure.Config);
@@ -50,21 +60,7 @@ export async function dbPromote(s: AuroraService, { mode = 'planned', source }: 
   const progress: PromoteProgress = { ...prior };
   const deadline = Date.now() + s.budgetMs();
   const before = await describeNode(s);
-  const targetArn = await s.ownArn();
-  const notes: string[] = [];
-  const beat = (extra: Record<string, unknown> = {}): void => heartbeat({ ...progress, ...extra });
-
-  const waitOrGiveUp = async (what: string): Promise<void> => {
-    if (Date.now() >= deadline) {
-      beat();
-      throw ApplicationFailure.retryable(
-        `${s.where()}: ${what}; still waiting when this attempt's time ran out (the retry keeps waiting and does not issue it again)`,
-        AuroraFailure.InProgress,
-      );
-    }
-    beat({ waiting: what });
-    await pause(s.options.pollMs);
-  };
+  const a: Attempt = { s, mode, targetArn: await s.ownArn(), progress, notes: [], deadline };
 
   for (;;) {
     const g = await s.describeGlobal();
@@ -73,114 +69,151 @@ export async function dbPromote(s: AuroraService, { mode = 'planned', source }: 
     if (progress.startedAsSecondary === undefined) progress.startedAsSecondary = Boolean(member && !member.IsWriter);
 
     if (fs) {
-      if (fs.ToDbClusterArn && fs.ToDbClusterArn !== targetArn) {
-        throw ApplicationFailure.nonRetryable(
-          `cannot promote ${s.where()}: a ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} to ${fs.ToDbClusterArn} is ${fs.Status}; let it finish, then run again with that region as the target or fail back`,
-          AuroraFailure.OtherOperation,
-        );
-      }
-      if (fs.IsDataLossAllowed !== undefined) progress.dataLossAllowed = fs.IsDataLossAllowed;
-      progress.observed = fs.Status;
-      if (fs.Status === 'cancelling') progress.cancelled = true;
-      await waitOrGiveUp(`the ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} to ${s.region} is ${fs.Status}`);
+      await waitOnOperation(a, fs);
       continue;
     }
-
     if (!member) {
       // Detached: a standalone read/write cluster. Ours when this chain of attempts detached it.
-      return finish(s, before, progress, progress.issued === 'detach' ? 'detach-and-promote' : undefined, notes, deadline);
+      return finish(a, before, progress.issued === 'detach' ? 'detach-and-promote' : undefined);
     }
     if (member.IsWriter) {
       const method: Method | undefined = progress.issued === 'switchover' ? 'switchover' : progress.issued === 'failover' ? 'failover' : undefined;
-      return finish(s, before, progress, method, notes, deadline);
+      return finish(a, before, method);
     }
-
     // A secondary, with no operation in progress.
-    if (progress.issued === 'switchover' || progress.issued === 'failover') {
-      const sinceIssue = Date.now() - (progress.issuedAt ?? 0);
-      if (!progress.observed && sinceIssue < VISIBILITY_GRACE_MS) {
-        await waitOrGiveUp(`waiting for the ${progress.issued} to show in DescribeGlobalClusters`);
-        continue;
-      }
-      if (progress.observed || progress.cancelled) {
-        const op = progress.issued;
-        const writer = s.regionOfMember(s.writerOf(g)) ?? 'unknown';
-        if (mode === 'unplanned' && s.db.fallback === 'detach-and-promote') {
-          notes.push(`Aurora cancelled the ${op} (FailoverState went ${progress.cancelled ? 'to cancelling and ' : ''}away with ${writer} still the writer): detached and promoted instead`);
-          await detachAndPromote(s, g, targetArn, progress, notes, deadline);
-          continue;
-        }
+    if ((progress.issued === 'switchover' || progress.issued === 'failover') && (await settleIssued(a, g, progress.issued))) continue;
+    if (progress.issued === 'detach') {
+      await detachAndPromote(a, g);
+      continue;
+    }
+    if (await readyToPromote(a, g)) await issue(a, g);
+  }
+}
+
+function beat(a: Attempt, extra: Record<string, unknown> = {}): void {
+  heartbeat({ ...a.progress, ...extra });
+}
+
+async function waitOrGiveUp(a: Attempt, what: string): Promise<void> {
+  if (Date.now() >= a.deadline) {
+    beat(a);
+    throw ApplicationFailure.retryable(
+      `${a.s.where()}: ${what}; still waiting when this attempt's time ran out (the retry keeps waiting and does not issue it again)`,
+      AuroraFailure.InProgress,
+    );
+  }
+  beat(a, { waiting: what });
+  await pause(a.s.options.pollMs);
+}
+
+/** A switchover or failover is under way: ours is waited on, another one is not ours to wait for. */
+async function waitOnOperation(a: Attempt, fs: FailoverState): Promise<void> {
+  const { s, progress } = a;
+  if (fs.ToDbClusterArn && fs.ToDbClusterArn !== a.targetArn) {
+    throw ApplicationFailure.nonRetryable(
+      `cannot promote ${s.where()}: a ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} to ${fs.ToDbClusterArn} is ${fs.Status}; let it finish, then run again with that region as the target or fail back`,
+      AuroraFailure.OtherOperation,
+    );
+  }
+  if (fs.IsDataLossAllowed !== undefined) progress.dataLossAllowed = fs.IsDataLossAllowed;
+  progress.observed = fs.Status;
+  if (fs.Status === 'cancelling') progress.cancelled = true;
+  await waitOrGiveUp(a, `the ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} to ${s.region} is ${fs.Status}`);
+}
+
+/**
+ * The target is still a secondary with nothing in progress after this chain issued `op`: not
+ * visible yet (wait), or cancelled by Aurora (fall back or fail). True when the caller should
+ * describe again; false when the request was never taken and is to be issued again.
+ */
+async function settleIssued(a: Attempt, g: GlobalCluster, op: 'switchover' | 'failover'): Promise<boolean> {
+  const { s, progress, mode } = a;
+  const sinceIssue = Date.now() - (progress.issuedAt ?? 0);
+  if (!progress.observed && sinceIssue < VISIBILITY_GRACE_MS) {
+    await waitOrGiveUp(a, `waiting for the ${op} to show in DescribeGlobalClusters`);
+    return true;
+  }
+  if (progress.observed || progress.cancelled) {
+    const writer = s.regionOfMember(s.writerOf(g)) ?? 'unknown';
+    if (mode === 'unplanned' && s.db.fallback === 'detach-and-promote') {
+      a.notes.push(`Aurora cancelled the ${op} (FailoverState went ${progress.cancelled ? 'to cancelling and ' : ''}away with ${writer} still the writer): detached and promoted instead`);
+      await detachAndPromote(a, g);
+      return true;
+    }
+    throw ApplicationFailure.nonRetryable(
+      `Aurora cancelled the ${op} of ${s.globalId} to ${s.region}: FailoverState went ${progress.cancelled ? 'to cancelling and ' : ''}away and ${writer} is still the writer. ` +
+        `See the global cluster's events (aws rds describe-events --source-identifier ${s.globalId} --source-type global-cluster ...) and run again` +
+        (mode === 'planned' ? '; a planned run never falls back to detach-and-promote' : '; set database.fallback: detach-and-promote to fall back'),
+      AuroraFailure.OperationCancelled,
+    );
+  }
+  // Issued long ago and never seen: it was not taken.
+  a.notes.push(`the earlier ${op} request never showed in DescribeGlobalClusters; issued again`);
+  return false;
+}
+
+/** Checks AWS would refuse on, with a message that says what to do; false after waiting on a busy cluster. */
+async function readyToPromote(a: Attempt, g: GlobalCluster): Promise<boolean> {
+  const { s } = a;
+  const cluster = await s.describeCluster();
+  if ((cluster.DBClusterMembers ?? []).length === 0) {
+    throw ApplicationFailure.nonRetryable(
+      `cannot promote ${s.where()}: it is a headless secondary (no DB instances), which Aurora cannot promote; add an instance (aws rds create-db-instance --db-cluster-identifier ${s.me.clusterIdentifier} --engine ${s.db.engine} --db-instance-class …) and run again`,
+      AuroraFailure.HeadlessSecondary,
+    );
+  }
+  if (cluster.Status && cluster.Status !== 'available') {
+    await waitOrGiveUp(a, `${s.me.clusterIdentifier} is ${cluster.Status}, not available`);
+    return false;
+  }
+  if (a.mode === 'planned' && g.EngineVersion && cluster.EngineVersion && majorMinor(g.EngineVersion) !== majorMinor(cluster.EngineVersion)) {
+    throw ApplicationFailure.nonRetryable(
+      `cannot switch ${s.globalId} over to ${s.where()}: it runs ${s.db.engine} ${cluster.EngineVersion} and the global cluster ${g.EngineVersion}; a switchover needs the same major and minor version. Upgrade the lagging cluster, or run an unplanned failover (which allows it)`,
+      AuroraFailure.VersionMismatch,
+    );
+  }
+  return true;
+}
+
+/** Issues the managed switchover (planned) or failover (unplanned); where the endpoint lacks it, detaches and promotes if the config allows. */
+async function issue(a: Attempt, g: GlobalCluster): Promise<void> {
+  const { s, progress, targetArn } = a;
+  const op = a.mode === 'planned' ? 'switchover' : 'failover';
+  const writer = s.writerOf(g);
+  const writerRegion = s.regionOfMember(writer);
+  try {
+    let res: { GlobalCluster?: GlobalCluster };
+    if (op === 'switchover') {
+      if (!writerRegion) throw ApplicationFailure.nonRetryable(`cannot switch ${s.globalId} over: it has no writer member to switch from; run an unplanned failover`, AuroraFailure.InvalidGlobalClusterState);
+      // Sent to the current primary's region, which runs the switchover.
+      res = await s.rds(writerRegion).send(new SwitchoverGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, TargetDbClusterIdentifier: targetArn }));
+    } else {
+      // Sent to the target's own region: the old primary's may be down.
+      res = await s.rds().send(new FailoverGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, TargetDbClusterIdentifier: targetArn, AllowDataLoss: true }));
+    }
+    progress.issued = op;
+    progress.issuedAt = Date.now();
+    progress.observed = res.GlobalCluster?.FailoverState?.Status;
+    if (res.GlobalCluster?.FailoverState?.IsDataLossAllowed !== undefined) progress.dataLossAllowed = res.GlobalCluster.FailoverState.IsDataLossAllowed;
+    beat(a, { issued: op });
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
+    const kind = classifyAwsError(err);
+    if (kind === 'unavailable') {
+      const name = op === 'switchover' ? 'SwitchoverGlobalCluster' : 'FailoverGlobalCluster';
+      if (s.db.fallback !== 'detach-and-promote') {
         throw ApplicationFailure.nonRetryable(
-          `Aurora cancelled the ${op} of ${s.globalId} to ${s.region}: FailoverState went ${progress.cancelled ? 'to cancelling and ' : ''}away and ${writer} is still the writer. ` +
-            `See the global cluster's events (aws rds describe-events --source-identifier ${s.globalId} --source-type global-cluster ...) and run again` +
-            (mode === 'planned' ? '; a planned run never falls back to detach-and-promote' : '; set database.fallback: detach-and-promote to fall back'),
-          AuroraFailure.OperationCancelled,
+          `${name} is not available at ${s.db.endpointUrl ?? 'this RDS endpoint'} (${errorText(err)}); set database.fallback: detach-and-promote, or promote by hand`,
+          AuroraFailure.ManagedOperationUnavailable,
         );
       }
-      // Issued long ago and never seen: it was not taken. Issue again below.
-      notes.push(`the earlier ${progress.issued} request never showed in DescribeGlobalClusters; issued again`);
+      a.notes.push(`${name} is unavailable here (${errorText(err)}): detached and promoted instead`);
+      await detachAndPromote(a, g);
+      return;
     }
-    if (progress.issued === 'detach') {
-      await detachAndPromote(s, g, targetArn, progress, notes, deadline);
-      continue;
-    }
-
-    // Checks AWS would refuse on, with a message that says what to do.
-    const cluster = await s.describeCluster();
-    if ((cluster.DBClusterMembers ?? []).length === 0) {
-      throw ApplicationFailure.nonRetryable(
-        `cannot promote ${s.where()}: it is a headless secondary (no DB instances), which Aurora cannot promote; add an instance (aws rds create-db-instance --db-cluster-identifier ${s.me.clusterIdentifier} --engine ${s.db.engine} --db-instance-class …) and run again`,
-        AuroraFailure.HeadlessSecondary,
-      );
-    }
-    if (cluster.Status && cluster.Status !== 'available') {
-      await waitOrGiveUp(`${s.me.clusterIdentifier} is ${cluster.Status}, not available`);
-      continue;
-    }
-    if (mode === 'planned' && g.EngineVersion && cluster.EngineVersion && majorMinor(g.EngineVersion) !== majorMinor(cluster.EngineVersion)) {
-      throw ApplicationFailure.nonRetryable(
-        `cannot switch ${s.globalId} over to ${s.where()}: it runs ${s.db.engine} ${cluster.EngineVersion} and the global cluster ${g.EngineVersion}; a switchover needs the same major and minor version. Upgrade the lagging cluster, or run an unplanned failover (which allows it)`,
-        AuroraFailure.VersionMismatch,
-      );
-    }
-
-    const op = mode === 'planned' ? 'switchover' : 'failover';
-    const writer = s.writerOf(g);
-    const writerRegion = s.regionOfMember(writer);
-    try {
-      let res: { GlobalCluster?: GlobalCluster };
-      if (op === 'switchover') {
-        if (!writerRegion) throw ApplicationFailure.nonRetryable(`cannot switch ${s.globalId} over: it has no writer member to switch from; run an unplanned failover`, AuroraFailure.InvalidGlobalClusterState);
-        // Sent to the current primary's region, which runs the switchover.
-        res = await s.rds(writerRegion).send(new SwitchoverGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, TargetDbClusterIdentifier: targetArn }));
-      } else {
-        // Sent to the target's own region: the old primary's may be down.
-        res = await s.rds().send(new FailoverGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, TargetDbClusterIdentifier: targetArn, AllowDataLoss: true }));
-      }
-      progress.issued = op;
-      progress.issuedAt = Date.now();
-      progress.observed = res.GlobalCluster?.FailoverState?.Status;
-      if (res.GlobalCluster?.FailoverState?.IsDataLossAllowed !== undefined) progress.dataLossAllowed = res.GlobalCluster.FailoverState.IsDataLossAllowed;
-      beat({ issued: op });
-    } catch (err) {
-      if (err instanceof ApplicationFailure) throw err;
-      const kind = classifyAwsError(err);
-      if (kind === 'unavailable') {
-        const name = op === 'switchover' ? 'SwitchoverGlobalCluster' : 'FailoverGlobalCluster';
-        if (s.db.fallback !== 'detach-and-promote') {
-          throw ApplicationFailure.nonRetryable(
-            `${name} is not available at ${s.db.endpointUrl ?? 'this RDS endpoint'} (${errorText(err)}); set database.fallback: detach-and-promote, or promote by hand`,
-            AuroraFailure.ManagedOperationUnavailable,
-          );
-        }
-        notes.push(`${name} is unavailable here (${errorText(err)}): detached and promoted instead`);
-        await detachAndPromote(s, g, targetArn, progress, notes, deadline);
-        continue;
-      }
-      // Throttled or transient: retryable, and the retry describes first, so a request that
-      // was taken is waited on, not sent twice. Permanent: says what to do.
-      throw s.failure(err, op === 'switchover' ? `SwitchoverGlobalCluster to ${s.region}` : `FailoverGlobalCluster to ${s.region}`);
-    }
+    // Throttled or transient: retryable, and the retry describes first, so a request that
+    // was taken is waited on, not sent twice. Permanent: says what to do.
+    throw s.failure(err, op === 'switchover' ? `SwitchoverGlobalCluster to ${s.region}` : `FailoverGlobalCluster to ${s.region}`);
   }
 }
 
@@ -190,7 +223,8 @@ export async function dbPromote(s: AuroraService, { mode = 'planned', source }: 
  * worker reaches it. Other secondaries stay attached to the old global cluster: they cannot
  * write, and detaching them would make each a writer.
  */
-async function detachAndPromote(s: AuroraService, g: GlobalCluster, targetArn: string, progress: PromoteProgress, notes: string[], deadline: number): Promise<void> {
+async function detachAndPromote(a: Attempt, g: GlobalCluster): Promise<void> {
+  const { s, targetArn, progress, notes, deadline } = a;
   if (s.memberOf(g, s.region)) {
     await s.call(`RemoveFromGlobalCluster ${s.me.clusterIdentifier}`, () =>
       s.rds().send(new RemoveFromGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, DbClusterIdentifier: targetArn })),
@@ -239,7 +273,8 @@ async function detachAndPromote(s: AuroraService, g: GlobalCluster, targetArn: s
   notes.push(`${s.me.clusterIdentifier} is now a standalone cluster: create a new global database from it to add secondaries again`);
 }
 
-async function finish(s: AuroraService, before: DbNodeState, progress: PromoteProgress, method: Method | undefined, notes: string[], deadline: number): Promise<PromoteResult> {
+async function finish(a: Attempt, before: DbNodeState, method: Method | undefined): Promise<PromoteResult> {
+  const { s, progress, notes, deadline } = a;
   const promoted = progress.issued !== undefined;
   // The database-level fence replicated here from the old primary: lift it now that this is
   // the writer. Only for a promotion this run made: a cluster that already was the writer
