@@ -7,11 +7,10 @@ import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { pause } from '../context';
 import {
-  MissingRoleError, READ_ONLY_SQL_TRANSACTION, WRITE_PROBE, attemptReadWriteLogin, canLogin, close, connect, denyLogin, ensureProbeObjects,
+  MissingRoleError, READ_ONLY_SQL_TRANSACTION, TERMINATE_DEADLINE_MS, WRITE_PROBE, attemptReadWriteLogin, canLogin, close, connect, denyLogin, ensureProbeObjects,
   errorMessage, isConfigError, isConnectionError, quoteIdent, restoreLogin, roleReadOnlySetting, sqlState, terminateRoleSessions, type ConnTarget,
 } from './sql';
 
-const TERMINATE_DEADLINE_MS = 10_000;
 
 export interface SqlEndpoint {
   host: string;

@@ -15,12 +15,11 @@ import { errorText } from '../../aws/errors';
 import { pause } from '../../context';
 import { liftRoleFence } from '../role-fence';
 import {
-  MissingRoleError, READ_ONLY_SQL_TRANSACTION, WRITE_PROBE, attemptReadWriteLogin, canLogin, close, connect, denyLogin, ensureProbeObjects,
+  MissingRoleError, READ_ONLY_SQL_TRANSACTION, TERMINATE_DEADLINE_MS, WRITE_PROBE, attemptReadWriteLogin, canLogin, close, connect, denyLogin, ensureProbeObjects,
   errorMessage, isConfigError, isConnectionError, quoteIdent, roleReadOnlySetting, sqlState, terminateRoleSessions, type ReadWriteAttempt,
 } from '../sql';
 import { AuroraFailure, iso, type AuroraService } from './service';
 
-const TERMINATE_DEADLINE_MS = 10_000;
 
 export async function ensureProbe(s: AuroraService, admin: Client, region: string): Promise<void> {
   try {
