@@ -1,7 +1,7 @@
 import type { Config, Service } from '../src/lib/config/schema';
 import type { CacheActivities, RegionActivities, ServiceRef } from '../src/contract/activities';
 import { createCacheActivities } from './cache';
-import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora';
+import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora/index';
 import { createPostgresActivities, type PostgresActivities } from './db/postgres';
 import { createRdsReplicaActivities, type RdsReplicaActivities } from './db/rds-replicas';
 import { createArcActivities, type ArcActivities } from './traffic/arc';

@@ -8,6 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
 import { Config } from '../src/lib/config/schema';
+import { auroraDatabase } from './support/aurora-fixture';
 import { startRdsSim, type RdsSim } from './support/rds-sim';
 
 const WEST = 'us-west-2';
@@ -82,13 +83,7 @@ beforeAll(async () => {
     services: [{
       name: 'ledger',
       regions: [WEST, EAST],
-      database: {
-        provider: 'aurora-global',
-        globalClusterIdentifier: 'ledger-global',
-        regions: { [WEST]: { clusterIdentifier: 'ledger-west' }, [EAST]: { clusterIdentifier: 'ledger-east' } },
-        edgeFence: 'routing-control',
-        endpointUrl: rds.url,
-      },
+      database: auroraDatabase(rds.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east' }, { edgeFence: 'routing-control' }),
       traffic: {
         provider: 'route53-arc',
         // The first endpoint refuses connections, the second is temporarily unavailable.

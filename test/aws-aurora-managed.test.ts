@@ -3,8 +3,9 @@
 // a state machine that walks the documented FailoverState transitions.
 import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAuroraActivities, type AuroraOptions } from '../activities/db/aurora';
+import { createAuroraActivities, type AuroraOptions } from '../activities/db/aurora/index';
 import { Config } from '../src/lib/config/schema';
+import { auroraDatabase } from './support/aurora-fixture';
 import { startRdsSim, type RdsSim, type RdsSimOptions } from './support/rds-sim';
 
 const WEST = 'us-west-2';
@@ -34,13 +35,7 @@ async function setup(over: Partial<RdsSimOptions> = {}, db: Record<string, unkno
     services: [{
       name: 'ledger',
       regions: [WEST, EAST, EU],
-      database: {
-        provider: 'aurora-global',
-        globalClusterIdentifier: 'ledger-global',
-        regions: { [WEST]: { clusterIdentifier: 'ledger-west' }, [EAST]: { clusterIdentifier: 'ledger-east' }, [EU]: { clusterIdentifier: 'ledger-eu' } },
-        endpointUrl: sim.url,
-        ...db,
-      },
+      database: auroraDatabase(sim.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east', [EU]: 'ledger-eu' }, db),
       traffic: { provider: 'route53', hostedZone: 'z.test.', recordName: 'ledger.z.test.', endpoints: { [WEST]: 'w.', [EAST]: 'e.', [EU]: 'u.' } },
     }],
   });

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTrafficRecords } from '../activities/traffic/route53';
 import { Config } from '../src/lib/config/schema';
+import { auroraDatabase } from './support/aurora-fixture';
 import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/contract/runbook/ids';
 import type { RunRecord } from '../src/contract/runbook/types';
@@ -36,13 +37,7 @@ beforeAll(async () => {
         services: [{
           name: 'ledger',
           regions: [WEST, EAST],
-          database: {
-            provider: 'aurora-global',
-            globalClusterIdentifier: 'ledger-global',
-            regions: { [WEST]: { clusterIdentifier: 'ledger-west' }, [EAST]: { clusterIdentifier: 'ledger-east' } },
-            lagMetricPeriodSeconds: 1,
-            endpointUrl: sim.url,
-          },
+          database: auroraDatabase(sim.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east' }, { lagMetricPeriodSeconds: 1 }),
           traffic: {
             provider: 'route53', hostedZone: 'managed.regionshift.test.', recordName: 'ledger.managed.regionshift.test.', ttl: 5,
             endpoints: { [WEST]: 'w.managed.regionshift.test.', [EAST]: 'e.managed.regionshift.test.' }, endpointUrl: motoUrl,

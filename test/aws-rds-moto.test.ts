@@ -12,9 +12,10 @@
 import { DescribeDBClusterSnapshotsCommand, DescribeGlobalClustersCommand } from '@aws-sdk/client-rds';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAuroraActivities } from '../activities/db/aurora';
+import { createAuroraActivities } from '../activities/db/aurora/index';
 import { createRegionActivities } from '../activities';
 import { Config } from '../src/lib/config/schema';
+import { auroraDatabase } from './support/aurora-fixture';
 import { createAuroraOnMoto, createUnplannedFailoverSnapshot, putLag, rdsOn } from './support/aurora-moto';
 import { startMoto, type MotoServer } from './support/moto';
 
@@ -42,14 +43,7 @@ function configFor(db: Record<string, unknown> = {}): Config {
       {
         name: 'ledger',
         regions: [WEST, EAST],
-        database: {
-          provider: 'aurora-global',
-          globalClusterIdentifier: 'ledger-global',
-          regions: { [WEST]: { clusterIdentifier: 'ledger-west' }, [EAST]: { clusterIdentifier: 'ledger-east' } },
-          lagMetricPeriodSeconds: 1,
-          endpointUrl: moto.url,
-          ...db,
-        },
+        database: auroraDatabase(moto.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east' }, { lagMetricPeriodSeconds: 1, ...db }),
         traffic: { provider: 'route53', hostedZone: 'z.test.', recordName: 'ledger.z.test.', endpoints: { [WEST]: 'w.', [EAST]: 'e.' } },
       },
       // A second service on the same workers, on self-managed PostgreSQL: dispatch keeps them apart.

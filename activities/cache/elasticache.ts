@@ -17,7 +17,7 @@ import type { Config, ElastiCacheGlobalCache } from '../../src/lib/config/schema
 import { awsClientConfig } from '../aws/clients';
 import { awsErrorCode, awsFailure, classifyAwsError } from '../aws/errors';
 import { heartbeat, pause } from '../context';
-import { waitBudgetMs } from '../db/aurora';
+import { waitBudgetMs } from '../db/aurora/service';
 import type { CacheActivities, CacheNodeState, CachePromoteInput, CachePromoteResult, CacheRepointInput, ServiceRef } from '../../src/contract/activities';
 
 export function createElastiCacheGlobalActivities(config: Config, region: string, options: { env?: NodeJS.ProcessEnv; pollMs?: number; waitBudgetMs?: number } = {}): CacheActivities {

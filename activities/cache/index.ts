@@ -1,7 +1,7 @@
 // A service's cache activities, routed by its cache.provider. Providers are built on first use.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Config } from '../../src/lib/config/schema';
-import type { AuroraOptions } from '../db/aurora';
+import type { AuroraOptions } from '../db/aurora/service';
 import type { CacheActivities, ServiceRef } from '../../src/contract/activities';
 import { createElastiCacheGlobalActivities } from './elasticache';
 import { createRedisCacheActivities } from './redis';

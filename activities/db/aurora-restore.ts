@@ -1,7 +1,7 @@
 // Aurora's snapshot of an old primary, restored as a cluster reconciliation can read: the restore
 // and the instance through the RDS API of the old primary's region, then a database-level
 // read-only default over SQL. Called by reconcile.preserve (activities/reconcile/preserve.ts) on
-// the old primary's worker, after dbPreserve (aurora.ts) has made sure the manual copy exists.
+// the old primary's worker, after dbPreserve (aurora/preserve.ts) has made sure the manual copy exists.
 //
 // Behaviour taken from the AWS documentation (RDS API reference), which test/support/rds-restore.ts
 // reproduces in front of moto for the tests:
@@ -32,7 +32,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { awsErrorCode } from '../aws/errors';
 import { heartbeat, pause } from '../context';
-import { AuroraFailure, type AuroraService } from './aurora';
+import { AuroraFailure, type AuroraService } from './aurora/service';
 import {
   MissingRoleError, attemptProbeWrite, close, connect, ensureProbeObjects, errorMessage, isConfigError, quoteIdent,
   readOnlyDefaultFor, sqlState, terminateRoleSessions, type ConnTarget,

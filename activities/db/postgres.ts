@@ -32,7 +32,7 @@ import type {
 } from '../../src/contract/activities';
 import {
   MissingRoleError,
-  READ_ONLY_SQL_TRANSACTION,
+  READ_ONLY_SQL_TRANSACTION, TERMINATE_DEADLINE_MS,
   WRITE_PROBE,
   attemptReadWriteLogin,
   close,
@@ -81,7 +81,6 @@ export const DbFailure = {
 const POLL_MS = 100;
 /** How long a reload may take to reach new sessions (it is asynchronous). */
 const RELOAD_DEADLINE_MS = 10_000;
-const TERMINATE_DEADLINE_MS = 10_000;
 const PROMOTE_WAIT_S = 60;
 const REJOIN_STREAMING_DEADLINE_MS = 30_000;
 /** A reload takes effect in well under a second; past this the rewind path takes over. */

@@ -43,7 +43,7 @@ import type {
   DbNodeState, FenceResult, FollowInput, LagResult, PreserveInput, PreserveResult, PromoteInput, PromoteResult, RegionActivities,
   RejoinInput, RejoinResult, ServiceRef, UnfenceResult, VerifyWritesResult, WaitForLagInput,
 } from '../../src/contract/activities';
-import { waitBudgetMs, type AuroraOptions } from './aurora';
+import { waitBudgetMs, type AuroraOptions } from './aurora/service';
 import { RoleFence } from './role-fence';
 import { isLsn, lsnToBigInt } from './sql';
 

@@ -7,11 +7,10 @@ import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { pause } from '../context';
 import {
-  MissingRoleError, READ_ONLY_SQL_TRANSACTION, WRITE_PROBE, attemptReadWriteLogin, canLogin, close, connect, denyLogin, ensureProbeObjects,
+  MissingRoleError, READ_ONLY_SQL_TRANSACTION, TERMINATE_DEADLINE_MS, WRITE_PROBE, attemptReadWriteLogin, canLogin, close, connect, denyLogin, ensureProbeObjects,
   errorMessage, isConfigError, isConnectionError, quoteIdent, restoreLogin, roleReadOnlySetting, sqlState, terminateRoleSessions, type ConnTarget,
 } from './sql';
 
-const TERMINATE_DEADLINE_MS = 10_000;
 
 export interface SqlEndpoint {
   host: string;
@@ -115,22 +114,7 @@ export class RoleFence {
 
   /** Lifts the fence (replicated here, or set here); false when there was none. Retryable while the node still recovers. */
   async lift(): Promise<boolean> {
-    const appUser = this.ep.appUser;
-    return this.withAdmin(async (admin) => {
-      const own = await roleReadOnlySetting(admin, appUser);
-      let lifted: boolean;
-      try {
-        lifted = await restoreLogin(admin, appUser);
-        if (own.roleWide !== true && !lifted) return false;
-        if (own.roleWide === true) await admin.query(`ALTER ROLE ${quoteIdent(appUser)} RESET default_transaction_read_only`);
-      } catch (err) {
-        if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) throw ApplicationFailure.retryable(`${this.ep.where} is not writable yet: ${errorMessage(err)}`, SqlFailure.NotWritable);
-        throw err;
-      }
-      // Sessions opened while the role was read-only keep that default: they reconnect writable.
-      await terminateRoleSessions(admin, appUser, { deadlineMs: TERMINATE_DEADLINE_MS, pause });
-      return true;
-    });
+    return this.withAdmin((admin) => liftRoleFence(admin, this.ep.appUser, this.ep.where));
   }
 
   /** A row written as the application role (SET ROLE from the admin session) and read back. */
@@ -185,4 +169,26 @@ export class RoleFence {
       return rows.map((r) => ({ client: r.client, replayLsn: r.lsn, replayLagMs: r.lag }));
     });
   }
+}
+
+/**
+ * Takes the role fence down in an admin session: LOGIN back and the role-wide read-only default
+ * reset; false when there was none. A node that still recovers (just promoted) refuses the
+ * writes: retryable NotWritable, `where` naming it.
+ */
+export async function liftRoleFence(admin: Client, appUser: string, where: string): Promise<boolean> {
+  const own = await roleReadOnlySetting(admin, appUser);
+  let lifted: boolean;
+  try {
+    lifted = await restoreLogin(admin, appUser);
+    if (own.roleWide !== true && !lifted) return false;
+    if (own.roleWide === true) await admin.query(`ALTER ROLE ${quoteIdent(appUser)} RESET default_transaction_read_only`);
+  } catch (err) {
+    if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) throw ApplicationFailure.retryable(`${where} is not writable yet: ${errorMessage(err)}`, SqlFailure.NotWritable);
+    throw err;
+  }
+  // Sessions opened while the role was read-only keep that default: end them so the application
+  // reconnects writable.
+  await terminateRoleSessions(admin, appUser, { deadlineMs: TERMINATE_DEADLINE_MS, pause });
+  return true;
 }

@@ -184,6 +184,9 @@ export async function ensureProbeObjects(admin: Client, appUser: string): Promis
   if (!privileges.ins || !privileges.sel) await admin.query(`GRANT SELECT, INSERT ON ${WRITE_PROBE} TO ${app}`);
 }
 
+/** How long a fence waits for pg_terminate_backend to end a role's sessions before it calls the fence unproven. */
+export const TERMINATE_DEADLINE_MS = 10_000;
+
 /**
  * Ends every session of `role` and waits until they are gone: a transaction opened before the
  * fence could otherwise still commit (a read-only default only applies to new transactions).

@@ -2,7 +2,7 @@
 // activities/index.ts). Each names the service; connection details and passwords come from the
 // worker's own config and environment.
 import type { Config } from '../../src/lib/config/schema';
-import type { AuroraOptions } from '../db/aurora';
+import type { AuroraOptions } from '../db/aurora/service';
 import type {
   ApplyInput, ApplyResult, CaseResolveInput, CaseResolveResult, CasesListInput, ClassifyInput, ClassifyResult,
   FailbackCheckInput, FailbackCheckResult, PreserveOldInput, PreserveOldResult, ReconcileCase, ReconcileReport, ReportInput,

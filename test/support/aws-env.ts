@@ -5,48 +5,33 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { createRegionActivities } from '../../activities';
 import { dataConverterFromEnv } from '../../src/lib/codec/env';
 import type { Config } from '../../src/lib/config/schema';
 import { findPgBin, initPrimary, initStandby, stop, type PgNode } from '../../src/lib/postgres/node';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../../src/contract/runbook/ids';
 import { ensureTemporalCli } from '../../src/stack/temporal';
-import { SA } from '../../workflows/search-attributes';
 import { startMoto, type MotoServer } from './moto';
 import { freePorts } from './ports';
+import { devServerOptions, installQuietRuntime, workerSet, type RegionWorkersRig } from './temporal-env';
 import { startControlVersion, testWorkflowBundle } from './workflow-bundle';
 
 
-export interface AwsEnv {
-  client: Client;
+export interface AwsEnv extends RegionWorkersRig {
   moto: MotoServer;
-  config: Config;
   pgBin: string;
   /** Per region, the PostgreSQL standing in for that region's Aurora writer endpoint. */
   nodes: Record<string, PgNode>;
-  startRegion(region: string): Promise<void>;
-  stopRegion(region: string): Promise<void>;
-  teardown(): Promise<void>;
 }
-
-let runtimeInstalled = false;
 
 export async function createAwsEnv(
   pgRegions: string[],
   makeConfig: (ctx: { address: string; motoUrl: string; nodes: Record<string, PgNode> }) => Config,
   options: { workerRegions: string[]; auroraPollMs?: number; streaming?: boolean },
 ): Promise<AwsEnv> {
-  if (!runtimeInstalled) {
-    try {
-      Runtime.install({ logger: new DefaultLogger('WARN') });
-    } catch {
-      // installed by another rig in this process
-    }
-    runtimeInstalled = true;
-  }
+  installQuietRuntime();
   const pgBin = findPgBin();
   if (!pgBin) throw new Error('PostgreSQL server binaries not found: install postgresql or set PG_BIN');
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-aws-'));
@@ -69,7 +54,7 @@ export async function createAwsEnv(
     ensureTemporalCli().then((cli) =>
       TestWorkflowEnvironment.createLocal({
         client: { dataConverter },
-        server: { executable: { type: 'existing-path', path: cli }, ip: '127.0.0.1', port, ui: false, dbFilename: join(dir, 'temporal.sqlite'), searchAttributes: Object.values(SA) },
+        server: devServerOptions(cli, port, dir),
       }),
     ),
     startMoto(),
@@ -77,12 +62,9 @@ export async function createAwsEnv(
   const address = `127.0.0.1:${port}`;
   const config = makeConfig({ address, motoUrl: moto.url, nodes });
   const connection = await NativeConnection.connect({ address });
-  const workers = new Map<string, { worker: Worker; done: Promise<void> }>();
-  const run = (name: string, worker: Worker): void => {
-    workers.set(name, { worker, done: worker.run() });
-  };
+  const workers = workerSet();
   const bundle = await testWorkflowBundle();
-  await startControlVersion(connection, bundle, async (v) => run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, ...v })));
+  await startControlVersion(connection, bundle, async (v) => workers.run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, ...v })));
   const awsEnv: AwsEnv = {
     client: env.client,
     moto,
@@ -92,18 +74,11 @@ export async function createAwsEnv(
     async startRegion(region) {
       if (workers.has(region)) return;
       const activities = createRegionActivities(config, region, { aurora: { pollMs: options.auroraPollMs ?? 100 } });
-      run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities }));
+      workers.run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities }));
     },
-    async stopRegion(region) {
-      const w = workers.get(region);
-      if (!w) return;
-      workers.delete(region);
-      w.worker.shutdown();
-      await w.done;
-    },
+    stopRegion: (region) => workers.stop(region),
     async teardown() {
-      for (const w of workers.values()) w.worker.shutdown();
-      await Promise.allSettled([...workers.values()].map((w) => w.done));
+      await workers.stopAll();
       await connection.close().catch(() => undefined);
       await env.teardown().catch(() => undefined);
       await Promise.allSettled([moto.stop(), ...Object.values(nodes).map((n) => stop(pgBin, n, 'immediate'))]);

@@ -6,9 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { Pool } from 'pg';
 import { createRegionActivities, type RegionActivityOptions } from '../../activities';
 import { ensureTrafficRecords } from '../../activities/traffic/route53';
@@ -22,27 +21,19 @@ import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../../src/contract/runbook/
 import type { RunbookDoc, RunInput } from '../../src/contract/runbook/types';
 import { buildRunInput, type StartRequest } from '../../src/lib/runs/client';
 import { ensureTemporalCli } from '../../src/stack/temporal';
-import { SA } from '../../workflows/search-attributes';
 import { createPgCluster, type PgPair } from './pg-pair';
 import { freePort } from './ports';
 import { startMoto, type MotoServer } from './moto';
+import { devServerOptions, installQuietRuntime, workerSet, type RegionWorkersRig } from './temporal-env';
 import { startControlVersion, testWorkflowBundle } from './workflow-bundle';
 
 export const SERVICE = 'ledger';
 
-let runtimeInstalled = false;
-
-export interface FailoverEnv {
+export interface FailoverEnv extends RegionWorkersRig {
   env: TestWorkflowEnvironment;
-  client: Client;
   pg: PgPair;
   moto: MotoServer;
-  config: Config;
   nodes: Record<string, PgNode>;
-  /** Starts (or restarts) the region's activity worker. */
-  startRegion(region: string): Promise<void>;
-  /** Stops the region's activity worker, as if its host died (in-flight tasks are left to time out). */
-  stopRegion(region: string): Promise<void>;
   /** Restarts the Temporal dev server on the same port and SQLite file. */
   restartTemporal(): Promise<void>;
   input(req: Partial<StartRequest> & { target: string }, runbook?: RunbookDoc): RunInput;
@@ -50,7 +41,6 @@ export interface FailoverEnv {
   appPool(region: string): Pool;
   /** Whether the application role can write in the region right now (a real INSERT). */
   isWritable(region: string): Promise<boolean>;
-  teardown(): Promise<void>;
 }
 
 export function runbookFromText(text: string): RunbookDoc {
@@ -66,21 +56,11 @@ export interface FailoverEnvOptions {
 }
 
 export async function createFailoverEnv(policy: Record<string, unknown> = {}, activityOptions: RegionActivityOptions = {}, envOptions: FailoverEnvOptions = {}): Promise<FailoverEnv> {
-  if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-    runtimeInstalled = true;
-  }
+  installQuietRuntime();
   const temporalCli = await ensureTemporalCli();
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
   const port = await freePort();
-  const serverOptions = {
-    executable: { type: 'existing-path' as const, path: temporalCli },
-    ip: '127.0.0.1',
-    port,
-    ui: false,
-    dbFilename: join(dir, 'temporal.sqlite'),
-    searchAttributes: Object.values(SA),
-  };
+  const serverOptions = devServerOptions(temporalCli, port, dir);
   // Clients and workers use the codec the environment asks for, as the CLI and workers do.
   const dataConverter = dataConverterFromEnv();
   let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions, client: { dataConverter } });
@@ -110,12 +90,9 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   await psql(pg.bin, pg.primary, 'CREATE TABLE writable_probe(id uuid PRIMARY KEY); GRANT ALL ON writable_probe TO app;');
 
   const connection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
-  const workers = new Map<string, { worker: Worker; done: Promise<void> }>();
-  const run = (name: string, worker: Worker): void => {
-    workers.set(name, { worker, done: worker.run() });
-  };
+  const workers = workerSet();
   const bundle = await testWorkflowBundle();
-  await startControlVersion(connection, bundle, async (v) => run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, activities: decisionActivities(config), ...v })));
+  await startControlVersion(connection, bundle, async (v) => workers.run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, activities: decisionActivities(config), ...v })));
 
   const pools = new Map<string, Pool>();
   const fe: FailoverEnv = {
@@ -127,15 +104,9 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     nodes,
     async startRegion(region) {
       if (workers.has(region)) return;
-      run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
+      workers.run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
     },
-    async stopRegion(region) {
-      const w = workers.get(region);
-      if (!w) return;
-      workers.delete(region);
-      w.worker.shutdown();
-      await w.done;
-    },
+    stopRegion: (region) => workers.stop(region),
     async restartTemporal() {
       await env.teardown();
       env = await TestWorkflowEnvironment.createLocal({ server: serverOptions, client: { dataConverter } });
@@ -166,8 +137,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     },
     async teardown() {
       for (const pool of pools.values()) await pool.end().catch(() => undefined);
-      for (const w of workers.values()) w.worker.shutdown();
-      await Promise.allSettled([...workers.values()].map((w) => w.done));
+      await workers.stopAll();
       await connection.close().catch(() => undefined);
       await env.teardown().catch(() => undefined);
       await Promise.allSettled([pg.teardown(), moto.stop()]);

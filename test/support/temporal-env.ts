@@ -26,6 +26,59 @@ export function installQuietRuntime(): void {
   }
 }
 
+/** The dev server as every rig here runs it: the project's CLI binary and search attributes, its SQLite file in `dir`. */
+export function devServerOptions(temporalCli: string, port: number, dir: string) {
+  return {
+    executable: { type: 'existing-path' as const, path: temporalCli },
+    ip: '127.0.0.1',
+    port,
+    ui: false,
+    dbFilename: join(dir, 'temporal.sqlite'),
+    searchAttributes: Object.values(SA),
+  };
+}
+
+/** Named workers, each stoppable on its own (a region's worker host dying) and all at teardown. */
+export interface WorkerSet {
+  has(name: string): boolean;
+  run(name: string, worker: Worker): void;
+  /** Shuts the worker down and waits for it; nothing when it is not running. */
+  stop(name: string): Promise<void>;
+  stopAll(): Promise<void>;
+}
+
+export function workerSet(): WorkerSet {
+  const workers = new Map<string, { worker: Worker; done: Promise<void> }>();
+  return {
+    has: (name) => workers.has(name),
+    run(name, worker) {
+      workers.set(name, { worker, done: worker.run() });
+    },
+    async stop(name) {
+      const w = workers.get(name);
+      if (!w) return;
+      workers.delete(name);
+      w.worker.shutdown();
+      await w.done;
+    },
+    async stopAll() {
+      for (const w of workers.values()) w.worker.shutdown();
+      await Promise.allSettled([...workers.values()].map((w) => w.done));
+    },
+  };
+}
+
+/** A rig with one activity worker per region, which a test stops and starts. */
+export interface RegionWorkersRig {
+  client: Client;
+  config: Config;
+  /** Starts (or restarts) the region's activity worker. */
+  startRegion(region: string): Promise<void>;
+  /** Stops the region's activity worker, as if its host died (in-flight tasks are left to time out). */
+  stopRegion(region: string): Promise<void>;
+  teardown(): Promise<void>;
+}
+
 export interface TemporalEnv {
   env: TestWorkflowEnvironment;
   client: Client;
@@ -86,12 +139,8 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
   const env = await TestWorkflowEnvironment.createLocal({
     client: { dataConverter },
     server: {
-      executable: { type: 'existing-path', path: temporalCli },
-      ip: '127.0.0.1',
-      port,
-      ...(opts.ui ? { ui: true, uiPort: opts.ui.port } : { ui: false }),
-      dbFilename: join(dir, 'temporal.sqlite'),
-      searchAttributes: Object.values(SA),
+      ...devServerOptions(temporalCli, port, dir),
+      ...(opts.ui ? { ui: true, uiPort: opts.ui.port } : {}),
       ...(opts.ui?.codecEndpoint ? { extraArgs: ['--ui-codec-endpoint', opts.ui.codecEndpoint] } : {}),
     },
   });
@@ -104,10 +153,11 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
   }
   const address = `127.0.0.1:${port}`;
   const connection = await NativeConnection.connect({ address });
-  const workers: { worker: Worker; done: Promise<void> }[] = [];
+  const workers = workerSet();
+  let started = 0;
   const startWorker = async (options: Omit<WorkerOptions, 'connection'>): Promise<Worker> => {
     const worker = await Worker.create({ connection, dataConverter, ...options });
-    workers.push({ worker, done: worker.run() });
+    workers.run(`worker-${++started}`, worker);
     return worker;
   };
   const config = makeConfig(address);
@@ -123,8 +173,7 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
     workflowBundle,
     startWorker,
     async teardown() {
-      for (const w of workers) w.worker.shutdown();
-      await Promise.allSettled(workers.map((w) => w.done));
+      await workers.stopAll();
       await connection.close().catch(() => undefined);
       await env.teardown().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
