@@ -72,7 +72,7 @@ export function demoCommand(argv: string[]): Promise<number> {
     } else {
       const svc = config.services.find((s) => s.name === DEMO_SERVICE)!;
       console.log(closing(result, svc.regions[0]!, svc.regions.slice(1)));
-      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms${r.detection ? ` (from the kill; detected in ${r.detection.detectedMs} ms, started by ${r.requestedBy})` : ''}`);
+      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms${r.detection ? ` (from the kill; detected in ${r.detection.detectedMs} ms, started by ${r.requestedBy})` : ''}${r.app ? `, app writes to ${r.app.primary}` : ''}`);
       for (const d of result.drains) parts.push(`${d.kind} ${d.region} ${d.status} (by ${d.requestedBy}: ${d.trigger})`);
       for (const rc of result.reconciliations) parts.push(`reconcile ${rc.status}: lost ${rc.transactions['only-old']}, re-applied ${rc.transactionsReapplied} (${rc.entriesReapplied} entries), ${rc.casesOpened} cases, unaccounted ${rc.missingAfter}`);
       if (result.failback) parts.push(`failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`);
