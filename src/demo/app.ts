@@ -179,7 +179,7 @@ export async function startDemoApp(service: Service, opts: DemoAppOptions): Prom
 }
 
 /** The application's status, asked over HTTP (the demo runs in another process). */
-export async function appStatus(url: string, timeoutMs = 2_000): Promise<AppStatus> {
+export async function appStatus(url: string, timeoutMs = 5_000): Promise<AppStatus> {
   const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(timeoutMs) });
   if (res.status !== 200) throw new Error(`${url}/status answered ${res.status}`);
   return (await res.json()) as AppStatus;
