@@ -2,16 +2,20 @@
 // block_actions over HTTP, its Web API client pointed at a local recorder, running real
 // failovers (Temporal dev server, PostgreSQL pair, moto). The messages it posts and updates are
 // asserted by content; wrong and old signatures get 401 and change nothing.
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runWorkflowId } from '../src/runbook/ids';
+import { loadRunbook } from '../src/runbook/load';
 import type { RunRecord } from '../src/runbook/types';
 import { awaitRecord, startRun } from '../src/runs/client';
 import { ACTION, STEP_ACTION } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
 import { startRigs } from './support/rigs';
-import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
+import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
 import { waitFor } from './support/wait';
 import { SLACK_DECISION_KEY } from './support/signing';
@@ -291,12 +295,22 @@ describe('step decisions from Slack (onFailure: ask)', () => {
     await new Promise((r) => app?.close(r));
   });
 
-  const asking = (path: string) => runbookFromText([
-    'kind: failover',
-    'steps:',
-    '  - {id: preflight, action: preflight}',
-    `  - {id: tell-app, action: http.call, placement: control, onFailure: ask, params: {url: "${appUrl}${path}", body: {primary: "{{target}}"}, retries: 0}}`,
-  ].join('\n'));
+  // A test that fails half-way leaves its run waiting for a decision; the next one needs the service free.
+  afterEach(async () => {
+    await fe.client.workflow.getHandle(runWorkflowId(SERVICE)).terminate('test over').catch(() => undefined);
+  });
+
+  // Loaded from a file as the CLI loads runbooks: the step's params get their defaults there.
+  const asking = (path: string) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'regionshift-slack-ask-')), 'failover.yaml');
+    writeFileSync(file, [
+      'kind: failover',
+      'steps:',
+      '  - {id: preflight, action: preflight}',
+      `  - {id: tell-app, action: http.call, placement: control, onFailure: ask, params: {url: "${appUrl}${path}", body: {primary: "{{target}}"}, retries: 0}}`,
+    ].join('\n'));
+    return loadRunbook(file);
+  };
 
   async function waitingMessage(runId: string): Promise<Message> {
     return messageOf(runId, (m) => blockText(m).includes(STEP_ACTION.retry), 'the run message with the step buttons');
@@ -307,7 +321,7 @@ describe('step decisions from Slack (onFailure: ask)', () => {
     const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'test' }, asking('/ready')));
     await waitFor('the step to wait for a decision', async () => (await progress()).pendingDecision?.stepId === 'tell-app');
     const message = await waitingMessage(started.runId);
-    expect(blockText(message)).toContain(`Step \\\`tell-app\\\` failed and waits for a person:* POST ${appUrl}/ready answered 503: app still starting`);
+    expect(blockText(message)).toContain(`Step \`tell-app\` failed and waits for a person:* POST ${appUrl}/ready answered 503: app still starting`);
 
     expect(await click(MALLORY, STEP_ACTION.retry, message)).toBe(200);
     await waitFor('the answer to mallory', async () => ephemeralTo(MALLORY).at(-1)?.includes('retry'));
