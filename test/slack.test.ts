@@ -265,7 +265,8 @@ describe('a run from Slack', () => {
     await bot.stop();
     const posts = slack.callsOf('chat.postMessage').length;
     bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
-    await bot.start();
+    // Clicks after this one go to the restarted bot.
+    botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
     await waitFor('the new bot reading the channel back', async () => slack.callsOf('conversations.replies').length >= 2);
     await new Promise((r) => setTimeout(r, 1000));
     expect(slack.callsOf('chat.postMessage').length).toBe(posts);
