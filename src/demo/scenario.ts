@@ -143,7 +143,9 @@ async function pointAppHome(config: Config, service: Service, say: (line: string
   const url = demoAppUrl(config, service);
   if (!url) return;
   const home = service.regions[0]!;
-  const st = await appStatus(url);
+  const st = await appStatus(url).catch((err: Error) => {
+    throw new Error(`the demo's banking application (stack.app) does not answer on ${url}: ${err.message}; see \`regionshift stack status\` and its log`);
+  });
   if (st.primary === home) return;
   const res = await fetch(`${url}/primary`, {
     method: 'POST', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': `demo-start:${Date.now()}` }, body: JSON.stringify({ primary: home }),
