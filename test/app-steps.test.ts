@@ -2,7 +2,11 @@
 // (node:http, in this test) and the example plugin (activities/plugins/example.ts) writing a real
 // file, through the real interpreter on a real Temporal dev server. The database and traffic
 // activities are the rules rig's stubs (test/support/stub-activities.ts): their providers are
-// tested on real parts elsewhere; the subject here is what the run does with the new steps.
+// tested on real parts elsewhere; the subject here is what the run does with the new steps: the
+// order of calls (nothing fenced after a failed pre-step, compensation in reverse), which the stubs'
+// call log shows directly and real parts only through their end state. The same step in a real
+// failover (real region workers, PostgreSQL, the demo's banking application) is the last test of
+// test/failover.test.ts; its Slack buttons are tested in test/slack.test.ts.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -6,7 +6,9 @@
 // returns, reconciliation accounts for every write it acknowledged, failback brings the service
 // home with zero loss and the original traffic; and the one JSON object says all of it. The stack
 // runs its monitoring and the shipped config's triggers: the drain, the undrain and the unplanned
-// failover are started by the guardian from the alerts, never by the demo.
+// failover are started by the guardian from the alerts, never by the demo. The stack runs the
+// demo's banking application, and the ledger's own runbooks (the shipped runbooks/ledger-*.yaml,
+// on this stack's port) tell it the new primary: after every run its writes are in the writer.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +32,12 @@ interface Detection {
   detectedMs: number;
   rtoFromKillMs: number | null;
 }
+interface AppFollow {
+  primary: string;
+  toldWith: string | null;
+  lastWrite: { id: string; region: string } | null;
+  inWriter: boolean;
+}
 interface Run {
   runId: string;
   workflowId: string;
@@ -47,6 +55,7 @@ interface Run {
   writesAcked: number;
   approvals: { stepId: string; by: string; decision: string }[];
   regionsAfter: DemoRegion[];
+  app: AppFollow | null;
   uiUrl: string;
 }
 interface Drain {
@@ -90,7 +99,9 @@ interface Failback {
   trafficAfter: Record<string, number | string>;
   override: unknown;
   regionsAfter: DemoRegion[];
-  steps: Step[];
+  app: AppFollow | null;
+  runId: string;
+  steps: (Step & { detail?: string })[];
 }
 interface Component {
   name: string;
@@ -106,7 +117,7 @@ const REGIONS = [WEST, EAST, EU, AP];
 const WEIGHTS = { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 };
 // The reference design's records: EU clients by geolocation, in front of the weights (traffic keys of the service).
 const EU_FRONT = `      geolocation: [{ location: { continent: EU }, region: ${EU} }]\n      weightedRecordName: weighted.ledger.regionshift.test.`;
-const PLANNED_STEPS = ['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'repoint-standbys', 'rejoin'];
+const PLANNED_STEPS = ['preflight', 'fence', 'confirm-lag', 'promote', 'tell-app', 'shift-traffic', 'verify', 'repoint-standbys', 'rejoin'];
 
 /** Every region that is up is the writer or streams from it. */
 function expectFollowing(regions: DemoRegion[], writer: string, what: string): void {
@@ -141,7 +152,7 @@ function shippedTriggers(): { serviceExtra: string; policy: string } {
 
 beforeAll(async () => {
   const shipped = shippedTriggers();
-  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS, monitoring: true, policy: shipped.policy, serviceExtra: `${EU_FRONT}\n${shipped.serviceExtra}` });
+  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS, monitoring: true, app: true, policy: shipped.policy, serviceExtra: `${EU_FRONT}\n${shipped.serviceExtra}` });
   demo = await runCli(['demo', '--json'], stack.env, 420_000);
   try {
     ({ runs, drains, reconciliations, failback } = JSON.parse(demo.stdout) as { runs: Run[]; drains: Drain[]; reconciliations: Reconciliation[]; failback: Failback });
@@ -260,10 +271,39 @@ describe('regionshift demo --json', () => {
     expect(failback.trafficAfter).toEqual(failback.trafficBefore);
     expect(failback.trafficAfter, 'as the undrain left them').toEqual(drains[1]!.trafficAfter);
     expect(failback.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
-      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'fence', 'confirm-lag', 'promote', 'restore-traffic', 'verify', 'repoint-standbys', 'rejoin',
+      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'fence', 'confirm-lag', 'promote', 'tell-app', 'restore-traffic', 'verify', 'repoint-standbys', 'rejoin',
     ]);
     expectFollowing(failback.regionsAfter, WEST, 'after the failback');
     expect(failback.regionsAfter.every((r) => r.role !== 'down'), 'all four databases up').toBe(true);
+  });
+
+  it('the banking application follows every run: told by its tell-app step with the run\'s Idempotency-Key, its last write in the new writer\'s database', () => {
+    const moves = [...runs.map((r) => [r, r.source] as const), [failback, EAST] as const];
+    expect(moves.map(([r]) => r.target)).toEqual([EAST, WEST, EAST, WEST]);
+    for (const [run, from] of moves) {
+      const what = `${from} → ${run.target} (${run.runId})`;
+      expect(run.app, what).toEqual({ primary: run.target, toldWith: `regionshift:${run.runId}:tell-app`, lastWrite: { id: expect.any(String), region: run.target }, inWriter: true });
+      // Told from a control worker, so the dead us-west-2 of the unplanned run could not stop it.
+      expect((run.steps as (Step & { detail?: string })[]).find((s) => s.id === 'tell-app'), what).toMatchObject({ status: 'done', detail: `POST → 200: now writing to ${run.target} (was ${from})` });
+    }
+  });
+
+  it('the application answers a repeated Idempotency-Key with its first answer and does not move back', async () => {
+    const url = `http://127.0.0.1:${stack.appPort}`;
+    const first = runs[0]!;
+    const again = await fetch(`${url}/primary`, {
+      method: 'POST', headers: { 'Idempotency-Key': `regionshift:${first.runId}:tell-app`, 'Content-Type': 'application/json' }, body: JSON.stringify({ primary: EAST, run: first.runId }),
+    });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await again.text()).toBe(`now writing to ${EAST} (was ${WEST})\n`);
+    const status = (await (await fetch(`${url}/status`)).json()) as { primary: string; told: { key: string; primary: string; run?: string }[] };
+    expect(status.primary, 'still where the failback left it').toBe(WEST);
+    expect(status.told.map((t) => [t.primary, t.run])).toEqual([[EAST, runs[0]!.runId], [WEST, runs[1]!.runId], [EAST, runs[2]!.runId], [WEST, failback.runId]]);
+    const noKey = await fetch(`${url}/primary`, { method: 'POST', body: JSON.stringify({ primary: EAST }) });
+    expect([noKey.status, await noKey.text()]).toEqual([400, 'an Idempotency-Key header is required\n']);
+    const unknown = await fetch(`${url}/primary`, { method: 'POST', headers: { 'Idempotency-Key': 'test:unknown-region' }, body: JSON.stringify({ primary: 'mars-1' }) });
+    expect([unknown.status, await unknown.text()]).toEqual([422, `primary "mars-1" is not a region of ledger (${REGIONS.join(', ')})\n`]);
   });
 
   it('every run carries its id, steps with ISO timestamps, and its page in this stack\'s Temporal UI', () => {
@@ -289,6 +329,7 @@ describe('regionshift demo --json', () => {
     for (const region of [EAST, EU, AP]) expect(c(`postgres:ledger:${region}`), region).toMatchObject({ health: 'up', role: 'standby' });
     for (const region of REGIONS) expect(c(`worker:${region}`)?.health, `worker:${region}`).toBe('up');
     expect(c('temporal')?.health).toBe('up');
+    expect(c('app:ledger')).toMatchObject({ health: 'up', detail: `writing to ${WEST}` });
   });
 
   it('stack down stops everything of ours', async () => {

@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRoute53Activities } from '../activities/traffic/route53';
+import { postgresDatabase } from '../src/lib/config/schema';
+import { startDemoApp } from '../src/demo/app';
+import { ensureLedger, presentIds } from '../src/demo/ledger';
 import { psql } from '../src/lib/postgres/node';
+import { loadRunbook } from '../src/lib/runbooks';
 import { runWorkflowId } from '../src/contract/runbook/ids';
 import type { RunInput, RunRecord } from '../src/contract/runbook/types';
 import { abortRun, approveRun, awaitRecord, InputError, RefusedError, startRun } from '../src/lib/runs/client';
@@ -247,5 +251,43 @@ describe('regionshift CLI against the same server', () => {
     const r = await cliRun('approve', 'ledger', '--by', 'carol', '--key', sshKey('carol').privateKey);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/^refused: /);
+  });
+});
+
+// The application step on real parts: the shipped runbooks/ledger-failover.yaml (its tell-app
+// step pointed at this test's application), the real region workers and PostgreSQL, and the
+// demo's banking application (src/demo/app.ts), which writes only where it is told. Last in the
+// file: it moves the writer back to us-west-2, which the CLI tests above take as the target.
+describe('http.call in a real failover: the ledger\'s own runbook tells the banking application', () => {
+  it('after promotion the application is told the new writer, with the run\'s Idempotency-Key, and its writes land in the new writer\'s database', async () => {
+    const service = fe.config.services[0]!;
+    expect(primaryRegionOf(await traffic()), 'the tests above left us-east-1 the writer').toBe(EAST);
+    await ensureLedger(fe.nodes[EAST]!, postgresDatabase(service).regions[EAST]!.appUser);
+    const app = await startDemoApp(service, { port: 0, primary: EAST, intervalMs: 20 });
+    try {
+      const shipped = readFileSync(join(__dirname, '..', 'runbooks', 'ledger-failover.yaml'), 'utf8');
+      const file = join(mkdtempSync(join(tmpdir(), 'regionshift-ledger-runbook-')), 'ledger-failover.yaml');
+      writeFileSync(file, shipped.replaceAll('http://127.0.0.1:8235/', `${app.url}/`));
+      await waitFor('the application to write in us-east-1', async () => app.status().last?.region === EAST);
+
+      const rec = await run(fe.input({ target: WEST }, loadRunbook(file)));
+      expect(rec.status, rec.error).toBe('succeeded');
+      const told = rec.steps.find((s) => s.id === 'tell-app')!;
+      expect(told).toMatchObject({ status: 'done', region: 'control', detail: `POST → 200: now writing to ${WEST} (was ${EAST})` });
+      const promoted = rec.steps.find((s) => s.id === 'promote')!;
+      expect(Date.parse(told.startedAt!), 'told once the target took writes').toBeGreaterThanOrEqual(Date.parse(promoted.endedAt!));
+
+      const st = app.status();
+      expect(st.primary).toBe(WEST);
+      expect(st.told).toEqual([{ key: `regionshift:${rec.runId}:tell-app`, primary: WEST, previous: EAST, run: rec.runId, at: expect.any(String) }]);
+      const after = await waitFor('a write of the application committed in us-west-2', async () => {
+        const last = app.status().last;
+        return last && last.region === WEST && Date.parse(last.at) > Date.parse(st.told[0]!.at) ? last : undefined;
+      });
+      expect([...(await presentIds(fe.nodes[WEST]!, [after.id]))]).toEqual([after.id]);
+      expect(app.status().writes[EAST], 'it wrote in us-east-1 before').toBeGreaterThan(0);
+    } finally {
+      await app.close();
+    }
   });
 });

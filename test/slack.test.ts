@@ -3,13 +3,17 @@
 // failovers (Temporal dev server, PostgreSQL pair, moto). The messages it posts and updates are
 // asserted by content; wrong and old signatures get 401 and change nothing. Readiness: status
 // shows the last evaluation, and a failing one is said in the channel once per transition.
-import type { Server } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runWorkflowId } from '../src/contract/runbook/ids';
+import { loadRunbook } from '../src/lib/runbooks';
 import type { RunRecord } from '../src/contract/runbook/types';
-import { awaitRecord } from '../src/lib/runs/client';
-import { ACTION } from '../src/slack/blocks';
+import { awaitRecord, startRun } from '../src/lib/runs/client';
+import { ACTION, STEP_ACTION } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
 import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
@@ -266,6 +270,7 @@ describe('a run from Slack', () => {
     await bot.stop();
     const posts = slack.callsOf('chat.postMessage').length;
     bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
+    // Clicks after this one go to the restarted bot.
     botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
     await waitFor('the new bot reading the channel back', async () => slack.callsOf('conversations.replies').length >= 2);
     await new Promise((r) => setTimeout(r, 1000));
@@ -315,5 +320,95 @@ describe('readiness in Slack', () => {
     }, 30_000, 500);
     await waitFor('the recovery message', async () => alerts().length === 2);
     expect(alerts()[1]!.text).toBe(`✅ *ledger* is ready to fail over again (evaluated ${up.at}): failover targets ${standby}`);
+  });
+});
+
+// The Retry / Skip / Compensate buttons of a step that failed with onFailure: ask: clicked in a
+// correctly signed block_actions payload, the bot checks the clicker, signs the decision, the run
+// reacts, and the run's message is updated in place. The failing step is an http.call to a real
+// local server (node:http) whose answer the test changes: the cause of the failure, fixed.
+describe('step decisions from Slack (onFailure: ask)', () => {
+  let app: Server;
+  let appUrl: string;
+  let answer = { status: 503, body: 'app still starting' };
+
+  beforeAll(async () => {
+    app = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(answer.status, { 'content-type': 'text/plain' }).end(answer.body));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise((r) => app?.close(r));
+  });
+
+  // A test that fails half-way leaves its run waiting for a decision; the next one needs the service free.
+  afterEach(async () => {
+    await fe.client.workflow.getHandle(runWorkflowId(SERVICE)).terminate('test over').catch(() => undefined);
+  });
+
+  // Loaded from a file as the CLI loads runbooks: the step's params get their defaults there.
+  const asking = (path: string) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'regionshift-slack-ask-')), 'failover.yaml');
+    writeFileSync(file, [
+      'kind: failover',
+      'steps:',
+      '  - {id: preflight, action: preflight}',
+      `  - {id: tell-app, action: http.call, placement: control, onFailure: ask, params: {url: "${appUrl}${path}", body: {primary: "{{target}}"}, retries: 0}}`,
+    ].join('\n'));
+    return loadRunbook(file);
+  };
+
+  async function waitingMessage(runId: string): Promise<Message> {
+    return messageOf(runId, (m) => blockText(m).includes(STEP_ACTION.retry), 'the run message with the step buttons');
+  }
+
+  it('Retry: a stranger is answered privately and nothing changes; an approver\'s click retries the fixed step, the run finishes, the message loses its buttons', async () => {
+    answer = { status: 503, body: 'app still starting' };
+    const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'test' }, asking('/ready')));
+    await waitFor('the step to wait for a decision', async () => (await progress()).pendingDecision?.stepId === 'tell-app');
+    const message = await waitingMessage(started.runId);
+    expect(blockText(message)).toContain(`Step \`tell-app\` failed and waits for a person:* POST ${appUrl}/ready answered 503: app still starting`);
+
+    expect(await click(MALLORY, STEP_ACTION.retry, message)).toBe(200);
+    await waitFor('the answer to mallory', async () => ephemeralTo(MALLORY).at(-1)?.includes('retry'));
+    expect(ephemeralTo(MALLORY).at(-1)).toBe('You may not retry steps of planned runs of ledger: approvers are <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    expect((await progress()).pendingDecision?.stepId).toBe('tell-app');
+
+    answer = { status: 200, body: 'ready' };
+    const seen = ephemeralTo(CAROL).length;
+    expect(await click(CAROL, STEP_ACTION.retry, message)).toBe(200);
+    await waitFor('the answer to carol', async () => ephemeralTo(CAROL).length > seen);
+    expect(ephemeralTo(CAROL).at(-1)).toBe('retrying step tell-app (by <@UCAROL01>)');
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    expect(rec.status).toBe('succeeded');
+    expect(rec.operator).toEqual([expect.objectContaining({ action: 'retry', stepId: 'tell-app', by: CAROL, reason: 'retry from Slack', signed: `${CAROL} (via Slack, signed by the bot)` })]);
+    expect(rec.steps.find((s) => s.id === 'tell-app')).toMatchObject({ status: 'done', detail: 'POST → 200: ready' });
+    const done = await messageOf(started.runId, (m) => m.text.endsWith('SUCCEEDED'), 'the final message');
+    expect(done.ts).toBe(message.ts); // updated in place
+    expect(blockText(done)).not.toContain(STEP_ACTION.retry);
+    expect(blockText(done)).toContain('✅ `tell-app`');
+    expect(blockText(done)).toContain('retry tell-app by <@UCAROL01>: \\"retry from Slack\\"');
+  });
+
+  it('Compensate: the run stops and undoes what it did, the decision in the run\'s record and in its message', async () => {
+    answer = { status: 500, body: 'read-only' };
+    const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'test' }, asking('/announce')));
+    await waitFor('the step to wait for a decision', async () => (await progress()).pendingDecision?.stepId === 'tell-app');
+    const message = await waitingMessage(started.runId);
+    const seen = ephemeralTo(ERIN).length;
+    expect(await click(ERIN, STEP_ACTION.compensate, message)).toBe(200);
+    await waitFor('the answer to erin', async () => ephemeralTo(ERIN).length > seen);
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    expect(rec.status).toBe('failed');
+    expect(rec.error).toBe(`step tell-app failed (POST ${appUrl}/announce answered 500: read-only); ${ERIN} chose to compensate: compensate from Slack`);
+    expect(rec.operator!.map((o) => [o.action, o.stepId, o.by])).toEqual([['compensate', 'tell-app', ERIN]]);
+    const ended = await messageOf(started.runId, (m) => m.text.endsWith('FAILED'), 'the failed message');
+    expect(ended.ts).toBe(message.ts);
+    expect(blockText(ended)).not.toContain(STEP_ACTION.compensate);
+    expect(blockText(ended)).toContain('compensate tell-app by <@UERIN001>');
   });
 });

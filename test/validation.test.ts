@@ -22,6 +22,20 @@ describe('runbooks', () => {
     expect(rb.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('the ledger\'s own runbooks are the built-in ones plus tell-app after the promotion, the demo application\'s port as the config has it', () => {
+    const config = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
+    const ledger = config.services.find((s) => s.name === 'ledger')!;
+    for (const kind of ['failover', 'failback'] as const) {
+      const own = loadRunbook(ledger.runbooks![kind]!);
+      const builtin = loadRunbook(builtinRunbookPath(kind));
+      const tell = own.steps.find((s) => s.id === 'tell-app')!;
+      expect(own.steps.filter((s) => s !== tell), kind).toEqual(builtin.steps);
+      expect(own.steps[own.steps.indexOf(tell) - 1]!.id, `${kind}: tell-app comes after the promotion`).toBe(kind === 'failover' ? 'promote-cache' : 'promote');
+      expect(tell).toMatchObject({ action: 'http.call', placement: 'control', params: { url: `http://127.0.0.1:${config.stack.app!.port}/primary` } });
+    }
+    expect(config.stack.app).toEqual({ service: 'ledger', port: 8235 });
+  });
+
   it('names the file, line, step and field of an unknown action', () => {
     const text = 'kind: failover\nsteps:\n  - id: preflight\n    action: preflight\n  - id: fence\n    action: db.fenceWrite\n';
     const [problem] = problemsOf(() => parseYaml('runbooks/bad.yaml', text, Runbook));

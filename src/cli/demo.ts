@@ -17,11 +17,13 @@ us-east-1 and back; the loss of ap-southeast-1, which is not the writer: its tra
 others, then undrained once it is back; the loss of us-west-2 and an unplanned failover to
 us-east-1, approved as the on-call; us-west-2's return (read-only on its own timeline);
 reconciliation of the writes it acknowledged that never replicated; and failback to us-west-2 with
-the traffic as it was before. After each run every database is asked whom it follows. Reports
+the traffic as it was before. After each run every database is asked whom it follows, and the
+stack's banking application (stack.app), told by each run's tell-app step, where it writes. Reports
 steps, RTO and lost writes per failover, the records before and after each drain, counts per class
 and cases per reconciliation, and the failback's RPO. Exit 0 when every run succeeded, no planned
 run lost a write, every standby follows the writer after each run, reconciliation left no
-acknowledged write unaccounted for, and the failback lost none.
+acknowledged write unaccounted for, the failback lost none, and the application's writes follow
+the writer.
 
 The demo only kills and revives regions: the stack's probes, Prometheus, Alertmanager and the
 intake tell the guardian, which starts the drain, the undrain and the unplanned failover itself
@@ -71,7 +73,7 @@ export function demoCommand(argv: string[]): Promise<number> {
     } else {
       const svc = config.services.find((s) => s.name === DEMO_SERVICE)!;
       console.log(closing(result, svc.regions[0]!, svc.regions.slice(1)));
-      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms${r.detection ? ` (from the kill; detected in ${r.detection.detectedMs} ms, started by ${r.requestedBy})` : ''}`);
+      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms${r.detection ? ` (from the kill; detected in ${r.detection.detectedMs} ms, started by ${r.requestedBy})` : ''}${r.app ? `, app writes to ${r.app.primary}` : ''}`);
       for (const d of result.drains) parts.push(`${d.kind} ${d.region} ${d.status} (by ${d.requestedBy}: ${d.trigger})`);
       for (const rc of result.reconciliations) parts.push(`reconcile ${rc.status}: lost ${rc.transactions['only-old']}, re-applied ${rc.transactionsReapplied} (${rc.entriesReapplied} entries), ${rc.casesOpened} cases, unaccounted ${rc.missingAfter}`);
       if (result.failback) parts.push(`failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`);

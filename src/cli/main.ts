@@ -31,6 +31,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   stack: { summary: 'stack up | down | status [--json]   the embedded local stack', load: async () => (await import('./stack')).stackCommand },
   intake: { summary: 'intake [--port N]               alarm intake (SNS, EventBridge, Alertmanager) and health watchers', load: async () => (await import('./intake')).intakeCommand },
   'codec-server': { summary: 'codec-server [--port N] [--origin URL]   decrypts payloads for the Temporal UI (docs/codec.md)', load: async () => (await import('./codec-server')).codecServerCommand },
+  app: { summary: 'app [--port N]                  the demo\'s banking application (stack.app; started by stack up)', load: async () => (await import('./app')).appCommand },
   slack: { summary: 'slack                           the Slack bot (slash command, approvals, run messages)', load: async () => (await import('./slack')).slackCommand },
 };
 

@@ -41,7 +41,8 @@ export interface WriteLoad {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function reasonOf(err: unknown): string {
+/** Why a write failed, in a few words (the reports count failures by it). */
+export function reasonOf(err: unknown): string {
   const e = err as { code?: string; message?: string };
   const msg = e.message ?? String(err);
   if (/read-only transaction/.test(msg)) return 'read-only (standby)';

@@ -44,8 +44,28 @@ export interface DemoRun {
   approvals: RunRecord['approvals'];
   /** Every region's database once the run ended, asked directly: the standbys must follow the writer. */
   regionsAfter: DemoRegion[];
+  /** The stack's banking application, when the config has one (stack.app). */
+  app: DemoAppFollow | null;
   error?: string;
   uiUrl: string;
+}
+
+/** The banking application (src/demo/app.ts) once a run that moves the writer has ended. */
+export interface DemoAppFollow {
+  /** The region it writes to now. */
+  primary: string;
+  /** The Idempotency-Key the run's tell-app step told it with; null when this run did not tell it. */
+  toldWith: string | null;
+  /** Its last committed write, and the region whose server committed it. */
+  lastWrite: { id: string; region: string } | null;
+  /** That write is in the writer's database (asked there). */
+  inWriter: boolean;
+}
+
+export function formatAppFollow(app: DemoAppFollow, writer: string): string {
+  const told = app.toldWith ? `told by the run (Idempotency-Key ${app.toldWith})` : 'not told by this run';
+  const last = app.lastWrite ? `its last write ${app.lastWrite.id} is ${app.inWriter ? '' : 'NOT '}in ${writer}'s database` : 'no write committed yet';
+  return `application: writes to ${app.primary}, ${told}; ${last}`;
 }
 
 /** A region killed with nobody starting anything: when, and how long until the guardian's run started. */
@@ -71,7 +91,7 @@ export function detectionOf(rec: RunRecord, killedAt: number): Detection {
 
 export function toDemoRun(
   rec: RunRecord,
-  facts: { uiUrl: string; lostWrites: number; writesAcked: number; clientRtoMs: number | undefined; regionsAfter?: DemoRegion[]; killedAt?: number },
+  facts: { uiUrl: string; lostWrites: number; writesAcked: number; clientRtoMs: number | undefined; regionsAfter?: DemoRegion[]; killedAt?: number; app?: DemoAppFollow | null },
 ): DemoRun {
   return {
     workflowId: rec.workflowId,
@@ -95,6 +115,7 @@ export function toDemoRun(
     rpo: rec.rpo ?? null,
     approvals: rec.approvals,
     regionsAfter: facts.regionsAfter ?? [],
+    app: facts.app ?? null,
     ...(rec.error ? { error: rec.error } : {}),
     uiUrl: facts.uiUrl,
   };
@@ -107,6 +128,7 @@ export function formatDemoRun(rec: RunRecord, run: DemoRun): string {
   lines.push(`RTO: ${run.rtoMs ?? '?'} ms (workflow, to verified writes); ${client} (application)`);
   if (run.detection) lines.push(`detection: the guardian started the run ${run.detection.detectedMs} ms after the kill (${run.trigger}); the RTO above includes it`);
   if (run.regionsAfter.length) lines.push(`databases now: ${describeRegions(run.regionsAfter)}`);
+  if (run.app) lines.push(formatAppFollow(run.app, run.status === 'succeeded' ? run.target : (run.source ?? run.target)));
   return lines.join('\n');
 }
 
@@ -207,6 +229,7 @@ export interface DemoFailback {
   trafficAfter: Record<string, number | string>;
   override: { by: string; reason: string } | null;
   regionsAfter: DemoRegion[];
+  app: DemoAppFollow | null;
   error?: string;
   uiUrl: string;
 }
@@ -251,7 +274,7 @@ const weightsOf = (t: TrafficState | undefined): Record<string, number | string>
 
 export function toDemoFailback(
   rec: RunRecord,
-  facts: { uiUrl: string; lostWrites: number; writesAcked: number; trafficBefore?: TrafficState; trafficAfter?: TrafficState; regionsAfter: DemoRegion[] },
+  facts: { uiUrl: string; lostWrites: number; writesAcked: number; trafficBefore?: TrafficState; trafficAfter?: TrafficState; regionsAfter: DemoRegion[]; app?: DemoAppFollow | null },
 ): DemoFailback {
   return {
     workflowId: rec.workflowId,
@@ -266,6 +289,7 @@ export function toDemoFailback(
     trafficAfter: weightsOf(facts.trafficAfter),
     override: rec.failback?.override ?? null,
     regionsAfter: facts.regionsAfter,
+    app: facts.app ?? null,
     ...(rec.error ? { error: rec.error } : {}),
     uiUrl: facts.uiUrl,
   };
@@ -284,5 +308,6 @@ export function formatDemoFailback(rec: RunRecord, f: DemoFailback): string {
   lines.push(`RPO of the failback: ${f.rpo.lostWrites} of ${f.rpo.writesAcked} writes ${f.source ?? '?'} acknowledged during it are missing in ${f.target}${f.rpo.zeroLoss ? ' (fenced, lag confirmed zero)' : ''}`);
   lines.push(`traffic: ${JSON.stringify(f.trafficAfter)} (before the failover: ${JSON.stringify(f.trafficBefore)})`);
   if (f.regionsAfter.length) lines.push(`databases now: ${describeRegions(f.regionsAfter)}`);
+  if (f.app) lines.push(formatAppFollow(f.app, f.status === 'succeeded' ? f.target : (f.source ?? f.target)));
   return lines.join('\n');
 }

@@ -4,7 +4,7 @@
 import type { Client } from '@temporalio/client';
 import type { Config } from '../lib/config/schema';
 import { runUiUrl } from '../present/run';
-import { builtinRunbookPath, loadRunbook } from '../lib/runbooks';
+import { loadServiceRunbook } from '../lib/runbooks';
 import { runWorkflowId } from '../contract/runbook/ids';
 import type { Mode, RunInput, RunRecord } from '../contract/runbook/types';
 import type { DecisionSigner } from '../lib/sign';
@@ -50,7 +50,7 @@ export interface FailoverRun {
 const POLL_MS = 100;
 
 export async function runFailover(client: Client, config: Config, req: FailoverRequest): Promise<FailoverRun> {
-  const input = buildRunInput(config, loadRunbook(builtinRunbookPath('failover')), {
+  const input = buildRunInput(config, await loadServiceRunbook(config, req.service, 'failover'), {
     service: req.service, target: req.target, mode: req.mode, dryRun: false,
     requestedBy: req.requestedBy, trigger: req.trigger, triggeredAt: req.triggeredAt,
   });
@@ -64,7 +64,7 @@ export interface FollowUpRunRequest extends Omit<FailoverRequest, 'target' | 'mo
 
 /** A reconcile or failback run after the service's latest unplanned failover, as `regionshift reconcile|failback` starts it. */
 export async function runFollowUp(client: Client, config: Config, req: FollowUpRunRequest): Promise<FailoverRun> {
-  const input = await buildFollowUpInput(client, config, loadRunbook(builtinRunbookPath(req.kind)), {
+  const input = await buildFollowUpInput(client, config, await loadServiceRunbook(config, req.service, req.kind), {
     service: req.service, requestedBy: req.requestedBy, trigger: req.trigger, ...(req.overrideReason ? { overrideReason: req.overrideReason } : {}),
   });
   return runInput(client, config, input, req);
@@ -77,7 +77,7 @@ export interface DrainRunRequest extends Omit<FailoverRequest, 'target' | 'mode'
 
 /** A drain, or the undrain of the region's latest drain, as `regionshift drain|undrain` starts it. */
 export async function runDrain(client: Client, config: Config, req: DrainRunRequest): Promise<FailoverRun> {
-  const runbook = loadRunbook(builtinRunbookPath(req.kind));
+  const runbook = await loadServiceRunbook(config, req.service, req.kind);
   const drainReq = { service: req.service, region: req.region, requestedBy: req.requestedBy, trigger: req.trigger, triggeredAt: req.triggeredAt };
   const input = req.kind === 'undrain' ? await buildUndrainInput(client, config, runbook, drainReq) : buildDrainInput(config, runbook, drainReq);
   return runInput(client, config, input, req);

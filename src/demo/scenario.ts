@@ -27,6 +27,9 @@ import { waitUntilStreaming } from '../stack/postgres';
 import { createRoute53Activities } from '../../activities/traffic/route53';
 import type { TrafficState } from '../contract/activities';
 import { describeRegions, notFollowing, pairProblem, regionsNow, type DemoRegion } from './topology';
+import { appStatus } from './app';
+import { appUrl } from '../stack/app';
+import type { DemoAppFollow } from './results';
 
 export const DEMO_SERVICE = 'ledger';
 export const DEMO_REQUESTER = 'demo';
@@ -93,12 +96,61 @@ async function lostWrites(load: WriteLoad, service: Service, run: FailoverRun): 
   return { lost: acked.filter((id) => !present.has(id)).length, acked: acked.length };
 }
 
-async function summarise(load: WriteLoad, service: Service, run: FailoverRun, sinceMs: number, killedAt?: number): Promise<DemoRun> {
+async function summarise(config: Config, load: WriteLoad, service: Service, run: FailoverRun, sinceMs: number, killedAt?: number): Promise<DemoRun> {
   const ok = run.record.status === 'succeeded';
   const first = await load.waitForAck(run.record.target, sinceMs, ok ? 15_000 : 0);
   const { lost, acked } = await lostWrites(load, service, run);
   const regionsAfter = await following(service, ok ? run.record.target : (run.record.source ?? run.record.target));
-  return toDemoRun(run.record, { uiUrl: run.uiUrl, lostWrites: lost, writesAcked: acked, clientRtoMs: first ? first.at - sinceMs : undefined, regionsAfter, ...(killedAt !== undefined ? { killedAt } : {}) });
+  const app = await appFollows(config, service, run.record);
+  return toDemoRun(run.record, { uiUrl: run.uiUrl, lostWrites: lost, writesAcked: acked, clientRtoMs: first ? first.at - sinceMs : undefined, regionsAfter, app, ...(killedAt !== undefined ? { killedAt } : {}) });
+}
+
+/** The application writes every 100 ms: once told, its next write lands in the new writer. */
+const APP_FOLLOW_MS = 10_000;
+
+/** The stack's banking application of this service (stack.app), if any. */
+function demoAppUrl(config: Config, service: Service): string | undefined {
+  return config.stack.app?.service === service.name ? appUrl(config) : undefined;
+}
+
+/**
+ * The banking application after a run: the run's tell-app step told it the writer, and its writes
+ * land there, in the writer's own database. Nobody else tells it, so a run that did not reach it
+ * leaves it writing to the old primary.
+ */
+async function appFollows(config: Config, service: Service, rec: RunRecord): Promise<DemoAppFollow | null> {
+  const url = demoAppUrl(config, service);
+  if (!url) return null;
+  const ok = rec.status === 'succeeded';
+  const writer = ok ? rec.target : (rec.source ?? rec.target);
+  const deadline = Date.now() + (ok ? APP_FOLLOW_MS : 0);
+  for (;;) {
+    const st = await appStatus(url).catch((err: Error) => err);
+    if (st instanceof Error) return { primary: `unreachable (${st.message})`, toldWith: null, lastWrite: null, inWriter: false };
+    const told = st.told.find((t) => t.run === rec.runId);
+    const last = st.last;
+    const settled = st.primary === writer && last?.region === writer && (!told || Date.parse(last.at) > Date.parse(told.at));
+    if (settled || Date.now() >= deadline) {
+      const inWriter = last ? await presentIds(nodeOf(service, writer), [last.id]).then((p) => p.has(last.id), () => false) : false;
+      return { primary: st.primary, toldWith: told?.key ?? null, lastWrite: last ? { id: last.id, region: last.region } : null, inWriter };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The demo starts with the application writing home; one that stopped half-way may have left it elsewhere. */
+async function pointAppHome(config: Config, service: Service, say: (line: string) => void): Promise<void> {
+  const url = demoAppUrl(config, service);
+  if (!url) return;
+  const home = service.regions[0]!;
+  const st = await appStatus(url).catch((err: Error) => {
+    throw new Error(`the demo's banking application (stack.app) does not answer on ${url}: ${err.message}; see \`regionshift stack status\` and its log`);
+  });
+  if (st.primary === home) return;
+  const res = await fetch(`${url}/primary`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': `demo-start:${Date.now()}` }, body: JSON.stringify({ primary: home }),
+  });
+  say(`  application: ${(await res.text()).trim()} (an earlier demo left it there)`);
 }
 
 /**
@@ -199,6 +251,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   let load: WriteLoad | undefined;
   try {
     const reset = await prepareStack(ctx, client, service, say);
+    await pointAppHome(config, service, say);
     const db = postgresDatabase(service).regions[home]!;
     await ensureLedger(nodeOf(service, home), db.appUser);
 
@@ -225,7 +278,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       service: service.name, target: away, mode: 'planned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
       approver: { by: DEMO_APPROVER, reason: `demo: planned move to ${away}`, signer }, onProgress: say,
     });
-    show(planned.record, await summarise(load, service, planned, plannedStart));
+    show(planned.record, await summarise(config, load, service, planned, plannedStart));
     const stop = async (why: string): Promise<DemoResult> => {
       say(`\n${why}; the demo stops here`);
       await load!.stop();
@@ -241,7 +294,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       service: service.name, target: home, mode: 'planned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
       approver: { by: DEMO_APPROVER, reason: `demo: planned move back to ${home}`, signer }, onProgress: say,
     });
-    show(back.record, await summarise(load, service, back, backStart));
+    show(back.record, await summarise(config, load, service, back, backStart));
     if (back.record.status !== 'succeeded') return stop(`the planned failover back ${back.record.status}`);
 
     let chapter = 3;
@@ -268,7 +321,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       service: service.name, startedAfter: killed.at, timeoutMs: DETECTION_TIMEOUT_MS,
       approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down`, signer }, onProgress: say,
     });
-    const unplannedRun = await summarise(load, service, unplanned, killed.at, killed.at);
+    const unplannedRun = await summarise(config, load, service, unplanned, killed.at, killed.at);
     show(unplanned.record, unplannedRun);
     if (unplanned.record.status !== 'succeeded') return stop(`the unplanned failover ${unplanned.record.status}`);
     if (unplanned.record.target !== away) return stop(`the guardian failed over to ${unplanned.record.target}, not ${away}: the rest of the story moves between ${home} and ${away}`);
@@ -311,15 +364,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       uiUrl: fb.uiUrl, lostWrites: acked.filter((id) => !present.has(id)).length, writesAcked: acked.length,
       trafficBefore, trafficAfter: await traffic(config, service),
       regionsAfter: await following(service, fb.record.status === 'succeeded' ? home : away),
+      app: await appFollows(config, service, fb.record),
     });
     opts.report?.(`\n${formatDemoFailback(fb.record, failback)}`);
 
     await load.stop();
     const everyStandbyFollows = [...runs, failback].every((r) => notFollowing(r.regionsAfter, r.status === 'succeeded' ? r.target : (r.source ?? r.target)).length === 0);
+    // The application, when the stack runs one, writes where each run left the writer.
+    const appFollowsWriter = [...runs, failback].every((r) => !demoAppUrl(config, service) || (r.app?.primary === (r.status === 'succeeded' ? r.target : r.source) && r.app.inWriter));
     const ok = runs.every((r) => r.status === 'succeeded') && runs.filter((r) => r.mode === 'planned').every((r) => r.lostWrites === 0)
       && drains.every((d) => d.status === 'succeeded')
       && reconciliation.status === 'succeeded' && reconciliation.missingAfter === 0
-      && failback.status === 'succeeded' && failback.rpo.lostWrites === 0 && failback.rpo.zeroLoss && everyStandbyFollows;
+      && failback.status === 'succeeded' && failback.rpo.lostWrites === 0 && failback.rpo.zeroLoss && everyStandbyFollows && appFollowsWriter;
     return { runs, drains, reconciliations, failback, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load), ok };
   } finally {
     await load?.stop();

@@ -10,6 +10,8 @@ import { isAlive, isOurs, logTail } from './process';
 import { readState, type RecordedProcess, type StackState } from './state';
 import { missingSearchAttributes } from './temporal';
 import { CODEC_SERVER, codecServerAnswers, codecServerReady, codecServerUrl } from './codec';
+import { appComponentName, appReady, appUrl } from './app';
+import { appStatus } from '../demo/app';
 import { workerComponentName, workerReady, workerRegions, workerSkipReason } from './workers';
 import { monitoringStatus } from './monitoring/status';
 import { isReplicated, replicatedStatus } from './replicated';
@@ -21,7 +23,7 @@ export type Health = 'up' | 'down' | 'skipped';
 
 export interface ComponentStatus {
   name: string;
-  kind: 'temporal' | 'temporal-ui' | 'moto' | 'postgres' | 'worker' | 'codec-server' | 'prometheus' | 'alertmanager' | 'blackbox' | 'postgres-exporter' | 'intake';
+  kind: 'temporal' | 'temporal-ui' | 'moto' | 'postgres' | 'worker' | 'codec-server' | 'app' | 'prometheus' | 'alertmanager' | 'blackbox' | 'postgres-exporter' | 'intake';
   address: string | null;
   pid: number | null;
   health: Health;
@@ -201,15 +203,38 @@ async function codecServerStatus(ctx: StackContext, state: StackState): Promise<
   return s;
 }
 
+/** The demo application (stack.app), when the config has one. */
+async function demoAppStatus(ctx: StackContext, state: StackState): Promise<ComponentStatus[]> {
+  const app = ctx.config.stack.app;
+  if (!app) return [];
+  const name = appComponentName(app.service);
+  const s: ComponentStatus = { name, kind: 'app', address: appUrl(ctx.config)!, pid: null, health: 'down', service: app.service };
+  const skip = workerSkipReason();
+  if (skip) return [{ ...s, health: 'skipped', detail: skip }];
+  const recorded = state.processes[name];
+  if (recorded) s.log = recorded.log;
+  const rec = liveProcess(state, name);
+  if (!rec) return [{ ...s, detail: await notOursDetail(STACK_HOST, app.port) }];
+  s.pid = rec.pid;
+  if (!appReady(rec)) return [{ ...s, detail: `pid ${rec.pid} runs but has not printed that it is ready` }];
+  try {
+    const st = await appStatus(s.address!);
+    return [{ ...s, health: 'up', detail: `writing to ${st.primary}` }];
+  } catch (err) {
+    return [{ ...s, detail: `pid ${rec.pid} runs but GET /status fails: ${(err as Error).message}` }];
+  }
+}
+
 export async function stackStatus(ctx: StackContext): Promise<StackStatus> {
   const home = ctx.home ?? stateDir();
   const state = readState(home);
-  const [temporal, moto, postgres, codec, monitoring] = await Promise.all([
+  const [temporal, moto, postgres, codec, app, monitoring] = await Promise.all([
     isReplicated(ctx.config) ? replicatedStatus(ctx.config, home, state, (name) => liveProcess(state, name)) : temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx), codecServerStatus(ctx, state),
+    demoAppStatus(ctx, state),
     monitoringStatus(ctx.config, home, ctx.configFile, state, liveProcess),
   ]);
   return {
-    components: [...temporal, moto, ...postgres, ...workerStatus(ctx, state), codec, ...monitoring],
+    components: [...temporal, moto, ...postgres, ...workerStatus(ctx, state), codec, ...app, ...monitoring],
     temporalUi: temporalUiUrl(ctx.config),
     stateDir: home,
     config: ctx.configFile,

@@ -1,10 +1,11 @@
 // A throw-away local stack's files: a folder under os.tmpdir() holding its REGIONSHIFT_HOME,
 // PostgreSQL data directories and a config on free ports, so neither the bench nor the tests
 // touch (or are disturbed by) a stack a developer is using.
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts, isPortFree } from '../lib/net';
+import { REPO_ROOT } from '../lib/paths';
 
 
 export interface TempStackFiles {
@@ -17,6 +18,8 @@ export interface TempStackFiles {
   motoPort: number;
   codecServerPort: number;
   pg: Record<string, { port: number; dataDir: string }>;
+  /** With `app`: the demo application's port (stack.app), which the ledger's own runbooks call. */
+  appPort?: number;
   /** With `monitoring`: the ports of Prometheus, Alertmanager, the intake and the first exporters. */
   monitoring?: { prometheusPort: number; alertmanagerPort: number; intakePort: number; blackboxPort: number; postgresExporterPort: number };
 }
@@ -42,6 +45,11 @@ export interface TempStackOptions {
   monitoring?: boolean;
   /** Services after the ledger, each on PostgreSQL of its own (its first region writes) and its own record. */
   moreServices?: TempService[];
+  /**
+   * Run the demo's banking application (stack.app) on a free port, with the ledger's own failover
+   * and failback runbooks (the shipped runbooks/ledger-*.yaml, calling that port); default off.
+   */
+  app?: boolean;
   /** Top-level config after `services`, as YAML lines (e.g. `evacuation: { maxConcurrent: 2 }`). */
   extra?: string;
   /** replicated: one Temporal cluster per region (stack.controlPlane), each on nine free ports of its own. */
@@ -68,6 +76,23 @@ async function freeRun(count: number, taken: number[]): Promise<number> {
   throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
 }
 
+/** The port the shipped ledger runbooks tell the application on (regionshift.yaml: stack.app.port). */
+const SHIPPED_APP_URL = 'http://127.0.0.1:8235/';
+
+/** The shipped ledger runbooks with the application's URL on `port`, written under `dir`; their paths by kind. */
+function ledgerRunbooks(dir: string, port: number): Record<string, string> {
+  mkdirSync(join(dir, 'runbooks'), { recursive: true });
+  const out: Record<string, string> = {};
+  for (const kind of ['failover', 'failback']) {
+    const shipped = join(REPO_ROOT, 'runbooks', `ledger-${kind}.yaml`);
+    const text = readFileSync(shipped, 'utf8');
+    if (!text.includes(SHIPPED_APP_URL)) throw new Error(`${shipped} no longer calls ${SHIPPED_APP_URL}: update src/stack/temp.ts with it`);
+    out[kind] = `runbooks/ledger-${kind}.yaml`;
+    writeFileSync(join(dir, out[kind]), text.replaceAll(SHIPPED_APP_URL, `http://127.0.0.1:${port}/`));
+  }
+  return out;
+}
+
 /** One service `ledger` on PostgreSQL (the first region writes, the others stream from it) and Route 53 in moto. */
 export async function writeTempStack(opts: TempStackOptions): Promise<TempStackFiles> {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix));
@@ -78,7 +103,7 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   const services: TempService[] = [{ name: 'ledger', regions, ...(opts.weights ? { weights: opts.weights } : {}) }, ...(opts.moreServices ?? [])];
   const nodes = services.reduce((n, svc) => n + svc.regions.length, 0);
   // One call, so no two components get the same port.
-  const singles = await freePorts(4 + nodes + (opts.monitoring ? 3 : 0));
+  const singles = await freePorts(4 + nodes + (opts.monitoring ? 3 : 0) + (opts.app ? 1 : 0));
   const [temporalPort, uiPort, motoPort, codecServerPort] = singles as [number, number, number, number];
   const pgPorts = singles.slice(4, 4 + nodes);
   let monitoring: TempStackFiles['monitoring'];
@@ -106,6 +131,9 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   const clustersYaml = opts.controlPlane === 'replicated'
     ? `, clusters: { ${Object.entries(clusters).map(([r, p]) => `${r}: 127.0.0.1:${p}`).join(', ')} }`
     : '';
+  const appPort = opts.app ? singles[singles.length - 1]! : undefined;
+  const appYaml = appPort ? `, app: { service: ledger, port: ${appPort} }` : '';
+  const runbooks = appPort ? ledgerRunbooks(dir, appPort) : undefined;
   const configFile = join(dir, 'regionshift.yaml');
   const approver = opts.approver ?? 'demo-oncall';
   const blocks = services.map((svc) => {
@@ -115,7 +143,7 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
     const ledger = svc.name === 'ledger';
     const yaml = `  - name: ${svc.name}
     regions: [${svc.regions.join(', ')}]
-${svc.priority !== undefined ? `    priority: ${svc.priority}\n` : ''}    database:
+${ledger && runbooks ? `    runbooks: { ${Object.entries(runbooks).map(([k, v]) => `${k}: ${v}`).join(', ')} }\n` : ''}${svc.priority !== undefined ? `    priority: ${svc.priority}\n` : ''}    database:
       provider: postgres-streaming
       regions:
 ${svc.regions.map((r) => `        ${r}: { host: 127.0.0.1, port: ${pg[r]!.port}, dataDir: pg/${svc.name}-${r} }`).join('\n')}
@@ -134,9 +162,9 @@ ${opts.policy ? `${opts.policy}\n` : ''}      approvers: [{ name: ${approver}, s
     configFile,
     `# ${opts.comment}
 temporal: { address: 127.0.0.1:${temporalPort}, namespace: default, uiUrl: http://127.0.0.1:${uiPort}${clustersYaml} }
-stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${opts.controlPlane === 'replicated' ? ', controlPlane: replicated' : ''}${monitoringYaml} }
+stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${motoPort}, codecServerPort: ${codecServerPort}${opts.controlPlane === 'replicated' ? ', controlPlane: replicated' : ''}${monitoringYaml}${appYaml} }
 services:
 ${blocks.map((b) => b.yaml).join('')}${opts.extra ? `${opts.extra}\n` : ''}`,
   );
-  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg: blocks[0]!.pg, ...(monitoring ? { monitoring } : {}) };
+  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg: blocks[0]!.pg, ...(monitoring ? { monitoring } : {}), ...(appPort ? { appPort } : {}) };
 }

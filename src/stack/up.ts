@@ -26,6 +26,7 @@ import { waitUntil } from './wait';
 import { isReplicated, replicatedPorts, upReplicated } from './replicated';
 import { monitoringPorts, prepareMonitoring, upMonitoring } from './monitoring/up';
 import { upRedis } from './redis';
+import { appArgv, appComponentName, appReady, appUrl } from './app';
 import { workerArgv, workerComponentName, workerEnv, workerReady, workerRegions, workerSkipReason } from './workers';
 
 /** A port the stack needs is taken by a process that is not part of it. */
@@ -72,6 +73,10 @@ async function checkPorts(ctx: StackContext, state: StackState, members: PgMembe
   }
   if (!liveProcess(state, 'moto')) {
     wanted.push({ host: STACK_HOST, port: config.stack.motoPort, component: 'moto', setting: 'stack.motoPort' });
+  }
+  const app = config.stack.app;
+  if (app && !liveProcess(state, appComponentName(app.service)) && !workerSkipReason()) {
+    wanted.push({ host: STACK_HOST, port: app.port, component: appComponentName(app.service), setting: 'stack.app.port' });
   }
   if (!liveProcess(state, CODEC_SERVER) && !workerSkipReason()) {
     wanted.push({ host: STACK_HOST, port: config.stack.codecServerPort, component: CODEC_SERVER, setting: 'stack.codecServerPort' });
@@ -207,6 +212,27 @@ async function upCodecServer(ctx: UpOptions, state: StackState, home: string, co
   }
 }
 
+/** The demo application: it needs only its service's databases, which are up by now. */
+async function upApp(ctx: UpOptions, state: StackState, home: string, service: string): Promise<Outcome> {
+  const name = appComponentName(service);
+  let rec = liveProcess(state, name);
+  let action = 'already running';
+  if (!rec) {
+    ctx.onProgress?.(`starting the demo application on ${appUrl(ctx.config)}…`);
+    rec = { ...(await spawnDetached(appArgv(ctx.configFile), { log: join(home, 'logs', `app-${service}.log`) })), address: appUrl(ctx.config)! };
+    state.processes[name] = rec;
+    writeState(state, home);
+    action = 'started';
+  }
+  const started = rec;
+  try {
+    await waitUntil(async () => appReady(started), { what: name, timeoutMs: WORKER_READY_MS, intervalMs: 250, abort: exitedReason(started) });
+    return { action };
+  } catch (err) {
+    return { action, error: (err as Error).message };
+  }
+}
+
 async function upWorker(ctx: UpOptions, state: StackState, home: string, region: string, codecEnv: Record<string, string>): Promise<Outcome> {
   const name = workerComponentName(region);
   let rec = liveProcess(state, name);
@@ -286,8 +312,10 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     if (!workerSkipReason()) {
       const regions = workerRegions(ctx.config);
       const blocked = temporal.error ? 'not started: temporal is not up' : undefined;
+      const app = ctx.config.stack.app;
       await Promise.all([
         upCodecServer(ctx, state, home, codec.env).then((o) => outcomes.set(CODEC_SERVER, o)),
+        ...(app ? [upApp(ctx, state, home, app.service).then((o) => outcomes.set(appComponentName(app.service), o))] : []),
         ...regions.map(async (region) => {
           const outcome = blocked ? { error: blocked } : await upWorker(ctx, state, home, region, codec.env);
           outcomes.set(workerComponentName(region), outcome);

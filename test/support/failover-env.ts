@@ -1,6 +1,7 @@
 // A whole failover rig made of real parts: the Temporal dev server (the CLI binary the project
 // builds), a PostgreSQL primary and streaming standby, moto for Route 53, and one worker per
-// region plus a control worker, each of which a test can stop and start on its own.
+// region plus a control worker, each of which a test can stop and start on its own. Like
+// workers/region.ts, every worker runs http.call (activities/http.ts) too.
 import { approverEntries, decisionActivities } from './signing';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { Pool } from 'pg';
 import { createRegionActivities, type RegionActivityOptions } from '../../activities';
+import { createHttpActivities } from '../../activities/http';
 import { ensureTrafficRecords } from '../../activities/traffic/route53';
 import { dataConverterFromEnv } from '../../src/lib/codec/env';
 import { Config } from '../../src/lib/config/schema';
@@ -92,7 +94,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   const connection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
   const workers = workerSet();
   const bundle = await testWorkflowBundle();
-  await startControlVersion(connection, bundle, async (v) => workers.run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, activities: decisionActivities(config), ...v })));
+  await startControlVersion(connection, bundle, async (v) => workers.run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, activities: { ...decisionActivities(config), ...createHttpActivities('control') }, ...v })));
 
   const pools = new Map<string, Pool>();
   const fe: FailoverEnv = {
@@ -104,7 +106,7 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     nodes,
     async startRegion(region) {
       if (workers.has(region)) return;
-      workers.run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities: createRegionActivities(config, region, activityOptions) }));
+      workers.run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities: { ...createRegionActivities(config, region, activityOptions), ...createHttpActivities(region) } }));
     },
     stopRegion: (region) => workers.stop(region),
     async restartTemporal() {

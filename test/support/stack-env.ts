@@ -14,7 +14,7 @@ export interface TempStack extends TempStackFiles {
 }
 
 /** The ledger's regions and weights as the test wants them; default two regions, the writer 100, no monitoring. */
-export async function makeTempStack(opts: Pick<TempStackOptions, 'regions' | 'weights' | 'monitoring' | 'policy' | 'serviceExtra'> = {}): Promise<TempStack> {
+export async function makeTempStack(opts: Pick<TempStackOptions, 'regions' | 'weights' | 'monitoring' | 'policy' | 'serviceExtra' | 'app'> = {}): Promise<TempStack> {
   const files = await writeTempStack({ prefix: 'regionshift-stack-', comment: 'written by a test (test/support/stack-env.ts)', ...opts });
   const env = { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile };
   return { ...files, env, remove: () => rmSync(files.dir, { recursive: true, force: true }) };

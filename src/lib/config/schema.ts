@@ -493,6 +493,11 @@ export const Config = z.strictObject({
       motoPort: z.number().int().default(5055),
       /** The codec server the Temporal UI decrypts payloads through (docs/codec.md). */
       codecServerPort: z.number().int().default(8234),
+      /**
+       * The demo's banking application (src/demo/app.ts): it writes to the region it was last told
+       * is primary, told by the service's runbooks through http.call. Absent: `stack up` starts none.
+       */
+      app: z.strictObject({ service: z.string().min(1), port: z.number().int().min(1).max(65535) }).optional(),
       /** Prometheus, Alertmanager and the exporters that close the alarm loop (src/stack/monitoring/). */
       monitoring: z
         .strictObject({
@@ -532,6 +537,13 @@ export const Config = z.strictObject({
     for (const region of new Set(config.services.flatMap((s) => s.regions))) {
       if (!clusters[region]) ctx.addIssue({ code: 'custom', path: ['temporal', 'clusters'], message: `no cluster for region ${region}: list one Temporal cluster per region the services run in (${Object.keys(clusters).join(', ')} listed)` });
     }
+  }
+  const app = config.stack.app;
+  if (app) {
+    const svc = config.services.find((s) => s.name === app.service);
+    // The application writes to the service's databases itself, with the role the config gives it.
+    if (!svc) ctx.addIssue({ code: 'custom', path: ['stack', 'app', 'service'], message: `no service named "${app.service}" (services: ${config.services.map((s) => s.name).join(', ')})` });
+    else if (svc.database.provider !== 'postgres-streaming') ctx.addIssue({ code: 'custom', path: ['stack', 'app', 'service'], message: `service ${app.service} is on ${svc.database.provider}; the demo application writes to postgres-streaming databases only` });
   }
   config.services.forEach((svc, i) => {
     const cls = svc.dataResidency?.class;
