@@ -73,6 +73,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   // attributes set once per change). Patched, asked once before the first command: a run that
   // started before this shipped replays the way it ran.
   const lean = wf.patched('lean-round-trips');
+  // Fewer still: the start is told to the guardian from the worker (no signal whose outcome wakes
+  // the run mid-preflight), the regions are described for the record while the old primary
+  // rejoins (which reports its own state), and the step attribute of an ended run names where it
+  // ended instead of reading "-" (issue 11). Same rule: asked once, before the first command.
+  const leaner = lean && wf.patched('leaner-round-trips');
   const info = wf.workflowInfo();
   const startedMs = Date.now();
   const rec: RunRecord = {
@@ -122,9 +127,17 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   }
 
   let published: { step?: string; source?: string } = {};
+  /** The step a failed run failed at: what its step attribute shows once it has ended. */
+  let failedAt: string | undefined;
+  /** The step the run is at; once it has ended, the one it ended at (the list in the Temporal UI shows it). */
+  function stepShown(): string {
+    if (rec.currentStep) return rec.currentStep;
+    if (!leaner || rec.status === 'running') return '-';
+    return failedAt ?? published.step ?? '-';
+  }
   /** The step table in the run's details, and the search attributes when asked (the default). */
   function publish(attributes = true): void {
-    const now = { step: rec.currentStep ?? '-', source: rec.source };
+    const now = { step: stepShown(), source: rec.source };
     // Each upsert is an event and a visibility write; an unchanged value is not worth either.
     if (attributes && (!lean || now.step !== published.step || now.source !== published.source)) {
       wf.upsertSearchAttributes([
@@ -156,6 +169,10 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   const source = (): string => rec.source ?? refuse('the source region is not known yet: the runbook must start with preflight');
 
   let trafficError = '';
+  /** The old primary as its rejoin left it (workers older than that report leave it out). */
+  let sourceAfter: DbNodeState | undefined;
+  /** The other regions, described for the record while the old primary rejoins (leaner runs). */
+  let othersAfter: Promise<DbNodeState[]> | undefined;
 
   async function preflight(): Promise<void> {
     if (!input.regions.includes(input.target)) refuse(`${input.target} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
@@ -201,9 +218,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   }
 
   /** Each region answers for itself; one that does not pick the task up within seconds is down. */
-  function describeRegions(): Promise<DbNodeState[]> {
+  function describeRegions(regions = input.regions): Promise<DbNodeState[]> {
     return Promise.all(
-      input.regions.map((region) => {
+      regions.map((region) => {
         const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
         return on(region, { scheduleToStartTimeout: knownDown ? '1s' : '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
           .dbDescribe({ service: input.service })
@@ -383,7 +400,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       }
       case 'db.rejoinAsStandby': {
         state.region = source();
-        rec.rejoin = await on(source(), { ...opts, startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m' }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
+        const { state: after, ...rejoin } = await on(source(), { ...opts, startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m' }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
+        rec.rejoin = rejoin;
+        sourceAfter = after;
         state.detail = rec.rejoin.detail ?? `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
         return;
       }
@@ -471,6 +490,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     } catch (err) {
       state.status = 'failed';
       state.error = errorMessage(err);
+      failedAt ??= step.id;
       throw err;
     } finally {
       state.endedAt = iso();
@@ -525,6 +545,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         state.startedAt = iso();
       }
       publish();
+      // The old primary's rejoin, as the run's last step, acts on it alone: the record's view of
+      // every other region is read meanwhile instead of in a round of its own after it.
+      if (leaner && rec.promotion && group.length === 1 && step.action === 'db.rejoinAsStandby' && steps.slice(i + 1).every((s) => !wouldRun(s))) {
+        othersAfter = describeRegions(input.regions.filter((r) => r !== source()));
+      }
       // Every step of a group settles before the run moves on or compensates: an undo must never
       // race the step it undoes.
       const outcomes = await Promise.allSettled(group.map((s) => controls.asking(s, () => runStep(s))));
@@ -537,7 +562,19 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     if (input.dryRun) rec.plan = planOf();
     // The audit record ends with where every region stands (docs/safety.md, invariant 7). Patched: a run that
     // was already past its last step when this shipped must replay without these activities.
-    else if (rec.promotion && wf.patched('topology-after')) rec.topologyAfter = await describeRegions();
+    else if (othersAfter) rec.topologyAfter = await topologyAfterRejoin(othersAfter);
+    else if (rec.promotion && (leaner || wf.patched('topology-after'))) rec.topologyAfter = await describeRegions();
+  }
+
+  /** The regions described during the rejoin, and the old primary as the rejoin reported it (or described now). */
+  async function topologyAfterRejoin(others: Promise<DbNodeState[]>): Promise<DbNodeState[]> {
+    const [described, [src]] = await Promise.all([others, sourceAfter ? Promise.resolve([sourceAfter]) : describeRegions([source()])]);
+    return input.regions.map((r) => (r === source() ? src! : described.find((n) => n.region === r)!));
+  }
+
+  /** Whether a step would run if the run reached it now (runnable, without recording why not). */
+  function wouldRun(step: Step): boolean {
+    return !input.dryRun && step.when.every(holds);
   }
 
   async function compensate(): Promise<void> {
@@ -563,9 +600,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   // The first step sets the attributes in this same workflow task; a run with no step to run sets
   // them at its end.
   publish(!lean);
-  // A signal, not notifyGuardianNow: a local activity would hold the preflight's activities back
-  // until the guardian answered, and the outcome that comes back usually lands while they run.
-  void notifyGuardian(rec);
+  // Leaner runs tell it from the worker, in this first workflow task: the signal's outcome would
+  // wake the run for a workflow task of its own in the middle of the preflight, competing with
+  // the describes' answers. The local activity holds the preflight's commands back for one call
+  // to the server (a few ms).
+  void (leaner ? notifyGuardianNow(rec) : notifyGuardian(rec));
   try {
     await work.run(runSteps);
     rec.status = 'succeeded';
