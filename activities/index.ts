@@ -1,5 +1,5 @@
 import type { Config, Service } from '../src/lib/config/schema';
-import type { CacheActivities, RegionActivities, ServiceRef } from '../src/contract/activities';
+import type { CacheActivities, DbNodeState, RegionActivities, ServiceRef } from '../src/contract/activities';
 import { createCacheActivities } from './cache';
 import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora/index';
 import { createPostgresActivities, type PostgresActivities } from './db/postgres';
@@ -36,16 +36,22 @@ export function createRegionActivities(config: Config, region: string, options: 
     find(service)?.database.provider === 'rds-postgres-replicas' ? (rdsReplicas ??= createRdsReplicaActivities(config, region, options.rds ?? options.aurora)) : undefined;
   const traffic = ({ service }: ServiceRef): ArcActivities | Route53Activities =>
     find(service)?.traffic.provider === 'route53-arc' ? (arc ??= createArcActivities(config)) : (route53 ??= createRoute53Activities(config));
+  const describe = (input: ServiceRef): Promise<DbNodeState> => rds(input)?.dbDescribe(input) ?? (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input));
 
   return {
     ...createReconcileActivities(config, region, { aurora: options.aurora }),
     ...createCacheActivities(config, region, options.rds ?? options.aurora),
-    dbDescribe: (input) => rds(input)?.dbDescribe(input) ?? (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input)),
+    dbDescribe: describe,
     dbFenceWrites: (input) => rds(input)?.dbFenceWrites(input) ?? (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
     dbUnfenceWrites: (input) => rds(input)?.dbUnfenceWrites(input) ?? (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),
     dbWaitForLag: (input) => rds(input)?.dbWaitForLag(input) ?? (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
     dbPromote: (input) => rds(input)?.dbPromote(input) ?? (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
-    dbRejoinAsStandby: (input) => rds(input)?.dbRejoinAsStandby(input) ?? (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)),
+    dbRejoinAsStandby: async (input) => {
+      const rejoin = await (rds(input)?.dbRejoinAsStandby(input) ?? (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)));
+      // The state it ends in goes into the run's record (RejoinResult.state); a failed read is the run's to retry, not a failed rejoin.
+      const state = await describe(input).catch(() => undefined);
+      return state ? { ...rejoin, state } : rejoin;
+    },
     dbFollowWriter: async (input) => {
       const viaRds = rds(input);
       if (viaRds) return viaRds.dbFollowWriter(input);

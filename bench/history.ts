@@ -26,6 +26,12 @@ export interface RunTiming {
    * worker, so this is the overhead that does not move with the machine's load.
    */
   workflowTasks: number;
+  /**
+   * The first workflow task, scheduled → completed: the run's code starting in a control worker.
+   * A worker's first run pays for compiling the bundle and reading its source map here (hundreds
+   * of ms); a warm worker, a few.
+   */
+  firstTaskMs: number;
 }
 
 function ms(e: Event): number {
@@ -58,13 +64,16 @@ export function timingOf(history: History): RunTiming {
   let queuedMs = 0;
   let workflowTaskMs = 0;
   let workflowTasks = 0;
+  let firstTaskMs = 0;
   for (const e of history.events ?? []) {
     if (e.activityTaskScheduledEventAttributes || e.workflowTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e));
     const activityStart = e.activityTaskStartedEventAttributes?.scheduledEventId;
     if (activityStart) queuedMs += ms(e) - (scheduled.get(String(activityStart)) ?? ms(e));
     const wfTaskDone = e.workflowTaskCompletedEventAttributes?.scheduledEventId;
     if (wfTaskDone) {
-      workflowTaskMs += ms(e) - (scheduled.get(String(wfTaskDone)) ?? ms(e));
+      const took = ms(e) - (scheduled.get(String(wfTaskDone)) ?? ms(e));
+      if (workflowTasks === 0) firstTaskMs = took;
+      workflowTaskMs += took;
       workflowTasks++;
     }
     if (e.workflowExecutionStartedEventAttributes) start = ms(e);
@@ -81,7 +90,7 @@ export function timingOf(history: History): RunTiming {
   if (start === undefined || end === undefined) throw new Error('the history has no start or no close: is the run still going?');
   const wallMs = Math.round(end - start);
   const providerMs = Math.round(unionMs(intervals));
-  return { wallMs, providerMs, overheadMs: wallMs - providerMs, activities: intervals.length, queuedMs: Math.round(queuedMs), workflowTaskMs: Math.round(workflowTaskMs), workflowTasks };
+  return { wallMs, providerMs, overheadMs: wallMs - providerMs, activities: intervals.length, queuedMs: Math.round(queuedMs), workflowTaskMs: Math.round(workflowTaskMs), workflowTasks, firstTaskMs: Math.round(firstTaskMs) };
 }
 
 export async function runTiming(client: Client, workflowId: string, runId: string): Promise<RunTiming> {

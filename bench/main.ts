@@ -62,7 +62,7 @@ function meets(c: Check): boolean {
 
 function checkLine(c: Check): string[] {
   const s = medianOf(c);
-  const unit = c.unit === '×' ? '×' : ' ms';
+  const unit = c.unit === '×' ? '×' : c.unit === 'count' ? '' : ' ms';
   const figure = s.n ? `median ${s.median}${unit} (min ${s.min}, max ${s.max}, ${s.n} runs)` : 'no successful run';
   const targets = [c.targetMax !== undefined ? `< ${c.targetMax}${unit}` : '', c.targetMin !== undefined ? `≥ ${c.targetMin}${unit}` : ''].filter(Boolean);
   const verdict = targets.length === 0 ? 'no target set' : `target ${targets.join(' and ')}: ${meets(c) ? 'PASS' : 'FAIL'}`;

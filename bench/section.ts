@@ -44,8 +44,8 @@ export interface Check {
   targetMax?: number;
   /** Lower bound the median must reach (a speedup); absent when no such target is set. */
   targetMin?: number;
-  /** What a sample counts: milliseconds (the default) or a ratio (×, kept to two decimals). */
-  unit?: 'ms' | '×';
+  /** What a sample counts: milliseconds (the default), a ratio (×, kept to two decimals) or things counted (a bare number). */
+  unit?: 'ms' | '×' | 'count';
   /** The command that measures this figure again. */
   reproduce: string;
 }

@@ -26,6 +26,7 @@ import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/contract/runb
 import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/lib/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
 import { Compensations } from '../workflows/compensation';
+import { SA } from '../workflows/search-attributes';
 import { FENCE_LSN, outcome, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
@@ -384,7 +385,10 @@ describe.concurrent('the runbook interpreter', () => {
       r.fleet.answer(r.source, 'dbUnfenceWrites', async () => {
         throw ApplicationFailure.nonRetryable(`${r.source} does not answer`, 'Unreachable');
       });
-      const { rec, result } = await outcome(await r.start(r.input()));
+      const handle = await r.start(r.input());
+      const { rec, result } = await outcome(handle);
+      // The Temporal UI's list shows where it failed: the write probe, though it ran alongside the shift.
+      expect((await handle.describe()).typedSearchAttributes.get(SA.step)).toBe(idOf('app.verifyWrites'));
       expect(result).toBe(FAILURE.failed);
       expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([`${r.target}.trafficRestore`, `${r.source}.dbUnfenceWrites`]);
       expect(rec.compensation!.undone).toEqual([`restore traffic records of ${r.service}: ${r.source} 100, ${r.target} 0`]);
@@ -432,13 +436,36 @@ describe.concurrent('the runbook interpreter', () => {
       // The end is told from the worker (a local activity's marker), not by a signal whose outcome would need a workflow task of its own.
       const types = events.map((e) => Object.keys(e).find((k) => k.endsWith('EventAttributes')));
       expect(types.filter((t) => t === 'signalExternalWorkflowExecutionInitiatedEventAttributes')).toHaveLength(1);
-      expect(types.slice(-3)).toEqual(['upsertWorkflowSearchAttributesEventAttributes', 'markerRecordedEventAttributes', 'workflowExecutionCompletedEventAttributes']);
-      // One upsert of the step attribute per step that ran, and one at the end: none repeats a value.
+      expect(types.slice(-2)).toEqual(['markerRecordedEventAttributes', 'workflowExecutionCompletedEventAttributes']);
+      // One upsert of the step attribute per step that ran, none at the end: an ended run's shows
+      // the step it ended at (issue 11: it read "-" in the Temporal UI's list).
       const stepValues = events.flatMap((e) => {
         const v = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.RegionshiftStep?.data;
         return v ? [JSON.parse(Buffer.from(v).toString()) as string] : [];
       });
-      expect(stepValues).toEqual([...rec.steps.filter((s) => s.status === 'done' && s.id !== idOf('app.verifyWrites')).map((s) => s.id), '-']);
+      const ran = rec.steps.filter((s) => s.status === 'done' && s.id !== idOf('app.verifyWrites')).map((s) => s.id);
+      expect(stepValues).toEqual(ran);
+      expect((await handle.describe()).typedSearchAttributes.get(SA.step)).toBe(idOf('db.rejoinAsStandby'));
+      // The record's last view of the regions is read while the old primary rejoins (which reports
+      // its own state): the target is described in the rejoin's workflow task, the source not again.
+      const rejoinTask = scheduledBy('dbRejoinAsStandby');
+      const describes = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'dbDescribe').map((e) => e.activityTaskScheduledEventAttributes!.workflowTaskCompletedEventId!.toString());
+      expect(describes.filter((t) => t === rejoinTask)).toHaveLength(1);
+      expect(r.fleet.log('dbDescribe', 'dbRejoinAsStandby')).toEqual(expect.arrayContaining([`${r.target}.dbDescribe`, `${r.source}.dbRejoinAsStandby`]));
+      expect(r.fleet.callsTo('dbDescribe', r.source)).toHaveLength(1);
+      expect(rec.topologyAfter!.map((n) => n.region)).toEqual([r.source, r.target]);
+      expect(rec.topologyAfter![0]).toEqual({ region: r.source, reachable: true, role: 'standby', timeline: 2, lsn: '0/3000200', streamingFrom: `db.${r.target}.regionshift.test:5432` });
+      expect(rec.rejoin).not.toHaveProperty('state');
+    });
+
+    it('an old primary whose worker does not report its state after the rejoin is described after it', async (ctx) => {
+      const r = await rig(ctx, 'rejoin-without-state');
+      r.fleet.answer(r.source, 'dbRejoinAsStandby', async (i) => ({ region: r.source, rejoined: true, rewound: false, streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432` }));
+      const { rec, result } = await outcome(await r.start(r.input()));
+      expect(result).toBe('succeeded');
+      const [rejoin] = r.fleet.callsTo('dbRejoinAsStandby', r.source);
+      expect(r.fleet.callsTo('dbDescribe', r.source).filter((c) => c.started > rejoin!.ended!)).toHaveLength(1);
+      expect(rec.topologyAfter!.map((n) => n.region)).toEqual([r.source, r.target]);
     });
 
     it('a planned run recorded before the round trips were cut replays with this code', async () => {

@@ -73,10 +73,10 @@ async function preflight(run: RunState): Promise<void> {
 }
 
 /** Each region answers for itself; one that does not pick the task up within seconds is down. */
-export function describeRegions(run: RunState): Promise<DbNodeState[]> {
+export function describeRegions(run: RunState, regions = run.input.regions): Promise<DbNodeState[]> {
   const { input, rec } = run;
   return Promise.all(
-    input.regions.map((region) => {
+    regions.map((region) => {
       const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
       return regionIn(region, { scheduleToStartTimeout: knownDown ? '1s' : '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
         .dbDescribe({ service: input.service })
@@ -267,7 +267,9 @@ export async function runAction(run: RunState, step: Step & { action: ActionName
     }
     case 'db.rejoinAsStandby': {
       state.region = run.source();
-      rec.rejoin = await regionIn(run.source(), { ...opts, startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m' }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
+      const { state: after, ...rejoin } = await regionIn(run.source(), { ...opts, startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m' }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
+      rec.rejoin = rejoin;
+      run.sourceAfter = after;
       state.detail = rec.rejoin.detail ?? `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
       return;
     }

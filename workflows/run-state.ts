@@ -3,7 +3,7 @@
 // (workflows/runbook.ts) and the actions (workflows/actions.ts) read and change it.
 import * as wf from '@temporalio/workflow';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
-import type { RegionActivities } from '../src/contract/activities';
+import type { DbNodeState, RegionActivities } from '../src/contract/activities';
 import { ACTIONS, isCustomAction, type ActionName, type ActionSpec, type Condition } from '../src/contract/runbook/catalog';
 import { runDetails } from '../src/contract/runbook/details';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
@@ -43,8 +43,20 @@ export class RunState {
    * started before this shipped replays the way it ran.
    */
   readonly lean = wf.patched('lean-round-trips');
+  /**
+   * Fewer still: the regions are described for the record while the old primary rejoins (which
+   * reports its own state), and the step attribute of an ended run names where it ended instead
+   * of reading "-". Same rule: asked once, before the first command.
+   */
+  readonly leaner = this.lean && wf.patched('leaner-round-trips');
   readonly compensations: Compensations;
   private published: { step?: string; source?: string } = {};
+  /** The step a failed run failed at: what its step attribute shows once it has ended. */
+  failedAt: string | undefined;
+  /** The old primary as its rejoin left it (workers older than that report leave it out). */
+  sourceAfter: DbNodeState | undefined;
+  /** The other regions, described for the record while the old primary rejoins (leaner runs). */
+  othersAfter: Promise<DbNodeState[]> | undefined;
 
   constructor(readonly input: RunInput) {
     const info = wf.workflowInfo();
@@ -87,10 +99,17 @@ export class RunState {
     return this.input.triggeredAt ?? this.startedMs;
   }
 
+  /** The step the run is at; once it has ended, the one it ended at (the list in the Temporal UI shows it). */
+  private stepShown(): string {
+    if (this.rec.currentStep) return this.rec.currentStep;
+    if (!this.leaner || this.rec.status === 'running') return '-';
+    return this.failedAt ?? this.published.step ?? '-';
+  }
+
   /** The step table in the run's details, and the search attributes when asked (the default). */
   publish(attributes = true): void {
     const rec = this.rec;
-    const now = { step: rec.currentStep ?? '-', source: rec.source };
+    const now = { step: this.stepShown(), source: rec.source };
     // Each upsert is an event and a visibility write; an unchanged value is not worth either.
     if (attributes && (!this.lean || now.step !== this.published.step || now.source !== this.published.source)) {
       wf.upsertSearchAttributes([

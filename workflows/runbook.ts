@@ -8,6 +8,7 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/common';
 import { isCustomAction, type ActionName, type ActionSpec } from '../src/contract/runbook/catalog';
 import { durationMs } from '../src/contract/runbook/duration';
+import type { DbNodeState } from '../src/contract/activities';
 import type { AttachedAlarm, RunInput, RunRecord, Step } from '../src/contract/runbook/types';
 import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { RunDecisions } from './approvals';
@@ -64,6 +65,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     } catch (err) {
       state.status = 'failed';
       state.error = errorMessage(err);
+      run.failedAt ??= step.id;
       throw err;
     } finally {
       state.endedAt = iso();
@@ -118,6 +120,11 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         state.startedAt = iso();
       }
       publish();
+      // The old primary's rejoin, as the run's last step, acts on it alone: the record's view of
+      // every other region is read meanwhile instead of in a round of its own after it.
+      if (run.leaner && rec.promotion && group.length === 1 && step.action === 'db.rejoinAsStandby' && steps.slice(i + 1).every((s) => !wouldRun(s))) {
+        run.othersAfter = describeRegions(run, input.regions.filter((r) => r !== run.source()));
+      }
       // Every step of a group settles before the run moves on or compensates: an undo must never
       // race the step it undoes.
       const outcomes = await Promise.allSettled(group.map((s) => controls.asking(s, () => runStep(s))));
@@ -130,7 +137,19 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     if (input.dryRun) rec.plan = planOf(run);
     // The audit record ends with where every region stands (docs/safety.md, invariant 7). Patched: a run that
     // was already past its last step when this shipped must replay without these activities.
-    else if (rec.promotion && wf.patched('topology-after')) rec.topologyAfter = await describeRegions(run);
+    else if (run.othersAfter) rec.topologyAfter = await topologyAfterRejoin(run.othersAfter);
+    else if (rec.promotion && (run.leaner || wf.patched('topology-after'))) rec.topologyAfter = await describeRegions(run);
+  }
+
+  /** The regions described during the rejoin, and the old primary as the rejoin reported it (or described now). */
+  async function topologyAfterRejoin(others: Promise<DbNodeState[]>): Promise<DbNodeState[]> {
+    const [described, [src]] = await Promise.all([others, run.sourceAfter ? Promise.resolve([run.sourceAfter]) : describeRegions(run, [run.source()])]);
+    return input.regions.map((r) => (r === run.source() ? src! : described.find((n) => n.region === r)!));
+  }
+
+  /** Whether a step would run if the run reached it now (runnable, without recording why not). */
+  function wouldRun(step: Step): boolean {
+    return !input.dryRun && step.when.every((c) => run.holds(c));
   }
 
   // The first step sets the attributes in this same workflow task; a run with no step to run sets
@@ -138,6 +157,7 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   publish(!run.lean);
   // A signal, not notifyGuardianNow: a local activity would hold the preflight's activities back
   // until the guardian answered, and the outcome that comes back usually lands while they run.
+  // (Measured: its workflow task is one fewer, but the first task, on the critical path, grew.)
   void notifyGuardian(rec);
   try {
     await work.run(runSteps);

@@ -119,6 +119,12 @@ export interface RejoinResult {
   streamingFrom: string;
   /** What the provider found or could not do, when `rejoined` alone does not say it. */
   detail?: string;
+  /**
+   * dbRejoinAsStandby: the node as it stands once rejoined (dbDescribe's answer), for the run's
+   * record of where every region ended, so the run needs no round of describes after the rejoin.
+   * Absent when the describe failed (the run then describes it itself).
+   */
+  state?: DbNodeState;
 }
 
 export interface VerifyWritesResult {

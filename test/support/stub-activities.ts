@@ -120,7 +120,11 @@ export class StubFleet {
       dbUnfenceWrites: async () => ({ region, unfenced: true, detail: `writes open again in ${region}` }),
       dbWaitForLag: async (i) => ({ region, replayedLsn: i.sourceLsn, initialLagBytes: 0, waitedMs: 3 }),
       dbPromote: async () => ({ region, promoted: true, alreadyPrimary: false, timeline: 2, lsn: '0/3000200', method: 'pg_promote', before: this.node(region) }),
-      dbRejoinAsStandby: async (i) => ({ region, rejoined: true, rewound: false, streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432` }),
+      // As the region workers answer: with the state the rejoin left the node in (activities/index.ts).
+      dbRejoinAsStandby: async (i) => ({
+        region, rejoined: true, rewound: false, streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432`,
+        state: { region, reachable: true, role: 'standby', timeline: 2, lsn: '0/3000200', streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432` },
+      }),
       dbFollowWriter: async (i) => ({ region, rejoined: true, rewound: false, how: 'reload', streamingFrom: `db.${i.primaryRegion ?? this.target}.regionshift.test:5432` }),
       dbVerifyWrites: async () => ({ region, ok: true, latencyMs: 4 }),
       dbPreserve: async () => ({ region, preserved: true, detail: `kept the old primary of ${region}` }),
