@@ -8,6 +8,7 @@
 // 10,000 transactions on the primary that never reach the standby; the primary killed and an
 // unplanned failover; 1,000 transactions in the new primary; the old one back read-only; then
 // `reconcile` as the CLI runs it.
+import { availableParallelism, loadavg } from 'node:os';
 import { standInSigner } from '../src/demo/approver';
 import { Client as PgClient } from 'pg';
 import { reconcileConfigOf } from '../src/lib/config/reconcile';
@@ -107,6 +108,8 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
   }
   await reviveRegion(sctx, service, home);
 
+  // The machine may be shared: the load when the run started says how far to trust its timings.
+  const loadAvg1m = Math.round(loadavg()[0]! * 10) / 10;
   const rc = await runFollowUp(ctx.client, ctx.config, { kind: 'reconcile', service: service.name, requestedBy: 'bench', trigger: 'bench' });
   const rec = rc.record;
   if (rec.status !== 'succeeded') {
@@ -123,10 +126,10 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
     entries,
     diverged: DIVERGED, lost: rep.txn['only-old'], onlyNew: rep.txn['only-new'], reapplied: rep.applied.transactions, cases: rep.cases.opened,
     rowsRead: rec.reconciliation!.classify!.read,
-    generateMs: genMs, replicateMs, runId: rec.runId,
+    generateMs: genMs, replicateMs, runId: rec.runId, loadAvg1m, cpus: availableParallelism(),
     classifyPhases: rec.reconciliation!.classify!.phases ?? {}, applyPhases: rec.reconciliation!.apply!.phases ?? {},
   };
-  say(`  [${label}] reconciled ${rep.txn['only-old']} lost transactions: classify ${classifyMs} ms + apply ${applyMs} ms = ${classifyMs + applyMs} ms (verify ${figures.verifyMs} ms, off the critical path)`);
+  say(`  [${label}] reconciled ${rep.txn['only-old']} lost transactions: classify ${classifyMs} ms + apply ${applyMs} ms = ${classifyMs + applyMs} ms (verify ${figures.verifyMs} ms, off the critical path; load average ${loadAvg1m} on ${availableParallelism()} CPUs)`);
   say(`    classify: ${JSON.stringify(figures.classifyPhases)}; apply: ${JSON.stringify(figures.applyPhases)}`);
   // The verify step also checksums the mutable tables (by key, outside the window's keys); the
   // side-by-side comparison below is over the append-only tables, which the naive diff can page.
@@ -195,7 +198,7 @@ export const reconcileSection: BenchSection = {
       }
       out.checks.push({
         path: entries === 10_000_000 ? 'reconcile.tenMillion.ms' : `reconcile.${entries === 1_000_000 ? 'oneMillion' : key}.ms`,
-        what: `classify + apply of ${DIVERGED} diverged transactions in a ${entries.toLocaleString('en')}-entry ledger (also reconcile.${key}.ms)`,
+        what: `classify + apply of ${DIVERGED} diverged transactions in a ${entries.toLocaleString('en')}-entry ledger (also reconcile.${key}.ms; 1-minute load average ${f.loadAvg1m} on ${f.cpus} CPUs when it ran)`,
         samples: [f.ms as number], targetMax: entries === 10_000_000 ? TARGET_10M_MS : 5_000, reproduce: reproduce(entries > 1_000_000),
       });
     }

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { ReconcileConfig } from '../../src/lib/config/reconcile';
 import type { ProposedTxn } from '../../src/contract/reconcile';
-import { insertableColumns, q, qTable, ReconcileFailure } from './db';
+import { insertableColumns, probeRows, q, qTable, ReconcileFailure } from './db';
 import type { StateMove } from './rules';
 
 export interface BookedTxns {
@@ -243,7 +243,7 @@ export async function checkInvariants(
   const e = cfg.entries;
   if (booked.txnIds.length > 0) {
     const n = Number((await c.query<{ n: string }>(
-      `SELECT count(*) AS n FROM ${qTable(e.table)} WHERE ${q(e.txnId)} = ANY($1::uuid[])`, [booked.txnIds],
+      `SELECT count(*) AS n FROM ${probeRows(e.table, e.txnId, '$1', 'uuid', '1 AS one')}`, [booked.txnIds],
     )).rows[0]!.n);
     if (n !== booked.expectedEntries) {
       throw ApplicationFailure.nonRetryable(

@@ -10,7 +10,7 @@ import type { MutableTable, ReconcileConfig } from '../../src/lib/config/reconci
 import type { Config } from '../../src/lib/config/schema';
 import type { ClassifyInput, ClassifyResult, Divergence, ReconcileHandoff } from '../../src/contract/reconcile';
 import { errorMessage, isLsn } from '../db/sql';
-import { laps, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode, type RcNode } from './db';
+import { laps, probeRows, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode, type RcNode } from './db';
 import { classify, type Classification, type EntryRow, type JournalRow, type StateRow } from './rules';
 import { appendAudit, ensureStore } from './store';
 
@@ -122,7 +122,7 @@ async function walkBack(cfg: ReconcileConfig, oldC: Client, newC: Client, lastWr
     read += rows.length;
     if (rows.length === 0) return { from: new Date(0).toISOString(), read };
     const present = new Set(
-      (await newC.query<{ id: string }>(`SELECT ${q(j.id)}::text AS id FROM ${qTable(j.table)} WHERE ${q(j.id)} = ANY($1::uuid[])`, [rows.map((r) => r.id)])).rows.map((r) => r.id),
+      (await newC.query<{ id: string }>(`SELECT p.id FROM ${probeRows(j.table, j.id, '$1', 'uuid', `x.${q(j.id)}::text AS id`)}`, [rows.map((r) => r.id)])).rows.map((r) => r.id),
     );
     for (const r of rows) if (!present.has(r.id)) earliestMissing = Math.min(earliestMissing ?? Infinity, Date.parse(r.at));
     const bound = (earliestMissing ?? (lastWrite ? Date.parse(lastWrite) : Date.parse(rows[0]!.at))) - marginMs;
@@ -146,8 +146,10 @@ async function readEntries(c: Client, cfg: ReconcileConfig, txnIds: string[]): P
   const out = new Map<string, EntryRow[]>();
   if (txnIds.length === 0) return out;
   const { rows } = await c.query<{ txn: string; key: string; account: string; amount: string; row: Record<string, unknown> }>(
-    `SELECT e.${q(e.txnId)}::text AS txn, e.${q(e.idempotencyKey)}::text AS key, e.${q(e.account)}::text AS account, e.${q(e.amount)}::text AS amount, to_jsonb(e) AS row
-       FROM ${qTable(e.table)} e WHERE e.${q(e.txnId)} = ANY($1::uuid[]) ORDER BY e.${q(e.idempotencyKey)}`,
+    `SELECT p.txn, p.key, p.account, p.amount, p.row
+       FROM ${probeRows(e.table, e.txnId, '$1', 'uuid', `x.${q(e.txnId)}::text AS txn, x.${q(e.idempotencyKey)}::text AS key, x.${q(e.account)}::text AS account,
+                                                        x.${q(e.amount)}::text AS amount, to_jsonb(x) AS row, x.${q(e.idempotencyKey)} AS k`)}
+      ORDER BY p.k`,
     [txnIds],
   );
   for (const r of rows) out.set(r.txn, [...(out.get(r.txn) ?? []), { txnId: r.txn, key: r.key, account: r.account, amount: Number(r.amount), row: r.row }]);
@@ -232,7 +234,7 @@ export function createClassify(config: Config, region: string) {
           // The new side: the same ids wherever they are (a retry after the failover), and how many
           // others it wrote over the window.
           const byId = new Map((await newC.query<RawJournal>(
-            `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.id)} = ANY($1::uuid[])`,
+            `SELECT p.* FROM ${probeRows(j.table, j.id, '$1', 'uuid', `${journalSelect(cfg, 'x')}, to_jsonb(x) AS row`)}`,
             [oldIds],
           )).rows.map((r) => [r.id, toJournal(r)]));
           // A widened pass counts only what it adds before the earlier window (see rules.ts countBefore).
@@ -241,7 +243,8 @@ export function createClassify(config: Config, region: string) {
           )).rows[0]?.from ?? undefined : undefined;
           const windowEnd = before ?? new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
           const others = Number((await newC.query<{ n: string }>(
-            `SELECT count(*) AS n FROM ${qTable(j.table)} WHERE ${q(j.committedAt)} >= $1::timestamptz AND ${q(j.committedAt)} ${before ? '<' : '<='} $2::timestamptz AND NOT (${q(j.id)} = ANY($3::uuid[]))`,
+            `SELECT count(*) AS n FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz AND j.${q(j.committedAt)} ${before ? '<' : '<='} $2::timestamptz
+                AND NOT EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS o(id) WHERE o.id = j.${q(j.id)})`,
             [from, windowEnd, oldIds],
           )).rows[0]!.n);
           return { byId, before, others };
@@ -260,7 +263,7 @@ export function createClassify(config: Config, region: string) {
         const lostKeys = notReplicated.filter((o) => !newById.has(o.id)).flatMap((o) => (oldEntries.get(o.id) ?? []).map((e) => e.key));
         const e = cfg.entries;
         const takenKeys = new Map((await newC.query<{ key: string; txn: string }>(
-          `SELECT ${q(e.idempotencyKey)}::text AS key, ${q(e.txnId)}::text AS txn FROM ${qTable(e.table)} WHERE ${q(e.idempotencyKey)} = ANY($1::uuid[])`,
+          `SELECT p.key, p.txn FROM ${probeRows(e.table, e.idempotencyKey, '$1', 'uuid', `x.${q(e.idempotencyKey)}::text AS key, x.${q(e.txnId)}::text AS txn`)}`,
           [lostKeys],
         )).rows.map((r) => [r.key, r.txn]));
 

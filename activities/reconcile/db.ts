@@ -193,6 +193,20 @@ export function qTable(name: string): string {
 
 export const q = quoteIdent;
 
+/**
+ * A FROM item: the rows of `table` (alias x inside `select`) whose `column` equals one of the
+ * values of `param` (an array of `type`), found by one index probe per distinct value, in value
+ * order, so the work follows the number of values, not the size of the table. `column = ANY($n)`
+ * gives the same rows, but the planner estimates it element by element (about a tenth of a second
+ * for 20,000 values) and, for a few thousand values, judges a scan of the whole table cheaper: at
+ * 10,000,000 entries that scan is most of reconciliation's time. OFFSET 0 keeps the lateral
+ * subquery from being flattened into a join the planner could hash over the table again.
+ */
+export function probeRows(table: string, column: string, param: string, type: string, select = 'x.*'): string {
+  return `(SELECT DISTINCT v FROM unnest(${param}::${type}[]) AS u(v) WHERE v IS NOT NULL ORDER BY v) AS w
+          CROSS JOIN LATERAL (SELECT ${select} FROM ${qTable(table)} x WHERE x.${q(column)} = w.v OFFSET 0) AS p`;
+}
+
 /** Columns a copied row may be inserted with: not serial, identity or generated (those are the new side's own). */
 export async function insertableColumns(c: Client, table: string): Promise<string[]> {
   const { rows } = await c.query<{ name: string }>(
