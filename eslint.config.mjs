@@ -9,7 +9,10 @@ const NODE_BUILTINS = [...builtinModules, ...builtinModules.map((m) => `node:${m
 /** Workflow code runs in Temporal's sandbox and is replayed: no Node, no I/O, no SDK parts that do I/O. */
 const DETERMINISTIC = {
   paths: [
-    ...NODE_BUILTINS.map((name) => ({ name, message: 'workflow code is replayed in a sandbox: no Node built-ins (do it in an activity)' })),
+    ...NODE_BUILTINS.map((name) => ({
+      name,
+      message: 'workflow code is replayed in a sandbox: no Node built-ins (do it in an activity)',
+    })),
     { name: '@temporalio/client', message: 'workflow code talks to Temporal through @temporalio/workflow only' },
     { name: '@temporalio/worker', message: 'workflow code talks to Temporal through @temporalio/workflow only' },
     { name: '@temporalio/activity', message: 'workflow code talks to Temporal through @temporalio/workflow only' },
@@ -34,11 +37,19 @@ function into(dirs) {
 const ENTRY_POINTS = ['cli', 'slack', 'intake', 'stack', 'demo', 'build'];
 const NO_ENTRY_POINTS = {
   group: into(ENTRY_POINTS),
-  message: 'entry points (cli, slack, intake, stack, demo, build) import the contract, the libraries and the presentation, never the other way round',
+  message:
+    'entry points (cli, slack, intake, stack, demo, build) import the contract, the libraries and the presentation, never the other way round',
 };
-const NO_PRESENTATION = { group: into(['present']), message: 'presentation (src/present) is for the entry points: the contract and the libraries do not print' };
+const NO_PRESENTATION = {
+  group: into(['present']),
+  message: 'presentation (src/present) is for the entry points: the contract and the libraries do not print',
+};
 /** The contract is the deterministic core: it may name library types (the config's shape), never run library code. */
-const LIBRARY_TYPES_ONLY = { group: into(['lib']), allowTypeImports: true, message: 'the contract (src/contract) is replayed with workflow code: library types only, never library code' };
+const LIBRARY_TYPES_ONLY = {
+  group: into(['lib']),
+  allowTypeImports: true,
+  message: 'the contract (src/contract) is replayed with workflow code: library types only, never library code',
+};
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.regionshift/**', 'test/fixtures/**'] },
@@ -52,17 +63,23 @@ export default tseslint.config(
       'no-unreachable': 'error',
       'no-self-compare': 'error',
       'no-unsafe-finally': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
     },
   },
   {
     // Workflow code and the contract it shares with the activities.
     files: ['workflows/**/*.ts', 'src/contract/**/*.ts'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', {
-        paths: DETERMINISTIC.paths,
-        patterns: [...DETERMINISTIC.patterns, NO_ENTRY_POINTS, NO_PRESENTATION, LIBRARY_TYPES_ONLY],
-      }],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: DETERMINISTIC.paths,
+          patterns: [...DETERMINISTIC.patterns, NO_ENTRY_POINTS, NO_PRESENTATION, LIBRARY_TYPES_ONLY],
+        },
+      ],
     },
   },
   {

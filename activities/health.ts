@@ -1,11 +1,17 @@
 // The health watcher's activity: Route 53 GetHealthCheckStatus, run by the intake process's worker
 // on task queue regionshift.intake (the watcher workflow is in workflows/guardian.ts).
-import { GetHealthCheckStatusCommand, Route53Client, type GetHealthCheckStatusCommandOutput } from '@aws-sdk/client-route-53';
+import {
+  GetHealthCheckStatusCommand,
+  Route53Client,
+  type GetHealthCheckStatusCommandOutput,
+} from '@aws-sdk/client-route-53';
 import type { HealthObservation } from '../src/contract/guardian/health-verdict';
 import type { HealthActivities } from '../src/contract/guardian/types';
 
 /** The SDK's answer reduced to what the verdict reads. */
-export function observationsOf(out: Pick<GetHealthCheckStatusCommandOutput, 'HealthCheckObservations'>): HealthObservation[] {
+export function observationsOf(
+  out: Pick<GetHealthCheckStatusCommandOutput, 'HealthCheckObservations'>,
+): HealthObservation[] {
   return (out.HealthCheckObservations ?? []).map((o) => ({
     region: o.Region,
     status: o.StatusReport?.Status,
@@ -13,7 +19,10 @@ export function observationsOf(out: Pick<GetHealthCheckStatusCommandOutput, 'Hea
   }));
 }
 
-type Send = (healthCheckId: string, endpointUrl?: string) => Promise<Pick<GetHealthCheckStatusCommandOutput, 'HealthCheckObservations'>>;
+type Send = (
+  healthCheckId: string,
+  endpointUrl?: string,
+) => Promise<Pick<GetHealthCheckStatusCommandOutput, 'HealthCheckObservations'>>;
 
 /** Activities of the intake worker; `send` is replaceable so tests can feed SDK-level answers. */
 export function createHealthActivities(send?: Send, env: NodeJS.ProcessEnv = process.env): HealthActivities {
@@ -26,7 +35,9 @@ export function createHealthActivities(send?: Send, env: NodeJS.ProcessEnv = pro
         region: 'us-east-1',
         ...(endpointUrl ? { endpoint: endpointUrl } : {}),
         // Same rule as the traffic provider: moto needs some credentials, real ones are used as they are.
-        ...(endpointUrl && !env.AWS_ACCESS_KEY_ID ? { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } } : {}),
+        ...(endpointUrl && !env.AWS_ACCESS_KEY_ID
+          ? { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } }
+          : {}),
       });
       clients.set(key, client);
     }

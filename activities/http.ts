@@ -44,27 +44,42 @@ function firstLineOf(text: string): string {
 export function createHttpActivities(region: string, env: NodeJS.ProcessEnv = process.env): HttpActivities {
   const secret = (name: string, what: string): string => {
     const value = env[name];
-    if (!value) throw ApplicationFailure.nonRetryable(`${what} comes from ${name}, which is not set on the worker of ${region}`, 'HttpConfig');
+    if (!value)
+      throw ApplicationFailure.nonRetryable(
+        `${what} comes from ${name}, which is not set on the worker of ${region}`,
+        'HttpConfig',
+      );
     return value;
   };
   return {
     async appHttpCall(input) {
       const headers: Record<string, string> = { ...input.headers, 'Idempotency-Key': input.idempotencyKey };
       if (input.json) headers['Content-Type'] ??= 'application/json';
-      for (const [name, variable] of Object.entries(input.headersFromEnv)) headers[name] = secret(variable, `header ${name}`);
+      for (const [name, variable] of Object.entries(input.headersFromEnv))
+        headers[name] = secret(variable, `header ${name}`);
       if (input.bearerTokenEnv) headers.Authorization = `Bearer ${secret(input.bearerTokenEnv, 'the bearer token')}`;
       const attempt = Context.current().info.attempt;
       const started = Date.now();
       const what = `${input.method} ${input.url}`;
       let res: Response;
       try {
-        res = await fetch(input.url, { method: input.method, headers, body: input.body, signal: AbortSignal.any([AbortSignal.timeout(input.timeoutMs), Context.current().cancellationSignal]) });
+        res = await fetch(input.url, {
+          method: input.method,
+          headers,
+          body: input.body,
+          signal: AbortSignal.any([AbortSignal.timeout(input.timeoutMs), Context.current().cancellationSignal]),
+        });
       } catch (err) {
         const cause = (err as { cause?: { code?: string } }).cause?.code;
-        throw ApplicationFailure.retryable(`${what}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${input.timeoutMs} ms` : cause ?? (err as Error).message}`, HTTP_RETRYABLE);
+        throw ApplicationFailure.retryable(
+          `${what}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${input.timeoutMs} ms` : (cause ?? (err as Error).message)}`,
+          HTTP_RETRYABLE,
+        );
       }
       const firstLine = firstLineOf(await res.text());
-      const expected = input.expectStatus.length ? input.expectStatus.includes(res.status) : res.status >= 200 && res.status < 300;
+      const expected = input.expectStatus.length
+        ? input.expectStatus.includes(res.status)
+        : res.status >= 200 && res.status < 300;
       if (expected) return { region, status: res.status, attempt, firstLine, ms: Date.now() - started };
       const message = `${what} answered ${res.status}${firstLine ? `: ${firstLine}` : ''}`;
       // A server error or "too many requests" may pass; anything else is the application saying no.

@@ -20,7 +20,11 @@ export interface RegionActivityOptions {
  * an Aurora service and a self-managed PostgreSQL one side by side. Providers are built on first
  * use: a worker whose services never use AWS never makes an AWS client.
  */
-export function createRegionActivities(config: Config, region: string, options: RegionActivityOptions = {}): RegionActivities & ReconcileActivities & CacheActivities {
+export function createRegionActivities(
+  config: Config,
+  region: string,
+  options: RegionActivityOptions = {},
+): RegionActivities & ReconcileActivities & CacheActivities {
   let postgres: PostgresActivities | undefined;
   let aurora: AuroraActivities | undefined;
   let rdsReplicas: RdsReplicaActivities | undefined;
@@ -30,24 +34,37 @@ export function createRegionActivities(config: Config, region: string, options: 
   const pg = (): PostgresActivities => (postgres ??= createPostgresActivities(config, region));
   const au = (): AuroraActivities => (aurora ??= createAuroraActivities(config, region, options.aurora));
   // An unknown service goes to the default providers, whose errors name the services this worker knows.
-  const db = ({ service }: ServiceRef): 'aurora' | 'postgres' => (find(service)?.database.provider === 'aurora-global' ? 'aurora' : 'postgres');
+  const db = ({ service }: ServiceRef): 'aurora' | 'postgres' =>
+    find(service)?.database.provider === 'aurora-global' ? 'aurora' : 'postgres';
   // rds-postgres-replicas implements every db* activity: it takes the call before the two above.
   const rds = ({ service }: ServiceRef): RdsReplicaActivities | undefined =>
-    find(service)?.database.provider === 'rds-postgres-replicas' ? (rdsReplicas ??= createRdsReplicaActivities(config, region, options.rds ?? options.aurora)) : undefined;
+    find(service)?.database.provider === 'rds-postgres-replicas'
+      ? (rdsReplicas ??= createRdsReplicaActivities(config, region, options.rds ?? options.aurora))
+      : undefined;
   const traffic = ({ service }: ServiceRef): ArcActivities | Route53Activities =>
-    find(service)?.traffic.provider === 'route53-arc' ? (arc ??= createArcActivities(config)) : (route53 ??= createRoute53Activities(config));
-  const describe = (input: ServiceRef): Promise<DbNodeState> => rds(input)?.dbDescribe(input) ?? (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input));
+    find(service)?.traffic.provider === 'route53-arc'
+      ? (arc ??= createArcActivities(config))
+      : (route53 ??= createRoute53Activities(config));
+  const describe = (input: ServiceRef): Promise<DbNodeState> =>
+    rds(input)?.dbDescribe(input) ?? (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input));
 
   return {
     ...createReconcileActivities(config, region, { aurora: options.aurora }),
     ...createCacheActivities(config, region, options.rds ?? options.aurora),
     dbDescribe: describe,
-    dbFenceWrites: (input) => rds(input)?.dbFenceWrites(input) ?? (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
-    dbUnfenceWrites: (input) => rds(input)?.dbUnfenceWrites(input) ?? (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),
-    dbWaitForLag: (input) => rds(input)?.dbWaitForLag(input) ?? (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
-    dbPromote: (input) => rds(input)?.dbPromote(input) ?? (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
+    dbFenceWrites: (input) =>
+      rds(input)?.dbFenceWrites(input) ??
+      (db(input) === 'aurora' ? au().dbFenceWrites(input) : pg().dbFenceWrites(input)),
+    dbUnfenceWrites: (input) =>
+      rds(input)?.dbUnfenceWrites(input) ??
+      (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),
+    dbWaitForLag: (input) =>
+      rds(input)?.dbWaitForLag(input) ?? (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
+    dbPromote: (input) =>
+      rds(input)?.dbPromote(input) ?? (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
     dbRejoinAsStandby: async (input) => {
-      const rejoin = await (rds(input)?.dbRejoinAsStandby(input) ?? (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)));
+      const rejoin = await (rds(input)?.dbRejoinAsStandby(input) ??
+        (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)));
       // The state it ends in goes into the run's record (RejoinResult.state); a failed read is the run's to retry, not a failed rejoin.
       const state = await describe(input).catch(() => undefined);
       return state ? { ...rejoin, state } : rejoin;
@@ -59,18 +76,30 @@ export function createRegionActivities(config: Config, region: string, options: 
       // Aurora's secondaries replicate from the global database's writer at the storage layer.
       const now = await au().dbDescribe(input);
       return {
-        region, rejoined: false, rewound: false, streamingFrom: now.streamingFrom ?? '',
-        detail: now.role === 'standby' ? 'aurora-global: a secondary follows the global writer by itself' : `aurora-global: ${region} is a ${now.role ?? 'unreachable'} cluster, not a secondary; add it to the global database to follow`,
+        region,
+        rejoined: false,
+        rewound: false,
+        streamingFrom: now.streamingFrom ?? '',
+        detail:
+          now.role === 'standby'
+            ? 'aurora-global: a secondary follows the global writer by itself'
+            : `aurora-global: ${region} is a ${now.role ?? 'unreachable'} cluster, not a secondary; add it to the global database to follow`,
       };
     },
-    dbVerifyWrites: (input) => rds(input)?.dbVerifyWrites(input) ?? (db(input) === 'aurora' ? au().dbVerifyWrites(input) : pg().dbVerifyWrites(input)),
+    dbVerifyWrites: (input) =>
+      rds(input)?.dbVerifyWrites(input) ??
+      (db(input) === 'aurora' ? au().dbVerifyWrites(input) : pg().dbVerifyWrites(input)),
     dbPreserve: async (input) => {
       const viaRds = rds(input);
       if (viaRds) return viaRds.dbPreserve(input);
       if (db(input) === 'aurora') return au().dbPreserve(input);
       // Self-managed PostgreSQL: the old primary's data directory is the evidence, and rejoining
       // it (pg_rewind) keeps what it must discard aside; there is no snapshot to copy.
-      return { region, preserved: false, detail: 'postgres-streaming: nothing to copy; the old primary keeps its data directory until it rejoins' };
+      return {
+        region,
+        preserved: false,
+        detail: 'postgres-streaming: nothing to copy; the old primary keeps its data directory until it rejoins',
+      };
     },
     trafficDescribe: (input) => traffic(input).trafficDescribe(input),
     trafficShift: (input) => traffic(input).trafficShift(input),

@@ -35,7 +35,9 @@ function rssMiB(pid: number): number {
 /** When the run's first activity started, from the survivor's history (server clock, this machine). */
 async function firstStepStartedAt(client: Client, workflowId: string, runId: string): Promise<number> {
   const h = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-  const started = (h.events ?? []).find((e) => e.eventType === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED);
+  const started = (h.events ?? []).find(
+    (e) => e.eventType === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+  );
   const t = started?.eventTime;
   if (!t) throw new Error(`run ${runId} has no started activity in its history`);
   return Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
@@ -57,7 +59,13 @@ export const controlPlaneSection: BenchSection = {
           stack = await makeBenchStack(BENCH_POLICY, { controlPlane: 'replicated' });
           ctx.say(`control-plane stack ${i + 1}/${runs} in ${stack.dir} (one Temporal cluster per region):`);
           const up = await stack.up((line) => ctx.say(`  ${line}`));
-          if (!up.ok) throw new Error(`the replicated stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+          if (!up.ok)
+            throw new Error(
+              `the replicated stack did not come up: ${up.components
+                .filter((c) => c.health === 'down')
+                .map((c) => `${c.name}: ${c.detail}`)
+                .join('; ')}`,
+            );
           const config = stack.config;
           const service = config.services[0]!;
           // Each cluster's memory once the stack is up and linked, before anything is killed.
@@ -72,14 +80,23 @@ export const controlPlaneSection: BenchSection = {
           await failoverControlPlane(config, EAST);
           namespaceMs.push(Math.round(performance.now() - t0));
           client = await connect(config, { address: endpointOf(config, EAST).address });
-          const run = await runFailover(client, config, { service: service.name, target: EAST, mode: 'unplanned', requestedBy: 'bench', trigger: 'bench', triggeredAt: killed.at });
+          const run = await runFailover(client, config, {
+            service: service.name,
+            target: EAST,
+            mode: 'unplanned',
+            requestedBy: 'bench',
+            trigger: 'bench',
+            triggeredAt: killed.at,
+          });
           if (run.record.status !== 'succeeded') {
             out.failures.push(`control-plane run ${i + 1}: ${run.record.status}: ${run.record.error ?? ''}`);
             return;
           }
           const ms = (await firstStepStartedAt(client, run.workflowId, run.runId)) - epoch0;
           samples.push(ms);
-          ctx.say(`  writer region ${WEST} killed with its cluster → first step on ${EAST}: ${ms} ms (namespace failover ${namespaceMs.at(-1)} ms)`);
+          ctx.say(
+            `  writer region ${WEST} killed with its cluster → first step on ${EAST}: ${ms} ms (namespace failover ${namespaceMs.at(-1)} ms)`,
+          );
         } catch (err) {
           out.failures.push(`control-plane run ${i + 1}: ${(err as Error).message}`);
         } finally {
@@ -89,9 +106,25 @@ export const controlPlaneSection: BenchSection = {
       });
     }
     const reproduce = `npm run bench -- --only control-plane --unplanned-runs ${runs}`;
-    out.checks.push({ path: 'controlPlane.failoverMs', what: 'writer region killed with its Temporal cluster → the database runbook\'s first step on the surviving cluster (failover asked for at the kill: no detection)', samples, targetMax: TARGET_MS, reproduce });
-    out.figures = { controlPlane: { failoverMs: spread(samples).median, namespaceFailoverMs: spread(namespaceMs).median, serverRssMiB: spread(rss).median, runs: samples.length, samples } };
-    out.notes.push('control-plane: two regions, one full Temporal server each (SQLite); each run on a fresh stack, the writer region killed as soon as it is up; the namespace failed over through the survivor, then the unplanned run started there; serverRssMiB: one server\'s resident memory after stack up');
+    out.checks.push({
+      path: 'controlPlane.failoverMs',
+      what: "writer region killed with its Temporal cluster → the database runbook's first step on the surviving cluster (failover asked for at the kill: no detection)",
+      samples,
+      targetMax: TARGET_MS,
+      reproduce,
+    });
+    out.figures = {
+      controlPlane: {
+        failoverMs: spread(samples).median,
+        namespaceFailoverMs: spread(namespaceMs).median,
+        serverRssMiB: spread(rss).median,
+        runs: samples.length,
+        samples,
+      },
+    };
+    out.notes.push(
+      "control-plane: two regions, one full Temporal server each (SQLite); each run on a fresh stack, the writer region killed as soon as it is up; the namespace failed over through the survivor, then the unplanned run started there; serverRssMiB: one server's resident memory after stack up",
+    );
     return out;
   },
 };

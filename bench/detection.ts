@@ -38,7 +38,12 @@ async function promQuery(port: number, query: string): Promise<Array<{ value: [n
   return ((await res.json()) as { data: { result: Array<{ value: [number, string] }> } }).data.result;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 100): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -68,7 +73,13 @@ async function tryInsert(url: string): Promise<boolean> {
   }
 }
 
-export interface DetectionSample { detectedRtoMs: number; runRtoMs: number; runStartedMs: number; target: string; trigger: string }
+export interface DetectionSample {
+  detectedRtoMs: number;
+  runRtoMs: number;
+  runStartedMs: number;
+  target: string;
+  trigger: string;
+}
 
 /**
  * What another bench measures around one detected failover (the peers bench: its own write probe
@@ -83,10 +94,19 @@ export interface AroundKill {
   after?(killedAt: number): Promise<void>;
 }
 
-export async function detectedSample(say: (line: string) => void, i: number | string, around: AroundKill = {}): Promise<DetectionSample> {
+export async function detectedSample(
+  say: (line: string) => void,
+  i: number | string,
+  around: AroundKill = {},
+): Promise<DetectionSample> {
   const files = await writeTempStack({
-    prefix: 'regionshift-bench-detect-', comment: 'written by npm run bench (detection); deleted when it ends',
-    policy: BENCH_POLICY, ttl: 5, approver: 'bench-oncall', monitoring: true, serviceExtra: TRIGGERS,
+    prefix: 'regionshift-bench-detect-',
+    comment: 'written by npm run bench (detection); deleted when it ends',
+    policy: BENCH_POLICY,
+    ttl: 5,
+    approver: 'bench-oncall',
+    monitoring: true,
+    serviceExtra: TRIGGERS,
   });
   const config: Config = loadConfig(files.configFile);
   const codecEnv = stackCodecEnv(files.home).env;
@@ -97,7 +117,13 @@ export async function detectedSample(say: (line: string) => void, i: number | st
     Object.assign(process.env, codecEnv);
     try {
       const up = await stackUp({ config, configFile: files.configFile, home: files.home });
-      if (!up.ok) throw new Error(`the detection stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+      if (!up.ok)
+        throw new Error(
+          `the detection stack did not come up: ${up.components
+            .filter((c) => c.health === 'down')
+            .map((c) => `${c.name}: ${c.detail}`)
+            .join('; ')}`,
+        );
       const service = config.services[0]!;
       const [writer, target] = service.regions as [string, string];
       await ensureLedger(nodeOf(service, writer), postgresDatabase(service).regions[writer]!.appUser);
@@ -108,11 +134,24 @@ export async function detectedSample(say: (line: string) => void, i: number | st
       await around.prepare?.(files.home, nodeOf(service, writer), nodeOf(service, target));
       const port = files.monitoring!.prometheusPort;
       // Both probes answered for a few scrapes: the alert's "last good probe" exists.
-      await until('probes succeeding', async () => ((await promQuery(port, 'min_over_time(probe_success{job="regionshift-pg-probe"}[3s]) == 1')).length === 2 ? true : undefined), 60_000, 500);
+      await until(
+        'probes succeeding',
+        async () =>
+          (await promQuery(port, 'min_over_time(probe_success{job="regionshift-pg-probe"}[3s]) == 1')).length === 2
+            ? true
+            : undefined,
+        60_000,
+        500,
+      );
       const targetUrl = dsn(nodeOf(service, target));
       around.before?.();
       const killed = await killRegion({ config, configFile: files.configFile, home: files.home }, service, writer);
-      const firstWrite = await until('a write accepted in the target', async () => ((await tryInsert(targetUrl)) ? Date.now() : undefined), 90_000, 100);
+      const firstWrite = await until(
+        'a write accepted in the target',
+        async () => ((await tryInsert(targetUrl)) ? Date.now() : undefined),
+        90_000,
+        100,
+      );
       await around.after?.(killed.at);
       const client = await connect(config);
       try {
@@ -121,15 +160,23 @@ export async function detectedSample(say: (line: string) => void, i: number | st
         const rec = await awaitRecord(client, runWorkflowId(service.name));
         if (rec.status !== 'succeeded') throw new Error(`the guardian's failover ${rec.status}: ${rec.error ?? ''}`);
         const s: DetectionSample = {
-          detectedRtoMs: firstWrite - killed.at, runRtoMs: rec.rtoMs ?? NaN, runStartedMs: desc.startTime.getTime() - killed.at, target: rec.target, trigger: rec.trigger ?? '',
+          detectedRtoMs: firstWrite - killed.at,
+          runRtoMs: rec.rtoMs ?? NaN,
+          runStartedMs: desc.startTime.getTime() - killed.at,
+          target: rec.target,
+          trigger: rec.trigger ?? '',
         };
-        say(`  ${i}: ${writer} killed → run started after ${s.runStartedMs} ms (${s.trigger}) → first write accepted in ${target} after ${s.detectedRtoMs} ms; the run's own RTO ${s.runRtoMs} ms`);
+        say(
+          `  ${i}: ${writer} killed → run started after ${s.runStartedMs} ms (${s.trigger}) → first write accepted in ${target} after ${s.detectedRtoMs} ms; the run's own RTO ${s.runRtoMs} ms`,
+        );
         return s;
       } finally {
         await client.connection.close().catch(() => undefined);
       }
     } finally {
-      await stackDown({ home: files.home }).catch((err: Error) => say(`  could not stop the detection stack in ${files.home}: ${err.message}`));
+      await stackDown({ home: files.home }).catch((err: Error) =>
+        say(`  could not stop the detection stack in ${files.home}: ${err.message}`),
+      );
       rmSync(files.dir, { recursive: true, force: true });
     }
   }, Object.keys(codecEnv));
@@ -140,7 +187,9 @@ export const detectionSection: BenchSection = {
   async run(ctx: BenchContext): Promise<SectionResult> {
     const out: SectionResult = { figures: {}, checks: [], notes: [], failures: [] };
     const runs = Math.max(3, ctx.options.unplannedRuns);
-    ctx.say(`unplanned failovers with detection: the writer killed, nobody starts the run (${runs}, a fresh two-region stack with monitoring each):`);
+    ctx.say(
+      `unplanned failovers with detection: the writer killed, nobody starts the run (${runs}, a fresh two-region stack with monitoring each):`,
+    );
     const samples: DetectionSample[] = [];
     for (let i = 1; i <= runs; i++) {
       try {
@@ -151,13 +200,14 @@ export const detectionSection: BenchSection = {
     }
     out.checks.push({
       path: 'failover.unplanned.detectedRtoMs',
-      what: 'writer killed (PostgreSQL -m immediate, worker SIGKILL) → the first INSERT the target accepts; detection by the stack\'s Prometheus/Alertmanager, run started by the guardian',
-      samples: samples.map((s) => s.detectedRtoMs), targetMax: TARGET_MS,
+      what: "writer killed (PostgreSQL -m immediate, worker SIGKILL) → the first INSERT the target accepts; detection by the stack's Prometheus/Alertmanager, run started by the guardian",
+      samples: samples.map((s) => s.detectedRtoMs),
+      targetMax: TARGET_MS,
       reproduce: `npm run bench -- --only detection --unplanned-runs ${runs}`,
     });
     out.notes.push(
       'detection: probes and rule evaluation every 1 s, alert for: 2s, Alertmanager group_wait 200ms (runbooks/alerts/regionshift.rules.yml, src/stack/monitoring/config.ts); ' +
-        'the INSERT is retried every 100 ms on a fresh connection straight to the target\'s PostgreSQL',
+        "the INSERT is retried every 100 ms on a fresh connection straight to the target's PostgreSQL",
     );
     out.figures = {
       failover: {

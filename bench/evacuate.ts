@@ -39,10 +39,19 @@ export const evacuateSection: BenchSection = {
         });
         ctx.say(`evacuation stack in ${stack.dir} (ledger, payments, statements):`);
         const up = await stack.up((line) => ctx.say(`  ${line}`));
-        if (!up.ok) throw new Error(`the evacuation stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+        if (!up.ok)
+          throw new Error(
+            `the evacuation stack did not come up: ${up.components
+              .filter((c) => c.health === 'down')
+              .map((c) => `${c.name}: ${c.detail}`)
+              .join('; ')}`,
+          );
         const config = stack.config;
         client = await connect(config);
-        const runbooks = { failover: loadRunbook(builtinRunbookPath('failover')), drain: loadRunbook(builtinRunbookPath('drain')) };
+        const runbooks = {
+          failover: loadRunbook(builtinRunbookPath('failover')),
+          drain: loadRunbook(builtinRunbookPath('drain')),
+        };
         const walls: number[] = [];
         const region = WEST;
         const streaming = async () => {
@@ -53,34 +62,76 @@ export const evacuateSection: BenchSection = {
           if (i > 0) {
             await streaming();
             const back = await Promise.all([
-              runFailover(client, config, { service: 'ledger', target: WEST, mode: 'planned', requestedBy: 'bench', trigger: 'bench' }),
-              runFailover(client, config, { service: 'payments', target: WEST, mode: 'planned', requestedBy: 'bench', trigger: 'bench' }),
-              runDrain(client, config, { kind: 'undrain', service: 'statements', region: WEST, requestedBy: 'bench', trigger: 'bench' }),
+              runFailover(client, config, {
+                service: 'ledger',
+                target: WEST,
+                mode: 'planned',
+                requestedBy: 'bench',
+                trigger: 'bench',
+              }),
+              runFailover(client, config, {
+                service: 'payments',
+                target: WEST,
+                mode: 'planned',
+                requestedBy: 'bench',
+                trigger: 'bench',
+              }),
+              runDrain(client, config, {
+                kind: 'undrain',
+                service: 'statements',
+                region: WEST,
+                requestedBy: 'bench',
+                trigger: 'bench',
+              }),
             ]);
             const failed = back.find((r) => r.record.status !== 'succeeded');
             if (failed) {
-              out.failures.push(`evacuate: putting ${failed.record.service} back before run ${i + 1} ${failed.record.status}: ${failed.record.error ?? ''} (${failed.uiUrl})`);
+              out.failures.push(
+                `evacuate: putting ${failed.record.service} back before run ${i + 1} ${failed.record.status}: ${failed.record.error ?? ''} (${failed.uiUrl})`,
+              );
               break;
             }
           }
           await streaming();
-          const input = buildEvacuateInput(config, { region, mode: 'planned', requestedBy: 'bench', trigger: 'bench', runbooks });
+          const input = buildEvacuateInput(config, {
+            region,
+            mode: 'planned',
+            requestedBy: 'bench',
+            trigger: 'bench',
+            runbooks,
+          });
           const t0 = performance.now();
           const started = await startEvacuation(client, input);
           const report = await awaitEvacuation(client, started.workflowId, started.runId);
           const wallMs = Math.round(performance.now() - t0);
           const what = report.services.map((e) => `${e.service} ${e.action} ${e.status}`).join(', ');
           if (report.status !== 'succeeded') {
-            out.failures.push(`evacuate ${region}: ${report.status} (${what}): ${report.services.map((e) => e.error).filter(Boolean).join('; ')}`);
+            out.failures.push(
+              `evacuate ${region}: ${report.status} (${what}): ${report.services
+                .map((e) => e.error)
+                .filter(Boolean)
+                .join('; ')}`,
+            );
             break;
           }
           walls.push(wallMs);
-          ctx.say(`  evacuate ${i + 1}/${runs} ${region}: ${wallMs} ms (${what}; at most ${report.maxRunning} at once)`);
+          ctx.say(
+            `  evacuate ${i + 1}/${runs} ${region}: ${wallMs} ms (${what}; at most ${report.maxRunning} at once)`,
+          );
         }
         const reproduce = `npm run bench -- --only evacuate --runs ${runs}`;
-        out.checks.push({ path: 'evacuate.threeServices.wallMs', what: 'evacuate a region: two planned failovers and one drain, two at a time, start → report', samples: walls, reproduce });
-        out.figures = { evacuate: { threeServices: { wallMs: spread(walls).median, runs: walls.length, samples: walls } } };
-        out.notes.push('evacuate: three services, each its own PostgreSQL pair, evacuation.maxConcurrent 2; each run evacuates us-west-2 from the same layout');
+        out.checks.push({
+          path: 'evacuate.threeServices.wallMs',
+          what: 'evacuate a region: two planned failovers and one drain, two at a time, start → report',
+          samples: walls,
+          reproduce,
+        });
+        out.figures = {
+          evacuate: { threeServices: { wallMs: spread(walls).median, runs: walls.length, samples: walls } },
+        };
+        out.notes.push(
+          'evacuate: three services, each its own PostgreSQL pair, evacuation.maxConcurrent 2; each run evacuates us-west-2 from the same layout',
+        );
       } finally {
         await client?.connection.close().catch(() => undefined);
         await stack?.destroy();

@@ -24,7 +24,9 @@ export const BENCH_POLICY = `      rpoBudgetSeconds: 60
       lagTimeout: 30s`;
 
 async function writer(ctx: BenchContext): Promise<string> {
-  const region = primaryRegionOf(await createRoute53Activities(ctx.config).trafficDescribe({ service: ctx.service.name }));
+  const region = primaryRegionOf(
+    await createRoute53Activities(ctx.config).trafficDescribe({ service: ctx.service.name }),
+  );
   if (!region) throw new Error('the traffic record points at no region');
   return region;
 }
@@ -35,42 +37,82 @@ function other(ctx: BenchContext, region: string): string {
 
 async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> {
   const { service, options, say } = ctx;
-  const samples: Array<RunTiming & { runId: string; source: string; target: string; lostWrites: number; fenceMs: number }> = [];
+  const samples: Array<
+    RunTiming & { runId: string; source: string; target: string; lostWrites: number; fenceMs: number }
+  > = [];
   for (let i = 0; i < options.runs; i++) {
     const source = await writer(ctx);
     const target = other(ctx, source);
     // The previous run's rejoin restarts the old primary; a planned run needs it streaming again.
     await waitUntilStreaming(nodeOf(service, target));
     const run = await runFailover(ctx.client, ctx.config, {
-      service: service.name, target, mode: 'planned', requestedBy: REQUESTER, trigger: 'bench',
+      service: service.name,
+      target,
+      mode: 'planned',
+      requestedBy: REQUESTER,
+      trigger: 'bench',
     });
     if (run.record.status !== 'succeeded') {
       out.failures.push(`planned ${source} → ${target} ${run.record.status}: ${run.record.error ?? ''} (${run.uiUrl})`);
       break;
     }
     const t = await runTiming(ctx.client, run.workflowId, run.runId);
-    if (options.timeline) for (const l of timelineOf(await ctx.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory())) say(`    ${l}`);
+    if (options.timeline)
+      for (const l of timelineOf(await ctx.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory()))
+        say(`    ${l}`);
     const lostWrites = await lost(ctx, run, 0);
     const fenceMs = stepMs(run.record, 'fence');
     samples.push({ runId: run.runId, source, target, ...t, lostWrites, fenceMs });
-    say(`  planned ${i + 1}/${options.runs} ${source} → ${target}: wall ${t.wallMs} ms, fence ${fenceMs} ms, in providers ${t.providerMs} ms, overhead ${t.overheadMs} ms (activity tasks queued ${t.queuedMs} ms, ${t.workflowTasks} workflow tasks ${t.workflowTaskMs} ms, the first ${t.firstTaskMs} ms), lost writes ${lostWrites}`);
+    say(
+      `  planned ${i + 1}/${options.runs} ${source} → ${target}: wall ${t.wallMs} ms, fence ${fenceMs} ms, in providers ${t.providerMs} ms, overhead ${t.overheadMs} ms (activity tasks queued ${t.queuedMs} ms, ${t.workflowTasks} workflow tasks ${t.workflowTaskMs} ms, the first ${t.firstTaskMs} ms), lost writes ${lostWrites}`,
+    );
   }
   const wall = spread(samples.map((s) => s.wallMs));
   const overhead = spread(samples.map((s) => s.overheadMs));
   const reproduce = command(options.runs, 0, options.clients);
   out.checks.push(
-    { path: 'failover.planned.wallMs', what: 'planned failover, start → close', samples: samples.map((s) => s.wallMs), targetMax: 5_000, reproduce },
-    { path: 'failover.planned.fenceMs', what: 'the fence step (wall in pg_hba.conf, reload, proof, sessions ended): writes stop here', samples: samples.map((s) => s.fenceMs), reproduce },
-    { path: 'failover.planned.overheadMs', what: 'orchestration overhead per run (wall − time inside providers)', samples: samples.map((s) => s.overheadMs), targetMax: 100, reproduce },
+    {
+      path: 'failover.planned.wallMs',
+      what: 'planned failover, start → close',
+      samples: samples.map((s) => s.wallMs),
+      targetMax: 5_000,
+      reproduce,
+    },
+    {
+      path: 'failover.planned.fenceMs',
+      what: 'the fence step (wall in pg_hba.conf, reload, proof, sessions ended): writes stop here',
+      samples: samples.map((s) => s.fenceMs),
+      reproduce,
+    },
+    {
+      path: 'failover.planned.overheadMs',
+      what: 'orchestration overhead per run (wall − time inside providers)',
+      samples: samples.map((s) => s.overheadMs),
+      targetMax: 100,
+      reproduce,
+    },
     // The machine's load moves the milliseconds above; this count only moves with the interpreter
     // (and with how many answers happen to land inside one task).
-    { path: 'failover.planned.workflowTasks', what: 'workflow tasks per run (each a round trip through the server and a control worker)', samples: samples.map((s) => s.workflowTasks), unit: 'count', reproduce },
+    {
+      path: 'failover.planned.workflowTasks',
+      what: 'workflow tasks per run (each a round trip through the server and a control worker)',
+      samples: samples.map((s) => s.workflowTasks),
+      unit: 'count',
+      reproduce,
+    },
   );
   if (samples.some((s) => s.lostWrites > 0)) out.failures.push('a planned failover lost acknowledged writes');
   return {
-    wallMs: wall.median, fenceMs: spread(samples.map((s) => s.fenceMs)).median, overheadMs: overhead.median, providerMs: spread(samples.map((s) => s.providerMs)).median,
-    workflowTasks: spread(samples.map((s) => s.workflowTasks)).median, firstTaskMs: spread(samples.map((s) => s.firstTaskMs)).median,
-    runs: samples.length, writeClients: options.clients, lostWrites: samples.reduce((n, s) => n + s.lostWrites, 0), samples,
+    wallMs: wall.median,
+    fenceMs: spread(samples.map((s) => s.fenceMs)).median,
+    overheadMs: overhead.median,
+    providerMs: spread(samples.map((s) => s.providerMs)).median,
+    workflowTasks: spread(samples.map((s) => s.workflowTasks)).median,
+    firstTaskMs: spread(samples.map((s) => s.firstTaskMs)).median,
+    runs: samples.length,
+    writeClients: options.clients,
+    lostWrites: samples.reduce((n, s) => n + s.lostWrites, 0),
+    samples,
   };
 }
 
@@ -89,7 +131,15 @@ async function lost(ctx: BenchContext, run: FailoverRun, sinceMs: number): Promi
 
 async function unplanned(ctx: BenchContext, out: SectionResult): Promise<Figures> {
   const { service, options, say, stack } = ctx;
-  const samples: Array<{ runId: string; source: string; target: string; rtoMs: number; clientRtoMs: number | null; lostWrites: number; approvals: number }> = [];
+  const samples: Array<{
+    runId: string;
+    source: string;
+    target: string;
+    rtoMs: number;
+    clientRtoMs: number | null;
+    lostWrites: number;
+    approvals: number;
+  }> = [];
   let pairBuiltAt = 0;
   for (let i = 0; i < options.unplannedRuns; i++) {
     // After a failed planned run the pair may be in any state; after an unplanned one it is broken.
@@ -97,9 +147,22 @@ async function unplanned(ctx: BenchContext, out: SectionResult): Promise<Figures
       // The region killed last time is gone (and diverged): each run starts from a new pair.
       say('  rebuilding a clean pair…');
       pairBuiltAt = Date.now();
-      const up = await rebuildPair({ config: ctx.config, configFile: stack.configFile, home: stack.home }, ctx.client, service);
-      if (!up.ok) throw new Error(`the rebuilt pair is not healthy: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
-      await ensureLedger(nodeOf(service, service.regions[0]!), postgresDatabase(service).regions[service.regions[0]!]!.appUser);
+      const up = await rebuildPair(
+        { config: ctx.config, configFile: stack.configFile, home: stack.home },
+        ctx.client,
+        service,
+      );
+      if (!up.ok)
+        throw new Error(
+          `the rebuilt pair is not healthy: ${up.components
+            .filter((c) => c.health === 'down')
+            .map((c) => `${c.name}: ${c.detail}`)
+            .join('; ')}`,
+        );
+      await ensureLedger(
+        nodeOf(service, service.regions[0]!),
+        postgresDatabase(service).regions[service.regions[0]!]!.appUser,
+      );
     }
     const source = await writer(ctx);
     const target = other(ctx, source);
@@ -109,30 +172,60 @@ async function unplanned(ctx: BenchContext, out: SectionResult): Promise<Figures
       await ctx.load.waitForAck(source, Date.now(), 10_000);
       await new Promise((r) => setTimeout(r, 500));
     }
-    const killed = await killRegion({ config: ctx.config, configFile: stack.configFile, home: stack.home }, service, source);
+    const killed = await killRegion(
+      { config: ctx.config, configFile: stack.configFile, home: stack.home },
+      service,
+      source,
+    );
     const run = await runFailover(ctx.client, ctx.config, {
-      service: service.name, target, mode: 'unplanned', requestedBy: REQUESTER, trigger: 'bench', triggeredAt: killed.at, approver: { ...APPROVER, signer: standInSigner(service, APPROVER.by) },
+      service: service.name,
+      target,
+      mode: 'unplanned',
+      requestedBy: REQUESTER,
+      trigger: 'bench',
+      triggeredAt: killed.at,
+      approver: { ...APPROVER, signer: standInSigner(service, APPROVER.by) },
     });
     if (run.record.status !== 'succeeded' || run.record.rtoMs === undefined) {
-      out.failures.push(`unplanned ${source} → ${target} ${run.record.status}: ${run.record.error ?? ''} (${run.uiUrl})`);
+      out.failures.push(
+        `unplanned ${source} → ${target} ${run.record.status}: ${run.record.error ?? ''} (${run.uiUrl})`,
+      );
       break;
     }
     const first = options.clients > 0 ? await ctx.load.waitForAck(target, killed.at, 15_000) : undefined;
     const lostWrites = await lost(ctx, run, pairBuiltAt);
-    samples.push({ runId: run.runId, source, target, rtoMs: run.record.rtoMs, clientRtoMs: first ? first.at - killed.at : null, lostWrites, approvals: run.approved.length });
+    samples.push({
+      runId: run.runId,
+      source,
+      target,
+      rtoMs: run.record.rtoMs,
+      clientRtoMs: first ? first.at - killed.at : null,
+      lostWrites,
+      approvals: run.approved.length,
+    });
     const seen = first ? ` (first transfer committed after ${first.at - killed.at} ms)` : '';
-    say(`  unplanned ${i + 1}/${options.unplannedRuns} ${source} killed → ${target}: RTO ${run.record.rtoMs} ms${seen}, lost writes ${lostWrites}, gates approved ${run.approved.length}`);
+    say(
+      `  unplanned ${i + 1}/${options.unplannedRuns} ${source} killed → ${target}: RTO ${run.record.rtoMs} ms${seen}, lost writes ${lostWrites}, gates approved ${run.approved.length}`,
+    );
   }
   const rto = spread(samples.map((s) => s.rtoMs));
   out.checks.push({
-    path: 'failover.unplanned.rtoMs', what: 'unplanned RTO, primary killed → writes verified in the target', samples: samples.map((s) => s.rtoMs),
+    path: 'failover.unplanned.rtoMs',
+    what: 'unplanned RTO, primary killed → writes verified in the target',
+    samples: samples.map((s) => s.rtoMs),
     reproduce: command(0, options.unplannedRuns, options.clients),
   });
   out.notes.push(
     'unplanned runs use policy approval.unplanned none and allowDataLoss true (rpoBudgetSeconds 60); any gate that still asks ' +
       `(the data-loss gate does when the RPO estimate is unknown) is approved by ${APPROVER.by} within ~100 ms, and counts in the RTO`,
   );
-  return { rtoMs: rto.median, runs: samples.length, writeClients: options.clients, lostWrites: samples.reduce((n, s) => n + s.lostWrites, 0), samples };
+  return {
+    rtoMs: rto.median,
+    runs: samples.length,
+    writeClients: options.clients,
+    lostWrites: samples.reduce((n, s) => n + s.lostWrites, 0),
+    samples,
+  };
 }
 
 function command(runs: number, unplannedRuns: number, clients: number): string {
@@ -151,7 +244,7 @@ export const failoverSection: BenchSection = {
       ctx.options.clients
         ? `write load: ${ctx.options.clients} clients on this machine's CPUs, competing with the orchestrator; overhead is measured under it`
         : 'no write load (--clients N adds one; it shares the CPUs with the orchestrator, so overhead grows with it); lost writes are then 0 by construction',
-      'planned: wall = WorkflowExecutionStarted → close in the run\'s history; time inside providers = the union of ActivityTaskStarted → close intervals (parallel preflight probes counted once); overhead = wall − that',
+      "planned: wall = WorkflowExecutionStarted → close in the run's history; time inside providers = the union of ActivityTaskStarted → close intervals (parallel preflight probes counted once); overhead = wall − that",
     );
     const failover: Figures = {};
     if (ctx.options.runs > 0) {
@@ -159,7 +252,9 @@ export const failoverSection: BenchSection = {
       failover.planned = await planned(ctx, out);
     }
     if (ctx.options.unplannedRuns > 0) {
-      ctx.say(`unplanned failovers, each killing the primary of a fresh pair (${ctx.options.unplannedRuns}, ${load(ctx)}):`);
+      ctx.say(
+        `unplanned failovers, each killing the primary of a fresh pair (${ctx.options.unplannedRuns}, ${load(ctx)}):`,
+      );
       failover.unplanned = await unplanned(ctx, out);
     }
     out.figures = { failover };

@@ -32,7 +32,13 @@ export const fourRegionsSection: BenchSection = {
         const t0 = performance.now();
         const up = await stack.up((line) => ctx.say(`  ${line}`));
         const upMs = Math.round(performance.now() - t0);
-        if (!up.ok) throw new Error(`the four-region stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+        if (!up.ok)
+          throw new Error(
+            `the four-region stack did not come up: ${up.components
+              .filter((c) => c.health === 'down')
+              .map((c) => `${c.name}: ${c.detail}`)
+              .join('; ')}`,
+          );
         ctx.say(`  up in ${upMs} ms`);
         client = await connect(stack.config);
         const service = findService(stack.config, 'ledger');
@@ -42,25 +48,52 @@ export const fourRegionsSection: BenchSection = {
           const target = writer === REGIONS[0] ? REGIONS[1]! : REGIONS[0]!;
           // The previous run's rejoin restarted the old primary; a planned run needs it streaming.
           await waitUntilStreaming(nodeOf(service, target));
-          const run = await runFailover(client, stack.config, { service: service.name, target, mode: 'planned', requestedBy: 'bench', trigger: 'bench' });
+          const run = await runFailover(client, stack.config, {
+            service: service.name,
+            target,
+            mode: 'planned',
+            requestedBy: 'bench',
+            trigger: 'bench',
+          });
           const address = `${nodeOf(service, target).host}:${nodeOf(service, target).port}`;
-          const strays = (run.record.topologyAfter ?? []).filter((n) => n.region !== target && n.streamingFrom !== address).map((n) => n.region);
+          const strays = (run.record.topologyAfter ?? [])
+            .filter((n) => n.region !== target && n.streamingFrom !== address)
+            .map((n) => n.region);
           if (run.record.status !== 'succeeded' || strays.length > 0 || !run.record.topologyAfter) {
-            out.failures.push(`four regions: planned ${writer} → ${target} ${run.record.status}${strays.length ? `, not following ${target}: ${strays.join(', ')}` : ''}: ${run.record.error ?? ''} (${run.uiUrl})`);
+            out.failures.push(
+              `four regions: planned ${writer} → ${target} ${run.record.status}${strays.length ? `, not following ${target}: ${strays.join(', ')}` : ''}: ${run.record.error ?? ''} (${run.uiUrl})`,
+            );
             break;
           }
           const t = await runTiming(client, run.workflowId, run.runId);
           walls.push(t.wallMs);
           const how = (run.record.standbys ?? []).map((s) => `${s.region} by ${s.how}`).join(', ');
-          ctx.say(`  planned ${i + 1}/${ctx.options.runs} ${writer} → ${target}: wall ${t.wallMs} ms, every standby following ${target} (${how})`);
+          ctx.say(
+            `  planned ${i + 1}/${ctx.options.runs} ${writer} → ${target}: wall ${t.wallMs} ms, every standby following ${target} (${how})`,
+          );
           writer = target;
         }
         const reproduce = `npm run bench -- --runs ${ctx.options.runs} --unplanned-runs 0`;
         out.checks.push(
-          { path: 'stack.fourRegions.upMs', what: 'stack up from nothing, four regions (four PostgreSQL, four workers, Temporal, moto)', samples: [upMs], targetMax: 15_000, reproduce },
-          { path: 'failover.fourRegions.plannedWallMs', what: 'planned failover, four regions: start → every standby streaming from the new primary', samples: walls, targetMax: 5_000, reproduce },
+          {
+            path: 'stack.fourRegions.upMs',
+            what: 'stack up from nothing, four regions (four PostgreSQL, four workers, Temporal, moto)',
+            samples: [upMs],
+            targetMax: 15_000,
+            reproduce,
+          },
+          {
+            path: 'failover.fourRegions.plannedWallMs',
+            what: 'planned failover, four regions: start → every standby streaming from the new primary',
+            samples: walls,
+            targetMax: 5_000,
+            reproduce,
+          },
         );
-        out.figures = { stack: { fourRegions: { upMs } }, failover: { fourRegions: { plannedWallMs: spread(walls).median, runs: walls.length, samples: walls } } };
+        out.figures = {
+          stack: { fourRegions: { upMs } },
+          failover: { fourRegions: { plannedWallMs: spread(walls).median, runs: walls.length, samples: walls } },
+        };
       } finally {
         await client?.connection.close().catch(() => undefined);
         await stack?.destroy();

@@ -66,7 +66,8 @@ export function timingOf(history: History): RunTiming {
   let workflowTasks = 0;
   let firstTaskMs = 0;
   for (const e of history.events ?? []) {
-    if (e.activityTaskScheduledEventAttributes || e.workflowTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e));
+    if (e.activityTaskScheduledEventAttributes || e.workflowTaskScheduledEventAttributes)
+      scheduled.set(String(e.eventId), ms(e));
     const activityStart = e.activityTaskStartedEventAttributes?.scheduledEventId;
     if (activityStart) queuedMs += ms(e) - (scheduled.get(String(activityStart)) ?? ms(e));
     const wfTaskDone = e.workflowTaskCompletedEventAttributes?.scheduledEventId;
@@ -77,20 +78,38 @@ export function timingOf(history: History): RunTiming {
       workflowTasks++;
     }
     if (e.workflowExecutionStartedEventAttributes) start = ms(e);
-    if (e.workflowExecutionCompletedEventAttributes || e.workflowExecutionFailedEventAttributes
-      || e.workflowExecutionCanceledEventAttributes || e.workflowExecutionTerminatedEventAttributes
-      || e.workflowExecutionTimedOutEventAttributes) end = ms(e);
+    if (
+      e.workflowExecutionCompletedEventAttributes ||
+      e.workflowExecutionFailedEventAttributes ||
+      e.workflowExecutionCanceledEventAttributes ||
+      e.workflowExecutionTerminatedEventAttributes ||
+      e.workflowExecutionTimedOutEventAttributes
+    )
+      end = ms(e);
     if (e.activityTaskStartedEventAttributes) started.set(String(e.eventId), ms(e));
-    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes
-      ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+    const closed =
+      e.activityTaskCompletedEventAttributes ??
+      e.activityTaskFailedEventAttributes ??
+      e.activityTaskTimedOutEventAttributes ??
+      e.activityTaskCanceledEventAttributes;
     // A task that timed out before any worker took it has no start: no provider ran.
     const from = closed?.startedEventId ? started.get(String(closed.startedEventId)) : undefined;
     if (from !== undefined) intervals.push([from, ms(e)]);
   }
-  if (start === undefined || end === undefined) throw new Error('the history has no start or no close: is the run still going?');
+  if (start === undefined || end === undefined)
+    throw new Error('the history has no start or no close: is the run still going?');
   const wallMs = Math.round(end - start);
   const providerMs = Math.round(unionMs(intervals));
-  return { wallMs, providerMs, overheadMs: wallMs - providerMs, activities: intervals.length, queuedMs: Math.round(queuedMs), workflowTaskMs: Math.round(workflowTaskMs), workflowTasks, firstTaskMs: Math.round(firstTaskMs) };
+  return {
+    wallMs,
+    providerMs,
+    overheadMs: wallMs - providerMs,
+    activities: intervals.length,
+    queuedMs: Math.round(queuedMs),
+    workflowTaskMs: Math.round(workflowTaskMs),
+    workflowTasks,
+    firstTaskMs: Math.round(firstTaskMs),
+  };
 }
 
 export async function runTiming(client: Client, workflowId: string, runId: string): Promise<RunTiming> {
@@ -106,8 +125,12 @@ export function timelineOf(history: History): string[] {
   return events.map((e) => {
     const t = ms(e);
     const kind = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k]) ?? '?';
-    const what = e.activityTaskScheduledEventAttributes?.activityType?.name ?? e.markerRecordedEventAttributes?.markerName
-      ?? e.workflowTaskStartedEventAttributes?.identity ?? e.activityTaskStartedEventAttributes?.identity ?? '';
+    const what =
+      e.activityTaskScheduledEventAttributes?.activityType?.name ??
+      e.markerRecordedEventAttributes?.markerName ??
+      e.workflowTaskStartedEventAttributes?.identity ??
+      e.activityTaskStartedEventAttributes?.identity ??
+      '';
     const line = `${String(Math.round(t - t0)).padStart(6)} +${String(Math.round(t - prev)).padStart(4)}  ${String(e.eventId).padStart(3)} ${kind.replace(/EventAttributes$/, '')}${what ? ` ${what}` : ''}`;
     prev = t;
     return line;

@@ -28,10 +28,22 @@ export interface LoadResult {
 
 function post(agent: Agent, url: URL, token: string, body: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -41,8 +53,23 @@ function post(agent: Agent, url: URL, token: string, body: string): Promise<numb
 export function alertmanagerBody(alarm: string, region: string): string {
   const now = new Date().toISOString();
   return JSON.stringify({
-    version: '4', status: 'firing', receiver: 'regionshift', groupLabels: {}, commonLabels: {}, commonAnnotations: {}, externalURL: 'http://bench',
-    alerts: [{ status: 'firing', labels: { alertname: alarm, region }, annotations: { summary: 'bench' }, startsAt: now, endsAt: '0001-01-01T00:00:00Z', fingerprint: 'bench' }],
+    version: '4',
+    status: 'firing',
+    receiver: 'regionshift',
+    groupLabels: {},
+    commonLabels: {},
+    commonAnnotations: {},
+    externalURL: 'http://bench',
+    alerts: [
+      {
+        status: 'firing',
+        labels: { alertname: alarm, region },
+        annotations: { summary: 'bench' },
+        startsAt: now,
+        endsAt: '0001-01-01T00:00:00Z',
+        fingerprint: 'bench',
+      },
+    ],
   });
 }
 
@@ -58,34 +85,41 @@ export async function load(input: LoadInput): Promise<LoadResult> {
   const started = performance.now();
   if (input.rate) {
     const rate = input.rate;
-    await Promise.all(Array.from({ length: input.deliveries }, async (_, i) => {
-      const due = started + (i * 1000) / rate;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const status = await post(agent, url, input.token, body());
-      latencies.push(performance.now() - due);
-      statuses[status] = (statuses[status] ?? 0) + 1;
-    }));
+    await Promise.all(
+      Array.from({ length: input.deliveries }, async (_, i) => {
+        const due = started + (i * 1000) / rate;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const status = await post(agent, url, input.token, body());
+        latencies.push(performance.now() - due);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+      }),
+    );
     const wallMs = performance.now() - started;
     agent.destroy();
     return { latencies, wallMs, statuses };
   }
   let next = 0;
-  await Promise.all(Array.from({ length: input.concurrency }, async () => {
-    while (next < input.deliveries) {
-      next++;
-      const b = body();
-      const t = performance.now();
-      const status = await post(agent, url, input.token, b);
-      latencies.push(performance.now() - t);
-      statuses[status] = (statuses[status] ?? 0) + 1;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: input.concurrency }, async () => {
+      while (next < input.deliveries) {
+        next++;
+        const b = body();
+        const t = performance.now();
+        const status = await post(agent, url, input.token, b);
+        latencies.push(performance.now() - t);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+      }
+    }),
+  );
   const wallMs = performance.now() - started;
   agent.destroy();
   return { latencies, wallMs, statuses };
 }
 
 if (parentPort && workerData) {
-  load(workerData as LoadInput).then((r) => parentPort!.postMessage(r), (err: Error) => parentPort!.postMessage({ error: err.message }));
+  load(workerData as LoadInput).then(
+    (r) => parentPort!.postMessage(r),
+    (err: Error) => parentPort!.postMessage({ error: err.message }),
+  );
 }

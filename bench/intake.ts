@@ -58,11 +58,19 @@ export interface IntakeBenchOptions {
 export interface IntakeFigures {
   intake: {
     /** Latency per delivery at `ratePerSecond` (paced, open loop). */
-    p99Ms: number; p50Ms: number; ratePerSecond: number;
+    p99Ms: number;
+    p50Ms: number;
+    ratePerSecond: number;
     /** Throughput of the burst (closed loop, `concurrency` senders) and its latencies, which are mostly queueing. */
-    deliveriesPerSecond: number; burstP50Ms: number; burstP99Ms: number;
-    thresholdToFirstStepMs: number; drainMs: number;
-    deliveries: number; concurrency: number; signals: number; journal: boolean;
+    deliveriesPerSecond: number;
+    burstP50Ms: number;
+    burstP99Ms: number;
+    thresholdToFirstStepMs: number;
+    drainMs: number;
+    deliveries: number;
+    concurrency: number;
+    signals: number;
+    journal: boolean;
   };
 }
 
@@ -77,7 +85,10 @@ const round = (n: number): number => Math.round(n * 10) / 10;
 
 export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigures> {
   const say = opts.say ?? (() => undefined);
-  const service = typeof opts.service === 'object' ? opts.service : opts.config.services.find((s) => s.name === (opts.service ?? opts.config.services[0]!.name));
+  const service =
+    typeof opts.service === 'object'
+      ? opts.service
+      : opts.config.services.find((s) => s.name === (opts.service ?? opts.config.services[0]!.name));
   if (!service) throw new Error(`bench: unknown service ${String(opts.service)}`);
   const deliveries = opts.deliveries ?? 1000;
   const concurrency = opts.concurrency ?? 16;
@@ -89,18 +100,32 @@ export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigur
   let previousRunId: string | undefined;
   try {
     const d = await client.workflow.getHandle(runId).describe();
-    if (d.status.name === 'RUNNING') throw new Error(`bench: ${service.name} has a run in progress (${runId}); wait for it to end`);
+    if (d.status.name === 'RUNNING')
+      throw new Error(`bench: ${service.name} has a run in progress (${runId}); wait for it to end`);
     previousRunId = d.runId;
   } catch (err) {
     if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
   }
 
   // A config of the bench's own: one service, one alarm rule, an intake on a free port.
-  const benchService = { ...service, triggers: { alarms: [{ source: 'alertmanager', name: ALARM, regionLabel: 'region' }], debounce: { failures: 3, window: '2m' } } } as Service;
-  const config = { ...opts.config, services: [benchService], triggers: { intake: { host: '127.0.0.1', port: 0 } } } as Config;
+  const benchService = {
+    ...service,
+    triggers: {
+      alarms: [{ source: 'alertmanager', name: ALARM, regionLabel: 'region' }],
+      debounce: { failures: 3, window: '2m' },
+    },
+  } as Service;
+  const config = {
+    ...opts.config,
+    services: [benchService],
+    triggers: { intake: { host: '127.0.0.1', port: 0 } },
+  } as Config;
   const guardianId = `regionshift-guardian-bench-${service.name}-${Date.now()}`;
   const deliverer = new Deliverer({
-    client, config, runbook: loadRunbook(builtinRunbookPath('failover')), guardianWorkflowId: () => guardianId,
+    client,
+    config,
+    runbook: loadRunbook(builtinRunbookPath('failover')),
+    guardianWorkflowId: () => guardianId,
     // Held at the approval gate after preflight: the bench measures, then aborts; nothing changes.
     settingsExtra: { approval: { required: true, timeout: '10m', onTimeout: 'reject', approvers: [] } },
   });
@@ -110,15 +135,31 @@ export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigur
   const seed = writer ? { primary: writer } : {};
   const settings = deliverer.settingsOf(service.name);
   const input: GuardianInput = { service: service.name, settings, seed };
-  await client.workflow.start('guardian', { workflowId: guardianId, taskQueue: CONTROL_TASK_QUEUE, args: [input], staticSummary: 'bench guardian (bench/intake.ts)' });
+  await client.workflow.start('guardian', {
+    workflowId: guardianId,
+    taskQueue: CONTROL_TASK_QUEUE,
+    args: [input],
+    staticSummary: 'bench guardian (bench/intake.ts)',
+  });
   const primary = writer ?? service.regions[0]!;
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-bench-intake-'));
-  const journal = opts.direct ? undefined : await AlarmJournal.open({ path: join(dir, 'journal.jsonl'), forward: deliverer, log: say });
-  const server = await startIntakeServer({ config, sink: journal ?? deliverer, secrets: { alertmanager: TOKEN }, log: () => undefined });
+  const journal = opts.direct
+    ? undefined
+    : await AlarmJournal.open({ path: join(dir, 'journal.jsonl'), forward: deliverer, log: say });
+  const server = await startIntakeServer({
+    config,
+    sink: journal ?? deliverer,
+    secrets: { alertmanager: TOKEN },
+    log: () => undefined,
+  });
   const url = `${server.url}/alertmanager`;
 
   const post = async (): Promise<void> => {
-    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: alertmanagerBody(ALARM, primary) });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: alertmanagerBody(ALARM, primary),
+    });
     await res.arrayBuffer();
     if (res.status !== 202) throw new Error(`bench: the intake answered ${res.status}`);
   };
@@ -136,22 +177,39 @@ export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigur
     }, 30_000);
     runStarted = true;
     const thresholdToFirstStepMs = Date.parse(rec.steps[0]!.startedAt!) - t0;
-    if (thresholdToFirstStepMs < 0) throw new Error(`bench: run ${rec.runId} started its first step before the threshold alarm was sent: not the alarm's run`);
-    say(`  threshold (alarm ${failures} of ${failures}) → first step: ${thresholdToFirstStepMs} ms (run ${rec.runId}, trigger ${rec.trigger})`);
+    if (thresholdToFirstStepMs < 0)
+      throw new Error(
+        `bench: run ${rec.runId} started its first step before the threshold alarm was sent: not the alarm's run`,
+      );
+    say(
+      `  threshold (alarm ${failures} of ${failures}) → first step: ${thresholdToFirstStepMs} ms (run ${rec.runId}, trigger ${rec.trigger})`,
+    );
 
     // 2. The storm, while the run is in progress (its alarms are attached to it), from senders on a
     // thread of their own (bench/intake-load.ts): a burst for throughput, then paced for latency.
-    const send = (extra: Partial<LoadInput>) => new Promise<LoadResult>((resolve, reject) => {
-      const loadInput: LoadInput = { url, token: TOKEN, alarm: ALARM, region: primary, deliveries, concurrency, ...extra };
-      const w = new Worker(join(__dirname, 'intake-load.js'), { workerData: loadInput });
-      w.once('message', (m: LoadResult | { error: string }) => {
-        if ('error' in m) return reject(new Error(`bench: the senders failed: ${m.error}`));
-        const refused = Object.entries(m.statuses).filter(([status]) => status !== '202');
-        if (refused.length > 0) return reject(new Error(`bench: the intake answered ${refused.map(([st, n]) => `${st} ×${n}`).join(', ')}`));
-        resolve(m);
+    const send = (extra: Partial<LoadInput>) =>
+      new Promise<LoadResult>((resolve, reject) => {
+        const loadInput: LoadInput = {
+          url,
+          token: TOKEN,
+          alarm: ALARM,
+          region: primary,
+          deliveries,
+          concurrency,
+          ...extra,
+        };
+        const w = new Worker(join(__dirname, 'intake-load.js'), { workerData: loadInput });
+        w.once('message', (m: LoadResult | { error: string }) => {
+          if ('error' in m) return reject(new Error(`bench: the senders failed: ${m.error}`));
+          const refused = Object.entries(m.statuses).filter(([status]) => status !== '202');
+          if (refused.length > 0)
+            return reject(
+              new Error(`bench: the intake answered ${refused.map(([st, n]) => `${st} ×${n}`).join(', ')}`),
+            );
+          resolve(m);
+        });
+        w.once('error', reject);
       });
-      w.once('error', reject);
-    });
     const signalsBefore = deliverer.signalsSent;
     const burst = await send({});
     const burstEnd = performance.now();
@@ -180,20 +238,30 @@ export async function intakeBench(opts: IntakeBenchOptions): Promise<IntakeFigur
     };
     const f = figures.intake;
     const how = journal ? '' : ' (direct, no journal)';
-    say(`  burst${how}: ${deliveries} deliveries from ${concurrency} senders at once: ${f.deliveriesPerSecond}/s accepted (queueing: p50 ${f.burstP50Ms} ms, p99 ${f.burstP99Ms} ms); the guardian had them all ${drainMs} ms after the last 202 (${signals} signals)`);
+    say(
+      `  burst${how}: ${deliveries} deliveries from ${concurrency} senders at once: ${f.deliveriesPerSecond}/s accepted (queueing: p50 ${f.burstP50Ms} ms, p99 ${f.burstP99Ms} ms); the guardian had them all ${drainMs} ms after the last 202 (${signals} signals)`,
+    );
     say(`  paced${how}: ${deliveries} deliveries at ${rate}/s: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms`);
     const w = journal?.stats().writeMs;
-    if (w) say(`  journal writes (O_DSYNC, group commit): p50 ${w.p50} ms, p99 ${w.p99} ms, max ${w.max} ms over the last ${w.samples}`);
+    if (w)
+      say(
+        `  journal writes (O_DSYNC, group commit): p50 ${w.p50} ms, p99 ${w.p99} ms, max ${w.max} ms over the last ${w.samples}`,
+      );
     return figures;
   } finally {
     await server.close();
     await journal?.close();
     rmSync(dir, { recursive: true, force: true });
     if (runStarted) {
-      await abortRun(client, runId, { by: 'bench', reason: 'bench/intake.ts: measured, not a real failover' }).catch(() => undefined);
+      await abortRun(client, runId, { by: 'bench', reason: 'bench/intake.ts: measured, not a real failover' }).catch(
+        () => undefined,
+      );
       await awaitRecord(client, runId).catch(() => undefined);
     }
-    await client.workflow.getHandle(guardianId).terminate('bench over').catch(() => undefined);
+    await client.workflow
+      .getHandle(guardianId)
+      .terminate('bench over')
+      .catch(() => undefined);
   }
 }
 
@@ -217,10 +285,24 @@ export const intakeSection: BenchSection = {
       out.figures = f as unknown as SectionResult['figures'];
       const reproduce = 'npm run build && node dist/bench/intake.js';
       out.checks.push(
-        { path: 'intake.p99Ms', what: `p99 of ${f.intake.deliveries} alarm deliveries at ${f.intake.ratePerSecond}/s (HTTP → on disk in the intake's journal)`, samples: [f.intake.p99Ms], targetMax: 50, reproduce },
-        { path: 'intake.thresholdToFirstStepMs', what: 'threshold alarm sent → the failover\'s first step started', samples: [f.intake.thresholdToFirstStepMs], targetMax: 1000, reproduce },
+        {
+          path: 'intake.p99Ms',
+          what: `p99 of ${f.intake.deliveries} alarm deliveries at ${f.intake.ratePerSecond}/s (HTTP → on disk in the intake's journal)`,
+          samples: [f.intake.p99Ms],
+          targetMax: 50,
+          reproduce,
+        },
+        {
+          path: 'intake.thresholdToFirstStepMs',
+          what: "threshold alarm sent → the failover's first step started",
+          samples: [f.intake.thresholdToFirstStepMs],
+          targetMax: 1000,
+          reproduce,
+        },
       );
-      out.notes.push(`intake: burst of ${f.intake.deliveries} from ${f.intake.concurrency} senders: ${f.intake.deliveriesPerSecond} deliveries/s (queueing p99 ${f.intake.burstP99Ms} ms); paced at ${f.intake.ratePerSecond}/s p50 ${f.intake.p50Ms} ms; the guardian had the burst ${f.intake.drainMs} ms after its last 202, in ${f.intake.signals} signals`);
+      out.notes.push(
+        `intake: burst of ${f.intake.deliveries} from ${f.intake.concurrency} senders: ${f.intake.deliveriesPerSecond} deliveries/s (queueing p99 ${f.intake.burstP99Ms} ms); paced at ${f.intake.ratePerSecond}/s p50 ${f.intake.p50Ms} ms; the guardian had the burst ${f.intake.drainMs} ms after its last 202, in ${f.intake.signals} signals`,
+      );
     } catch (err) {
       out.failures.push(`intake: ${(err as Error).message}`);
     }
@@ -229,7 +311,17 @@ export const intakeSection: BenchSection = {
 };
 
 async function standalone(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { deliveries: { type: 'string' }, concurrency: { type: 'string' }, rate: { type: 'string' }, direct: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      deliveries: { type: 'string' },
+      concurrency: { type: 'string' },
+      rate: { type: 'string' },
+      direct: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
   const say = (line: string) => (values.json ? console.error(line) : console.log(line));
   const { makeBenchStack } = await import('./temp-stack');
   const { BENCH_POLICY } = await import('./failover');
@@ -242,7 +334,10 @@ async function standalone(argv: string[]): Promise<number> {
     if (!up.ok) throw new Error('the bench stack did not come up');
     client = await connect(stack.config);
     const f = await intakeBench({
-      config: stack.config, client, say, direct: values.direct,
+      config: stack.config,
+      client,
+      say,
+      direct: values.direct,
       ...(values.deliveries ? { deliveries: Number(values.deliveries) } : {}),
       ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),
       ...(values.rate ? { rate: Number(values.rate) } : {}),

@@ -39,16 +39,21 @@ export async function fundAccounts(c: Client, accounts: number): Promise<void> {
 }
 
 /** Inserts the transactions; returns how long it took. Balances are moved by what was inserted. */
-export async function generateTransactions(c: Client, o: GenOptions, onProgress?: (done: number) => void): Promise<number> {
+export async function generateTransactions(
+  c: Client,
+  o: GenOptions,
+  onProgress?: (done: number) => void,
+): Promise<number> {
   const t0 = Date.now();
   const chunk = o.chunk ?? 250_000;
   await c.query('SET session_replication_role = replica');
   try {
     for (let from = 0; from < o.txns; from += chunk) {
       const to = Math.min(o.txns, from + chunk);
-      const ts = o.times === 'history'
-        ? `now() - interval '1 day' + (i * (80000.0 / $3::int)) * interval '1 second'`
-        : `clock_timestamp() + (i - $1::bigint + 0 * $3::int) * interval '1 microsecond'`;
+      const ts =
+        o.times === 'history'
+          ? `now() - interval '1 day' + (i * (80000.0 / $3::int)) * interval '1 second'`
+          : `clock_timestamp() + (i - $1::bigint + 0 * $3::int) * interval '1 microsecond'`;
       await c.query(
         `WITH s AS MATERIALIZED (
            SELECT i, ts, ${uuid7('ts', `($4::text || i)`)} AS id,

@@ -24,7 +24,15 @@ import { makeBenchStack, type BenchStack } from './temp-stack';
 
 /** Later issues append their sections here. */
 // four-regions, evacuate, detection and control-plane last of the defaults: each brings up a stack of its own, after the shared one has done its work.
-const SECTIONS: BenchSection[] = [failoverSection, intakeSection, reconcileSection, fourRegionsSection, evacuateSection, detectionSection, controlPlaneSection];
+const SECTIONS: BenchSection[] = [
+  failoverSection,
+  intakeSection,
+  reconcileSection,
+  fourRegionsSection,
+  evacuateSection,
+  detectionSection,
+  controlPlaneSection,
+];
 /** Off unless asked for: it installs packages and starts other tools' clusters. */
 const OPTIONAL_SECTIONS: BenchSection[] = [peersSection];
 
@@ -57,15 +65,23 @@ function medianOf(c: Check) {
 /** Whether the median meets every target the check sets (under targetMax, at least targetMin). */
 function meets(c: Check): boolean {
   const s = medianOf(c);
-  return s.n > 0 && (c.targetMax === undefined || s.median < c.targetMax) && (c.targetMin === undefined || s.median >= c.targetMin);
+  return (
+    s.n > 0 &&
+    (c.targetMax === undefined || s.median < c.targetMax) &&
+    (c.targetMin === undefined || s.median >= c.targetMin)
+  );
 }
 
 function checkLine(c: Check): string[] {
   const s = medianOf(c);
   const unit = c.unit === '×' ? '×' : c.unit === 'count' ? '' : ' ms';
   const figure = s.n ? `median ${s.median}${unit} (min ${s.min}, max ${s.max}, ${s.n} runs)` : 'no successful run';
-  const targets = [c.targetMax !== undefined ? `< ${c.targetMax}${unit}` : '', c.targetMin !== undefined ? `≥ ${c.targetMin}${unit}` : ''].filter(Boolean);
-  const verdict = targets.length === 0 ? 'no target set' : `target ${targets.join(' and ')}: ${meets(c) ? 'PASS' : 'FAIL'}`;
+  const targets = [
+    c.targetMax !== undefined ? `< ${c.targetMax}${unit}` : '',
+    c.targetMin !== undefined ? `≥ ${c.targetMin}${unit}` : '',
+  ].filter(Boolean);
+  const verdict =
+    targets.length === 0 ? 'no target set' : `target ${targets.join(' and ')}: ${meets(c) ? 'PASS' : 'FAIL'}`;
   return [`${c.path}  ${figure}  ${verdict}`, `    ${c.what}`, `    reproduce: ${c.reproduce}`];
 }
 
@@ -77,11 +93,17 @@ async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      runs: { type: 'string' }, 'unplanned-runs': { type: 'string' }, clients: { type: 'string' },
-      json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+      runs: { type: 'string' },
+      'unplanned-runs': { type: 'string' },
+      clients: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
       'ledger-10m': { type: 'boolean', default: false },
-      peers: { type: 'boolean', default: false }, 'peer-runs': { type: 'string' }, 'peer-tools': { type: 'string' },
-      only: { type: 'string' }, timeline: { type: 'boolean', default: false },
+      peers: { type: 'boolean', default: false },
+      'peer-runs': { type: 'string' },
+      'peer-tools': { type: 'string' },
+      only: { type: 'string' },
+      timeline: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -95,10 +117,23 @@ async function main(argv: string[]): Promise<number> {
     clients: count(values.clients, 'clients', 0),
     ledger10m: values['ledger-10m'] ?? false,
     peerRuns: count(values['peer-runs'], 'peer-runs', 3),
-    peerTools: nameList(values['peer-tools'], 'peer-tools', PEERS.map((p) => p.name)),
+    peerTools: nameList(
+      values['peer-tools'],
+      'peer-tools',
+      PEERS.map((p) => p.name),
+    ),
     timeline: values.timeline ?? false,
   };
-  const sections = chooseSections(SECTIONS, OPTIONAL_SECTIONS, values.peers ? ['peers'] : [], nameList(values.only, 'only', [...SECTIONS, ...OPTIONAL_SECTIONS].map((s) => s.name)));
+  const sections = chooseSections(
+    SECTIONS,
+    OPTIONAL_SECTIONS,
+    values.peers ? ['peers'] : [],
+    nameList(
+      values.only,
+      'only',
+      [...SECTIONS, ...OPTIONAL_SECTIONS].map((s) => s.name),
+    ),
+  );
   const json = values.json ?? false;
   const say = (line: string) => (json ? console.error(line) : console.log(line));
 
@@ -127,16 +162,35 @@ async function main(argv: string[]): Promise<number> {
     stack = await makeBenchStack(BENCH_POLICY);
     say(`bench stack in ${stack.dir} (Temporal UI ${stack.config.temporal.uiUrl} while it runs)`);
     const up = await stack.up((line) => say(`  ${line}`));
-    if (!up.ok) throw new Error(`the bench stack did not come up: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+    if (!up.ok)
+      throw new Error(
+        `the bench stack did not come up: ${up.components
+          .filter((c) => c.health === 'down')
+          .map((c) => `${c.name}: ${c.detail}`)
+          .join('; ')}`,
+      );
     const { service, home } = configRegions(stack.config, 'ledger');
     await ensureLedger(nodeOf(service, home), postgresDatabase(service).regions[home]!.appUser);
     client = await connect(stack.config);
     load = startWriteLoad(stack.config, service, { clients: options.clients });
-    if (options.clients > 0 && !(await load.waitForAck(home, 0, 15_000))) throw new Error(`the write load could not commit in ${home}: ${[...load.errors.keys()].join(', ')}`);
+    if (options.clients > 0 && !(await load.waitForAck(home, 0, 15_000)))
+      throw new Error(`the write load could not commit in ${home}: ${[...load.errors.keys()].join(', ')}`);
     for (const section of sections) {
       say(`\n[${section.name}]`);
       const registerCleanup = (stop: () => Promise<void>) => cleanups.push(stop);
-      results.push({ name: section.name, result: await section.run({ stack, config: stack.config, service, client, load, options, say, registerCleanup }) });
+      results.push({
+        name: section.name,
+        result: await section.run({
+          stack,
+          config: stack.config,
+          service,
+          client,
+          load,
+          options,
+          say,
+          registerCleanup,
+        }),
+      });
     }
   } finally {
     await teardown();

@@ -4,10 +4,16 @@
 /** A comma-separated subset of `known`; a name outside it, or nothing at all, is refused by name. */
 export function nameList(value: string | undefined, flag: string, known: string[]): string[] | undefined {
   if (value === undefined) return undefined;
-  const items = value.split(',').map((v) => v.trim()).filter(Boolean);
+  const items = value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
   const unknown = items.filter((i) => !known.includes(i));
   if (items.length === 0) throw new Error(`--${flag} needs at least one of: ${known.join(', ')}`);
-  if (unknown.length) throw new Error(`--${flag}: no such name ${unknown.map((u) => `"${u}"`).join(', ')}; choose from ${known.join(', ')}`);
+  if (unknown.length)
+    throw new Error(
+      `--${flag}: no such name ${unknown.map((u) => `"${u}"`).join(', ')}; choose from ${known.join(', ')}`,
+    );
   return items;
 }
 
@@ -16,10 +22,18 @@ export function nameList(value: string | undefined, flag: string, known: string[
  * (named like the section), narrowed by --only. An optional section named in --only without its
  * flag is refused: --only never switches on something that installs packages.
  */
-export function chooseSections<S extends { name: string }>(defaults: S[], optional: S[], switchedOn: string[], only: string[] | undefined): S[] {
+export function chooseSections<S extends { name: string }>(
+  defaults: S[],
+  optional: S[],
+  switchedOn: string[],
+  only: string[] | undefined,
+): S[] {
   const off = optional.filter((s) => !switchedOn.includes(s.name)).map((s) => s.name);
   const refused = (only ?? []).filter((n) => off.includes(n));
-  if (refused.length) throw new Error(`--only ${refused.join(',')} needs ${refused.map((n) => `--${n}`).join(' ')} too (off by default: it installs packages)`);
+  if (refused.length)
+    throw new Error(
+      `--only ${refused.join(',')} needs ${refused.map((n) => `--${n}`).join(' ')} too (off by default: it installs packages)`,
+    );
   const all = [...defaults, ...optional.filter((s) => switchedOn.includes(s.name))];
   return only ? all.filter((s) => only.includes(s.name)) : all;
 }

@@ -49,7 +49,13 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
   const label = `${entries / 1_000_000}M`;
   say(`  [${label}] rebuilding a clean pair…`);
   const up = await rebuildPair(sctx, ctx.client, service);
-  if (!up.ok) throw new Error(`the rebuilt pair is not healthy: ${up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail}`).join('; ')}`);
+  if (!up.ok)
+    throw new Error(
+      `the rebuilt pair is not healthy: ${up.components
+        .filter((c) => c.health === 'down')
+        .map((c) => `${c.name}: ${c.detail}`)
+        .join('; ')}`,
+    );
   const homeNode = nodeOf(service, home);
   const awayNode = nodeOf(service, away);
   await ensureLedger(homeNode, postgresDatabase(service).regions[home]!.appUser);
@@ -75,7 +81,8 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
     try {
       const r0 = Date.now();
       for (;;) {
-        const ok = (await standby.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0]!.ok;
+        const ok = (await standby.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn]))
+          .rows[0]!.ok;
         if (ok) break;
         await new Promise((r) => setTimeout(r, 250));
       }
@@ -84,25 +91,47 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
       await standby.end();
     }
     const count = Number((await primary.query<{ n: string }>('SELECT count(*) AS n FROM ledger_entries')).rows[0]!.n);
-    say(`  [${label}] ledger of ${count} entries made in ${Math.round(genMs / 1000)} s, replicated ${Math.round(replicateMs / 1000)} s later`);
+    say(
+      `  [${label}] ledger of ${count} entries made in ${Math.round(genMs / 1000)} s, replicated ${Math.round(replicateMs / 1000)} s later`,
+    );
 
     // Replication is cut; the primary books 10,000 transactions the standby never gets.
     await cutReplication(sctx, service, away);
-    await generateTransactions(primary, { txns: DIVERGED, accounts: ACCOUNTS, batch: `d${label}`, times: 'burst', chunk: DIVERGED });
+    await generateTransactions(primary, {
+      txns: DIVERGED,
+      accounts: ACCOUNTS,
+      batch: `d${label}`,
+      times: 'burst',
+      chunk: DIVERGED,
+    });
   } finally {
     await primary.end().catch(() => undefined);
   }
   const killed = await killRegion(sctx, service, home);
   const failover = await runFailover(ctx.client, ctx.config, {
-    service: service.name, target: away, mode: 'unplanned', requestedBy: 'bench', trigger: 'bench', triggeredAt: killed.at, approver: { ...APPROVER, signer: standInSigner(service, APPROVER.by) },
+    service: service.name,
+    target: away,
+    mode: 'unplanned',
+    requestedBy: 'bench',
+    trigger: 'bench',
+    triggeredAt: killed.at,
+    approver: { ...APPROVER, signer: standInSigner(service, APPROVER.by) },
   });
   if (failover.record.status !== 'succeeded') {
-    out.failures.push(`[${label}] unplanned failover ${failover.record.status}: ${failover.record.error ?? ''} (${failover.uiUrl})`);
+    out.failures.push(
+      `[${label}] unplanned failover ${failover.record.status}: ${failover.record.error ?? ''} (${failover.uiUrl})`,
+    );
     return undefined;
   }
   const fresh = await raw(awayNode);
   try {
-    await generateTransactions(fresh, { txns: NEW_SIDE, accounts: ACCOUNTS, batch: `n${label}`, times: 'burst', chunk: NEW_SIDE });
+    await generateTransactions(fresh, {
+      txns: NEW_SIDE,
+      accounts: ACCOUNTS,
+      batch: `n${label}`,
+      times: 'burst',
+      chunk: NEW_SIDE,
+    });
   } finally {
     await fresh.end();
   }
@@ -110,7 +139,12 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
 
   // The machine may be shared: the load when the run started says how far to trust its timings.
   const loadAvg1m = Math.round(loadavg()[0]! * 10) / 10;
-  const rc = await runFollowUp(ctx.client, ctx.config, { kind: 'reconcile', service: service.name, requestedBy: 'bench', trigger: 'bench' });
+  const rc = await runFollowUp(ctx.client, ctx.config, {
+    kind: 'reconcile',
+    service: service.name,
+    requestedBy: 'bench',
+    trigger: 'bench',
+  });
   const rec = rc.record;
   if (rec.status !== 'succeeded') {
     out.failures.push(`[${label}] reconcile ${rec.status}: ${rec.error ?? ''} (${rc.uiUrl})`);
@@ -121,20 +155,36 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
   const rep = rec.reconciliation!.report!;
   const figures: Figures = {
     ms: classifyMs + applyMs,
-    classifyMs, applyMs, preserveMs: stepMs(rec, 'preserve'), verifyMs: stepMs(rec, 'verify'),
+    classifyMs,
+    applyMs,
+    preserveMs: stepMs(rec, 'preserve'),
+    verifyMs: stepMs(rec, 'verify'),
     runWallMs: Date.parse(rec.endedAt!) - Date.parse(rec.startedAt),
     entries,
-    diverged: DIVERGED, lost: rep.txn['only-old'], onlyNew: rep.txn['only-new'], reapplied: rep.applied.transactions, cases: rep.cases.opened,
+    diverged: DIVERGED,
+    lost: rep.txn['only-old'],
+    onlyNew: rep.txn['only-new'],
+    reapplied: rep.applied.transactions,
+    cases: rep.cases.opened,
     rowsRead: rec.reconciliation!.classify!.read,
-    generateMs: genMs, replicateMs, runId: rec.runId, loadAvg1m, cpus: availableParallelism(),
-    classifyPhases: rec.reconciliation!.classify!.phases ?? {}, applyPhases: rec.reconciliation!.apply!.phases ?? {},
+    generateMs: genMs,
+    replicateMs,
+    runId: rec.runId,
+    loadAvg1m,
+    cpus: availableParallelism(),
+    classifyPhases: rec.reconciliation!.classify!.phases ?? {},
+    applyPhases: rec.reconciliation!.apply!.phases ?? {},
   };
-  say(`  [${label}] reconciled ${rep.txn['only-old']} lost transactions: classify ${classifyMs} ms + apply ${applyMs} ms = ${classifyMs + applyMs} ms (verify ${figures.verifyMs} ms, off the critical path; load average ${loadAvg1m} on ${availableParallelism()} CPUs)`);
+  say(
+    `  [${label}] reconciled ${rep.txn['only-old']} lost transactions: classify ${classifyMs} ms + apply ${applyMs} ms = ${classifyMs + applyMs} ms (verify ${figures.verifyMs} ms, off the critical path; load average ${loadAvg1m} on ${availableParallelism()} CPUs)`,
+  );
   say(`    classify: ${JSON.stringify(figures.classifyPhases)}; apply: ${JSON.stringify(figures.applyPhases)}`);
   // The verify step also checksums the mutable tables (by key, outside the window's keys); the
   // side-by-side comparison below is over the append-only tables, which the naive diff can page.
   const vt = rec.reconciliation!.verify?.tables ?? [];
-  say(`    verify step: ${vt.map((t) => `${t.table} ${t.rows} rows ${t.ms} ms${t.excluded !== undefined ? ` (${t.excluded} window keys left out)` : ''}`).join(', ')}`);
+  say(
+    `    verify step: ${vt.map((t) => `${t.table} ${t.rows} rows ${t.ms} ms${t.excluded !== undefined ? ` (${t.excluded} window keys left out)` : ''}`).join(', ')}`,
+  );
   figures.verifyTables = Object.fromEntries(vt.map((t) => [t.table, { rows: t.rows, ms: t.ms }]));
 
   // The comparison outside the window, both ways, on the same tables.
@@ -156,8 +206,16 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
       rows += b.rows;
       differences += a.stats.differences + b.differences;
     }
-    figures.verify = { checksumMs, naiveMs, rows, differences, speedupVsNaive: Math.round((naiveMs / checksumMs) * 10) / 10 };
-    say(`  [${label}] outside the window (${rows} rows): bisection checksum ${checksumMs} ms, naive hash diff ${naiveMs} ms: ${(naiveMs / checksumMs).toFixed(1)}× faster`);
+    figures.verify = {
+      checksumMs,
+      naiveMs,
+      rows,
+      differences,
+      speedupVsNaive: Math.round((naiveMs / checksumMs) * 10) / 10,
+    };
+    say(
+      `  [${label}] outside the window (${rows} rows): bisection checksum ${checksumMs} ms, naive hash diff ${naiveMs} ms: ${(naiveMs / checksumMs).toFixed(1)}× faster`,
+    );
   } finally {
     await oldC.end();
     await newC.end();
@@ -190,16 +248,30 @@ export const reconcileSection: BenchSection = {
       // verify.* is reported for the largest ledger measured; reconcile.verify.speedupAt1m for 1M.
       verify = v;
       if (entries === 1_000_000) {
-        reconcile.verify = { speedupAt1m: v.speedupVsNaive, checksumMs: v.checksumMs, naiveMs: v.naiveMs, rows: v.rows };
+        reconcile.verify = {
+          speedupAt1m: v.speedupVsNaive,
+          checksumMs: v.checksumMs,
+          naiveMs: v.naiveMs,
+          rows: v.rows,
+        };
         out.checks.push({
-          path: 'reconcile.verify.speedupAt1m', what: `verify outside the window at 1,000,000 entries: naive full-table hash diff ÷ key-range bisection checksums (${v.naiveMs} ms vs ${v.checksumMs} ms over ${v.rows} rows)`,
-          samples: [v.speedupVsNaive as number], targetMin: TARGET_VERIFY_SPEEDUP_AT_1M, unit: '×', reproduce: reproduce(false),
+          path: 'reconcile.verify.speedupAt1m',
+          what: `verify outside the window at 1,000,000 entries: naive full-table hash diff ÷ key-range bisection checksums (${v.naiveMs} ms vs ${v.checksumMs} ms over ${v.rows} rows)`,
+          samples: [v.speedupVsNaive as number],
+          targetMin: TARGET_VERIFY_SPEEDUP_AT_1M,
+          unit: '×',
+          reproduce: reproduce(false),
         });
       }
       out.checks.push({
-        path: entries === 10_000_000 ? 'reconcile.tenMillion.ms' : `reconcile.${entries === 1_000_000 ? 'oneMillion' : key}.ms`,
+        path:
+          entries === 10_000_000
+            ? 'reconcile.tenMillion.ms'
+            : `reconcile.${entries === 1_000_000 ? 'oneMillion' : key}.ms`,
         what: `classify + apply of ${DIVERGED} diverged transactions in a ${entries.toLocaleString('en')}-entry ledger (also reconcile.${key}.ms; 1-minute load average ${f.loadAvg1m} on ${f.cpus} CPUs when it ran)`,
-        samples: [f.ms as number], targetMax: entries === 10_000_000 ? TARGET_10M_MS : 5_000, reproduce: reproduce(entries > 1_000_000),
+        samples: [f.ms as number],
+        targetMax: entries === 10_000_000 ? TARGET_10M_MS : 5_000,
+        reproduce: reproduce(entries > 1_000_000),
       });
     }
     const one = bySize.get(1_000_000);
@@ -211,11 +283,24 @@ export const reconcileSection: BenchSection = {
       const ratio = Math.round((ten.ms / one.ms) * 100) / 100;
       reconcile.ratio10mTo1m = ratio;
       out.checks.push({
-        path: 'reconcile.ratio10mTo1m', what: `classify + apply at 10,000,000 entries ÷ at 1,000,000 (${ten.ms} ms / ${one.ms} ms): the same divergence should cost the same`,
-        samples: [ratio], targetMax: TARGET_RATIO_10M_TO_1M, unit: '×', reproduce: reproduce(true),
+        path: 'reconcile.ratio10mTo1m',
+        what: `classify + apply at 10,000,000 entries ÷ at 1,000,000 (${ten.ms} ms / ${one.ms} ms): the same divergence should cost the same`,
+        samples: [ratio],
+        targetMax: TARGET_RATIO_10M_TO_1M,
+        unit: '×',
+        reproduce: reproduce(true),
       });
     }
-    if (verify) out.figures = { reconcile, verify: { speedupVsNaive: verify.speedupVsNaive, checksumMs: verify.checksumMs, naiveMs: verify.naiveMs, rows: verify.rows } };
+    if (verify)
+      out.figures = {
+        reconcile,
+        verify: {
+          speedupVsNaive: verify.speedupVsNaive,
+          checksumMs: verify.checksumMs,
+          naiveMs: verify.naiveMs,
+          rows: verify.rows,
+        },
+      };
     else out.figures = { reconcile };
     out.notes.push(
       `reconcile.<size>.ms (also reconcile.oneMillion.ms, reconcile.tenMillion.ms) = the classify and apply steps of the reconcile run (the critical path: reading both journals over the window, and the one transaction that re-applies); verify runs after apply has committed and is reported separately (verifyMs)`,

@@ -39,9 +39,17 @@ export interface BenchStack {
  * `policy` is the ledger service's policy block, as YAML flow mappings (indented by the caller);
  * `layout` names its regions (writer first) and weights when they are not the pair's.
  */
-export async function makeBenchStack(policy: string, layout: Pick<TempStackOptions, 'regions' | 'weights' | 'moreServices' | 'extra' | 'controlPlane'> = {}): Promise<BenchStack> {
+export async function makeBenchStack(
+  policy: string,
+  layout: Pick<TempStackOptions, 'regions' | 'weights' | 'moreServices' | 'extra' | 'controlPlane'> = {},
+): Promise<BenchStack> {
   const { dir, home, configFile } = await writeTempStack({
-    prefix: 'regionshift-bench-', comment: 'written by npm run bench; deleted when it ends', policy, ttl: 5, approver: 'bench-oncall', ...layout,
+    prefix: 'regionshift-bench-',
+    comment: 'written by npm run bench; deleted when it ends',
+    policy,
+    ttl: 5,
+    approver: 'bench-oncall',
+    ...layout,
     // As in regionshift.yaml: reconcile's verify step checksums the loans too.
     serviceExtra: [
       '    reconcile:',
@@ -58,13 +66,18 @@ export async function makeBenchStack(policy: string, layout: Pick<TempStackOptio
   else process.env.TEMPORAL_ADDRESS = config.temporal.address;
   let destroyed: Promise<void> | undefined;
   return {
-    dir, home, configFile, config,
+    dir,
+    home,
+    configFile,
+    config,
     up: (onProgress) => stackUp({ config, configFile, home, onProgress }),
     destroy: () =>
       (destroyed ??= stackDown({ home }).then(
         () => rmSync(dir, { recursive: true, force: true }),
         (err: Error) => {
-          throw new Error(`could not stop the bench stack in ${home} (${err.message}); stop it with: REGIONSHIFT_HOME=${home} regionshift stack down`);
+          throw new Error(
+            `could not stop the bench stack in ${home} (${err.message}); stop it with: REGIONSHIFT_HOME=${home} regionshift stack down`,
+          );
         },
       )),
   };

@@ -11,10 +11,12 @@ if (!fs.existsSync(main)) {
   console.error('regionshift: not built yet. Run `npm install` (or `npm run build`) in ' + path.join(__dirname, '..'));
   process.exit(2);
 }
-require(main).main(process.argv.slice(2)).then(
-  (code) => process.exit(code ?? 0),
-  (err) => {
-    console.error('regionshift: ' + (err && err.message ? err.message : String(err)));
-    process.exit(1);
-  },
-);
+require(main)
+  .main(process.argv.slice(2))
+  .then(
+    (code) => process.exit(code ?? 0),
+    (err) => {
+      console.error('regionshift: ' + (err && err.message ? err.message : String(err)));
+      process.exit(1);
+    },
+  );

@@ -14,7 +14,9 @@ describe('alert rules shipped in runbooks/alerts/', () => {
     const check = spawnSync(bins.promtool, ['check', 'rules', SHIPPED_RULES], { encoding: 'utf8' });
     expect(check.status, check.stdout + check.stderr).toBe(0);
     expect(check.stdout).toContain('SUCCESS: 5 rules found');
-    const run = spawnSync(bins.promtool, ['test', 'rules', join(__dirname, 'fixtures', 'alert-rules.promtool.yml')], { encoding: 'utf8' });
+    const run = spawnSync(bins.promtool, ['test', 'rules', join(__dirname, 'fixtures', 'alert-rules.promtool.yml')], {
+      encoding: 'utf8',
+    });
     expect(run.status, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toContain('SUCCESS');
   });

@@ -13,7 +13,8 @@ import { startRdsSim, type RdsSim } from './support/rds-sim';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
-const ARN = (r: string) => `arn:aws:route53-recovery-control::123456789012:controlpanel/abc123/routingcontrol/${r.replace(/-/g, '')}`;
+const ARN = (r: string) =>
+  `arn:aws:route53-recovery-control::123456789012:controlpanel/abc123/routingcontrol/${r.replace(/-/g, '')}`;
 
 interface ArcServer {
   url: string;
@@ -22,7 +23,10 @@ interface ArcServer {
 }
 
 /** The cluster's state, shared by every endpoint of the stand-in. */
-const states = new Map<string, 'On' | 'Off'>([[ARN(WEST), 'On'], [ARN(EAST), 'Off']]);
+const states = new Map<string, 'On' | 'Off'>([
+  [ARN(WEST), 'On'],
+  [ARN(EAST), 'Off'],
+]);
 
 async function arcEndpoint(behaviour: 'ok' | 'unavailable'): Promise<ArcServer> {
   const calls: ArcServer['calls'] = [];
@@ -39,21 +43,31 @@ async function arcEndpoint(behaviour: 'ok' | 'unavailable'): Promise<ArcServer> 
       };
       const fail = (status: number, type: string, message: string): void => reply(status, { __type: type, message });
       // Documented: a cluster endpoint can be temporarily unavailable; clients try another.
-      if (behaviour === 'unavailable') return fail(503, 'EndpointTemporarilyUnavailableException', 'endpoint temporarily unavailable');
+      if (behaviour === 'unavailable')
+        return fail(503, 'EndpointTemporarilyUnavailableException', 'endpoint temporarily unavailable');
       if (op === 'GetRoutingControlState') {
         const arn = String(body.RoutingControlArn);
         if (!states.has(arn)) return fail(404, 'ResourceNotFoundException', `routing control ${arn} not found`);
-        return reply(200, { RoutingControlArn: arn, RoutingControlState: states.get(arn), RoutingControlName: arn.split('/').pop() });
+        return reply(200, {
+          RoutingControlArn: arn,
+          RoutingControlState: states.get(arn),
+          RoutingControlName: arn.split('/').pop(),
+        });
       }
       if (op === 'UpdateRoutingControlStates') {
-        const entries = body.UpdateRoutingControlStateEntries as { RoutingControlArn: string; RoutingControlState: 'On' | 'Off' }[];
+        const entries = body.UpdateRoutingControlStateEntries as {
+          RoutingControlArn: string;
+          RoutingControlState: 'On' | 'Off';
+        }[];
         const next = new Map(states);
         for (const e of entries) {
-          if (!next.has(e.RoutingControlArn)) return fail(404, 'ResourceNotFoundException', `routing control ${e.RoutingControlArn} not found`);
+          if (!next.has(e.RoutingControlArn))
+            return fail(404, 'ResourceNotFoundException', `routing control ${e.RoutingControlArn} not found`);
           next.set(e.RoutingControlArn, e.RoutingControlState);
         }
         // The control panel's assertion rule: at least one region On, evaluated on the whole batch.
-        if (![...next.values()].includes('On')) return fail(400, 'ValidationException', 'safety rule at-least-one-on would be violated');
+        if (![...next.values()].includes('On'))
+          return fail(400, 'ValidationException', 'safety rule at-least-one-on would be violated');
         for (const [k, v] of next) states.set(k, v);
         return reply(200, {});
       }
@@ -72,26 +86,43 @@ const saved = { ...process.env };
 
 beforeAll(async () => {
   // ARC endpoints are real AWS endpoints, so no stand-in credentials: the default chain reads these.
-  Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_EC2_METADATA_DISABLED: 'true' });
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  });
   down = await arcEndpoint('unavailable');
   good = await arcEndpoint('ok');
   rds = await startRdsSim({
     globalId: 'ledger-global',
-    clusters: [{ id: 'ledger-west', region: WEST, engineVersion: '15.4', instances: 1 }, { id: 'ledger-east', region: EAST, engineVersion: '15.4', instances: 1 }],
+    clusters: [
+      { id: 'ledger-west', region: WEST, engineVersion: '15.4', instances: 1 },
+      { id: 'ledger-east', region: EAST, engineVersion: '15.4', instances: 1 },
+    ],
   });
   config = Config.parse({
-    services: [{
-      name: 'ledger',
-      regions: [WEST, EAST],
-      database: auroraDatabase(rds.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east' }, { edgeFence: 'routing-control' }),
-      traffic: {
-        provider: 'route53-arc',
-        // The first endpoint refuses connections, the second is temporarily unavailable.
-        clusterEndpoints: [{ url: 'http://127.0.0.1:9', region: 'ap-northeast-1' }, { url: down.url, region: 'eu-west-1' }, { url: good.url, region: 'us-west-2' }],
-        routingControls: { [WEST]: ARN(WEST), [EAST]: ARN(EAST) },
-        ttl: 15,
+    services: [
+      {
+        name: 'ledger',
+        regions: [WEST, EAST],
+        database: auroraDatabase(
+          rds.url,
+          { [WEST]: 'ledger-west', [EAST]: 'ledger-east' },
+          { edgeFence: 'routing-control' },
+        ),
+        traffic: {
+          provider: 'route53-arc',
+          // The first endpoint refuses connections, the second is temporarily unavailable.
+          clusterEndpoints: [
+            { url: 'http://127.0.0.1:9', region: 'ap-northeast-1' },
+            { url: down.url, region: 'eu-west-1' },
+            { url: good.url, region: 'us-west-2' },
+          ],
+          routingControls: { [WEST]: ARN(WEST), [EAST]: ARN(EAST) },
+          ttl: 15,
+        },
       },
-    }],
+    ],
   });
 });
 
@@ -104,7 +135,8 @@ afterAll(async () => {
   await rds?.close();
 });
 
-const controls = (records: { region: string; routingControl?: string }[]) => Object.fromEntries(records.map((r) => [r.region, r.routingControl]));
+const controls = (records: { region: string; routingControl?: string }[]) =>
+  Object.fromEntries(records.map((r) => [r.region, r.routingControl]));
 
 describe('route53-arc traffic', () => {
   it('reads and shifts through the first endpoint that answers, in one transaction, and converges', async () => {
@@ -112,7 +144,10 @@ describe('route53-arc traffic', () => {
     const before = await traffic.trafficDescribe({ service: 'ledger' });
     expect(before).toEqual({
       recordName: 'arc:ledger',
-      records: [{ region: WEST, target: ARN(WEST), routingControl: 'On', ttl: 15 }, { region: EAST, target: ARN(EAST), routingControl: 'Off', ttl: 15 }],
+      records: [
+        { region: WEST, target: ARN(WEST), routingControl: 'On', ttl: 15 },
+        { region: EAST, target: ARN(EAST), routingControl: 'Off', ttl: 15 },
+      ],
     });
     expect(down.calls.length).toBeGreaterThan(0);
 
@@ -131,12 +166,18 @@ describe('route53-arc traffic', () => {
     expect(down.calls.length).toBe(downCalls);
     expect(good.calls.filter((c) => c.op === 'UpdateRoutingControlStates')).toHaveLength(1);
 
-    expect(controls((await traffic.trafficRestore({ service: 'ledger', state: before })).records)).toEqual({ [WEST]: 'On', [EAST]: 'Off' });
+    expect(controls((await traffic.trafficRestore({ service: 'ledger', state: before })).records)).toEqual({
+      [WEST]: 'On',
+      [EAST]: 'Off',
+    });
   });
 
   it('drains and undrains, refusing to switch the last region Off', async () => {
     const traffic = createRegionActivities(config, WEST);
-    const err = await traffic.trafficDrain({ service: 'ledger', region: WEST }).then(() => undefined, (e: unknown) => e);
+    const err = await traffic.trafficDrain({ service: 'ledger', region: WEST }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect((err as ApplicationFailure).message).toContain('every routing control would be Off');
     const drained = await traffic.trafficDrain({ service: 'ledger', region: WEST, to: EAST });
@@ -147,13 +188,42 @@ describe('route53-arc traffic', () => {
   });
 
   it('a refusal from ARC is final and says what to check; every endpoint down is retryable', async () => {
-    const wrong = Config.parse({ ...config, services: [{ ...config.services[0]!, traffic: { ...config.services[0]!.traffic, routingControls: { [WEST]: ARN(WEST), [EAST]: ARN('ap-south-1') } } }] });
-    const refused = await createRegionActivities(wrong, EAST).trafficDescribe({ service: 'ledger' }).then(() => undefined, (e: unknown) => e);
+    const wrong = Config.parse({
+      ...config,
+      services: [
+        {
+          ...config.services[0]!,
+          traffic: {
+            ...config.services[0]!.traffic,
+            routingControls: { [WEST]: ARN(WEST), [EAST]: ARN('ap-south-1') },
+          },
+        },
+      ],
+    });
+    const refused = await createRegionActivities(wrong, EAST)
+      .trafficDescribe({ service: 'ledger' })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(refused).toMatchObject({ nonRetryable: true, type: 'ResourceNotFoundException' });
     expect((refused as Error).message).toContain('check traffic.routingControls');
 
-    const allDown = Config.parse({ ...config, services: [{ ...config.services[0]!, traffic: { ...config.services[0]!.traffic, clusterEndpoints: [{ url: down.url, region: 'eu-west-1' }] } }] });
-    const unavailable = await createRegionActivities(allDown, EAST).trafficDescribe({ service: 'ledger' }).then(() => undefined, (e: unknown) => e);
+    const allDown = Config.parse({
+      ...config,
+      services: [
+        {
+          ...config.services[0]!,
+          traffic: { ...config.services[0]!.traffic, clusterEndpoints: [{ url: down.url, region: 'eu-west-1' }] },
+        },
+      ],
+    });
+    const unavailable = await createRegionActivities(allDown, EAST)
+      .trafficDescribe({ service: 'ledger' })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(unavailable).toMatchObject({ nonRetryable: false, type: 'ArcUnavailable' });
     expect((unavailable as Error).message).toContain('no cluster endpoint answered');
   });

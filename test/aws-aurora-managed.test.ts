@@ -20,7 +20,10 @@ afterEach(async () => {
   sim = undefined;
 });
 
-async function setup(over: Partial<RdsSimOptions> = {}, db: Record<string, unknown> = {}): Promise<{ sim: RdsSim; config: Config }> {
+async function setup(
+  over: Partial<RdsSimOptions> = {},
+  db: Record<string, unknown> = {},
+): Promise<{ sim: RdsSim; config: Config }> {
   sim = await startRdsSim({
     globalId: 'ledger-global',
     clusters: [
@@ -32,28 +35,43 @@ async function setup(over: Partial<RdsSimOptions> = {}, db: Record<string, unkno
     ...over,
   });
   const config = Config.parse({
-    services: [{
-      name: 'ledger',
-      regions: [WEST, EAST, EU],
-      database: auroraDatabase(sim.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east', [EU]: 'ledger-eu' }, db),
-      traffic: { provider: 'route53', hostedZone: 'z.test.', recordName: 'ledger.z.test.', endpoints: { [WEST]: 'w.', [EAST]: 'e.', [EU]: 'u.' } },
-    }],
+    services: [
+      {
+        name: 'ledger',
+        regions: [WEST, EAST, EU],
+        database: auroraDatabase(sim.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east', [EU]: 'ledger-eu' }, db),
+        traffic: {
+          provider: 'route53',
+          hostedZone: 'z.test.',
+          recordName: 'ledger.z.test.',
+          endpoints: { [WEST]: 'w.', [EAST]: 'e.', [EU]: 'u.' },
+        },
+      },
+    ],
   });
   return { sim, config };
 }
 
 async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await promise.then(() => undefined, (e: unknown) => e);
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(ApplicationFailure);
   return err as ApplicationFailure;
 }
 
 describe('aurora-global managed switchover (planned)', () => {
-  it('switches over in the primary\'s region, walks pending → switching-over → cleared, and converges on a second call', async () => {
+  it("switches over in the primary's region, walks pending → switching-over → cleared, and converges on a second call", async () => {
     const { sim, config } = await setup();
     const east = createAuroraActivities(config, EAST, FAST);
     const before = await east.dbDescribe({ service: 'ledger' });
-    expect(before).toMatchObject({ region: EAST, reachable: true, role: 'standby', streamingFrom: sim.arnOf('ledger-west') });
+    expect(before).toMatchObject({
+      region: EAST,
+      reachable: true,
+      role: 'standby',
+      streamingFrom: sim.arnOf('ledger-west'),
+    });
 
     const seen = new Set<string>();
     const watcher = setInterval(() => {
@@ -63,25 +81,43 @@ describe('aurora-global managed switchover (planned)', () => {
     const result = await east.dbPromote({ service: 'ledger', mode: 'planned', source: WEST });
     clearInterval(watcher);
 
-    expect(result).toMatchObject({ region: EAST, promoted: true, alreadyPrimary: false, method: 'switchover', dataLossAllowed: false });
+    expect(result).toMatchObject({
+      region: EAST,
+      promoted: true,
+      alreadyPrimary: false,
+      method: 'switchover',
+      dataLossAllowed: false,
+    });
     expect([...seen]).toEqual(['pending', 'switching-over']);
     expect(sim.accepted.SwitchoverGlobalCluster).toBe(1);
     // Sent to the current primary's region although the worker is east's.
     expect(sim.log.filter((l) => l.action === 'SwitchoverGlobalCluster').map((l) => l.region)).toEqual([WEST]);
-    expect(sim.log.find((l) => l.action === 'SwitchoverGlobalCluster')!.params.TargetDbClusterIdentifier).toBe(sim.arnOf('ledger-east'));
+    expect(sim.log.find((l) => l.action === 'SwitchoverGlobalCluster')!.params.TargetDbClusterIdentifier).toBe(
+      sim.arnOf('ledger-east'),
+    );
     expect(sim.writer()).toBe('ledger-east');
     expect(sim.members()).toContainEqual({ cluster: 'ledger-west', isWriter: false });
 
     // A retry (or a second run) finds the work done and does not issue it again.
-    const again = await createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned', source: WEST });
+    const again = await createAuroraActivities(config, EAST, FAST).dbPromote({
+      service: 'ledger',
+      mode: 'planned',
+      source: WEST,
+    });
     expect(again).toMatchObject({ promoted: false, alreadyPrimary: true });
     expect(sim.accepted.SwitchoverGlobalCluster).toBe(1);
 
     // The old primary is a secondary of the new one: rejoin converges without doing anything.
-    const rejoin = await createAuroraActivities(config, WEST, FAST).dbRejoinAsStandby({ service: 'ledger', primaryRegion: EAST });
+    const rejoin = await createAuroraActivities(config, WEST, FAST).dbRejoinAsStandby({
+      service: 'ledger',
+      primaryRegion: EAST,
+    });
     expect(rejoin).toMatchObject({ rejoined: false, streamingFrom: sim.arnOf('ledger-east') });
     expect(rejoin.detail).toContain('Aurora demoted it');
-    expect(await createAuroraActivities(config, WEST, FAST).dbDescribe({ service: 'ledger' })).toMatchObject({ role: 'standby', streamingFrom: sim.arnOf('ledger-east') });
+    expect(await createAuroraActivities(config, WEST, FAST).dbDescribe({ service: 'ledger' })).toMatchObject({
+      role: 'standby',
+      streamingFrom: sim.arnOf('ledger-east'),
+    });
   });
 
   it('a throttled switchover is retried with backoff by the SDK and issued once', async () => {
@@ -93,10 +129,12 @@ describe('aurora-global managed switchover (planned)', () => {
     expect(sim.accepted.SwitchoverGlobalCluster).toBe(1);
   });
 
-  it('throttling past the SDK\'s attempts is a retryable failure, and the retry issues the operation once', async () => {
+  it("throttling past the SDK's attempts is a retryable failure, and the retry issues the operation once", async () => {
     const { sim, config } = await setup();
     sim.throttle('SwitchoverGlobalCluster', 4);
-    const failure = await failureOf(createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }));
+    const failure = await failureOf(
+      createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }),
+    );
     expect(failure.nonRetryable).toBe(false);
     expect(failure.type).toBe('Throttled');
     expect(failure.message).toContain('SwitchoverGlobalCluster');
@@ -114,22 +152,39 @@ describe('aurora-global managed switchover (planned)', () => {
         { id: 'ledger-eu', region: EU, engineVersion: '15.4', instances: 0 },
       ],
     });
-    const version = await failureOf(createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }));
+    const version = await failureOf(
+      createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }),
+    );
     expect(version).toMatchObject({ nonRetryable: true, type: 'EngineVersionMismatch' });
     expect(version.message).toMatch(/14\.9.*15\.4.*same major and minor version.*unplanned failover/);
 
-    const headless = await failureOf(createAuroraActivities(config, EU, FAST).dbPromote({ service: 'ledger', mode: 'unplanned' }));
+    const headless = await failureOf(
+      createAuroraActivities(config, EU, FAST).dbPromote({ service: 'ledger', mode: 'unplanned' }),
+    );
     expect(headless).toMatchObject({ nonRetryable: true, type: 'HeadlessSecondary' });
     expect(headless.message).toContain('aws rds create-db-instance --db-cluster-identifier ledger-eu');
 
     // What AWS says wins over what we checked: an InvalidGlobalClusterStateFault from the API.
-    sim.failNext('FailoverGlobalCluster', 'InvalidGlobalClusterStateFault', 'Global cluster ledger-global is being modified.');
-    const state = await failureOf(createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'unplanned' }));
+    sim.failNext(
+      'FailoverGlobalCluster',
+      'InvalidGlobalClusterStateFault',
+      'Global cluster ledger-global is being modified.',
+    );
+    const state = await failureOf(
+      createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'unplanned' }),
+    );
     expect(state).toMatchObject({ nonRetryable: true, type: 'InvalidGlobalClusterState' });
     expect(state.message).toContain('aws rds describe-global-clusters --global-cluster-identifier ledger-global');
 
-    const missing = Config.parse({ ...config, services: [{ ...config.services[0]!, database: { ...config.services[0]!.database, globalClusterIdentifier: 'nope' } }] });
-    const notFound = await failureOf(createAuroraActivities(missing, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }));
+    const missing = Config.parse({
+      ...config,
+      services: [
+        { ...config.services[0]!, database: { ...config.services[0]!.database, globalClusterIdentifier: 'nope' } },
+      ],
+    });
+    const notFound = await failureOf(
+      createAuroraActivities(missing, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }),
+    );
     expect(notFound).toMatchObject({ nonRetryable: true, type: 'GlobalClusterNotFound' });
     expect(notFound.message).toContain('globalClusterIdentifier');
 
@@ -141,9 +196,13 @@ describe('aurora-global managed switchover (planned)', () => {
   it('a switchover Aurora cancels midway fails the planned step and never falls back to detaching', async () => {
     const { sim, config } = await setup();
     sim.setOutcome('cancel');
-    const failure = await failureOf(createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }));
+    const failure = await failureOf(
+      createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }),
+    );
     expect(failure).toMatchObject({ nonRetryable: true, type: 'OperationCancelled' });
-    expect(failure.message).toMatch(/cancelled the switchover.*cancelling.*us-west-2 is still the writer.*never falls back/);
+    expect(failure.message).toMatch(
+      /cancelled the switchover.*cancelling.*us-west-2 is still the writer.*never falls back/,
+    );
     expect(sim.accepted.RemoveFromGlobalCluster).toBeUndefined();
     expect(sim.writer()).toBe('ledger-west');
   });
@@ -151,14 +210,16 @@ describe('aurora-global managed switchover (planned)', () => {
   it('refuses while a switchover to another cluster is under way', async () => {
     const { sim, config } = await setup({ phaseMs: 2_000 });
     sim.startOperation('switchover', 'ledger-eu');
-    const failure = await failureOf(createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }));
+    const failure = await failureOf(
+      createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }),
+    );
     expect(failure).toMatchObject({ nonRetryable: true, type: 'OtherOperationInProgress' });
     expect(failure.message).toContain(sim.arnOf('ledger-eu'));
   });
 });
 
 describe('aurora-global managed failover (unplanned)', () => {
-  it('fails over in the target\'s region with the primary\'s region down, records IsDataLossAllowed, then preserves the old primary\'s snapshot', async () => {
+  it("fails over in the target's region with the primary's region down, records IsDataLossAllowed, then preserves the old primary's snapshot", async () => {
     const { sim, config } = await setup();
     sim.setRegionDown(WEST, true);
     const seen = new Set<string>();
@@ -166,12 +227,19 @@ describe('aurora-global managed failover (unplanned)', () => {
       const s = sim.failoverStatus();
       if (s) seen.add(s);
     }, 10);
-    const result = await createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'unplanned', source: WEST });
+    const result = await createAuroraActivities(config, EAST, FAST).dbPromote({
+      service: 'ledger',
+      mode: 'unplanned',
+      source: WEST,
+    });
     clearInterval(watcher);
     expect(result).toMatchObject({ promoted: true, method: 'failover', dataLossAllowed: true });
     expect([...seen]).toEqual(['pending', 'failing-over']);
     const call = sim.log.find((l) => l.action === 'FailoverGlobalCluster')!;
-    expect(call).toMatchObject({ region: EAST, params: { AllowDataLoss: 'true', TargetDbClusterIdentifier: sim.arnOf('ledger-east') } });
+    expect(call).toMatchObject({
+      region: EAST,
+      params: { AllowDataLoss: 'true', TargetDbClusterIdentifier: sim.arnOf('ledger-east') },
+    });
     expect(sim.writer()).toBe('ledger-east');
 
     // The old primary's worker, once its region answers: the snapshot is not there until Aurora takes it.
@@ -196,7 +264,12 @@ describe('aurora-global managed failover (unplanned)', () => {
   it('a slow failover outlasts a crashed attempt; the next attempt waits on it and does not issue it twice', async () => {
     const { sim, config } = await setup({ phaseMs: 700 });
     // The first attempt gives up (as a worker that dies would) while the failover is pending.
-    const first = await failureOf(createAuroraActivities(config, EAST, { pollMs: 20, waitBudgetMs: 200 }).dbPromote({ service: 'ledger', mode: 'unplanned' }));
+    const first = await failureOf(
+      createAuroraActivities(config, EAST, { pollMs: 20, waitBudgetMs: 200 }).dbPromote({
+        service: 'ledger',
+        mode: 'unplanned',
+      }),
+    );
     expect(first).toMatchObject({ nonRetryable: false, type: 'PromotionInProgress' });
     expect(first.message).toContain('does not issue it again');
     expect(sim.failoverStatus()).toBeDefined();
@@ -209,7 +282,11 @@ describe('aurora-global managed failover (unplanned)', () => {
   it('a failover that fails midway falls back to detach-and-promote, and says so', async () => {
     const { sim, config } = await setup();
     sim.setOutcome('cancel');
-    const result = await createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'unplanned', source: WEST });
+    const result = await createAuroraActivities(config, EAST, FAST).dbPromote({
+      service: 'ledger',
+      mode: 'unplanned',
+      source: WEST,
+    });
     expect(result).toMatchObject({ promoted: true, method: 'detach-and-promote' });
     expect(result.detail).toMatch(/cancelled the failover.*detached and promoted instead/);
     expect(result.detail).toMatch(/old primary us-west-2: no writerEndpoint or edge fence configured/);
@@ -218,9 +295,15 @@ describe('aurora-global managed failover (unplanned)', () => {
     expect(sim.accepted.RemoveFromGlobalCluster).toBe(1);
     expect(sim.members().map((m) => m.cluster)).toEqual(['ledger-west', 'ledger-eu']);
     // The detached cluster is a standalone writer.
-    expect(await createAuroraActivities(config, EAST, FAST).dbDescribe({ service: 'ledger' })).toMatchObject({ role: 'primary' });
+    expect(await createAuroraActivities(config, EAST, FAST).dbDescribe({ service: 'ledger' })).toMatchObject({
+      role: 'primary',
+    });
     // Converges: a retry finds it detached and does nothing more.
-    const again = await createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'unplanned', source: WEST });
+    const again = await createAuroraActivities(config, EAST, FAST).dbPromote({
+      service: 'ledger',
+      mode: 'unplanned',
+      source: WEST,
+    });
     expect(again).toMatchObject({ alreadyPrimary: true });
     expect(sim.accepted.RemoveFromGlobalCluster).toBe(1);
   });
@@ -228,7 +311,9 @@ describe('aurora-global managed failover (unplanned)', () => {
   it('with fallback none, a cancelled failover fails the step naming the setting', async () => {
     const { sim, config } = await setup({}, { fallback: 'none' });
     sim.setOutcome('cancel');
-    const failure = await failureOf(createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'unplanned' }));
+    const failure = await failureOf(
+      createAuroraActivities(config, EAST, FAST).dbPromote({ service: 'ledger', mode: 'unplanned' }),
+    );
     expect(failure).toMatchObject({ nonRetryable: true, type: 'OperationCancelled' });
     expect(failure.message).toContain('database.fallback: detach-and-promote');
     expect(sim.accepted.RemoveFromGlobalCluster).toBeUndefined();

@@ -25,7 +25,10 @@ let sim: RdsSim;
 beforeAll(async () => {
   sim = await startRdsSim({
     globalId: 'ledger-global',
-    clusters: [{ id: 'ledger-west', region: WEST, engineVersion: '15.4', instances: 2 }, { id: 'ledger-east', region: EAST, engineVersion: '15.4', instances: 2 }],
+    clusters: [
+      { id: 'ledger-west', region: WEST, engineVersion: '15.4', instances: 2 },
+      { id: 'ledger-east', region: EAST, engineVersion: '15.4', instances: 2 },
+    ],
     phaseMs: 1_500,
   });
   sim.setLag('ledger-east', 800);
@@ -34,16 +37,26 @@ beforeAll(async () => {
     ({ address, motoUrl }) =>
       Config.parse({
         temporal: { address },
-        services: [{
-          name: 'ledger',
-          regions: [WEST, EAST],
-          database: auroraDatabase(sim.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east' }, { lagMetricPeriodSeconds: 1 }),
-          traffic: {
-            provider: 'route53', hostedZone: 'managed.regionshift.test.', recordName: 'ledger.managed.regionshift.test.', ttl: 5,
-            endpoints: { [WEST]: 'w.managed.regionshift.test.', [EAST]: 'e.managed.regionshift.test.' }, endpointUrl: motoUrl,
+        services: [
+          {
+            name: 'ledger',
+            regions: [WEST, EAST],
+            database: auroraDatabase(
+              sim.url,
+              { [WEST]: 'ledger-west', [EAST]: 'ledger-east' },
+              { lagMetricPeriodSeconds: 1 },
+            ),
+            traffic: {
+              provider: 'route53',
+              hostedZone: 'managed.regionshift.test.',
+              recordName: 'ledger.managed.regionshift.test.',
+              ttl: 5,
+              endpoints: { [WEST]: 'w.managed.regionshift.test.', [EAST]: 'e.managed.regionshift.test.' },
+              endpointUrl: motoUrl,
+            },
+            policy: { allowDataLoss: true, rpoBudgetSeconds: 5, approval: { planned: 'none', unplanned: 'none' } },
           },
-          policy: { allowDataLoss: true, rpoBudgetSeconds: 5, approval: { planned: 'none', unplanned: 'none' } },
-        }],
+        ],
       }),
     { workerRegions: [WEST, EAST], auroraPollMs: 100 },
   );
@@ -60,11 +73,16 @@ async function progress(): Promise<RunRecord> {
 }
 
 describe('unplanned failover with FailoverGlobalCluster through Temporal', () => {
-  it('fails over in the target\'s region, survives a worker restart mid-operation, then fences and preserves on return', async () => {
+  it("fails over in the target's region, survives a worker restart mid-operation, then fences and preserves on return", async () => {
     await aws.stopRegion(WEST);
     sim.setRegionDown(WEST, true);
     const input = buildRunInput(aws.config, loadRunbook(builtinRunbookPath('failover')), {
-      service: 'ledger', target: EAST, mode: 'unplanned', dryRun: false, requestedBy: 'alice', trigger: 'test',
+      service: 'ledger',
+      target: EAST,
+      mode: 'unplanned',
+      dryRun: false,
+      requestedBy: 'alice',
+      trigger: 'test',
     });
     const started = await startRun(aws.client, input);
 
@@ -85,22 +103,38 @@ describe('unplanned failover with FailoverGlobalCluster through Temporal', () =>
     expect(rec.dataLossAck).toMatchObject({ by: 'policy' });
     expect(rec.promotion).toMatchObject({ region: EAST, promoted: true, method: 'failover', dataLossAllowed: true });
     expect(sim.accepted.FailoverGlobalCluster).toBe(1);
-    expect(sim.log.filter((l) => l.action === 'FailoverGlobalCluster').map((l) => [l.region, l.params.AllowDataLoss])).toEqual([[EAST, 'true']]);
+    expect(
+      sim.log.filter((l) => l.action === 'FailoverGlobalCluster').map((l) => [l.region, l.params.AllowDataLoss]),
+    ).toEqual([[EAST, 'true']]);
     expect(sim.writer()).toBe('ledger-east');
     expect(rec.verify).toMatchObject({ ok: true });
     expect(rec.verify!.detail).toContain('API check only');
-    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'promote', 'shift-traffic', 'verify', 'fence-on-return', 'handoff']);
+    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
+      'preflight',
+      'fence',
+      'promote',
+      'shift-traffic',
+      'verify',
+      'fence-on-return',
+      'handoff',
+    ]);
     // What reconciliation dates an Aurora divergence by: the failure time (the run's start, no
     // trigger time here) and the lag AuroraGlobalDBRPOLag showed before promotion.
     const handoff = handoffOf(rec);
-    expect(handoff.divergence).toMatchObject({ failedAt: rec.startedAt, lagMs: 800, lagObservedAt: rec.promotion!.before.lastHeardFromPrimaryAt });
+    expect(handoff.divergence).toMatchObject({
+      failedAt: rec.startedAt,
+      lagMs: 800,
+      lagObservedAt: rec.promotion!.before.lastHeardFromPrimaryAt,
+    });
 
     // The region comes back: Aurora snapshots the old primary and demotes it; its worker answers.
     sim.recoverRegion(WEST);
     await aws.startRegion(WEST);
     const watcher = await aws.client.workflow.getHandle(fenceOnReturnWorkflowId('ledger', WEST)).result();
     expect(watcher).toContain('us-west-2 was already fenced');
-    expect(watcher).toMatch(/copied rds:unplanned-global-failover-ledger-west-\S+ → regionshift-preserved-ledger-west-\d{12}/);
+    expect(watcher).toMatch(
+      /copied rds:unplanned-global-failover-ledger-west-\S+ → regionshift-preserved-ledger-west-\d{12}/,
+    );
     expect(sim.snapshots(WEST).filter((id) => id.startsWith('regionshift-preserved-'))).toHaveLength(1);
   });
 });

@@ -27,8 +27,20 @@ let aws: AwsEnv;
 let lagPublisher: NodeJS.Timeout | undefined;
 const runbook = loadRunbook(builtinRunbookPath('failover'));
 
-function auroraService(name: string, appUser: string, nodes: AwsEnv['nodes'], motoUrl: string, policy: Record<string, unknown>): Record<string, unknown> {
-  const member = (region: string) => ({ clusterIdentifier: `${name}-${region === WEST ? 'west' : 'east'}`, writerEndpoint: nodes[region]!.host, port: nodes[region]!.port, appUser, adminUser: 'postgres' });
+function auroraService(
+  name: string,
+  appUser: string,
+  nodes: AwsEnv['nodes'],
+  motoUrl: string,
+  policy: Record<string, unknown>,
+): Record<string, unknown> {
+  const member = (region: string) => ({
+    clusterIdentifier: `${name}-${region === WEST ? 'west' : 'east'}`,
+    writerEndpoint: nodes[region]!.host,
+    port: nodes[region]!.port,
+    appUser,
+    adminUser: 'postgres',
+  });
   return {
     name,
     regions: [WEST, EAST],
@@ -42,7 +54,10 @@ function auroraService(name: string, appUser: string, nodes: AwsEnv['nodes'], mo
       endpointUrl: motoUrl,
     },
     traffic: {
-      provider: 'route53', hostedZone: 'aws.regionshift.test.', recordName: `${name}.aws.regionshift.test.`, ttl: 5,
+      provider: 'route53',
+      hostedZone: 'aws.regionshift.test.',
+      recordName: `${name}.aws.regionshift.test.`,
+      ttl: 5,
       endpoints: { [WEST]: `${name}.${WEST}.aws.regionshift.test.`, [EAST]: `${name}.${EAST}.aws.regionshift.test.` },
       endpointUrl: motoUrl,
     },
@@ -59,28 +74,56 @@ beforeAll(async () => {
         residency: { classes: { eu: { allowedRegions: ['eu-*'] } } },
         services: [
           auroraService('ledger', 'app', nodes, motoUrl, {}),
-          auroraService('orders', 'orders_app', nodes, motoUrl, { allowDataLoss: true, rpoBudgetSeconds: 5, approval: { planned: 'none', unplanned: 'none' } }),
+          auroraService('orders', 'orders_app', nodes, motoUrl, {
+            allowDataLoss: true,
+            rpoBudgetSeconds: 5,
+            approval: { planned: 'none', unplanned: 'none' },
+          }),
           {
             name: 'eu-ledger',
             regions: ['eu-west-1', 'eu-central-1', EAST],
             dataResidency: { class: 'eu' },
-            database: { provider: 'aurora-global', globalClusterIdentifier: 'eu-global', regions: { 'eu-west-1': { clusterIdentifier: 'a' }, 'eu-central-1': { clusterIdentifier: 'b' }, [EAST]: { clusterIdentifier: 'c' } }, endpointUrl: motoUrl },
-            traffic: { provider: 'route53', hostedZone: 'aws.regionshift.test.', recordName: 'eu.aws.regionshift.test.', endpoints: { 'eu-west-1': 'a.', 'eu-central-1': 'b.', [EAST]: 'c.' }, endpointUrl: motoUrl },
+            database: {
+              provider: 'aurora-global',
+              globalClusterIdentifier: 'eu-global',
+              regions: {
+                'eu-west-1': { clusterIdentifier: 'a' },
+                'eu-central-1': { clusterIdentifier: 'b' },
+                [EAST]: { clusterIdentifier: 'c' },
+              },
+              endpointUrl: motoUrl,
+            },
+            traffic: {
+              provider: 'route53',
+              hostedZone: 'aws.regionshift.test.',
+              recordName: 'eu.aws.regionshift.test.',
+              endpoints: { 'eu-west-1': 'a.', 'eu-central-1': 'b.', [EAST]: 'c.' },
+              endpointUrl: motoUrl,
+            },
           },
         ],
       }),
     { workerRegions: [WEST, EAST] },
   );
   for (const node of Object.values(aws.nodes)) {
-    await psql(aws.pgBin, node, `CREATE ROLE orders_app LOGIN; CREATE TABLE writes(id serial PRIMARY KEY, by text); GRANT ALL ON writes, writes_id_seq TO app, orders_app;`);
+    await psql(
+      aws.pgBin,
+      node,
+      `CREATE ROLE orders_app LOGIN; CREATE TABLE writes(id serial PRIMARY KEY, by text); GRANT ALL ON writes, writes_id_seq TO app, orders_app;`,
+    );
   }
   for (const name of ['ledger', 'orders']) {
-    await createAuroraOnMoto(aws.moto.url, `${name}-global`, [{ id: `${name}-west`, region: WEST }, { id: `${name}-east`, region: EAST }]);
+    await createAuroraOnMoto(aws.moto.url, `${name}-global`, [
+      { id: `${name}-west`, region: WEST },
+      { id: `${name}-east`, region: EAST },
+    ]);
     await ensureTrafficRecords(aws.config, name, WEST);
   }
   // What Aurora does in the secondary's region: publish its replication lag (ms) as it goes.
   const publish = () =>
-    Promise.all([putLag(aws.moto.url, EAST, 'ledger-east', 0), putLag(aws.moto.url, EAST, 'orders-east', 1200)]).catch(() => undefined);
+    Promise.all([putLag(aws.moto.url, EAST, 'ledger-east', 0), putLag(aws.moto.url, EAST, 'orders-east', 1200)]).catch(
+      () => undefined,
+    );
   await publish();
   lagPublisher = setInterval(() => void publish(), 400);
 });
@@ -91,7 +134,13 @@ afterAll(async () => {
 });
 
 function input(req: Partial<StartRequest> & { service: string; target: string }): RunInput {
-  return buildRunInput(aws.config, runbook, { mode: 'planned', dryRun: false, requestedBy: 'alice', trigger: 'test', ...req });
+  return buildRunInput(aws.config, runbook, {
+    mode: 'planned',
+    dryRun: false,
+    requestedBy: 'alice',
+    trigger: 'test',
+    ...req,
+  });
 }
 
 async function run(i: RunInput): Promise<RunRecord> {
@@ -117,9 +166,13 @@ async function roleOf(region: string, role: string): Promise<unknown> {
   const client = new PgClient({ connectionString: dsn(aws.nodes[region]!, 'postgres'), connectionTimeoutMillis: 3000 });
   await client.connect();
   try {
-    return (await client.query(
-      `SELECT r.rolcanlogin, (SELECT array_agg(c ORDER BY c) FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setrole = r.oid) AS settings
-         FROM pg_roles r WHERE r.rolname = $1`, [role])).rows;
+    return (
+      await client.query(
+        `SELECT r.rolcanlogin, (SELECT array_agg(c ORDER BY c) FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setrole = r.oid) AS settings
+         FROM pg_roles r WHERE r.rolname = $1`,
+        [role],
+      )
+    ).rows;
   } finally {
     await client.end();
   }
@@ -140,7 +193,9 @@ describe('aurora-global database-level fence and aurora_global_db_status (Postgr
     expect(await canWrite(WEST, 'app')).toBe(false);
     // The wall: a client asking for read-write (BEGIN READ WRITE and the rest) does not get in.
     const node = aws.nodes[WEST]!;
-    expect(await attemptReadWriteLogin({ host: node.host, port: node.port, database: 'postgres', user: 'app' })).toBe('login-refused');
+    expect(await attemptReadWriteLogin({ host: node.host, port: node.port, database: 'postgres', user: 'app' })).toBe(
+      'login-refused',
+    );
     expect(await west.dbDescribe({ service: 'ledger' })).toMatchObject({ role: 'primary', fenced: true });
     expect(await west.dbFenceWrites({ service: 'ledger' })).toMatchObject({ alreadyFenced: true, verified: true });
     const unfence = await west.dbUnfenceWrites({ service: 'ledger' });
@@ -150,27 +205,49 @@ describe('aurora-global database-level fence and aurora_global_db_status (Postgr
     expect(await roleOf(WEST, 'app')).toEqual(before);
     expect(await west.dbDescribe({ service: 'ledger' })).toMatchObject({ fenced: false });
     // A secondary refuses writes by construction: nothing to unfence there.
-    expect((await createRegionActivities(aws.config, EAST).dbUnfenceWrites({ service: 'ledger' })).detail).toContain('is a secondary');
+    expect((await createRegionActivities(aws.config, EAST).dbUnfenceWrites({ service: 'ledger' })).detail).toContain(
+      'is a secondary',
+    );
   });
 
   it('reads lag from aurora_global_db_status() when the config names it', async () => {
     // The function as Aurora PostgreSQL documents it (columns and -1 for the primary), on the stand-in.
-    await psql(aws.pgBin, aws.nodes[EAST]!, `CREATE FUNCTION aurora_global_db_status() RETURNS TABLE(aws_region text, highest_lsn_written bigint, durability_lag_in_msec bigint, rpo_lag_in_msec bigint, last_lag_calculation_time timestamptz, feedback_epoch int, feedback_xmin int)
-      LANGUAGE sql AS $$ VALUES ('us-west-2', 100, -1, -1, now(), 0, 0), ('us-east-1', 90, 120, 350, now(), 0, 0) $$;`);
-    const viaSql = Config.parse({ ...aws.config, services: aws.config.services.map((svc) => (svc.name === 'ledger' && svc.database.provider === 'aurora-global' ? { ...svc, database: { ...svc.database, lagMetric: 'aurora_global_db_status' } } : svc)) });
+    await psql(
+      aws.pgBin,
+      aws.nodes[EAST]!,
+      `CREATE FUNCTION aurora_global_db_status() RETURNS TABLE(aws_region text, highest_lsn_written bigint, durability_lag_in_msec bigint, rpo_lag_in_msec bigint, last_lag_calculation_time timestamptz, feedback_epoch int, feedback_xmin int)
+      LANGUAGE sql AS $$ VALUES ('us-west-2', 100, -1, -1, now(), 0, 0), ('us-east-1', 90, 120, 350, now(), 0, 0) $$;`,
+    );
+    const viaSql = Config.parse({
+      ...aws.config,
+      services: aws.config.services.map((svc) =>
+        svc.name === 'ledger' && svc.database.provider === 'aurora-global'
+          ? { ...svc, database: { ...svc.database, lagMetric: 'aurora_global_db_status' } }
+          : svc,
+      ),
+    });
     const east = createRegionActivities(viaSql, EAST);
     const state = await east.dbDescribe({ service: 'ledger' });
     expect(state).toMatchObject({ role: 'standby' });
     expect(Date.parse(state.lastHeardFromPrimaryAt!) - Date.parse(state.lastReplayedCommitAt!)).toBe(350);
-    const lag = await east.dbWaitForLag({ service: 'ledger', sourceLsn: new Date(Date.now() - 5_000).toISOString(), timeoutMs: 5_000 });
+    const lag = await east.dbWaitForLag({
+      service: 'ledger',
+      sourceLsn: new Date(Date.now() - 5_000).toISOString(),
+      timeoutMs: 5_000,
+    });
     expect(lag.region).toBe(EAST);
     await psql(aws.pgBin, aws.nodes[EAST]!, 'DROP FUNCTION aurora_global_db_status()');
   });
 });
 
 describe('failover runbook on AWS providers (moto + PostgreSQL writer endpoints)', () => {
-  it('--to auto: the target policy picks from the topology a dry run\'s preflight observed', async () => {
-    const choice = await chooseTargetByPolicy(aws.client, aws.config, runbook, { service: 'ledger', mode: 'planned', requestedBy: 'alice', trigger: 'test' });
+  it("--to auto: the target policy picks from the topology a dry run's preflight observed", async () => {
+    const choice = await chooseTargetByPolicy(aws.client, aws.config, runbook, {
+      service: 'ledger',
+      mode: 'planned',
+      requestedBy: 'alice',
+      trigger: 'test',
+    });
     expect(choice.target).toBe(EAST);
     expect(choice.reason).toMatch(/us-east-1 is a healthy standby with the least lag.*us-west-2: the current writer/);
     expect(await canWrite(WEST, 'app')).toBe(true);
@@ -181,7 +258,15 @@ describe('failover runbook on AWS providers (moto + PostgreSQL writer endpoints)
     const rec = await run(input({ service: 'ledger', target: EAST }));
     if (rec.status !== 'succeeded') console.error(JSON.stringify(rec, null, 2));
     expect(rec.status).toBe('succeeded');
-    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
+    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
+      'preflight',
+      'fence',
+      'confirm-lag',
+      'promote',
+      'shift-traffic',
+      'verify',
+      'rejoin',
+    ]);
     expect(rec.source).toBe(WEST);
     expect(rec.topology!.find((n) => n.region === EAST)).toMatchObject({ role: 'standby', reachable: true });
     // The fence: the application role NOLOGIN, proven by a refused login, at a point in time.
@@ -201,7 +286,7 @@ describe('failover runbook on AWS providers (moto + PostgreSQL writer endpoints)
     expect(await canWrite(EAST, 'app')).toBe(true);
   });
 
-  it('unplanned with the source region\'s worker down: data loss acknowledged by policy within the RPO budget, old primary fenced from the target, and on return', async () => {
+  it("unplanned with the source region's worker down: data loss acknowledged by policy within the RPO budget, old primary fenced from the target, and on return", async () => {
     await aws.stopRegion(WEST);
     try {
       const rec = await run(input({ service: 'orders', target: EAST, mode: 'unplanned' }));
@@ -226,10 +311,20 @@ describe('failover runbook on AWS providers (moto + PostgreSQL writer endpoints)
     expect(watcher).toContain('us-west-2 was already fenced');
   });
 
-  it('refuses, in the workflow\'s preflight, a run of an EU-resident service to a non-EU region started without the CLI\'s check', async () => {
+  it("refuses, in the workflow's preflight, a run of an EU-resident service to a non-EU region started without the CLI's check", async () => {
     // As the guardian starts runs: its own RunInput, with the service's policy, never through buildRunInput.
     const svc = aws.config.services.find((x) => x.name === 'eu-ledger')!;
-    const rec = await run({ runbook, service: svc.name, regions: svc.regions, mode: 'unplanned', target: EAST, dryRun: false, policy: svc.policy, requestedBy: 'guardian', trigger: 'alarm' });
+    const rec = await run({
+      runbook,
+      service: svc.name,
+      regions: svc.regions,
+      mode: 'unplanned',
+      target: EAST,
+      dryRun: false,
+      policy: svc.policy,
+      requestedBy: 'guardian',
+      trigger: 'alarm',
+    });
     expect(rec.status).toBe('failed');
     expect(rec.error).toContain('data-residency rule "eu" refuses a failover of eu-ledger to us-east-1');
     expect(rec.error).toContain('eu-*');

@@ -82,21 +82,41 @@ describe('aws config', () => {
   it('accepts Aurora + Route 53 geolocation and Aurora + ARC services, with defaults filled in', () => {
     const config = parseYaml('regionshift.yaml', AURORA_YAML, Config).value;
     const [payments, ledger] = config.services;
-    expect(payments!.database).toMatchObject({ provider: 'aurora-global', lagMetric: 'AuroraGlobalDBRPOLag', lagMetricPeriodSeconds: 60, edgeFence: 'none', preserveSnapshotPrefix: 'regionshift-preserved' });
-    expect(payments!.database.regions['eu-central-1']).toMatchObject({ port: 5432, appUser: 'app', adminUser: 'postgres', database: 'postgres' });
+    expect(payments!.database).toMatchObject({
+      provider: 'aurora-global',
+      lagMetric: 'AuroraGlobalDBRPOLag',
+      lagMetricPeriodSeconds: 60,
+      edgeFence: 'none',
+      preserveSnapshotPrefix: 'regionshift-preserved',
+    });
+    expect(payments!.database.regions['eu-central-1']).toMatchObject({
+      port: 5432,
+      appUser: 'app',
+      adminUser: 'postgres',
+      database: 'postgres',
+    });
     expect(ledger!.traffic).toMatchObject({ provider: 'route53-arc', ttl: 30 });
   });
 
   it('refuses inconsistent Aurora settings, naming the field and what to do', () => {
-    const broken = AURORA_YAML
-      .replace('clusterArn: arn:aws:rds:eu-west-1:', 'clusterArn: arn:aws:rds:eu-north-1:')
-      .replace(' us-east-1: { clusterIdentifier: payments-use1, writerEndpoint: payments-use1.cluster-abc.us-east-1.rds.amazonaws.com, passwordEnv: PAYMENTS_DB_PASSWORD }', ' us-east-1: { clusterIdentifier: payments-use1 }')
+    const broken = AURORA_YAML.replace('clusterArn: arn:aws:rds:eu-west-1:', 'clusterArn: arn:aws:rds:eu-north-1:')
+      .replace(
+        ' us-east-1: { clusterIdentifier: payments-use1, writerEndpoint: payments-use1.cluster-abc.us-east-1.rds.amazonaws.com, passwordEnv: PAYMENTS_DB_PASSWORD }',
+        ' us-east-1: { clusterIdentifier: payments-use1 }',
+      )
       .replace('lagMetric: AuroraGlobalDBRPOLag', 'lagMetric: AuroraGlobalDBReplicationLag')
       .replace('dataResidency: { class: us }', 'dataResidency: { class: mars }')
-      .replace('provider: route53-arc', 'provider: route53\n      hostedZone: z.\n      recordName: r.z.\n      endpoints: { us-east-1: a., us-west-2: b. }')
+      .replace(
+        'provider: route53-arc',
+        'provider: route53\n      hostedZone: z.\n      recordName: r.z.\n      endpoints: { us-east-1: a., us-west-2: b. }',
+      )
       .replace(/      clusterEndpoints:[\s\S]*$/, '');
     const found = problems(broken);
-    const has = (path: string, text: string) => expect(found.some((p) => p.includes(path) && p.includes(text)), `${path}: ${text}\n${found.join('\n')}`).toBe(true);
+    const has = (path: string, text: string) =>
+      expect(
+        found.some((p) => p.includes(path) && p.includes(text)),
+        `${path}: ${text}\n${found.join('\n')}`,
+      ).toBe(true);
     has('services[0] (payments).database.regions.eu-west-1.clusterArn', 'the ARN is in region eu-north-1');
     has('services[0] (payments).database.regions', 'give every region a writerEndpoint or none');
     has('services[0] (payments).database.lagMetric', 'AuroraGlobalDBReplicationLag is published for Aurora MySQL');
@@ -107,7 +127,11 @@ describe('aws config', () => {
   it('keeps the shipped local-stack config valid', () => {
     const config = parseYaml('regionshift.yaml', readFileSync(join(ROOT, 'regionshift.yaml'), 'utf8'), Config).value;
     expect(config.services[0]!.database.provider).toBe('postgres-streaming');
-    expect(config.services[0]!.traffic).toMatchObject({ provider: 'route53', routing: 'weighted', drain: 'proportional' });
+    expect(config.services[0]!.traffic).toMatchObject({
+      provider: 'route53',
+      routing: 'weighted',
+      drain: 'proportional',
+    });
   });
 });
 
@@ -117,20 +141,33 @@ describe('data residency', () => {
   const req = { mode: 'planned' as const, dryRun: false, requestedBy: 'alice', trigger: 'test' };
 
   it('refuses at plan time a failover of EU-resident data to a non-EU region, naming the rule, the class and the allowed regions', () => {
-    expect(() => buildRunInput(config, runbook, { ...req, service: 'payments', target: 'us-east-1' })).toThrow(InputError);
+    expect(() => buildRunInput(config, runbook, { ...req, service: 'payments', target: 'us-east-1' })).toThrow(
+      InputError,
+    );
     expect(() => buildRunInput(config, runbook, { ...req, service: 'payments', target: 'us-east-1' })).toThrow(
       'data-residency rule "eu" refuses a failover of payments to us-east-1: payments\'s data is of class eu, which may only live in eu-* (residency.classes.eu.allowedRegions)',
     );
-    expect(() => buildRunInput(config, runbook, { ...req, service: 'payments', target: 'ap-southeast-2' })).toThrow(/allowOutside: true/);
+    expect(() => buildRunInput(config, runbook, { ...req, service: 'payments', target: 'ap-southeast-2' })).toThrow(
+      /allowOutside: true/,
+    );
     // Inside the EU it goes ahead, and the run carries the rule (in its policy) for the workflow's own check.
     const input = buildRunInput(config, runbook, { ...req, service: 'payments', target: 'eu-central-1' });
     expect(input.policy.residency).toEqual({ class: 'eu', allowedRegions: ['eu-*'], allowOutside: false });
   });
 
-  it('puts the rule in the service\'s policy, which every run carries, and refuses one written by hand', () => {
-    expect(config.services[0]!.policy.residency).toEqual({ class: 'eu', allowedRegions: ['eu-*'], allowOutside: false });
-    const handWritten = AURORA_YAML.replace('    dataResidency: { class: eu }\n', '    dataResidency: { class: eu }\n    policy: { residency: { class: eu, allowedRegions: [us-east-1], allowOutside: true } }\n');
-    expect(problems(handWritten)).toEqual(['regionshift.yaml:10: services[0] (payments).policy.residency: policy.residency is derived from dataResidency and residency.classes: remove it and set those instead']);
+  it("puts the rule in the service's policy, which every run carries, and refuses one written by hand", () => {
+    expect(config.services[0]!.policy.residency).toEqual({
+      class: 'eu',
+      allowedRegions: ['eu-*'],
+      allowOutside: false,
+    });
+    const handWritten = AURORA_YAML.replace(
+      '    dataResidency: { class: eu }\n',
+      '    dataResidency: { class: eu }\n    policy: { residency: { class: eu, allowedRegions: [us-east-1], allowOutside: true } }\n',
+    );
+    expect(problems(handWritten)).toEqual([
+      'regionshift.yaml:10: services[0] (payments).policy.residency: policy.residency is derived from dataResidency and residency.classes: remove it and set those instead',
+    ]);
     // Parsing a parsed config again (tests, tools) is fine: the rule matches.
     expect(Config.parse(config).services[0]!.policy.residency).toEqual(config.services[0]!.policy.residency);
   });
@@ -147,8 +184,16 @@ describe('target by policy', () => {
   const service = { name: 'payments', regions: ['eu-west-1', 'eu-central-1', 'us-east-1', 'ap-southeast-2'] };
   const now = Date.parse('2030-01-01T00:00:10Z');
   const standby = (region: string, lagMs?: number): DbNodeState => ({
-    region, reachable: true, role: 'standby', streamingFrom: 'eu-west-1',
-    ...(lagMs !== undefined ? { lastHeardFromPrimaryAt: new Date(now).toISOString(), lastReplayedCommitAt: new Date(now - lagMs).toISOString() } : {}),
+    region,
+    reachable: true,
+    role: 'standby',
+    streamingFrom: 'eu-west-1',
+    ...(lagMs !== undefined
+      ? {
+          lastHeardFromPrimaryAt: new Date(now).toISOString(),
+          lastReplayedCommitAt: new Date(now - lagMs).toISOString(),
+        }
+      : {}),
   });
   const topology: DbNodeState[] = [
     { region: 'eu-west-1', reachable: false, error: 'timed out' },
@@ -168,11 +213,17 @@ describe('target by policy', () => {
     expect(choice.candidates.find((c) => c.region === 'us-east-1')!.verdict).toContain('outside residency class eu');
     const noEu = topology.map((n) => (n.region === 'eu-central-1' ? { ...n, reachable: false, error: 'down' } : n));
     expect(() => chooseTarget(service, noEu, { residency: rule, source: 'eu-west-1' })).toThrow(NoTargetError);
-    expect(() => chooseTarget(service, noEu, { residency: rule, source: 'eu-west-1' })).toThrow(/eu-central-1: unreachable \(down\).*us-east-1: outside residency class eu/);
+    expect(() => chooseTarget(service, noEu, { residency: rule, source: 'eu-west-1' })).toThrow(
+      /eu-central-1: unreachable \(down\).*us-east-1: outside residency class eu/,
+    );
   });
 
-  it('ranks unknown lag last and breaks ties by the config\'s order', () => {
-    const unknown = [standby('eu-central-1'), standby('us-east-1'), { region: 'eu-west-1', reachable: true, role: 'primary' as const }];
+  it("ranks unknown lag last and breaks ties by the config's order", () => {
+    const unknown = [
+      standby('eu-central-1'),
+      standby('us-east-1'),
+      { region: 'eu-west-1', reachable: true, role: 'primary' as const },
+    ];
     expect(chooseTarget(service, unknown).target).toBe('eu-central-1');
   });
 });
@@ -199,7 +250,8 @@ const IMPLIED: Record<string, string[]> = {
 
 /** Calls in the code that a region worker never makes, and why. */
 const NOT_A_REGION_WORKER_CALL: Record<string, string> = {
-  'route53:CreateHostedZone': 'ensureTrafficRecords seeds the local stack and tests; a region worker never creates zones',
+  'route53:CreateHostedZone':
+    'ensureTrafficRecords seeds the local stack and tests; a region worker never creates zones',
   'route53:GetHealthCheckStatus': 'the health watcher runs in `regionshift intake`, not in a region worker',
 };
 
@@ -216,18 +268,39 @@ function awsCallsInSource(): Map<string, string[]> {
   const add = (action: string, where: string): void => {
     calls.set(action, [...(calls.get(action) ?? []), where]);
   };
-  const roots = ['src', 'activities', 'workers', 'workflows', 'bench'].map((d) => join(ROOT, d)).filter((d) => { try { return statSync(d).isDirectory(); } catch { return false; } });
+  const roots = ['src', 'activities', 'workers', 'workflows', 'bench']
+    .map((d) => join(ROOT, d))
+    .filter((d) => {
+      try {
+        return statSync(d).isDirectory();
+      } catch {
+        return false;
+      }
+    });
   for (const file of roots.flatMap(sourceFiles)) {
     const text = readFileSync(file, 'utf8');
     const where = relative(ROOT, file);
     // Which package each imported name comes from.
     const from = new Map<string, string>();
     for (const m of text.matchAll(/import\s+(?:type\s+)?\{([^}]*)\}\s+from\s+'(@aws-sdk\/[^']+)'/g)) {
-      for (const name of m[1]!.split(',').map((n) => n.trim().replace(/^type\s+/, '').split(/\s+as\s+/).pop()!).filter(Boolean)) from.set(name, m[2]!);
+      for (const name of m[1]!
+        .split(',')
+        .map((n) =>
+          n
+            .trim()
+            .replace(/^type\s+/, '')
+            .split(/\s+as\s+/)
+            .pop()!,
+        )
+        .filter(Boolean))
+        from.set(name, m[2]!);
     }
     for (const m of text.matchAll(/new\s+([A-Za-z0-9]+)Command\s*\(/g)) {
       const pkg = from.get(`${m[1]}Command`);
-      if (!pkg) throw new Error(`${where}: new ${m[1]}Command( is not imported from an @aws-sdk client package the scan recognises`);
+      if (!pkg)
+        throw new Error(
+          `${where}: new ${m[1]}Command( is not imported from an @aws-sdk client package the scan recognises`,
+        );
       const prefix = IAM_PREFIX[pkg];
       if (!prefix) throw new Error(`${where}: ${pkg} has no IAM service prefix in this test's IAM_PREFIX: add it`);
       const action = `${prefix}:${m[1]}`;
@@ -235,27 +308,50 @@ function awsCallsInSource(): Map<string, string[]> {
       for (const implied of IMPLIED[action] ?? []) add(implied, where);
     }
     // Assuming the role named by roleArn: STS AssumeRole, made by the credential provider.
-    if (text.split('\n').some((line) => /fromTemporaryCredentials\s*\(/.test(line) && !/^\s*(\/\/|\*)/.test(line))) add('sts:AssumeRole', where);
+    if (text.split('\n').some((line) => /fromTemporaryCredentials\s*\(/.test(line) && !/^\s*(\/\/|\*)/.test(line)))
+      add('sts:AssumeRole', where);
   }
   return calls;
 }
 
 function allowed(policy: { Statement: { Effect: string; Action: string | string[] }[] }): (action: string) => boolean {
-  const patterns = policy.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
-  const regexes = patterns.map((p) => new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i'));
+  const patterns = policy.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) =>
+    Array.isArray(s.Action) ? s.Action : [s.Action],
+  );
+  const regexes = patterns.map(
+    (p) => new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i'),
+  );
   return (action) => regexes.some((r) => r.test(action));
 }
 
 describe('iam/region-worker-policy.json', () => {
-  const policy = JSON.parse(readFileSync(join(ROOT, 'iam', 'region-worker-policy.json'), 'utf8')) as { Statement: { Effect: string; Action: string | string[]; Resource: string | string[] }[] };
+  const policy = JSON.parse(readFileSync(join(ROOT, 'iam', 'region-worker-policy.json'), 'utf8')) as {
+    Statement: { Effect: string; Action: string | string[]; Resource: string | string[] }[];
+  };
   const calls = awsCallsInSource();
 
   it('covers every AWS call the code makes', () => {
     const covers = allowed(policy);
-    const missing = [...calls.entries()].filter(([action]) => !covers(action) && !NOT_A_REGION_WORKER_CALL[action]).map(([action, files]) => `${action} (${[...new Set(files)].join(', ')})`);
-    expect(missing, `actions the code calls that iam/region-worker-policy.json does not allow:\n${missing.join('\n')}`).toEqual([]);
+    const missing = [...calls.entries()]
+      .filter(([action]) => !covers(action) && !NOT_A_REGION_WORKER_CALL[action])
+      .map(([action, files]) => `${action} (${[...new Set(files)].join(', ')})`);
+    expect(
+      missing,
+      `actions the code calls that iam/region-worker-policy.json does not allow:\n${missing.join('\n')}`,
+    ).toEqual([]);
     // The scan found the calls this issue added (a broken scan would pass vacuously).
-    for (const action of ['rds:SwitchoverGlobalCluster', 'rds:FailoverGlobalCluster', 'rds:RemoveFromGlobalCluster', 'rds:RestoreDBClusterFromSnapshot', 'rds:CreateDBInstance', 'rds:DescribeDBInstances', 'cloudwatch:GetMetricData', 'route53:ChangeResourceRecordSets', 'route53-recovery-cluster:UpdateRoutingControlStates', 'sts:AssumeRole']) {
+    for (const action of [
+      'rds:SwitchoverGlobalCluster',
+      'rds:FailoverGlobalCluster',
+      'rds:RemoveFromGlobalCluster',
+      'rds:RestoreDBClusterFromSnapshot',
+      'rds:CreateDBInstance',
+      'rds:DescribeDBInstances',
+      'cloudwatch:GetMetricData',
+      'route53:ChangeResourceRecordSets',
+      'route53-recovery-cluster:UpdateRoutingControlStates',
+      'sts:AssumeRole',
+    ]) {
       expect(calls.has(action), action).toBe(true);
     }
   });

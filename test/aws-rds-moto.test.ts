@@ -43,22 +43,45 @@ function configFor(db: Record<string, unknown> = {}): Config {
       {
         name: 'ledger',
         regions: [WEST, EAST],
-        database: auroraDatabase(moto.url, { [WEST]: 'ledger-west', [EAST]: 'ledger-east' }, { lagMetricPeriodSeconds: 1, ...db }),
-        traffic: { provider: 'route53', hostedZone: 'z.test.', recordName: 'ledger.z.test.', endpoints: { [WEST]: 'w.', [EAST]: 'e.' } },
+        database: auroraDatabase(
+          moto.url,
+          { [WEST]: 'ledger-west', [EAST]: 'ledger-east' },
+          { lagMetricPeriodSeconds: 1, ...db },
+        ),
+        traffic: {
+          provider: 'route53',
+          hostedZone: 'z.test.',
+          recordName: 'ledger.z.test.',
+          endpoints: { [WEST]: 'w.', [EAST]: 'e.' },
+        },
       },
       // A second service on the same workers, on self-managed PostgreSQL: dispatch keeps them apart.
       {
         name: 'billing',
         regions: [WEST, EAST],
-        database: { provider: 'postgres-streaming', regions: { [WEST]: { host: '127.0.0.1', port: 1, dataDir: '/nonexistent/w' }, [EAST]: { host: '127.0.0.1', port: 2, dataDir: '/nonexistent/e' } } },
-        traffic: { provider: 'route53', hostedZone: 'z.test.', recordName: 'billing.z.test.', endpoints: { [WEST]: 'w.', [EAST]: 'e.' } },
+        database: {
+          provider: 'postgres-streaming',
+          regions: {
+            [WEST]: { host: '127.0.0.1', port: 1, dataDir: '/nonexistent/w' },
+            [EAST]: { host: '127.0.0.1', port: 2, dataDir: '/nonexistent/e' },
+          },
+        },
+        traffic: {
+          provider: 'route53',
+          hostedZone: 'z.test.',
+          recordName: 'billing.z.test.',
+          endpoints: { [WEST]: 'w.', [EAST]: 'e.' },
+        },
       },
     ],
   });
 }
 
 async function setupGlobal(): Promise<Record<string, string>> {
-  const { arns } = await createAuroraOnMoto(moto.url, 'ledger-global', [{ id: 'ledger-west', region: WEST }, { id: 'ledger-east', region: EAST }]);
+  const { arns } = await createAuroraOnMoto(moto.url, 'ledger-global', [
+    { id: 'ledger-west', region: WEST },
+    { id: 'ledger-east', region: EAST },
+  ]);
   return arns;
 }
 
@@ -86,7 +109,12 @@ describe('aurora-global on moto', () => {
     // Before the fence, or after it but still behind: not enough.
     await putLag(moto.url, EAST, 'ledger-east', 0, new Date(fencedAt.getTime() - 10_000));
     await putLag(moto.url, EAST, 'ledger-east', 2_500, new Date(fencedAt.getTime() + 1_000));
-    const timeout = await east.dbWaitForLag({ service: 'ledger', sourceLsn: fencedAt.toISOString(), timeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    const timeout = await east
+      .dbWaitForLag({ service: 'ledger', sourceLsn: fencedAt.toISOString(), timeoutMs: 300 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(timeout).toBeInstanceOf(ApplicationFailure);
     expect((timeout as ApplicationFailure).type).toBe('LagTimeout');
     expect((timeout as ApplicationFailure).message).toContain('2500 ms behind');
@@ -99,13 +127,29 @@ describe('aurora-global on moto', () => {
 
   it('older Aurora MySQL: waits on AuroraGlobalDBReplicationLag, and ignores the other metric', async () => {
     await setupGlobal();
-    const east = createAuroraActivities(configFor({ engine: 'aurora-mysql', lagMetric: 'AuroraGlobalDBReplicationLag' }), EAST, FAST);
+    const east = createAuroraActivities(
+      configFor({ engine: 'aurora-mysql', lagMetric: 'AuroraGlobalDBReplicationLag' }),
+      EAST,
+      FAST,
+    );
     const fencedAt = new Date(Date.now() - 3_000);
     // A datapoint under the RPO-lag name says nothing about this cluster's configured metric.
     await putLag(moto.url, EAST, 'ledger-east', 0, new Date(fencedAt.getTime() + 2_000), 'AuroraGlobalDBRPOLag');
-    const timeout = await east.dbWaitForLag({ service: 'ledger', sourceLsn: fencedAt.toISOString(), timeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    const timeout = await east
+      .dbWaitForLag({ service: 'ledger', sourceLsn: fencedAt.toISOString(), timeoutMs: 300 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect((timeout as ApplicationFailure).type).toBe('LagTimeout');
-    await putLag(moto.url, EAST, 'ledger-east', 100, new Date(fencedAt.getTime() + 2_000), 'AuroraGlobalDBReplicationLag');
+    await putLag(
+      moto.url,
+      EAST,
+      'ledger-east',
+      100,
+      new Date(fencedAt.getTime() + 2_000),
+      'AuroraGlobalDBReplicationLag',
+    );
     const lag = await east.dbWaitForLag({ service: 'ledger', sourceLsn: fencedAt.toISOString(), timeoutMs: 10_000 });
     expect(Date.parse(lag.replayedLsn)).toBeGreaterThanOrEqual(fencedAt.getTime());
   });
@@ -116,24 +160,41 @@ describe('aurora-global on moto', () => {
     const result = await east.dbPromote({ service: 'ledger', mode: 'unplanned', source: WEST });
     expect(result).toMatchObject({ region: EAST, promoted: true, method: 'detach-and-promote' });
     expect(result.detail).toMatch(/FailoverGlobalCluster is unavailable here/);
-    const g = await rdsOn(moto.url, EAST).send(new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: 'ledger-global' }));
+    const g = await rdsOn(moto.url, EAST).send(
+      new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: 'ledger-global' }),
+    );
     expect(g.GlobalClusters![0]!.GlobalClusterMembers!.map((m) => m.DBClusterArn)).toEqual([arns[WEST]]);
     expect(await east.dbDescribe({ service: 'ledger' })).toMatchObject({ role: 'primary' });
     // Converged: nothing is sent again.
-    expect(await east.dbPromote({ service: 'ledger', mode: 'unplanned', source: WEST })).toMatchObject({ alreadyPrimary: true });
+    expect(await east.dbPromote({ service: 'ledger', mode: 'unplanned', source: WEST })).toMatchObject({
+      alreadyPrimary: true,
+    });
     // The old primary stays the writer of the old global cluster: it cannot rejoin in place, and says how to.
-    const rejoin = await createAuroraActivities(configFor(), WEST, FAST).dbRejoinAsStandby({ service: 'ledger', primaryRegion: EAST });
+    const rejoin = await createAuroraActivities(configFor(), WEST, FAST).dbRejoinAsStandby({
+      service: 'ledger',
+      primaryRegion: EAST,
+    });
     expect(rejoin).toMatchObject({ rejoined: false });
     expect(rejoin.detail).toContain('Create a global database from us-east-1');
     // Without a way to fence it, fence-on-return says what to do instead of pretending.
-    const fence = await createAuroraActivities(configFor(), WEST, FAST).dbFenceWrites({ service: 'ledger' }).then(() => undefined, (e: unknown) => e);
+    const fence = await createAuroraActivities(configFor(), WEST, FAST)
+      .dbFenceWrites({ service: 'ledger' })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect((fence as ApplicationFailure).type).toBe('CannotFence');
     expect((fence as ApplicationFailure).message).toContain('writerEndpoint');
   });
 
   it('with fallback none, an unavailable switchover fails the step naming the setting', async () => {
     await setupGlobal();
-    const err = await createAuroraActivities(configFor({ fallback: 'none' }), EAST, FAST).dbPromote({ service: 'ledger', mode: 'planned' }).then(() => undefined, (e: unknown) => e);
+    const err = await createAuroraActivities(configFor({ fallback: 'none' }), EAST, FAST)
+      .dbPromote({ service: 'ledger', mode: 'planned' })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({ type: 'ManagedOperationUnavailable', nonRetryable: true });
     expect((err as Error).message).toContain('SwitchoverGlobalCluster is not available');
@@ -143,13 +204,18 @@ describe('aurora-global on moto', () => {
     await setupGlobal();
     const since = new Date(Date.now() - 60_000).toISOString();
     const west = createAuroraActivities(configFor({ preserveSnapshotPrefix: 'keep' }), WEST, FAST);
-    const early = await west.dbPreserve({ service: 'ledger', since }).then(() => undefined, (e: unknown) => e);
+    const early = await west.dbPreserve({ service: 'ledger', since }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(early).toMatchObject({ type: 'SnapshotNotYet', nonRetryable: false });
     const source = await createUnplannedFailoverSnapshot(moto.url, WEST, 'ledger-west');
     const kept = await west.dbPreserve({ service: 'ledger', since });
     expect(kept).toMatchObject({ preserved: true, source });
     expect(kept.copy).toMatch(/^keep-ledger-west-\d{12}$/);
-    const listed = await rdsOn(moto.url, WEST).send(new DescribeDBClusterSnapshotsCommand({ DBClusterIdentifier: 'ledger-west' }));
+    const listed = await rdsOn(moto.url, WEST).send(
+      new DescribeDBClusterSnapshotsCommand({ DBClusterIdentifier: 'ledger-west' }),
+    );
     expect(listed.DBClusterSnapshots!.map((s) => s.DBClusterSnapshotIdentifier)).toContain(kept.copy);
     const again = await west.dbPreserve({ service: 'ledger', since });
     expect(again.detail).toContain('already copied');

@@ -12,7 +12,9 @@ import { waitFor } from './support/wait';
 /** utime + stime of these processes, from /proc (clock ticks of 10 ms, as Linux's USER_HZ is 100). */
 function treeCpuMs(pids: number[]): number {
   return pids.reduce((sum, pid) => {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /s, '')
+      .split(' ');
     return sum + (Number(fields[11]) + Number(fields[12])) * 10;
   }, 0);
 }
@@ -21,9 +23,14 @@ const section = (name: string) => ({ name });
 
 describe('bench flags', () => {
   it('take a list of known names, and refuse an unknown or empty one by name', () => {
-    expect(nameList('patroni, repmgr', 'peer-tools', ['patroni', 'pg_auto_failover', 'repmgr'])).toEqual(['patroni', 'repmgr']);
+    expect(nameList('patroni, repmgr', 'peer-tools', ['patroni', 'pg_auto_failover', 'repmgr'])).toEqual([
+      'patroni',
+      'repmgr',
+    ]);
     expect(nameList(undefined, 'peer-tools', ['patroni'])).toBeUndefined();
-    expect(() => nameList('patroni,stolon', 'peer-tools', ['patroni', 'repmgr'])).toThrow('--peer-tools: no such name "stolon"; choose from patroni, repmgr');
+    expect(() => nameList('patroni,stolon', 'peer-tools', ['patroni', 'repmgr'])).toThrow(
+      '--peer-tools: no such name "stolon"; choose from patroni, repmgr',
+    );
     expect(() => nameList(' , ', 'only', ['failover'])).toThrow('--only needs at least one of: failover');
   });
 
@@ -31,7 +38,11 @@ describe('bench flags', () => {
     const defaults = [section('failover'), section('intake')];
     const optional = [section('peers')];
     expect(chooseSections(defaults, optional, [], undefined).map((s) => s.name)).toEqual(['failover', 'intake']);
-    expect(chooseSections(defaults, optional, ['peers'], undefined).map((s) => s.name)).toEqual(['failover', 'intake', 'peers']);
+    expect(chooseSections(defaults, optional, ['peers'], undefined).map((s) => s.name)).toEqual([
+      'failover',
+      'intake',
+      'peers',
+    ]);
     expect(chooseSections(defaults, optional, ['peers'], ['peers']).map((s) => s.name)).toEqual(['peers']);
     expect(() => chooseSections(defaults, optional, [], ['peers'])).toThrow('--only peers needs --peers too');
   });

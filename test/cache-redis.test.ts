@@ -34,14 +34,35 @@ beforeAll(async () => {
   const [west, east] = (await freePorts(2)) as [number, number];
   const ports: Record<string, number> = { [WEST]: west, [EAST]: east };
   for (const region of [WEST, EAST]) {
-    const argv = redisArgv(bin, { region, host: '127.0.0.1', port: ports[region]!, dir: join(dir, region), ...(region === EAST ? { replicaOf: { host: '127.0.0.1', port: west } } : {}) });
-    redis[region] = { target: { host: '127.0.0.1', port: ports[region]! }, argv, proc: spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' }) };
+    const argv = redisArgv(bin, {
+      region,
+      host: '127.0.0.1',
+      port: ports[region]!,
+      dir: join(dir, region),
+      ...(region === EAST ? { replicaOf: { host: '127.0.0.1', port: west } } : {}),
+    });
+    redis[region] = {
+      target: { host: '127.0.0.1', port: ports[region]! },
+      argv,
+      proc: spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' }),
+    };
   }
-  await waitFor('east\'s Redis replicating from west', async () => /master_link_status:up/.test(String(await cmd(EAST, 'INFO', 'replication'))), 20_000);
+  await waitFor(
+    "east's Redis replicating from west",
+    async () => /master_link_status:up/.test(String(await cmd(EAST, 'INFO', 'replication'))),
+    20_000,
+  );
   fe = await createFailoverEnv(
     { approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 60 },
     {},
-    { service: { cache: { provider: 'redis', regions: { [WEST]: { host: '127.0.0.1', port: west }, [EAST]: { host: '127.0.0.1', port: east } } } } },
+    {
+      service: {
+        cache: {
+          provider: 'redis',
+          regions: { [WEST]: { host: '127.0.0.1', port: west }, [EAST]: { host: '127.0.0.1', port: east } },
+        },
+      },
+    },
   );
 });
 
@@ -52,7 +73,7 @@ afterAll(async () => {
 });
 
 describe('a service with PostgreSQL and Redis', () => {
-  it('planned: both move; the old region\'s Redis refuses writes from the fence on, and every write it acknowledged is on the new primary', async () => {
+  it("planned: both move; the old region's Redis refuses writes from the fence on, and every write it acknowledged is on the new primary", async () => {
     // A client writing to the old region's Redis all through the run.
     const acked: string[] = [];
     const refused: string[] = [];
@@ -74,9 +95,18 @@ describe('a service with PostgreSQL and Redis', () => {
     await writer;
     if (rec.status !== 'succeeded') console.error(JSON.stringify(rec, null, 2));
     expect(rec.status).toBe('succeeded');
-    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(
-      ['preflight', 'fence', 'fence-cache', 'confirm-lag', 'promote', 'promote-cache', 'shift-traffic', 'verify', 'repoint-cache', 'rejoin'],
-    );
+    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
+      'preflight',
+      'fence',
+      'fence-cache',
+      'confirm-lag',
+      'promote',
+      'promote-cache',
+      'shift-traffic',
+      'verify',
+      'repoint-cache',
+      'rejoin',
+    ]);
     expect(rec.cache!.fence).toMatchObject({ region: WEST, verified: true, alreadyFenced: false });
     expect(rec.cache!.fence!.detail).toContain('NOREPLICAS');
     expect(rec.cache!.promotion).toMatchObject({ region: EAST, promoted: true });
@@ -94,11 +124,11 @@ describe('a service with PostgreSQL and Redis', () => {
     expect(await fe.isWritable(WEST)).toBe(false);
     expect(await cmd(WEST, 'SET', 'after', '1')).toMatchObject({ code: 'READONLY' });
     expect(await cmd(EAST, 'SET', 'after', '1')).toBe('OK');
-    await waitFor('west\'s Redis replaying east\'s write', async () => (await cmd(WEST, 'GET', 'after')) === '1', 20_000);
+    await waitFor("west's Redis replaying east's write", async () => (await cmd(WEST, 'GET', 'after')) === '1', 20_000);
     expect(await cmd(WEST, 'CONFIG', 'GET', 'min-replicas-to-write')).toEqual(['min-replicas-to-write', '0']);
   });
 
-  it('unplanned with the old region\'s Redis dead: the target\'s Redis is promoted, the dead one recorded, not waited on', async () => {
+  it("unplanned with the old region's Redis dead: the target's Redis is promoted, the dead one recorded, not waited on", async () => {
     // East writes now; it dies: its Redis, its database and its worker.
     redis[EAST]!.proc.kill('SIGKILL');
     await fe.stopRegion(EAST);
@@ -118,11 +148,15 @@ describe('a service with PostgreSQL and Redis', () => {
     expect(await fe.isWritable(WEST)).toBe(true);
   });
 
-  it('the old primary\'s Redis comes back a writer and is made to follow the current primary on return; failback checks it follows before anything moves, then moves the cache back with the database', async () => {
+  it("the old primary's Redis comes back a writer and is made to follow the current primary on return; failback checks it follows before anything moves, then moves the cache back with the database", async () => {
     // East returns: its Redis from its own redis.conf, where the promotion wrote that it leads,
     // so it is a writer again and takes a write the current primary never sees.
     redis[EAST]!.proc = spawn(redis[EAST]!.argv[0]!, redis[EAST]!.argv.slice(1), { stdio: 'ignore' });
-    await waitFor('east\'s Redis answering', async () => (await cmd(EAST, 'PING').catch(() => undefined)) === 'PONG', 20_000);
+    await waitFor(
+      "east's Redis answering",
+      async () => (await cmd(EAST, 'PING').catch(() => undefined)) === 'PONG',
+      20_000,
+    );
     expect(String(await cmd(EAST, 'INFO', 'replication'))).toContain('role:master');
     expect(await cmd(EAST, 'SET', 'stale:east', '1')).toBe('OK');
     // Its database comes back read-only on its own timeline (as reconciliation starts it), then its
@@ -132,7 +166,11 @@ describe('a service with PostgreSQL and Redis', () => {
     const watcher = await fe.client.workflow.getHandle(fenceOnReturnWorkflowId('ledger', EAST)).result();
     expect(watcher).toContain(`its cache: REPLICAOF 127.0.0.1:${redis[WEST]!.target.port} (was a primary)`);
     expect(await cmd(EAST, 'SET', 'stale:east', '2')).toMatchObject({ code: 'READONLY' });
-    await waitFor('east\'s Redis synced from west', async () => /master_link_status:up/.test(String(await cmd(EAST, 'INFO', 'replication'))), 20_000);
+    await waitFor(
+      "east's Redis synced from west",
+      async () => /master_link_status:up/.test(String(await cmd(EAST, 'INFO', 'replication'))),
+      20_000,
+    );
     expect(await cmd(EAST, 'GET', 'stale:east')).toBe(null);
     const written = Array.from({ length: 50 }, (_, i) => `west:${i}`);
     await withRedis(redis[WEST]!.target, async (c) => {
@@ -141,7 +179,10 @@ describe('a service with PostgreSQL and Redis', () => {
 
     // No reconciliation ran in this file: the failback is overridden, and says so.
     const input = await buildFollowUpInput(fe.client, fe.config, loadRunbook(builtinRunbookPath('failback')), {
-      service: 'ledger', requestedBy: 'alice', trigger: 'test', overrideReason: 'cache test: no ledger to reconcile',
+      service: 'ledger',
+      requestedBy: 'alice',
+      trigger: 'test',
+      overrideReason: 'cache test: no ledger to reconcile',
     });
     expect(input.cache).toBe(true);
     const started = await startRun(fe.client, input);
@@ -151,10 +192,24 @@ describe('a service with PostgreSQL and Redis', () => {
     expect([rec.source, rec.target]).toEqual([WEST, EAST]);
     const done = rec.steps.filter((s) => s.status === 'done');
     expect(done.map((s) => s.id)).toEqual([
-      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'rejoin-old-cache', 'fence', 'fence-cache', 'confirm-lag', 'promote', 'promote-cache', 'restore-traffic', 'verify', 'repoint-cache', 'rejoin',
+      'check-reconciliation',
+      'preflight',
+      'rejoin-old-primary',
+      'rejoin-old-cache',
+      'fence',
+      'fence-cache',
+      'confirm-lag',
+      'promote',
+      'promote-cache',
+      'restore-traffic',
+      'verify',
+      'repoint-cache',
+      'rejoin',
     ]);
     // The failback found east's Redis following west's (the watcher's doing) before it fenced anything.
-    expect(rec.cache!.rejoin!.regions).toEqual([{ region: EAST, following: true, detail: `already a replica of 127.0.0.1:${redis[WEST]!.target.port}` }]);
+    expect(rec.cache!.rejoin!.regions).toEqual([
+      { region: EAST, following: true, detail: `already a replica of 127.0.0.1:${redis[WEST]!.target.port}` },
+    ]);
     expect(rec.cache!.fence).toMatchObject({ region: WEST, verified: true });
     // A planned promotion: east had west's fenced offset before it was promoted.
     expect(rec.cache!.promotion).toMatchObject({ region: EAST, promoted: true });
@@ -165,7 +220,11 @@ describe('a service with PostgreSQL and Redis', () => {
     expect(await withRedis(redis[EAST]!.target, (c) => c.call('EXISTS', ...written))).toBe(written.length);
     expect(await cmd(EAST, 'SET', 'after-failback', '1')).toBe('OK');
     expect(await cmd(WEST, 'SET', 'after-failback', '2')).toMatchObject({ code: 'READONLY' });
-    await waitFor('west\'s Redis replaying east\'s write', async () => (await cmd(WEST, 'GET', 'after-failback')) === '1', 20_000);
+    await waitFor(
+      "west's Redis replaying east's write",
+      async () => (await cmd(WEST, 'GET', 'after-failback')) === '1',
+      20_000,
+    );
     expect(await fe.isWritable(EAST)).toBe(true);
     expect(await fe.isWritable(WEST)).toBe(false);
   });

@@ -28,9 +28,17 @@ let cases: ReconcileCase[];
 let histories: RawHistory[];
 
 beforeAll(async () => {
-  fe = await createFailoverEnv({ approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600 });
+  fe = await createFailoverEnv({
+    approval: { planned: 'none', unplanned: 'none' },
+    allowDataLoss: true,
+    rpoBudgetSeconds: 600,
+  });
   d = await makeDivergence(fe, { engineered: true });
-  const input = await buildFollowUpInput(fe.client, fe.config, loadRunbook(builtinRunbookPath('reconcile')), { service: 'ledger', requestedBy: 'alice', trigger: 'test' });
+  const input = await buildFollowUpInput(fe.client, fe.config, loadRunbook(builtinRunbookPath('reconcile')), {
+    service: 'ledger',
+    requestedBy: 'alice',
+    trigger: 'test',
+  });
   const started = await startRun(fe.client, input);
   record = await awaitRecord(fe.client, started.workflowId, started.runId);
   await d.load.stop();
@@ -54,41 +62,71 @@ describe('reconciliation with payload encryption', () => {
     expectEngineeredCases(d.engineered!, cases);
   });
 
-/** What the SDK writes, past the codec, in a local activity's marker: no inputs, no results. */
-const LOCAL_ACTIVITY_MARKER_KEYS = new Set(['seq', 'attempt', 'activity_id', 'activity_type', 'complete_time', 'backoff', 'original_schedule_time']);
+  /** What the SDK writes, past the codec, in a local activity's marker: no inputs, no results. */
+  const LOCAL_ACTIVITY_MARKER_KEYS = new Set([
+    'seq',
+    'attempt',
+    'activity_id',
+    'activity_type',
+    'complete_time',
+    'backoff',
+    'original_schedule_time',
+  ]);
 
-  it('no history on the server holds the cases\' accounts, amounts or transaction ids', async () => {
+  it("no history on the server holds the cases' accounts, amounts or transaction ids", async () => {
     const e = d.engineered!;
     // What the cases hold, read through the codec: the customer data the scan looks for.
-    const secrets = ['acct-low', 'acct-003', 'acct-004', 'acct-007', '"amount":50000', e.highValue, e.sameId, e.overdraft];
+    const secrets = [
+      'acct-low',
+      'acct-003',
+      'acct-004',
+      'acct-007',
+      '"amount":50000',
+      e.highValue,
+      e.sameId,
+      e.overdraft,
+    ];
     const readable = JSON.stringify(cases);
     for (const s of secrets) expect(readable, `the cases hold ${s}`).toContain(s);
 
     const ids = histories.map((h) => h.workflowId);
     expect(ids).toEqual(expect.arrayContaining(['regionshift-ledger']));
     expect(histories.length).toBeGreaterThanOrEqual(3);
-    const leaks = histories.flatMap((h) => secrets.filter((s) => h.bytes.includes(s)).map((s) => `${h.workflowId} ${h.runId}: ${s}`));
+    const leaks = histories.flatMap((h) =>
+      secrets.filter((s) => h.bytes.includes(s)).map((s) => `${h.workflowId} ${h.runId}: ${s}`),
+    );
     expect(leaks).toEqual([]);
 
     // Search attributes are indexed by the server, so they stay readable: service, regions, mode,
     // step, trigger, and the SDK's patch markers; never customer data.
     const indexed = [...new Set(histories.flatMap((h) => h.indexed))];
     expect(indexed.length).toBeGreaterThan(0);
-    for (const sa of indexed) expect(sa, sa).toMatch(/^(Regionshift(Service|Source|Target|Mode|Step|Trigger)|TemporalChangeVersion)=/);
+    for (const sa of indexed)
+      expect(sa, sa).toMatch(/^(Regionshift(Service|Source|Target|Mode|Step|Trigger)|TemporalChangeVersion)=/);
     // Every other payload is sealed, and sealed with the key the processes were given.
     const payloads = histories.flatMap((h) => h.payloads);
     const sealed = payloads.filter((p) => Buffer.from(p.metadata?.encoding ?? []).toString() === ENCODING);
     expect(sealed.length).toBeGreaterThan(20);
-    const unsealed = histories.flatMap((h) => h.payloads.flatMap((p, i) => {
-      const encoding = Buffer.from(p.metadata?.encoding ?? []).toString();
-      const data = Buffer.from(p.data ?? []).toString();
-      if (encoding === ENCODING) return [];
-      // The SDK writes its patch markers itself, past the codec: a patch id of the workflow code.
-      if (/\.markerRecordedEventAttributes\.details\.patch-data\./.test(h.where[i]!) && Object.keys(JSON.parse(data)).sort().join() === 'deprecated,id') return [];
-      // Likewise a local activity's marker metadata (which activity, attempt, when); its result is sealed.
-      if (/\.markerRecordedEventAttributes\.details\.data\./.test(h.where[i]!) && Object.keys(JSON.parse(data)).every((k) => LOCAL_ACTIVITY_MARKER_KEYS.has(k))) return [];
-      return [`${h.workflowId} ${h.where[i]}: ${encoding} ${data.slice(0, 120)}`];
-    }));
+    const unsealed = histories.flatMap((h) =>
+      h.payloads.flatMap((p, i) => {
+        const encoding = Buffer.from(p.metadata?.encoding ?? []).toString();
+        const data = Buffer.from(p.data ?? []).toString();
+        if (encoding === ENCODING) return [];
+        // The SDK writes its patch markers itself, past the codec: a patch id of the workflow code.
+        if (
+          /\.markerRecordedEventAttributes\.details\.patch-data\./.test(h.where[i]!) &&
+          Object.keys(JSON.parse(data)).sort().join() === 'deprecated,id'
+        )
+          return [];
+        // Likewise a local activity's marker metadata (which activity, attempt, when); its result is sealed.
+        if (
+          /\.markerRecordedEventAttributes\.details\.data\./.test(h.where[i]!) &&
+          Object.keys(JSON.parse(data)).every((k) => LOCAL_ACTIVITY_MARKER_KEYS.has(k))
+        )
+          return [];
+        return [`${h.workflowId} ${h.where[i]}: ${encoding} ${data.slice(0, 120)}`];
+      }),
+    );
     expect(unsealed).toEqual([]);
     expect(new Set(sealed.map((p) => Buffer.from(p.metadata![KEY_ID_METADATA]!).toString()))).toEqual(new Set(['rec']));
 

@@ -52,7 +52,15 @@ const EXPECTED_REGIONSHIFT_SERVICES: Record<string, string[]> = {
   'control-worker': ['worker', '--control-only'],
   'slack-bot': ['slack'],
   'alarm-intake': ['intake'],
-  'codec-server': ['codec-server', '--host', '0.0.0.0', '--port', '8234', '--origin', 'http://${TEMPORAL_PUBLISH_ADDRESS:-127.0.0.1}:8080'],
+  'codec-server': [
+    'codec-server',
+    '--host',
+    '0.0.0.0',
+    '--port',
+    '8234',
+    '--origin',
+    'http://${TEMPORAL_PUBLISH_ADDRESS:-127.0.0.1}:8080',
+  ],
   // Profile replicated: links the two clusters.
   'control-plane-init': ['control-plane', 'init'],
 };
@@ -101,7 +109,8 @@ function environmentOf(service: Service): Map<string, string | null> {
       else env.set(entry.slice(0, eq), entry.slice(eq + 1));
     }
   } else if (raw) {
-    for (const [name, value] of Object.entries(raw)) env.set(name, value === null || value === undefined ? null : String(value));
+    for (const [name, value] of Object.entries(raw))
+      env.set(name, value === null || value === undefined ? null : String(value));
   }
   return env;
 }
@@ -179,7 +188,11 @@ interface ScriptRun {
  * Runs a one-shot service's `sh -ec` script with the Temporal tools replaced by stubs that record
  * their arguments. `stubs` maps a tool name to a shell snippet deciding its exit status from "$*".
  */
-function runSetupScript(service: Service, stubs: Record<string, string>, extraEnv: Record<string, string> = {}): ScriptRun {
+function runSetupScript(
+  service: Service,
+  stubs: Record<string, string>,
+  extraEnv: Record<string, string> = {},
+): ScriptRun {
   const entrypoint = service.entrypoint as string[];
   expect(entrypoint.slice(0, 2), 'one-shot services run their command as a /bin/sh script').toEqual(['/bin/sh', '-ec']);
   const script = interpolateWithDefaults((service.command as string[])[0]!);
@@ -215,7 +228,6 @@ function validate(document: unknown): ReturnType<ComposeValidator> {
 }
 
 describe('docker-compose.yml is a valid Compose file', () => {
-
   it('matches the Compose Specification JSON schema', () => {
     const result = validate(compose);
     expect(result.errors).toEqual([]);
@@ -274,15 +286,24 @@ describe('docker-compose.yml services', () => {
     for (const [name, service] of built) {
       const { context, dockerfile } = buildOf(service)!;
       const contextDir = path.resolve(repoRoot, context);
-      expect(existsSync(contextDir) && statSync(contextDir).isDirectory(), `${name}: build context ${context}`).toBe(true);
-      expect(contextDir === repoRoot || contextDir.startsWith(repoRoot + path.sep), `${name}: context inside the repo`).toBe(true);
+      expect(existsSync(contextDir) && statSync(contextDir).isDirectory(), `${name}: build context ${context}`).toBe(
+        true,
+      );
+      expect(
+        contextDir === repoRoot || contextDir.startsWith(repoRoot + path.sep),
+        `${name}: context inside the repo`,
+      ).toBe(true);
       const file = path.resolve(contextDir, dockerfile);
       expect(existsSync(file) && statSync(file).isFile(), `${name}: dockerfile ${dockerfile}`).toBe(true);
     }
   });
 
   it('every file the Dockerfile copies from the build context exists in the repo', () => {
-    const dockerfiles = new Set(services.flatMap(([, s]) => (buildOf(s) ? [path.resolve(repoRoot, buildOf(s)!.context, buildOf(s)!.dockerfile)] : [])));
+    const dockerfiles = new Set(
+      services.flatMap(([, s]) =>
+        buildOf(s) ? [path.resolve(repoRoot, buildOf(s)!.context, buildOf(s)!.dockerfile)] : [],
+      ),
+    );
     for (const dockerfile of dockerfiles) {
       const context = path.dirname(dockerfile);
       const copies = readFileSync(dockerfile, 'utf8')
@@ -290,16 +311,25 @@ describe('docker-compose.yml services', () => {
         .filter((line) => /^\s*(COPY|ADD)\s/i.test(line) && !/--from=/.test(line));
       expect(copies.length).toBeGreaterThan(0);
       for (const line of copies) {
-        const args = line.trim().split(/\s+/).slice(1).filter((a) => !a.startsWith('--'));
+        const args = line
+          .trim()
+          .split(/\s+/)
+          .slice(1)
+          .filter((a) => !a.startsWith('--'));
         for (const source of args.slice(0, -1)) {
-          expect(existsSync(path.resolve(context, source)), `${path.basename(dockerfile)}: "${line.trim()}" needs ${source}`).toBe(true);
+          expect(
+            existsSync(path.resolve(context, source)),
+            `${path.basename(dockerfile)}: "${line.trim()}" needs ${source}`,
+          ).toBe(true);
         }
       }
     }
   });
 
   it('runs the regionshift services from this repo, each with its own command', () => {
-    const built = Object.fromEntries(services.filter(([, s]) => s.build !== undefined).map(([n, s]) => [n, commandOf(s)]));
+    const built = Object.fromEntries(
+      services.filter(([, s]) => s.build !== undefined).map(([n, s]) => [n, commandOf(s)]),
+    );
     expect(built).toEqual(EXPECTED_REGIONSHIFT_SERVICES);
     for (const [name, service] of services.filter(([, s]) => s.build !== undefined)) {
       expect(buildOf(service), name).toEqual({ context: '.', dockerfile: 'Dockerfile' });
@@ -310,7 +340,9 @@ describe('docker-compose.yml services', () => {
     for (const [name, service] of services.filter(([, s]) => s.build !== undefined)) {
       const command = commandOf(service);
       expect(command, `${name} has a command`).toBeDefined();
-      expect(REGIONSHIFT_SUBCOMMANDS as readonly string[], `${name}: ${JSON.stringify(command)}`).toContain(command![0]);
+      expect(REGIONSHIFT_SUBCOMMANDS as readonly string[], `${name}: ${JSON.stringify(command)}`).toContain(
+        command![0],
+      );
     }
   });
 
@@ -322,7 +354,9 @@ describe('docker-compose.yml services', () => {
       // Unset: the single cluster; set empty: the config's temporal.clusters (profile replicated).
       expect(env.get('TEMPORAL_ADDRESS'), name).toBe('${TEMPORAL_ADDRESS-temporal:7233}');
       expect(interpolateWithDefaults(env.get('TEMPORAL_ADDRESS')!), name).toBe('temporal:7233');
-      const mount = (service.volumes ?? []).find((v): v is Dict => typeof v === 'object' && v.target === '/app/regionshift.yaml');
+      const mount = (service.volumes ?? []).find(
+        (v): v is Dict => typeof v === 'object' && v.target === '/app/regionshift.yaml',
+      );
       expect(mount, `${name} mounts the config`).toBeDefined();
       expect(mount!.type).toBe('bind');
       expect(mount!.read_only).toBe(true);
@@ -331,7 +365,9 @@ describe('docker-compose.yml services', () => {
     }
     expect(compose.services['alarm-intake']!.ports).toEqual(['8787:8787']);
     // The intake's journal holds accepted alarms not yet forwarded: it must be on a named volume.
-    const journal = (compose.services['alarm-intake']!.volumes ?? []).find((v): v is Dict => typeof v === 'object' && v.target === '/var/lib/regionshift');
+    const journal = (compose.services['alarm-intake']!.volumes ?? []).find(
+      (v): v is Dict => typeof v === 'object' && v.target === '/var/lib/regionshift',
+    );
     expect(journal).toMatchObject({ type: 'volume', source: 'intake-journal' });
     expect(compose.volumes).toHaveProperty('intake-journal');
     expect(environmentOf(compose.services['alarm-intake']!).get('REGIONSHIFT_HOME')).toBe('/var/lib/regionshift');
@@ -374,7 +410,9 @@ describe('docker-compose.yml Temporal server', () => {
   });
 
   it('starts the server only after the schema setup completed, and the services after temporal-init', () => {
-    expect(svc('temporal').depends_on).toMatchObject({ 'temporal-setup': { condition: 'service_completed_successfully' } });
+    expect(svc('temporal').depends_on).toMatchObject({
+      'temporal-setup': { condition: 'service_completed_successfully' },
+    });
     expect(svc('temporal-setup').depends_on).toEqual({ postgresql: { condition: 'service_healthy' } });
     expect(svc('temporal-init').depends_on).toEqual({ temporal: { condition: 'service_healthy' } });
     expect(environmentOf(svc('temporal-ui')).get('TEMPORAL_ADDRESS')).toBe('temporal:7233');
@@ -455,47 +493,97 @@ describe('docker-compose.yml replicated profile', () => {
     expect(s, `service ${name}`).toBeDefined();
     return s!;
   };
-  const CLUSTERS = { 'temporal-us-west-2': { name: 'us-west-2', version: 1 }, 'temporal-us-east-1': { name: 'us-east-1', version: 2 } };
+  const CLUSTERS = {
+    'temporal-us-west-2': { name: 'us-west-2', version: 1 },
+    'temporal-us-east-1': { name: 'us-east-1', version: 2 },
+  };
 
   it('adds one Temporal cluster per region, their schema setup and control-plane-init, and nothing else', () => {
     const profiled = services.filter(([, s]) => Array.isArray(s.profiles)).map(([n, s]) => [n, s.profiles]);
     expect(profiled).toEqual([
-      ['temporal-setup-replicated', ['replicated']], ['temporal-us-west-2', ['replicated']], ['temporal-us-east-1', ['replicated']], ['control-plane-init', ['replicated']],
+      ['temporal-setup-replicated', ['replicated']],
+      ['temporal-us-west-2', ['replicated']],
+      ['temporal-us-east-1', ['replicated']],
+      ['control-plane-init', ['replicated']],
     ]);
-    expect(svc('control-plane-init').depends_on).toEqual({ 'temporal-us-west-2': { condition: 'service_healthy' }, 'temporal-us-east-1': { condition: 'service_healthy' } });
+    expect(svc('control-plane-init').depends_on).toEqual({
+      'temporal-us-west-2': { condition: 'service_healthy' },
+      'temporal-us-east-1': { condition: 'service_healthy' },
+    });
     for (const name of Object.keys(CLUSTERS)) {
       expect(svc(name).image, name).toBe(svc('temporal').image);
-      expect(svc(name).depends_on, name).toEqual({ postgresql: { condition: 'service_healthy' }, 'temporal-setup-replicated': { condition: 'service_completed_successfully' } });
+      expect(svc(name).depends_on, name).toEqual({
+        postgresql: { condition: 'service_healthy' },
+        'temporal-setup-replicated': { condition: 'service_completed_successfully' },
+      });
     }
-    for (const name of ['temporal-setup-replicated', ...Object.keys(CLUSTERS)]) expect(unescapedDollars((svc(name).command as string[])[0]!), name).toEqual([]);
+    for (const name of ['temporal-setup-replicated', ...Object.keys(CLUSTERS)])
+      expect(unescapedDollars((svc(name).command as string[])[0]!), name).toEqual([]);
   });
 
-  it('temporal-setup-replicated creates and migrates each cluster\'s two databases', () => {
+  it("temporal-setup-replicated creates and migrates each cluster's two databases", () => {
     const run = runSetupScript(svc('temporal-setup-replicated'), { 'temporal-sql-tool': 'exit 0' });
     expect(run.status, run.output).toBe(0);
-    const dbs = ['temporal_us_west_2', 'temporal_us_west_2_visibility', 'temporal_us_east_1', 'temporal_us_east_1_visibility'];
-    expect(run.calls.filter((c) => c.endsWith(' create'))).toEqual(dbs.map((db) => `temporal-sql-tool --db ${db} create`));
-    expect(run.calls.filter((c) => c.includes('update-schema'))).toEqual(dbs.map((db) => `temporal-sql-tool --db ${db} update-schema -d /etc/temporal/schema/postgresql/v12/${db.endsWith('_visibility') ? 'visibility' : 'temporal'}/versioned`));
+    const dbs = [
+      'temporal_us_west_2',
+      'temporal_us_west_2_visibility',
+      'temporal_us_east_1',
+      'temporal_us_east_1_visibility',
+    ];
+    expect(run.calls.filter((c) => c.endsWith(' create'))).toEqual(
+      dbs.map((db) => `temporal-sql-tool --db ${db} create`),
+    );
+    expect(run.calls.filter((c) => c.includes('update-schema'))).toEqual(
+      dbs.map(
+        (db) =>
+          `temporal-sql-tool --db ${db} update-schema -d /etc/temporal/schema/postgresql/v12/${db.endsWith('_visibility') ? 'visibility' : 'temporal'}/versioned`,
+      ),
+    );
   });
 
   it('each cluster starts the server on a config naming it, with its own failover version, global namespaces and forwarding as the local stack has them', () => {
-    const local = parse(clusterConfigYaml({ name: 'us-west-2', initialFailoverVersion: 1, port: 7233, dir: '/x' })) as Dict & { clusterMetadata: Dict; dcRedirectionPolicy: Dict };
+    const local = parse(
+      clusterConfigYaml({ name: 'us-west-2', initialFailoverVersion: 1, port: 7233, dir: '/x' }),
+    ) as Dict & { clusterMetadata: Dict; dcRedirectionPolicy: Dict };
     for (const [name, want] of Object.entries(CLUSTERS)) {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'regionshift-compose-cluster-'));
       try {
-        const run = runSetupScript(svc(name), { 'temporal-server': 'exit 0', hostname: 'echo 10.9.8.7' }, { CLUSTER_CONFIG_DIR: dir });
+        const run = runSetupScript(
+          svc(name),
+          { 'temporal-server': 'exit 0', hostname: 'echo 10.9.8.7' },
+          { CLUSTER_CONFIG_DIR: dir },
+        );
         expect(run.status, run.output).toBe(0);
-        expect(run.calls).toEqual(['hostname -i', `temporal-server --root ${dir} --config . --env config --allow-no-auth start`]);
-        const config = parse(readFileSync(path.join(dir, 'config.yaml'), 'utf8')) as Dict & { clusterMetadata: Dict & { clusterInformation: Record<string, Dict> }; persistence: { datastores: Record<string, { sql: Dict }> }; global: { membership: Dict }; dcRedirectionPolicy: Dict };
+        expect(run.calls).toEqual([
+          'hostname -i',
+          `temporal-server --root ${dir} --config . --env config --allow-no-auth start`,
+        ]);
+        const config = parse(readFileSync(path.join(dir, 'config.yaml'), 'utf8')) as Dict & {
+          clusterMetadata: Dict & { clusterInformation: Record<string, Dict> };
+          persistence: { datastores: Record<string, { sql: Dict }> };
+          global: { membership: Dict };
+          dcRedirectionPolicy: Dict;
+        };
         const meta = config.clusterMetadata;
-        expect([meta.currentClusterName, meta.masterClusterName, Object.keys(meta.clusterInformation)], name).toEqual([want.name, want.name, [want.name]]);
-        expect(meta.clusterInformation[want.name]).toMatchObject({ enabled: true, initialFailoverVersion: want.version, rpcAddress: `${name}:7233` });
+        expect([meta.currentClusterName, meta.masterClusterName, Object.keys(meta.clusterInformation)], name).toEqual([
+          want.name,
+          want.name,
+          [want.name],
+        ]);
+        expect(meta.clusterInformation[want.name]).toMatchObject({
+          enabled: true,
+          initialFailoverVersion: want.version,
+          rpcAddress: `${name}:7233`,
+        });
         expect(meta.enableGlobalNamespace).toBe(local.clusterMetadata.enableGlobalNamespace);
         expect(meta.failoverVersionIncrement).toBe(local.clusterMetadata.failoverVersionIncrement);
         expect(config.dcRedirectionPolicy).toEqual(local.dcRedirectionPolicy);
         expect(config.global.membership.broadcastAddress).toBe('10.9.8.7');
         const prefix = `temporal_${want.name.replaceAll('-', '_')}`;
-        expect(Object.values(config.persistence.datastores).map((d) => [d.sql.databaseName, d.sql.password])).toEqual([[prefix, 'temporal'], [`${prefix}_visibility`, 'temporal']]);
+        expect(Object.values(config.persistence.datastores).map((d) => [d.sql.databaseName, d.sql.password])).toEqual([
+          [prefix, 'temporal'],
+          [`${prefix}_visibility`, 'temporal'],
+        ]);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -509,7 +597,9 @@ describe('docker-compose.yml secrets', () => {
   });
 
   it('checks the variables it should (the check is not vacuous)', () => {
-    const checked = services.flatMap(([n, s]) => [...environmentOf(s).keys()].filter((k) => SECRET_NAME.test(k)).map((k) => `${n}.${k}`));
+    const checked = services.flatMap(([n, s]) =>
+      [...environmentOf(s).keys()].filter((k) => SECRET_NAME.test(k)).map((k) => `${n}.${k}`),
+    );
     expect(checked).toEqual(
       expect.arrayContaining([
         'postgresql.POSTGRES_PASSWORD',
@@ -525,7 +615,8 @@ describe('docker-compose.yml secrets', () => {
   it('flags a literal token and a literal default in a broken copy', () => {
     const broken = clone(compose);
     (broken.services['slack-bot']!.environment as Dict).SLACK_BOT_TOKEN = 'xoxb-not-a-real-token';
-    (broken.services['worker-us-east-1']!.environment as Dict).AWS_SECRET_ACCESS_KEY = '${AWS_SECRET_ACCESS_KEY:-hunter2}';
+    (broken.services['worker-us-east-1']!.environment as Dict).AWS_SECRET_ACCESS_KEY =
+      '${AWS_SECRET_ACCESS_KEY:-hunter2}';
     broken.services['control-worker']!.environment = ['API_KEY=abc123'];
     expect(secretLiterals(broken)).toEqual([
       'services.worker-us-east-1.environment.AWS_SECRET_ACCESS_KEY defaults to a literal ("hunter2"); only POSTGRES_PASSWORD (the bundled database\'s) may have a default',
@@ -560,7 +651,9 @@ describe('Dockerfile and .dockerignore', () => {
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
     for (const dir of ['dist', 'bin', 'node_modules', 'runbooks', 'package.json']) {
-      expect(runtime, `runtime stage copies ${dir}`).toMatch(new RegExp(`COPY --from=build /app/${dir.replace('.', '\\.')}\\b`));
+      expect(runtime, `runtime stage copies ${dir}`).toMatch(
+        new RegExp(`COPY --from=build /app/${dir.replace('.', '\\.')}\\b`),
+      );
     }
     expect(instructions.filter((l) => l.startsWith('USER ')).at(-1)).toBe('USER node');
   });
@@ -568,7 +661,9 @@ describe('Dockerfile and .dockerignore', () => {
   it('enters through the CLI launcher that exists in the repo', () => {
     expect(instructions).toContain('ENTRYPOINT ["node", "bin/regionshift.js"]');
     expect(existsSync(path.join(repoRoot, 'bin', 'regionshift.js'))).toBe(true);
-    expect(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).scripts.build).toMatch(/^tsc -p tsconfig\.json/);
+    expect(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).scripts.build).toMatch(
+      /^tsc -p tsconfig\.json/,
+    );
   });
 
   it('keeps local state, build output and secrets out of the build context', () => {

@@ -46,7 +46,10 @@ function show(r: CliResult): string {
 interface Event {
   eventType?: unknown;
   version?: unknown;
-  activityTaskScheduledEventAttributes?: { activityId?: string | null; activityType?: { name?: string | null } | null } | null;
+  activityTaskScheduledEventAttributes?: {
+    activityId?: string | null;
+    activityType?: { name?: string | null } | null;
+  } | null;
   activityTaskCompletedEventAttributes?: { scheduledEventId?: unknown } | null;
 }
 
@@ -55,17 +58,31 @@ async function history(client: Client, workflowId: string, runId: string): Promi
   return (h.events ?? []) as Event[];
 }
 
-const typeOf = (e: Event): string => (typeof e.eventType === 'number' ? temporal.api.enums.v1.EventType[e.eventType] ?? String(e.eventType) : String(e.eventType));
+const typeOf = (e: Event): string =>
+  typeof e.eventType === 'number'
+    ? (temporal.api.enums.v1.EventType[e.eventType] ?? String(e.eventType))
+    : String(e.eventType);
 /** The cluster whose failover version an event carries. */
-const clusterOf = (e: Event): string => (Number(e.version) % FAILOVER_VERSION_INCREMENT === VERSION_OF[WEST] ? WEST : EAST);
+const clusterOf = (e: Event): string =>
+  Number(e.version) % FAILOVER_VERSION_INCREMENT === VERSION_OF[WEST] ? WEST : EAST;
 
 let stack: TempStack;
 let config: Config;
 let service: Service;
 
 beforeAll(async () => {
-  const files = await writeTempStack({ prefix: 'regionshift-cp-', comment: 'written by test/control-plane.test.ts', regions: [WEST, EAST], policy: POLICY, controlPlane: 'replicated' });
-  stack = { ...files, env: { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile }, remove: () => rmSync(files.dir, { recursive: true, force: true }) };
+  const files = await writeTempStack({
+    prefix: 'regionshift-cp-',
+    comment: 'written by test/control-plane.test.ts',
+    regions: [WEST, EAST],
+    policy: POLICY,
+    controlPlane: 'replicated',
+  });
+  stack = {
+    ...files,
+    env: { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile },
+    remove: () => rmSync(files.dir, { recursive: true, force: true }),
+  };
   delete stack.env.TEMPORAL_ADDRESS;
   const up = await runCli(['stack', 'up'], stack.env, 300_000);
   if (up.code !== 0) throw new Error(`stack up failed:\n${show(up)}`);
@@ -88,7 +105,9 @@ describe('replicated control plane', () => {
   it('stack up runs one cluster per region, the namespace global and active in the writer region; status says which', async () => {
     const r = await runCli(['stack', 'status', '--json'], stack.env);
     expect(r.code, show(r)).toBe(0);
-    const s = JSON.parse(r.stdout) as { components: Array<{ name: string; health: string; controlPlane?: string; address: string }> };
+    const s = JSON.parse(r.stdout) as {
+      components: Array<{ name: string; health: string; controlPlane?: string; address: string }>;
+    };
     const clusters = s.components.filter((c) => c.name.startsWith('temporal'));
     expect(clusters.map((c) => [c.name, c.health, c.controlPlane, c.address])).toEqual([
       [`temporal:${WEST}`, 'up', 'active', endpointOf(config, WEST).address],
@@ -101,7 +120,14 @@ describe('replicated control plane', () => {
     // The CLI's own view, and init on clusters already linked: nothing to add, nothing moved.
     const cp = await runCli(['control-plane', 'status', '--json'], stack.env);
     expect(cp.code, show(cp)).toBe(0);
-    expect((JSON.parse(cp.stdout) as { clusters: Array<{ region: string; up: boolean; active: string }> }).clusters.map((c) => [c.region, c.up, c.active])).toEqual([[WEST, true, WEST], [EAST, true, WEST]]);
+    expect(
+      (JSON.parse(cp.stdout) as { clusters: Array<{ region: string; up: boolean; active: string }> }).clusters.map(
+        (c) => [c.region, c.up, c.active],
+      ),
+    ).toEqual([
+      [WEST, true, WEST],
+      [EAST, true, WEST],
+    ]);
     const init = await runCli(['control-plane', 'init'], stack.env);
     expect(init.code, show(init)).toBe(0);
     expect(init.stdout).toContain(`namespace default global, active in ${WEST}; search attributes present`);
@@ -110,10 +136,24 @@ describe('replicated control plane', () => {
   it('a planned run started on one cluster, the namespace failed over while it waits, finishes on the other with each step once', async () => {
     const onWest = await connect(config);
     const runbook = await loadServiceRunbook(config, 'ledger', 'failover');
-    const input = buildRunInput(config, runbook, { service: 'ledger', target: EAST, source: WEST, mode: 'planned', dryRun: false, requestedBy: 'test', trigger: 'test' });
+    const input = buildRunInput(config, runbook, {
+      service: 'ledger',
+      target: EAST,
+      source: WEST,
+      mode: 'planned',
+      dryRun: false,
+      requestedBy: 'test',
+      trigger: 'test',
+    });
     const started = await startRun(onWest, input);
     const workflowId = runWorkflowId('ledger');
-    await waitFor('the run to wait for approval', async () => (await onWest.workflow.getHandle(workflowId, started.runId).query<RunRecord>('progress')).pendingApproval?.stepId, 60_000);
+    await waitFor(
+      'the run to wait for approval',
+      async () =>
+        (await onWest.workflow.getHandle(workflowId, started.runId).query<RunRecord>('progress')).pendingApproval
+          ?.stepId,
+      60_000,
+    );
 
     const moved = await failoverControlPlane(config, EAST);
     expect([moved.from, moved.to, moved.changed]).toEqual([WEST, EAST, true]);
@@ -122,13 +162,24 @@ describe('replicated control plane', () => {
     // Every approval the run asks for from here on is given on east. Right after the failover the
     // new active cluster may still be applying what it was sent: retried.
     const signer = standInSigner(service, 'demo-oncall');
-    const rec = await waitFor('the run to finish on east', async () => {
-      const handle = onEast.workflow.getHandle(workflowId, started.runId);
-      if ((await handle.describe()).status.name !== 'RUNNING') return awaitRecord(onEast, workflowId, started.runId);
-      const at = await handle.query<RunRecord>('progress');
-      if (at.pendingApproval) await approveRun(onEast, workflowId, { decision: 'approve', by: 'demo-oncall', reason: 'test: planned move' }, signer);
-      return undefined;
-    }, 120_000, 250);
+    const rec = await waitFor(
+      'the run to finish on east',
+      async () => {
+        const handle = onEast.workflow.getHandle(workflowId, started.runId);
+        if ((await handle.describe()).status.name !== 'RUNNING') return awaitRecord(onEast, workflowId, started.runId);
+        const at = await handle.query<RunRecord>('progress');
+        if (at.pendingApproval)
+          await approveRun(
+            onEast,
+            workflowId,
+            { decision: 'approve', by: 'demo-oncall', reason: 'test: planned move' },
+            signer,
+          );
+        return undefined;
+      },
+      120_000,
+      250,
+    );
     expect(rec.status, JSON.stringify(rec.steps)).toBe('succeeded');
 
     const events = await history(onEast, workflowId, started.runId);
@@ -136,8 +187,12 @@ describe('replicated control plane', () => {
     expect(typeOf(events.at(-1)!)).toBe('EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED');
     expect(clusterOf(events.at(-1)!)).toBe(EAST);
     // Each activity scheduled once and completed once: no step done twice across the move.
-    const scheduled = events.filter((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED').map((e) => e.activityTaskScheduledEventAttributes?.activityId);
-    const completed = events.filter((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_COMPLETED').map((e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId));
+    const scheduled = events
+      .filter((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED')
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityId);
+    const completed = events
+      .filter((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_COMPLETED')
+      .map((e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId));
     expect(new Set(scheduled).size).toBe(scheduled.length);
     expect(new Set(completed).size).toBe(completed.length);
     expect(events.some((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED' && clusterOf(e) === EAST)).toBe(true);
@@ -151,7 +206,11 @@ describe('replicated control plane', () => {
     const killed = await killRegion({ config, configFile: stack.configFile, home: stack.home }, service, EAST);
     expect(killed.temporal).toMatch(/SIGKILLed/);
 
-    const r = await runCli(['failover', '--service', 'ledger', '--to', WEST, '--from', EAST, '--mode', 'unplanned', '--control-plane', WEST], stack.env, 240_000);
+    const r = await runCli(
+      ['failover', '--service', 'ledger', '--to', WEST, '--from', EAST, '--mode', 'unplanned', '--control-plane', WEST],
+      stack.env,
+      240_000,
+    );
     expect(r.code, show(r)).toBe(0);
     expect(r.stdout).toContain(`control plane: namespace default failed over ${EAST} → ${WEST}`);
     expect(await temporalAddressFor(config)).toBe(endpointOf(config, WEST).address);
@@ -168,23 +227,40 @@ describe('replicated control plane', () => {
 
     // east's cluster returns (its SQLite kept what it had): the namespace's standby, with the run.
     const state = readState(stack.home);
-    const back = await upReplicated(config, state, stack.home, (name) => liveProcess(state, name), () => undefined);
+    const back = await upReplicated(
+      config,
+      state,
+      stack.home,
+      (name) => liveProcess(state, name),
+      () => undefined,
+    );
     expect(back.get(`temporal:${EAST}`)).toEqual({ action: 'started' });
     const west = await namespaceViewAt(endpointOf(config, WEST).address, 'default');
-    await waitFor('east to follow the namespace as a standby', async () => {
-      const v = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
-      return v.active === WEST && v.failoverVersion === west.failoverVersion ? v : undefined;
-    }, 60_000);
+    await waitFor(
+      'east to follow the namespace as a standby',
+      async () => {
+        const v = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+        return v.active === WEST && v.failoverVersion === west.failoverVersion ? v : undefined;
+      },
+      60_000,
+    );
     const { Connection, Client } = await import('@temporalio/client');
     const eastConn = await Connection.connect({ address: endpointOf(config, EAST).address });
     const onEastStandby = new Client({ connection: eastConn, namespace: 'default' });
-    await waitFor('the unplanned run replicated to east', async () => {
-      const got = await history(onEastStandby, workflowId, desc.runId).catch(() => []);
-      return got.length === events.length ? got : undefined;
-    }, 60_000);
+    await waitFor(
+      'the unplanned run replicated to east',
+      async () => {
+        const got = await history(onEastStandby, workflowId, desc.runId).catch(() => []);
+        return got.length === events.length ? got : undefined;
+      },
+      60_000,
+    );
     const r2 = await runCli(['stack', 'status', '--json'], stack.env);
     const s = JSON.parse(r2.stdout) as { components: Array<{ name: string; controlPlane?: string }> };
-    expect(s.components.filter((c) => c.name.startsWith('temporal:')).map((c) => [c.name, c.controlPlane])).toEqual([[`temporal:${WEST}`, 'active'], [`temporal:${EAST}`, 'standby']]);
+    expect(s.components.filter((c) => c.name.startsWith('temporal:')).map((c) => [c.name, c.controlPlane])).toEqual([
+      [`temporal:${WEST}`, 'active'],
+      [`temporal:${EAST}`, 'standby'],
+    ]);
     await Promise.all([onWest.connection.close(), eastConn.close()]);
   });
 });

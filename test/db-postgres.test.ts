@@ -34,7 +34,10 @@ function buildConfig(p: PgPair): Config {
       {
         name: 'ledger',
         regions: ['us-west-2', 'us-east-1'],
-        database: { provider: 'postgres-streaming', regions: { 'us-west-2': node(p.primary), 'us-east-1': node(p.standby) } },
+        database: {
+          provider: 'postgres-streaming',
+          regions: { 'us-west-2': node(p.primary), 'us-east-1': node(p.standby) },
+        },
         traffic: traffic(['us-west-2', 'us-east-1']),
       },
       {
@@ -66,7 +69,13 @@ function appTarget(node: PgNode): ConnTarget {
 
 /** A session as the application role, the way the application would hold one. */
 async function appSession(node: PgNode): Promise<Client> {
-  const client = new Client({ host: node.host, port: node.port, user: 'app', database: 'postgres', connectionTimeoutMillis: 3_000 });
+  const client = new Client({
+    host: node.host,
+    port: node.port,
+    user: 'app',
+    database: 'postgres',
+    connectionTimeoutMillis: 3_000,
+  });
   client.on('error', () => undefined); // terminated by the fence on purpose
   await client.connect();
   return client;
@@ -83,7 +92,13 @@ async function appWrite(node: PgNode, note: string): Promise<number> {
 }
 
 async function adminQuery<T extends object>(node: PgNode, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new Client({ host: node.host, port: node.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 3_000 });
+  const client = new Client({
+    host: node.host,
+    port: node.port,
+    user: 'postgres',
+    database: 'postgres',
+    connectionTimeoutMillis: 3_000,
+  });
   client.on('error', () => undefined);
   await client.connect();
   try {
@@ -131,7 +146,11 @@ beforeAll(async () => {
   config = buildConfig(pair);
   west = createPostgresActivities(config, 'us-west-2');
   east = createPostgresActivities(config, 'us-east-1');
-  await psql(pair.bin, pair.primary, 'SET ROLE app; CREATE TABLE ledger (id bigserial PRIMARY KEY, note text NOT NULL);');
+  await psql(
+    pair.bin,
+    pair.primary,
+    'SET ROLE app; CREATE TABLE ledger (id bigserial PRIMARY KEY, note text NOT NULL);',
+  );
 });
 
 afterAll(async () => {
@@ -147,7 +166,13 @@ describe('postgres-streaming provider', () => {
       const s = await east.dbDescribe(SERVICE);
       return s.streamingFrom ? s : undefined;
     });
-    expect(e).toMatchObject({ region: 'us-east-1', reachable: true, role: 'standby', timeline: 1, streamingFrom: `127.0.0.1:${pair.primary.port}` });
+    expect(e).toMatchObject({
+      region: 'us-east-1',
+      reachable: true,
+      role: 'standby',
+      timeline: 1,
+      streamingFrom: `127.0.0.1:${pair.primary.port}`,
+    });
     expect(e.receivedLsn).toBeDefined();
     expect(e.lsn).toBeDefined();
     expect(Date.parse(e.lastHeardFromPrimaryAt!)).toBeGreaterThan(Date.now() - 60_000);
@@ -202,7 +227,12 @@ describe('postgres-streaming provider', () => {
     expect(lsnToBigInt(again.lsn)).toBeGreaterThanOrEqual(lsnToBigInt(fence.lsn));
 
     // A standby refuses writes by construction: fencing it holds trivially.
-    expect(await east.dbFenceWrites(SERVICE)).toMatchObject({ region: 'us-east-1', alreadyFenced: true, verified: true, terminatedSessions: 0 });
+    expect(await east.dbFenceWrites(SERVICE)).toMatchObject({
+      region: 'us-east-1',
+      alreadyFenced: true,
+      verified: true,
+      terminatedSessions: 0,
+    });
   });
 
   it('unfences a fenced primary (compensation) and says when there is nothing to undo', async () => {
@@ -230,7 +260,9 @@ describe('postgres-streaming provider', () => {
     expect(lag.region).toBe('us-east-1');
     expect(lsnToBigInt(lag.replayedLsn)).toBeGreaterThanOrEqual(lsnToBigInt(fence.lsn));
     expect(lag.initialLagBytes).toBeGreaterThanOrEqual(0);
-    const [{ n }] = await adminQuery<{ n: number }>(pair.standby, 'SELECT count(*)::int AS n FROM ledger') as [{ n: number }];
+    const [{ n }] = (await adminQuery<{ n: number }>(pair.standby, 'SELECT count(*)::int AS n FROM ledger')) as [
+      { n: number },
+    ];
     expect(n).toBe(2002);
     await west.dbUnfenceWrites(SERVICE);
   });
@@ -259,7 +291,9 @@ describe('postgres-streaming provider', () => {
       if (beats.length === 3) env.cancel();
     });
     const started = Date.now();
-    await expect(env.run(east.dbWaitForLag, { ...SERVICE, sourceLsn: farAhead, timeoutMs: 60_000 })).rejects.toBeInstanceOf(CancelledFailure);
+    await expect(
+      env.run(east.dbWaitForLag, { ...SERVICE, sourceLsn: farAhead, timeoutMs: 60_000 }),
+    ).rejects.toBeInstanceOf(CancelledFailure);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(beats[0]).toMatchObject({ missingBytes: expect.any(Number), replayedLsn: expect.any(String) });
   });
@@ -267,7 +301,9 @@ describe('postgres-streaming provider', () => {
   it('performs a planned switchover: fence, wait, promote, rejoin the old primary as a standby', async () => {
     const ids: number[] = [];
     for (let i = 0; i < 20; i++) ids.push(await appWrite(pair.primary, `switchover ${i}`));
-    const acknowledged = (await adminQuery<{ id: string }>(pair.primary, 'SELECT id FROM ledger ORDER BY id')).map((r) => Number(r.id));
+    const acknowledged = (await adminQuery<{ id: string }>(pair.primary, 'SELECT id FROM ledger ORDER BY id')).map(
+      (r) => Number(r.id),
+    );
 
     const fence = await west.dbFenceWrites(SERVICE);
     expect(fence.verified).toBe(true);
@@ -282,7 +318,9 @@ describe('postgres-streaming provider', () => {
     expect(twice).toMatchObject({ promoted: false, alreadyPrimary: true, timeline: 2 });
 
     // A retried wait after the promotion converges: the new timeline forked after the fenced lsn.
-    expect(await east.dbWaitForLag({ ...SERVICE, sourceLsn: fence.lsn, timeoutMs: 1_000 })).toMatchObject({ initialLagBytes: 0 });
+    expect(await east.dbWaitForLag({ ...SERVICE, sourceLsn: fence.lsn, timeoutMs: 1_000 })).toMatchObject({
+      initialLagBytes: 0,
+    });
     expect(await east.dbVerifyWrites(SERVICE)).toMatchObject({ region: 'us-east-1', ok: true });
     expect(await sqlStateOf(appWrite(pair.standby, 'on the new primary'))).toBe('no error');
 
@@ -292,11 +330,20 @@ describe('postgres-streaming provider', () => {
     expect(refused.message).toContain('us-east-1');
 
     const rejoin = await west.dbRejoinAsStandby({ ...SERVICE, primaryRegion: 'us-east-1' });
-    expect(rejoin).toMatchObject({ region: 'us-west-2', rejoined: true, streamingFrom: `127.0.0.1:${pair.standby.port}` });
+    expect(rejoin).toMatchObject({
+      region: 'us-west-2',
+      rejoined: true,
+      streamingFrom: `127.0.0.1:${pair.standby.port}`,
+    });
     expect(typeof rejoin.rewound).toBe('boolean');
-    expect(await west.dbRejoinAsStandby({ ...SERVICE, primaryRegion: 'us-east-1' })).toMatchObject({ rejoined: false, rewound: false });
+    expect(await west.dbRejoinAsStandby({ ...SERVICE, primaryRegion: 'us-east-1' })).toMatchObject({
+      rejoined: false,
+      rewound: false,
+    });
 
-    const onNewPrimary = new Set((await adminQuery<{ id: string }>(pair.standby, 'SELECT id FROM ledger')).map((r) => Number(r.id)));
+    const onNewPrimary = new Set(
+      (await adminQuery<{ id: string }>(pair.standby, 'SELECT id FROM ledger')).map((r) => Number(r.id)),
+    );
     expect(acknowledged.filter((id) => !onNewPrimary.has(id))).toEqual([]);
     expect(ids.every((id) => onNewPrimary.has(id))).toBe(true);
 
@@ -307,7 +354,7 @@ describe('postgres-streaming provider', () => {
 
     // Replication now flows the other way.
     const id = await appWrite(pair.standby, 'replicated back');
-    await eventually('the new standby has the new primary\'s write', async () =>
+    await eventually("the new standby has the new primary's write", async () =>
       (await adminQuery(pair.primary, 'SELECT 1 FROM ledger WHERE id = $1', [id])).length === 1 ? true : undefined,
     );
   });
@@ -334,7 +381,12 @@ describe('postgres-streaming provider', () => {
       expect(readFileSync(hbaOf(pair.standby), 'utf8')).toBe(before);
       expect(await east.dbVerifyWrites(SERVICE)).toMatchObject({ ok: true });
     } finally {
-      const admin = new Client({ host: pair.standby.host, port: pair.standby.port, user: 'postgres', database: 'postgres' });
+      const admin = new Client({
+        host: pair.standby.host,
+        port: pair.standby.port,
+        user: 'postgres',
+        database: 'postgres',
+      });
       await admin.connect();
       await admin.query('ALTER ROLE app RESET default_transaction_read_only');
       await admin.end();

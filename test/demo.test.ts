@@ -13,7 +13,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/lib/config/load';
-import { killLeftovers, makeTempStack, processesOf, REPO, runCli, type CliResult, type TempStack } from './support/stack-env';
+import {
+  killLeftovers,
+  makeTempStack,
+  processesOf,
+  REPO,
+  runCli,
+  type CliResult,
+  type TempStack,
+} from './support/stack-env';
 
 interface Step {
   id: string;
@@ -117,14 +125,25 @@ const REGIONS = [WEST, EAST, EU, AP];
 const WEIGHTS = { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 };
 // The reference design's records: EU clients by geolocation, in front of the weights (traffic keys of the service).
 const EU_FRONT = `      geolocation: [{ location: { continent: EU }, region: ${EU} }]\n      weightedRecordName: weighted.ledger.regionshift.test.`;
-const PLANNED_STEPS = ['preflight', 'fence', 'confirm-lag', 'promote', 'tell-app', 'shift-traffic', 'verify', 'repoint-standbys', 'rejoin'];
+const PLANNED_STEPS = [
+  'preflight',
+  'fence',
+  'confirm-lag',
+  'promote',
+  'tell-app',
+  'shift-traffic',
+  'verify',
+  'repoint-standbys',
+  'rejoin',
+];
 
 /** Every region that is up is the writer or streams from it. */
 function expectFollowing(regions: DemoRegion[], writer: string, what: string): void {
   expect(regions.map((r) => r.region).sort(), what).toEqual([...REGIONS].sort());
   for (const r of regions) {
     if (r.region === writer) expect(r, `${what}: the writer`).toMatchObject({ role: 'primary' });
-    else if (r.role !== 'down') expect(r, `${what}: ${r.region}`).toMatchObject({ role: 'standby', streamingFrom: writer });
+    else if (r.role !== 'down')
+      expect(r, `${what}: ${r.region}`).toMatchObject({ role: 'standby', streamingFrom: writer });
   }
 }
 
@@ -147,15 +166,30 @@ function isIso(s: string | null): boolean {
 function shippedTriggers(): { serviceExtra: string; policy: string } {
   const ledger = loadConfig(join(REPO, 'regionshift.yaml')).services[0]!;
   // JSON is YAML: the block goes in as the config has it.
-  return { serviceExtra: `    triggers: ${JSON.stringify(ledger.triggers)}`, policy: `      cooldown: ${ledger.policy.cooldown}` };
+  return {
+    serviceExtra: `    triggers: ${JSON.stringify(ledger.triggers)}`,
+    policy: `      cooldown: ${ledger.policy.cooldown}`,
+  };
 }
 
 beforeAll(async () => {
   const shipped = shippedTriggers();
-  stack = await makeTempStack({ regions: REGIONS, weights: WEIGHTS, monitoring: true, app: true, policy: shipped.policy, serviceExtra: `${EU_FRONT}\n${shipped.serviceExtra}` });
+  stack = await makeTempStack({
+    regions: REGIONS,
+    weights: WEIGHTS,
+    monitoring: true,
+    app: true,
+    policy: shipped.policy,
+    serviceExtra: `${EU_FRONT}\n${shipped.serviceExtra}`,
+  });
   demo = await runCli(['demo', '--json'], stack.env, 420_000);
   try {
-    ({ runs, drains, reconciliations, failback } = JSON.parse(demo.stdout) as { runs: Run[]; drains: Drain[]; reconciliations: Reconciliation[]; failback: Failback });
+    ({ runs, drains, reconciliations, failback } = JSON.parse(demo.stdout) as {
+      runs: Run[];
+      drains: Drain[];
+      reconciliations: Reconciliation[];
+      failback: Failback;
+    });
   } catch {
     throw new Error(`demo --json did not print one JSON object:\n${show(demo)}`);
   }
@@ -165,7 +199,8 @@ afterAll(async () => {
   if (!stack) return;
   const down = await runCli(['stack', 'down'], stack.env);
   const left = await killLeftovers(stack);
-  if (left.length) console.error(`demo test: killed leftovers after \`stack down\` (${show(down)}):\n${left.join('\n')}`);
+  if (left.length)
+    console.error(`demo test: killed leftovers after \`stack down\` (${show(down)}):\n${left.join('\n')}`);
   stack.remove();
 });
 
@@ -179,12 +214,24 @@ describe('regionshift demo --json', () => {
 
   it('planned failover us-west-2 → us-east-1 under load: succeeded, no acknowledged write lost, every standby follows us-east-1', () => {
     const planned = runs[0]!;
-    expect(planned).toMatchObject({ mode: 'planned', source: WEST, target: EAST, status: 'succeeded', lostWrites: 0, requestedBy: 'demo', trigger: 'demo', detection: null });
+    expect(planned).toMatchObject({
+      mode: 'planned',
+      source: WEST,
+      target: EAST,
+      status: 'succeeded',
+      lostWrites: 0,
+      requestedBy: 'demo',
+      trigger: 'demo',
+      detection: null,
+    });
     expect(planned.writesAcked, 'the load wrote through us-west-2 before the failover').toBeGreaterThan(0);
     expect(planned.rtoMs).toBeGreaterThan(0);
     expect(planned.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(PLANNED_STEPS);
     expectFollowing(planned.regionsAfter, EAST, 'after the planned failover');
-    expect(planned.regionsAfter.every((r) => r.role !== 'down'), 'all four databases up').toBe(true);
+    expect(
+      planned.regionsAfter.every((r) => r.role !== 'down'),
+      'all four databases up',
+    ).toBe(true);
   });
 
   it('planned failover back us-east-1 → us-west-2 under load: succeeded, no acknowledged write lost, every standby follows us-west-2', () => {
@@ -196,7 +243,10 @@ describe('regionshift demo --json', () => {
   });
 
   it('ap-southeast-1 lost: drained by the guardian from the alerts to the others by their weights, the writer untouched; back and undrained to the records exactly as before', () => {
-    expect(drains.map((d) => [d.kind, d.region, d.status])).toEqual([['drain', AP, 'succeeded'], ['undrain', AP, 'succeeded']]);
+    expect(drains.map((d) => [d.kind, d.region, d.status])).toEqual([
+      ['drain', AP, 'succeeded'],
+      ['undrain', AP, 'succeeded'],
+    ]);
     const [drain, undrain] = drains as [Drain, Drain];
     expect(drain.writer).toBe(WEST);
     // Nobody started either: the drain came from the probe alerts, the undrain from the guardian's health clock.
@@ -215,13 +265,25 @@ describe('regionshift demo --json', () => {
     expect(undrain.trafficBefore).toEqual(drain.trafficAfter);
     expect(undrain.trafficAfter).toEqual(drain.trafficBefore);
     expectFollowing(undrain.regionsAfter, WEST, 'after the undrain');
-    expect(undrain.regionsAfter.find((r) => r.region === AP), 'ap-southeast-1 back as a standby').toMatchObject({ role: 'standby', streamingFrom: WEST });
-    for (const d of drains) expect(d.uiUrl).toBe(`http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${d.workflowId}/${d.runId}/history`);
+    expect(
+      undrain.regionsAfter.find((r) => r.region === AP),
+      'ap-southeast-1 back as a standby',
+    ).toMatchObject({ role: 'standby', streamingFrom: WEST });
+    for (const d of drains)
+      expect(d.uiUrl).toBe(
+        `http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${d.workflowId}/${d.runId}/history`,
+      );
   });
 
   it('unplanned failover from the killed us-west-2 to us-east-1: started by the guardian from the alerts, approved by the demo on-call, RTO from the kill including detection', () => {
     const unplanned = runs[2]!;
-    expect(unplanned).toMatchObject({ mode: 'unplanned', source: WEST, target: EAST, status: 'succeeded', requestedBy: 'guardian' });
+    expect(unplanned).toMatchObject({
+      mode: 'unplanned',
+      source: WEST,
+      target: EAST,
+      status: 'succeeded',
+      requestedBy: 'guardian',
+    });
     // Started by the alert path: Prometheus's probe alert, through Alertmanager and the intake.
     expect(unplanned.trigger).toMatch(/^alarm:alertmanager:RegionshiftEndpointUnreachable$/);
     // The RTO counts from the failure, so it holds the detection (kill → the guardian's run started) …
@@ -251,9 +313,27 @@ describe('regionshift demo --json', () => {
   it('reconciliation: counts per class, entries re-applied, cases opened; no acknowledged write unaccounted for', () => {
     expect(reconciliations).toHaveLength(1);
     const rc = reconciliations[0]!;
-    expect(rc).toMatchObject({ status: 'succeeded', oldRegion: WEST, newRegion: EAST, verified: true, missingAfter: 0 });
-    expect(rc.steps.map((s) => [s.id, s.status])).toEqual([['preserve', 'done'], ['classify', 'done'], ['apply', 'done'], ['verify', 'done'], ['report', 'done']]);
-    expect(Object.keys(rc.transactions).sort()).toEqual(['identical', 'only-new', 'only-old', 'replicated', 'same-id-different-payload']);
+    expect(rc).toMatchObject({
+      status: 'succeeded',
+      oldRegion: WEST,
+      newRegion: EAST,
+      verified: true,
+      missingAfter: 0,
+    });
+    expect(rc.steps.map((s) => [s.id, s.status])).toEqual([
+      ['preserve', 'done'],
+      ['classify', 'done'],
+      ['apply', 'done'],
+      ['verify', 'done'],
+      ['report', 'done'],
+    ]);
+    expect(Object.keys(rc.transactions).sort()).toEqual([
+      'identical',
+      'only-new',
+      'only-old',
+      'replicated',
+      'same-id-different-payload',
+    ]);
     expect(Object.keys(rc.rows).length).toBeGreaterThan(0);
     // Every write us-west-2 acknowledged that us-east-1 lacked is one reconciliation found lost.
     expect(rc.transactions['only-old']).toBeGreaterThanOrEqual(rc.missingBefore);
@@ -271,20 +351,41 @@ describe('regionshift demo --json', () => {
     expect(failback.trafficAfter).toEqual(failback.trafficBefore);
     expect(failback.trafficAfter, 'as the undrain left them').toEqual(drains[1]!.trafficAfter);
     expect(failback.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
-      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'fence', 'confirm-lag', 'promote', 'tell-app', 'restore-traffic', 'verify', 'repoint-standbys', 'rejoin',
+      'check-reconciliation',
+      'preflight',
+      'rejoin-old-primary',
+      'fence',
+      'confirm-lag',
+      'promote',
+      'tell-app',
+      'restore-traffic',
+      'verify',
+      'repoint-standbys',
+      'rejoin',
     ]);
     expectFollowing(failback.regionsAfter, WEST, 'after the failback');
-    expect(failback.regionsAfter.every((r) => r.role !== 'down'), 'all four databases up').toBe(true);
+    expect(
+      failback.regionsAfter.every((r) => r.role !== 'down'),
+      'all four databases up',
+    ).toBe(true);
   });
 
-  it('the banking application follows every run: told by its tell-app step with the run\'s Idempotency-Key, its last write in the new writer\'s database', () => {
+  it("the banking application follows every run: told by its tell-app step with the run's Idempotency-Key, its last write in the new writer's database", () => {
     const moves = [...runs.map((r) => [r, r.source] as const), [failback, EAST] as const];
     expect(moves.map(([r]) => r.target)).toEqual([EAST, WEST, EAST, WEST]);
     for (const [run, from] of moves) {
       const what = `${from} → ${run.target} (${run.runId})`;
-      expect(run.app, what).toEqual({ primary: run.target, toldWith: `regionshift:${run.runId}:tell-app`, lastWrite: { id: expect.any(String), region: run.target }, inWriter: true });
+      expect(run.app, what).toEqual({
+        primary: run.target,
+        toldWith: `regionshift:${run.runId}:tell-app`,
+        lastWrite: { id: expect.any(String), region: run.target },
+        inWriter: true,
+      });
       // Told from a control worker, so the dead us-west-2 of the unplanned run could not stop it.
-      expect((run.steps as (Step & { detail?: string })[]).find((s) => s.id === 'tell-app'), what).toMatchObject({ status: 'done', detail: `POST → 200: now writing to ${run.target} (was ${from})` });
+      expect(
+        (run.steps as (Step & { detail?: string })[]).find((s) => s.id === 'tell-app'),
+        what,
+      ).toMatchObject({ status: 'done', detail: `POST → 200: now writing to ${run.target} (was ${from})` });
     }
   });
 
@@ -292,24 +393,43 @@ describe('regionshift demo --json', () => {
     const url = `http://127.0.0.1:${stack.appPort}`;
     const first = runs[0]!;
     const again = await fetch(`${url}/primary`, {
-      method: 'POST', headers: { 'Idempotency-Key': `regionshift:${first.runId}:tell-app`, 'Content-Type': 'application/json' }, body: JSON.stringify({ primary: EAST, run: first.runId }),
+      method: 'POST',
+      headers: { 'Idempotency-Key': `regionshift:${first.runId}:tell-app`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ primary: EAST, run: first.runId }),
     });
     expect(again.status).toBe(200);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(await again.text()).toBe(`now writing to ${EAST} (was ${WEST})\n`);
-    const status = (await (await fetch(`${url}/status`)).json()) as { primary: string; told: { key: string; primary: string; run?: string }[] };
+    const status = (await (await fetch(`${url}/status`)).json()) as {
+      primary: string;
+      told: { key: string; primary: string; run?: string }[];
+    };
     expect(status.primary, 'still where the failback left it').toBe(WEST);
-    expect(status.told.map((t) => [t.primary, t.run])).toEqual([[EAST, runs[0]!.runId], [WEST, runs[1]!.runId], [EAST, runs[2]!.runId], [WEST, failback.runId]]);
+    expect(status.told.map((t) => [t.primary, t.run])).toEqual([
+      [EAST, runs[0]!.runId],
+      [WEST, runs[1]!.runId],
+      [EAST, runs[2]!.runId],
+      [WEST, failback.runId],
+    ]);
     const noKey = await fetch(`${url}/primary`, { method: 'POST', body: JSON.stringify({ primary: EAST }) });
     expect([noKey.status, await noKey.text()]).toEqual([400, 'an Idempotency-Key header is required\n']);
-    const unknown = await fetch(`${url}/primary`, { method: 'POST', headers: { 'Idempotency-Key': 'test:unknown-region' }, body: JSON.stringify({ primary: 'mars-1' }) });
-    expect([unknown.status, await unknown.text()]).toEqual([422, `primary "mars-1" is not a region of ledger (${REGIONS.join(', ')})\n`]);
+    const unknown = await fetch(`${url}/primary`, {
+      method: 'POST',
+      headers: { 'Idempotency-Key': 'test:unknown-region' },
+      body: JSON.stringify({ primary: 'mars-1' }),
+    });
+    expect([unknown.status, await unknown.text()]).toEqual([
+      422,
+      `primary "mars-1" is not a region of ledger (${REGIONS.join(', ')})\n`,
+    ]);
   });
 
-  it('every run carries its id, steps with ISO timestamps, and its page in this stack\'s Temporal UI', () => {
+  it("every run carries its id, steps with ISO timestamps, and its page in this stack's Temporal UI", () => {
     for (const run of [...runs, ...drains, ...reconciliations, failback] as Run[]) {
       expect(run.runId).toMatch(/^[0-9a-f-]{36}$/);
-      expect(run.uiUrl).toBe(`http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${run.workflowId}/${run.runId}/history`);
+      expect(run.uiUrl).toBe(
+        `http://127.0.0.1:${stack.uiPort}/namespaces/default/workflows/${run.workflowId}/${run.runId}/history`,
+      );
       expect(run.steps.length).toBeGreaterThan(0);
       for (const step of run.steps) {
         expect(step).toHaveProperty('id');
@@ -326,7 +446,8 @@ describe('regionshift demo --json', () => {
     const components = (JSON.parse(r.stdout) as { components: Component[] }).components;
     const c = (name: string) => components.find((x) => x.name === name);
     expect(c(`postgres:ledger:${WEST}`)).toMatchObject({ health: 'up', role: 'primary' });
-    for (const region of [EAST, EU, AP]) expect(c(`postgres:ledger:${region}`), region).toMatchObject({ health: 'up', role: 'standby' });
+    for (const region of [EAST, EU, AP])
+      expect(c(`postgres:ledger:${region}`), region).toMatchObject({ health: 'up', role: 'standby' });
     for (const region of REGIONS) expect(c(`worker:${region}`)?.health, `worker:${region}`).toBe('up');
     expect(c('temporal')?.health).toBe('up');
     expect(c('app:ledger')).toMatchObject({ health: 'up', detail: `writing to ${WEST}` });

@@ -48,19 +48,40 @@ const POLICY = `      rpoBudgetSeconds: 60
       approvalTimeout: 1m
       lagTimeout: 30s`;
 
-async function tempStack(opts: { prefix: string; regions?: string[] }): Promise<TempStack & { monitoring: NonNullable<TempStackFiles['monitoring']> }> {
-  const files = await writeTempStack({ prefix: opts.prefix, comment: 'written by test/detection.test.ts', regions: opts.regions ?? REGIONS, monitoring: true, policy: POLICY, serviceExtra: TRIGGERS });
+async function tempStack(opts: {
+  prefix: string;
+  regions?: string[];
+}): Promise<TempStack & { monitoring: NonNullable<TempStackFiles['monitoring']> }> {
+  const files = await writeTempStack({
+    prefix: opts.prefix,
+    comment: 'written by test/detection.test.ts',
+    regions: opts.regions ?? REGIONS,
+    monitoring: true,
+    policy: POLICY,
+    serviceExtra: TRIGGERS,
+  });
   const env = { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile };
-  return { ...files, monitoring: files.monitoring!, env, remove: () => rmSync(files.dir, { recursive: true, force: true }) };
+  return {
+    ...files,
+    monitoring: files.monitoring!,
+    env,
+    remove: () => rmSync(files.dir, { recursive: true, force: true }),
+  };
 }
 
 function show(r: CliResult): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
 
-async function promQuery(port: number, query: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> {
+async function promQuery(
+  port: number,
+  query: string,
+): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> {
   const res = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(query)}`);
-  const body = (await res.json()) as { status: string; data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+  const body = (await res.json()) as {
+    status: string;
+    data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+  };
   if (body.status !== 'success') throw new Error(`prometheus: ${JSON.stringify(body)}`);
   return body.data.result;
 }
@@ -84,13 +105,21 @@ describe('bad input refuses `stack up` with nothing started', () => {
 
   it('a broken alert rules file: exit 2, the file, the line and what is wrong, and what to do', async () => {
     const rules = join(stack.dir, 'team.rules.yml');
-    writeFileSync(rules, 'groups:\n  - name: team\n    rules:\n      - alert: LedgerSlow\n        expr: rate(http_requests_total[5m] > 1\n');
+    writeFileSync(
+      rules,
+      'groups:\n  - name: team\n    rules:\n      - alert: LedgerSlow\n        expr: rate(http_requests_total[5m] > 1\n',
+    );
     const { readFileSync } = await import('node:fs');
-    const text = readFileSync(stack.configFile, 'utf8').replace(/intakePort: (\d+)/, 'intakePort: $1, ruleFiles: [team.rules.yml]');
+    const text = readFileSync(stack.configFile, 'utf8').replace(
+      /intakePort: (\d+)/,
+      'intakePort: $1, ruleFiles: [team.rules.yml]',
+    );
     writeFileSync(stack.configFile, text);
     const r = await runCli(['stack', 'up'], stack.env);
     expect(r.code, show(r)).toBe(2);
-    expect(r.stderr).toContain(`alert rules file ${rules} (stack.monitoring.ruleFiles: team.rules.yml in ${stack.configFile})`);
+    expect(r.stderr).toContain(
+      `alert rules file ${rules} (stack.monitoring.ruleFiles: team.rules.yml in ${stack.configFile})`,
+    );
     expect(r.stderr).toMatch(/5:\d+|parse error|unclosed/);
     expect(r.stderr).toContain('nothing was started');
     expect(processesOf(stack)).toEqual([]);
@@ -140,25 +169,51 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
   it('`stack up` starts Prometheus, Alertmanager, a vantage point per region, an exporter per node and the intake; every probe succeeds', async () => {
     expect(up.code, show(up)).toBe(0);
     const status = await runCli(['stack', 'status', '--json'], stack.env);
-    const components = (JSON.parse(status.stdout) as { components: Array<{ name: string; health: string }> }).components;
-    const names = ['prometheus', 'alertmanager', 'intake', ...REGIONS.map((r) => `blackbox:${r}`), ...REGIONS.map((r) => `postgres-exporter:ledger:${r}`)];
-    for (const name of names) expect(components.find((c) => c.name === name), `${name} in ${status.stdout}`).toMatchObject({ health: 'up' });
+    const components = (JSON.parse(status.stdout) as { components: Array<{ name: string; health: string }> })
+      .components;
+    const names = [
+      'prometheus',
+      'alertmanager',
+      'intake',
+      ...REGIONS.map((r) => `blackbox:${r}`),
+      ...REGIONS.map((r) => `postgres-exporter:ledger:${r}`),
+    ];
+    for (const name of names)
+      expect(
+        components.find((c) => c.name === name),
+        `${name} in ${status.stdout}`,
+      ).toMatchObject({ health: 'up' });
     const port = stack.monitoring.prometheusPort;
     // Every region seen from each of the two others: six probes, all succeeding.
-    const probes = await waitFor('six successful probes', async () => {
-      const r = await promQuery(port, 'probe_success{job="regionshift-pg-probe"} == 1');
-      return r.length === 6 ? r : undefined;
-    }, 30_000, 500);
+    const probes = await waitFor(
+      'six successful probes',
+      async () => {
+        const r = await promQuery(port, 'probe_success{job="regionshift-pg-probe"} == 1');
+        return r.length === 6 ? r : undefined;
+      },
+      30_000,
+      500,
+    );
     expect(probes.map((p) => `${p.metric.probe_from}->${p.metric.probe_to}`).sort()).toEqual(
       REGIONS.flatMap((from) => REGIONS.filter((to) => to !== from).map((to) => `${from}->${to}`)).sort(),
     );
-    const streaming = await waitFor('both standbys streaming, per their exporters', async () => {
-      const r = await promQuery(port, 'regionshift_standby_wal_receiver_streaming == 1');
-      return r.length === 2 ? r : undefined;
-    }, 30_000, 500);
+    const streaming = await waitFor(
+      'both standbys streaming, per their exporters',
+      async () => {
+        const r = await promQuery(port, 'regionshift_standby_wal_receiver_streaming == 1');
+        return r.length === 2 ? r : undefined;
+      },
+      30_000,
+      500,
+    );
     expect(streaming.map((s) => s.metric.region).sort()).toEqual([EU, EAST].sort());
     // The intake's own /metrics is scraped too.
-    await waitFor('the intake scraped', async () => (await promQuery(port, 'up{job="regionshift-intake"} == 1')).length === 1, 30_000, 500);
+    await waitFor(
+      'the intake scraped',
+      async () => (await promQuery(port, 'up{job="regionshift-intake"} == 1')).length === 1,
+      30_000,
+      500,
+    );
     // Nothing is failing: the status line of Prometheus has nothing to report.
     expect(await promQuery(port, 'ALERTS{alertstate="firing",alertname="RegionshiftEndpointUnreachable"}')).toEqual([]);
   });
@@ -168,12 +223,19 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     await setVantageCut({ config, home: stack.home, configFile: stack.configFile }, EAST, WEST, true);
     await waitFor('the cut probe failing', async () => (await probe(port, EAST, WEST)) === '0', 15_000, 250);
     expect(await probe(port, EU, WEST)).toBe('1');
-    const held = await waitFor('the guardian holding back for want of a quorum', async () => {
-      const v = await guardianView();
-      return v.decisions.find((d) => d.kind === 'no-quorum');
-    }, 30_000, 250);
+    const held = await waitFor(
+      'the guardian holding back for want of a quorum',
+      async () => {
+        const v = await guardianView();
+        return v.decisions.find((d) => d.kind === 'no-quorum');
+      },
+      30_000,
+      250,
+    );
     expect(held.region).toBe(WEST);
-    expect(held.detail).toBe(`1 of 2 vantage points (${EAST}) cannot reach ${WEST}; 2 must agree, and ${EU} report no failure: treated as a partition, not an outage; no failover`);
+    expect(held.detail).toBe(
+      `1 of 2 vantage points (${EAST}) cannot reach ${WEST}; 2 must agree, and ${EU} report no failure: treated as a partition, not an outage; no failover`,
+    );
     // Given time to act on it (an alert repeat, more evaluations), it still starts nothing.
     await new Promise((r) => setTimeout(r, 5_000));
     const v = await guardianView();
@@ -185,7 +247,12 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     await setVantageCut({ config, home: stack.home, configFile: stack.configFile }, EAST, WEST, false);
     await waitFor('the healed probe succeeding', async () => (await probe(port, EAST, WEST)) === '1', 15_000, 250);
     // The resolved alert takes the cut vantage point's signals back.
-    await waitFor('the guardian hearing the partition heal', async () => (await guardianView()).decisions.some((d) => d.kind === 'recovered' && d.region === WEST), 30_000, 250);
+    await waitFor(
+      'the guardian hearing the partition heal',
+      async () => (await guardianView()).decisions.some((d) => d.kind === 'recovered' && d.region === WEST),
+      30_000,
+      250,
+    );
   });
 
   it('the writer region killed: Prometheus fires, Alertmanager delivers, the guardian fails over; writes land in the target; the RTO counts from the kill', async () => {
@@ -193,10 +260,15 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     const killed = await killRegion({ config, configFile: stack.configFile, home: stack.home }, service, WEST);
     // pg_ctl stop returns once the server is gone: a probe may still succeed until then.
     const deadBy = Date.now();
-    const started = await waitFor('the guardian to start a failover', async () => {
-      const d = await client.workflow.getHandle(runWorkflowId('ledger')).describe();
-      return d;
-    }, 30_000, 200);
+    const started = await waitFor(
+      'the guardian to start a failover',
+      async () => {
+        const d = await client.workflow.getHandle(runWorkflowId('ledger')).describe();
+        return d;
+      },
+      30_000,
+      200,
+    );
     const startedAfterMs = started.startTime.getTime() - killed.at;
     const rec: RunRecord = await awaitRecord(client, runWorkflowId('ledger'));
     expect(rec.status, JSON.stringify(rec.error ?? rec.steps.filter((s) => s.status !== 'done'))).toBe('succeeded');
@@ -233,10 +305,17 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     }
     // Both other vantage points' alerts reached the guardian through Alertmanager and the intake.
     const v = await guardianView();
-    const seen = v.alarms.filter((a) => a.name === 'RegionshiftEndpointUnreachable' && a.region === WEST).map((a) => a.key.split('@')[1]).sort();
+    const seen = v.alarms
+      .filter((a) => a.name === 'RegionshiftEndpointUnreachable' && a.region === WEST)
+      .map((a) => a.key.split('@')[1])
+      .sort();
     expect(seen).toEqual([EU, EAST].sort());
-    expect(v.decisions.find((d) => d.kind === 'started')?.detail).toContain(`vantage points agreeing: ${[EU, EAST].sort().join(', ')}`);
-    console.log(`detection: killed ${WEST} → run started after ${startedAfterMs} ms → writes accepted in ${rec.target} ${fromKill} ms after the kill (the run's RTO ${rec.rtoMs} ms)`);
+    expect(v.decisions.find((d) => d.kind === 'started')?.detail).toContain(
+      `vantage points agreeing: ${[EU, EAST].sort().join(', ')}`,
+    );
+    console.log(
+      `detection: killed ${WEST} → run started after ${startedAfterMs} ms → writes accepted in ${rec.target} ${fromKill} ms after the kill (the run's RTO ${rec.rtoMs} ms)`,
+    );
     expect(fromKill).toBeLessThan(30_000);
   });
 
@@ -244,14 +323,29 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     const service = config.services[0]!;
     const before = (await guardianView()).runsStarted;
     await cutReplication({ config, configFile: stack.configFile, home: stack.home }, service, EU);
-    await waitFor('RegionshiftReplicationStopped firing for eu-west-1', async () => {
-      const r = await promQuery(stack.monitoring.prometheusPort, `ALERTS{alertname="RegionshiftReplicationStopped",alertstate="firing",region="${EU}"}`);
-      return r.length === 1;
-    }, 30_000, 500);
-    const warned = await waitFor('the guardian recording the warning', async () => {
-      const v = await guardianView();
-      return v.decisions.find((d) => d.kind === 'warning' && d.region === EU && d.detail.includes('RegionshiftReplicationStopped'));
-    }, 30_000, 250);
+    await waitFor(
+      'RegionshiftReplicationStopped firing for eu-west-1',
+      async () => {
+        const r = await promQuery(
+          stack.monitoring.prometheusPort,
+          `ALERTS{alertname="RegionshiftReplicationStopped",alertstate="firing",region="${EU}"}`,
+        );
+        return r.length === 1;
+      },
+      30_000,
+      500,
+    );
+    const warned = await waitFor(
+      'the guardian recording the warning',
+      async () => {
+        const v = await guardianView();
+        return v.decisions.find(
+          (d) => d.kind === 'warning' && d.region === EU && d.detail.includes('RegionshiftReplicationStopped'),
+        );
+      },
+      30_000,
+      250,
+    );
     expect(warned.detail).toContain('does not count toward a failover');
     expect((await guardianView()).runsStarted).toBe(before);
   });

@@ -49,14 +49,26 @@ let configFile: string;
 function makeConfig(address: string, deadPorts: number[]): Config {
   const db = (regions: string[]) => ({
     provider: 'postgres-streaming',
-    regions: Object.fromEntries(regions.map((r, i) => {
-      const node = r === WEST ? pg.primary : r === EAST ? pg.standby : { host: '127.0.0.1', port: deadPorts[i]!, dataDir: `/nonexistent/${r}` };
-      return [r, { host: node.host, port: node.port, dataDir: node.dataDir, pgBin: pg.bin }];
-    })),
+    regions: Object.fromEntries(
+      regions.map((r, i) => {
+        const node =
+          r === WEST
+            ? pg.primary
+            : r === EAST
+              ? pg.standby
+              : { host: '127.0.0.1', port: deadPorts[i]!, dataDir: `/nonexistent/${r}` };
+        return [r, { host: node.host, port: node.port, dataDir: node.dataDir, pgBin: pg.bin }];
+      }),
+    ),
   });
   const traffic = (name: string, regions: string[], extra: Record<string, unknown>) => ({
-    provider: 'route53', hostedZone: 'bank.test.', recordName: `${name}.bank.test.`, ttl: 5, endpointUrl: moto.url,
-    endpoints: Object.fromEntries(regions.map((r) => [r, `${name}.${r}.bank.test.`])), ...extra,
+    provider: 'route53',
+    hostedZone: 'bank.test.',
+    recordName: `${name}.bank.test.`,
+    ttl: 5,
+    endpointUrl: moto.url,
+    endpoints: Object.fromEntries(regions.map((r) => [r, `${name}.${r}.bank.test.`])),
+    ...extra,
   });
   const geoRules = (residency?: string) => [
     { location: { continent: 'EU' }, region: EU, ...(residency ? { residency } : {}) },
@@ -66,7 +78,11 @@ function makeConfig(address: string, deadPorts: number[]): Config {
   ];
   // Approvers with keys: a config whose unplanned policy asks for approval must name them (docs/approvals.md).
   const service = (name: string, regions: string[], trafficExtra: Record<string, unknown>) => ({
-    name, regions, database: db(regions), traffic: traffic(name, regions, trafficExtra), policy: { approvers: approverEntries('carol') },
+    name,
+    regions,
+    database: db(regions),
+    traffic: traffic(name, regions, trafficExtra),
+    policy: { approvers: approverEntries('carol') },
   });
   return Config.parse({
     temporal: { address },
@@ -79,8 +95,10 @@ function makeConfig(address: string, deadPorts: number[]): Config {
       service('lastone', [WEST, EAST], { routing: 'weighted', weights: { [WEST]: 0, [EAST]: 100 } }),
       // The reference design's records: EU clients by geolocation, everyone else by weight.
       service('bank', FOUR, {
-        routing: 'weighted', weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 },
-        geolocation: [{ location: { continent: 'EU' }, region: EU }], weightedRecordName: 'weighted.bank.bank.test.',
+        routing: 'weighted',
+        weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 },
+        geolocation: [{ location: { continent: 'EU' }, region: EU }],
+        weightedRecordName: 'weighted.bank.bank.test.',
       }),
       {
         ...service('guarded', FOUR, { routing: 'weighted', weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 } }),
@@ -101,7 +119,8 @@ beforeAll(async () => {
   const deadPorts = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   te = await createTemporalEnv((address) => makeConfig(address, deadPorts));
   for (const s of te.config.services) await ensureTrafficRecords(te.config, s.name, WEST);
-  for (const region of [...FOUR, EU2]) await te.startWorker({ taskQueue: regionTaskQueue(region), activities: createRegionActivities(te.config, region) });
+  for (const region of [...FOUR, EU2])
+    await te.startWorker({ taskQueue: regionTaskQueue(region), activities: createRegionActivities(te.config, region) });
   configFile = join(mkdtempSync(join(tmpdir(), 'regionshift-drain-')), 'regionshift.json');
   writeFileSync(configFile, JSON.stringify(te.config));
 }, 180_000);
@@ -114,7 +133,9 @@ function run(...args: string[]): Promise<CliResult> {
   return runCli([...args, '--config', configFile], { ...process.env, REGIONSHIFT_USER: 'alice' });
 }
 
-async function runJson(...args: string[]): Promise<{ code: number | null; rec: RunRecord & { error?: string | { kind: string; message: string } } }> {
+async function runJson(
+  ...args: string[]
+): Promise<{ code: number | null; rec: RunRecord & { error?: string | { kind: string; message: string } } }> {
   const r = await run(...args, '--json');
   try {
     return { code: r.code, rec: JSON.parse(r.stdout) };
@@ -123,7 +144,8 @@ async function runJson(...args: string[]): Promise<{ code: number | null; rec: R
   }
 }
 
-const traffic = (service: string): Promise<TrafficState> => createRegionActivities(te.config, WEST).trafficDescribe({ service });
+const traffic = (service: string): Promise<TrafficState> =>
+  createRegionActivities(te.config, WEST).trafficDescribe({ service });
 const weights = (s: TrafficState) => Object.fromEntries(s.records.map((r) => [r.region, r.weight]));
 const geo = (s: TrafficState) => Object.fromEntries(s.records.map((r) => [r.location, r.region]));
 
@@ -135,8 +157,18 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
     const drain = await runJson('drain', '--service', 'ledger', '--region', EAST);
     expect(drain.code).toBe(0);
     const rec = drain.rec;
-    expect(rec).toMatchObject({ kind: 'drain', status: 'succeeded', target: EAST, drain: { region: EAST, writer: WEST, via: WEST, verified: true } });
-    expect(rec.steps.map((s) => [s.id, s.status])).toEqual([['preflight', 'done'], ['approval', 'skipped'], ['drain', 'done'], ['verify', 'done']]);
+    expect(rec).toMatchObject({
+      kind: 'drain',
+      status: 'succeeded',
+      target: EAST,
+      drain: { region: EAST, writer: WEST, via: WEST, verified: true },
+    });
+    expect(rec.steps.map((s) => [s.id, s.status])).toEqual([
+      ['preflight', 'done'],
+      ['approval', 'skipped'],
+      ['drain', 'done'],
+      ['verify', 'done'],
+    ]);
     // 30 over 40:20:10 by largest remainder: 17.14 → 17, 8.57 → 9, 4.29 → 4.
     expect(weights(rec.drain!.after!)).toEqual({ [WEST]: 57, [EAST]: 0, [EU]: 29, [AP]: 14 });
     expect(rec.drain!.before).toEqual(before);
@@ -151,7 +183,11 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
 
     const undrain = await runJson('undrain', '--service', 'ledger', '--region', EAST);
     expect(undrain.code).toBe(0);
-    expect(undrain.rec).toMatchObject({ kind: 'undrain', status: 'succeeded', drain: { region: EAST, undoes: { runId: rec.runId }, verified: true } });
+    expect(undrain.rec).toMatchObject({
+      kind: 'undrain',
+      status: 'succeeded',
+      drain: { region: EAST, undoes: { runId: rec.runId }, verified: true },
+    });
     expect(await traffic('ledger')).toEqual(before);
     expect(undrain.rec.drain!.after).toEqual(before);
 
@@ -187,17 +223,27 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
     const writer = await runJson('drain', '--service', 'ledger', '--region', WEST);
     expect(writer.code).toBe(3);
     expect(writer.rec.status).toBe('failed');
-    expect(writer.rec.error).toBe('us-west-2 is the writer of ledger: a drain moves traffic only and would leave the writer without clients; use failover (regionshift failover --service ledger --to auto)');
+    expect(writer.rec.error).toBe(
+      'us-west-2 is the writer of ledger: a drain moves traffic only and would leave the writer without clients; use failover (regionshift failover --service ledger --to auto)',
+    );
     expect(await traffic('ledger')).toEqual(before);
 
     const last = await runJson('drain', '--service', 'lastone', '--region', EAST);
     expect(last.code).toBe(3);
-    expect(last.rec.error).toMatch(/^us-east-1 is the last region serving lastone \(us-west-2 0, us-east-1 100\): draining it would leave its clients no answer$/);
+    expect(last.rec.error).toMatch(
+      /^us-east-1 is the last region serving lastone \(us-west-2 0, us-east-1 100\): draining it would leave its clients no answer$/,
+    );
     expect(weights(await traffic('lastone'))).toEqual({ [WEST]: 0, [EAST]: 100 });
 
     const unknown = await runJson('drain', '--service', 'ledger', '--region', EU2);
     expect(unknown.code).toBe(2);
-    expect(unknown.rec).toEqual({ error: { kind: 'bad input', message: 'unknown region "eu-central-1" for ledger; its regions: us-west-2, us-east-1, eu-west-1, ap-southeast-1' } });
+    expect(unknown.rec).toEqual({
+      error: {
+        kind: 'bad input',
+        message:
+          'unknown region "eu-central-1" for ledger; its regions: us-west-2, us-east-1, eu-west-1, ap-southeast-1',
+      },
+    });
     const missing = await run('drain', '--service', 'ledger');
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('--service and --region are required');
@@ -210,7 +256,9 @@ describe('drain, geolocation: EU clients stay in the EU unless the config allows
     expect(geo(before)).toEqual({ 'continent:EU': EU, 'country:DE': EU, 'continent:AS': AP, default: WEST });
     const r = await runJson('drain', '--service', 'geo', '--region', EU);
     expect(r.code).toBe(3);
-    expect(r.rec.error).toContain('continent:EU is answered by eu-west-1, and its clients may only be served from eu-* (residency eu (default for EU locations))');
+    expect(r.rec.error).toContain(
+      'continent:EU is answered by eu-west-1, and its clients may only be served from eu-* (residency eu (default for EU locations))',
+    );
     expect(r.rec.compensation).toEqual({ undone: [], notUndone: [] });
     expect(await traffic('geo')).toEqual(before);
   });
@@ -232,7 +280,12 @@ describe('drain, geolocation: EU clients stay in the EU unless the config allows
     const r = await runJson('drain', '--service', 'geoflex', '--region', EU);
     expect(r.code).toBe(0);
     // Both EU rules name eu-flex, which allows outside: they go where the default is answered.
-    expect(geo(await traffic('geoflex'))).toEqual({ 'continent:EU': WEST, 'country:DE': WEST, 'continent:AS': AP, default: WEST });
+    expect(geo(await traffic('geoflex'))).toEqual({
+      'continent:EU': WEST,
+      'country:DE': WEST,
+      'continent:AS': AP,
+      default: WEST,
+    });
     expect(r.rec.drain!.before).toEqual(before);
     expect((await runJson('undrain', '--service', 'geoflex', '--region', EU)).code).toBe(0);
     expect(await traffic('geoflex')).toEqual(before);
@@ -240,16 +293,21 @@ describe('drain, geolocation: EU clients stay in the EU unless the config allows
 });
 
 describe('drain, weighted with EU geolocation in front (the reference design)', () => {
-  it('drains eu-west-1\'s weight, keeps EU clients on it (no other EU region), verifies, and undrain restores exactly', async () => {
+  it("drains eu-west-1's weight, keeps EU clients on it (no other EU region), verifies, and undrain restores exactly", async () => {
     const before = await traffic('bank');
     const r = await runJson('drain', '--service', 'bank', '--region', EU);
     expect(r.code).toBe(0);
     const after = await traffic('bank');
-    expect(Object.fromEntries(after.records.map((x) => [x.location ?? x.region, x.location ? x.region : x.weight])))
-      .toEqual({ [WEST]: 50, [EAST]: 38, [EU]: 0, [AP]: 12, 'continent:EU': EU });
-    expect(r.rec.drain!.kept).toEqual([{ location: 'continent:EU', region: EU, why: expect.stringContaining('may only be served from eu-*') }]);
+    expect(
+      Object.fromEntries(after.records.map((x) => [x.location ?? x.region, x.location ? x.region : x.weight])),
+    ).toEqual({ [WEST]: 50, [EAST]: 38, [EU]: 0, [AP]: 12, 'continent:EU': EU });
+    expect(r.rec.drain!.kept).toEqual([
+      { location: 'continent:EU', region: EU, why: expect.stringContaining('may only be served from eu-*') },
+    ]);
     expect(r.rec.drain!.verified).toBe(true);
-    expect(r.rec.steps.find((s) => s.id === 'verify')?.detail).toContain(`${EU} receives no traffic but continent:EU (residency allows no other region)`);
+    expect(r.rec.steps.find((s) => s.id === 'verify')?.detail).toContain(
+      `${EU} receives no traffic but continent:EU (residency allows no other region)`,
+    );
     expect((await runJson('undrain', '--service', 'bank', '--region', EU)).code).toBe(0);
     expect(await traffic('bank')).toEqual(before);
   });
@@ -257,9 +315,22 @@ describe('drain, weighted with EU geolocation in front (the reference design)', 
 
 describe('the guardian drains a failing region that is not the writer, and undrains it once healthy', () => {
   it('debounced alarms about eu-west-1 start a drain; an OK and triggers.undrainAfter later, an undrain restores the records', async () => {
-    const deliverer = new Deliverer({ client: te.client, config: te.config, runbook: loadRunbook(builtinRunbookPath('failover')) });
-    const alarm = (state: AlarmSignal['state']): AlarmSignal => ({ source: 'alertmanager', name: 'RegionDown', region: EU, severity: 'critical', state, at: Date.now(), receivedAt: Date.now() });
-    const view = (): Promise<GuardianView> => te.client.workflow.getHandle(guardianWorkflowId('guarded')).query<GuardianView>('state');
+    const deliverer = new Deliverer({
+      client: te.client,
+      config: te.config,
+      runbook: loadRunbook(builtinRunbookPath('failover')),
+    });
+    const alarm = (state: AlarmSignal['state']): AlarmSignal => ({
+      source: 'alertmanager',
+      name: 'RegionDown',
+      region: EU,
+      severity: 'critical',
+      state,
+      at: Date.now(),
+      receivedAt: Date.now(),
+    });
+    const view = (): Promise<GuardianView> =>
+      te.client.workflow.getHandle(guardianWorkflowId('guarded')).query<GuardianView>('state');
     const latest = async (kind: string): Promise<RunRecord | undefined> => {
       const rec = await awaitRecord(te.client, runWorkflowId('guarded'));
       return rec.kind === kind ? rec : undefined;
@@ -267,16 +338,29 @@ describe('the guardian drains a failing region that is not the writer, and undra
     const before = await traffic('guarded');
 
     await deliverer.deliver('guarded', [alarm('ALARM')]);
-    expect((await view()).decisions.at(-1)).toMatchObject({ kind: 'debouncing', detail: '1 of 2 failing signals for eu-west-1 within 1m' });
+    expect((await view()).decisions.at(-1)).toMatchObject({
+      kind: 'debouncing',
+      detail: '1 of 2 failing signals for eu-west-1 within 1m',
+    });
     await deliverer.deliver('guarded', [alarm('ALARM')]);
-    const drain = await waitFor('the guardian\'s drain', () => latest('drain'), 60_000, 200);
-    expect(drain).toMatchObject({ status: 'succeeded', requestedBy: 'guardian', mode: 'unplanned', trigger: 'alarm:alertmanager:RegionDown', drain: { region: EU, writer: WEST, verified: true } });
+    const drain = await waitFor("the guardian's drain", () => latest('drain'), 60_000, 200);
+    expect(drain).toMatchObject({
+      status: 'succeeded',
+      requestedBy: 'guardian',
+      mode: 'unplanned',
+      trigger: 'alarm:alertmanager:RegionDown',
+      drain: { region: EU, writer: WEST, verified: true },
+    });
     // 20 over 40:30:10 = 10, 7.5, 2.5: the one left over goes to the first of the tied remainders.
     expect(weights(await traffic('guarded'))).toEqual({ [WEST]: 50, [EAST]: 38, [EU]: 0, [AP]: 12 });
 
-    const drained = await waitFor('the drain\'s end reaching the guardian', async () => ((await view()).drained.length > 0 ? view() : undefined));
+    const drained = await waitFor("the drain's end reaching the guardian", async () =>
+      (await view()).drained.length > 0 ? view() : undefined,
+    );
     expect(drained.drained).toEqual([{ region: EU, drainRunId: drain.runId }]);
-    expect(guardianLines(drained)).toContain(`  drained: ${EU} (run ${drain.runId}); undrained once healthy (an OK) for triggers.undrainAfter`);
+    expect(guardianLines(drained)).toContain(
+      `  drained: ${EU} (run ${drain.runId}); undrained once healthy (an OK) for triggers.undrainAfter`,
+    );
     // Still failing: the region is drained already, nothing else starts.
     await deliverer.deliver('guarded', [alarm('ALARM'), alarm('ALARM')]);
     expect((await view()).decisions.at(-1)).toMatchObject({ kind: 'already-drained', region: EU });
@@ -284,20 +368,34 @@ describe('the guardian drains a failing region that is not the writer, and undra
     const okAt = Date.now();
     await deliverer.deliver('guarded', [alarm('OK')]);
     expect((await view()).drained[0]!.undrainAt).toBeDefined();
-    const undrain = await waitFor('the guardian\'s undrain', () => latest('undrain'), 60_000, 200);
-    expect(undrain).toMatchObject({ status: 'succeeded', requestedBy: 'guardian', trigger: `health:${EU}`, drain: { region: EU, undoes: { runId: drain.runId }, verified: true } });
+    const undrain = await waitFor("the guardian's undrain", () => latest('undrain'), 60_000, 200);
+    expect(undrain).toMatchObject({
+      status: 'succeeded',
+      requestedBy: 'guardian',
+      trigger: `health:${EU}`,
+      drain: { region: EU, undoes: { runId: drain.runId }, verified: true },
+    });
     expect(Date.parse(undrain.startedAt) - okAt).toBeGreaterThanOrEqual(2000);
     expect(await traffic('guarded')).toEqual(before);
-    const done = await waitFor('the undrain\'s end reaching the guardian', async () => {
+    const done = await waitFor("the undrain's end reaching the guardian", async () => {
       const g = await view();
       return g.drained.length === 0 && g.lastRun?.kind === 'undrain' ? g : undefined;
     });
     expect(done.runsStarted).toBe(2);
 
     // The guardian's history and the undrain's replay with the current code.
-    const histories = await Promise.all([guardianWorkflowId('guarded'), runWorkflowId('guarded')].map(async (workflowId) => ({ workflowId, history: await te.client.workflow.getHandle(workflowId).fetchHistory() })));
+    const histories = await Promise.all(
+      [guardianWorkflowId('guarded'), runWorkflowId('guarded')].map(async (workflowId) => ({
+        workflowId,
+        history: await te.client.workflow.getHandle(workflowId).fetchHistory(),
+      })),
+    );
     const results = [];
-    for await (const r of Worker.runReplayHistories({ workflowBundle: await testWorkflowBundle(), dataConverter: dataConverterFromEnv() }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
+    for await (const r of Worker.runReplayHistories(
+      { workflowBundle: await testWorkflowBundle(), dataConverter: dataConverterFromEnv() },
+      histories,
+    ))
+      results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
     expect(results).toEqual([`${guardianWorkflowId('guarded')} ok`, `${runWorkflowId('guarded')} ok`]);
   });
 });

@@ -31,15 +31,33 @@ let te: TemporalEnv;
 let configFile: string;
 
 function makeConfig(address: string): Config {
-  const service = (name: string, pair: PgPair, regions: string[], priority: number, traffic: Record<string, unknown> = {}) => ({
-    name, regions, priority,
+  const service = (
+    name: string,
+    pair: PgPair,
+    regions: string[],
+    priority: number,
+    traffic: Record<string, unknown> = {},
+  ) => ({
+    name,
+    regions,
+    priority,
     database: {
       provider: 'postgres-streaming',
-      regions: Object.fromEntries([pair.primary, pair.standby].map((n) => [n.region, { host: n.host, port: n.port, dataDir: n.dataDir, pgBin: pair.bin }])),
+      regions: Object.fromEntries(
+        [pair.primary, pair.standby].map((n) => [
+          n.region,
+          { host: n.host, port: n.port, dataDir: n.dataDir, pgBin: pair.bin },
+        ]),
+      ),
     },
     traffic: {
-      provider: 'route53', hostedZone: 'evac.test.', recordName: `${name}.evac.test.`, ttl: 5, endpointUrl: moto.url,
-      endpoints: Object.fromEntries(regions.map((r) => [r, `${name}.${r}.evac.test.`])), ...traffic,
+      provider: 'route53',
+      hostedZone: 'evac.test.',
+      recordName: `${name}.evac.test.`,
+      ttl: 5,
+      endpointUrl: moto.url,
+      endpoints: Object.fromEntries(regions.map((r) => [r, `${name}.${r}.evac.test.`])),
+      ...traffic,
     },
     policy: { lagTimeout: '20s', approvers: approverEntries('carol') },
   });
@@ -57,33 +75,51 @@ function makeConfig(address: string): Config {
 
 beforeAll(async () => {
   [ledger, payments, statements, moto] = await startRigs([
-    createPgPair(), createPgPair(), createPgPair({ primaryRegion: EAST, standbyRegion: WEST }), startMoto(),
+    createPgPair(),
+    createPgPair(),
+    createPgPair({ primaryRegion: EAST, standbyRegion: WEST }),
+    startMoto(),
   ]);
   te = await createTemporalEnv(makeConfig);
   await ensureTrafficRecords(te.config, 'ledger', WEST);
   await ensureTrafficRecords(te.config, 'payments', WEST);
   await ensureTrafficRecords(te.config, 'statements', EAST);
-  for (const region of [WEST, EAST]) await te.startWorker({ taskQueue: regionTaskQueue(region), activities: createRegionActivities(te.config, region) });
+  for (const region of [WEST, EAST])
+    await te.startWorker({ taskQueue: regionTaskQueue(region), activities: createRegionActivities(te.config, region) });
   configFile = join(mkdtempSync(join(tmpdir(), 'regionshift-evacuate-')), 'regionshift.json');
   writeFileSync(configFile, JSON.stringify(te.config));
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.allSettled([te?.teardown(), moto?.stop(), ledger?.teardown(), payments?.teardown(), statements?.teardown()]);
+  await Promise.allSettled([
+    te?.teardown(),
+    moto?.stop(),
+    ledger?.teardown(),
+    payments?.teardown(),
+    statements?.teardown(),
+  ]);
 });
 
 function run(...args: string[]): Promise<CliResult> {
   return runCli([...args, '--config', configFile], { ...process.env, REGIONSHIFT_USER: 'alice' });
 }
 
-const traffic = (service: string): Promise<TrafficState> => createRegionActivities(te.config, EAST).trafficDescribe({ service });
+const traffic = (service: string): Promise<TrafficState> =>
+  createRegionActivities(te.config, EAST).trafficDescribe({ service });
 const weights = (s: TrafficState) => Object.fromEntries(s.records.map((r) => [r.region, r.weight]));
 const inRecovery = async (pair: PgPair, region: string): Promise<string> =>
-  (await psql(pair.bin, pair.primary.region === region ? pair.primary : pair.standby, 'SELECT pg_is_in_recovery()')).trim();
+  (
+    await psql(pair.bin, pair.primary.region === region ? pair.primary : pair.standby, 'SELECT pg_is_in_recovery()')
+  ).trim();
 
 /** The most intervals open at one instant. */
 function maxOverlap(intervals: { start: number; end: number }[]): number {
-  const events = intervals.flatMap((i) => [{ t: i.start, d: 1 }, { t: i.end, d: -1 }]).sort((a, b) => a.t - b.t || a.d - b.d);
+  const events = intervals
+    .flatMap((i) => [
+      { t: i.start, d: 1 },
+      { t: i.end, d: -1 },
+    ])
+    .sort((a, b) => a.t - b.t || a.d - b.d);
   let open = 0;
   let max = 0;
   for (const e of events) max = Math.max(max, (open += e.d));
@@ -94,7 +130,13 @@ describe('regionshift evacuate', () => {
   it('is bad input for a region no service uses, and for a service that does not use it', async () => {
     const none = await run('evacuate', '--region', 'eu-west-1', '--json');
     expect(none.code).toBe(2);
-    expect(JSON.parse(none.stdout)).toEqual({ error: { kind: 'bad input', message: 'no service uses region "eu-west-1", so there is nothing to evacuate; regions in use: us-east-1, us-west-2' } });
+    expect(JSON.parse(none.stdout)).toEqual({
+      error: {
+        kind: 'bad input',
+        message:
+          'no service uses region "eu-west-1", so there is nothing to evacuate; regions in use: us-east-1, us-west-2',
+      },
+    });
     const unknown = await run('evacuate', '--region', WEST, '--service', 'billing');
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('bad input: unknown service "billing"; known: statements, ledger, payments');
@@ -104,7 +146,13 @@ describe('regionshift evacuate', () => {
     const r = await run('evacuate', '--region', WEST, '--json');
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as EvacuationReport;
-    expect(report).toMatchObject({ region: WEST, mode: 'planned', maxConcurrent: 2, maxRunning: 2, status: 'succeeded' });
+    expect(report).toMatchObject({
+      region: WEST,
+      mode: 'planned',
+      maxConcurrent: 2,
+      maxRunning: 2,
+      status: 'succeeded',
+    });
     expect(report.services.map((e) => [e.service, e.action, e.status, e.target, e.workflowId])).toEqual([
       ['payments', 'failover', 'succeeded', EAST, 'regionshift-payments'],
       ['ledger', 'failover', 'succeeded', EAST, 'regionshift-ledger'],
@@ -114,7 +162,10 @@ describe('regionshift evacuate', () => {
       expect(e.rtoMs).toBeGreaterThan(0);
       expect(e.error).toBeUndefined();
     }
-    expect(report.services.filter((e) => e.action === 'failover').map((e) => e.rpo)).toEqual([{ zeroLoss: true, estimateSeconds: 0 }, { zeroLoss: true, estimateSeconds: 0 }]);
+    expect(report.services.filter((e) => e.action === 'failover').map((e) => e.rpo)).toEqual([
+      { zeroLoss: true, estimateSeconds: 0 },
+      { zeroLoss: true, estimateSeconds: 0 },
+    ]);
     expect(report.services[2]!.reason).toBe('the writer is in us-east-1; us-west-2 serves traffic');
 
     // Never more than two at once, and the third waited for a free slot.

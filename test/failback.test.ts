@@ -23,7 +23,10 @@ let load: WriteLoad | undefined;
 
 async function run(kind: 'reconcile' | 'failback', overrideReason?: string): Promise<RunRecord> {
   const input = await buildFollowUpInput(fe.client, fe.config, loadRunbook(builtinRunbookPath(kind)), {
-    service: 'ledger', requestedBy: 'alice', trigger: 'test', ...(overrideReason ? { overrideReason } : {}),
+    service: 'ledger',
+    requestedBy: 'alice',
+    trigger: 'test',
+    ...(overrideReason ? { overrideReason } : {}),
   });
   const started = await startRun(fe.client, input);
   return awaitRecord(fe.client, started.workflowId, started.runId);
@@ -33,7 +36,11 @@ const traffic = () => createRoute53Activities(fe.config).trafficDescribe({ servi
 const weights = (t: TrafficState) => Object.fromEntries(t.records.map((r) => [r.region, r.weight]));
 
 beforeAll(async () => {
-  fe = await createFailoverEnv({ approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600 });
+  fe = await createFailoverEnv({
+    approval: { planned: 'none', unplanned: 'none' },
+    allowDataLoss: true,
+    rpoBudgetSeconds: 600,
+  });
   trafficBefore = await traffic();
   d = await makeDivergence(fe, { engineered: true });
   await d.load.stop();
@@ -59,7 +66,13 @@ describe('failback', () => {
     expect(check.error).toContain('--override-reason');
     expect(rec.steps.filter((s) => s.status === 'done')).toEqual([]);
     // The old primary is still the read-only holder of its own timeline; the new one still writes.
-    const west = (await sql<{ rec: boolean; ro: string }>(fe, WEST, "SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro"))[0]!;
+    const west = (
+      await sql<{ rec: boolean; ro: string }>(
+        fe,
+        WEST,
+        "SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro",
+      )
+    )[0]!;
     expect(west).toEqual({ rec: false, ro: 'on' });
     expect(await fe.isWritable(EAST)).toBe(true);
     expect(weights(await traffic())).toEqual({ [WEST]: 0, [EAST]: 100 });
@@ -68,7 +81,12 @@ describe('failback', () => {
   it('cases are decided by a person (recorded), then failback restores topology and weights with zero loss', async () => {
     for (const c of await listCases(fe.client, fe.config, { service: 'ledger' })) {
       const action: CaseAction = c.proposals.compensate ? 'compensate' : c.proposals.accept ? 'accept' : 'reject';
-      const res = await resolveCase(fe.client, fe.config, { service: 'ledger', caseId: c.id, by: 'carol', action, note: 'decided in the failback test' }, signerFor('carol'));
+      const res = await resolveCase(
+        fe.client,
+        fe.config,
+        { service: 'ledger', caseId: c.id, by: 'carol', action, note: 'decided in the failback test' },
+        signerFor('carol'),
+      );
       expect(res.changed).toBe(true);
       expect(res.case).toMatchObject({ status: 'resolved', resolution: action, resolvedBy: 'carol' });
     }
@@ -85,7 +103,15 @@ describe('failback', () => {
     expect(rec.source).toBe(EAST);
     expect(rec.target).toBe(WEST);
     expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
-      'check-reconciliation', 'preflight', 'rejoin-old-primary', 'fence', 'confirm-lag', 'promote', 'restore-traffic', 'verify', 'rejoin',
+      'check-reconciliation',
+      'preflight',
+      'rejoin-old-primary',
+      'fence',
+      'confirm-lag',
+      'promote',
+      'restore-traffic',
+      'verify',
+      'rejoin',
     ]);
     expect(rec.failback!.oldPrimaryRejoin).toMatchObject({ region: WEST, rejoined: true, rewound: true });
     expect(rec.failback!.override).toBeUndefined();
@@ -102,14 +128,25 @@ describe('failback', () => {
     // Topology and traffic as before the failover.
     expect(weights(await traffic())).toEqual(weights(trafficBefore));
     expect(await traffic()).toEqual(trafficBefore);
-    await waitFor('us-east-1 streaming from us-west-2', async () => {
-      const r = await sql<{ rec: boolean; up: string | null }>(fe, EAST, `SELECT pg_is_in_recovery() AS rec, (SELECT sender_port::text FROM pg_stat_wal_receiver WHERE status = 'streaming') AS up`);
-      return r[0]!.rec && r[0]!.up === String(fe.nodes[WEST]!.port);
-    }, 30_000);
+    await waitFor(
+      'us-east-1 streaming from us-west-2',
+      async () => {
+        const r = await sql<{ rec: boolean; up: string | null }>(
+          fe,
+          EAST,
+          `SELECT pg_is_in_recovery() AS rec, (SELECT sender_port::text FROM pg_stat_wal_receiver WHERE status = 'streaming') AS up`,
+        );
+        return r[0]!.rec && r[0]!.up === String(fe.nodes[WEST]!.port);
+      },
+      30_000,
+    );
     expect(await fe.isWritable(WEST)).toBe(true);
     expect(await fe.isWritable(EAST)).toBe(false);
     // The reconciled history came back with it: what us-west-2 lost is there, once.
-    const lost = d.acked().filter((a) => a.region === WEST).map((a) => a.id);
+    const lost = d
+      .acked()
+      .filter((a) => a.region === WEST)
+      .map((a) => a.id);
     const back = await journalHas(fe, WEST, lost);
     expect(lost.filter((id) => !back.has(id))).toEqual([]);
     expect(await badBalances(fe, WEST)).toEqual([]);

@@ -58,7 +58,10 @@ describe('durability', () => {
     let worker = await spawnWorker(WEST);
     const started = await startRun(fe.client, fe.input({ target: EAST }));
     // The rejoin step runs on the old primary's worker and takes seconds: kill it there.
-    await waitFor('the rejoin step to start', async () => (await progress()).steps.find((s) => s.id === 'rejoin')!.status === 'running');
+    await waitFor(
+      'the rejoin step to start',
+      async () => (await progress()).steps.find((s) => s.id === 'rejoin')!.status === 'running',
+    );
     process.kill(-worker.pid!, 'SIGKILL');
     worker = await spawnWorker(WEST);
     try {
@@ -74,9 +77,15 @@ describe('durability', () => {
       expect(scheduled('dbPromote')).toBe(1);
       expect(scheduled('dbFenceWrites')).toBe(1);
       // The rejoin was retried after the kill: its completed attempt is not the first.
-      const rejoinStarted = history.events!.find((e) => e.activityTaskStartedEventAttributes && history.events!.some(
-        (s) => s.eventId?.toString() === e.activityTaskStartedEventAttributes!.scheduledEventId?.toString() && s.activityTaskScheduledEventAttributes?.activityType?.name === 'dbRejoinAsStandby',
-      ));
+      const rejoinStarted = history.events!.find(
+        (e) =>
+          e.activityTaskStartedEventAttributes &&
+          history.events!.some(
+            (s) =>
+              s.eventId?.toString() === e.activityTaskStartedEventAttributes!.scheduledEventId?.toString() &&
+              s.activityTaskScheduledEventAttributes?.activityType?.name === 'dbRejoinAsStandby',
+          ),
+      );
       expect(rejoinStarted!.activityTaskStartedEventAttributes!.attempt).toBeGreaterThanOrEqual(2);
       expect(await psql(fe.pg.bin, fe.nodes[WEST]!, 'SELECT pg_is_in_recovery()')).toContain('t');
     } finally {
@@ -86,21 +95,26 @@ describe('durability', () => {
   });
 
   it('the Temporal server restarted mid-run (same SQLite file): the run resumes', async () => {
-    const held = runbookFromText([
-      'kind: failover',
-      'steps:',
-      '  - {id: preflight, action: preflight}',
-      '  - {id: hold, approval: {reason: held across a server restart}}',
-      '  - {id: fence, action: db.fenceWrites}',
-      '  - {id: confirm-lag, action: db.waitForLag}',
-      '  - {id: promote, action: db.promote}',
-      '  - {id: shift-traffic, action: traffic.shift}',
-      '  - {id: verify, action: app.verifyWrites}',
-    ].join('\n'));
+    const held = runbookFromText(
+      [
+        'kind: failover',
+        'steps:',
+        '  - {id: preflight, action: preflight}',
+        '  - {id: hold, approval: {reason: held across a server restart}}',
+        '  - {id: fence, action: db.fenceWrites}',
+        '  - {id: confirm-lag, action: db.waitForLag}',
+        '  - {id: promote, action: db.promote}',
+        '  - {id: shift-traffic, action: traffic.shift}',
+        '  - {id: verify, action: app.verifyWrites}',
+      ].join('\n'),
+    );
     const started = await startRun(fe.client, fe.input({ target: WEST }, held));
     await waitFor('the hold', async () => (await progress()).pendingApproval !== undefined);
     await fe.restartTemporal();
-    await waitFor('the run to answer after the restart', async () => (await progress()).pendingApproval?.stepId === 'hold');
+    await waitFor(
+      'the run to answer after the restart',
+      async () => (await progress()).pendingApproval?.stepId === 'hold',
+    );
     await approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' }, signerFor('carol'));
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');

@@ -55,13 +55,23 @@ describe('unplanned failover', () => {
     expect(primaryRegionOf(await traffic())).toBe(WEST);
   });
 
-  it('promotes with a person\'s acknowledgement, records the RPO, and fences the old primary when it returns', async () => {
+  it("promotes with a person's acknowledgement, records the RPO, and fences the old primary when it returns", async () => {
     const started = await startRun(fe.client, fe.input({ target: EAST, mode: 'unplanned', requestedBy: 'alice' }));
     const handle = fe.client.workflow.getHandle(runWorkflowId(SERVICE));
-    await waitFor('the data-loss approval', async () => (await handle.query<RunRecord>('progress')).pendingApproval?.stepId === 'promote');
+    await waitFor(
+      'the data-loss approval',
+      async () => (await handle.query<RunRecord>('progress')).pendingApproval?.stepId === 'promote',
+    );
     const pending = (await handle.query<RunRecord>('progress')).pendingApproval!;
     expect(pending.reason).toContain(`${WEST} could not be fenced`);
-    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve', reason: 'us-west-2 is down' }, signerFor('carol'))).resolves.toBe('approved by carol');
+    await expect(
+      approveRun(
+        fe.client,
+        started.workflowId,
+        { by: 'carol', decision: 'approve', reason: 'us-west-2 is down' },
+        signerFor('carol'),
+      ),
+    ).resolves.toBe('approved by carol');
 
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');

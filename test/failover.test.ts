@@ -29,8 +29,12 @@ let fe: FailoverEnv;
 
 beforeAll(async () => {
   fe = await createFailoverEnv({ approvers: ['carol', 'dave'] });
-  await psql(fe.pg.bin, fe.nodes[WEST]!, `CREATE TABLE transfers(id uuid PRIMARY KEY, amount int NOT NULL, at timestamptz DEFAULT now());
-    GRANT ALL ON transfers TO app;`);
+  await psql(
+    fe.pg.bin,
+    fe.nodes[WEST]!,
+    `CREATE TABLE transfers(id uuid PRIMARY KEY, amount int NOT NULL, at timestamptz DEFAULT now());
+    GRANT ALL ON transfers TO app;`,
+  );
 });
 
 afterEach((ctx) => {
@@ -75,7 +79,10 @@ describe('failover runbook', () => {
     const fence = rec.plan!.find((p) => p.id === 'fence')!;
     expect(fence.taskQueue).toBe(`region.${WEST}`);
     expect(fence.values?.writerLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
-    expect(rec.plan!.find((p) => p.id === 'shift-traffic')!.values).toEqual({ before: `${WEST} 100, ${EAST} 0`, after: `${WEST} 0, ${EAST} 100` });
+    expect(rec.plan!.find((p) => p.id === 'shift-traffic')!.values).toEqual({
+      before: `${WEST} 100, ${EAST} 0`,
+      after: `${WEST} 0, ${EAST} 100`,
+    });
     expect(rec.plan!.find((p) => p.id === 'fence-on-return')!.skip).toContain('unplanned');
     expect(await traffic()).toEqual(before);
     expect(await fe.isWritable(WEST)).toBe(true);
@@ -125,14 +132,24 @@ describe('failover runbook', () => {
     const ticks = await witness;
 
     expect(rec.status).toBe('succeeded');
-    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual(['preflight', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']);
+    expect(rec.steps.filter((s) => s.status === 'done').map((s) => s.id)).toEqual([
+      'preflight',
+      'fence',
+      'confirm-lag',
+      'promote',
+      'shift-traffic',
+      'verify',
+      'rejoin',
+    ]);
     expect(rec.fence).toMatchObject({ verified: true, alreadyFenced: false });
     expect(rec.rpo).toEqual({ zeroLoss: true, estimateSeconds: 0 });
     expect(rec.rtoMs).toBeGreaterThan(0);
     expect(ticks).toBeGreaterThan(10);
     expect(bothWritable).toEqual([]);
     // Every acknowledged write, before and after, is on the new primary.
-    const present = await fe.appPool(EAST).query<{ id: string }>('SELECT id FROM transfers WHERE id = ANY($1::uuid[])', [acked]);
+    const present = await fe
+      .appPool(EAST)
+      .query<{ id: string }>('SELECT id FROM transfers WHERE id = ANY($1::uuid[])', [acked]);
     expect(present.rowCount).toBe(acked.length);
     // The old primary is a standby of the new one and refuses writes.
     expect(await fe.isWritable(WEST)).toBe(false);
@@ -141,31 +158,46 @@ describe('failover runbook', () => {
   });
 
   it('two concurrent starts for one service: exactly one run, the other refused naming it', async () => {
-    const hold = runbookFromText('kind: failover\nsteps:\n  - {id: preflight, action: preflight}\n  - {id: hold, approval: {reason: held by the test}}\n');
-    const results = await Promise.allSettled([startRun(fe.client, fe.input({ target: WEST }, hold)), startRun(fe.client, fe.input({ target: WEST }, hold))]);
+    const hold = runbookFromText(
+      'kind: failover\nsteps:\n  - {id: preflight, action: preflight}\n  - {id: hold, approval: {reason: held by the test}}\n',
+    );
+    const results = await Promise.allSettled([
+      startRun(fe.client, fe.input({ target: WEST }, hold)),
+      startRun(fe.client, fe.input({ target: WEST }, hold)),
+    ]);
     const ok = results.filter((r) => r.status === 'fulfilled');
     const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(ok).toHaveLength(1);
     expect(refused).toHaveLength(1);
     expect(refused[0]!.reason).toBeInstanceOf(RefusedError);
-    expect(String(refused[0]!.reason.message)).toContain(`ledger already has a run in progress: ${runWorkflowId(SERVICE)}`);
+    expect(String(refused[0]!.reason.message)).toContain(
+      `ledger already has a run in progress: ${runWorkflowId(SERVICE)}`,
+    );
     await waitFor('the approval gate', async () => ((await progress()).pendingApproval ? true : undefined));
     await abortRun(fe.client, runWorkflowId(SERVICE), { by: 'carol', reason: 'test over' }, signerFor('carol'));
     await expect(awaitRecord(fe.client, runWorkflowId(SERVICE))).resolves.toMatchObject({ status: 'aborted' });
   });
 
   it('approvals: the requester and strangers are refused, an approver is not', async () => {
-    const gated = runbookFromText([
-      'kind: failover',
-      'steps:',
-      '  - {id: preflight, action: preflight}',
-      '  - {id: approval, approval: {reason: change window}}',
-    ].join('\n'));
+    const gated = runbookFromText(
+      [
+        'kind: failover',
+        'steps:',
+        '  - {id: preflight, action: preflight}',
+        '  - {id: approval, approval: {reason: change window}}',
+      ].join('\n'),
+    );
     const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'carol' }, gated));
     await waitFor('the approval gate', async () => ((await progress()).pendingApproval ? true : undefined));
-    await expect(approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' }, signerFor('carol'))).rejects.toThrow(/carol requested this run and cannot approve it/);
-    await expect(approveRun(fe.client, started.workflowId, { by: 'mallory', decision: 'approve' }, signerFor('mallory'))).rejects.toThrow(/mallory may not approve runs of ledger/);
-    await expect(approveRun(fe.client, started.workflowId, { by: 'dave', decision: 'approve' }, signerFor('dave'))).resolves.toBe('approved by dave');
+    await expect(
+      approveRun(fe.client, started.workflowId, { by: 'carol', decision: 'approve' }, signerFor('carol')),
+    ).rejects.toThrow(/carol requested this run and cannot approve it/);
+    await expect(
+      approveRun(fe.client, started.workflowId, { by: 'mallory', decision: 'approve' }, signerFor('mallory')),
+    ).rejects.toThrow(/mallory may not approve runs of ledger/);
+    await expect(
+      approveRun(fe.client, started.workflowId, { by: 'dave', decision: 'approve' }, signerFor('dave')),
+    ).resolves.toBe('approved by dave');
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');
     expect(rec.approvals).toEqual([expect.objectContaining({ by: 'dave', decision: 'approve' })]);
@@ -173,22 +205,26 @@ describe('failover runbook', () => {
 
   it('abort mid-run: compensation unfences and restores the DNS records as they were', async () => {
     const before = await traffic();
-    const stopsAfterShift = runbookFromText([
-      'kind: failover',
-      'steps:',
-      '  - {id: preflight, action: preflight}',
-      '  - {id: fence, action: db.fenceWrites}',
-      '  - {id: shift-traffic, action: traffic.shift}',
-      '  - {id: hold, approval: {reason: held by the test}}',
-      '  - {id: confirm-lag, action: db.waitForLag}',
-      '  - {id: promote, action: db.promote}',
-    ].join('\n'));
+    const stopsAfterShift = runbookFromText(
+      [
+        'kind: failover',
+        'steps:',
+        '  - {id: preflight, action: preflight}',
+        '  - {id: fence, action: db.fenceWrites}',
+        '  - {id: shift-traffic, action: traffic.shift}',
+        '  - {id: hold, approval: {reason: held by the test}}',
+        '  - {id: confirm-lag, action: db.waitForLag}',
+        '  - {id: promote, action: db.promote}',
+      ].join('\n'),
+    );
     const started = await startRun(fe.client, fe.input({ target: WEST }, stopsAfterShift));
     await waitFor('the hold after the shift', async () => ((await progress()).pendingApproval ? true : undefined));
     expect(await fe.isWritable(EAST)).toBe(false);
     expect(primaryRegionOf(await traffic())).toBe(WEST);
 
-    await expect(abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' }, signerFor('carol'))).resolves.toContain('abort requested by carol');
+    await expect(
+      abortRun(fe.client, started.workflowId, { by: 'carol', reason: 'wrong region' }, signerFor('carol')),
+    ).resolves.toContain('abort requested by carol');
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('aborted');
     expect(rec.error).toBe('aborted by carol: wrong region');
@@ -212,7 +248,9 @@ describe('regionshift CLI against the same server', () => {
   });
 
   function cliRun(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const child = spawn('node', [cli, ...args, '--config', configFile], { env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address } });
+    const child = spawn('node', [cli, ...args, '--config', configFile], {
+      env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -223,11 +261,15 @@ describe('regionshift CLI against the same server', () => {
   it('exits 2 with a JSON error naming the bad region, and starts nothing', async () => {
     const r = await cliRun('failover', '--service', 'ledger', '--to', 'eu-west-1', '--json');
     expect(r.code).toBe(2);
-    expect(JSON.parse(r.stdout)).toEqual({ error: { kind: 'bad input', message: 'unknown region "eu-west-1" for ledger; its regions: us-west-2, us-east-1' } });
+    expect(JSON.parse(r.stdout)).toEqual({
+      error: { kind: 'bad input', message: 'unknown region "eu-west-1" for ledger; its regions: us-west-2, us-east-1' },
+    });
   });
 
   it('exits 2 for an unknown service and a missing flag', async () => {
-    expect((await cliRun('failover', '--service', 'payments', '--to', WEST)).stderr).toContain('bad input: unknown service "payments"');
+    expect((await cliRun('failover', '--service', 'payments', '--to', WEST)).stderr).toContain(
+      'bad input: unknown service "payments"',
+    );
     const missing = await cliRun('failover', '--service', 'ledger');
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('--service and --to are required');
@@ -258,8 +300,8 @@ describe('regionshift CLI against the same server', () => {
 // step pointed at this test's application), the real region workers and PostgreSQL, and the
 // demo's banking application (src/demo/app.ts), which writes only where it is told. Last in the
 // file: it moves the writer back to us-west-2, which the CLI tests above take as the target.
-describe('http.call in a real failover: the ledger\'s own runbook tells the banking application', () => {
-  it('after promotion the application is told the new writer, with the run\'s Idempotency-Key, and its writes land in the new writer\'s database', async () => {
+describe("http.call in a real failover: the ledger's own runbook tells the banking application", () => {
+  it("after promotion the application is told the new writer, with the run's Idempotency-Key, and its writes land in the new writer's database", async () => {
     const service = fe.config.services[0]!;
     expect(primaryRegionOf(await traffic()), 'the tests above left us-east-1 the writer').toBe(EAST);
     await ensureLedger(fe.nodes[EAST]!, postgresDatabase(service).regions[EAST]!.appUser);
@@ -273,13 +315,27 @@ describe('http.call in a real failover: the ledger\'s own runbook tells the bank
       const rec = await run(fe.input({ target: WEST }, loadRunbook(file)));
       expect(rec.status, rec.error).toBe('succeeded');
       const told = rec.steps.find((s) => s.id === 'tell-app')!;
-      expect(told).toMatchObject({ status: 'done', region: 'control', detail: `POST → 200: now writing to ${WEST} (was ${EAST})` });
+      expect(told).toMatchObject({
+        status: 'done',
+        region: 'control',
+        detail: `POST → 200: now writing to ${WEST} (was ${EAST})`,
+      });
       const promoted = rec.steps.find((s) => s.id === 'promote')!;
-      expect(Date.parse(told.startedAt!), 'told once the target took writes').toBeGreaterThanOrEqual(Date.parse(promoted.endedAt!));
+      expect(Date.parse(told.startedAt!), 'told once the target took writes').toBeGreaterThanOrEqual(
+        Date.parse(promoted.endedAt!),
+      );
 
       const st = app.status();
       expect(st.primary).toBe(WEST);
-      expect(st.told).toEqual([{ key: `regionshift:${rec.runId}:tell-app`, primary: WEST, previous: EAST, run: rec.runId, at: expect.any(String) }]);
+      expect(st.told).toEqual([
+        {
+          key: `regionshift:${rec.runId}:tell-app`,
+          primary: WEST,
+          previous: EAST,
+          run: rec.runId,
+          at: expect.any(String),
+        },
+      ]);
       const after = await waitFor('a write of the application committed in us-west-2', async () => {
         const last = app.status().last;
         return last && last.region === WEST && Date.parse(last.at) > Date.parse(st.told[0]!.at) ? last : undefined;

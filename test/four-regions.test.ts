@@ -29,7 +29,15 @@ beforeAll(async () => {
   fe = await createFailoverEnv(
     { approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 60, cooldown: '1s' },
     {},
-    { regions: REGIONS, service: { triggers: { alarms: [{ source: 'alertmanager', name: 'PrimaryDown', regionLabel: 'region' }], approval: { unplanned: { policy: 'auto' } } } } },
+    {
+      regions: REGIONS,
+      service: {
+        triggers: {
+          alarms: [{ source: 'alertmanager', name: 'PrimaryDown', regionLabel: 'region' }],
+          approval: { unplanned: { policy: 'auto' } },
+        },
+      },
+    },
   );
   await psql(fe.pg.bin, fe.nodes[WEST]!, 'CREATE TABLE transfers(id uuid PRIMARY KEY); GRANT ALL ON transfers TO app;');
 });
@@ -53,7 +61,7 @@ async function everyStandbyHasWriteOf(primary: string, standbys: string[]): Prom
   await fe.appPool(primary).query('INSERT INTO transfers VALUES ($1)', [id]);
   for (const region of standbys) {
     await waitFor(`${region} replays the write made on ${primary}`, async () =>
-      ((await fe.appPool(region).query('SELECT 1 FROM transfers WHERE id = $1', [id])).rowCount === 1 ? true : undefined),
+      (await fe.appPool(region).query('SELECT 1 FROM transfers WHERE id = $1', [id])).rowCount === 1 ? true : undefined,
     );
   }
 }
@@ -63,7 +71,11 @@ async function expectFollowing(primary: string, standbys: string[]): Promise<voi
   const p = await describe_(primary);
   expect(p).toMatchObject({ role: 'primary', reachable: true });
   for (const region of standbys) {
-    expect(await describe_(region), region).toMatchObject({ role: 'standby', streamingFrom: `127.0.0.1:${fe.nodes[primary]!.port}`, timeline: p.timeline });
+    expect(await describe_(region), region).toMatchObject({
+      role: 'standby',
+      streamingFrom: `127.0.0.1:${fe.nodes[primary]!.port}`,
+      timeline: p.timeline,
+    });
   }
 }
 
@@ -82,8 +94,14 @@ describe('four regions', () => {
     ]);
     await expectFollowing(EAST, [WEST, EU, AP]);
     await everyStandbyHasWriteOf(EAST, [WEST, EU, AP]);
-    expect(rec.topologyAfter!.map((n) => [n.region, n.role])).toEqual([[WEST, 'standby'], [EAST, 'primary'], [EU, 'standby'], [AP, 'standby']]);
-    for (const n of rec.topologyAfter!.filter((t) => t.role === 'standby')) expect(n.streamingFrom).toBe(`127.0.0.1:${fe.nodes[EAST]!.port}`);
+    expect(rec.topologyAfter!.map((n) => [n.region, n.role])).toEqual([
+      [WEST, 'standby'],
+      [EAST, 'primary'],
+      [EU, 'standby'],
+      [AP, 'standby'],
+    ]);
+    for (const n of rec.topologyAfter!.filter((t) => t.role === 'standby'))
+      expect(n.streamingFrom).toBe(`127.0.0.1:${fe.nodes[EAST]!.port}`);
   });
 
   it('a standby that is down during the failover is re-pointed by its watcher when it returns', async () => {
@@ -112,15 +130,25 @@ describe('four regions', () => {
     await stop(fe.pg.bin, fe.nodes[WEST]!, 'immediate');
     const rec = await failover(EAST, 'unplanned');
     expect(rec.status, rec.error).toBe('succeeded');
-    expect(rec.standbys!.map((s) => [s.region, s.followed])).toEqual([[EU, true], [AP, true]]);
+    expect(rec.standbys!.map((s) => [s.region, s.followed])).toEqual([
+      [EU, true],
+      [AP, true],
+    ]);
     await expectFollowing(EAST, [EU, AP]);
     await everyStandbyHasWriteOf(EAST, [EU, AP]);
     expect(rec.topologyAfter!.find((n) => n.region === WEST)).toMatchObject({ reachable: false });
   });
 
   it('refuses to make a primary follow another writer: its writes would be discarded unreconciled', async () => {
-    const err = await createPostgresActivities(fe.config, EAST).dbFollowWriter({ service: SERVICE }).then(() => undefined, (e: unknown) => e);
-    expect((err as Error).message).toMatch(/is a primary, not a standby: .*rejoin it \(dbRejoinAsStandby\) once reconciliation has read its writes/);
+    const err = await createPostgresActivities(fe.config, EAST)
+      .dbFollowWriter({ service: SERVICE })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect((err as Error).message).toMatch(
+      /is a primary, not a standby: .*rejoin it \(dbRejoinAsStandby\) once reconciliation has read its writes/,
+    );
   });
 
   it('the guardian fails over to the healthy standby with the least lag, not the next region in the config', async () => {
@@ -128,11 +156,23 @@ describe('four regions', () => {
     // eu-west-1, which stops receiving WAL; ap-southeast-1 keeps up.
     await partitionStandby(fe, EU);
     await everyStandbyHasWriteOf(EAST, [AP]);
-    const deliverer = new Deliverer({ client: fe.client, config: fe.config, runbook: loadRunbook(builtinRunbookPath('failover')) });
+    const deliverer = new Deliverer({
+      client: fe.client,
+      config: fe.config,
+      runbook: loadRunbook(builtinRunbookPath('failover')),
+    });
     await deliverer.configureAll();
     // Past the policy's cooldown (1 s) after the last run: alarms inside it are held back by design.
     await new Promise((r) => setTimeout(r, 1_500));
-    const alarm = (): AlarmSignal => ({ source: 'alertmanager', name: 'PrimaryDown', region: EAST, severity: 'critical', state: 'ALARM', at: Date.now(), receivedAt: Date.now() });
+    const alarm = (): AlarmSignal => ({
+      source: 'alertmanager',
+      name: 'PrimaryDown',
+      region: EAST,
+      severity: 'critical',
+      state: 'ALARM',
+      at: Date.now(),
+      receivedAt: Date.now(),
+    });
     await deliverer.deliver(SERVICE, [alarm(), alarm(), alarm()]);
     const started = await waitFor('the guardian to start a failover', async () => {
       const d = await fe.client.workflow.getHandle(runWorkflowId(SERVICE)).describe();
@@ -142,9 +182,17 @@ describe('four regions', () => {
       throw new Error(`${(err as Error).message}; the guardian says: ${JSON.stringify(v.decisions)}`);
     });
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
-    expect(rec).toMatchObject({ requestedBy: 'guardian', mode: 'unplanned', source: EAST, target: AP, status: 'succeeded' });
+    expect(rec).toMatchObject({
+      requestedBy: 'guardian',
+      mode: 'unplanned',
+      source: EAST,
+      target: AP,
+      status: 'succeeded',
+    });
     const view = await fe.client.workflow.getHandle(guardianWorkflowId(SERVICE)).query<GuardianView>('state');
-    expect(view.decisions.map((d) => d.detail)).toContainEqual(expect.stringMatching(new RegExp(`^${AP} instead of ${WEST}: ${AP} is a healthy standby with the least lag`)));
+    expect(view.decisions.map((d) => d.detail)).toContainEqual(
+      expect.stringMatching(new RegExp(`^${AP} instead of ${WEST}: ${AP} is a healthy standby with the least lag`)),
+    );
     await expectFollowing(AP, [EU]);
   });
 });

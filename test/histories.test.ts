@@ -21,13 +21,19 @@ interface Recorded {
   history: temporal.api.history.v1.IHistory;
 }
 
-const VERSIONS = readdirSync(HISTORIES_DIR, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+const VERSIONS = readdirSync(HISTORIES_DIR, { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name)
+  .sort();
 
 function recorded(version: string): Recorded[] {
-  return readdirSync(join(HISTORIES_DIR, version)).filter((f) => f.endsWith('.history.pb')).sort().map((f) => ({
-    workflowId: `${version}/${f.slice(0, -'.history.pb'.length)}`,
-    history: temporal.api.history.v1.History.decode(readFileSync(join(HISTORIES_DIR, version, f))),
-  }));
+  return readdirSync(join(HISTORIES_DIR, version))
+    .filter((f) => f.endsWith('.history.pb'))
+    .sort()
+    .map((f) => ({
+      workflowId: `${version}/${f.slice(0, -'.history.pb'.length)}`,
+      history: temporal.api.history.v1.History.decode(readFileSync(join(HISTORIES_DIR, version, f))),
+    }));
 }
 
 const ALL = VERSIONS.flatMap(recorded);
@@ -37,15 +43,22 @@ async function replay(code: string): Promise<string[]> {
   // The sinks the control worker gives the bundle's interceptors (workers/region.ts); replay never calls them.
   const sinks = { regionshiftMetrics: { runEnded: { fn: () => undefined } }, ...workflowExporterSink(undefined) };
   const out: string[] = [];
-  for await (const r of Worker.runReplayHistories({ workflowBundle: { code }, sinks, dataConverter: dataConverterFromEnv(fixtureCodecEnv()) }, ALL)) {
+  for await (const r of Worker.runReplayHistories(
+    { workflowBundle: { code }, sinks, dataConverter: dataConverterFromEnv(fixtureCodecEnv()) },
+    ALL,
+  )) {
     out.push(`${r.workflowId} ${r.error ? r.error.name : 'ok'}`);
   }
   return out;
 }
 
-const fixtureBundle = async (name: string): Promise<string> => (await bundleWorkflowCode({
-  workflowsPath: join(__dirname, 'fixtures', 'workflow-changes', `${name}.ts`), workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
-})).code;
+const fixtureBundle = async (name: string): Promise<string> =>
+  (
+    await bundleWorkflowCode({
+      workflowsPath: join(__dirname, 'fixtures', 'workflow-changes', `${name}.ts`),
+      workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
+    })
+  ).code;
 
 beforeAll(() => installQuietRuntime());
 
@@ -54,21 +67,36 @@ describe('histories recorded from released versions', () => {
     expect(VERSIONS.length).toBeGreaterThan(0);
     for (const version of VERSIONS) {
       const names = recorded(version).map((r) => r.workflowId.slice(version.length + 1));
-      for (const kind of ['failover-planned', 'failover-unplanned', 'reconcile', 'failback', 'drain', 'undrain', 'guardian']) {
-        expect(names.some((n) => n.startsWith(kind)), `${version} has no ${kind} history`).toBe(true);
+      for (const kind of [
+        'failover-planned',
+        'failover-unplanned',
+        'reconcile',
+        'failback',
+        'drain',
+        'undrain',
+        'guardian',
+      ]) {
+        expect(
+          names.some((n) => n.startsWith(kind)),
+          `${version} has no ${kind} history`,
+        ).toBe(true);
       }
     }
   });
 
-  it('every one replays with this checkout\'s workflow bundle', async () => {
+  it("every one replays with this checkout's workflow bundle", async () => {
     const results = await replay((await controlBundle()).workflowBundle.code);
     expect(results).toEqual(ALL.map((r) => `${r.workflowId} ok`));
   });
 
   it('a change to the runbook that alters its commands, not behind patched(), fails them', async () => {
     const broken = await replay(await fixtureBundle('unpatched'));
-    const runbooks = ALL.filter((r) => r.history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name === 'runbook').map((r) => r.workflowId);
+    const runbooks = ALL.filter(
+      (r) => r.history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name === 'runbook',
+    ).map((r) => r.workflowId);
     expect(runbooks.length).toBeGreaterThan(4);
-    expect(broken).toEqual(ALL.map((r) => `${r.workflowId} ${runbooks.includes(r.workflowId) ? 'DeterminismViolationError' : 'ok'}`));
+    expect(broken).toEqual(
+      ALL.map((r) => `${r.workflowId} ${runbooks.includes(r.workflowId) ? 'DeterminismViolationError' : 'ok'}`),
+    );
   });
 });

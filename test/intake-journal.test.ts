@@ -20,7 +20,9 @@ import { waitFor } from './support/wait';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
-const GATE = runbookFromText('kind: failover\nsteps:\n  - {id: approval, approval: {reason: policy asks a person to approve this failover}, when: [approval-required]}\n');
+const GATE = runbookFromText(
+  'kind: failover\nsteps:\n  - {id: approval, approval: {reason: policy asks a person to approve this failover}, when: [approval-required]}\n',
+);
 const TOKEN = 'journal-test-token';
 
 let te: TemporalEnv;
@@ -30,10 +32,26 @@ const logs: string[] = [];
 const log = (line: string) => logs.push(line);
 
 beforeAll(async () => {
-  te = await createTemporalEnv((address) => paperConfig(address, [
-    { name: 'replayed', regions: [WEST, EAST], triggers: { alarms: [{ source: 'alertmanager', name: 'PrimaryDown', regionLabel: 'region' }], approval: { unplanned: { policy: 'approve' } } } },
-    { name: 'offline', regions: [WEST, EAST], triggers: { alarms: [{ source: 'alertmanager', name: 'PrimaryDown', regionLabel: 'region' }], approval: { unplanned: { policy: 'approve' } } } },
-  ]));
+  te = await createTemporalEnv((address) =>
+    paperConfig(address, [
+      {
+        name: 'replayed',
+        regions: [WEST, EAST],
+        triggers: {
+          alarms: [{ source: 'alertmanager', name: 'PrimaryDown', regionLabel: 'region' }],
+          approval: { unplanned: { policy: 'approve' } },
+        },
+      },
+      {
+        name: 'offline',
+        regions: [WEST, EAST],
+        triggers: {
+          alarms: [{ source: 'alertmanager', name: 'PrimaryDown', regionLabel: 'region' }],
+          approval: { unplanned: { policy: 'approve' } },
+        },
+      },
+    ]),
+  );
   deliverer = new Deliverer({ client: te.client, config: te.config, runbook: GATE });
   await deliverer.configureAll();
   dir = mkdtempSync(join(tmpdir(), 'regionshift-journal-test-'));
@@ -55,13 +73,15 @@ async function view(service: string): Promise<GuardianView> {
 
 /** The journal's records (a damaged line, which the journal skips, is skipped here too). */
 function lines(path: string): Record<string, unknown>[] {
-  return readFileSync(path, 'utf8').split('\n').flatMap((l) => {
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
 }
 
 describe('alarm journal', () => {
@@ -84,7 +104,13 @@ describe('alarm journal', () => {
     await j1.close();
 
     // A crash after the guardian had them but before the marks reached the file.
-    writeFileSync(path, readFileSync(path, 'utf8').split('\n').filter((l) => !l.includes('"forwarded"')).join('\n'));
+    writeFileSync(
+      path,
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => !l.includes('"forwarded"'))
+        .join('\n'),
+    );
     const j2 = await AlarmJournal.open({ path, forward: deliverer, log });
     expect(j2.stats().replayed).toBe(2);
     await j2.drained();
@@ -99,7 +125,11 @@ describe('alarm journal', () => {
     await j2.deliver('replayed', [alarm('PrimaryDown-3')]);
     await j2.drained();
     await waitFor('the third distinct alarm to start the run', async () => (await view('replayed')).runsStarted === 1);
-    expect(lines(path).filter((l) => 'seq' in l).map((l) => l.seq)).toEqual([1, 2, 3]);
+    expect(
+      lines(path)
+        .filter((l) => 'seq' in l)
+        .map((l) => l.seq),
+    ).toEqual([1, 2, 3]);
     await j2.close();
   });
 
@@ -108,16 +138,32 @@ describe('alarm journal', () => {
     // A client whose Temporal is not there (and that does not retry): every forward fails, as
     // during a Temporal outage.
     const deadPort = await freePort();
-    const dead = new Client({ connection: Connection.lazy({ address: `127.0.0.1:${deadPort}`, connectTimeout: 200, interceptors: [] }) });
+    const dead = new Client({
+      connection: Connection.lazy({ address: `127.0.0.1:${deadPort}`, connectTimeout: 200, interceptors: [] }),
+    });
     const unreachable = new Deliverer({ client: dead, config: te.config, runbook: GATE });
     const journal = await AlarmJournal.open({ path, forward: unreachable, maxPending: 3, log });
-    const config = { ...te.config, services: te.config.services.filter((s) => s.name === 'offline'), triggers: { intake: { host: '127.0.0.1', port: 0 } } } as typeof te.config;
+    const config = {
+      ...te.config,
+      services: te.config.services.filter((s) => s.name === 'offline'),
+      triggers: { intake: { host: '127.0.0.1', port: 0 } },
+    } as typeof te.config;
     const server = await startIntakeServer({ config, sink: journal, secrets: { alertmanager: TOKEN }, log });
     const post = async () => {
       const res = await fetch(`${server.url}/alertmanager`, {
         method: 'POST',
         headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ version: '4', status: 'firing', alerts: [{ status: 'firing', labels: { alertname: 'PrimaryDown', region: WEST }, startsAt: new Date().toISOString() }] }),
+        body: JSON.stringify({
+          version: '4',
+          status: 'firing',
+          alerts: [
+            {
+              status: 'firing',
+              labels: { alertname: 'PrimaryDown', region: WEST },
+              startsAt: new Date().toISOString(),
+            },
+          ],
+        }),
       });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     };
@@ -125,12 +171,18 @@ describe('alarm journal', () => {
       for (let i = 0; i < 3; i++) expect((await post()).status).toBe(202);
       const refused = await post();
       expect(refused.status).toBe(503);
-      expect(String(refused.body.error)).toMatch(/^could not accept the alarm \(3 alarm deliveries are waiting for their guardians \(Failed to signalWithStart Workflow: .*\); refusing more until they drain\); retry$/);
+      expect(String(refused.body.error)).toMatch(
+        /^could not accept the alarm \(3 alarm deliveries are waiting for their guardians \(Failed to signalWithStart Workflow: .*\); refusing more until they drain\); retry$/,
+      );
       await waitFor('the forward to fail', async () => journal.stats().lastError !== undefined);
-      const health = (await (await fetch(`${server.url}/healthz`)).json()) as { journal: { pending: number; lastError: string } };
+      const health = (await (await fetch(`${server.url}/healthz`)).json()) as {
+        journal: { pending: number; lastError: string };
+      };
       expect(health.journal.pending).toBe(3);
       const said = logs.find((l) => l.includes('cannot forward'));
-      expect(said).toMatch(/^intake: cannot forward \d alarm delivery\(ies\) to their guardians: Failed to signalWithStart Workflow: .+; they are kept in \S+offline\.jsonl and retried$/);
+      expect(said).toMatch(
+        /^intake: cannot forward \d alarm delivery\(ies\) to their guardians: Failed to signalWithStart Workflow: .+; they are kept in \S+offline\.jsonl and retried$/,
+      );
     } finally {
       await server.close();
       await journal.close();
@@ -150,21 +202,33 @@ describe('alarm journal', () => {
   it('skips a damaged line, says which, and keeps the file as found; drops a torn last line', async () => {
     const path = join(dir, 'damaged.jsonl');
     const id = '0190f0e2-0000-7000-8000-000000000000';
-    const entry = (seq: number) => JSON.stringify({ seq, service: 'replayed', signals: [{ ...alarm(`Damaged-${seq}`), id: `${id}:${seq}.0` }] });
-    writeFileSync(path, [JSON.stringify({ journal: id, next: 1 }), entry(1), 'not json at all', entry(2), '{"seq":3,"serv'].join('\n'));
+    const entry = (seq: number) =>
+      JSON.stringify({ seq, service: 'replayed', signals: [{ ...alarm(`Damaged-${seq}`), id: `${id}:${seq}.0` }] });
+    writeFileSync(
+      path,
+      [JSON.stringify({ journal: id, next: 1 }), entry(1), 'not json at all', entry(2), '{"seq":3,"serv'].join('\n'),
+    );
     const seen: string[] = [];
-    const recorder = { deliver: async (_service: string, signals: AlarmSignal[]) => void seen.push(...signals.map((s) => s.name)) };
+    const recorder = {
+      deliver: async (_service: string, signals: AlarmSignal[]) => void seen.push(...signals.map((s) => s.name)),
+    };
     const before = logs.length;
     const journal = await AlarmJournal.open({ path, forward: recorder, log });
     await journal.drained();
     expect(seen).toEqual(['Damaged-1', 'Damaged-2']);
     const said = logs.slice(before).find((l) => l.includes('are not journal records'));
-    expect(said).toMatch(/line\(s\) 3 are not journal records and were skipped; the file as found is kept at .*damaged\.jsonl\.damaged-\d+/);
+    expect(said).toMatch(
+      /line\(s\) 3 are not journal records and were skipped; the file as found is kept at .*damaged\.jsonl\.damaged-\d+/,
+    );
     const aside = /kept at (\S+)$/.exec(said!)![1]!;
     expect(readFileSync(aside, 'utf8')).toContain('not json at all');
     // New deliveries continue the numbering after the last good one.
     await journal.deliver('replayed', [alarm('Damaged-next')]);
-    expect(lines(path).filter((l) => 'seq' in l).at(-1)!.seq).toBe(3);
+    expect(
+      lines(path)
+        .filter((l) => 'seq' in l)
+        .at(-1)!.seq,
+    ).toBe(3);
     await journal.close();
   });
 
@@ -172,9 +236,16 @@ describe('alarm journal', () => {
     const path = join(dir, 'locked.jsonl');
     const recorder = { deliver: async () => undefined };
     const first = await AlarmJournal.open({ path, forward: recorder, log });
-    const second = await AlarmJournal.open({ path, forward: recorder, log }).then(() => undefined, (e: unknown) => e);
+    const second = await AlarmJournal.open({ path, forward: recorder, log }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(second).toBeInstanceOf(LockBusyError);
-    expect((second as Error).message).toMatch(new RegExp(`the alarm journal ${path.replace(/[.]/g, '\\.')} is in use by another intake \\(pid ${process.pid}\\)`));
+    expect((second as Error).message).toMatch(
+      new RegExp(
+        `the alarm journal ${path.replace(/[.]/g, '\\.')} is in use by another intake \\(pid ${process.pid}\\)`,
+      ),
+    );
     await first.close();
     // Released on close: it opens again.
     const third = await AlarmJournal.open({ path, forward: recorder, log });

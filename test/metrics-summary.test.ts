@@ -13,14 +13,39 @@ const at = (s: number): string => new Date(T0 + s * 1000).toISOString();
 
 function record(over: Partial<RunRecord> = {}): RunRecord {
   return {
-    workflowId: 'regionshift-ledger', runId: 'r1', kind: 'failover', runbookHash: 'h', service: 'ledger', mode: 'unplanned', dryRun: false,
-    source: 'us-west-2', target: 'us-east-1', requestedBy: 'guardian', trigger: 'alarm:sns:x', status: 'succeeded',
-    startedAt: at(0), endedAt: at(100),
+    workflowId: 'regionshift-ledger',
+    runId: 'r1',
+    kind: 'failover',
+    runbookHash: 'h',
+    service: 'ledger',
+    mode: 'unplanned',
+    dryRun: false,
+    source: 'us-west-2',
+    target: 'us-east-1',
+    requestedBy: 'guardian',
+    trigger: 'alarm:sns:x',
+    status: 'succeeded',
+    startedAt: at(0),
+    endedAt: at(100),
     steps: [
       { id: 'preflight', title: 'Preflight', action: 'preflight', status: 'done', startedAt: at(0), endedAt: at(1) },
       { id: 'approve', title: 'Approve', action: 'approval', status: 'done', startedAt: at(1), endedAt: at(61) },
-      { id: 'promote', title: 'Promote', action: 'db.promote', region: 'us-east-1', status: 'done', startedAt: at(61), endedAt: at(63) },
-      { id: 'rejoin', title: 'Rejoin', action: 'db.rejoinAsStandby', status: 'skipped', detail: 'condition not met: planned' },
+      {
+        id: 'promote',
+        title: 'Promote',
+        action: 'db.promote',
+        region: 'us-east-1',
+        status: 'done',
+        startedAt: at(61),
+        endedAt: at(63),
+      },
+      {
+        id: 'rejoin',
+        title: 'Rejoin',
+        action: 'db.rejoinAsStandby',
+        status: 'skipped',
+        detail: 'condition not met: planned',
+      },
     ],
     approvals: [{ stepId: 'approve', by: 'carol', decision: 'approve', at: at(61) }],
     rtoMs: 70_000,
@@ -30,10 +55,22 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
 }
 
 describe('run summary', () => {
-  it('keeps the steps a run went through, with their times, and each approval\'s wait', () => {
+  it("keeps the steps a run went through, with their times, and each approval's wait", () => {
     const s = summarizeRun(record());
-    expect(s).toMatchObject({ kind: 'failover', mode: 'unplanned', result: 'succeeded', rtoMs: 70_000, rpoSeconds: 4.2, startedMs: T0, endedMs: T0 + 100_000 });
-    expect(s.steps.map((x) => [x.id, x.endedMs - x.startedMs])).toEqual([['preflight', 1000], ['approve', 60_000], ['promote', 2000]]);
+    expect(s).toMatchObject({
+      kind: 'failover',
+      mode: 'unplanned',
+      result: 'succeeded',
+      rtoMs: 70_000,
+      rpoSeconds: 4.2,
+      startedMs: T0,
+      endedMs: T0 + 100_000,
+    });
+    expect(s.steps.map((x) => [x.id, x.endedMs - x.startedMs])).toEqual([
+      ['preflight', 1000],
+      ['approve', 60_000],
+      ['promote', 2000],
+    ]);
     expect(s.steps.find((x) => x.id === 'promote')!.region).toBe('us-east-1');
     expect(s.approvals).toEqual([{ stepId: 'approve', decision: 'approve', waitMs: 60_000 }]);
   });
@@ -66,22 +103,38 @@ describe('worker metrics', () => {
     expect(find(e, 'regionshift_run_rto_seconds_sum', labels).map((s) => s.value)).toEqual([70]);
     expect(find(e, 'regionshift_run_rpo_seconds_bucket', { ...labels, le: '5' }).map((s) => s.value)).toEqual([1]);
     expect(find(e, 'regionshift_run_rpo_seconds_bucket', { ...labels, le: '1' }).map((s) => s.value)).toEqual([0]);
-    expect(find(e, 'regionshift_approval_wait_seconds_sum', { kind: 'failover', decision: 'approve' }).map((s) => s.value)).toEqual([120]);
-    expect(find(e, 'regionshift_step_duration_seconds_count', { step: 'approve', action: 'approval' }).map((s) => s.value)).toEqual([2]);
+    expect(
+      find(e, 'regionshift_approval_wait_seconds_sum', { kind: 'failover', decision: 'approve' }).map((s) => s.value),
+    ).toEqual([120]);
+    expect(
+      find(e, 'regionshift_step_duration_seconds_count', { step: 'approve', action: 'approval' }).map((s) => s.value),
+    ).toEqual([2]);
     expect(find(e, 'regionshift_step_duration_seconds_count', { step: 'rejoin' })).toEqual([]);
   });
 
-  it('a standby\'s lag is set from what the worker saw; a node that became the writer drops it', async () => {
+  it("a standby's lag is set from what the worker saw; a node that became the writer drops it", async () => {
     const metrics = new WorkerMetrics(newRegistry());
-    metrics.recordNode('ledger', {
-      region: 'us-east-1', reachable: true, role: 'standby', lsn: '0/3000060', receivedLsn: '0/3000160',
-      lastReplayedCommitAt: at(10), lastHeardFromPrimaryAt: at(12.5), streamingFrom: 'h:1',
-    }, T0 + 20_000);
+    metrics.recordNode(
+      'ledger',
+      {
+        region: 'us-east-1',
+        reachable: true,
+        role: 'standby',
+        lsn: '0/3000060',
+        receivedLsn: '0/3000160',
+        lastReplayedCommitAt: at(10),
+        lastHeardFromPrimaryAt: at(12.5),
+        streamingFrom: 'h:1',
+      },
+      T0 + 20_000,
+    );
     let e = parseExposition(await metrics.registry.metrics());
     const labels = { service: 'ledger', region: 'us-east-1' };
     expect(find(e, 'regionshift_replication_lag_seconds', labels).map((s) => s.value)).toEqual([2.5]);
     expect(find(e, 'regionshift_replication_replay_lag_bytes', labels).map((s) => s.value)).toEqual([256]);
-    expect(find(e, 'regionshift_replication_lag_observed_timestamp_seconds', labels).map((s) => s.value)).toEqual([(T0 + 20_000) / 1000]);
+    expect(find(e, 'regionshift_replication_lag_observed_timestamp_seconds', labels).map((s) => s.value)).toEqual([
+      (T0 + 20_000) / 1000,
+    ]);
     metrics.recordNode('ledger', { region: 'us-east-1', reachable: true, role: 'primary', lsn: '0/4000000' });
     e = parseExposition(await metrics.registry.metrics());
     expect(e.samples.filter((s) => s.name.startsWith('regionshift_replication_'))).toEqual([]);

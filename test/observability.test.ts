@@ -42,7 +42,11 @@ const processes: ChildProcess[] = [];
 /** What each /metrics served, for the dashboard check. */
 const served: Record<string, Exposition> = {};
 
-interface WorkerProcess { child: ChildProcess; metricsUrl: string; out: () => string }
+interface WorkerProcess {
+  child: ChildProcess;
+  metricsUrl: string;
+  out: () => string;
+}
 
 /** `regionshift worker`, as the local stack starts it; resolves once it printed its ready line. */
 async function spawnWorker(args: string[], env: Record<string, string> = {}): Promise<WorkerProcess> {
@@ -52,11 +56,16 @@ async function spawnWorker(args: string[], env: Record<string, string> = {}): Pr
   });
   processes.push(child);
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const deadline = Date.now() + 60_000;
   while (!out.includes('regionshift worker ready')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`regionshift worker ${args.join(' ')} did not start:\n${out}`);
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`regionshift worker ${args.join(' ')} did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   const url = /metrics=(\S+)/.exec(out)?.[1];
@@ -67,11 +76,18 @@ async function spawnWorker(args: string[], env: Record<string, string> = {}): Pr
 /** Runs the CLI to its end: exit code and everything it printed. */
 function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     processes.push(child);
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.once('exit', (code) => {
       clearTimeout(timer);
@@ -102,10 +118,16 @@ async function run(client: Client, target: string): Promise<RunRecord> {
 }
 
 /** Runs to replay with the workers' bundle: one recorded before tracing and metrics (as in-flight runs were), one after. */
-const histories: { workflowId: string; history: Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>> }[] = [];
+const histories: {
+  workflowId: string;
+  history: Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
+}[] = [];
 
 async function keepHistory(rec: RunRecord): Promise<void> {
-  histories.push({ workflowId: rec.workflowId, history: await fe.client.workflow.getHandle(rec.workflowId, rec.runId).fetchHistory() });
+  histories.push({
+    workflowId: rec.workflowId,
+    history: await fe.client.workflow.getHandle(rec.workflowId, rec.runId).fetchHistory(),
+  });
 }
 
 beforeAll(async () => {
@@ -132,18 +154,25 @@ async function startOtlpReceiver(): Promise<{ url: string; spans: string[]; clos
   const spans: string[] = [];
   const server = createHttpServer((req, res) => {
     let body = '';
-    req.on('data', (d: Buffer) => { body += d.toString(); });
+    req.on('data', (d: Buffer) => {
+      body += d.toString();
+    });
     req.on('end', () => {
       if (req.method === 'POST' && req.url === '/v1/traces') {
         const doc = JSON.parse(body) as { resourceSpans: { scopeSpans: { spans: { name: string }[] }[] }[] };
-        for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) for (const sp of ss.spans) spans.push(sp.name);
+        for (const rs of doc.resourceSpans)
+          for (const ss of rs.scopeSpans) for (const sp of ss.spans) spans.push(sp.name);
       }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
     });
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans, close: () => new Promise<void>((ok) => server.close(() => ok())) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    spans,
+    close: () => new Promise<void>((ok) => server.close(() => ok())),
+  };
 }
 
 describe('metrics', () => {
@@ -159,9 +188,18 @@ describe('metrics', () => {
     // Ports from the environment (how the local stack gives each worker its own), 0 = any free one;
     // spans to an OTLP endpoint, as OTEL_EXPORTER_OTLP_ENDPOINT says.
     otlp = await startOtlpReceiver();
-    const env = { REGIONSHIFT_METRICS_PORT: '0', OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '200' };
-    [west, east] = await Promise.all([spawnWorker(['--region', WEST], env), spawnWorker(['--region', EAST, '--no-control'], env)]);
-    expect(west.out()).toMatch(/metrics=http:\/\/127\.0\.0\.1:\d+\/metrics \(REGIONSHIFT_METRICS_PORT; with the Temporal SDK's\) traces=OTLP/);
+    const env = {
+      REGIONSHIFT_METRICS_PORT: '0',
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    };
+    [west, east] = await Promise.all([
+      spawnWorker(['--region', WEST], env),
+      spawnWorker(['--region', EAST, '--no-control'], env),
+    ]);
+    expect(west.out()).toMatch(
+      /metrics=http:\/\/127\.0\.0\.1:\d+\/metrics \(REGIONSHIFT_METRICS_PORT; with the Temporal SDK's\) traces=OTLP/,
+    );
 
     const before = await scrape(west.metricsUrl);
     expect(find(before, 'regionshift_runs_total')).toEqual([]);
@@ -185,7 +223,12 @@ describe('metrics', () => {
     const ran = rec.steps.filter((s) => s.startedAt && s.endedAt);
     expect(ran.length).toBeGreaterThan(4);
     for (const s of ran) {
-      expect(find(m, 'regionshift_step_duration_seconds_count', { kind: 'failover', step: s.id, status: s.status }).map((x) => x.value), s.id).toEqual([1]);
+      expect(
+        find(m, 'regionshift_step_duration_seconds_count', { kind: 'failover', step: s.id, status: s.status }).map(
+          (x) => x.value,
+        ),
+        s.id,
+      ).toEqual([1]);
     }
     // The Temporal SDK's own metrics, served on the same endpoint.
     expect(m.samples.some((s) => s.name.startsWith('temporal_'))).toBe(true);
@@ -193,22 +236,32 @@ describe('metrics', () => {
 
     // Replication lag, as each region's worker last saw its node (the run describes every region
     // at its end): us-east-1 is the standby now, us-west-2 the writer, which has no lag to show.
-    expect(m.samples.filter((s) => s.name.startsWith('regionshift_replication_') && s.labels.region === WEST)).toEqual([]);
+    expect(m.samples.filter((s) => s.name.startsWith('regionshift_replication_') && s.labels.region === WEST)).toEqual(
+      [],
+    );
     const e = await scrape(east.metricsUrl);
     served.eastWorker = e;
     const seen = find(e, 'regionshift_replication_lag_observed_timestamp_seconds', { service: 'ledger', region: EAST });
     expect(seen).toHaveLength(1);
     expect(seen[0]!.value).toBeGreaterThan(Date.now() / 1000 - 120);
-    for (const s of find(e, 'regionshift_replication_replay_lag_bytes', { service: 'ledger', region: EAST })) expect(s.value).toBeGreaterThanOrEqual(0);
+    for (const s of find(e, 'regionshift_replication_replay_lag_bytes', { service: 'ledger', region: EAST }))
+      expect(s.value).toBeGreaterThanOrEqual(0);
     // Runs are counted by the worker that ran the workflow, once: the activity-only worker has none.
     expect(find(e, 'regionshift_runs_total')).toEqual([]);
 
     // Both workers exported the run's spans by OTLP: the run, its steps, the activities each ran.
-    await waitFor('the run\'s spans at the OTLP endpoint', async () => otlp.spans.includes('RunWorkflow:runbook') && otlp.spans.includes('Step:promote') && otlp.spans.includes('RunActivity:dbVerifyWrites'), 20_000);
+    await waitFor(
+      "the run's spans at the OTLP endpoint",
+      async () =>
+        otlp.spans.includes('RunWorkflow:runbook') &&
+        otlp.spans.includes('Step:promote') &&
+        otlp.spans.includes('RunActivity:dbVerifyWrites'),
+      20_000,
+    );
     expect(otlp.spans).toContain('RunActivity:dbFenceWrites'); // us-east-1 was the writer: its worker fenced it
   });
 
-  it('the intake counts accepted and rejected alarms, and serves the guardians\' states and the last readiness evaluation', async () => {
+  it("the intake counts accepted and rejected alarms, and serves the guardians' states and the last readiness evaluation", async () => {
     (fe.config.services[0] as { triggers?: unknown }).triggers = {
       alarms: [{ source: 'alertmanager', name: 'LedgerPrimaryDown', regionLabel: 'region' }],
       debounce: { failures: 3, window: '2m' },
@@ -217,33 +270,76 @@ describe('metrics', () => {
     let intake: RunningIntake | undefined;
     try {
       const evaluation = await latestReadiness(fe.client, fe.config, fe.config.services[0]!, { now: true });
-      intake = await runIntake({ journalPath: join(dir, 'journal.jsonl'), config: fe.config, client: fe.client, secrets: { alertmanager: AM_TOKEN }, log: () => undefined });
-      const now = new Date().toISOString();
-      const alarm = (status: string) => JSON.stringify({
-        version: '4', status, receiver: 'regionshift', groupKey: '{}', groupLabels: {}, commonLabels: {}, commonAnnotations: {}, externalURL: 'http://alertmanager.test',
-        alerts: [{ status, labels: { alertname: 'LedgerPrimaryDown', region: WEST }, annotations: {}, startsAt: now, endsAt: now, generatorURL: 'http://prometheus.test', fingerprint: 'f00d' }],
+      intake = await runIntake({
+        journalPath: join(dir, 'journal.jsonl'),
+        config: fe.config,
+        client: fe.client,
+        secrets: { alertmanager: AM_TOKEN },
+        log: () => undefined,
       });
-      const post = (token: string) => fetch(`${intake!.server.url}/alertmanager`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: alarm('resolved') });
+      const now = new Date().toISOString();
+      const alarm = (status: string) =>
+        JSON.stringify({
+          version: '4',
+          status,
+          receiver: 'regionshift',
+          groupKey: '{}',
+          groupLabels: {},
+          commonLabels: {},
+          commonAnnotations: {},
+          externalURL: 'http://alertmanager.test',
+          alerts: [
+            {
+              status,
+              labels: { alertname: 'LedgerPrimaryDown', region: WEST },
+              annotations: {},
+              startsAt: now,
+              endsAt: now,
+              generatorURL: 'http://prometheus.test',
+              fingerprint: 'f00d',
+            },
+          ],
+        });
+      const post = (token: string) =>
+        fetch(`${intake!.server.url}/alertmanager`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: alarm('resolved'),
+        });
       expect((await post(AM_TOKEN)).status).toBe(202);
       expect((await post('wrong-token')).status).toBe(401);
 
       const m = await scrape(`${intake.server.url}/metrics`);
       served.intake = m;
-      expect(find(m, 'regionshift_intake_alarms_total', { endpoint: 'alertmanager', outcome: 'accepted' }).map((s) => s.value)).toEqual([1]);
-      expect(find(m, 'regionshift_intake_rejected_total', { endpoint: 'alertmanager', status: '401' }).map((s) => s.value)).toEqual([1]);
+      expect(
+        find(m, 'regionshift_intake_alarms_total', { endpoint: 'alertmanager', outcome: 'accepted' }).map(
+          (s) => s.value,
+        ),
+      ).toEqual([1]);
+      expect(
+        find(m, 'regionshift_intake_rejected_total', { endpoint: 'alertmanager', status: '401' }).map((s) => s.value),
+      ).toEqual([1]);
       expect(find(m, 'regionshift_intake_pending_alarms')).toHaveLength(1);
       // The guardian answers (the west worker runs it): exactly one state is 1, and it is a known one.
       const states = find(m, 'regionshift_guardian_state', { service: 'ledger' });
-      expect(states.filter((s) => s.value === 1).map((s) => s.labels.state)).toEqual([expect.stringMatching(/^(idle|debouncing|cooldown)$/)]);
+      expect(states.filter((s) => s.value === 1).map((s) => s.labels.state)).toEqual([
+        expect.stringMatching(/^(idle|debouncing|cooldown)$/),
+      ]);
       // The readiness schedule's last evaluation, what the alert RegionshiftNotReady watches.
-      expect(find(m, 'regionshift_readiness', { service: 'ledger' }).filter((s) => s.value === 1).map((s) => s.labels.status)).toEqual([evaluation.status]);
+      expect(
+        find(m, 'regionshift_readiness', { service: 'ledger' })
+          .filter((s) => s.value === 1)
+          .map((s) => s.labels.status),
+      ).toEqual([evaluation.status]);
     } finally {
       await intake?.stop();
     }
   });
 
   it('an invalid metrics port is refused before anything starts, naming the setting', async () => {
-    const bad = await runCli(['worker', '--region', WEST, '--config', configFile], { REGIONSHIFT_METRICS_PORT: 'ninety' });
+    const bad = await runCli(['worker', '--region', WEST, '--config', configFile], {
+      REGIONSHIFT_METRICS_PORT: 'ninety',
+    });
     expect(bad.code).toBe(2);
     expect(bad.out).toContain('REGIONSHIFT_METRICS_PORT="ninety" is not a port number');
 
@@ -283,7 +379,13 @@ describe('traces', () => {
   it('a failover is one trace: a root for the run, a span per step and per activity', async () => {
     const exporter = new InMemorySpanExporter();
     const processor = new SimpleSpanProcessor(exporter);
-    const common = { config: fe.config, address: fe.config.temporal.address, namespace: fe.config.temporal.namespace, metricsPort: { port: 0, setting: 'test' }, spanProcessor: processor };
+    const common = {
+      config: fe.config,
+      address: fe.config.temporal.address,
+      namespace: fe.config.temporal.namespace,
+      metricsPort: { port: 0, setting: 'test' },
+      spanProcessor: processor,
+    };
     const rws: RegionWorkers[] = [];
     const running: Promise<void>[] = [];
     try {
@@ -293,14 +395,20 @@ describe('traces', () => {
       // As `regionshift worker` does: new runs start on this control worker's version.
       await rws[0]!.makeCurrent();
       const tracing = startTracing('regionshift-test-client', processor, {})!;
-      const client = new Client({ connection: fe.client.connection, namespace: fe.config.temporal.namespace, dataConverter: dataConverterFromEnv(), interceptors: clientInterceptors(tracing) });
+      const client = new Client({
+        connection: fe.client.connection,
+        namespace: fe.config.temporal.namespace,
+        dataConverter: dataConverterFromEnv(),
+        interceptors: clientInterceptors(tracing),
+      });
 
       const rec = await run(client, EAST);
       expect(rec.status).toBe('succeeded');
       await processor.forceFlush();
 
       const spans = exporter.getFinishedSpans();
-      const rootOf = (s: ReadableSpan) => spans.find((r) => r.spanContext().traceId === s.spanContext().traceId && !r.parentSpanId);
+      const rootOf = (s: ReadableSpan) =>
+        spans.find((r) => r.spanContext().traceId === s.spanContext().traceId && !r.parentSpanId);
       const start = spans.filter((s) => s.name === 'StartWorkflow:runbook');
       expect(start).toHaveLength(1);
       const traceId = start[0]!.spanContext().traceId;
@@ -321,7 +429,15 @@ describe('traces', () => {
       expect(promote.attributes['regionshift.region']).toBe(EAST);
 
       // A span per activity: scheduled by the run, and run by the region's worker under it.
-      for (const activity of ['dbDescribe', 'dbFenceWrites', 'dbWaitForLag', 'dbPromote', 'trafficShift', 'dbVerifyWrites', 'dbRejoinAsStandby']) {
+      for (const activity of [
+        'dbDescribe',
+        'dbFenceWrites',
+        'dbWaitForLag',
+        'dbPromote',
+        'trafficShift',
+        'dbVerifyWrites',
+        'dbRejoinAsStandby',
+      ]) {
         const scheduled = trace.filter((s) => s.name === `StartActivity:${activity}`);
         const ranBy = trace.filter((s) => s.name === `RunActivity:${activity}`);
         expect(scheduled.length, activity).toBeGreaterThan(0);
@@ -339,17 +455,24 @@ describe('traces', () => {
 });
 
 describe('replay', () => {
-  it('runs recorded before and after the interceptors replay with the workers\' bundle', async () => {
+  it("runs recorded before and after the interceptors replay with the workers' bundle", async () => {
     expect(histories).toHaveLength(2);
     const results: string[] = [];
     const sinks = { regionshiftMetrics: { runEnded: { fn: () => undefined } }, ...workflowExporterSink(undefined) };
-    for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: WORKFLOW_BUNDLE }, sinks, dataConverter: dataConverterFromEnv() }, histories)) results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
+    for await (const r of Worker.runReplayHistories(
+      { workflowBundle: { codePath: WORKFLOW_BUNDLE }, sinks, dataConverter: dataConverterFromEnv() },
+      histories,
+    ))
+      results.push(`${r.workflowId} ${r.error ? String(r.error) : 'ok'}`);
     expect(results).toEqual(histories.map((h) => `${h.workflowId} ok`));
   });
 });
 
 describe('the Grafana dashboard', () => {
-  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: { title: string; targets?: { expr: string }[] }[]; templating: { list: { query?: unknown }[] } };
+  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+    panels: { title: string; targets?: { expr: string }[] }[];
+    templating: { list: { query?: unknown }[] };
+  };
 
   it('is a valid Grafana dashboard', () => {
     const validate = new Ajv({ allErrors: true, strict: false }).compile(GRAFANA_DASHBOARD_SCHEMA);
@@ -358,7 +481,9 @@ describe('the Grafana dashboard', () => {
     expect(validate({ ...dashboard, panels: [{ ...dashboard.panels[0], gridPos: { x: 0 } }] })).toBe(false);
     expect(validate({ ...dashboard, schemaVersion: 'new' })).toBe(false);
     // On Grafana's 24-column grid, inside it and no two panels on the same cells.
-    const boxes = (dashboard.panels as unknown as { title: string; gridPos: { x: number; y: number; w: number; h: number } }[]).map((p) => ({ title: p.title, ...p.gridPos }));
+    const boxes = (
+      dashboard.panels as unknown as { title: string; gridPos: { x: number; y: number; w: number; h: number } }[]
+    ).map((p) => ({ title: p.title, ...p.gridPos }));
     for (const b of boxes) expect(b.x + b.w, b.title).toBeLessThanOrEqual(24);
     for (const [i, a] of boxes.entries()) {
       for (const b of boxes.slice(i + 1)) {
@@ -372,9 +497,12 @@ describe('the Grafana dashboard', () => {
     expect(Object.keys(served).sort(), 'the metrics tests ran first').toEqual(['eastWorker', 'intake', 'worker']);
     const queried = new Set<string>();
     for (const p of dashboard.panels) {
-      for (const t of p.targets ?? []) for (const m of t.expr.matchAll(/\b(?:regionshift|temporal|process|nodejs)_[a-z0-9_]+/g)) queried.add(m[0]);
+      for (const t of p.targets ?? [])
+        for (const m of t.expr.matchAll(/\b(?:regionshift|temporal|process|nodejs)_[a-z0-9_]+/g)) queried.add(m[0]);
     }
-    for (const v of dashboard.templating.list) for (const m of JSON.stringify(v.query ?? '').matchAll(/\b(?:regionshift|temporal)_[a-z0-9_]+/g)) queried.add(m[0]);
+    for (const v of dashboard.templating.list)
+      for (const m of JSON.stringify(v.query ?? '').matchAll(/\b(?:regionshift|temporal)_[a-z0-9_]+/g))
+        queried.add(m[0]);
     const names = [...queried];
     expect(names.length).toBeGreaterThan(8);
     const all = Object.values(served);

@@ -26,7 +26,11 @@ let fe: FailoverEnv;
 
 beforeAll(async () => {
   fe = await createFailoverEnv();
-  await psql(fe.pg.bin, fe.nodes[WEST]!, 'CREATE TABLE transfers(id uuid PRIMARY KEY, amount int NOT NULL); GRANT ALL ON transfers TO app;');
+  await psql(
+    fe.pg.bin,
+    fe.nodes[WEST]!,
+    'CREATE TABLE transfers(id uuid PRIMARY KEY, amount int NOT NULL); GRANT ALL ON transfers TO app;',
+  );
 });
 
 afterAll(async () => {
@@ -81,7 +85,7 @@ function writer(node: PgNode, kind: Ack['client'], acks: Ack[], stop: () => bool
 }
 
 describe('one writer', () => {
-  it('planned failover with clients writing to both regions, plain and BEGIN READ WRITE: the old primary acknowledges nothing after the new one\'s first write, and every acknowledged write is on the new primary', async () => {
+  it("planned failover with clients writing to both regions, plain and BEGIN READ WRITE: the old primary acknowledges nothing after the new one's first write, and every acknowledged write is on the new primary", async () => {
     const acks: Ack[] = [];
     let stopped = false;
     const stop = (): boolean => stopped;
@@ -90,12 +94,17 @@ describe('one writer', () => {
     );
 
     await waitFor('both kinds of client writing to the primary', async () =>
-      acks.filter((a) => a.region === WEST && a.client === 'plain').length >= 20 && acks.some((a) => a.region === WEST && a.client === 'read-write') ? true : undefined,
+      acks.filter((a) => a.region === WEST && a.client === 'plain').length >= 20 &&
+      acks.some((a) => a.region === WEST && a.client === 'read-write')
+        ? true
+        : undefined,
     );
     const started = await startRun(fe.client, fe.input({ target: EAST }));
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     const afterRun = acks.filter((a) => a.region === EAST).length;
-    await waitFor('writes on the new primary after the run', async () => (acks.filter((a) => a.region === EAST).length >= afterRun + 20 ? true : undefined));
+    await waitFor('writes on the new primary after the run', async () =>
+      acks.filter((a) => a.region === EAST).length >= afterRun + 20 ? true : undefined,
+    );
     stopped = true;
     const attempts = await Promise.all(clients);
 
@@ -111,7 +120,9 @@ describe('one writer', () => {
     const firstNew = Math.min(...onEast.map((a) => a.at));
     expect(lastOld).toBeLessThan(firstNew);
     // Nothing the old primary acknowledged was discarded by the rejoin.
-    const present = await fe.appPool(EAST).query<{ id: string }>('SELECT id FROM transfers WHERE id = ANY($1::uuid[])', [acks.map((a) => a.id)]);
+    const present = await fe
+      .appPool(EAST)
+      .query<{ id: string }>('SELECT id FROM transfers WHERE id = ANY($1::uuid[])', [acks.map((a) => a.id)]);
     expect(present.rowCount).toBe(acks.length);
     expect(rec.rejoin?.streamingFrom).toContain(String(fe.nodes[EAST]!.port));
   });
@@ -120,18 +131,22 @@ describe('one writer', () => {
     // us-east-1 is the writer now (the test above). Hold the run right after the fence.
     const hbaFile = join(fe.nodes[EAST]!.dataDir, 'pg_hba.conf');
     const before = readFileSync(hbaFile, 'utf8');
-    const holdAfterFence = runbookFromText([
-      'kind: failover',
-      'steps:',
-      '  - {id: preflight, action: preflight}',
-      '  - {id: fence, action: db.fenceWrites}',
-      '  - {id: hold, approval: {reason: held by the test}}',
-      '  - {id: confirm-lag, action: db.waitForLag}',
-      '  - {id: promote, action: db.promote}',
-    ].join('\n'));
+    const holdAfterFence = runbookFromText(
+      [
+        'kind: failover',
+        'steps:',
+        '  - {id: preflight, action: preflight}',
+        '  - {id: fence, action: db.fenceWrites}',
+        '  - {id: hold, approval: {reason: held by the test}}',
+        '  - {id: confirm-lag, action: db.waitForLag}',
+        '  - {id: promote, action: db.promote}',
+      ].join('\n'),
+    );
     const started = await startRun(fe.client, fe.input({ target: WEST }, holdAfterFence));
     await waitFor('the hold after the fence', async () =>
-      (await fe.client.workflow.getHandle(runWorkflowId(SERVICE)).query<RunRecord>('progress')).pendingApproval ? true : undefined,
+      (await fe.client.workflow.getHandle(runWorkflowId(SERVICE)).query<RunRecord>('progress')).pendingApproval
+        ? true
+        : undefined,
     );
     expect(readFileSync(hbaFile, 'utf8')).not.toBe(before);
     expect(await fe.isWritable(EAST)).toBe(false);

@@ -42,11 +42,23 @@ describe('readiness schedule on a live pair', () => {
     // The one possible target, by its own dry run: the failover's preflight and plan toward it.
     expect(e.perTarget?.map((t) => [t.region, t.status, t.mode])).toEqual([[EAST, 'pass', 'planned']]);
     const east = e.perTarget![0]!;
-    expect(east.checks.find((c) => c.check === 'preflight')?.detail).toBe(`a planned failover's preflight passes: writer ${WEST}, target ${EAST} standby streaming`);
+    expect(east.checks.find((c) => c.check === 'preflight')?.detail).toBe(
+      `a planned failover's preflight passes: writer ${WEST}, target ${EAST} standby streaming`,
+    );
     expect(east.checks.find((c) => c.check === 'worker')?.detail).toBe(`the workers of ${WEST}, ${EAST} answer`);
-    expect(east.checks.find((c) => c.check === 'approvers')?.detail).toBe('planned failovers need 1 approver (policy.approval.planned: required): carol (ssh) can approve');
-    expect(east.plan?.filter((s) => !s.skip).map((s) => `${s.id}@${s.region ?? 'control'}`))
-      .toEqual(['preflight@control', 'approval@control', `fence@${WEST}`, `confirm-lag@${EAST}`, `promote@${EAST}`, `shift-traffic@${EAST}`, `verify@${EAST}`, `rejoin@${WEST}`]);
+    expect(east.checks.find((c) => c.check === 'approvers')?.detail).toBe(
+      'planned failovers need 1 approver (policy.approval.planned: required): carol (ssh) can approve',
+    );
+    expect(east.plan?.filter((s) => !s.skip).map((s) => `${s.id}@${s.region ?? 'control'}`)).toEqual([
+      'preflight@control',
+      'approval@control',
+      `fence@${WEST}`,
+      `confirm-lag@${EAST}`,
+      `promote@${EAST}`,
+      `shift-traffic@${EAST}`,
+      `verify@${EAST}`,
+      `rejoin@${WEST}`,
+    ]);
     // The dry run is a run of its own to open in the UI, marked as one so nothing follows or counts it as the service's.
     const dry = await fe.client.workflow.getHandle(east.dryRun!.workflowId, east.dryRun!.runId).describe();
     expect(dry.searchAttributes).toMatchObject({ RegionshiftMode: ['dry-run'], RegionshiftTarget: [EAST] });
@@ -69,22 +81,29 @@ describe('readiness schedule on a live pair', () => {
     expect(down.targets).toEqual([]);
     const east = down.perTarget!.find((t) => t.region === EAST)!;
     expect(east.status).toBe('fail');
-    expect(east.checks.find((c) => c.check === 'preflight')?.detail).toMatch(/^a planned failover to us-east-1 would be refused: target us-east-1 is unreachable: /);
+    expect(east.checks.find((c) => c.check === 'preflight')?.detail).toMatch(
+      /^a planned failover to us-east-1 would be refused: target us-east-1 is unreachable: /,
+    );
     expect(formatReadiness(down)).toContain('ledger: FAIL');
     expect(formatReadiness(down)).toContain('  to us-east-1: FAIL (planned dry run regionshift-readiness-ledger-');
 
     await start(fe.pg.bin, fe.pg.standby);
     // Back up, it reconnects to the writer within a moment: the evaluation says when it streams.
-    const up = await waitFor('the restarted standby to pass', async () => {
-      const e = await latestReadiness(fe.client, fe.config, service, { now: true });
-      return e.status === 'pass' ? e : undefined;
-    }, 30_000, 500);
+    const up = await waitFor(
+      'the restarted standby to pass',
+      async () => {
+        const e = await latestReadiness(fe.client, fe.config, service, { now: true });
+        return e.status === 'pass' ? e : undefined;
+      },
+      30_000,
+      500,
+    );
     expect(up.targets).toEqual([EAST]);
     expect(up.checks.filter((c) => c.status !== 'pass')).toEqual([]);
     expect(up.perTarget?.flatMap((t) => t.checks).filter((c) => c.status !== 'pass')).toEqual([]);
   });
 
-  it('the control worker loads each approver\'s keys as it would to verify a decision', async () => {
+  it("the control worker loads each approver's keys as it would to verify a decision", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'regionshift-readiness-keys-'));
     try {
       writeFileSync(join(dir, 'erin.pub'), `# erin's laptop\n${sshKey('erin').publicKey}\n`);
@@ -94,10 +113,17 @@ describe('readiness schedule on a live pair', () => {
         { name: 'erin', sshKeys: [], sshKeysFile: join(dir, 'erin.pub') },
         { name: 'dave', sshKeys: [], sshKeysFile: join(dir, 'dave.pub') },
       ];
-      const report = await createDecisionActivities(config, { slackDecisionKey: '' }).checkApprovers({ service: SERVICE });
+      const report = await createDecisionActivities(config, { slackDecisionKey: '' }).checkApprovers({
+        service: SERVICE,
+      });
       expect(report).toEqual({
-        ssh: [{ name: 'carol', keys: 1 }, { name: 'erin', keys: 1 }, { name: 'dave', keys: 0, error: `cannot read sshKeysFile ${join(dir, 'dave.pub')} (ENOENT)` }],
-        slack: { planned: [], unplanned: [] }, slackKey: false,
+        ssh: [
+          { name: 'carol', keys: 1 },
+          { name: 'erin', keys: 1 },
+          { name: 'dave', keys: 0, error: `cannot read sshKeysFile ${join(dir, 'dave.pub')} (ENOENT)` },
+        ],
+        slack: { planned: [], unplanned: [] },
+        slackKey: false,
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -111,7 +137,9 @@ describe('readiness schedule on a live pair', () => {
       expect(e.status).toBe('fail');
       const east = e.perTarget!.find((t) => t.region === EAST)!;
       expect(east.checks.find((c) => c.check === 'worker')).toMatchObject({ region: EAST, status: 'fail' });
-      expect(east.checks.find((c) => c.check === 'worker')?.detail).toMatch(/^us-east-1's worker did not answer \(.*\)$/);
+      expect(east.checks.find((c) => c.check === 'worker')?.detail).toMatch(
+        /^us-east-1's worker did not answer \(.*\)$/,
+      );
       expect(east.checks.find((c) => c.check === 'preflight')?.status).toBe('fail');
     } finally {
       await fe.startRegion(EAST);
@@ -121,50 +149,109 @@ describe('readiness schedule on a live pair', () => {
 
 describe('the judgement', () => {
   const input: ReadinessInput = {
-    service: 'ledger', regions: [WEST, EAST, 'eu-west-1'], rpoBudgetSeconds: 5,
+    service: 'ledger',
+    regions: [WEST, EAST, 'eu-west-1'],
+    rpoBudgetSeconds: 5,
     residency: { class: 'us', allowedRegions: ['us-*'], allowOutside: false },
     endpoints: { [WEST]: 'db.w.', [EAST]: 'db.e.', 'eu-west-1': 'db.eu.' },
   };
-  const traffic = { state: { recordName: 'ledger.', records: [WEST, EAST, 'eu-west-1'].map((r, i) => ({ region: r, target: ['db.w.', 'db.e.', 'db.eu.'][i]!, weight: 1, ttl: 5 })) } };
+  const traffic = {
+    state: {
+      recordName: 'ledger.',
+      records: [WEST, EAST, 'eu-west-1'].map((r, i) => ({
+        region: r,
+        target: ['db.w.', 'db.e.', 'db.eu.'][i]!,
+        weight: 1,
+        ttl: 5,
+      })),
+    },
+  };
   const writer = { region: WEST, reachable: true, role: 'primary' as const, lsn: '0/3000100' };
   const standby = (region: string, lagMs: number) => ({
-    region, reachable: true, role: 'standby' as const, lsn: '0/3000000', receivedLsn: '0/3000100', streamingFrom: '127.0.0.1:1',
-    lastHeardFromPrimaryAt: new Date(10_000 + lagMs).toISOString(), lastReplayedCommitAt: new Date(10_000).toISOString(),
+    region,
+    reachable: true,
+    role: 'standby' as const,
+    lsn: '0/3000000',
+    receivedLsn: '0/3000100',
+    streamingFrom: '127.0.0.1:1',
+    lastHeardFromPrimaryAt: new Date(10_000 + lagMs).toISOString(),
+    lastReplayedCommitAt: new Date(10_000).toISOString(),
   });
 
   it('lag over the budget fails that standby; residency keeps eu-west-1 out of the targets', () => {
     const e = evaluateReadiness(input, [writer, standby(EAST, 9_000), standby('eu-west-1', 100)], traffic, 0);
     expect(e.status).toBe('fail');
-    expect(e.checks.find((c) => c.region === EAST)).toMatchObject({ check: 'lag', status: 'fail', detail: 'us-east-1 replays 9.0 s behind, over the RPO budget of 5 s' });
+    expect(e.checks.find((c) => c.region === EAST)).toMatchObject({
+      check: 'lag',
+      status: 'fail',
+      detail: 'us-east-1 replays 9.0 s behind, over the RPO budget of 5 s',
+    });
     expect(e.targets).toEqual([]);
-    expect(e.checks.find((c) => c.check === 'targets')?.detail).toBe('no region a failover from us-west-2 could go to (residency class us rules out eu-west-1)');
+    expect(e.checks.find((c) => c.check === 'targets')?.detail).toBe(
+      'no region a failover from us-west-2 could go to (residency class us rules out eu-west-1)',
+    );
   });
 
   it('a record pointing elsewhere, or traffic that cannot be read, fails the traffic check', () => {
-    const moved = { state: { ...traffic.state, records: traffic.state.records.map((r) => (r.region === EAST ? { ...r, target: 'db.other.' } : r)) } };
+    const moved = {
+      state: {
+        ...traffic.state,
+        records: traffic.state.records.map((r) => (r.region === EAST ? { ...r, target: 'db.other.' } : r)),
+      },
+    };
     const e = evaluateReadiness(input, [writer, standby(EAST, 100), standby('eu-west-1', 100)], moved, 0);
     expect(e.checks.filter((c) => c.status === 'fail')).toEqual([
-      { check: 'traffic', region: EAST, status: 'fail', detail: "ledger.'s record for us-east-1 points at db.other., not the configured db.e." },
+      {
+        check: 'traffic',
+        region: EAST,
+        status: 'fail',
+        detail: "ledger.'s record for us-east-1 points at db.other., not the configured db.e.",
+      },
     ]);
     expect(e.targets).toEqual([EAST]);
-    expect(evaluateReadiness(input, [writer, standby(EAST, 100)], { error: 'AccessDenied' }, 0).checks.find((c) => c.check === 'traffic'))
-      .toEqual({ check: 'traffic', status: 'fail', detail: 'the traffic records could not be read: AccessDenied' });
+    expect(
+      evaluateReadiness(input, [writer, standby(EAST, 100)], { error: 'AccessDenied' }, 0).checks.find(
+        (c) => c.check === 'traffic',
+      ),
+    ).toEqual({ check: 'traffic', status: 'fail', detail: 'the traffic records could not be read: AccessDenied' });
   });
 
   it('per target: a refused dry run or a record pointing elsewhere fails that target only, and takes it out of the targets', () => {
-    const moved = { state: { ...traffic.state, records: traffic.state.records.map((r) => (r.region === EAST ? { ...r, target: 'db.other.' } : r)) } };
+    const moved = {
+      state: {
+        ...traffic.state,
+        records: traffic.state.records.map((r) => (r.region === EAST ? { ...r, target: 'db.other.' } : r)),
+      },
+    };
     const free = { ...input, residency: undefined };
     const e = evaluateReadiness(free, [writer, standby(EAST, 100), standby('eu-west-1', 100)], moved, 0, {
       workersDown: {},
       dryRuns: {
-        [EAST]: { mode: 'planned', workflowId: 'w-east', preflight: 'writer us-west-2, target us-east-1 standby streaming' },
-        'eu-west-1': { mode: 'planned', workflowId: 'w-eu', refused: 'cannot read the traffic records of ledger from eu-west-1: AccessDenied' },
+        [EAST]: {
+          mode: 'planned',
+          workflowId: 'w-east',
+          preflight: 'writer us-west-2, target us-east-1 standby streaming',
+        },
+        'eu-west-1': {
+          mode: 'planned',
+          workflowId: 'w-eu',
+          refused: 'cannot read the traffic records of ledger from eu-west-1: AccessDenied',
+        },
       },
     });
-    expect(e.perTarget?.map((t) => [t.region, t.status])).toEqual([[EAST, 'fail'], ['eu-west-1', 'fail']]);
+    expect(e.perTarget?.map((t) => [t.region, t.status])).toEqual([
+      [EAST, 'fail'],
+      ['eu-west-1', 'fail'],
+    ]);
     expect(e.perTarget![0]!.checks.filter((c) => c.status === 'fail').map((c) => c.check)).toEqual(['traffic']);
     expect(e.perTarget![1]!.checks.filter((c) => c.status === 'fail')).toEqual([
-      { check: 'preflight', region: 'eu-west-1', status: 'fail', detail: 'a planned failover to eu-west-1 would be refused: cannot read the traffic records of ledger from eu-west-1: AccessDenied' },
+      {
+        check: 'preflight',
+        region: 'eu-west-1',
+        status: 'fail',
+        detail:
+          'a planned failover to eu-west-1 would be refused: cannot read the traffic records of ledger from eu-west-1: AccessDenied',
+      },
     ]);
     expect(e.targets).toEqual([]);
   });
@@ -173,14 +260,32 @@ describe('the judgement', () => {
 describe('approvers', () => {
   const need: ApprovalNeed = { required: true, quorum: 2, why: 'triggers.approval.unplanned for alarm and Slack runs' };
 
-  it('fails when fewer can approve than needed, and says whose keys could not be loaded; Slack approvers count only with the bot\'s key', () => {
-    const report = { ssh: [{ name: 'carol', keys: 1 }, { name: 'dave', keys: 0, error: 'cannot read sshKeysFile /keys/dave.pub (ENOENT)' }], slack: { planned: [], unplanned: ['UERIN001'] }, slackKey: false };
+  it("fails when fewer can approve than needed, and says whose keys could not be loaded; Slack approvers count only with the bot's key", () => {
+    const report = {
+      ssh: [
+        { name: 'carol', keys: 1 },
+        { name: 'dave', keys: 0, error: 'cannot read sshKeysFile /keys/dave.pub (ENOENT)' },
+      ],
+      slack: { planned: [], unplanned: ['UERIN001'] },
+      slackKey: false,
+    };
     expect(approversCheck(EAST, 'unplanned', need, report)).toEqual({
-      check: 'approvers', region: EAST, status: 'fail',
-      detail: 'unplanned failovers need 2 approvers (triggers.approval.unplanned for alarm and Slack runs) but only carol (ssh) can approve; '
-        + 'keys this worker cannot load: dave (cannot read sshKeysFile /keys/dave.pub (ENOENT)); Slack approvers UERIN001 cannot count: the control workers have no REGIONSHIFT_SLACK_DECISION_KEY',
+      check: 'approvers',
+      region: EAST,
+      status: 'fail',
+      detail:
+        'unplanned failovers need 2 approvers (triggers.approval.unplanned for alarm and Slack runs) but only carol (ssh) can approve; ' +
+        'keys this worker cannot load: dave (cannot read sshKeysFile /keys/dave.pub (ENOENT)); Slack approvers UERIN001 cannot count: the control workers have no REGIONSHIFT_SLACK_DECISION_KEY',
     });
-    expect(approversCheck(EAST, 'unplanned', need, { ...report, slackKey: true })).toMatchObject({ status: 'warn', detail: expect.stringContaining(': carol (ssh), UERIN001 (Slack) can approve; keys this worker cannot load: dave') });
-    expect(approversCheck(EAST, 'planned', { required: false, quorum: 1, why: '' }, report)).toMatchObject({ status: 'pass', detail: 'planned failovers need no approval' });
+    expect(approversCheck(EAST, 'unplanned', need, { ...report, slackKey: true })).toMatchObject({
+      status: 'warn',
+      detail: expect.stringContaining(
+        ': carol (ssh), UERIN001 (Slack) can approve; keys this worker cannot load: dave',
+      ),
+    });
+    expect(approversCheck(EAST, 'planned', { required: false, quorum: 1, why: '' }, report)).toMatchObject({
+      status: 'pass',
+      detail: 'planned failovers need no approval',
+    });
   });
 });

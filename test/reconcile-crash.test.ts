@@ -9,7 +9,16 @@ import type { RunRecord } from '../src/contract/runbook/types';
 import { awaitRecord, startRun } from '../src/lib/runs/client';
 import { buildFollowUpInput, listCases } from '../src/lib/runs/reconcile';
 import { createFailoverEnv, spawnRegionWorker, type FailoverEnv, type WorkerProcess } from './support/failover-env';
-import { badBalances, EAST, journalHas, makeDivergence, pgClient, sql, WEST, type DivergenceRun } from './support/divergence';
+import {
+  badBalances,
+  EAST,
+  journalHas,
+  makeDivergence,
+  pgClient,
+  sql,
+  WEST,
+  type DivergenceRun,
+} from './support/divergence';
 import { waitFor } from './support/wait';
 
 let fe: FailoverEnv;
@@ -18,17 +27,28 @@ let worker: WorkerProcess | undefined;
 
 async function input(kind: 'reconcile' | 'failback', overrideReason?: string) {
   return buildFollowUpInput(fe.client, fe.config, loadRunbook(builtinRunbookPath(kind)), {
-    service: 'ledger', requestedBy: 'alice', trigger: 'test', ...(overrideReason ? { overrideReason } : {}),
+    service: 'ledger',
+    requestedBy: 'alice',
+    trigger: 'test',
+    ...(overrideReason ? { overrideReason } : {}),
   });
 }
 
 const waiting = async (): Promise<number | false> => {
-  const rows = await sql<{ pid: number }>(fe, EAST, `SELECT pid FROM pg_stat_activity WHERE application_name = 'regionshift' AND wait_event_type = 'Lock'`);
+  const rows = await sql<{ pid: number }>(
+    fe,
+    EAST,
+    `SELECT pid FROM pg_stat_activity WHERE application_name = 'regionshift' AND wait_event_type = 'Lock'`,
+  );
   return rows[0]?.pid ?? false;
 };
 
 beforeAll(async () => {
-  fe = await createFailoverEnv({ approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600 });
+  fe = await createFailoverEnv({
+    approval: { planned: 'none', unplanned: 'none' },
+    allowDataLoss: true,
+    rpoBudgetSeconds: 600,
+  });
   d = await makeDivergence(fe, { engineered: true });
   await d.load.stop();
 }, 240_000);
@@ -57,22 +77,36 @@ describe('a worker crash in the middle of reconciliation', () => {
     const started = await startRun(fe.client, rcInput);
     const first = await waitFor('the apply transaction to wait on the held loan', waiting, 90_000, 100);
     // Its inserts are done but not committed.
-    const inserted = await sql<{ n: string }>(fe, EAST, `SELECT count(*) AS n FROM pg_locks WHERE pid = $1 AND mode = 'RowExclusiveLock'`, [first]);
+    const inserted = await sql<{ n: string }>(
+      fe,
+      EAST,
+      `SELECT count(*) AS n FROM pg_locks WHERE pid = $1 AND mode = 'RowExclusiveLock'`,
+      [first],
+    );
     expect(Number(inserted[0]!.n)).toBeGreaterThan(0);
 
     await worker.kill();
     worker = undefined;
     // The server notices the client is gone (client_connection_check_interval) and rolls back.
-    await waitFor('the dead worker\'s transaction to end', async () => (await sql(fe, EAST, 'SELECT 1 FROM pg_stat_activity WHERE pid = $1', [first])).length === 0, 30_000);
+    await waitFor(
+      "the dead worker's transaction to end",
+      async () => (await sql(fe, EAST, 'SELECT 1 FROM pg_stat_activity WHERE pid = $1', [first])).length === 0,
+      30_000,
+    );
     const run = await sql<{ applied_pass: number }>(fe, EAST, 'SELECT applied_pass FROM regionshift.reconcile_runs');
     expect(run.map((r) => r.applied_pass)).toEqual([0]);
     expect(await sql(fe, EAST, 'SELECT 1 FROM regionshift.reconcile_provenance')).toEqual([]);
 
     await fe.startRegion(EAST);
-    const second = await waitFor('the retried apply to wait on the held loan', async () => {
-      const pid = await waiting();
-      return pid !== false && pid !== first ? pid : false;
-    }, 90_000, 200);
+    const second = await waitFor(
+      'the retried apply to wait on the held loan',
+      async () => {
+        const pid = await waiting();
+        return pid !== false && pid !== first ? pid : false;
+      },
+      90_000,
+      200,
+    );
     expect(second).not.toBe(first);
     await holder.query('COMMIT');
     await holder.end();
@@ -99,7 +133,10 @@ describe('a worker crash in the middle of reconciliation', () => {
     // with its two entries; balances are the sum of entries; provenance counts each once.
     const cases = await listCases(fe.client, fe.config, { service: 'ledger' });
     const inCase = new Set(cases.flatMap((c) => c.txnIds));
-    const lost = d.acked().filter((a) => a.region === WEST && !inCase.has(a.id)).map((a) => a.id);
+    const lost = d
+      .acked()
+      .filter((a) => a.region === WEST && !inCase.has(a.id))
+      .map((a) => a.id);
     const present = await journalHas(fe, EAST, lost);
     expect(lost.filter((id) => !present.has(id))).toEqual([]);
     expect([...present.values()].every((n) => n === 0 || n === 2)).toBe(true);
@@ -111,7 +148,11 @@ describe('a worker crash in the middle of reconciliation', () => {
     // every lost transaction applied except the overdraft held back.
     expect(rep.passes).toBe(1);
     expect(rep.applied.transactions).toBe(rec.reconciliation!.classify!.toApply - (rep.cases.byKind.overdraft ?? 0));
-    const loan = await sql<{ status: string; version: number }>(fe, EAST, `SELECT status, version FROM loans WHERE id = 'L-X1'`);
+    const loan = await sql<{ status: string; version: number }>(
+      fe,
+      EAST,
+      `SELECT status, version FROM loans WHERE id = 'L-X1'`,
+    );
     expect(loan[0]).toEqual({ status: 'APPROVED', version: 2 });
   });
 

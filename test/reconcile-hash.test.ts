@@ -77,10 +77,10 @@ describe("verify's row hash", () => {
     const changes = [
       "UPDATE t SET at = at + interval '1 microsecond' WHERE amount = 7",
       'UPDATE t SET amount = 8 WHERE amount = 7 AND false', // no change: same hash
-      "UPDATE t SET price = 0.70 WHERE amount = 7", // 0.7 = 0.70 as numeric, not as written
+      'UPDATE t SET price = 0.70 WHERE amount = 7', // 0.7 = 0.70 as numeric, not as written
       "UPDATE t SET tags = '[0:1]={a7,b}' WHERE amount = 7", // same elements, other bounds
       "UPDATE t SET tags = ARRAY['a7', 'c'] WHERE amount = 7",
-      "UPDATE t SET note = NULL WHERE amount = 7",
+      'UPDATE t SET note = NULL WHERE amount = 7',
       `UPDATE t SET payload = '{"g": 7.0}' WHERE amount = 7`,
     ];
     const hashes = [];
@@ -92,7 +92,9 @@ describe("verify's row hash", () => {
 
 describe('checksum bisection outside the window', () => {
   it('finds nothing between equal sides, and ignores differences inside the window', async () => {
-    await b.query("UPDATE t SET note = 'changed inside the window' WHERE at >= $1::timestamptz AND amount % 100 = 0", [WINDOW_FROM]);
+    await b.query("UPDATE t SET note = 'changed inside the window' WHERE at >= $1::timestamptz AND amount % 100 = 0", [
+      WINDOW_FROM,
+    ]);
     const d = await checksumDiff(a, b, await spec(), WINDOW_FROM);
     expect(d.stats.rows).toBe(46_799);
     expect(d.stats.differences).toBe(0);
@@ -101,13 +103,23 @@ describe('checksum bisection outside the window', () => {
   });
 
   it('finds a changed, a missing and an extra row, and nothing else', async () => {
-    const changed = (await b.query<{ id: string }>("UPDATE t SET price = 1.230 WHERE amount = 1234 RETURNING id::text")).rows[0]!.id;
-    const missing = (await b.query<{ id: string }>('DELETE FROM t WHERE amount = 20000 RETURNING id::text')).rows[0]!.id;
-    const extra = (await b.query<{ id: string }>(
-      "INSERT INTO t VALUES (md5('extra')::uuid, timestamptz '2026-01-01 00:00:01.5', -1, 0, '{}', 'extra', '{}') RETURNING id::text",
-    )).rows[0]!.id;
+    const changed = (await b.query<{ id: string }>('UPDATE t SET price = 1.230 WHERE amount = 1234 RETURNING id::text'))
+      .rows[0]!.id;
+    const missing = (await b.query<{ id: string }>('DELETE FROM t WHERE amount = 20000 RETURNING id::text')).rows[0]!
+      .id;
+    const extra = (
+      await b.query<{ id: string }>(
+        "INSERT INTO t VALUES (md5('extra')::uuid, timestamptz '2026-01-01 00:00:01.5', -1, 0, '{}', 'extra', '{}') RETURNING id::text",
+      )
+    ).rows[0]!.id;
     const d = await checksumDiff(a, b, await spec(), WINDOW_FROM);
-    expect(d.mismatches.map((m) => [m.key, m.side]).sort()).toEqual([[changed, 'different'], [extra, 'only-new'], [missing, 'only-old']].sort());
+    expect(d.mismatches.map((m) => [m.key, m.side]).sort()).toEqual(
+      [
+        [changed, 'different'],
+        [extra, 'only-new'],
+        [missing, 'only-old'],
+      ].sort(),
+    );
     // Only the differing ranges were fetched, not the table.
     expect(d.stats.rowsFetched).toBeLessThan(20_000);
     expect((await naiveDiff(a, b, await spec(), WINDOW_FROM)).differences).toBe(3);

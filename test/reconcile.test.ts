@@ -13,7 +13,16 @@ import type { ReconcileCase } from '../src/contract/reconcile';
 import { awaitRecord, startRun } from '../src/lib/runs/client';
 import { buildFollowUpInput, listCases } from '../src/lib/runs/reconcile';
 import { createFailoverEnv, type FailoverEnv } from './support/failover-env';
-import { badBalances, EAST, expectEngineeredCases, journalHas, makeDivergence, sql, WEST, type DivergenceRun } from './support/divergence';
+import {
+  badBalances,
+  EAST,
+  expectEngineeredCases,
+  journalHas,
+  makeDivergence,
+  sql,
+  WEST,
+  type DivergenceRun,
+} from './support/divergence';
 import { runCli } from './support/stack-env';
 import { sshKey } from './support/signing';
 
@@ -23,13 +32,22 @@ let first: RunRecord;
 let cases: ReconcileCase[];
 
 async function reconcile(): Promise<RunRecord> {
-  const input = await buildFollowUpInput(fe.client, fe.config, loadRunbook(builtinRunbookPath('reconcile')), { service: 'ledger', requestedBy: 'alice', trigger: 'test' });
+  const input = await buildFollowUpInput(fe.client, fe.config, loadRunbook(builtinRunbookPath('reconcile')), {
+    service: 'ledger',
+    requestedBy: 'alice',
+    trigger: 'test',
+  });
   const started = await startRun(fe.client, input);
   return awaitRecord(fe.client, started.workflowId, started.runId);
 }
 
 beforeAll(async () => {
-  fe = await createFailoverEnv({ approval: { planned: 'none', unplanned: 'none' }, allowDataLoss: true, rpoBudgetSeconds: 600, approvers: ['carol', 'dave'] });
+  fe = await createFailoverEnv({
+    approval: { planned: 'none', unplanned: 'none' },
+    allowDataLoss: true,
+    rpoBudgetSeconds: 600,
+    approvers: ['carol', 'dave'],
+  });
   d = await makeDivergence(fe, { engineered: true });
   // Reconciliation runs while the new region keeps taking writes.
   first = await reconcile();
@@ -46,10 +64,22 @@ describe('reconcile after an unplanned failover', () => {
   it('runs every step, starting the dead old primary read-only on its own timeline', async () => {
     expect(first.status, first.error).toBe('succeeded');
     expect(first.kind).toBe('reconcile');
-    expect(first.steps.map((s) => [s.id, s.status])).toEqual([['preserve', 'done'], ['classify', 'done'], ['apply', 'done'], ['verify', 'done'], ['report', 'done']]);
+    expect(first.steps.map((s) => [s.id, s.status])).toEqual([
+      ['preserve', 'done'],
+      ['classify', 'done'],
+      ['apply', 'done'],
+      ['verify', 'done'],
+      ['report', 'done'],
+    ]);
     const p = first.reconciliation!.preserve!;
     expect(p).toMatchObject({ region: WEST, state: 'read-only-primary', started: true });
-    const west = (await sql<{ rec: boolean; ro: string }>(fe, WEST, "SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro"))[0]!;
+    const west = (
+      await sql<{ rec: boolean; ro: string }>(
+        fe,
+        WEST,
+        "SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro",
+      )
+    )[0]!;
     expect(west).toEqual({ rec: false, ro: 'on' });
     const c = first.reconciliation!.classify!;
     expect(c.divergence.newTimeline).toBeGreaterThan(c.divergence.oldTimeline!);
@@ -75,7 +105,9 @@ describe('reconcile after an unplanned failover', () => {
     // A transaction that began before the window and committed after the divergence: verify
     // found it just outside the window, which was widened once and reconciled again.
     expect(rep.passes).toBe(2);
-    expect(first.steps.find((s) => s.id === 'verify')!.detail).toMatch(/widened to .*pass 2: 1 more re-applied.*no difference outside the window/);
+    expect(first.steps.find((s) => s.id === 'verify')!.detail).toMatch(
+      /widened to .*pass 2: 1 more re-applied.*no difference outside the window/,
+    );
     expect((await journalHas(fe, EAST, [d.engineered!.longRunning])).get(d.engineered!.longRunning)).toBe(2);
     expect(rep.verify).toMatchObject({ ok: true, differences: 0, balanceMismatches: 0 });
   });
@@ -112,8 +144,11 @@ describe('reconcile after an unplanned failover', () => {
     // Re-applied rows keep their original region and time, and their provenance is recorded.
     const prov = await sql<{ n: string }>(fe, EAST, 'SELECT count(*) AS n FROM regionshift.reconcile_provenance');
     expect(Number(prov[0]!.n)).toBe(first.reconciliation!.report!.applied.transactions);
-    const reapplied = await sql<{ origin: string }>(fe, EAST,
-      'SELECT DISTINCT j.origin_region AS origin FROM journal j JOIN regionshift.reconcile_provenance p ON p.txn_id = j.id');
+    const reapplied = await sql<{ origin: string }>(
+      fe,
+      EAST,
+      'SELECT DISTINCT j.origin_region AS origin FROM journal j JOIN regionshift.reconcile_provenance p ON p.txn_id = j.id',
+    );
     expect(reapplied.map((r) => r.origin)).toEqual([WEST]);
   });
 
@@ -121,12 +156,23 @@ describe('reconcile after an unplanned failover', () => {
     expect(await badBalances(fe, EAST)).toEqual([]);
     const neg = await sql(fe, EAST, `SELECT id FROM accounts WHERE balance < 0`);
     expect(neg).toEqual([]);
-    const loans = Object.fromEntries((await sql<{ id: string; status: string }>(fe, EAST, `SELECT id, status FROM loans WHERE id LIKE 'L-X%'`)).map((r) => [r.id, r.status]));
+    const loans = Object.fromEntries(
+      (await sql<{ id: string; status: string }>(fe, EAST, `SELECT id, status FROM loans WHERE id LIKE 'L-X%'`)).map(
+        (r) => [r.id, r.status],
+      ),
+    );
     expect(loans).toEqual({ 'L-X1': 'APPROVED', 'L-X2': 'DISBURSED', 'L-X3': 'APPROVED' });
   });
 
   it('a second reconciliation of the same failover gives the same result and books nothing', async () => {
-    const count = async () => (await sql<{ j: string; e: string }>(fe, EAST, 'SELECT (SELECT count(*) FROM journal) AS j, (SELECT count(*) FROM ledger_entries) AS e'))[0];
+    const count = async () =>
+      (
+        await sql<{ j: string; e: string }>(
+          fe,
+          EAST,
+          'SELECT (SELECT count(*) FROM journal) AS j, (SELECT count(*) FROM ledger_entries) AS e',
+        )
+      )[0];
     const before = await count();
     const again = await reconcile();
     expect(again.status, again.error).toBe('succeeded');
@@ -134,7 +180,13 @@ describe('reconcile after an unplanned failover', () => {
     expect(again.reconciliation!.apply!.alreadyApplied).toBe(true);
     const a = again.reconciliation!.report!;
     const b = first.reconciliation!.report!;
-    expect({ txn: a.txn, rows: a.rows, applied: a.applied, cases: a.cases.opened, open: a.cases.open }).toEqual({ txn: b.txn, rows: b.rows, applied: b.applied, cases: b.cases.opened, open: b.cases.open });
+    expect({ txn: a.txn, rows: a.rows, applied: a.applied, cases: a.cases.opened, open: a.cases.open }).toEqual({
+      txn: b.txn,
+      rows: b.rows,
+      applied: b.applied,
+      cases: b.cases.opened,
+      open: b.cases.open,
+    });
     expect(await count()).toEqual(before);
     expect(a.audit.length).toBeGreaterThan(b.audit.length);
   });
@@ -150,7 +202,25 @@ describe('reconcile after an unplanned failover', () => {
     expect(listed.map((c) => c.id).sort()).toEqual(cases.map((c) => c.id).sort());
 
     const od = cases.find((c) => c.kind === 'overdraft')!;
-    const res = await runCli(['cases', 'resolve', od.id, '--service', 'ledger', '--by', 'carol', '--key', sshKey('carol').privateKey, '--action', 'compensate', '--note', 'recover 60 from the customer'], env, 60_000);
+    const res = await runCli(
+      [
+        'cases',
+        'resolve',
+        od.id,
+        '--service',
+        'ledger',
+        '--by',
+        'carol',
+        '--key',
+        sshKey('carol').privateKey,
+        '--action',
+        'compensate',
+        '--note',
+        'recover 60 from the customer',
+      ],
+      env,
+      60_000,
+    );
     expect(res.code, `${res.stdout}\n${res.stderr}`).toBe(0);
     expect(res.stdout).toContain('compensate by carol');
     const low = await sql<{ balance: string }>(fe, EAST, `SELECT balance::text FROM accounts WHERE id = 'acct-low'`);
@@ -158,13 +228,61 @@ describe('reconcile after an unplanned failover', () => {
     expect(await badBalances(fe, EAST)).toEqual([]);
     expect((await journalHas(fe, EAST, [d.engineered!.overdraft])).get(d.engineered!.overdraft)).toBe(2);
 
-    const again = await runCli(['cases', 'resolve', od.id, '--service', 'ledger', '--by', 'dave', '--key', sshKey('dave').privateKey, '--action', 'reject'], env, 60_000);
+    const again = await runCli(
+      [
+        'cases',
+        'resolve',
+        od.id,
+        '--service',
+        'ledger',
+        '--by',
+        'dave',
+        '--key',
+        sshKey('dave').privateKey,
+        '--action',
+        'reject',
+      ],
+      env,
+      60_000,
+    );
     expect(again.code, again.stdout).toBe(3);
     expect(again.stderr).toContain('already resolved with compensate by carol');
-    const missing = await runCli(['cases', 'resolve', 'od-nope', '--service', 'ledger', '--by', 'dave', '--key', sshKey('dave').privateKey, '--action', 'reject'], env, 60_000);
+    const missing = await runCli(
+      [
+        'cases',
+        'resolve',
+        'od-nope',
+        '--service',
+        'ledger',
+        '--by',
+        'dave',
+        '--key',
+        sshKey('dave').privateKey,
+        '--action',
+        'reject',
+      ],
+      env,
+      60_000,
+    );
     expect(missing.code).toBe(2);
     const hv = cases.find((c) => c.kind === 'high-value')!;
-    const wrong = await runCli(['cases', 'resolve', hv.id, '--service', 'ledger', '--by', 'dave', '--key', sshKey('dave').privateKey, '--action', 'compensate'], env, 60_000);
+    const wrong = await runCli(
+      [
+        'cases',
+        'resolve',
+        hv.id,
+        '--service',
+        'ledger',
+        '--by',
+        'dave',
+        '--key',
+        sshKey('dave').privateKey,
+        '--action',
+        'compensate',
+      ],
+      env,
+      60_000,
+    );
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toContain('offers accept, reject');
   });

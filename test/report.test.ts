@@ -5,26 +5,52 @@ import { formatRecord, headline } from '../src/present/run';
 import type { RunRecord } from '../src/contract/runbook/types';
 
 function rec(kind: string, mode: 'planned' | 'unplanned', extra: Partial<RunRecord> = {}): RunRecord {
-  return { kind, service: 'ledger', source: 'us-west-2', target: 'us-east-1', mode, dryRun: false, status: 'succeeded', steps: [], ...extra } as unknown as RunRecord;
+  return {
+    kind,
+    service: 'ledger',
+    source: 'us-west-2',
+    target: 'us-east-1',
+    mode,
+    dryRun: false,
+    status: 'succeeded',
+    steps: [],
+    ...extra,
+  } as unknown as RunRecord;
 }
 
 describe('run headers', () => {
   it('name the mode of a failover, and what a reconciliation or failback does instead', () => {
     expect(headline(rec('failover', 'unplanned'))).toBe('failover ledger: us-west-2 → us-east-1 (unplanned) SUCCEEDED');
-    expect(headline(rec('failover', 'planned', { dryRun: true, status: 'running' }))).toBe('failover ledger: us-west-2 → us-east-1 (dry run) RUNNING');
-    expect(headline(rec('reconcile', 'unplanned'))).toBe('reconcile ledger: old primary us-west-2 → us-east-1 SUCCEEDED');
-    expect(headline(rec('failback', 'planned', { source: 'us-east-1', target: 'us-west-2', status: 'failed' }))).toBe('failback ledger: us-east-1 → us-west-2 (back to the old primary) FAILED');
+    expect(headline(rec('failover', 'planned', { dryRun: true, status: 'running' }))).toBe(
+      'failover ledger: us-west-2 → us-east-1 (dry run) RUNNING',
+    );
+    expect(headline(rec('reconcile', 'unplanned'))).toBe(
+      'reconcile ledger: old primary us-west-2 → us-east-1 SUCCEEDED',
+    );
+    expect(headline(rec('failback', 'planned', { source: 'us-east-1', target: 'us-west-2', status: 'failed' }))).toBe(
+      'failback ledger: us-east-1 → us-west-2 (back to the old primary) FAILED',
+    );
     expect(formatRecord(rec('reconcile', 'unplanned')).split('\n')[0]).not.toContain('unplanned');
   });
 
   it('end with every region as the run left it: role, upstream, timeline, position', () => {
-    const text = formatRecord(rec('failover', 'planned', {
-      topologyAfter: [
-        { region: 'us-west-2', reachable: true, role: 'standby', fenced: false, streamingFrom: '127.0.0.1:5433', timeline: 2, lsn: '0/3000148' },
-        { region: 'us-east-1', reachable: true, role: 'primary', fenced: false, timeline: 2, lsn: '0/3000148' },
-        { region: 'ap-southeast-1', reachable: false, error: '127.0.0.1:5435: connect ECONNREFUSED' },
-      ],
-    }));
+    const text = formatRecord(
+      rec('failover', 'planned', {
+        topologyAfter: [
+          {
+            region: 'us-west-2',
+            reachable: true,
+            role: 'standby',
+            fenced: false,
+            streamingFrom: '127.0.0.1:5433',
+            timeline: 2,
+            lsn: '0/3000148',
+          },
+          { region: 'us-east-1', reachable: true, role: 'primary', fenced: false, timeline: 2, lsn: '0/3000148' },
+          { region: 'ap-southeast-1', reachable: false, error: '127.0.0.1:5435: connect ECONNREFUSED' },
+        ],
+      }),
+    );
     expect(text.split('\n').slice(-4)).toEqual([
       'regions after the run:',
       '  us-west-2       standby ← 127.0.0.1:5433, timeline 2, replayed 0/3000148',

@@ -38,7 +38,9 @@ let te: TemporalEnv;
 
 beforeAll(async () => {
   // Each test makes its own service config (rig below); the env's is never used.
-  te = await createTemporalEnv((address) => paperConfig(address, [{ name: 'unused', regions: ['us-west-1', 'us-east-1'] }]));
+  te = await createTemporalEnv((address) =>
+    paperConfig(address, [{ name: 'unused', regions: ['us-west-1', 'us-east-1'] }]),
+  );
 });
 
 afterAll(async () => {
@@ -62,7 +64,10 @@ function edited(change: string, steps: Step[]): RunbookDoc {
 
 function without(...actions: ActionName[]): RunbookDoc {
   const ids = actions.map(idOf);
-  return edited(`without ${ids.join(', ')}`, FAILOVER.steps.filter((s) => !ids.includes(s.id)));
+  return edited(
+    `without ${ids.join(', ')}`,
+    FAILOVER.steps.filter((s) => !ids.includes(s.id)),
+  );
 }
 
 /** The shipped runbook with the step of `action` moved to just before the step of `before`. */
@@ -100,14 +105,23 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
   const service = `${name}-${n}`;
   const [source, target] = [`us-west-${n}`, `us-east-${n}`];
   const fleet = new StubFleet(service, source, target);
-  const config = paperConfig(te.address, [{ name: service, regions: [source, target], policy: { approvers: approverEntries('carol'), approvalTimeout: '1m', ...policy } }]);
+  const config = paperConfig(te.address, [
+    {
+      name: service,
+      regions: [source, target],
+      policy: { approvers: approverEntries('carol'), approvalTimeout: '1m', ...policy },
+    },
+  ]);
   const taskQueue = `rules.${service}`;
   const workflowId = runWorkflowId(service);
   const stopRegions = await runStubRegions(te.connection, fleet);
   let control: { worker: Worker; done: Promise<void> } | undefined;
   ctx.onTestFinished(async () => {
     for (const id of [workflowId, fenceOnReturnWorkflowId(service, source)]) {
-      await te.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+      await te.client.workflow
+        .getHandle(id)
+        .terminate('test over')
+        .catch(() => undefined);
     }
     control?.worker.shutdown();
     await Promise.allSettled([control?.done, stopRegions()]);
@@ -116,15 +130,32 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
   // several tests run at once.
   // The rig's client encrypts when this machine has keys (the environment, or a local stack's key file): so must this worker.
   const worker = await Worker.create({
-    connection: te.connection, taskQueue, workflowBundle: te.workflowBundle, workflowThreadPoolSize: 1, activities: decisionActivities(config), dataConverter: dataConverterFromEnv(),
+    connection: te.connection,
+    taskQueue,
+    workflowBundle: te.workflowBundle,
+    workflowThreadPoolSize: 1,
+    activities: decisionActivities(config),
+    dataConverter: dataConverterFromEnv(),
   });
   control = { worker, done: worker.run() };
   return {
-    service, source, target, fleet, workflowId,
-    input: (req = {}, runbook = FAILOVER) => buildRunInput(config, runbook, {
-      service, target, mode: 'planned', dryRun: false, requestedBy: 'alice', trigger: 'test', ...req,
-    }),
-    start: (input) => te.client.workflow.start<typeof runbookWorkflow>('runbook', { taskQueue, workflowId, args: [input] }),
+    service,
+    source,
+    target,
+    fleet,
+    workflowId,
+    input: (req = {}, runbook = FAILOVER) =>
+      buildRunInput(config, runbook, {
+        service,
+        target,
+        mode: 'planned',
+        dryRun: false,
+        requestedBy: 'alice',
+        trigger: 'test',
+        ...req,
+      }),
+    start: (input) =>
+      te.client.workflow.start<typeof runbookWorkflow>('runbook', { taskQueue, workflowId, args: [input] }),
     progress: () => te.client.workflow.getHandle(workflowId).query<RunRecord>('progress'),
   };
 }
@@ -132,23 +163,40 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
 const stepOf = (rec: RunRecord, action: ActionName) => rec.steps.find((s) => s.id === idOf(action))!;
 
 /** The calls that change something (preflight's reads left out), as region.activity. */
-const changes = (fleet: StubFleet) => fleet.log().filter((c) => !c.endsWith('.dbDescribe') && !c.endsWith('.trafficDescribe'));
+const changes = (fleet: StubFleet) =>
+  fleet.log().filter((c) => !c.endsWith('.dbDescribe') && !c.endsWith('.trafficDescribe'));
 
 // --- the tests ----------------------------------------------------------------------------------
 
 // Concurrent: each test has its own service and task queues, and most of a run is waiting on
 // round trips to the server, so running them side by side is what keeps the suite short.
 describe('compensation, as the catalog says', () => {
-  const step = (status: 'done' | 'failed') => ({ id: 's', title: 's', action: 'x', status }) as RunRecord['steps'][number];
+  const step = (status: 'done' | 'failed') =>
+    ({ id: 's', title: 's', action: 'x', status }) as RunRecord['steps'][number];
 
   it('lets only an action with a compensation in the catalog register an undo', () => {
     const c = new Compensations({ 'custom.notify': { placement: 'target', summary: 'notify', compensates: false } });
-    const withUndo = Object.entries(ACTIONS).filter(([, spec]) => 'compensate' in spec).map(([name]) => name);
-    expect(withUndo.sort()).toEqual(['cache.fence', 'db.fenceWrites', 'traffic.drain', 'traffic.restore', 'traffic.shift', 'traffic.undrain']);
+    const withUndo = Object.entries(ACTIONS)
+      .filter(([, spec]) => 'compensate' in spec)
+      .map(([name]) => name);
+    expect(withUndo.sort()).toEqual([
+      'cache.fence',
+      'db.fenceWrites',
+      'traffic.drain',
+      'traffic.restore',
+      'traffic.shift',
+      'traffic.undrain',
+    ]);
     for (const action of withUndo) expect(() => c.register('s', action, action, async () => 'ok')).not.toThrow();
-    expect(() => c.register('promote', 'db.promote', 'demote', async () => 'ok')).toThrow('step promote: the catalog gives db.promote no compensation');
-    expect(() => c.register('n', 'custom.notify', 'unnotify', async () => 'ok')).toThrow('the catalog gives custom.notify no compensation');
-    expect(() => c.register('n', 'custom.unknown', 'undo', async () => 'ok')).toThrow('the catalog gives custom.unknown no compensation');
+    expect(() => c.register('promote', 'db.promote', 'demote', async () => 'ok')).toThrow(
+      'step promote: the catalog gives db.promote no compensation',
+    );
+    expect(() => c.register('n', 'custom.notify', 'unnotify', async () => 'ok')).toThrow(
+      'the catalog gives custom.notify no compensation',
+    );
+    expect(() => c.register('n', 'custom.unknown', 'undo', async () => 'ok')).toThrow(
+      'the catalog gives custom.unknown no compensation',
+    );
   });
 
   it('undoes in reverse order, each undo once, reports the irreversible and the failed, and withdraws on request', async () => {
@@ -156,7 +204,12 @@ describe('compensation, as the catalog says', () => {
     const ran: string[] = [];
     c.register('fence', 'db.fenceWrites', 'unfence west', async () => (ran.push('unfence'), 'open'));
     c.register('fence', 'db.fenceWrites', 'unfence west', async () => (ran.push('unfence again'), 'open'));
-    const withdraw = c.register('shift', 'traffic.shift', 'restore records', async () => (ran.push('restore'), 'restored'));
+    const withdraw = c.register(
+      'shift',
+      'traffic.shift',
+      'restore records',
+      async () => (ran.push('restore'), 'restored'),
+    );
     c.register('env', 'custom.env', 'undo custom.env', async () => {
       throw new Error('target does not answer');
     });
@@ -182,10 +235,16 @@ describe.concurrent('the runbook interpreter', () => {
       expect(result).toBe('succeeded');
       // The shift and the write probe go out together (they may start in either order), after the promotion and before the rejoin.
       const log = changes(r.fleet);
-      expect(log.slice(0, 3)).toEqual([`${r.source}.dbFenceWrites`, `${r.target}.dbWaitForLag`, `${r.target}.dbPromote`]);
+      expect(log.slice(0, 3)).toEqual([
+        `${r.source}.dbFenceWrites`,
+        `${r.target}.dbWaitForLag`,
+        `${r.target}.dbPromote`,
+      ]);
       expect([...log.slice(3, 5)].sort()).toEqual([`${r.target}.dbVerifyWrites`, `${r.target}.trafficShift`]);
       expect(log.slice(5)).toEqual([`${r.source}.dbRejoinAsStandby`]);
-      const [promote, shift, verify, rejoin] = (['dbPromote', 'trafficShift', 'dbVerifyWrites', 'dbRejoinAsStandby'] as const).map((n) => r.fleet.callsTo(n)[0]!);
+      const [promote, shift, verify, rejoin] = (
+        ['dbPromote', 'trafficShift', 'dbVerifyWrites', 'dbRejoinAsStandby'] as const
+      ).map((n) => r.fleet.callsTo(n)[0]!);
       expect(Math.min(shift!.started, verify!.started)).toBeGreaterThan(promote!.ended!);
       expect(rejoin!.started).toBeGreaterThan(Math.max(shift!.ended!, verify!.ended!));
       expect(r.fleet.callsTo('dbWaitForLag')[0]!.input).toMatchObject({ service: r.service, sourceLsn: FENCE_LSN });
@@ -199,7 +258,10 @@ describe.concurrent('the runbook interpreter', () => {
       const { rec, result } = await outcome(await r.start(r.input({}, without('db.fenceWrites'))));
       expect(result).toBe(FAILURE.refused);
       expect(stepOf(rec, 'db.waitForLag')).toMatchObject({ status: 'skipped', detail: 'condition not met: fenced' });
-      expect(stepOf(rec, 'db.promote')).toMatchObject({ status: 'failed', error: 'promotion refused: a planned failover promotes only after a verified fence' });
+      expect(stepOf(rec, 'db.promote')).toMatchObject({
+        status: 'failed',
+        error: 'promotion refused: a planned failover promotes only after a verified fence',
+      });
       expect(r.fleet.callsTo('dbPromote')).toEqual([]);
       expect(changes(r.fleet)).toEqual([]);
       // Nothing was changed, so there is nothing to undo and nothing left undone.
@@ -210,7 +272,9 @@ describe.concurrent('the runbook interpreter', () => {
       const r = await rig(ctx, 'planned-early-promote');
       const { rec, result } = await outcome(await r.start(r.input({}, moved('db.promote', 'db.waitForLag'))));
       expect(result).toBe(FAILURE.refused);
-      expect(stepOf(rec, 'db.promote').error).toBe('promotion refused: the runbook must confirm the lag (db.waitForLag) after the fence and before promoting');
+      expect(stepOf(rec, 'db.promote').error).toBe(
+        'promotion refused: the runbook must confirm the lag (db.waitForLag) after the fence and before promoting',
+      );
       expect(stepOf(rec, 'db.waitForLag').status).toBe('pending');
       expect(changes(r.fleet)).toEqual([`${r.source}.dbFenceWrites`, `${r.source}.dbUnfenceWrites`]);
       expect(rec.compensation!.undone).toEqual([`unfence ${r.source}: writes open again in ${r.source}`]);
@@ -236,11 +300,20 @@ describe.concurrent('the runbook interpreter', () => {
 
     it('a fence that cannot be verified stops a planned run before promotion', async (ctx) => {
       const r = await rig(ctx, 'planned-unverified');
-      r.fleet.answer(r.source, 'dbFenceWrites', async () => ({ region: r.source, alreadyFenced: false, verified: false, lsn: FENCE_LSN, terminatedSessions: 0 }));
+      r.fleet.answer(r.source, 'dbFenceWrites', async () => ({
+        region: r.source,
+        alreadyFenced: false,
+        verified: false,
+        lsn: FENCE_LSN,
+        terminatedSessions: 0,
+      }));
       const { rec, result } = await outcome(await r.start(r.input()));
       expect(result).toBe(FAILURE.failed);
       // Worded loosely: the fence step's messages are being reworked alongside the PostgreSQL fence.
-      expect(stepOf(rec, 'db.fenceWrites')).toMatchObject({ status: 'compensated', error: expect.stringMatching(new RegExp(`${r.source}.*verified`)) });
+      expect(stepOf(rec, 'db.fenceWrites')).toMatchObject({
+        status: 'compensated',
+        error: expect.stringMatching(new RegExp(`${r.source}.*verified`)),
+      });
       expect(changes(r.fleet)).toEqual([`${r.source}.dbFenceWrites`, `${r.source}.dbUnfenceWrites`]);
     });
   });
@@ -248,7 +321,11 @@ describe.concurrent('the runbook interpreter', () => {
   describe('unplanned failover: promotion without a verified fence needs an acknowledgement', () => {
     /** The source region is gone: its node does not answer and its fence fails. */
     function sourceDown(r: Rig): void {
-      r.fleet.answer(r.source, 'dbDescribe', async () => ({ region: r.source, reachable: false, error: 'connect ECONNREFUSED' }));
+      r.fleet.answer(r.source, 'dbDescribe', async () => ({
+        region: r.source,
+        reachable: false,
+        error: 'connect ECONNREFUSED',
+      }));
       r.fleet.answer(r.source, 'dbFenceWrites', async () => {
         throw new Error('connect ECONNREFUSED');
       });
@@ -258,13 +335,18 @@ describe.concurrent('the runbook interpreter', () => {
     function targetBehindBy(r: Rig, lagSeconds: number): void {
       const heard = Date.now() - 60_000;
       r.fleet.answer(r.target, 'dbDescribe', async () => ({
-        ...r.fleet.node(r.target), streamingFrom: undefined,
+        ...r.fleet.node(r.target),
+        streamingFrom: undefined,
         lastHeardFromPrimaryAt: new Date(heard).toISOString(),
         lastReplayedCommitAt: new Date(heard - lagSeconds * 1000).toISOString(),
       }));
     }
 
-    const unplannedPolicy = (extra: Record<string, unknown>) => ({ approval: { planned: 'none', unplanned: 'none' }, rpoBudgetSeconds: 5, ...extra });
+    const unplannedPolicy = (extra: Record<string, unknown>) => ({
+      approval: { planned: 'none', unplanned: 'none' },
+      rpoBudgetSeconds: 5,
+      ...extra,
+    });
 
     async function waitingOnPromote(r: Rig): Promise<RunRecord> {
       return waitFor('the data-loss acknowledgement to be asked for', async () => {
@@ -283,7 +365,12 @@ describe.concurrent('the runbook interpreter', () => {
       // Tried as the runbook bounds it in unplanned mode, then carried on without a fence (later
       // calls are the watcher's, below).
       const [promote] = r.fleet.callsTo('dbPromote');
-      expect(r.fleet.callsTo('dbFenceWrites', r.source).filter((c) => c.started < promote!.started).map((c) => c.outcome)).toEqual(['failed', 'failed']);
+      expect(
+        r.fleet
+          .callsTo('dbFenceWrites', r.source)
+          .filter((c) => c.started < promote!.started)
+          .map((c) => c.outcome),
+      ).toEqual(['failed', 'failed']);
       expect(stepOf(rec, 'db.fenceWrites').detail).toBe('source unreachable: connect ECONNREFUSED');
       expect(rec.dataLossAck).toEqual({ by: 'policy', reason: 'allowDataLoss; estimated RPO 2s, budget 5s' });
       expect(rec.rpo).toMatchObject({ estimateSeconds: 2, zeroLoss: false });
@@ -292,7 +379,13 @@ describe.concurrent('the runbook interpreter', () => {
 
       // The region comes back: the watcher the run left fences it.
       const watcher = te.client.workflow.getHandle(rec.fenceOnReturn!.workflowId);
-      r.fleet.answer(r.source, 'dbFenceWrites', async () => ({ region: r.source, alreadyFenced: false, verified: true, lsn: '0/5000000', terminatedSessions: 3 }));
+      r.fleet.answer(r.source, 'dbFenceWrites', async () => ({
+        region: r.source,
+        alreadyFenced: false,
+        verified: true,
+        lsn: '0/5000000',
+        terminatedSessions: 3,
+      }));
       expect(await watcher.result()).toBe(`${r.source} fenced at 0/5000000`);
     });
 
@@ -302,13 +395,22 @@ describe.concurrent('the runbook interpreter', () => {
       targetBehindBy(r, 2);
       const handle = await r.start(r.input({ mode: 'unplanned' }));
       const waiting = await waitingOnPromote(r);
-      expect(waiting.pendingApproval!.reason).toBe(`${r.source} could not be fenced (connect ECONNREFUSED); estimated RPO 2s, budget 5s. Promoting ${r.target} may lose writes`);
+      expect(waiting.pendingApproval!.reason).toBe(
+        `${r.source} could not be fenced (connect ECONNREFUSED); estimated RPO 2s, budget 5s. Promoting ${r.target} may lose writes`,
+      );
       expect(r.fleet.callsTo('dbPromote')).toEqual([]);
-      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'approve', reason: 'west is gone for hours' }, signerFor('carol'));
+      await approveRun(
+        te.client,
+        r.workflowId,
+        { by: 'carol', decision: 'approve', reason: 'west is gone for hours' },
+        signerFor('carol'),
+      );
       const { rec, result } = await outcome(handle);
       expect(result).toBe('succeeded');
       expect(rec.dataLossAck).toEqual({ by: 'carol', reason: 'west is gone for hours' });
-      expect(rec.approvals).toEqual([expect.objectContaining({ stepId: idOf('db.promote'), by: 'carol', decision: 'approve' })]);
+      expect(rec.approvals).toEqual([
+        expect.objectContaining({ stepId: idOf('db.promote'), by: 'carol', decision: 'approve' }),
+      ]);
       expect(r.fleet.callsTo('dbPromote')).toHaveLength(1);
     });
 
@@ -318,7 +420,12 @@ describe.concurrent('the runbook interpreter', () => {
       targetBehindBy(r, 2);
       const handle = await r.start(r.input({ mode: 'unplanned' }));
       await waitingOnPromote(r);
-      await approveRun(te.client, r.workflowId, { by: 'carol', decision: 'reject', reason: 'wait for west' }, signerFor('carol'));
+      await approveRun(
+        te.client,
+        r.workflowId,
+        { by: 'carol', decision: 'reject', reason: 'wait for west' },
+        signerFor('carol'),
+      );
       const { rec, result } = await outcome(handle);
       expect(result).toBe(FAILURE.refused);
       expect(stepOf(rec, 'db.promote')).toMatchObject({ status: 'failed', error: 'rejected by carol: wait for west' });
@@ -349,9 +456,15 @@ describe.concurrent('the runbook interpreter', () => {
       const r = await rig(ctx, 'dry-run');
       const { rec, result } = await outcome(await r.start(r.input({ dryRun: true })));
       expect(result).toBe('succeeded');
-      expect(r.fleet.log().sort()).toEqual([`${r.source}.dbDescribe`, `${r.target}.dbDescribe`, `${r.target}.trafficDescribe`].sort());
-      for (const s of rec.steps.filter((s) => s.id !== idOf('preflight'))) expect(s, s.id).toMatchObject({ status: 'skipped', detail: 'dry run' });
-      expect(rec.plan!.find((p) => p.id === idOf('db.promote'))).toMatchObject({ region: r.target, taskQueue: `region.${r.target}` });
+      expect(r.fleet.log().sort()).toEqual(
+        [`${r.source}.dbDescribe`, `${r.target}.dbDescribe`, `${r.target}.trafficDescribe`].sort(),
+      );
+      for (const s of rec.steps.filter((s) => s.id !== idOf('preflight')))
+        expect(s, s.id).toMatchObject({ status: 'skipped', detail: 'dry run' });
+      expect(rec.plan!.find((p) => p.id === idOf('db.promote'))).toMatchObject({
+        region: r.target,
+        taskQueue: `region.${r.target}`,
+      });
     });
   });
 
@@ -366,14 +479,22 @@ describe.concurrent('the runbook interpreter', () => {
       const { rec, result } = await outcome(await r.start(r.input()));
       expect(result).toBe(FAILURE.failed);
       expect(rec.error).toBe('the write through the new primary was refused');
-      expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([`${r.target}.trafficRestore`, `${r.source}.dbUnfenceWrites`]);
+      expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([
+        `${r.target}.trafficRestore`,
+        `${r.source}.dbUnfenceWrites`,
+      ]);
       // The records go back exactly as preflight read them.
-      expect(r.fleet.callsTo('trafficRestore')[0]!.input).toEqual({ service: r.service, state: r.fleet.trafficBefore() });
+      expect(r.fleet.callsTo('trafficRestore')[0]!.input).toEqual({
+        service: r.service,
+        state: r.fleet.trafficBefore(),
+      });
       expect(rec.compensation!.undone).toEqual([
         `restore traffic records of ${r.service}: ${r.source} 100, ${r.target} 0`,
         `unfence ${r.source}: writes open again in ${r.source}`,
       ]);
-      expect(rec.compensation!.notUndone).toEqual([`promote ${r.target}: a promoted database is not demoted automatically; fail back with a planned run`]);
+      expect(rec.compensation!.notUndone).toEqual([
+        `promote ${r.target}: a promoted database is not demoted automatically; fail back with a planned run`,
+      ]);
       expect(stepOf(rec, 'db.fenceWrites').status).toBe('compensated');
       expect(stepOf(rec, 'traffic.shift').status).toBe('compensated');
       expect(stepOf(rec, 'app.verifyWrites').status).toBe('failed');
@@ -390,8 +511,13 @@ describe.concurrent('the runbook interpreter', () => {
       // The Temporal UI's list shows where it failed: the write probe, though it ran alongside the shift.
       expect((await handle.describe()).typedSearchAttributes.get(SA.step)).toBe(idOf('app.verifyWrites'));
       expect(result).toBe(FAILURE.failed);
-      expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([`${r.target}.trafficRestore`, `${r.source}.dbUnfenceWrites`]);
-      expect(rec.compensation!.undone).toEqual([`restore traffic records of ${r.service}: ${r.source} 100, ${r.target} 0`]);
+      expect(r.fleet.log('trafficRestore', 'dbUnfenceWrites')).toEqual([
+        `${r.target}.trafficRestore`,
+        `${r.source}.dbUnfenceWrites`,
+      ]);
+      expect(rec.compensation!.undone).toEqual([
+        `restore traffic records of ${r.service}: ${r.source} 100, ${r.target} 0`,
+      ]);
       expect(rec.compensation!.notUndone).toEqual([
         `promote ${r.target}: a promoted database is not demoted automatically; fail back with a planned run`,
         `unfence ${r.source}: ${r.source} does not answer`,
@@ -405,7 +531,9 @@ describe.concurrent('the runbook interpreter', () => {
       r.fleet.answer(r.target, 'dbWaitForLag', untilCancelled);
       const handle = await r.start(r.input());
       await waitFor('the lag wait to be running', async () => r.fleet.callsTo('dbWaitForLag').length > 0);
-      expect(await abortRun(te.client, r.workflowId, { by: 'carol', reason: 'wrong region' }, signerFor('carol'))).toBe('abort requested by carol: compensating');
+      expect(await abortRun(te.client, r.workflowId, { by: 'carol', reason: 'wrong region' }, signerFor('carol'))).toBe(
+        'abort requested by carol: compensating',
+      );
       const { rec, result } = await outcome(handle);
       expect(result).toBe(FAILURE.aborted);
       expect(rec).toMatchObject({ status: 'aborted', error: 'aborted by carol: wrong region' });
@@ -427,12 +555,16 @@ describe.concurrent('the runbook interpreter', () => {
       const { rec, result } = await outcome(handle);
       expect(result).toBe('succeeded');
       const events = (await handle.fetchHistory()).events ?? [];
-      const scheduledBy = (name: string) => events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name)!
-        .activityTaskScheduledEventAttributes!.workflowTaskCompletedEventId!.toString();
+      const scheduledBy = (name: string) =>
+        events
+          .find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name)!
+          .activityTaskScheduledEventAttributes!.workflowTaskCompletedEventId!.toString();
       expect(scheduledBy('dbVerifyWrites')).toBe(scheduledBy('trafficShift'));
       // Both count in the RTO: it is taken when the later of the two is done.
       const [shift, verify] = [stepOf(rec, 'traffic.shift'), stepOf(rec, 'app.verifyWrites')];
-      expect(Date.parse(rec.startedAt) + rec.rtoMs!).toBeGreaterThanOrEqual(Math.max(Date.parse(shift.endedAt!), Date.parse(verify.endedAt!)));
+      expect(Date.parse(rec.startedAt) + rec.rtoMs!).toBeGreaterThanOrEqual(
+        Math.max(Date.parse(shift.endedAt!), Date.parse(verify.endedAt!)),
+      );
       // The end is told from the worker (a local activity's marker), not by a signal whose outcome would need a workflow task of its own.
       const types = events.map((e) => Object.keys(e).find((k) => k.endsWith('EventAttributes')));
       expect(types.filter((t) => t === 'signalExternalWorkflowExecutionInitiatedEventAttributes')).toHaveLength(1);
@@ -440,7 +572,8 @@ describe.concurrent('the runbook interpreter', () => {
       // One upsert of the step attribute per step that ran, none at the end: an ended run's shows
       // the step it ended at (issue 11: it read "-" in the Temporal UI's list).
       const stepValues = events.flatMap((e) => {
-        const v = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.RegionshiftStep?.data;
+        const v =
+          e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.RegionshiftStep?.data;
         return v ? [JSON.parse(Buffer.from(v).toString()) as string] : [];
       });
       const ran = rec.steps.filter((s) => s.status === 'done' && s.id !== idOf('app.verifyWrites')).map((s) => s.id);
@@ -449,18 +582,34 @@ describe.concurrent('the runbook interpreter', () => {
       // The record's last view of the regions is read while the old primary rejoins (which reports
       // its own state): the target is described in the rejoin's workflow task, the source not again.
       const rejoinTask = scheduledBy('dbRejoinAsStandby');
-      const describes = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'dbDescribe').map((e) => e.activityTaskScheduledEventAttributes!.workflowTaskCompletedEventId!.toString());
+      const describes = events
+        .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'dbDescribe')
+        .map((e) => e.activityTaskScheduledEventAttributes!.workflowTaskCompletedEventId!.toString());
       expect(describes.filter((t) => t === rejoinTask)).toHaveLength(1);
-      expect(r.fleet.log('dbDescribe', 'dbRejoinAsStandby')).toEqual(expect.arrayContaining([`${r.target}.dbDescribe`, `${r.source}.dbRejoinAsStandby`]));
+      expect(r.fleet.log('dbDescribe', 'dbRejoinAsStandby')).toEqual(
+        expect.arrayContaining([`${r.target}.dbDescribe`, `${r.source}.dbRejoinAsStandby`]),
+      );
       expect(r.fleet.callsTo('dbDescribe', r.source)).toHaveLength(1);
       expect(rec.topologyAfter!.map((n) => n.region)).toEqual([r.source, r.target]);
-      expect(rec.topologyAfter![0]).toEqual({ region: r.source, reachable: true, role: 'standby', timeline: 2, lsn: '0/3000200', streamingFrom: `db.${r.target}.regionshift.test:5432` });
+      expect(rec.topologyAfter![0]).toEqual({
+        region: r.source,
+        reachable: true,
+        role: 'standby',
+        timeline: 2,
+        lsn: '0/3000200',
+        streamingFrom: `db.${r.target}.regionshift.test:5432`,
+      });
       expect(rec.rejoin).not.toHaveProperty('state');
     });
 
     it('an old primary whose worker does not report its state after the rejoin is described after it', async (ctx) => {
       const r = await rig(ctx, 'rejoin-without-state');
-      r.fleet.answer(r.source, 'dbRejoinAsStandby', async (i) => ({ region: r.source, rejoined: true, rewound: false, streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432` }));
+      r.fleet.answer(r.source, 'dbRejoinAsStandby', async (i) => ({
+        region: r.source,
+        rejoined: true,
+        rewound: false,
+        streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432`,
+      }));
       const { rec, result } = await outcome(await r.start(r.input()));
       expect(result).toBe('succeeded');
       const [rejoin] = r.fleet.callsTo('dbRejoinAsStandby', r.source);
@@ -471,8 +620,12 @@ describe.concurrent('the runbook interpreter', () => {
     it('a planned run recorded before the round trips were cut replays with this code', async () => {
       // Recorded with the interpreter of 57f2a4c (stub regions us-west-9 → us-east-9): a run that
       // was in flight when this shipped must take the path it took, or its worker fails it.
-      const history = temporal.api.history.v1.History.decode(readFileSync(join(__dirname, 'fixtures', 'runbook-planned-before-lean.history.pb')));
-      await expect(Worker.runReplayHistory({ workflowBundle: te.workflowBundle }, history, 'recorded-before-lean')).resolves.toBeUndefined();
+      const history = temporal.api.history.v1.History.decode(
+        readFileSync(join(__dirname, 'fixtures', 'runbook-planned-before-lean.history.pb')),
+      );
+      await expect(
+        Worker.runReplayHistory({ workflowBundle: te.workflowBundle }, history, 'recorded-before-lean'),
+      ).resolves.toBeUndefined();
     });
   });
 
@@ -483,19 +636,32 @@ describe.concurrent('the runbook interpreter', () => {
       const first = await startRun(te.client, r.input());
       expect(first).toMatchObject({ workflowId: `regionshift-${r.service}`, started: true });
       const gate = FAILOVER.steps.find((s) => s.approval)!.id;
-      await waitFor('the first run to wait at its approval gate', async () => (await r.progress()).pendingApproval?.stepId === gate);
+      await waitFor(
+        'the first run to wait at its approval gate',
+        async () => (await r.progress()).pendingApproval?.stepId === gate,
+      );
 
       await expect(startRun(te.client, r.input({ requestedBy: 'bob' }))).rejects.toThrow(RefusedError);
       await expect(startRun(te.client, r.input({ requestedBy: 'bob' }))).rejects.toThrow(
-        new RegExp(`^${r.service} already has a run in progress: regionshift-${r.service} run ${first.runId} \\(failover ${r.source} → ${r.target}, planned, by alice, at step ${gate}\\)`),
+        new RegExp(
+          `^${r.service} already has a run in progress: regionshift-${r.service} run ${first.runId} \\(failover ${r.source} → ${r.target}, planned, by alice, at step ${gate}\\)`,
+        ),
       );
-      expect(await startRun(te.client, r.input({ requestedBy: 'bob' }), { join: true })).toEqual({ workflowId: first.workflowId, runId: first.runId, started: false });
+      expect(await startRun(te.client, r.input({ requestedBy: 'bob' }), { join: true })).toEqual({
+        workflowId: first.workflowId,
+        runId: first.runId,
+        started: false,
+      });
       // No second run ever started: one preflight's worth of reads.
       expect(r.fleet.callsTo('dbDescribe', r.source)).toHaveLength(1);
 
       // Ended from outside: this run sits on the shared control queue, whose verifier knows another config.
       await te.client.workflow.getHandle(first.workflowId, first.runId).terminate('the test ends the first run');
-      await waitFor('the first run to end', async () => (await te.client.workflow.getHandle(first.workflowId, first.runId).describe()).status.name !== 'RUNNING');
+      await waitFor(
+        'the first run to end',
+        async () =>
+          (await te.client.workflow.getHandle(first.workflowId, first.runId).describe()).status.name !== 'RUNNING',
+      );
       const again = await startRun(te.client, r.input({ dryRun: true }));
       expect(again.started).toBe(true);
       expect(again.runId).not.toBe(first.runId);
@@ -510,11 +676,30 @@ describe.concurrent('the runbook interpreter', () => {
       // loading them is most of tsc's time.
       const fixture = join(__dirname, 'fixtures', 'unimplemented-action.ts');
       const tsc = join(__dirname, '..', 'node_modules', 'typescript', 'bin', 'tsc');
-      const args = [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--lib', 'es2022', '--typeRoots', mkdtempSync(join(tmpdir(), 'regionshift-no-types-')), fixture];
-      const failed = await promisify(execFile)(process.execPath, args).then(() => undefined, (err: { code: number; stdout: string }) => err);
+      const args = [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--target',
+        'ES2022',
+        '--module',
+        'commonjs',
+        '--lib',
+        'es2022',
+        '--typeRoots',
+        mkdtempSync(join(tmpdir(), 'regionshift-no-types-')),
+        fixture,
+      ];
+      const failed = await promisify(execFile)(process.execPath, args).then(
+        () => undefined,
+        (err: { code: number; stdout: string }) => err,
+      );
       expect(failed, 'tsc accepted an action with no implementation').toBeDefined();
       const errors = failed!.stdout.split('\n').filter((l) => l.includes('error TS'));
-      const line = readFileSync(fixture, 'utf8').split('\n').findIndex((l) => l.includes('the error tsc must report')) + 1;
+      const line =
+        readFileSync(fixture, 'utf8')
+          .split('\n')
+          .findIndex((l) => l.includes('the error tsc must report')) + 1;
       // One error, on the grown union's call, naming the action; the dispatch over the catalog as it is compiles.
       expect(errors).toEqual([expect.stringContaining(`unimplemented-action.ts(${line},`)]);
       expect(errors[0]).toContain(`Argument of type '"db.snapshot"' is not assignable to parameter of type 'never'`);
@@ -523,13 +708,19 @@ describe.concurrent('the runbook interpreter', () => {
     it('at run time, an action this build does not know fails its step, naming it, rather than passing as done', async (ctx) => {
       const r = await rig(ctx, 'unknown-action');
       // Not something load.ts would produce (its schema refuses the name): input from a newer client.
-      const snapshot = { id: 'snapshot', title: 'Snapshot the source', action: 'db.snapshot', when: [] } as unknown as Step;
+      const snapshot = {
+        id: 'snapshot',
+        title: 'Snapshot the source',
+        action: 'db.snapshot',
+        when: [],
+      } as unknown as Step;
       const runbook = { ...FAILOVER, steps: [FAILOVER.steps[0]!, snapshot, ...FAILOVER.steps.slice(1)] };
       const { rec, result } = await outcome(await r.start(r.input({}, runbook)));
       expect(result).toBe(FAILURE.failed);
       expect(rec.steps.find((s) => s.id === 'snapshot')).toMatchObject({
         status: 'failed',
-        error: 'action "db.snapshot" has no implementation in this control worker (workflows/actions.ts); deploy a control worker that knows it, or remove the step',
+        error:
+          'action "db.snapshot" has no implementation in this control worker (workflows/actions.ts); deploy a control worker that knows it, or remove the step',
       });
       expect(changes(r.fleet)).toEqual([]);
     });

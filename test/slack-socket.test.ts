@@ -22,8 +22,15 @@ beforeAll(async () => {
     startSocketModeServer(),
   ]);
   slack.socketModeUrl = ws.url;
-  (te.config as { triggers?: unknown }).triggers = { slack: { mode: 'socket', channel: 'C0RUNS01', pollInterval: '500ms', apiUrl: slack.apiUrl } };
-  bot = createSlackBot({ config: te.config, temporal: te.client, secrets: { botToken: 'xoxb-test', appToken: 'xapp-test' }, log: () => undefined });
+  (te.config as { triggers?: unknown }).triggers = {
+    slack: { mode: 'socket', channel: 'C0RUNS01', pollInterval: '500ms', apiUrl: slack.apiUrl },
+  };
+  bot = createSlackBot({
+    config: te.config,
+    temporal: te.client,
+    secrets: { botToken: 'xoxb-test', appToken: 'xapp-test' },
+    log: () => undefined,
+  });
 });
 
 afterAll(async () => {
@@ -34,11 +41,16 @@ afterAll(async () => {
 
 it('the secrets a mode needs are named when missing', () => {
   const s = SlackConfig.parse({ channel: 'C0RUNS01', mode: 'socket' });
-  expect(() => slackSecretsFromEnv(s, { SLACK_BOT_TOKEN: 'xoxb' })).toThrow('Socket Mode needs an app-level token (xapp-…): export SLACK_APP_TOKEN');
-  expect(() => slackSecretsFromEnv({ ...s, mode: 'http' }, { SLACK_BOT_TOKEN: 'xoxb' })).toThrow('HTTP mode needs the signing secret: export SLACK_SIGNING_SECRET');
+  expect(() => slackSecretsFromEnv(s, { SLACK_BOT_TOKEN: 'xoxb' })).toThrow(
+    'Socket Mode needs an app-level token (xapp-…): export SLACK_APP_TOKEN',
+  );
+  expect(() => slackSecretsFromEnv({ ...s, mode: 'http' }, { SLACK_BOT_TOKEN: 'xoxb' })).toThrow(
+    'HTTP mode needs the signing secret: export SLACK_SIGNING_SECRET',
+  );
   expect(() => slackSecretsFromEnv(s, {})).toThrow('export SLACK_BOT_TOKEN');
-  expect(() => slackSecretsFromEnv(s, { SLACK_BOT_TOKEN: 'xoxb', SLACK_APP_TOKEN: 'xapp' }))
-    .toThrow('the bot signs approvals, aborts and case decisions: export REGIONSHIFT_SLACK_DECISION_KEY (the same value the control workers have; openssl rand -hex 32)');
+  expect(() => slackSecretsFromEnv(s, { SLACK_BOT_TOKEN: 'xoxb', SLACK_APP_TOKEN: 'xapp' })).toThrow(
+    'the bot signs approvals, aborts and case decisions: export REGIONSHIFT_SLACK_DECISION_KEY (the same value the control workers have; openssl rand -hex 32)',
+  );
 });
 
 it('connects over Socket Mode and answers a slash command envelope', async () => {
@@ -47,12 +59,29 @@ it('connects over Socket Mode and answers a slash command envelope', async () =>
   expect(started.port).toBeUndefined();
   await ws.connected;
   expect(slack.callsOf('apps.connections.open')).toHaveLength(1);
-  const ack = await ws.send('slash_commands', {
-    token: 'legacy', team_id: 'T0TEST', team_domain: 'test', channel_id: 'C0OPS001', channel_name: 'ops', user_id: 'UCAROL01', user_name: 'carol',
-    command: '/regionshift', text: 'status', response_url: `${slack.url}/response/1`, trigger_id: '1.2.3', api_app_id: 'A0TEST',
-  }) as { text?: string; response_type?: string };
+  const ack = (await ws.send('slash_commands', {
+    token: 'legacy',
+    team_id: 'T0TEST',
+    team_domain: 'test',
+    channel_id: 'C0OPS001',
+    channel_name: 'ops',
+    user_id: 'UCAROL01',
+    user_name: 'carol',
+    command: '/regionshift',
+    text: 'status',
+    response_url: `${slack.url}/response/1`,
+    trigger_id: '1.2.3',
+    api_app_id: 'A0TEST',
+  })) as { text?: string; response_type?: string };
   expect(ack.response_type).toBe('ephemeral');
   expect(ack.text).toContain('*ledger*: no runs yet');
-  const bad = await ws.send('slash_commands', { team_id: 'T0TEST', channel_id: 'C0OPS001', user_id: 'UCAROL01', command: '/regionshift', text: 'launch rockets', response_url: `${slack.url}/response/2` }) as { text?: string };
+  const bad = (await ws.send('slash_commands', {
+    team_id: 'T0TEST',
+    channel_id: 'C0OPS001',
+    user_id: 'UCAROL01',
+    command: '/regionshift',
+    text: 'launch rockets',
+    response_url: `${slack.url}/response/2`,
+  })) as { text?: string };
   expect(bad.text).toContain('unknown command `launch`');
 });

@@ -49,8 +49,15 @@ beforeAll(async () => {
     approvers: { planned: [ALICE, CAROL, ONCALL], unplanned: [CAROL, ONCALL] },
     twoApprovers: { unplanned: true },
   };
-  (fe.config as { triggers?: unknown }).triggers = { slack: { channel: RUNS, port: 0, pollInterval: '300ms', readinessPollInterval: '300ms', apiUrl: slack.apiUrl } };
-  bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
+  (fe.config as { triggers?: unknown }).triggers = {
+    slack: { channel: RUNS, port: 0, pollInterval: '300ms', readinessPollInterval: '300ms', apiUrl: slack.apiUrl },
+  };
+  bot = createSlackBot({
+    config: fe.config,
+    temporal: fe.client,
+    secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY },
+    log: () => undefined,
+  });
   const { port } = await bot.start();
   botUrl = `http://127.0.0.1:${port}/slack/events`;
 });
@@ -60,8 +67,16 @@ afterAll(async () => {
   await Promise.allSettled([fe?.teardown(), slack?.close()]);
 });
 
-async function send(body: string, headers: Record<string, string>, url = botUrl): Promise<{ status: number; text: string }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+async function send(
+  body: string,
+  headers: Record<string, string>,
+  url = botUrl,
+): Promise<{ status: number; text: string }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body,
+  });
   const raw = await res.text();
   let text = raw;
   try {
@@ -74,8 +89,18 @@ async function send(body: string, headers: Record<string, string>, url = botUrl)
 
 function slashBody(user: string, text: string): string {
   return new URLSearchParams({
-    token: 'legacy', team_id: 'T0TEST', team_domain: 'test', channel_id: 'C0OPS001', channel_name: 'ops', user_id: user, user_name: user.toLowerCase(),
-    command: '/regionshift', text, response_url: `${slack.url}/response/${++responses}`, trigger_id: '1.2.3', api_app_id: 'A0TEST',
+    token: 'legacy',
+    team_id: 'T0TEST',
+    team_domain: 'test',
+    channel_id: 'C0OPS001',
+    channel_name: 'ops',
+    user_id: user,
+    user_name: user.toLowerCase(),
+    command: '/regionshift',
+    text,
+    response_url: `${slack.url}/response/${++responses}`,
+    trigger_id: '1.2.3',
+    api_app_id: 'A0TEST',
   }).toString();
 }
 
@@ -86,13 +111,29 @@ async function slash(user: string, text: string): Promise<{ status: number; text
 
 async function click(user: string, actionId: string, message: Message, url = botUrl): Promise<number> {
   const button = (message.blocks as { type: string; elements?: { action_id: string; value: string }[] }[])
-    .find((b) => b.type === 'actions')!.elements!.find((e) => e.action_id === actionId)!;
+    .find((b) => b.type === 'actions')!
+    .elements!.find((e) => e.action_id === actionId)!;
   const payload = {
-    type: 'block_actions', user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: 'T0TEST' }, api_app_id: 'A0TEST', token: 'legacy',
-    container: { type: 'message', message_ts: message.ts, channel_id: RUNS, is_ephemeral: false }, trigger_id: '1.2.3',
-    team: { id: 'T0TEST', domain: 'test' }, channel: { id: RUNS, name: 'runs' }, message: { ts: message.ts, text: message.text },
+    type: 'block_actions',
+    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: 'T0TEST' },
+    api_app_id: 'A0TEST',
+    token: 'legacy',
+    container: { type: 'message', message_ts: message.ts, channel_id: RUNS, is_ephemeral: false },
+    trigger_id: '1.2.3',
+    team: { id: 'T0TEST', domain: 'test' },
+    channel: { id: RUNS, name: 'runs' },
+    message: { ts: message.ts, text: message.text },
     response_url: `${slack.url}/response/${++responses}`,
-    actions: [{ action_id: actionId, block_id: 'approval:approval', text: { type: 'plain_text', text: actionId }, value: button.value, type: 'button', action_ts: '1700000000.1' }],
+    actions: [
+      {
+        action_id: actionId,
+        block_id: 'approval:approval',
+        text: { type: 'plain_text', text: actionId },
+        value: button.value,
+        type: 'button',
+        action_ts: '1700000000.1',
+      },
+    ],
   };
   const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
   return (await send(body, slackSignature(SECRET, body), url)).status;
@@ -101,13 +142,22 @@ async function click(user: string, actionId: string, message: Message, url = bot
 const runMessages = (): Message[] => slack.messages.filter((m) => m.channel === RUNS && !m.thread_ts);
 const thread = (m: Message): string[] => slack.messages.filter((x) => x.thread_ts === m.ts).map((x) => x.text);
 const blockText = (m: Message): string => JSON.stringify(m.blocks);
-const ephemeralTo = (user: string): string[] => slack.callsOf('chat.postEphemeral').filter((c) => c.args.user === user).map((c) => String(c.args.text));
+const ephemeralTo = (user: string): string[] =>
+  slack
+    .callsOf('chat.postEphemeral')
+    .filter((c) => c.args.user === user)
+    .map((c) => String(c.args.text));
 
 async function messageOf(runId: string, until: (m: Message) => boolean, what: string): Promise<Message> {
-  return waitFor(what, async () => {
-    const m = slack.messages.find((x) => !x.thread_ts && x.metadata?.event_payload.run_id === runId);
-    return m && until(m) ? m : undefined;
-  }, 30_000, 100);
+  return waitFor(
+    what,
+    async () => {
+      const m = slack.messages.find((x) => !x.thread_ts && x.metadata?.event_payload.run_id === runId);
+      return m && until(m) ? m : undefined;
+    },
+    30_000,
+    100,
+  );
 }
 
 async function progress(): Promise<RunRecord> {
@@ -122,7 +172,9 @@ describe('requests Slack did not sign', () => {
     expect((await send(body, slackSignature(SECRET, body, Math.floor(Date.now() / 1000) - 360))).status).toBe(401);
     expect((await send(body, {})).status).toBe(401);
     await new Promise((r) => setTimeout(r, 700)); // two follower ticks
-    expect(slack.calls.slice(before).filter((c) => !['conversations.history', 'auth.test'].includes(c.method))).toEqual([]); // auth.test: Bolt checks its token at start
+    expect(slack.calls.slice(before).filter((c) => !['conversations.history', 'auth.test'].includes(c.method))).toEqual(
+      [],
+    ); // auth.test: Bolt checks its token at start
     await expect(fe.client.workflow.getHandle(runWorkflowId(SERVICE)).describe()).rejects.toThrow(/not found/);
   });
 });
@@ -145,8 +197,12 @@ describe('the slash command', () => {
     for (const r of [bad, region, service, grammar]) expect(r.text).not.toMatch(/\n\s+at /);
     // (test/slack-cases.test.ts runs them after a real unplanned failover.)
     const failback = await slash(ALICE, `failback ${SERVICE}`);
-    expect(failback.text).toBe('Refused: ledger has no unplanned failover to fail back from: the latest runs show none since the last planned one (regionshift status ledger)');
-    expect((await slash(ALICE, `reconcile ${SERVICE}`)).text).toBe('Refused: ledger has no unplanned failover to reconcile: the latest runs show none since the last planned one (regionshift status ledger)');
+    expect(failback.text).toBe(
+      'Refused: ledger has no unplanned failover to fail back from: the latest runs show none since the last planned one (regionshift status ledger)',
+    );
+    expect((await slash(ALICE, `reconcile ${SERVICE}`)).text).toBe(
+      'Refused: ledger has no unplanned failover to reconcile: the latest runs show none since the last planned one (regionshift status ledger)',
+    );
     expect((await slash(ALICE, 'status')).text).toContain('*ledger*: no runs yet');
   });
 });
@@ -157,7 +213,9 @@ describe('a run from Slack', () => {
 
   it('failover: one message in the channel with the steps and the Approve / Reject buttons, a thread of events', async () => {
     const started = await slash(ALICE, `failover ${SERVICE} to ${EAST}`);
-    expect(started.text).toContain('Started `regionshift-ledger`: failover of ledger to us-east-1 (planned), requested by <@UALICE01>; approval: needs approval within 60s');
+    expect(started.text).toContain(
+      'Started `regionshift-ledger`: failover of ledger to us-east-1 (planned), requested by <@UALICE01>; approval: needs approval within 60s',
+    );
     const rec = await waitFor('the approval gate', async () => (await progress()).pendingApproval && progress());
     runId = rec.runId;
     expect(rec).toMatchObject({ requestedBy: ALICE, trigger: `slack:${ALICE}`, mode: 'planned' });
@@ -168,39 +226,61 @@ describe('a run from Slack', () => {
     expect(text).toContain('⏳ `approval`');
     expect(text).toContain('⚪ `fence`');
     expect(text).toContain('requested by <@UALICE01> · trigger `slack:UALICE01`');
-    expect(text).toMatch(/lag: \d+ bytes \(source [0-9A-F]+\/[0-9A-F]+, target replayed [0-9A-F]+\/[0-9A-F]+\) at preflight/);
+    expect(text).toMatch(
+      /lag: \d+ bytes \(source [0-9A-F]+\/[0-9A-F]+, target replayed [0-9A-F]+\/[0-9A-F]+\) at preflight/,
+    );
     expect(text).toContain(`/namespaces/default/workflows/regionshift-ledger/${runId}/history|Temporal UI>`);
     expect(text).toContain('Waiting for approval:* policy asks a person to approve this failover');
     await waitFor('thread events', async () => thread(message).some((t) => t.startsWith('⏳ waiting for approval')));
-    expect(thread(message)[0]).toBe('▶️ failover of ledger to us-east-1 (planned) started by <@UALICE01>, trigger `slack:UALICE01`');
+    expect(thread(message)[0]).toBe(
+      '▶️ failover of ledger to us-east-1 (planned) started by <@UALICE01>, trigger `slack:UALICE01`',
+    );
   });
 
-  it('a stranger\'s click is answered privately and changes nothing; the requester is refused by the workflow', async () => {
+  it("a stranger's click is answered privately and changes nothing; the requester is refused by the workflow", async () => {
     expect(await click(MALLORY, ACTION.approve, message)).toBe(200);
     await waitFor('the answer to mallory', async () => ephemeralTo(MALLORY).length > 0);
-    expect(ephemeralTo(MALLORY)[0]).toBe('You may not approve planned runs of ledger: approvers are <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    expect(ephemeralTo(MALLORY)[0]).toBe(
+      'You may not approve planned runs of ledger: approvers are <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.',
+    );
     expect(await click(ALICE, ACTION.approve, message)).toBe(200);
     await waitFor('the answer to alice', async () => ephemeralTo(ALICE).length > 0);
-    expect(ephemeralTo(ALICE)[0]).toBe('Refused: <@UALICE01> requested this run and cannot approve it. Nothing was changed.');
+    expect(ephemeralTo(ALICE)[0]).toBe(
+      'Refused: <@UALICE01> requested this run and cannot approve it. Nothing was changed.',
+    );
     const rec = await progress();
     expect(rec.pendingApproval).toBeDefined();
     expect(rec.approvals).toEqual([]);
     expect(runMessages()).toHaveLength(1);
   });
 
-  it('an approver (through a user group) approves: the button answers with the workflow\'s verdict, the message follows the run to the end', async () => {
+  it("an approver (through a user group) approves: the button answers with the workflow's verdict, the message follows the run to the end", async () => {
     expect(await click(ERIN, ACTION.approve, message)).toBe(200);
     await waitFor('the answer to erin', async () => ephemeralTo(ERIN).length > 0);
     expect(ephemeralTo(ERIN)[0]).toBe('👍 approved by <@UERIN001>');
     const rec = await awaitRecord(fe.client, runWorkflowId(SERVICE), runId);
     expect(rec.status).toBe('succeeded');
-    expect(rec.approvals).toEqual([expect.objectContaining({ by: ERIN, decision: 'approve', signed: `${ERIN} (via Slack, signed by the bot)` })]);
+    expect(rec.approvals).toEqual([
+      expect.objectContaining({ by: ERIN, decision: 'approve', signed: `${ERIN} (via Slack, signed by the bot)` }),
+    ]);
     const done = await messageOf(runId, (m) => m.text.endsWith('SUCCEEDED'), 'the final message');
     expect(done.ts).toBe(message.ts); // updated in place
     expect(done.updates).toBeGreaterThan(0);
     const text = blockText(done);
-    for (const step of ['preflight', 'approval', 'fence', 'confirm-lag', 'promote', 'shift-traffic', 'verify', 'rejoin']) expect(text).toContain(`✅ \`${step}\``);
-    expect(text).toMatch(/lag: target replayed [0-9A-F]+\/[0-9A-F]+; \d+ bytes behind at the fence, caught up in \d+ ms/);
+    for (const step of [
+      'preflight',
+      'approval',
+      'fence',
+      'confirm-lag',
+      'promote',
+      'shift-traffic',
+      'verify',
+      'rejoin',
+    ])
+      expect(text).toContain(`✅ \`${step}\``);
+    expect(text).toMatch(
+      /lag: target replayed [0-9A-F]+\/[0-9A-F]+; \d+ bytes behind at the fence, caught up in \d+ ms/,
+    );
     expect(text).toContain('RPO 0 (fenced, lag confirmed)');
     expect(text).not.toContain(ACTION.approve);
     await waitFor('the end in the thread', async () => thread(done).some((t) => t.startsWith('🏁 run succeeded')));
@@ -214,27 +294,51 @@ describe('a run from Slack', () => {
     expect((await slash(ALICE, `failover ${SERVICE} to ${WEST}`)).text).toContain('Started `regionshift-ledger`');
     const rec = await waitFor('the approval gate', async () => (await progress()).pendingApproval && progress());
     await messageOf(rec.runId, (m) => blockText(m).includes(ACTION.approve), 'the second run message');
-    expect((await slash(MALLORY, `abort ${SERVICE} not my call`)).text).toBe('You may not abort planned runs of ledger: only its requester or <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    expect((await slash(MALLORY, `abort ${SERVICE} not my call`)).text).toBe(
+      'You may not abort planned runs of ledger: only its requester or <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.',
+    );
     expect((await progress()).status).toBe('running');
-    expect((await slash(ALICE, `abort ${SERVICE} wrong change window`)).text).toBe('`regionshift-ledger`: abort requested by <@UALICE01>: compensating');
-    expect(await awaitRecord(fe.client, runWorkflowId(SERVICE), rec.runId)).toMatchObject({ status: 'aborted', error: 'aborted by UALICE01: wrong change window' });
+    expect((await slash(ALICE, `abort ${SERVICE} wrong change window`)).text).toBe(
+      '`regionshift-ledger`: abort requested by <@UALICE01>: compensating',
+    );
+    expect(await awaitRecord(fe.client, runWorkflowId(SERVICE), rec.runId)).toMatchObject({
+      status: 'aborted',
+      error: 'aborted by UALICE01: wrong change window',
+    });
     const m = await messageOf(rec.runId, (x) => x.text.endsWith('ABORTED'), 'the aborted message');
     expect(blockText(m)).toContain('*error:* aborted by <@UALICE01>: wrong change window');
-    await waitFor('the abort in the thread', async () => thread(m).includes('🛑 abort requested by <@UALICE01>: wrong change window'));
+    await waitFor('the abort in the thread', async () =>
+      thread(m).includes('🛑 abort requested by <@UALICE01>: wrong change window'),
+    );
     expect(runMessages()).toHaveLength(2);
-    expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain('*failover ledger: us-east-1 → us-west-2 (planned) ABORTED*');
+    expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain(
+      '*failover ledger: us-east-1 → us-west-2 (planned) ABORTED*',
+    );
   });
 
   it('unplanned runs need two distinct approvers: a bot the workers do not trust is refused, the first approval is counted, the same person twice is refused', async () => {
-    expect((await slash(ALICE, `failover ${SERVICE} to ${WEST} unplanned`)).text).toContain('approval: needs approval within 30s, 2 distinct approvers');
+    expect((await slash(ALICE, `failover ${SERVICE} to ${WEST} unplanned`)).text).toContain(
+      'approval: needs approval within 30s, 2 distinct approvers',
+    );
     const rec = await waitFor('the approval gate', async () => (await progress()).pendingApproval && progress());
     const m = await messageOf(rec.runId, (x) => blockText(x).includes(ACTION.approve), 'the unplanned run message');
     expect(blockText(m)).toContain('needs 2 approvers');
     expect(await click(ALICE, ACTION.approve, m)).toBe(200);
     await waitFor('the answer to alice', async () => ephemeralTo(ALICE).length > 1);
-    expect(ephemeralTo(ALICE).at(-1)).toBe('You may not approve unplanned runs of ledger: approvers are <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    expect(ephemeralTo(ALICE).at(-1)).toBe(
+      'You may not approve unplanned runs of ledger: approvers are <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.',
+    );
     // A bot whose decision key the workers do not share (Slack trusts it, the workers do not): refused, nothing counted.
-    const rogue = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: 'not-the-key-the-workers-share-0123456789' }, log: () => undefined });
+    const rogue = createSlackBot({
+      config: fe.config,
+      temporal: fe.client,
+      secrets: {
+        botToken: 'xoxb-test',
+        signingSecret: SECRET,
+        decisionKey: 'not-the-key-the-workers-share-0123456789',
+      },
+      log: () => undefined,
+    });
     // Only its receiver: its follower would post run messages of its own.
     const server = (await rogue.app.start({ port: 0, host: '127.0.0.1' })) as unknown as Server;
     try {
@@ -242,7 +346,9 @@ describe('a run from Slack', () => {
       const seen = ephemeralTo(CAROL).length;
       expect(await click(CAROL, ACTION.approve, m, rogueUrl)).toBe(200);
       await waitFor('the answer to carol from the rogue bot', async () => ephemeralTo(CAROL).length > seen);
-      expect(ephemeralTo(CAROL).at(-1)).toBe('Refused: the approval of regionshift-ledger by <@UCAROL01> carries a Slack bot signature that does not verify: the bot\'s REGIONSHIFT_SLACK_DECISION_KEY differs from the workers\', or the decision was altered. Nothing was changed.');
+      expect(ephemeralTo(CAROL).at(-1)).toBe(
+        "Refused: the approval of regionshift-ledger by <@UCAROL01> carries a Slack bot signature that does not verify: the bot's REGIONSHIFT_SLACK_DECISION_KEY differs from the workers', or the decision was altered. Nothing was changed.",
+      );
       expect((await progress()).pendingApproval?.approvedBy).toBeUndefined();
     } finally {
       await rogue.app.stop();
@@ -253,26 +359,47 @@ describe('a run from Slack', () => {
     expect(ephemeralTo(CAROL).at(-1)).toBe('👍 approval 1 of 2 by <@UCAROL01>; waiting for another approver');
     expect(await click(CAROL, ACTION.approve, m)).toBe(200);
     await waitFor('the second answer to carol', async () => ephemeralTo(CAROL).length > before + 1);
-    expect(ephemeralTo(CAROL).at(-1)).toBe('Refused: <@UCAROL01> has already approved; a second, different approver is needed. Nothing was changed.');
-    await messageOf(rec.runId, (x) => blockText(x).includes('approved so far by <@UCAROL01> (1 of 2)'), 'the message counting approvals');
-    expect((await slash(CAROL, `abort ${SERVICE} second approver is asleep`)).text).toBe('`regionshift-ledger`: abort requested by <@UCAROL01>: compensating');
-    expect(await awaitRecord(fe.client, runWorkflowId(SERVICE), rec.runId)).toMatchObject({ status: 'aborted', mode: 'unplanned' });
+    expect(ephemeralTo(CAROL).at(-1)).toBe(
+      'Refused: <@UCAROL01> has already approved; a second, different approver is needed. Nothing was changed.',
+    );
+    await messageOf(
+      rec.runId,
+      (x) => blockText(x).includes('approved so far by <@UCAROL01> (1 of 2)'),
+      'the message counting approvals',
+    );
+    expect((await slash(CAROL, `abort ${SERVICE} second approver is asleep`)).text).toBe(
+      '`regionshift-ledger`: abort requested by <@UCAROL01>: compensating',
+    );
+    expect(await awaitRecord(fe.client, runWorkflowId(SERVICE), rec.runId)).toMatchObject({
+      status: 'aborted',
+      mode: 'unplanned',
+    });
   });
 
   it('plan answers through response_url with the plan; a restarted bot finds its messages again and posts nothing twice', async () => {
     const ack = await slash(CAROL, `plan ${SERVICE} to ${WEST}`);
     expect(ack.text).toBe('Planning ledger → us-west-2 (planned)… the plan follows here.');
-    const plan = await waitFor('the plan', async () => slack.responses.find((r) => String(r.body.text).includes('plan:')));
+    const plan = await waitFor('the plan', async () =>
+      slack.responses.find((r) => String(r.body.text).includes('plan:')),
+    );
     expect(String(plan.body.text)).toContain('failover ledger: us-east-1 → us-west-2 (dry run) SUCCEEDED');
     expect(String(plan.body.text)).toContain('[region.us-east-1]');
     expect(plan.body.response_type).toBe('ephemeral');
 
     await bot.stop();
     const posts = slack.callsOf('chat.postMessage').length;
-    bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
+    bot = createSlackBot({
+      config: fe.config,
+      temporal: fe.client,
+      secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY },
+      log: () => undefined,
+    });
     // Clicks after this one go to the restarted bot.
     botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
-    await waitFor('the new bot reading the channel back', async () => slack.callsOf('conversations.replies').length >= 2);
+    await waitFor(
+      'the new bot reading the channel back',
+      async () => slack.callsOf('conversations.replies').length >= 2,
+    );
     await new Promise((r) => setTimeout(r, 1000));
     expect(slack.callsOf('chat.postMessage').length).toBe(posts);
     expect(runMessages()).toHaveLength(3); // dry runs get no run message
@@ -281,14 +408,17 @@ describe('a run from Slack', () => {
 
 describe('readiness in Slack', () => {
   const readinessNow = () => latestReadiness(fe.client, fe.config, fe.config.services[0]!, { now: true });
-  const alerts = (): Message[] => slack.messages.filter((m) => m.channel === RUNS && m.metadata?.event_type === READINESS_EVENT_TYPE);
+  const alerts = (): Message[] =>
+    slack.messages.filter((m) => m.channel === RUNS && m.metadata?.event_type === READINESS_EVENT_TYPE);
 
   it('status shows the last evaluation; a failing one is said in the channel once (a restarted bot too), and so is the recovery', async () => {
     const ok = await readinessNow();
     expect(ok.status, formatReadiness(ok)).toBe('pass');
     const writer = ok.checks.find((c) => c.check === 'writer')!.region!;
     const standby = writer === WEST ? EAST : WEST;
-    expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain(`readiness: ✅ *PASS* (evaluated ${ok.at}) · failover targets now: ${standby}\nto ${standby}: ✅ pass (planned dry run)`);
+    expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain(
+      `readiness: ✅ *PASS* (evaluated ${ok.at}) · failover targets now: ${standby}\nto ${standby}: ✅ pass (planned dry run)`,
+    );
     await waitFor('the bot to read the passing evaluation', async () => bot.readiness.seen.get(SERVICE) === ok.at);
     expect(alerts()).toEqual([]); // ready, and never said otherwise: nothing to say
 
@@ -297,29 +427,52 @@ describe('readiness in Slack', () => {
       const down = await readinessNow();
       expect(down.status, formatReadiness(down)).toBe('fail');
       const alert = await waitFor('the failing alert', async () => alerts()[0]);
-      expect(alert.text).toContain(`🚨 *ledger* is not ready to fail over (evaluated ${down.at}):\n• 🚨 region [${standby}]: ${standby}'s database is unreachable: `);
-      expect(alert.text).toContain(`• 🚨 preflight [${standby}]: a planned failover to ${standby} would be refused: target ${standby} is unreachable: `);
-      expect(alert.text.split('\n').at(-1)).toBe('Details: `/regionshift status ledger` or `regionshift readiness --service ledger`');
+      expect(alert.text).toContain(
+        `🚨 *ledger* is not ready to fail over (evaluated ${down.at}):\n• 🚨 region [${standby}]: ${standby}'s database is unreachable: `,
+      );
+      expect(alert.text).toContain(
+        `• 🚨 preflight [${standby}]: a planned failover to ${standby} would be refused: target ${standby} is unreachable: `,
+      );
+      expect(alert.text.split('\n').at(-1)).toBe(
+        'Details: `/regionshift status ledger` or `regionshift readiness --service ledger`',
+      );
       const status = (await slash(CAROL, `status ${SERVICE}`)).text;
-      expect(status).toContain(`readiness: 🚨 *FAIL* (evaluated ${down.at}) · no failover target now\n🚨 region [${standby}]: `);
+      expect(status).toContain(
+        `readiness: 🚨 *FAIL* (evaluated ${down.at}) · no failover target now\n🚨 region [${standby}]: `,
+      );
 
       // Evaluated again and still failing: no second message, from this bot or a restarted one.
       const again = await readinessNow();
       expect(again.status).toBe('fail');
       await bot.stop();
-      bot = createSlackBot({ config: fe.config, temporal: fe.client, secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY }, log: () => undefined });
+      bot = createSlackBot({
+        config: fe.config,
+        temporal: fe.client,
+        secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY },
+        log: () => undefined,
+      });
       botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
-      await waitFor('the restarted bot to read the second failing evaluation', async () => bot.readiness.seen.get(SERVICE) === again.at);
+      await waitFor(
+        'the restarted bot to read the second failing evaluation',
+        async () => bot.readiness.seen.get(SERVICE) === again.at,
+      );
       expect(alerts()).toHaveLength(1);
     } finally {
       await start(fe.pg.bin, fe.nodes[standby]!);
     }
-    const up = await waitFor('the restarted standby to pass', async () => {
-      const e = await readinessNow();
-      return e.status === 'pass' ? e : undefined;
-    }, 30_000, 500);
+    const up = await waitFor(
+      'the restarted standby to pass',
+      async () => {
+        const e = await readinessNow();
+        return e.status === 'pass' ? e : undefined;
+      },
+      30_000,
+      500,
+    );
     await waitFor('the recovery message', async () => alerts().length === 2);
-    expect(alerts()[1]!.text).toBe(`✅ *ledger* is ready to fail over again (evaluated ${up.at}): failover targets ${standby}`);
+    expect(alerts()[1]!.text).toBe(
+      `✅ *ledger* is ready to fail over again (evaluated ${up.at}): failover targets ${standby}`,
+    );
   });
 });
 
@@ -347,18 +500,24 @@ describe('step decisions from Slack (onFailure: ask)', () => {
 
   // A test that fails half-way leaves its run waiting for a decision; the next one needs the service free.
   afterEach(async () => {
-    await fe.client.workflow.getHandle(runWorkflowId(SERVICE)).terminate('test over').catch(() => undefined);
+    await fe.client.workflow
+      .getHandle(runWorkflowId(SERVICE))
+      .terminate('test over')
+      .catch(() => undefined);
   });
 
   // Loaded from a file as the CLI loads runbooks: the step's params get their defaults there.
   const asking = (path: string) => {
     const file = join(mkdtempSync(join(tmpdir(), 'regionshift-slack-ask-')), 'failover.yaml');
-    writeFileSync(file, [
-      'kind: failover',
-      'steps:',
-      '  - {id: preflight, action: preflight}',
-      `  - {id: tell-app, action: http.call, placement: control, onFailure: ask, params: {url: "${appUrl}${path}", body: {primary: "{{target}}"}, retries: 0}}`,
-    ].join('\n'));
+    writeFileSync(
+      file,
+      [
+        'kind: failover',
+        'steps:',
+        '  - {id: preflight, action: preflight}',
+        `  - {id: tell-app, action: http.call, placement: control, onFailure: ask, params: {url: "${appUrl}${path}", body: {primary: "{{target}}"}, retries: 0}}`,
+      ].join('\n'),
+    );
     return loadRunbook(file);
   };
 
@@ -366,16 +525,23 @@ describe('step decisions from Slack (onFailure: ask)', () => {
     return messageOf(runId, (m) => blockText(m).includes(STEP_ACTION.retry), 'the run message with the step buttons');
   }
 
-  it('Retry: a stranger is answered privately and nothing changes; an approver\'s click retries the fixed step, the run finishes, the message loses its buttons', async () => {
+  it("Retry: a stranger is answered privately and nothing changes; an approver's click retries the fixed step, the run finishes, the message loses its buttons", async () => {
     answer = { status: 503, body: 'app still starting' };
     const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'test' }, asking('/ready')));
-    await waitFor('the step to wait for a decision', async () => (await progress()).pendingDecision?.stepId === 'tell-app');
+    await waitFor(
+      'the step to wait for a decision',
+      async () => (await progress()).pendingDecision?.stepId === 'tell-app',
+    );
     const message = await waitingMessage(started.runId);
-    expect(blockText(message)).toContain(`Step \`tell-app\` failed and waits for a person:* POST ${appUrl}/ready answered 503: app still starting`);
+    expect(blockText(message)).toContain(
+      `Step \`tell-app\` failed and waits for a person:* POST ${appUrl}/ready answered 503: app still starting`,
+    );
 
     expect(await click(MALLORY, STEP_ACTION.retry, message)).toBe(200);
     await waitFor('the answer to mallory', async () => ephemeralTo(MALLORY).at(-1)?.includes('retry'));
-    expect(ephemeralTo(MALLORY).at(-1)).toBe('You may not retry steps of planned runs of ledger: approvers are <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.');
+    expect(ephemeralTo(MALLORY).at(-1)).toBe(
+      'You may not retry steps of planned runs of ledger: approvers are <@UALICE01>, <@UCAROL01>, <!subteam^SONCALL01>. Nothing was changed.',
+    );
     expect((await progress()).pendingDecision?.stepId).toBe('tell-app');
 
     answer = { status: 200, body: 'ready' };
@@ -385,7 +551,15 @@ describe('step decisions from Slack (onFailure: ask)', () => {
     expect(ephemeralTo(CAROL).at(-1)).toBe('retrying step tell-app (by <@UCAROL01>)');
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('succeeded');
-    expect(rec.operator).toEqual([expect.objectContaining({ action: 'retry', stepId: 'tell-app', by: CAROL, reason: 'retry from Slack', signed: `${CAROL} (via Slack, signed by the bot)` })]);
+    expect(rec.operator).toEqual([
+      expect.objectContaining({
+        action: 'retry',
+        stepId: 'tell-app',
+        by: CAROL,
+        reason: 'retry from Slack',
+        signed: `${CAROL} (via Slack, signed by the bot)`,
+      }),
+    ]);
     expect(rec.steps.find((s) => s.id === 'tell-app')).toMatchObject({ status: 'done', detail: 'POST → 200: ready' });
     const done = await messageOf(started.runId, (m) => m.text.endsWith('SUCCEEDED'), 'the final message');
     expect(done.ts).toBe(message.ts); // updated in place
@@ -394,17 +568,22 @@ describe('step decisions from Slack (onFailure: ask)', () => {
     expect(blockText(done)).toContain('retry tell-app by <@UCAROL01>: \\"retry from Slack\\"');
   });
 
-  it('Compensate: the run stops and undoes what it did, the decision in the run\'s record and in its message', async () => {
+  it("Compensate: the run stops and undoes what it did, the decision in the run's record and in its message", async () => {
     answer = { status: 500, body: 'read-only' };
     const started = await startRun(fe.client, fe.input({ target: WEST, requestedBy: 'test' }, asking('/announce')));
-    await waitFor('the step to wait for a decision', async () => (await progress()).pendingDecision?.stepId === 'tell-app');
+    await waitFor(
+      'the step to wait for a decision',
+      async () => (await progress()).pendingDecision?.stepId === 'tell-app',
+    );
     const message = await waitingMessage(started.runId);
     const seen = ephemeralTo(ERIN).length;
     expect(await click(ERIN, STEP_ACTION.compensate, message)).toBe(200);
     await waitFor('the answer to erin', async () => ephemeralTo(ERIN).length > seen);
     const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
     expect(rec.status).toBe('failed');
-    expect(rec.error).toBe(`step tell-app failed (POST ${appUrl}/announce answered 500: read-only); ${ERIN} chose to compensate: compensate from Slack`);
+    expect(rec.error).toBe(
+      `step tell-app failed (POST ${appUrl}/announce answered 500: read-only); ${ERIN} chose to compensate: compensate from Slack`,
+    );
     expect(rec.operator!.map((o) => [o.action, o.stepId, o.by])).toEqual([['compensate', 'tell-app', ERIN]]);
     const ended = await messageOf(started.runId, (m) => m.text.endsWith('FAILED'), 'the failed message');
     expect(ended.ts).toBe(message.ts);

@@ -30,7 +30,14 @@ interface Status {
   temporalUi: string;
 }
 
-const SEARCH_ATTRIBUTES = ['RegionshiftService', 'RegionshiftSource', 'RegionshiftTarget', 'RegionshiftMode', 'RegionshiftStep', 'RegionshiftTrigger'];
+const SEARCH_ATTRIBUTES = [
+  'RegionshiftService',
+  'RegionshiftSource',
+  'RegionshiftTarget',
+  'RegionshiftMode',
+  'RegionshiftStep',
+  'RegionshiftTrigger',
+];
 
 let stack: TempStack;
 let firstUp: CliResult;
@@ -80,7 +87,8 @@ afterAll(async () => {
   if (!stack) return;
   const down = await runCli(['stack', 'down'], stack.env);
   const left = await killLeftovers(stack);
-  if (left.length) console.error(`stack test: killed leftovers after \`stack down\` (${show(down)}):\n${left.join('\n')}`);
+  if (left.length)
+    console.error(`stack test: killed leftovers after \`stack down\` (${show(down)}):\n${left.join('\n')}`);
   stack.remove();
 });
 
@@ -92,7 +100,13 @@ describe('regionshift stack', () => {
     const s = await status();
     expect(s.temporalUi).toBe(`http://127.0.0.1:${stack.uiPort}`);
     const names = s.components.map((c) => c.name);
-    expect(names.slice(0, 5)).toEqual(['temporal', 'temporal-ui', 'moto', 'postgres:ledger:us-west-2', 'postgres:ledger:us-east-1']);
+    expect(names.slice(0, 5)).toEqual([
+      'temporal',
+      'temporal-ui',
+      'moto',
+      'postgres:ledger:us-west-2',
+      'postgres:ledger:us-east-1',
+    ]);
     expect(names).toContain('worker:us-west-2');
     expect(names).toContain('worker:us-east-1');
     for (const c of s.components) {
@@ -103,7 +117,10 @@ describe('regionshift stack', () => {
     }
     expect(component(s, 'temporal').address).toBe(`127.0.0.1:${stack.temporalPort}`);
     expect(component(s, 'moto').address).toBe(`http://127.0.0.1:${stack.motoPort}`);
-    expect(component(s, 'postgres:ledger:us-west-2')).toMatchObject({ role: 'primary', address: `127.0.0.1:${stack.pg['us-west-2']!.port}` });
+    expect(component(s, 'postgres:ledger:us-west-2')).toMatchObject({
+      role: 'primary',
+      address: `127.0.0.1:${stack.pg['us-west-2']!.port}`,
+    });
     expect(component(s, 'postgres:ledger:us-east-1')).toMatchObject({ role: 'standby', streaming: true });
   });
 
@@ -124,7 +141,11 @@ describe('regionshift stack', () => {
       });
       const client = new Client({ connection, namespace: 'default' });
       const result = await worker.runUntil(
-        client.workflow.execute('echo', { taskQueue, workflowId: `stack-test-echo-${Date.now()}`, args: ['over the wire'] }),
+        client.workflow.execute('echo', {
+          taskQueue,
+          workflowId: `stack-test-echo-${Date.now()}`,
+          args: ['over the wire'],
+        }),
       );
       expect(result).toBe('over the wire');
     } finally {
@@ -144,7 +165,9 @@ describe('regionshift stack', () => {
     expect(component(s, 'codec-server')).toMatchObject({ address: codecUrl, health: 'up' });
     expect(readState(stack.home).processes.temporal!.argv.join(' ')).toContain(`--ui-codec-endpoint ${codecUrl}`);
     // The UI tells the browser where its codec server is.
-    const settings = (await (await fetch(`${s.temporalUi}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
+    const settings = (await (await fetch(`${s.temporalUi}/api/v1/settings`)).json()) as {
+      Codec?: { Endpoint?: string };
+    };
     expect(settings.Codec?.Endpoint).toBe(codecUrl);
 
     // A CLI command (no key in its environment) and the stack's workers share the key.
@@ -156,13 +179,28 @@ describe('regionshift stack', () => {
       const h = await rawHistory(connection, 'default', 'regionshift-ledger');
       const sealed = h.payloads.filter((p) => Buffer.from(p.metadata?.encoding ?? []).toString() === ENCODING);
       expect(sealed.length).toBeGreaterThan(2);
-      expect(new Set(sealed.map((p) => Buffer.from(p.metadata![KEY_ID_METADATA]!).toString()))).toEqual(new Set([keyId]));
+      expect(new Set(sealed.map((p) => Buffer.from(p.metadata![KEY_ID_METADATA]!).toString()))).toEqual(
+        new Set([keyId]),
+      );
       expect(h.bytes.includes('"requestedBy"')).toBe(false);
       // The stack's codec server holds the same key: it opens what the CLI and the workers sealed.
-      const body = { payloads: sealed.map((p) => ({ metadata: Object.fromEntries(Object.entries(p.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), data: Buffer.from(p.data!).toString('base64') })) };
-      const res = await fetch(`${codecUrl}/decode`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Namespace': 'default' }, body: JSON.stringify(body) });
+      const body = {
+        payloads: sealed.map((p) => ({
+          metadata: Object.fromEntries(
+            Object.entries(p.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+          ),
+          data: Buffer.from(p.data!).toString('base64'),
+        })),
+      };
+      const res = await fetch(`${codecUrl}/decode`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Namespace': 'default' },
+        body: JSON.stringify(body),
+      });
       expect(res.status).toBe(200);
-      const opened = ((await res.json()) as { payloads: { data: string }[] }).payloads.map((p) => Buffer.from(p.data, 'base64').toString()).join('\n');
+      const opened = ((await res.json()) as { payloads: { data: string }[] }).payloads
+        .map((p) => Buffer.from(p.data, 'base64').toString())
+        .join('\n');
       expect(opened).toContain('"requestedBy"');
     } finally {
       await connection.close();
@@ -170,8 +208,18 @@ describe('regionshift stack', () => {
   });
 
   it('replicates a write on the primary to the standby by streaming replication', async () => {
-    const primary = new PgClient({ host: '127.0.0.1', port: stack.pg['us-west-2']!.port, user: 'postgres', database: 'postgres' });
-    const standby = new PgClient({ host: '127.0.0.1', port: stack.pg['us-east-1']!.port, user: 'postgres', database: 'postgres' });
+    const primary = new PgClient({
+      host: '127.0.0.1',
+      port: stack.pg['us-west-2']!.port,
+      user: 'postgres',
+      database: 'postgres',
+    });
+    const standby = new PgClient({
+      host: '127.0.0.1',
+      port: stack.pg['us-east-1']!.port,
+      user: 'postgres',
+      database: 'postgres',
+    });
     await primary.connect();
     await standby.connect();
     try {
@@ -179,7 +227,9 @@ describe('regionshift stack', () => {
       await primary.query('create table if not exists stack_test (marker text primary key)');
       await primary.query('insert into stack_test values ($1)', [marker]);
       const seen = await waitFor('the write visible on the standby', async () => {
-        const r = await standby.query('select marker from stack_test where marker = $1', [marker]).catch(() => undefined);
+        const r = await standby
+          .query('select marker from stack_test where marker = $1', [marker])
+          .catch(() => undefined);
         return r && r.rowCount === 1 ? r.rows[0] : undefined;
       });
       expect(seen).toEqual({ marker });
@@ -215,7 +265,7 @@ describe('regionshift stack', () => {
     expect(again.stdout).not.toMatch(/^(starting|initialising) /m);
     const after = await status();
     expect(after.components.map((c) => [c.name, c.pid])).toEqual(before.components.map((c) => [c.name, c.pid]));
-    expect(again.stdout).not.toContain('made the stack\'s payload encryption key');
+    expect(again.stdout).not.toContain("made the stack's payload encryption key");
   });
 
   it('down stops everything it started and nothing is left running', async () => {

@@ -25,7 +25,11 @@ function failoverWith(name: string, extra: string): string {
 
 /** The line of the file on which `needle` first appears, 1-based. */
 function lineOf(file: string, needle: string): number {
-  return readFileSync(file, 'utf8').split('\n').findIndex((l) => l.includes(needle)) + 1;
+  return (
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .findIndex((l) => l.includes(needle)) + 1
+  );
 }
 
 function problemsOf(fn: () => unknown): string[] {
@@ -52,31 +56,64 @@ describe('http.call parameters', () => {
     const step = rb.steps.find((s) => s.id === 'tell-app')!;
     expect(step.placement).toBe('control');
     expect(step.params).toEqual({
-      url: 'http://127.0.0.1:1/primary/{{service}}', method: 'POST', headers: {}, headersFromEnv: {},
-      bearerTokenEnv: 'APP_HOOK_TOKEN', body: { primary: '{{target}}', run: '{{runId}}' }, timeout: '10s', retries: 2,
+      url: 'http://127.0.0.1:1/primary/{{service}}',
+      method: 'POST',
+      headers: {},
+      headersFromEnv: {},
+      bearerTokenEnv: 'APP_HOOK_TOKEN',
+      body: { primary: '{{target}}', run: '{{runId}}' },
+      timeout: '10s',
+      retries: 2,
     });
   });
 
   it('a wrong parameter, an unknown template value and a credential in a header: each named with its line', () => {
-    const file = failoverWith('hook-bad.yaml', `  - id: tell-app
+    const file = failoverWith(
+      'hook-bad.yaml',
+      `  - id: tell-app
     action: http.call
     params:
       url: "http://app/{{primary}}"
       retries: many
       headers:
-        Authorization: "Bearer s3cret"`);
+        Authorization: "Bearer s3cret"`,
+    );
     const problems = problemsOf(() => loadRunbook(file));
-    expect(problems).toContain(`${file}:${lineOf(file, 'retries: many')}: steps[2] (tell-app).params.retries: Invalid input: expected number, received string`);
-    expect(problems).toContainEqual(expect.stringMatching(new RegExp(`^${file}:${lineOf(file, 'url: "http://app')}: steps\\[2\\] \\(tell-app\\)\\.params\\.url: unknown template value \\{\\{primary\\}\\}`)));
-    expect(problems).toContainEqual(expect.stringContaining(`${file}:${lineOf(file, 'Authorization:')}: steps[2] (tell-app).params.headers.Authorization: a credential does not belong in the runbook`));
+    expect(problems).toContain(
+      `${file}:${lineOf(file, 'retries: many')}: steps[2] (tell-app).params.retries: Invalid input: expected number, received string`,
+    );
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^${file}:${lineOf(file, 'url: "http://app')}: steps\\[2\\] \\(tell-app\\)\\.params\\.url: unknown template value \\{\\{primary\\}\\}`,
+        ),
+      ),
+    );
+    expect(problems).toContainEqual(
+      expect.stringContaining(
+        `${file}:${lineOf(file, 'Authorization:')}: steps[2] (tell-app).params.headers.Authorization: a credential does not belong in the runbook`,
+      ),
+    );
   });
 
   it('parameters on an action that takes none, and a placement on a catalog action, are refused', () => {
     const file = join(dir, 'promote-params.yaml');
-    writeFileSync(file, readFileSync(builtinRunbookPath('failover'), 'utf8').replace('    action: db.promote\n', '    action: db.promote\n    placement: source\n    params: { force: true }\n'));
+    writeFileSync(
+      file,
+      readFileSync(builtinRunbookPath('failover'), 'utf8').replace(
+        '    action: db.promote\n',
+        '    action: db.promote\n    placement: source\n    params: { force: true }\n',
+      ),
+    );
     const problems = problemsOf(() => loadRunbook(file));
-    expect(problems).toContain(`${file}:${lineOf(file, 'params: { force')}: steps[5] (promote).params: db.promote takes no parameters`);
-    expect(problems).toContainEqual(expect.stringContaining(`${file}:${lineOf(file, 'placement: source')}: steps[5] (promote).placement: only http.call and plugin steps take a placement`));
+    expect(problems).toContain(
+      `${file}:${lineOf(file, 'params: { force')}: steps[5] (promote).params: db.promote takes no parameters`,
+    );
+    expect(problems).toContainEqual(
+      expect.stringContaining(
+        `${file}:${lineOf(file, 'placement: source')}: steps[5] (promote).placement: only http.call and plugin steps take a placement`,
+      ),
+    );
   });
 });
 
@@ -90,9 +127,18 @@ describe('plugin steps', () => {
   it('the example plugin loads; its step is declared into the runbook for the run', async () => {
     const plugins = await loadPlugins([{ module: EXAMPLE }]);
     expect([...plugins.keys()]).toEqual(['custom.primary-env-file']);
-    const rb = loadRunbook(failoverWith('plugin-ok.yaml', PLUGIN_STEP.replace('primary-region', 'BANKING_PRIMARY_REGION')), { plugins });
-    expect(rb.steps.find((s) => s.id === 'app-primary')!.params).toEqual({ path: '/tmp/app.env', variable: 'BANKING_PRIMARY_REGION', value: 'target' });
-    expect(rb.plugins).toEqual({ 'custom.primary-env-file': { placement: 'target', summary: expect.any(String), compensates: true } });
+    const rb = loadRunbook(
+      failoverWith('plugin-ok.yaml', PLUGIN_STEP.replace('primary-region', 'BANKING_PRIMARY_REGION')),
+      { plugins },
+    );
+    expect(rb.steps.find((s) => s.id === 'app-primary')!.params).toEqual({
+      path: '/tmp/app.env',
+      variable: 'BANKING_PRIMARY_REGION',
+      value: 'target',
+    });
+    expect(rb.plugins).toEqual({
+      'custom.primary-env-file': { placement: 'target', summary: expect.any(String), compensates: true },
+    });
   });
 
   it('without the plugin, the step is refused naming what provides steps', () => {
@@ -105,10 +151,15 @@ describe('plugin steps', () => {
   it('regionshift validate refuses a wrong plugin parameter, naming the file, line and field (exit 2)', () => {
     const runbook = failoverWith('plugin-bad.yaml', PLUGIN_STEP);
     const config = join(dir, 'with-plugin.yaml');
-    writeFileSync(config, `${readFileSync(join(ROOT, 'regionshift.yaml'), 'utf8')}\nplugins:\n  - module: ${EXAMPLE}\n`);
+    writeFileSync(
+      config,
+      `${readFileSync(join(ROOT, 'regionshift.yaml'), 'utf8')}\nplugins:\n  - module: ${EXAMPLE}\n`,
+    );
     const r = spawnSync('node', [CLI, 'validate', runbook, '--config', config], { encoding: 'utf8' });
     expect(r.status).toBe(2);
-    expect(r.stderr).toContain(`${runbook}:${lineOf(runbook, 'variable: primary-region')}: steps[2] (app-primary).params.variable: an environment variable name like PRIMARY_REGION`);
+    expect(r.stderr).toContain(
+      `${runbook}:${lineOf(runbook, 'variable: primary-region')}: steps[2] (app-primary).params.variable: an environment variable name like PRIMARY_REGION`,
+    );
     // The same runbook with the parameter fixed passes.
     writeFileSync(runbook, readFileSync(runbook, 'utf8').replace('primary-region', 'PRIMARY_REGION'));
     const ok = spawnSync('node', [CLI, 'validate', runbook, '--config', config], { encoding: 'utf8' });
@@ -121,7 +172,13 @@ describe('per-service runbooks', () => {
   it('a service points at its own failover runbook (relative to the config); validate checks it with the config', async () => {
     const own = failoverWith('ledger-failover.yaml', HOOK);
     const config = join(dir, 'own-runbooks.yaml');
-    writeFileSync(config, readFileSync(join(ROOT, 'regionshift.yaml'), 'utf8').replace(/^(  - name: ledger\n)/m, '$1    runbooks:\n      failover: ./ledger-failover.yaml\n'));
+    writeFileSync(
+      config,
+      readFileSync(join(ROOT, 'regionshift.yaml'), 'utf8').replace(
+        /^(  - name: ledger\n)/m,
+        '$1    runbooks:\n      failover: ./ledger-failover.yaml\n',
+      ),
+    );
     const cfg = loadConfig(config);
     expect(cfg.services[0]!.runbooks).toEqual({ failover: own });
     const rb = await loadServiceRunbook(cfg, 'ledger', 'failover');

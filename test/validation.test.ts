@@ -11,33 +11,55 @@ import { ServiceTriggers, serviceTriggersOf } from '../src/lib/config/triggers';
 import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import { Runbook } from '../src/contract/runbook/schema';
 
-
 describe('runbooks', () => {
   it('loads the shipped failover runbook and records its hash', () => {
     const rb = loadRunbook(builtinRunbookPath('failover'));
     expect(rb.kind).toBe('failover');
     expect(rb.steps.map((s) => s.id)).toEqual([
-      'preflight', 'approval', 'fence', 'fence-cache', 'confirm-lag', 'promote', 'promote-cache', 'shift-traffic', 'verify', 'repoint-cache', 'repoint-standbys', 'rejoin', 'fence-on-return', 'handoff',
+      'preflight',
+      'approval',
+      'fence',
+      'fence-cache',
+      'confirm-lag',
+      'promote',
+      'promote-cache',
+      'shift-traffic',
+      'verify',
+      'repoint-cache',
+      'repoint-standbys',
+      'rejoin',
+      'fence-on-return',
+      'handoff',
     ]);
     expect(rb.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('the ledger\'s own runbooks are the built-in ones plus tell-app after the promotion, the demo application\'s port as the config has it', () => {
+  it("the ledger's own runbooks are the built-in ones plus tell-app after the promotion, the demo application's port as the config has it", () => {
     const config = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
     const ledger = config.services.find((s) => s.name === 'ledger')!;
     for (const kind of ['failover', 'failback'] as const) {
       const own = loadRunbook(ledger.runbooks![kind]!);
       const builtin = loadRunbook(builtinRunbookPath(kind));
       const tell = own.steps.find((s) => s.id === 'tell-app')!;
-      expect(own.steps.filter((s) => s !== tell), kind).toEqual(builtin.steps);
-      expect(own.steps[own.steps.indexOf(tell) - 1]!.id, `${kind}: tell-app comes after the promotion`).toBe(kind === 'failover' ? 'promote-cache' : 'promote');
-      expect(tell).toMatchObject({ action: 'http.call', placement: 'control', params: { url: `http://127.0.0.1:${config.stack.app!.port}/primary` } });
+      expect(
+        own.steps.filter((s) => s !== tell),
+        kind,
+      ).toEqual(builtin.steps);
+      expect(own.steps[own.steps.indexOf(tell) - 1]!.id, `${kind}: tell-app comes after the promotion`).toBe(
+        kind === 'failover' ? 'promote-cache' : 'promote',
+      );
+      expect(tell).toMatchObject({
+        action: 'http.call',
+        placement: 'control',
+        params: { url: `http://127.0.0.1:${config.stack.app!.port}/primary` },
+      });
     }
     expect(config.stack.app).toEqual({ service: 'ledger', port: 8235 });
   });
 
   it('names the file, line, step and field of an unknown action', () => {
-    const text = 'kind: failover\nsteps:\n  - id: preflight\n    action: preflight\n  - id: fence\n    action: db.fenceWrite\n';
+    const text =
+      'kind: failover\nsteps:\n  - id: preflight\n    action: preflight\n  - id: fence\n    action: db.fenceWrite\n';
     const [problem] = problemsOf(() => parseYaml('runbooks/bad.yaml', text, Runbook));
     expect(problem).toContain('runbooks/bad.yaml:6');
     expect(problem).toContain('steps[1] (fence).action');
@@ -67,18 +89,33 @@ describe('runbooks', () => {
     const dup = 'kind: failover\nsteps:\n  - {id: a, action: preflight}\n  - {id: a, action: db.promote}\n';
     expect(problemsOf(() => parseYaml('d.yaml', dup, Runbook)).join()).toContain('duplicate step id "a"');
     const both = 'kind: failover\nsteps:\n  - {id: a, action: preflight, approval: {reason: x}}\n';
-    expect(problemsOf(() => parseYaml('b.yaml', both, Runbook)).join()).toContain('exactly one of `action` or `approval`');
+    expect(problemsOf(() => parseYaml('b.yaml', both, Runbook)).join()).toContain(
+      'exactly one of `action` or `approval`',
+    );
   });
 
   it('loads the shipped drain and undrain runbooks; a drain runbook may not touch the database, nor a failover drain', () => {
-    expect(loadRunbook(builtinRunbookPath('drain')).steps.map((s) => s.action ?? 'approval')).toEqual(['preflight', 'approval', 'traffic.drain', 'traffic.verify']);
-    expect(loadRunbook(builtinRunbookPath('undrain')).steps.map((s) => s.action ?? 'approval')).toEqual(['preflight', 'approval', 'traffic.undrain', 'traffic.verify']);
-    const promoting = 'kind: drain\nsteps:\n  - {id: preflight, action: preflight}\n  - {id: promote, action: db.promote}\n';
+    expect(loadRunbook(builtinRunbookPath('drain')).steps.map((s) => s.action ?? 'approval')).toEqual([
+      'preflight',
+      'approval',
+      'traffic.drain',
+      'traffic.verify',
+    ]);
+    expect(loadRunbook(builtinRunbookPath('undrain')).steps.map((s) => s.action ?? 'approval')).toEqual([
+      'preflight',
+      'approval',
+      'traffic.undrain',
+      'traffic.verify',
+    ]);
+    const promoting =
+      'kind: drain\nsteps:\n  - {id: preflight, action: preflight}\n  - {id: promote, action: db.promote}\n';
     expect(problemsOf(() => parseYaml('d.yaml', promoting, Runbook))).toEqual([
       'd.yaml:4: steps[1] (promote).action: a drain runbook moves traffic only; db.promote is not allowed in it (allowed: preflight, traffic.drain, traffic.verify, and approvals)',
     ]);
     const draining = 'kind: failover\nsteps:\n  - {id: drain, action: traffic.drain}\n';
-    expect(problemsOf(() => parseYaml('f.yaml', draining, Runbook)).join()).toContain('steps[0] (drain).action: traffic.drain belongs in a drain or undrain runbook, not a failover one');
+    expect(problemsOf(() => parseYaml('f.yaml', draining, Runbook)).join()).toContain(
+      'steps[0] (drain).action: traffic.drain belongs in a drain or undrain runbook, not a failover one',
+    );
   });
 
   it('reports YAML syntax errors with a position', () => {
@@ -92,8 +129,14 @@ describe('service config', () => {
     const cfg = loadConfig(join(__dirname, '..', 'regionshift.yaml'));
     const ledger = cfg.services[0]!;
     expect(ledger.regions).toEqual(['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1']);
-    for (const region of ledger.regions) expect(postgresDatabase(ledger).regions[region]!.dataDir.startsWith('/'), region).toBe(true);
-    expect(ledger.traffic.provider === 'route53' && ledger.traffic.weights).toEqual({ 'us-west-2': 40, 'us-east-1': 30, 'eu-west-1': 20, 'ap-southeast-1': 10 });
+    for (const region of ledger.regions)
+      expect(postgresDatabase(ledger).regions[region]!.dataDir.startsWith('/'), region).toBe(true);
+    expect(ledger.traffic.provider === 'route53' && ledger.traffic.weights).toEqual({
+      'us-west-2': 40,
+      'us-east-1': 30,
+      'eu-west-1': 20,
+      'ap-southeast-1': 10,
+    });
     // The demo drills back to back: a short cooldown, and the stack's probes mapped so the guardian acts by itself.
     expect(ledger.policy.cooldown).toBe('15s');
     expect(serviceTriggersOf(ledger).alarms.map((a) => [a.source, a.name, a.severity])).toEqual([
@@ -126,7 +169,9 @@ describe('service config', () => {
     ].join('\n');
     const problems = problemsOf(() => parseYaml('c.yaml', text, Config));
     expect(problems.some((p) => p.includes('services[0] (ledger).regions[1]') && p.includes('region name'))).toBe(true);
-    expect(problems.some((p) => p.includes('database.regions.us-west-2.port') && p.includes('expected number'))).toBe(true);
+    expect(problems.some((p) => p.includes('database.regions.us-west-2.port') && p.includes('expected number'))).toBe(
+      true,
+    );
     expect(problems.some((p) => p.includes('polcy'))).toBe(true);
   });
 });
@@ -142,8 +187,16 @@ describe('service config: a replicated control plane', () => {
       '    traffic: { provider: route53, hostedZone: z., recordName: r.z., endpoints: { us-west-2: a., us-east-1: b. } }',
     ].join('\n');
     const problems = problemsOf(() => parseYaml('c.yaml', text, Config));
-    expect(problems.some((p) => p.includes('temporal.clusters.eu-west-1') && p.includes('host:port of a Temporal frontend'))).toBe(true);
-    const missing = [...text.split('\n').slice(0, 1).map(() => 'temporal: { clusters: { us-west-2: 10.0.1.5:7233 } }'), ...text.split('\n').slice(1)].join('\n');
+    expect(
+      problems.some((p) => p.includes('temporal.clusters.eu-west-1') && p.includes('host:port of a Temporal frontend')),
+    ).toBe(true);
+    const missing = [
+      ...text
+        .split('\n')
+        .slice(0, 1)
+        .map(() => 'temporal: { clusters: { us-west-2: 10.0.1.5:7233 } }'),
+      ...text.split('\n').slice(1),
+    ].join('\n');
     expect(problemsOf(() => parseYaml('c.yaml', missing, Config))).toEqual([
       'c.yaml:1: temporal.clusters: no cluster for region us-east-1: list one Temporal cluster per region the services run in (us-west-2 listed)',
     ]);
@@ -151,26 +204,35 @@ describe('service config: a replicated control plane', () => {
 });
 
 describe('service config: drain and evacuation keys', () => {
-  const geoService = (rule: string) => [
-    'services:',
-    '  - name: geo',
-    '    regions: [us-west-2, eu-west-1]',
-    '    priority: 1',
-    '    database: { provider: postgres-streaming, regions: { us-west-2: { host: h, port: 1, dataDir: d }, eu-west-1: { host: h, port: 2, dataDir: e } } }',
-    '    traffic:',
-    '      provider: route53',
-    '      hostedZone: z.',
-    '      recordName: r.z.',
-    '      routing: geolocation',
-    '      endpoints: { us-west-2: a., eu-west-1: b. }',
-    '      geolocation:',
-    `        - ${rule}`,
-    '        - { location: default, region: us-west-2 }',
-    'evacuation: { maxConcurrent: 0 }',
-  ].join('\n');
+  const geoService = (rule: string) =>
+    [
+      'services:',
+      '  - name: geo',
+      '    regions: [us-west-2, eu-west-1]',
+      '    priority: 1',
+      '    database: { provider: postgres-streaming, regions: { us-west-2: { host: h, port: 1, dataDir: d }, eu-west-1: { host: h, port: 2, dataDir: e } } }',
+      '    traffic:',
+      '      provider: route53',
+      '      hostedZone: z.',
+      '      recordName: r.z.',
+      '      routing: geolocation',
+      '      endpoints: { us-west-2: a., eu-west-1: b. }',
+      '      geolocation:',
+      `        - ${rule}`,
+      '        - { location: default, region: us-west-2 }',
+      'evacuation: { maxConcurrent: 0 }',
+    ].join('\n');
 
   it('refuses a geolocation rule naming an unknown residency class, and an evacuation with no lane', () => {
-    expect(problemsOf(() => parseYaml('regionshift.yaml', geoService('{ location: { continent: EU }, region: eu-west-1, residency: euro }'), Config))).toEqual([
+    expect(
+      problemsOf(() =>
+        parseYaml(
+          'regionshift.yaml',
+          geoService('{ location: { continent: EU }, region: eu-west-1, residency: euro }'),
+          Config,
+        ),
+      ),
+    ).toEqual([
       'regionshift.yaml:15: evacuation.maxConcurrent: Too small: expected number to be >=1',
       'regionshift.yaml:13: services[0] (geo).traffic.geolocation[0].residency: unknown residency class "euro"; define it under residency.classes (known: none)',
     ]);
@@ -190,7 +252,11 @@ describe('regionshift validate', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rs-validate-'));
 
   it('accepts the shipped runbook and config', () => {
-    const r = spawnSync('node', [cli, 'validate', builtinRunbookPath('failover'), join(__dirname, '..', 'regionshift.yaml')], { encoding: 'utf8' });
+    const r = spawnSync(
+      'node',
+      [cli, 'validate', builtinRunbookPath('failover'), join(__dirname, '..', 'regionshift.yaml')],
+      { encoding: 'utf8' },
+    );
     expect(r.stderr).toBe('');
     expect(r.stdout).toContain('valid runbook');
     expect(r.stdout).toContain('valid service config');
@@ -199,7 +265,13 @@ describe('regionshift validate', () => {
 
   it('exits 2 and names the step and field of a malformed runbook', () => {
     const file = join(dir, 'failover.yaml');
-    writeFileSync(file, readFileSync(builtinRunbookPath('failover'), 'utf8').replace('action: db.promote', 'action: db.promote\n    when: [tuesday]'));
+    writeFileSync(
+      file,
+      readFileSync(builtinRunbookPath('failover'), 'utf8').replace(
+        'action: db.promote',
+        'action: db.promote\n    when: [tuesday]',
+      ),
+    );
     const r = spawnSync('node', [cli, 'validate', file], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain(`${file}:`);

@@ -27,10 +27,25 @@ let A: string;
 let B: string;
 
 beforeAll(async () => {
-  te = await createTemporalEnv((address) => paperConfig(address, [{ name: SERVICE, regions: [WEST, EAST], policy: { approvalTimeout: '5m', approvers: approverEntries('carol') } }]), { controlWorker: false });
+  te = await createTemporalEnv(
+    (address) =>
+      paperConfig(address, [
+        {
+          name: SERVICE,
+          regions: [WEST, EAST],
+          policy: { approvalTimeout: '5m', approvers: approverEntries('carol') },
+        },
+      ]),
+    { controlWorker: false },
+  );
   const startVersion = async (code: string): Promise<string> => {
     const buildId = buildIdOf(code);
-    await te.startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle: { code }, workerDeploymentOptions: controlDeploymentOptions(buildId), activities: decisionActivities(te.config) });
+    await te.startWorker({
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowBundle: { code },
+      workerDeploymentOptions: controlDeploymentOptions(buildId),
+      activities: decisionActivities(te.config),
+    });
     return buildId;
   };
   A = await startVersion(bundleCode(te.workflowBundle));
@@ -60,29 +75,54 @@ async function versioningOf(h: WorkflowHandle): Promise<{ behavior: string; buil
 const PINNED = '1'; // temporal.api.enums.v1.VersioningBehavior
 const AUTO_UPGRADE = '2';
 
-describe('control workers are versions of one deployment, named by their bundle\'s hash', () => {
+describe("control workers are versions of one deployment, named by their bundle's hash", () => {
   it('a runbook run pinned to A finishes on A while B is current; the guardian moves to B; a new run starts on B', async () => {
     expect(A).toMatch(/^bundle-[0-9a-f]{16}$/);
     expect(B).not.toBe(A);
-    const alarm = (): AlarmSignal => ({ source: 'alertmanager', name: 'Warn', region: WEST, severity: 'warning', state: 'ALARM', at: Date.now(), receivedAt: Date.now() });
+    const alarm = (): AlarmSignal => ({
+      source: 'alertmanager',
+      name: 'Warn',
+      region: WEST,
+      severity: 'warning',
+      state: 'ALARM',
+      at: Date.now(),
+      receivedAt: Date.now(),
+    });
     const deliverer = new Deliverer({ client: te.client, config: te.config, runbook: GATE });
     const guardian = te.client.workflow.getHandle(guardianWorkflowId(SERVICE));
     await deliverer.deliver(SERVICE, [alarm()]);
     await waitFor('the guardian on A', async () => ((await versioningOf(guardian)).buildId === A ? true : undefined));
 
-    const input = buildRunInput(te.config, GATE, { service: SERVICE, target: EAST, mode: 'planned', dryRun: false, requestedBy: 'alice', trigger: 'test' });
+    const input = buildRunInput(te.config, GATE, {
+      service: SERVICE,
+      target: EAST,
+      mode: 'planned',
+      dryRun: false,
+      requestedBy: 'alice',
+      trigger: 'test',
+    });
     input.approval = { required: true, timeout: '5m', onTimeout: 'reject', approvers: ['carol'], quorum: 1 };
     const first = await startRun(te.client, input);
     const run = te.client.workflow.getHandle(first.workflowId, first.runId);
-    await waitFor('the run at its gate', async () => ((await run.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined));
+    await waitFor('the run at its gate', async () =>
+      (await run.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined,
+    );
     expect(await versioningOf(run)).toEqual({ behavior: PINNED, buildId: A });
 
     await makeCurrentVersion(te.connection, 'default', B);
-    const d = await te.connection.workflowService.describeWorkerDeployment({ namespace: 'default', deploymentName: CONTROL_DEPLOYMENT });
+    const d = await te.connection.workflowService.describeWorkerDeployment({
+      namespace: 'default',
+      deploymentName: CONTROL_DEPLOYMENT,
+    });
     expect(d.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId).toBe(B);
 
     // The run's next task (the approval) and all after it are A's, though B is current and polling.
-    await approveRun(te.client, first.workflowId, { by: 'carol', decision: 'approve', reason: 'go' }, signerFor('carol'));
+    await approveRun(
+      te.client,
+      first.workflowId,
+      { by: 'carol', decision: 'approve', reason: 'go' },
+      signerFor('carol'),
+    );
     expect((await awaitRecord(te.client, first.workflowId, first.runId)).status).toBe('succeeded');
     const firstTasks = await tasks(run);
     expect(firstTasks.length).toBeGreaterThan(1);
@@ -97,7 +137,9 @@ describe('control workers are versions of one deployment, named by their bundle\
     const second = await startRun(te.client, { ...input, requestedBy: 'bob' });
     expect(second.workflowId).toBe(runWorkflowId(SERVICE));
     const next = te.client.workflow.getHandle(second.workflowId, second.runId);
-    await waitFor('the new run at its gate', async () => ((await next.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined));
+    await waitFor('the new run at its gate', async () =>
+      (await next.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined,
+    );
     expect(await versioningOf(next)).toEqual({ behavior: PINNED, buildId: B });
     await next.terminate('test over');
     await guardian.terminate('test over');

@@ -10,7 +10,13 @@ import { createHttpActivities } from '../activities/http';
 import { loadPlugins, pluginActivities } from '../src/lib/plugins';
 import { dataConverterFromEnv } from '../src/lib/codec/env';
 import type { Config } from '../src/lib/config/schema';
-import { installWorkerRuntime, startWorkerMetrics, workerMetricsPort, type PortChoice, type WorkerMetricsSetup } from '../src/lib/metrics/worker';
+import {
+  installWorkerRuntime,
+  startWorkerMetrics,
+  workerMetricsPort,
+  type PortChoice,
+  type WorkerMetricsSetup,
+} from '../src/lib/metrics/worker';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/contract/runbook/ids';
 import { activityInterceptors, startTracing, workflowExporterSink, type Tracing } from '../src/lib/tracing';
 import { controlBundle, controlDeploymentOptions, makeCurrentVersion } from './versioning';
@@ -79,7 +85,11 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         namespace: opts.namespace,
         dataConverter,
         taskQueue: regionTaskQueue(opts.region),
-        activities: { ...createRegionActivities(opts.config, opts.region), ...createHttpActivities(opts.region), ...appSteps },
+        activities: {
+          ...createRegionActivities(opts.config, opts.region),
+          ...createHttpActivities(opts.region),
+          ...appSteps,
+        },
         interceptors: { activity },
       }),
     );
@@ -104,7 +114,12 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
         stickyQueueScheduleToStartTimeout: '1s',
         // Runs verify decisions' signatures here, with this worker's own config and keys, and tell
         // their guardian they ended from here.
-        activities: { ...createDecisionActivities(opts.config), ...createGuardianNoticeActivities(), ...createHttpActivities('control'), ...appSteps },
+        activities: {
+          ...createDecisionActivities(opts.config),
+          ...createGuardianNoticeActivities(),
+          ...createHttpActivities('control'),
+          ...appSteps,
+        },
         interceptors: { activity },
         // Runs report their end (metrics) and their spans through these (workflows/interceptors.ts).
         sinks: { ...metrics.sinks, ...workflowExporterSink(tracing) },

@@ -34,35 +34,57 @@ const noop = (): void => undefined;
 export async function controlBundle(traced = true): Promise<VersionedBundle> {
   const canonical = existsSync(WORKFLOW_BUNDLE)
     ? readFileSync(WORKFLOW_BUNDLE, 'utf8')
-    : (await bundleWorkflowCode({
-        workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
-        logger: { trace: noop, debug: noop, info: noop, warn: console.warn, error: console.error, log: noop },
-      })).code;
-  const code = !traced && existsSync(WORKFLOW_BUNDLE_UNTRACED) ? readFileSync(WORKFLOW_BUNDLE_UNTRACED, 'utf8') : canonical;
+    : (
+        await bundleWorkflowCode({
+          workflowsPath: WORKFLOWS_PATH,
+          workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
+          logger: { trace: noop, debug: noop, info: noop, warn: console.warn, error: console.error, log: noop },
+        })
+      ).code;
+  const code =
+    !traced && existsSync(WORKFLOW_BUNDLE_UNTRACED) ? readFileSync(WORKFLOW_BUNDLE_UNTRACED, 'utf8') : canonical;
   return { workflowBundle: { code }, buildId: buildIdOf(canonical) };
 }
 
 export function controlDeploymentOptions(buildId: string): WorkerDeploymentOptions {
   // PINNED by default: every workflow on the control queue but the guardian and its health
   // watcher, which say AUTO_UPGRADE themselves.
-  return { version: { deploymentName: CONTROL_DEPLOYMENT, buildId }, useWorkerVersioning: true, defaultVersioningBehavior: 'PINNED' };
+  return {
+    version: { deploymentName: CONTROL_DEPLOYMENT, buildId },
+    useWorkerVersioning: true,
+    defaultVersioningBehavior: 'PINNED',
+  };
 }
 
 /**
  * Makes the version the deployment's current one, so new runs start on it. The server learns of a
  * version from its first poll, so until then the call is refused: retried until `timeoutMs`.
  */
-export async function makeCurrentVersion(connection: NativeConnection, namespace: string, buildId: string, timeoutMs = 30_000): Promise<void> {
+export async function makeCurrentVersion(
+  connection: NativeConnection,
+  namespace: string,
+  buildId: string,
+  timeoutMs = 30_000,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const d = await connection.workflowService.describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT }).catch(() => undefined);
+      const d = await connection.workflowService
+        .describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT })
+        .catch(() => undefined);
       if (d?.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId === buildId) return;
-      await connection.workflowService.setWorkerDeploymentCurrentVersion({ namespace, deploymentName: CONTROL_DEPLOYMENT, buildId, identity: `regionshift-worker ${buildId}` });
+      await connection.workflowService.setWorkerDeploymentCurrentVersion({
+        namespace,
+        deploymentName: CONTROL_DEPLOYMENT,
+        buildId,
+        identity: `regionshift-worker ${buildId}`,
+      });
       return;
     } catch (err) {
       if (Date.now() > until) {
-        throw new Error(`could not make ${CONTROL_DEPLOYMENT} version ${buildId} current in namespace ${namespace} within ${timeoutMs} ms: ${(err as Error).message}`);
+        throw new Error(
+          `could not make ${CONTROL_DEPLOYMENT} version ${buildId} current in namespace ${namespace} within ${timeoutMs} ms: ${(err as Error).message}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 250));
     }

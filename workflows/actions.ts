@@ -25,21 +25,31 @@ import { errorMessage, refuse } from './failures';
 import { DEFAULT_RETRY, iso, regionIn, type RunState } from './run-state';
 
 /** Waits for a person's approval of a step (workflows/approvals.ts). */
-export type AwaitApproval = (stepId: string, reason: string, gate?: boolean) => Promise<{ by: string; reason?: string }>;
+export type AwaitApproval = (
+  stepId: string,
+  reason: string,
+  gate?: boolean,
+) => Promise<{ by: string; reason?: string }>;
 
 async function preflight(run: RunState): Promise<void> {
   const { input, rec } = run;
   let trafficError = '';
-  if (!input.regions.includes(input.target)) refuse(`${input.target} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
+  if (!input.regions.includes(input.target))
+    refuse(`${input.target} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
   const residencyBreach = residencyViolation(input.policy.residency, input.service, input.target);
   if (residencyBreach) refuse(residencyBreach);
-  if (input.source && !input.regions.includes(input.source)) refuse(`${input.source} is not a region of ${input.service}`);
+  if (input.source && !input.regions.includes(input.source))
+    refuse(`${input.source} is not a region of ${input.service}`);
   // Each region answers for itself; a region whose worker does not pick the task up within
   // seconds (a live one takes milliseconds) is down. Traffic is read at the same time: every
   // sequential await here is a workflow-task round trip added to the run.
   const [topology, trafficBefore] = await Promise.all([
     describeRegions(run),
-    regionIn(input.target, { scheduleToStartTimeout: '3s', startToCloseTimeout: '30s', retry: { ...DEFAULT_RETRY, maximumAttempts: 3 } })
+    regionIn(input.target, {
+      scheduleToStartTimeout: '3s',
+      startToCloseTimeout: '30s',
+      retry: { ...DEFAULT_RETRY, maximumAttempts: 3 },
+    })
       .trafficDescribe({ service: input.service })
       .catch((err): undefined => {
         trafficError = errorMessage(err);
@@ -51,7 +61,8 @@ async function preflight(run: RunState): Promise<void> {
   if (!target.reachable) refuse(`target ${input.target} is unreachable: ${target.error}`);
   if (target.role === 'primary' && !target.fenced) refuse(`${input.target} is already the writer of ${input.service}`);
 
-  if (!trafficBefore) refuse(`cannot read the traffic records of ${input.service} from ${input.target}: ${trafficError}`);
+  if (!trafficBefore)
+    refuse(`cannot read the traffic records of ${input.service} from ${input.target}: ${trafficError}`);
   rec.trafficBefore = trafficBefore;
   const writers = topology.filter((n) => n.reachable && n.role === 'primary' && !n.fenced && n.region !== input.target);
   rec.source = input.source ?? writers[0]?.region ?? primaryRegionOf(rec.trafficBefore);
@@ -62,14 +73,20 @@ async function preflight(run: RunState): Promise<void> {
 
   const src = topology.find((n) => n.region === rec.source)!;
   if (input.mode === 'planned') {
-    if (!src.reachable) refuse(`planned failover needs the source ${rec.source} reachable (${src.error}); if it is down, run with --mode unplanned`);
+    if (!src.reachable)
+      refuse(
+        `planned failover needs the source ${rec.source} reachable (${src.error}); if it is down, run with --mode unplanned`,
+      );
     if (src.role !== 'primary') refuse(`${rec.source} is not a primary (it is a ${src.role})`);
     // A failback's target is the old primary, made a standby by the failback itself (failback.rejoinTarget).
     if (input.runbook.kind !== 'failback' && (target.role !== 'standby' || !target.streamingFrom)) {
-      refuse(`planned failover needs ${input.target} streaming from the source; it is a ${target.role}${target.streamingFrom ? '' : ' that is not streaming'}`);
+      refuse(
+        `planned failover needs ${input.target} streaming from the source; it is a ${target.role}${target.streamingFrom ? '' : ' that is not streaming'}`,
+      );
     }
   }
-  run.stepState('preflight').detail = `writer ${rec.source}, target ${input.target} ${target.role}${target.streamingFrom ? ' streaming' : ''}`;
+  run.stepState('preflight').detail =
+    `writer ${rec.source}, target ${input.target} ${target.role}${target.streamingFrom ? ' streaming' : ''}`;
 }
 
 /** Each region answers for itself; one that does not pick the task up within seconds is down. */
@@ -78,7 +95,11 @@ export function describeRegions(run: RunState, regions = run.input.regions): Pro
   return Promise.all(
     regions.map((region) => {
       const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
-      return regionIn(region, { scheduleToStartTimeout: knownDown ? '1s' : '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+      return regionIn(region, {
+        scheduleToStartTimeout: knownDown ? '1s' : '3s',
+        startToCloseTimeout: '10s',
+        retry: { maximumAttempts: 1 },
+      })
         .dbDescribe({ service: input.service })
         .catch((err): DbNodeState => ({ region, reachable: false, error: errorMessage(err) }));
     }),
@@ -97,8 +118,12 @@ async function repointStandbys(run: RunState, opts: Partial<ActivityOptions>): P
     others.map(async (region): Promise<StandbyFollow> => {
       const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
       try {
-        const r = await regionIn(region, { ...opts, scheduleToStartTimeout: knownDown ? '1s' : '10s', startToCloseTimeout: '2m', retry: { ...DEFAULT_RETRY, maximumAttempts: 3 } })
-          .dbFollowWriter({ service: input.service, primaryRegion: input.target });
+        const r = await regionIn(region, {
+          ...opts,
+          scheduleToStartTimeout: knownDown ? '1s' : '10s',
+          startToCloseTimeout: '2m',
+          retry: { ...DEFAULT_RETRY, maximumAttempts: 3 },
+        }).dbFollowWriter({ service: input.service, primaryRegion: input.target });
         return { region, followed: true, how: r.how };
       } catch (err) {
         const watcher = followWatcherWorkflowId(input.service, region);
@@ -118,7 +143,13 @@ async function repointStandbys(run: RunState, opts: Partial<ActivityOptions>): P
     }),
   );
   if (others.length === 0) return 'no other standbys';
-  return rec.standbys.map((s) => (s.followed ? `${s.region} follows (${s.how})` : `${s.region} not yet: ${s.error}; ${s.watcher} re-points it when it answers`)).join('; ');
+  return rec.standbys
+    .map((s) =>
+      s.followed
+        ? `${s.region} follows (${s.how})`
+        : `${s.region} not yet: ${s.error}; ${s.watcher} re-points it when it answers`,
+    )
+    .join('; ');
 }
 
 /**
@@ -138,13 +169,21 @@ async function stopFenceWatcher(service: string, region: string): Promise<void> 
 async function guardPromotion(run: RunState, stepId: string, awaitApproval: AwaitApproval): Promise<void> {
   const { input, rec } = run;
   if (rec.fence?.verified) {
-    if (!rec.lag) refuse('promotion refused: the runbook must confirm the lag (db.waitForLag) after the fence and before promoting');
+    if (!rec.lag)
+      refuse(
+        'promotion refused: the runbook must confirm the lag (db.waitForLag) after the fence and before promoting',
+      );
     return;
   }
   if (input.mode === 'planned') refuse('promotion refused: a planned failover promotes only after a verified fence');
   const state = await regionIn(input.target).dbDescribe({ service: input.service });
   const estimate = rpoEstimateSeconds(state);
-  rec.rpo = { lastReplayedCommitAt: state.lastReplayedCommitAt, lastHeardFromPrimaryAt: state.lastHeardFromPrimaryAt, estimateSeconds: estimate, zeroLoss: false };
+  rec.rpo = {
+    lastReplayedCommitAt: state.lastReplayedCommitAt,
+    lastHeardFromPrimaryAt: state.lastHeardFromPrimaryAt,
+    estimateSeconds: estimate,
+    zeroLoss: false,
+  };
   // With the source dead the standby often cannot say how far behind it was (its WAL receiver
   // is gone); policy allowDataLoss accepts that, but a known lag above budget still asks a person.
   const rpoText = estimate === undefined ? 'RPO unknown (the source is unreachable)' : `estimated RPO ${estimate}s`;
@@ -166,12 +205,16 @@ async function fenceOnReturn(run: RunState): Promise<void> {
     await wf.startChild(fenceWhenReachable, {
       workflowId,
       // After a managed failover that allowed data loss, the child also keeps AWS's snapshot of the old primary.
-      args: [{
-        service: input.service, region: run.source(), ...(rec.promotion?.method === 'failover' ? { preserveSince: rec.promotion.lsn } : {}),
-        // Its cache comes back a writer too (an unplanned run could not re-point it): the child
-        // makes it follow this run's target. Patched: a run that started before replays its child's input.
-        ...(input.cache && wf.patched('cache-on-return') ? { cachePrimary: input.target } : {}),
-      }],
+      args: [
+        {
+          service: input.service,
+          region: run.source(),
+          ...(rec.promotion?.method === 'failover' ? { preserveSince: rec.promotion.lsn } : {}),
+          // Its cache comes back a writer too (an unplanned run could not re-point it): the child
+          // makes it follow this run's target. Patched: a run that started before replays its child's input.
+          ...(input.cache && wf.patched('cache-on-return') ? { cachePrimary: input.target } : {}),
+        },
+      ],
       parentClosePolicy: 'ABANDON',
       staticSummary: `Fence ${input.service} in ${run.source()} when it answers again`,
     });
@@ -194,16 +237,25 @@ function boundedStart(run: RunState, step: Step & { action: ActionName }, config
   return knownDown ? Math.min(1000, durationMs(configured)) : durationMs(configured);
 }
 
-export async function runAction(run: RunState, step: Step & { action: ActionName }, state: StepState, awaitApproval: AwaitApproval): Promise<void> {
+export async function runAction(
+  run: RunState,
+  step: Step & { action: ActionName },
+  state: StepState,
+  awaitApproval: AwaitApproval,
+): Promise<void> {
   const { input, rec } = run;
   const source = (): string => run.source();
   const unplannedBounds = input.mode === 'unplanned' ? step.unplanned : undefined;
   const opts: Partial<ActivityOptions> = {
     summary: state.title,
     ...(step.timeout ? { startToCloseTimeout: durationMs(step.timeout) } : {}),
-    ...(unplannedBounds?.scheduleToStart ? { scheduleToStartTimeout: boundedStart(run, step, unplannedBounds.scheduleToStart) } : {}),
+    ...(unplannedBounds?.scheduleToStart
+      ? { scheduleToStartTimeout: boundedStart(run, step, unplannedBounds.scheduleToStart) }
+      : {}),
     ...(unplannedBounds?.startToClose ? { startToCloseTimeout: durationMs(unplannedBounds.startToClose) } : {}),
-    ...(unplannedBounds?.maximumAttempts ? { retry: { ...DEFAULT_RETRY, maximumAttempts: unplannedBounds.maximumAttempts } } : {}),
+    ...(unplannedBounds?.maximumAttempts
+      ? { retry: { ...DEFAULT_RETRY, maximumAttempts: unplannedBounds.maximumAttempts } }
+      : {}),
   };
   const svc = { service: input.service };
   // The schema refuses these too; a runbook passed in directly must not get past it either.
@@ -212,27 +264,53 @@ export async function runAction(run: RunState, step: Step & { action: ActionName
   }
   switch (step.action) {
     case 'preflight':
-      if (isDrainKind(input.runbook.kind)) return runDrainAction('preflight', { input, rec, state, opts, refuse, compensations: run.compensations, stepId: step.id });
+      if (isDrainKind(input.runbook.kind))
+        return runDrainAction('preflight', {
+          input,
+          rec,
+          state,
+          opts,
+          refuse,
+          compensations: run.compensations,
+          stepId: step.id,
+        });
       return preflight(run);
     case 'db.fenceWrites': {
       state.region = run.source();
-      run.compensations.register(step.id, step.action, `unfence ${run.source()}`, async () => (await regionIn(run.source(), COMPENSATION).dbUnfenceWrites(svc)).detail);
+      run.compensations.register(
+        step.id,
+        step.action,
+        `unfence ${run.source()}`,
+        async () => (await regionIn(run.source(), COMPENSATION).dbUnfenceWrites(svc)).detail,
+      );
       try {
         rec.fence = await regionIn(run.source(), opts).dbFenceWrites(svc);
         state.detail = `${rec.fence.alreadyFenced ? 'already fenced' : 'fenced'} at ${rec.fence.lsn}, ${rec.fence.terminatedSessions} sessions ended, verified ${rec.fence.verified}`;
-        if (!rec.fence.verified) throw ApplicationFailure.nonRetryable(`the fence in ${run.source()} could not be verified`);
+        if (!rec.fence.verified)
+          throw ApplicationFailure.nonRetryable(`the fence in ${run.source()} could not be verified`);
       } catch (err) {
         if (unplannedBounds?.onFailure !== 'require-data-loss-ack') throw err;
-        rec.fence = { region: run.source(), alreadyFenced: false, verified: false, lsn: '', terminatedSessions: 0, error: errorMessage(err) };
+        rec.fence = {
+          region: run.source(),
+          alreadyFenced: false,
+          verified: false,
+          lsn: '',
+          terminatedSessions: 0,
+          error: errorMessage(err),
+        };
         state.detail = `source unreachable: ${rec.fence.error}`;
       }
       return;
     }
     case 'db.waitForLag': {
       state.region = input.target;
-      if (!rec.fence?.verified) refuse('db.waitForLag needs a verified fence first (its WAL position is what the target must reach)');
-      rec.lag = await regionIn(input.target, { ...opts, startToCloseTimeout: durationMs(input.policy.lagTimeout) + 5000, retry: { maximumAttempts: 1 } })
-        .dbWaitForLag({ ...svc, sourceLsn: rec.fence.lsn, timeoutMs: durationMs(input.policy.lagTimeout) });
+      if (!rec.fence?.verified)
+        refuse('db.waitForLag needs a verified fence first (its WAL position is what the target must reach)');
+      rec.lag = await regionIn(input.target, {
+        ...opts,
+        startToCloseTimeout: durationMs(input.policy.lagTimeout) + 5000,
+        retry: { maximumAttempts: 1 },
+      }).dbWaitForLag({ ...svc, sourceLsn: rec.fence.lsn, timeoutMs: durationMs(input.policy.lagTimeout) });
       state.detail = `replayed ${rec.lag.replayedLsn} (${rec.lag.initialLagBytes} bytes behind at the fence) in ${rec.lag.waitedMs} ms`;
       return;
     }
@@ -252,7 +330,9 @@ export async function runAction(run: RunState, step: Step & { action: ActionName
     case 'traffic.shift': {
       state.region = input.target;
       const before = rec.trafficBefore ?? (await regionIn(input.target).trafficDescribe(svc));
-      run.compensations.register(step.id, step.action, `restore traffic records of ${input.service}`, async () => describeTraffic(await regionIn(input.target, COMPENSATION).trafficRestore({ ...svc, state: before })));
+      run.compensations.register(step.id, step.action, `restore traffic records of ${input.service}`, async () =>
+        describeTraffic(await regionIn(input.target, COMPENSATION).trafficRestore({ ...svc, state: before })),
+      );
       rec.traffic = await regionIn(input.target, opts).trafficShift({ ...svc, from: run.source(), to: input.target });
       const kept = (rec.traffic.kept ?? []).map((k) => `; ${k.location} stays on ${k.region} (residency)`).join('');
       state.detail = `${describeTraffic(rec.traffic.after)}${kept}; clients may cache the old answer ${rec.traffic.maxCachedSeconds}s`;
@@ -267,10 +347,15 @@ export async function runAction(run: RunState, step: Step & { action: ActionName
     }
     case 'db.rejoinAsStandby': {
       state.region = run.source();
-      const { state: after, ...rejoin } = await regionIn(run.source(), { ...opts, startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m' }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
+      const { state: after, ...rejoin } = await regionIn(run.source(), {
+        ...opts,
+        startToCloseTimeout: step.timeout ? durationMs(step.timeout) : '5m',
+      }).dbRejoinAsStandby({ ...svc, primaryRegion: input.target });
       rec.rejoin = rejoin;
       run.sourceAfter = after;
-      state.detail = rec.rejoin.detail ?? `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
+      state.detail =
+        rec.rejoin.detail ??
+        `${rec.rejoin.rejoined ? 'rejoined' : 'already a standby'}, streaming from ${rec.rejoin.streamingFrom}${rec.rejoin.rewound ? ' (rewound)' : ''}`;
       return;
     }
     case 'db.repointStandbys':
@@ -293,18 +378,52 @@ export async function runAction(run: RunState, step: Step & { action: ActionName
       rec.reconcile = {
         required: true,
         oldPrimary: run.source(),
-        divergence: { timeline: rec.promotion?.timeline, lsn: rec.promotion?.before.lsn, failedAt: iso(run.triggeredMs), ...lag },
+        divergence: {
+          timeline: rec.promotion?.timeline,
+          lsn: rec.promotion?.before.lsn,
+          failedAt: iso(run.triggeredMs),
+          ...lag,
+        },
       };
       state.detail = `writes ${run.source()} accepted after ${rec.promotion?.before.lsn ?? 'the last replayed position'} must be reconciled`;
       return;
     }
     default:
       // Reconciliation and failback (workflows/reconcile-actions.ts).
-      if (isReconcileAction(step.action)) return runReconcileAction(step.action, { input, rec, state, opts, source, refuse, compensations: run.compensations, stepId: step.id });
+      if (isReconcileAction(step.action))
+        return runReconcileAction(step.action, {
+          input,
+          rec,
+          state,
+          opts,
+          source,
+          refuse,
+          compensations: run.compensations,
+          stepId: step.id,
+        });
       // Drain and undrain (workflows/drain-actions.ts).
-      if (isDrainAction(step.action)) return runDrainAction(step.action, { input, rec, state, opts, refuse, compensations: run.compensations, stepId: step.id });
+      if (isDrainAction(step.action))
+        return runDrainAction(step.action, {
+          input,
+          rec,
+          state,
+          opts,
+          refuse,
+          compensations: run.compensations,
+          stepId: step.id,
+        });
       // The service's cache (workflows/cache-actions.ts), gated on the condition `cache`.
-      if (isCacheAction(step.action)) return runCacheAction(step.action, { input, rec, state, step, opts, source, refuse, compensations: run.compensations });
+      if (isCacheAction(step.action))
+        return runCacheAction(step.action, {
+          input,
+          rec,
+          state,
+          step,
+          opts,
+          source,
+          refuse,
+          compensations: run.compensations,
+        });
       return unimplementedAction(step.action);
   }
 }
@@ -333,14 +452,24 @@ export async function followWhenReachable(input: { service: string; region: stri
     startToCloseTimeout: '2m',
     heartbeatTimeout: '15s',
     scheduleToCloseTimeout: '30 days',
-    retry: { initialInterval: '2s', backoffCoefficient: 1.5, maximumInterval: '30s', nonRetryableErrorTypes: ['NotStandby'] },
+    retry: {
+      initialInterval: '2s',
+      backoffCoefficient: 1.5,
+      maximumInterval: '30s',
+      nonRetryableErrorTypes: ['NotStandby'],
+    },
   });
   const r = await acts.dbFollowWriter({ service: input.service });
   return `${input.region} follows ${r.streamingFrom} (${r.how ?? (r.rejoined ? 'rejoined' : 'already')})`;
 }
 
 /** Keeps trying to fence a region's old primary until it answers; see runbook's db.fenceOnReturn. */
-export async function fenceWhenReachable(input: { service: string; region: string; preserveSince?: string; cachePrimary?: string }): Promise<string> {
+export async function fenceWhenReachable(input: {
+  service: string;
+  region: string;
+  preserveSince?: string;
+  cachePrimary?: string;
+}): Promise<string> {
   const acts = wf.proxyActivities<RegionActivities & CacheActivities>({
     taskQueue: regionTaskQueue(input.region),
     startToCloseTimeout: '30s',
@@ -353,7 +482,12 @@ export async function fenceWhenReachable(input: { service: string; region: strin
   if (input.cachePrimary) {
     // Only when the run asked (a service with a cache): older watchers schedule nothing new.
     // REPLICAOF replaces what the returned cache wrote alone; retried until it follows.
-    const r = await acts.cacheRepoint({ service: input.service, primaryRegion: input.cachePrimary, regions: [input.region], untilFollowing: true });
+    const r = await acts.cacheRepoint({
+      service: input.service,
+      primaryRegion: input.cachePrimary,
+      regions: [input.region],
+      untilFollowing: true,
+    });
     fenced += `; its cache: ${r.regions.map((x) => x.detail).join('; ')}`;
   }
   if (!input.preserveSince) return fenced;

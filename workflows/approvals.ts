@@ -6,9 +6,22 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DecisionActivities } from '../activities/approvals';
-import { caseSubject, DECISION_REFUSED, type DecisionClaim, type DecisionSignature, type VerifiedDecision } from '../src/contract/approvals';
+import {
+  caseSubject,
+  DECISION_REFUSED,
+  type DecisionClaim,
+  type DecisionSignature,
+  type VerifiedDecision,
+} from '../src/contract/approvals';
 import { durationMs } from '../src/contract/runbook/duration';
-import type { AbortInput, ApproveInput, PendingApproval, RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
+import type {
+  AbortInput,
+  ApproveInput,
+  PendingApproval,
+  RunInput,
+  RunRecord,
+  StepState,
+} from '../src/contract/runbook/types';
 import type { CaseResolveInput } from '../src/contract/reconcile';
 
 export const approveUpdate = wf.defineUpdate<string, [ApproveInput]>('approve');
@@ -68,10 +81,18 @@ export class RunDecisions {
   async awaitApproval(stepId: string, reason: string, gate = false): Promise<{ by: string; reason?: string }> {
     const { input, rec } = this.ctx;
     // The run's own override applies to its approval gate; a data-loss acknowledgement keeps the policy's.
-    const { approvalTimeout, onApprovalTimeout } = gate && input.approval
-      ? { approvalTimeout: input.approval.timeout, onApprovalTimeout: input.approval.onTimeout } : input.policy;
+    const { approvalTimeout, onApprovalTimeout } =
+      gate && input.approval
+        ? { approvalTimeout: input.approval.timeout, onApprovalTimeout: input.approval.onTimeout }
+        : input.policy;
     const timeoutMs = durationMs(approvalTimeout);
-    const pending: PendingApproval = { stepId, reason, requestedAt: iso(), timeoutAt: iso(Date.now() + timeoutMs), ...(this.quorum > 1 ? { quorum: this.quorum } : {}) };
+    const pending: PendingApproval = {
+      stepId,
+      reason,
+      requestedAt: iso(),
+      timeoutAt: iso(Date.now() + timeoutMs),
+      ...(this.quorum > 1 ? { quorum: this.quorum } : {}),
+    };
     rec.pendingApproval = pending;
     this.decision = undefined;
     this.keysSoFar = [];
@@ -81,7 +102,8 @@ export class RunDecisions {
     rec.pendingApproval = undefined;
     if (!decided) {
       rec.approvals.push({ stepId, by: 'timeout', decision: 'timeout', at: iso() });
-      if (onApprovalTimeout === 'proceed') return { by: 'timeout', reason: `no answer within ${approvalTimeout}; policy proceeds` };
+      if (onApprovalTimeout === 'proceed')
+        return { by: 'timeout', reason: `no answer within ${approvalTimeout}; policy proceeds` };
       this.ctx.refuse(`no approval within ${approvalTimeout} (${reason}); policy rejects on timeout`);
     }
     const d = this.decision!;
@@ -102,30 +124,55 @@ export class RunDecisions {
   private validateApprove(a: ApproveInput): void {
     const { input, rec } = this.ctx;
     if (!rec.pendingApproval) throw new Error(`run ${this.info.workflowId} is not waiting for an approval`);
-    if (!a.signature?.value) throw new Error(this.unsigned(`the ${a.decision === 'reject' ? 'rejection' : 'approval'}`, a.by, `approve ${input.service}${a.decision === 'reject' ? ' --reject' : ''}`));
-    if (this.nonces.has(a.signature.nonce)) throw new Error(`this signature was already used (nonce ${a.signature.nonce}): sign the decision again`);
+    if (!a.signature?.value)
+      throw new Error(
+        this.unsigned(
+          `the ${a.decision === 'reject' ? 'rejection' : 'approval'}`,
+          a.by,
+          `approve ${input.service}${a.decision === 'reject' ? ' --reject' : ''}`,
+        ),
+      );
+    if (this.nonces.has(a.signature.nonce))
+      throw new Error(`this signature was already used (nonce ${a.signature.nonce}): sign the decision again`);
     if (a.by === input.requestedBy) throw new Error(`${a.by} requested this run and cannot approve it`);
     if (!this.approvers.includes(a.by) && !a.groups?.some((g: string) => this.approvers.includes(g))) {
-      throw new Error(`${a.by} may not approve runs of ${input.service}; approvers: ${this.approvers.join(', ') || 'none are configured'}`);
+      throw new Error(
+        `${a.by} may not approve runs of ${input.service}; approvers: ${this.approvers.join(', ') || 'none are configured'}`,
+      );
     }
-    if (rec.pendingApproval.approvedBy?.includes(a.by)) throw new Error(`${a.by} has already approved; a second, different approver is needed`);
+    if (rec.pendingApproval.approvedBy?.includes(a.by))
+      throw new Error(`${a.by} has already approved; a second, different approver is needed`);
   }
 
   private async approve(a: ApproveInput): Promise<string> {
     const { rec } = this.ctx;
     const stepId = rec.pendingApproval!.stepId;
-    const verified = await this.verify({ kind: a.decision, subject: stepId, by: a.by, groups: a.groups ?? [], reason: a.reason ?? '' }, a.signature);
+    const verified = await this.verify(
+      { kind: a.decision, subject: stepId, by: a.by, groups: a.groups ?? [], reason: a.reason ?? '' },
+      a.signature,
+    );
     // The gate may have timed out, or been decided, while the signature was checked.
     const pending = rec.pendingApproval;
-    if (!pending || pending.stepId !== stepId || this.decision) throw refusal(`the approval of step ${stepId} is no longer pending; nothing was changed`);
-    if (pending.approvedBy?.includes(a.by)) throw refusal(`${a.by} has already approved; a second, different approver is needed`);
+    if (!pending || pending.stepId !== stepId || this.decision)
+      throw refusal(`the approval of step ${stepId} is no longer pending; nothing was changed`);
+    if (pending.approvedBy?.includes(a.by))
+      throw refusal(`${a.by} has already approved; a second, different approver is needed`);
     if (a.decision === 'approve' && this.keysSoFar.includes(verified.key)) {
-      throw refusal(`${verified.signedAs} has already approved this step under another name; a second approver with their own key is needed`);
+      throw refusal(
+        `${verified.signedAs} has already approved this step under another name; a second approver with their own key is needed`,
+      );
     }
     if (a.decision === 'approve' && (pending.approvedBy?.length ?? 0) + 1 < this.quorum) {
       pending.approvedBy = [...(pending.approvedBy ?? []), a.by];
       this.keysSoFar.push(verified.key);
-      rec.approvals.push({ stepId, by: a.by, decision: 'approve', at: iso(), reason: a.reason, signed: verified.signedAs });
+      rec.approvals.push({
+        stepId,
+        by: a.by,
+        decision: 'approve',
+        at: iso(),
+        reason: a.reason,
+        signed: verified.signedAs,
+      });
       return `approval ${pending.approvedBy.length} of ${this.quorum} by ${a.by}; waiting for another approver`;
     }
     this.decision = { by: a.by, decision: a.decision, reason: a.reason, signed: verified.signedAs };
@@ -137,12 +184,16 @@ export class RunDecisions {
     if (rec.status !== 'running') throw new Error(`run ${this.info.workflowId} has already ${rec.status}`);
     if (rec.abort) throw new Error(`run ${this.info.workflowId} is already being aborted`);
     if (!a.signature?.value) throw new Error(this.unsigned('the abort', a.by, `abort ${input.service} --reason …`));
-    if (this.nonces.has(a.signature.nonce)) throw new Error(`this signature was already used (nonce ${a.signature.nonce}): sign the abort again`);
+    if (this.nonces.has(a.signature.nonce))
+      throw new Error(`this signature was already used (nonce ${a.signature.nonce}): sign the abort again`);
   }
 
   private async abort(a: AbortInput): Promise<string> {
     const { rec } = this.ctx;
-    const verified = await this.verify({ kind: 'abort', subject: 'run', by: a.by, groups: a.groups ?? [], reason: a.reason }, a.signature);
+    const verified = await this.verify(
+      { kind: 'abort', subject: 'run', by: a.by, groups: a.groups ?? [], reason: a.reason },
+      a.signature,
+    );
     if (rec.abort) throw refusal(`run ${this.info.workflowId} is already being aborted (by ${rec.abort.by})`);
     if (rec.status !== 'running') throw refusal(`run ${this.info.workflowId} has already ${rec.status}`);
     rec.abort = { by: a.by, reason: a.reason, signed: verified.signedAs };
@@ -150,15 +201,30 @@ export class RunDecisions {
     return `abort requested by ${a.by}: compensating`;
   }
 
-  private async verify(part: Omit<DecisionClaim, 'workflowId' | 'runId'>, signature: DecisionSignature | undefined): Promise<VerifiedDecision> {
+  private async verify(
+    part: Omit<DecisionClaim, 'workflowId' | 'runId'>,
+    signature: DecisionSignature | undefined,
+  ): Promise<VerifiedDecision> {
     // A decision a run accepted before decisions were signed replays as it ran then (no activity);
     // every decision sent to it since is verified.
-    if (!wf.patched('signed-decisions')) return { by: part.by, scheme: 'ssh', key: `unsigned:${part.by}`, signedAs: `${part.by} (unsigned, before signing)` };
+    if (!wf.patched('signed-decisions'))
+      return {
+        by: part.by,
+        scheme: 'ssh',
+        key: `unsigned:${part.by}`,
+        signedAs: `${part.by} (unsigned, before signing)`,
+      };
     // Taken before the wait, so the same signature sent twice at once is refused the second time.
     this.nonces.add(signature!.nonce);
     const claim: DecisionClaim = { ...part, workflowId: this.info.workflowId, runId: this.info.runId };
     try {
-      return await verifyDecision({ service: this.ctx.input.service, mode: this.ctx.input.mode, claim, signature: signature!, requester: this.ctx.input.requestedBy });
+      return await verifyDecision({
+        service: this.ctx.input.service,
+        mode: this.ctx.input.mode,
+        claim,
+        signature: signature!,
+        requester: this.ctx.input.requestedBy,
+      });
     } catch (err) {
       const cause = err instanceof wf.ActivityFailure ? err.cause : err;
       throw refusal(cause instanceof Error ? cause.message : String(cause));
@@ -174,9 +240,19 @@ export class RunDecisions {
 export async function verifyCaseDecision(r: CaseResolveInput): Promise<string> {
   const refused = (message: string) => ApplicationFailure.create({ type: 'CaseRefused', message, nonRetryable: true });
   if (!r.signature?.value) {
-    throw refused(`the decision on case ${r.caseId} by ${r.by} is not signed: sign it with your SSH key (regionshift cases resolve ${r.caseId} --by ${r.by} --key ~/.ssh/id_ed25519 …), or decide from Slack`);
+    throw refused(
+      `the decision on case ${r.caseId} by ${r.by} is not signed: sign it with your SSH key (regionshift cases resolve ${r.caseId} --by ${r.by} --key ~/.ssh/id_ed25519 …), or decide from Slack`,
+    );
   }
-  const claim: DecisionClaim = { kind: 'case', workflowId: wf.workflowInfo().workflowId, runId: '', subject: caseSubject(r), by: r.by, groups: r.groups ?? [], reason: r.note ?? '' };
+  const claim: DecisionClaim = {
+    kind: 'case',
+    workflowId: wf.workflowInfo().workflowId,
+    runId: '',
+    subject: caseSubject(r),
+    by: r.by,
+    groups: r.groups ?? [],
+    reason: r.note ?? '',
+  };
   try {
     return (await verifyDecision({ service: r.service, mode: 'unplanned', claim, signature: r.signature })).signedAs;
   } catch (err) {

@@ -41,7 +41,6 @@ function cacheIn(region: string, options: Partial<ActivityOptions> = {}): CacheA
   });
 }
 
-
 function message(err: unknown): string {
   if (err instanceof wf.ActivityFailure && err.cause) return err.cause.message;
   return err instanceof Error ? err.message : String(err);
@@ -55,7 +54,12 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
     case 'cache.fence': {
       const source = ctx.source();
       state.region = source;
-      ctx.compensations.register(ctx.step.id, action, `unfence the cache in ${source}`, async () => (await cacheIn(source, COMPENSATION).cacheUnfence(svc)).detail);
+      ctx.compensations.register(
+        ctx.step.id,
+        action,
+        `unfence the cache in ${source}`,
+        async () => (await cacheIn(source, COMPENSATION).cacheUnfence(svc)).detail,
+      );
       try {
         cache.fence = await cacheIn(source, ctx.opts).cacheFence(svc);
         state.detail = `${cache.fence.alreadyFenced ? 'already fenced' : 'fenced'}${cache.fence.offset !== undefined ? ` at offset ${cache.fence.offset}` : ''}; ${cache.fence.detail}`;
@@ -63,7 +67,13 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
         const policy = input.mode === 'unplanned' ? ctx.step.unplanned?.onFailure : undefined;
         if (policy !== 'continue' && policy !== 'require-data-loss-ack') throw err;
         // The source's cache is gone with its region: what it had not sent is lost to the cache.
-        cache.fence = { region: source, alreadyFenced: false, verified: false, detail: 'not fenced', error: message(err) };
+        cache.fence = {
+          region: source,
+          alreadyFenced: false,
+          verified: false,
+          detail: 'not fenced',
+          error: message(err),
+        };
         state.detail = `source cache unreachable, carried on (onFailure: ${policy}): ${cache.fence.error}`;
       }
       return;
@@ -71,12 +81,18 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
     case 'cache.promote': {
       state.region = input.target;
       // The database's promotion guard decided already whether this run may promote at all.
-      if (!rec.promotion) ctx.refuse('cache.promote comes after db.promote: the cache follows the database\'s new writer');
+      if (!rec.promotion)
+        ctx.refuse("cache.promote comes after db.promote: the cache follows the database's new writer");
       const planned = input.mode === 'planned';
-      if (planned && !cache.fence?.verified && !cache.fence?.managed) ctx.refuse('cache.promote in a planned run needs a verified cache.fence first');
+      if (planned && !cache.fence?.verified && !cache.fence?.managed)
+        ctx.refuse('cache.promote in a planned run needs a verified cache.fence first');
       // How long it waits for the fenced offset is the cache config's syncTimeout, read by the worker.
-      cache.promotion = await cacheIn(input.target, ctx.opts)
-        .cachePromote({ ...svc, mode: input.mode, source: ctx.source(), ...(planned && cache.fence?.offset !== undefined ? { offset: cache.fence.offset } : {}) });
+      cache.promotion = await cacheIn(input.target, ctx.opts).cachePromote({
+        ...svc,
+        mode: input.mode,
+        source: ctx.source(),
+        ...(planned && cache.fence?.offset !== undefined ? { offset: cache.fence.offset } : {}),
+      });
       state.detail = cache.promotion.detail;
       return;
     }
@@ -86,10 +102,17 @@ export async function runCacheAction(action: CacheAction, ctx: CacheContext): Pr
       // primary (its own data replaced) before anything is fenced, promoted or routed to it.
       state.region = input.target;
       const current = ctx.source();
-      const rejoin = await cacheIn(input.target, ctx.opts).cacheRepoint({ ...svc, primaryRegion: current, regions: [input.target] });
+      const rejoin = await cacheIn(input.target, ctx.opts).cacheRepoint({
+        ...svc,
+        primaryRegion: current,
+        regions: [input.target],
+      });
       cache.rejoin = rejoin;
       const mine = rejoin.regions.find((r) => r.region === input.target);
-      if (!mine?.following) ctx.refuse(`${input.target}'s cache does not follow ${current}'s (${mine?.detail ?? 'not found'}); nothing was fenced or moved`);
+      if (!mine?.following)
+        ctx.refuse(
+          `${input.target}'s cache does not follow ${current}'s (${mine?.detail ?? 'not found'}); nothing was fenced or moved`,
+        );
       state.detail = mine.detail;
       return;
     }

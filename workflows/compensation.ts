@@ -47,7 +47,10 @@ export class Compensations {
    */
   register(stepId: string, action: string, what: string, undo: () => Promise<string>): () => void {
     const compensation = this.compensationOf(action);
-    if (!compensation) throw ApplicationFailure.nonRetryable(`step ${stepId}: the catalog gives ${action} no compensation, so it cannot register an undo`);
+    if (!compensation)
+      throw ApplicationFailure.nonRetryable(
+        `step ${stepId}: the catalog gives ${action} no compensation, so it cannot register an undo`,
+      );
     const u: Undo = { stepId, compensation, what, undo };
     this.undos.push(u);
     return () => {

@@ -34,7 +34,12 @@ export interface DrainContext {
   stepId: string;
 }
 
-const RETRY: RetryPolicy = { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 };
+const RETRY: RetryPolicy = {
+  initialInterval: '200ms',
+  backoffCoefficient: 2,
+  maximumInterval: '5s',
+  maximumAttempts: 20,
+};
 
 function on(region: string, options: Partial<ActivityOptions> = {}): RegionActivities {
   return wf.proxyActivities<RegionActivities>({
@@ -46,7 +51,11 @@ function on(region: string, options: Partial<ActivityOptions> = {}): RegionActiv
   });
 }
 
-const COMPENSATION: Partial<ActivityOptions> = { scheduleToStartTimeout: '15s', startToCloseTimeout: '90s', retry: { ...RETRY, maximumAttempts: 5 } };
+const COMPENSATION: Partial<ActivityOptions> = {
+  scheduleToStartTimeout: '15s',
+  startToCloseTimeout: '90s',
+  retry: { ...RETRY, maximumAttempts: 5 },
+};
 
 /** Provider refusals that mean nothing was changed: the run is refused, not failed. */
 const REFUSALS = new Set(['ResidencyRefused', 'NothingToShift', 'InvalidShift', 'UnknownRegion']);
@@ -74,11 +83,25 @@ export function serves(state: TrafficState, region: string): boolean {
 
 const keyOf = (r: TrafficRecord): string => r.location ?? r.region;
 const sameRecord = (a: TrafficRecord, b: TrafficRecord | undefined): boolean =>
-  b !== undefined && a.region === b.region && a.target === b.target && a.ttl === b.ttl && a.weight === b.weight
-  && a.failover === b.failover && a.location === b.location && a.routingControl === b.routingControl;
+  b !== undefined &&
+  a.region === b.region &&
+  a.target === b.target &&
+  a.ttl === b.ttl &&
+  a.weight === b.weight &&
+  a.failover === b.failover &&
+  a.location === b.location &&
+  a.routingControl === b.routingControl;
 
 export function sameTraffic(a: TrafficState, b: TrafficState): boolean {
-  return a.records.length === b.records.length && a.records.every((r) => sameRecord(r, b.records.find((x) => keyOf(x) === keyOf(r))));
+  return (
+    a.records.length === b.records.length &&
+    a.records.every((r) =>
+      sameRecord(
+        r,
+        b.records.find((x) => keyOf(x) === keyOf(r)),
+      ),
+    )
+  );
 }
 
 /** One entry per record that differs: "us-east-1 30 → 0", "continent:EU eu-west-1 → eu-central-1". */
@@ -96,44 +119,71 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
   const { input, rec, state } = ctx;
   const svc = { service: input.service };
   const kind = input.runbook.kind;
-  const drain = (): DrainRecord => rec.drain ?? ctx.refuse(`${action} needs the run's preflight first (it finds the writer and the records)`);
+  const drain = (): DrainRecord =>
+    rec.drain ?? ctx.refuse(`${action} needs the run's preflight first (it finds the writer and the records)`);
 
   switch (action) {
     case 'preflight': {
-      const region = input.region ?? ctx.refuse(`a ${kind} run needs the region to ${kind} (RunInput.region): regionshift ${kind} --service ${input.service} --region R`);
-      if (!input.regions.includes(region)) ctx.refuse(`${region} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
-      if (kind === 'undrain' && !input.drained) ctx.refuse(`there is no drain of ${region} for ${input.service} to undo (RunInput.drained)`);
-      if (input.drained && input.drained.region !== region) ctx.refuse(`the drain to undo (${input.drained.runId}) drained ${input.drained.region}, not ${region}`);
+      const region =
+        input.region ??
+        ctx.refuse(
+          `a ${kind} run needs the region to ${kind} (RunInput.region): regionshift ${kind} --service ${input.service} --region R`,
+        );
+      if (!input.regions.includes(region))
+        ctx.refuse(`${region} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
+      if (kind === 'undrain' && !input.drained)
+        ctx.refuse(`there is no drain of ${region} for ${input.service} to undo (RunInput.drained)`);
+      if (input.drained && input.drained.region !== region)
+        ctx.refuse(`the drain to undo (${input.drained.runId}) drained ${input.drained.region}, not ${region}`);
       // Every region answers for its database at once; a worker that does not pick the task up in
       // seconds is down, and cannot make the Route 53 calls either.
       const answered = new Set<string>();
-      const topology = await Promise.all(input.regions.map((r) =>
-        on(r, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
-          .dbDescribe(svc)
-          .then((n) => { answered.add(r); return n; })
-          .catch((err): DbNodeState => ({ region: r, reachable: false, error: message(err) })),
-      ));
+      const topology = await Promise.all(
+        input.regions.map((r) =>
+          on(r, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+            .dbDescribe(svc)
+            .then((n) => {
+              answered.add(r);
+              return n;
+            })
+            .catch((err): DbNodeState => ({ region: r, reachable: false, error: message(err) })),
+        ),
+      );
       rec.topology = topology;
       const writerNode = topology.find((n) => n.reachable && n.role === 'primary' && !n.fenced);
       const order = [writerNode?.region, ...input.regions].filter((r): r is string => r !== undefined && r !== region);
-      const via = order.find((r) => answered.has(r))
-        ?? ctx.refuse(`no worker of ${input.service} outside ${region} answered (${topology.map((n) => `${n.region}: ${n.error ?? 'ok'}`).join('; ')}); the Route 53 calls need one`);
+      const via =
+        order.find((r) => answered.has(r)) ??
+        ctx.refuse(
+          `no worker of ${input.service} outside ${region} answered (${topology.map((n) => `${n.region}: ${n.error ?? 'ok'}`).join('; ')}); the Route 53 calls need one`,
+        );
       let before: TrafficState;
       try {
-        before = await on(via, { scheduleToStartTimeout: '5s', startToCloseTimeout: '30s', retry: { ...RETRY, maximumAttempts: 3 } }).trafficDescribe(svc);
+        before = await on(via, {
+          scheduleToStartTimeout: '5s',
+          startToCloseTimeout: '30s',
+          retry: { ...RETRY, maximumAttempts: 3 },
+        }).trafficDescribe(svc);
       } catch (err) {
         ctx.refuse(`cannot read the traffic records of ${input.service} from ${via}: ${message(err)}`);
       }
       rec.trafficBefore = before;
       const writer = writerNode?.region ?? primaryRegionOf(before);
       rec.drain = { region, via, before, ...(writer ? { writer } : {}) };
-      const writerText = writer ? `writer ${writer}${writerNode ? '' : ' (from the records: no database answered as primary)'}` : 'writer unknown';
+      const writerText = writer
+        ? `writer ${writer}${writerNode ? '' : ' (from the records: no database answered as primary)'}`
+        : 'writer unknown';
       if (kind === 'drain') {
         if (writer === region) {
-          ctx.refuse(`${region} is the writer of ${input.service}: a drain moves traffic only and would leave the writer without clients; use failover (regionshift failover --service ${input.service} --to auto)`);
+          ctx.refuse(
+            `${region} is the writer of ${input.service}: a drain moves traffic only and would leave the writer without clients; use failover (regionshift failover --service ${input.service} --to auto)`,
+          );
         }
         const others = input.regions.filter((r) => r !== region && serves(before, r));
-        if (others.length === 0) ctx.refuse(`${region} is the last region serving ${input.service} (${describeRecords(before.records)}): draining it would leave its clients no answer`);
+        if (others.length === 0)
+          ctx.refuse(
+            `${region} is the last region serving ${input.service} (${describeRecords(before.records)}): draining it would leave its clients no answer`,
+          );
         state.detail = `${writerText}; ${region} ${serves(before, region) ? 'serves' : 'already serves no'} traffic; ${others.join(', ')} stay in service; Route 53 via ${via}`;
       } else {
         const drained = input.drained!;
@@ -152,7 +202,12 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const d = drain();
       state.region = d.via;
       const before = d.before!;
-      const withdraw = ctx.compensations.register(ctx.stepId, action, `restore traffic records of ${input.service}`, async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records));
+      const withdraw = ctx.compensations.register(
+        ctx.stepId,
+        action,
+        `restore traffic records of ${input.service}`,
+        async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
+      );
       try {
         rec.traffic = await on(d.via, ctx.opts).trafficDrain({ ...svc, region: d.region });
       } catch (err) {
@@ -177,11 +232,19 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const drained = input.drained ?? ctx.refuse('traffic.undrain needs the drain it undoes (RunInput.drained)');
       state.region = d.via;
       const before = d.before!;
-      ctx.compensations.register(ctx.stepId, action, `restore traffic records of ${input.service} as the drain left them`, async () =>
-        describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
+      ctx.compensations.register(
+        ctx.stepId,
+        action,
+        `restore traffic records of ${input.service} as the drain left them`,
+        async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
       );
       const after = await on(d.via, ctx.opts).trafficRestore({ ...svc, state: drained.before });
-      rec.traffic = { before, after, changed: !sameTraffic(before, after), maxCachedSeconds: Math.max(0, ...before.records.map((r) => r.ttl)) };
+      rec.traffic = {
+        before,
+        after,
+        changed: !sameTraffic(before, after),
+        maxCachedSeconds: Math.max(0, ...before.records.map((r) => r.ttl)),
+      };
       d.after = after;
       d.moved = changes(before, after);
       d.undoes = { workflowId: drained.workflowId, runId: drained.runId };
@@ -196,7 +259,10 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const want = kind === 'undrain' ? input.drained!.before : d.after;
       const problems: string[] = [];
       if (!want) problems.push('the run recorded no records to check against');
-      else if (!sameTraffic(now, want)) problems.push(`the records read back (${describeRecords(now.records)}) are not the ones set (${describeRecords(want.records)})`);
+      else if (!sameTraffic(now, want))
+        problems.push(
+          `the records read back (${describeRecords(now.records)}) are not the ones set (${describeRecords(want.records)})`,
+        );
       // Locations residency keeps on the region are the only answers it may still give.
       const kept = new Set((d.kept ?? []).map((k) => k.location));
       const checked = { ...now, records: now.records.filter((r) => r.location === undefined || !kept.has(r.location)) };

@@ -68,7 +68,8 @@ export const evacuationQuery = wf.defineQuery<EvacuationReport>('evacuation');
 const iso = (ms: number = Date.now()): string => new Date(ms).toISOString();
 
 function recordOf(err: unknown): RunRecord | undefined {
-  if (err instanceof wf.ChildWorkflowFailure && err.cause instanceof ApplicationFailure) return err.cause.details?.[0] as RunRecord | undefined;
+  if (err instanceof wf.ChildWorkflowFailure && err.cause instanceof ApplicationFailure)
+    return err.cause.details?.[0] as RunRecord | undefined;
   return undefined;
 }
 
@@ -86,7 +87,13 @@ export async function evacuate(input: EvacuateInput): Promise<EvacuationReport> 
     maxRunning: 0,
     status: 'running',
     startedAt: iso(),
-    services: ordered.map((s) => ({ service: s.service, priority: s.priority, action: 'nothing', reason: 'not yet probed', status: 'pending' })),
+    services: ordered.map((s) => ({
+      service: s.service,
+      priority: s.priority,
+      action: 'nothing',
+      reason: 'not yet probed',
+      status: 'pending',
+    })),
   };
   wf.setHandler(evacuationQuery, () => report);
   let running = 0;
@@ -137,7 +144,8 @@ export async function evacuate(input: EvacuateInput): Promise<EvacuationReport> 
       entry.action = 'failover';
       try {
         const choice = chooseTarget({ name: s.service, regions: s.failover.regions }, probe.topology ?? [], {
-          source: input.region, ...(s.failover.policy.residency ? { residency: s.failover.policy.residency } : {}),
+          source: input.region,
+          ...(s.failover.policy.residency ? { residency: s.failover.policy.residency } : {}),
         });
         entry.reason = `the writer is in ${input.region}; ${choice.reason}`;
         runInput = { ...s.failover, source: input.region, target: choice.target };
@@ -160,7 +168,12 @@ export async function evacuate(input: EvacuateInput): Promise<EvacuationReport> 
     entry.target = runInput.target;
     entry.status = 'running';
     const rec = await child(runInput, entry);
-    entry.status = rec.status === 'succeeded' ? 'succeeded' : rec.steps.some((x) => x.status === 'done' && x.action !== 'preflight') ? 'failed' : 'refused';
+    entry.status =
+      rec.status === 'succeeded'
+        ? 'succeeded'
+        : rec.steps.some((x) => x.status === 'done' && x.action !== 'preflight')
+          ? 'failed'
+          : 'refused';
     if (rec.rtoMs !== undefined) entry.rtoMs = rec.rtoMs;
     if (rec.rpo) entry.rpo = rec.rpo;
     if (rec.error) entry.error = rec.error;
@@ -175,9 +188,10 @@ export async function evacuate(input: EvacuateInput): Promise<EvacuationReport> 
         await move(next.s, next.entry);
       } catch (err) {
         next.entry.status = err instanceof WorkflowExecutionAlreadyStartedError ? 'refused' : 'failed';
-        next.entry.error = err instanceof WorkflowExecutionAlreadyStartedError
-          ? `${next.s.service} already has a run in progress (${runWorkflowId(next.s.service)}); evacuate it once that run ends`
-          : messageOf(err);
+        next.entry.error =
+          err instanceof WorkflowExecutionAlreadyStartedError
+            ? `${next.s.service} already has a run in progress (${runWorkflowId(next.s.service)}); evacuate it once that run ends`
+            : messageOf(err);
       } finally {
         next.entry.endedAt = iso();
         running--;
@@ -185,7 +199,9 @@ export async function evacuate(input: EvacuateInput): Promise<EvacuationReport> 
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, Math.min(input.maxConcurrent, queue.length)) }, lane));
-  report.status = report.services.every((e) => e.status === 'succeeded' || e.status === 'skipped') ? 'succeeded' : 'failed';
+  report.status = report.services.every((e) => e.status === 'succeeded' || e.status === 'skipped')
+    ? 'succeeded'
+    : 'failed';
   report.endedAt = iso();
   return report;
 }

@@ -22,8 +22,20 @@ import type { AttachedAlarm, RunInput, RunRecord } from '../src/contract/runbook
 import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/contract/guardian/ids';
 import { healthVerdict, type HealthVerdict } from '../src/contract/guardian/health-verdict';
 import type {
-  AlarmSignal, AlarmTrack, Decision, DecisionKind, FailingSignal, GuardianInput, GuardianSeed, GuardianSettings,
-  GuardianState, GuardianView, HealthActivities, HealthWatcherInput, HealthWatcherView, RunSummary,
+  AlarmSignal,
+  AlarmTrack,
+  Decision,
+  DecisionKind,
+  FailingSignal,
+  GuardianInput,
+  GuardianSeed,
+  GuardianSettings,
+  GuardianState,
+  GuardianView,
+  HealthActivities,
+  HealthWatcherInput,
+  HealthWatcherView,
+  RunSummary,
 } from '../src/contract/guardian/types';
 import { SA } from './search-attributes';
 
@@ -85,7 +97,17 @@ function track(state: GuardianState, a: AlarmSignal): AlarmTrack {
   const key = alarmKey(a);
   let t = state.alarms.find((x) => x.key === key);
   if (!t) {
-    t = { key, source: a.source, name: a.name, region: a.region, severity: a.severity, state: a.state, firstAt: iso(a.at), lastAt: iso(a.at), count: 0 };
+    t = {
+      key,
+      source: a.source,
+      name: a.name,
+      region: a.region,
+      severity: a.severity,
+      state: a.state,
+      firstAt: iso(a.at),
+      lastAt: iso(a.at),
+      count: 0,
+    };
     state.alarms.push(t);
     if (state.alarms.length > MAX_ALARMS) {
       state.alarms.sort((x, y) => Date.parse(x.lastAt) - Date.parse(y.lastAt));
@@ -111,15 +133,30 @@ export function cooldownUntil(state: GuardianState, settings: GuardianSettings):
 }
 
 /** The region a failover from `failing` goes to: the next in preference order that is not failing itself. */
-export function pickTarget(state: GuardianState, settings: GuardianSettings, failing: string, now: number): string | undefined {
+export function pickTarget(
+  state: GuardianState,
+  settings: GuardianSettings,
+  failing: string,
+  now: number,
+): string | undefined {
   const windowMs = durationMs(settings.debounce.window);
-  const candidates = settings.regions.filter((r) => r !== failing && (!settings.allowedTargets || settings.allowedTargets.includes(r)));
+  const candidates = settings.regions.filter(
+    (r) => r !== failing && (!settings.allowedTargets || settings.allowedTargets.includes(r)),
+  );
   const healthy = candidates.find((r) => prune(state.failing[r] ?? [], now, windowMs).length === 0);
   return healthy ?? candidates[0];
 }
 
 export type Verdict =
-  | { kind: 'start'; action: 'failover' | 'drain'; region: string; target: string; trigger: string; triggeredAt: number; detail: string }
+  | {
+      kind: 'start';
+      action: 'failover' | 'drain';
+      region: string;
+      target: string;
+      trigger: string;
+      triggeredAt: number;
+      detail: string;
+    }
   | { kind: 'none' };
 
 export interface DecideOptions {
@@ -131,20 +168,33 @@ export interface DecideOptions {
 }
 
 /** Failing signals from vantage points, in the window: who agrees the region is down, and how many must. */
-export function quorumOf(settings: GuardianSettings, region: string, failing: FailingSignal[]): { agree: string[]; others: string[]; need: number; met: boolean } {
+export function quorumOf(
+  settings: GuardianSettings,
+  region: string,
+  failing: FailingSignal[],
+): { agree: string[]; others: string[]; need: number; met: boolean } {
   const others = settings.regions.filter((r) => r !== region);
-  const agree = [...new Set(failing.flatMap((f) => (f.vantage && others.includes(f.vantage) ? [f.vantage] : [])))].sort();
+  const agree = [
+    ...new Set(failing.flatMap((f) => (f.vantage && others.includes(f.vantage) ? [f.vantage] : []))),
+  ].sort();
   const need = settings.quorum ?? Math.floor(others.length / 2) + 1;
   return { agree, others, need, met: agree.length >= need };
 }
 
-export const hasVantageSignals = (state: GuardianState): boolean => Object.values(state.failing).some((list) => list.some((f) => f.vantage !== undefined));
+export const hasVantageSignals = (state: GuardianState): boolean =>
+  Object.values(state.failing).some((list) => list.some((f) => f.vantage !== undefined));
 
 /**
  * Records one alarm and decides. Pure: the workflow applies the verdict (starting the run).
  * Order of the checks: recovery, severity, single flight, debounce, writer, cooldown, target.
  */
-export function decide(state: GuardianState, settings: GuardianSettings, a: AlarmSignal, now: number, opts: DecideOptions = {}): Verdict {
+export function decide(
+  state: GuardianState,
+  settings: GuardianSettings,
+  a: AlarmSignal,
+  now: number,
+  opts: DecideOptions = {},
+): Verdict {
   const windowMs = durationMs(settings.debounce.window);
   const key = alarmKey(a);
   const known = state.alarms.find((x) => x.key === key);
@@ -159,10 +209,18 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
   if (a.state === 'OK') {
     const before = failing.length;
     state.failing[a.region] = failing.filter((f) => f.key !== key);
-    if (before > state.failing[a.region]!.length) note(state, now, 'recovered', `${key} recovered; its failing signals no longer count`, a.region);
+    if (before > state.failing[a.region]!.length)
+      note(state, now, 'recovered', `${key} recovered; its failing signals no longer count`, a.region);
     if (state.failing[a.region]!.length === 0 && state.healthySince?.[a.region] === undefined) {
       state.healthySince = { ...state.healthySince, [a.region]: now };
-      if (state.drained?.[a.region]) note(state, now, 'healthy', `${a.region} is healthy again: undrained after ${settings.undrainAfter ?? '5m'} unless it fails again`, a.region);
+      if (state.drained?.[a.region])
+        note(
+          state,
+          now,
+          'healthy',
+          `${a.region} is healthy again: undrained after ${settings.undrainAfter ?? '5m'} unless it fails again`,
+          a.region,
+        );
     }
     return { kind: 'none' };
   }
@@ -175,7 +233,13 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
     const { [a.region]: _gone, ...rest } = state.healthySince;
     state.healthySince = rest;
   }
-  failing.push({ at: now, firedAt: a.at, key, ...(opts.quorum && a.vantage ? { vantage: a.vantage } : {}), ...(opts.quorum && a.since !== undefined ? { since: a.since } : {}) });
+  failing.push({
+    at: now,
+    firedAt: a.at,
+    key,
+    ...(opts.quorum && a.vantage ? { vantage: a.vantage } : {}),
+    ...(opts.quorum && a.since !== undefined ? { since: a.since } : {}),
+  });
   if (failing.length > MAX_FAILING_PER_REGION) failing.splice(0, failing.length - MAX_FAILING_PER_REGION);
 
   if (state.current) {
@@ -192,15 +256,25 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
       counted = failing.filter((f) => !f.vantage).length;
       if (counted < failures) {
         const silent = q.others.filter((r) => !q.agree.includes(r));
-        note(state, now, 'no-quorum',
+        note(
+          state,
+          now,
+          'no-quorum',
           `${q.agree.length} of ${q.others.length} vantage points (${q.agree.join(', ') || 'none'}) cannot reach ${a.region}; ${q.need} must agree${silent.length ? `, and ${silent.join(', ')} report no failure` : ''}: treated as a partition, not an outage; no failover`,
-          a.region);
+          a.region,
+        );
         return { kind: 'none' };
       }
     }
   }
   if (counted < failures) {
-    note(state, now, 'debouncing', `${counted} of ${failures} failing signals for ${a.region} within ${window}`, a.region);
+    note(
+      state,
+      now,
+      'debouncing',
+      `${counted} of ${failures} failing signals for ${a.region} within ${window}`,
+      a.region,
+    );
     return { kind: 'none' };
   }
   const primary = state.primary ?? settings.regions[0];
@@ -210,29 +284,58 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
     return { kind: 'none' };
   }
   if (action === 'drain' && state.drained?.[a.region]) {
-    note(state, now, 'already-drained', `${a.region} is failing and already drained (${state.drained[a.region]!.runId})`, a.region);
+    note(
+      state,
+      now,
+      'already-drained',
+      `${a.region} is failing and already drained (${state.drained[a.region]!.runId})`,
+      a.region,
+    );
     return { kind: 'none' };
   }
   const until = cooldownUntil(state, settings);
   if (until !== undefined && now < until) {
-    state.blocked = note(state, now, 'cooldown',
+    state.blocked = note(
+      state,
+      now,
+      'cooldown',
       `automatic ${action} of ${a.region} held back: cooldown ${settings.policy.cooldown} after the last run (${state.lastRun!.workflowId}, ${state.lastRun!.status} at ${state.lastRun!.endedAt}) lasts until ${iso(until)}; a manual run is still allowed`,
-      a.region);
+      a.region,
+    );
     return { kind: 'none' };
   }
   const first = failing.reduce((m, f) => (f.firedAt < m.firedAt ? f : m), failing[0]!);
   const firstAlarm = state.alarms.find((t) => t.key === first.key);
   const trigger = firstAlarm ? triggerOf(firstAlarm) : triggerOf(a);
   // Probe alarms know when the failure began (the last good probe): the run's RTO counts from there.
-  const began = opts.quorum ? Math.min(first.firedAt, ...failing.flatMap((f) => (f.since !== undefined ? [f.since] : []))) : first.firedAt;
-  const agreed = opts.quorum && failing.some((f) => f.vantage) ? `; vantage points agreeing: ${quorumOf(settings, a.region, failing).agree.join(', ')}` : '';
+  const began = opts.quorum
+    ? Math.min(first.firedAt, ...failing.flatMap((f) => (f.since !== undefined ? [f.since] : [])))
+    : first.firedAt;
+  const agreed =
+    opts.quorum && failing.some((f) => f.vantage)
+      ? `; vantage points agreeing: ${quorumOf(settings, a.region, failing).agree.join(', ')}`
+      : '';
   if (action === 'drain') {
     // The writer stays where it is; the failing region's traffic goes to the others.
-    return { kind: 'start', action, region: a.region, target: a.region, trigger, triggeredAt: began, detail: `${failing.length} failing signals for ${a.region} within ${window}${agreed}; the writer is ${primary}` };
+    return {
+      kind: 'start',
+      action,
+      region: a.region,
+      target: a.region,
+      trigger,
+      triggeredAt: began,
+      detail: `${failing.length} failing signals for ${a.region} within ${window}${agreed}; the writer is ${primary}`,
+    };
   }
   const target = pickTarget(state, settings, a.region, now);
   if (!target) {
-    note(state, now, 'no-target', `no region to fail over to from ${a.region}${settings.allowedTargets ? ` (data residency allows ${settings.allowedTargets.join(', ') || 'none'})` : ''}`, a.region);
+    note(
+      state,
+      now,
+      'no-target',
+      `no region to fail over to from ${a.region}${settings.allowedTargets ? ` (data residency allows ${settings.allowedTargets.join(', ') || 'none'})` : ''}`,
+      a.region,
+    );
     return { kind: 'none' };
   }
   return {
@@ -248,18 +351,41 @@ export function decide(state: GuardianState, settings: GuardianSettings, a: Alar
 
 function summaryOf(rec: RunRecord): RunSummary {
   const d = rec.drain;
-  const drained = rec.kind === 'drain' && rec.status === 'succeeded' && !rec.dryRun && d?.before && d.after
-    ? { drained: { workflowId: rec.workflowId, runId: rec.runId, region: d.region, before: d.before, after: d.after, ...(rec.endedAt ? { endedAt: rec.endedAt } : {}) } }
-    : {};
+  const drained =
+    rec.kind === 'drain' && rec.status === 'succeeded' && !rec.dryRun && d?.before && d.after
+      ? {
+          drained: {
+            workflowId: rec.workflowId,
+            runId: rec.runId,
+            region: d.region,
+            before: d.before,
+            after: d.after,
+            ...(rec.endedAt ? { endedAt: rec.endedAt } : {}),
+          },
+        }
+      : {};
   return {
-    workflowId: rec.workflowId, runId: rec.runId, kind: rec.kind, trigger: rec.trigger, requestedBy: rec.requestedBy,
-    target: rec.target, mode: rec.mode, dryRun: rec.dryRun, status: rec.status, startedAt: rec.startedAt, endedAt: rec.endedAt,
-    ...(d ? { region: d.region } : {}), ...drained,
+    workflowId: rec.workflowId,
+    runId: rec.runId,
+    kind: rec.kind,
+    trigger: rec.trigger,
+    requestedBy: rec.requestedBy,
+    target: rec.target,
+    mode: rec.mode,
+    dryRun: rec.dryRun,
+    status: rec.status,
+    startedAt: rec.startedAt,
+    endedAt: rec.endedAt,
+    ...(d ? { region: d.region } : {}),
+    ...drained,
   };
 }
 
 /** When the guardian's earliest drained region that is healthy again is due for its undrain (after the cooldown too). */
-export function undrainDue(state: GuardianState, settings: GuardianSettings): { region: string; at: number } | undefined {
+export function undrainDue(
+  state: GuardianState,
+  settings: GuardianSettings,
+): { region: string; at: number } | undefined {
   if (!settings.undrainRunbook) return undefined;
   const after = durationMs(settings.undrainAfter ?? '5m');
   const cooldownEnd = cooldownUntil(state, settings) ?? 0;
@@ -278,7 +404,8 @@ export async function notifyGuardian(rec: RunRecord): Promise<void> {
   // Runs started before guardians existed replay without these signals.
   if (!wf.patched('regionshift-notify-guardian')) return;
   try {
-    await wf.getExternalWorkflowHandle(guardianWorkflowId(rec.service))
+    await wf
+      .getExternalWorkflowHandle(guardianWorkflowId(rec.service))
       .signal(rec.status === 'running' ? runStartedSignal : runEndedSignal, summaryOf(rec));
   } catch {
     // No guardian for this service (none is configured, or it has not been started yet).
@@ -286,7 +413,10 @@ export async function notifyGuardian(rec: RunRecord): Promise<void> {
 }
 
 /** Local, so the worker that runs the workflow task signals at once: retries and waits are the fallback's. */
-const notice = wf.proxyLocalActivities<GuardianNoticeActivities>({ startToCloseTimeout: '5s', retry: { maximumAttempts: 1 } });
+const notice = wf.proxyLocalActivities<GuardianNoticeActivities>({
+  startToCloseTimeout: '5s',
+  retry: { maximumAttempts: 1 },
+});
 
 /**
  * notifyGuardian without a workflow task of its own: the control worker signals the guardian
@@ -306,7 +436,13 @@ export async function notifyGuardianNow(rec: RunRecord): Promise<void> {
   }
 }
 
-export function viewOf(service: string, state: GuardianState, settings: GuardianSettings, now: number, historyLength: number): GuardianView {
+export function viewOf(
+  service: string,
+  state: GuardianState,
+  settings: GuardianSettings,
+  now: number,
+  historyLength: number,
+): GuardianView {
   const windowMs = durationMs(settings.debounce.window);
   const until = cooldownUntil(state, settings);
   const failing = Object.entries(state.failing)
@@ -332,7 +468,13 @@ export function viewOf(service: string, state: GuardianState, settings: Guardian
     historyLength,
     drained: Object.values(state.drained ?? {}).map((d) => {
       const since = state.healthySince?.[d.region];
-      return { region: d.region, drainRunId: d.runId, ...(since !== undefined ? { undrainAt: iso(Math.max(since + durationMs(settings.undrainAfter ?? '5m'), until ?? 0)) } : {}) };
+      return {
+        region: d.region,
+        drainRunId: d.runId,
+        ...(since !== undefined
+          ? { undrainAt: iso(Math.max(since + durationMs(settings.undrainAfter ?? '5m'), until ?? 0)) }
+          : {}),
+      };
     }),
   };
 }
@@ -351,7 +493,8 @@ export async function guardian(input: GuardianInput): Promise<void> {
    */
   let quorumAware: boolean | undefined;
   const quorumFor = (a: AlarmSignal): boolean => {
-    if (quorumAware === undefined && (a.vantage !== undefined || hasVantageSignals(state))) quorumAware = wf.patched('regionshift-probe-quorum');
+    if (quorumAware === undefined && (a.vantage !== undefined || hasVantageSignals(state)))
+      quorumAware = wf.patched('regionshift-probe-quorum');
     return quorumAware ?? false;
   };
 
@@ -377,23 +520,29 @@ export async function guardian(input: GuardianInput): Promise<void> {
   });
   wf.setHandler(runStartedSignal, (run) => {
     if (run.dryRun) return;
-    if (!state.current || state.current.workflowId !== run.workflowId || state.current.runId !== run.runId) state.current = run;
+    if (!state.current || state.current.workflowId !== run.workflowId || state.current.runId !== run.runId)
+      state.current = run;
   });
   wf.setHandler(runEndedSignal, (run) => {
     const cur = state.current;
-    if (cur && cur.workflowId === run.workflowId && (cur.runId === undefined || cur.runId === run.runId)) state.current = undefined;
+    if (cur && cur.workflowId === run.workflowId && (cur.runId === undefined || cur.runId === run.runId))
+      state.current = undefined;
     if (run.dryRun) return;
     state.lastRun = run;
     // Failover and failback both move the writer to their target.
-    if (run.status === 'succeeded' && (run.kind === 'failover' || run.kind === 'failback') && run.target) state.primary = run.target;
+    if (run.status === 'succeeded' && (run.kind === 'failover' || run.kind === 'failback') && run.target)
+      state.primary = run.target;
     // Only drains the guardian started are undone by it: a person's drain (maintenance) is theirs to undo.
-    if (run.drained && run.requestedBy === 'guardian') state.drained = { ...state.drained, [run.drained.region]: run.drained };
+    if (run.drained && run.requestedBy === 'guardian')
+      state.drained = { ...state.drained, [run.drained.region]: run.drained };
     if (run.status === 'succeeded' && run.kind === 'undrain' && run.region && state.drained?.[run.region]) {
       const { [run.region]: _undone, ...rest } = state.drained;
       state.drained = rest;
     }
   });
-  wf.setHandler(guardianStateQuery, () => viewOf(service, state, settings, Date.now(), wf.workflowInfo().historyLength));
+  wf.setHandler(guardianStateQuery, () =>
+    viewOf(service, state, settings, Date.now(), wf.workflowInfo().historyLength),
+  );
 
   /**
    * With more than one candidate, the failover goes where the data is: each candidate region
@@ -401,21 +550,36 @@ export async function guardian(input: GuardianInput): Promise<void> {
    * as `--to auto` chooses). Alarms alone say nothing about lag. No answer keeps the alarm-based pick.
    */
   async function targetByTopology(v: Start): Promise<string> {
-    const candidates = settings.regions.filter((r) => r !== v.region && (!settings.allowedTargets || settings.allowedTargets.includes(r)));
+    const candidates = settings.regions.filter(
+      (r) => r !== v.region && (!settings.allowedTargets || settings.allowedTargets.includes(r)),
+    );
     if (candidates.length < 2) return v.target;
     const topology = await Promise.all(
       candidates.map((region) =>
-        wf.proxyActivities<RegionActivities>({ taskQueue: regionTaskQueue(region), scheduleToStartTimeout: '2s', startToCloseTimeout: '5s', retry: { maximumAttempts: 1 } })
+        wf
+          .proxyActivities<RegionActivities>({
+            taskQueue: regionTaskQueue(region),
+            scheduleToStartTimeout: '2s',
+            startToCloseTimeout: '5s',
+            retry: { maximumAttempts: 1 },
+          })
           .dbDescribe({ service })
           .catch((err: Error): DbNodeState => ({ region, reachable: false, error: err.message })),
       ),
     );
     try {
       const choice = chooseTarget({ name: service, regions: candidates }, topology, { source: v.region });
-      if (choice.target !== v.target) note(state, Date.now(), 'target', `${choice.target} instead of ${v.target}: ${choice.reason}`, v.region);
+      if (choice.target !== v.target)
+        note(state, Date.now(), 'target', `${choice.target} instead of ${v.target}: ${choice.reason}`, v.region);
       return choice.target;
     } catch (err) {
-      note(state, Date.now(), 'target', `no candidate judged by lag (${(err as Error).message}); keeping ${v.target}`, v.region);
+      note(
+        state,
+        Date.now(),
+        'target',
+        `no candidate judged by lag (${(err as Error).message}); keeping ${v.target}`,
+        v.region,
+      );
       return v.target;
     }
   }
@@ -423,9 +587,17 @@ export async function guardian(input: GuardianInput): Promise<void> {
   type Start = Omit<Extract<Verdict, { kind: 'start' }>, 'action'> & { action: 'failover' | 'drain' | 'undrain' };
   async function start(chosen: Start): Promise<void> {
     // Guardians live for months: ones already running take the new path only from here on.
-    const v = chosen.action === 'failover' && wf.patched('target-by-lag') ? { ...chosen, target: await targetByTopology(chosen) } : chosen;
+    const v =
+      chosen.action === 'failover' && wf.patched('target-by-lag')
+        ? { ...chosen, target: await targetByTopology(chosen) }
+        : chosen;
     const workflowId = runWorkflowId(service);
-    const runbook = v.action === 'drain' ? settings.drainRunbook! : v.action === 'undrain' ? settings.undrainRunbook! : settings.runbook;
+    const runbook =
+      v.action === 'drain'
+        ? settings.drainRunbook!
+        : v.action === 'undrain'
+          ? settings.undrainRunbook!
+          : settings.runbook;
     const mode = v.action === 'undrain' ? 'planned' : 'unplanned';
     const runInput: RunInput = {
       runbook,
@@ -457,12 +629,24 @@ export async function guardian(input: GuardianInput): Promise<void> {
           { key: SA.mode, value: mode },
           { key: SA.trigger, value: v.trigger },
         ],
-        staticSummary: v.action === 'failover' ? `failover ${service} → ${v.target} (unplanned), by the guardian: ${v.trigger}` : `${v.action} ${v.region} of ${service}, by the guardian: ${v.trigger}`,
+        staticSummary:
+          v.action === 'failover'
+            ? `failover ${service} → ${v.target} (unplanned), by the guardian: ${v.trigger}`
+            : `${v.action} ${v.region} of ${service}, by the guardian: ${v.trigger}`,
         staticDetails: `Runbook ${runbook.file} sha256 ${runbook.hash}. ${v.detail}; ${v.action === 'undrain' ? 'healthy since' : 'first alarm at'} ${iso(v.triggeredAt)}.`,
       });
       state.current = {
-        workflowId, runId: child.firstExecutionRunId, kind: runbook.kind, trigger: v.trigger, requestedBy: 'guardian',
-        target: v.target, mode, dryRun: false, status: 'running', startedAt: iso(now), ...(v.action !== 'failover' ? { region: v.region } : {}),
+        workflowId,
+        runId: child.firstExecutionRunId,
+        kind: runbook.kind,
+        trigger: v.trigger,
+        requestedBy: 'guardian',
+        target: v.target,
+        mode,
+        dryRun: false,
+        status: 'running',
+        startedAt: iso(now),
+        ...(v.action !== 'failover' ? { region: v.region } : {}),
       };
       state.runsStarted++;
       if (v.action !== 'undrain') state.failing[v.region] = [];
@@ -506,11 +690,19 @@ export async function guardian(input: GuardianInput): Promise<void> {
     if (!prev && !state.attachedKeys?.includes(key)) urgentAttach = true;
     if (prev && prev.state !== a.state) urgentAttach = true;
     state.attachedKeys = [...new Set([...(state.attachedKeys ?? []), key])].slice(-50);
-    pendingAttach.set(key, { trigger: triggerOf(a), region: a.region, severity: a.severity, state: a.state, at: t.lastAt, count: (prev?.count ?? 0) + 1 });
+    pendingAttach.set(key, {
+      trigger: triggerOf(a),
+      region: a.region,
+      severity: a.severity,
+      state: a.state,
+      at: t.lastAt,
+      count: (prev?.count ?? 0) + 1,
+    });
   }
 
   const maxHistory = (): number => settings.maxHistoryEvents ?? DEFAULT_MAX_HISTORY;
-  const shouldContinue = (): boolean => wf.workflowInfo().continueAsNewSuggested || wf.workflowInfo().historyLength > maxHistory();
+  const shouldContinue = (): boolean =>
+    wf.workflowInfo().continueAsNewSuggested || wf.workflowInfo().historyLength > maxHistory();
 
   /** Starts the undrain that is due, if one is and no run holds the service. */
   async function undrainIfDue(): Promise<void> {
@@ -518,7 +710,12 @@ export async function guardian(input: GuardianInput): Promise<void> {
     if (!due || state.current || Date.now() < due.at) return;
     const since = state.healthySince![due.region]!;
     await start({
-      kind: 'start', action: 'undrain', region: due.region, target: due.region, trigger: `health:${due.region}`, triggeredAt: since,
+      kind: 'start',
+      action: 'undrain',
+      region: due.region,
+      target: due.region,
+      trigger: `health:${due.region}`,
+      triggeredAt: since,
       detail: `${due.region} healthy for ${settings.undrainAfter ?? '5m'}; restoring the records before drain ${state.drained![due.region]!.runId}`,
     });
     // A start that failed is tried again after another healthy period, not in a tight loop.
@@ -531,12 +728,21 @@ export async function guardian(input: GuardianInput): Promise<void> {
     const undrainIn = undrain && !state.current ? Math.max(1, undrain.at - Date.now()) : undefined;
     if (pendingAttach.size > 0) {
       const due = lastAttach + ATTACH_EVERY_MS - Date.now();
-      if (due > 0) await wf.condition(() => queue.length > 0 || shouldContinue(), undrainIn === undefined ? due : Math.min(due, undrainIn));
+      if (due > 0)
+        await wf.condition(
+          () => queue.length > 0 || shouldContinue(),
+          undrainIn === undefined ? due : Math.min(due, undrainIn),
+        );
     } else if (undrainIn !== undefined) {
       await wf.condition(() => queue.length > 0 || shouldContinue() || state.current !== undefined, undrainIn);
     } else {
       // A run ending (a signal) can make an undrain due: wake for it too.
-      await wf.condition(() => queue.length > 0 || shouldContinue() || (state.current === undefined && undrainDue(state, settings) !== undefined));
+      await wf.condition(
+        () =>
+          queue.length > 0 ||
+          shouldContinue() ||
+          (state.current === undefined && undrainDue(state, settings) !== undefined),
+      );
     }
     while (queue.length > 0) {
       const batch = queue.splice(0, queue.length);
@@ -550,7 +756,8 @@ export async function guardian(input: GuardianInput): Promise<void> {
       }
     }
     await undrainIfDue();
-    if (pendingAttach.size > 0 && (urgentAttach || Date.now() - lastAttach >= ATTACH_EVERY_MS || shouldContinue())) await flushAttachments();
+    if (pendingAttach.size > 0 && (urgentAttach || Date.now() - lastAttach >= ATTACH_EVERY_MS || shouldContinue()))
+      await flushAttachments();
     if (shouldContinue() && pendingAttach.size === 0) {
       await wf.condition(wf.allHandlersFinished);
       if (queue.length === 0) {
@@ -582,24 +789,40 @@ export async function healthWatcher(input: HealthWatcherInput): Promise<void> {
   for (let i = 0; i < pollsPerRun; i++) {
     const now = Date.now();
     const alarms: AlarmSignal[] = [];
-    await Promise.all(Object.entries(input.checks).map(async ([region, healthCheckId]) => {
-      let v: HealthVerdict;
-      try {
-        v = healthVerdict(await acts.route53HealthCheckStatus({ healthCheckId, endpointUrl: input.endpointUrl }), input.healthyShare);
-        view.last[region] = { ...v, at: iso(now) };
-      } catch (err) {
-        // Not being able to ask is not evidence that the region is down.
-        view.last[region] = { verdict: 'unknown', healthy: 0, total: 0, at: iso(now), error: (err as Error).message };
-        return;
-      }
-      const base = { source: 'route53' as const, name: healthCheckId, region, severity: 'critical' as const, at: now, receivedAt: now };
-      if (v.verdict === 'failing') {
-        failing.add(region);
-        alarms.push({ ...base, state: 'ALARM', reason: `${v.healthy}/${v.total} Route 53 checkers healthy${v.sample ? `: ${v.sample}` : ''}` });
-      } else if (v.verdict === 'healthy' && failing.delete(region)) {
-        alarms.push({ ...base, state: 'OK', reason: `${v.healthy}/${v.total} Route 53 checkers healthy` });
-      }
-    }));
+    await Promise.all(
+      Object.entries(input.checks).map(async ([region, healthCheckId]) => {
+        let v: HealthVerdict;
+        try {
+          v = healthVerdict(
+            await acts.route53HealthCheckStatus({ healthCheckId, endpointUrl: input.endpointUrl }),
+            input.healthyShare,
+          );
+          view.last[region] = { ...v, at: iso(now) };
+        } catch (err) {
+          // Not being able to ask is not evidence that the region is down.
+          view.last[region] = { verdict: 'unknown', healthy: 0, total: 0, at: iso(now), error: (err as Error).message };
+          return;
+        }
+        const base = {
+          source: 'route53' as const,
+          name: healthCheckId,
+          region,
+          severity: 'critical' as const,
+          at: now,
+          receivedAt: now,
+        };
+        if (v.verdict === 'failing') {
+          failing.add(region);
+          alarms.push({
+            ...base,
+            state: 'ALARM',
+            reason: `${v.healthy}/${v.total} Route 53 checkers healthy${v.sample ? `: ${v.sample}` : ''}`,
+          });
+        } else if (v.verdict === 'healthy' && failing.delete(region)) {
+          alarms.push({ ...base, state: 'OK', reason: `${v.healthy}/${v.total} Route 53 checkers healthy` });
+        }
+      }),
+    );
     view.polls++;
     if (alarms.length > 0) {
       try {

@@ -8,7 +8,14 @@
 // that completed it. The interpreter (workflows/runbook.ts) is untouched: its record already
 // holds every timing the metrics need.
 import { context, SpanStatusCode, trace } from '@opentelemetry/api';
-import { ApplicationFailure, proxySinks, workflowInfo, type Sinks, type WorkflowInterceptorsFactory, type WorkflowInboundCallsInterceptor } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  proxySinks,
+  workflowInfo,
+  type Sinks,
+  type WorkflowInterceptorsFactory,
+  type WorkflowInboundCallsInterceptor,
+} from '@temporalio/workflow';
 import type { RunRecord } from '../src/contract/runbook/types';
 import { summarizeRun, type RunSummary } from '../src/contract/run-summary';
 
@@ -19,17 +26,32 @@ export interface RegionshiftSinks extends Sinks {
 const { regionshiftMetrics } = proxySinks<RegionshiftSinks>();
 
 function isRunRecord(x: unknown): x is RunRecord {
-  return typeof x === 'object' && x !== null && Array.isArray((x as RunRecord).steps) && typeof (x as RunRecord).kind === 'string';
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    Array.isArray((x as RunRecord).steps) &&
+    typeof (x as RunRecord).kind === 'string'
+  );
 }
 
 /** Step spans carry the times the record has; with no tracer provider in the sandbox they cost nothing. */
 function stepSpans(summary: RunSummary, parent: ReturnType<typeof context.active>): void {
   const tracer = trace.getTracer('regionshift');
   for (const s of summary.steps) {
-    const span = tracer.startSpan(`Step:${s.id}`, {
-      startTime: s.startedMs,
-      attributes: { 'regionshift.step': s.id, 'regionshift.action': s.action, 'regionshift.status': s.status, 'regionshift.service': summary.service, ...(s.region ? { 'regionshift.region': s.region } : {}) },
-    }, parent);
+    const span = tracer.startSpan(
+      `Step:${s.id}`,
+      {
+        startTime: s.startedMs,
+        attributes: {
+          'regionshift.step': s.id,
+          'regionshift.action': s.action,
+          'regionshift.status': s.status,
+          'regionshift.service': summary.service,
+          ...(s.region ? { 'regionshift.region': s.region } : {}),
+        },
+      },
+      parent,
+    );
     span.setStatus({ code: s.status === 'failed' ? SpanStatusCode.ERROR : SpanStatusCode.OK });
     span.end(s.endedMs);
   }
@@ -48,7 +70,10 @@ function report(result: unknown, failureType: string | undefined, parent: Return
 }
 
 class RunMetricsInbound implements WorkflowInboundCallsInterceptor {
-  async execute(input: Parameters<NonNullable<WorkflowInboundCallsInterceptor['execute']>>[0], next: Parameters<NonNullable<WorkflowInboundCallsInterceptor['execute']>>[1]): Promise<unknown> {
+  async execute(
+    input: Parameters<NonNullable<WorkflowInboundCallsInterceptor['execute']>>[0],
+    next: Parameters<NonNullable<WorkflowInboundCallsInterceptor['execute']>>[1],
+  ): Promise<unknown> {
     if (workflowInfo().workflowType !== 'runbook') return next(input);
     const parent = context.active();
     try {

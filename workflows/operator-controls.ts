@@ -27,7 +27,8 @@ function refusal(message: string): ApplicationFailure {
 }
 
 function messageOf(err: unknown): string {
-  if ((err instanceof wf.ActivityFailure || err instanceof wf.ChildWorkflowFailure) && err.cause) return messageOf(err.cause);
+  if ((err instanceof wf.ActivityFailure || err instanceof wf.ChildWorkflowFailure) && err.cause)
+    return messageOf(err.cause);
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -86,7 +87,10 @@ export class OperatorControls {
           state.detail = `skipped by ${d.by}: ${d.reason} (it failed: ${state.error ?? messageOf(err)})`;
           return;
         }
-        throw ApplicationFailure.nonRetryable(`step ${step.id} failed (${messageOf(err)}); ${d.by} chose to compensate: ${d.reason}`, 'OperatorCompensate');
+        throw ApplicationFailure.nonRetryable(
+          `step ${step.id} failed (${messageOf(err)}); ${d.by} chose to compensate: ${d.reason}`,
+          'OperatorCompensate',
+        );
       }
     }
   }
@@ -102,8 +106,12 @@ export class OperatorControls {
     const { rec, input } = this.ctx;
     if (rec.status !== 'running') throw new Error(`run ${this.info.workflowId} has already ${rec.status}`);
     if (!o.reason?.trim()) throw new Error(`${o.action} needs a reason: it goes into the run's record`);
-    if (!o.signature?.value) throw new Error(`the ${o.action} by ${o.by} is not signed: sign it with your SSH key (regionshift ${o.action} ${input.service} --by ${o.by} --key ~/.ssh/id_ed25519 --reason …), or decide from Slack`);
-    if (this.nonces.has(o.signature.nonce)) throw new Error(`this signature was already used (nonce ${o.signature.nonce}): sign the ${o.action} again`);
+    if (!o.signature?.value)
+      throw new Error(
+        `the ${o.action} by ${o.by} is not signed: sign it with your SSH key (regionshift ${o.action} ${input.service} --by ${o.by} --key ~/.ssh/id_ed25519 --reason …), or decide from Slack`,
+      );
+    if (this.nonces.has(o.signature.nonce))
+      throw new Error(`this signature was already used (nonce ${o.signature.nonce}): sign the ${o.action} again`);
     this.check(o.action);
   }
 
@@ -112,8 +120,13 @@ export class OperatorControls {
     const { rec } = this.ctx;
     if (action === 'pause' && this.paused) throw refusal(`run ${this.info.workflowId} is already paused`);
     if (action === 'resume' && !this.paused) throw refusal(`run ${this.info.workflowId} is not paused`);
-    if ((action === 'retry' || action === 'skip' || action === 'compensate') && (!rec.pendingDecision || this.decision)) {
-      throw refusal(`run ${this.info.workflowId} has no failed step waiting for a decision${rec.currentStep ? ` (it is at step ${rec.currentStep})` : ''}`);
+    if (
+      (action === 'retry' || action === 'skip' || action === 'compensate') &&
+      (!rec.pendingDecision || this.decision)
+    ) {
+      throw refusal(
+        `run ${this.info.workflowId} has no failed step waiting for a decision${rec.currentStep ? ` (it is at step ${rec.currentStep})` : ''}`,
+      );
     }
   }
 
@@ -125,15 +138,34 @@ export class OperatorControls {
     let verified: VerifiedDecision;
     try {
       verified = await verifyDecision({
-        service: input.service, mode: input.mode, requester: input.requestedBy, signature: o.signature!,
-        claim: { kind: o.action, workflowId: this.info.workflowId, runId: this.info.runId, subject, by: o.by, groups: o.groups ?? [], reason: o.reason },
+        service: input.service,
+        mode: input.mode,
+        requester: input.requestedBy,
+        signature: o.signature!,
+        claim: {
+          kind: o.action,
+          workflowId: this.info.workflowId,
+          runId: this.info.runId,
+          subject,
+          by: o.by,
+          groups: o.groups ?? [],
+          reason: o.reason,
+        },
       });
     } catch (err) {
       throw refusal(messageOf(err));
     }
     this.check(o.action);
-    if (subject !== 'run' && rec.pendingDecision?.stepId !== subject) throw refusal(`step ${subject} is no longer waiting; nothing was changed`);
-    (rec.operator ??= []).push({ action: o.action, ...(subject !== 'run' ? { stepId: subject } : {}), by: o.by, reason: o.reason, at: iso(), signed: verified.signedAs });
+    if (subject !== 'run' && rec.pendingDecision?.stepId !== subject)
+      throw refusal(`step ${subject} is no longer waiting; nothing was changed`);
+    (rec.operator ??= []).push({
+      action: o.action,
+      ...(subject !== 'run' ? { stepId: subject } : {}),
+      by: o.by,
+      reason: o.reason,
+      at: iso(),
+      signed: verified.signedAs,
+    });
     if (o.action === 'pause') {
       this.paused = true;
       rec.paused = { by: o.by, reason: o.reason, at: iso() };

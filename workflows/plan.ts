@@ -12,18 +12,26 @@ export function planOf(run: RunState): PlannedStep[] {
   const tgt = rec.topology?.find((n) => n.region === input.target);
   return input.runbook.steps.map((step) => {
     const spec = step.action ? specOf(step.action) : undefined;
-    const placement = step.placement ?? spec?.placement ?? (step.action ? input.runbook.plugins?.[step.action]?.placement : undefined);
+    const placement =
+      step.placement ?? spec?.placement ?? (step.action ? input.runbook.plugins?.[step.action]?.placement : undefined);
     const region = placement === 'source' ? rec.source : placement === 'target' ? input.target : undefined;
     const assumeFenced = input.mode === 'planned' || src?.reachable === true;
-    const unmet = step.when.filter((c) => (c === 'fenced' ? !assumeFenced : c === 'not-fenced' ? assumeFenced : !run.holds(c)));
+    const unmet = step.when.filter((c) =>
+      c === 'fenced' ? !assumeFenced : c === 'not-fenced' ? assumeFenced : !run.holds(c),
+    );
     const values: Record<string, unknown> = {};
     if (step.action === 'db.fenceWrites') Object.assign(values, { writerLsn: src?.lsn, reachable: src?.reachable });
-    if (step.action === 'db.waitForLag') Object.assign(values, { targetReplayedLsn: tgt?.lsn, timeout: input.policy.lagTimeout });
-    if (step.action === 'db.promote') Object.assign(values, { timeline: tgt?.timeline, streamingFrom: tgt?.streamingFrom });
+    if (step.action === 'db.waitForLag')
+      Object.assign(values, { targetReplayedLsn: tgt?.lsn, timeout: input.policy.lagTimeout });
+    if (step.action === 'db.promote')
+      Object.assign(values, { timeline: tgt?.timeline, streamingFrom: tgt?.streamingFrom });
     if (step.action === 'traffic.shift' && rec.trafficBefore && rec.source) {
       Object.assign(values, {
         before: describeTraffic(rec.trafficBefore),
-        after: describeTraffic({ ...rec.trafficBefore, records: shiftedRecords(rec.trafficBefore.records, rec.source, input.target, input.trafficDrain) }),
+        after: describeTraffic({
+          ...rec.trafficBefore,
+          records: shiftedRecords(rec.trafficBefore.records, rec.source, input.target, input.trafficDrain),
+        }),
       });
     }
     return {

@@ -4,7 +4,13 @@
 import * as wf from '@temporalio/workflow';
 import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities } from '../src/contract/activities';
-import { ACTIONS, isCustomAction, type ActionName, type ActionSpec, type Condition } from '../src/contract/runbook/catalog';
+import {
+  ACTIONS,
+  isCustomAction,
+  type ActionName,
+  type ActionSpec,
+  type Condition,
+} from '../src/contract/runbook/catalog';
 import { runDetails } from '../src/contract/runbook/details';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
@@ -12,7 +18,12 @@ import { Compensations } from './compensation';
 import { refuse } from './failures';
 import { SA } from './search-attributes';
 
-export const DEFAULT_RETRY: RetryPolicy = { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 };
+export const DEFAULT_RETRY: RetryPolicy = {
+  initialInterval: '200ms',
+  backoffCoefficient: 2,
+  maximumInterval: '5s',
+  maximumAttempts: 20,
+};
 
 /** The database and traffic activities of one region's worker. */
 export function regionIn(region: string, options: Partial<ActivityOptions> = {}): RegionActivities {
@@ -77,7 +88,11 @@ export class RunState {
       startedAt: iso(this.startedMs),
       steps: input.runbook.steps.map((s) => ({
         id: s.id,
-        title: s.title ?? (s.action ? specOf(s.action)?.summary ?? input.runbook.plugins?.[s.action]?.summary ?? s.action : s.approval?.reason ?? s.id),
+        title:
+          s.title ??
+          (s.action
+            ? (specOf(s.action)?.summary ?? input.runbook.plugins?.[s.action]?.summary ?? s.action)
+            : (s.approval?.reason ?? s.id)),
         action: s.action ?? 'approval',
         status: 'pending',
       })),
@@ -125,13 +140,20 @@ export class RunState {
   holds(cond: Condition): boolean {
     const input = this.input;
     switch (cond) {
-      case 'planned': return input.mode === 'planned';
-      case 'unplanned': return input.mode === 'unplanned';
-      case 'fenced': return this.rec.fence?.verified === true;
-      case 'not-fenced': return this.rec.fence?.verified !== true;
-      case 'approval-required': return input.approval ? input.approval.required : input.policy.approval[input.mode] === 'required';
-      case 'other-standbys': return input.regions.length > 2;
-      case 'cache': return input.cache === true;
+      case 'planned':
+        return input.mode === 'planned';
+      case 'unplanned':
+        return input.mode === 'unplanned';
+      case 'fenced':
+        return this.rec.fence?.verified === true;
+      case 'not-fenced':
+        return this.rec.fence?.verified !== true;
+      case 'approval-required':
+        return input.approval ? input.approval.required : input.policy.approval[input.mode] === 'required';
+      case 'other-standbys':
+        return input.regions.length > 2;
+      case 'cache':
+        return input.cache === true;
     }
   }
 }

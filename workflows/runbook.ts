@@ -37,7 +37,9 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
   wf.setHandler(progressQuery, () => rec);
   wf.setHandler(attachAlarmSignal, (a) => {
     const prev = rec.alarms?.find((x) => x.trigger === a.trigger && x.region === a.region);
-    rec.alarms = [...(rec.alarms ?? []).filter((x) => x !== prev), { ...a, count: (prev?.count ?? 0) + a.count }].slice(-20);
+    rec.alarms = [...(rec.alarms ?? []).filter((x) => x !== prev), { ...a, count: (prev?.count ?? 0) + a.count }].slice(
+      -20,
+    );
   });
   const work = new wf.CancellationScope();
   // Approvals and abort, each verified by a worker before it counts (workflows/approvals.ts).
@@ -57,7 +59,15 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
         state.detail = `approved by ${ok.by}`;
       } else if (isCustomAction(step.action!)) {
         // Plugin steps (workflows/app-steps.ts).
-        await runAppStep({ input, rec, step, state, opts: { summary: state.title, ...(step.timeout ? { startToCloseTimeout: durationMs(step.timeout) } : {}) }, source: () => run.source(), compensations: run.compensations });
+        await runAppStep({
+          input,
+          rec,
+          step,
+          state,
+          opts: { summary: state.title, ...(step.timeout ? { startToCloseTimeout: durationMs(step.timeout) } : {}) },
+          source: () => run.source(),
+          compensations: run.compensations,
+        });
       } else {
         await runAction(run, step as Step & { action: ActionName }, state, awaitApproval);
       }
@@ -122,8 +132,17 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
       publish();
       // The old primary's rejoin, as the run's last step, acts on it alone: the record's view of
       // every other region is read meanwhile instead of in a round of its own after it.
-      if (run.leaner && rec.promotion && group.length === 1 && step.action === 'db.rejoinAsStandby' && steps.slice(i + 1).every((s) => !wouldRun(s))) {
-        run.othersAfter = describeRegions(run, input.regions.filter((r) => r !== run.source()));
+      if (
+        run.leaner &&
+        rec.promotion &&
+        group.length === 1 &&
+        step.action === 'db.rejoinAsStandby' &&
+        steps.slice(i + 1).every((s) => !wouldRun(s))
+      ) {
+        run.othersAfter = describeRegions(
+          run,
+          input.regions.filter((r) => r !== run.source()),
+        );
       }
       // Every step of a group settles before the run moves on or compensates: an undo must never
       // race the step it undoes.
@@ -138,12 +157,16 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     // The audit record ends with where every region stands (docs/safety.md, invariant 7). Patched: a run that
     // was already past its last step when this shipped must replay without these activities.
     else if (run.othersAfter) rec.topologyAfter = await topologyAfterRejoin(run.othersAfter);
-    else if (rec.promotion && (run.leaner || wf.patched('topology-after'))) rec.topologyAfter = await describeRegions(run);
+    else if (rec.promotion && (run.leaner || wf.patched('topology-after')))
+      rec.topologyAfter = await describeRegions(run);
   }
 
   /** The regions described during the rejoin, and the old primary as the rejoin reported it (or described now). */
   async function topologyAfterRejoin(others: Promise<DbNodeState[]>): Promise<DbNodeState[]> {
-    const [described, [src]] = await Promise.all([others, run.sourceAfter ? Promise.resolve([run.sourceAfter]) : describeRegions(run, [run.source()])]);
+    const [described, [src]] = await Promise.all([
+      others,
+      run.sourceAfter ? Promise.resolve([run.sourceAfter]) : describeRegions(run, [run.source()]),
+    ]);
     return input.regions.map((r) => (r === run.source() ? src! : described.find((n) => n.region === r)!));
   }
 

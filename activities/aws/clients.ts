@@ -38,13 +38,18 @@ const STAND_IN_CREDENTIALS: AwsCredentialIdentity = { accessKeyId: 'testing', se
 
 const assumed = new Map<string, AwsCredentialIdentityProvider>();
 
-export function awsClientConfig(target: AwsTarget, env: NodeJS.ProcessEnv = process.env, maxAttempts = SDK_MAX_ATTEMPTS): AwsClientConfig {
+export function awsClientConfig(
+  target: AwsTarget,
+  env: NodeJS.ProcessEnv = process.env,
+  maxAttempts = SDK_MAX_ATTEMPTS,
+): AwsClientConfig {
   const config: AwsClientConfig = { region: target.region, maxAttempts };
   if (target.endpointUrl) {
     config.endpoint = target.endpointUrl;
     // Without real credentials in the environment the SDK would walk the chain to the instance
     // metadata service and time out on a laptop; a stand-in accepts anything.
-    if ((target.standIn ?? true) && !env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE) config.credentials = STAND_IN_CREDENTIALS;
+    if ((target.standIn ?? true) && !env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE)
+      config.credentials = STAND_IN_CREDENTIALS;
   }
   if (target.roleArn) {
     // One provider per role and region: it caches and refreshes the session itself.

@@ -14,15 +14,38 @@ import { ApplicationFailure } from '@temporalio/common';
 export type AwsErrorKind = 'throttled' | 'transient' | 'unavailable' | 'permanent';
 
 const THROTTLING = new Set([
-  'Throttling', 'ThrottlingException', 'ThrottledException', 'RequestThrottled', 'RequestThrottledException',
-  'RequestLimitExceeded', 'TooManyRequestsException', 'SlowDown', 'PriorRequestNotComplete', 'BandwidthLimitExceeded',
+  'Throttling',
+  'ThrottlingException',
+  'ThrottledException',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'SlowDown',
+  'PriorRequestNotComplete',
+  'BandwidthLimitExceeded',
 ]);
 const TRANSIENT = new Set([
-  'InternalFailure', 'InternalError', 'InternalServerError', 'InternalServerException', 'ServiceUnavailable',
-  'ServiceUnavailableException', 'RequestTimeout', 'RequestTimeoutException', 'TimeoutError', 'EndpointTemporarilyUnavailableException',
+  'InternalFailure',
+  'InternalError',
+  'InternalServerError',
+  'InternalServerException',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+  'EndpointTemporarilyUnavailableException',
 ]);
-const UNAVAILABLE = new Set(['InvalidAction', 'UnknownOperationException', 'UnsupportedOperation', 'NotImplemented', 'OperationNotSupported']);
-const NETWORK = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|ECONNABORTED|UND_ERR_\w+)$/;
+const UNAVAILABLE = new Set([
+  'InvalidAction',
+  'UnknownOperationException',
+  'UnsupportedOperation',
+  'NotImplemented',
+  'OperationNotSupported',
+]);
+const NETWORK =
+  /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|ECONNABORTED|UND_ERR_\w+)$/;
 
 interface SdkErrorShape {
   name?: string;
@@ -52,7 +75,8 @@ export function classifyAwsError(err: unknown): AwsErrorKind {
   if (UNAVAILABLE.has(code) || status === 501) return 'unavailable';
   // An answer that is not an AWS error document: the SDK could not parse it. From AWS that does
   // not happen for an operation it has; a stand-in (moto) answers operations it lacks this way.
-  if (status !== undefined && status >= 500 && /Deserialization error|parse error/i.test(e.message ?? '')) return 'unavailable';
+  if (status !== undefined && status >= 500 && /Deserialization error|parse error/i.test(e.message ?? ''))
+    return 'unavailable';
   if (TRANSIENT.has(code) || (status !== undefined && status >= 500) || e.$fault === 'server') return 'transient';
   const sys = e.code ?? ((e.cause ?? {}) as SdkErrorShape).code;
   if (typeof sys === 'string' && NETWORK.test(sys)) return 'transient';
@@ -76,7 +100,11 @@ export function awsFailure(err: unknown, what: string, hint?: string): Applicati
   if (err instanceof ApplicationFailure) return err;
   const kind = classifyAwsError(err);
   const code = awsErrorCode(err);
-  const suffix = hint ? `; ${hint}` : kind === 'throttled' ? '; AWS is throttling these calls: retrying with backoff' : '';
+  const suffix = hint
+    ? `; ${hint}`
+    : kind === 'throttled'
+      ? '; AWS is throttling these calls: retrying with backoff'
+      : '';
   return ApplicationFailure.create({
     message: `${what} failed: ${errorText(err)}${suffix}`,
     type: kind === 'throttled' ? 'Throttled' : code,

@@ -12,8 +12,12 @@ export function createCacheActivities(config: Config, region: string, options: A
   const pick = ({ service }: ServiceRef): CacheActivities => {
     const provider = config.services.find((s) => s.name === service)?.cache?.provider;
     if (provider === 'redis') return (redis ??= createRedisCacheActivities(config, region, options.env));
-    if (provider === 'elasticache-global') return (elasticache ??= createElastiCacheGlobalActivities(config, region, options));
-    throw ApplicationFailure.nonRetryable(`service "${service}" has no cache in the ${region} worker's config${provider ? ` (provider ${provider} is not available here)` : ''}; the cache.* steps run only for services with a cache`, 'CacheConfig');
+    if (provider === 'elasticache-global')
+      return (elasticache ??= createElastiCacheGlobalActivities(config, region, options));
+    throw ApplicationFailure.nonRetryable(
+      `service "${service}" has no cache in the ${region} worker's config${provider ? ` (provider ${provider} is not available here)` : ''}; the cache.* steps run only for services with a cache`,
+      'CacheConfig',
+    );
   };
   return {
     cacheDescribe: (input) => pick(input).cacheDescribe(input),

@@ -16,7 +16,17 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Config, RedisCache, Service } from '../../src/lib/config/schema';
 import { durationMs } from '../../src/contract/runbook/duration';
 import { heartbeat, pause } from '../context';
-import type { CacheActivities, CacheFenceResult, CacheNodeState, CachePromoteInput, CachePromoteResult, CacheRepointInput, CacheRepointResult, ServiceRef, UnfenceResult } from '../../src/contract/activities';
+import type {
+  CacheActivities,
+  CacheFenceResult,
+  CacheNodeState,
+  CachePromoteInput,
+  CachePromoteResult,
+  CacheRepointInput,
+  CacheRepointResult,
+  ServiceRef,
+  UnfenceResult,
+} from '../../src/contract/activities';
 import { RespError, parseInfo, withRedis, type RedisConnection, type RedisTarget } from './resp';
 
 /** Far above any replica count: no primary ever has this many. */
@@ -25,7 +35,13 @@ export const FENCE_MIN_REPLICAS = 1_000_000;
 const markerKey = (region: string): string => `regionshift:fence:min-replicas-to-write:${region}`;
 const PROBE_KEY = 'regionshift:fence:probe';
 
-export const CacheFailure = { Unreachable: 'CacheUnreachable', Config: 'CacheConfig', FenceNotVerified: 'CacheFenceNotVerified', SyncTimeout: 'CacheSyncTimeout', NotPrimary: 'CacheNotPrimary' } as const;
+export const CacheFailure = {
+  Unreachable: 'CacheUnreachable',
+  Config: 'CacheConfig',
+  FenceNotVerified: 'CacheFenceNotVerified',
+  SyncTimeout: 'CacheSyncTimeout',
+  NotPrimary: 'CacheNotPrimary',
+} as const;
 
 function target(cache: RedisCache, region: string, env: NodeJS.ProcessEnv): RedisTarget {
   const r = cache.regions[region]!;
@@ -33,10 +49,17 @@ function target(cache: RedisCache, region: string, env: NodeJS.ProcessEnv): Redi
   return { host: r.host, port: r.port, ...(password ? { password } : {}) };
 }
 
-async function role(conn: RedisConnection): Promise<{ role: 'primary' | 'replica'; replicaOf?: string; offset: number; linkUp?: boolean }> {
+async function role(
+  conn: RedisConnection,
+): Promise<{ role: 'primary' | 'replica'; replicaOf?: string; offset: number; linkUp?: boolean }> {
   const info = parseInfo(String(await conn.call('INFO', 'replication')));
   if (info.role === 'slave') {
-    return { role: 'replica', replicaOf: `${info.master_host}:${info.master_port}`, offset: Number(info.slave_repl_offset ?? 0), linkUp: info.master_link_status === 'up' };
+    return {
+      role: 'replica',
+      replicaOf: `${info.master_host}:${info.master_port}`,
+      offset: Number(info.slave_repl_offset ?? 0),
+      linkUp: info.master_link_status === 'up',
+    };
   }
   return { role: 'primary', offset: Number(info.master_repl_offset ?? 0) };
 }
@@ -52,22 +75,44 @@ async function persist(conn: RedisConnection): Promise<boolean> {
   return !(r instanceof RespError);
 }
 
-export function createRedisCacheActivities(config: Config, region: string, env: NodeJS.ProcessEnv = process.env): CacheActivities {
+export function createRedisCacheActivities(
+  config: Config,
+  region: string,
+  env: NodeJS.ProcessEnv = process.env,
+): CacheActivities {
   const of = (service: string): { svc: Service; cache: RedisCache } => {
     const svc = config.services.find((s) => s.name === service);
-    if (!svc?.cache || svc.cache.provider !== 'redis') throw ApplicationFailure.nonRetryable(`service "${service}" has no redis cache in the ${region} worker's config`, CacheFailure.Config);
-    if (!svc.cache.regions[region]) throw ApplicationFailure.nonRetryable(`service "${service}" has no cache in region ${region}`, CacheFailure.Config);
+    if (!svc?.cache || svc.cache.provider !== 'redis')
+      throw ApplicationFailure.nonRetryable(
+        `service "${service}" has no redis cache in the ${region} worker's config`,
+        CacheFailure.Config,
+      );
+    if (!svc.cache.regions[region])
+      throw ApplicationFailure.nonRetryable(
+        `service "${service}" has no cache in region ${region}`,
+        CacheFailure.Config,
+      );
     return { svc, cache: svc.cache };
   };
-  const where = (service: string, r: string, cache: RedisCache): string => `${service}'s Redis in ${r} (${cache.regions[r]!.host}:${cache.regions[r]!.port})`;
+  const where = (service: string, r: string, cache: RedisCache): string =>
+    `${service}'s Redis in ${r} (${cache.regions[r]!.host}:${cache.regions[r]!.port})`;
   /** A connection to a region's node; unreachable is retryable, and says where. */
-  async function on<T>(service: string, cache: RedisCache, r: string, fn: (conn: RedisConnection) => Promise<T>): Promise<T> {
+  async function on<T>(
+    service: string,
+    cache: RedisCache,
+    r: string,
+    fn: (conn: RedisConnection) => Promise<T>,
+  ): Promise<T> {
     try {
       return await withRedis(target(cache, r, env), fn);
     } catch (err) {
       if (err instanceof ApplicationFailure) throw err;
-      if (err instanceof RespError) throw ApplicationFailure.nonRetryable(`${where(service, r, cache)}: ${err.message}`, CacheFailure.Config);
-      throw ApplicationFailure.retryable(`${where(service, r, cache)} is unreachable: ${(err as Error).message}`, CacheFailure.Unreachable);
+      if (err instanceof RespError)
+        throw ApplicationFailure.nonRetryable(`${where(service, r, cache)}: ${err.message}`, CacheFailure.Config);
+      throw ApplicationFailure.retryable(
+        `${where(service, r, cache)} is unreachable: ${(err as Error).message}`,
+        CacheFailure.Unreachable,
+      );
     }
   }
 
@@ -75,8 +120,19 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
     try {
       return await on(service, cache, r, async (conn) => {
         const now = await role(conn);
-        const fenced = now.role === 'primary' ? Number(await configGet(conn, 'min-replicas-to-write')) >= FENCE_MIN_REPLICAS : undefined;
-        return { region: r, reachable: true, role: now.role, offset: now.offset, ...(now.replicaOf ? { replicaOf: now.replicaOf } : {}), ...(fenced !== undefined ? { fenced } : {}), ...(now.linkUp === false ? { error: 'replication link down' } : {}) };
+        const fenced =
+          now.role === 'primary'
+            ? Number(await configGet(conn, 'min-replicas-to-write')) >= FENCE_MIN_REPLICAS
+            : undefined;
+        return {
+          region: r,
+          reachable: true,
+          role: now.role,
+          offset: now.offset,
+          ...(now.replicaOf ? { replicaOf: now.replicaOf } : {}),
+          ...(fenced !== undefined ? { fenced } : {}),
+          ...(now.linkUp === false ? { error: 'replication link down' } : {}),
+        };
       });
     } catch (err) {
       return { region: r, reachable: false, error: (err as Error).message };
@@ -89,8 +145,18 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
       const now = await role(conn);
       if (now.role === 'replica') {
         const ro = await configGet(conn, 'replica-read-only');
-        if (ro !== 'yes') throw ApplicationFailure.nonRetryable(`${where(service, region, cache)} is a replica with replica-read-only ${ro}: it takes writes; set replica-read-only yes`, CacheFailure.FenceNotVerified);
-        return { region, alreadyFenced: true, verified: true, offset: now.offset, detail: `a replica of ${now.replicaOf}: read-only by construction` };
+        if (ro !== 'yes')
+          throw ApplicationFailure.nonRetryable(
+            `${where(service, region, cache)} is a replica with replica-read-only ${ro}: it takes writes; set replica-read-only yes`,
+            CacheFailure.FenceNotVerified,
+          );
+        return {
+          region,
+          alreadyFenced: true,
+          verified: true,
+          offset: now.offset,
+          detail: `a replica of ${now.replicaOf}: read-only by construction`,
+        };
       }
       const current = Number(await configGet(conn, 'min-replicas-to-write'));
       const already = current >= FENCE_MIN_REPLICAS;
@@ -100,10 +166,17 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
       const persisted = await persist(conn);
       const probe = await conn.send(['SET', PROBE_KEY, String(Date.now())]);
       const refused = probe instanceof RespError && probe.code === 'NOREPLICAS';
-      if (!refused) throw ApplicationFailure.nonRetryable(`${where(service, region, cache)}: a write after min-replicas-to-write ${FENCE_MIN_REPLICAS} was not refused (${probe instanceof RespError ? probe.message : 'it was written'}); do not promote another region on this fence`, CacheFailure.FenceNotVerified);
+      if (!refused)
+        throw ApplicationFailure.nonRetryable(
+          `${where(service, region, cache)}: a write after min-replicas-to-write ${FENCE_MIN_REPLICAS} was not refused (${probe instanceof RespError ? probe.message : 'it was written'}); do not promote another region on this fence`,
+          CacheFailure.FenceNotVerified,
+        );
       const offset = (await role(conn)).offset;
       return {
-        region, alreadyFenced: already, verified: true, offset,
+        region,
+        alreadyFenced: already,
+        verified: true,
+        offset,
         detail: `min-replicas-to-write ${FENCE_MIN_REPLICAS} (was ${already ? 'already fenced' : current}); a write was refused: ${(probe as RespError).message}; ${persisted ? 'written to redis.conf (survives a restart)' : 'CONFIG REWRITE failed: the fence ends with a restart'}`,
       };
     });
@@ -122,14 +195,28 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
     const { cache } = of(service);
     return on(service, cache, region, async (conn) => {
       const now = await role(conn);
-      if (now.role === 'replica') return { region, unfenced: false, detail: `${region}'s Redis is a replica of ${now.replicaOf}; nothing to undo` };
+      if (now.role === 'replica')
+        return {
+          region,
+          unfenced: false,
+          detail: `${region}'s Redis is a replica of ${now.replicaOf}; nothing to undo`,
+        };
       const lifted = await lift(conn, region);
       if (lifted) await conn.call('DEL', markerKey(region));
-      return { region, unfenced: lifted, detail: lifted ? `${region}'s Redis takes writes again` : `${region}'s Redis was not fenced` };
+      return {
+        region,
+        unfenced: lifted,
+        detail: lifted ? `${region}'s Redis takes writes again` : `${region}'s Redis was not fenced`,
+      };
     });
   }
 
-  async function cachePromote({ service, mode = 'planned', offset, timeoutMs: asked }: CachePromoteInput): Promise<CachePromoteResult> {
+  async function cachePromote({
+    service,
+    mode = 'planned',
+    offset,
+    timeoutMs: asked,
+  }: CachePromoteInput): Promise<CachePromoteResult> {
     const { cache } = of(service);
     const timeoutMs = asked ?? durationMs(cache.syncTimeout);
     const before = await describeNode(service, cache, region);
@@ -137,13 +224,22 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
       let now = await role(conn);
       if (now.role === 'primary') {
         const lifted = await lift(conn, region);
-        return { region, promoted: false, alreadyPrimary: true, before, detail: `already a primary${lifted ? '; its fence lifted' : ''}` };
+        return {
+          region,
+          promoted: false,
+          alreadyPrimary: true,
+          before,
+          detail: `already a primary${lifted ? '; its fence lifted' : ''}`,
+        };
       }
       if (mode === 'planned' && offset !== undefined) {
         const started = Date.now();
         while (now.offset < offset) {
           if (Date.now() - started > timeoutMs) {
-            throw ApplicationFailure.nonRetryable(`${where(service, region, cache)} replicated up to offset ${now.offset}, short of the fenced primary's ${offset}, after ${timeoutMs} ms (link ${now.linkUp ? 'up' : 'down'}); not promoted`, CacheFailure.SyncTimeout);
+            throw ApplicationFailure.nonRetryable(
+              `${where(service, region, cache)} replicated up to offset ${now.offset}, short of the fenced primary's ${offset}, after ${timeoutMs} ms (link ${now.linkUp ? 'up' : 'down'}); not promoted`,
+              CacheFailure.SyncTimeout,
+            );
           }
           heartbeat({ offset: now.offset });
           await pause(50);
@@ -156,42 +252,78 @@ export function createRedisCacheActivities(config: Config, region: string, env: 
       // A fence the node carried from an earlier life as a primary must not stay on the new writer.
       const lifted = await lift(conn, region);
       const probe = await conn.send(['SET', PROBE_KEY, String(Date.now())]);
-      if (probe instanceof RespError) throw ApplicationFailure.retryable(`${where(service, region, cache)} was promoted but refuses writes: ${probe.message}`, CacheFailure.NotPrimary);
+      if (probe instanceof RespError)
+        throw ApplicationFailure.retryable(
+          `${where(service, region, cache)} was promoted but refuses writes: ${probe.message}`,
+          CacheFailure.NotPrimary,
+        );
       return {
-        region, promoted: true, alreadyPrimary: false, before,
+        region,
+        promoted: true,
+        alreadyPrimary: false,
+        before,
         detail: `REPLICAOF NO ONE at offset ${now.offset}${offset !== undefined && mode === 'planned' ? ` (fenced primary: ${offset})` : ' (unplanned: what the old primary had not sent is lost to the cache)'}${lifted ? '; an old fence lifted' : ''}`,
       };
     });
   }
 
-  async function cacheRepoint({ service, primaryRegion, regions: only, untilFollowing }: CacheRepointInput): Promise<CacheRepointResult> {
+  async function cacheRepoint({
+    service,
+    primaryRegion,
+    regions: only,
+    untilFollowing,
+  }: CacheRepointInput): Promise<CacheRepointResult> {
     const { svc, cache } = of(service);
     const primary = cache.regions[primaryRegion];
-    if (!primary) throw ApplicationFailure.nonRetryable(`service "${service}" has no cache in ${primaryRegion}`, CacheFailure.Config);
+    if (!primary)
+      throw ApplicationFailure.nonRetryable(
+        `service "${service}" has no cache in ${primaryRegion}`,
+        CacheFailure.Config,
+      );
     const unknown = (only ?? []).filter((r) => r === primaryRegion || !cache.regions[r]);
-    if (unknown.length > 0) throw ApplicationFailure.nonRetryable(`cannot re-point ${unknown.join(', ')} at ${primaryRegion}: ${unknown.map((r) => (r === primaryRegion ? `${r} is the primary itself` : `${r} has no cache of ${service}`)).join('; ')}`, CacheFailure.Config);
+    if (unknown.length > 0)
+      throw ApplicationFailure.nonRetryable(
+        `cannot re-point ${unknown.join(', ')} at ${primaryRegion}: ${unknown.map((r) => (r === primaryRegion ? `${r} is the primary itself` : `${r} has no cache of ${service}`)).join('; ')}`,
+        CacheFailure.Config,
+      );
     const others = svc.regions.filter((r) => r !== primaryRegion && (!only || only.includes(r)));
-    const regions = await Promise.all(others.map(async (r) => {
-      try {
-        return await on(service, cache, r, async (conn) => {
-          const now = await role(conn);
-          const wanted = `${primary.host}:${primary.port}`;
-          if (now.role === 'replica' && now.replicaOf === wanted) return { region: r, following: true, detail: `already a replica of ${wanted}` };
-          // Read before REPLICAOF: the full sync that follows replaces the node's data.
-          const saved = now.role === 'primary' ? await conn.call('GET', markerKey(r)) : null;
-          // The old primary is a replica (read-only) from the next command on, so its fence can go.
-          await conn.call('REPLICAOF', primary.host, String(primary.port));
-          // Into redis.conf: an old primary restarted from its own file would come back a writer.
-          await persist(conn);
-          const lifted = now.role === 'primary' ? await lift(conn, r, typeof saved === 'string' ? saved : null) : false;
-          return { region: r, following: true, detail: `REPLICAOF ${wanted} (was ${now.role === 'primary' ? 'a primary' : `a replica of ${now.replicaOf}`})${lifted ? '; its fence lifted' : ''}` };
-        });
-      } catch (err) {
-        return { region: r, following: false, detail: `not re-pointed: ${(err as Error).message}; when it answers, point it at ${primary.host}:${primary.port} (REPLICAOF) before clients reach it` };
-      }
-    }));
+    const regions = await Promise.all(
+      others.map(async (r) => {
+        try {
+          return await on(service, cache, r, async (conn) => {
+            const now = await role(conn);
+            const wanted = `${primary.host}:${primary.port}`;
+            if (now.role === 'replica' && now.replicaOf === wanted)
+              return { region: r, following: true, detail: `already a replica of ${wanted}` };
+            // Read before REPLICAOF: the full sync that follows replaces the node's data.
+            const saved = now.role === 'primary' ? await conn.call('GET', markerKey(r)) : null;
+            // The old primary is a replica (read-only) from the next command on, so its fence can go.
+            await conn.call('REPLICAOF', primary.host, String(primary.port));
+            // Into redis.conf: an old primary restarted from its own file would come back a writer.
+            await persist(conn);
+            const lifted =
+              now.role === 'primary' ? await lift(conn, r, typeof saved === 'string' ? saved : null) : false;
+            return {
+              region: r,
+              following: true,
+              detail: `REPLICAOF ${wanted} (was ${now.role === 'primary' ? 'a primary' : `a replica of ${now.replicaOf}`})${lifted ? '; its fence lifted' : ''}`,
+            };
+          });
+        } catch (err) {
+          return {
+            region: r,
+            following: false,
+            detail: `not re-pointed: ${(err as Error).message}; when it answers, point it at ${primary.host}:${primary.port} (REPLICAOF) before clients reach it`,
+          };
+        }
+      }),
+    );
     const behind = regions.filter((r) => !r.following);
-    if (untilFollowing && behind.length > 0) throw ApplicationFailure.retryable(behind.map((r) => `${r.region}: ${r.detail}`).join('; '), CacheFailure.Unreachable);
+    if (untilFollowing && behind.length > 0)
+      throw ApplicationFailure.retryable(
+        behind.map((r) => `${r.region}: ${r.detail}`).join('; '),
+        CacheFailure.Unreachable,
+      );
     return { regions };
   }
 

@@ -30,9 +30,12 @@ function parse(buf: Buffer, at: number): { value: RespValue; next: number } | un
   const line = buf.toString('utf8', at + 1, eol);
   const next = eol + 2;
   switch (type) {
-    case '+': return { value: line, next };
-    case '-': return { value: new RespError(line), next };
-    case ':': return { value: Number(line), next };
+    case '+':
+      return { value: line, next };
+    case '-':
+      return { value: new RespError(line), next };
+    case ':':
+      return { value: Number(line), next };
     case '$': {
       const len = Number(line);
       if (len < 0) return { value: null, next };
@@ -59,7 +62,10 @@ function parse(buf: Buffer, at: number): { value: RespValue; next: number } | un
 
 function encode(args: (string | number)[]): Buffer {
   const parts = args.map((a) => Buffer.from(String(a), 'utf8'));
-  return Buffer.concat([Buffer.from(`*${parts.length}\r\n`), ...parts.flatMap((p) => [Buffer.from(`$${p.length}\r\n`), p, Buffer.from('\r\n')])]);
+  return Buffer.concat([
+    Buffer.from(`*${parts.length}\r\n`),
+    ...parts.flatMap((p) => [Buffer.from(`$${p.length}\r\n`), p, Buffer.from('\r\n')]),
+  ]);
 }
 
 export class RedisConnection {

@@ -34,8 +34,18 @@ import { awsErrorCode } from '../aws/errors';
 import { heartbeat, pause } from '../context';
 import { AuroraFailure, type AuroraService } from './aurora/service';
 import {
-  MissingRoleError, attemptProbeWrite, close, connect, ensureProbeObjects, errorMessage, isConfigError, quoteIdent,
-  readOnlyDefaultFor, sqlState, terminateRoleSessions, type ConnTarget,
+  MissingRoleError,
+  attemptProbeWrite,
+  close,
+  connect,
+  ensureProbeObjects,
+  errorMessage,
+  isConfigError,
+  quoteIdent,
+  readOnlyDefaultFor,
+  sqlState,
+  terminateRoleSessions,
+  type ConnTarget,
 } from './sql';
 
 /**
@@ -45,8 +55,13 @@ import {
  * with a letter.
  */
 export function restoredIds(copyId: string): { cluster: string; instance: string } {
-  let base = copyId.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^[^a-z]+/, '').replace(/-+$/, '');
-  if (base.length > 56) base = `${base.slice(0, 47).replace(/-+$/, '')}-${createHash('sha256').update(copyId).digest('hex').slice(0, 8)}`;
+  let base = copyId
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .replace(/-+$/, '');
+  if (base.length > 56)
+    base = `${base.slice(0, 47).replace(/-+$/, '')}-${createHash('sha256').update(copyId).digest('hex').slice(0, 8)}`;
   return { cluster: base, instance: `${base}-r1` };
 }
 
@@ -68,15 +83,25 @@ export interface RestoreProgress {
  * runs out first it throws a retryable RestoreInProgress that says what it is waiting for; the
  * retry carries on from where AWS is (it never issues a restore twice).
  */
-export async function restoreSnapshotCopy(s: AuroraService, copyId: string, opts: { pollMs: number; budgetMs: number }): Promise<RestoreProgress> {
+export async function restoreSnapshotCopy(
+  s: AuroraService,
+  copyId: string,
+  opts: { pollMs: number; budgetMs: number },
+): Promise<RestoreProgress> {
   const { cluster, instance } = restoredIds(copyId);
   const region = s.region;
   const deadline = Date.now() + opts.budgetMs;
   const created: RestoreProgress['created'] = [];
-  const tags = [{ Key: 'regionshift:reconcile-of', Value: copyId.slice(0, 256) }, { Key: 'regionshift:service', Value: s.name }];
+  const tags = [
+    { Key: 'regionshift:reconcile-of', Value: copyId.slice(0, 256) },
+    { Key: 'regionshift:service', Value: s.name },
+  ];
   const wait = async (what: string): Promise<void> => {
     if (Date.now() >= deadline) {
-      throw ApplicationFailure.retryable(`restoring ${copyId} in ${region} for reconciliation: ${what}; still waiting (the retry carries on and creates nothing twice)`, AuroraFailure.RestoreInProgress);
+      throw ApplicationFailure.retryable(
+        `restoring ${copyId} in ${region} for reconciliation: ${what}; still waiting (the retry carries on and creates nothing twice)`,
+        AuroraFailure.RestoreInProgress,
+      );
     }
     heartbeat({ restoring: cluster, waiting: what });
     await pause(opts.pollMs);
@@ -110,7 +135,9 @@ export async function restoreSnapshotCopy(s: AuroraService, copyId: string, opts
     let c = await describeCluster();
     if (!c) {
       // A copy still being made cannot be restored (InvalidDBClusterSnapshotStateFault).
-      const copy = await s.call(`DescribeDBClusterSnapshots ${copyId}`, () => s.rds().send(new DescribeDBClusterSnapshotsCommand({ DBClusterSnapshotIdentifier: copyId })));
+      const copy = await s.call(`DescribeDBClusterSnapshots ${copyId}`, () =>
+        s.rds().send(new DescribeDBClusterSnapshotsCommand({ DBClusterSnapshotIdentifier: copyId })),
+      );
       const status = copy.DBClusterSnapshots?.[0]?.Status;
       if (status !== 'available') {
         if (status && STUCK.test(status)) stuck(`snapshot copy ${copyId}`, status);
@@ -131,7 +158,8 @@ export async function restoreSnapshotCopy(s: AuroraService, copyId: string, opts
         );
         created.push('cluster');
       } catch (err) {
-        if (awsErrorCode(err) !== 'DBClusterAlreadyExistsFault') throw s.failure(err, `RestoreDBClusterFromSnapshot ${copyId} as ${cluster}`);
+        if (awsErrorCode(err) !== 'DBClusterAlreadyExistsFault')
+          throw s.failure(err, `RestoreDBClusterFromSnapshot ${copyId} as ${cluster}`);
       }
       continue;
     }
@@ -199,7 +227,11 @@ const TERMINATE_DEADLINE_MS = 5_000;
  * when this worker cannot log in as it, from the catalog. Only this restored copy's catalog
  * changes: the service's clusters are untouched. Idempotent.
  */
-export async function makeRestoredReadOnly(admin: ConnTarget, appUser: string, where: string): Promise<{ alreadyReadOnly: boolean; how: string }> {
+export async function makeRestoredReadOnly(
+  admin: ConnTarget,
+  appUser: string,
+  where: string,
+): Promise<{ alreadyReadOnly: boolean; how: string }> {
   let c: Client;
   try {
     c = await connect(admin);
@@ -219,15 +251,22 @@ export async function makeRestoredReadOnly(admin: ConnTarget, appUser: string, w
     await c.query('SET SESSION default_transaction_read_only = off');
     const dbName = (await c.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
     const before = await readOnlyDefaultFor(c, appUser);
-    const dbWide = (await c.query<{ n: string }>(
-      `SELECT count(*) AS n FROM pg_db_role_setting s, unnest(s.setconfig) c
+    const dbWide =
+      (
+        await c.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_db_role_setting s, unnest(s.setconfig) c
         WHERE s.setrole = 0 AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND lower(c) IN ('default_transaction_read_only=on', 'default_transaction_read_only=true')`,
-    )).rows[0]!.n !== '0';
+        )
+      ).rows[0]!.n !== '0';
     try {
       await ensureProbeObjects(c, appUser);
     } catch (err) {
-      if (err instanceof MissingRoleError) throw ApplicationFailure.nonRetryable(`${where}: the application role ${appUser} (appUser) does not exist in the restored copy; fix appUser in the config`, AuroraFailure.Config);
+      if (err instanceof MissingRoleError)
+        throw ApplicationFailure.nonRetryable(
+          `${where}: the application role ${appUser} (appUser) does not exist in the restored copy; fix appUser in the config`,
+          AuroraFailure.Config,
+        );
       throw err;
     }
     try {
@@ -239,18 +278,27 @@ export async function makeRestoredReadOnly(admin: ConnTarget, appUser: string, w
       if (sqlState(err) !== '42501') throw err;
       notes.push(`ALTER DATABASE ${dbName} not permitted for ${admin.user} (${errorMessage(err)})`);
     }
-    await c.query(`ALTER ROLE ${quoteIdent(appUser)} IN DATABASE ${quoteIdent(dbName)} SET default_transaction_read_only = on`);
+    await c.query(
+      `ALTER ROLE ${quoteIdent(appUser)} IN DATABASE ${quoteIdent(dbName)} SET default_transaction_read_only = on`,
+    );
     notes.push(`ALTER ROLE ${appUser} IN DATABASE ${dbName} SET default_transaction_read_only = on`);
     const { stillAlive } = await terminateRoleSessions(c, appUser, { deadlineMs: TERMINATE_DEADLINE_MS, pause });
     if (stillAlive.length > 0) {
-      throw ApplicationFailure.retryable(`${where}: sessions ${stillAlive.join(', ')} of ${appUser} opened before it was made read-only are still alive`, AuroraFailure.Unreachable);
+      throw ApplicationFailure.retryable(
+        `${where}: sessions ${stillAlive.join(', ')} of ${appUser} opened before it was made read-only are still alive`,
+        AuroraFailure.Unreachable,
+      );
     }
     // The proof: a write as the application role, refused.
     let app: Client | undefined;
     try {
       app = await connect({ host: admin.host, port: admin.port, database: admin.database, user: appUser });
     } catch (err) {
-      if (!isConfigError(err)) throw ApplicationFailure.retryable(`${where}: could not log in as ${appUser} to prove it is read-only: ${errorMessage(err)}`, AuroraFailure.Unreachable);
+      if (!isConfigError(err))
+        throw ApplicationFailure.retryable(
+          `${where}: could not log in as ${appUser} to prove it is read-only: ${errorMessage(err)}`,
+          AuroraFailure.Unreachable,
+        );
     }
     if (app) {
       try {
@@ -266,9 +314,14 @@ export async function makeRestoredReadOnly(admin: ConnTarget, appUser: string, w
       }
     } else {
       if ((await readOnlyDefaultFor(c, appUser)) !== true) {
-        throw ApplicationFailure.nonRetryable(`${where}: ${appUser}'s read-only default is not in pg_db_role_setting after ${notes.join(' and ')}`, AuroraFailure.FenceNotVerified);
+        throw ApplicationFailure.nonRetryable(
+          `${where}: ${appUser}'s read-only default is not in pg_db_role_setting after ${notes.join(' and ')}`,
+          AuroraFailure.FenceNotVerified,
+        );
       }
-      notes.push(`${appUser}'s read-only default confirmed in pg_db_role_setting (no login as ${appUser} from this worker)`);
+      notes.push(
+        `${appUser}'s read-only default confirmed in pg_db_role_setting (no login as ${appUser} from this worker)`,
+      );
     }
     return { alreadyReadOnly: before === true && dbWide, how: notes.join('; ') };
   } finally {

@@ -32,7 +32,8 @@ import type {
 } from '../../src/contract/activities';
 import {
   MissingRoleError,
-  READ_ONLY_SQL_TRANSACTION, TERMINATE_DEADLINE_MS,
+  READ_ONLY_SQL_TRANSACTION,
+  TERMINATE_DEADLINE_MS,
   WRITE_PROBE,
   attemptReadWriteLogin,
   close,
@@ -53,7 +54,14 @@ import {
 
 export type PostgresActivities = Pick<
   RegionActivities,
-  'dbDescribe' | 'dbFenceWrites' | 'dbUnfenceWrites' | 'dbWaitForLag' | 'dbPromote' | 'dbRejoinAsStandby' | 'dbFollowWriter' | 'dbVerifyWrites'
+  | 'dbDescribe'
+  | 'dbFenceWrites'
+  | 'dbUnfenceWrites'
+  | 'dbWaitForLag'
+  | 'dbPromote'
+  | 'dbRejoinAsStandby'
+  | 'dbFollowWriter'
+  | 'dbVerifyWrites'
 >;
 
 /** ApplicationFailure types these activities throw, for the workflow to match on. */
@@ -122,7 +130,13 @@ function resolveNode(config: Config, service: string, region: string): ResolvedN
     );
   }
   const password = cfg.passwordEnv ? process.env[cfg.passwordEnv] : undefined;
-  const admin: ConnTarget = { host: cfg.host, port: cfg.port, database: cfg.database, user: cfg.adminUser, ...(password !== undefined ? { password } : {}) };
+  const admin: ConnTarget = {
+    host: cfg.host,
+    port: cfg.port,
+    database: cfg.database,
+    user: cfg.adminUser,
+    ...(password !== undefined ? { password } : {}),
+  };
   // No explicit password for the application role: pg falls back to PGPASSWORD or ~/.pgpass, and
   // withAppSession falls back to SET ROLE from the admin session when that login is refused.
   const app: ConnTarget = { host: cfg.host, port: cfg.port, database: cfg.database, user: cfg.appUser };
@@ -140,17 +154,20 @@ function resolveNode(config: Config, service: string, region: string): ResolvedN
 // ---------------------------------------------------------------------------------------------
 // Activity context: heartbeats and cancellable sleeps that also work when called directly (tests).
 
-
 // ---------------------------------------------------------------------------------------------
 // Connections
 
 function connectFailure(n: ResolvedNode, user: string, err: unknown): ApplicationFailure {
   const detail = errorMessage(err);
   if (isConfigError(err)) {
-    const hint = n.cfg.passwordEnv && user === n.cfg.adminUser
-      ? `check adminUser/database in the config and that ${n.cfg.passwordEnv} is set in the ${n.region} worker's environment`
-      : `check the role and database in the config (and passwordEnv, if the server asks for a password)`;
-    return ApplicationFailure.nonRetryable(`${n.where}: the server refused ${user}: ${detail}; ${hint}`, DbFailure.Config);
+    const hint =
+      n.cfg.passwordEnv && user === n.cfg.adminUser
+        ? `check adminUser/database in the config and that ${n.cfg.passwordEnv} is set in the ${n.region} worker's environment`
+        : `check the role and database in the config (and passwordEnv, if the server asks for a password)`;
+    return ApplicationFailure.nonRetryable(
+      `${n.where}: the server refused ${user}: ${detail}; ${hint}`,
+      DbFailure.Config,
+    );
   }
   return ApplicationFailure.retryable(`${n.where} is unreachable as ${user}: ${detail}`, DbFailure.Unreachable);
 }
@@ -170,7 +187,10 @@ async function withAdmin<T>(n: ResolvedNode, fn: (admin: Client) => Promise<T>, 
   } catch (err) {
     // TemporalFailure: our own failures and a cancellation pass through as they are.
     if (!(err instanceof TemporalFailure) && isConnectionError(err)) {
-      throw ApplicationFailure.retryable(`${n.where}: lost the connection: ${errorMessage(err)}`, DbFailure.Unreachable);
+      throw ApplicationFailure.retryable(
+        `${n.where}: lost the connection: ${errorMessage(err)}`,
+        DbFailure.Unreachable,
+      );
     }
     throw err;
   } finally {
@@ -235,8 +255,15 @@ async function probe(client: Client, region: string): Promise<Probe> {
   const readOnly = head.setting === 'on';
   // sourcefile is only visible to superusers and pg_read_all_settings; the source alone is the
   // next best evidence that the value came from a file rather than a role or database setting.
-  const readOnlyFromAutoConf = readOnly && (head.sourcefile ? head.sourcefile.endsWith('postgresql.auto.conf') : head.source === 'configuration file');
-  const base = { inRecovery: head.in_recovery, readOnly, readOnlyFromAutoConf, readOnlySource: head.sourcefile ?? head.source };
+  const readOnlyFromAutoConf =
+    readOnly &&
+    (head.sourcefile ? head.sourcefile.endsWith('postgresql.auto.conf') : head.source === 'configuration file');
+  const base = {
+    inRecovery: head.in_recovery,
+    readOnly,
+    readOnlyFromAutoConf,
+    readOnlySource: head.sourcefile ?? head.source,
+  };
 
   if (!head.in_recovery) {
     const row = (
@@ -248,7 +275,14 @@ async function probe(client: Client, region: string): Promise<Probe> {
     // timeline until the first checkpoint after a promotion.
     return {
       ...base,
-      state: { region, reachable: true, role: 'primary', fenced: readOnlyFromAutoConf, timeline: parseInt(row.walfile.slice(0, 8), 16), lsn: row.lsn },
+      state: {
+        region,
+        reachable: true,
+        role: 'primary',
+        fenced: readOnlyFromAutoConf,
+        timeline: parseInt(row.walfile.slice(0, 8), 16),
+        lsn: row.lsn,
+      },
     };
   }
 
@@ -332,7 +366,12 @@ async function waitForNewSessions(n: ResolvedNode, expected: 'on' | 'off'): Prom
   const deadline = Date.now() + RELOAD_DEADLINE_MS;
   let seen = '?';
   for (;;) {
-    seen = await withClient(n.admin, async (c) => (await c.query<{ default_transaction_read_only: string }>('SHOW default_transaction_read_only')).rows[0]!.default_transaction_read_only).catch((err: unknown) => {
+    seen = await withClient(
+      n.admin,
+      async (c) =>
+        (await c.query<{ default_transaction_read_only: string }>('SHOW default_transaction_read_only')).rows[0]!
+          .default_transaction_read_only,
+    ).catch((err: unknown) => {
       throw connectFailure(n, n.admin.user, err);
     });
     if (seen === expected) return;
@@ -348,7 +387,9 @@ async function waitForNewSessions(n: ResolvedNode, expected: 'on' | 'off'): Prom
 
 async function setSystemReadOnly(admin: Client, n: ResolvedNode, on: boolean): Promise<void> {
   // Separate statements: ALTER SYSTEM refuses to run inside a multi-statement (implicit) transaction.
-  await admin.query(on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only');
+  await admin.query(
+    on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only',
+  );
   await admin.query('SELECT pg_reload_conf()');
   await waitForNewSessions(n, on ? 'on' : 'off');
 }
@@ -374,7 +415,10 @@ async function ensureProbeObjects(admin: Client, n: ResolvedNode): Promise<void>
  * new transactions), as would a session that turned the setting off for itself.
  */
 async function terminateAppSessions(admin: Client, n: ResolvedNode): Promise<number> {
-  const { terminated, stillAlive } = await terminateRoleSessions(admin, n.cfg.appUser, { deadlineMs: TERMINATE_DEADLINE_MS, pause });
+  const { terminated, stillAlive } = await terminateRoleSessions(admin, n.cfg.appUser, {
+    deadlineMs: TERMINATE_DEADLINE_MS,
+    pause,
+  });
   if (stillAlive.length > 0) {
     throw ApplicationFailure.retryable(
       `${n.where}: application sessions ${stillAlive.join(', ')} of ${n.cfg.appUser} were still alive ${TERMINATE_DEADLINE_MS / 1000} s after pg_terminate_backend; the fence is set but not proven (retrying will try again)`,
@@ -393,7 +437,10 @@ async function hbaFileOf(admin: Client, n: ResolvedNode): Promise<string> {
     return (await admin.query<{ hba_file: string }>('SHOW hba_file')).rows[0]!.hba_file;
   } catch (err) {
     if (sqlState(err) === '42501') {
-      throw ApplicationFailure.nonRetryable(`${n.where}: ${n.cfg.adminUser} may not read hba_file; the fence needs a superuser (or pg_read_all_settings) as adminUser`, DbFailure.Config);
+      throw ApplicationFailure.nonRetryable(
+        `${n.where}: ${n.cfg.adminUser} may not read hba_file; the fence needs a superuser (or pg_read_all_settings) as adminUser`,
+        DbFailure.Config,
+      );
     }
     throw err;
   }
@@ -404,7 +451,10 @@ async function setWall(admin: Client, n: ResolvedNode, up: boolean): Promise<{ f
   const file = await hbaFileOf(admin, n);
   let changed: boolean;
   try {
-    changed = setFenceBlock(file, up ? { role: n.cfg.appUser, note: `service ${n.service}, ${n.region}, ${new Date().toISOString()}` } : undefined);
+    changed = setFenceBlock(
+      file,
+      up ? { role: n.cfg.appUser, note: `service ${n.service}, ${n.region}, ${new Date().toISOString()}` } : undefined,
+    );
   } catch (err) {
     throw ApplicationFailure.nonRetryable(
       `${n.where}: cannot ${up ? 'write the fence into' : 'remove the fence from'} ${file}: ${errorMessage(err)}; the ${n.region} worker must run on the database host as root or as the server's OS user`,
@@ -414,10 +464,17 @@ async function setWall(admin: Client, n: ResolvedNode, up: boolean): Promise<{ f
   if (changed) await admin.query('SELECT pg_reload_conf()');
   if (changed && up) {
     // A file the server cannot parse is not loaded at all: say which line, rather than "not verified".
-    const bad = (await admin.query<{ line_number: number; error: string }>('SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL')).rows;
+    const bad = (
+      await admin.query<{ line_number: number; error: string }>(
+        'SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL',
+      )
+    ).rows;
     if (bad.length > 0) {
       const lines = bad.map((b) => `line ${b.line_number}: ${b.error}`).join('; ');
-      throw ApplicationFailure.nonRetryable(`${n.where}: ${file} does not parse (${lines}), so PostgreSQL kept its previous rules; fix the file and fence again`, DbFailure.Config);
+      throw ApplicationFailure.nonRetryable(
+        `${n.where}: ${file} does not parse (${lines}), so PostgreSQL kept its previous rules; fix the file and fence again`,
+        DbFailure.Config,
+      );
     }
   }
   return { file, changed };
@@ -434,14 +491,24 @@ async function proveWall(n: ResolvedNode, file: string): Promise<void> {
     try {
       outcome = await attemptReadWriteLogin(n.app);
     } catch (err) {
-      if (isConnectionError(err)) throw ApplicationFailure.retryable(`${n.where}: lost the connection while proving the fence: ${errorMessage(err)}`, DbFailure.Unreachable);
+      if (isConnectionError(err))
+        throw ApplicationFailure.retryable(
+          `${n.where}: lost the connection while proving the fence: ${errorMessage(err)}`,
+          DbFailure.Unreachable,
+        );
       // Admitted as far as authentication (a password asked for or refused): the wall is not in effect.
       outcome = `admitted to authentication (${errorMessage(err)})`;
     }
     if (outcome === 'login-refused') return;
     if (Date.now() > deadline) {
-      const what = outcome === 'written' ? `a login as ${n.cfg.appUser} asking for read-write could still write` : `a login as ${n.cfg.appUser} was ${outcome === 'read-only' ? 'admitted (its writes were refused as read-only, but only by a default a client can change)' : outcome}`;
-      throw fenceNotVerified(n, `${what} ${RELOAD_DEADLINE_MS / 1000} s after the reject lines went into ${file}; is hba_file the file this server loads, and does an earlier include override it?`);
+      const what =
+        outcome === 'written'
+          ? `a login as ${n.cfg.appUser} asking for read-write could still write`
+          : `a login as ${n.cfg.appUser} was ${outcome === 'read-only' ? 'admitted (its writes were refused as read-only, but only by a default a client can change)' : outcome}`;
+      throw fenceNotVerified(
+        n,
+        `${what} ${RELOAD_DEADLINE_MS / 1000} s after the reject lines went into ${file}; is hba_file the file this server loads, and does an earlier include override it?`,
+      );
     }
     await pause(POLL_MS);
   }
@@ -458,11 +525,20 @@ function fenceNotVerified(n: ResolvedNode, why: string): ApplicationFailure {
  * The other regions' nodes of the service that are writable primaries right now. Nodes this
  * worker cannot reach are listed apart: their state is unknown, not safe.
  */
-async function otherWritablePrimaries(config: Config, n: ResolvedNode): Promise<{ writable: DbNodeState[]; unknown: string[] }> {
+async function otherWritablePrimaries(
+  config: Config,
+  n: ResolvedNode,
+): Promise<{ writable: DbNodeState[]; unknown: string[] }> {
   const svc = config.services.find((s) => s.name === n.service)!;
   const others = Object.keys(svc.database.regions).filter((r) => r !== n.region);
   const states = await Promise.all(
-    others.map((r) => describeNode(resolveNode(config, n.service, r)).catch((err: unknown): DbNodeState => ({ region: r, reachable: false, error: errorMessage(err) }))),
+    others.map((r) =>
+      describeNode(resolveNode(config, n.service, r)).catch((err: unknown): DbNodeState => ({
+        region: r,
+        reachable: false,
+        error: errorMessage(err),
+      })),
+    ),
   );
   return {
     writable: states.filter((s) => s.reachable && s.role === 'primary' && !s.fenced),
@@ -474,9 +550,15 @@ async function otherWritablePrimaries(config: Config, n: ResolvedNode): Promise<
 async function soleWriter(config: Config, n: ResolvedNode): Promise<string> {
   const others = await otherWritablePrimaries(config, n);
   if (others.writable.length === 1) return others.writable[0]!.region;
-  const seen = others.writable.length === 0 ? 'no writable primary' : `${others.writable.length} writable primaries (${others.writable.map((s) => s.region).join(', ')})`;
+  const seen =
+    others.writable.length === 0
+      ? 'no writable primary'
+      : `${others.writable.length} writable primaries (${others.writable.map((s) => s.region).join(', ')})`;
   const unknown = others.unknown.length > 0 ? `; unreachable: ${others.unknown.join(', ')}` : '';
-  throw ApplicationFailure.retryable(`${n.where} has nothing to follow yet: the other regions show ${seen}${unknown}`, DbFailure.NotPrimary);
+  throw ApplicationFailure.retryable(
+    `${n.where} has nothing to follow yet: the other regions show ${seen}${unknown}`,
+    DbFailure.NotPrimary,
+  );
 }
 
 /**
@@ -484,13 +566,26 @@ async function soleWriter(config: Config, n: ResolvedNode): Promise<string> {
  * of its own timeline past the point where the leader's timeline forked from it (the history
  * file says where). Unknown (no history readable) counts as no: the rewind path is always safe.
  */
-async function canFollowByReload(n: ResolvedNode, p: ResolvedNode, me: DbNodeState, leader: DbNodeState): Promise<boolean> {
+async function canFollowByReload(
+  n: ResolvedNode,
+  p: ResolvedNode,
+  me: DbNodeState,
+  leader: DbNodeState,
+): Promise<boolean> {
   const mine = me.timeline ?? 0;
   const theirs = leader.timeline ?? 0;
   if (mine === 0 || theirs === 0 || mine > theirs) return false;
   if (mine === theirs) return true;
-  const history = await withAdmin(p, async (admin) => (await admin.query<{ text: string }>('SELECT pg_read_file($1) AS text', [primaryHistoryFile(theirs)])).rows[0]!.text).catch(() => undefined);
-  const forkLine = history?.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => Number(f[0]) === mine);
+  const history = await withAdmin(
+    p,
+    async (admin) =>
+      (await admin.query<{ text: string }>('SELECT pg_read_file($1) AS text', [primaryHistoryFile(theirs)])).rows[0]!
+        .text,
+  ).catch(() => undefined);
+  const forkLine = history
+    ?.split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => Number(f[0]) === mine);
   const forkAt = forkLine?.[1];
   const received = me.receivedLsn ?? me.lsn;
   if (!forkAt || !isLsn(forkAt) || !received || !isLsn(received)) return false;
@@ -501,7 +596,10 @@ async function canFollowByReload(n: ResolvedNode, p: ResolvedNode, me: DbNodeSta
 async function followByReload(n: ResolvedNode, p: ResolvedNode, leader: DbNodeState): Promise<boolean> {
   const wanted = `${p.cfg.host}:${p.cfg.port}`;
   const started = await withAdmin(n, async (admin) => {
-    const current = await admin.query<{ primary_conninfo: string }>('SHOW primary_conninfo').then((r) => r.rows[0]!.primary_conninfo, () => '');
+    const current = await admin.query<{ primary_conninfo: string }>('SHOW primary_conninfo').then(
+      (r) => r.rows[0]!.primary_conninfo,
+      () => '',
+    );
     // Only the server changes; the user, password file and TLS settings an operator chose stay.
     const next = current.trim() ? withServer(current, p.cfg.host, p.cfg.port) : undefined;
     if (!next) return false;
@@ -513,7 +611,12 @@ async function followByReload(n: ResolvedNode, p: ResolvedNode, leader: DbNodeSt
   const following = await waitUntil(FOLLOW_BY_RELOAD_DEADLINE_MS, async () => {
     const s = await describeNode(n);
     heartbeat({ following: p.region, state: s.streamingFrom ?? s.error ?? s.role });
-    return s.reachable && s.role === 'standby' && s.streamingFrom === wanted && (s.timeline ?? 0) >= (leader.timeline ?? 0) ? true : undefined;
+    return s.reachable &&
+      s.role === 'standby' &&
+      s.streamingFrom === wanted &&
+      (s.timeline ?? 0) >= (leader.timeline ?? 0)
+      ? true
+      : undefined;
   });
   return following === true;
 }
@@ -554,7 +657,13 @@ export function createPostgresActivities(config: Config, region: string): Postgr
       const before = await probe(admin, n.region);
       if (before.inRecovery) {
         // A standby refuses writes by construction: the fence holds trivially.
-        return { region: n.region, alreadyFenced: true, verified: true, lsn: before.state.lsn ?? '0/0', terminatedSessions: 0 };
+        return {
+          region: n.region,
+          alreadyFenced: true,
+          verified: true,
+          lsn: before.state.lsn ?? '0/0',
+          terminatedSessions: 0,
+        };
       }
       // This session must still write (the probe objects) whatever the fence already says.
       await admin.query('SET SESSION default_transaction_read_only = off');
@@ -590,7 +699,11 @@ export function createPostgresActivities(config: Config, region: string): Postgr
       if (now.inRecovery) {
         // A wall left on a standby only keeps the application's reads away: take it down.
         const wall = await setWall(admin, n, false);
-        return { region: n.region, unfenced: false, detail: `${n.region} is a standby (read-only because it is in recovery); there is no fence to undo${wall.changed ? `; removed a stale wall from ${wall.file}` : ''}` };
+        return {
+          region: n.region,
+          unfenced: false,
+          detail: `${n.region} is a standby (read-only because it is in recovery); there is no fence to undo${wall.changed ? `; removed a stale wall from ${wall.file}` : ''}`,
+        };
       }
       const pending = await autoConfReadOnly(admin);
       const walled = hasFenceBlock(readFileSync(await hbaFileOf(admin, n), 'utf8'));
@@ -611,21 +724,34 @@ export function createPostgresActivities(config: Config, region: string): Postgr
       }
       const wall = await setWall(admin, n, false);
       await setSystemReadOnly(admin, n, false);
-      const unknown = others.unknown.length > 0 ? `; could not check the other regions: ${others.unknown.join(', ')}` : '';
-      return { region: n.region, unfenced: true, detail: `removed the fence from ${wall.file} and reset default_transaction_read_only on ${n.region}: ${n.cfg.appUser} can log in and write${unknown}` };
+      const unknown =
+        others.unknown.length > 0 ? `; could not check the other regions: ${others.unknown.join(', ')}` : '';
+      return {
+        region: n.region,
+        unfenced: true,
+        detail: `removed the fence from ${wall.file} and reset default_transaction_read_only on ${n.region}: ${n.cfg.appUser} can log in and write${unknown}`,
+      };
     });
   }
 
   async function dbWaitForLag({ service, sourceLsn, timeoutMs }: WaitForLagInput): Promise<LagResult> {
     const n = nodeOf(service);
     if (!isLsn(sourceLsn)) {
-      throw ApplicationFailure.nonRetryable(`dbWaitForLag for ${n.where}: sourceLsn "${sourceLsn}" is not an LSN like 0/3000060; pass the lsn of dbFenceWrites' result`, DbFailure.Config);
+      throw ApplicationFailure.nonRetryable(
+        `dbWaitForLag for ${n.where}: sourceLsn "${sourceLsn}" is not an LSN like 0/3000060; pass the lsn of dbFenceWrites' result`,
+        DbFailure.Config,
+      );
     }
     const started = Date.now();
     return withAdmin(n, async (admin) => {
       let initialLagBytes: number | undefined;
       for (;;) {
-        const { rows } = await admin.query<{ in_recovery: boolean; replayed: string | null; received: string | null; missing: number | null }>(
+        const { rows } = await admin.query<{
+          in_recovery: boolean;
+          replayed: string | null;
+          received: string | null;
+          missing: number | null;
+        }>(
           `SELECT pg_is_in_recovery() AS in_recovery,
                   pg_last_wal_replay_lsn()::text AS replayed,
                   pg_last_wal_receive_lsn()::text AS received,
@@ -642,7 +768,9 @@ export function createPostgresActivities(config: Config, region: string): Postgr
         }
         heartbeat({ replayedLsn: row.replayed, receivedLsn: row.received, missingBytes: missing });
         if (Date.now() - started >= timeoutMs) {
-          const short = Number.isFinite(missing) ? `${missing} bytes` : 'an unknown number of bytes (nothing replayed yet)';
+          const short = Number.isFinite(missing)
+            ? `${missing} bytes`
+            : 'an unknown number of bytes (nothing replayed yet)';
           throw ApplicationFailure.nonRetryable(
             `${n.where} did not catch up in ${timeoutMs} ms: replayed up to ${row.replayed ?? 'nothing'} (received ${row.received ?? 'nothing'}), still ${short} short of the source's ${sourceLsn}; check its WAL receiver with dbDescribe (streamingFrom, lastHeardFromPrimaryAt) before promoting`,
             DbFailure.LagTimeout,
@@ -658,7 +786,12 @@ export function createPostgresActivities(config: Config, region: string): Postgr
    * from the source's at or after sourceLsn (the history file says where); forked earlier means
    * it was promoted before replaying everything, which must not pass for caught up.
    */
-  async function caughtUpAsPrimary(admin: Client, n: ResolvedNode, sourceLsn: string, started: number): Promise<LagResult> {
+  async function caughtUpAsPrimary(
+    admin: Client,
+    n: ResolvedNode,
+    sourceLsn: string,
+    started: number,
+  ): Promise<LagResult> {
     const { state } = await probe(admin, n.region);
     const timeline = state.timeline ?? 1;
     if (timeline <= 1) {
@@ -669,13 +802,18 @@ export function createPostgresActivities(config: Config, region: string): Postgr
     }
     let history: string | undefined;
     try {
-      history = (await admin.query<{ text: string }>('SELECT pg_read_file($1) AS text', [primaryHistoryFile(timeline)])).rows[0]!.text;
+      history = (await admin.query<{ text: string }>('SELECT pg_read_file($1) AS text', [primaryHistoryFile(timeline)]))
+        .rows[0]!.text;
     } catch (err) {
       // Without the right to read it (pg_read_server_files) or without the file, the promotion
       // is taken on trust: dbPromote is the step that records the replication state before it.
       if (isConnectionError(err)) throw err;
     }
-    const forkLine = history?.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).pop();
+    const forkLine = history
+      ?.split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'))
+      .pop();
     const forkedAt = forkLine?.split(/\s+/)[1];
     if (forkedAt && isLsn(forkedAt) && lsnToBigInt(forkedAt) < lsnToBigInt(sourceLsn)) {
       throw ApplicationFailure.nonRetryable(
@@ -690,13 +828,23 @@ export function createPostgresActivities(config: Config, region: string): Postgr
     const n = nodeOf(service);
     const before = await describeNode(n);
     if (!before.reachable) {
-      throw ApplicationFailure.retryable(`cannot promote ${n.where}: unreachable: ${before.error}`, DbFailure.Unreachable);
+      throw ApplicationFailure.retryable(
+        `cannot promote ${n.where}: unreachable: ${before.error}`,
+        DbFailure.Unreachable,
+      );
     }
     if (before.role === 'primary') {
       // Deliberately leaves a fence in place: a fenced primary here is more likely the old
       // source named by mistake than our own promotion, and unfencing it would make two writers.
       // dbVerifyWrites will say NotWritable, and the workflow decides.
-      return { region: n.region, promoted: false, alreadyPrimary: true, timeline: before.timeline!, lsn: before.lsn!, before };
+      return {
+        region: n.region,
+        promoted: false,
+        alreadyPrimary: true,
+        timeline: before.timeline!,
+        lsn: before.lsn!,
+        before,
+      };
     }
     return withAdmin(
       n,
@@ -732,7 +880,14 @@ export function createPostgresActivities(config: Config, region: string): Postgr
         // required" and the old primary can never follow. Force it now.
         await admin.query('CHECKPOINT');
         const after = (await probe(admin, n.region)).state;
-        return { region: n.region, promoted: true, alreadyPrimary: false, timeline: after.timeline!, lsn: after.lsn!, before };
+        return {
+          region: n.region,
+          promoted: true,
+          alreadyPrimary: false,
+          timeline: after.timeline!,
+          lsn: after.lsn!,
+          before,
+        };
       },
       { statementTimeoutMs: (PROMOTE_WAIT_S + 30) * 1000 },
     );
@@ -746,7 +901,10 @@ export function createPostgresActivities(config: Config, region: string): Postgr
   async function dbRejoinAsStandby({ service, primaryRegion }: RejoinInput): Promise<RejoinResult> {
     const n = nodeOf(service);
     if (primaryRegion === n.region) {
-      throw ApplicationFailure.nonRetryable(`dbRejoinAsStandby: ${n.where} cannot follow itself; primaryRegion must be another region`, DbFailure.Config);
+      throw ApplicationFailure.nonRetryable(
+        `dbRejoinAsStandby: ${n.where} cannot follow itself; primaryRegion must be another region`,
+        DbFailure.Config,
+      );
     }
     const p = resolveNode(config, service, primaryRegion);
     const wanted = `${p.cfg.host}:${p.cfg.port}`;
@@ -764,7 +922,10 @@ export function createPostgresActivities(config: Config, region: string): Postgr
     // Stopping this node while the other is not yet a primary would leave the service without one.
     const leader = await describeNode(p);
     if (!leader.reachable) {
-      throw ApplicationFailure.retryable(`cannot rejoin ${n.region} as a standby of ${p.where}: it is unreachable: ${leader.error}`, DbFailure.Unreachable);
+      throw ApplicationFailure.retryable(
+        `cannot rejoin ${n.region} as a standby of ${p.where}: it is unreachable: ${leader.error}`,
+        DbFailure.Unreachable,
+      );
     }
     if (leader.role !== 'primary') {
       throw ApplicationFailure.nonRetryable(
@@ -838,7 +999,8 @@ export function createPostgresActivities(config: Config, region: string): Postgr
   async function dbFollowWriter({ service, primaryRegion }: FollowInput): Promise<RejoinResult> {
     const n = nodeOf(service);
     const me = await describeNode(n);
-    if (!me.reachable) throw ApplicationFailure.retryable(`${n.where} is unreachable: ${me.error}`, DbFailure.Unreachable);
+    if (!me.reachable)
+      throw ApplicationFailure.retryable(`${n.where} is unreachable: ${me.error}`, DbFailure.Unreachable);
     if (me.role === 'primary') {
       throw ApplicationFailure.nonRetryable(
         `${n.where} is a primary, not a standby: it does not simply follow another writer; rejoin it (dbRejoinAsStandby) once reconciliation has read its writes`,
@@ -862,7 +1024,11 @@ export function createPostgresActivities(config: Config, region: string): Postgr
         await ensureProbeObjects(admin, n);
       } catch (err) {
         if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) {
-          throw notWritable(now.state.fenced ? 'it is fenced (default_transaction_read_only = on by ALTER SYSTEM)' : `it is read-only (${now.readOnlySource})`);
+          throw notWritable(
+            now.state.fenced
+              ? 'it is fenced (default_transaction_read_only = on by ALTER SYSTEM)'
+              : `it is read-only (${now.readOnlySource})`,
+          );
         }
         throw err;
       }
@@ -873,7 +1039,8 @@ export function createPostgresActivities(config: Config, region: string): Postgr
       try {
         await app.query(`INSERT INTO ${WRITE_PROBE} (id, region) VALUES ($1, $2)`, [id, n.region]);
       } catch (err) {
-        if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) throw notWritable(`${n.cfg.appUser}'s insert was refused as read-only (${errorMessage(err)})`);
+        if (sqlState(err) === READ_ONLY_SQL_TRANSACTION)
+          throw notWritable(`${n.cfg.appUser}'s insert was refused as read-only (${errorMessage(err)})`);
         throw err;
       }
       const { rows } = await app.query(`SELECT 1 FROM ${WRITE_PROBE} WHERE id = $1`, [id]);
@@ -882,5 +1049,14 @@ export function createPostgresActivities(config: Config, region: string): Postgr
     });
   }
 
-  return { dbDescribe, dbFenceWrites, dbUnfenceWrites, dbWaitForLag, dbPromote, dbRejoinAsStandby, dbFollowWriter, dbVerifyWrites };
+  return {
+    dbDescribe,
+    dbFenceWrites,
+    dbUnfenceWrites,
+    dbWaitForLag,
+    dbPromote,
+    dbRejoinAsStandby,
+    dbFollowWriter,
+    dbVerifyWrites,
+  };
 }

@@ -54,7 +54,11 @@ export async function close(client: Client | undefined): Promise<void> {
 }
 
 /** Runs `fn` on a fresh connection and always closes it. */
-export async function withClient<T>(target: ConnTarget, fn: (client: Client) => Promise<T>, options?: ConnectOptions): Promise<T> {
+export async function withClient<T>(
+  target: ConnTarget,
+  fn: (client: Client) => Promise<T>,
+  options?: ConnectOptions,
+): Promise<T> {
   const client = await connect(target, options);
   try {
     return await fn(client);
@@ -163,7 +167,9 @@ export async function ensureProbeObjects(admin: Client, appUser: string): Promis
   await admin.query(
     `CREATE TABLE IF NOT EXISTS ${WRITE_PROBE} (id uuid PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT now())`,
   );
-  await admin.query(`CREATE TABLE IF NOT EXISTS ${FENCE_LOGINS} (role name PRIMARY KEY, fenced_at timestamptz NOT NULL DEFAULT now())`);
+  await admin.query(
+    `CREATE TABLE IF NOT EXISTS ${FENCE_LOGINS} (role name PRIMARY KEY, fenced_at timestamptz NOT NULL DEFAULT now())`,
+  );
   let privileges: { schema: boolean; seq: boolean; ins: boolean; sel: boolean };
   try {
     privileges = (
@@ -205,7 +211,9 @@ export async function terminateRoleSessions(
   const pids = rows.filter((r) => r.signalled).map((r) => r.pid);
   const deadline = Date.now() + opts.deadlineMs;
   for (;;) {
-    const left = (await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).rows;
+    const left = (
+      await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])
+    ).rows;
     if (left.length === 0) return { terminated: pids.length, stillAlive: [] };
     if (Date.now() > deadline) return { terminated: pids.length - left.length, stillAlive: left.map((r) => r.pid) };
     await opts.pause(50);
@@ -257,7 +265,9 @@ export async function attemptReadWriteLogin(target: ConnTarget): Promise<ReadWri
  */
 export async function denyLogin(admin: Client, role: string): Promise<boolean> {
   return inTransaction(admin, async () => {
-    const { rows } = await admin.query<{ can: boolean }>('SELECT rolcanlogin AS can FROM pg_roles WHERE rolname = $1', [role]);
+    const { rows } = await admin.query<{ can: boolean }>('SELECT rolcanlogin AS can FROM pg_roles WHERE rolname = $1', [
+      role,
+    ]);
     if (rows.length === 0) throw new MissingRoleError(role);
     if (!rows[0]!.can) return false;
     await admin.query(`INSERT INTO ${FENCE_LOGINS} (role) VALUES ($1) ON CONFLICT DO NOTHING`, [role]);
@@ -295,7 +305,9 @@ async function inTransaction<T>(admin: Client, fn: () => Promise<T>): Promise<T>
 
 /** Whether the role may log in, from the catalog (for a worker that cannot log in as it). */
 export async function canLogin(admin: Client, role: string): Promise<boolean> {
-  const { rows } = await admin.query<{ can: boolean }>('SELECT rolcanlogin AS can FROM pg_roles WHERE rolname = $1', [role]);
+  const { rows } = await admin.query<{ can: boolean }>('SELECT rolcanlogin AS can FROM pg_roles WHERE rolname = $1', [
+    role,
+  ]);
   return rows[0]?.can === true;
 }
 
@@ -315,7 +327,10 @@ export async function attemptProbeWrite(session: Client): Promise<'refused' | 'w
  * `on`/`off` from ALTER ROLE … [IN DATABASE …] SET (the database-specific one wins), or undefined
  * when the role has none. A login as the role applies it; SET ROLE does not.
  */
-export async function roleReadOnlySetting(session: Client, role: string): Promise<{ roleWide?: boolean; inDatabase?: boolean }> {
+export async function roleReadOnlySetting(
+  session: Client,
+  role: string,
+): Promise<{ roleWide?: boolean; inDatabase?: boolean }> {
   const { rows } = await session.query<{ db: boolean; value: string }>(
     `SELECT s.setdatabase <> 0 AS db, lower(split_part(c, '=', 2)) AS value
        FROM pg_db_role_setting AS s, unnest(s.setconfig) AS c

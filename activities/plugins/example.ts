@@ -10,20 +10,29 @@ import { defineStep } from '../../src/contract/plugin';
 const Params = z.strictObject({
   /** The env file (KEY=value lines); created when missing. */
   path: z.string().regex(/^\//, 'an absolute path'),
-  variable: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name like PRIMARY_REGION').default('PRIMARY_REGION'),
+  variable: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name like PRIMARY_REGION')
+    .default('PRIMARY_REGION'),
   /** What to write: the run's target region (the new primary) or its source. */
   value: z.enum(['target', 'source']).default('target'),
 });
 
 function readVar(path: string, variable: string): string | undefined {
   if (!existsSync(path)) return undefined;
-  const line = readFileSync(path, 'utf8').split('\n').find((l) => l.startsWith(`${variable}=`));
+  const line = readFileSync(path, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${variable}=`));
   return line?.slice(variable.length + 1);
 }
 
 /** Replaces the variable's line (or adds it) atomically: an application never reads half a file. */
 function writeVar(path: string, variable: string, value: string | undefined): void {
-  const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith(`${variable}=`)) : [];
+  const lines = existsSync(path)
+    ? readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '' && !l.startsWith(`${variable}=`))
+    : [];
   if (value !== undefined) lines.push(`${variable}=${value}`);
   writeFileSync(`${path}.tmp`, lines.length ? `${lines.join('\n')}\n` : '');
   renameSync(`${path}.tmp`, path);
@@ -45,7 +54,12 @@ export const steps = [
       if (!existsSync(saved)) writeFileSync(saved, JSON.stringify({ before: readVar(p.path, p.variable) ?? null }));
       const before = readVar(p.path, p.variable);
       writeVar(p.path, p.variable, value);
-      return { detail: before === value ? `${p.variable} was already ${value} in ${p.path}` : `${p.variable}=${value} in ${p.path} (was ${before ?? 'unset'})` };
+      return {
+        detail:
+          before === value
+            ? `${p.variable} was already ${value} in ${p.path}`
+            : `${p.variable}=${value} in ${p.path} (was ${before ?? 'unset'})`,
+      };
     },
     async compensate(ctx, p) {
       const saved = savedAt(p.path, ctx.idempotencyKey);

@@ -24,12 +24,20 @@ export interface BookedTxns {
  * skipped, so booking twice books once. Compensating transactions (an id of their own) are
  * stamped with the booking time and region; re-applied ones keep the old side's.
  */
-export async function bookTxns(c: Client, cfg: ReconcileConfig, region: string, txns: ProposedTxn[], provenance: { reconciliationId: string; sourceRegion: string; how: string; caseId?: string }): Promise<BookedTxns> {
+export async function bookTxns(
+  c: Client,
+  cfg: ReconcileConfig,
+  region: string,
+  txns: ProposedTxn[],
+  provenance: { reconciliationId: string; sourceRegion: string; how: string; caseId?: string },
+): Promise<BookedTxns> {
   const out: BookedTxns = { journalInserted: [], entriesInserted: 0, deltas: new Map(), balancesAfter: new Map() };
   if (txns.length === 0) return out;
   const j = cfg.journal;
   const e = cfg.entries;
-  const now = (await c.query<{ now: string }>(`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS now`)).rows[0]!.now;
+  const now = (
+    await c.query<{ now: string }>(`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS now`)
+  ).rows[0]!.now;
   const journals: Record<string, unknown>[] = [];
   const entries: Record<string, unknown>[] = [];
   for (const t of txns) {
@@ -41,18 +49,22 @@ export async function bookTxns(c: Client, cfg: ReconcileConfig, region: string, 
   const eCols = await insertableColumns(c, e.table);
   const jList = jCols.map(q).join(', ');
   const eList = eCols.map(q).join(', ');
-  out.journalInserted = (await c.query<{ id: string }>(
-    `INSERT INTO ${qTable(j.table)} (${jList}) SELECT ${jList} FROM jsonb_populate_recordset(NULL::${qTable(j.table)}, $1::jsonb)
+  out.journalInserted = (
+    await c.query<{ id: string }>(
+      `INSERT INTO ${qTable(j.table)} (${jList}) SELECT ${jList} FROM jsonb_populate_recordset(NULL::${qTable(j.table)}, $1::jsonb)
      ON CONFLICT DO NOTHING RETURNING ${q(j.id)}::text AS id`,
-    [JSON.stringify(journals)],
-  )).rows.map((r) => r.id);
-  const deltas = (await c.query<{ account: string; delta: string; n: string }>(
-    `WITH ins AS (
+      [JSON.stringify(journals)],
+    )
+  ).rows.map((r) => r.id);
+  const deltas = (
+    await c.query<{ account: string; delta: string; n: string }>(
+      `WITH ins AS (
        INSERT INTO ${qTable(e.table)} (${eList}) SELECT ${eList} FROM jsonb_populate_recordset(NULL::${qTable(e.table)}, $1::jsonb)
        ON CONFLICT DO NOTHING RETURNING ${q(e.account)}::text AS account, ${q(e.amount)}::numeric AS amount)
      SELECT account, sum(amount)::text AS delta, count(*)::text AS n FROM ins GROUP BY account`,
-    [JSON.stringify(entries)],
-  )).rows;
+      [JSON.stringify(entries)],
+    )
+  ).rows;
   for (const d of deltas) {
     out.deltas.set(d.account, Number(d.delta));
     out.entriesInserted += Number(d.n);
@@ -64,7 +76,14 @@ export async function bookTxns(c: Client, cfg: ReconcileConfig, region: string, 
     await c.query(
       `INSERT INTO regionshift.reconcile_provenance (txn_id, reconciliation_id, original_txn_id, source_region, how, case_id)
        SELECT s.txn, $1, s.orig, $2, $3, $4 FROM unnest($5::uuid[], $6::uuid[]) AS s(txn, orig) ON CONFLICT (txn_id) DO NOTHING`,
-      [provenance.reconciliationId, provenance.sourceRegion, provenance.how, provenance.caseId ?? null, prov.map((t) => String(t.journal[j.id])), prov.map((t) => t.originalTxnId)],
+      [
+        provenance.reconciliationId,
+        provenance.sourceRegion,
+        provenance.how,
+        provenance.caseId ?? null,
+        prov.map((t) => String(t.journal[j.id])),
+        prov.map((t) => t.originalTxnId),
+      ],
     );
   }
   return out;
@@ -75,7 +94,12 @@ export async function bookTxns(c: Client, cfg: ReconcileConfig, region: string, 
  * (already jsonb in the same database: nothing travels back to the worker). Re-applied
  * transactions keep every column the old side had; provenance names the source region.
  */
-export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reconciliationId: string; pass: number; txnIds: string[] }, provenance: { sourceRegion: string; how: string }): Promise<BookedTxns> {
+export async function bookStaged(
+  c: Client,
+  cfg: ReconcileConfig,
+  staged: { reconciliationId: string; pass: number; txnIds: string[] },
+  provenance: { sourceRegion: string; how: string },
+): Promise<BookedTxns> {
   const out: BookedTxns = { journalInserted: [], entriesInserted: 0, deltas: new Map(), balancesAfter: new Map() };
   if (staged.txnIds.length === 0) return out;
   const j = cfg.journal;
@@ -84,15 +108,18 @@ export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reco
   const eCols = await insertableColumns(c, e.table);
   const items = `regionshift.reconcile_items i WHERE i.reconciliation_id = $1 AND i.pass = $2 AND i.kind = 'apply' AND i.subject = ANY($3::text[])`;
   const params = [staged.reconciliationId, staged.pass, staged.txnIds];
-  out.journalInserted = (await c.query<{ id: string }>(
-    `INSERT INTO ${qTable(j.table)} (${jCols.map(q).join(', ')})
+  out.journalInserted = (
+    await c.query<{ id: string }>(
+      `INSERT INTO ${qTable(j.table)} (${jCols.map(q).join(', ')})
      SELECT ${jCols.map((x) => `r.${q(x)}`).join(', ')}
        FROM (SELECT i.body FROM ${items}) s CROSS JOIN LATERAL jsonb_populate_record(NULL::${qTable(j.table)}, s.body->'journal') r
      ON CONFLICT DO NOTHING RETURNING ${q(j.id)}::text AS id`,
-    params,
-  )).rows.map((r) => r.id);
-  const deltas = (await c.query<{ account: string; delta: string; n: string }>(
-    `WITH ins AS (
+      params,
+    )
+  ).rows.map((r) => r.id);
+  const deltas = (
+    await c.query<{ account: string; delta: string; n: string }>(
+      `WITH ins AS (
        INSERT INTO ${qTable(e.table)} (${eCols.map(q).join(', ')})
        SELECT ${eCols.map((x) => `r.${q(x)}`).join(', ')}
          FROM (SELECT i.body FROM ${items}) s CROSS JOIN LATERAL jsonb_array_elements(s.body->'entries') x(en)
@@ -102,8 +129,9 @@ export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reco
         ORDER BY r.${q(e.idempotencyKey)}
        ON CONFLICT DO NOTHING RETURNING ${q(e.account)}::text AS account, ${q(e.amount)}::numeric AS amount)
      SELECT account, sum(amount)::text AS delta, count(*)::text AS n FROM ins GROUP BY account`,
-    params,
-  )).rows;
+      params,
+    )
+  ).rows;
   for (const d of deltas) {
     out.deltas.set(d.account, Number(d.delta));
     out.entriesInserted += Number(d.n);
@@ -123,7 +151,11 @@ export async function bookStaged(c: Client, cfg: ReconcileConfig, staged: { reco
  * The cached balance moves by what was inserted (the entries stay the truth). Returns each moved
  * account's balance after the move, as the update wrote it.
  */
-async function moveBalances(c: Client, cfg: ReconcileConfig, deltas: Map<string, number>): Promise<Map<string, number>> {
+async function moveBalances(
+  c: Client,
+  cfg: ReconcileConfig,
+  deltas: Map<string, number>,
+): Promise<Map<string, number>> {
   const b = cfg.balances;
   const after = new Map<string, number>();
   const balance = b.balance;
@@ -144,12 +176,16 @@ async function moveBalances(c: Client, cfg: ReconcileConfig, deltas: Map<string,
   // insert-or-skip of every touched account would look up each one's key once more.
   const missing = accounts.filter((a) => !after.has(a));
   if (missing.length > 0) {
-    await c.query(
-      `INSERT INTO ${qTable(b.table)} (${q(b.account)}) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`,
-      [missing],
-    ).catch((err: Error) => {
-      throw ApplicationFailure.nonRetryable(`creating missing accounts in ${b.table} failed (${err.message}); create them, then run reconcile again`, ReconcileFailure.Config);
-    });
+    await c
+      .query(`INSERT INTO ${qTable(b.table)} (${q(b.account)}) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, [
+        missing,
+      ])
+      .catch((err: Error) => {
+        throw ApplicationFailure.nonRetryable(
+          `creating missing accounts in ${b.table} failed (${err.message}); create them, then run reconcile again`,
+          ReconcileFailure.Config,
+        );
+      });
     await move(missing);
   }
   return after;
@@ -159,7 +195,11 @@ async function moveBalances(c: Client, cfg: ReconcileConfig, deltas: Map<string,
  * Balances of `accounts` as the new side has them now, locked until the transaction ends (the
  * application keeps writing; its own transfers wait for these rows rather than race them).
  */
-export async function lockedBalances(c: Client, cfg: ReconcileConfig, accounts: string[]): Promise<Map<string, number>> {
+export async function lockedBalances(
+  c: Client,
+  cfg: ReconcileConfig,
+  accounts: string[],
+): Promise<Map<string, number>> {
   const b = cfg.balances;
   const e = cfg.entries;
   const inLedger = [...new Set(accounts)].filter((a) => !a.startsWith(cfg.externalAccountPrefix)).sort();
@@ -193,7 +233,11 @@ export async function moveStates(c: Client, cfg: ReconcileConfig, moves: StateMo
   let n = 0;
   for (const m of moves) {
     const t = cfg.mutable.find((x) => x.table === m.table);
-    if (!t) throw ApplicationFailure.nonRetryable(`state move on ${m.table}, which is not a mutable table of the reconcile config`, ReconcileFailure.Config);
+    if (!t)
+      throw ApplicationFailure.nonRetryable(
+        `state move on ${m.table}, which is not a mutable table of the reconcile config`,
+        ReconcileFailure.Config,
+      );
     const touch = t.updatedAt ? `, ${q(t.updatedAt)} = now()` : '';
     if (m.row) {
       const cols = await insertableColumns(c, t.table);
@@ -206,7 +250,11 @@ export async function moveStates(c: Client, cfg: ReconcileConfig, moves: StateMo
         n++;
         continue;
       }
-      if (!m.forward) throw ApplicationFailure.nonRetryable(`${t.table} ${m.key} appeared in the new primary since the case was opened`, ReconcileFailure.Stale);
+      if (!m.forward)
+        throw ApplicationFailure.nonRetryable(
+          `${t.table} ${m.key} appeared in the new primary since the case was opened`,
+          ReconcileFailure.Stale,
+        );
     }
     if (m.status === undefined) continue;
     if (m.forward) {
@@ -224,7 +272,10 @@ export async function moveStates(c: Client, cfg: ReconcileConfig, moves: StateMo
       [m.key, m.status, m.expectVersion],
     );
     if (res.rowCount !== 1) {
-      throw ApplicationFailure.nonRetryable(`${t.table} ${m.key} changed in the new primary since the case was opened (it was at version ${m.expectVersion})`, ReconcileFailure.Stale);
+      throw ApplicationFailure.nonRetryable(
+        `${t.table} ${m.key} changed in the new primary since the case was opened (it was at version ${m.expectVersion})`,
+        ReconcileFailure.Stale,
+      );
     }
     n++;
   }
@@ -237,14 +288,26 @@ export async function moveStates(c: Client, cfg: ReconcileConfig, moves: StateMo
  * the config forbids it (except the ones a person accepted).
  */
 export async function checkInvariants(
-  c: Client, cfg: ReconcileConfig,
-  booked: { txnIds: string[]; expectedEntries: number; debited: string[]; allowNegative?: string[]; balancesAfter?: Map<string, number> },
+  c: Client,
+  cfg: ReconcileConfig,
+  booked: {
+    txnIds: string[];
+    expectedEntries: number;
+    debited: string[];
+    allowNegative?: string[];
+    balancesAfter?: Map<string, number>;
+  },
 ): Promise<void> {
   const e = cfg.entries;
   if (booked.txnIds.length > 0) {
-    const n = Number((await c.query<{ n: string }>(
-      `SELECT count(*) AS n FROM ${probeRows(e.table, e.txnId, '$1', 'uuid', '1 AS one')}`, [booked.txnIds],
-    )).rows[0]!.n);
+    const n = Number(
+      (
+        await c.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${probeRows(e.table, e.txnId, '$1', 'uuid', '1 AS one')}`,
+          [booked.txnIds],
+        )
+      ).rows[0]!.n,
+    );
     if (n !== booked.expectedEntries) {
       throw ApplicationFailure.nonRetryable(
         `after booking, ${booked.txnIds.length} transactions hold ${n} entries instead of ${booked.expectedEntries}: an idempotency key was taken in the meantime; nothing was committed, classify again`,
@@ -253,7 +316,9 @@ export async function checkInvariants(
     }
   }
   if (!cfg.balances.forbidNegative) return;
-  const check = booked.debited.filter((a) => !a.startsWith(cfg.externalAccountPrefix) && !(booked.allowNegative ?? []).includes(a));
+  const check = booked.debited.filter(
+    (a) => !a.startsWith(cfg.externalAccountPrefix) && !(booked.allowNegative ?? []).includes(a),
+  );
   if (check.length === 0) return;
   // The balances the booking's own update returned are final: this transaction holds their locks
   // until it ends. Only accounts it did not move are read again.

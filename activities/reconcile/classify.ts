@@ -10,7 +10,19 @@ import type { MutableTable, ReconcileConfig } from '../../src/lib/config/reconci
 import type { Config } from '../../src/lib/config/schema';
 import type { ClassifyInput, ClassifyResult, Divergence, ReconcileHandoff } from '../../src/contract/reconcile';
 import { errorMessage, isLsn } from '../db/sql';
-import { laps, probeRows, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode, type RcNode } from './db';
+import {
+  laps,
+  probeRows,
+  q,
+  qTable,
+  rcConfig,
+  rcNode,
+  rcOldSide,
+  ReconcileFailure,
+  requireWritablePrimary,
+  withNode,
+  type RcNode,
+} from './db';
 import { classify, type Classification, type EntryRow, type JournalRow, type StateRow } from './rules';
 import { appendAudit, ensureStore } from './store';
 
@@ -45,7 +57,11 @@ async function switchPoint(c: Client, timeline: number): Promise<string | undefi
   try {
     const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
     const text = (await c.query<{ t: string }>('SELECT pg_read_file($1) AS t', [file])).rows[0]!.t;
-    const last = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).pop();
+    const last = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'))
+      .pop();
     const lsn = last?.split(/\s+/)[1];
     return lsn && isLsn(lsn) ? lsn : undefined;
   } catch {
@@ -77,7 +93,10 @@ interface RawJournal {
  * one moment, so lagMarginSeconds more is read, and windowMarginSeconds for transactions whose
  * commit-time column is when they began. Undefined when the failover recorded no lag.
  */
-function lagWindow(cfg: ReconcileConfig, d: ReconcileHandoff['divergence'] | undefined): Pick<Divergence, 'windowFrom' | 'basis' | 'failedAt' | 'lagMs'> | undefined {
+function lagWindow(
+  cfg: ReconcileConfig,
+  d: ReconcileHandoff['divergence'] | undefined,
+): Pick<Divergence, 'windowFrom' | 'basis' | 'failedAt' | 'lagMs'> | undefined {
   const margin = cfg.lagMarginSeconds + cfg.windowMarginSeconds;
   const margins = `${cfg.lagMarginSeconds}s lag margin and ${cfg.windowMarginSeconds}s window margin`;
   if (d?.failedAt && d.lagMs !== undefined && !Number.isNaN(Date.parse(d.failedAt))) {
@@ -85,7 +104,9 @@ function lagWindow(cfg: ReconcileConfig, d: ReconcileHandoff['divergence'] | und
     const failed = Number.isNaN(observed) ? Date.parse(d.failedAt) : Math.min(Date.parse(d.failedAt), observed);
     const at = new Date(failed).toISOString();
     return {
-      windowFrom: new Date(failed - d.lagMs - margin * 1000).toISOString(), failedAt: at, lagMs: d.lagMs,
+      windowFrom: new Date(failed - d.lagMs - margin * 1000).toISOString(),
+      failedAt: at,
+      lagMs: d.lagMs,
       basis: `Aurora: failure time ${at}${failed < Date.parse(d.failedAt) ? ` (the lag observation, earlier than the failover's trigger ${d.failedAt})` : ''} minus the replication lag observed before promotion (${d.lagMs} ms) minus ${margins}`,
     };
   }
@@ -98,7 +119,14 @@ function lagWindow(cfg: ReconcileConfig, d: ReconcileHandoff['divergence'] | und
   return undefined;
 }
 
-const toJournal = (r: RawJournal): JournalRow => ({ id: r.id, hash: r.hash, origin: r.origin, committedAt: r.committed_at, keys: r.keys ?? [], row: r.row ?? {} });
+const toJournal = (r: RawJournal): JournalRow => ({
+  id: r.id,
+  hash: r.hash,
+  origin: r.origin,
+  committedAt: r.committed_at,
+  keys: r.keys ?? [],
+  row: r.row ?? {},
+});
 
 /**
  * Without a divergence time from the failover's record, the window is found from the data: walk
@@ -106,28 +134,42 @@ const toJournal = (r: RawJournal): JournalRow => ({ id: r.id, hash: r.hash, orig
  * older than the earliest missing write (or the last write) by the margin. Streaming replication
  * is in order, so nothing older can be missing; the walk reads about as much as diverged.
  */
-async function walkBack(cfg: ReconcileConfig, oldC: Client, newC: Client, lastWrite: string | null): Promise<{ from: string; read: number }> {
+async function walkBack(
+  cfg: ReconcileConfig,
+  oldC: Client,
+  newC: Client,
+  lastWrite: string | null,
+): Promise<{ from: string; read: number }> {
   const j = cfg.journal;
   const marginMs = cfg.windowMarginSeconds * 1000;
   let cursor: string | null = null;
   let earliestMissing: number | undefined;
   let read = 0;
   for (;;) {
-    const rows: { id: string; at: string }[] = (await oldC.query<{ id: string; at: string }>(
-      `SELECT ${q(j.id)}::text AS id, to_char(${q(j.committedAt)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
+    const rows: { id: string; at: string }[] = (
+      await oldC.query<{ id: string; at: string }>(
+        `SELECT ${q(j.id)}::text AS id, to_char(${q(j.committedAt)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
          FROM ${qTable(j.table)} ${cursor ? `WHERE ${q(j.committedAt)} < $2::timestamptz` : 'WHERE $2::text IS NULL'}
         ORDER BY ${q(j.committedAt)} DESC LIMIT $1`,
-      [WALK_CHUNK, cursor],
-    )).rows;
+        [WALK_CHUNK, cursor],
+      )
+    ).rows;
     read += rows.length;
     if (rows.length === 0) return { from: new Date(0).toISOString(), read };
     const present = new Set(
-      (await newC.query<{ id: string }>(`SELECT p.id FROM ${probeRows(j.table, j.id, '$1', 'uuid', `x.${q(j.id)}::text AS id`)}`, [rows.map((r) => r.id)])).rows.map((r) => r.id),
+      (
+        await newC.query<{ id: string }>(
+          `SELECT p.id FROM ${probeRows(j.table, j.id, '$1', 'uuid', `x.${q(j.id)}::text AS id`)}`,
+          [rows.map((r) => r.id)],
+        )
+      ).rows.map((r) => r.id),
     );
-    for (const r of rows) if (!present.has(r.id)) earliestMissing = Math.min(earliestMissing ?? Infinity, Date.parse(r.at));
+    for (const r of rows)
+      if (!present.has(r.id)) earliestMissing = Math.min(earliestMissing ?? Infinity, Date.parse(r.at));
     const bound = (earliestMissing ?? (lastWrite ? Date.parse(lastWrite) : Date.parse(rows[0]!.at))) - marginMs;
     const newestHere = Date.parse(rows[0]!.at);
-    if (rows.every((r) => present.has(r.id)) && newestHere < bound) return { from: new Date(bound).toISOString(), read };
+    if (rows.every((r) => present.has(r.id)) && newestHere < bound)
+      return { from: new Date(bound).toISOString(), read };
     cursor = rows[rows.length - 1]!.at;
   }
 }
@@ -145,14 +187,30 @@ async function readEntries(c: Client, cfg: ReconcileConfig, txnIds: string[]): P
   const e = cfg.entries;
   const out = new Map<string, EntryRow[]>();
   if (txnIds.length === 0) return out;
-  const { rows } = await c.query<{ txn: string; key: string; account: string; amount: string; row: Record<string, unknown> }>(
+  const { rows } = await c.query<{
+    txn: string;
+    key: string;
+    account: string;
+    amount: string;
+    row: Record<string, unknown>;
+  }>(
     `SELECT p.txn, p.key, p.account, p.amount, p.row
-       FROM ${probeRows(e.table, e.txnId, '$1', 'uuid', `x.${q(e.txnId)}::text AS txn, x.${q(e.idempotencyKey)}::text AS key, x.${q(e.account)}::text AS account,
-                                                        x.${q(e.amount)}::text AS amount, to_jsonb(x) AS row, x.${q(e.idempotencyKey)} AS k`)}
+       FROM ${probeRows(
+         e.table,
+         e.txnId,
+         '$1',
+         'uuid',
+         `x.${q(e.txnId)}::text AS txn, x.${q(e.idempotencyKey)}::text AS key, x.${q(e.account)}::text AS account,
+                                                        x.${q(e.amount)}::text AS amount, to_jsonb(x) AS row, x.${q(e.idempotencyKey)} AS k`,
+       )}
       ORDER BY p.k`,
     [txnIds],
   );
-  for (const r of rows) out.set(r.txn, [...(out.get(r.txn) ?? []), { txnId: r.txn, key: r.key, account: r.account, amount: Number(r.amount), row: r.row }]);
+  for (const r of rows)
+    out.set(r.txn, [
+      ...(out.get(r.txn) ?? []),
+      { txnId: r.txn, key: r.key, account: r.account, amount: Number(r.amount), row: r.row },
+    ]);
   return out;
 }
 
@@ -163,7 +221,11 @@ export function createClassify(config: Config, region: string) {
     const cfg = rcConfig(config, input.service);
     const nNew = rcNode(config, input.service, region);
     const nOld = rcOldSide(config, input.service, input.oldRegion, input.oldSide);
-    if (nOld.region === nNew.region) throw ApplicationFailure.nonRetryable(`the old primary and the new one are both ${region}`, ReconcileFailure.Config);
+    if (nOld.region === nNew.region)
+      throw ApplicationFailure.nonRetryable(
+        `the old primary and the new one are both ${region}`,
+        ReconcileFailure.Config,
+      );
     // Aurora has no timelines or WAL positions to show (its storage replicates below SQL): the
     // window comes from the failover's lag evidence instead.
     const aurora = nNew.provider === 'aurora-global';
@@ -176,7 +238,9 @@ export function createClassify(config: Config, region: string) {
       const newSide = aurora ? undefined : await sideInfo(newC);
       const switchLsn = newSide ? await switchPoint(newC, newSide.timeline) : undefined;
       return withNode(nOld, 'reading-old-primary', async (oldC) => {
-        const oldSide: { inRecovery: boolean } & Partial<SideInfo> = await (aurora ? recoveryOf(oldC) : sideInfo(oldC)).catch((err: unknown) => {
+        const oldSide: { inRecovery: boolean } & Partial<SideInfo> = await (
+          aurora ? recoveryOf(oldC) : sideInfo(oldC)
+        ).catch((err: unknown) => {
           throw ApplicationFailure.retryable(`${nOld.where}: ${errorMessage(err)}`, ReconcileFailure.Unreachable);
         });
         if (oldSide.inRecovery) {
@@ -189,9 +253,11 @@ export function createClassify(config: Config, region: string) {
         }
         lap('timelines');
         const j = cfg.journal;
-        const last = (await oldC.query<{ at: string | null }>(
-          `SELECT to_char(max(${q(j.committedAt)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM ${qTable(j.table)}`,
-        )).rows[0]!.at;
+        const last = (
+          await oldC.query<{ at: string | null }>(
+            `SELECT to_char(max(${q(j.committedAt)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM ${qTable(j.table)}`,
+          )
+        ).rows[0]!.at;
         let from: string;
         let basis: string;
         let walked = 0;
@@ -214,16 +280,24 @@ export function createClassify(config: Config, region: string) {
         }
         const to = last ?? from;
         const divergence: Divergence = {
-          ...(newSide ? { newTimeline: newSide.timeline } : {}), ...(switchLsn ? { switchLsn } : {}),
-          ...(oldSide.timeline !== undefined && oldSide.lsn !== undefined ? { oldTimeline: oldSide.timeline, oldLsn: oldSide.lsn } : {}),
-          ...lagBasis, windowFrom: from, windowTo: to, basis,
+          ...(newSide ? { newTimeline: newSide.timeline } : {}),
+          ...(switchLsn ? { switchLsn } : {}),
+          ...(oldSide.timeline !== undefined && oldSide.lsn !== undefined
+            ? { oldTimeline: oldSide.timeline, oldLsn: oldSide.lsn }
+            : {}),
+          ...lagBasis,
+          windowFrom: from,
+          windowTo: to,
+          basis,
         };
 
         // The old side over the window: everything it committed from the window's start.
-        const oldRows = (await oldC.query<RawJournal>(
-          `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz ORDER BY j.${q(j.committedAt)}, j.${q(j.id)}`,
-          [from],
-        )).rows.map(toJournal);
+        const oldRows = (
+          await oldC.query<RawJournal>(
+            `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz ORDER BY j.${q(j.committedAt)}, j.${q(j.id)}`,
+            [from],
+          )
+        ).rows.map(toJournal);
         lap('readOldWindow');
         const oldIds = oldRows.map((r) => r.id);
         // The two servers work at once: the old side reads the window's entries while the new side
@@ -233,23 +307,40 @@ export function createClassify(config: Config, region: string) {
         const newRead = (async () => {
           // The new side: the same ids wherever they are (a retry after the failover), and how many
           // others it wrote over the window.
-          const byId = new Map((await newC.query<RawJournal>(
-            `SELECT p.* FROM ${probeRows(j.table, j.id, '$1', 'uuid', `${journalSelect(cfg, 'x')}, to_jsonb(x) AS row`)}`,
-            [oldIds],
-          )).rows.map((r) => [r.id, toJournal(r)]));
+          const byId = new Map(
+            (
+              await newC.query<RawJournal>(
+                `SELECT p.* FROM ${probeRows(j.table, j.id, '$1', 'uuid', `${journalSelect(cfg, 'x')}, to_jsonb(x) AS row`)}`,
+                [oldIds],
+              )
+            ).rows.map((r) => [r.id, toJournal(r)]),
+          );
           // A widened pass counts only what it adds before the earlier window (see rules.ts countBefore).
-          const before = input.pass > 1 ? (await newC.query<{ from: string | null }>(
-            `SELECT to_char(window_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS from FROM regionshift.reconcile_runs WHERE id = $1`, [input.reconciliationId],
-          )).rows[0]?.from ?? undefined : undefined;
+          const before =
+            input.pass > 1
+              ? ((
+                  await newC.query<{ from: string | null }>(
+                    `SELECT to_char(window_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS from FROM regionshift.reconcile_runs WHERE id = $1`,
+                    [input.reconciliationId],
+                  )
+                ).rows[0]?.from ?? undefined)
+              : undefined;
           const windowEnd = before ?? new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
-          const others = Number((await newC.query<{ n: string }>(
-            `SELECT count(*) AS n FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz AND j.${q(j.committedAt)} ${before ? '<' : '<='} $2::timestamptz
+          const others = Number(
+            (
+              await newC.query<{ n: string }>(
+                `SELECT count(*) AS n FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz AND j.${q(j.committedAt)} ${before ? '<' : '<='} $2::timestamptz
                 AND NOT EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS o(id) WHERE o.id = j.${q(j.id)})`,
-            [from, windowEnd, oldIds],
-          )).rows[0]!.n);
+                [from, windowEnd, oldIds],
+              )
+            ).rows[0]!.n,
+          );
           return { byId, before, others };
         })();
-        const [windowEntries, { byId: newById, before: earlier, others: onlyNew }] = await Promise.all([oldEntriesRead, newRead]);
+        const [windowEntries, { byId: newById, before: earlier, others: onlyNew }] = await Promise.all([
+          oldEntriesRead,
+          newRead,
+        ]);
         const newRowsRead = newById.size + onlyNew;
         lap('readNewSide');
 
@@ -257,35 +348,67 @@ export function createClassify(config: Config, region: string) {
           const n = newById.get(o.id);
           return !n || n.hash !== o.hash || n.origin !== o.origin || n.committedAt !== o.committedAt;
         });
-        const oldEntries = new Map(notReplicated.filter((o) => windowEntries.has(o.id)).map((o) => [o.id, windowEntries.get(o.id)!]));
-        const sameId = notReplicated.filter((o) => newById.has(o.id) && newById.get(o.id)!.hash !== o.hash).map((o) => o.id);
+        const oldEntries = new Map(
+          notReplicated.filter((o) => windowEntries.has(o.id)).map((o) => [o.id, windowEntries.get(o.id)!]),
+        );
+        const sameId = notReplicated
+          .filter((o) => newById.has(o.id) && newById.get(o.id)!.hash !== o.hash)
+          .map((o) => o.id);
         const newEntries = await readEntries(newC, cfg, sameId);
-        const lostKeys = notReplicated.filter((o) => !newById.has(o.id)).flatMap((o) => (oldEntries.get(o.id) ?? []).map((e) => e.key));
+        const lostKeys = notReplicated
+          .filter((o) => !newById.has(o.id))
+          .flatMap((o) => (oldEntries.get(o.id) ?? []).map((e) => e.key));
         const e = cfg.entries;
-        const takenKeys = new Map((await newC.query<{ key: string; txn: string }>(
-          `SELECT p.key, p.txn FROM ${probeRows(e.table, e.idempotencyKey, '$1', 'uuid', `x.${q(e.idempotencyKey)}::text AS key, x.${q(e.txnId)}::text AS txn`)}`,
-          [lostKeys],
-        )).rows.map((r) => [r.key, r.txn]));
+        const takenKeys = new Map(
+          (
+            await newC.query<{ key: string; txn: string }>(
+              `SELECT p.key, p.txn FROM ${probeRows(e.table, e.idempotencyKey, '$1', 'uuid', `x.${q(e.idempotencyKey)}::text AS key, x.${q(e.txnId)}::text AS txn`)}`,
+              [lostKeys],
+            )
+          ).rows.map((r) => [r.key, r.txn]),
+        );
 
         lap('readEntries');
         const state = new Map<MutableTable, { old: Map<string, StateRow>; new: Map<string, StateRow> }>();
         for (const t of cfg.mutable) {
-          const keys = [...new Set(notReplicated.flatMap((o) => o.keys.filter((k) => k.startsWith(t.keyPrefix)).map((k) => k.slice(t.keyPrefix.length))))];
+          const keys = [
+            ...new Set(
+              notReplicated.flatMap((o) =>
+                o.keys.filter((k) => k.startsWith(t.keyPrefix)).map((k) => k.slice(t.keyPrefix.length)),
+              ),
+            ),
+          ];
           if (keys.length === 0) continue;
           state.set(t, { old: await readState(oldC, t, keys), new: await readState(newC, t, keys) });
         }
 
         lap('readState');
         const result = classify({
-          cfg, reconciliationId: input.reconciliationId, oldRegion: nOld.region, newRegion: nNew.region,
-          oldRows, newWindowRows: [], newById, oldEntries, newEntries, takenKeys, state, ...(earlier ? { countBefore: earlier } : {}),
+          cfg,
+          reconciliationId: input.reconciliationId,
+          oldRegion: nOld.region,
+          newRegion: nNew.region,
+          oldRows,
+          newWindowRows: [],
+          newById,
+          oldEntries,
+          newEntries,
+          takenKeys,
+          state,
+          ...(earlier ? { countBefore: earlier } : {}),
         });
         result.txn['only-new'] = onlyNew;
         const summary: ClassifyResult = {
-          reconciliationId: input.reconciliationId, pass: input.pass, alreadyApplied: false, divergence,
+          reconciliationId: input.reconciliationId,
+          pass: input.pass,
+          alreadyApplied: false,
+          divergence,
           read: { oldRows: oldRows.length + walked, newRows: newRowsRead },
-          txn: result.txn, rows: result.rows,
-          toApply: result.apply.length, toStateMove: result.moves.length, toCase: result.cases.length,
+          txn: result.txn,
+          rows: result.rows,
+          toApply: result.apply.length,
+          toStateMove: result.moves.length,
+          toCase: result.cases.length,
           ms: 0,
         };
         lap('classify');
@@ -301,7 +424,8 @@ export function createClassify(config: Config, region: string) {
 
 async function storedPass(c: Client, id: string, pass: number): Promise<ClassifyResult | undefined> {
   const { rows } = await c.query<{ applied_pass: number; counts: Record<string, ClassifyResult> }>(
-    'SELECT applied_pass, counts FROM regionshift.reconcile_runs WHERE id = $1', [id],
+    'SELECT applied_pass, counts FROM regionshift.reconcile_runs WHERE id = $1',
+    [id],
   );
   const r = rows[0];
   if (!r || r.applied_pass < pass) return undefined;
@@ -309,23 +433,43 @@ async function storedPass(c: Client, id: string, pass: number): Promise<Classify
 }
 
 /** Stages the pass's findings in one transaction; returns the stored figures if it was applied meanwhile. */
-async function stage(c: Client, input: ClassifyInput, nNew: RcNode, nOld: RcNode, result: Classification, summary: ClassifyResult): Promise<ClassifyResult | undefined> {
+async function stage(
+  c: Client,
+  input: ClassifyInput,
+  nNew: RcNode,
+  nOld: RcNode,
+  result: Classification,
+  summary: ClassifyResult,
+): Promise<ClassifyResult | undefined> {
   await c.query('BEGIN');
   try {
     await c.query(
       `INSERT INTO regionshift.reconcile_runs (id, service, old_region, new_region, failover)
        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
-      [input.reconciliationId, input.service, nOld.region, nNew.region,
-        input.handoff ? JSON.stringify({ workflowId: input.handoff.failoverWorkflowId, runId: input.handoff.failoverRunId }) : null],
+      [
+        input.reconciliationId,
+        input.service,
+        nOld.region,
+        nNew.region,
+        input.handoff
+          ? JSON.stringify({ workflowId: input.handoff.failoverWorkflowId, runId: input.handoff.failoverRunId })
+          : null,
+      ],
     );
-    const run = (await c.query<{ applied_pass: number; counts: Record<string, ClassifyResult> }>(
-      'SELECT applied_pass, counts FROM regionshift.reconcile_runs WHERE id = $1 FOR UPDATE', [input.reconciliationId],
-    )).rows[0]!;
+    const run = (
+      await c.query<{ applied_pass: number; counts: Record<string, ClassifyResult> }>(
+        'SELECT applied_pass, counts FROM regionshift.reconcile_runs WHERE id = $1 FOR UPDATE',
+        [input.reconciliationId],
+      )
+    ).rows[0]!;
     if (run.applied_pass >= input.pass) {
       await c.query('ROLLBACK');
       return run.counts[String(input.pass)];
     }
-    await c.query('DELETE FROM regionshift.reconcile_items WHERE reconciliation_id = $1 AND pass = $2', [input.reconciliationId, input.pass]);
+    await c.query('DELETE FROM regionshift.reconcile_items WHERE reconciliation_id = $1 AND pass = $2', [
+      input.reconciliationId,
+      input.pass,
+    ]);
     const items: { kind: string; subject: string; at: string | null; body: unknown }[] = [
       ...result.apply.map((t) => ({ kind: 'apply', subject: t.txnId, at: t.committedAt, body: t })),
       ...result.moves.map((m) => ({ kind: 'move', subject: `${m.table}:${m.key}`, at: null, body: m })),
@@ -347,10 +491,18 @@ async function stage(c: Client, input: ClassifyInput, nNew: RcNode, nOld: RcNode
           SET pass = greatest(pass, $2::int), divergence = $3, window_from = least(coalesce(window_from, $4::timestamptz), $4::timestamptz),
               window_to = $5::timestamptz, counts = counts || jsonb_build_object(($2::int)::text, $6::jsonb), classified_at = now()
         WHERE id = $1`,
-      [input.reconciliationId, input.pass, JSON.stringify(summary.divergence), summary.divergence.windowFrom, summary.divergence.windowTo, JSON.stringify(summary)],
+      [
+        input.reconciliationId,
+        input.pass,
+        JSON.stringify(summary.divergence),
+        summary.divergence.windowFrom,
+        summary.divergence.windowTo,
+        JSON.stringify(summary),
+      ],
     );
     await appendAudit(c, input.reconciliationId, {
-      runId: input.workflowRunId, by: input.requestedBy,
+      runId: input.workflowRunId,
+      by: input.requestedBy,
       what: `pass ${input.pass}: read ${summary.read.oldRows} old / ${summary.read.newRows} new journal rows from ${summary.divergence.windowFrom}; ${summary.toApply} to apply, ${summary.toStateMove} state moves, ${summary.toCase} cases`,
     });
     await c.query('COMMIT');

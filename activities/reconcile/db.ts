@@ -7,10 +7,25 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { reconcileConfigOf, type ReconcileConfig } from '../../src/lib/config/reconcile';
-import { postgresDatabase, type AuroraGlobalDatabase, type Config, type PostgresRegion, type Service } from '../../src/lib/config/schema';
+import {
+  postgresDatabase,
+  type AuroraGlobalDatabase,
+  type Config,
+  type PostgresRegion,
+  type Service,
+} from '../../src/lib/config/schema';
 import type { PgNode } from '../../src/lib/postgres/node';
 import type { RestoredOldSide } from '../../src/contract/reconcile';
-import { close, connect, errorMessage, isConfigError, isConnectionError, quoteIdent, sqlState, type ConnTarget } from '../db/sql';
+import {
+  close,
+  connect,
+  errorMessage,
+  isConfigError,
+  isConnectionError,
+  quoteIdent,
+  sqlState,
+  type ConnTarget,
+} from '../db/sql';
 
 /** ApplicationFailure types of the reconciliation activities. */
 export const ReconcileFailure = {
@@ -47,7 +62,11 @@ export interface RcNode {
 
 function serviceOf(config: Config, service: string): Service {
   const svc = config.services.find((s) => s.name === service);
-  if (!svc) throw ApplicationFailure.nonRetryable(`unknown service "${service}" (this worker knows: ${config.services.map((s) => s.name).join(', ')})`, ReconcileFailure.Config);
+  if (!svc)
+    throw ApplicationFailure.nonRetryable(
+      `unknown service "${service}" (this worker knows: ${config.services.map((s) => s.name).join(', ')})`,
+      ReconcileFailure.Config,
+    );
   return svc;
 }
 
@@ -56,7 +75,10 @@ export function rcConfig(config: Config, service: string): ReconcileConfig {
   try {
     return reconcileConfigOf(svc as { reconcile?: unknown });
   } catch (err) {
-    throw ApplicationFailure.nonRetryable(`services[${service}].reconcile is not valid: ${errorMessage(err)}`, ReconcileFailure.Config);
+    throw ApplicationFailure.nonRetryable(
+      `services[${service}].reconcile is not valid: ${errorMessage(err)}`,
+      ReconcileFailure.Config,
+    );
   }
 }
 
@@ -84,7 +106,11 @@ export function rcNode(config: Config, service: string, region: string): RcNode 
   const aurora = requireSqlReconcilable(svc);
   if (aurora) {
     const r = aurora.regions[region];
-    if (!r) throw ApplicationFailure.nonRetryable(`service ${service} has no Aurora cluster in region ${region} (it has: ${Object.keys(aurora.regions).join(', ')})`, ReconcileFailure.Config);
+    if (!r)
+      throw ApplicationFailure.nonRetryable(
+        `service ${service} has no Aurora cluster in region ${region} (it has: ${Object.keys(aurora.regions).join(', ')})`,
+        ReconcileFailure.Config,
+      );
     if (!r.writerEndpoint) {
       throw ApplicationFailure.nonRetryable(
         `services[${service}].database.regions.${region}.writerEndpoint is not set: reconciliation reads and writes ${region}'s journal by SQL through its cluster's writer endpoint. ` +
@@ -94,18 +120,38 @@ export function rcNode(config: Config, service: string, region: string): RcNode 
     }
     const password = r.passwordEnv ? process.env[r.passwordEnv] : undefined;
     return {
-      service, region, provider: 'aurora-global',
-      admin: { host: r.writerEndpoint, port: r.port, database: r.database, user: r.adminUser, ...(password !== undefined ? { password } : {}) },
+      service,
+      region,
+      provider: 'aurora-global',
+      admin: {
+        host: r.writerEndpoint,
+        port: r.port,
+        database: r.database,
+        user: r.adminUser,
+        ...(password !== undefined ? { password } : {}),
+      },
       where: `${service}'s Aurora cluster ${r.clusterIdentifier} in ${region} (${r.writerEndpoint}:${r.port})`,
     };
   }
   const db = postgresDatabase(svc);
   const cfg = db.regions[region];
-  if (!cfg) throw ApplicationFailure.nonRetryable(`service ${service} has no database in region ${region}`, ReconcileFailure.Config);
+  if (!cfg)
+    throw ApplicationFailure.nonRetryable(
+      `service ${service} has no database in region ${region}`,
+      ReconcileFailure.Config,
+    );
   const password = cfg.passwordEnv ? process.env[cfg.passwordEnv] : undefined;
   return {
-    service, region, provider: 'postgres-streaming',
-    admin: { host: cfg.host, port: cfg.port, database: cfg.database, user: cfg.adminUser, ...(password !== undefined ? { password } : {}) },
+    service,
+    region,
+    provider: 'postgres-streaming',
+    admin: {
+      host: cfg.host,
+      port: cfg.port,
+      database: cfg.database,
+      user: cfg.adminUser,
+      ...(password !== undefined ? { password } : {}),
+    },
     where: `${service}'s database in ${region} (${cfg.host}:${cfg.port})`,
     pg: { cfg, node: { region, dataDir: cfg.dataDir, port: cfg.port, host: cfg.host } },
   };
@@ -123,7 +169,11 @@ export function rcOldSide(config: Config, service: string, region: string, resto
   const aurora = requireSqlReconcilable(svc);
   if (!aurora) return rcNode(config, service, region);
   const r = aurora.regions[region];
-  if (!r) throw ApplicationFailure.nonRetryable(`service ${service} has no Aurora cluster in region ${region} (it has: ${Object.keys(aurora.regions).join(', ')})`, ReconcileFailure.Config);
+  if (!r)
+    throw ApplicationFailure.nonRetryable(
+      `service ${service} has no Aurora cluster in region ${region} (it has: ${Object.keys(aurora.regions).join(', ')})`,
+      ReconcileFailure.Config,
+    );
   if (!restored) {
     throw ApplicationFailure.nonRetryable(
       `the old side of ${service}'s Aurora reconciliation is the cluster reconcile.preserve restores from Aurora's snapshot of ${r.clusterIdentifier}, and no restored cluster was passed: run the reconcile runbook (regionshift reconcile --service ${service}), whose preserve step comes first`,
@@ -132,8 +182,16 @@ export function rcOldSide(config: Config, service: string, region: string, resto
   }
   const password = r.passwordEnv ? process.env[r.passwordEnv] : undefined;
   return {
-    service, region, provider: 'aurora-global',
-    admin: { host: restored.host, port: restored.port, database: restored.database, user: r.adminUser, ...(password !== undefined ? { password } : {}) },
+    service,
+    region,
+    provider: 'aurora-global',
+    admin: {
+      host: restored.host,
+      port: restored.port,
+      database: restored.database,
+      user: r.adminUser,
+      ...(password !== undefined ? { password } : {}),
+    },
     where: `${service}'s old primary ${r.clusterIdentifier} as restored in ${restored.cluster} (${region}, ${restored.host}:${restored.port}, read-only)`,
   };
 }
@@ -151,12 +209,21 @@ function activityContext(): Context | undefined {
  * heartbeat every second (long statements must not look like a dead worker), and the session
  * closed when the activity is cancelled (its open transaction then rolls back).
  */
-export async function withNode<T>(n: RcNode, what: string, fn: (c: Client) => Promise<T>, statementTimeoutMs = 600_000): Promise<T> {
+export async function withNode<T>(
+  n: RcNode,
+  what: string,
+  fn: (c: Client) => Promise<T>,
+  statementTimeoutMs = 600_000,
+): Promise<T> {
   let client: Client;
   try {
     client = await connect(n.admin, { statementTimeoutMs });
   } catch (err) {
-    if (isConfigError(err)) throw ApplicationFailure.nonRetryable(`${n.where}: the server refused ${n.admin.user}: ${errorMessage(err)}`, ReconcileFailure.Config);
+    if (isConfigError(err))
+      throw ApplicationFailure.nonRetryable(
+        `${n.where}: the server refused ${n.admin.user}: ${errorMessage(err)}`,
+        ReconcileFailure.Config,
+      );
     throw ApplicationFailure.retryable(`${n.where} is unreachable: ${errorMessage(err)}`, ReconcileFailure.Unreachable);
   }
   const ctx = activityContext();
@@ -171,12 +238,19 @@ export async function withNode<T>(n: RcNode, what: string, fn: (c: Client) => Pr
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;
     if (ctx?.cancellationSignal.aborted) throw err;
-    if (isConnectionError(err)) throw ApplicationFailure.retryable(`${n.where}: lost the connection: ${errorMessage(err)}`, ReconcileFailure.Unreachable);
+    if (isConnectionError(err))
+      throw ApplicationFailure.retryable(
+        `${n.where}: lost the connection: ${errorMessage(err)}`,
+        ReconcileFailure.Unreachable,
+      );
     // A deadlock, a serialization failure or a lock timeout is worth another attempt; any other
     // error the server sent (a missing table or column, a constraint) will not change by retrying.
     const state = sqlState(err);
     if (state && !state.startsWith('40') && state !== '55P03') {
-      throw ApplicationFailure.nonRetryable(`${n.where}: ${errorMessage(err)} (SQLSTATE ${state}); check the service's reconcile config against its schema`, ReconcileFailure.Config);
+      throw ApplicationFailure.nonRetryable(
+        `${n.where}: ${errorMessage(err)} (SQLSTATE ${state}); check the service's reconcile config against its schema`,
+        ReconcileFailure.Config,
+      );
     }
     throw err;
   } finally {
@@ -216,13 +290,19 @@ export async function insertableColumns(c: Client, table: string): Promise<strin
       ORDER BY a.attnum`,
     [table],
   );
-  if (rows.length === 0) throw ApplicationFailure.nonRetryable(`table ${table} has no columns here (does it exist?)`, ReconcileFailure.Config);
+  if (rows.length === 0)
+    throw ApplicationFailure.nonRetryable(
+      `table ${table} has no columns here (does it exist?)`,
+      ReconcileFailure.Config,
+    );
   return rows.map((r) => r.name);
 }
 
 /** Throws unless the session is on a writable primary. */
 export async function requireWritablePrimary(c: Client, n: RcNode, why: string): Promise<void> {
-  const { rows } = await c.query<{ rec: boolean; ro: string }>(`SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`);
+  const { rows } = await c.query<{ rec: boolean; ro: string }>(
+    `SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`,
+  );
   const r = rows[0]!;
   if (r.rec || r.ro === 'on') {
     throw ApplicationFailure.nonRetryable(

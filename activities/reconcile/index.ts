@@ -4,9 +4,22 @@
 import type { Config } from '../../src/lib/config/schema';
 import type { AuroraOptions } from '../db/aurora/service';
 import type {
-  ApplyInput, ApplyResult, CaseResolveInput, CaseResolveResult, CasesListInput, ClassifyInput, ClassifyResult,
-  FailbackCheckInput, FailbackCheckResult, PreserveOldInput, PreserveOldResult, ReconcileCase, ReconcileReport, ReportInput,
-  VerifyInput, VerifyResult,
+  ApplyInput,
+  ApplyResult,
+  CaseResolveInput,
+  CaseResolveResult,
+  CasesListInput,
+  ClassifyInput,
+  ClassifyResult,
+  FailbackCheckInput,
+  FailbackCheckResult,
+  PreserveOldInput,
+  PreserveOldResult,
+  ReconcileCase,
+  ReconcileReport,
+  ReportInput,
+  VerifyInput,
+  VerifyResult,
 } from '../../src/contract/reconcile';
 import { createApply } from './apply';
 import { createCases } from './cases';
@@ -28,7 +41,11 @@ export interface ReconcileActivities {
   failbackCheck(input: FailbackCheckInput): Promise<FailbackCheckResult>;
 }
 
-export function createReconcileActivities(config: Config, region: string, options: { aurora?: AuroraOptions } = {}): ReconcileActivities {
+export function createReconcileActivities(
+  config: Config,
+  region: string,
+  options: { aurora?: AuroraOptions } = {},
+): ReconcileActivities {
   const report = createReport(config, region);
   const cases = createCases(config, region);
   return {

@@ -38,17 +38,30 @@ async function look(n: ReturnType<typeof rcNode>): Promise<Look> {
   try {
     c = await connect(n.admin);
   } catch (err) {
-    if (isConfigError(err)) throw ApplicationFailure.nonRetryable(`${n.where}: the server refused ${n.admin.user}: ${errorMessage(err)}`, ReconcileFailure.Config);
+    if (isConfigError(err))
+      throw ApplicationFailure.nonRetryable(
+        `${n.where}: the server refused ${n.admin.user}: ${errorMessage(err)}`,
+        ReconcileFailure.Config,
+      );
     return { reachable: false, error: errorMessage(err) };
   }
   try {
-    const r = (await c.query<{ rec: boolean; ro: string; lsn: string; walfile: string | null; upstream: string | null }>(
-      `SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro,
+    const r = (
+      await c.query<{ rec: boolean; ro: string; lsn: string; walfile: string | null; upstream: string | null }>(
+        `SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro,
               CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END AS lsn,
               CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS walfile,
               (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver LIMIT 1) AS upstream`,
-    )).rows[0]!;
-    return { reachable: true, inRecovery: r.rec, readOnly: r.ro === 'on', lsn: r.lsn, ...(r.walfile ? { timeline: parseInt(r.walfile.slice(0, 8), 16) } : {}), ...(r.upstream ? { upstream: r.upstream } : {}) };
+      )
+    ).rows[0]!;
+    return {
+      reachable: true,
+      inRecovery: r.rec,
+      readOnly: r.ro === 'on',
+      lsn: r.lsn,
+      ...(r.walfile ? { timeline: parseInt(r.walfile.slice(0, 8), 16) } : {}),
+      ...(r.upstream ? { upstream: r.upstream } : {}),
+    };
   } catch (err) {
     return { reachable: false, error: errorMessage(err) };
   } finally {
@@ -77,8 +90,13 @@ export function createPreserve(config: Config, region: string, auroraOptions: Au
     const s = new AuroraService(svc, region, opts);
     const restored = await restoreSnapshotCopy(s, kept.copy!, { pollMs: opts.pollMs, budgetMs: waitBudgetMs(opts) });
     const side = {
-      region, cluster: restored.cluster, instance: restored.instance, snapshot: kept.copy!,
-      host: restored.host, port: restored.port, database: me.database,
+      region,
+      cluster: restored.cluster,
+      instance: restored.instance,
+      snapshot: kept.copy!,
+      host: restored.host,
+      port: restored.port,
+      database: me.database,
       deleteCommands: deleteCommands(region, restored.cluster, restored.instance),
     };
     const n = rcOldSide(config, svc.name, region, side);
@@ -116,28 +134,44 @@ export function createPreserve(config: Config, region: string, auroraOptions: Au
         );
       }
       const bin = pg.cfg.pgBin ?? findPgBin();
-      if (!bin) throw ApplicationFailure.nonRetryable(`${n.where}: PostgreSQL's binaries are not on the ${region} worker's host; set pgBin`, ReconcileFailure.Config);
+      if (!bin)
+        throw ApplicationFailure.nonRetryable(
+          `${n.where}: PostgreSQL's binaries are not on the ${region} worker's host; set pgBin`,
+          ReconcileFailure.Config,
+        );
       try {
         await startReadOnly(bin, pg.node);
       } catch (err) {
         if (/standby\.signal/.test(errorMessage(err))) lost('was being turned into a standby');
-        throw ApplicationFailure.retryable(`starting ${n.where} read-only failed: ${errorMessage(err)}; see ${logFile(pg.node)}`, ReconcileFailure.Unreachable);
+        throw ApplicationFailure.retryable(
+          `starting ${n.where} read-only failed: ${errorMessage(err)}; see ${logFile(pg.node)}`,
+          ReconcileFailure.Unreachable,
+        );
       }
       started = true;
       state = await look(n);
-      if (!state.reachable) throw ApplicationFailure.retryable(`${n.where} was started read-only but does not answer: ${state.error}`, ReconcileFailure.Unreachable);
+      if (!state.reachable)
+        throw ApplicationFailure.retryable(
+          `${n.where} was started read-only but does not answer: ${state.error}`,
+          ReconcileFailure.Unreachable,
+        );
     }
-    if (state.inRecovery) lost(`is a standby${state.upstream ? ` streaming from ${state.upstream}` : ''}: it has already rejoined`);
+    if (state.inRecovery)
+      lost(`is a standby${state.upstream ? ` streaming from ${state.upstream}` : ''}: it has already rejoined`);
     let fenced = false;
     if (!state.readOnly) {
       // It came back writable: the failover's fence, the same one the fence-on-return watcher sets.
       const fence = await createPostgresActivities(config, region).dbFenceWrites({ service: input.service });
-      if (!fence.verified) throw ApplicationFailure.retryable(`${n.where}: the fence could not be verified`, ReconcileFailure.Unreachable);
+      if (!fence.verified)
+        throw ApplicationFailure.retryable(`${n.where}: the fence could not be verified`, ReconcileFailure.Unreachable);
       fenced = !fence.alreadyFenced;
       state = await look(n);
     }
     return {
-      region, state: 'read-only-primary', started, fenced,
+      region,
+      state: 'read-only-primary',
+      started,
+      fenced,
       ...(state.timeline !== undefined ? { timeline: state.timeline } : {}),
       ...(state.lsn ? { lsn: state.lsn } : {}),
       detail: `${region} is a read-only primary on its own timeline ${state.timeline ?? '?'} at ${state.lsn ?? '?'}${started ? ' (started read-only here)' : ''}${fenced ? ' (fenced here)' : ''}; it is not rejoined until reconciliation has read it`,

@@ -35,7 +35,10 @@ export interface StateRow {
 }
 
 /** A case as the rules draw it up, before it is stored (and given its service, status, times). */
-export type CaseDraft = Pick<ReconcileCase, 'id' | 'kind' | 'txnIds' | 'key' | 'summary' | 'oldVersion' | 'newVersion' | 'proposals'>;
+export type CaseDraft = Pick<
+  ReconcileCase,
+  'id' | 'kind' | 'txnIds' | 'key' | 'summary' | 'oldVersion' | 'newVersion' | 'proposals'
+>;
 
 export interface StateMove {
   table: string;
@@ -80,14 +83,28 @@ export function emptyTxnCounts(): Record<TxnClass, number> {
 }
 
 export function emptyRowCounts(): Record<RowClass, number> {
-  return { 'state-forward': 0, 'update-update': 0, 'update-delete': 0, 'unique-key-collision': 0, 'conflicting-state': 0, 'lost-insert': 0, 'identical-row': 0 };
+  return {
+    'state-forward': 0,
+    'update-update': 0,
+    'update-delete': 0,
+    'unique-key-collision': 0,
+    'conflicting-state': 0,
+    'lost-insert': 0,
+    'identical-row': 0,
+  };
 }
 
 /** Short, stable, readable: the same finding in a second run gets the same id. */
 export function caseId(reconciliationId: string, kind: CaseKind, subject: string): string {
   const prefix: Record<CaseKind, string> = {
-    overdraft: 'od', 'same-id-different-payload': 'sid', 'conflicting-state': 'cs', 'update-delete': 'ud',
-    'unique-key-collision': 'uk', 'external-effect': 'ext', 'high-value': 'hv', 'verify-mismatch': 'vm',
+    overdraft: 'od',
+    'same-id-different-payload': 'sid',
+    'conflicting-state': 'cs',
+    'update-delete': 'ud',
+    'unique-key-collision': 'uk',
+    'external-effect': 'ext',
+    'high-value': 'hv',
+    'verify-mismatch': 'vm',
   };
   return `${prefix[kind]}-${createHash('sha256').update(`${reconciliationId}|${kind}|${subject}`).digest('hex').slice(0, 8)}`;
 }
@@ -117,7 +134,10 @@ export function valueOf(entries: EntryRow[]): number {
 }
 
 function touchesExternal(cfg: ReconcileConfig, entries: EntryRow[], keys: string[]): boolean {
-  return entries.some((e) => e.account.startsWith(cfg.externalAccountPrefix)) || keys.some((k) => k.startsWith(cfg.externalAccountPrefix));
+  return (
+    entries.some((e) => e.account.startsWith(cfg.externalAccountPrefix)) ||
+    keys.some((k) => k.startsWith(cfg.externalAccountPrefix))
+  );
 }
 
 function versionOf(entries: EntryRow[]): { entries: Json[] } {
@@ -171,10 +191,18 @@ function sameWrite(a: JournalRow, b: JournalRow): boolean {
 
 export function classify(args: ClassifyArgs): Classification {
   const { cfg, reconciliationId } = args;
-  const out: Classification = { txn: emptyTxnCounts(), rows: emptyRowCounts(), apply: [], moves: [], cases: [], duplicates: [] };
+  const out: Classification = {
+    txn: emptyTxnCounts(),
+    rows: emptyRowCounts(),
+    apply: [],
+    moves: [],
+    cases: [],
+    duplicates: [],
+  };
   const oldIds = new Set(args.oldRows.map((r) => r.id));
   for (const r of args.newWindowRows) if (!oldIds.has(r.id)) out.txn['only-new']++;
-  const counted = (r: JournalRow): boolean => !args.countBefore || Date.parse(r.committedAt) < Date.parse(args.countBefore);
+  const counted = (r: JournalRow): boolean =>
+    !args.countBefore || Date.parse(r.committedAt) < Date.parse(args.countBefore);
   const count = (cls: TxnClass, r: JournalRow): void => {
     if (counted(r)) out.txn[cls]++;
   };
@@ -222,7 +250,16 @@ export function classify(args: ClassifyArgs): Classification {
       if (verdict.move) out.moves.push(verdict.move);
       if (verdict.caseKind) {
         const lostHere = txnIds.filter((id) => lost.some((l) => l.id === id));
-        const c = rowCase(args, table, key, verdict.caseKind, verdict.why!, sides.old.get(key), sides.new.get(key), lostHere);
+        const c = rowCase(
+          args,
+          table,
+          key,
+          verdict.caseKind,
+          verdict.why!,
+          sides.old.get(key),
+          sides.new.get(key),
+          lostHere,
+        );
         out.cases.push(c);
         for (const id of lostHere) heldByRowCase.set(id, c.id);
       }
@@ -241,23 +278,41 @@ export function classify(args: ClassifyArgs): Classification {
     const value = valueOf(entries);
     if (touchesExternal(cfg, entries, o.keys)) {
       out.cases.push({
-        id: caseId(reconciliationId, 'external-effect', o.id), kind: 'external-effect', txnIds: [o.id],
+        id: caseId(reconciliationId, 'external-effect', o.id),
+        kind: 'external-effect',
+        txnIds: [o.id],
         summary: `transaction ${o.id} (${value}) committed in ${args.oldRegion} at ${o.committedAt} and never reached ${args.newRegion}; it moves money to or from an external account, so its effect (a payment sent) may already have happened`,
-        oldVersion: { journal: o.row, ...versionOf(entries) }, newVersion: null,
-        proposals: { accept: bookOriginal(o, entries, `book ${o.id} as it was committed in ${args.oldRegion} (the payment happened)`) },
+        oldVersion: { journal: o.row, ...versionOf(entries) },
+        newVersion: null,
+        proposals: {
+          accept: bookOriginal(
+            o,
+            entries,
+            `book ${o.id} as it was committed in ${args.oldRegion} (the payment happened)`,
+          ),
+        },
       });
       continue;
     }
     if (value > cfg.highValueThreshold) {
       out.cases.push({
-        id: caseId(reconciliationId, 'high-value', o.id), kind: 'high-value', txnIds: [o.id],
+        id: caseId(reconciliationId, 'high-value', o.id),
+        kind: 'high-value',
+        txnIds: [o.id],
         summary: `transaction ${o.id} moves ${value}, above the high-value threshold ${cfg.highValueThreshold}; committed in ${args.oldRegion} at ${o.committedAt} and never reached ${args.newRegion}`,
-        oldVersion: { journal: o.row, ...versionOf(entries) }, newVersion: null,
+        oldVersion: { journal: o.row, ...versionOf(entries) },
+        newVersion: null,
         proposals: { accept: bookOriginal(o, entries, `book ${o.id} with its original id and time`) },
       });
       continue;
     }
-    out.apply.push({ txnId: o.id, committedAt: o.committedAt, journal: o.row, entries: entries.map((e) => e.row), deltas: deltasOf(entries) });
+    out.apply.push({
+      txnId: o.id,
+      committedAt: o.committedAt,
+      journal: o.row,
+      entries: entries.map((e) => e.row),
+      deltas: deltasOf(entries),
+    });
   }
   out.apply.sort((a, b) => Date.parse(a.committedAt) - Date.parse(b.committedAt) || (a.txnId < b.txnId ? -1 : 1));
   return out;
@@ -275,40 +330,86 @@ interface RowVerdict {
  * changes (creation is 1), so the version both sides shared at the divergence is
  * old.version − touchesOld, and the new side's changes since are new.version − that.
  */
-export function classifyRow(table: MutableTable, key: string, oldRow: StateRow | undefined, newRow: StateRow | undefined, touchesOld: number): RowVerdict {
+export function classifyRow(
+  table: MutableTable,
+  key: string,
+  oldRow: StateRow | undefined,
+  newRow: StateRow | undefined,
+  touchesOld: number,
+): RowVerdict {
   const inOrder = (s: string) => rankOf(table, s) >= 0;
   if (!oldRow && !newRow) return { cls: 'identical-row' };
-  if (!oldRow) return { cls: 'update-delete', caseKind: 'update-delete', why: `deleted in the old region after the divergence, still present (version ${newRow!.version}, ${newRow!.status}) in the new one` };
+  if (!oldRow)
+    return {
+      cls: 'update-delete',
+      caseKind: 'update-delete',
+      why: `deleted in the old region after the divergence, still present (version ${newRow!.version}, ${newRow!.status}) in the new one`,
+    };
   const base = oldRow.version - touchesOld;
   if (!newRow) {
     if (base <= 0) {
-      if (!inOrder(oldRow.status)) return { cls: 'conflicting-state', caseKind: 'conflicting-state', why: `created in the old region in state ${oldRow.status}, which is not in the declared order ${table.states.join(' < ')}` };
-      return { cls: 'lost-insert', move: { table: table.table, key, row: oldRow.row, status: oldRow.status, expectVersion: null, forward: true } };
+      if (!inOrder(oldRow.status))
+        return {
+          cls: 'conflicting-state',
+          caseKind: 'conflicting-state',
+          why: `created in the old region in state ${oldRow.status}, which is not in the declared order ${table.states.join(' < ')}`,
+        };
+      return {
+        cls: 'lost-insert',
+        move: { table: table.table, key, row: oldRow.row, status: oldRow.status, expectVersion: null, forward: true },
+      };
     }
-    return { cls: 'update-delete', caseKind: 'update-delete', why: `changed in the old region (to ${oldRow.status}, version ${oldRow.version}) and deleted in the new one` };
+    return {
+      cls: 'update-delete',
+      caseKind: 'update-delete',
+      why: `changed in the old region (to ${oldRow.status}, version ${oldRow.version}) and deleted in the new one`,
+    };
   }
   const changedNew = newRow.version - Math.max(base, 0);
   if (base <= 0) {
     // Created on both sides after the divergence under the same key.
     if (newRow.status === oldRow.status) return { cls: 'identical-row' };
-    return { cls: 'unique-key-collision', caseKind: 'unique-key-collision', why: `created in both regions after the divergence: ${oldRow.status} in the old one, ${newRow.status} in the new one` };
+    return {
+      cls: 'unique-key-collision',
+      caseKind: 'unique-key-collision',
+      why: `created in both regions after the divergence: ${oldRow.status} in the old one, ${newRow.status} in the new one`,
+    };
   }
   if (changedNew < 0) {
-    return { cls: 'conflicting-state', caseKind: 'conflicting-state', why: `the new region's version ${newRow.version} is below the shared version ${base}: the versions do not add up` };
+    return {
+      cls: 'conflicting-state',
+      caseKind: 'conflicting-state',
+      why: `the new region's version ${newRow.version} is below the shared version ${base}: the versions do not add up`,
+    };
   }
   if (newRow.status === oldRow.status) return { cls: changedNew === 0 ? 'state-forward' : 'update-update' };
   if (!inOrder(oldRow.status) || !inOrder(newRow.status)) {
-    return { cls: changedNew === 0 ? 'conflicting-state' : 'update-update', caseKind: 'conflicting-state', why: `moved to ${oldRow.status} in the old region and ${changedNew === 0 ? 'unchanged' : 'to'} ${newRow.status} in the new one; ${[oldRow.status, newRow.status].filter((s) => !inOrder(s)).join(', ')} is not in the declared order ${table.states.join(' < ')}` };
+    return {
+      cls: changedNew === 0 ? 'conflicting-state' : 'update-update',
+      caseKind: 'conflicting-state',
+      why: `moved to ${oldRow.status} in the old region and ${changedNew === 0 ? 'unchanged' : 'to'} ${newRow.status} in the new one; ${[oldRow.status, newRow.status].filter((s) => !inOrder(s)).join(', ')} is not in the declared order ${table.states.join(' < ')}`,
+    };
   }
   const forward = rankOf(table, oldRow.status) > rankOf(table, newRow.status);
   if (changedNew === 0) {
     // Only the old side moved it: forward is safe, backward is not something the order allows.
-    if (!forward) return { cls: 'conflicting-state', caseKind: 'conflicting-state', why: `moved back from ${newRow.status} to ${oldRow.status} in the old region, against the declared order` };
-    return { cls: 'state-forward', move: { table: table.table, key, status: oldRow.status, expectVersion: newRow.version, forward: true } };
+    if (!forward)
+      return {
+        cls: 'conflicting-state',
+        caseKind: 'conflicting-state',
+        why: `moved back from ${newRow.status} to ${oldRow.status} in the old region, against the declared order`,
+      };
+    return {
+      cls: 'state-forward',
+      move: { table: table.table, key, status: oldRow.status, expectVersion: newRow.version, forward: true },
+    };
   }
   // Both moved it forward from the shared state: the furthest along the order wins.
   if (!forward) return { cls: 'update-update' };
-  return { cls: 'update-update', move: { table: table.table, key, status: oldRow.status, expectVersion: newRow.version, forward: true } };
+  return {
+    cls: 'update-update',
+    move: { table: table.table, key, status: oldRow.status, expectVersion: newRow.version, forward: true },
+  };
 }
 
 function sameIdCase(args: ClassifyArgs, o: JournalRow, n: JournalRow, oldE: EntryRow[], newE: EntryRow[]): CaseDraft {
@@ -316,7 +417,9 @@ function sameIdCase(args: ClassifyArgs, o: JournalRow, n: JournalRow, oldE: Entr
   // account, as a new transaction linked to the original. Nothing is overwritten or deleted.
   const net = deltasOf(oldE);
   for (const [acct, amt] of Object.entries(deltasOf(newE))) net[acct] = (net[acct] ?? 0) - amt;
-  const accounts = Object.entries(net).filter(([, amt]) => amt !== 0).sort(([a], [b]) => (a < b ? -1 : 1));
+  const accounts = Object.entries(net)
+    .filter(([, amt]) => amt !== 0)
+    .sort(([a], [b]) => (a < b ? -1 : 1));
   const compId = derivedUuid(`${o.id}:compensates-new-version`);
   const template = newE[0]?.row ?? oldE[0]?.row ?? {};
   const c = args.cfg;
@@ -324,18 +427,35 @@ function sameIdCase(args: ClassifyArgs, o: JournalRow, n: JournalRow, oldE: Entr
   if (accounts.length > 0) {
     proposals.compensate = {
       description: `the old region's version is the right one: book the difference (${accounts.map(([a, v]) => `${a} ${v > 0 ? '+' : ''}${v}`).join(', ')}) as compensating transaction ${compId}`,
-      transactions: [{
-        journal: { ...o.row, [c.journal.id]: compId, [c.journal.keys]: accounts.map(([a]) => a), [c.journal.payloadHash]: `compensates:${o.id}` },
-        entries: accounts.map(([acct, amt]) => ({ ...template, [c.entries.idempotencyKey]: derivedUuid(`${compId}:${acct}`), [c.entries.txnId]: compId, [c.entries.account]: acct, [c.entries.amount]: amt })),
-        originalTxnId: o.id,
-      }],
+      transactions: [
+        {
+          journal: {
+            ...o.row,
+            [c.journal.id]: compId,
+            [c.journal.keys]: accounts.map(([a]) => a),
+            [c.journal.payloadHash]: `compensates:${o.id}`,
+          },
+          entries: accounts.map(([acct, amt]) => ({
+            ...template,
+            [c.entries.idempotencyKey]: derivedUuid(`${compId}:${acct}`),
+            [c.entries.txnId]: compId,
+            [c.entries.account]: acct,
+            [c.entries.amount]: amt,
+          })),
+          originalTxnId: o.id,
+        },
+      ],
       stateMoves: [],
     };
   }
   return {
-    id: caseId(args.reconciliationId, 'same-id-different-payload', o.id), kind: 'same-id-different-payload', txnIds: [o.id],
+    id: caseId(args.reconciliationId, 'same-id-different-payload', o.id),
+    kind: 'same-id-different-payload',
+    txnIds: [o.id],
     summary: `transaction ${o.id} was committed in both regions with different contents (${args.oldRegion} at ${o.committedAt}, ${args.newRegion} at ${n.committedAt})`,
-    oldVersion: { journal: o.row, ...versionOf(oldE) }, newVersion: { journal: n.row, ...versionOf(newE) }, proposals,
+    oldVersion: { journal: o.row, ...versionOf(oldE) },
+    newVersion: { journal: n.row, ...versionOf(newE) },
+    proposals,
   };
 }
 
@@ -343,36 +463,69 @@ function collisionCase(args: ClassifyArgs, o: JournalRow, entries: EntryRow[], t
   const c = args.cfg;
   const rekeyed: ProposedTxn = {
     journal: o.row,
-    entries: entries.map((e) => (args.takenKeys.has(e.key) ? { ...e.row, [c.entries.idempotencyKey]: derivedUuid(`${e.key}:rekeyed-by-reconciliation`) } : e.row)),
+    entries: entries.map((e) =>
+      args.takenKeys.has(e.key)
+        ? { ...e.row, [c.entries.idempotencyKey]: derivedUuid(`${e.key}:rekeyed-by-reconciliation`) }
+        : e.row,
+    ),
     originalTxnId: o.id,
   };
   return {
-    id: caseId(args.reconciliationId, 'unique-key-collision', o.id), kind: 'unique-key-collision', txnIds: [o.id],
+    id: caseId(args.reconciliationId, 'unique-key-collision', o.id),
+    kind: 'unique-key-collision',
+    txnIds: [o.id],
     summary: `transaction ${o.id} from ${args.oldRegion} cannot be re-applied: idempotency key${taken.length > 1 ? 's' : ''} ${taken.map((e) => e.key).join(', ')} already belong to ${[...new Set(taken.map((e) => args.takenKeys.get(e.key)))].join(', ')} in ${args.newRegion}`,
-    oldVersion: { journal: o.row, ...versionOf(entries) }, newVersion: { takenBy: Object.fromEntries(taken.map((e) => [e.key, args.takenKeys.get(e.key)])) },
-    proposals: { compensate: { description: `book ${o.id} with new idempotency keys for the taken legs`, transactions: [rekeyed], stateMoves: [] } },
+    oldVersion: { journal: o.row, ...versionOf(entries) },
+    newVersion: { takenBy: Object.fromEntries(taken.map((e) => [e.key, args.takenKeys.get(e.key)])) },
+    proposals: {
+      compensate: {
+        description: `book ${o.id} with new idempotency keys for the taken legs`,
+        transactions: [rekeyed],
+        stateMoves: [],
+      },
+    },
   };
 }
 
-function rowCase(args: ClassifyArgs, table: MutableTable, key: string, kind: CaseKind, why: string, oldRow: StateRow | undefined, newRow: StateRow | undefined, lostTxns: string[]): CaseDraft {
+function rowCase(
+  args: ClassifyArgs,
+  table: MutableTable,
+  key: string,
+  kind: CaseKind,
+  why: string,
+  oldRow: StateRow | undefined,
+  newRow: StateRow | undefined,
+  lostTxns: string[],
+): CaseDraft {
   const lost = args.oldRows.filter((r) => lostTxns.includes(r.id));
-  const txns: ProposedTxn[] = lost.map((j) => ({ journal: j.row, entries: (args.oldEntries.get(j.id) ?? []).map((e) => e.row), originalTxnId: j.id }));
+  const txns: ProposedTxn[] = lost.map((j) => ({
+    journal: j.row,
+    entries: (args.oldEntries.get(j.id) ?? []).map((e) => e.row),
+    originalTxnId: j.id,
+  }));
   const proposals: CaseDraft['proposals'] = {};
   if (oldRow && newRow && oldRow.status !== newRow.status) {
     proposals.accept = {
       description: `move ${table.table} ${key} from ${newRow.status} to the old region's ${oldRow.status} (version ${newRow.version + 1}) and record the ${lost.length} transaction(s) that moved it there`,
-      transactions: txns, stateMoves: [{ table: table.table, key, status: oldRow.status, expectVersion: newRow.version }],
+      transactions: txns,
+      stateMoves: [{ table: table.table, key, status: oldRow.status, expectVersion: newRow.version }],
     };
   } else if (oldRow && !newRow) {
     proposals.accept = {
       description: `re-create ${table.table} ${key} as the old region has it (${oldRow.status}) and record its ${lost.length} transaction(s)`,
-      transactions: txns, stateMoves: [{ table: table.table, key, row: oldRow.row, expectVersion: null }],
+      transactions: txns,
+      stateMoves: [{ table: table.table, key, row: oldRow.row, expectVersion: null }],
     };
   }
   return {
-    id: caseId(args.reconciliationId, kind, `${table.table}:${key}`), kind, txnIds: lostTxns, key: `${table.table}:${key}`,
+    id: caseId(args.reconciliationId, kind, `${table.table}:${key}`),
+    kind,
+    txnIds: lostTxns,
+    key: `${table.table}:${key}`,
     summary: `${table.table} ${key}: ${why}`,
-    oldVersion: oldRow?.row ?? null, newVersion: newRow?.row ?? null, proposals,
+    oldVersion: oldRow?.row ?? null,
+    newVersion: newRow?.row ?? null,
+    proposals,
   };
 }
 
@@ -381,7 +534,11 @@ function rowCase(args: ClassifyArgs, table: MutableTable, key: string, kind: Cas
  * ends below zero (external accounts excepted); the others become cases. `balances` holds the
  * new side's locked balances and is updated with each transaction applied.
  */
-export function splitOverdrafts<T extends Pick<TxnToApply, 'deltas'>>(cfg: ReconcileConfig, txns: T[], balances: Map<string, number>): { ok: T[]; overdrawn: { txn: T; account: string; balance: number; after: number }[] } {
+export function splitOverdrafts<T extends Pick<TxnToApply, 'deltas'>>(
+  cfg: ReconcileConfig,
+  txns: T[],
+  balances: Map<string, number>,
+): { ok: T[]; overdrawn: { txn: T; account: string; balance: number; after: number }[] } {
   const ok: T[] = [];
   const overdrawn: { txn: T; account: string; balance: number; after: number }[] = [];
   for (const t of txns) {
@@ -406,7 +563,12 @@ export function splitOverdrafts<T extends Pick<TxnToApply, 'deltas'>>(cfg: Recon
   return { ok, overdrawn };
 }
 
-export function overdraftCase(cfg: ReconcileConfig, reconciliationId: string, oldRegion: string, o: { txn: TxnToApply; account: string; balance: number; after: number }): CaseDraft {
+export function overdraftCase(
+  cfg: ReconcileConfig,
+  reconciliationId: string,
+  oldRegion: string,
+  o: { txn: TxnToApply; account: string; balance: number; after: number },
+): CaseDraft {
   const { txn } = o;
   const shortfall = -o.after;
   const coverId = derivedUuid(`${txn.txnId}:overdraft-cover`);
@@ -415,22 +577,49 @@ export function overdraftCase(cfg: ReconcileConfig, reconciliationId: string, ol
   const suspense = `${cfg.externalAccountPrefix}suspense`;
   const original: ProposedTxn = { journal: txn.journal, entries: txn.entries, originalTxnId: txn.txnId };
   return {
-    id: caseId(reconciliationId, 'overdraft', txn.txnId), kind: 'overdraft', txnIds: [txn.txnId],
+    id: caseId(reconciliationId, 'overdraft', txn.txnId),
+    kind: 'overdraft',
+    txnIds: [txn.txnId],
     summary: `re-applying transaction ${txn.txnId} from ${oldRegion} would take ${o.account} from ${o.balance} to ${o.after}: both regions spent the same money`,
     oldVersion: { journal: txn.journal, entries: txn.entries },
     newVersion: { account: o.account, balance: o.balance },
     proposals: {
-      accept: { description: `book ${txn.txnId} as it was and let ${o.account} go to ${o.after}`, transactions: [original], stateMoves: [], allowNegative: [o.account] },
+      accept: {
+        description: `book ${txn.txnId} as it was and let ${o.account} go to ${o.after}`,
+        transactions: [original],
+        stateMoves: [],
+        allowNegative: [o.account],
+      },
       compensate: {
         description: `book ${txn.txnId} and a compensating credit of ${shortfall} to ${o.account} from ${suspense} (transaction ${coverId}) to be recovered from the customer`,
-        transactions: [original, {
-          journal: { ...txn.journal, [cfg.journal.id]: coverId, [cfg.journal.keys]: [o.account, suspense], [cfg.journal.payloadHash]: `covers-overdraft:${txn.txnId}` },
-          entries: [
-            { ...template, [e.idempotencyKey]: derivedUuid(`${coverId}:credit`), [e.txnId]: coverId, [e.account]: o.account, [e.amount]: shortfall },
-            { ...template, [e.idempotencyKey]: derivedUuid(`${coverId}:debit`), [e.txnId]: coverId, [e.account]: suspense, [e.amount]: -shortfall },
-          ],
-          originalTxnId: txn.txnId,
-        }],
+        transactions: [
+          original,
+          {
+            journal: {
+              ...txn.journal,
+              [cfg.journal.id]: coverId,
+              [cfg.journal.keys]: [o.account, suspense],
+              [cfg.journal.payloadHash]: `covers-overdraft:${txn.txnId}`,
+            },
+            entries: [
+              {
+                ...template,
+                [e.idempotencyKey]: derivedUuid(`${coverId}:credit`),
+                [e.txnId]: coverId,
+                [e.account]: o.account,
+                [e.amount]: shortfall,
+              },
+              {
+                ...template,
+                [e.idempotencyKey]: derivedUuid(`${coverId}:debit`),
+                [e.txnId]: coverId,
+                [e.account]: suspense,
+                [e.amount]: -shortfall,
+              },
+            ],
+            originalTxnId: txn.txnId,
+          },
+        ],
         stateMoves: [],
       },
     },

@@ -74,7 +74,9 @@ CREATE TABLE IF NOT EXISTS regionshift.reconcile_provenance (
 
 /** Creates the tables when missing (they replicate to the standbys with everything else). */
 export async function ensureStore(c: Client): Promise<void> {
-  const { rows } = await c.query<{ ok: boolean }>(`SELECT to_regclass('regionshift.reconcile_provenance') IS NOT NULL AS ok`);
+  const { rows } = await c.query<{ ok: boolean }>(
+    `SELECT to_regclass('regionshift.reconcile_provenance') IS NOT NULL AS ok`,
+  );
   if (!rows[0]!.ok) {
     // Two workers creating the schema at once: the second waits for the first.
     await c.query('SELECT pg_advisory_lock(hashtext($1))', ['regionshift.reconcile.ddl']);
@@ -88,7 +90,9 @@ export async function ensureStore(c: Client): Promise<void> {
 
 /** Whether the store exists on this node (a standby has it once the primary made it). */
 export async function storeExists(c: Client): Promise<boolean> {
-  const { rows } = await c.query<{ ok: boolean }>(`SELECT to_regclass('regionshift.reconcile_cases') IS NOT NULL AS ok`);
+  const { rows } = await c.query<{ ok: boolean }>(
+    `SELECT to_regclass('regionshift.reconcile_cases') IS NOT NULL AS ok`,
+  );
   return rows[0]!.ok;
 }
 
@@ -111,15 +115,22 @@ interface CaseRow {
   opened_at: Date;
 }
 
-export const CASE_COLUMNS = 'id, reconciliation_id, service, kind, txn_ids::text[] AS txn_ids, key, summary, old_version, new_version, proposals, status, resolution, resolved_by, resolved_at, note, opened_at';
+export const CASE_COLUMNS =
+  'id, reconciliation_id, service, kind, txn_ids::text[] AS txn_ids, key, summary, old_version, new_version, proposals, status, resolution, resolved_by, resolved_at, note, opened_at';
 
 export function caseOf(r: CaseRow): ReconcileCase {
   return {
-    id: r.id, reconciliationId: r.reconciliation_id, service: r.service, kind: r.kind,
+    id: r.id,
+    reconciliationId: r.reconciliation_id,
+    service: r.service,
+    kind: r.kind,
     ...(r.txn_ids.length ? { txnId: r.txn_ids[0] } : {}),
     txnIds: r.txn_ids,
     ...(r.key ? { key: r.key } : {}),
-    summary: r.summary, oldVersion: r.old_version, newVersion: r.new_version, proposals: r.proposals ?? {},
+    summary: r.summary,
+    oldVersion: r.old_version,
+    newVersion: r.new_version,
+    proposals: r.proposals ?? {},
     status: r.status,
     ...(r.resolution ? { resolution: r.resolution } : {}),
     ...(r.resolved_by ? { resolvedBy: r.resolved_by } : {}),
@@ -130,15 +141,29 @@ export function caseOf(r: CaseRow): ReconcileCase {
 }
 
 export async function readCases(c: Client, where: string, params: unknown[]): Promise<ReconcileCase[]> {
-  const { rows } = await c.query<CaseRow>(`SELECT ${CASE_COLUMNS} FROM regionshift.reconcile_cases WHERE ${where} ORDER BY opened_at, id`, params);
+  const { rows } = await c.query<CaseRow>(
+    `SELECT ${CASE_COLUMNS} FROM regionshift.reconcile_cases WHERE ${where} ORDER BY opened_at, id`,
+    params,
+  );
   return rows.map(caseOf);
 }
 
 export function summaryOf(c: ReconcileCase): CaseSummary {
-  return { id: c.id, kind: c.kind, status: c.status, ...(c.txnId ? { txnId: c.txnId } : {}), ...(c.key ? { key: c.key } : {}), summary: c.summary };
+  return {
+    id: c.id,
+    kind: c.kind,
+    status: c.status,
+    ...(c.txnId ? { txnId: c.txnId } : {}),
+    ...(c.key ? { key: c.key } : {}),
+    summary: c.summary,
+  };
 }
 
-export async function appendAudit(c: Client, id: string, entry: { runId: string; by: string; what: string }): Promise<void> {
+export async function appendAudit(
+  c: Client,
+  id: string,
+  entry: { runId: string; by: string; what: string },
+): Promise<void> {
   await c.query(
     `UPDATE regionshift.reconcile_runs SET audit = audit || jsonb_build_array(jsonb_build_object('runId', $2::text, 'by', $3::text, 'at', now(), 'what', $4::text)) WHERE id = $1`,
     [id, entry.runId, entry.by, entry.what],

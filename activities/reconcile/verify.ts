@@ -11,7 +11,17 @@ import type { Client } from 'pg';
 import type { ReconcileConfig } from '../../src/lib/config/reconcile';
 import type { Config } from '../../src/lib/config/schema';
 import type { TableVerify, VerifyInput, VerifyMismatch, VerifyResult } from '../../src/contract/reconcile';
-import { insertableColumns, q, qTable, rcConfig, rcNode, rcOldSide, ReconcileFailure, requireWritablePrimary, withNode } from './db';
+import {
+  insertableColumns,
+  q,
+  qTable,
+  rcConfig,
+  rcNode,
+  rcOldSide,
+  ReconcileFailure,
+  requireWritablePrimary,
+  withNode,
+} from './db';
 import { caseId, type CaseDraft, type TxnToApply } from './rules';
 import { insertCases } from './apply';
 import { appendAudit, ensureStore } from './store';
@@ -56,8 +66,30 @@ function rowHash(spec: { columns: string[]; hash?: string }): string {
  * (array_dims): the element hash alone does not tell '{1,2}' from '[0:1]={1,2}'.
  */
 const IDENTITY_HASHED = new Set([
-  16, 17, 20, 21, 23, 25, 26, 1043, 1082, 1114, 1184, 2950, // bool bytea int8 int2 int4 text oid varchar date timestamp timestamptz uuid
-  1000, 1001, 1016, 1005, 1007, 1009, 1028, 1015, 1182, 1115, 1185, 2951, // their arrays
+  16,
+  17,
+  20,
+  21,
+  23,
+  25,
+  26,
+  1043,
+  1082,
+  1114,
+  1184,
+  2950, // bool bytea int8 int2 int4 text oid varchar date timestamp timestamptz uuid
+  1000,
+  1001,
+  1016,
+  1005,
+  1007,
+  1009,
+  1028,
+  1015,
+  1182,
+  1115,
+  1185,
+  2951, // their arrays
 ]);
 
 /**
@@ -67,7 +99,9 @@ const IDENTITY_HASHED = new Set([
  * PostgreSQL 14) gets the text form of the whole row.
  */
 export async function rowHashSql(c: Client, table: string, columns: string[]): Promise<string> {
-  const has = (await c.query<{ ok: boolean }>(`SELECT to_regprocedure('hash_record_extended(record,bigint)') IS NOT NULL AS ok`)).rows[0]!.ok;
+  const has = (
+    await c.query<{ ok: boolean }>(`SELECT to_regprocedure('hash_record_extended(record,bigint)') IS NOT NULL AS ok`)
+  ).rows[0]!.ok;
   if (!has) return rowHash({ columns });
   const { rows } = await c.query<{ name: string; typ: number; det: boolean; arr: boolean }>(
     `SELECT a.attname AS name, a.atttypid::int AS typ, coalesce(co.collisdeterministic, true) AS det, ty.typcategory = 'A' AS arr
@@ -91,7 +125,14 @@ interface Bucket {
 }
 
 /** (count, xor) per sub-range of [lo, hi) split at `bounds`, one scan. */
-async function buckets(c: Client, spec: VerifySpec, from: string, lo: string, hi: string | null, bounds: string[]): Promise<Bucket[]> {
+async function buckets(
+  c: Client,
+  spec: VerifySpec,
+  from: string,
+  lo: string,
+  hi: string | null,
+  bounds: string[],
+): Promise<Bucket[]> {
   const k = `t.${q(spec.key)}`;
   // Bucket i holds bounds[i-1] <= key < bounds[i]: found by halving (4 comparisons a row for 16
   // buckets, not up to 15 in a flat CASE).
@@ -112,7 +153,13 @@ async function buckets(c: Client, spec: VerifySpec, from: string, lo: string, hi
   return out;
 }
 
-async function leafRows(c: Client, spec: VerifySpec, from: string, lo: string, hi: string | null): Promise<Map<string, { h: string; at: string }>> {
+async function leafRows(
+  c: Client,
+  spec: VerifySpec,
+  from: string,
+  lo: string,
+  hi: string | null,
+): Promise<Map<string, { h: string; at: string }>> {
   const k = `t.${q(spec.key)}`;
   const { rows } = await c.query<{ k: string; h: string; at: string }>(
     `SELECT ${k}::text AS k, ${rowHash(spec)}::text AS h, to_char(t.${q(spec.windowColumn)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
@@ -123,7 +170,12 @@ async function leafRows(c: Client, spec: VerifySpec, from: string, lo: string, h
   return new Map(rows.map((r) => [r.k, { h: r.h, at: r.at }]));
 }
 
-function diffRows(spec: VerifySpec, a: Map<string, { h: string; at: string }>, b: Map<string, { h: string; at: string }>, out: VerifyMismatch[]): number {
+function diffRows(
+  spec: VerifySpec,
+  a: Map<string, { h: string; at: string }>,
+  b: Map<string, { h: string; at: string }>,
+  out: VerifyMismatch[],
+): number {
   let n = 0;
   for (const [k, v] of a) {
     const w = b.get(k);
@@ -144,19 +196,35 @@ function diffRows(spec: VerifySpec, a: Map<string, { h: string; at: string }>, b
  * Compares `spec` on both sides for rows before `from`. Ranges are [lo, hi) over the key; the
  * first range spans both sides' keys, so time-ordered keys (UUIDv7) split by time.
  */
-export async function checksumDiff(oldC: Client, newC: Client, spec: VerifySpec, from: string): Promise<{ stats: TableVerify; mismatches: VerifyMismatch[] }> {
+export async function checksumDiff(
+  oldC: Client,
+  newC: Client,
+  spec: VerifySpec,
+  from: string,
+): Promise<{ stats: TableVerify; mismatches: VerifyMismatch[] }> {
   const t0 = performance.now();
   const mismatches: VerifyMismatch[] = [];
   const stats: TableVerify = { table: spec.table, rows: 0, ranges: 0, rowsFetched: 0, differences: 0, ms: 0 };
   // uuid has no min()/max(); the key's index answers ORDER BY … LIMIT 1 at either end.
-  const bound = async (c: Client, fn: 'min' | 'max') => (await c.query<{ v: string }>(
-    `SELECT ${q(spec.key)}::text AS v FROM ${qTable(spec.table)} WHERE ${q(spec.windowColumn)} < $1::timestamptz ORDER BY ${q(spec.key)} ${fn === 'min' ? 'ASC' : 'DESC'} LIMIT 1`, [from],
-  )).rows[0]?.v ?? null;
-  const [oMin, nMin, oMax, nMax] = await Promise.all([bound(oldC, 'min'), bound(newC, 'min'), bound(oldC, 'max'), bound(newC, 'max')]);
+  const bound = async (c: Client, fn: 'min' | 'max') =>
+    (
+      await c.query<{ v: string }>(
+        `SELECT ${q(spec.key)}::text AS v FROM ${qTable(spec.table)} WHERE ${q(spec.windowColumn)} < $1::timestamptz ORDER BY ${q(spec.key)} ${fn === 'min' ? 'ASC' : 'DESC'} LIMIT 1`,
+        [from],
+      )
+    ).rows[0]?.v ?? null;
+  const [oMin, nMin, oMax, nMax] = await Promise.all([
+    bound(oldC, 'min'),
+    bound(newC, 'min'),
+    bound(oldC, 'max'),
+    bound(newC, 'max'),
+  ]);
   const mins = [oMin, nMin].filter((v): v is string => v !== null).map(uuidToBig);
   const maxs = [oMax, nMax].filter((v): v is string => v !== null).map(uuidToBig);
   if (mins.length === 0) return { stats: { ...stats, ms: Math.round(performance.now() - t0) }, mismatches };
-  let level: { lo: bigint; hi: bigint; n: number }[] = [{ lo: mins.reduce((a, b) => (a < b ? a : b)), hi: maxs.reduce((a, b) => (a > b ? a : b)) + 1n, n: Infinity }];
+  let level: { lo: bigint; hi: bigint; n: number }[] = [
+    { lo: mins.reduce((a, b) => (a < b ? a : b)), hi: maxs.reduce((a, b) => (a > b ? a : b)) + 1n, n: Infinity },
+  ];
   let first = true;
   while (level.length > 0 && mismatches.length < MAX_MISMATCHES) {
     const next: typeof level = [];
@@ -172,11 +240,18 @@ export async function checksumDiff(oldC: Client, newC: Client, spec: VerifySpec,
       const width = r.hi - r.lo;
       const step = width / BigInt(FANOUT) || 1n;
       const bounds: string[] = [];
-      for (let i = 1; i < FANOUT && r.lo + step * BigInt(i) < r.hi; i++) bounds.push(bigToUuid(r.lo + step * BigInt(i)));
-      const [a, b] = await Promise.all([buckets(oldC, spec, from, lo, hi, bounds), buckets(newC, spec, from, lo, hi, bounds)]);
+      for (let i = 1; i < FANOUT && r.lo + step * BigInt(i) < r.hi; i++)
+        bounds.push(bigToUuid(r.lo + step * BigInt(i)));
+      const [a, b] = await Promise.all([
+        buckets(oldC, spec, from, lo, hi, bounds),
+        buckets(newC, spec, from, lo, hi, bounds),
+      ]);
       stats.ranges += a.length;
       if (first) {
-        stats.rows = Math.max(a.reduce((s, x) => s + x.n, 0), b.reduce((s, x) => s + x.n, 0));
+        stats.rows = Math.max(
+          a.reduce((s, x) => s + x.n, 0),
+          b.reduce((s, x) => s + x.n, 0),
+        );
         first = false;
       }
       const edges = [r.lo, ...bounds.map(uuidToBig), r.hi];
@@ -192,14 +267,23 @@ export async function checksumDiff(oldC: Client, newC: Client, spec: VerifySpec,
 }
 
 /** The naive comparison: every row's hash from both sides, in key order, compared on the worker. */
-export async function naiveDiff(oldC: Client, newC: Client, spec: VerifySpec, from: string, batch = 50_000): Promise<{ rows: number; differences: number; ms: number }> {
+export async function naiveDiff(
+  oldC: Client,
+  newC: Client,
+  spec: VerifySpec,
+  from: string,
+  batch = 50_000,
+): Promise<{ rows: number; differences: number; ms: number }> {
   const t0 = performance.now();
-  const page = async (c: Client, after: string | null) => (await c.query<{ k: string; h: string }>(
-    `SELECT t.${q(spec.key)}::text AS k, ${rowHash(spec)}::text AS h FROM ${qTable(spec.table)} t
+  const page = async (c: Client, after: string | null) =>
+    (
+      await c.query<{ k: string; h: string }>(
+        `SELECT t.${q(spec.key)}::text AS k, ${rowHash(spec)}::text AS h FROM ${qTable(spec.table)} t
       WHERE t.${q(spec.windowColumn)} < $1::timestamptz AND ($2::uuid IS NULL OR t.${q(spec.key)} > $2::uuid)
       ORDER BY t.${q(spec.key)} LIMIT $3`,
-    [from, after, batch],
-  )).rows;
+        [from, after, batch],
+      )
+    ).rows;
   let a = await page(oldC, null);
   let b = await page(newC, null);
   let i = 0;
@@ -271,13 +355,16 @@ const BITS = 4; // 2^BITS = FANOUT buckets per differing bucket and level
 const VERSIONS_SHOWN = 50;
 
 async function columnsOf(c: Client, table: string): Promise<{ name: string; type: string }[] | null> {
-  const rel = (await c.query<{ rel: string | null }>('SELECT to_regclass($1)::text AS rel', [qTable(table)])).rows[0]!.rel;
+  const rel = (await c.query<{ rel: string | null }>('SELECT to_regclass($1)::text AS rel', [qTable(table)])).rows[0]!
+    .rel;
   if (!rel) return null;
-  return (await c.query<{ name: string; type: string }>(
-    `SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute
+  return (
+    await c.query<{ name: string; type: string }>(
+      `SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute
       WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
-    [rel],
-  )).rows;
+      [rel],
+    )
+  ).rows;
 }
 
 /**
@@ -285,15 +372,28 @@ async function columnsOf(c: Client, table: string): Promise<{ name: string; type
  * when the window touches it, so a wrong name may first show here: it is said as the config
  * field, the table and the column, before anything is scanned.
  */
-export async function mutableVerifySpecs(c: Client, cfg: ReconcileConfig, service: string, where: string): Promise<MutableVerifySpec[]> {
+export async function mutableVerifySpecs(
+  c: Client,
+  cfg: ReconcileConfig,
+  service: string,
+  where: string,
+): Promise<MutableVerifySpec[]> {
   const specs: MutableVerifySpec[] = [];
   for (const [i, t] of cfg.mutable.entries()) {
     const field = `services[${service}].reconcile.mutable[${i}]`;
     const cols = await columnsOf(c, t.table);
     if (!cols || cols.length === 0) {
-      throw ApplicationFailure.nonRetryable(`${field}.table: table ${t.table} does not exist in ${where}`, ReconcileFailure.Config);
+      throw ApplicationFailure.nonRetryable(
+        `${field}.table: table ${t.table} does not exist in ${where}`,
+        ReconcileFailure.Config,
+      );
     }
-    const named: [string, string | undefined][] = [['key', t.key], ['status', t.status], ['version', t.version], ['updatedAt', t.updatedAt]];
+    const named: [string, string | undefined][] = [
+      ['key', t.key],
+      ['status', t.status],
+      ['version', t.version],
+      ['updatedAt', t.updatedAt],
+    ];
     for (const [name, col] of named) {
       if (col !== undefined && !cols.some((x) => x.name === col)) {
         throw ApplicationFailure.nonRetryable(
@@ -302,7 +402,13 @@ export async function mutableVerifySpecs(c: Client, cfg: ReconcileConfig, servic
         );
       }
     }
-    specs.push({ table: t.table, key: t.key, keyType: cols.find((x) => x.name === t.key)!.type, keyPrefix: t.keyPrefix, columns: cols.map((x) => x.name) });
+    specs.push({
+      table: t.table,
+      key: t.key,
+      keyType: cols.find((x) => x.name === t.key)!.type,
+      keyPrefix: t.keyPrefix,
+      columns: cols.map((x) => x.name),
+    });
   }
   return specs;
 }
@@ -314,14 +420,21 @@ const keyHash = (s: MutableVerifySpec) => `hashtextextended(${keyText(s)}, 0)`;
  * from the divergence, not the table. An array parameter rather than a temp table: the preserved
  * old primary is read-only, and a read-only session cannot create one.
  */
-const outsideWindow = (s: MutableVerifySpec) => `NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS w(k) WHERE w.k = ${keyText(s)})`;
+const outsideWindow = (s: MutableVerifySpec) =>
+  `NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS w(k) WHERE w.k = ${keyText(s)})`;
 
 /**
  * (count, xor) per bucket: the key hash's top bits (shifted right by `shift`), over the buckets
  * whose parent (BITS fewer top bits) is in `parents`, or all of them at the first level. int8's
  * shift is arithmetic, so a bucket's parent is its id shifted by BITS on both sides alike.
  */
-async function hashBuckets(c: Client, s: MutableVerifySpec, inside: string[], shift: number, parents: string[] | null): Promise<Map<string, Bucket>> {
+async function hashBuckets(
+  c: Client,
+  s: MutableVerifySpec,
+  inside: string[],
+  shift: number,
+  parents: string[] | null,
+): Promise<Map<string, Bucket>> {
   const { rows } = await c.query<{ b: string; n: string; x: string }>(
     `SELECT (${keyHash(s)} >> $2::int)::text AS b, count(*)::text AS n, coalesce(bit_xor(${rowHash(s)}), 0)::text AS x
        FROM ${qTable(s.table)} t
@@ -332,7 +445,13 @@ async function hashBuckets(c: Client, s: MutableVerifySpec, inside: string[], sh
   return new Map(rows.map((r) => [r.b, { n: Number(r.n), x: r.x }]));
 }
 
-async function hashLeaves(c: Client, s: MutableVerifySpec, inside: string[], shift: number, buckets: string[]): Promise<Map<string, string>> {
+async function hashLeaves(
+  c: Client,
+  s: MutableVerifySpec,
+  inside: string[],
+  shift: number,
+  buckets: string[],
+): Promise<Map<string, string>> {
   const { rows } = await c.query<{ k: string; h: string }>(
     `SELECT ${keyText(s)} AS k, ${rowHash(s)}::text AS h FROM ${qTable(s.table)} t
       WHERE ${outsideWindow(s)} AND (${keyHash(s)} >> $2::int) = ANY($3::int8[])`,
@@ -341,7 +460,11 @@ async function hashLeaves(c: Client, s: MutableVerifySpec, inside: string[], shi
   return new Map(rows.map((r) => [r.k, r.h]));
 }
 
-async function rowVersions(c: Client, s: MutableVerifySpec, keys: string[]): Promise<Map<string, Record<string, unknown>>> {
+async function rowVersions(
+  c: Client,
+  s: MutableVerifySpec,
+  keys: string[],
+): Promise<Map<string, Record<string, unknown>>> {
   const { rows } = await c.query<{ k: string; row: Record<string, unknown> }>(
     `SELECT ${keyText(s)} AS k, to_jsonb(t) AS row FROM ${qTable(s.table)} t WHERE t.${q(s.key)} = ANY($1::${s.keyType}[])`,
     [keys],
@@ -355,17 +478,37 @@ async function rowVersions(c: Client, s: MutableVerifySpec, keys: string[]): Pro
  * new journal's window keys: the new region keeps moving rows (and journaling them) meanwhile,
  * and a row moved after the keys were read would otherwise look like a difference.
  */
-export async function mutableChecksumDiff(oldC: Client, newC: Client, spec: MutableVerifySpec, inside: string[]): Promise<{ stats: TableVerify; mismatches: VerifyMismatch[] }> {
+export async function mutableChecksumDiff(
+  oldC: Client,
+  newC: Client,
+  spec: MutableVerifySpec,
+  inside: string[],
+): Promise<{ stats: TableVerify; mismatches: VerifyMismatch[] }> {
   const t0 = performance.now();
   const mismatches: VerifyMismatch[] = [];
-  const stats: TableVerify = { table: spec.table, rows: 0, ranges: 0, rowsFetched: 0, differences: 0, excluded: inside.length, ms: 0 };
+  const stats: TableVerify = {
+    table: spec.table,
+    rows: 0,
+    ranges: 0,
+    rowsFetched: 0,
+    differences: 0,
+    excluded: inside.length,
+    ms: 0,
+  };
   let parents: string[] | null = null;
   for (let depth = 1; depth * BITS <= 64 && mismatches.length < MAX_MISMATCHES; depth++) {
     const shift = 64 - depth * BITS;
-    const [a, b] = await Promise.all([hashBuckets(oldC, spec, inside, shift, parents), hashBuckets(newC, spec, inside, shift, parents)]);
+    const [a, b] = await Promise.all([
+      hashBuckets(oldC, spec, inside, shift, parents),
+      hashBuckets(newC, spec, inside, shift, parents),
+    ]);
     const ids = new Set([...a.keys(), ...b.keys()]);
     stats.ranges += ids.size;
-    if (depth === 1) stats.rows = Math.max([...a.values()].reduce((n, x) => n + x.n, 0), [...b.values()].reduce((n, x) => n + x.n, 0));
+    if (depth === 1)
+      stats.rows = Math.max(
+        [...a.values()].reduce((n, x) => n + x.n, 0),
+        [...b.values()].reduce((n, x) => n + x.n, 0),
+      );
     const leaves: string[] = [];
     const deeper: string[] = [];
     for (const id of ids) {
@@ -375,7 +518,10 @@ export async function mutableChecksumDiff(oldC: Client, newC: Client, spec: Muta
       (Math.max(x?.n ?? 0, y?.n ?? 0) <= LEAF_ROWS || shift === 0 ? leaves : deeper).push(id);
     }
     if (leaves.length > 0) {
-      const [ra, rb] = await Promise.all([hashLeaves(oldC, spec, inside, shift, leaves), hashLeaves(newC, spec, inside, shift, leaves)]);
+      const [ra, rb] = await Promise.all([
+        hashLeaves(oldC, spec, inside, shift, leaves),
+        hashLeaves(newC, spec, inside, shift, leaves),
+      ]);
       stats.rowsFetched += ra.size + rb.size;
       for (const [k, h] of ra) {
         const other = rb.get(k);
@@ -417,14 +563,23 @@ async function windowKeys(c: Client, cfg: ReconcileConfig, from: string, prefixe
  * still; the new side is read in one repeatable-read, read-only snapshot (its window keys and
  * its rows alike).
  */
-async function verifyMutable(oldC: Client, newC: Client, cfg: ReconcileConfig, specs: MutableVerifySpec[], from: string): Promise<{ tables: TableVerify[]; mismatches: VerifyMismatch[] }> {
+async function verifyMutable(
+  oldC: Client,
+  newC: Client,
+  cfg: ReconcileConfig,
+  specs: MutableVerifySpec[],
+  from: string,
+): Promise<{ tables: TableVerify[]; mismatches: VerifyMismatch[] }> {
   const tables: TableVerify[] = [];
   const mismatches: VerifyMismatch[] = [];
   if (specs.length === 0) return { tables, mismatches };
   await newC.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const prefixes = specs.map((s) => s.keyPrefix);
-    const named = new Set([...await windowKeys(oldC, cfg, from, prefixes), ...await windowKeys(newC, cfg, from, prefixes)]);
+    const named = new Set([
+      ...(await windowKeys(oldC, cfg, from, prefixes)),
+      ...(await windowKeys(newC, cfg, from, prefixes)),
+    ]);
     for (const spec of specs) {
       const inside = [...named].filter((k) => k.startsWith(spec.keyPrefix)).map((k) => k.slice(spec.keyPrefix.length));
       const d = await mutableChecksumDiff(oldC, newC, spec, inside);
@@ -447,13 +602,24 @@ async function verifyMutable(oldC: Client, newC: Client, cfg: ReconcileConfig, s
  * key into the window, and the next verify leaves it out. Any other mutable difference is not
  * something a wider window explains, and escalates. Returns how many are explained.
  */
-async function explainedByWidening(oldC: Client, cfg: ReconcileConfig, specs: MutableVerifySpec[], timed: VerifyMismatch[], mutable: VerifyMismatch[]): Promise<number> {
+async function explainedByWidening(
+  oldC: Client,
+  cfg: ReconcileConfig,
+  specs: MutableVerifySpec[],
+  timed: VerifyMismatch[],
+  mutable: VerifyMismatch[],
+): Promise<number> {
   const ids = timed.filter((m) => m.table === cfg.journal.table).map((m) => m.key);
   if (ids.length === 0 || mutable.length === 0) return 0;
   const j = cfg.journal;
-  const named = new Set((await oldC.query<{ k: string }>(
-    `SELECT DISTINCT unnest(${q(j.keys)}::text[]) AS k FROM ${qTable(j.table)} WHERE ${q(j.id)} = ANY($1::uuid[])`, [ids],
-  )).rows.map((r) => r.k));
+  const named = new Set(
+    (
+      await oldC.query<{ k: string }>(
+        `SELECT DISTINCT unnest(${q(j.keys)}::text[]) AS k FROM ${qTable(j.table)} WHERE ${q(j.id)} = ANY($1::uuid[])`,
+        [ids],
+      )
+    ).rows.map((r) => r.k),
+  );
   const prefixOf = new Map(specs.map((s) => [s.table, s.keyPrefix]));
   return mutable.filter((m) => named.has(`${prefixOf.get(m.table)}${m.key}`)).length;
 }
@@ -492,14 +658,19 @@ export function createVerify(config: Config, region: string) {
     return withNode(nNew, 'verifying', async (newC) => {
       await requireWritablePrimary(newC, nNew, 'verification');
       await ensureStore(newC);
-      const run = (await newC.query<{ from: string; service: string }>(
-        `SELECT to_char(window_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS from, service FROM regionshift.reconcile_runs WHERE id = $1`,
-        [input.reconciliationId],
-      )).rows[0];
+      const run = (
+        await newC.query<{ from: string; service: string }>(
+          `SELECT to_char(window_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS from, service FROM regionshift.reconcile_runs WHERE id = $1`,
+          [input.reconciliationId],
+        )
+      ).rows[0];
       if (!run) throw new Error(`reconciliation ${input.reconciliationId} has not classified anything yet`);
-      const touched = (await newC.query<{ body: TxnToApply }>(
-        `SELECT body FROM regionshift.reconcile_items WHERE reconciliation_id = $1 AND kind = 'apply'`, [input.reconciliationId],
-      )).rows.flatMap((r) => Object.keys(r.body.deltas));
+      const touched = (
+        await newC.query<{ body: TxnToApply }>(
+          `SELECT body FROM regionshift.reconcile_items WHERE reconciliation_id = $1 AND kind = 'apply'`,
+          [input.reconciliationId],
+        )
+      ).rows.flatMap((r) => Object.keys(r.body.deltas));
       return withNode(nOld, 'verifying-old', async (oldC) => {
         const tables: TableVerify[] = [];
         const mismatches: VerifyMismatch[] = [];
@@ -521,38 +692,73 @@ export function createVerify(config: Config, region: string) {
         const mut = await verifyMutable(oldC, newC, cfg, mutableSpecs, run.from);
         tables.push(...mut.tables);
         mismatches.push(...mut.mismatches);
-        const badBalances = await balanceMismatches(newC, cfg, [...new Set(touched)].filter((a) => !a.startsWith(cfg.externalAccountPrefix)));
+        const badBalances = await balanceMismatches(
+          newC,
+          cfg,
+          [...new Set(touched)].filter((a) => !a.startsWith(cfg.externalAccountPrefix)),
+        );
         const result: VerifyResult = {
-          reconciliationId: input.reconciliationId, windowFrom: run.from, tables, balanceMismatches: badBalances, mismatches: mismatches.slice(0, 50),
-          ok: mismatches.length === 0 && badBalances.length === 0, ms: 0,
+          reconciliationId: input.reconciliationId,
+          windowFrom: run.from,
+          tables,
+          balanceMismatches: badBalances,
+          mismatches: mismatches.slice(0, 50),
+          ok: mismatches.length === 0 && badBalances.length === 0,
+          ms: 0,
         };
         // Rows the old side has (or has differently) just outside the window: a transaction that
         // began long before it committed. Classifying again from before them takes them in, and
         // the mutable rows such a transaction moved with them (explainedByWidening).
         const timed = mismatches.filter((m) => m.side !== 'only-new' && m.at);
-        const explained = input.escalate || timed.length === 0 ? 0
-          : await explainedByWidening(oldC, cfg, mutableSpecs, timed, mut.mismatches);
+        const explained =
+          input.escalate || timed.length === 0
+            ? 0
+            : await explainedByWidening(oldC, cfg, mutableSpecs, timed, mut.mismatches);
         if (mismatches.length > 0 && !input.escalate && timed.length + explained === mismatches.length) {
           const earliest = Math.min(...timed.map((x) => Date.parse(x.at!)));
           result.widenTo = new Date(earliest - cfg.windowMarginSeconds * 1000).toISOString();
         } else if (!result.ok) {
           const draft: CaseDraft = {
-            id: caseId(input.reconciliationId, 'verify-mismatch', `${mismatches.length}:${badBalances.join(',')}:${mismatches.slice(0, 5).map((m) => m.key).join(',')}`),
-            kind: 'verify-mismatch', txnIds: [],
-            summary: `outside the reconciliation window the regions differ: ${mismatches.length} row(s)${mismatches.length ? ` (${tables.filter((t) => t.differences > 0).map((t) => `${t.table} ${t.differences}`).join(', ')})` : ''}${badBalances.length ? `, and ${badBalances.length} touched account(s) whose balance is not the sum of its entries (${badBalances.slice(0, 5).join(', ')})` : ''}; investigate before failing back`,
+            id: caseId(
+              input.reconciliationId,
+              'verify-mismatch',
+              `${mismatches.length}:${badBalances.join(',')}:${mismatches
+                .slice(0, 5)
+                .map((m) => m.key)
+                .join(',')}`,
+            ),
+            kind: 'verify-mismatch',
+            txnIds: [],
+            summary: `outside the reconciliation window the regions differ: ${mismatches.length} row(s)${
+              mismatches.length
+                ? ` (${tables
+                    .filter((t) => t.differences > 0)
+                    .map((t) => `${t.table} ${t.differences}`)
+                    .join(', ')})`
+                : ''
+            }${badBalances.length ? `, and ${badBalances.length} touched account(s) whose balance is not the sum of its entries (${badBalances.slice(0, 5).join(', ')})` : ''}; investigate before failing back`,
             oldVersion: { rows: mismatches.filter((m) => m.side !== 'only-new').slice(0, 50) },
-            newVersion: { rows: mismatches.filter((m) => m.side !== 'only-old').slice(0, 50), balanceMismatches: badBalances.slice(0, 50) },
+            newVersion: {
+              rows: mismatches.filter((m) => m.side !== 'only-old').slice(0, 50),
+              balanceMismatches: badBalances.slice(0, 50),
+            },
             proposals: {},
           };
           await insertCases(newC, run.service, input.reconciliationId, [draft]);
           result.escalatedCase = draft.id;
         }
         result.ms = Math.round(performance.now() - t0);
-        await newC.query('UPDATE regionshift.reconcile_runs SET verify = $2, verified_at = CASE WHEN $3 THEN now() ELSE verified_at END WHERE id = $1', [input.reconciliationId, JSON.stringify(result), result.ok]);
+        await newC.query(
+          'UPDATE regionshift.reconcile_runs SET verify = $2, verified_at = CASE WHEN $3 THEN now() ELSE verified_at END WHERE id = $1',
+          [input.reconciliationId, JSON.stringify(result), result.ok],
+        );
         await appendAudit(newC, input.reconciliationId, {
-          runId: input.reconciliationId, by: 'verify',
-          what: result.ok ? `verified: no difference outside the window (${tables.map((t) => `${t.table} ${t.rows} rows`).join(', ')})`
-            : result.widenTo ? `verify found ${mismatches.length} difference(s) just before the window: widening to ${result.widenTo}`
+          runId: input.reconciliationId,
+          by: 'verify',
+          what: result.ok
+            ? `verified: no difference outside the window (${tables.map((t) => `${t.table} ${t.rows} rows`).join(', ')})`
+            : result.widenTo
+              ? `verify found ${mismatches.length} difference(s) just before the window: widening to ${result.widenTo}`
               : `verify found ${mismatches.length} difference(s), ${badBalances.length} balance mismatch(es): case ${result.escalatedCase}`,
         });
         return result;

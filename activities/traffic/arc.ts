@@ -22,9 +22,22 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Config, Route53ArcTraffic, Service } from '../../src/lib/config/schema';
 import { awsClientConfig } from '../aws/clients';
 import { awsFailure, classifyAwsError, errorText } from '../aws/errors';
-import type { DrainInput, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput } from '../../src/contract/activities';
+import type {
+  DrainInput,
+  RegionActivities,
+  RestoreInput,
+  ServiceRef,
+  ShiftInput,
+  ShiftResult,
+  TrafficRecord,
+  TrafficState,
+  UndrainInput,
+} from '../../src/contract/activities';
 
-export type ArcActivities = Pick<RegionActivities, 'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'>;
+export type ArcActivities = Pick<
+  RegionActivities,
+  'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'
+>;
 
 type ControlState = 'On' | 'Off';
 
@@ -46,7 +59,9 @@ export class RoutingControls {
     this.clients = traffic.clusterEndpoints.map((ep) => ({
       ...ep,
       // Two SDK attempts per endpoint: the next endpoint is a better retry than the same one.
-      client: new Route53RecoveryClusterClient(awsClientConfig({ region: ep.region, endpointUrl: ep.url, standIn: false, roleArn: traffic.roleArn }, env, 2)),
+      client: new Route53RecoveryClusterClient(
+        awsClientConfig({ region: ep.region, endpointUrl: ep.url, standIn: false, roleArn: traffic.roleArn }, env, 2),
+      ),
     }));
   }
 
@@ -73,7 +88,12 @@ export class RoutingControls {
         return result;
       } catch (err) {
         const kind = classifyAwsError(err);
-        if (kind === 'permanent') throw awsFailure(err, `Route 53 ARC ${what} for service ${this.service.name} at ${ep.url} (${ep.region})`, arcHint(err));
+        if (kind === 'permanent')
+          throw awsFailure(
+            err,
+            `Route 53 ARC ${what} for service ${this.service.name} at ${ep.url} (${ep.region})`,
+            arcHint(err),
+          );
         failures.push(`${ep.url} (${ep.region}): ${errorText(err)}`);
       }
     }
@@ -87,10 +107,15 @@ export class RoutingControls {
     const records: TrafficRecord[] = [];
     for (const region of this.service.regions) {
       const arn = this.arnOf(region);
-      const res = await this.onAnyEndpoint(`GetRoutingControlState ${region}`, (c) => c.send(new GetRoutingControlStateCommand({ RoutingControlArn: arn })));
+      const res = await this.onAnyEndpoint(`GetRoutingControlState ${region}`, (c) =>
+        c.send(new GetRoutingControlStateCommand({ RoutingControlArn: arn })),
+      );
       const state = res.RoutingControlState;
       if (state !== 'On' && state !== 'Off') {
-        throw ApplicationFailure.retryable(`Route 53 ARC answered routing control ${arn} (${region}) of service ${this.service.name} with state ${String(state)}`, 'ArcUnexpectedState');
+        throw ApplicationFailure.retryable(
+          `Route 53 ARC answered routing control ${arn} (${region}) of service ${this.service.name} with state ${String(state)}`,
+          'ArcUnexpectedState',
+        );
       }
       records.push({ region, target: arn, routingControl: state, ttl: this.traffic.ttl });
     }
@@ -98,12 +123,17 @@ export class RoutingControls {
   }
 
   /** Sets the given regions' controls in one transaction; those already in that state are left out. */
-  async set(wanted: Record<string, ControlState>, why: string, opts: { allowNoneOn?: boolean } = {}): Promise<ShiftResult> {
+  async set(
+    wanted: Record<string, ControlState>,
+    why: string,
+    opts: { allowNoneOn?: boolean } = {},
+  ): Promise<ShiftResult> {
     const before = await this.read();
     const entries: UpdateRoutingControlStateEntry[] = [];
     for (const [region, state] of Object.entries(wanted)) {
       const now = before.records.find((r) => r.region === region);
-      if (now?.routingControl !== state) entries.push({ RoutingControlArn: this.arnOf(region), RoutingControlState: state });
+      if (now?.routingControl !== state)
+        entries.push({ RoutingControlArn: this.arnOf(region), RoutingControlState: state });
     }
     if (entries.length === 0) return { before, after: before, maxCachedSeconds: this.traffic.ttl, changed: false };
     const after = before.records.map((r) => ({ ...r, routingControl: wanted[r.region] ?? r.routingControl }));
@@ -115,7 +145,9 @@ export class RoutingControls {
         'NothingToShift',
       );
     }
-    await this.onAnyEndpoint('UpdateRoutingControlStates', (c) => c.send(new UpdateRoutingControlStatesCommand({ UpdateRoutingControlStateEntries: entries })));
+    await this.onAnyEndpoint('UpdateRoutingControlStates', (c) =>
+      c.send(new UpdateRoutingControlStatesCommand({ UpdateRoutingControlStateEntries: entries })),
+    );
     return { before, after: await this.read(), maxCachedSeconds: this.traffic.ttl, changed: true };
   }
 
@@ -126,10 +158,13 @@ export class RoutingControls {
 
 function arcHint(err: unknown): string | undefined {
   const code = (err as { name?: string }).name;
-  if (code === 'ValidationException') return 'the change was refused, possibly by a safety rule of the control panel: check its rules (aws route53-recovery-control-config list-safety-rules)';
+  if (code === 'ValidationException')
+    return 'the change was refused, possibly by a safety rule of the control panel: check its rules (aws route53-recovery-control-config list-safety-rules)';
   if (code === 'ConflictException') return 'another change to these routing controls was in progress; the run retries';
-  if (code === 'AccessDeniedException') return "grant the worker's role route53-recovery-cluster:GetRoutingControlState and UpdateRoutingControlStates (iam/region-worker-policy.json)";
-  if (code === 'ResourceNotFoundException') return 'check traffic.routingControls in the config against the control panel';
+  if (code === 'AccessDeniedException')
+    return "grant the worker's role route53-recovery-cluster:GetRoutingControlState and UpdateRoutingControlStates (iam/region-worker-policy.json)";
+  if (code === 'ResourceNotFoundException')
+    return 'check traffic.routingControls in the config against the control panel';
   return undefined;
 }
 
@@ -140,10 +175,16 @@ export function createArcActivities(config: Config, options: ArcOptions = {}): A
     if (!c) {
       const svc = config.services.find((s) => s.name === service);
       if (!svc) {
-        throw ApplicationFailure.nonRetryable(`unknown service ${service}: this worker's config has ${config.services.map((s) => s.name).join(', ')}`, 'UnknownService');
+        throw ApplicationFailure.nonRetryable(
+          `unknown service ${service}: this worker's config has ${config.services.map((s) => s.name).join(', ')}`,
+          'UnknownService',
+        );
       }
       if (svc.traffic.provider !== 'route53-arc') {
-        throw ApplicationFailure.nonRetryable(`service ${service} steers traffic with ${svc.traffic.provider}, not Route 53 ARC: routed to the wrong provider (activities/index.ts)`, 'UnknownService');
+        throw ApplicationFailure.nonRetryable(
+          `service ${service} steers traffic with ${svc.traffic.provider}, not Route 53 ARC: routed to the wrong provider (activities/index.ts)`,
+          'UnknownService',
+        );
       }
       c = new RoutingControls(svc, svc.traffic, options.env);
       controls.set(service, c);
@@ -153,7 +194,10 @@ export function createArcActivities(config: Config, options: ArcOptions = {}): A
   const known = (c: RoutingControls, ...regions: (string | undefined)[]): void => {
     for (const region of regions) {
       if (region !== undefined && !c.service.regions.includes(region)) {
-        throw ApplicationFailure.nonRetryable(`region ${region} is not a region of service ${c.service.name} (${c.service.regions.join(', ')})`, 'UnknownRegion');
+        throw ApplicationFailure.nonRetryable(
+          `region ${region} is not a region of service ${c.service.name} (${c.service.regions.join(', ')})`,
+          'UnknownRegion',
+        );
       }
     }
   };
@@ -165,7 +209,11 @@ export function createArcActivities(config: Config, options: ArcOptions = {}): A
     async trafficShift({ service, from, to }: ShiftInput): Promise<ShiftResult> {
       const c = of(service);
       known(c, from, to);
-      if (from === to) throw ApplicationFailure.nonRetryable(`cannot shift traffic of service ${service} from ${from} to itself`, 'InvalidShift');
+      if (from === to)
+        throw ApplicationFailure.nonRetryable(
+          `cannot shift traffic of service ${service} from ${from} to itself`,
+          'InvalidShift',
+        );
       return c.set({ [to]: 'On', [from]: 'Off' }, `shift traffic from ${from} to ${to}`);
     },
     async trafficDrain({ service, region, to }: DrainInput): Promise<ShiftResult> {
@@ -183,12 +231,21 @@ export function createArcActivities(config: Config, options: ArcOptions = {}): A
       const wanted: Record<string, ControlState> = {};
       const problems: string[] = [];
       for (const rec of state.records) {
-        if (rec.routingControl !== 'On' && rec.routingControl !== 'Off') problems.push(`record ${rec.region}: no routing control state`);
-        else if (!c.service.regions.includes(rec.region)) problems.push(`record ${rec.region}: not a region of the service`);
-        else if (rec.target !== c.arnOf(rec.region)) problems.push(`record ${rec.region}: routing control ${rec.target} is not the configured ${c.arnOf(rec.region)}`);
+        if (rec.routingControl !== 'On' && rec.routingControl !== 'Off')
+          problems.push(`record ${rec.region}: no routing control state`);
+        else if (!c.service.regions.includes(rec.region))
+          problems.push(`record ${rec.region}: not a region of the service`);
+        else if (rec.target !== c.arnOf(rec.region))
+          problems.push(
+            `record ${rec.region}: routing control ${rec.target} is not the configured ${c.arnOf(rec.region)}`,
+          );
         else wanted[rec.region] = rec.routingControl;
       }
-      if (problems.length > 0) throw ApplicationFailure.nonRetryable(`cannot restore traffic of service ${service}: ${problems.join('; ')}`, 'InvalidTrafficState');
+      if (problems.length > 0)
+        throw ApplicationFailure.nonRetryable(
+          `cannot restore traffic of service ${service}: ${problems.join('; ')}`,
+          'InvalidTrafficState',
+        );
       return (await c.set(wanted, 'restore routing controls')).after;
     },
   };

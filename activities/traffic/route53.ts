@@ -49,10 +49,22 @@ import { frontDrain, geoDrain } from '../../src/contract/traffic/geo-drain';
 import type { ResidencyRule } from '../../src/contract/policy/residency';
 import { awsClientConfig } from '../aws/clients';
 import type {
-  DrainInput, KeptLocation, RegionActivities, RestoreInput, ServiceRef, ShiftInput, ShiftResult, TrafficRecord, TrafficState, UndrainInput,
+  DrainInput,
+  KeptLocation,
+  RegionActivities,
+  RestoreInput,
+  ServiceRef,
+  ShiftInput,
+  ShiftResult,
+  TrafficRecord,
+  TrafficState,
+  UndrainInput,
 } from '../../src/contract/activities';
 
-export type Route53Activities = Pick<RegionActivities, 'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'>;
+export type Route53Activities = Pick<
+  RegionActivities,
+  'trafficDescribe' | 'trafficShift' | 'trafficRestore' | 'trafficDrain' | 'trafficUndrain'
+>;
 
 export interface Route53Options {
   /** The worker's environment; only read to decide whether the local stack needs dummy credentials. */
@@ -62,12 +74,23 @@ export interface Route53Options {
 const INSYNC_POLL_MS = 200;
 const INSYNC_DEADLINE_MS = 60_000;
 /** AWS errors that a retry cannot fix: the request itself is malformed, names nothing, or is not allowed. */
-const NON_RETRYABLE_AWS_ERRORS = new Set(['InvalidInput', 'InvalidDomainName', 'NoSuchHostedZone', 'InvalidArgument', 'AccessDenied', 'AccessDeniedException', 'InvalidChangeBatch', 'NoSuchGeoLocation']);
+const NON_RETRYABLE_AWS_ERRORS = new Set([
+  'InvalidInput',
+  'InvalidDomainName',
+  'NoSuchHostedZone',
+  'InvalidArgument',
+  'AccessDenied',
+  'AccessDeniedException',
+  'InvalidChangeBatch',
+  'NoSuchGeoLocation',
+]);
 
 /** A Route 53 client built from the worker's own environment: credentials never travel in inputs. */
 export function createRoute53Client(traffic: Route53Traffic, env: NodeJS.ProcessEnv = process.env): Route53Client {
   // The Route 53 API is global and signed for us-east-1 (its control plane lives there).
-  return new Route53Client(awsClientConfig({ region: 'us-east-1', endpointUrl: traffic.endpointUrl, roleArn: traffic.roleArn }, env));
+  return new Route53Client(
+    awsClientConfig({ region: 'us-east-1', endpointUrl: traffic.endpointUrl, roleArn: traffic.roleArn }, env),
+  );
 }
 
 export function createRoute53Activities(config: Config, options: Route53Options = {}): Route53Activities {
@@ -90,7 +113,13 @@ export function createRoute53Activities(config: Config, options: Route53Options 
   };
 
   /** Writes `desired` over `current` (only the records that differ) and reports before and after. */
-  async function apply(t: Target, zoneId: string, current: RecordSetView, desired: TrafficRecord[], comment: string): Promise<ShiftResult> {
+  async function apply(
+    t: Target,
+    zoneId: string,
+    current: RecordSetView,
+    desired: TrafficRecord[],
+    comment: string,
+  ): Promise<ShiftResult> {
     const before = current.state;
     const changedRecords = desired.filter((rec) => !sameRecord(rec, recordFor(before, keyOf(rec))));
     if (changedRecords.length === 0) {
@@ -98,11 +127,16 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       // still matters to whoever waits on it.
       return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
     }
-    const changes = changedRecords.map((rec): Change => ({ Action: 'UPSERT', ResourceRecordSet: toRecordSet(t, current, rec) }));
+    const changes = changedRecords.map((rec): Change => ({
+      Action: 'UPSERT',
+      ResourceRecordSet: toRecordSet(t, current, rec),
+    }));
     const changeId = await applyChanges(t, zoneId, changes, comment);
     const after = (await readRecordSet(t, zoneId)).state;
     // Clients may hold the old answer of any record that changed for its TTL (and the old TTL).
-    const ttls = changedRecords.flatMap((rec) => [rec, recordFor(before, keyOf(rec))].filter((r): r is TrafficRecord => r !== undefined));
+    const ttls = changedRecords.flatMap((rec) =>
+      [rec, recordFor(before, keyOf(rec))].filter((r): r is TrafficRecord => r !== undefined),
+    );
     return { before, after, changeId, maxCachedSeconds: maxTtl(ttls), changed: true };
   }
 
@@ -149,12 +183,19 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       } else {
         desired = repointGeo(t, before, from, to);
       }
-      return withKept(await apply(t, zoneId, current, desired, `regionshift: shift ${service} traffic from ${from} to ${to}`), kept);
+      return withKept(
+        await apply(t, zoneId, current, desired, `regionshift: shift ${service} traffic from ${from} to ${to}`),
+        kept,
+      );
     },
 
     async trafficDrain({ service, region, to }: DrainInput): Promise<ShiftResult> {
       const t = target(service);
-      if (to === region) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service} into itself: name another region as \`to\``, 'InvalidShift');
+      if (to === region)
+        throw ApplicationFailure.nonRetryable(
+          `cannot drain ${region} of service ${service} into itself: name another region as \`to\``,
+          'InvalidShift',
+        );
       const zoneId = await requireZoneId(t);
       const current = await readRecordSet(t, zoneId);
       const before = current.state;
@@ -173,21 +214,35 @@ export function createRoute53Activities(config: Config, options: Route53Options 
         }
         const change = drainedWeights(weighted, region, to, t.traffic.drain);
         if ([...change.weights.values()].every((w) => w === 0)) {
-          throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: it is the only region with traffic and no other region can take it`, 'NothingToShift');
+          throw ApplicationFailure.nonRetryable(
+            `cannot drain ${region} of service ${service}: it is the only region with traffic and no other region can take it`,
+            'NothingToShift',
+          );
         }
         const weightedAfter = weighted.map((r) => ({ ...r, weight: change.weights.get(r.region) ?? 0 }));
         ({ records: desired, kept } = withFront(config, t, weightedAfter, front, region, to));
       } else if (routing === 'failover') {
         const primary = before.records.find((r) => r.failover === 'PRIMARY');
-        if (primary?.region !== region) return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
+        if (primary?.region !== region)
+          return { before, after: before, maxCachedSeconds: maxTtl(before.records), changed: false };
         const other = to ?? before.records.find((r) => r.region !== region)?.region;
-        if (!other) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: no other region has a failover record`, 'NothingToShift');
+        if (!other)
+          throw ApplicationFailure.nonRetryable(
+            `cannot drain ${region} of service ${service}: no other region has a failover record`,
+            'NothingToShift',
+          );
         desired = shiftFailover(before, region, other);
       } else {
         // Locations with a residency rule (EU clients, by default) stay where the rule allows.
         const plan = geoDrain(before.records, region, t.service.regions, geoResidencyRules(config, t), to);
-        if ('refused' in plan) throw ApplicationFailure.nonRetryable(`cannot drain ${region} of service ${service}: ${plan.refused}`, 'ResidencyRefused');
-        desired = plan.records.map((r, i) => (r.region === before.records[i]!.region ? r : { ...r, target: endpointOf(t, r.region) }));
+        if ('refused' in plan)
+          throw ApplicationFailure.nonRetryable(
+            `cannot drain ${region} of service ${service}: ${plan.refused}`,
+            'ResidencyRefused',
+          );
+        desired = plan.records.map((r, i) =>
+          r.region === before.records[i]!.region ? r : { ...r, target: endpointOf(t, r.region) },
+        );
       }
       return withKept(await apply(t, zoneId, current, desired, `regionshift: drain ${region} of ${service}`), kept);
     },
@@ -209,7 +264,10 @@ export function createRoute53Activities(config: Config, options: Route53Options 
         }
         const { weighted, front } = layers(before);
         const weights = undrainedWeights(weighted, t.traffic.weights, region);
-        desired = [...weighted.map((r) => ({ ...r, weight: weights.get(r.region) ?? 0 })), ...ownLocationsBack(t, front, region)];
+        desired = [
+          ...weighted.map((r) => ({ ...r, weight: weights.get(r.region) ?? 0 })),
+          ...ownLocationsBack(t, front, region),
+        ];
       } else if (routing === 'failover') {
         // A SECONDARY already takes traffic when the PRIMARY fails its health check; making it
         // PRIMARY again is a shift (trafficShift), not an undrain.
@@ -235,7 +293,8 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       const kindChanges = current.state.records.some((now) => !front(now) && kindOf(now) !== restoring);
       const wanted = new Set(state.records.map(keyOf));
       current.state.records.forEach((now, i) => {
-        if ((kindChanges && !front(now)) || !wanted.has(keyOf(now))) changes.push({ Action: 'DELETE', ResourceRecordSet: current.raw[i]! });
+        if ((kindChanges && !front(now)) || !wanted.has(keyOf(now)))
+          changes.push({ Action: 'DELETE', ResourceRecordSet: current.raw[i]! });
       });
       for (const rec of state.records) {
         if (kindChanges && !front(rec)) {
@@ -284,19 +343,31 @@ export async function ensureTrafficRecords(
     let zoneCreated = false;
     if (zoneId === undefined) {
       if (looksLikeZoneId(traffic.hostedZone)) {
-        throw ApplicationFailure.nonRetryable(`hosted zone ${traffic.hostedZone} of service ${service} does not exist; a zone given by id cannot be created`, 'NoSuchHostedZone');
+        throw ApplicationFailure.nonRetryable(
+          `hosted zone ${traffic.hostedZone} of service ${service} does not exist; a zone given by id cannot be created`,
+          'NoSuchHostedZone',
+        );
       }
       const created = await aws(t, 'CreateHostedZone', () =>
-        client.send(new CreateHostedZoneCommand({ Name: fqdn(traffic.hostedZone), CallerReference: `regionshift-${randomUUID()}` })),
+        client.send(
+          new CreateHostedZoneCommand({
+            Name: fqdn(traffic.hostedZone),
+            CallerReference: `regionshift-${randomUUID()}`,
+          }),
+        ),
       );
       zoneId = stripZonePrefix(created.HostedZone?.Id ?? '');
       zoneCreated = true;
     }
     const current = await readRecordSet(t, zoneId);
-    if (current.state.records.length > 0) return { hostedZoneId: zoneId, zoneCreated, recordsCreated: false, state: current.state };
+    if (current.state.records.length > 0)
+      return { hostedZoneId: zoneId, zoneCreated, recordsCreated: false, state: current.state };
     // CREATE rather than UPSERT: if another seeder won the race the batch fails instead of
     // overwriting, and the records it wrote are what we report.
-    const changes = initial.map((rec): Change => ({ Action: 'CREATE', ResourceRecordSet: toRecordSet(t, current, rec) }));
+    const changes = initial.map((rec): Change => ({
+      Action: 'CREATE',
+      ResourceRecordSet: toRecordSet(t, current, rec),
+    }));
     if (isLayered(t)) changes.push({ Action: 'CREATE', ResourceRecordSet: defaultBehindFront(traffic) });
     try {
       await applyChanges(t, zoneId, changes, `regionshift: seed ${service} traffic, primary ${primaryRegion}`);
@@ -389,7 +460,8 @@ async function aws<T>(t: Target, operation: string, run: () => Promise<T>): Prom
     // Keep the AWS error name as the failure type so a retry policy can list it; most AWS errors
     // (throttling, PriorRequestNotComplete, a DELETE racing another writer) heal on retry.
     throw ApplicationFailure.create({
-      message: `Route 53 ${operation} for service ${t.service.name} (zone ${t.traffic.hostedZone}, record ${t.traffic.recordName}` +
+      message:
+        `Route 53 ${operation} for service ${t.service.name} (zone ${t.traffic.hostedZone}, record ${t.traffic.recordName}` +
         `${t.traffic.endpointUrl ? `, endpoint ${t.traffic.endpointUrl}` : ''}) failed: ${e.name}: ${e.message}`,
       type: e.name,
       nonRetryable: NON_RETRYABLE_AWS_ERRORS.has(e.name),
@@ -412,7 +484,8 @@ async function findZoneId(t: Target): Promise<string | undefined> {
     for (const zone of zones) if (sameName(zone.Name, hostedZone)) found.push(stripZonePrefix(zone.Id ?? ''));
     // Zones come in name order, so once a page ends past our name there is nothing more to see.
     const last = zones[zones.length - 1];
-    if (!page.IsTruncated || !sameName(page.NextDNSName, hostedZone) || (last && !sameName(last.Name, hostedZone))) break;
+    if (!page.IsTruncated || !sameName(page.NextDNSName, hostedZone) || (last && !sameName(last.Name, hostedZone)))
+      break;
     dnsName = page.NextDNSName;
     zoneId = page.NextHostedZoneId;
   }
@@ -447,7 +520,10 @@ async function readRecordSet(t: Target, zoneId: string): Promise<RecordSetView> 
     weightedRaw = await listRecordSets(t, zoneId, weightedName);
     const defaults = raw.filter((rr) => rr.GeoLocation?.CountryCode === '*');
     raw = raw.filter((rr) => !defaults.includes(rr));
-    const pointsBehind = defaults.length === 1 && sameName(defaults[0]!.ResourceRecords?.[0]?.Value, weightedName) && !defaults[0]!.AliasTarget;
+    const pointsBehind =
+      defaults.length === 1 &&
+      sameName(defaults[0]!.ResourceRecords?.[0]?.Value, weightedName) &&
+      !defaults[0]!.AliasTarget;
     if ((raw.length > 0 || weightedRaw.length > 0 || defaults.length > 0) && !pointsBehind) {
       throw ApplicationFailure.nonRetryable(
         `Route 53 record ${recordName} of service ${t.service.name} needs one geolocation default record, a CNAME to ${weightedName} (the weighted records), ` +
@@ -472,11 +548,19 @@ async function readRecordSet(t: Target, zoneId: string): Promise<RecordSetView> 
     a.rec.location !== undefined && b.rec.location !== undefined
       ? locationOrder(a.rec.location) - locationOrder(b.rec.location) || a.rec.location.localeCompare(b.rec.location)
       : a.rec.location !== undefined || b.rec.location !== undefined
-        ? (a.rec.location !== undefined ? 1 : -1)
+        ? a.rec.location !== undefined
+          ? 1
+          : -1
         : regionOrder(a.rec.region) - regionOrder(b.rec.region) || a.rec.region.localeCompare(b.rec.region),
   );
-  const weightedSpelled = weightedRaw[0]?.Name ?? (weightedName !== undefined ? fqdn(weightedName).toLowerCase() : name);
-  return { name, weightedName: weightedSpelled, raw: pairs.map((p) => p.rr), state: { recordName, records: pairs.map((p) => p.rec) } };
+  const weightedSpelled =
+    weightedRaw[0]?.Name ?? (weightedName !== undefined ? fqdn(weightedName).toLowerCase() : name);
+  return {
+    name,
+    weightedName: weightedSpelled,
+    raw: pairs.map((p) => p.rr),
+    state: { recordName, records: pairs.map((p) => p.rec) },
+  };
 }
 
 /** Every record set under one name, paging as Route 53 does. */
@@ -484,9 +568,10 @@ async function listRecordSets(t: Target, zoneId: string, recordName: string): Pr
   const raw: ResourceRecordSet[] = [];
   const seen = new Set<string>();
   // Lowercase: Route 53 compares names case-insensitively, moto compares the raw strings.
-  let start: Pick<ListResourceRecordSetsCommandInput, 'StartRecordName' | 'StartRecordType' | 'StartRecordIdentifier'> = {
-    StartRecordName: fqdn(recordName).toLowerCase(),
-  };
+  let start: Pick<ListResourceRecordSetsCommandInput, 'StartRecordName' | 'StartRecordType' | 'StartRecordIdentifier'> =
+    {
+      StartRecordName: fqdn(recordName).toLowerCase(),
+    };
   for (;;) {
     const page = await aws(t, 'ListResourceRecordSets', () =>
       t.client.send(new ListResourceRecordSetsCommand({ HostedZoneId: zoneId, ...start })),
@@ -505,8 +590,16 @@ async function listRecordSets(t: Target, zoneId: string, recordName: string): Pr
       }
     }
     if (pastOurName || !page.IsTruncated || !sameName(page.NextRecordName, recordName)) break;
-    const next = { StartRecordName: page.NextRecordName, StartRecordType: page.NextRecordType, StartRecordIdentifier: page.NextRecordIdentifier };
-    if (next.StartRecordType === start.StartRecordType && next.StartRecordIdentifier === start.StartRecordIdentifier && next.StartRecordName === start.StartRecordName) {
+    const next = {
+      StartRecordName: page.NextRecordName,
+      StartRecordType: page.NextRecordType,
+      StartRecordIdentifier: page.NextRecordIdentifier,
+    };
+    if (
+      next.StartRecordType === start.StartRecordType &&
+      next.StartRecordIdentifier === start.StartRecordIdentifier &&
+      next.StartRecordName === start.StartRecordName
+    ) {
       // An endpoint that ignores StartRecordIdentifier (moto does) would hand back this page forever.
       throw ApplicationFailure.retryable(
         `Route 53 listing of ${recordName} for service ${t.service.name} did not advance past ${next.StartRecordName} ${next.StartRecordType ?? ''}`,
@@ -526,26 +619,38 @@ function toTrafficRecord(t: Target, rr: ResourceRecordSet): TrafficRecord {
       'UnmappableRecord',
     );
   };
-  if (rr.Type !== 'CNAME') return refuse(`it is a ${rr.Type ?? 'typeless'} record, regionshift manages CNAMEs to the regions' endpoints`);
-  if (!rr.SetIdentifier) return refuse('it has no SetIdentifier, which names the region (or, geolocation, the location)');
+  if (rr.Type !== 'CNAME')
+    return refuse(`it is a ${rr.Type ?? 'typeless'} record, regionshift manages CNAMEs to the regions' endpoints`);
+  if (!rr.SetIdentifier)
+    return refuse('it has no SetIdentifier, which names the region (or, geolocation, the location)');
   if (rr.AliasTarget) return refuse('alias records are not supported');
   const values = rr.ResourceRecords ?? [];
-  if (values.length !== 1 || !values[0]?.Value) return refuse(`a CNAME needs exactly one value, it has ${values.length}`);
+  if (values.length !== 1 || !values[0]?.Value)
+    return refuse(`a CNAME needs exactly one value, it has ${values.length}`);
   if (rr.TTL === undefined) return refuse('it has no TTL');
-  const policies = [rr.Weight !== undefined, rr.Failover !== undefined, rr.GeoLocation !== undefined].filter(Boolean).length;
+  const policies = [rr.Weight !== undefined, rr.Failover !== undefined, rr.GeoLocation !== undefined].filter(
+    Boolean,
+  ).length;
   if (policies !== 1) return refuse('it needs exactly one of a Weight, a Failover role or a GeoLocation');
   const value = values[0].Value;
   if (rr.GeoLocation) {
     const location = labelOfR53(rr.GeoLocation);
-    if (!location) return refuse(`its GeoLocation ${JSON.stringify(rr.GeoLocation)} names no continent, country or default`);
+    if (!location)
+      return refuse(`its GeoLocation ${JSON.stringify(rr.GeoLocation)} names no continent, country or default`);
     const region = regionOfTarget(t, value);
-    if (!region) return refuse(`its target ${value} is none of the service's endpoints (${Object.entries(t.traffic.endpoints).map(([r, e]) => `${r}: ${e}`).join(', ')})`);
+    if (!region)
+      return refuse(
+        `its target ${value} is none of the service's endpoints (${Object.entries(t.traffic.endpoints)
+          .map(([r, e]) => `${r}: ${e}`)
+          .join(', ')})`,
+      );
     return { region, target: value, location, ttl: rr.TTL };
   }
   const rec: TrafficRecord = { region: rr.SetIdentifier, target: value, ttl: rr.TTL };
   if (rr.Weight !== undefined) rec.weight = rr.Weight;
   if (rr.Failover !== undefined) {
-    if (rr.Failover !== 'PRIMARY' && rr.Failover !== 'SECONDARY') return refuse(`unknown failover role ${String(rr.Failover)}`);
+    if (rr.Failover !== 'PRIMARY' && rr.Failover !== 'SECONDARY')
+      return refuse(`unknown failover role ${String(rr.Failover)}`);
     rec.failover = rr.Failover;
   }
   return rec;
@@ -574,7 +679,12 @@ function toRecordSet(t: Target, view: RecordSetView, rec: TrafficRecord): Resour
     ...kept,
     Name: rec.location === undefined ? view.weightedName : view.name,
     Type: 'CNAME',
-    SetIdentifier: kindKept && live?.SetIdentifier ? live.SetIdentifier : rec.location !== undefined ? geoSetIdentifier(rec.location) : rec.region,
+    SetIdentifier:
+      kindKept && live?.SetIdentifier
+        ? live.SetIdentifier
+        : rec.location !== undefined
+          ? geoSetIdentifier(rec.location)
+          : rec.region,
     TTL: rec.ttl,
     ResourceRecords: [{ Value: rec.target }],
     ...(rec.weight !== undefined ? { Weight: rec.weight } : {}),
@@ -588,7 +698,15 @@ function recordFor(state: TrafficState, key: string): TrafficRecord | undefined 
 }
 
 function sameRecord(a: TrafficRecord, b: TrafficRecord | undefined): boolean {
-  return b !== undefined && a.region === b.region && a.target === b.target && a.ttl === b.ttl && a.weight === b.weight && a.failover === b.failover && a.location === b.location;
+  return (
+    b !== undefined &&
+    a.region === b.region &&
+    a.target === b.target &&
+    a.ttl === b.ttl &&
+    a.weight === b.weight &&
+    a.failover === b.failover &&
+    a.location === b.location
+  );
 }
 
 function sameState(a: TrafficState, b: TrafficState): boolean {
@@ -600,7 +718,12 @@ function maxTtl(records: TrafficRecord[]): number {
 }
 
 function describeState(state: TrafficState): string {
-  return state.records.map((r) => `${r.location !== undefined ? `${r.location}→` : ''}${r.region}${r.location !== undefined ? '' : `=${r.weight ?? r.failover}`}`).join(' ');
+  return state.records
+    .map(
+      (r) =>
+        `${r.location !== undefined ? `${r.location}→` : ''}${r.region}${r.location !== undefined ? '' : `=${r.weight ?? r.failover}`}`,
+    )
+    .join(' ');
 }
 
 function requireKnownRegion(t: Target, state: TrafficState, region: string, routing: Routing): void {
@@ -608,7 +731,12 @@ function requireKnownRegion(t: Target, state: TrafficState, region: string, rout
   // A geolocation region may answer no location right now (it takes over when another drains).
   const inRecords = routing === 'geolocation' || state.records.some((r) => r.region === region);
   if (inConfig && inRecords) return;
-  const where = !inConfig && !inRecords ? 'neither a region of the service nor in its records' : !inConfig ? 'not a region of the service in the config' : 'in the config but has no record';
+  const where =
+    !inConfig && !inRecords
+      ? 'neither a region of the service nor in its records'
+      : !inConfig
+        ? 'not a region of the service in the config'
+        : 'in the config but has no record';
   throw ApplicationFailure.nonRetryable(
     `cannot shift traffic of service ${t.service.name}: region ${region} is ${where} (record ${t.traffic.recordName} has ` +
       `${[...new Set(state.records.map((r) => r.region))].join(', ') || 'no records'}; config regions ${t.service.regions.join(', ')})`,
@@ -639,7 +767,11 @@ function checkRouting(t: Target, state: TrafficState): Routing {
 
 function shiftFailover(state: TrafficState, from: string, to: string): TrafficRecord[] {
   return state.records.map((r) =>
-    r.region === to ? { ...r, failover: 'PRIMARY' as const } : r.region === from ? { ...r, failover: 'SECONDARY' as const } : r,
+    r.region === to
+      ? { ...r, failover: 'PRIMARY' as const }
+      : r.region === from
+        ? { ...r, failover: 'SECONDARY' as const }
+        : r,
   );
 }
 
@@ -655,7 +787,10 @@ function isLayered(t: Target): boolean {
 
 /** The weighted records, and the geolocation records in front of them. */
 function layers(state: TrafficState): { weighted: TrafficRecord[]; front: TrafficRecord[] } {
-  return { weighted: state.records.filter((r) => r.location === undefined), front: state.records.filter((r) => r.location !== undefined) };
+  return {
+    weighted: state.records.filter((r) => r.location === undefined),
+    front: state.records.filter((r) => r.location !== undefined),
+  };
 }
 
 /**
@@ -663,12 +798,21 @@ function layers(state: TrafficState): { weighted: TrafficRecord[]; front: Traffi
  * or to the next region their residency allows among those still weighted in; a location no
  * region may take stays, and is returned in `kept`.
  */
-function withFront(config: Config, t: Target, weighted: TrafficRecord[], front: TrafficRecord[], from: string, to: string | undefined): { records: TrafficRecord[]; kept: KeptLocation[] } {
+function withFront(
+  config: Config,
+  t: Target,
+  weighted: TrafficRecord[],
+  front: TrafficRecord[],
+  from: string,
+  to: string | undefined,
+): { records: TrafficRecord[]; kept: KeptLocation[] } {
   if (front.length === 0) return { records: weighted, kept: [] };
   const serving = t.service.regions.filter((r) => weighted.some((w) => w.region === r && (w.weight ?? 0) > 0));
   const fallback = to ?? primaryRegionOf({ recordName: t.traffic.recordName, records: weighted }) ?? serving[0]!;
   const plan = frontDrain(front, from, serving, geoResidencyRules(config, t), fallback);
-  const moved = plan.records.map((r, i) => (r.region === front[i]!.region ? r : { ...r, target: endpointOf(t, r.region) }));
+  const moved = plan.records.map((r, i) =>
+    r.region === front[i]!.region ? r : { ...r, target: endpointOf(t, r.region) },
+  );
   return { records: [...weighted, ...moved], kept: plan.kept };
 }
 
@@ -678,14 +822,23 @@ function withKept(result: ShiftResult, kept: KeptLocation[]): ShiftResult {
 
 /** The locations configured for `region` answered by it again; the others as they are. */
 function ownLocationsBack(t: Target, records: TrafficRecord[], region: string): TrafficRecord[] {
-  const own = new Set((t.traffic.geolocation ?? []).filter((rule) => rule.region === region && rule.location !== 'default').map((rule) => geoLabel(rule.location)));
-  return records.map((r) => (r.location !== undefined && own.has(r.location) ? { ...r, region, target: endpointOf(t, region) } : r));
+  const own = new Set(
+    (t.traffic.geolocation ?? [])
+      .filter((rule) => rule.region === region && rule.location !== 'default')
+      .map((rule) => geoLabel(rule.location)),
+  );
+  return records.map((r) =>
+    r.location !== undefined && own.has(r.location) ? { ...r, region, target: endpointOf(t, region) } : r,
+  );
 }
 
 function endpointOf(t: Target, region: string): string {
   const endpoint = t.traffic.endpoints[region];
   if (!endpoint) {
-    throw ApplicationFailure.nonRetryable(`service ${t.service.name} has no traffic endpoint for region ${region}; add traffic.endpoints.${region}`, 'UnknownRegion');
+    throw ApplicationFailure.nonRetryable(
+      `service ${t.service.name} has no traffic endpoint for region ${region}; add traffic.endpoints.${region}`,
+      'UnknownRegion',
+    );
   }
   return endpoint;
 }
@@ -696,10 +849,17 @@ function regionOfTarget(t: Target, value: string): string | undefined {
 
 /** Per location label, the residency class its geolocation rule names, resolved from the config. */
 function geoResidencyRules(config: Config, t: Target): Record<string, ResidencyRule | undefined> {
-  return Object.fromEntries((t.traffic.geolocation ?? []).map((rule) => {
-    const cls = rule.residency === undefined ? undefined : config.residency?.classes[rule.residency];
-    return [geoLabel(rule.location), cls && rule.residency ? { class: rule.residency, allowedRegions: cls.allowedRegions, allowOutside: cls.allowOutside } : undefined];
-  }));
+  return Object.fromEntries(
+    (t.traffic.geolocation ?? []).map((rule) => {
+      const cls = rule.residency === undefined ? undefined : config.residency?.classes[rule.residency];
+      return [
+        geoLabel(rule.location),
+        cls && rule.residency
+          ? { class: rule.residency, allowedRegions: cls.allowedRegions, allowOutside: cls.allowOutside }
+          : undefined,
+      ];
+    }),
+  );
 }
 
 /** default, continent:EU, country:DE, country:US-CA: what a location is called in TrafficRecord.location. */
@@ -720,7 +880,10 @@ function r53OfLabel(t: Target, label: string): R53GeoLocation {
   if (label === 'default') return { CountryCode: '*' };
   const m = /^(continent|country):([A-Z]{2})(?:-([A-Z0-9]{1,3}))?$/.exec(label);
   if (!m) {
-    throw ApplicationFailure.nonRetryable(`service ${t.service.name}: "${label}" is not a location (default, continent:EU, country:DE, country:US-CA)`, 'InvalidTrafficState');
+    throw ApplicationFailure.nonRetryable(
+      `service ${t.service.name}: "${label}" is not a location (default, continent:EU, country:DE, country:US-CA)`,
+      'InvalidTrafficState',
+    );
   }
   if (m[1] === 'continent') return { ContinentCode: m[2] };
   return { CountryCode: m[2], ...(m[3] ? { SubdivisionCode: m[3] } : {}) };
@@ -733,17 +896,30 @@ function geoSetIdentifier(label: string): string {
 /** The geolocation default in front of weighted records: everyone not listed gets the weights. */
 function defaultBehindFront(traffic: Route53Traffic): ResourceRecordSet {
   return {
-    Name: fqdn(traffic.recordName).toLowerCase(), Type: 'CNAME', SetIdentifier: geoSetIdentifier('default'), GeoLocation: { CountryCode: '*' },
-    TTL: traffic.ttl, ResourceRecords: [{ Value: fqdn(traffic.weightedRecordName ?? '') }],
+    Name: fqdn(traffic.recordName).toLowerCase(),
+    Type: 'CNAME',
+    SetIdentifier: geoSetIdentifier('default'),
+    GeoLocation: { CountryCode: '*' },
+    TTL: traffic.ttl,
+    ResourceRecords: [{ Value: fqdn(traffic.weightedRecordName ?? '') }],
   };
 }
 
 function initialRecords(svc: Service, traffic: Route53Traffic, primaryRegion: string): TrafficRecord[] {
-  const record = (region: string): TrafficRecord => ({ region, target: traffic.endpoints[region] ?? '', ttl: traffic.ttl });
+  const record = (region: string): TrafficRecord => ({
+    region,
+    target: traffic.endpoints[region] ?? '',
+    ttl: traffic.ttl,
+  });
   if (traffic.routing === 'weighted') {
     const configured = traffic.weights;
-    const weighted = svc.regions.map((region) => ({ ...record(region), weight: configured ? (configured[region] ?? 0) : region === primaryRegion ? 100 : 0 }));
-    const front = traffic.weightedRecordName ? (traffic.geolocation ?? []).map((rule) => ({ ...record(rule.region), location: geoLabel(rule.location) })) : [];
+    const weighted = svc.regions.map((region) => ({
+      ...record(region),
+      weight: configured ? (configured[region] ?? 0) : region === primaryRegion ? 100 : 0,
+    }));
+    const front = traffic.weightedRecordName
+      ? (traffic.geolocation ?? []).map((rule) => ({ ...record(rule.region), location: geoLabel(rule.location) }))
+      : [];
     return [...weighted, ...front];
   }
   if (traffic.routing === 'geolocation') {
@@ -769,8 +945,10 @@ function initialRecords(svc: Service, traffic: Route53Traffic, primaryRegion: st
 
 function validateRestoreState(t: Target, state: TrafficState): void {
   const problems: string[] = [];
-  if (!sameName(state.recordName, t.traffic.recordName)) problems.push(`it is for record ${state.recordName}, the service's record is ${t.traffic.recordName}`);
-  if (state.records.length === 0) problems.push('it has no records, and restoring it would take the service out of DNS');
+  if (!sameName(state.recordName, t.traffic.recordName))
+    problems.push(`it is for record ${state.recordName}, the service's record is ${t.traffic.recordName}`);
+  if (state.records.length === 0)
+    problems.push('it has no records, and restoring it would take the service out of DNS');
   const keys = new Set<string>();
   for (const rec of state.records) {
     const at = rec.location !== undefined ? `record ${rec.location}` : `record ${rec.region || '(no region)'}`;
@@ -778,29 +956,45 @@ function validateRestoreState(t: Target, state: TrafficState): void {
     if (keys.has(keyOf(rec))) problems.push(`${at}: listed twice`);
     keys.add(keyOf(rec));
     if (!rec.target) problems.push(`${at}: no target`);
-    if (!Number.isInteger(rec.ttl) || rec.ttl < 0) problems.push(`${at}: TTL ${rec.ttl} is not a whole number of seconds`);
-    const policies = [rec.weight !== undefined, rec.failover !== undefined, rec.location !== undefined].filter(Boolean).length;
+    if (!Number.isInteger(rec.ttl) || rec.ttl < 0)
+      problems.push(`${at}: TTL ${rec.ttl} is not a whole number of seconds`);
+    const policies = [rec.weight !== undefined, rec.failover !== undefined, rec.location !== undefined].filter(
+      Boolean,
+    ).length;
     if (policies !== 1) problems.push(`${at}: needs exactly one of a weight, a failover role or a location`);
-    if (rec.weight !== undefined && (!Number.isInteger(rec.weight) || rec.weight < 0 || rec.weight > MAX_WEIGHT)) problems.push(`${at}: weight ${rec.weight} is not in 0..255`);
-    if (rec.failover !== undefined && rec.failover !== 'PRIMARY' && rec.failover !== 'SECONDARY') problems.push(`${at}: failover ${String(rec.failover)} is not PRIMARY or SECONDARY`);
-    if (rec.location !== undefined && !/^(default|(continent|country):[A-Z]{2}(-[A-Z0-9]{1,3})?)$/.test(rec.location)) problems.push(`${at}: "${rec.location}" is not a location (default, continent:EU, country:DE, country:US-CA)`);
+    if (rec.weight !== undefined && (!Number.isInteger(rec.weight) || rec.weight < 0 || rec.weight > MAX_WEIGHT))
+      problems.push(`${at}: weight ${rec.weight} is not in 0..255`);
+    if (rec.failover !== undefined && rec.failover !== 'PRIMARY' && rec.failover !== 'SECONDARY')
+      problems.push(`${at}: failover ${String(rec.failover)} is not PRIMARY or SECONDARY`);
+    if (rec.location !== undefined && !/^(default|(continent|country):[A-Z]{2}(-[A-Z0-9]{1,3})?)$/.test(rec.location))
+      problems.push(`${at}: "${rec.location}" is not a location (default, continent:EU, country:DE, country:US-CA)`);
   }
   const layered = isLayered(t);
   const kinds = new Set((layered ? layers(state).weighted : state.records).map(kindOf));
   if (kinds.size > 1) problems.push(`it mixes ${[...kinds].join(' and ')} records`);
-  if (layered && state.records.some((r) => r.location === 'default')) problems.push('in front of weighted records the default location is the weights, not a record of its own');
+  if (layered && state.records.some((r) => r.location === 'default'))
+    problems.push('in front of weighted records the default location is the weights, not a record of its own');
   for (const role of ['PRIMARY', 'SECONDARY'] as const) {
     if (state.records.filter((r) => r.failover === role).length > 1) problems.push(`it has more than one ${role}`);
   }
-  if (!layered && kinds.has('geolocation') && !state.records.some((r) => r.location === 'default')) problems.push('it has no default location, so clients elsewhere would get no answer');
+  if (!layered && kinds.has('geolocation') && !state.records.some((r) => r.location === 'default'))
+    problems.push('it has no default location, so clients elsewhere would get no answer');
   if (problems.length > 0) {
-    throw ApplicationFailure.nonRetryable(`cannot restore traffic of service ${t.service.name}: ${problems.join('; ')}`, 'InvalidTrafficState');
+    throw ApplicationFailure.nonRetryable(
+      `cannot restore traffic of service ${t.service.name}: ${problems.join('; ')}`,
+      'InvalidTrafficState',
+    );
   }
 }
 
 async function applyChanges(t: Target, zoneId: string, changes: Change[], comment: string): Promise<string> {
   const res = await aws(t, 'ChangeResourceRecordSets', () =>
-    t.client.send(new ChangeResourceRecordSetsCommand({ HostedZoneId: zoneId, ChangeBatch: { Comment: comment, Changes: changes } })),
+    t.client.send(
+      new ChangeResourceRecordSetsCommand({
+        HostedZoneId: zoneId,
+        ChangeBatch: { Comment: comment, Changes: changes },
+      }),
+    ),
   );
   const changeId = res.ChangeInfo?.Id ?? '';
   if (res.ChangeInfo?.Status !== 'INSYNC') await waitInSync(t, changeId, comment);

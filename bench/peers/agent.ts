@@ -20,7 +20,10 @@ export function postgresUser(): RunAs | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
   const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
-  if (uid.status !== 0 || gid.status !== 0) throw new Error('running as root and there is no postgres user to run the peer tools as (apt-get install postgresql creates one)');
+  if (uid.status !== 0 || gid.status !== 0)
+    throw new Error(
+      'running as root and there is no postgres user to run the peer tools as (apt-get install postgresql creates one)',
+    );
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
@@ -49,12 +52,17 @@ export function writeOwned(path: string, text: string, mode = 0o600): void {
 export function runAs(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<string> {
   const user = postgresUser();
   return new Promise((resolve, reject) => {
-    execFile(file, args, { env, timeout: timeoutMs, ...(user ?? {}), maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) {
-        const detail = `${stderr}\n${stdout}`.trim().split('\n').slice(-4).join(' | ');
-        reject(new Error(`${file.split('/').pop()} ${args.join(' ')} failed: ${detail || err.message}`));
-      } else resolve(stdout + stderr);
-    });
+    execFile(
+      file,
+      args,
+      { env, timeout: timeoutMs, ...(user ?? {}), maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err) {
+          const detail = `${stderr}\n${stdout}`.trim().split('\n').slice(-4).join(' | ');
+          reject(new Error(`${file.split('/').pop()} ${args.join(' ')} failed: ${detail || err.message}`));
+        } else resolve(stdout + stderr);
+      },
+    );
   });
 }
 
@@ -65,7 +73,13 @@ export interface Agent {
 }
 
 /** Starts a long-running program as postgres, in its own process group, output to `log`. */
-export async function startAgent(name: string, file: string, args: string[], env: NodeJS.ProcessEnv, log: string): Promise<Agent> {
+export async function startAgent(
+  name: string,
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  log: string,
+): Promise<Agent> {
   const user = postgresUser();
   const fd = openSync(log, 'a');
   try {
@@ -130,7 +144,9 @@ export async function stopAgent(agent: Agent, graceMs = 10_000): Promise<void> {
 
 /** pg_ctl stop -m immediate on a data directory, when a server runs there: what a crash does. */
 export async function crashServer(dataDir: string, env: NodeJS.ProcessEnv): Promise<void> {
-  await runAs(join(PG_BIN, 'pg_ctl'), ['stop', '-D', dataDir, '-m', 'immediate', '-w', '-t', '30'], env, 40_000).catch(() => undefined);
+  await runAs(join(PG_BIN, 'pg_ctl'), ['stop', '-D', dataDir, '-m', 'immediate', '-w', '-t', '30'], env, 40_000).catch(
+    () => undefined,
+  );
 }
 
 /** The folder goes once nothing of ours runs in it any more. */

@@ -17,9 +17,13 @@ export async function ensurePackages(tool: string, want: PeerPackages, say: (lin
   const missing = want.binaries.filter((b) => !existsSync(b));
   if (missing.length === 0) return `${tool}: installed (${want.packages.join(', ')})`;
   if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
-    throw new Error(`${tool} is not installed (missing ${missing.join(', ')}) and this is not root on Debian: install ${want.packages.join(' ')} and run again`);
+    throw new Error(
+      `${tool} is not installed (missing ${missing.join(', ')}) and this is not root on Debian: install ${want.packages.join(' ')} and run again`,
+    );
   }
-  say(`  ${tool}: missing ${missing.join(', ')}; installing ${want.packages.join(' ')} with apt-get, as root, from the bench…`);
+  say(
+    `  ${tool}: missing ${missing.join(', ')}; installing ${want.packages.join(' ')} with apt-get, as root, from the bench…`,
+  );
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const onLine = (line: string) => {
     if (/^(Setting up|Unpacking|E:)/.test(line)) say(`    apt: ${line}`);
@@ -28,8 +32,13 @@ export async function ensurePackages(tool: string, want: PeerPackages, say: (lin
     await runStreaming('apt-get', ['update'], { env, onLine, idleNoticeMs: 15_000 });
     updated = true;
   }
-  await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', ...want.packages], { env, onLine, idleNoticeMs: 15_000 });
+  await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', ...want.packages], {
+    env,
+    onLine,
+    idleNoticeMs: 15_000,
+  });
   const still = want.binaries.filter((b) => !existsSync(b));
-  if (still.length) throw new Error(`${tool}: apt-get installed ${want.packages.join(', ')} but ${still.join(', ')} is still missing`);
+  if (still.length)
+    throw new Error(`${tool}: apt-get installed ${want.packages.join(', ')} but ${still.join(', ')} is still missing`);
   return `${tool}: installed now by the bench with apt-get (${want.packages.join(', ')})`;
 }

@@ -29,7 +29,8 @@ export async function peerPlanned(pair: PeerPair): Promise<Sample> {
   await pair.ready();
   const source = await pair.primary();
   const target = 1 - source;
-  if (!(await firstTime(() => isStreamingStandby(pair.nodes[target]!), Date.now() + 60_000, 100))) throw new Error(`node${target} is not a streaming standby before the switchover`);
+  if (!(await firstTime(() => isStreamingStandby(pair.nodes[target]!), Date.now() + 60_000, 100)))
+    throw new Error(`node${target} is not a streaming standby before the switchover`);
   const writer = startPeerWriter(pair.nodes);
   const acked = await firstTime(async () => writer.acks.length > 0, Date.now() + 15_000);
   if (!acked) throw new Error('the write load could not commit before the switchover');
@@ -51,8 +52,11 @@ export async function peerPlanned(pair: PeerPair): Promise<Sample> {
   const present = await presentWrites(pair.nodes[target]!, ids);
   const lost = writer.acks.filter((a) => !present.has(a.id));
   return {
-    ms: w === undefined ? undefined : w - t0, standbyMs: s === undefined ? undefined : s - t0,
-    lostWrites: lost.length, ackedWrites: ids.length, ...used,
+    ms: w === undefined ? undefined : w - t0,
+    standbyMs: s === undefined ? undefined : s - t0,
+    lostWrites: lost.length,
+    ackedWrites: ids.length,
+    ...used,
     ...(lost.length ? { lostDetail: lostWindow(lost, t0) } : {}),
     detail: `node${source} → node${target}`,
   };
@@ -62,17 +66,28 @@ export async function peerUnplanned(pair: PeerPair): Promise<Sample> {
   await pair.ready();
   const source = await pair.primary();
   const target = 1 - source;
-  if (!(await firstTime(() => isStreamingStandby(pair.nodes[target]!), Date.now() + 60_000, 100))) throw new Error(`node${target} is not a streaming standby before the kill`);
+  if (!(await firstTime(() => isStreamingStandby(pair.nodes[target]!), Date.now() + 60_000, 100)))
+    throw new Error(`node${target} is not a streaming standby before the kill`);
   const usage = sampleUsage(() => pair.toolRoots());
   const t0 = Date.now();
   await pair.kill(source);
   const w = await firstTime(() => acceptsWrite(pair.nodes[target]!), t0 + DEADLINE_MS);
   const used = usage.stop();
-  return { ms: w === undefined ? undefined : w - t0, ...used, detail: `node${source} killed → node${target}`, killed: source };
+  return {
+    ms: w === undefined ? undefined : w - t0,
+    ...used,
+    detail: `node${source} killed → node${target}`,
+    killed: source,
+  };
 }
 
 function lostWindow(lost: PeerAck[], t0: number): string {
   const byNode = new Map<number, PeerAck[]>();
   for (const a of lost) byNode.set(a.node, [...(byNode.get(a.node) ?? []), a]);
-  return [...byNode].map(([node, acks]) => `${acks.length} acknowledged by node${node} between ${acks[0]!.at - t0} and ${acks[acks.length - 1]!.at - t0} ms after the command`).join('; ');
+  return [...byNode]
+    .map(
+      ([node, acks]) =>
+        `${acks.length} acknowledged by node${node} between ${acks[0]!.at - t0} and ${acks[acks.length - 1]!.at - t0} ms after the command`,
+    )
+    .join('; ');
 }

@@ -12,13 +12,25 @@ export interface Endpoint {
 
 /** Superuser over TCP: every pair the bench builds trusts loopback (temporary, 127.0.0.1 only). */
 function client(ep: Endpoint, timeoutMs = 1_000, queryTimeoutMs = 2_000): Client {
-  const c = new Client({ host: ep.host, port: ep.port, user: 'postgres', database: ep.database ?? 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: queryTimeoutMs });
+  const c = new Client({
+    host: ep.host,
+    port: ep.port,
+    user: 'postgres',
+    database: ep.database ?? 'postgres',
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: queryTimeoutMs,
+  });
   c.on('error', () => undefined);
   return c;
 }
 
 /** Probes answer within 2 s or count as "not yet"; slow statements (a CHECKPOINT under load) pass a longer `queryTimeoutMs`. */
-export async function query(ep: Endpoint, sql: string, params: unknown[] = [], queryTimeoutMs = 2_000): Promise<Array<Record<string, unknown>>> {
+export async function query(
+  ep: Endpoint,
+  sql: string,
+  params: unknown[] = [],
+  queryTimeoutMs = 2_000,
+): Promise<Array<Record<string, unknown>>> {
   const c = client(ep, 1_000, queryTimeoutMs);
   try {
     await c.connect();
@@ -30,7 +42,10 @@ export async function query(ep: Endpoint, sql: string, params: unknown[] = [], q
 
 /** The tables the probes and the writer use; created on the primary, replicated to the standby. */
 export async function createBenchTables(primary: Endpoint): Promise<void> {
-  await query(primary, 'CREATE TABLE IF NOT EXISTS bench_probe (at timestamptz NOT NULL DEFAULT now()); CREATE TABLE IF NOT EXISTS bench_writes (id text PRIMARY KEY)');
+  await query(
+    primary,
+    'CREATE TABLE IF NOT EXISTS bench_probe (at timestamptz NOT NULL DEFAULT now()); CREATE TABLE IF NOT EXISTS bench_writes (id text PRIMARY KEY)',
+  );
 }
 
 /** One real write (an INSERT that commits): a standby, a fenced or a stopped server refuses it. */
@@ -51,7 +66,10 @@ export async function acceptsWrite(ep: Endpoint): Promise<boolean> {
 
 export async function isStreamingStandby(ep: Endpoint): Promise<boolean> {
   try {
-    const rows = await query(ep, "SELECT pg_is_in_recovery() AS standby, (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS status");
+    const rows = await query(
+      ep,
+      'SELECT pg_is_in_recovery() AS standby, (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS status',
+    );
     return rows[0]?.standby === true && rows[0]?.status === 'streaming';
   } catch {
     return false;
@@ -59,7 +77,11 @@ export async function isStreamingStandby(ep: Endpoint): Promise<boolean> {
 }
 
 /** Polls `probe` every `intervalMs` until it holds (a throw counts as not yet); the time it first held, or undefined at the deadline. */
-export async function firstTime(probe: () => Promise<boolean>, deadline: number, intervalMs = 25): Promise<number | undefined> {
+export async function firstTime(
+  probe: () => Promise<boolean>,
+  deadline: number,
+  intervalMs = 25,
+): Promise<number | undefined> {
   while (Date.now() < deadline) {
     if (await probe().catch(() => false)) return Date.now();
     await sleep(intervalMs);

@@ -5,7 +5,16 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 
 /** Programs of PostgreSQL itself: a tool that runs them is not charged for them. */
-const POSTGRES_PROGRAMS = new Set(['postgres', 'pg_ctl', 'pg_rewind', 'pg_basebackup', 'initdb', 'psql', 'pg_controldata', 'pg_isready']);
+const POSTGRES_PROGRAMS = new Set([
+  'postgres',
+  'pg_ctl',
+  'pg_rewind',
+  'pg_basebackup',
+  'initdb',
+  'psql',
+  'pg_controldata',
+  'pg_isready',
+]);
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux: utime and stime are in 1/100 s
 

@@ -26,11 +26,15 @@ export function regionshiftRoots(ctx: BenchContext): number[] {
 
 function stackRoots(home: string): number[] {
   const procs = readState(home).processes;
-  return Object.entries(procs).filter(([name]) => name !== 'moto').map(([, rec]) => rec.pid);
+  return Object.entries(procs)
+    .filter(([name]) => name !== 'moto')
+    .map(([, rec]) => rec.pid);
 }
 
 async function writerRegion(ctx: BenchContext): Promise<string> {
-  const region = primaryRegionOf(await createRoute53Activities(ctx.config).trafficDescribe({ service: ctx.service.name }));
+  const region = primaryRegionOf(
+    await createRoute53Activities(ctx.config).trafficDescribe({ service: ctx.service.name }),
+  );
   if (!region) throw new Error('the traffic record points at no region');
   return region;
 }
@@ -52,24 +56,37 @@ export async function regionshiftPlanned(ctx: BenchContext): Promise<Sample> {
   await waitUntilStreaming(nodeOf(ctx.service, target));
   // The writer goes through the traffic record, as the application does.
   const load = startWriteLoad(ctx.config, ctx.service, { clients: 1 });
-  if (!(await load.waitForAck(source, 0, 15_000))) throw new Error(`regionshift: the write load could not commit in ${source}`);
+  if (!(await load.waitForAck(source, 0, 15_000)))
+    throw new Error(`regionshift: the write load could not commit in ${source}`);
   const usage = sampleUsage(() => regionshiftRoots(ctx));
   const t0 = Date.now();
   const deadline = t0 + DEADLINE_MS;
   const wrote = firstTime(() => acceptsWrite(endpoint(ctx, target)), deadline);
   const standby = firstTime(() => isStreamingStandby(endpoint(ctx, source)), deadline);
-  const run = await runFailover(ctx.client, ctx.config, { service: ctx.service.name, target, mode: 'planned', requestedBy: REQUESTER, trigger: 'bench' });
+  const run = await runFailover(ctx.client, ctx.config, {
+    service: ctx.service.name,
+    target,
+    mode: 'planned',
+    requestedBy: REQUESTER,
+    trigger: 'bench',
+  });
   const [w, s] = await Promise.all([wrote, standby]);
   const used = usage.stop();
   // Some writes through the new primary, then nothing may be missing there.
   await load.waitForAck(target, Date.now(), 10_000);
   await load.stop();
-  if (run.record.status !== 'succeeded') throw new Error(`regionshift planned ${source} → ${target} ${run.record.status}: ${run.record.error ?? ''} (${run.uiUrl})`);
+  if (run.record.status !== 'succeeded')
+    throw new Error(
+      `regionshift planned ${source} → ${target} ${run.record.status}: ${run.record.error ?? ''} (${run.uiUrl})`,
+    );
   const acked = load.acks.map((a) => a.id);
   const present = await presentIds(nodeOf(ctx.service, target), acked);
   return {
-    ms: w === undefined ? undefined : w - t0, standbyMs: s === undefined ? undefined : s - t0,
-    lostWrites: acked.filter((id) => !present.has(id)).length, ackedWrites: acked.length, ...used,
+    ms: w === undefined ? undefined : w - t0,
+    standbyMs: s === undefined ? undefined : s - t0,
+    lostWrites: acked.filter((id) => !present.has(id)).length,
+    ackedWrites: acked.length,
+    ...used,
     detail: `${source} → ${target}, run ${run.runId}`,
   };
 }
@@ -105,5 +122,9 @@ export async function regionshiftUnplanned(ctx: BenchContext, i: number): Promis
       ms = w === undefined ? undefined : w - killedAt;
     },
   });
-  return { ms, ...used!, detail: `detected; run started ${s.runStartedMs} ms after the kill (${s.trigger}) → ${s.target}` };
+  return {
+    ms,
+    ...used!,
+    detail: `detected; run started ${s.runStartedMs} ms after the kill (${s.trigger}) → ${s.target}`,
+  };
 }

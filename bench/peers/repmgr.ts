@@ -4,7 +4,20 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePorts } from '../../src/lib/net';
-import { PG_BIN, crashServer, killAgent, logTail, ownedDir, ownedTempDir, removeDir, runAs, startAgent, stopAgent, writeOwned, type Agent } from './agent';
+import {
+  PG_BIN,
+  crashServer,
+  killAgent,
+  logTail,
+  ownedDir,
+  ownedTempDir,
+  removeDir,
+  runAs,
+  startAgent,
+  stopAgent,
+  writeOwned,
+  type Agent,
+} from './agent';
 import { createBenchTables, type Endpoint, firstTime, isStreamingStandby, query, writableNode } from './pg';
 import type { Peer, PeerPair } from './peer';
 
@@ -90,37 +103,70 @@ export const repmgr: Peer = {
   title: 'repmgr 5.3 (postgresql-15-repmgr, openssh-server for its switchover)',
   packages: { binaries: [REPMGR, join(PG_BIN, 'repmgrd'), SSHD], packages: ['postgresql-15-repmgr', 'openssh-server'] },
   settings: [
-    'repmgr standby switchover --siblings-follow: run on the standby to promote; the docs require passwordless SSH from it to the current primary (and to every sibling with --siblings-follow) and offer no other transport, so the bench runs Debian\'s sshd as postgres on 127.0.0.1 (a free port, key login only)',
+    "repmgr standby switchover --siblings-follow: run on the standby to promote; the docs require passwordless SSH from it to the current primary (and to every sibling with --siblings-follow) and offer no other transport, so the bench runs Debian's sshd as postgres on 127.0.0.1 (a free port, key login only)",
     `repmgrd on both nodes, failover=automatic, defaults kept (monitor_interval_secs ${REPMGRD.monitor_interval_secs}, reconnect_attempts ${REPMGRD.reconnect_attempts}, reconnect_interval ${REPMGRD.reconnect_interval} s): the docs give no lower values they call safe`,
     'use_replication_slots yes, wal_log_hints on (so node rejoin can pg_rewind), service_*_command set to pg_ctl with a log file, as the switchover chapter asks',
-    'asynchronous replication, as in regionshift\'s pair',
+    "asynchronous replication, as in regionshift's pair",
   ],
-  detection: 'repmgrd on the standby: reconnect_attempts × reconnect_interval without the primary, then promote_command',
-  switchoverCommand: 'repmgr -f <standby\'s repmgr.conf> standby switchover --siblings-follow (on the standby, over ssh to the primary)',
+  detection:
+    'repmgrd on the standby: reconnect_attempts × reconnect_interval without the primary, then promote_command',
+  switchoverCommand:
+    "repmgr -f <standby's repmgr.conf> standby switchover --siblings-follow (on the standby, over ssh to the primary)",
   async setUp(say) {
     const dir = ownedTempDir('regionshift-bench-repmgr-');
     const [pg0, pg1, sshPort] = (await freePorts(3)) as [number, number, number];
-    const env = { ...process.env, HOME: dir, PATH: `${PG_BIN}:${process.env.PATH ?? ''}`, LC_ALL: 'C.UTF-8', PGHOST: dir };
+    const env = {
+      ...process.env,
+      HOME: dir,
+      PATH: `${PG_BIN}:${process.env.PATH ?? ''}`,
+      LC_ALL: 'C.UTF-8',
+      PGHOST: dir,
+    };
     const ports = [pg0, pg1];
-    const nodes: [Endpoint, Endpoint] = [{ host: HOST, port: pg0 }, { host: HOST, port: pg1 }];
+    const nodes: [Endpoint, Endpoint] = [
+      { host: HOST, port: pg0 },
+      { host: HOST, port: pg1 },
+    ];
     const confs = [0, 1].map((i) => join(dir, `node${i}.repmgr.conf`));
     const dataDirs = [0, 1].map((i) => join(dir, `node${i}`));
     const daemons: Array<Agent | undefined> = [undefined, undefined];
     let sshd: Agent | undefined;
     const startRepmgrd = async (i: number) => {
-      daemons[i] = await startAgent(`repmgrd node${i}`, join(PG_BIN, 'repmgrd'), ['-f', confs[i]!, '--daemonize=false'], env, join(dir, `node${i}.repmgrd.out`));
+      daemons[i] = await startAgent(
+        `repmgrd node${i}`,
+        join(PG_BIN, 'repmgrd'),
+        ['-f', confs[i]!, '--daemonize=false'],
+        env,
+        join(dir, `node${i}.repmgrd.out`),
+      );
     };
     // Both repmgrd running and monitoring (not paused), as `repmgr daemon status` reports them.
     const waitForDaemons = async () => {
       let last = '';
-      const ok = await firstTime(async () => {
-        last = await runAs(REPMGR, ['-f', confs[0]!, 'daemon', 'status', '--csv'], env, 15_000).catch((e: Error) => e.message);
-        const rows = last.trim().split('\n').filter((l) => /^\d+,/.test(l));
-        return rows.length === 2 && rows.every((r) => /,1,\d+,0(,|$)/.test(r));
-      }, Date.now() + 60_000, 500);
-      if (!ok) throw new Error(`repmgrd is not monitoring both nodes after 60 s: ${last.trim().split('\n').join(' | ')}`);
+      const ok = await firstTime(
+        async () => {
+          last = await runAs(REPMGR, ['-f', confs[0]!, 'daemon', 'status', '--csv'], env, 15_000).catch(
+            (e: Error) => e.message,
+          );
+          const rows = last
+            .trim()
+            .split('\n')
+            .filter((l) => /^\d+,/.test(l));
+          return rows.length === 2 && rows.every((r) => /,1,\d+,0(,|$)/.test(r));
+        },
+        Date.now() + 60_000,
+        500,
+      );
+      if (!ok)
+        throw new Error(`repmgrd is not monitoring both nodes after 60 s: ${last.trim().split('\n').join(' | ')}`);
     };
-    const pgCtl = (i: number, ...args: string[]) => runAs(join(PG_BIN, 'pg_ctl'), ['-D', dataDirs[i]!, '-l', `${dataDirs[i]}.log`, '-o', `-p ${ports[i]}`, '-w', ...args], env, 90_000);
+    const pgCtl = (i: number, ...args: string[]) =>
+      runAs(
+        join(PG_BIN, 'pg_ctl'),
+        ['-D', dataDirs[i]!, '-l', `${dataDirs[i]}.log`, '-o', `-p ${ports[i]}`, '-w', ...args],
+        env,
+        90_000,
+      );
     const stop = async () => {
       await Promise.all(daemons.map((d) => (d ? stopAgent(d, 10_000) : undefined)));
       await Promise.all(dataDirs.map((d) => crashServer(d, env)));
@@ -139,18 +185,61 @@ export const repmgr: Peer = {
       for (const i of [0, 1]) writeOwned(confs[i]!, repmgrConf(i, dir, ports[i]!, sshPort), 0o644);
       say(`  repmgr: nodes on ${HOST}:${pg0} and ${HOST}:${pg1}, sshd (as postgres) on ${HOST}:${sshPort}, in ${dir}`);
 
-      await runAs(join(PG_BIN, 'initdb'), ['-D', dataDirs[0]!, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync'], env);
+      await runAs(
+        join(PG_BIN, 'initdb'),
+        ['-D', dataDirs[0]!, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync'],
+        env,
+      );
       appendFileSync(join(dataDirs[0]!, 'postgresql.conf'), common(dir));
       writeOwned(join(dataDirs[0]!, 'pg_hba.conf'), HBA);
       await pgCtl(0, 'start');
-      await runAs(join(PG_BIN, 'psql'), ['-h', HOST, '-p', String(pg0), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-c', 'CREATE USER repmgr SUPERUSER', '-c', 'CREATE DATABASE repmgr OWNER repmgr'], env);
+      await runAs(
+        join(PG_BIN, 'psql'),
+        [
+          '-h',
+          HOST,
+          '-p',
+          String(pg0),
+          '-U',
+          'postgres',
+          '-d',
+          'postgres',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-c',
+          'CREATE USER repmgr SUPERUSER',
+          '-c',
+          'CREATE DATABASE repmgr OWNER repmgr',
+        ],
+        env,
+      );
       await createBenchTables(nodes[0]);
       await runAs(REPMGR, ['-f', confs[0]!, 'primary', 'register'], env);
 
-      await runAs(REPMGR, ['-h', HOST, '-p', String(pg0), '-U', 'repmgr', '-d', 'repmgr', '-f', confs[1]!, 'standby', 'clone', '--fast-checkpoint'], env, 180_000);
+      await runAs(
+        REPMGR,
+        [
+          '-h',
+          HOST,
+          '-p',
+          String(pg0),
+          '-U',
+          'repmgr',
+          '-d',
+          'repmgr',
+          '-f',
+          confs[1]!,
+          'standby',
+          'clone',
+          '--fast-checkpoint',
+        ],
+        env,
+        180_000,
+      );
       await pgCtl(1, 'start');
       await runAs(REPMGR, ['-f', confs[1]!, 'standby', 'register'], env);
-      if (!(await firstTime(() => isStreamingStandby(nodes[1]), Date.now() + 60_000, 250))) throw new Error(`repmgr node1 did not start streaming in 60 s: ${logTail(`${dataDirs[1]}.log`)}`);
+      if (!(await firstTime(() => isStreamingStandby(nodes[1]), Date.now() + 60_000, 250)))
+        throw new Error(`repmgr node1 did not start streaming in 60 s: ${logTail(`${dataDirs[1]}.log`)}`);
       await startRepmgrd(0);
       await startRepmgrd(1);
       await waitForDaemons();
@@ -180,13 +269,38 @@ export const repmgr: Peer = {
         // The promoted node accepts writes a moment before promote_command has rewritten repmgr's
         // metadata, and rejoin refuses until it has: retried for up to a minute.
         let last = '';
-        const rejoined = await firstTime(async () => {
-          last = await runAs(REPMGR, ['-f', confs[i]!, 'node', 'rejoin', '-d', `host=${HOST} port=${ports[survivor]} user=repmgr dbname=repmgr`, '--force-rewind'], env, 180_000)
-            .then(() => 'ok', (e: Error) => e.message);
-          return last === 'ok';
-        }, Date.now() + 60_000, 1_000);
-        if (!rejoined) throw new Error(`repmgr node${i} could not rejoin: ${last}; its server log: ${logTail(`${dataDirs[i]}.log`, 4)}`);
-        if (!(await firstTime(() => isStreamingStandby(nodes[i]!), Date.now() + 60_000, 250))) throw new Error(`repmgr node${i} did not rejoin as a streaming standby in 60 s: ${logTail(`${dataDirs[i]}.log`)}`);
+        const rejoined = await firstTime(
+          async () => {
+            last = await runAs(
+              REPMGR,
+              [
+                '-f',
+                confs[i]!,
+                'node',
+                'rejoin',
+                '-d',
+                `host=${HOST} port=${ports[survivor]} user=repmgr dbname=repmgr`,
+                '--force-rewind',
+              ],
+              env,
+              180_000,
+            ).then(
+              () => 'ok',
+              (e: Error) => e.message,
+            );
+            return last === 'ok';
+          },
+          Date.now() + 60_000,
+          1_000,
+        );
+        if (!rejoined)
+          throw new Error(
+            `repmgr node${i} could not rejoin: ${last}; its server log: ${logTail(`${dataDirs[i]}.log`, 4)}`,
+          );
+        if (!(await firstTime(() => isStreamingStandby(nodes[i]!), Date.now() + 60_000, 250)))
+          throw new Error(
+            `repmgr node${i} did not rejoin as a streaming standby in 60 s: ${logTail(`${dataDirs[i]}.log`)}`,
+          );
         await startRepmgrd(i);
         await waitForDaemons();
       },

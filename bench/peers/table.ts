@@ -47,21 +47,44 @@ export function ratio(a: number | undefined, b: number | undefined): number | un
   return a === undefined || b === undefined || b === 0 ? undefined : Math.round((a / b) * 100) / 100;
 }
 
-const COLUMNS = ['', 'planned → write', 'planned → standby', 'lost/acked', 'unplanned → write', 'CPU planned', 'CPU unplanned', 'peak RSS'];
+const COLUMNS = [
+  '',
+  'planned → write',
+  'planned → standby',
+  'lost/acked',
+  'unplanned → write',
+  'CPU planned',
+  'CPU unplanned',
+  'peak RSS',
+];
 
 const ms = (v: number | undefined) => (v === undefined ? '—' : `${v} ms`);
 const x = (v: number | undefined) => (v === undefined ? '—' : `${v}×`);
 
 export function tableRows(tool: string, rs: Medians, peer: Medians): string[][] {
   const row = (name: string, m: Medians) => [
-    name, ms(m.plannedMs), ms(m.plannedStandbyMs), `${m.lostWrites}/${m.ackedWrites}`, ms(m.unplannedMs),
-    ms(m.plannedCpuMs), ms(m.unplannedCpuMs), m.peakRssMb === undefined ? '—' : `${m.peakRssMb} MB`,
+    name,
+    ms(m.plannedMs),
+    ms(m.plannedStandbyMs),
+    `${m.lostWrites}/${m.ackedWrites}`,
+    ms(m.unplannedMs),
+    ms(m.plannedCpuMs),
+    ms(m.unplannedCpuMs),
+    m.peakRssMb === undefined ? '—' : `${m.peakRssMb} MB`,
   ];
   return [
     row(`regionshift (alongside ${tool})`, rs),
     row(tool, peer),
-    [`ratio regionshift / ${tool}`, x(ratio(rs.plannedMs, peer.plannedMs)), x(ratio(rs.plannedStandbyMs, peer.plannedStandbyMs)), '', x(ratio(rs.unplannedMs, peer.unplannedMs)),
-      x(ratio(rs.plannedCpuMs, peer.plannedCpuMs)), x(ratio(rs.unplannedCpuMs, peer.unplannedCpuMs)), x(ratio(rs.peakRssMb, peer.peakRssMb))],
+    [
+      `ratio regionshift / ${tool}`,
+      x(ratio(rs.plannedMs, peer.plannedMs)),
+      x(ratio(rs.plannedStandbyMs, peer.plannedStandbyMs)),
+      '',
+      x(ratio(rs.unplannedMs, peer.unplannedMs)),
+      x(ratio(rs.plannedCpuMs, peer.plannedCpuMs)),
+      x(ratio(rs.unplannedCpuMs, peer.unplannedCpuMs)),
+      x(ratio(rs.peakRssMb, peer.peakRssMb)),
+    ],
   ];
 }
 

@@ -37,7 +37,14 @@ export function startPeerWriter(nodes: Endpoint[], retryPauseMs = 50): PeerWrite
       try {
         if (!conn) {
           const ep = nodes[current]!;
-          conn = new Client({ host: ep.host, port: ep.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1_000, query_timeout: 3_000 });
+          conn = new Client({
+            host: ep.host,
+            port: ep.port,
+            user: 'postgres',
+            database: 'postgres',
+            connectionTimeoutMillis: 1_000,
+            query_timeout: 3_000,
+          });
           conn.on('error', () => undefined);
           await conn.connect();
           // What target_session_attrs=read-write checks before handing out the connection.

@@ -2,11 +2,24 @@
 // webpack on every start (which, with one worker per region on a small machine, adds up).
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { writeFileSync } from 'node:fs';
-import { UNTRACED_INTERCEPTOR_MODULES, WORKFLOW_BUNDLE, WORKFLOW_BUNDLE_UNTRACED, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../../workers/bundle';
+import {
+  UNTRACED_INTERCEPTOR_MODULES,
+  WORKFLOW_BUNDLE,
+  WORKFLOW_BUNDLE_UNTRACED,
+  WORKFLOW_INTERCEPTOR_MODULES,
+  WORKFLOWS_PATH,
+} from '../../workers/bundle';
 
 async function main(): Promise<void> {
-  for (const [file, workflowInterceptorModules] of [[WORKFLOW_BUNDLE, WORKFLOW_INTERCEPTOR_MODULES], [WORKFLOW_BUNDLE_UNTRACED, UNTRACED_INTERCEPTOR_MODULES]] as const) {
-    const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules, logger: quietLogger });
+  for (const [file, workflowInterceptorModules] of [
+    [WORKFLOW_BUNDLE, WORKFLOW_INTERCEPTOR_MODULES],
+    [WORKFLOW_BUNDLE_UNTRACED, UNTRACED_INTERCEPTOR_MODULES],
+  ] as const) {
+    const { code } = await bundleWorkflowCode({
+      workflowsPath: WORKFLOWS_PATH,
+      workflowInterceptorModules,
+      logger: quietLogger,
+    });
     writeFileSync(file, code);
     console.log(`workflow bundle: ${file} (${Math.round(code.length / 1024)} KiB)`);
   }

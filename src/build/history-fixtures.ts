@@ -13,12 +13,15 @@ export const FIXTURE_KEYS_FILE = join(HISTORIES_DIR, 'codec-keys.env');
 export function fixtureCodecEnv(file = FIXTURE_KEYS_FILE): Record<string, string> {
   if (!existsSync(file)) {
     mkdirSync(HISTORIES_DIR, { recursive: true });
-    writeFileSync(file, [
-      '# Encrypts the recorded histories in this folder and nothing else: a test fixture, not a secret.',
-      `${KEYS_VAR}=histories:${randomBytes(KEY_BYTES).toString('base64')}`,
-      `${KEY_ID_VAR}=histories`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      file,
+      [
+        '# Encrypts the recorded histories in this folder and nothing else: a test fixture, not a secret.',
+        `${KEYS_VAR}=histories:${randomBytes(KEY_BYTES).toString('base64')}`,
+        `${KEY_ID_VAR}=histories`,
+        '',
+      ].join('\n'),
+    );
   }
   const vars: Record<string, string> = {};
   for (const line of readFileSync(file, 'utf8').split('\n')) {

@@ -35,15 +35,22 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { version: { type: 'string' }, out: { type: 'string', default: HISTORIES_DIR } }, strict: true });
-  const version = values.version ?? `v${(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version}`;
+  const { values } = parseArgs({
+    options: { version: { type: 'string' }, out: { type: 'string', default: HISTORIES_DIR } },
+    strict: true,
+  });
+  const version =
+    values.version ??
+    `v${(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version}`;
   const outDir = join(values.out!, version);
   Object.assign(process.env, fixtureCodecEnv());
   const say = (line: string): void => console.error(line);
 
   const files = await writeTempStack({
-    prefix: 'regionshift-record-', comment: 'written by npm run record-histories; deleted when it ends',
-    regions: ['us-west-2', 'us-east-1', 'eu-west-1'], weights: { 'us-west-2': 60, 'us-east-1': 30, 'eu-west-1': 10 },
+    prefix: 'regionshift-record-',
+    comment: 'written by npm run record-histories; deleted when it ends',
+    regions: ['us-west-2', 'us-east-1', 'eu-west-1'],
+    weights: { 'us-west-2': 60, 'us-east-1': 30, 'eu-west-1': 10 },
   });
   process.env.REGIONSHIFT_HOME = files.home;
   process.env.REGIONSHIFT_CONFIG = files.configFile;
@@ -59,17 +66,34 @@ async function main(): Promise<void> {
     const client = await connect(config);
     const service = config.services.find((s) => s.name === DEMO_SERVICE)!;
     // No cooldown: the failback just ended, and the guardian must act for its history to show it.
-    const deliverer = new Deliverer({ client, config, runbook: loadRunbook(builtinRunbookPath('failover')), settingsExtra: { policy: { ...service.policy, cooldown: '1s' } } });
+    const deliverer = new Deliverer({
+      client,
+      config,
+      runbook: loadRunbook(builtinRunbookPath('failover')),
+      settingsExtra: { policy: { ...service.policy, cooldown: '1s' } },
+    });
     const spare = service.regions.at(-1)!;
-    const alarm = (): AlarmSignal => ({ source: 'alertmanager', name: 'RegionDown', region: spare, severity: 'critical', state: 'ALARM', at: Date.now(), receivedAt: Date.now() });
+    const alarm = (): AlarmSignal => ({
+      source: 'alertmanager',
+      name: 'RegionDown',
+      region: spare,
+      severity: 'critical',
+      state: 'ALARM',
+      at: Date.now(),
+      receivedAt: Date.now(),
+    });
     say(`guardian: two alarms about ${spare}…`);
     await deliverer.deliver(service.name, [alarm()]);
     await deliverer.deliver(service.name, [alarm()]);
     // Whatever it decides (a drain, or holding back), its history has the signals, the decision and what it did.
-    const v = await waitFor('the guardian to take both alarms', async () => {
-      const g = await client.workflow.getHandle(guardianWorkflowId(service.name)).query<GuardianView>('state');
-      return g.received >= 2 && g.decisions.length > 0 ? g : undefined;
-    }, 60_000);
+    const v = await waitFor(
+      'the guardian to take both alarms',
+      async () => {
+        const g = await client.workflow.getHandle(guardianWorkflowId(service.name)).query<GuardianView>('state');
+        return g.received >= 2 && g.decisions.length > 0 ? g : undefined;
+      },
+      60_000,
+    );
     say(`guardian: ${JSON.stringify(v.decisions.at(-1))}`);
     if (v.current) await awaitRecord(client, v.current.workflowId, v.current.runId).catch(() => undefined);
     await client.workflow.getHandle(guardianWorkflowId(service.name)).terminate('recorded');
@@ -92,7 +116,9 @@ async function main(): Promise<void> {
     }
     await client.connection.close();
   } finally {
-    await stackDown({ home: files.home }).catch((err: Error) => say(`stack down failed: ${err.message}; stop it with REGIONSHIFT_HOME=${files.home} regionshift stack down`));
+    await stackDown({ home: files.home }).catch((err: Error) =>
+      say(`stack down failed: ${err.message}; stop it with REGIONSHIFT_HOME=${files.home} regionshift stack down`),
+    );
     rmSync(files.dir, { recursive: true, force: true });
   }
 }

@@ -12,15 +12,25 @@ const USAGE = 'usage: regionshift app [--config FILE] [--port N]   (service and 
 
 export function appCommand(argv: string[]): Promise<number> {
   return guard(false, async () => {
-    const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, port: { type: 'string' } }, strict: true });
+    const { values } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string' }, port: { type: 'string' } },
+      strict: true,
+    });
     const cfg = loadConfig(values.config);
     const app = cfg.stack.app;
-    if (!app) throw new InputError(`the config has no stack.app (e.g. stack: { app: { service: ledger, port: 8235 } })\n${USAGE}`);
+    if (!app)
+      throw new InputError(
+        `the config has no stack.app (e.g. stack: { app: { service: ledger, port: 8235 } })\n${USAGE}`,
+      );
     const port = values.port === undefined ? app.port : Number(values.port);
-    if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
+    if (!(Number.isInteger(port) && port >= 0 && port < 65536))
+      throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
     const service = cfg.services.find((s) => s.name === app.service)!;
     const server = await startDemoApp(service, { port });
-    console.log(`${APP_READY_LINE}: ${server.url} (POST /primary with an Idempotency-Key, GET /status); ${service.name}, writing to ${server.status().primary}`);
+    console.log(
+      `${APP_READY_LINE}: ${server.url} (POST /primary with an Idempotency-Key, GET /status); ${service.name}, writing to ${server.status().primary}`,
+    );
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);

@@ -27,14 +27,21 @@ export function codecServerCommand(argv: string[]): Promise<number> {
   return guard(false, async () => {
     const { values } = parseArgs({
       args: argv,
-      options: { host: { type: 'string' }, port: { type: 'string' }, origin: { type: 'string', multiple: true }, config: { type: 'string' } },
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        origin: { type: 'string', multiple: true },
+        config: { type: 'string' },
+      },
       strict: true,
     });
     const cfg = loadConfig(values.config);
     const port = values.port === undefined ? cfg.stack.codecServerPort : Number(values.port);
-    if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
+    if (!(Number.isInteger(port) && port >= 0 && port < 65536))
+      throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
     const found = codecKeysFromEnv();
-    if (!found) throw new InputError(`the codec server needs keys: set ${KEYS_VAR} and REGIONSHIFT_CODEC_KEY_ID (docs/codec.md)`);
+    if (!found)
+      throw new InputError(`the codec server needs keys: set ${KEYS_VAR} and REGIONSHIFT_CODEC_KEY_ID (docs/codec.md)`);
     const origins = values.origin?.length ? values.origin : originsOf(cfg.temporal.uiUrl);
     const token = process.env[CODEC_TOKEN_VAR] || undefined;
     const server = await startCodecServer({
@@ -46,7 +53,9 @@ export function codecServerCommand(argv: string[]): Promise<number> {
       namespaces: [cfg.temporal.namespace],
       log: (line) => console.error(line),
     });
-    console.log(`${CODEC_READY_LINE}: ${server.url} (POST /encode, /decode); origins ${origins.join(', ')}; keys from ${found.source}, encrypting with "${found.keys.currentId}"; ${token ? 'bearer token required' : `no token (set ${CODEC_TOKEN_VAR} to require one)`}`);
+    console.log(
+      `${CODEC_READY_LINE}: ${server.url} (POST /encode, /decode); origins ${origins.join(', ')}; keys from ${found.source}, encrypting with "${found.keys.currentId}"; ${token ? 'bearer token required' : `no token (set ${CODEC_TOKEN_VAR} to require one)`}`,
+    );
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);

@@ -53,7 +53,11 @@ export function demoCommand(argv: string[]): Promise<number> {
   return guard(json, async () => {
     const { values } = parseArgs({
       args: argv,
-      options: { json: { type: 'boolean', default: false }, config: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
+      options: {
+        json: { type: 'boolean', default: false },
+        config: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
       strict: true,
     });
     if (values.help) {
@@ -73,12 +77,26 @@ export function demoCommand(argv: string[]): Promise<number> {
     } else {
       const svc = config.services.find((s) => s.name === DEMO_SERVICE)!;
       console.log(closing(result, svc.regions[0]!, svc.regions.slice(1)));
-      const parts = result.runs.map((r) => `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms${r.detection ? ` (from the kill; detected in ${r.detection.detectedMs} ms, started by ${r.requestedBy})` : ''}${r.app ? `, app writes to ${r.app.primary}` : ''}`);
-      for (const d of result.drains) parts.push(`${d.kind} ${d.region} ${d.status} (by ${d.requestedBy}: ${d.trigger})`);
-      for (const rc of result.reconciliations) parts.push(`reconcile ${rc.status}: lost ${rc.transactions['only-old']}, re-applied ${rc.transactionsReapplied} (${rc.entriesReapplied} entries), ${rc.casesOpened} cases, unaccounted ${rc.missingAfter}`);
-      if (result.failback) parts.push(`failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`);
+      const parts = result.runs.map(
+        (r) =>
+          `${r.mode} ${r.source ?? '?'}→${r.target} ${r.status}, lost ${r.lostWrites} of ${r.writesAcked}, RTO ${r.rtoMs ?? '?'} ms${r.detection ? ` (from the kill; detected in ${r.detection.detectedMs} ms, started by ${r.requestedBy})` : ''}${r.app ? `, app writes to ${r.app.primary}` : ''}`,
+      );
+      for (const d of result.drains)
+        parts.push(`${d.kind} ${d.region} ${d.status} (by ${d.requestedBy}: ${d.trigger})`);
+      for (const rc of result.reconciliations)
+        parts.push(
+          `reconcile ${rc.status}: lost ${rc.transactions['only-old']}, re-applied ${rc.transactionsReapplied} (${rc.entriesReapplied} entries), ${rc.casesOpened} cases, unaccounted ${rc.missingAfter}`,
+        );
+      if (result.failback)
+        parts.push(
+          `failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`,
+        );
       console.log(`\n${result.ok ? 'demo OK' : 'demo FAILED'}: ${parts.join('; ')}`);
-      for (const r of result.runs) if (r.mode === 'planned' && r.lostWrites > 0) console.log(`the planned failover ${r.source} → ${r.target} lost ${r.lostWrites} acknowledged writes: that is a bug, not a demo effect`);
+      for (const r of result.runs)
+        if (r.mode === 'planned' && r.lostWrites > 0)
+          console.log(
+            `the planned failover ${r.source} → ${r.target} lost ${r.lostWrites} acknowledged writes: that is a bug, not a demo effect`,
+          );
     }
     return result.ok ? EXIT.ok : EXIT.failed;
   });

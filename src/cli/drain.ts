@@ -14,8 +14,10 @@ import { loadConfig } from '../lib/config/load';
 import { startAndFollow } from './run-follow';
 
 const USAGE = {
-  drain: 'usage: regionshift drain --service S --region R [--dry-run] [--by NAME] [--runbook FILE] [--no-wait] [--json] [--config FILE]',
-  undrain: 'usage: regionshift undrain --service S --region R [--by NAME] [--runbook FILE] [--no-wait] [--json] [--config FILE]',
+  drain:
+    'usage: regionshift drain --service S --region R [--dry-run] [--by NAME] [--runbook FILE] [--no-wait] [--json] [--config FILE]',
+  undrain:
+    'usage: regionshift undrain --service S --region R [--by NAME] [--runbook FILE] [--no-wait] [--json] [--config FILE]',
 };
 
 /** The before and after lines under the run's record. */
@@ -35,17 +37,30 @@ export function drainCommand(argv: string[], kind: 'drain' | 'undrain'): Promise
     const { values } = parseArgs({
       args: argv,
       options: {
-        service: { type: 'string' }, region: { type: 'string' }, 'dry-run': { type: 'boolean', default: false },
-        by: { type: 'string' }, trigger: { type: 'string', default: 'cli' }, runbook: { type: 'string' },
-        'no-wait': { type: 'boolean', default: false }, config: { type: 'string' }, json: { type: 'boolean', default: false },
+        service: { type: 'string' },
+        region: { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        by: { type: 'string' },
+        trigger: { type: 'string', default: 'cli' },
+        runbook: { type: 'string' },
+        'no-wait': { type: 'boolean', default: false },
+        config: { type: 'string' },
+        json: { type: 'boolean', default: false },
       },
       strict: true,
     });
     if (!values.service || !values.region) throw new InputError(`--service and --region are required\n${USAGE[kind]}`);
-    if (kind === 'undrain' && values['dry-run']) throw new InputError(`undrain has no --dry-run: it restores what the drain recorded\n${USAGE.undrain}`);
+    if (kind === 'undrain' && values['dry-run'])
+      throw new InputError(`undrain has no --dry-run: it restores what the drain recorded\n${USAGE.undrain}`);
     const cfg = loadConfig(values.config);
     const runbook = await loadServiceRunbook(cfg, values.service, kind, values.runbook);
-    const req = { service: values.service, region: values.region, requestedBy: requester(values.by), trigger: values.trigger, dryRun: values['dry-run'] };
+    const req = {
+      service: values.service,
+      region: values.region,
+      requestedBy: requester(values.by),
+      trigger: values.trigger,
+      dryRun: values['dry-run'],
+    };
     // Bad input (an unknown service or region) is reported before connecting to anything.
     const input = buildDrainInput(cfg, runbook, req);
     const client = await connect(cfg);

@@ -11,7 +11,8 @@ import { requester } from './identity';
 import { loadConfig } from '../lib/config/load';
 import { EXIT, guard } from './exit';
 
-const USAGE = 'usage: regionshift evacuate --region R [--service S]… [--mode planned|unplanned] [--by NAME] [--json] [--config FILE]';
+const USAGE =
+  'usage: regionshift evacuate --region R [--service S]… [--mode planned|unplanned] [--by NAME] [--json] [--config FILE]';
 
 export function formatEvacuation(r: EvacuationReport): string {
   const lines = [`evacuate ${r.region} (${r.mode}, at most ${r.maxConcurrent} at once): ${r.status.toUpperCase()}`];
@@ -20,8 +21,12 @@ export function formatEvacuation(r: EvacuationReport): string {
     const facts = [
       e.rtoMs !== undefined ? `RTO ${e.rtoMs} ms` : '',
       e.rpo ? (e.rpo.zeroLoss ? 'RPO 0' : `RPO ${e.rpo.estimateSeconds ?? 'unknown'} s`) : '',
-    ].filter(Boolean).join(', ');
-    lines.push(`  ${e.status.padEnd(9)} ${e.service.padEnd(14)} ${e.action}${e.target && e.action === 'failover' ? ` → ${e.target}` : ''}${took}${facts ? `  ${facts}` : ''}`);
+    ]
+      .filter(Boolean)
+      .join(', ');
+    lines.push(
+      `  ${e.status.padEnd(9)} ${e.service.padEnd(14)} ${e.action}${e.target && e.action === 'failover' ? ` → ${e.target}` : ''}${took}${facts ? `  ${facts}` : ''}`,
+    );
     lines.push(`            ${e.reason}`);
     if (e.error) lines.push(`            error: ${e.error}`);
     if (e.runId) lines.push(`            run ${e.workflowId} ${e.runId}`);
@@ -41,33 +46,59 @@ export function evacuateCommand(argv: string[]): Promise<number> {
     const { values } = parseArgs({
       args: argv,
       options: {
-        region: { type: 'string' }, service: { type: 'string', multiple: true }, mode: { type: 'string', default: 'planned' },
-        by: { type: 'string' }, trigger: { type: 'string', default: 'cli' }, config: { type: 'string' }, json: { type: 'boolean', default: false },
+        region: { type: 'string' },
+        service: { type: 'string', multiple: true },
+        mode: { type: 'string', default: 'planned' },
+        by: { type: 'string' },
+        trigger: { type: 'string', default: 'cli' },
+        config: { type: 'string' },
+        json: { type: 'boolean', default: false },
       },
       strict: true,
     });
     if (!values.region) throw new InputError(`--region is required\n${USAGE}`);
-    if (values.mode !== 'planned' && values.mode !== 'unplanned') throw new InputError(`--mode is planned or unplanned, not "${values.mode}"`);
+    if (values.mode !== 'planned' && values.mode !== 'unplanned')
+      throw new InputError(`--mode is planned or unplanned, not "${values.mode}"`);
     const cfg = loadConfig(values.config);
     const input = buildEvacuateInput(cfg, {
-      region: values.region, services: values.service, mode: values.mode, requestedBy: requester(values.by), trigger: values.trigger,
-      runbooks: { failover: loadRunbook(builtinRunbookPath('failover')), drain: loadRunbook(builtinRunbookPath('drain')) },
+      region: values.region,
+      services: values.service,
+      mode: values.mode,
+      requestedBy: requester(values.by),
+      trigger: values.trigger,
+      runbooks: {
+        failover: loadRunbook(builtinRunbookPath('failover')),
+        drain: loadRunbook(builtinRunbookPath('drain')),
+      },
     });
     const client = await connect(cfg);
     const started = await startEvacuation(client, input);
-    if (!json) console.log(`started ${started.workflowId} (run ${started.runId}): ${input.services.map((s) => s.service).join(', ')}`);
+    if (!json)
+      console.log(
+        `started ${started.workflowId} (run ${started.runId}): ${input.services.map((s) => s.service).join(', ')}`,
+      );
     // Each service's progress as it changes; the report follows at the end.
     const seen = new Map<string, string>();
-    const timer = json ? undefined : setInterval(() => {
-      client.workflow.getHandle(started.workflowId, started.runId).query<EvacuationReport>('evacuation').then((r) => {
-        for (const e of r.services) {
-          const key = `${e.status}|${e.action}`;
-          if (e.status === 'pending' || seen.get(e.service) === key) continue;
-          seen.set(e.service, key);
-          console.log(`  ${e.service}: ${e.status}${e.status === 'probing' ? '' : ` (${e.action}${e.action === 'failover' && e.target ? ` → ${e.target}` : ''})`}`);
-        }
-      }, () => undefined);
-    }, 500);
+    const timer = json
+      ? undefined
+      : setInterval(() => {
+          client.workflow
+            .getHandle(started.workflowId, started.runId)
+            .query<EvacuationReport>('evacuation')
+            .then(
+              (r) => {
+                for (const e of r.services) {
+                  const key = `${e.status}|${e.action}`;
+                  if (e.status === 'pending' || seen.get(e.service) === key) continue;
+                  seen.set(e.service, key);
+                  console.log(
+                    `  ${e.service}: ${e.status}${e.status === 'probing' ? '' : ` (${e.action}${e.action === 'failover' && e.target ? ` → ${e.target}` : ''})`}`,
+                  );
+                }
+              },
+              () => undefined,
+            );
+        }, 500);
     const report = await awaitEvacuation(client, started.workflowId, started.runId).finally(() => clearInterval(timer));
     console.log(json ? JSON.stringify(report) : formatEvacuation(report));
     return evacuateExitCode(report);

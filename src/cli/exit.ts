@@ -20,10 +20,17 @@ export async function guard(json: boolean, fn: () => Promise<number>): Promise<n
     return await fn();
   } catch (err) {
     // A key ssh-keygen cannot sign with (wrong passphrase, not a private key) is the caller's to fix.
-    const code = err instanceof RefusedError ? EXIT.refused
-      : err instanceof SigningError ? EXIT.badInput
-      : err instanceof InputError || err instanceof ConfigError || err instanceof CodecConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? EXIT.badInput
-      : EXIT.failed;
+    const code =
+      err instanceof RefusedError
+        ? EXIT.refused
+        : err instanceof SigningError
+          ? EXIT.badInput
+          : err instanceof InputError ||
+              err instanceof ConfigError ||
+              err instanceof CodecConfigError ||
+              (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+            ? EXIT.badInput
+            : EXIT.failed;
     const kind = code === EXIT.refused ? 'refused' : code === EXIT.badInput ? 'bad input' : 'failed';
     const message = (err as Error).message;
     if (json) console.log(JSON.stringify({ error: { kind, message } }));

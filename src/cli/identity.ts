@@ -12,7 +12,10 @@ export function requester(by: string | undefined): string {
 /** The person's signer for a decision: --key, else REGIONSHIFT_SSH_KEY (docs/approvals.md). */
 export function signerOf(key: string | undefined, what: string): DecisionSigner {
   const path = key ?? process.env[SSH_KEY_ENV];
-  if (!path) throw new InputError(`${what} is signed with your SSH key: pass --key ~/.ssh/id_ed25519 (or set ${SSH_KEY_ENV}); its public key must be yours in the config's approvers (docs/approvals.md)`);
+  if (!path)
+    throw new InputError(
+      `${what} is signed with your SSH key: pass --key ~/.ssh/id_ed25519 (or set ${SSH_KEY_ENV}); its public key must be yours in the config's approvers (docs/approvals.md)`,
+    );
   try {
     return sshKeySigner(path.startsWith('~/') ? join(homedir(), path.slice(2)) : path);
   } catch (err) {

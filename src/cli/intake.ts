@@ -15,11 +15,17 @@ export function intakeCommand(argv: string[]): Promise<number> {
   return guard(false, async () => {
     const { values } = parseArgs({
       args: argv,
-      options: { host: { type: 'string' }, port: { type: 'string' }, runbook: { type: 'string' }, config: { type: 'string' } },
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        runbook: { type: 'string' },
+        config: { type: 'string' },
+      },
       strict: true,
     });
     const port = values.port === undefined ? undefined : Number(values.port);
-    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536))
+      throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
     const cfg = loadConfig(values.config);
     const t = triggersOf(cfg).intake;
     // Before anything makes a Temporal connection: the runtime with the SDK's Prometheus exporter is installed once per process.
@@ -36,10 +42,15 @@ export function intakeCommand(argv: string[]): Promise<number> {
       host: values.host,
       port,
     });
-    for (const [name, env] of [['eventbridge', t.eventbridge.secretEnv], ['alertmanager', t.alertmanager.tokenEnv]] as const) {
+    for (const [name, env] of [
+      ['eventbridge', t.eventbridge.secretEnv],
+      ['alertmanager', t.alertmanager.tokenEnv],
+    ] as const) {
       if (!process.env[env]) console.log(`intake: ${name} endpoint refuses everything until ${env} is set`);
     }
-    console.log(`regionshift intake ready: ${intake.server.url} (POST /sns, /eventbridge, /alertmanager; GET /metrics); guardians configured for ${cfg.services.map((s) => s.name).join(', ')}${intake.watchers.length ? `; health watchers ${intake.watchers.join(', ')}` : ''}`);
+    console.log(
+      `regionshift intake ready: ${intake.server.url} (POST /sns, /eventbridge, /alertmanager; GET /metrics); guardians configured for ${cfg.services.map((s) => s.name).join(', ')}${intake.watchers.length ? `; health watchers ${intake.watchers.join(', ')}` : ''}`,
+    );
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGINT', stop);

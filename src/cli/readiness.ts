@@ -15,12 +15,20 @@ export function readinessCommand(argv: string[]): Promise<number> {
   return guard(json, async () => {
     const { values } = parseArgs({
       args: argv,
-      options: { service: { type: 'string' }, now: { type: 'boolean', default: false }, config: { type: 'string' }, json: { type: 'boolean', default: false } },
+      options: {
+        service: { type: 'string' },
+        now: { type: 'boolean', default: false },
+        config: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
       strict: true,
     });
     const cfg = loadConfig(values.config);
     const services = values.service ? cfg.services.filter((s) => s.name === values.service) : cfg.services;
-    if (!services.length) throw new InputError(`no service "${values.service}" in the config (${cfg.services.map((s) => s.name).join(', ')})\n${USAGE}`);
+    if (!services.length)
+      throw new InputError(
+        `no service "${values.service}" in the config (${cfg.services.map((s) => s.name).join(', ')})\n${USAGE}`,
+      );
     const client = await connect(cfg);
     try {
       const evaluations = await Promise.all(services.map((s) => latestReadiness(client, cfg, s, { now: values.now })));

@@ -12,8 +12,10 @@ import { formatFailbackRun, formatReconcileRun } from './reconcile-report';
 import { startAndFollow } from './run-follow';
 
 const USAGE = {
-  reconcile: 'usage: regionshift reconcile --service S [--by NAME] [--runbook FILE] [--join] [--no-wait] [--json] [--config FILE]',
-  failback: 'usage: regionshift failback --service S [--override-reason TEXT] [--by NAME] [--runbook FILE] [--join] [--no-wait] [--json] [--config FILE]',
+  reconcile:
+    'usage: regionshift reconcile --service S [--by NAME] [--runbook FILE] [--join] [--no-wait] [--json] [--config FILE]',
+  failback:
+    'usage: regionshift failback --service S [--override-reason TEXT] [--by NAME] [--runbook FILE] [--join] [--no-wait] [--json] [--config FILE]',
 };
 
 export function followUpCommand(argv: string[], kind: 'reconcile' | 'failback'): Promise<number> {
@@ -22,9 +24,14 @@ export function followUpCommand(argv: string[], kind: 'reconcile' | 'failback'):
     const { values } = parseArgs({
       args: argv,
       options: {
-        service: { type: 'string' }, by: { type: 'string' }, trigger: { type: 'string', default: 'cli' }, runbook: { type: 'string' },
-        join: { type: 'boolean', default: false }, 'no-wait': { type: 'boolean', default: false },
-        config: { type: 'string' }, json: { type: 'boolean', default: false },
+        service: { type: 'string' },
+        by: { type: 'string' },
+        trigger: { type: 'string', default: 'cli' },
+        runbook: { type: 'string' },
+        join: { type: 'boolean', default: false },
+        'no-wait': { type: 'boolean', default: false },
+        config: { type: 'string' },
+        json: { type: 'boolean', default: false },
         ...(kind === 'failback' ? { 'override-reason': { type: 'string' as const } } : {}),
       },
       strict: true,
@@ -35,11 +42,20 @@ export function followUpCommand(argv: string[], kind: 'reconcile' | 'failback'):
     const client = await connect(cfg);
     const overrideReason = (values as { 'override-reason'?: string })['override-reason'];
     const input = await buildFollowUpInput(client, cfg, runbook, {
-      service: values.service, requestedBy: requester(values.by), trigger: values.trigger, ...(overrideReason !== undefined ? { overrideReason } : {}),
+      service: values.service,
+      requestedBy: requester(values.by),
+      trigger: values.trigger,
+      ...(overrideReason !== undefined ? { overrideReason } : {}),
     });
-    if (!json) console.log(`${kind} of ${input.service} after failover ${input.handoff!.failoverRunId} (${input.handoff!.oldPrimary} → ${input.handoff!.newPrimary})`);
+    if (!json)
+      console.log(
+        `${kind} of ${input.service} after failover ${input.handoff!.failoverRunId} (${input.handoff!.oldPrimary} → ${input.handoff!.newPrimary})`,
+      );
     return startAndFollow(client, cfg, input, {
-      json, noWait: values['no-wait'], join: values.join, extra: kind === 'reconcile' ? formatReconcileRun : formatFailbackRun,
+      json,
+      noWait: values['no-wait'],
+      join: values.join,
+      extra: kind === 'reconcile' ? formatReconcileRun : formatFailbackRun,
     });
   });
 }

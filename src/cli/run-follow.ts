@@ -18,13 +18,19 @@ export interface FollowOptions {
   extra?: (rec: RunRecord) => string;
 }
 
-export async function startAndFollow(client: Client, cfg: Config, input: RunInput, opts: FollowOptions): Promise<number> {
+export async function startAndFollow(
+  client: Client,
+  cfg: Config,
+  input: RunInput,
+  opts: FollowOptions,
+): Promise<number> {
   const { json } = opts;
   const run = await startRun(client, input, { join: opts.join });
   const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, run.workflowId, run.runId);
   if (!json) console.log(`${run.started ? 'started' : 'joined'} ${run.workflowId} (run ${run.runId})\n  ${uiUrl}`);
   if (opts.noWait) {
-    if (json) console.log(JSON.stringify({ workflowId: run.workflowId, runId: run.runId, started: run.started, uiUrl }));
+    if (json)
+      console.log(JSON.stringify({ workflowId: run.workflowId, runId: run.runId, started: run.started, uiUrl }));
     return EXIT.ok;
   }
   const stopFollowing = json ? () => undefined : follow(client, run.workflowId, run.runId);
@@ -38,7 +44,8 @@ export async function startAndFollow(client: Client, cfg: Config, input: RunInpu
 export function exitCodeOf(rec: RunRecord): number {
   if (rec.status === 'succeeded') return EXIT.ok;
   // Preflight or a guard said no before anything changed.
-  const changed = rec.steps.some((s) => s.status === 'done' && s.action !== 'preflight') || rec.compensation?.undone.length;
+  const changed =
+    rec.steps.some((s) => s.status === 'done' && s.action !== 'preflight') || rec.compensation?.undone.length;
   return rec.status === 'failed' && !changed ? EXIT.refused : EXIT.failed;
 }
 
@@ -47,19 +54,27 @@ export function follow(client: Client, workflowId: string, runId: string): () =>
   const seen = new Map<string, string>();
   let announcedApproval = false;
   const timer = setInterval(() => {
-    client.workflow.getHandle(workflowId, runId).query<RunRecord>('progress').then((rec) => {
-      for (const s of rec.steps) {
-        const key = `${s.status}|${s.detail ?? ''}|${s.error ?? ''}`;
-        if (seen.get(s.id) !== key && s.status !== 'pending') {
-          seen.set(s.id, key);
-          console.log(stepLine(s));
-        }
-      }
-      if (rec.pendingApproval && !announcedApproval) {
-        announcedApproval = true;
-        console.log(`  waiting for approval: ${rec.pendingApproval.reason}\n    regionshift approve ${rec.service} --by <you>   (or --reject)`);
-      }
-    }, () => undefined);
+    client.workflow
+      .getHandle(workflowId, runId)
+      .query<RunRecord>('progress')
+      .then(
+        (rec) => {
+          for (const s of rec.steps) {
+            const key = `${s.status}|${s.detail ?? ''}|${s.error ?? ''}`;
+            if (seen.get(s.id) !== key && s.status !== 'pending') {
+              seen.set(s.id, key);
+              console.log(stepLine(s));
+            }
+          }
+          if (rec.pendingApproval && !announcedApproval) {
+            announcedApproval = true;
+            console.log(
+              `  waiting for approval: ${rec.pendingApproval.reason}\n    regionshift approve ${rec.service} --by <you>   (or --reject)`,
+            );
+          }
+        },
+        () => undefined,
+      );
   }, 250);
   return () => clearInterval(timer);
 }

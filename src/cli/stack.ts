@@ -51,10 +51,21 @@ function describe(c: ComponentStatus): string {
 }
 
 function table(components: ComponentStatus[]): string {
-  const rows = components.map((c) => [c.name, c.address ?? '-', c.health, c.pid === null ? '' : `pid ${c.pid}`, describe(c)]);
+  const rows = components.map((c) => [
+    c.name,
+    c.address ?? '-',
+    c.health,
+    c.pid === null ? '' : `pid ${c.pid}`,
+    describe(c),
+  ]);
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows
-    .map((r) => r.map((cell, i) => (i < 4 ? cell.padEnd(widths[i] ?? 0) : cell)).join('  ').trimEnd())
+    .map((r) =>
+      r
+        .map((cell, i) => (i < 4 ? cell.padEnd(widths[i] ?? 0) : cell))
+        .join('  ')
+        .trimEnd(),
+    )
     .join('\n');
 }
 
@@ -62,7 +73,10 @@ function table(components: ComponentStatus[]): string {
 function failures(components: ComponentStatus[], onlyLong = false): string[] {
   return components
     .filter((c) => c.health === 'down' && (!onlyLong || longDetail(c)))
-    .map((c) => `${c.name} is down: ${c.detail ?? 'not running'}${c.log && !(c.detail ?? '').includes(c.log) ? ` (log: ${c.log})` : ''}`);
+    .map(
+      (c) =>
+        `${c.name} is down: ${c.detail ?? 'not running'}${c.log && !(c.detail ?? '').includes(c.log) ? ` (log: ${c.log})` : ''}`,
+    );
 }
 
 /** Long details of components that are not down (warnings), which the table points to. */
@@ -79,7 +93,9 @@ async function up(file: string | undefined, json: boolean): Promise<number> {
   const ctx = context(file);
   const result = await stackUp({ ...ctx, onProgress: json ? undefined : (line) => console.log(line) });
   if (json) {
-    console.log(JSON.stringify({ components: result.components, temporalUi: result.temporalUi, ok: result.ok }, null, 2));
+    console.log(
+      JSON.stringify({ components: result.components, temporalUi: result.temporalUi, ok: result.ok }, null, 2),
+    );
     return result.ok ? EXIT.ok : EXIT.failed;
   }
   if (result.nothingStarted) console.log('all components already running; nothing started');
@@ -87,7 +103,8 @@ async function up(file: string | undefined, json: boolean): Promise<number> {
   for (const line of warnings(result.components)) console.log(line);
   for (const line of failures(result.components)) console.error(line);
   if (!replicated(result.components)) console.log(`Temporal UI: ${result.temporalUi}`);
-  if (!result.ok) console.error('some components failed; fix the cause shown above and run `regionshift stack up` again');
+  if (!result.ok)
+    console.error('some components failed; fix the cause shown above and run `regionshift stack up` again');
   return result.ok ? EXIT.ok : EXIT.failed;
 }
 
@@ -128,7 +145,11 @@ export async function stackCommand(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { json: { type: 'boolean', default: false }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        json: { type: 'boolean', default: false },
+        config: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
     });
   } catch (err) {
     console.error(`regionshift stack: ${(err as Error).message}\n\n${USAGE}`);
@@ -141,7 +162,9 @@ export async function stackCommand(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (!sub || extra.length > 0 || !['up', 'down', 'status'].includes(sub)) {
-    console.error(`regionshift stack: ${sub ? `unexpected "${[sub, ...extra].join(' ')}"` : 'missing subcommand'}\n\n${USAGE}`);
+    console.error(
+      `regionshift stack: ${sub ? `unexpected "${[sub, ...extra].join(' ')}"` : 'missing subcommand'}\n\n${USAGE}`,
+    );
     return EXIT.badInput;
   }
   const json = values.json ?? false;

@@ -34,7 +34,10 @@ export function statusCommand(argv: string[]): Promise<number> {
         const rec = await runRecord(client, workflowId, values['run-id']);
         const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, rec.workflowId, rec.runId);
         if (json) out.push({ ...rec, uiUrl, ...extra });
-        else console.log(`${formatRecord(rec, uiUrl)}${rec.alarms?.length ? `\n${formatAttachedAlarms(rec.alarms)}` : ''}${extraText}\n`);
+        else
+          console.log(
+            `${formatRecord(rec, uiUrl)}${rec.alarms?.length ? `\n${formatAttachedAlarms(rec.alarms)}` : ''}${extraText}\n`,
+          );
       } catch (err) {
         if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
         if (json) out.push({ workflowId, status: 'none', ...extra });

@@ -18,8 +18,14 @@ import { EXIT, guard } from './exit';
 export function validateCommand(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   return guard(json, async () => {
-    const { values, positionals } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false }, config: { type: 'string' } }, allowPositionals: true, strict: true });
-    if (positionals.length === 0) throw new InputError('usage: regionshift validate <file> [<file> …] [--config regionshift.yaml]');
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { json: { type: 'boolean', default: false }, config: { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length === 0)
+      throw new InputError('usage: regionshift validate <file> [<file> …] [--config regionshift.yaml]');
     const report = (file: string, what: string, hash: string): void => {
       if (json) console.log(JSON.stringify({ file, kind: what, valid: true, sha256: hash }));
       else console.log(`${file}: valid ${what} (sha256 ${hash.slice(0, 12)})`);
@@ -42,7 +48,13 @@ export function validateCommand(argv: string[]): Promise<number> {
       if (typeof probe === 'object' && probe !== null && 'steps' in probe) {
         // The config is read only when a plugin step needs it: a runbook alone validates anywhere.
         const steps = (probe as { steps: unknown }).steps;
-        const custom = Array.isArray(steps) && steps.some((s) => typeof (s as { action?: unknown })?.action === 'string' && isCustomAction((s as { action: string }).action));
+        const custom =
+          Array.isArray(steps) &&
+          steps.some(
+            (s) =>
+              typeof (s as { action?: unknown })?.action === 'string' &&
+              isCustomAction((s as { action: string }).action),
+          );
         report(file, 'runbook', loadRunbook(file, custom ? { plugins: await pluginsOf() } : {}).hash);
         continue;
       }
@@ -50,7 +62,8 @@ export function validateCommand(argv: string[]): Promise<number> {
       const cfg = loadConfig(file);
       const own = await loadPlugins(cfg.plugins);
       for (const svc of cfg.services) {
-        for (const rb of Object.values(svc.runbooks ?? {})) report(rb, `runbook of ${svc.name}`, loadRunbook(rb, { plugins: own }).hash);
+        for (const rb of Object.values(svc.runbooks ?? {}))
+          report(rb, `runbook of ${svc.name}`, loadRunbook(rb, { plugins: own }).hash);
       }
       report(file, 'service config', fileHash(file));
     }

@@ -7,7 +7,8 @@ import { EXIT } from './exit';
 import { clusterEndpoints, endpointOf } from '../lib/runs/control-plane';
 import { temporalAddressFor } from '../lib/runs/client';
 
-const USAGE = 'usage: regionshift worker --region <region> [--no-control] | --control-only [--no-make-current] [--metrics-port N] [--config FILE]';
+const USAGE =
+  'usage: regionshift worker --region <region> [--no-control] | --control-only [--no-make-current] [--metrics-port N] [--config FILE]';
 
 export async function workerCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -45,15 +46,30 @@ export async function workerCommand(argv: string[]): Promise<number> {
   // Replicated control plane: a region's worker polls its own region's cluster, which forwards to
   // the active one while passive, so a namespace failover never has to move it.
   // An empty TEMPORAL_ADDRESS (docker-compose's replicated profile) counts as unset.
-  const address = process.env.TEMPORAL_ADDRESS || (region && clusterEndpoints(config) ? endpointOf(config, region).address : await temporalAddressFor(config));
+  const address =
+    process.env.TEMPORAL_ADDRESS ||
+    (region && clusterEndpoints(config) ? endpointOf(config, region).address : await temporalAddressFor(config));
   const control = !values['no-control'];
   let metricsPort: PortChoice;
   try {
     metricsPort = workerMetricsPort(config, region, values['metrics-port']);
-    await runRegionWorkers({ config, region, control, address, namespace: config.temporal.namespace, metricsPort, makeCurrent: !values['no-make-current'] }, (rw) => {
-      const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
-      console.log(`regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? '; with the Temporal SDK\'s' : ''})${rw.tracing ? ' traces=OTLP' : ''}${rw.buildId ? ` version=${rw.buildId}` : ''}`);
-    });
+    await runRegionWorkers(
+      {
+        config,
+        region,
+        control,
+        address,
+        namespace: config.temporal.namespace,
+        metricsPort,
+        makeCurrent: !values['no-make-current'],
+      },
+      (rw) => {
+        const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
+        console.log(
+          `regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? "; with the Temporal SDK's" : ''})${rw.tracing ? ' traces=OTLP' : ''}${rw.buildId ? ` version=${rw.buildId}` : ''}`,
+        );
+      },
+    );
   } catch (err) {
     if (err instanceof MetricsSettingError) {
       console.error(`regionshift worker: ${err.message}`);

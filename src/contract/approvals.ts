@@ -13,7 +13,8 @@ export const SLACK_DECISION_KEY_ENV = 'REGIONSHIFT_SLACK_DECISION_KEY';
 export const SIGNATURE_MAX_AGE_MS = 10 * 60_000;
 export const SIGNATURE_MAX_SKEW_MS = 60_000;
 
-export type DecisionKind = 'approve' | 'reject' | 'abort' | 'case' | 'retry' | 'skip' | 'compensate' | 'pause' | 'resume';
+export type DecisionKind =
+  'approve' | 'reject' | 'abort' | 'case' | 'retry' | 'skip' | 'compensate' | 'pause' | 'resume';
 
 /** What is decided, named exactly. */
 export interface DecisionClaim {
@@ -45,10 +46,22 @@ export interface DecisionSignature {
 }
 
 /** The bytes that are signed: a JSON array, so no field can bleed into the next. */
-export function canonicalMessage(claim: DecisionClaim, sig: Pick<DecisionSignature, 'scheme' | 'at' | 'nonce'>): string {
+export function canonicalMessage(
+  claim: DecisionClaim,
+  sig: Pick<DecisionSignature, 'scheme' | 'at' | 'nonce'>,
+): string {
   return `${JSON.stringify([
-    'regionshift-decision/1', sig.scheme, claim.kind, claim.workflowId, claim.runId, claim.subject,
-    claim.by, [...claim.groups].sort(), claim.reason, sig.at, sig.nonce,
+    'regionshift-decision/1',
+    sig.scheme,
+    claim.kind,
+    claim.workflowId,
+    claim.runId,
+    claim.subject,
+    claim.by,
+    [...claim.groups].sort(),
+    claim.reason,
+    sig.at,
+    sig.nonce,
   ])}\n`;
 }
 

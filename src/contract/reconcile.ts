@@ -44,12 +44,26 @@ export function reconciliationIdOf(h: Pick<ReconcileHandoff, 'failoverRunId'>): 
  */
 export const TXN_CLASSES = ['only-old', 'only-new', 'identical', 'same-id-different-payload', 'replicated'] as const;
 export type TxnClass = (typeof TXN_CLASSES)[number];
-export const ROW_CLASSES = ['state-forward', 'update-update', 'update-delete', 'unique-key-collision', 'conflicting-state', 'lost-insert', 'identical-row'] as const;
+export const ROW_CLASSES = [
+  'state-forward',
+  'update-update',
+  'update-delete',
+  'unique-key-collision',
+  'conflicting-state',
+  'lost-insert',
+  'identical-row',
+] as const;
 export type RowClass = (typeof ROW_CLASSES)[number];
 
 export const CASE_KINDS = [
-  'overdraft', 'same-id-different-payload', 'conflicting-state', 'update-delete', 'unique-key-collision',
-  'external-effect', 'high-value', 'verify-mismatch',
+  'overdraft',
+  'same-id-different-payload',
+  'conflicting-state',
+  'update-delete',
+  'unique-key-collision',
+  'external-effect',
+  'high-value',
+  'verify-mismatch',
 ] as const;
 export type CaseKind = (typeof CASE_KINDS)[number];
 

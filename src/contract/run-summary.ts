@@ -43,19 +43,35 @@ const ms = (iso: string | undefined): number | undefined => {
 
 /** `failureType` is the ApplicationFailure type the run ended with (RunRefused, RunFailed, RunAborted). */
 export function summarizeRun(rec: RunRecord, failureType?: string): RunSummary {
-  const result: RunResult = rec.status === 'succeeded' ? 'succeeded' : rec.status === 'aborted' ? 'aborted' : failureType === 'RunRefused' ? 'refused' : 'failed';
+  const result: RunResult =
+    rec.status === 'succeeded'
+      ? 'succeeded'
+      : rec.status === 'aborted'
+        ? 'aborted'
+        : failureType === 'RunRefused'
+          ? 'refused'
+          : 'failed';
   const startedMs = ms(rec.startedAt) ?? Date.now();
   const steps: StepTiming[] = [];
   for (const s of rec.steps) {
     const started = ms(s.startedAt);
     const ended = ms(s.endedAt);
     if (started === undefined || ended === undefined) continue; // skipped or never reached
-    steps.push({ id: s.id, action: s.action ?? 'approval', status: s.status, ...(s.region ? { region: s.region } : {}), startedMs: started, endedMs: ended });
+    steps.push({
+      id: s.id,
+      action: s.action ?? 'approval',
+      status: s.status,
+      ...(s.region ? { region: s.region } : {}),
+      startedMs: started,
+      endedMs: ended,
+    });
   }
   const approvals = rec.approvals.flatMap((a) => {
     const stepStart = ms(rec.steps.find((s) => s.id === a.stepId)?.startedAt);
     const at = ms(a.at);
-    return stepStart === undefined || at === undefined ? [] : [{ stepId: a.stepId, decision: a.decision, waitMs: Math.max(0, at - stepStart) }];
+    return stepStart === undefined || at === undefined
+      ? []
+      : [{ stepId: a.stepId, decision: a.decision, waitMs: Math.max(0, at - stepStart) }];
   });
   return {
     workflowId: rec.workflowId,

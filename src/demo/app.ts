@@ -53,7 +53,10 @@ export interface DemoAppOptions {
 const KEYS_KEPT = 1000;
 const MAX_BODY = 64 * 1024;
 
-interface Answer { status: number; body: string }
+interface Answer {
+  status: number;
+  body: string;
+}
 
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((ok, fail) => {
@@ -83,7 +86,12 @@ export async function startDemoApp(service: Service, opts: DemoAppOptions): Prom
     let pool = pools.get(region);
     if (!pool) {
       const db = postgresDatabase(service).regions[region]!;
-      pool = new Pool({ connectionString: dsn(nodeOf(service, region), db.appUser, db.database), max: 1, connectionTimeoutMillis: 1_000, query_timeout: 3_000 });
+      pool = new Pool({
+        connectionString: dsn(nodeOf(service, region), db.appUser, db.database),
+        max: 1,
+        connectionTimeoutMillis: 1_000,
+        query_timeout: 3_000,
+      });
       // A fenced or killed server ends its sessions; the next write reports it.
       pool.on('error', () => undefined);
       pool.on('connect', (c) => c.on('error', () => undefined));
@@ -120,12 +128,21 @@ export async function startDemoApp(service: Service, opts: DemoAppOptions): Prom
     }
     const want = body.primary;
     if (typeof want !== 'string' || !regions.includes(want)) {
-      return { status: 422, body: `primary ${JSON.stringify(want)} is not a region of ${service.name} (${regions.join(', ')})\n` };
+      return {
+        status: 422,
+        body: `primary ${JSON.stringify(want)} is not a region of ${service.name} (${regions.join(', ')})\n`,
+      };
     }
     if (want === primary) return { status: 200, body: `already writing to ${want}\n` };
     const previous = primary;
     primary = want;
-    told.push({ key, primary: want, previous, ...(typeof body.run === 'string' ? { run: body.run } : {}), at: new Date().toISOString() });
+    told.push({
+      key,
+      primary: want,
+      previous,
+      ...(typeof body.run === 'string' ? { run: body.run } : {}),
+      at: new Date().toISOString(),
+    });
     return { status: 200, body: `now writing to ${want} (was ${previous})\n` };
   };
 
@@ -139,7 +156,8 @@ export async function startDemoApp(service: Service, opts: DemoAppOptions): Prom
       return;
     }
     if (path !== '/primary') return send({ status: 404, body: 'try POST /primary or GET /status\n' });
-    if (req.method !== 'POST') return send({ status: 405, body: 'POST /primary {"primary": "<region>"}\n' }, { allow: 'POST' });
+    if (req.method !== 'POST')
+      return send({ status: 405, body: 'POST /primary {"primary": "<region>"}\n' }, { allow: 'POST' });
     const key = req.headers['idempotency-key'];
     if (typeof key !== 'string' || !key) return send({ status: 400, body: 'an Idempotency-Key header is required\n' });
     const raw = await readBody(req);
@@ -153,7 +171,14 @@ export async function startDemoApp(service: Service, opts: DemoAppOptions): Prom
     send(answer);
   };
 
-  const status = (): AppStatus => ({ service: service.name, primary, told: [...told], writes: { ...writes }, last, errors: { ...errors } });
+  const status = (): AppStatus => ({
+    service: service.name,
+    primary,
+    told: [...told],
+    writes: { ...writes },
+    last,
+    errors: { ...errors },
+  });
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: Error) => {

@@ -7,7 +7,9 @@ import type { Service } from '../lib/config/schema';
 export function standInSigner(service: Service, name: string): DecisionSigner {
   const entry = service.policy.approvers.find((a) => a.name === name);
   if (!entry?.sshKeysFile?.endsWith('.pub')) {
-    throw new Error(`approving as ${name} needs, in ${service.name}'s policy.approvers, { name: ${name}, sshKeysFile: <path>.pub } (as in regionshift.yaml)`);
+    throw new Error(
+      `approving as ${name} needs, in ${service.name}'s policy.approvers, { name: ${name}, sshKeysFile: <path>.pub } (as in regionshift.yaml)`,
+    );
   }
   const key = ensureKeyPair(entry.sshKeysFile.slice(0, -'.pub'.length), `${name} (regionshift stand-in approver)`);
   return sshKeySigner(key.privateKey);

@@ -62,7 +62,9 @@ GRANT SELECT, INSERT ON journal, ledger_entries, accounts, loans TO ${role};
 GRANT UPDATE (balance) ON accounts TO ${role};
 GRANT UPDATE (status, version, updated_at) ON loans TO ${role};
 GRANT USAGE ON SEQUENCE ledger_entries_id_seq TO ${role};
-`.replace('$ACCOUNTS$', `ARRAY[${ACCOUNTS.map((a) => `'${a}'`).join(', ')}]`).replace('$LOANS$', `ARRAY[${LOANS.map((l) => `'${l}'`).join(', ')}]`);
+`
+    .replace('$ACCOUNTS$', `ARRAY[${ACCOUNTS.map((a) => `'${a}'`).join(', ')}]`)
+    .replace('$LOANS$', `ARRAY[${LOANS.map((l) => `'${l}'`).join(', ')}]`);
 }
 
 /**
@@ -84,7 +86,11 @@ UPDATE accounts a SET balance = a.balance + e.amount FROM e WHERE a.id = e.accou
 
 /** A superuser session on a node (setup and checks, never the application's writes). */
 export async function adminClient(node: PgNode): Promise<Client> {
-  const client = new Client({ connectionString: dsn(node, PG_SUPERUSER), connectionTimeoutMillis: 3_000, query_timeout: 15_000 });
+  const client = new Client({
+    connectionString: dsn(node, PG_SUPERUSER),
+    connectionTimeoutMillis: 3_000,
+    query_timeout: 15_000,
+  });
   client.on('error', () => undefined);
   await client.connect();
   return client;
@@ -116,7 +122,9 @@ export function randomTransfer(id: string): Transfer {
 }
 
 export function transferHash(t: Transfer): string {
-  return createHash('sha256').update(JSON.stringify([t.id, t.from, t.to, t.amount])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([t.id, t.from, t.to, t.amount]))
+    .digest('hex');
 }
 
 /** Raised when a transfer would take its debited account below zero: the application refuses it. */
@@ -142,9 +150,16 @@ export async function bookTransfer(client: ClientBase, t: Transfer): Promise<str
       'INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id) VALUES ($1, $2, $3, $5), ($4, $6, $7, $5)',
       [uuidFromName(`${t.id}:debit`), t.from, -t.amount, uuidFromName(`${t.id}:credit`), t.id, t.to, t.amount],
     );
-    for (const [account, delta] of [[t.from, -t.amount], [t.to, t.amount]].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)) as [string, number][]) {
-      const res = await client.query<{ balance: string }>('UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance', [account, delta]);
-      if (delta < 0 && res.rows[0] && Number(res.rows[0].balance) < 0) throw new InsufficientFunds(`insufficient funds in ${account}`);
+    for (const [account, delta] of [
+      [t.from, -t.amount],
+      [t.to, t.amount],
+    ].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)) as [string, number][]) {
+      const res = await client.query<{ balance: string }>(
+        'UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance',
+        [account, delta],
+      );
+      if (delta < 0 && res.rows[0] && Number(res.rows[0].balance) < 0)
+        throw new InsufficientFunds(`insufficient funds in ${account}`);
     }
     await client.query('COMMIT');
     return row.rows[0]!.origin_region;
@@ -158,7 +173,8 @@ export async function bookTransfer(client: ClientBase, t: Transfer): Promise<str
 export async function advanceLoan(client: ClientBase, id: string, loan: string): Promise<string | undefined> {
   await client.query('BEGIN');
   try {
-    const cur = (await client.query<{ status: string }>('SELECT status FROM loans WHERE id = $1 FOR UPDATE', [loan])).rows[0];
+    const cur = (await client.query<{ status: string }>('SELECT status FROM loans WHERE id = $1 FOR UPDATE', [loan]))
+      .rows[0];
     const next = cur ? LOAN_STATES[LOAN_STATES.indexOf(cur.status as (typeof LOAN_STATES)[number]) + 1] : undefined;
     if (!next) {
       await client.query('ROLLBACK');
@@ -166,9 +182,18 @@ export async function advanceLoan(client: ClientBase, id: string, loan: string):
     }
     const row = await client.query<{ origin_region: string }>(
       `INSERT INTO journal (id, origin_region, keys, payload_hash) VALUES ($1, current_setting('cluster_name'), $2, $3) RETURNING origin_region`,
-      [id, [`loan:${loan}`], createHash('sha256').update(JSON.stringify([id, loan, next])).digest('hex')],
+      [
+        id,
+        [`loan:${loan}`],
+        createHash('sha256')
+          .update(JSON.stringify([id, loan, next]))
+          .digest('hex'),
+      ],
     );
-    await client.query('UPDATE loans SET status = $2, version = version + 1, updated_at = now() WHERE id = $1', [loan, next]);
+    await client.query('UPDATE loans SET status = $2, version = version + 1, updated_at = now() WHERE id = $1', [
+      loan,
+      next,
+    ]);
     await client.query('COMMIT');
     return row.rows[0]!.origin_region;
   } catch (err) {
@@ -179,7 +204,17 @@ export async function advanceLoan(client: ClientBase, id: string, loan: string):
 
 /** The demo ledger's reconcile block (src/lib/config/reconcile.ts): the defaults plus its loans. */
 export const DEMO_RECONCILE = {
-  mutable: [{ table: 'loans', key: 'id', status: 'status', version: 'version', updatedAt: 'updated_at', keyPrefix: 'loan:', states: [...LOAN_STATES] }],
+  mutable: [
+    {
+      table: 'loans',
+      key: 'id',
+      status: 'status',
+      version: 'version',
+      updatedAt: 'updated_at',
+      keyPrefix: 'loan:',
+      states: [...LOAN_STATES],
+    },
+  ],
 };
 
 /** Which of `ids` the node's journal holds. */

@@ -119,7 +119,8 @@ export function startWriteLoad(config: Config, service: Service, opts: LoadOptio
       let conn;
       try {
         conn = await poolFor(region).connect();
-        const loan = loanMoves > 0 && Math.random() < loanMoves ? LOANS[Math.floor(Math.random() * LOANS.length)]! : undefined;
+        const loan =
+          loanMoves > 0 && Math.random() < loanMoves ? LOANS[Math.floor(Math.random() * LOANS.length)]! : undefined;
         const committedBy = loan ? await advanceLoan(conn, transfer.id, loan) : await bookTransfer(conn, transfer);
         if (committedBy) acks.push({ id: transfer.id, region: committedBy, at: Date.now() });
         conn.release();
@@ -149,7 +150,9 @@ export function startWriteLoad(config: Config, service: Service, opts: LoadOptio
     },
     stop() {
       stopped = true;
-      stopping ??= Promise.all(running).then(() => Promise.all([...pools.values()].map((p) => p.end().catch(() => undefined)))).then(() => undefined);
+      stopping ??= Promise.all(running)
+        .then(() => Promise.all([...pools.values()].map((p) => p.end().catch(() => undefined))))
+        .then(() => undefined);
       return stopping;
     },
   };

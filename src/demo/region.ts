@@ -49,7 +49,11 @@ async function killWorker(home: string, region: string, component = workerCompon
 }
 
 /** Stops the region's PostgreSQL (immediate: no checkpoint, like a crash) and SIGKILLs its worker (and its Temporal cluster, when replicated). */
-export async function killRegion(ctx: StackContext & { home: string }, service: Service, region: string): Promise<Killed> {
+export async function killRegion(
+  ctx: StackContext & { home: string },
+  service: Service,
+  region: string,
+): Promise<Killed> {
   const node = nodeOf(service, region);
   const bin = pgBinFor(ctx.home, service.name, node);
   const at = Date.now();
@@ -88,7 +92,8 @@ function removeNodeFiles(node: PgNode): void {
   const parent = dirname(node.dataDir);
   const aside = `${basename(node.dataDir)}.before-reclone-`;
   if (!existsSync(parent)) return;
-  for (const entry of readdirSync(parent)) if (entry.startsWith(aside)) rmSync(join(parent, entry), { recursive: true, force: true });
+  for (const entry of readdirSync(parent))
+    if (entry.startsWith(aside)) rmSync(join(parent, entry), { recursive: true, force: true });
 }
 
 /**
@@ -106,12 +111,14 @@ export async function rebuildPair(
   const say = ctx.onProgress ?? (() => undefined);
   for (const region of service.regions) {
     const id = fenceOnReturnWorkflowId(service.name, region);
-    if (await terminateIfRunning(client, id, 'the demo ledger is being rebuilt from scratch')) say(`terminated ${id} (its region is being rebuilt)`);
+    if (await terminateIfRunning(client, id, 'the demo ledger is being rebuilt from scratch'))
+      say(`terminated ${id} (its region is being rebuilt)`);
   }
   // The guardian's memory (the writer, its drains, the cooldown) is of the ledger being thrown
   // away; the intake starts a fresh one, from the config, with the next alert.
   const guardian = guardianWorkflowId(service.name);
-  if (await terminateIfRunning(client, guardian, 'the demo ledger is being rebuilt from scratch')) say(`terminated ${guardian} (it remembered the ledger being rebuilt)`);
+  if (await terminateIfRunning(client, guardian, 'the demo ledger is being rebuilt from scratch'))
+    say(`terminated ${guardian} (it remembered the ledger being rebuilt)`);
   await Promise.all(
     service.regions.map(async (region) => {
       const node = nodeOf(service, region);
@@ -132,7 +139,10 @@ export async function rebuildPair(
  * when the service has more regions, spare: the last one, lost and drained as a region that is
  * not the writer.
  */
-export function configRegions(config: Config, serviceName: string): { service: Service; home: string; away: string; spare?: string } {
+export function configRegions(
+  config: Config,
+  serviceName: string,
+): { service: Service; home: string; away: string; spare?: string } {
   const service = config.services.find((s) => s.name === serviceName);
   if (!service) throw new Error(`the config has no service "${serviceName}"; the demo runs on service ${serviceName}`);
   const [home, away, ...rest] = service.regions as [string, string, ...string[]];
@@ -145,7 +155,11 @@ export function configRegions(config: Config, serviceName: string): { service: S
  * primary's writes after the divergence exist nowhere else; reconciliation reads them before
  * anything rewinds them), then the stack brings up what is still down (its worker).
  */
-export async function reviveRegion(ctx: StackContext & { home: string; onProgress?: (line: string) => void }, service: Service, region: string): Promise<{ postgres: string; up: UpResult }> {
+export async function reviveRegion(
+  ctx: StackContext & { home: string; onProgress?: (line: string) => void },
+  service: Service,
+  region: string,
+): Promise<{ postgres: string; up: UpResult }> {
   const node = nodeOf(service, region);
   const bin = pgBinFor(ctx.home, service.name, node);
   await startReadOnly(bin, node);
@@ -158,7 +172,11 @@ export async function reviveRegion(ctx: StackContext & { home: string; onProgres
  * receiving WAL (replication falls behind) while the primary keeps acknowledging its clients.
  * Everything it acknowledges from now on exists only in that region.
  */
-export async function cutReplication(ctx: StackContext & { home: string }, service: Service, standbyRegion: string): Promise<string> {
+export async function cutReplication(
+  ctx: StackContext & { home: string },
+  service: Service,
+  standbyRegion: string,
+): Promise<string> {
   const node = nodeOf(service, standbyRegion);
   const bin = pgBinFor(ctx.home, service.name, node);
   await psql(bin, node, "ALTER SYSTEM SET primary_conninfo = ''");

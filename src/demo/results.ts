@@ -64,7 +64,9 @@ export interface DemoAppFollow {
 
 export function formatAppFollow(app: DemoAppFollow, writer: string): string {
   const told = app.toldWith ? `told by the run (Idempotency-Key ${app.toldWith})` : 'not told by this run';
-  const last = app.lastWrite ? `its last write ${app.lastWrite.id} is ${app.inWriter ? '' : 'NOT '}in ${writer}'s database` : 'no write committed yet';
+  const last = app.lastWrite
+    ? `its last write ${app.lastWrite.id} is ${app.inWriter ? '' : 'NOT '}in ${writer}'s database`
+    : 'no write committed yet';
   return `application: writes to ${app.primary}, ${told}; ${last}`;
 }
 
@@ -91,7 +93,15 @@ export function detectionOf(rec: RunRecord, killedAt: number): Detection {
 
 export function toDemoRun(
   rec: RunRecord,
-  facts: { uiUrl: string; lostWrites: number; writesAcked: number; clientRtoMs: number | undefined; regionsAfter?: DemoRegion[]; killedAt?: number; app?: DemoAppFollow | null },
+  facts: {
+    uiUrl: string;
+    lostWrites: number;
+    writesAcked: number;
+    clientRtoMs: number | undefined;
+    regionsAfter?: DemoRegion[];
+    killedAt?: number;
+    app?: DemoAppFollow | null;
+  },
 ): DemoRun {
   return {
     workflowId: rec.workflowId,
@@ -104,9 +114,14 @@ export function toDemoRun(
     trigger: rec.trigger,
     detection: facts.killedAt !== undefined ? detectionOf(rec, facts.killedAt) : null,
     steps: rec.steps.map((s) => ({
-      id: s.id, title: s.title, status: s.status, region: s.region ?? null,
-      startedAt: s.startedAt ?? null, endedAt: s.endedAt ?? null,
-      ...(s.detail ? { detail: s.detail } : {}), ...(s.error ? { error: s.error } : {}),
+      id: s.id,
+      title: s.title,
+      status: s.status,
+      region: s.region ?? null,
+      startedAt: s.startedAt ?? null,
+      endedAt: s.endedAt ?? null,
+      ...(s.detail ? { detail: s.detail } : {}),
+      ...(s.error ? { error: s.error } : {}),
     })),
     rtoMs: rec.rtoMs ?? null,
     clientRtoMs: facts.clientRtoMs ?? null,
@@ -124,11 +139,18 @@ export function toDemoRun(
 export function formatDemoRun(rec: RunRecord, run: DemoRun): string {
   const lines = [formatRecord(rec, run.uiUrl), ''];
   lines.push(`lost writes: ${run.lostWrites} of ${run.writesAcked} acknowledged by ${run.source ?? '?'}`);
-  const client = run.clientRtoMs === null ? 'no write accepted yet' : `${run.clientRtoMs} ms until the first transfer committed in ${run.target}`;
+  const client =
+    run.clientRtoMs === null
+      ? 'no write accepted yet'
+      : `${run.clientRtoMs} ms until the first transfer committed in ${run.target}`;
   lines.push(`RTO: ${run.rtoMs ?? '?'} ms (workflow, to verified writes); ${client} (application)`);
-  if (run.detection) lines.push(`detection: the guardian started the run ${run.detection.detectedMs} ms after the kill (${run.trigger}); the RTO above includes it`);
+  if (run.detection)
+    lines.push(
+      `detection: the guardian started the run ${run.detection.detectedMs} ms after the kill (${run.trigger}); the RTO above includes it`,
+    );
   if (run.regionsAfter.length) lines.push(`databases now: ${describeRegions(run.regionsAfter)}`);
-  if (run.app) lines.push(formatAppFollow(run.app, run.status === 'succeeded' ? run.target : (run.source ?? run.target)));
+  if (run.app)
+    lines.push(formatAppFollow(run.app, run.status === 'succeeded' ? run.target : (run.source ?? run.target)));
   return lines.join('\n');
 }
 
@@ -153,7 +175,10 @@ export interface DemoDrain {
   uiUrl: string;
 }
 
-export function toDemoDrain(rec: RunRecord, facts: { uiUrl: string; regionsAfter: DemoRegion[]; killedAt?: number }): DemoDrain {
+export function toDemoDrain(
+  rec: RunRecord,
+  facts: { uiUrl: string; regionsAfter: DemoRegion[]; killedAt?: number },
+): DemoDrain {
   return {
     workflowId: rec.workflowId,
     runId: rec.runId,
@@ -240,7 +265,12 @@ function stepsOf(rec: RunRecord): DemoStep[] {
 
 export function toDemoReconciliation(
   rec: RunRecord,
-  facts: { uiUrl: string; missingBefore: number; missingAfter: number; casesResolved: DemoReconciliation['casesResolved'] },
+  facts: {
+    uiUrl: string;
+    missingBefore: number;
+    missingAfter: number;
+    casesResolved: DemoReconciliation['casesResolved'];
+  },
 ): DemoReconciliation {
   const rep = rec.reconciliation?.report;
   const apply = rec.reconciliation?.apply;
@@ -251,8 +281,22 @@ export function toDemoReconciliation(
     oldRegion: rec.source ?? '',
     newRegion: rec.target,
     steps: stepsOf(rec),
-    transactions: rep?.txn ?? { 'only-old': 0, 'only-new': 0, identical: 0, 'same-id-different-payload': 0, replicated: 0 },
-    rows: rep?.rows ?? { 'state-forward': 0, 'update-update': 0, 'update-delete': 0, 'unique-key-collision': 0, 'conflicting-state': 0, 'lost-insert': 0, 'identical-row': 0 },
+    transactions: rep?.txn ?? {
+      'only-old': 0,
+      'only-new': 0,
+      identical: 0,
+      'same-id-different-payload': 0,
+      replicated: 0,
+    },
+    rows: rep?.rows ?? {
+      'state-forward': 0,
+      'update-update': 0,
+      'update-delete': 0,
+      'unique-key-collision': 0,
+      'conflicting-state': 0,
+      'lost-insert': 0,
+      'identical-row': 0,
+    },
     transactionsReapplied: rep?.applied.transactions ?? apply?.transactionsApplied ?? 0,
     entriesReapplied: rep?.applied.entries ?? apply?.entriesApplied ?? 0,
     stateMoves: rep?.applied.stateMoves ?? 0,
@@ -270,11 +314,23 @@ export function toDemoReconciliation(
 }
 
 const weightsOf = (t: TrafficState | undefined): Record<string, number | string> =>
-  Object.fromEntries((t?.records ?? []).map((r) => (r.location !== undefined ? [r.location, r.region] : [r.region, r.weight ?? r.failover ?? r.routingControl ?? ''])));
+  Object.fromEntries(
+    (t?.records ?? []).map((r) =>
+      r.location !== undefined ? [r.location, r.region] : [r.region, r.weight ?? r.failover ?? r.routingControl ?? ''],
+    ),
+  );
 
 export function toDemoFailback(
   rec: RunRecord,
-  facts: { uiUrl: string; lostWrites: number; writesAcked: number; trafficBefore?: TrafficState; trafficAfter?: TrafficState; regionsAfter: DemoRegion[]; app?: DemoAppFollow | null },
+  facts: {
+    uiUrl: string;
+    lostWrites: number;
+    writesAcked: number;
+    trafficBefore?: TrafficState;
+    trafficAfter?: TrafficState;
+    regionsAfter: DemoRegion[];
+    app?: DemoAppFollow | null;
+  },
 ): DemoFailback {
   return {
     workflowId: rec.workflowId,
@@ -299,13 +355,17 @@ export function formatDemoReconciliation(rec: RunRecord, r: DemoReconciliation):
   const lines = [formatRecord(rec, r.uiUrl), ''];
   if (rec.reconciliation?.report) lines.push(formatReconcileReport(rec.reconciliation.report), '');
   for (const c of r.casesResolved) lines.push(`case ${c.id} (${c.kind}) resolved: ${c.action} by ${c.by}`);
-  lines.push(`lost writes: ${r.missingBefore} missing in ${r.newRegion} before reconciliation, ${r.missingAfter} after (neither present nor held in a case)`);
+  lines.push(
+    `lost writes: ${r.missingBefore} missing in ${r.newRegion} before reconciliation, ${r.missingAfter} after (neither present nor held in a case)`,
+  );
   return lines.join('\n');
 }
 
 export function formatDemoFailback(rec: RunRecord, f: DemoFailback): string {
   const lines = [formatRecord(rec, f.uiUrl), formatFailbackRun(rec), ''];
-  lines.push(`RPO of the failback: ${f.rpo.lostWrites} of ${f.rpo.writesAcked} writes ${f.source ?? '?'} acknowledged during it are missing in ${f.target}${f.rpo.zeroLoss ? ' (fenced, lag confirmed zero)' : ''}`);
+  lines.push(
+    `RPO of the failback: ${f.rpo.lostWrites} of ${f.rpo.writesAcked} writes ${f.source ?? '?'} acknowledged during it are missing in ${f.target}${f.rpo.zeroLoss ? ' (fenced, lag confirmed zero)' : ''}`,
+  );
   lines.push(`traffic: ${JSON.stringify(f.trafficAfter)} (before the failover: ${JSON.stringify(f.trafficBefore)})`);
   if (f.regionsAfter.length) lines.push(`databases now: ${describeRegions(f.regionsAfter)}`);
   if (f.app) lines.push(formatAppFollow(f.app, f.status === 'succeeded' ? f.target : (f.source ?? f.target)));

@@ -51,8 +51,13 @@ const POLL_MS = 100;
 
 export async function runFailover(client: Client, config: Config, req: FailoverRequest): Promise<FailoverRun> {
   const input = buildRunInput(config, await loadServiceRunbook(config, req.service, 'failover'), {
-    service: req.service, target: req.target, mode: req.mode, dryRun: false,
-    requestedBy: req.requestedBy, trigger: req.trigger, triggeredAt: req.triggeredAt,
+    service: req.service,
+    target: req.target,
+    mode: req.mode,
+    dryRun: false,
+    requestedBy: req.requestedBy,
+    trigger: req.trigger,
+    triggeredAt: req.triggeredAt,
   });
   return runInput(client, config, input, req);
 }
@@ -65,7 +70,10 @@ export interface FollowUpRunRequest extends Omit<FailoverRequest, 'target' | 'mo
 /** A reconcile or failback run after the service's latest unplanned failover, as `regionshift reconcile|failback` starts it. */
 export async function runFollowUp(client: Client, config: Config, req: FollowUpRunRequest): Promise<FailoverRun> {
   const input = await buildFollowUpInput(client, config, await loadServiceRunbook(config, req.service, req.kind), {
-    service: req.service, requestedBy: req.requestedBy, trigger: req.trigger, ...(req.overrideReason ? { overrideReason: req.overrideReason } : {}),
+    service: req.service,
+    requestedBy: req.requestedBy,
+    trigger: req.trigger,
+    ...(req.overrideReason ? { overrideReason: req.overrideReason } : {}),
   });
   return runInput(client, config, input, req);
 }
@@ -78,12 +86,26 @@ export interface DrainRunRequest extends Omit<FailoverRequest, 'target' | 'mode'
 /** A drain, or the undrain of the region's latest drain, as `regionshift drain|undrain` starts it. */
 export async function runDrain(client: Client, config: Config, req: DrainRunRequest): Promise<FailoverRun> {
   const runbook = await loadServiceRunbook(config, req.service, req.kind);
-  const drainReq = { service: req.service, region: req.region, requestedBy: req.requestedBy, trigger: req.trigger, triggeredAt: req.triggeredAt };
-  const input = req.kind === 'undrain' ? await buildUndrainInput(client, config, runbook, drainReq) : buildDrainInput(config, runbook, drainReq);
+  const drainReq = {
+    service: req.service,
+    region: req.region,
+    requestedBy: req.requestedBy,
+    trigger: req.trigger,
+    triggeredAt: req.triggeredAt,
+  };
+  const input =
+    req.kind === 'undrain'
+      ? await buildUndrainInput(client, config, runbook, drainReq)
+      : buildDrainInput(config, runbook, drainReq);
   return runInput(client, config, input, req);
 }
 
-async function runInput(client: Client, config: Config, input: RunInput, req: Pick<FailoverRequest, 'approver' | 'onProgress' | 'service'>): Promise<FailoverRun> {
+async function runInput(
+  client: Client,
+  config: Config,
+  input: RunInput,
+  req: Pick<FailoverRequest, 'approver' | 'onProgress' | 'service'>,
+): Promise<FailoverRun> {
   const run = await startRun(client, input);
   (req.onProgress ?? (() => undefined))(`  started ${run.workflowId} run ${run.runId}`);
   return followRun(client, config, run, req);
@@ -104,7 +126,11 @@ export interface GuardianRunRequest {
  * itself: the demo waits for it to appear under the service's run id, answers its gates as the
  * on-call, and returns its record. Nobody but the guardian starts it.
  */
-export async function awaitGuardianRun(client: Client, config: Config, req: GuardianRunRequest): Promise<FailoverRun & { seenAt: number }> {
+export async function awaitGuardianRun(
+  client: Client,
+  config: Config,
+  req: GuardianRunRequest,
+): Promise<FailoverRun & { seenAt: number }> {
   const handle = client.workflow.getHandle(runWorkflowId(req.service));
   const deadline = Date.now() + req.timeoutMs;
   for (;;) {
@@ -114,12 +140,25 @@ export async function awaitGuardianRun(client: Client, config: Config, req: Guar
     });
     if (desc && desc.startTime.getTime() >= req.startedAfter) {
       const seenAt = Date.now();
-      (req.onProgress ?? (() => undefined))(`  the guardian started ${desc.workflowId} run ${desc.runId} ${desc.startTime.getTime() - req.startedAfter} ms after the kill`);
+      (req.onProgress ?? (() => undefined))(
+        `  the guardian started ${desc.workflowId} run ${desc.runId} ${desc.startTime.getTime() - req.startedAfter} ms after the kill`,
+      );
       return { ...(await followRun(client, config, { workflowId: desc.workflowId, runId: desc.runId }, req)), seenAt };
     }
     if (Date.now() > deadline) {
-      const view = await client.workflow.getHandle(guardianWorkflowId(req.service)).query<GuardianView>('state').catch((err: Error) => err);
-      const saw = view instanceof Error ? `the guardian could not be asked (${view.message})` : `the guardian's last decisions: ${view.decisions.slice(-4).map((d) => `${d.kind}: ${d.detail}`).join(' | ') || 'none'}`;
+      const view = await client.workflow
+        .getHandle(guardianWorkflowId(req.service))
+        .query<GuardianView>('state')
+        .catch((err: Error) => err);
+      const saw =
+        view instanceof Error
+          ? `the guardian could not be asked (${view.message})`
+          : `the guardian's last decisions: ${
+              view.decisions
+                .slice(-4)
+                .map((d) => `${d.kind}: ${d.detail}`)
+                .join(' | ') || 'none'
+            }`;
       throw new Error(`no run of ${req.service} started within ${req.timeoutMs / 1000} s of the kill; ${saw}`);
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
@@ -138,7 +177,12 @@ export async function guardianCooldownUntil(client: Client, service: string): Pr
   }
 }
 
-async function followRun(client: Client, config: Config, run: { workflowId: string; runId: string }, req: Pick<FailoverRequest, 'approver' | 'onProgress' | 'service'>): Promise<FailoverRun> {
+async function followRun(
+  client: Client,
+  config: Config,
+  run: { workflowId: string; runId: string },
+  req: Pick<FailoverRequest, 'approver' | 'onProgress' | 'service'>,
+): Promise<FailoverRun> {
   const say = req.onProgress ?? (() => undefined);
   const uiUrl = runUiUrl(config.temporal.uiUrl, config.temporal.namespace, run.workflowId, run.runId);
   say(`  ${uiUrl}`);
@@ -165,11 +209,18 @@ async function followRun(client: Client, config: Config, run: { workflowId: stri
         answered.add(key);
         say(`  approval asked at step ${pending.stepId}: ${pending.reason}`);
         try {
-          await approveRun(client, run.workflowId, { by: approver.by, decision: 'approve', reason: approver.reason }, approver.signer);
+          await approveRun(
+            client,
+            run.workflowId,
+            { by: approver.by, decision: 'approve', reason: approver.reason },
+            approver.signer,
+          );
           approved.push({ stepId: pending.stepId, reason: pending.reason });
           say(`  approved by ${approver.by} (playing the on-call): "${approver.reason}"`);
         } catch (err) {
-          say(`  could not approve as ${approver.by}: ${(err as Error).message}; the run waits for a person: regionshift approve ${req.service} --by <you> --key <your ssh key>`);
+          say(
+            `  could not approve as ${approver.by}: ${(err as Error).message}; the run waits for a person: regionshift approve ${req.service} --by <you> --key <your ssh key>`,
+          );
         }
       }
       await new Promise((r) => setTimeout(r, POLL_MS));
@@ -181,7 +232,12 @@ async function followRun(client: Client, config: Config, run: { workflowId: stri
  * A run of the service left in flight by an earlier demo or bench (interrupted, or waiting for an
  * approval nobody will give) is terminated; anyone else's run is not ours to end.
  */
-export async function clearStaleRun(client: Client, service: string, ours: string[], say: (line: string) => void): Promise<void> {
+export async function clearStaleRun(
+  client: Client,
+  service: string,
+  ours: string[],
+  say: (line: string) => void,
+): Promise<void> {
   const handle = client.workflow.getHandle(runWorkflowId(service));
   let running = false;
   try {
@@ -198,5 +254,7 @@ export async function clearStaleRun(client: Client, service: string, ours: strin
     );
   }
   await handle.terminate(`left over from an earlier ${rec.requestedBy} run; the demo starts over`);
-  say(`terminated a ${rec.kind} run of ${service} left over from an earlier ${rec.requestedBy} (at step ${rec.currentStep ?? '-'})`);
+  say(
+    `terminated a ${rec.kind} run of ${service} left over from an earlier ${rec.requestedBy} (at step ${rec.currentStep ?? '-'})`,
+  );
 }

@@ -14,12 +14,30 @@ import { ensureLedger, nodeOf, presentIds } from './ledger';
 import { startWriteLoad, type WriteLoad } from './load';
 import { configRegions, cutReplication, killRegion, rebuildPair, reviveRegion } from './region';
 import {
-  formatDemoDrain, formatDemoFailback, formatDemoReconciliation, formatDemoRun, toDemoDrain, toDemoFailback, toDemoReconciliation, toDemoRun,
-  type DemoDrain, type DemoFailback, type DemoReconciliation, type DemoRun,
+  formatDemoDrain,
+  formatDemoFailback,
+  formatDemoReconciliation,
+  formatDemoRun,
+  toDemoDrain,
+  toDemoFailback,
+  toDemoReconciliation,
+  toDemoRun,
+  type DemoDrain,
+  type DemoFailback,
+  type DemoReconciliation,
+  type DemoRun,
 } from './results';
 import { standInSigner } from './approver';
 import type { DecisionSigner } from '../lib/sign';
-import { awaitGuardianRun, clearStaleRun, guardianCooldownUntil, runFailover, runFollowUp, type Approver, type FailoverRun } from './runs';
+import {
+  awaitGuardianRun,
+  clearStaleRun,
+  guardianCooldownUntil,
+  runFailover,
+  runFollowUp,
+  type Approver,
+  type FailoverRun,
+} from './runs';
 import { serviceTriggersOf } from '../lib/config/triggers';
 import { durationMs } from '../contract/runbook/duration';
 import { listCases, resolveCase } from '../lib/runs/reconcile';
@@ -63,11 +81,19 @@ export interface DemoResult {
 }
 
 function failedComponents(up: UpResult): string {
-  return up.components.filter((c) => c.health === 'down').map((c) => `${c.name}: ${c.detail ?? 'down'}`).join('; ');
+  return up.components
+    .filter((c) => c.health === 'down')
+    .map((c) => `${c.name}: ${c.detail ?? 'down'}`)
+    .join('; ');
 }
 
 /** Stack up, and the service's pair rebuilt when it is not the demo's starting point. */
-export async function prepareStack(ctx: DemoContext, client: () => Promise<Client>, service: Service, say: (line: string) => void): Promise<string | null> {
+export async function prepareStack(
+  ctx: DemoContext,
+  client: () => Promise<Client>,
+  service: Service,
+  say: (line: string) => void,
+): Promise<string | null> {
   const up = await stackUp({ ...ctx, onProgress: say });
   const core = up.components.filter((c) => ['temporal', 'temporal-ui', 'moto'].includes(c.name) && c.health === 'down');
   if (core.length) throw new Error(`the local stack did not come up: ${failedComponents(up)}`);
@@ -85,7 +111,11 @@ export async function prepareStack(ctx: DemoContext, client: () => Promise<Clien
   return problem;
 }
 
-async function lostWrites(load: WriteLoad, service: Service, run: FailoverRun): Promise<{ lost: number; acked: number }> {
+async function lostWrites(
+  load: WriteLoad,
+  service: Service,
+  run: FailoverRun,
+): Promise<{ lost: number; acked: number }> {
   const rec = run.record;
   const oldPrimary = rec.source ?? '';
   // A failed run leaves (or puts back) the writer in the source: nothing can be missing there.
@@ -96,13 +126,28 @@ async function lostWrites(load: WriteLoad, service: Service, run: FailoverRun): 
   return { lost: acked.filter((id) => !present.has(id)).length, acked: acked.length };
 }
 
-async function summarise(config: Config, load: WriteLoad, service: Service, run: FailoverRun, sinceMs: number, killedAt?: number): Promise<DemoRun> {
+async function summarise(
+  config: Config,
+  load: WriteLoad,
+  service: Service,
+  run: FailoverRun,
+  sinceMs: number,
+  killedAt?: number,
+): Promise<DemoRun> {
   const ok = run.record.status === 'succeeded';
   const first = await load.waitForAck(run.record.target, sinceMs, ok ? 15_000 : 0);
   const { lost, acked } = await lostWrites(load, service, run);
   const regionsAfter = await following(service, ok ? run.record.target : (run.record.source ?? run.record.target));
   const app = await appFollows(config, service, run.record);
-  return toDemoRun(run.record, { uiUrl: run.uiUrl, lostWrites: lost, writesAcked: acked, clientRtoMs: first ? first.at - sinceMs : undefined, regionsAfter, app, ...(killedAt !== undefined ? { killedAt } : {}) });
+  return toDemoRun(run.record, {
+    uiUrl: run.uiUrl,
+    lostWrites: lost,
+    writesAcked: acked,
+    clientRtoMs: first ? first.at - sinceMs : undefined,
+    regionsAfter,
+    app,
+    ...(killedAt !== undefined ? { killedAt } : {}),
+  });
 }
 
 /** The application writes every 100 ms: once told, its next write lands in the new writer. */
@@ -126,13 +171,25 @@ async function appFollows(config: Config, service: Service, rec: RunRecord): Pro
   const deadline = Date.now() + (ok ? APP_FOLLOW_MS : 0);
   for (;;) {
     const st = await appStatus(url).catch((err: Error) => err);
-    if (st instanceof Error) return { primary: `unreachable (${st.message})`, toldWith: null, lastWrite: null, inWriter: false };
+    if (st instanceof Error)
+      return { primary: `unreachable (${st.message})`, toldWith: null, lastWrite: null, inWriter: false };
     const told = st.told.find((t) => t.run === rec.runId);
     const last = st.last;
-    const settled = st.primary === writer && last?.region === writer && (!told || Date.parse(last.at) > Date.parse(told.at));
+    const settled =
+      st.primary === writer && last?.region === writer && (!told || Date.parse(last.at) > Date.parse(told.at));
     if (settled || Date.now() >= deadline) {
-      const inWriter = last ? await presentIds(nodeOf(service, writer), [last.id]).then((p) => p.has(last.id), () => false) : false;
-      return { primary: st.primary, toldWith: told?.key ?? null, lastWrite: last ? { id: last.id, region: last.region } : null, inWriter };
+      const inWriter = last
+        ? await presentIds(nodeOf(service, writer), [last.id]).then(
+            (p) => p.has(last.id),
+            () => false,
+          )
+        : false;
+      return {
+        primary: st.primary,
+        toldWith: told?.key ?? null,
+        lastWrite: last ? { id: last.id, region: last.region } : null,
+        inWriter,
+      };
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -144,11 +201,15 @@ async function pointAppHome(config: Config, service: Service, say: (line: string
   if (!url) return;
   const home = service.regions[0]!;
   const st = await appStatus(url).catch((err: Error) => {
-    throw new Error(`the demo's banking application (stack.app) does not answer on ${url}: ${err.message}; see \`regionshift stack status\` and its log`);
+    throw new Error(
+      `the demo's banking application (stack.app) does not answer on ${url}: ${err.message}; see \`regionshift stack status\` and its log`,
+    );
   });
   if (st.primary === home) return;
   const res = await fetch(`${url}/primary`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': `demo-start:${Date.now()}` }, body: JSON.stringify({ primary: home }),
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Idempotency-Key': `demo-start:${Date.now()}` },
+    body: JSON.stringify({ primary: home }),
   });
   say(`  application: ${(await res.text()).trim()} (an earlier demo left it there)`);
 }
@@ -172,10 +233,17 @@ async function following(service: Service, writer: string): Promise<DemoRegion[]
  */
 export function alertPathProblem(config: Config, service: Service): string | undefined {
   if (!config.stack.monitoring.enabled) return 'stack.monitoring.enabled is false: nothing would notice a region die';
-  const probe = serviceTriggersOf(service).alarms.some((a) => a.source === 'alertmanager' && 'RegionshiftEndpointUnreachable'.startsWith(a.name.replace(/\*$/, '')) && a.severity === 'critical');
+  const probe = serviceTriggersOf(service).alarms.some(
+    (a) =>
+      a.source === 'alertmanager' &&
+      'RegionshiftEndpointUnreachable'.startsWith(a.name.replace(/\*$/, '')) &&
+      a.severity === 'critical',
+  );
   if (!probe) {
-    return `service ${service.name} maps no critical alertmanager alarm RegionshiftEndpointUnreachable in triggers.alarms: the guardian would never hear a region die ` +
-      `(add { source: alertmanager, name: RegionshiftEndpointUnreachable, regionLabel: probe_to, vantageLabel: probe_from, labels: { service: ${service.name} } }, as regionshift.yaml does)`;
+    return (
+      `service ${service.name} maps no critical alertmanager alarm RegionshiftEndpointUnreachable in triggers.alarms: the guardian would never hear a region die ` +
+      `(add { source: alertmanager, name: RegionshiftEndpointUnreachable, regionLabel: probe_to, vantageLabel: probe_from, labels: { service: ${service.name} } }, as regionshift.yaml does)`
+    );
   }
   return undefined;
 }
@@ -187,7 +255,9 @@ export function alertPathProblem(config: Config, service: Service): string | und
 async function waitOutCooldown(temporal: Client, service: Service, say: (line: string) => void): Promise<void> {
   const until = await guardianCooldownUntil(temporal, service.name);
   if (until === undefined || until <= Date.now()) return;
-  say(`  waiting ${((until - Date.now()) / 1000).toFixed(1)} s for the guardian's cooldown (${service.policy.cooldown} after the last run) to end, so it acts on the failure by itself`);
+  say(
+    `  waiting ${((until - Date.now()) / 1000).toFixed(1)} s for the guardian's cooldown (${service.policy.cooldown} after the last run) to end, so it acts on the failure by itself`,
+  );
   await new Promise((r) => setTimeout(r, until - Date.now() + 200));
 }
 
@@ -201,12 +271,21 @@ const DETECTION_TIMEOUT_MS = 60_000;
  * exactly as the drain found them. The demo only kills, revives, and approves as the on-call.
  */
 async function loseAndDrain(
-  opts: DemoOptions, temporal: Client, service: Service, spare: string, writer: string, signer: DecisionSigner,
+  opts: DemoOptions,
+  temporal: Client,
+  service: Service,
+  spare: string,
+  writer: string,
+  signer: DecisionSigner,
 ): Promise<DemoDrain[]> {
   const { ctx, say } = opts;
   const drains: DemoDrain[] = [];
   const show = async (run: FailoverRun, killedAt?: number): Promise<boolean> => {
-    const d = toDemoDrain(run.record, { uiUrl: run.uiUrl, regionsAfter: await regionsNow(service), ...(killedAt !== undefined ? { killedAt } : {}) });
+    const d = toDemoDrain(run.record, {
+      uiUrl: run.uiUrl,
+      regionsAfter: await regionsNow(service),
+      ...(killedAt !== undefined ? { killedAt } : {}),
+    });
     drains.push(d);
     opts.report?.(`\n${formatDemoDrain(run.record, d)}`);
     return run.record.status === 'succeeded';
@@ -215,9 +294,17 @@ async function loseAndDrain(
   const killed = await killRegion(ctx, service, spare);
   say(`  postgres: ${killed.postgres}`);
   say(`  worker:   ${killed.worker}`);
-  say(`  nobody starts anything: the probes of ${spare} fail, Prometheus fires, Alertmanager tells the intake, the guardian decides`);
+  say(
+    `  nobody starts anything: the probes of ${spare} fail, Prometheus fires, Alertmanager tells the intake, the guardian decides`,
+  );
   const approver: Approver = { by: DEMO_APPROVER, reason: `demo: ${spare} is down`, signer };
-  const drain = await awaitGuardianRun(temporal, ctx.config, { service: service.name, startedAfter: killed.at, timeoutMs: DETECTION_TIMEOUT_MS, approver, onProgress: say });
+  const drain = await awaitGuardianRun(temporal, ctx.config, {
+    service: service.name,
+    startedAfter: killed.at,
+    timeoutMs: DETECTION_TIMEOUT_MS,
+    approver,
+    onProgress: say,
+  });
   if (!(await show(drain, killed.at))) return drains;
 
   say(`\n== ${spare} comes back: its PostgreSQL and its worker restart, the standby catches up with ${writer} ==`);
@@ -226,11 +313,15 @@ async function loseAndDrain(
   const back = await following(service, writer);
   say(`  databases: ${describeRegions(back)}`);
   const t = serviceTriggersOf(service);
-  say(`  the guardian undrains ${spare} once its probes have succeeded for ${t.undrainAfter} (triggers.undrainAfter) and its cooldown (${service.policy.cooldown}) is over`);
+  say(
+    `  the guardian undrains ${spare} once its probes have succeeded for ${t.undrainAfter} (triggers.undrainAfter) and its cooldown (${service.policy.cooldown}) is over`,
+  );
   const undrain = await awaitGuardianRun(temporal, ctx.config, {
-    service: service.name, startedAfter: drainEnded,
+    service: service.name,
+    startedAfter: drainEnded,
     timeoutMs: durationMs(t.undrainAfter) + durationMs(service.policy.cooldown) + DETECTION_TIMEOUT_MS,
-    approver: { ...approver, reason: `demo: ${spare} is healthy again` }, onProgress: say,
+    approver: { ...approver, reason: `demo: ${spare} is healthy again` },
+    onProgress: say,
   });
   await show(undrain);
   return drains;
@@ -240,9 +331,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const { ctx, say } = opts;
   const { config } = ctx;
   const { service, home, away, spare } = configRegions(config, DEMO_SERVICE);
-  if (!route53Traffic(service).endpointUrl) throw new Error(`service ${service.name} has no traffic.endpointUrl: the demo runs on the local stack (moto), not on real Route 53`);
+  if (!route53Traffic(service).endpointUrl)
+    throw new Error(
+      `service ${service.name} has no traffic.endpointUrl: the demo runs on the local stack (moto), not on real Route 53`,
+    );
   const noAlerts = alertPathProblem(config, service);
-  if (noAlerts) throw new Error(`the demo's failures are detected by the stack's monitoring, not started by the demo: ${noAlerts}`);
+  if (noAlerts)
+    throw new Error(`the demo's failures are detected by the stack's monitoring, not started by the demo: ${noAlerts}`);
   say(`Temporal UI: ${config.temporal.uiUrl}`);
   const signer = standInSigner(service, DEMO_APPROVER);
 
@@ -256,10 +351,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await ensureLedger(nodeOf(service, home), db.appUser);
 
     const clients = opts.clients ?? 4;
-    say(`\nwrite load: ${clients} clients booking transfers on ${service.name} in the region ${route53Traffic(service).recordName} sends the most traffic to (the writer's)`);
+    say(
+      `\nwrite load: ${clients} clients booking transfers on ${service.name} in the region ${route53Traffic(service).recordName} sends the most traffic to (the writer's)`,
+    );
     load = startWriteLoad(config, service, { clients });
     if (!(await load.waitForAck(home, 0, 15_000))) {
-      throw new Error(`the write load could not commit a transfer in ${home} within 15 s: ${[...load.errors].map(([k, v]) => `${k} ×${v}`).join(', ')}`);
+      throw new Error(
+        `the write load could not commit a transfer in ${home} within 15 s: ${[...load.errors].map(([k, v]) => `${k} ×${v}`).join(', ')}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 1_000));
     say(`  ${load.acks.length} transfers committed in ${home} so far`);
@@ -275,14 +374,28 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     say(`\n== 1. planned failover ${home} → ${away}, under write load ==`);
     const plannedStart = Date.now();
     const planned = await runFailover(await client(), config, {
-      service: service.name, target: away, mode: 'planned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      approver: { by: DEMO_APPROVER, reason: `demo: planned move to ${away}`, signer }, onProgress: say,
+      service: service.name,
+      target: away,
+      mode: 'planned',
+      requestedBy: DEMO_REQUESTER,
+      trigger: 'demo',
+      approver: { by: DEMO_APPROVER, reason: `demo: planned move to ${away}`, signer },
+      onProgress: say,
     });
     show(planned.record, await summarise(config, load, service, planned, plannedStart));
     const stop = async (why: string): Promise<DemoResult> => {
       say(`\n${why}; the demo stops here`);
       await load!.stop();
-      return { runs, drains, reconciliations, failback: null, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load!), ok: false };
+      return {
+        runs,
+        drains,
+        reconciliations,
+        failback: null,
+        temporalUi: config.temporal.uiUrl,
+        reset,
+        load: loadFigures(load!),
+        ok: false,
+      };
     };
     if (planned.record.status !== 'succeeded') return stop(`the planned failover ${planned.record.status}`);
 
@@ -291,40 +404,59 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await waitUntilStreaming(nodeOf(service, home));
     const backStart = Date.now();
     const back = await runFailover(await client(), config, {
-      service: service.name, target: home, mode: 'planned', requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      approver: { by: DEMO_APPROVER, reason: `demo: planned move back to ${home}`, signer }, onProgress: say,
+      service: service.name,
+      target: home,
+      mode: 'planned',
+      requestedBy: DEMO_REQUESTER,
+      trigger: 'demo',
+      approver: { by: DEMO_APPROVER, reason: `demo: planned move back to ${home}`, signer },
+      onProgress: say,
     });
     show(back.record, await summarise(config, load, service, back, backStart));
     if (back.record.status !== 'succeeded') return stop(`the planned failover back ${back.record.status}`);
 
     let chapter = 3;
     if (spare) {
-      say(`\n== ${chapter++}. region ${spare} fails (not the writer): its PostgreSQL (no checkpoint) and its worker (SIGKILL); its traffic is drained to the others ==`);
+      say(
+        `\n== ${chapter++}. region ${spare} fails (not the writer): its PostgreSQL (no checkpoint) and its worker (SIGKILL); its traffic is drained to the others ==`,
+      );
       drains = await loseAndDrain(opts, await client(), service, spare, home, signer);
       const failed = drains.find((d) => d.status !== 'succeeded');
-      if (failed || drains.length < 2) return stop(`the ${failed?.kind ?? 'drain'} of ${spare} ${failed?.status ?? 'did not run'}`);
+      if (failed || drains.length < 2)
+        return stop(`the ${failed?.kind ?? 'drain'} of ${spare} ${failed?.status ?? 'did not run'}`);
     }
     const trafficBefore = await traffic(config, service);
 
     const standbys = service.regions.filter((r) => r !== home);
-    say(`\n== ${chapter++}. region ${home} fails: first its links (replication to ${standbys.join(', ')} stops, ${home} keeps acknowledging writes), a second later its PostgreSQL (no checkpoint) and its worker (SIGKILL) ==`);
+    say(
+      `\n== ${chapter++}. region ${home} fails: first its links (replication to ${standbys.join(', ')} stops, ${home} keeps acknowledging writes), a second later its PostgreSQL (no checkpoint) and its worker (SIGKILL) ==`,
+    );
     await Promise.all(standbys.map((r) => waitUntilStreaming(nodeOf(service, r))));
     await waitOutCooldown(await client(), service, say);
     await new Promise((r) => setTimeout(r, 1_000));
-    for (const line of await Promise.all(standbys.map((r) => cutReplication(ctx, service, r)))) say(`  link:     ${line}`);
+    for (const line of await Promise.all(standbys.map((r) => cutReplication(ctx, service, r))))
+      say(`  link:     ${line}`);
     await new Promise((r) => setTimeout(r, 1_000));
     const killed = await killRegion(ctx, service, home);
     say(`  postgres: ${killed.postgres}`);
     say(`  worker:   ${killed.worker}`);
-    say(`\n== ${chapter++}. unplanned failover away from ${home}, started by the guardian from the alerts (RTO counted from the kill, detection included) ==`);
+    say(
+      `\n== ${chapter++}. unplanned failover away from ${home}, started by the guardian from the alerts (RTO counted from the kill, detection included) ==`,
+    );
     const unplanned = await awaitGuardianRun(await client(), config, {
-      service: service.name, startedAfter: killed.at, timeoutMs: DETECTION_TIMEOUT_MS,
-      approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down`, signer }, onProgress: say,
+      service: service.name,
+      startedAfter: killed.at,
+      timeoutMs: DETECTION_TIMEOUT_MS,
+      approver: { by: DEMO_APPROVER, reason: `demo: region ${home} is down`, signer },
+      onProgress: say,
     });
     const unplannedRun = await summarise(config, load, service, unplanned, killed.at, killed.at);
     show(unplanned.record, unplannedRun);
     if (unplanned.record.status !== 'succeeded') return stop(`the unplanned failover ${unplanned.record.status}`);
-    if (unplanned.record.target !== away) return stop(`the guardian failed over to ${unplanned.record.target}, not ${away}: the rest of the story moves between ${home} and ${away}`);
+    if (unplanned.record.target !== away)
+      return stop(
+        `the guardian failed over to ${unplanned.record.target}, not ${away}: the rest of the story moves between ${home} and ${away}`,
+      );
 
     say(`\n== ${chapter++}. ${home} comes back: its database read-only on its own timeline, its worker up ==`);
     await new Promise((r) => setTimeout(r, 1_000));
@@ -332,51 +464,103 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     say(`  postgres: ${revived.postgres}`);
 
     say(`\n== ${chapter++}. reconciliation: what ${home} acknowledged that ${away} never got ==`);
-    const rc = await runFollowUp(await client(), config, { kind: 'reconcile', service: service.name, requestedBy: DEMO_REQUESTER, trigger: 'demo', onProgress: say });
+    const rc = await runFollowUp(await client(), config, {
+      kind: 'reconcile',
+      service: service.name,
+      requestedBy: DEMO_REQUESTER,
+      trigger: 'demo',
+      onProgress: say,
+    });
     const resolved: DemoReconciliation['casesResolved'] = [];
     const held = new Set<string>();
     if (rc.record.status === 'succeeded') {
       const id = rc.record.reconciliation!.id;
-      for (const c of await listCases(await client(), config, { service: service.name, status: 'all', reconciliationId: id })) for (const t of c.txnIds) held.add(t);
+      for (const c of await listCases(await client(), config, {
+        service: service.name,
+        status: 'all',
+        reconciliationId: id,
+      }))
+        for (const t of c.txnIds) held.add(t);
       // The demo plays the on-call for the cases too: it books each case's proposal (or rejects it).
       for (const c of await listCases(await client(), config, { service: service.name, reconciliationId: id })) {
         const action = c.proposals.accept ? 'accept' : c.proposals.compensate ? 'compensate' : 'reject';
-        await resolveCase(await client(), config, { service: service.name, caseId: c.id, by: DEMO_APPROVER, action, note: 'demo: decided by the on-call' }, signer);
+        await resolveCase(
+          await client(),
+          config,
+          { service: service.name, caseId: c.id, by: DEMO_APPROVER, action, note: 'demo: decided by the on-call' },
+          signer,
+        );
         resolved.push({ id: c.id, kind: c.kind, action, by: DEMO_APPROVER });
       }
     }
     const after = await missingAfterReconciliation(load, service, home, away, held);
-    const reconciliation = toDemoReconciliation(rc.record, { uiUrl: rc.uiUrl, missingBefore: unplannedRun.lostWrites, missingAfter: after, casesResolved: resolved });
+    const reconciliation = toDemoReconciliation(rc.record, {
+      uiUrl: rc.uiUrl,
+      missingBefore: unplannedRun.lostWrites,
+      missingAfter: after,
+      casesResolved: resolved,
+    });
     reconciliations.push(reconciliation);
     opts.report?.(`\n${formatDemoReconciliation(rc.record, reconciliation)}`);
     if (rc.record.status !== 'succeeded') return stop(`the reconciliation ${rc.record.status}`);
 
-    say(`\n== ${chapter++}. failback ${away} → ${home}: ${home} rejoins as a replica, then a planned switchover and the traffic as it was ==`);
+    say(
+      `\n== ${chapter++}. failback ${away} → ${home}: ${home} rejoins as a replica, then a planned switchover and the traffic as it was ==`,
+    );
     const failbackStart = Date.now();
     const fb = await runFollowUp(await client(), config, {
-      kind: 'failback', service: service.name, requestedBy: DEMO_REQUESTER, trigger: 'demo',
-      approver: { by: DEMO_APPROVER, reason: 'demo: fail back home', signer }, onProgress: say,
+      kind: 'failback',
+      service: service.name,
+      requestedBy: DEMO_REQUESTER,
+      trigger: 'demo',
+      approver: { by: DEMO_APPROVER, reason: 'demo: fail back home', signer },
+      onProgress: say,
     });
     if (fb.record.status === 'succeeded') await load.waitForAck(home, Date.now(), 15_000);
     const acked = load.ackedBy(away, failbackStart).map((a) => a.id);
     const present = fb.record.status === 'succeeded' ? await presentIds(nodeOf(service, home), acked) : new Set(acked);
     const failback = toDemoFailback(fb.record, {
-      uiUrl: fb.uiUrl, lostWrites: acked.filter((id) => !present.has(id)).length, writesAcked: acked.length,
-      trafficBefore, trafficAfter: await traffic(config, service),
+      uiUrl: fb.uiUrl,
+      lostWrites: acked.filter((id) => !present.has(id)).length,
+      writesAcked: acked.length,
+      trafficBefore,
+      trafficAfter: await traffic(config, service),
       regionsAfter: await following(service, fb.record.status === 'succeeded' ? home : away),
       app: await appFollows(config, service, fb.record),
     });
     opts.report?.(`\n${formatDemoFailback(fb.record, failback)}`);
 
     await load.stop();
-    const everyStandbyFollows = [...runs, failback].every((r) => notFollowing(r.regionsAfter, r.status === 'succeeded' ? r.target : (r.source ?? r.target)).length === 0);
+    const everyStandbyFollows = [...runs, failback].every(
+      (r) => notFollowing(r.regionsAfter, r.status === 'succeeded' ? r.target : (r.source ?? r.target)).length === 0,
+    );
     // The application, when the stack runs one, writes where each run left the writer.
-    const appFollowsWriter = [...runs, failback].every((r) => !demoAppUrl(config, service) || (r.app?.primary === (r.status === 'succeeded' ? r.target : r.source) && r.app.inWriter));
-    const ok = runs.every((r) => r.status === 'succeeded') && runs.filter((r) => r.mode === 'planned').every((r) => r.lostWrites === 0)
-      && drains.every((d) => d.status === 'succeeded')
-      && reconciliation.status === 'succeeded' && reconciliation.missingAfter === 0
-      && failback.status === 'succeeded' && failback.rpo.lostWrites === 0 && failback.rpo.zeroLoss && everyStandbyFollows && appFollowsWriter;
-    return { runs, drains, reconciliations, failback, temporalUi: config.temporal.uiUrl, reset, load: loadFigures(load), ok };
+    const appFollowsWriter = [...runs, failback].every(
+      (r) =>
+        !demoAppUrl(config, service) ||
+        (r.app?.primary === (r.status === 'succeeded' ? r.target : r.source) && r.app.inWriter),
+    );
+    const ok =
+      runs.every((r) => r.status === 'succeeded') &&
+      runs.filter((r) => r.mode === 'planned').every((r) => r.lostWrites === 0) &&
+      drains.every((d) => d.status === 'succeeded') &&
+      reconciliation.status === 'succeeded' &&
+      reconciliation.missingAfter === 0 &&
+      failback.status === 'succeeded' &&
+      failback.rpo.lostWrites === 0 &&
+      failback.rpo.zeroLoss &&
+      everyStandbyFollows &&
+      appFollowsWriter;
+    return {
+      runs,
+      drains,
+      reconciliations,
+      failback,
+      temporalUi: config.temporal.uiUrl,
+      reset,
+      load: loadFigures(load),
+      ok,
+    };
   } finally {
     await load?.stop();
     await temporal?.connection.close().catch(() => undefined);
@@ -391,8 +575,17 @@ async function traffic(config: Config, service: Service): Promise<TrafficState> 
  * Writes the old primary acknowledged that the new one still lacks after reconciliation and that
  * no case holds: every one of them is a loss nobody was told about (must be 0).
  */
-async function missingAfterReconciliation(load: WriteLoad, service: Service, oldPrimary: string, newPrimary: string, held: Set<string>): Promise<number> {
-  const acked = load.ackedBy(oldPrimary).map((a) => a.id).filter((id) => !held.has(id));
+async function missingAfterReconciliation(
+  load: WriteLoad,
+  service: Service,
+  oldPrimary: string,
+  newPrimary: string,
+  held: Set<string>,
+): Promise<number> {
+  const acked = load
+    .ackedBy(oldPrimary)
+    .map((a) => a.id)
+    .filter((id) => !held.has(id));
   const present = await presentIds(nodeOf(service, newPrimary), acked);
   return acked.filter((id) => !present.has(id)).length;
 }

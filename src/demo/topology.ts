@@ -34,7 +34,11 @@ async function fenced(service: Service, region: string): Promise<boolean> {
 }
 
 /** Why the pair is not the demo's starting point, or undefined when it is. */
-export async function pairProblem(ctx: StackContext & { config: Config }, client: Client, service: Service): Promise<string | undefined> {
+export async function pairProblem(
+  ctx: StackContext & { config: Config },
+  client: Client,
+  service: Service,
+): Promise<string | undefined> {
   const [home, ...others] = service.regions as [string, ...string[]];
   const status = await stackStatus(ctx);
   const component = (name: string) => status.components.find((c) => c.name === name);
@@ -46,7 +50,8 @@ export async function pairProblem(ctx: StackContext & { config: Config }, client
     const s = component(pgComponentName(service.name, region));
     if (s?.health !== 'up') return `${region}'s database is down`;
     if (s.role !== 'standby') return `${region} is a ${s.role ?? 'node of unknown role'}, not a standby`;
-    if (!s.streaming || s.upstream !== `${homeNode.host}:${homeNode.port}`) return `${region} is not streaming from ${home}`;
+    if (!s.streaming || s.upstream !== `${homeNode.host}:${homeNode.port}`)
+      return `${region} is not streaming from ${home}`;
   }
   for (const region of service.regions) {
     if (component(workerComponentName(region))?.health !== 'up') return `the ${region} worker is down`;
@@ -91,23 +96,33 @@ export interface DemoRegion {
 
 /** Every region's database now, asked directly (not the run's own record of it). */
 export async function regionsNow(service: Service): Promise<DemoRegion[]> {
-  const byAddress = new Map<string, string>(service.regions.map((r) => [`${nodeOf(service, r).host}:${nodeOf(service, r).port}`, r]));
+  const byAddress = new Map<string, string>(
+    service.regions.map((r) => [`${nodeOf(service, r).host}:${nodeOf(service, r).port}`, r]),
+  );
   return Promise.all(
     service.regions.map(async (region): Promise<DemoRegion> => {
       const p = await probePg(nodeOf(service, region)).catch(() => undefined);
       if (!p) return { region, role: 'down' };
       if (p.role === 'primary') return { region, role: 'primary' };
-      return { region, role: 'standby', ...(p.streaming && p.upstream ? { streamingFrom: byAddress.get(p.upstream) ?? p.upstream } : {}) };
+      return {
+        region,
+        role: 'standby',
+        ...(p.streaming && p.upstream ? { streamingFrom: byAddress.get(p.upstream) ?? p.upstream } : {}),
+      };
     }),
   );
 }
 
 /** Regions that are up but neither the writer nor streaming from it: standbys left behind. */
 export function notFollowing(regions: DemoRegion[], writer: string): string[] {
-  return regions.filter((r) => r.role !== 'down' && r.region !== writer && r.streamingFrom !== writer).map((r) => r.region);
+  return regions
+    .filter((r) => r.role !== 'down' && r.region !== writer && r.streamingFrom !== writer)
+    .map((r) => r.region);
 }
 
 /** "us-west-2 primary · us-east-1 ← us-west-2 · eu-west-1 ← us-west-2 · ap-southeast-1 down" */
 export function describeRegions(regions: DemoRegion[]): string {
-  return regions.map((r) => (r.role === 'standby' ? `${r.region} ← ${r.streamingFrom ?? 'nothing'}` : `${r.region} ${r.role}`)).join(' · ');
+  return regions
+    .map((r) => (r.role === 'standby' ? `${r.region} ← ${r.streamingFrom ?? 'nothing'}` : `${r.region} ${r.role}`))
+    .join(' · ');
 }

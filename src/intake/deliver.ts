@@ -15,15 +15,28 @@ import { awaitRecord } from '../lib/runs/client';
 import { loadRunbook, runbookPathFor } from '../lib/runbooks';
 import { guardianWorkflowId } from '../contract/guardian/ids';
 import { approvalOverride } from '../lib/config/approval';
-import type { AlarmSignal, GuardianInput, GuardianSeed, GuardianSettings, RunSummary } from '../contract/guardian/types';
+import type {
+  AlarmSignal,
+  GuardianInput,
+  GuardianSeed,
+  GuardianSettings,
+  RunSummary,
+} from '../contract/guardian/types';
 
-export function guardianSettings(config: Config, service: Service, runbook: RunbookDoc, extra: Partial<GuardianSettings> = {}): GuardianSettings {
+export function guardianSettings(
+  config: Config,
+  service: Service,
+  runbook: RunbookDoc,
+  extra: Partial<GuardianSettings> = {},
+): GuardianSettings {
   const t = serviceTriggersOf(service);
   const residency = residencyRuleOf(config, service);
   return {
     regions: service.regions,
     // The guardian never picks a target the service's data-residency class forbids.
-    ...(residency ? { allowedTargets: service.regions.filter((r) => !residencyViolation(residency, service.name, r)) } : {}),
+    ...(residency
+      ? { allowedTargets: service.regions.filter((r) => !residencyViolation(residency, service.name, r)) }
+      : {}),
     policy: service.policy,
     runbook,
     debounce: t.debounce,
@@ -39,8 +52,17 @@ export function guardianSettings(config: Config, service: Service, runbook: Runb
 
 function summaryOf(rec: RunRecord): RunSummary {
   return {
-    workflowId: rec.workflowId, runId: rec.runId, kind: rec.kind, trigger: rec.trigger, requestedBy: rec.requestedBy, target: rec.target,
-    mode: rec.mode, dryRun: rec.dryRun, status: rec.status, startedAt: rec.startedAt, endedAt: rec.endedAt,
+    workflowId: rec.workflowId,
+    runId: rec.runId,
+    kind: rec.kind,
+    trigger: rec.trigger,
+    requestedBy: rec.requestedBy,
+    target: rec.target,
+    mode: rec.mode,
+    dryRun: rec.dryRun,
+    status: rec.status,
+    startedAt: rec.startedAt,
+    endedAt: rec.endedAt,
   };
 }
 
@@ -58,16 +80,35 @@ export async function guardianSeed(client: Client, service: string): Promise<Gua
     throw err;
   }
   if (desc.status.name === 'RUNNING') {
-    return { current: { workflowId: desc.workflowId, runId: desc.runId, status: 'running', startedAt: desc.startTime.toISOString() } };
+    return {
+      current: {
+        workflowId: desc.workflowId,
+        runId: desc.runId,
+        status: 'running',
+        startedAt: desc.startTime.toISOString(),
+      },
+    };
   }
   try {
     const rec = await awaitRecord(client, desc.workflowId, desc.runId);
     const s = summaryOf(rec);
     if (rec.dryRun) return {};
-    return { lastRun: s, ...(rec.status === 'succeeded' && (rec.kind === 'failover' || rec.kind === 'failback') ? { primary: rec.target } : {}) };
+    return {
+      lastRun: s,
+      ...(rec.status === 'succeeded' && (rec.kind === 'failover' || rec.kind === 'failback')
+        ? { primary: rec.target }
+        : {}),
+    };
   } catch {
     // Terminated or timed out: no record, but it did end.
-    return { lastRun: { workflowId: desc.workflowId, runId: desc.runId, status: 'failed', endedAt: (desc.closeTime ?? new Date()).toISOString() } };
+    return {
+      lastRun: {
+        workflowId: desc.workflowId,
+        runId: desc.runId,
+        status: 'failed',
+        endedAt: (desc.closeTime ?? new Date()).toISOString(),
+      },
+    };
   }
 }
 
@@ -112,7 +153,12 @@ export class Deliverer {
     if (!s) {
       const svc = this.opts.config.services.find((x) => x.name === service);
       if (!svc) throw new Error(`unknown service ${service}`);
-      s = guardianSettings(this.opts.config, svc, this.opts.runbooks?.[service] ?? this.opts.runbook, this.opts.settingsExtra);
+      s = guardianSettings(
+        this.opts.config,
+        svc,
+        this.opts.runbooks?.[service] ?? this.opts.runbook,
+        this.opts.settingsExtra,
+      );
       this.settings.set(service, s);
     }
     return s;
@@ -135,13 +181,18 @@ export class Deliverer {
       if (batch.length === 0) return;
       this.waiting.delete(service);
       this.inFlight.set(service, (this.inFlight.get(service) ?? 0) + 1);
-      this.signal(service, batch.flatMap((w) => w.signals)).then(
-        () => batch.forEach((w) => w.resolve()),
-        (err: unknown) => batch.forEach((w) => w.reject(err)),
-      ).finally(() => {
-        this.inFlight.set(service, (this.inFlight.get(service) ?? 1) - 1);
-        this.pump(service);
-      });
+      this.signal(
+        service,
+        batch.flatMap((w) => w.signals),
+      )
+        .then(
+          () => batch.forEach((w) => w.resolve()),
+          (err: unknown) => batch.forEach((w) => w.reject(err)),
+        )
+        .finally(() => {
+          this.inFlight.set(service, (this.inFlight.get(service) ?? 1) - 1);
+          this.pump(service);
+        });
     }
   }
 
@@ -177,19 +228,21 @@ export class Deliverer {
    * knows of its runs: called when the intake starts, so a config change reaches the guardians.
    */
   async configureAll(): Promise<void> {
-    await Promise.all(this.opts.config.services.map(async (svc) => {
-      const seed = await guardianSeed(this.opts.client, svc.name);
-      const settings = this.settingsOf(svc.name);
-      const input: GuardianInput = { service: svc.name, settings, seed };
-      await this.opts.client.workflow.signalWithStart('guardian', {
-        workflowId: this.guardianId(svc.name),
-        taskQueue: CONTROL_TASK_QUEUE,
-        args: [input],
-        signal: 'configure',
-        signalArgs: [{ settings, seed }],
-        staticSummary: `guardian of ${svc.name}: debounce, cooldown, single flight for alarm-started failovers`,
-      });
-      this.known.add(svc.name);
-    }));
+    await Promise.all(
+      this.opts.config.services.map(async (svc) => {
+        const seed = await guardianSeed(this.opts.client, svc.name);
+        const settings = this.settingsOf(svc.name);
+        const input: GuardianInput = { service: svc.name, settings, seed };
+        await this.opts.client.workflow.signalWithStart('guardian', {
+          workflowId: this.guardianId(svc.name),
+          taskQueue: CONTROL_TASK_QUEUE,
+          args: [input],
+          signal: 'configure',
+          signalArgs: [{ settings, seed }],
+          staticSummary: `guardian of ${svc.name}: debounce, cooldown, single flight for alarm-started failovers`,
+        });
+        this.known.add(svc.name);
+      }),
+    );
   }
 }

@@ -12,7 +12,13 @@ export function healthWatcherInput(config: Config, service: Service): HealthWatc
   if (Object.keys(checks).length === 0) return undefined;
   const w = triggersOf(config).healthWatcher;
   const endpointUrl = (service.traffic as { endpointUrl?: string }).endpointUrl;
-  return { service: service.name, checks, interval: w.interval, healthyShare: w.healthyShare, ...(endpointUrl ? { endpointUrl } : {}) };
+  return {
+    service: service.name,
+    checks,
+    interval: w.interval,
+    healthyShare: w.healthyShare,
+    ...(endpointUrl ? { endpointUrl } : {}),
+  };
 }
 
 /**
@@ -37,7 +43,9 @@ export async function startHealthWatchers(client: Client, config: Config): Promi
       args: [{ ...input, failing }],
       workflowIdConflictPolicy: 'TERMINATE_EXISTING',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      staticSummary: `Route 53 health checks of ${service.name}: ${Object.entries(input.checks).map(([r, id]) => `${r}=${id}`).join(', ')}`,
+      staticSummary: `Route 53 health checks of ${service.name}: ${Object.entries(input.checks)
+        .map(([r, id]) => `${r}=${id}`)
+        .join(', ')}`,
     });
     started.push(workflowId);
   }

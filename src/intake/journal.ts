@@ -14,7 +14,16 @@
 // has already seen (AlarmSignal.id), so a replay never counts an alarm twice toward debounce.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { closeSync, constants, copyFileSync, existsSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
 import { mkdir, open, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LockBusyError, pidLock } from '../stack/pid-lock';
@@ -103,7 +112,11 @@ export class AlarmJournal implements AlarmSink {
     const log = opts.log ?? ((line: string) => console.log(line));
     let release: () => void;
     try {
-      release = pidLock(`${opts.path}.lock`, (pid) => `the alarm journal ${opts.path} is in use by another intake (pid ${pid}); give this one its own triggers.intake.journal`);
+      release = pidLock(
+        `${opts.path}.lock`,
+        (pid) =>
+          `the alarm journal ${opts.path} is in use by another intake (pid ${pid}); give this one its own triggers.intake.journal`,
+      );
     } catch (err) {
       if (err instanceof LockBusyError) throw err;
       throw new Error(`cannot lock the alarm journal ${opts.path}: ${(err as Error).message}`);
@@ -125,7 +138,9 @@ export class AlarmJournal implements AlarmSink {
         const now = Date.now();
         journal.pending.push(...found.pending.map((e) => ({ ...e, at: now })));
         journal.counters.replayed = found.pending.length;
-        log(`intake: journal ${opts.path}: forwarding ${found.pending.length} delivery(ies) accepted before the last stop`);
+        log(
+          `intake: journal ${opts.path}: forwarding ${found.pending.length} delivery(ies) accepted before the last stop`,
+        );
         journal.kick();
       }
       return journal;
@@ -140,7 +155,11 @@ export class AlarmJournal implements AlarmSink {
     if (this.closed) return Promise.reject(new Error('the alarm journal is closed'));
     const max = this.opts.maxPending ?? 10_000;
     if (this.pending.length >= max) {
-      return Promise.reject(new JournalBacklogError(`${this.pending.length} alarm deliveries are waiting for their guardians (${this.counters.lastError ?? 'forwarding is slow'}); refusing more until they drain`));
+      return Promise.reject(
+        new JournalBacklogError(
+          `${this.pending.length} alarm deliveries are waiting for their guardians (${this.counters.lastError ?? 'forwarding is slow'}); refusing more until they drain`,
+        ),
+      );
     }
     const seq = this.nextSeq++;
     const entry: Entry = { seq, service, signals: signals.map((s, i) => ({ ...s, id: `${this.id}:${seq}.${i}` })) };
@@ -206,10 +225,11 @@ export class AlarmJournal implements AlarmSink {
     const text = Buffer.from(batch.map((w) => w.line).join(''));
     const t = performance.now();
     try {
-      for (let off = 0; off < text.length; ) off += writeSync(this.fd, text, off, text.length - off);
+      for (let off = 0; off < text.length;) off += writeSync(this.fd, text, off, text.length - off);
       this.writeMs[this.writeAt++ % WRITE_SAMPLES] = performance.now() - t;
     } catch (err) {
-      for (const w of batch) w.done.reject(new Error(`could not write the alarm journal ${this.opts.path}: ${(err as Error).message}`));
+      for (const w of batch)
+        w.done.reject(new Error(`could not write the alarm journal ${this.opts.path}: ${(err as Error).message}`));
       return;
     }
     this.size += text.length;
@@ -222,7 +242,13 @@ export class AlarmJournal implements AlarmSink {
 
   /** Everything in the file is forwarded: start it over, so it does not grow for ever. */
   private compactIfIdle(): void {
-    if (this.pending.length > 0 || this.writes.length > 0 || this.size < (this.opts.compactBytes ?? 4 * 1024 * 1024) || this.fd === undefined) return;
+    if (
+      this.pending.length > 0 ||
+      this.writes.length > 0 ||
+      this.size < (this.opts.compactBytes ?? 4 * 1024 * 1024) ||
+      this.fd === undefined
+    )
+      return;
     const header = Buffer.from(JSON.stringify({ journal: this.id, next: this.nextSeq }) + '\n');
     ftruncateSync(this.fd, 0);
     writeSync(this.fd, header);
@@ -252,7 +278,10 @@ export class AlarmJournal implements AlarmSink {
           continue;
         }
         if (this.closed) break;
-        if (this.failures > 0) (this.opts.log ?? console.log)(`intake: guardians reachable again; forwarding ${this.pending.length} waiting delivery(ies)`);
+        if (this.failures > 0)
+          (this.opts.log ?? console.log)(
+            `intake: guardians reachable again; forwarding ${this.pending.length} waiting delivery(ies)`,
+          );
         this.failures = 0;
         this.counters.lastError = undefined;
         this.pending.splice(0, batch.length);
@@ -269,7 +298,9 @@ export class AlarmJournal implements AlarmSink {
   private async backoff(err: unknown): Promise<void> {
     const message = reasonOf(err);
     if (this.failures === 0 || message !== this.counters.lastError) {
-      (this.opts.log ?? console.log)(`intake: cannot forward ${this.pending.length} alarm delivery(ies) to their guardians: ${message}; they are kept in ${this.opts.path} and retried`);
+      (this.opts.log ?? console.log)(
+        `intake: cannot forward ${this.pending.length} alarm delivery(ies) to their guardians: ${message}; they are kept in ${this.opts.path} and retried`,
+      );
     }
     this.counters.lastError = message;
     this.failures++;
@@ -291,7 +322,8 @@ export class AlarmJournal implements AlarmSink {
 
 function summary(samples: number[]): NonNullable<JournalStats['writeMs']> {
   const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! * 100) / 100;
+  const at = (p: number) =>
+    Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! * 100) / 100;
   return { p50: at(0.5), p99: at(0.99), max: at(1), samples: sorted.length };
 }
 
@@ -319,7 +351,10 @@ async function syncDir(dir: string): Promise<void> {
  * line elsewhere is reported with its line number, and the file is copied aside before anything
  * can overwrite it.
  */
-function readJournal(path: string, log: (line: string) => void): { id?: string; next: number; pending: Entry[]; size: number; goodBytes: number } {
+function readJournal(
+  path: string,
+  log: (line: string) => void,
+): { id?: string; next: number; pending: Entry[]; size: number; goodBytes: number } {
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
   // Everything up to the last newline; after it, at most a torn write.
@@ -356,7 +391,15 @@ function readJournal(path: string, log: (line: string) => void): { id?: string; 
   if (bad.length > 0) {
     const aside = `${path}.damaged-${Date.now()}`;
     copyFileSync(path, aside);
-    log(`intake: journal ${path}: line(s) ${bad.slice(0, 10).join(', ')}${bad.length > 10 ? ', …' : ''} are not journal records and were skipped; the file as found is kept at ${aside}`);
+    log(
+      `intake: journal ${path}: line(s) ${bad.slice(0, 10).join(', ')}${bad.length > 10 ? ', …' : ''} are not journal records and were skipped; the file as found is kept at ${aside}`,
+    );
   }
-  return { ...(id ? { id } : {}), next, pending: entries.filter((e) => e.seq > forwardedThrough), size: Buffer.byteLength(text), goodBytes };
+  return {
+    ...(id ? { id } : {}),
+    next,
+    pending: entries.filter((e) => e.seq > forwardedThrough),
+    size: Buffer.byteLength(text),
+    goodBytes,
+  };
 }

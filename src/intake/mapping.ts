@@ -35,10 +35,18 @@ export function mapAlarm(config: Config, alarm: RawAlarm, receivedAt: number): M
       out.push({
         service: service.name,
         signal: {
-          source: alarm.source, name: alarm.name, region, severity: rule.severity, state: alarm.state, at: alarm.at, receivedAt,
+          source: alarm.source,
+          name: alarm.name,
+          region,
+          severity: rule.severity,
+          state: alarm.state,
+          at: alarm.at,
+          receivedAt,
           ...(alarm.reason ? { reason: alarm.reason } : {}),
           ...(alarm.since !== undefined ? { since: alarm.since } : {}),
-          ...(rule.vantageLabel && alarm.labels?.[rule.vantageLabel] ? { vantage: alarm.labels[rule.vantageLabel] } : {}),
+          ...(rule.vantageLabel && alarm.labels?.[rule.vantageLabel]
+            ? { vantage: alarm.labels[rule.vantageLabel] }
+            : {}),
         },
       });
       break;

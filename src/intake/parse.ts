@@ -64,11 +64,14 @@ export function parseEventBridge(body: unknown, now: number): RawAlarm[] {
     if (!e || typeof e !== 'object') throw new BadAlarm(`${where} is not an object`);
     const ev = e as Record<string, unknown>;
     if (ev['detail-type'] !== 'CloudWatch Alarm State Change') {
-      throw new BadAlarm(`${where}: detail-type ${JSON.stringify(ev['detail-type'])} is not "CloudWatch Alarm State Change"`);
+      throw new BadAlarm(
+        `${where}: detail-type ${JSON.stringify(ev['detail-type'])} is not "CloudWatch Alarm State Change"`,
+      );
     }
     const detail = ev.detail as Record<string, unknown> | undefined;
     const st = detail?.state as Record<string, unknown> | undefined;
-    if (!detail || typeof detail.alarmName !== 'string' || !st) throw new BadAlarm(`${where}: detail.alarmName and detail.state are required`);
+    if (!detail || typeof detail.alarmName !== 'string' || !st)
+      throw new BadAlarm(`${where}: detail.alarmName and detail.state are required`);
     return {
       source: 'eventbridge' as const,
       name: detail.alarmName,
@@ -85,16 +88,18 @@ export function parseAlertmanager(body: unknown, now: number): RawAlarm[] {
   if (!body || typeof body !== 'object' || !Array.isArray((body as { alerts?: unknown }).alerts)) {
     throw new BadAlarm('not an Alertmanager webhook: `alerts` must be a list');
   }
-  return ((body as { alerts: unknown[] }).alerts).map((a, i) => {
+  return (body as { alerts: unknown[] }).alerts.map((a, i) => {
     const alert = a as Record<string, unknown>;
     const labels = (alert?.labels ?? {}) as Record<string, unknown>;
     if (typeof labels.alertname !== 'string') throw new BadAlarm(`alerts[${i}] has no labels.alertname`);
     const firing = alert.status === 'firing';
-    if (!firing && alert.status !== 'resolved') throw new BadAlarm(`alerts[${i}]: status ${JSON.stringify(alert.status)} is not firing or resolved`);
+    if (!firing && alert.status !== 'resolved')
+      throw new BadAlarm(`alerts[${i}]: status ${JSON.stringify(alert.status)} is not firing or resolved`);
     const annotations = (alert.annotations ?? {}) as Record<string, unknown>;
     // The local stack's probe alerts carry their last successful probe (Unix seconds), so a run's
     // RTO counts from the failure rather than from when the alert fired.
-    const since = firing && typeof annotations.failing_since === 'string' ? Number(annotations.failing_since) * 1000 : NaN;
+    const since =
+      firing && typeof annotations.failing_since === 'string' ? Number(annotations.failing_since) * 1000 : NaN;
     return {
       ...(Number.isFinite(since) && since > 0 ? { since: Math.round(since) } : {}),
       source: 'alertmanager' as const,
@@ -102,7 +107,10 @@ export function parseAlertmanager(body: unknown, now: number): RawAlarm[] {
       state: firing ? ('ALARM' as const) : ('OK' as const),
       at: time(firing ? alert.startsAt : alert.endsAt, now),
       reason: short(annotations.summary ?? annotations.description),
-      labels: Object.fromEntries(Object.entries(labels).filter(([, v]) => typeof v === 'string')) as Record<string, string>,
+      labels: Object.fromEntries(Object.entries(labels).filter(([, v]) => typeof v === 'string')) as Record<
+        string,
+        string
+      >,
     };
   });
 }

@@ -104,15 +104,33 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     eventbridge: opts.secrets?.eventbridge ?? process.env[t.eventbridge.secretEnv],
     alertmanager: opts.secrets?.alertmanager ?? process.env[t.alertmanager.tokenEnv],
   };
-  const sns = new SnsVerifier({ maxAgeMs: durationMs(t.sns.maxAge), topicArns: t.sns.topicArns, urlAllowed: opts.snsUrlAllowed, now });
+  const sns = new SnsVerifier({
+    maxAgeMs: durationMs(t.sns.maxAge),
+    topicArns: t.sns.topicArns,
+    urlAllowed: opts.snsUrlAllowed,
+    now,
+  });
   const stats = { accepted: 0, rejected: 0, ignored: 0 };
-  const metrics = new IntakeMetrics(newRegistry(), { pending: () => opts.sink.stats?.().pending, guardians: opts.guardianStates, readiness: opts.readinessStates });
+  const metrics = new IntakeMetrics(newRegistry(), {
+    pending: () => opts.sink.stats?.().pending,
+    guardians: opts.guardianStates,
+    readiness: opts.readinessStates,
+  });
 
-  async function deliver(alarms: RawAlarm[], from: string, endpoint: string): Promise<{ status: number; body: unknown }> {
+  async function deliver(
+    alarms: RawAlarm[],
+    from: string,
+    endpoint: string,
+  ): Promise<{ status: number; body: unknown }> {
     const receivedAt = now();
     const mapped: Mapped[] = alarms.flatMap((a) => mapAlarm(opts.config, a, receivedAt));
-    const unmapped = alarms.filter((a) => !mapped.some((m) => m.signal.name === a.name && m.signal.source === a.source));
-    for (const a of unmapped) log(`intake: ${from}: no service maps alarm ${a.source}:${a.name}${a.labels ? ` ${JSON.stringify(a.labels)}` : ''}; ignored`);
+    const unmapped = alarms.filter(
+      (a) => !mapped.some((m) => m.signal.name === a.name && m.signal.source === a.source),
+    );
+    for (const a of unmapped)
+      log(
+        `intake: ${from}: no service maps alarm ${a.source}:${a.name}${a.labels ? ` ${JSON.stringify(a.labels)}` : ''}; ignored`,
+      );
     if (mapped.length === 0) {
       stats.ignored += alarms.length;
       metrics.alarms.inc({ endpoint, outcome: 'ignored' }, alarms.length);
@@ -121,7 +139,14 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     const byService = new Map<string, Mapped[]>();
     for (const m of mapped) byService.set(m.service, [...(byService.get(m.service) ?? []), m]);
     try {
-      await Promise.all([...byService].map(([service, ms]) => opts.sink.deliver(service, ms.map((m) => m.signal))));
+      await Promise.all(
+        [...byService].map(([service, ms]) =>
+          opts.sink.deliver(
+            service,
+            ms.map((m) => m.signal),
+          ),
+        ),
+      );
     } catch (err) {
       throw new HttpError(503, `could not accept the alarm (${(err as Error).message}); retry`);
     }
@@ -131,7 +156,16 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     if (unmapped.length) metrics.alarms.inc({ endpoint, outcome: 'ignored' }, unmapped.length);
     return {
       status: 202,
-      body: { accepted: mapped.length, delivered: mapped.map((m) => ({ service: m.service, region: m.signal.region, alarm: m.signal.name, state: m.signal.state })), ignored: unmapped.map((a) => a.name) },
+      body: {
+        accepted: mapped.length,
+        delivered: mapped.map((m) => ({
+          service: m.service,
+          region: m.signal.region,
+          alarm: m.signal.name,
+          state: m.signal.state,
+        })),
+        ignored: unmapped.map((a) => a.name),
+      },
     };
   }
 
@@ -146,7 +180,9 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     }
     if (m.Type === 'SubscriptionConfirmation') {
       if (!t.sns.autoConfirm) {
-        log(`intake: ${from}: subscription to ${m.TopicArn} awaits confirmation (sns.autoConfirm is off): ${m.SubscribeURL}`);
+        log(
+          `intake: ${from}: subscription to ${m.TopicArn} awaits confirmation (sns.autoConfirm is off): ${m.SubscribeURL}`,
+        );
         return { status: 200, body: { confirmed: false, topic: m.TopicArn } };
       }
       try {
@@ -178,7 +214,10 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     return deliver([alarm], from, 'sns');
   }
 
-  async function route(req: IncomingMessage, from: string): Promise<{ status: number; body: unknown; contentType?: string }> {
+  async function route(
+    req: IncomingMessage,
+    from: string,
+  ): Promise<{ status: number; body: unknown; contentType?: string }> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
       const journal = opts.sink.stats?.();
@@ -187,7 +226,9 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     if (req.method === 'GET' && path === '/metrics') {
       const [own, extra] = await Promise.all([
         metrics.registry.metrics(),
-        opts.extraMetrics ? opts.extraMetrics().catch((err: Error) => `# temporal sdk metrics unavailable: ${err.message}\n`) : Promise.resolve(''),
+        opts.extraMetrics
+          ? opts.extraMetrics().catch((err: Error) => `# temporal sdk metrics unavailable: ${err.message}\n`)
+          : Promise.resolve(''),
       ]);
       return { status: 200, body: extra ? `${own}\n${extra}` : own, contentType: metrics.registry.contentType };
     }
@@ -197,9 +238,14 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
       case '/sns':
         return handleSns(body, from);
       case '/eventbridge': {
-        if (!secrets.eventbridge) throw new HttpError(401, `eventbridge: no shared secret configured (set ${t.eventbridge.secretEnv}); refusing everything`);
+        if (!secrets.eventbridge)
+          throw new HttpError(
+            401,
+            `eventbridge: no shared secret configured (set ${t.eventbridge.secretEnv}); refusing everything`,
+          );
         const presented = req.headers[t.eventbridge.header.toLowerCase()];
-        if (!sameSecret(Array.isArray(presented) ? presented[0] : presented, secrets.eventbridge)) throw new HttpError(401, `eventbridge: missing or wrong ${t.eventbridge.header} header`);
+        if (!sameSecret(Array.isArray(presented) ? presented[0] : presented, secrets.eventbridge))
+          throw new HttpError(401, `eventbridge: missing or wrong ${t.eventbridge.header} header`);
         try {
           return await deliver(parseEventBridge(json(body, 'eventbridge'), now()), from, 'eventbridge');
         } catch (err) {
@@ -208,10 +254,15 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
         }
       }
       case '/alertmanager': {
-        if (!secrets.alertmanager) throw new HttpError(401, `alertmanager: no bearer token configured (set ${t.alertmanager.tokenEnv}); refusing everything`);
+        if (!secrets.alertmanager)
+          throw new HttpError(
+            401,
+            `alertmanager: no bearer token configured (set ${t.alertmanager.tokenEnv}); refusing everything`,
+          );
         const auth = req.headers.authorization;
         const token = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
-        if (!sameSecret(token, secrets.alertmanager)) throw new HttpError(401, 'alertmanager: missing or wrong bearer token');
+        if (!sameSecret(token, secrets.alertmanager))
+          throw new HttpError(401, 'alertmanager: missing or wrong bearer token');
         try {
           return await deliver(parseAlertmanager(json(body, 'alertmanager'), now()), from, 'alertmanager');
         } catch (err) {
@@ -236,7 +287,10 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
         const message = err instanceof HttpError ? err.message : `internal error: ${(err as Error).message}`;
         stats.rejected++;
         const path = (req.url ?? '/').split('?')[0];
-        metrics.rejected.inc({ endpoint: ENDPOINTS.has(path ?? '') ? path!.slice(1) : 'other', status: String(status) });
+        metrics.rejected.inc({
+          endpoint: ENDPOINTS.has(path ?? '') ? path!.slice(1) : 'other',
+          status: String(status),
+        });
         log(`intake: rejected ${from}: ${status} ${message}`);
         if (!res.headersSent) {
           res.writeHead(status, { 'content-type': 'application/json' });
@@ -257,9 +311,10 @@ export async function startIntakeServer(opts: IntakeServerOptions): Promise<Inta
     url: `http://${opts.host ?? t.host}:${port}`,
     stats,
     metrics,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -54,18 +54,29 @@ export interface RunningIntake {
 export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   const log = opts.log ?? ((line: string) => console.log(line));
   const problems = triggerProblems(opts.config);
-  if (problems.length) throw new InputError(`the triggers config is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  if (problems.length)
+    throw new InputError(`the triggers config is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   const runbook = opts.runbook ?? loadRunbook(builtinRunbookPath('failover'));
   // Without an explicit runbook, a service with its own failover runbook (config `runbooks:`) gets it, with the config's plugins.
   const runbooks: Record<string, RunbookDoc> = {};
   if (!opts.runbook) {
-    for (const svc of opts.config.services) if (svc.runbooks?.failover) runbooks[svc.name] = await loadServiceRunbook(opts.config, svc.name, 'failover');
+    for (const svc of opts.config.services)
+      if (svc.runbooks?.failover) runbooks[svc.name] = await loadServiceRunbook(opts.config, svc.name, 'failover');
   }
-  const deliverer = new Deliverer({ client: opts.client, config: opts.config, runbook, runbooks, settingsExtra: opts.settingsExtra });
+  const deliverer = new Deliverer({
+    client: opts.client,
+    config: opts.config,
+    runbook,
+    runbooks,
+    settingsExtra: opts.settingsExtra,
+  });
   await deliverer.configureAll();
   const j = triggersOf(opts.config).intake.journal;
   const journal = await AlarmJournal.open({
-    path: opts.journalPath ?? j.path ?? join(stateDir(), 'intake-journal.jsonl'), forward: deliverer, maxPending: j.maxPending, log,
+    path: opts.journalPath ?? j.path ?? join(stateDir(), 'intake-journal.jsonl'),
+    forward: deliverer,
+    maxPending: j.maxPending,
+    log,
   });
 
   let worker: { worker: Worker; done: Promise<void>; connection: NativeConnection } | undefined;
@@ -83,7 +94,9 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     // Readiness is evaluated on a schedule per service; the intake runs wherever regionshift is
     // deployed, so it makes the schedules (or brings them to the config) as it starts.
     for (const svc of opts.config.services) {
-      await ensureReadinessSchedule(opts.client, opts.config, svc).catch((err: unknown) => log(`readiness schedule of ${svc.name} not made: ${(err as Error).message}`));
+      await ensureReadinessSchedule(opts.client, opts.config, svc).catch((err: unknown) =>
+        log(`readiness schedule of ${svc.name} not made: ${(err as Error).message}`),
+      );
     }
     // The worker runs the health watchers' activities; with the SDK's metrics asked for it runs
     // anyway, so /metrics shows the intake's own Temporal connection and polls.
@@ -99,9 +112,24 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
       worker = { worker: w, done: w.run(), connection };
     }
     server = await startIntakeServer({
-      config: opts.config, sink: journal, host: opts.host, port: opts.port, log, secrets: opts.secrets, snsUrlAllowed: opts.snsUrlAllowed,
-      guardianStates: () => queryGuardianStates(opts.client, opts.config.services.map((s) => s.name), deliverer.guardianId),
-      readinessStates: () => readinessStates(opts.client, opts.config.services.map((s) => s.name)),
+      config: opts.config,
+      sink: journal,
+      host: opts.host,
+      port: opts.port,
+      log,
+      secrets: opts.secrets,
+      snsUrlAllowed: opts.snsUrlAllowed,
+      guardianStates: () =>
+        queryGuardianStates(
+          opts.client,
+          opts.config.services.map((s) => s.name),
+          deliverer.guardianId,
+        ),
+      readinessStates: () =>
+        readinessStates(
+          opts.client,
+          opts.config.services.map((s) => s.name),
+        ),
       ...(opts.sdkMetricsUrl ? { extraMetrics: () => fetchExposition(opts.sdkMetricsUrl!) } : {}),
     });
   } catch (err) {

@@ -34,7 +34,11 @@ export class SnsRejected extends Error {
 
 /** Production rule for SigningCertURL and SubscribeURL: https://sns.<region>.amazonaws.com[.cn]. */
 export function isSnsHostUrl(url: URL): boolean {
-  return url.protocol === 'https:' && (url.port === '' || url.port === '443') && /^sns\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com(\.cn)?$/.test(url.hostname);
+  return (
+    url.protocol === 'https:' &&
+    (url.port === '' || url.port === '443') &&
+    /^sns\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com(\.cn)?$/.test(url.hostname)
+  );
 }
 
 const NOTIFICATION_FIELDS = ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type'] as const;
@@ -67,8 +71,28 @@ export interface SnsVerifierOptions {
 
 const REQUIRED: Record<SnsType, (keyof SnsMessage)[]> = {
   Notification: ['MessageId', 'TopicArn', 'Message', 'Timestamp', 'SignatureVersion', 'Signature', 'SigningCertURL'],
-  SubscriptionConfirmation: ['MessageId', 'TopicArn', 'Message', 'Timestamp', 'SignatureVersion', 'Signature', 'SigningCertURL', 'SubscribeURL', 'Token'],
-  UnsubscribeConfirmation: ['MessageId', 'TopicArn', 'Message', 'Timestamp', 'SignatureVersion', 'Signature', 'SigningCertURL', 'SubscribeURL', 'Token'],
+  SubscriptionConfirmation: [
+    'MessageId',
+    'TopicArn',
+    'Message',
+    'Timestamp',
+    'SignatureVersion',
+    'Signature',
+    'SigningCertURL',
+    'SubscribeURL',
+    'Token',
+  ],
+  UnsubscribeConfirmation: [
+    'MessageId',
+    'TopicArn',
+    'Message',
+    'Timestamp',
+    'SignatureVersion',
+    'Signature',
+    'SigningCertURL',
+    'SubscribeURL',
+    'Token',
+  ],
 };
 
 /** Parses the body SNS posts (JSON, sent as text/plain). Unsigned or malformed: rejected. */
@@ -85,11 +109,13 @@ export function parseSnsMessage(body: string): SnsMessage {
   if (type !== 'Notification' && type !== 'SubscriptionConfirmation' && type !== 'UnsubscribeConfirmation') {
     throw new SnsRejected(`unknown SNS message Type ${JSON.stringify(type)}`, 400);
   }
-  if (!m.Signature || !m.SigningCertURL || !m.SignatureVersion) throw new SnsRejected('message is unsigned (no Signature / SigningCertURL / SignatureVersion)', 403);
+  if (!m.Signature || !m.SigningCertURL || !m.SignatureVersion)
+    throw new SnsRejected('message is unsigned (no Signature / SigningCertURL / SignatureVersion)', 403);
   for (const f of REQUIRED[type]) {
     if (typeof m[f] !== 'string') throw new SnsRejected(`${type} lacks ${f}`, 400);
   }
-  if (m.Subject !== undefined && m.Subject !== null && typeof m.Subject !== 'string') throw new SnsRejected('Subject is not a string', 400);
+  if (m.Subject !== undefined && m.Subject !== null && typeof m.Subject !== 'string')
+    throw new SnsRejected('Subject is not a string', 400);
   return m as unknown as SnsMessage;
 }
 
@@ -106,22 +132,32 @@ export class SnsVerifier {
   /** Throws SnsRejected unless the message is signed by SNS, fresh, and for an accepted topic. */
   async verify(m: SnsMessage): Promise<void> {
     const algorithm = m.SignatureVersion === '1' ? 'sha1' : m.SignatureVersion === '2' ? 'sha256' : undefined;
-    if (!algorithm) throw new SnsRejected(`unsupported SignatureVersion ${JSON.stringify(m.SignatureVersion)} (1 or 2)`, 403);
+    if (!algorithm)
+      throw new SnsRejected(`unsupported SignatureVersion ${JSON.stringify(m.SignatureVersion)} (1 or 2)`, 403);
     const certUrl = this.allowedUrl(m.SigningCertURL, 'SigningCertURL');
-    if (!certUrl.pathname.endsWith('.pem')) throw new SnsRejected(`SigningCertURL ${m.SigningCertURL} is not a .pem certificate`, 403);
+    if (!certUrl.pathname.endsWith('.pem'))
+      throw new SnsRejected(`SigningCertURL ${m.SigningCertURL} is not a .pem certificate`, 403);
 
     const at = Date.parse(m.Timestamp);
     if (Number.isNaN(at)) throw new SnsRejected(`Timestamp ${JSON.stringify(m.Timestamp)} is not a date`, 400);
     const age = this.now() - at;
-    if (age > this.opts.maxAgeMs) throw new SnsRejected(`stale message: Timestamp ${m.Timestamp} is ${Math.round(age / 1000)} s old (limit ${Math.round(this.opts.maxAgeMs / 1000)} s)`, 403);
+    if (age > this.opts.maxAgeMs)
+      throw new SnsRejected(
+        `stale message: Timestamp ${m.Timestamp} is ${Math.round(age / 1000)} s old (limit ${Math.round(this.opts.maxAgeMs / 1000)} s)`,
+        403,
+      );
     if (age < -5 * 60_000) throw new SnsRejected(`Timestamp ${m.Timestamp} is in the future`, 403);
-    if (this.opts.topicArns?.length && !this.opts.topicArns.includes(m.TopicArn)) throw new SnsRejected(`topic ${m.TopicArn} is not accepted here`, 403);
+    if (this.opts.topicArns?.length && !this.opts.topicArns.includes(m.TopicArn))
+      throw new SnsRejected(`topic ${m.TopicArn} is not accepted here`, 403);
 
     const cert = await this.certificate(certUrl.href);
     const nowDate = new Date(this.now());
     if (new Date(cert.validFrom) > nowDate || new Date(cert.validTo) < nowDate) {
       this.certs.delete(certUrl.href);
-      throw new SnsRejected(`signing certificate ${certUrl.href} is not valid now (${cert.validFrom} – ${cert.validTo})`, 403);
+      throw new SnsRejected(
+        `signing certificate ${certUrl.href} is not valid now (${cert.validFrom} – ${cert.validTo})`,
+        403,
+      );
     }
     let ok = false;
     try {
@@ -140,7 +176,11 @@ export class SnsVerifier {
     } catch {
       throw new SnsRejected(`${what} ${JSON.stringify(href)} is not a URL`, 403);
     }
-    if (!this.urlAllowed(url)) throw new SnsRejected(`${what} ${url.origin} is not an SNS host of AWS (https://sns.<region>.amazonaws.com)`, 403);
+    if (!this.urlAllowed(url))
+      throw new SnsRejected(
+        `${what} ${url.origin} is not an SNS host of AWS (https://sns.<region>.amazonaws.com)`,
+        403,
+      );
     return url;
   }
 
@@ -174,6 +214,7 @@ export class SnsVerifier {
     const url = this.allowedUrl(m.SubscribeURL ?? '', 'SubscribeURL');
     const res = await fetch(url, { signal: AbortSignal.timeout(10_000), redirect: 'error' });
     await res.arrayBuffer();
-    if (!res.ok) throw new Error(`confirming the subscription to ${m.TopicArn} failed: HTTP ${res.status} from ${url.origin}`);
+    if (!res.ok)
+      throw new Error(`confirming the subscription to ${m.TopicArn} failed: HTTP ${res.status} from ${url.origin}`);
   }
 }

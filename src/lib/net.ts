@@ -86,7 +86,12 @@ export function listenerOf(port: number): { pid: number; command: string } | und
       if (m?.[1] && inodes.has(m[1])) {
         let command = '?';
         try {
-          command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ').replace(/\s+/g, ' ').slice(0, 120);
+          command = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+            .split('\0')
+            .filter(Boolean)
+            .join(' ')
+            .replace(/\s+/g, ' ')
+            .slice(0, 120);
         } catch {
           // exited meanwhile
         }

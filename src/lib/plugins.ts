@@ -31,10 +31,14 @@ export async function loadPlugins(plugins: readonly { module: string }[]): Promi
     }
     if (!Array.isArray(mod.steps)) throw new Error(`plugin ${module} exports no \`steps\` array (docs/plugins.md)`);
     for (const step of mod.steps) {
-      if (!/^[a-z][a-z0-9-]*$/.test(step.name ?? '')) throw new Error(`plugin ${module}: step name ${JSON.stringify(step.name)} must be lowercase letters, digits and dashes`);
+      if (!/^[a-z][a-z0-9-]*$/.test(step.name ?? ''))
+        throw new Error(
+          `plugin ${module}: step name ${JSON.stringify(step.name)} must be lowercase letters, digits and dashes`,
+        );
       const name = `${CUSTOM_PREFIX}${step.name}`;
       if (registry.has(name)) throw new Error(`plugin ${module}: ${name} is already provided by another plugin`);
-      if (typeof step.params?.safeParse !== 'function') throw new Error(`plugin ${module}: ${name} has no zod schema in \`params\``);
+      if (typeof step.params?.safeParse !== 'function')
+        throw new Error(`plugin ${module}: ${name} has no zod schema in \`params\``);
       registry.set(name, step);
     }
   }
@@ -47,7 +51,12 @@ export function pluginSpecs(registry: PluginRegistry, names: Iterable<string>): 
   for (const name of names) {
     const p = registry.get(name);
     if (!p) continue;
-    out[name] = { placement: p.placement, summary: p.summary, compensates: typeof p.compensate === 'function', ...(p.irreversible ? { irreversible: p.irreversible } : {}) };
+    out[name] = {
+      placement: p.placement,
+      summary: p.summary,
+      compensates: typeof p.compensate === 'function',
+      ...(p.irreversible ? { irreversible: p.irreversible } : {}),
+    };
   }
   return out;
 }
@@ -57,7 +66,9 @@ export function pluginSpecs(registry: PluginRegistry, names: Iterable<string>): 
  * can be undone, `custom.<name>.compensate`. Parameters are checked again here: a run's input
  * may not have come through load time (another client, an older config).
  */
-export function pluginActivities(registry: PluginRegistry): Record<string, (input: PluginStepInput) => Promise<{ detail: string }>> {
+export function pluginActivities(
+  registry: PluginRegistry,
+): Record<string, (input: PluginStepInput) => Promise<{ detail: string }>> {
   const acts: Record<string, (input: PluginStepInput) => Promise<{ detail: string }>> = {};
   for (const [name, step] of registry) {
     const checked = (input: PluginStepInput): unknown => {

@@ -29,7 +29,9 @@ function approvalNeeds(service: Service): Record<Mode, ApprovalNeed> {
     const why = [
       ...(service.policy.approval[mode] === 'required' ? [`policy.approval.${mode}: required`] : []),
       ...(o.required && ownTrigger ? [`triggers.approval.${mode} for alarm and Slack runs`] : []),
-      ...(mode === 'unplanned' && !service.policy.allowDataLoss ? ['an unverified fence needs an acknowledgement (allowDataLoss: false)'] : []),
+      ...(mode === 'unplanned' && !service.policy.allowDataLoss
+        ? ['an unverified fence needs an acknowledgement (allowDataLoss: false)']
+        : []),
     ];
     return { required: why.length > 0, quorum: o.quorum ?? 1, why: why.join('; ') };
   };
@@ -39,19 +41,28 @@ function approvalNeeds(service: Service): Record<Mode, ApprovalNeed> {
 /** The evaluation's input; with the failover runbook, each target's dry run runs it (per-target readiness). */
 export function readinessInputOf(config: Config, service: Service, failover?: RunbookDoc): ReadinessInput {
   const residency = residencyRuleOf(config, service);
-  const trafficDrain = service.traffic.provider === 'route53' && service.traffic.routing === 'weighted' ? service.traffic.drain : undefined;
+  const trafficDrain =
+    service.traffic.provider === 'route53' && service.traffic.routing === 'weighted'
+      ? service.traffic.drain
+      : undefined;
   return {
     service: service.name,
     regions: service.regions,
     rpoBudgetSeconds: service.policy.rpoBudgetSeconds,
     ...(residency ? { residency } : {}),
     ...(service.traffic.provider === 'route53' ? { endpoints: service.traffic.endpoints } : {}),
-    ...(failover ? {
-      failover: {
-        runbook: failover, service: service.name, regions: service.regions, policy: service.policy,
-        ...(trafficDrain ? { trafficDrain } : {}), ...(service.cache ? { cache: true } : {}),
-      },
-    } : {}),
+    ...(failover
+      ? {
+          failover: {
+            runbook: failover,
+            service: service.name,
+            regions: service.regions,
+            policy: service.policy,
+            ...(trafficDrain ? { trafficDrain } : {}),
+            ...(service.cache ? { cache: true } : {}),
+          },
+        }
+      : {}),
     approval: approvalNeeds(service),
   };
 }
@@ -96,7 +107,9 @@ async function resultOf(client: Client, workflowId: string, runId: string): Prom
 type ScheduleHandle = ReturnType<Client['schedule']['getHandle']>;
 
 /** The schedule's most recent start of an evaluation, if any. */
-async function lastAction(handle: ScheduleHandle): Promise<{ takenAt: number; workflowId: string; firstExecutionRunId: string } | undefined> {
+async function lastAction(
+  handle: ScheduleHandle,
+): Promise<{ takenAt: number; workflowId: string; firstExecutionRunId: string } | undefined> {
   const actions = (await handle.describe()).info.recentActions;
   const a = actions[actions.length - 1];
   return a?.action.type === 'startWorkflow' ? { takenAt: a.takenAt.getTime(), ...a.action.workflow } : undefined;
@@ -120,15 +133,28 @@ export async function recordedReadiness(client: Client, service: string): Promis
 }
 
 /** Each service's last evaluation's status for /metrics; unknown when there is none or it cannot be read within `timeoutMs`. */
-export function readinessStates(client: Client, services: string[], timeoutMs = 2000): Promise<Record<string, ReadinessStateName>> {
-  return askEachService(services, async (service) => (await recordedReadiness(client, service))?.status ?? 'unknown', timeoutMs);
+export function readinessStates(
+  client: Client,
+  services: string[],
+  timeoutMs = 2000,
+): Promise<Record<string, ReadinessStateName>> {
+  return askEachService(
+    services,
+    async (service) => (await recordedReadiness(client, service))?.status ?? 'unknown',
+    timeoutMs,
+  );
 }
 
 /**
  * The latest evaluation the schedule made; with `now` (or when it has made none yet), a fresh one
  * triggered through the schedule and waited for.
  */
-export async function latestReadiness(client: Client, config: Config, service: Service, opts: { now?: boolean; timeoutMs?: number } = {}): Promise<ReadinessEvaluation> {
+export async function latestReadiness(
+  client: Client,
+  config: Config,
+  service: Service,
+  opts: { now?: boolean; timeoutMs?: number } = {},
+): Promise<ReadinessEvaluation> {
   await ensureReadinessSchedule(client, config, service);
   const handle = client.schedule.getHandle(readinessScheduleId(service.name));
   const last = () => lastAction(handle);
@@ -136,14 +162,19 @@ export async function latestReadiness(client: Client, config: Config, service: S
   if (before && !opts.now) return resultOf(client, before.workflowId, before.firstExecutionRunId);
   // The schedule names each run by its start time to the second: a second trigger within the
   // same second as the last run would collide with it and start nothing.
-  if (before && Math.floor(before.takenAt / 1000) === Math.floor(Date.now() / 1000)) await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 10));
+  if (before && Math.floor(before.takenAt / 1000) === Math.floor(Date.now() / 1000))
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 10));
   const asked = Date.now();
   await handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
   const deadline = asked + (opts.timeoutMs ?? 60_000);
   for (;;) {
     const now = await last();
-    if (now && (!before || now.firstExecutionRunId !== before.firstExecutionRunId) && now.takenAt >= asked - 1_000) return resultOf(client, now.workflowId, now.firstExecutionRunId);
-    if (Date.now() > deadline) throw new Error(`the readiness schedule of ${service.name} started no evaluation within ${(opts.timeoutMs ?? 60_000) / 1000} s of being triggered; is a control worker running?`);
+    if (now && (!before || now.firstExecutionRunId !== before.firstExecutionRunId) && now.takenAt >= asked - 1_000)
+      return resultOf(client, now.workflowId, now.firstExecutionRunId);
+    if (Date.now() > deadline)
+      throw new Error(
+        `the readiness schedule of ${service.name} started no evaluation within ${(opts.timeoutMs ?? 60_000) / 1000} s of being triggered; is a control worker running?`,
+      );
     await new Promise((r) => setTimeout(r, 200));
   }
 }

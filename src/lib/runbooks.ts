@@ -46,7 +46,19 @@ export function runbookPathFor(service: Pick<Service, 'runbooks'> | undefined, k
  * The runbook a CLI or bot run of `kind` for `service` uses: `file` when given, else the service's
  * own (config `runbooks:`), else the built-in one; loaded with the config's plugins.
  */
-export async function loadServiceRunbook(config: Pick<Config, 'plugins' | 'services'>, service: string, kind: string, file?: string): Promise<RunbookDoc> {
+export async function loadServiceRunbook(
+  config: Pick<Config, 'plugins' | 'services'>,
+  service: string,
+  kind: string,
+  file?: string,
+): Promise<RunbookDoc> {
   const plugins = config.plugins.length ? await loadPlugins(config.plugins) : NO_PLUGINS;
-  return loadRunbook(file ?? runbookPathFor(config.services.find((s) => s.name === service), kind), { plugins });
+  return loadRunbook(
+    file ??
+      runbookPathFor(
+        config.services.find((s) => s.name === service),
+        kind,
+      ),
+    { plugins },
+  );
 }

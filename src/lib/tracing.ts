@@ -7,8 +7,18 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { Resource } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { OpenTelemetryActivityInboundInterceptor, OpenTelemetryActivityOutboundInterceptor, OpenTelemetryWorkflowClientInterceptor, makeWorkflowExporter } from '@temporalio/interceptors-opentelemetry';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  NoopSpanProcessor,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import {
+  OpenTelemetryActivityInboundInterceptor,
+  OpenTelemetryActivityOutboundInterceptor,
+  OpenTelemetryWorkflowClientInterceptor,
+  makeWorkflowExporter,
+} from '@temporalio/interceptors-opentelemetry';
 import type { ActivityInterceptorsFactory, InjectedSinks } from '@temporalio/worker';
 import type { OpenTelemetryWorkflowExporter } from '@temporalio/interceptors-opentelemetry';
 
@@ -30,7 +40,9 @@ function ensureGlobals(): void {
   if (globalsSet) return;
   globalsSet = true;
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
+  propagation.setGlobalPropagator(
+    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+  );
 }
 
 /**
@@ -38,9 +50,14 @@ function ensureGlobals(): void {
  * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, and/or the given processor (tests: an in-memory
  * exporter). Undefined when there is nowhere to send spans: then nothing is traced.
  */
-export function startTracing(serviceName: string, extra?: SpanProcessor, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
+export function startTracing(
+  serviceName: string,
+  extra?: SpanProcessor,
+  env: NodeJS.ProcessEnv = process.env,
+): Tracing | undefined {
   const processors: SpanProcessor[] = [];
-  if (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+  if (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+    processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
   if (extra) processors.push(extra);
   if (processors.length === 0) return undefined;
   ensureGlobals();
@@ -61,13 +78,20 @@ function fanOut(ps: SpanProcessor[]): SpanProcessor {
 }
 
 /** Client interceptors for a Connection's Client: the StartWorkflow span, and context in the headers. */
-export function clientInterceptors(tracing: Tracing | undefined): { workflow: OpenTelemetryWorkflowClientInterceptor[] } | undefined {
+export function clientInterceptors(
+  tracing: Tracing | undefined,
+): { workflow: OpenTelemetryWorkflowClientInterceptor[] } | undefined {
   return tracing ? { workflow: [new OpenTelemetryWorkflowClientInterceptor({ tracer: tracing.tracer })] } : undefined;
 }
 
 export function activityInterceptors(tracing: Tracing | undefined): ActivityInterceptorsFactory[] {
   if (!tracing) return [];
-  return [(ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx, { tracer: tracing.tracer }), outbound: new OpenTelemetryActivityOutboundInterceptor(ctx) })];
+  return [
+    (ctx) => ({
+      inbound: new OpenTelemetryActivityInboundInterceptor(ctx, { tracer: tracing.tracer }),
+      outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
+    }),
+  ];
 }
 
 /**
@@ -75,6 +99,13 @@ export function activityInterceptors(tracing: Tracing | undefined): ActivityInte
  * tracing interceptors (it is built once), so a worker that does not trace still needs the sink:
  * it drops the spans.
  */
-export function workflowExporterSink(tracing: Tracing | undefined): InjectedSinks<{ exporter: OpenTelemetryWorkflowExporter }> {
-  return { exporter: makeWorkflowExporter(tracing?.spanProcessor ?? new NoopSpanProcessor(), tracing?.resource ?? new Resource({})) };
+export function workflowExporterSink(
+  tracing: Tracing | undefined,
+): InjectedSinks<{ exporter: OpenTelemetryWorkflowExporter }> {
+  return {
+    exporter: makeWorkflowExporter(
+      tracing?.spanProcessor ?? new NoopSpanProcessor(),
+      tracing?.resource ?? new Resource({}),
+    ),
+  };
 }

@@ -25,14 +25,22 @@ export function guardianLines(v: GuardianView): string[] {
     `guardian: writer ${v.primary ?? '?'} · fails over after ${v.debounce.failures} failing signals within ${v.debounce.window} · cooldown ${v.cooldown} · ${v.received} alarms received, ${v.runsStarted} runs started`,
   ];
   if (v.inCooldown) {
-    lines.push(`  COOLDOWN until ${v.cooldownUntil}: no automatic failover (last run ${v.lastRun?.workflowId} ${v.lastRun?.status} at ${v.lastRun?.endedAt}); manual runs are allowed`);
+    lines.push(
+      `  COOLDOWN until ${v.cooldownUntil}: no automatic failover (last run ${v.lastRun?.workflowId} ${v.lastRun?.status} at ${v.lastRun?.endedAt}); manual runs are allowed`,
+    );
   }
   if (v.blocked) lines.push(`  held back at ${v.blocked.at}: ${v.blocked.detail}${times(v.blocked.count)}`);
-  if (v.current) lines.push(`  run in progress: ${v.current.workflowId}${v.current.trigger ? ` (${v.current.trigger})` : ''}; new alarms are attached to it`);
-  for (const f of v.failing) lines.push(`  failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
+  if (v.current)
+    lines.push(
+      `  run in progress: ${v.current.workflowId}${v.current.trigger ? ` (${v.current.trigger})` : ''}; new alarms are attached to it`,
+    );
+  for (const f of v.failing)
+    lines.push(`  failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
   // A view from a guardian started before drains existed has no list.
   for (const d of v.drained ?? []) {
-    lines.push(`  drained: ${d.region} (run ${d.drainRunId}); ${d.undrainAt ? `undrained at ${d.undrainAt} if it stays healthy` : 'undrained once healthy (an OK) for triggers.undrainAfter'}`);
+    lines.push(
+      `  drained: ${d.region} (run ${d.drainRunId}); ${d.undrainAt ? `undrained at ${d.undrainAt} if it stays healthy` : 'undrained once healthy (an OK) for triggers.undrainAfter'}`,
+    );
   }
   const last = v.decisions[v.decisions.length - 1];
   if (last) lines.push(`  last decision (${last.at}): ${last.kind}: ${last.detail}${times(last.count)}`);

@@ -3,7 +3,13 @@ import type { DbNodeState } from '../contract/activities';
 import type { RunRecord, StepState } from '../contract/runbook/types';
 
 const MARK: Record<StepState['status'], string> = {
-  pending: ' ', running: '>', waiting: '?', done: '✓', skipped: '-', failed: '✗', compensated: '↺',
+  pending: ' ',
+  running: '>',
+  waiting: '?',
+  done: '✓',
+  skipped: '-',
+  failed: '✗',
+  compensated: '↺',
 };
 
 function took(s: StepState): string {
@@ -25,11 +31,16 @@ export function runRoute(rec: RunRecord): string {
   const from = rec.source ?? '?';
   const dry = rec.dryRun ? ' (dry run)' : '';
   switch (rec.kind) {
-    case 'reconcile': return `old primary ${from} → ${rec.target}${dry}`;
-    case 'failback': return `${from} → ${rec.target} (back to the old primary${rec.dryRun ? ', dry run' : ''})`;
-    case 'drain': return `${rec.target} out of service${dry}`;
-    case 'undrain': return `${rec.target} back into service${dry}`;
-    default: return `${from} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`;
+    case 'reconcile':
+      return `old primary ${from} → ${rec.target}${dry}`;
+    case 'failback':
+      return `${from} → ${rec.target} (back to the old primary${rec.dryRun ? ', dry run' : ''})`;
+    case 'drain':
+      return `${rec.target} out of service${dry}`;
+    case 'undrain':
+      return `${rec.target} back into service${dry}`;
+    default:
+      return `${from} → ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`;
   }
 }
 
@@ -44,32 +55,58 @@ export function formatRecord(rec: RunRecord, uiUrl?: string): string {
   if (rec.plan) {
     lines.push('', 'plan:');
     for (const p of rec.plan) {
-      const vals = p.values ? `  ${Object.entries(p.values).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}` : '';
-      lines.push(`  ${p.skip ? '-' : '•'} ${p.id.padEnd(16)}${p.region ? ` [${p.taskQueue}]` : ''}${p.skip ? `  (${p.skip})` : ''}${vals}`);
+      const vals = p.values
+        ? `  ${Object.entries(p.values)
+            .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+            .join(' ')}`
+        : '';
+      lines.push(
+        `  ${p.skip ? '-' : '•'} ${p.id.padEnd(16)}${p.region ? ` [${p.taskQueue}]` : ''}${p.skip ? `  (${p.skip})` : ''}${vals}`,
+      );
     }
   }
   if (rec.pendingApproval) {
-    lines.push('', `WAITING FOR APPROVAL (${rec.pendingApproval.reason}), until ${rec.pendingApproval.timeoutAt}:`,
-      `  regionshift approve ${rec.service} --by <you>     or     regionshift approve ${rec.service} --by <you> --reject`);
+    lines.push(
+      '',
+      `WAITING FOR APPROVAL (${rec.pendingApproval.reason}), until ${rec.pendingApproval.timeoutAt}:`,
+      `  regionshift approve ${rec.service} --by <you>     or     regionshift approve ${rec.service} --by <you> --reject`,
+    );
   }
   if (rec.pendingDecision) {
-    lines.push('', `STEP ${rec.pendingDecision.stepId} FAILED, WAITING FOR A PERSON: ${rec.pendingDecision.error}`,
-      `  regionshift retry|skip|compensate ${rec.service} --by <you> --key <ssh key> --reason <why>`);
+    lines.push(
+      '',
+      `STEP ${rec.pendingDecision.stepId} FAILED, WAITING FOR A PERSON: ${rec.pendingDecision.error}`,
+      `  regionshift retry|skip|compensate ${rec.service} --by <you> --key <ssh key> --reason <why>`,
+    );
   }
-  if (rec.paused) lines.push('', `PAUSED by ${rec.paused.by} (${rec.paused.reason}): regionshift resume ${rec.service} --by <you> --key <ssh key> --reason <why>`);
-  for (const o of rec.operator ?? []) lines.push(`  ${o.action}${o.stepId ? ` ${o.stepId}` : ''} by ${o.signed}: ${o.reason}`);
+  if (rec.paused)
+    lines.push(
+      '',
+      `PAUSED by ${rec.paused.by} (${rec.paused.reason}): regionshift resume ${rec.service} --by <you> --key <ssh key> --reason <why>`,
+    );
+  for (const o of rec.operator ?? [])
+    lines.push(`  ${o.action}${o.stepId ? ` ${o.stepId}` : ''} by ${o.signed}: ${o.reason}`);
   const facts: string[] = [];
   if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
-  if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : rec.rpo.estimateSeconds === undefined ? 'RPO unknown (source unreachable)' : `RPO estimate ${rec.rpo.estimateSeconds} s`);
+  if (rec.rpo)
+    facts.push(
+      rec.rpo.zeroLoss
+        ? 'RPO 0 (fenced, lag confirmed)'
+        : rec.rpo.estimateSeconds === undefined
+          ? 'RPO unknown (source unreachable)'
+          : `RPO estimate ${rec.rpo.estimateSeconds} s`,
+    );
   if (rec.dataLossAck) facts.push(`data loss acknowledged by ${rec.dataLossAck.by}`);
   if (facts.length) lines.push('', facts.join(' · '));
-  if (rec.topologyAfter) lines.push('', 'regions after the run:', ...rec.topologyAfter.map((n) => `  ${regionLine(n)}`));
+  if (rec.topologyAfter)
+    lines.push('', 'regions after the run:', ...rec.topologyAfter.map((n) => `  ${regionLine(n)}`));
   if (rec.compensation) {
     for (const u of rec.compensation.undone) lines.push(`  undone: ${u}`);
     for (const n of rec.compensation.notUndone) lines.push(`  NOT undone: ${n}`);
   }
   if (rec.error) lines.push('', `error: ${rec.error}`);
-  if (rec.reconcile?.required) lines.push(`next: reconcile writes ${rec.reconcile.oldPrimary} accepted after the divergence point`);
+  if (rec.reconcile?.required)
+    lines.push(`next: reconcile writes ${rec.reconcile.oldPrimary} accepted after the divergence point`);
   if (uiUrl) lines.push(`Temporal UI: ${uiUrl}`);
   return lines.join('\n');
 }

@@ -8,10 +8,16 @@ import type { CaseAction, ReconcileCase } from '../contract/reconcile';
 
 export const ACTION = { approve: 'regionshift_approve', reject: 'regionshift_reject' } as const;
 /** One button per decision on a failed step that waits for a person (onFailure: ask). */
-export const STEP_ACTION = { retry: 'regionshift_step_retry', skip: 'regionshift_step_skip', compensate: 'regionshift_step_compensate' } as const;
+export const STEP_ACTION = {
+  retry: 'regionshift_step_retry',
+  skip: 'regionshift_step_skip',
+  compensate: 'regionshift_step_compensate',
+} as const;
 /** One button per way `resolveCase` can decide a case (`regionshift cases resolve --action`). */
 export const CASE_ACTION: Record<CaseAction, string> = {
-  accept: 'regionshift_case_accept', reject: 'regionshift_case_reject', compensate: 'regionshift_case_compensate',
+  accept: 'regionshift_case_accept',
+  reject: 'regionshift_case_reject',
+  compensate: 'regionshift_case_compensate',
 };
 /** The thread event (metadata key) of a reconcile run's message with its cases. */
 export const CASES_EVENT_KEY = 'cases';
@@ -19,7 +25,13 @@ export const RUN_EVENT_TYPE = 'regionshift_run';
 export const THREAD_EVENT_TYPE = 'regionshift_event';
 
 const MARK: Record<StepState['status'], string> = {
-  pending: '⚪', running: '🔄', waiting: '⏳', done: '✅', skipped: '⏭️', failed: '❌', compensated: '↩️',
+  pending: '⚪',
+  running: '🔄',
+  waiting: '⏳',
+  done: '✅',
+  skipped: '⏭️',
+  failed: '❌',
+  compensated: '↩️',
 };
 
 /** Slack user ids in the workflow's words become mentions. */
@@ -49,12 +61,14 @@ function lsnBytes(lsn: string | undefined): bigint | undefined {
 
 /** The replication lag the run knows of, in words. */
 export function lagLine(rec: RunRecord): string | undefined {
-  if (rec.lag) return `lag: target replayed ${rec.lag.replayedLsn}; ${rec.lag.initialLagBytes} bytes behind at the fence, caught up in ${rec.lag.waitedMs} ms`;
+  if (rec.lag)
+    return `lag: target replayed ${rec.lag.replayedLsn}; ${rec.lag.initialLagBytes} bytes behind at the fence, caught up in ${rec.lag.waitedMs} ms`;
   const src = rec.topology?.find((n) => n.region === rec.source);
   const tgt = rec.topology?.find((n) => n.region === rec.target);
   const a = lsnBytes(src?.lsn);
   const b = lsnBytes(tgt?.lsn);
-  if (a !== undefined && b !== undefined) return `lag: ${a > b ? a - b : 0n} bytes (source ${src!.lsn}, target replayed ${tgt!.lsn}) at preflight`;
+  if (a !== undefined && b !== undefined)
+    return `lag: ${a > b ? a - b : 0n} bytes (source ${src!.lsn}, target replayed ${tgt!.lsn}) at preflight`;
   if (rec.rpo && !rec.rpo.zeroLoss) return `lag: RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`;
   return undefined;
 }
@@ -80,10 +94,12 @@ export function runMessage(rec: RunRecord, uiUrl: string, command = '/regionshif
     { type: 'section', text: { type: 'mrkdwn', text: `*${headline(rec)}*` } },
     {
       type: 'context',
-      elements: [{
-        type: 'mrkdwn',
-        text: `requested by ${who(rec.requestedBy)} · trigger \`${rec.trigger}\` · started ${hhmmss(rec.startedAt)}Z${rec.endedAt ? ` · ended ${hhmmss(rec.endedAt)}Z` : ''} · <${uiUrl}|Temporal UI>`,
-      }],
+      elements: [
+        {
+          type: 'mrkdwn',
+          text: `requested by ${who(rec.requestedBy)} · trigger \`${rec.trigger}\` · started ${hhmmss(rec.startedAt)}Z${rec.endedAt ? ` · ended ${hhmmss(rec.endedAt)}Z` : ''} · <${uiUrl}|Temporal UI>`,
+        },
+      ],
     },
     { type: 'section', text: { type: 'mrkdwn', text: rec.steps.map(stepLine).join('\n').slice(0, 2900) } },
   ];
@@ -91,62 +107,136 @@ export function runMessage(rec: RunRecord, uiUrl: string, command = '/regionshif
   const lag = lagLine(rec);
   if (lag) facts.push(lag);
   if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
-  if (rec.rpo) facts.push(rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`);
+  if (rec.rpo)
+    facts.push(
+      rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`,
+    );
   const rep = rec.reconciliation?.report;
   if (rep) {
-    facts.push(`reconciliation \`${rep.reconciliationId}\`: lost ${rep.txn['only-old']}, re-applied ${rep.applied.transactions} transactions (${rep.applied.entries} entries), `
-      + `${rep.applied.stateMoves} state moves, ${rep.applied.duplicatesDropped} duplicates dropped · cases: ${rep.cases.open} open of ${rep.cases.opened}`);
+    facts.push(
+      `reconciliation \`${rep.reconciliationId}\`: lost ${rep.txn['only-old']}, re-applied ${rep.applied.transactions} transactions (${rep.applied.entries} entries), ` +
+        `${rep.applied.stateMoves} state moves, ${rep.applied.duplicatesDropped} duplicates dropped · cases: ${rep.cases.open} open of ${rep.cases.opened}`,
+    );
   }
-  if (rec.alarms?.length) facts.push(`alarms during the run: ${rec.alarms.map((a) => `\`${a.trigger}\` [${a.region}] ${a.state} ×${a.count}`).join(', ')}`);
-  if (facts.length) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: facts.join(' · ').slice(0, 2900) }] });
+  if (rec.alarms?.length)
+    facts.push(
+      `alarms during the run: ${rec.alarms.map((a) => `\`${a.trigger}\` [${a.region}] ${a.state} ×${a.count}`).join(', ')}`,
+    );
+  if (facts.length)
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: facts.join(' · ').slice(0, 2900) }] });
   if (rec.pendingApproval && rec.status === 'running') {
     const p = rec.pendingApproval;
-    const so_far = p.approvedBy?.length ? ` · approved so far by ${p.approvedBy.map(who).join(', ')} (${p.approvedBy.length} of ${p.quorum})` : p.quorum ? ` · needs ${p.quorum} approvers` : '';
-    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `⏳ *Waiting for approval:* ${mentions(p.reason)} (until ${hhmmss(p.timeoutAt)}Z)${so_far}` } });
+    const so_far = p.approvedBy?.length
+      ? ` · approved so far by ${p.approvedBy.map(who).join(', ')} (${p.approvedBy.length} of ${p.quorum})`
+      : p.quorum
+        ? ` · needs ${p.quorum} approvers`
+        : '';
+    blocks.push({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        text: `⏳ *Waiting for approval:* ${mentions(p.reason)} (until ${hhmmss(p.timeoutAt)}Z)${so_far}`,
+      },
+    });
     const value = JSON.stringify({ w: rec.workflowId, r: rec.runId, s: p.stepId });
     blocks.push({
       type: 'actions',
       block_id: `approval:${p.stepId}`,
       elements: [
-        { type: 'button', action_id: ACTION.approve, style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value },
-        { type: 'button', action_id: ACTION.reject, style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value },
+        {
+          type: 'button',
+          action_id: ACTION.approve,
+          style: 'primary',
+          text: { type: 'plain_text', text: 'Approve' },
+          value,
+        },
+        {
+          type: 'button',
+          action_id: ACTION.reject,
+          style: 'danger',
+          text: { type: 'plain_text', text: 'Reject' },
+          value,
+        },
       ],
     });
   }
   if (rec.pendingDecision && rec.status === 'running') {
     const d = rec.pendingDecision;
-    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `⏳ *Step \`${d.stepId}\` failed and waits for a person:* ${mentions(d.error)}`.slice(0, 2900) } });
+    blocks.push({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        text: `⏳ *Step \`${d.stepId}\` failed and waits for a person:* ${mentions(d.error)}`.slice(0, 2900),
+      },
+    });
     const value = JSON.stringify({ w: rec.workflowId, r: rec.runId, s: d.stepId });
     blocks.push({
       type: 'actions',
       block_id: `decision:${d.stepId}`,
       elements: [
-        { type: 'button', action_id: STEP_ACTION.retry, style: 'primary', text: { type: 'plain_text', text: 'Retry' }, value },
+        {
+          type: 'button',
+          action_id: STEP_ACTION.retry,
+          style: 'primary',
+          text: { type: 'plain_text', text: 'Retry' },
+          value,
+        },
         { type: 'button', action_id: STEP_ACTION.skip, text: { type: 'plain_text', text: 'Skip' }, value },
-        { type: 'button', action_id: STEP_ACTION.compensate, style: 'danger', text: { type: 'plain_text', text: 'Compensate' }, value },
+        {
+          type: 'button',
+          action_id: STEP_ACTION.compensate,
+          style: 'danger',
+          text: { type: 'plain_text', text: 'Compensate' },
+          value,
+        },
       ],
     });
   }
   if (rec.operator?.length) {
-    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: rec.operator.map((o) => `${o.action}${o.stepId ? ` ${o.stepId}` : ''} by ${who(o.by)}: "${o.reason}"`).join(' · ').slice(0, 2900) }] });
+    blocks.push({
+      type: 'context',
+      elements: [
+        {
+          type: 'mrkdwn',
+          text: rec.operator
+            .map((o) => `${o.action}${o.stepId ? ` ${o.stepId}` : ''} by ${who(o.by)}: "${o.reason}"`)
+            .join(' · ')
+            .slice(0, 2900),
+        },
+      ],
+    });
   }
   if (rec.compensation) {
-    const lines = [...rec.compensation.undone.map((u) => `undone: ${u}`), ...rec.compensation.notUndone.map((n) => `*NOT undone:* ${n}`)];
+    const lines = [
+      ...rec.compensation.undone.map((u) => `undone: ${u}`),
+      ...rec.compensation.notUndone.map((n) => `*NOT undone:* ${n}`),
+    ];
     if (lines.length) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: lines.join('\n').slice(0, 2900) } });
   }
   const fb = rec.failback;
   if (fb?.override) {
-    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*OVERRIDE* by ${who(fb.override.by)}: "${fb.override.reason}"${fb.check?.overridden.length ? ` (overridden: ${fb.check.overridden.join('; ')})` : ''}`.slice(0, 2900) } });
+    blocks.push({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        text: `*OVERRIDE* by ${who(fb.override.by)}: "${fb.override.reason}"${fb.check?.overridden.length ? ` (overridden: ${fb.check.overridden.join('; ')})` : ''}`.slice(
+          0,
+          2900,
+        ),
+      },
+    });
   }
-  if (rec.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*error:* ${mentions(rec.error)}`.slice(0, 2900) } });
+  if (rec.error)
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*error:* ${mentions(rec.error)}`.slice(0, 2900) } });
   // The workflow's refusal names the CLI; in Slack the way out is a command of this bot.
   if (rec.kind === 'failback' && rec.status !== 'running' && !fb?.override && fb?.check?.openCases.length) {
     blocks.push({
       type: 'section',
       text: {
         type: 'mrkdwn',
-        text: `${fb.check.openCases.length} reconciliation case(s) open: decide them with \`${command} cases ${rec.service}\`, `
-          + `or fail back anyway with \`${command} failback ${rec.service} override: <reason>\` (approvers only; the reason is recorded in the run)`,
+        text:
+          `${fb.check.openCases.length} reconciliation case(s) open: decide them with \`${command} cases ${rec.service}\`, ` +
+          `or fail back anyway with \`${command} failback ${rec.service} override: <reason>\` (approvers only; the reason is recorded in the run)`,
       },
     });
   }
@@ -160,33 +250,63 @@ export interface ThreadEvent {
 
 /** The run's history as thread messages; keys are stable, so each is posted once. */
 export function threadEvents(rec: RunRecord): ThreadEvent[] {
-  const what = rec.kind === 'failover' ? `${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})` : `${rec.kind} of ${rec.service}: ${runRoute(rec)}`;
-  const out: ThreadEvent[] = [{ key: 'start', text: `▶️ ${what} started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` }];
+  const what =
+    rec.kind === 'failover'
+      ? `${rec.kind} of ${rec.service} to ${rec.target} (${rec.dryRun ? 'dry run' : rec.mode})`
+      : `${rec.kind} of ${rec.service}: ${runRoute(rec)}`;
+  const out: ThreadEvent[] = [
+    { key: 'start', text: `▶️ ${what} started by ${who(rec.requestedBy)}, trigger \`${rec.trigger}\`` },
+  ];
   for (const s of rec.steps) {
     if (s.status === 'pending' || s.status === 'skipped') continue;
-    if (s.startedAt) out.push({ key: `step:${s.id}:started`, text: `🔄 \`${s.id}\` started${s.region ? ` in ${s.region}` : ''}` });
-    if (s.status === 'done' || s.status === 'failed' || s.status === 'compensated') out.push({ key: `step:${s.id}:${s.status === 'compensated' ? 'done' : s.status}`, text: stepLine({ ...s, status: s.status === 'compensated' ? 'done' : s.status }) });
+    if (s.startedAt)
+      out.push({ key: `step:${s.id}:started`, text: `🔄 \`${s.id}\` started${s.region ? ` in ${s.region}` : ''}` });
+    if (s.status === 'done' || s.status === 'failed' || s.status === 'compensated')
+      out.push({
+        key: `step:${s.id}:${s.status === 'compensated' ? 'done' : s.status}`,
+        text: stepLine({ ...s, status: s.status === 'compensated' ? 'done' : s.status }),
+      });
     if (s.status === 'compensated') out.push({ key: `step:${s.id}:compensated`, text: `↩️ \`${s.id}\` undone` });
   }
   rec.approvals.forEach((a, i) => {
-    const verb = a.decision === 'approve' ? '👍 approved' : a.decision === 'reject' ? '👎 rejected' : '⌛ no answer in time';
-    out.push({ key: `approval:${i}`, text: `${verb}${a.decision === 'timeout' ? '' : ` by ${who(a.by)}`} at \`${a.stepId}\`${a.reason ? `: ${mentions(a.reason)}` : ''}` });
+    const verb =
+      a.decision === 'approve' ? '👍 approved' : a.decision === 'reject' ? '👎 rejected' : '⌛ no answer in time';
+    out.push({
+      key: `approval:${i}`,
+      text: `${verb}${a.decision === 'timeout' ? '' : ` by ${who(a.by)}`} at \`${a.stepId}\`${a.reason ? `: ${mentions(a.reason)}` : ''}`,
+    });
   });
-  if (rec.pendingApproval) out.push({ key: `pending:${rec.pendingApproval.stepId}:${rec.pendingApproval.requestedAt}`, text: `⏳ waiting for approval at \`${rec.pendingApproval.stepId}\`: ${mentions(rec.pendingApproval.reason)} — use the buttons on the run's message` });
-  for (const a of rec.alarms ?? []) out.push({ key: `alarm:${a.trigger}:${a.region}`, text: `🚨 alarm \`${a.trigger}\` [${a.region}] ${a.state} during the run: attached here, no second run` });
+  if (rec.pendingApproval)
+    out.push({
+      key: `pending:${rec.pendingApproval.stepId}:${rec.pendingApproval.requestedAt}`,
+      text: `⏳ waiting for approval at \`${rec.pendingApproval.stepId}\`: ${mentions(rec.pendingApproval.reason)} — use the buttons on the run's message`,
+    });
+  for (const a of rec.alarms ?? [])
+    out.push({
+      key: `alarm:${a.trigger}:${a.region}`,
+      text: `🚨 alarm \`${a.trigger}\` [${a.region}] ${a.state} during the run: attached here, no second run`,
+    });
   if (rec.abort) out.push({ key: 'abort', text: `🛑 abort requested by ${who(rec.abort.by)}: ${rec.abort.reason}` });
   if (rec.status !== 'running') {
-    const secs = rec.endedAt ? ` in ${((Date.parse(rec.endedAt) - Date.parse(rec.startedAt)) / 1000).toFixed(1)} s` : '';
-    out.push({ key: `end:${rec.status}`, text: `${rec.status === 'succeeded' ? '🏁' : '❌'} run ${rec.status}${secs}${rec.error ? `: ${mentions(rec.error)}` : ''}` });
+    const secs = rec.endedAt
+      ? ` in ${((Date.parse(rec.endedAt) - Date.parse(rec.startedAt)) / 1000).toFixed(1)} s`
+      : '';
+    out.push({
+      key: `end:${rec.status}`,
+      text: `${rec.status === 'succeeded' ? '🏁' : '❌'} run ${rec.status}${secs}${rec.error ? `: ${mentions(rec.error)}` : ''}`,
+    });
   }
   return out;
 }
 
 export function guardianText(v: GuardianView): string {
-  const lines = [`guardian: writer ${v.primary ?? '?'} · fails over after ${v.debounce.failures} failing signals within ${v.debounce.window} · cooldown ${v.cooldown}`];
+  const lines = [
+    `guardian: writer ${v.primary ?? '?'} · fails over after ${v.debounce.failures} failing signals within ${v.debounce.window} · cooldown ${v.cooldown}`,
+  ];
   if (v.inCooldown) lines.push(`*cooldown* until ${v.cooldownUntil}: no automatic failover; manual runs are allowed`);
   if (v.blocked) lines.push(`held back at ${v.blocked.at}: ${v.blocked.detail}`);
-  for (const f of v.failing) lines.push(`failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
+  for (const f of v.failing)
+    lines.push(`failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
   return lines.join('\n');
 }
 
@@ -197,15 +317,12 @@ export function guardianText(v: GuardianView): string {
  * rendered again from the cases themselves (the bot keeps no copy): a reconcile run's thread
  * shows all of its reconciliation's cases, `cases` the open ones of one service or of all.
  */
-export type CaseView =
-  | { k: 'run'; r: string; u: string }
-  | { k: 'open'; all?: 1 }
-  | { k: 'one' };
+export type CaseView = { k: 'run'; r: string; u: string } | { k: 'open'; all?: 1 } | { k: 'one' };
 
 export type CaseButtonValue = { s: string; c: string } & CaseView;
 
 const DECISION: Record<CaseAction, string> = { accept: 'accepted', reject: 'rejected', compensate: 'compensated' };
-const REJECT_TEXT = 'book nothing; the new primary\'s version stands';
+const REJECT_TEXT = "book nothing; the new primary's version stands";
 
 /** A version as stored, short enough for a field of a section (2,000 characters). */
 function version(v: unknown): string {
@@ -220,15 +337,31 @@ export function caseBlocks(c: ReconcileCase, view: CaseView): types.KnownBlock[]
     const how = c.resolution ? DECISION[c.resolution] : 'resolved';
     return [
       { type: 'section', text: { type: 'mrkdwn', text: `✅ ${head}`.slice(0, 2900) } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: `*${how}* by ${who(c.resolvedBy ?? '?')} at ${hhmmss(c.resolvedAt)}Z${c.note ? ` — "${c.note}"` : ''}`.slice(0, 2900) }] },
+      {
+        type: 'context',
+        elements: [
+          {
+            type: 'mrkdwn',
+            text: `*${how}* by ${who(c.resolvedBy ?? '?')} at ${hhmmss(c.resolvedAt)}Z${c.note ? ` — "${c.note}"` : ''}`.slice(
+              0,
+              2900,
+            ),
+          },
+        ],
+      },
     ];
   }
   const txns = c.txnIds.length ? `\ntransactions: ${c.txnIds.map((t) => `\`${t}\``).join(', ')}` : '';
   const offered = (['accept', 'compensate'] as const).filter((a) => c.proposals[a]);
-  const proposals = [...offered.map((a) => `*${a}:* ${c.proposals[a]!.description}`), `*reject:* ${REJECT_TEXT}`].join('\n');
+  const proposals = [...offered.map((a) => `*${a}:* ${c.proposals[a]!.description}`), `*reject:* ${REJECT_TEXT}`].join(
+    '\n',
+  );
   const value = (): string => JSON.stringify({ s: c.service, c: c.id, ...view } satisfies CaseButtonValue);
   const button = (a: CaseAction, style?: 'primary' | 'danger'): types.Button => ({
-    type: 'button', action_id: CASE_ACTION[a], text: { type: 'plain_text', text: a[0]!.toUpperCase() + a.slice(1) }, value: value(),
+    type: 'button',
+    action_id: CASE_ACTION[a],
+    text: { type: 'plain_text', text: a[0]!.toUpperCase() + a.slice(1) },
+    value: value(),
     ...(style ? { style } : {}),
     // Money moves on a click: Slack asks once more, with what will be booked.
     confirm: {
@@ -262,9 +395,12 @@ const MAX_BLOCKS = 50;
 function casesTitle(view: CaseView, cases: ReconcileCase[], services: string[]): string {
   const open = cases.filter((c) => c.status === 'open').length;
   switch (view.k) {
-    case 'run': return `*Cases of reconciliation \`${view.r}\`* (${services.join(', ')}): ${open} open of ${cases.length}; decide each with its buttons`;
-    case 'open': return `*Open reconciliation cases* of ${services.join(', ')}: ${open}`;
-    case 'one': return `*Case \`${cases[0]?.id ?? '?'}\`* of ${services.join(', ')}`;
+    case 'run':
+      return `*Cases of reconciliation \`${view.r}\`* (${services.join(', ')}): ${open} open of ${cases.length}; decide each with its buttons`;
+    case 'open':
+      return `*Open reconciliation cases* of ${services.join(', ')}: ${open}`;
+    case 'one':
+      return `*Case \`${cases[0]?.id ?? '?'}\`* of ${services.join(', ')}`;
   }
 }
 
@@ -281,7 +417,12 @@ export function casesMessage(view: CaseView, cases: ReconcileCase[], services: s
   }
   if (shown < cases.length) {
     const more = services.map((s) => `\`regionshift cases list --service ${s}\``).join(', ');
-    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `…and ${cases.length - shown} more: decide these first, or see them all with ${more}` }] });
+    blocks.push({
+      type: 'context',
+      elements: [
+        { type: 'mrkdwn', text: `…and ${cases.length - shown} more: decide these first, or see them all with ${more}` },
+      ],
+    });
   }
   return { text: title.replace(/\*/g, ''), blocks };
 }

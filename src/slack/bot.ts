@@ -21,13 +21,34 @@ import type { PluginRegistry } from '../lib/plugins';
 import type { Mode, RunbookDoc, RunRecord } from '../contract/runbook/types';
 import type { CaseAction, ReconcileCase } from '../contract/reconcile';
 import {
-  abortRun, approveRun, awaitRecord, buildRunInput, findService, InputError, operateRun, RefusedError, runRecord, startRun, workflowIdOf,
+  abortRun,
+  approveRun,
+  awaitRecord,
+  buildRunInput,
+  findService,
+  InputError,
+  operateRun,
+  RefusedError,
+  runRecord,
+  startRun,
+  workflowIdOf,
 } from '../lib/runs/client';
 import { buildFollowUpInput, listCases, resolveCase } from '../lib/runs/reconcile';
 import { formatRecord, headline, runUiUrl } from '../present/run';
 import {
-  ACTION, CASE_ACTION, CASES_EVENT_KEY, STEP_ACTION, casesMessage, guardianText, lagLine, mentions, stepLine, THREAD_EVENT_TYPE,
-  type CaseButtonValue, type CaseView, type RenderedRun,
+  ACTION,
+  CASE_ACTION,
+  CASES_EVENT_KEY,
+  STEP_ACTION,
+  casesMessage,
+  guardianText,
+  lagLine,
+  mentions,
+  stepLine,
+  THREAD_EVENT_TYPE,
+  type CaseButtonValue,
+  type CaseView,
+  type RenderedRun,
 } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
 import { RunFollower } from './follow';
@@ -74,10 +95,15 @@ export function slackSecretsFromEnv(s: SlackConfig, env: NodeJS.ProcessEnv = pro
   if (!botToken) throw new InputError(`the Slack bot token is not set: export ${s.botTokenEnv}`);
   const signingSecret = env[s.signingSecretEnv];
   const appToken = env[s.appTokenEnv];
-  if (s.mode === 'http' && !signingSecret) throw new InputError(`HTTP mode needs the signing secret: export ${s.signingSecretEnv}`);
-  if (s.mode === 'socket' && !appToken) throw new InputError(`Socket Mode needs an app-level token (xapp-…): export ${s.appTokenEnv}`);
+  if (s.mode === 'http' && !signingSecret)
+    throw new InputError(`HTTP mode needs the signing secret: export ${s.signingSecretEnv}`);
+  if (s.mode === 'socket' && !appToken)
+    throw new InputError(`Socket Mode needs an app-level token (xapp-…): export ${s.appTokenEnv}`);
   const decisionKey = env[SLACK_DECISION_KEY_ENV];
-  if (!decisionKey) throw new InputError(`the bot signs approvals, aborts and case decisions: export ${SLACK_DECISION_KEY_ENV} (the same value the control workers have; openssl rand -hex 32)`);
+  if (!decisionKey)
+    throw new InputError(
+      `the bot signs approvals, aborts and case decisions: export ${SLACK_DECISION_KEY_ENV} (the same value the control workers have; openssl rand -hex 32)`,
+    );
   return { botToken, decisionKey, ...(signingSecret ? { signingSecret } : {}), ...(appToken ? { appToken } : {}) };
 }
 
@@ -100,27 +126,67 @@ function listIds(ids: string[]): string {
 export function createSlackBot(opts: SlackBotOptions): SlackBot {
   const { config, temporal } = opts;
   const base = triggersOf(config).slack;
-  if (!base && !opts.slack?.channel) throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
+  if (!base && !opts.slack?.channel)
+    throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
   const settings = { ...(base ?? {}), ...opts.slack } as SlackConfig;
   const log = opts.log ?? ((line: string) => console.log(line));
   // The service's own runbook of that kind (config `runbooks:`), else the built-in one.
-  const runbookFor = opts.runbookFor ?? ((kind, service) => loadRunbook(runbookPathFor(config.services.find((x) => x.name === service), kind), { plugins: opts.plugins }));
+  const runbookFor =
+    opts.runbookFor ??
+    ((kind, service) =>
+      loadRunbook(
+        runbookPathFor(
+          config.services.find((x) => x.name === service),
+          kind,
+        ),
+        { plugins: opts.plugins },
+      ));
   const clientOptions = settings.apiUrl ? { slackApiUrl: settings.apiUrl } : {};
 
-  const receiver: Receiver = settings.mode === 'socket'
-    // (installerOptions.clientOptions is what Bolt hands the socket client for apps.connections.open.)
-    ? new SocketModeReceiver({ appToken: opts.secrets.appToken ?? '', logLevel: LogLevel.ERROR, installerOptions: { clientOptions } })
-    : new HTTPReceiver({ signingSecret: opts.secrets.signingSecret ?? '', endpoints: '/slack/events', logLevel: LogLevel.ERROR });
+  const receiver: Receiver =
+    settings.mode === 'socket'
+      ? // (installerOptions.clientOptions is what Bolt hands the socket client for apps.connections.open.)
+        new SocketModeReceiver({
+          appToken: opts.secrets.appToken ?? '',
+          logLevel: LogLevel.ERROR,
+          installerOptions: { clientOptions },
+        })
+      : new HTTPReceiver({
+          signingSecret: opts.secrets.signingSecret ?? '',
+          endpoints: '/slack/events',
+          logLevel: LogLevel.ERROR,
+        });
   const app = new App({ token: opts.secrets.botToken, receiver, clientOptions, logLevel: LogLevel.ERROR });
   const web: webApi.WebClient = app.client;
-  const follower = new RunFollower({ temporal, web, config, channel: settings.channel, command: settings.command, followForMs: durationMs(settings.followFor), log });
-  const readiness = new ReadinessWatch({ temporal, web, channel: settings.channel, services: config.services.map((s) => s.name), command: settings.command, log });
-  const uiUrl = (rec: Pick<RunRecord, 'workflowId' | 'runId'>): string => runUiUrl(config.temporal.uiUrl, config.temporal.namespace, rec.workflowId, rec.runId);
+  const follower = new RunFollower({
+    temporal,
+    web,
+    config,
+    channel: settings.channel,
+    command: settings.command,
+    followForMs: durationMs(settings.followFor),
+    log,
+  });
+  const readiness = new ReadinessWatch({
+    temporal,
+    web,
+    channel: settings.channel,
+    services: config.services.map((s) => s.name),
+    command: settings.command,
+    log,
+  });
+  const uiUrl = (rec: Pick<RunRecord, 'workflowId' | 'runId'>): string =>
+    runUiUrl(config.temporal.uiUrl, config.temporal.namespace, rec.workflowId, rec.runId);
 
   /** The bot signs only after it has mapped the Slack user to the approvers (membership). */
-  const signer: DecisionSigner | undefined = opts.secrets.decisionKey ? slackBotSigner(opts.secrets.decisionKey) : undefined;
+  const signer: DecisionSigner | undefined = opts.secrets.decisionKey
+    ? slackBotSigner(opts.secrets.decisionKey)
+    : undefined;
   function botSigner(): DecisionSigner {
-    if (!signer) throw new RefusedError(`this bot has no ${SLACK_DECISION_KEY_ENV}, so it cannot sign decisions; its operator must set it`);
+    if (!signer)
+      throw new RefusedError(
+        `this bot has no ${SLACK_DECISION_KEY_ENV}, so it cannot sign decisions; its operator must set it`,
+      );
     return signer;
   }
 
@@ -165,18 +231,33 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   async function casesView(view: CaseView, service: string, resolved?: ReconcileCase): Promise<RenderedRun> {
     switch (view.k) {
       case 'run':
-        return casesMessage(view, await listCases(temporal, config, { service, reconciliationId: view.r, status: 'all' }), [service]);
+        return casesMessage(
+          view,
+          await listCases(temporal, config, { service, reconciliationId: view.r, status: 'all' }),
+          [service],
+        );
       case 'one':
         return casesMessage(view, resolved ? [resolved] : [], [service]);
       case 'open': {
         const services = view.all ? config.services.map((s) => s.name) : [service];
-        const open = (await Promise.all(services.map((s) => listCases(temporal, config, { service: s, status: 'open' })))).flat();
-        return casesMessage(view, [...(resolved ? [resolved] : []), ...open.filter((c) => c.id !== resolved?.id)], services);
+        const open = (
+          await Promise.all(services.map((s) => listCases(temporal, config, { service: s, status: 'open' })))
+        ).flat();
+        return casesMessage(
+          view,
+          [...(resolved ? [resolved] : []), ...open.filter((c) => c.id !== resolved?.id)],
+          services,
+        );
       }
     }
   }
 
-  async function handle(cmd: SlackCommand, user: string, respond: (msg: string | RenderedRun) => Promise<unknown>, ack: (text: string) => Promise<void>): Promise<void> {
+  async function handle(
+    cmd: SlackCommand,
+    user: string,
+    respond: (msg: string | RenderedRun) => Promise<unknown>,
+    ack: (text: string) => Promise<void>,
+  ): Promise<void> {
     switch (cmd.kind) {
       case 'help':
         return ack(usage(settings.command));
@@ -190,14 +271,19 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         const override = cmd.kind === 'failback' ? cmd.override : undefined;
         const runbook = runbookFor(cmd.kind, service.name);
         const input = await buildFollowUpInput(temporal, config, runbook, {
-          service: service.name, requestedBy: user, trigger: `slack:${user}`, ...(override ? { overrideReason: override } : {}),
+          service: service.name,
+          requestedBy: user,
+          trigger: `slack:${user}`,
+          ...(override ? { overrideReason: override } : {}),
         });
         if (override) {
           // An override skips the failback's check that no case is open: a decision like an
           // approval, so only the approvers of the run's mode may make it.
           const allowed = slackApprovers(service, input.mode);
           if (!(await membership(user, allowed)).ok) {
-            return ack(`You may not override the checks of a failback of ${service.name}: only ${listIds(allowed)}. Nothing was started.`);
+            return ack(
+              `You may not override the checks of a failback of ${service.name}: only ${listIds(allowed)}. Nothing was started.`,
+            );
           }
         }
         // Runs started from Slack get the Slack approval policy of their mode, as failovers do.
@@ -205,20 +291,32 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         if (gated) input.approval = approvalOverride(service, input.mode);
         const started = await startRun(temporal, input);
         const h = input.handoff!;
-        const what = cmd.kind === 'reconcile'
-          ? `reconciliation of ${service.name} after failover ${h.failoverRunId} (old primary ${h.oldPrimary} → ${h.newPrimary})`
-          : `failback of ${service.name} to ${h.oldPrimary} (the old primary) after failover ${h.failoverRunId}`;
-        return ack(`Started \`${started.workflowId}\`: ${what}, requested by <@${user}>`
-          + `${gated ? `; approval: ${describeApproval(input.approval!)}` : ''}${override ? `; override: "${override}" (recorded in the run)` : ''}. `
-          + `Follow it in <#${settings.channel}> · <${uiUrl(started)}|Temporal UI>`);
+        const what =
+          cmd.kind === 'reconcile'
+            ? `reconciliation of ${service.name} after failover ${h.failoverRunId} (old primary ${h.oldPrimary} → ${h.newPrimary})`
+            : `failback of ${service.name} to ${h.oldPrimary} (the old primary) after failover ${h.failoverRunId}`;
+        return ack(
+          `Started \`${started.workflowId}\`: ${what}, requested by <@${user}>` +
+            `${gated ? `; approval: ${describeApproval(input.approval!)}` : ''}${override ? `; override: "${override}" (recorded in the run)` : ''}. ` +
+            `Follow it in <#${settings.channel}> · <${uiUrl(started)}|Temporal UI>`,
+        );
       }
       case 'cases': {
         const services = cmd.service ? [findService(config, cmd.service).name] : config.services.map((s) => s.name);
         // Reading cases goes through a workflow and the database: answer within Slack's 3 s first.
-        await ack(cmd.caseId ? `Looking up case \`${cmd.caseId}\` of ${services.join(', ')}…` : `Reading the open reconciliation cases of ${services.join(', ')}…`);
+        await ack(
+          cmd.caseId
+            ? `Looking up case \`${cmd.caseId}\` of ${services.join(', ')}…`
+            : `Reading the open reconciliation cases of ${services.join(', ')}…`,
+        );
         if (cmd.caseId) {
-          const found = (await listCases(temporal, config, { service: services[0]!, status: 'all' })).find((c) => c.id === cmd.caseId);
-          if (!found) return void (await respond(`No case \`${cmd.caseId}\` for ${services[0]}, open or resolved. The open ones: \`${settings.command} cases ${services[0]}\``));
+          const found = (await listCases(temporal, config, { service: services[0]!, status: 'all' })).find(
+            (c) => c.id === cmd.caseId,
+          );
+          if (!found)
+            return void (await respond(
+              `No case \`${cmd.caseId}\` for ${services[0]}, open or resolved. The open ones: \`${settings.command} cases ${services[0]}\``,
+            ));
           return void (await respond(casesMessage({ k: 'one' }, [found], [found.service])));
         }
         const cases: ReconcileCase[] = [];
@@ -232,9 +330,16 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
             problems.push(`${s}: ${(err as Error).message.split('\n')[0]}`);
           }
         }
-        if (cases.length === 0) return void (await respond(`${services.join(', ')}: no open reconciliation cases.${problems.length ? ` Not readable: ${problems.join('; ')}` : ''}`));
+        if (cases.length === 0)
+          return void (await respond(
+            `${services.join(', ')}: no open reconciliation cases.${problems.length ? ` Not readable: ${problems.join('; ')}` : ''}`,
+          ));
         const msg = casesMessage({ k: 'open', ...(cmd.service ? {} : { all: 1 as const }) }, cases, services);
-        if (problems.length) msg.blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `not readable: ${problems.join('; ')}`.slice(0, 2900) }] });
+        if (problems.length)
+          msg.blocks.push({
+            type: 'context',
+            elements: [{ type: 'mrkdwn', text: `not readable: ${problems.join('; ')}`.slice(0, 2900) }],
+          });
         return void (await respond(msg));
       }
       case 'status':
@@ -243,13 +348,20 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       case 'failover': {
         const service = findService(config, cmd.service);
         const input = buildRunInput(config, runbookFor('failover', service.name), {
-          service: cmd.service, target: cmd.target, mode: cmd.mode, dryRun: cmd.kind === 'plan', requestedBy: user, trigger: `slack:${user}`,
+          service: cmd.service,
+          target: cmd.target,
+          mode: cmd.mode,
+          dryRun: cmd.kind === 'plan',
+          requestedBy: user,
+          trigger: `slack:${user}`,
         });
         input.approval = approvalOverride(service, cmd.mode);
         const started = await startRun(temporal, input);
         if (cmd.kind === 'failover') {
-          return ack(`Started \`${started.workflowId}\`: failover of ${cmd.service} to ${cmd.target} (${cmd.mode}), requested by <@${user}>; approval: ${describeApproval(input.approval)}. `
-            + `Follow it in <#${settings.channel}> · <${uiUrl(started)}|Temporal UI>`);
+          return ack(
+            `Started \`${started.workflowId}\`: failover of ${cmd.service} to ${cmd.target} (${cmd.mode}), requested by <@${user}>; approval: ${describeApproval(input.approval)}. ` +
+              `Follow it in <#${settings.channel}> · <${uiUrl(started)}|Temporal UI>`,
+          );
         }
         await ack(`Planning ${cmd.service} → ${cmd.target} (${cmd.mode})… the plan follows here.`);
         const rec = await awaitRecord(temporal, started.workflowId, started.runId);
@@ -258,11 +370,24 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       case 'abort': {
         const workflowId = workflowIdOf(config, cmd.run);
         const rec = await runRecord(temporal, workflowId);
-        if (rec.status !== 'running') return ack(`\`${workflowId}\` is not running (it ${rec.status}); nothing to abort.`);
+        if (rec.status !== 'running')
+          return ack(`\`${workflowId}\` is not running (it ${rec.status}); nothing to abort.`);
         const allowed = slackApprovers(findService(config, rec.service), rec.mode);
         const m = rec.requestedBy === user ? { ok: true, groups: [] } : await membership(user, allowed);
-        if (!m.ok) return ack(`You may not abort ${rec.mode} runs of ${rec.service}: only its requester or ${listIds(allowed)}. Nothing was changed.`);
-        const verdict = await abortRun(temporal, workflowId, { by: user, reason: cmd.reason ?? `aborted from Slack by ${user}`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
+        if (!m.ok)
+          return ack(
+            `You may not abort ${rec.mode} runs of ${rec.service}: only its requester or ${listIds(allowed)}. Nothing was changed.`,
+          );
+        const verdict = await abortRun(
+          temporal,
+          workflowId,
+          {
+            by: user,
+            reason: cmd.reason ?? `aborted from Slack by ${user}`,
+            ...(m.groups.length ? { groups: m.groups } : {}),
+          },
+          botSigner(),
+        );
         return ack(`\`${workflowId}\`: ${mentions(verdict)}`);
       }
     }
@@ -279,13 +404,22 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       await ack({ response_type: 'ephemeral', text });
     };
     try {
-      await handle(parseCommand(command.text ?? ''), command.user_id, (msg) => respond({ response_type: 'ephemeral', ...(typeof msg === 'string' ? { text: msg } : msg) }), once);
+      await handle(
+        parseCommand(command.text ?? ''),
+        command.user_id,
+        (msg) => respond({ response_type: 'ephemeral', ...(typeof msg === 'string' ? { text: msg } : msg) }),
+        once,
+      );
     } catch (err) {
       const known = err instanceof InputError || err instanceof RefusedError;
-      if (!known) log(`slack: ${command.command} ${command.text} by ${command.user_id} failed: ${(err as Error).stack ?? err}`);
-      const text = err instanceof InputError
-        ? `${(err as Error).message}\n\n${usage(settings.command)}`
-        : err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+      if (!known)
+        log(`slack: ${command.command} ${command.text} by ${command.user_id} failed: ${(err as Error).stack ?? err}`);
+      const text =
+        err instanceof InputError
+          ? `${(err as Error).message}\n\n${usage(settings.command)}`
+          : err instanceof RefusedError
+            ? `Refused: ${mentions((err as Error).message)}`
+            : `Failed: ${(err as Error).message.split('\n')[0]}`;
       await once(text).catch(() => undefined);
     }
   });
@@ -300,17 +434,30 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         const { w, r } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string };
         if (!w) return void (await answer('This button does not name a run.'));
         const rec = await temporal.workflow.getHandle(w, r).query<RunRecord>('progress');
-        if (!rec.pendingApproval) return void (await answer(`\`${w}\` is not waiting for an approval (it is ${rec.status}). Nothing was changed.`));
+        if (!rec.pendingApproval)
+          return void (await answer(
+            `\`${w}\` is not waiting for an approval (it is ${rec.status}). Nothing was changed.`,
+          ));
         const allowed = slackApprovers(findService(config, rec.service), rec.mode);
         const m = await membership(user, allowed);
         if (!m.ok) {
           log(`slack: ${decision} of ${w} by ${user} refused: not an approver of ${rec.mode} runs of ${rec.service}`);
-          return void (await answer(`You may not ${decision} ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`));
+          return void (await answer(
+            `You may not ${decision} ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`,
+          ));
         }
-        const verdict = await approveRun(temporal, w, { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
+        const verdict = await approveRun(
+          temporal,
+          w,
+          { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) },
+          botSigner(),
+        );
         await answer(`${decision === 'approve' ? '👍' : '👎'} ${mentions(verdict)}`);
       } catch (err) {
-        const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+        const text =
+          err instanceof RefusedError
+            ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.`
+            : `Failed: ${(err as Error).message.split('\n')[0]}`;
         if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);
         await answer(text).catch(() => undefined);
       }
@@ -326,20 +473,42 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       const channel = (body as { channel?: { id?: string } }).channel?.id ?? settings.channel;
       const answer = (text: string): Promise<unknown> => client.chat.postEphemeral({ channel, user, text });
       try {
-        const { w, r, s: stepId } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string; s?: string };
+        const {
+          w,
+          r,
+          s: stepId,
+        } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string; s?: string };
         if (!w) return void (await answer('This button does not name a run.'));
         const rec = await temporal.workflow.getHandle(w, r).query<RunRecord>('progress');
-        if (rec.pendingDecision?.stepId !== stepId) return void (await answer(`Step \`${stepId}\` of \`${w}\` is not waiting for a decision any more. Nothing was changed.`));
+        if (rec.pendingDecision?.stepId !== stepId)
+          return void (await answer(
+            `Step \`${stepId}\` of \`${w}\` is not waiting for a decision any more. Nothing was changed.`,
+          ));
         const allowed = slackApprovers(findService(config, rec.service), rec.mode);
         const m = await membership(user, allowed);
         if (!m.ok) {
           log(`slack: ${decision} of ${w} by ${user} refused: not an approver of ${rec.mode} runs of ${rec.service}`);
-          return void (await answer(`You may not ${decision} steps of ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`));
+          return void (await answer(
+            `You may not ${decision} steps of ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`,
+          ));
         }
-        const verdict = await operateRun(temporal, w, { action: decision, by: user, reason: `${decision} from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
+        const verdict = await operateRun(
+          temporal,
+          w,
+          {
+            action: decision,
+            by: user,
+            reason: `${decision} from Slack`,
+            ...(m.groups.length ? { groups: m.groups } : {}),
+          },
+          botSigner(),
+        );
         await answer(mentions(verdict));
       } catch (err) {
-        const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+        const text =
+          err instanceof RefusedError
+            ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.`
+            : `Failed: ${(err as Error).message.split('\n')[0]}`;
         if (!(err instanceof RefusedError)) log(`slack: ${decision} by ${user} failed: ${(err as Error).stack ?? err}`);
         await answer(text).catch(() => undefined);
       }
@@ -351,7 +520,8 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       await ack();
       const user = body.user.id;
       // Privately, through the click's response_url: works on the ephemeral `cases` answer too.
-      const answer = (text: string): Promise<unknown> => respond({ response_type: 'ephemeral', replace_original: false, text });
+      const answer = (text: string): Promise<unknown> =>
+        respond({ response_type: 'ephemeral', replace_original: false, text });
       try {
         let v: CaseButtonValue | undefined;
         try {
@@ -364,20 +534,43 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         const allowed = slackApprovers(service, CASE_DECIDERS);
         const m = await membership(user, allowed);
         if (!m.ok) {
-          log(`slack: ${decision} of case ${v.c} by ${user} refused: not an approver of ${CASE_DECIDERS} runs of ${service.name}`);
-          return void (await answer(`You may not decide reconciliation cases of ${service.name}: they are decided by the approvers of its ${CASE_DECIDERS} runs, ${listIds(allowed)}. Nothing was changed.`));
+          log(
+            `slack: ${decision} of case ${v.c} by ${user} refused: not an approver of ${CASE_DECIDERS} runs of ${service.name}`,
+          );
+          return void (await answer(
+            `You may not decide reconciliation cases of ${service.name}: they are decided by the approvers of its ${CASE_DECIDERS} runs, ${listIds(allowed)}. Nothing was changed.`,
+          ));
         }
-        const res = await resolveCase(temporal, config, { service: service.name, caseId: v.c, by: user, action: decision, note: 'from Slack', ...(m.groups.length ? { groups: m.groups } : {}) }, botSigner());
-        if (!res.changed) return void (await answer(`Nothing was changed: case \`${v.c}\` is ${mentions(res.detail)}.`));
+        const res = await resolveCase(
+          temporal,
+          config,
+          {
+            service: service.name,
+            caseId: v.c,
+            by: user,
+            action: decision,
+            note: 'from Slack',
+            ...(m.groups.length ? { groups: m.groups } : {}),
+          },
+          botSigner(),
+        );
+        if (!res.changed)
+          return void (await answer(`Nothing was changed: case \`${v.c}\` is ${mentions(res.detail)}.`));
         let stale = '';
         try {
           const msg = await casesView(v, service.name, res.case);
-          const c = (body as { container?: { is_ephemeral?: boolean; channel_id?: string; message_ts?: string } }).container;
+          const c = (body as { container?: { is_ephemeral?: boolean; channel_id?: string; message_ts?: string } })
+            .container;
           if (c?.channel_id && c.message_ts && !c.is_ephemeral) {
             await web.chat.update({
-              channel: c.channel_id, ts: c.message_ts, text: msg.text, blocks: msg.blocks,
+              channel: c.channel_id,
+              ts: c.message_ts,
+              text: msg.text,
+              blocks: msg.blocks,
               // Kept, so that a restarted follower still knows the run's cases are in its thread.
-              ...(v.k === 'run' ? { metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: v.u, key: CASES_EVENT_KEY } } } : {}),
+              ...(v.k === 'run'
+                ? { metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: v.u, key: CASES_EVENT_KEY } } }
+                : {}),
             });
           } else {
             await respond({ replace_original: true, text: msg.text, blocks: msg.blocks });
@@ -391,8 +584,12 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       } catch (err) {
         const known = err instanceof InputError || err instanceof RefusedError;
         if (!known) log(`slack: ${decision} of a case by ${user} failed: ${(err as Error).stack ?? err}`);
-        const text = err instanceof RefusedError ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.`
-          : err instanceof InputError ? `${(err as Error).message}. Nothing was changed.` : `Failed: ${(err as Error).message.split('\n')[0]}`;
+        const text =
+          err instanceof RefusedError
+            ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.`
+            : err instanceof InputError
+              ? `${(err as Error).message}. Nothing was changed.`
+              : `Failed: ${(err as Error).message.split('\n')[0]}`;
         await answer(text).catch(() => undefined);
       }
     });

@@ -37,34 +37,50 @@ export function parseCommand(text: string): SlackCommand {
     case 'failover': {
       const kind = verb!.toLowerCase() as 'plan' | 'failover';
       const [service, to, target, mode, ...extra] = args;
-      if (!service || to?.toLowerCase() !== 'to' || !target) return { kind: 'bad', problem: `\`${kind}\` needs a service and a target: \`${kind} <service> to <region> [unplanned]\`` };
+      if (!service || to?.toLowerCase() !== 'to' || !target)
+        return {
+          kind: 'bad',
+          problem: `\`${kind}\` needs a service and a target: \`${kind} <service> to <region> [unplanned]\``,
+        };
       if (extra.length > 0 || (mode !== undefined && mode !== 'unplanned' && mode !== 'planned')) {
-        return { kind: 'bad', problem: `unexpected \`${[mode, ...extra].filter(Boolean).join(' ')}\`: the mode is \`planned\` (default) or \`unplanned\`` };
+        return {
+          kind: 'bad',
+          problem: `unexpected \`${[mode, ...extra].filter(Boolean).join(' ')}\`: the mode is \`planned\` (default) or \`unplanned\``,
+        };
       }
       return { kind, service, target, mode: mode === 'unplanned' ? 'unplanned' : 'planned' };
     }
     case 'reconcile': {
-      if (args.length !== 1) return { kind: 'bad', problem: '`reconcile` needs exactly one service: `reconcile <service>`' };
+      if (args.length !== 1)
+        return { kind: 'bad', problem: '`reconcile` needs exactly one service: `reconcile <service>`' };
       return { kind: 'reconcile', service: args[0]! };
     }
     case 'failback': {
       const [service] = args;
-      if (!service) return { kind: 'bad', problem: '`failback` needs a service: `failback <service> [override: <reason>]`' };
+      if (!service)
+        return { kind: 'bad', problem: '`failback` needs a service: `failback <service> [override: <reason>]`' };
       // The reason is kept as typed (from the raw text, not the split words): it goes into the run's audit record.
       const rest = text.trim().replace(/^\S+\s+\S+\s*/, '');
       if (!rest) return { kind: 'failback', service };
       const m = /^override\b:?\s*([\s\S]*)$/i.exec(rest);
       if (!m) return { kind: 'bad', problem: `unexpected \`${rest}\`: \`failback <service> [override: <reason>]\`` };
-      if (!m[1]!.trim()) return { kind: 'bad', problem: '`override:` needs a reason: it is recorded in the run, e.g. `failback <service> override: customers notified, cases decided by finance`' };
+      if (!m[1]!.trim())
+        return {
+          kind: 'bad',
+          problem:
+            '`override:` needs a reason: it is recorded in the run, e.g. `failback <service> override: customers notified, cases decided by finance`',
+        };
       return { kind: 'failback', service, override: m[1]!.trim() };
     }
     case 'cases': {
-      if (args.length > 2) return { kind: 'bad', problem: '`cases` takes a service and a case id at most: `cases [service [case id]]`' };
+      if (args.length > 2)
+        return { kind: 'bad', problem: '`cases` takes a service and a case id at most: `cases [service [case id]]`' };
       return { kind: 'cases', ...(args[0] ? { service: args[0] } : {}), ...(args[1] ? { caseId: args[1] } : {}) };
     }
     case 'abort': {
       const [run, ...reason] = args;
-      if (!run) return { kind: 'bad', problem: '`abort` needs the service or run id: `abort <service|run id> [reason]`' };
+      if (!run)
+        return { kind: 'bad', problem: '`abort` needs the service or run id: `abort <service|run id> [reason]`' };
       return { kind: 'abort', run, ...(reason.length ? { reason: reason.join(' ') } : {}) };
     }
     default:

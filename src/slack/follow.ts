@@ -49,7 +49,9 @@ export class RunFollower {
   start(intervalMs: number): void {
     const loop = async (): Promise<void> => {
       if (this.stopped) return;
-      this.running = this.tick().catch((err) => this.opts.log(`slack: following runs failed: ${(err as Error).message}`));
+      this.running = this.tick().catch((err) =>
+        this.opts.log(`slack: following runs failed: ${(err as Error).message}`),
+      );
       await this.running;
       if (!this.stopped) this.timer = setTimeout(() => void loop(), intervalMs);
     };
@@ -68,7 +70,12 @@ export class RunFollower {
     const query = `WorkflowType = 'runbook' AND RegionshiftMode != 'dry-run' AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
     const runs: { workflowId: string; runId: string; running: boolean; start: number }[] = [];
     for await (const w of this.opts.temporal.workflow.list({ query })) {
-      runs.push({ workflowId: w.workflowId, runId: w.runId, running: w.status.name === 'RUNNING', start: w.startTime.getTime() });
+      runs.push({
+        workflowId: w.workflowId,
+        runId: w.runId,
+        running: w.status.name === 'RUNNING',
+        start: w.startTime.getTime(),
+      });
     }
     runs.sort((a, b) => a.start - b.start);
     const now = Date.now();
@@ -76,7 +83,9 @@ export class RunFollower {
       try {
         await this.sync(run.workflowId, run.runId, run.running, now);
       } catch (err) {
-        this.opts.log(`slack: updating the message of ${run.workflowId} ${run.runId} failed: ${(err as Error).message}`);
+        this.opts.log(
+          `slack: updating the message of ${run.workflowId} ${run.runId} failed: ${(err as Error).message}`,
+        );
       }
     }
     for (const [runId, e] of this.cache) if (now - e.seen > this.opts.followForMs * 2) this.cache.delete(runId);
@@ -108,7 +117,10 @@ export class RunFollower {
     const rendered = JSON.stringify(msg.blocks);
     if (!entry.ts) {
       const res = await web.chat.postMessage({
-        channel, text: msg.text, blocks: msg.blocks, unfurl_links: false,
+        channel,
+        text: msg.text,
+        blocks: msg.blocks,
+        unfurl_links: false,
         metadata: { event_type: RUN_EVENT_TYPE, event_payload: { workflow_id: workflowId, run_id: runId } },
       });
       entry.ts = res.ts;
@@ -120,7 +132,10 @@ export class RunFollower {
     for (const ev of threadEvents(rec)) {
       if (entry.posted.has(ev.key)) continue;
       await web.chat.postMessage({
-        channel, thread_ts: entry.ts!, text: ev.text, unfurl_links: false,
+        channel,
+        thread_ts: entry.ts!,
+        text: ev.text,
+        unfurl_links: false,
         metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: runId, key: ev.key } },
       });
       entry.posted.add(ev.key);
@@ -128,10 +143,18 @@ export class RunFollower {
     const rep = rec.reconciliation?.report;
     if (rec.kind === 'reconcile' && rep && rep.cases.open > 0 && !entry.posted.has(CASES_EVENT_KEY)) {
       // Read from the database, not the report: the buttons need both versions and the proposals.
-      const cases = await listCases(this.opts.temporal, config, { service: rec.service, reconciliationId: rep.reconciliationId, status: 'all' });
+      const cases = await listCases(this.opts.temporal, config, {
+        service: rec.service,
+        reconciliationId: rep.reconciliationId,
+        status: 'all',
+      });
       const m = casesMessage({ k: 'run', r: rep.reconciliationId, u: runId }, cases, [rec.service]);
       await web.chat.postMessage({
-        channel, thread_ts: entry.ts!, text: m.text, blocks: m.blocks, unfurl_links: false,
+        channel,
+        thread_ts: entry.ts!,
+        text: m.text,
+        blocks: m.blocks,
+        unfurl_links: false,
         metadata: { event_type: THREAD_EVENT_TYPE, event_payload: { run_id: runId, key: CASES_EVENT_KEY } },
       });
       entry.posted.add(CASES_EVENT_KEY);
@@ -141,7 +164,11 @@ export class RunFollower {
 
   /** The run's message, found by its metadata among the channel's recent messages. */
   private async findMessage(runId: string): Promise<string | undefined> {
-    const res = await this.opts.web.conversations.history({ channel: this.opts.channel, limit: 200, include_all_metadata: true });
+    const res = await this.opts.web.conversations.history({
+      channel: this.opts.channel,
+      limit: 200,
+      include_all_metadata: true,
+    });
     const hit = (res.messages ?? []).find((m) => {
       const meta = (m as { metadata?: Meta }).metadata;
       return meta?.event_type === RUN_EVENT_TYPE && meta.event_payload?.run_id === runId;
@@ -150,11 +177,17 @@ export class RunFollower {
   }
 
   private async postedKeys(ts: string): Promise<Set<string>> {
-    const res = await this.opts.web.conversations.replies({ channel: this.opts.channel, ts, limit: 200, include_all_metadata: true });
+    const res = await this.opts.web.conversations.replies({
+      channel: this.opts.channel,
+      ts,
+      limit: 200,
+      include_all_metadata: true,
+    });
     const keys = new Set<string>();
     for (const m of res.messages ?? []) {
       const meta = (m as { metadata?: Meta }).metadata;
-      if (meta?.event_type === THREAD_EVENT_TYPE && typeof meta.event_payload?.key === 'string') keys.add(meta.event_payload.key);
+      if (meta?.event_type === THREAD_EVENT_TYPE && typeof meta.event_payload?.key === 'string')
+        keys.add(meta.event_payload.key);
     }
     return keys;
   }

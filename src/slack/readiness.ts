@@ -18,23 +18,33 @@ function checkLine(c: ReadinessCheck): string {
 
 /** The readiness lines of the status reply: the verdict, then what is not passing (or each target's verdict). */
 export function readinessText(e: ReadinessEvaluation): string {
-  const lines = [`readiness: ${ICON[e.status]} *${e.status.toUpperCase()}* (evaluated ${e.at})${e.targets.length ? ` · failover targets now: ${e.targets.join(', ')}` : ' · no failover target now'}`];
+  const lines = [
+    `readiness: ${ICON[e.status]} *${e.status.toUpperCase()}* (evaluated ${e.at})${e.targets.length ? ` · failover targets now: ${e.targets.join(', ')}` : ' · no failover target now'}`,
+  ];
   lines.push(...e.checks.filter((c) => c.status !== 'pass').map(checkLine));
   for (const t of e.perTarget ?? []) {
     lines.push(`to ${t.region}: ${ICON[t.status]} ${t.status}${t.mode ? ` (${t.mode} dry run)` : ''}`);
     // Only what the service-wide checks above did not say already.
-    lines.push(...t.checks.filter((c) => c.status !== 'pass' && !e.checks.some((s) => s.detail === c.detail)).map((c) => `  ${checkLine(c)}`));
+    lines.push(
+      ...t.checks
+        .filter((c) => c.status !== 'pass' && !e.checks.some((s) => s.detail === c.detail))
+        .map((c) => `  ${checkLine(c)}`),
+    );
   }
   return lines.join('\n');
 }
 
 /** The channel message when a service stops being ready to fail over, or is ready again. */
 export function readinessAlert(e: ReadinessEvaluation, command = '/regionshift'): string {
-  if (e.status !== 'fail') return `${ICON[e.status]} *${e.service}* is ready to fail over again (evaluated ${e.at})${e.targets.length ? `: failover targets ${e.targets.join(', ')}` : ''}`;
+  if (e.status !== 'fail')
+    return `${ICON[e.status]} *${e.service}* is ready to fail over again (evaluated ${e.at})${e.targets.length ? `: failover targets ${e.targets.join(', ')}` : ''}`;
   const failing = [...e.checks, ...(e.perTarget ?? []).flatMap((t) => t.checks)].filter((c) => c.status === 'fail');
   const unique = failing.filter((c, i) => failing.findIndex((x) => x.detail === c.detail) === i);
-  return [`🚨 *${e.service}* is not ready to fail over (evaluated ${e.at}):`, ...unique.map((c) => `• ${checkLine(c)}`),
-    `Details: \`${command} status ${e.service}\` or \`regionshift readiness --service ${e.service}\``].join('\n');
+  return [
+    `🚨 *${e.service}* is not ready to fail over (evaluated ${e.at}):`,
+    ...unique.map((c) => `• ${checkLine(c)}`),
+    `Details: \`${command} status ${e.service}\` or \`regionshift readiness --service ${e.service}\``,
+  ].join('\n');
 }
 
 interface Said {
@@ -65,7 +75,9 @@ export class ReadinessWatch {
   start(intervalMs: number): void {
     const loop = async (): Promise<void> => {
       if (this.stopped) return;
-      this.running = this.tick().catch((err) => this.opts.log(`slack: watching readiness failed: ${(err as Error).message}`));
+      this.running = this.tick().catch((err) =>
+        this.opts.log(`slack: watching readiness failed: ${(err as Error).message}`),
+      );
       await this.running;
       if (!this.stopped) this.timer = setTimeout(() => void loop(), intervalMs);
     };
@@ -88,7 +100,9 @@ export class ReadinessWatch {
       const news = e.status === 'fail' ? said?.status !== 'fail' : said?.status === 'fail';
       if (news && e.at !== said?.at) {
         await this.opts.web.chat.postMessage({
-          channel: this.opts.channel, text: readinessAlert(e, this.opts.command), unfurl_links: false,
+          channel: this.opts.channel,
+          text: readinessAlert(e, this.opts.command),
+          unfurl_links: false,
           metadata: { event_type: READINESS_EVENT_TYPE, event_payload: { service, status: e.status, at: e.at } },
         });
         this.said.set(service, { status: e.status, at: e.at });
@@ -98,7 +112,11 @@ export class ReadinessWatch {
   }
 
   private async lastSaid(service: string): Promise<Said | null> {
-    const res = await this.opts.web.conversations.history({ channel: this.opts.channel, limit: 200, include_all_metadata: true });
+    const res = await this.opts.web.conversations.history({
+      channel: this.opts.channel,
+      limit: 200,
+      include_all_metadata: true,
+    });
     for (const m of res.messages ?? []) {
       const meta = (m as { metadata?: { event_type?: string; event_payload?: Record<string, unknown> } }).metadata;
       if (meta?.event_type === READINESS_EVENT_TYPE && meta.event_payload?.service === service) {

@@ -11,7 +11,8 @@ const MISSING_CHROMIUM =
 export function findChromium(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const explicit = env.CHROMIUM_PATH;
   if (explicit) {
-    if (!existsSync(explicit)) throw new PrerequisiteError(`CHROMIUM_PATH=${explicit} does not exist; fix it or unset it`);
+    if (!existsSync(explicit))
+      throw new PrerequisiteError(`CHROMIUM_PATH=${explicit} does not exist; fix it or unset it`);
     return explicit;
   }
   return which('chromium', env) ?? which('chromium-browser', env);
@@ -27,7 +28,11 @@ export async function ensureChromium(opts: { onProgress?(line: string): void } =
   opts.onProgress?.('Chromium not found; installing it with apt-get (a few minutes)…');
   try {
     await runStreaming('apt-get', ['update'], { env, onLine, idleNoticeMs: 15_000 });
-    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { env, onLine, idleNoticeMs: 15_000 });
+    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], {
+      env,
+      onLine,
+      idleNoticeMs: 15_000,
+    });
   } catch (err) {
     throw new PrerequisiteError(`${MISSING_CHROMIUM} (apt-get failed: ${(err as Error).message})`);
   }

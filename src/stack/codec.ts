@@ -21,7 +21,10 @@ export function codecServerUrl(config: Config): string {
  * The codec variables the stack's processes get. A key set in the caller's environment wins (the
  * processes inherit it, and every later command must set it too); otherwise the state dir's key.
  */
-export function stackCodecEnv(home: string, env: NodeJS.ProcessEnv = process.env): { env: Record<string, string>; note?: string } {
+export function stackCodecEnv(
+  home: string,
+  env: NodeJS.ProcessEnv = process.env,
+): { env: Record<string, string>; note?: string } {
   if (env[KEYS_VAR]) return { env: {}, note: `payloads encrypted with the keys in ${KEYS_VAR} (from this shell)` };
   const keys = ensureStackCodecKeys(home);
   return { env: keys.env, ...(keys.created ? { note: `made the stack's payload encryption key: ${keys.file}` } : {}) };

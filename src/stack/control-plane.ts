@@ -49,12 +49,18 @@ export async function ensureTemporalServer(opts: { onProgress?(line: string): vo
   try {
     accessSync(go, constants.X_OK);
   } catch {
-    throw new PrerequisiteError(`the replicated control plane needs the Temporal server ${TEMPORAL_SERVER_VERSION}, built with Go: install Go, or put the server binary at ${bin}`);
+    throw new PrerequisiteError(
+      `the replicated control plane needs the Temporal server ${TEMPORAL_SERVER_VERSION}, built with Go: install Go, or put the server binary at ${bin}`,
+    );
   }
   mkdirSync(binDir, { recursive: true });
-  opts.onProgress?.(`building the Temporal server ${TEMPORAL_SERVER_VERSION} into ${binDir} (minutes; longer with a cold Go module cache)…`);
+  opts.onProgress?.(
+    `building the Temporal server ${TEMPORAL_SERVER_VERSION} into ${binDir} (minutes; longer with a cold Go module cache)…`,
+  );
   await runStreaming(go, ['install', `${TEMPORAL_SERVER_MODULE}@${TEMPORAL_SERVER_VERSION}`], {
-    env: { ...process.env, GOBIN: binDir }, idleNoticeMs: 30_000, onLine: (line) => opts.onProgress?.(`  go: ${line}`),
+    env: { ...process.env, GOBIN: binDir },
+    idleNoticeMs: 30_000,
+    onLine: (line) => opts.onProgress?.(`  go: ${line}`),
   });
   return bin;
 }
@@ -73,7 +79,8 @@ export function clusterConfigYaml(c: ClusterSpec): string {
     '        maxIdleConns: 1',
     '        maxConnLifetime: "1h"',
   ].join('\n');
-  const rpc = (i: number) => `{ grpcPort: ${c.port + 2 * i}, membershipPort: ${c.port + 2 * i + 1}, bindOnLocalHost: true }`;
+  const rpc = (i: number) =>
+    `{ grpcPort: ${c.port + 2 * i}, membershipPort: ${c.port + 2 * i + 1}, bindOnLocalHost: true }`;
   return `log:
   stdout: true
   level: warn
@@ -171,11 +178,15 @@ async function retry<T>(what: string, fn: () => Promise<T>, timeoutMs: number): 
 export async function connectCluster(c: ClusterSpec, timeoutMs = 120_000): Promise<Connection> {
   const { Connection } = await import('@temporalio/client');
   const address = c.address ?? `127.0.0.1:${c.port}`;
-  return retry(`cluster ${c.name} on ${address} did not answer`, async () => {
-    const conn = await Connection.connect({ address, connectTimeout: '2s' });
-    await conn.workflowService.getSystemInfo({});
-    return conn;
-  }, timeoutMs);
+  return retry(
+    `cluster ${c.name} on ${address} did not answer`,
+    async () => {
+      const conn = await Connection.connect({ address, connectTimeout: '2s' });
+      await conn.workflowService.getSystemInfo({});
+      return conn;
+    },
+    timeoutMs,
+  );
 }
 
 /** Every cluster told of every other, with replication on. */
@@ -185,30 +196,49 @@ export async function linkClusters(clusters: { spec: ClusterSpec; conn: Connecti
       if (other === self) continue;
       await self.conn.operatorService.addOrUpdateRemoteCluster({
         frontendAddress: other.spec.address ?? `127.0.0.1:${other.spec.port}`,
-        ...(other.spec.httpAddress || !other.spec.address ? { frontendHttpAddress: other.spec.httpAddress ?? `127.0.0.1:${other.spec.port + 8}` } : {}),
-        enableRemoteClusterConnection: true, enableReplication: true,
+        ...(other.spec.httpAddress || !other.spec.address
+          ? { frontendHttpAddress: other.spec.httpAddress ?? `127.0.0.1:${other.spec.port + 8}` }
+          : {}),
+        enableRemoteClusterConnection: true,
+        enableReplication: true,
       });
     }
   }
 }
 
 /** A global namespace on every cluster, active in `active`; retried until the clusters know each other. */
-export async function registerGlobalNamespace(conn: Connection, namespace: string, clusters: string[], active: string, timeoutMs = 30_000): Promise<void> {
-  await retry(`registering global namespace ${namespace}`, async () => {
-    try {
-      await conn.workflowService.registerNamespace({
-        namespace, isGlobalNamespace: true, activeClusterName: active, clusters: clusters.map((clusterName) => ({ clusterName })),
-        workflowExecutionRetentionPeriod: msToTs('1 day'),
-      });
-    } catch (err) {
-      if ((err as Error).message.includes('already exists')) return;
-      throw err;
-    }
-  }, timeoutMs);
+export async function registerGlobalNamespace(
+  conn: Connection,
+  namespace: string,
+  clusters: string[],
+  active: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  await retry(
+    `registering global namespace ${namespace}`,
+    async () => {
+      try {
+        await conn.workflowService.registerNamespace({
+          namespace,
+          isGlobalNamespace: true,
+          activeClusterName: active,
+          clusters: clusters.map((clusterName) => ({ clusterName })),
+          workflowExecutionRetentionPeriod: msToTs('1 day'),
+        });
+      } catch (err) {
+        if ((err as Error).message.includes('already exists')) return;
+        throw err;
+      }
+    },
+    timeoutMs,
+  );
 }
 
 /** The cluster the namespace is active in, as `conn`'s cluster sees it. */
-export async function activeCluster(conn: Connection, namespace: string): Promise<{ active: string; failoverVersion: number }> {
+export async function activeCluster(
+  conn: Connection,
+  namespace: string,
+): Promise<{ active: string; failoverVersion: number }> {
   const d = await conn.workflowService.describeNamespace({ namespace });
   return { active: d.replicationConfig?.activeClusterName ?? '', failoverVersion: Number(d.failoverVersion ?? 0) };
 }

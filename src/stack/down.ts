@@ -23,7 +23,12 @@ async function stopPostgres(name: string, node: PgNode, bin: string): Promise<St
     await stop(bin, node, 'fast');
     return { name, pid, outcome: 'stopped' };
   } catch (err) {
-    return { name, pid, outcome: 'failed', detail: `${(err as Error).message}; stop it with: pg_ctl stop -D ${node.dataDir}` };
+    return {
+      name,
+      pid,
+      outcome: 'failed',
+      detail: `${(err as Error).message}; stop it with: pg_ctl stop -D ${node.dataDir}`,
+    };
   }
 }
 
@@ -49,7 +54,11 @@ export async function stackDown(opts: { home?: string } = {}): Promise<DownResul
     stopped.push(...(await Promise.all(others.map(stopOne))));
     const pg = await Promise.all(
       Object.entries(state.postgres).map(async ([name, r]) => {
-        const result = await stopPostgres(name, { region: r.region, dataDir: r.dataDir, host: r.host, port: r.port }, r.bin);
+        const result = await stopPostgres(
+          name,
+          { region: r.region, dataDir: r.dataDir, host: r.host, port: r.port },
+          r.bin,
+        );
         if (result.outcome !== 'failed') delete state.postgres[name];
         return result;
       }),

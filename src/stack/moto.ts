@@ -20,7 +20,9 @@ export async function ensureMoto(opts: { onProgress?(line: string): void; venv?:
   if (existsSync(server)) return server;
   const python = which('python3');
   if (!python) {
-    throw new PrerequisiteError('python3 not found; moto (the local AWS API) needs it: install python3 and python3-venv');
+    throw new PrerequisiteError(
+      'python3 not found; moto (the local AWS API) needs it: install python3 and python3-venv',
+    );
   }
   const progress = (line: string) => opts.onProgress?.(`  ${line}`);
   if (!existsSync(join(venv, 'bin', 'pip'))) {
@@ -46,7 +48,8 @@ export async function ensureMoto(opts: { onProgress?(line: string): void; venv?:
   } catch (err) {
     throw new PrerequisiteError(`pip install 'moto[server]' into ${venv} failed: ${(err as Error).message}`);
   }
-  if (!existsSync(server)) throw new PrerequisiteError(`moto installed but ${server} is missing; delete ${venv} and retry`);
+  if (!existsSync(server))
+    throw new PrerequisiteError(`moto installed but ${server} is missing; delete ${venv} and retry`);
   return server;
 }
 

@@ -20,7 +20,11 @@ export function pidLock(file: string, busy: (pid: number) => string): () => void
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = Number(readFileSync(file, 'utf8').trim());
-      const live = Number.isInteger(holder) && holder > 0 && isAlive(holder) && (cmdline(holder) ?? []).some((a) => a.includes('node'));
+      const live =
+        Number.isInteger(holder) &&
+        holder > 0 &&
+        isAlive(holder) &&
+        (cmdline(holder) ?? []).some((a) => a.includes('node'));
       if (live) throw new LockBusyError(busy(holder));
       rmSync(file, { force: true });
     }

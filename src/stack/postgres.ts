@@ -71,7 +71,11 @@ export async function ensurePgBin(opts: { onProgress?(line: string): void } = {}
   opts.onProgress?.('PostgreSQL not found; installing it with apt-get (a minute or two)…');
   try {
     await runStreaming('apt-get', ['update'], { env, onLine, idleNoticeMs });
-    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'postgresql'], { env, onLine, idleNoticeMs });
+    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'postgresql'], {
+      env,
+      onLine,
+      idleNoticeMs,
+    });
   } catch (err) {
     throw new PrerequisiteError(`${MISSING_PG} (apt-get failed: ${(err as Error).message})`);
   }

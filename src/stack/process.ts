@@ -102,7 +102,14 @@ export async function spawnDetached(
     child.unref();
     const pid = child.pid;
     if (pid === undefined) throw new Error(`cannot start ${file}: no pid`);
-    return { pid, argv, startTime: procStat(pid)?.startTime, log: opts.log, logOffset, startedAt: new Date().toISOString() };
+    return {
+      pid,
+      argv,
+      startTime: procStat(pid)?.startTime,
+      log: opts.log,
+      logOffset,
+      startedAt: new Date().toISOString(),
+    };
   } finally {
     closeSync(fd);
   }
@@ -131,7 +138,10 @@ export function logTail(path: string, offset = 0, lines = 2): string {
     .filter((l) => l !== '')
     .slice(-30);
   const errors = all.filter((l) => ERROR_LINE.test(l));
-  return (errors.length ? errors : all).slice(-lines).map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l)).join(' | ');
+  return (errors.length ? errors : all)
+    .slice(-lines)
+    .map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l))
+    .join(' | ');
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {

@@ -28,15 +28,21 @@ function which(file: string): string | undefined {
 export async function ensureRedisServer(opts: { onProgress?(line: string): void } = {}): Promise<string> {
   const found = which('redis-server');
   if (found) return found;
-  const missing = 'redis-server not found: install it with `apt-get install redis-server`, or remove the services\' cache sections';
-  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) throw new PrerequisiteError(`${missing} (not root, so not installed)`);
+  const missing =
+    "redis-server not found: install it with `apt-get install redis-server`, or remove the services' cache sections";
+  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get'))
+    throw new PrerequisiteError(`${missing} (not root, so not installed)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const onLine = (line: string) => opts.onProgress?.(`  apt: ${line}`);
   opts.onProgress?.('redis-server not found; installing with apt-get…');
   try {
     await runStreaming('apt-get', ['update'], { env, onLine, idleNoticeMs: 15_000 });
     // No recommends, and the package's own service is not wanted: each region runs its own server.
-    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'redis-server'], { env: { ...env, RUNLEVEL: '1' }, onLine, idleNoticeMs: 15_000 });
+    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'redis-server'], {
+      env: { ...env, RUNLEVEL: '1' },
+      onLine,
+      idleNoticeMs: 15_000,
+    });
   } catch (err) {
     throw new PrerequisiteError(`${missing} (apt-get failed: ${(err as Error).message})`);
   }
@@ -52,8 +58,15 @@ export function redisArgv(bin: string, node: RedisNodeSpec): string[] {
   if (!existsSync(conf)) {
     // No snapshots or AOF: a cache; the replicas hold the copies that matter for a failover.
     const lines = [
-      `bind ${node.host}`, `port ${node.port}`, `dir ${node.dir}`, 'daemonize no', 'protected-mode no', 'save ""', 'appendonly no',
-      'replica-read-only yes', `logfile ""`,
+      `bind ${node.host}`,
+      `port ${node.port}`,
+      `dir ${node.dir}`,
+      'daemonize no',
+      'protected-mode no',
+      'save ""',
+      'appendonly no',
+      'replica-read-only yes',
+      `logfile ""`,
       ...(node.replicaOf ? [`replicaof ${node.replicaOf.host} ${node.replicaOf.port}`] : []),
     ];
     writeFileSync(conf, `${lines.join('\n')}\n`);
@@ -71,7 +84,10 @@ export function redisNodes(config: Config, home: string): Map<string, RedisNodeS
     for (const region of svc.regions) {
       const r = cache.regions[region]!;
       nodes.set(`redis:${svc.name}:${region}`, {
-        region, host: r.host, port: r.port, dir: join(home, 'redis', svc.name, region),
+        region,
+        host: r.host,
+        port: r.port,
+        dir: join(home, 'redis', svc.name, region),
         ...(region === svc.regions[0] ? {} : { replicaOf: { host: first.host, port: first.port } }),
       });
     }
@@ -84,7 +100,9 @@ export function redisNodes(config: Config, home: string): Map<string, RedisNodeS
  * stops them with the rest). Returns an outcome per node.
  */
 export async function upRedis(
-  config: Config, state: StackState, home: string,
+  config: Config,
+  state: StackState,
+  home: string,
   live: (state: StackState, name: string) => unknown,
   onProgress?: (line: string) => void,
 ): Promise<Map<string, { action?: string; error?: string }>> {
@@ -101,9 +119,13 @@ export async function upRedis(
   for (const [name, node] of nodes) {
     if (live(state, name)) continue;
     try {
-      const rec = await spawnDetached(redisArgv(bin, node), { log: join(home, 'logs', `${name.replace(/:/g, '-')}.log`) });
+      const rec = await spawnDetached(redisArgv(bin, node), {
+        log: join(home, 'logs', `${name.replace(/:/g, '-')}.log`),
+      });
       state.processes[name] = { ...rec, address: `${node.host}:${node.port}` };
-      out.set(name, { action: `started on ${node.host}:${node.port}${node.replicaOf ? `, replica of ${node.replicaOf.host}:${node.replicaOf.port}` : ''}` });
+      out.set(name, {
+        action: `started on ${node.host}:${node.port}${node.replicaOf ? `, replica of ${node.replicaOf.host}:${node.replicaOf.port}` : ''}`,
+      });
     } catch (err) {
       out.set(name, { error: (err as Error).message });
     }

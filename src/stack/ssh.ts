@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { PrerequisiteError } from '../lib/postgres/node';
 import { runStreaming } from './run';
 
-const MISSING = 'ssh-keygen is needed to sign and verify decisions: install openssh-client (apt-get install openssh-client)';
+const MISSING =
+  'ssh-keygen is needed to sign and verify decisions: install openssh-client (apt-get install openssh-client)';
 
 function hasSshKeygen(): boolean {
   // `-Y` signatures arrived in OpenSSH 8.1; an older one fails the first verification instead of here.
@@ -20,7 +21,11 @@ export async function ensureSshKeygen(opts: { onProgress?(line: string): void } 
   opts.onProgress?.('ssh-keygen not found; installing openssh-client with apt-get…');
   try {
     await runStreaming('apt-get', ['update'], { env, onLine, idleNoticeMs: 15_000 });
-    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'openssh-client'], { env, onLine, idleNoticeMs: 15_000 });
+    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', 'openssh-client'], {
+      env,
+      onLine,
+      idleNoticeMs: 15_000,
+    });
   } catch (err) {
     throw new PrerequisiteError(`${MISSING} (apt-get failed: ${(err as Error).message})`);
   }

@@ -39,7 +39,9 @@ export function readState(home = stateDir()): StackState {
     return { version: 1, ...parsed, processes: parsed.processes ?? {}, postgres: parsed.postgres ?? {} };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, processes: {}, postgres: {} };
-    throw new Error(`${stackFile(home)} is unreadable (${(err as Error).message}); stop leftover processes by hand and delete it`);
+    throw new Error(
+      `${stackFile(home)} is unreadable (${(err as Error).message}); stop leftover processes by hand and delete it`,
+    );
   }
 }
 
@@ -57,7 +59,10 @@ export class StackBusyError extends LockBusyError {
 /** Serialises `up` and `down` on one state directory. A lock left by a dead process is taken over. */
 export function acquireLock(home = stateDir()): () => void {
   try {
-    return pidLock(join(home, 'stack.lock'), (pid) => `another \`regionshift stack\` command (pid ${pid}) is working on ${home}; wait for it to finish`);
+    return pidLock(
+      join(home, 'stack.lock'),
+      (pid) => `another \`regionshift stack\` command (pid ${pid}) is working on ${home}; wait for it to finish`,
+    );
   } catch (err) {
     if (err instanceof LockBusyError) throw new StackBusyError(err.message);
     throw err;

@@ -23,7 +23,19 @@ export type Health = 'up' | 'down' | 'skipped';
 
 export interface ComponentStatus {
   name: string;
-  kind: 'temporal' | 'temporal-ui' | 'moto' | 'postgres' | 'worker' | 'codec-server' | 'app' | 'prometheus' | 'alertmanager' | 'blackbox' | 'postgres-exporter' | 'intake';
+  kind:
+    | 'temporal'
+    | 'temporal-ui'
+    | 'moto'
+    | 'postgres'
+    | 'worker'
+    | 'codec-server'
+    | 'app'
+    | 'prometheus'
+    | 'alertmanager'
+    | 'blackbox'
+    | 'postgres-exporter'
+    | 'intake';
   address: string | null;
   pid: number | null;
   health: Health;
@@ -92,8 +104,22 @@ async function temporalStatus(ctx: StackContext, state: StackState): Promise<Com
   const rec = liveProcess(state, 'temporal');
   const log = state.processes.temporal?.log;
   const pid = rec?.pid ?? null;
-  const server: ComponentStatus = { name: 'temporal', kind: 'temporal', address: temporalAddress(config), pid, health: 'down', ...(log ? { log } : {}) };
-  const ui: ComponentStatus = { name: 'temporal-ui', kind: 'temporal-ui', address: temporalUiUrl(config), pid, health: 'down', ...(log ? { log } : {}) };
+  const server: ComponentStatus = {
+    name: 'temporal',
+    kind: 'temporal',
+    address: temporalAddress(config),
+    pid,
+    health: 'down',
+    ...(log ? { log } : {}),
+  };
+  const ui: ComponentStatus = {
+    name: 'temporal-ui',
+    kind: 'temporal-ui',
+    address: temporalUiUrl(config),
+    pid,
+    health: 'down',
+    ...(log ? { log } : {}),
+  };
   if (!rec) {
     server.detail = await notOursDetail(STACK_HOST, config.stack.temporalPort);
     ui.detail = 'temporal is not running';
@@ -111,7 +137,8 @@ async function temporalStatus(ctx: StackContext, state: StackState): Promise<Com
   else ui.detail = code === undefined ? 'Web UI does not answer' : `Web UI answers HTTP ${code}`;
   // A server started before the stack had a codec server shows sealed payloads only.
   if (ui.health === 'up' && !rec.argv.includes('--ui-codec-endpoint')) {
-    ui.detail = 'started without the codec endpoint: payloads show encrypted; restart with `regionshift stack down && regionshift stack up`';
+    ui.detail =
+      'started without the codec endpoint: payloads show encrypted; restart with `regionshift stack down && regionshift stack up`';
   }
   return [server, ui];
 }
@@ -120,7 +147,14 @@ async function motoStatus(ctx: StackContext, state: StackState): Promise<Compone
   const port = ctx.config.stack.motoPort;
   const rec = liveProcess(state, 'moto');
   const log = state.processes.moto?.log;
-  const s: ComponentStatus = { name: 'moto', kind: 'moto', address: motoUrl(STACK_HOST, port), pid: rec?.pid ?? null, health: 'down', ...(log ? { log } : {}) };
+  const s: ComponentStatus = {
+    name: 'moto',
+    kind: 'moto',
+    address: motoUrl(STACK_HOST, port),
+    pid: rec?.pid ?? null,
+    health: 'down',
+    ...(log ? { log } : {}),
+  };
   if (!rec) s.detail = await notOursDetail(STACK_HOST, port);
   else if (await motoHealthy(STACK_HOST, port)) s.health = 'up';
   else s.detail = `pid ${rec.pid} runs but /moto-api/ does not answer 200`;
@@ -144,8 +178,15 @@ async function postgresStatus(ctx: StackContext): Promise<ComponentStatus[]> {
     pgMembers(ctx.config).map(async (m): Promise<ComponentStatus> => {
       const pid = livePostmaster(m.node);
       const s: ComponentStatus = {
-        name: m.name, kind: 'postgres', address: `${m.node.host}:${m.node.port}`, pid: pid ?? null, health: 'down',
-        service: m.service, region: m.region, dataDir: m.node.dataDir, log: logFile(m.node),
+        name: m.name,
+        kind: 'postgres',
+        address: `${m.node.host}:${m.node.port}`,
+        pid: pid ?? null,
+        health: 'down',
+        service: m.service,
+        region: m.region,
+        dataDir: m.node.dataDir,
+        log: logFile(m.node),
       };
       if (pid === undefined) {
         s.detail = isInitialised(m.node) ? 'not running' : 'not initialised (stack up creates it)';
@@ -189,7 +230,13 @@ function workerStatus(ctx: StackContext, state: StackState): ComponentStatus[] {
 }
 
 async function codecServerStatus(ctx: StackContext, state: StackState): Promise<ComponentStatus> {
-  const s: ComponentStatus = { name: CODEC_SERVER, kind: 'codec-server', address: codecServerUrl(ctx.config), pid: null, health: 'down' };
+  const s: ComponentStatus = {
+    name: CODEC_SERVER,
+    kind: 'codec-server',
+    address: codecServerUrl(ctx.config),
+    pid: null,
+    health: 'down',
+  };
   const skip = workerSkipReason();
   if (skip) return { ...s, health: 'skipped', detail: skip };
   const recorded = state.processes[CODEC_SERVER];
@@ -208,7 +255,14 @@ async function demoAppStatus(ctx: StackContext, state: StackState): Promise<Comp
   const app = ctx.config.stack.app;
   if (!app) return [];
   const name = appComponentName(app.service);
-  const s: ComponentStatus = { name, kind: 'app', address: appUrl(ctx.config)!, pid: null, health: 'down', service: app.service };
+  const s: ComponentStatus = {
+    name,
+    kind: 'app',
+    address: appUrl(ctx.config)!,
+    pid: null,
+    health: 'down',
+    service: app.service,
+  };
   const skip = workerSkipReason();
   if (skip) return [{ ...s, health: 'skipped', detail: skip }];
   const recorded = state.processes[name];
@@ -229,7 +283,12 @@ export async function stackStatus(ctx: StackContext): Promise<StackStatus> {
   const home = ctx.home ?? stateDir();
   const state = readState(home);
   const [temporal, moto, postgres, codec, app, monitoring] = await Promise.all([
-    isReplicated(ctx.config) ? replicatedStatus(ctx.config, home, state, (name) => liveProcess(state, name)) : temporalStatus(ctx, state), motoStatus(ctx, state), postgresStatus(ctx), codecServerStatus(ctx, state),
+    isReplicated(ctx.config)
+      ? replicatedStatus(ctx.config, home, state, (name) => liveProcess(state, name))
+      : temporalStatus(ctx, state),
+    motoStatus(ctx, state),
+    postgresStatus(ctx),
+    codecServerStatus(ctx, state),
     demoAppStatus(ctx, state),
     monitoringStatus(ctx.config, home, ctx.configFile, state, liveProcess),
   ]);

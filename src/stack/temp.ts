@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { freePorts, isPortFree } from '../lib/net';
 import { REPO_ROOT } from '../lib/paths';
 
-
 export interface TempStackFiles {
   dir: string;
   /** Its REGIONSHIFT_HOME. */
@@ -21,7 +20,13 @@ export interface TempStackFiles {
   /** With `app`: the demo application's port (stack.app), which the ledger's own runbooks call. */
   appPort?: number;
   /** With `monitoring`: the ports of Prometheus, Alertmanager, the intake and the first exporters. */
-  monitoring?: { prometheusPort: number; alertmanagerPort: number; intakePort: number; blackboxPort: number; postgresExporterPort: number };
+  monitoring?: {
+    prometheusPort: number;
+    alertmanagerPort: number;
+    intakePort: number;
+    blackboxPort: number;
+    postgresExporterPort: number;
+  };
 }
 
 export interface TempStackOptions {
@@ -70,7 +75,8 @@ async function freeRun(count: number, taken: number[]): Promise<number> {
     const [base] = (await freePorts(1)) as [number];
     if (base + count > 65535) continue;
     let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = !taken.includes(base + i) && (i === 0 || (await isPortFree('127.0.0.1', base + i)));
+    for (let i = 0; i < count && ok; i++)
+      ok = !taken.includes(base + i) && (i === 0 || (await isPortFree('127.0.0.1', base + i)));
     if (ok) return base;
   }
   throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
@@ -86,7 +92,8 @@ function ledgerRunbooks(dir: string, port: number): Record<string, string> {
   for (const kind of ['failover', 'failback']) {
     const shipped = join(REPO_ROOT, 'runbooks', `ledger-${kind}.yaml`);
     const text = readFileSync(shipped, 'utf8');
-    if (!text.includes(SHIPPED_APP_URL)) throw new Error(`${shipped} no longer calls ${SHIPPED_APP_URL}: update src/stack/temp.ts with it`);
+    if (!text.includes(SHIPPED_APP_URL))
+      throw new Error(`${shipped} no longer calls ${SHIPPED_APP_URL}: update src/stack/temp.ts with it`);
     out[kind] = `runbooks/ledger-${kind}.yaml`;
     writeFileSync(join(dir, out[kind]), text.replaceAll(SHIPPED_APP_URL, `http://127.0.0.1:${port}/`));
   }
@@ -100,7 +107,10 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   chmodSync(dir, 0o755);
   const home = join(dir, 'state');
   const regions = opts.regions ?? ['us-west-2', 'us-east-1'];
-  const services: TempService[] = [{ name: 'ledger', regions, ...(opts.weights ? { weights: opts.weights } : {}) }, ...(opts.moreServices ?? [])];
+  const services: TempService[] = [
+    { name: 'ledger', regions, ...(opts.weights ? { weights: opts.weights } : {}) },
+    ...(opts.moreServices ?? []),
+  ];
   const nodes = services.reduce((n, svc) => n + svc.regions.length, 0);
   // One call, so no two components get the same port.
   const singles = await freePorts(4 + nodes + (opts.monitoring ? 3 : 0) + (opts.app ? 1 : 0));
@@ -112,7 +122,10 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
     // One vantage point per region, one exporter per node.
     const regionCount = new Set(services.flatMap((s) => s.regions)).size;
     const blackboxPort = await freeRun(regionCount, singles);
-    const postgresExporterPort = await freeRun(nodes, [...singles, ...Array.from({ length: regionCount }, (_, i) => blackboxPort + i)]);
+    const postgresExporterPort = await freeRun(nodes, [
+      ...singles,
+      ...Array.from({ length: regionCount }, (_, i) => blackboxPort + i),
+    ]);
     monitoring = { prometheusPort, alertmanagerPort, intakePort, blackboxPort, postgresExporterPort };
   }
   const monitoringYaml = monitoring
@@ -128,9 +141,12 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
       taken.push(...Array.from({ length: 9 }, (_, i) => base + i));
     }
   }
-  const clustersYaml = opts.controlPlane === 'replicated'
-    ? `, clusters: { ${Object.entries(clusters).map(([r, p]) => `${r}: 127.0.0.1:${p}`).join(', ')} }`
-    : '';
+  const clustersYaml =
+    opts.controlPlane === 'replicated'
+      ? `, clusters: { ${Object.entries(clusters)
+          .map(([r, p]) => `${r}: 127.0.0.1:${p}`)
+          .join(', ')} }`
+      : '';
   const appPort = opts.app ? singles[singles.length - 1]! : undefined;
   const appYaml = appPort ? `, app: { service: ledger, port: ${appPort} }` : '';
   const runbooks = appPort ? ledgerRunbooks(dir, appPort) : undefined;
@@ -138,12 +154,21 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   const approver = opts.approver ?? 'demo-oncall';
   const blocks = services.map((svc) => {
     const ports = pgPorts.splice(0, svc.regions.length);
-    const pg = Object.fromEntries(svc.regions.map((r, i) => [r, { port: ports[i]!, dataDir: join(dir, 'pg', `${svc.name}-${r}`) }]));
-    const map = (value: (r: string) => string): string => `{ ${svc.regions.map((r) => `${r}: ${value(r)}`).join(', ')} }`;
+    const pg = Object.fromEntries(
+      svc.regions.map((r, i) => [r, { port: ports[i]!, dataDir: join(dir, 'pg', `${svc.name}-${r}`) }]),
+    );
+    const map = (value: (r: string) => string): string =>
+      `{ ${svc.regions.map((r) => `${r}: ${value(r)}`).join(', ')} }`;
     const ledger = svc.name === 'ledger';
     const yaml = `  - name: ${svc.name}
     regions: [${svc.regions.join(', ')}]
-${ledger && runbooks ? `    runbooks: { ${Object.entries(runbooks).map(([k, v]) => `${k}: ${v}`).join(', ')} }\n` : ''}${svc.priority !== undefined ? `    priority: ${svc.priority}\n` : ''}    database:
+${
+  ledger && runbooks
+    ? `    runbooks: { ${Object.entries(runbooks)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(', ')} }\n`
+    : ''
+}${svc.priority !== undefined ? `    priority: ${svc.priority}\n` : ''}    database:
       provider: postgres-streaming
       regions:
 ${svc.regions.map((r) => `        ${r}: { host: 127.0.0.1, port: ${pg[r]!.port}, dataDir: pg/${svc.name}-${r} }`).join('\n')}
@@ -166,5 +191,16 @@ stack: { temporalPort: ${temporalPort}, temporalUiPort: ${uiPort}, motoPort: ${m
 services:
 ${blocks.map((b) => b.yaml).join('')}${opts.extra ? `${opts.extra}\n` : ''}`,
   );
-  return { dir, home, configFile, temporalPort, uiPort, motoPort, codecServerPort, pg: blocks[0]!.pg, ...(monitoring ? { monitoring } : {}), ...(appPort ? { appPort } : {}) };
+  return {
+    dir,
+    home,
+    configFile,
+    temporalPort,
+    uiPort,
+    motoPort,
+    codecServerPort,
+    pg: blocks[0]!.pg,
+    ...(monitoring ? { monitoring } : {}),
+    ...(appPort ? { appPort } : {}),
+  };
 }

@@ -57,7 +57,9 @@ export async function ensureTemporalCli(opts: { onProgress?(line: string): void 
   }
   const binDir = join(TOOLS_DIR, 'bin');
   mkdirSync(binDir, { recursive: true });
-  opts.onProgress?.(`building the Temporal CLI ${TEMPORAL_CLI_VERSION} into ${binDir} (takes a few minutes the first time)…`);
+  opts.onProgress?.(
+    `building the Temporal CLI ${TEMPORAL_CLI_VERSION} into ${binDir} (takes a few minutes the first time)…`,
+  );
   try {
     await runStreaming(go, ['install', '-v', `${TEMPORAL_CLI_MODULE}@${TEMPORAL_CLI_VERSION}`], {
       env: { ...process.env, GOBIN: binDir },
@@ -70,7 +72,8 @@ export async function ensureTemporalCli(opts: { onProgress?(line: string): void 
     );
   }
   const built = join(binDir, 'temporal');
-  if (!executable(built)) throw new PrerequisiteError(`go install finished but ${built} is missing; set TEMPORAL_CLI_PATH`);
+  if (!executable(built))
+    throw new PrerequisiteError(`go install finished but ${built} is missing; set TEMPORAL_CLI_PATH`);
   opts.onProgress?.(`built ${built}`);
   return built;
 }
@@ -88,20 +91,30 @@ export interface TemporalServerOptions {
 
 export function temporalArgv(bin: string, o: TemporalServerOptions): string[] {
   const argv = [
-    bin, 'server', 'start-dev',
-    '--ip', o.host,
-    '--port', String(o.port),
-    '--ui-port', String(o.uiPort),
-    '--db-filename', o.dbFile,
+    bin,
+    'server',
+    'start-dev',
+    '--ip',
+    o.host,
+    '--port',
+    String(o.port),
+    '--ui-port',
+    String(o.uiPort),
+    '--db-filename',
+    o.dbFile,
     // WAL with synchronous=NORMAL keeps history across a crash of the server process (what the
     // local stack promises) with far fewer fsyncs per workflow task than SQLite's default.
-    '--sqlite-pragma', 'journal_mode=wal',
-    '--sqlite-pragma', 'synchronous=normal',
+    '--sqlite-pragma',
+    'journal_mode=wal',
+    '--sqlite-pragma',
+    'synchronous=normal',
     // One partition per task queue: with the server's default four, a task that lands on a
     // partition whose poller is elsewhere is forwarded to the root first, a hop on every activity
     // and workflow task of a run. Partitions spread load over matching hosts; this one has one host.
-    '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
-    '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
+    '--dynamic-config-value',
+    'matching.numTaskqueueReadPartitions=1',
+    '--dynamic-config-value',
+    'matching.numTaskqueueWritePartitions=1',
   ];
   if (o.namespace !== 'default') argv.push('--namespace', o.namespace);
   if (o.codecEndpoint) argv.push('--ui-codec-endpoint', o.codecEndpoint);
@@ -139,7 +152,12 @@ export async function missingSearchAttributes(host: string, port: number, namesp
  * Registers missing attributes. Needed because `--search-attribute` only takes effect when the
  * dev server creates its SQLite file: a file from an older version keeps its old set.
  */
-export async function registerSearchAttributes(host: string, port: number, namespace: string, names: readonly string[]): Promise<void> {
+export async function registerSearchAttributes(
+  host: string,
+  port: number,
+  namespace: string,
+  names: readonly string[],
+): Promise<void> {
   if (names.length === 0) return;
   await withConnection(`${host}:${port}`, async (c) => {
     await c.operatorService.addSearchAttributes({

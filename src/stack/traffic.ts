@@ -17,13 +17,16 @@ export async function seedTraffic(config: Config, onProgress?: (line: string) =>
     for (const region of db.provider === 'postgres-streaming' ? service.regions : []) {
       const node = db.provider === 'postgres-streaming' ? db.regions[region]! : undefined;
       if (!node) continue;
-      const probe = await probePg({ region, dataDir: node.dataDir, host: node.host, port: node.port }).catch(() => undefined);
+      const probe = await probePg({ region, dataDir: node.dataDir, host: node.host, port: node.port }).catch(
+        () => undefined,
+      );
       if (probe?.role === 'primary') {
         writer = region;
         break;
       }
     }
     const result = await ensureTrafficRecords(config, service.name, writer);
-    if (result.recordsCreated) onProgress?.(`created ${service.traffic.recordName} records in Route 53 (moto), traffic on ${writer}`);
+    if (result.recordsCreated)
+      onProgress?.(`created ${service.traffic.recordName} records in Route 53 (moto), traffic on ${writer}`);
   }
 }

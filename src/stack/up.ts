@@ -58,7 +58,10 @@ interface Outcome {
 }
 
 function exitedReason(rec: ProcessRecord): () => string | undefined {
-  return () => (isAlive(rec.pid) ? undefined : `exited during start: ${logTail(rec.log, rec.logOffset) || '(no output)'} (log: ${rec.log})`);
+  return () =>
+    isAlive(rec.pid)
+      ? undefined
+      : `exited during start: ${logTail(rec.log, rec.logOffset) || '(no output)'} (log: ${rec.log})`;
 }
 
 async function checkPorts(ctx: StackContext, state: StackState, members: PgMember[]): Promise<void> {
@@ -68,23 +71,45 @@ async function checkPorts(ctx: StackContext, state: StackState, members: PgMembe
   if (isReplicated(config)) {
     wanted.push(...replicatedPorts(config, ctx.home ?? stateDir(), (name) => liveProcess(state, name)));
   } else if (!liveProcess(state, 'temporal')) {
-    wanted.push({ host: STACK_HOST, port: config.stack.temporalPort, component: 'temporal', setting: 'stack.temporalPort' });
-    wanted.push({ host: STACK_HOST, port: config.stack.temporalUiPort, component: 'temporal-ui', setting: 'stack.temporalUiPort' });
+    wanted.push({
+      host: STACK_HOST,
+      port: config.stack.temporalPort,
+      component: 'temporal',
+      setting: 'stack.temporalPort',
+    });
+    wanted.push({
+      host: STACK_HOST,
+      port: config.stack.temporalUiPort,
+      component: 'temporal-ui',
+      setting: 'stack.temporalUiPort',
+    });
   }
   if (!liveProcess(state, 'moto')) {
     wanted.push({ host: STACK_HOST, port: config.stack.motoPort, component: 'moto', setting: 'stack.motoPort' });
   }
   const app = config.stack.app;
   if (app && !liveProcess(state, appComponentName(app.service)) && !workerSkipReason()) {
-    wanted.push({ host: STACK_HOST, port: app.port, component: appComponentName(app.service), setting: 'stack.app.port' });
+    wanted.push({
+      host: STACK_HOST,
+      port: app.port,
+      component: appComponentName(app.service),
+      setting: 'stack.app.port',
+    });
   }
   if (!liveProcess(state, CODEC_SERVER) && !workerSkipReason()) {
-    wanted.push({ host: STACK_HOST, port: config.stack.codecServerPort, component: CODEC_SERVER, setting: 'stack.codecServerPort' });
+    wanted.push({
+      host: STACK_HOST,
+      port: config.stack.codecServerPort,
+      component: CODEC_SERVER,
+      setting: 'stack.codecServerPort',
+    });
   }
   for (const m of members) {
     if (livePostmaster(m.node) !== undefined) continue;
     wanted.push({
-      host: m.node.host, port: m.node.port, component: m.name,
+      host: m.node.host,
+      port: m.node.port,
+      component: m.name,
       setting: `the port of ${m.region} in service ${m.service}'s database.regions`,
     });
   }
@@ -94,14 +119,18 @@ async function checkPorts(ctx: StackContext, state: StackState, members: PgMembe
   for (const w of wanted) {
     const other = seen.get(w.port);
     if (other) {
-      problems.push(`port ${w.port} is configured for both ${other} and ${w.component}; set ${w.setting} in ${file} to another port`);
+      problems.push(
+        `port ${w.port} is configured for both ${other} and ${w.component}; set ${w.setting} in ${file} to another port`,
+      );
       continue;
     }
     seen.set(w.port, w.component);
     if (!(await isPortFree(w.host, w.port))) {
       const holder = listenerOf(w.port);
       const who = holder ? ` (pid ${holder.pid}: ${holder.command})` : '';
-      problems.push(`port ${w.port} (${w.component}) is in use by another process${who}; free it or set ${w.setting} in ${file}`);
+      problems.push(
+        `port ${w.port} (${w.component}) is in use by another process${who}; free it or set ${w.setting} in ${file}`,
+      );
     }
   }
   if (problems.length) throw new PortInUseError(`${problems.join('\n')}\nnothing was started`);
@@ -117,9 +146,17 @@ async function upTemporal(ctx: UpOptions, state: StackState, home: string, bin: 
     if (!bin) return { error: 'no Temporal CLI binary' };
     ctx.onProgress?.(`starting temporal on ${temporalAddress(config)}…`);
     const argv = temporalArgv(bin, {
-      host: STACK_HOST, port, uiPort: config.stack.temporalUiPort, dbFile: join(home, 'temporal.db'), namespace, codecEndpoint: codecServerUrl(config),
+      host: STACK_HOST,
+      port,
+      uiPort: config.stack.temporalUiPort,
+      dbFile: join(home, 'temporal.db'),
+      namespace,
+      codecEndpoint: codecServerUrl(config),
     });
-    rec = { ...(await spawnDetached(argv, { log: join(home, 'logs', 'temporal.log') })), address: temporalAddress(config) };
+    rec = {
+      ...(await spawnDetached(argv, { log: join(home, 'logs', 'temporal.log') })),
+      address: temporalAddress(config),
+    };
     state.processes.temporal = rec;
     writeState(state, home);
     action = 'started';
@@ -127,11 +164,16 @@ async function upTemporal(ctx: UpOptions, state: StackState, home: string, bin: 
   const started = rec;
   try {
     const missing = await waitUntil(async () => missingSearchAttributes(STACK_HOST, port, namespace), {
-      what: `temporal on ${temporalAddress(config)}`, timeoutMs: TEMPORAL_READY_MS, intervalMs: 250, abort: exitedReason(started),
+      what: `temporal on ${temporalAddress(config)}`,
+      timeoutMs: TEMPORAL_READY_MS,
+      intervalMs: 250,
+      abort: exitedReason(started),
     });
     await registerSearchAttributes(STACK_HOST, port, namespace, missing);
     await waitUntil(async () => (await httpStatus(`${temporalUiUrl(config)}/`)) === 200, {
-      what: `Temporal UI on ${temporalUiUrl(config)}`, timeoutMs: 30_000, abort: exitedReason(started),
+      what: `Temporal UI on ${temporalUiUrl(config)}`,
+      timeoutMs: 30_000,
+      abort: exitedReason(started),
     });
     return { action };
   } catch (err) {
@@ -146,14 +188,19 @@ async function upMoto(ctx: UpOptions, state: StackState, home: string, server: s
   if (!rec) {
     if (!server) return { error: 'no moto_server' };
     ctx.onProgress?.(`starting moto on ${motoUrl(STACK_HOST, port)}…`);
-    rec = { ...(await spawnDetached(motoArgv(server, STACK_HOST, port), { log: join(home, 'logs', 'moto.log') })), address: motoUrl(STACK_HOST, port) };
+    rec = {
+      ...(await spawnDetached(motoArgv(server, STACK_HOST, port), { log: join(home, 'logs', 'moto.log') })),
+      address: motoUrl(STACK_HOST, port),
+    };
     state.processes.moto = rec;
     writeState(state, home);
     action = 'started';
   }
   try {
     await waitUntil(() => motoHealthy(STACK_HOST, port), {
-      what: `moto on ${motoUrl(STACK_HOST, port)}`, timeoutMs: MOTO_READY_MS, abort: exitedReason(rec),
+      what: `moto on ${motoUrl(STACK_HOST, port)}`,
+      timeoutMs: MOTO_READY_MS,
+      abort: exitedReason(rec),
     });
     return { action };
   } catch (err) {
@@ -161,7 +208,13 @@ async function upMoto(ctx: UpOptions, state: StackState, home: string, server: s
   }
 }
 
-async function upPostgres(ctx: UpOptions, state: StackState, home: string, members: PgMember[], bins: Map<PgMember, string>): Promise<Map<string, Outcome>> {
+async function upPostgres(
+  ctx: UpOptions,
+  state: StackState,
+  home: string,
+  members: PgMember[],
+  bins: Map<PgMember, string>,
+): Promise<Map<string, Outcome>> {
   const out = new Map<string, Outcome>();
   const services = [...new Set(members.map((m) => m.service))];
   await Promise.all(
@@ -171,7 +224,14 @@ async function upPostgres(ctx: UpOptions, state: StackState, home: string, membe
       for (const r of results) {
         const m = r.member;
         if (r.touched || state.postgres[m.name]) {
-          state.postgres[m.name] = { region: m.region, dataDir: m.node.dataDir, host: m.node.host, port: m.node.port, bin: bins.get(m) as string, log: logFile(m.node) };
+          state.postgres[m.name] = {
+            region: m.region,
+            dataDir: m.node.dataDir,
+            host: m.node.host,
+            port: m.node.port,
+            bin: bins.get(m) as string,
+            log: logFile(m.node),
+          };
         }
         const outcome: Outcome = { ...(r.action ? { action: r.action } : {}), ...(r.error ? { error: r.error } : {}) };
         if (!r.error) {
@@ -190,13 +250,21 @@ async function upPostgres(ctx: UpOptions, state: StackState, home: string, membe
 }
 
 /** The codec server the Temporal UI decrypts payloads through (started like a worker: the built CLI). */
-async function upCodecServer(ctx: UpOptions, state: StackState, home: string, codecEnv: Record<string, string>): Promise<Outcome> {
+async function upCodecServer(
+  ctx: UpOptions,
+  state: StackState,
+  home: string,
+  codecEnv: Record<string, string>,
+): Promise<Outcome> {
   let rec = liveProcess(state, CODEC_SERVER);
   let action = 'already running';
   if (!rec) {
     ctx.onProgress?.(`starting the codec server on ${codecServerUrl(ctx.config)}…`);
     const env = { ...process.env, ...codecEnv };
-    rec = { ...(await spawnDetached(codecServerArgv(ctx.configFile), { log: join(home, 'logs', 'codec-server.log'), env })), address: codecServerUrl(ctx.config) };
+    rec = {
+      ...(await spawnDetached(codecServerArgv(ctx.configFile), { log: join(home, 'logs', 'codec-server.log'), env })),
+      address: codecServerUrl(ctx.config),
+    };
     state.processes[CODEC_SERVER] = rec;
     writeState(state, home);
     action = 'started';
@@ -204,7 +272,10 @@ async function upCodecServer(ctx: UpOptions, state: StackState, home: string, co
   const started = rec;
   try {
     await waitUntil(async () => codecServerReady(started), {
-      what: CODEC_SERVER, timeoutMs: WORKER_READY_MS, intervalMs: 250, abort: exitedReason(started),
+      what: CODEC_SERVER,
+      timeoutMs: WORKER_READY_MS,
+      intervalMs: 250,
+      abort: exitedReason(started),
     });
     return { action };
   } catch (err) {
@@ -219,21 +290,35 @@ async function upApp(ctx: UpOptions, state: StackState, home: string, service: s
   let action = 'already running';
   if (!rec) {
     ctx.onProgress?.(`starting the demo application on ${appUrl(ctx.config)}…`);
-    rec = { ...(await spawnDetached(appArgv(ctx.configFile), { log: join(home, 'logs', `app-${service}.log`) })), address: appUrl(ctx.config)! };
+    rec = {
+      ...(await spawnDetached(appArgv(ctx.configFile), { log: join(home, 'logs', `app-${service}.log`) })),
+      address: appUrl(ctx.config)!,
+    };
     state.processes[name] = rec;
     writeState(state, home);
     action = 'started';
   }
   const started = rec;
   try {
-    await waitUntil(async () => appReady(started), { what: name, timeoutMs: WORKER_READY_MS, intervalMs: 250, abort: exitedReason(started) });
+    await waitUntil(async () => appReady(started), {
+      what: name,
+      timeoutMs: WORKER_READY_MS,
+      intervalMs: 250,
+      abort: exitedReason(started),
+    });
     return { action };
   } catch (err) {
     return { action, error: (err as Error).message };
   }
 }
 
-async function upWorker(ctx: UpOptions, state: StackState, home: string, region: string, codecEnv: Record<string, string>): Promise<Outcome> {
+async function upWorker(
+  ctx: UpOptions,
+  state: StackState,
+  home: string,
+  region: string,
+  codecEnv: Record<string, string>,
+): Promise<Outcome> {
   const name = workerComponentName(region);
   let rec = liveProcess(state, name);
   let action = 'already running';
@@ -242,7 +327,10 @@ async function upWorker(ctx: UpOptions, state: StackState, home: string, region:
     const argv = workerArgv(region);
     // Replicated: no TEMPORAL_ADDRESS, so the worker polls its own region's cluster (src/cli/worker.ts).
     const env = workerEnv(ctx.configFile, isReplicated(ctx.config) ? undefined : temporalAddress(ctx.config), codecEnv);
-    rec = { ...(await spawnDetached(argv, { log: join(home, 'logs', `worker-${region}.log`), env })), address: `region.${region}` };
+    rec = {
+      ...(await spawnDetached(argv, { log: join(home, 'logs', `worker-${region}.log`), env })),
+      address: `region.${region}`,
+    };
     state.processes[name] = rec;
     writeState(state, home);
     action = 'started';
@@ -250,7 +338,10 @@ async function upWorker(ctx: UpOptions, state: StackState, home: string, region:
   const started = rec;
   try {
     await waitUntil(async () => workerReady(started), {
-      what: name, timeoutMs: WORKER_READY_MS, intervalMs: 250, abort: exitedReason(started),
+      what: name,
+      timeoutMs: WORKER_READY_MS,
+      intervalMs: 250,
+      abort: exitedReason(started),
     });
     return { action };
   } catch (err) {
@@ -263,7 +354,9 @@ function refuseOtherConfig(state: StackState, configFile: string, home: string):
   if (!state.config || state.config === configFile) return;
   const running =
     Object.keys(state.processes).some((name) => liveProcess(state, name)) ||
-    Object.values(state.postgres).some((pg) => livePostmaster({ region: pg.region, dataDir: pg.dataDir, host: pg.host, port: pg.port }) !== undefined);
+    Object.values(state.postgres).some(
+      (pg) => livePostmaster({ region: pg.region, dataDir: pg.dataDir, host: pg.host, port: pg.port }) !== undefined,
+    );
   if (running) {
     throw new StackBusyError(
       `a stack brought up from ${state.config} is running in ${home}; run \`regionshift stack down\` first, or set REGIONSHIFT_HOME to another folder for this config`,
@@ -286,7 +379,8 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     const codec = stackCodecEnv(home);
     if (codec.note) progress(codec.note);
     const replicated = isReplicated(ctx.config);
-    const temporalBin = replicated || liveProcess(state, 'temporal') ? undefined : await ensureTemporalCli({ onProgress: progress });
+    const temporalBin =
+      replicated || liveProcess(state, 'temporal') ? undefined : await ensureTemporalCli({ onProgress: progress });
     const motoServer = liveProcess(state, 'moto') ? undefined : await ensureMoto({ onProgress: progress });
     const bins = new Map<PgMember, string>();
     for (const m of members) bins.set(m, m.pgBin ?? (await ensurePgBin({ onProgress: progress })));
@@ -295,17 +389,31 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     const monitoring = await prepareMonitoring(ctx.config, home, ctx.configFile, progress);
 
     const [clusters, moto, pg] = await Promise.all([
-      replicated ? upReplicated(ctx.config, state, home, (name) => liveProcess(state, name), progress) : upTemporal(ctx, state, home, temporalBin).then((t) => new Map([['temporal', t], ['temporal-ui', t]])),
+      replicated
+        ? upReplicated(ctx.config, state, home, (name) => liveProcess(state, name), progress)
+        : upTemporal(ctx, state, home, temporalBin).then(
+            (t) =>
+              new Map([
+                ['temporal', t],
+                ['temporal-ui', t],
+              ]),
+          ),
       upMoto(ctx, state, home, motoServer),
       upPostgres(ctx, state, home, members, bins),
     ]);
-    const temporal: Outcome = { ...(replicated ? {} : clusters.get('temporal')), ...([...clusters.values()].find((o) => o.error) ?? {}) };
+    const temporal: Outcome = {
+      ...(replicated ? {} : clusters.get('temporal')),
+      ...([...clusters.values()].find((o) => o.error) ?? {}),
+    };
     const outcomes = new Map<string, Outcome>([...clusters, ['moto', moto], ...pg]);
     // Services with a redis cache: one server per region (src/stack/redis.ts).
     for (const [name, o] of await upRedis(ctx.config, state, home, liveProcess, progress)) outcomes.set(name, o);
     if (!moto.error) {
       await seedTraffic(ctx.config, progress).catch((err: Error) => {
-        outcomes.set('moto', { ...moto, error: `moto is up but the Route 53 records could not be created: ${err.message}` });
+        outcomes.set('moto', {
+          ...moto,
+          error: `moto is up but the Route 53 records could not be created: ${err.message}`,
+        });
       });
     }
 
@@ -315,7 +423,9 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
       const app = ctx.config.stack.app;
       await Promise.all([
         upCodecServer(ctx, state, home, codec.env).then((o) => outcomes.set(CODEC_SERVER, o)),
-        ...(app ? [upApp(ctx, state, home, app.service).then((o) => outcomes.set(appComponentName(app.service), o))] : []),
+        ...(app
+          ? [upApp(ctx, state, home, app.service).then((o) => outcomes.set(appComponentName(app.service), o))]
+          : []),
         ...regions.map(async (region) => {
           const outcome = blocked ? { error: blocked } : await upWorker(ctx, state, home, region, codec.env);
           outcomes.set(workerComponentName(region), outcome);
@@ -324,10 +434,16 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
     }
     if (monitoring) {
       const mon = await upMonitoring(monitoring, {
-        config: ctx.config, configFile: ctx.configFile, home, state, live: liveProcess,
+        config: ctx.config,
+        configFile: ctx.configFile,
+        home,
+        state,
+        live: liveProcess,
         // Replicated: the intake finds the active cluster itself.
         ...(isReplicated(ctx.config) ? {} : { temporalAddress: temporalAddress(ctx.config) }),
-        ...(temporal.error ? { temporalError: temporal.error } : {}), codecEnv: codec.env, onProgress: progress,
+        ...(temporal.error ? { temporalError: temporal.error } : {}),
+        codecEnv: codec.env,
+        onProgress: progress,
       });
       for (const [name, o] of mon) outcomes.set(name, o);
     }

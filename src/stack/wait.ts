@@ -31,7 +31,9 @@ export async function waitUntil<T>(probe: () => Promise<T | undefined | false>, 
     if (reason) throw new NotReadyError(`${opts.what}: ${reason}`);
     if (Date.now() >= deadline) {
       const seconds = Math.round(opts.timeoutMs / 1000);
-      throw new NotReadyError(`${opts.what}: not ready after ${seconds}s${lastError ? ` (last error: ${lastError})` : ''}`);
+      throw new NotReadyError(
+        `${opts.what}: not ready after ${seconds}s${lastError ? ` (last error: ${lastError})` : ''}`,
+      );
     }
     await sleep(opts.intervalMs ?? 200);
   }

@@ -32,7 +32,11 @@ export function workerArgv(region: string, root = REPO_ROOT): string[] {
 }
 
 /** codecEnv: the payload key variables (stackCodecEnv), so the worker encrypts what it writes. */
-export function workerEnv(configFile: string, temporalAddress: string | undefined, codecEnv: Record<string, string> = {}): NodeJS.ProcessEnv {
+export function workerEnv(
+  configFile: string,
+  temporalAddress: string | undefined,
+  codecEnv: Record<string, string> = {},
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...codecEnv, REGIONSHIFT_CONFIG: configFile };
   if (temporalAddress) env.TEMPORAL_ADDRESS = temporalAddress;
   else delete env.TEMPORAL_ADDRESS;

@@ -3,7 +3,11 @@
 export const AURORA_GLOBAL_ID = 'ledger-global';
 
 /** services[].database of an aurora-global service with `clusters` (region → cluster identifier) served at `endpointUrl`. */
-export function auroraDatabase(endpointUrl: string, clusters: Record<string, string>, more: Record<string, unknown> = {}): Record<string, unknown> {
+export function auroraDatabase(
+  endpointUrl: string,
+  clusters: Record<string, string>,
+  more: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     provider: 'aurora-global',
     globalClusterIdentifier: AURORA_GLOBAL_ID,

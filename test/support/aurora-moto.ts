@@ -20,10 +20,21 @@ export interface MotoAurora {
   arns: Record<string, string>;
 }
 
-export async function createAuroraOnMoto(url: string, globalId: string, clusters: { id: string; region: string }[], engineVersion = '15.4'): Promise<MotoAurora> {
+export async function createAuroraOnMoto(
+  url: string,
+  globalId: string,
+  clusters: { id: string; region: string }[],
+  engineVersion = '15.4',
+): Promise<MotoAurora> {
   const arns: Record<string, string> = {};
   // moto keeps global clusters in us-east-1 whichever region is asked.
-  await rdsOn(url, clusters[0]!.region).send(new CreateGlobalClusterCommand({ GlobalClusterIdentifier: globalId, Engine: 'aurora-postgresql', EngineVersion: engineVersion }));
+  await rdsOn(url, clusters[0]!.region).send(
+    new CreateGlobalClusterCommand({
+      GlobalClusterIdentifier: globalId,
+      Engine: 'aurora-postgresql',
+      EngineVersion: engineVersion,
+    }),
+  );
   for (const [i, c] of clusters.entries()) {
     const rds = rdsOn(url, c.region);
     const created = await rds.send(
@@ -35,7 +46,14 @@ export async function createAuroraOnMoto(url: string, globalId: string, clusters
         ...(i === 0 ? { MasterUsername: 'postgres', MasterUserPassword: 'not-a-secret' } : {}),
       }),
     );
-    await rds.send(new CreateDBInstanceCommand({ DBInstanceIdentifier: `${c.id}-1`, DBClusterIdentifier: c.id, Engine: 'aurora-postgresql', DBInstanceClass: 'db.r6g.large' }));
+    await rds.send(
+      new CreateDBInstanceCommand({
+        DBInstanceIdentifier: `${c.id}-1`,
+        DBClusterIdentifier: c.id,
+        Engine: 'aurora-postgresql',
+        DBInstanceClass: 'db.r6g.large',
+      }),
+    );
     arns[c.region] = created.DBCluster!.DBClusterArn!;
     rds.destroy();
   }
@@ -43,13 +61,30 @@ export async function createAuroraOnMoto(url: string, globalId: string, clusters
 }
 
 /** A lag datapoint as Aurora publishes it for a secondary cluster (milliseconds). */
-export async function putLag(url: string, region: string, cluster: string, lagMs: number, at = new Date(), metric = 'AuroraGlobalDBRPOLag'): Promise<void> {
+export async function putLag(
+  url: string,
+  region: string,
+  cluster: string,
+  lagMs: number,
+  at = new Date(),
+  metric = 'AuroraGlobalDBRPOLag',
+): Promise<void> {
   const cw = new CloudWatchClient({ region, endpoint: url, credentials: CREDENTIALS });
   try {
-    await cw.send(new PutMetricDataCommand({
-      Namespace: 'AWS/RDS',
-      MetricData: [{ MetricName: metric, Dimensions: [{ Name: 'DBClusterIdentifier', Value: cluster }], Timestamp: at, Value: lagMs, Unit: 'Milliseconds' }],
-    }));
+    await cw.send(
+      new PutMetricDataCommand({
+        Namespace: 'AWS/RDS',
+        MetricData: [
+          {
+            MetricName: metric,
+            Dimensions: [{ Name: 'DBClusterIdentifier', Value: cluster }],
+            Timestamp: at,
+            Value: lagMs,
+            Unit: 'Milliseconds',
+          },
+        ],
+      }),
+    );
   } finally {
     cw.destroy();
   }
@@ -60,7 +95,9 @@ export async function createUnplannedFailoverSnapshot(url: string, region: strin
   const id = `rds:unplanned-global-failover-${cluster}-${new Date().toISOString().replace(/[T:]/g, '-').slice(0, 16)}`;
   const rds = rdsOn(url, region);
   try {
-    await rds.send(new CreateDBClusterSnapshotCommand({ DBClusterIdentifier: cluster, DBClusterSnapshotIdentifier: id }));
+    await rds.send(
+      new CreateDBClusterSnapshotCommand({ DBClusterIdentifier: cluster, DBClusterSnapshotIdentifier: id }),
+    );
   } finally {
     rds.destroy();
   }
@@ -73,15 +110,32 @@ export async function createUnplannedFailoverSnapshot(url: string, region: strin
  * member (it has no master password to copy: a KeyError in moto, not AWS behaviour), so tests
  * that restore keep the global database's membership in test/support/rds-sim.ts instead.
  */
-export async function createRestorableClustersOnMoto(url: string, clusters: { id: string; region: string }[], engineVersion = '15.4'): Promise<Record<string, string>> {
+export async function createRestorableClustersOnMoto(
+  url: string,
+  clusters: { id: string; region: string }[],
+  engineVersion = '15.4',
+): Promise<Record<string, string>> {
   const arns: Record<string, string> = {};
   for (const c of clusters) {
     const rds = rdsOn(url, c.region);
     try {
-      const created = await rds.send(new CreateDBClusterCommand({
-        DBClusterIdentifier: c.id, Engine: 'aurora-postgresql', EngineVersion: engineVersion, MasterUsername: 'postgres', MasterUserPassword: 'not-a-secret',
-      }));
-      await rds.send(new CreateDBInstanceCommand({ DBInstanceIdentifier: `${c.id}-1`, DBClusterIdentifier: c.id, Engine: 'aurora-postgresql', DBInstanceClass: 'db.r6g.large' }));
+      const created = await rds.send(
+        new CreateDBClusterCommand({
+          DBClusterIdentifier: c.id,
+          Engine: 'aurora-postgresql',
+          EngineVersion: engineVersion,
+          MasterUsername: 'postgres',
+          MasterUserPassword: 'not-a-secret',
+        }),
+      );
+      await rds.send(
+        new CreateDBInstanceCommand({
+          DBInstanceIdentifier: `${c.id}-1`,
+          DBClusterIdentifier: c.id,
+          Engine: 'aurora-postgresql',
+          DBInstanceClass: 'db.r6g.large',
+        }),
+      );
       arns[c.region] = created.DBCluster!.DBClusterArn!;
     } finally {
       rds.destroy();

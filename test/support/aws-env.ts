@@ -18,7 +18,6 @@ import { freePorts } from './ports';
 import { devServerOptions, installQuietRuntime, workerSet, type RegionWorkersRig } from './temporal-env';
 import { startControlVersion, testWorkflowBundle } from './workflow-bundle';
 
-
 export interface AwsEnv extends RegionWorkersRig {
   moto: MotoServer;
   pgBin: string;
@@ -40,7 +39,9 @@ export async function createAwsEnv(
   // moto start, so neither can take a port chosen here for a database in the meantime.
   const [port, ...pgPorts] = (await freePorts(1 + pgRegions.length)) as [number, ...number[]];
   const nodes: Record<string, PgNode> = {};
-  pgRegions.forEach((region, i) => (nodes[region] = { region, dataDir: join(dir, region), port: pgPorts[i]!, host: '127.0.0.1' }));
+  pgRegions.forEach(
+    (region, i) => (nodes[region] = { region, dataDir: join(dir, region), port: pgPorts[i]!, host: '127.0.0.1' }),
+  );
   if (options.streaming) {
     // RDS read replicas: the first region's node is the primary, the others stream from it.
     const [first, ...rest] = Object.values(nodes);
@@ -64,7 +65,12 @@ export async function createAwsEnv(
   const connection = await NativeConnection.connect({ address });
   const workers = workerSet();
   const bundle = await testWorkflowBundle();
-  await startControlVersion(connection, bundle, async (v) => workers.run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, ...v })));
+  await startControlVersion(connection, bundle, async (v) =>
+    workers.run(
+      'control',
+      await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, ...v }),
+    ),
+  );
   const awsEnv: AwsEnv = {
     client: env.client,
     moto,
@@ -74,7 +80,10 @@ export async function createAwsEnv(
     async startRegion(region) {
       if (workers.has(region)) return;
       const activities = createRegionActivities(config, region, { aurora: { pollMs: options.auroraPollMs ?? 100 } });
-      workers.run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities }));
+      workers.run(
+        region,
+        await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities }),
+      );
     },
     stopRegion: (region) => workers.stop(region),
     async teardown() {

@@ -44,11 +44,23 @@ export interface Engineered {
 export function expectEngineeredCases(e: Engineered, cases: ReconcileCase[]): void {
   const kindOf = (txn: string) => cases.find((c) => c.txnIds.includes(txn))?.kind;
   expect({
-    overdraft: kindOf(e.overdraft), sameId: kindOf(e.sameId), highValue: kindOf(e.highValue), external: kindOf(e.external),
-    collision: kindOf(e.collision), X3: kindOf(e.loans.X3), X4: kindOf(e.loans.X4), duplicate: kindOf(e.duplicate),
+    overdraft: kindOf(e.overdraft),
+    sameId: kindOf(e.sameId),
+    highValue: kindOf(e.highValue),
+    external: kindOf(e.external),
+    collision: kindOf(e.collision),
+    X3: kindOf(e.loans.X3),
+    X4: kindOf(e.loans.X4),
+    duplicate: kindOf(e.duplicate),
   }).toStrictEqual({
-    overdraft: 'overdraft', sameId: 'same-id-different-payload', highValue: 'high-value', external: 'external-effect',
-    collision: 'unique-key-collision', X3: 'conflicting-state', X4: 'update-delete', duplicate: undefined,
+    overdraft: 'overdraft',
+    sameId: 'same-id-different-payload',
+    highValue: 'high-value',
+    external: 'external-effect',
+    collision: 'unique-key-collision',
+    X3: 'conflicting-state',
+    X4: 'update-delete',
+    duplicate: undefined,
   });
 }
 
@@ -72,7 +84,12 @@ export function pgClient(fe: Nodes, region: string, user = PG_SUPERUSER): PgClie
   return c;
 }
 
-export async function sql<T extends Record<string, unknown>>(fe: Nodes, region: string, text: string, params: unknown[] = []): Promise<T[]> {
+export async function sql<T extends Record<string, unknown>>(
+  fe: Nodes,
+  region: string,
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const c = pgClient(fe, region);
   await c.connect();
   try {
@@ -86,12 +103,19 @@ export async function sql<T extends Record<string, unknown>>(fe: Nodes, region: 
 export function useDemoReconcileConfig(fe: FailoverEnv): void {
   // The workers were built on this very config object and read the block when they run.
   // A short margin: these transactions last milliseconds, and the window then leaves most of the table out.
-  (fe.config.services[0] as { reconcile?: ReconcileConfig }).reconcile = ReconcileConfig.parse({ ...DEMO_RECONCILE, windowMarginSeconds: 1 });
+  (fe.config.services[0] as { reconcile?: ReconcileConfig }).reconcile = ReconcileConfig.parse({
+    ...DEMO_RECONCILE,
+    windowMarginSeconds: 1,
+  });
 }
 
 async function caughtUp(fe: FailoverEnv): Promise<void> {
   const lsn = (await sql<{ l: string }>(fe, WEST, 'SELECT pg_current_wal_lsn()::text AS l'))[0]!.l;
-  await waitFor('us-east-1 to replay us-west-2', async () => (await sql<{ ok: boolean }>(fe, EAST, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn]))[0]!.ok);
+  await waitFor(
+    'us-east-1 to replay us-west-2',
+    async () =>
+      (await sql<{ ok: boolean }>(fe, EAST, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn]))[0]!.ok,
+  );
 }
 
 async function withApp<T>(fe: FailoverEnv, region: string, fn: (c: ClientBase) => Promise<T>): Promise<T> {
@@ -118,9 +142,13 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
   useDemoReconcileConfig(fe);
   const service = fe.config.services[0]!;
   await ensureLedger(fe.nodes[WEST]!, PG_APP_ROLE);
-  await psql(fe.pg.bin, fe.nodes[WEST]!, `INSERT INTO accounts (id) VALUES ('acct-low') ON CONFLICT DO NOTHING;
+  await psql(
+    fe.pg.bin,
+    fe.nodes[WEST]!,
+    `INSERT INTO accounts (id) VALUES ('acct-low') ON CONFLICT DO NOTHING;
     INSERT INTO loans (id, status) VALUES ('L-X1', 'PENDING'), ('L-X2', 'PENDING'), ('L-X3', 'PENDING'), ('L-X4', 'PENDING') ON CONFLICT DO NOTHING;
-    GRANT DELETE ON loans TO ${PG_APP_ROLE};`);
+    GRANT DELETE ON loans TO ${PG_APP_ROLE};`,
+  );
   const extra: { id: string; region: string }[] = [];
   const book = async (region: string, t: Transfer) => {
     const at = await withApp(fe, region, (c) => bookTransfer(c, t));
@@ -151,9 +179,14 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
     const longRunning = uuidv7(Date.now() - 300_000);
     await withApp(fe, WEST, async (c) => {
       await c.query('BEGIN');
-      await c.query(`INSERT INTO journal (id, origin_region, committed_at, keys, payload_hash) VALUES ($1, current_setting('cluster_name'), now() - interval '5 minutes', ARRAY['acct-014', 'acct-015'], 'long-running')`, [longRunning]);
-      await c.query(`INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id, created_at) VALUES ($1, 'acct-014', -9, $3, now() - interval '5 minutes'), ($2, 'acct-015', 9, $3, now() - interval '5 minutes')`,
-        [uuidFromName(`${longRunning}:debit`), uuidFromName(`${longRunning}:credit`), longRunning]);
+      await c.query(
+        `INSERT INTO journal (id, origin_region, committed_at, keys, payload_hash) VALUES ($1, current_setting('cluster_name'), now() - interval '5 minutes', ARRAY['acct-014', 'acct-015'], 'long-running')`,
+        [longRunning],
+      );
+      await c.query(
+        `INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id, created_at) VALUES ($1, 'acct-014', -9, $3, now() - interval '5 minutes'), ($2, 'acct-015', 9, $3, now() - interval '5 minutes')`,
+        [uuidFromName(`${longRunning}:debit`), uuidFromName(`${longRunning}:credit`), longRunning],
+      );
       await c.query(`UPDATE accounts SET balance = balance - 9 WHERE id = 'acct-014'`);
       await c.query(`UPDATE accounts SET balance = balance + 9 WHERE id = 'acct-015'`);
       await c.query('COMMIT');
@@ -174,7 +207,10 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
         X2b: await loan(uuidv7(), 'L-X2'),
         X3: await withApp(fe, WEST, async (c) => {
           await c.query('BEGIN');
-          await c.query(`INSERT INTO journal (id, origin_region, keys, payload_hash) VALUES ($1, current_setting('cluster_name'), ARRAY['loan:L-X3'], 'cancel')`, [cancel]);
+          await c.query(
+            `INSERT INTO journal (id, origin_region, keys, payload_hash) VALUES ($1, current_setting('cluster_name'), ARRAY['loan:L-X3'], 'cancel')`,
+            [cancel],
+          );
           await c.query(`UPDATE loans SET status = 'CANCELLED', version = version + 1 WHERE id = 'L-X3'`);
           await c.query('COMMIT');
           extra.push({ id: cancel, region: WEST });
@@ -184,7 +220,7 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
       },
     };
   }
-  if (opts.whilePartitioned) extra.push(...await opts.whilePartitioned());
+  if (opts.whilePartitioned) extra.push(...(await opts.whilePartitioned()));
   await new Promise((r) => setTimeout(r, opts.lostMs ?? 800));
 
   // The region fails mid-load: its worker first (regionshift cannot fence it), while its database,
@@ -196,7 +232,10 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
   const started = await startRun(fe.client, fe.input({ target: EAST, mode: 'unplanned', triggeredAt: killedAt }));
   const failover = await awaitRecord(fe.client, started.workflowId, started.runId);
   expect(failover.status, failover.error).toBe('succeeded');
-  expect(await load.waitForAck(EAST, killedAt, 20_000), 'the load commits in us-east-1 after the failover').toBeTruthy();
+  expect(
+    await load.waitForAck(EAST, killedAt, 20_000),
+    'the load commits in us-east-1 after the failover',
+  ).toBeTruthy();
   await stop(fe.pg.bin, fe.nodes[WEST]!, 'immediate');
 
   if (engineered) {
@@ -206,9 +245,20 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
     await book(EAST, transfer('acct-005', 'acct-006', 42, e.duplicate));
     await withApp(fe, EAST, async (c) => {
       await c.query('BEGIN');
-      await c.query(`INSERT INTO journal (id, origin_region, keys, payload_hash) VALUES ($1, current_setting('cluster_name'), ARRAY['acct-012', 'acct-013'], 'collider')`, [e.collider]);
-      await c.query('INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id) VALUES ($1, $2, -5, $4), ($3, $5, 5, $4)',
-        [uuidFromName(`${e.collision}:debit`), 'acct-012', uuidFromName(`${e.collider}:credit`), e.collider, 'acct-013']);
+      await c.query(
+        `INSERT INTO journal (id, origin_region, keys, payload_hash) VALUES ($1, current_setting('cluster_name'), ARRAY['acct-012', 'acct-013'], 'collider')`,
+        [e.collider],
+      );
+      await c.query(
+        'INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id) VALUES ($1, $2, -5, $4), ($3, $5, 5, $4)',
+        [
+          uuidFromName(`${e.collision}:debit`),
+          'acct-012',
+          uuidFromName(`${e.collider}:credit`),
+          e.collider,
+          'acct-013',
+        ],
+      );
       await c.query(`UPDATE accounts SET balance = balance - 5 WHERE id = 'acct-012'`);
       await c.query(`UPDATE accounts SET balance = balance + 5 WHERE id = 'acct-013'`);
       await c.query('COMMIT');
@@ -224,20 +274,36 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
   await new Promise((r) => setTimeout(r, 800));
   // The old region's worker comes back; its database stays down until reconciliation starts it read-only.
   await fe.startRegion(WEST);
-  return { load, failover, engineered, cutAt, killedAt, acked: () => [...load.acks.map((a) => ({ id: a.id, region: a.region })), ...extra] };
+  return {
+    load,
+    failover,
+    engineered,
+    cutAt,
+    killedAt,
+    acked: () => [...load.acks.map((a) => ({ id: a.id, region: a.region })), ...extra],
+  };
 }
 
 /** The ids among `ids` that the region's journal holds, with how many entries each has. */
 export async function journalHas(fe: Nodes, region: string, ids: string[]): Promise<Map<string, number>> {
-  const rows = await sql<{ id: string; n: string }>(fe, region,
-    `SELECT j.id::text AS id, count(e.txn_id)::text AS n FROM journal j LEFT JOIN ledger_entries e ON e.txn_id = j.id WHERE j.id = ANY($1::uuid[]) GROUP BY j.id`, [ids]);
+  const rows = await sql<{ id: string; n: string }>(
+    fe,
+    region,
+    `SELECT j.id::text AS id, count(e.txn_id)::text AS n FROM journal j LEFT JOIN ledger_entries e ON e.txn_id = j.id WHERE j.id = ANY($1::uuid[]) GROUP BY j.id`,
+    [ids],
+  );
   return new Map(rows.map((r) => [r.id, Number(r.n)]));
 }
 
 /** Accounts whose cached balance is not the sum of their entries. */
 export async function badBalances(fe: Nodes, region: string): Promise<string[]> {
-  return (await sql<{ id: string }>(fe, region,
-    `SELECT a.id FROM accounts a WHERE a.balance <> coalesce((SELECT sum(e.amount) FROM ledger_entries e WHERE e.account = a.id), 0)`)).map((r) => r.id);
+  return (
+    await sql<{ id: string }>(
+      fe,
+      region,
+      `SELECT a.id FROM accounts a WHERE a.balance <> coalesce((SELECT sum(e.amount) FROM ledger_entries e WHERE e.account = a.id), 0)`,
+    )
+  ).map((r) => r.id);
 }
 
 export { SERVICE };

@@ -57,7 +57,11 @@ export interface FailoverEnvOptions {
   service?: Record<string, unknown>;
 }
 
-export async function createFailoverEnv(policy: Record<string, unknown> = {}, activityOptions: RegionActivityOptions = {}, envOptions: FailoverEnvOptions = {}): Promise<FailoverEnv> {
+export async function createFailoverEnv(
+  policy: Record<string, unknown> = {},
+  activityOptions: RegionActivityOptions = {},
+  envOptions: FailoverEnvOptions = {},
+): Promise<FailoverEnv> {
   installQuietRuntime();
   const temporalCli = await ensureTemporalCli();
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
@@ -66,35 +70,69 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
   // Clients and workers use the codec the environment asks for, as the CLI and workers do.
   const dataConverter = dataConverterFromEnv();
   let env = await TestWorkflowEnvironment.createLocal({ server: serverOptions, client: { dataConverter } });
-  const [cluster, moto] = await Promise.all([createPgCluster(envOptions.regions ?? ['us-west-2', 'us-east-1']), startMoto()]);
+  const [cluster, moto] = await Promise.all([
+    createPgCluster(envOptions.regions ?? ['us-west-2', 'us-east-1']),
+    startMoto(),
+  ]);
   const pg: PgPair = { ...cluster, primary: cluster.nodes[0]!, standby: cluster.nodes[1]! };
   const nodes = Object.fromEntries(cluster.nodes.map((n) => [n.region, n]));
   const config = Config.parse({
     temporal: { address: `127.0.0.1:${port}` },
-    services: [{
-      name: SERVICE,
-      regions: cluster.nodes.map((n) => n.region),
-      database: {
-        provider: 'postgres-streaming',
-        regions: Object.fromEntries(Object.values(nodes).map((n) => [n.region, { host: n.host, port: n.port, dataDir: n.dataDir, pgBin: pg.bin }])),
+    services: [
+      {
+        name: SERVICE,
+        regions: cluster.nodes.map((n) => n.region),
+        database: {
+          provider: 'postgres-streaming',
+          regions: Object.fromEntries(
+            Object.values(nodes).map((n) => [
+              n.region,
+              { host: n.host, port: n.port, dataDir: n.dataDir, pgBin: pg.bin },
+            ]),
+          ),
+        },
+        traffic: {
+          provider: 'route53',
+          hostedZone: 'regionshift.test.',
+          recordName: 'ledger.regionshift.test.',
+          ttl: 5,
+          endpoints: Object.fromEntries(Object.keys(nodes).map((r) => [r, `db.${r}.regionshift.test.`])),
+          endpointUrl: moto.url,
+        },
+        // Approvers named by the test get their own SSH keys (support/signing.ts); carol by default.
+        policy: {
+          lagTimeout: '20s',
+          approvalTimeout: '30s',
+          ...policy,
+          approvers: approverEntries(...((policy.approvers as string[] | undefined) ?? ['carol'])),
+        },
+        ...envOptions.service,
       },
-      traffic: {
-        provider: 'route53', hostedZone: 'regionshift.test.', recordName: 'ledger.regionshift.test.', ttl: 5,
-        endpoints: Object.fromEntries(Object.keys(nodes).map((r) => [r, `db.${r}.regionshift.test.`])),
-        endpointUrl: moto.url,
-      },
-      // Approvers named by the test get their own SSH keys (support/signing.ts); carol by default.
-      policy: { lagTimeout: '20s', approvalTimeout: '30s', ...policy, approvers: approverEntries(...((policy.approvers as string[] | undefined) ?? ['carol'])) },
-      ...envOptions.service,
-    }],
+    ],
   });
   await ensureTrafficRecords(config, SERVICE, pg.primary.region);
-  await psql(pg.bin, pg.primary, 'CREATE TABLE writable_probe(id uuid PRIMARY KEY); GRANT ALL ON writable_probe TO app;');
+  await psql(
+    pg.bin,
+    pg.primary,
+    'CREATE TABLE writable_probe(id uuid PRIMARY KEY); GRANT ALL ON writable_probe TO app;',
+  );
 
   const connection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
   const workers = workerSet();
   const bundle = await testWorkflowBundle();
-  await startControlVersion(connection, bundle, async (v) => workers.run('control', await Worker.create({ connection, dataConverter, taskQueue: CONTROL_TASK_QUEUE, workflowBundle: bundle, activities: { ...decisionActivities(config), ...createHttpActivities('control') }, ...v })));
+  await startControlVersion(connection, bundle, async (v) =>
+    workers.run(
+      'control',
+      await Worker.create({
+        connection,
+        dataConverter,
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowBundle: bundle,
+        activities: { ...decisionActivities(config), ...createHttpActivities('control') },
+        ...v,
+      }),
+    ),
+  );
 
   const pools = new Map<string, Pool>();
   const fe: FailoverEnv = {
@@ -106,7 +144,15 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     nodes,
     async startRegion(region) {
       if (workers.has(region)) return;
-      workers.run(region, await Worker.create({ connection, dataConverter, taskQueue: regionTaskQueue(region), activities: { ...createRegionActivities(config, region, activityOptions), ...createHttpActivities(region) } }));
+      workers.run(
+        region,
+        await Worker.create({
+          connection,
+          dataConverter,
+          taskQueue: regionTaskQueue(region),
+          activities: { ...createRegionActivities(config, region, activityOptions), ...createHttpActivities(region) },
+        }),
+      );
     },
     stopRegion: (region) => workers.stop(region),
     async restartTemporal() {
@@ -117,7 +163,12 @@ export async function createFailoverEnv(policy: Record<string, unknown> = {}, ac
     },
     input(req, runbook = loadRunbook(builtinRunbookPath('failover'))) {
       return buildRunInput(config, runbook, {
-        service: SERVICE, mode: 'planned', dryRun: false, requestedBy: 'alice', trigger: 'test', ...req,
+        service: SERVICE,
+        mode: 'planned',
+        dryRun: false,
+        requestedBy: 'alice',
+        trigger: 'test',
+        ...req,
       });
     },
     appPool(region) {
@@ -183,17 +234,34 @@ export async function spawnRegionWorker(fe: FailoverEnv, region: string): Promis
   const { writeFileSync } = await import('node:fs');
   const file = join(mkdtempSync(join(tmpdir(), 'regionshift-worker-')), 'regionshift.json');
   writeFileSync(file, JSON.stringify(fe.config));
-  const child = spawn(process.execPath, [join(__dirname, '..', '..', 'bin', 'regionshift.js'), 'worker', '--region', region, '--no-control', '--config', file], {
-    env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      join(__dirname, '..', '..', 'bin', 'regionshift.js'),
+      'worker',
+      '--region',
+      region,
+      '--no-control',
+      '--config',
+      file,
+    ],
+    {
+      env: { ...process.env, TEMPORAL_ADDRESS: fe.config.temporal.address },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const deadline = Date.now() + 60_000;
   while (!out.includes('regionshift worker ready')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the ${region} worker process did not start:\n${out}`);
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`the ${region} worker process did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));

@@ -50,7 +50,15 @@ const panel = {
       type: 'object',
       required: ['defaults'],
       properties: {
-        defaults: { type: 'object', properties: { unit: { type: 'string' }, min: { type: 'number' }, max: { type: 'number' }, decimals: { type: 'integer' } } },
+        defaults: {
+          type: 'object',
+          properties: {
+            unit: { type: 'string' },
+            min: { type: 'number' },
+            max: { type: 'number' },
+            decimals: { type: 'integer' },
+          },
+        },
         overrides: { type: 'array' },
       },
     },
@@ -60,7 +68,11 @@ const panel = {
   // A row holds no queries; every other panel has at least one and a data source for them.
   if: { properties: { type: { const: 'row' } } },
   then: { not: { required: ['targets'] } },
-  else: { if: { properties: { type: { const: 'text' } } }, then: {}, else: { required: ['targets', 'datasource'], properties: { targets: { minItems: 1 } } } },
+  else: {
+    if: { properties: { type: { const: 'text' } } },
+    then: {},
+    else: { required: ['targets', 'datasource'], properties: { targets: { minItems: 1 } } },
+  },
 } as const;
 
 const templateVariable = {
@@ -95,8 +107,16 @@ export const GRAFANA_DASHBOARD_SCHEMA = {
     schemaVersion: { type: 'integer', minimum: 36 },
     version: { type: 'integer', minimum: 0 },
     refresh: { type: 'string' },
-    time: { type: 'object', required: ['from', 'to'], properties: { from: { type: 'string' }, to: { type: 'string' } } },
-    templating: { type: 'object', required: ['list'], properties: { list: { type: 'array', items: templateVariable } } },
+    time: {
+      type: 'object',
+      required: ['from', 'to'],
+      properties: { from: { type: 'string' }, to: { type: 'string' } },
+    },
+    templating: {
+      type: 'object',
+      required: ['list'],
+      properties: { list: { type: 'array', items: templateVariable } },
+    },
     annotations: { type: 'object', properties: { list: { type: 'array' } } },
     panels: { type: 'array', minItems: 1, items: panel },
     __inputs: { type: 'array' },

@@ -21,7 +21,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function startMoto(options: { bin?: string; timeoutMs?: number } = {}): Promise<MotoServer> {
   const bin = options.bin ?? MOTO_SERVER_BIN;
-  if (!existsSync(bin)) throw new Error(`moto_server not found at ${bin}; create the venv (.regionshift/venv) with moto[server] installed`);
+  if (!existsSync(bin))
+    throw new Error(`moto_server not found at ${bin}; create the venv (.regionshift/venv) with moto[server] installed`);
   // The port is free when chosen but could be taken before moto binds it; then try another.
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {

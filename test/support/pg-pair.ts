@@ -37,7 +37,12 @@ export async function createPgCluster(regions: string[]): Promise<PgCluster> {
   // As root the servers run as `postgres`, which must be able to reach its data directory.
   chmodSync(dir, 0o755);
   const ports = await freePorts(regions.length);
-  const nodes: PgNode[] = regions.map((region, i) => ({ region, dataDir: join(dir, region), port: ports[i]!, host: '127.0.0.1' }));
+  const nodes: PgNode[] = regions.map((region, i) => ({
+    region,
+    dataDir: join(dir, region),
+    port: ports[i]!,
+    host: '127.0.0.1',
+  }));
 
   let tornDown = false;
   const teardown = async (): Promise<void> => {

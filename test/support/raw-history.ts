@@ -26,20 +26,30 @@ function payloadsIn(v: unknown, path: string, out: { payloads: Payload[]; where:
   }
   for (const [k, child] of Object.entries(o)) {
     if (k === 'searchAttributes') {
-      const fields = ((child as { indexedFields?: Record<string, Payload> } | null)?.indexedFields) ?? {};
-      for (const [name, p] of Object.entries(fields)) out.indexed.push(`${name}=${Buffer.from(p.data ?? []).toString()}`);
+      const fields = (child as { indexedFields?: Record<string, Payload> } | null)?.indexedFields ?? {};
+      for (const [name, p] of Object.entries(fields))
+        out.indexed.push(`${name}=${Buffer.from(p.data ?? []).toString()}`);
     } else {
       payloadsIn(child, `${path}.${k}`, out);
     }
   }
 }
 
-export async function rawHistory(connection: Connection, namespace: string, workflowId: string, runId?: string): Promise<RawHistory> {
+export async function rawHistory(
+  connection: Connection,
+  namespace: string,
+  workflowId: string,
+  runId?: string,
+): Promise<RawHistory> {
   const events: temporal.api.history.v1.IHistoryEvent[] = [];
   let nextPageToken: Uint8Array | undefined;
   let resolvedRunId = runId ?? '';
   do {
-    const page = await connection.workflowService.getWorkflowExecutionHistory({ namespace, execution: { workflowId, runId }, nextPageToken });
+    const page = await connection.workflowService.getWorkflowExecutionHistory({
+      namespace,
+      execution: { workflowId, runId },
+      nextPageToken,
+    });
     events.push(...(page.history?.events ?? []));
     nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
   } while (nextPageToken);
@@ -50,7 +60,12 @@ export async function rawHistory(connection: Connection, namespace: string, work
   const history = temporal.api.history.v1.History.create({ events });
   const found = { payloads: [] as Payload[], where: [] as string[], indexed: [] as string[] };
   events.forEach((e) => payloadsIn(e, `event ${String(e.eventId)}`, found));
-  return { workflowId, runId: resolvedRunId, bytes: Buffer.from(temporal.api.history.v1.History.encode(history).finish()), ...found };
+  return {
+    workflowId,
+    runId: resolvedRunId,
+    bytes: Buffer.from(temporal.api.history.v1.History.encode(history).finish()),
+    ...found,
+  };
 }
 
 /** Every execution in the namespace, open or closed. */
@@ -59,7 +74,8 @@ export async function allRawHistories(connection: Connection, namespace: string)
   let nextPageToken: Uint8Array | undefined;
   do {
     const page = await connection.workflowService.listWorkflowExecutions({ namespace, pageSize: 100, nextPageToken });
-    for (const e of page.executions ?? []) out.push(await rawHistory(connection, namespace, e.execution!.workflowId!, e.execution!.runId!));
+    for (const e of page.executions ?? [])
+      out.push(await rawHistory(connection, namespace, e.execution!.workflowId!, e.execution!.runId!));
     nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
   } while (nextPageToken);
   return out;

@@ -43,11 +43,15 @@ export async function startRdsReplicasProxy(): Promise<RdsReplicasProxy> {
   const state = { upstream: '', promotionMs: 300 };
   const hooks: Pick<RdsReplicasProxy, 'onAccepted'> = {};
 
-
-
   /** Asks moto for one instance, as the provider would (region-signed headers copied from the caller). */
   async function exists(req: IncomingMessage, id: string): Promise<{ found: boolean; replica: boolean }> {
-    const body = Buffer.from(new URLSearchParams({ Action: 'DescribeDBInstances', Version: '2014-10-31', DBInstanceIdentifier: id }).toString());
+    const body = Buffer.from(
+      new URLSearchParams({
+        Action: 'DescribeDBInstances',
+        Version: '2014-10-31',
+        DBInstanceIdentifier: id,
+      }).toString(),
+    );
     const r = await forward(state.upstream, req, body);
     return { found: r.status === 200, replica: /<ReadReplicaSourceDBInstanceIdentifier>[^<]+</.test(r.body) };
   }
@@ -58,7 +62,11 @@ export async function startRdsReplicasProxy(): Promise<RdsReplicasProxy> {
       const id = /<DBInstanceIdentifier>([^<]+)<\/DBInstanceIdentifier>/.exec(block)?.[1] ?? '';
       const at = promoted.get(`${region}|${id}`);
       if (at === undefined) return block;
-      if (Date.now() - at < state.promotionMs) return block.replace(/<DBInstanceStatus>[^<]*<\/DBInstanceStatus>/, '<DBInstanceStatus>modifying</DBInstanceStatus>');
+      if (Date.now() - at < state.promotionMs)
+        return block.replace(
+          /<DBInstanceStatus>[^<]*<\/DBInstanceStatus>/,
+          '<DBInstanceStatus>modifying</DBInstanceStatus>',
+        );
       return block.replace(/<ReadReplicaSourceDBInstanceIdentifier>[^<]*<\/ReadReplicaSourceDBInstanceIdentifier>/, '');
     });
   }
@@ -79,12 +87,16 @@ export async function startRdsReplicasProxy(): Promise<RdsReplicasProxy> {
             const known = promoted.has(`${region}|${id}`);
             const now = await exists(req, id);
             if (now.found && (known || !now.replica)) {
-              res.writeHead(400, { 'Content-Type': 'text/xml' }).end(errorXml('InvalidDBInstanceState', `DB Instance ${id} is not a read replica.`));
+              res
+                .writeHead(400, { 'Content-Type': 'text/xml' })
+                .end(errorXml('InvalidDBInstanceState', `DB Instance ${id} is not a read replica.`));
               return;
             }
           }
           if (action === 'CreateDBInstanceReadReplica' && (await exists(req, id)).found) {
-            res.writeHead(400, { 'Content-Type': 'text/xml' }).end(errorXml('DBInstanceAlreadyExists', `DB instance already exists`));
+            res
+              .writeHead(400, { 'Content-Type': 'text/xml' })
+              .end(errorXml('DBInstanceAlreadyExists', `DB instance already exists`));
             return;
           }
           const r = await forward(state.upstream, req, body);
@@ -131,11 +143,13 @@ export async function startRdsReplicasProxy(): Promise<RdsReplicasProxy> {
     set onAccepted(fn) {
       hooks.onAccepted = fn;
     },
-    accepted: (action, region) => accepted.filter((a) => a.action === action && (region === undefined || a.region === region)).length,
+    accepted: (action, region) =>
+      accepted.filter((a) => a.action === action && (region === undefined || a.region === region)).length,
     loseAnswerOnce: (action) => void lose.add(action),
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

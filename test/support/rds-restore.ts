@@ -37,7 +37,12 @@ import type { RdsSim } from './rds-sim';
 const execFileAsync = promisify(execFile);
 
 /** Served by rds-sim when the front has one: what moto lacks for Aurora global databases. */
-const SIM_ACTIONS = new Set(['DescribeGlobalClusters', 'SwitchoverGlobalCluster', 'FailoverGlobalCluster', 'RemoveFromGlobalCluster']);
+const SIM_ACTIONS = new Set([
+  'DescribeGlobalClusters',
+  'SwitchoverGlobalCluster',
+  'FailoverGlobalCluster',
+  'RemoveFromGlobalCluster',
+]);
 
 export interface RestoreFrontOptions {
   motoUrl: string;
@@ -115,7 +120,10 @@ function child(inner: string, tag: string): string | undefined {
 }
 
 function mapBlocks(xml: string, tag: string, fn: (inner: string) => string): string {
-  return xml.replace(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'), (_, inner: string) => `<${tag}>${fn(inner)}</${tag}>`);
+  return xml.replace(
+    new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'),
+    (_, inner: string) => `<${tag}>${fn(inner)}</${tag}>`,
+  );
 }
 
 function errorXml(code: string, message: string): string {
@@ -135,7 +143,17 @@ async function copyDir(from: string, to: string): Promise<void> {
 async function startOnStorage(bin: string, storage: string, node: PgNode): Promise<void> {
   for (const f of ['postmaster.pid', 'standby.signal', 'recovery.signal']) rmSync(join(storage, f), { force: true });
   const conf = join(storage, 'regionshift.node.conf');
-  writeFileSync(conf, [`port = ${node.port}`, `listen_addresses = '${node.host}'`, "unix_socket_directories = ''", `cluster_name = '${node.region}'`, ''].join('\n'), { mode: 0o600 });
+  writeFileSync(
+    conf,
+    [
+      `port = ${node.port}`,
+      `listen_addresses = '${node.host}'`,
+      "unix_socket_directories = ''",
+      `cluster_name = '${node.region}'`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
   const owner = statSync(storage);
   chownSync(conf, owner.uid, owner.gid);
   await start(bin, node);
@@ -155,8 +173,10 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
   // The servers run as the postgres user when the tests run as root: it must reach the data directories.
   chmodSync(opts.dir, 0o755);
 
-  const clusterStatus = (c: Restored): string => (Date.now() - c.at >= restoreMs && c.copied ? 'available' : 'creating');
-  const instanceStatus = (i: Instance): string => (i.failed ? 'failed' : i.node && Date.now() - i.at >= instanceMs ? 'available' : 'creating');
+  const clusterStatus = (c: Restored): string =>
+    Date.now() - c.at >= restoreMs && c.copied ? 'available' : 'creating';
+  const instanceStatus = (i: Instance): string =>
+    i.failed ? 'failed' : i.node && Date.now() - i.at >= instanceMs ? 'available' : 'creating';
   const liveInstanceOf = (cluster: string): Instance | undefined =>
     [...instances.values()].find((i) => i.cluster === cluster && instanceStatus(i) === 'available');
 
@@ -177,13 +197,19 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
       if (!i) return inner;
       const status = instanceStatus(i);
       let next = setChild(inner, 'DBInstanceStatus', status);
-      next = setChild(next, 'Endpoint', status === 'available' && i.node ? `<Address>${i.node.host}</Address><Port>${i.node.port}</Port>` : undefined);
+      next = setChild(
+        next,
+        'Endpoint',
+        status === 'available' && i.node ? `<Address>${i.node.host}</Address><Port>${i.node.port}</Port>` : undefined,
+      );
       return next;
     });
     if (action === 'DescribeDBClusterSnapshots' || action === 'CopyDBClusterSnapshot') {
       out = mapBlocks(out, 'DBClusterSnapshot', (inner) => {
         const at = copies.get(child(inner, 'DBClusterSnapshotIdentifier') ?? '');
-        return at === undefined ? inner : setChild(inner, 'Status', Date.now() - at >= copyMs ? 'available' : 'creating');
+        return at === undefined
+          ? inner
+          : setChild(inner, 'Status', Date.now() - at >= copyMs ? 'available' : 'creating');
       });
     }
     return out;
@@ -193,13 +219,25 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
   function refuse(action: string, p: Record<string, string>): { code: string; message: string } | undefined {
     if (action === 'CreateDBInstance' && p.DBClusterIdentifier) {
       const c = clusters.get(p.DBClusterIdentifier.toLowerCase());
-      if (c && clusterStatus(c) !== 'available') return { code: 'InvalidDBClusterStateFault', message: `DBCluster ${p.DBClusterIdentifier} is not in available state.` };
+      if (c && clusterStatus(c) !== 'available')
+        return {
+          code: 'InvalidDBClusterStateFault',
+          message: `DBCluster ${p.DBClusterIdentifier} is not in available state.`,
+        };
     }
     if (action === 'RestoreDBClusterFromSnapshot') {
       const snap = p.SnapshotIdentifier ?? '';
       const at = copies.get(snap);
-      if (at !== undefined && Date.now() - at < copyMs) return { code: 'InvalidDBClusterSnapshotStateFault', message: `DBClusterSnapshot ${snap} is not in available state.` };
-      if (!storage.has(snap)) return { code: 'InternalFailure', message: `test setup: snapshot ${snap} has no storage (take it with snapshotOldPrimary)` };
+      if (at !== undefined && Date.now() - at < copyMs)
+        return {
+          code: 'InvalidDBClusterSnapshotStateFault',
+          message: `DBClusterSnapshot ${snap} is not in available state.`,
+        };
+      if (!storage.has(snap))
+        return {
+          code: 'InternalFailure',
+          message: `test setup: snapshot ${snap} has no storage (take it with snapshotOldPrimary)`,
+        };
     }
     return undefined;
   }
@@ -214,7 +252,14 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
     if (action === 'RestoreDBClusterFromSnapshot') {
       const id = p.DBClusterIdentifier!.toLowerCase();
       const dataDir = join(opts.dir, 'clusters', id);
-      const c: Restored = { region, snapshot: p.SnapshotIdentifier!, at: Date.now(), storage: dataDir, copied: false, ready: Promise.resolve() };
+      const c: Restored = {
+        region,
+        snapshot: p.SnapshotIdentifier!,
+        at: Date.now(),
+        storage: dataDir,
+        copied: false,
+        ready: Promise.resolve(),
+      };
       c.ready = copyDir(storage.get(p.SnapshotIdentifier!)!, dataDir).then(() => {
         c.copied = true;
       });
@@ -243,8 +288,6 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
     }
   }
 
-
-
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -267,7 +310,11 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
           }
           const refusal = refuse(action, params);
           if (refusal) {
-            send(refusal.code === 'InternalFailure' ? 500 : 400, { 'Content-Type': 'text/xml' }, errorXml(refusal.code, refusal.message));
+            send(
+              refusal.code === 'InternalFailure' ? 500 : 400,
+              { 'Content-Type': 'text/xml' },
+              errorXml(refusal.code, refusal.message),
+            );
             return;
           }
           const r = await forward(opts.motoUrl, req, body);
@@ -290,7 +337,10 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
     log,
     accepted: (action) => accepted[action] ?? 0,
     async snapshotOldPrimary(region, cluster, dataDir) {
-      if (existsSync(join(dataDir, 'postmaster.pid'))) throw new Error(`${dataDir} belongs to a running server: stop it first (a snapshot is of storage at rest here)`);
+      if (existsSync(join(dataDir, 'postmaster.pid')))
+        throw new Error(
+          `${dataDir} belongs to a running server: stop it first (a snapshot is of storage at rest here)`,
+        );
       const id = await createUnplannedFailoverSnapshot(opts.motoUrl, region, cluster);
       const dir = join(opts.dir, 'snapshots', id.replace(/[^A-Za-z0-9-]/g, '-'));
       await copyDir(dataDir, dir);
@@ -299,7 +349,9 @@ export async function startRestoreFront(opts: RestoreFrontOptions): Promise<Rest
     },
     restoredNode: (cluster) => liveInstanceOf(cluster.toLowerCase())?.node,
     async close() {
-      await Promise.allSettled([...instances.values()].filter((i) => i.node).map((i) => stop(opts.pgBin, i.node!, 'immediate')));
+      await Promise.allSettled(
+        [...instances.values()].filter((i) => i.node).map((i) => stop(opts.pgBin, i.node!, 'immediate')),
+      );
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -323,11 +375,17 @@ export function forward(target: string, req: IncomingMessage, body: Buffer): Pro
     const out = request(url, { method: req.method, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({
-        status: res.statusCode ?? 500,
-        headers: Object.fromEntries(Object.entries(res.headers).filter(([k, v]) => typeof v === 'string' && !['content-length', 'transfer-encoding', 'connection'].includes(k)) as [string, string][]),
-        body: Buffer.concat(chunks).toString('utf8'),
-      }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 500,
+          headers: Object.fromEntries(
+            Object.entries(res.headers).filter(
+              ([k, v]) => typeof v === 'string' && !['content-length', 'transfer-encoding', 'connection'].includes(k),
+            ) as [string, string][],
+          ),
+          body: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
       res.on('error', reject);
     });
     out.on('error', reject);

@@ -107,7 +107,8 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
   let outcome: 'complete' | 'cancel' = 'complete';
   const clusters = new Map(opts.clusters.map((c) => [c.id, { ...c, status: c.status ?? 'available' }]));
   const arnOf = (id: string): string => `arn:aws:rds:${clusters.get(id)!.region}:${ACCOUNT}:cluster:${id}`;
-  const idOfArn = (arn: string): string | undefined => [...clusters.keys()].find((id) => arnOf(id) === arn || id === arn);
+  const idOfArn = (arn: string): string | undefined =>
+    [...clusters.keys()].find((id) => arnOf(id) === arn || id === arn);
   const writerId = opts.writer ?? opts.clusters[0]!.id;
   let members: Member[] = opts.clusters.map((c) => ({ arn: arnOf(c.id), isWriter: c.id === writerId }));
   let op: Operation | undefined;
@@ -125,15 +126,34 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
     if (op === 'ListMetrics') {
       const dims = (body.Dimensions ?? []) as { Name: string; Value?: string }[];
       const cluster = dims.find((d) => d.Name === 'DBClusterIdentifier')?.Value;
-      return { Metrics: [...lags.keys()].filter((c) => !cluster || c === cluster).map((c) => ({ Namespace: 'AWS/RDS', MetricName: body.MetricName, Dimensions: [{ Name: 'DBClusterIdentifier', Value: c }] })) };
+      return {
+        Metrics: [...lags.keys()]
+          .filter((c) => !cluster || c === cluster)
+          .map((c) => ({
+            Namespace: 'AWS/RDS',
+            MetricName: body.MetricName,
+            Dimensions: [{ Name: 'DBClusterIdentifier', Value: c }],
+          })),
+      };
     }
     if (op === 'GetMetricData') {
-      const queries = body.MetricDataQueries as { Id: string; MetricStat: { Metric: { Dimensions: { Name: string; Value: string }[] } } }[];
+      const queries = body.MetricDataQueries as {
+        Id: string;
+        MetricStat: { Metric: { Dimensions: { Name: string; Value: string }[] } };
+      }[];
       return {
         MetricDataResults: queries.map((q) => {
-          const lag = lags.get(q.MetricStat.Metric.Dimensions.find((d) => d.Name === 'DBClusterIdentifier')?.Value ?? '');
+          const lag = lags.get(
+            q.MetricStat.Metric.Dimensions.find((d) => d.Name === 'DBClusterIdentifier')?.Value ?? '',
+          );
           // Timestamps are epoch seconds in this protocol.
-          return { Id: q.Id, Label: 'AuroraGlobalDBRPOLag', StatusCode: 'Complete', Timestamps: lag === undefined ? [] : [Math.floor(Date.now() / 1000)], Values: lag === undefined ? [] : [lag] };
+          return {
+            Id: q.Id,
+            Label: 'AuroraGlobalDBRPOLag',
+            StatusCode: 'Complete',
+            Timestamps: lag === undefined ? [] : [Math.floor(Date.now() / 1000)],
+            Values: lag === undefined ? [] : [lag],
+          };
         }),
       };
     }
@@ -166,42 +186,68 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
 
   function begin(kind: 'switchover' | 'failover', from: string, to: string): void {
     const working = kind === 'switchover' ? 'switching-over' : 'failing-over';
-    const phases = outcome === 'complete'
-      ? [{ status: 'pending', ms: phaseMs }, { status: working, ms: phaseMs }]
-      : [{ status: 'pending', ms: phaseMs }, { status: working, ms: phaseMs }, { status: 'cancelling', ms: phaseMs }];
+    const phases =
+      outcome === 'complete'
+        ? [
+            { status: 'pending', ms: phaseMs },
+            { status: working, ms: phaseMs },
+          ]
+        : [
+            { status: 'pending', ms: phaseMs },
+            { status: working, ms: phaseMs },
+            { status: 'cancelling', ms: phaseMs },
+          ];
     op = { kind, from, to, startedAt: Date.now(), phases, outcome };
   }
 
   class Fault extends Error {
-    constructor(readonly code: string, message: string, readonly status = 400) {
+    constructor(
+      readonly code: string,
+      message: string,
+      readonly status = 400,
+    ) {
       super(message);
     }
   }
 
   function globalXml(): string {
     const status = advance();
-    const fs = op && status
-      ? `<FailoverState><Status>${status}</Status><FromDbClusterArn>${op.from}</FromDbClusterArn><ToDbClusterArn>${op.to}</ToDbClusterArn><IsDataLossAllowed>${op.kind === 'failover'}</IsDataLossAllowed></FailoverState>`
-      : '';
+    const fs =
+      op && status
+        ? `<FailoverState><Status>${status}</Status><FromDbClusterArn>${op.from}</FromDbClusterArn><ToDbClusterArn>${op.to}</ToDbClusterArn><IsDataLossAllowed>${op.kind === 'failover'}</IsDataLossAllowed></FailoverState>`
+        : '';
     const ms = members
-      .map((m) => `<GlobalClusterMember><DBClusterArn>${m.arn}</DBClusterArn><IsWriter>${m.isWriter}</IsWriter></GlobalClusterMember>`)
+      .map(
+        (m) =>
+          `<GlobalClusterMember><DBClusterArn>${m.arn}</DBClusterArn><IsWriter>${m.isWriter}</IsWriter></GlobalClusterMember>`,
+      )
       .join('');
-    return `<GlobalClusterIdentifier>${opts.globalId}</GlobalClusterIdentifier><GlobalClusterArn>arn:aws:rds::${ACCOUNT}:global-cluster:${opts.globalId}</GlobalClusterArn>` +
+    return (
+      `<GlobalClusterIdentifier>${opts.globalId}</GlobalClusterIdentifier><GlobalClusterArn>arn:aws:rds::${ACCOUNT}:global-cluster:${opts.globalId}</GlobalClusterArn>` +
       `<Status>${status ? (op!.kind === 'failover' ? 'failing-over' : 'switching-over') : 'available'}</Status><Engine>${engine}</Engine><EngineVersion>${globalVersion}</EngineVersion>` +
-      `<GlobalClusterMembers>${ms}</GlobalClusterMembers>${fs}`;
+      `<GlobalClusterMembers>${ms}</GlobalClusterMembers>${fs}`
+    );
   }
 
   function clusterXml(id: string): string {
     const c = clusters.get(id)!;
     const inGlobal = members.some((m) => m.arn === arnOf(id));
-    const instances = Array.from({ length: c.instances }, (_, i) => `<DBClusterMember><DBInstanceIdentifier>${id}-${i + 1}</DBInstanceIdentifier><IsClusterWriter>${i === 0}</IsClusterWriter></DBClusterMember>`).join('');
-    return `<DBClusterIdentifier>${id}</DBClusterIdentifier><DBClusterArn>${arnOf(id)}</DBClusterArn><Status>${c.status}</Status><Engine>${engine}</Engine>` +
-      `<EngineVersion>${c.engineVersion}</EngineVersion><DBClusterMembers>${instances}</DBClusterMembers>${inGlobal ? `<GlobalClusterIdentifier>${opts.globalId}</GlobalClusterIdentifier>` : ''}`;
+    const instances = Array.from(
+      { length: c.instances },
+      (_, i) =>
+        `<DBClusterMember><DBInstanceIdentifier>${id}-${i + 1}</DBInstanceIdentifier><IsClusterWriter>${i === 0}</IsClusterWriter></DBClusterMember>`,
+    ).join('');
+    return (
+      `<DBClusterIdentifier>${id}</DBClusterIdentifier><DBClusterArn>${arnOf(id)}</DBClusterArn><Status>${c.status}</Status><Engine>${engine}</Engine>` +
+      `<EngineVersion>${c.engineVersion}</EngineVersion><DBClusterMembers>${instances}</DBClusterMembers>${inGlobal ? `<GlobalClusterIdentifier>${opts.globalId}</GlobalClusterIdentifier>` : ''}`
+    );
   }
 
   function snapshotXml(s: Snapshot): string {
-    return `<DBClusterSnapshotIdentifier>${s.id}</DBClusterSnapshotIdentifier><DBClusterIdentifier>${s.cluster}</DBClusterIdentifier><SnapshotCreateTime>${s.created.toISOString()}</SnapshotCreateTime>` +
-      `<Status>available</Status><SnapshotType>${s.type}</SnapshotType><Engine>${engine}</Engine><DBClusterSnapshotArn>arn:aws:rds:${s.region}:${ACCOUNT}:cluster-snapshot:${s.id}</DBClusterSnapshotArn>`;
+    return (
+      `<DBClusterSnapshotIdentifier>${s.id}</DBClusterSnapshotIdentifier><DBClusterIdentifier>${s.cluster}</DBClusterIdentifier><SnapshotCreateTime>${s.created.toISOString()}</SnapshotCreateTime>` +
+      `<Status>available</Status><SnapshotType>${s.type}</SnapshotType><Engine>${engine}</Engine><DBClusterSnapshotArn>arn:aws:rds:${s.region}:${ACCOUNT}:cluster-snapshot:${s.id}</DBClusterSnapshotArn>`
+    );
   }
 
   function requireGlobal(p: Record<string, string>): void {
@@ -220,7 +266,8 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
       }
       case 'DescribeDBClusters': {
         const id = idOfArn(p.DBClusterIdentifier ?? '');
-        if (!id || clusters.get(id)!.region !== region) throw new Fault('DBClusterNotFoundFault', `DBCluster ${p.DBClusterIdentifier} not found.`, 404);
+        if (!id || clusters.get(id)!.region !== region)
+          throw new Fault('DBClusterNotFoundFault', `DBCluster ${p.DBClusterIdentifier} not found.`, 404);
         return `<DBClusters><DBCluster>${clusterXml(id)}</DBCluster></DBClusters>`;
       }
       case 'SwitchoverGlobalCluster':
@@ -230,21 +277,41 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
         const to = idOfArn(p.TargetDbClusterIdentifier ?? '');
         if (!to) throw new Fault('DBClusterNotFoundFault', `DBCluster ${p.TargetDbClusterIdentifier} not found.`, 404);
         const switchover = action === 'SwitchoverGlobalCluster' || p.AllowDataLoss !== 'true';
-        if (op) throw new Fault('InvalidGlobalClusterStateFault', `Global cluster ${opts.globalId} is already in the middle of a switchover or failover.`);
+        if (op)
+          throw new Fault(
+            'InvalidGlobalClusterStateFault',
+            `Global cluster ${opts.globalId} is already in the middle of a switchover or failover.`,
+          );
         const target = members.find((m) => m.arn === arnOf(to));
-        if (!target) throw new Fault('InvalidGlobalClusterStateFault', `DBCluster ${to} is not a member of ${opts.globalId}.`);
-        if (target.isWriter) throw new Fault('InvalidGlobalClusterStateFault', `DBCluster ${to} is already the primary of ${opts.globalId}.`);
-        if (clusters.get(to)!.instances === 0) throw new Fault('InvalidDBClusterStateFault', `DBCluster ${to} has no DB instances to promote.`);
+        if (!target)
+          throw new Fault('InvalidGlobalClusterStateFault', `DBCluster ${to} is not a member of ${opts.globalId}.`);
+        if (target.isWriter)
+          throw new Fault(
+            'InvalidGlobalClusterStateFault',
+            `DBCluster ${to} is already the primary of ${opts.globalId}.`,
+          );
+        if (clusters.get(to)!.instances === 0)
+          throw new Fault('InvalidDBClusterStateFault', `DBCluster ${to} has no DB instances to promote.`);
         const from = members.find((m) => m.isWriter)!.arn;
         if (switchover) {
           const fromRegion = clusters.get(idOfArn(from)!)!.region;
-          if (region !== fromRegion) throw new Fault('InvalidParameterValue', `SwitchoverGlobalCluster must be called in the primary cluster's region ${fromRegion}, not ${region}.`);
+          if (region !== fromRegion)
+            throw new Fault(
+              'InvalidParameterValue',
+              `SwitchoverGlobalCluster must be called in the primary cluster's region ${fromRegion}, not ${region}.`,
+            );
           const mm = (v: string) => v.split('.').slice(0, 2).join('.');
           if (mm(clusters.get(to)!.engineVersion) !== mm(globalVersion)) {
-            throw new Fault('InvalidGlobalClusterStateFault', `The target cluster's engine version ${clusters.get(to)!.engineVersion} must match the primary's ${globalVersion} for a switchover.`);
+            throw new Fault(
+              'InvalidGlobalClusterStateFault',
+              `The target cluster's engine version ${clusters.get(to)!.engineVersion} must match the primary's ${globalVersion} for a switchover.`,
+            );
           }
         } else if (region !== clusters.get(to)!.region) {
-          throw new Fault('InvalidParameterValue', `FailoverGlobalCluster must be called in the target cluster's region ${clusters.get(to)!.region}, not ${region}.`);
+          throw new Fault(
+            'InvalidParameterValue',
+            `FailoverGlobalCluster must be called in the target cluster's region ${clusters.get(to)!.region}, not ${region}.`,
+          );
         }
         begin(switchover ? 'switchover' : 'failover', from, arnOf(to));
         return `<GlobalCluster>${globalXml()}</GlobalCluster>`;
@@ -252,23 +319,49 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
       case 'RemoveFromGlobalCluster': {
         requireGlobal(p);
         const id = idOfArn(p.DbClusterIdentifier ?? '');
-        if (!id || clusters.get(id)!.region !== region) throw new Fault('DBClusterNotFoundFault', `DBCluster ${p.DbClusterIdentifier} not found in ${region}.`, 404);
-        if (!members.some((m) => m.arn === arnOf(id))) throw new Fault('GlobalClusterNotFoundFault', `DBCluster ${id} is not a member of ${opts.globalId}.`, 404);
+        if (!id || clusters.get(id)!.region !== region)
+          throw new Fault('DBClusterNotFoundFault', `DBCluster ${p.DbClusterIdentifier} not found in ${region}.`, 404);
+        if (!members.some((m) => m.arn === arnOf(id)))
+          throw new Fault('GlobalClusterNotFoundFault', `DBCluster ${id} is not a member of ${opts.globalId}.`, 404);
         members = members.filter((m) => m.arn !== arnOf(id));
         return `<GlobalCluster>${globalXml()}</GlobalCluster>`;
       }
       case 'DescribeDBClusterSnapshots': {
-        const list = snapshots.filter((s) => s.region === region && (!p.DBClusterIdentifier || s.cluster === p.DBClusterIdentifier) && (!p.DBClusterSnapshotIdentifier || s.id === p.DBClusterSnapshotIdentifier));
-        if (p.DBClusterSnapshotIdentifier && list.length === 0) throw new Fault('DBClusterSnapshotNotFoundFault', `DBClusterSnapshot ${p.DBClusterSnapshotIdentifier} not found.`, 404);
+        const list = snapshots.filter(
+          (s) =>
+            s.region === region &&
+            (!p.DBClusterIdentifier || s.cluster === p.DBClusterIdentifier) &&
+            (!p.DBClusterSnapshotIdentifier || s.id === p.DBClusterSnapshotIdentifier),
+        );
+        if (p.DBClusterSnapshotIdentifier && list.length === 0)
+          throw new Fault(
+            'DBClusterSnapshotNotFoundFault',
+            `DBClusterSnapshot ${p.DBClusterSnapshotIdentifier} not found.`,
+            404,
+          );
         return `<DBClusterSnapshots>${list.map((s) => `<DBClusterSnapshot>${snapshotXml(s)}</DBClusterSnapshot>`).join('')}</DBClusterSnapshots>`;
       }
       case 'CopyDBClusterSnapshot': {
         const src = snapshots.find((s) => s.region === region && s.id === p.SourceDBClusterSnapshotIdentifier);
-        if (!src) throw new Fault('DBClusterSnapshotNotFoundFault', `DBClusterSnapshot ${p.SourceDBClusterSnapshotIdentifier} not found.`, 404);
+        if (!src)
+          throw new Fault(
+            'DBClusterSnapshotNotFoundFault',
+            `DBClusterSnapshot ${p.SourceDBClusterSnapshotIdentifier} not found.`,
+            404,
+          );
         if (snapshots.some((s) => s.region === region && s.id === p.TargetDBClusterSnapshotIdentifier)) {
-          throw new Fault('DBClusterSnapshotAlreadyExistsFault', `DBClusterSnapshot ${p.TargetDBClusterSnapshotIdentifier} already exists.`);
+          throw new Fault(
+            'DBClusterSnapshotAlreadyExistsFault',
+            `DBClusterSnapshot ${p.TargetDBClusterSnapshotIdentifier} already exists.`,
+          );
         }
-        const copy: Snapshot = { id: p.TargetDBClusterSnapshotIdentifier!, cluster: src.cluster, region, type: 'manual', created: new Date() };
+        const copy: Snapshot = {
+          id: p.TargetDBClusterSnapshotIdentifier!,
+          cluster: src.cluster,
+          region,
+          type: 'manual',
+          created: new Date(),
+        };
         snapshots.push(copy);
         return `<DBClusterSnapshot>${snapshotXml(copy)}</DBClusterSnapshot>`;
       }
@@ -286,16 +379,22 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
         const op = target.split('.')[1]!;
         res.setHeader('Content-Type', 'application/x-amz-json-1.0');
         try {
-          const out = cloudwatch(op, JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>);
+          const out = cloudwatch(
+            op,
+            JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>,
+          );
           res.writeHead(200).end(JSON.stringify(out));
         } catch (err) {
-          res.writeHead(400).end(JSON.stringify({ __type: err instanceof Fault ? err.code : 'InternalFailure', message: String(err) }));
+          res
+            .writeHead(400)
+            .end(JSON.stringify({ __type: err instanceof Fault ? err.code : 'InternalFailure', message: String(err) }));
         }
         return;
       }
       const params = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
       const action = params.Action ?? '';
-      const region = /Credential=[^/]+\/\d{8}\/([^/]+)\/rds\//.exec(req.headers.authorization ?? '')?.[1] ?? 'us-east-1';
+      const region =
+        /Credential=[^/]+\/\d{8}\/([^/]+)\/rds\//.exec(req.headers.authorization ?? '')?.[1] ?? 'us-east-1';
       log.push({ action, region, params });
       if (down.has(region)) {
         req.socket.destroy();
@@ -306,7 +405,10 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
         res.end(body);
       };
       const error = (code: string, message: string, status: number): void =>
-        send(status, `<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error><RequestId>sim-${log.length}</RequestId></ErrorResponse>`);
+        send(
+          status,
+          `<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error><RequestId>sim-${log.length}</RequestId></ErrorResponse>`,
+        );
       const left = throttles.get(action) ?? 0;
       if (left > 0) {
         throttles.set(action, left - 1);
@@ -325,7 +427,10 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
           // Nobody sees the new writer before the stand-ins have moved with it.
           await Promise.all(hooks);
           accepted[action] = (accepted[action] ?? 0) + 1;
-          send(200, `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>sim-${log.length}</RequestId></ResponseMetadata></${action}Response>`);
+          send(
+            200,
+            `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>sim-${log.length}</RequestId></ResponseMetadata></${action}Response>`,
+          );
         } catch (err) {
           if (err instanceof Fault) error(err.code, err.message, err.status);
           else error('InternalFailure', String(err), 500);
@@ -357,7 +462,13 @@ export async function startRdsSim(opts: RdsSimOptions): Promise<RdsSim> {
         const id = idOfArn(arn)!;
         if (clusters.get(id)!.region !== region) continue;
         const stamp = new Date().toISOString().replace(/[T:]/g, '-').slice(0, 16);
-        snapshots.push({ id: `rds:unplanned-global-failover-${id}-${stamp}`, cluster: id, region, type: 'automated', created: new Date() });
+        snapshots.push({
+          id: `rds:unplanned-global-failover-${id}-${stamp}`,
+          cluster: id,
+          region,
+          type: 'automated',
+          created: new Date(),
+        });
         members = members.map((m) => (m.arn === arn ? { ...m, isWriter: false } : m));
         pendingRecovery.delete(arn);
       }

@@ -3,7 +3,9 @@
  * are stopped before the error is thrown: a failed beforeAll must not leave servers running
  * (afterAll cannot stop what was never assigned).
  */
-export async function startRigs<T extends readonly unknown[]>(starts: readonly [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
+export async function startRigs<T extends readonly unknown[]>(
+  starts: readonly [...{ [K in keyof T]: Promise<T[K]> }],
+): Promise<T> {
   const settled = await Promise.allSettled(starts as readonly Promise<unknown>[]);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (!failed) return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;

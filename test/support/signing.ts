@@ -44,5 +44,8 @@ export function botSigner(key = SLACK_DECISION_KEY): DecisionSigner {
 
 /** The control worker's activities (as workers/region.ts registers them): decisions verified against `config`, with the tests' Slack key. */
 export function decisionActivities(config: Config): DecisionActivities & GuardianNoticeActivities {
-  return { ...createDecisionActivities(config, { slackDecisionKey: SLACK_DECISION_KEY }), ...createGuardianNoticeActivities() };
+  return {
+    ...createDecisionActivities(config, { slackDecisionKey: SLACK_DECISION_KEY }),
+    ...createGuardianNoticeActivities(),
+  };
 }

@@ -60,10 +60,21 @@ export async function startSlackApi(): Promise<SlackApi> {
   const api = (method: string, args: Record<string, unknown>): Record<string, unknown> => {
     switch (method) {
       case 'auth.test':
-        return { ok: true, url: 'https://regionshift-test.slack.com/', team: 'test', user: 'regionshift', team_id: 'T0TEST', user_id: 'UBOT0001', bot_id: 'BBOT0001' };
+        return {
+          ok: true,
+          url: 'https://regionshift-test.slack.com/',
+          team: 'test',
+          user: 'regionshift',
+          team_id: 'T0TEST',
+          user_id: 'UBOT0001',
+          bot_id: 'BBOT0001',
+        };
       case 'chat.postMessage': {
         const m: Message = {
-          channel: String(args.channel), ts: nextTs(), text: String(args.text ?? ''), updates: 0,
+          channel: String(args.channel),
+          ts: nextTs(),
+          text: String(args.text ?? ''),
+          updates: 0,
           ...(args.blocks ? { blocks: args.blocks as unknown[] } : {}),
           ...(args.thread_ts ? { thread_ts: String(args.thread_ts) } : {}),
           ...(args.metadata ? { metadata: args.metadata as Message['metadata'] } : {}),
@@ -83,14 +94,36 @@ export async function startSlackApi(): Promise<SlackApi> {
         return { ok: true, message_ts: nextTs() };
       case 'conversations.history': {
         const top = messages.filter((m) => m.channel === args.channel && !m.thread_ts).reverse();
-        return { ok: true, messages: top.map((m) => ({ type: 'message', ts: m.ts, text: m.text, ...(m.metadata && args.include_all_metadata ? { metadata: m.metadata } : {}) })), has_more: false };
+        return {
+          ok: true,
+          messages: top.map((m) => ({
+            type: 'message',
+            ts: m.ts,
+            text: m.text,
+            ...(m.metadata && args.include_all_metadata ? { metadata: m.metadata } : {}),
+          })),
+          has_more: false,
+        };
       }
       case 'conversations.replies': {
-        const thread = messages.filter((m) => m.channel === args.channel && (m.ts === args.ts || m.thread_ts === args.ts));
-        return { ok: true, messages: thread.map((m) => ({ type: 'message', ts: m.ts, text: m.text, ...(m.metadata && args.include_all_metadata ? { metadata: m.metadata } : {}) })), has_more: false };
+        const thread = messages.filter(
+          (m) => m.channel === args.channel && (m.ts === args.ts || m.thread_ts === args.ts),
+        );
+        return {
+          ok: true,
+          messages: thread.map((m) => ({
+            type: 'message',
+            ts: m.ts,
+            text: m.text,
+            ...(m.metadata && args.include_all_metadata ? { metadata: m.metadata } : {}),
+          })),
+          has_more: false,
+        };
       }
       case 'apps.connections.open':
-        return self.socketModeUrl ? { ok: true, url: self.socketModeUrl } : { ok: false, error: 'not_allowed_token_type' };
+        return self.socketModeUrl
+          ? { ok: true, url: self.socketModeUrl }
+          : { ok: false, error: 'not_allowed_token_type' };
       case 'usergroups.users.list':
         return { ok: true, users: usergroups.get(String(args.usergroup)) ?? [] };
       default:
@@ -127,16 +160,21 @@ export async function startSlackApi(): Promise<SlackApi> {
     responses,
     usergroups,
     callsOf: (method) => calls.filter((c) => c.method === method),
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
   return self;
 }
 
 /** Headers Slack sends with a request body: its timestamp and v0 signature. */
-export function slackSignature(secret: string, body: string, timestamp = Math.floor(Date.now() / 1000)): Record<string, string> {
+export function slackSignature(
+  secret: string,
+  body: string,
+  timestamp = Math.floor(Date.now() / 1000),
+): Record<string, string> {
   const sig = createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex');
   return { 'x-slack-request-timestamp': String(timestamp), 'x-slack-signature': `v0=${sig}` };
 }

@@ -18,7 +18,10 @@ export interface SnsFixture {
   confirmations: string[];
   /** The URLs the intake may fetch in tests: this fixture only. */
   urlAllowed(url: URL): boolean;
-  notification(message: unknown, opts?: { version?: '1' | '2'; timestamp?: Date; subject?: string; certUrl?: string; topicArn?: string }): Record<string, string>;
+  notification(
+    message: unknown,
+    opts?: { version?: '1' | '2'; timestamp?: Date; subject?: string; certUrl?: string; topicArn?: string },
+  ): Record<string, string>;
   subscriptionConfirmation(opts?: { subscribeUrl?: string; version?: '1' | '2' }): Record<string, string>;
   /** Signs a message as SNS would (replaces Signature). */
   resign(m: Record<string, string>): Record<string, string>;
@@ -29,10 +32,14 @@ export const TOPIC = 'arn:aws:sns:us-west-2:123456789012:regionshift-alarms';
 
 function canonical(m: Record<string, string>): string {
   // https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html
-  const keys = m.Type === 'Notification'
-    ? ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type']
-    : ['Message', 'MessageId', 'SubscribeURL', 'Timestamp', 'Token', 'TopicArn', 'Type'];
-  return keys.filter((k) => m[k] !== undefined).map((k) => `${k}\n${m[k]}\n`).join('');
+  const keys =
+    m.Type === 'Notification'
+      ? ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type']
+      : ['Message', 'MessageId', 'SubscribeURL', 'Timestamp', 'Token', 'TopicArn', 'Type'];
+  return keys
+    .filter((k) => m[k] !== undefined)
+    .map((k) => `${k}\n${m[k]}\n`)
+    .join('');
 }
 
 export async function createSnsFixture(): Promise<SnsFixture> {
@@ -41,7 +48,24 @@ export async function createSnsFixture(): Promise<SnsFixture> {
   const keyFile = join(dir, 'key.pem');
   const certFile = join(dir, 'cert.pem');
   writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  execFileSync('openssl', ['req', '-x509', '-new', '-key', keyFile, '-subj', '/CN=sns.amazonaws.com', '-days', '2', '-sha256', '-out', certFile], { stdio: 'pipe' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      keyFile,
+      '-subj',
+      '/CN=sns.amazonaws.com',
+      '-days',
+      '2',
+      '-sha256',
+      '-out',
+      certFile,
+    ],
+    { stdio: 'pipe' },
+  );
   const certPem = readFileSync(certFile, 'utf8');
 
   const confirmations: string[] = [];
@@ -54,7 +78,9 @@ export async function createSnsFixture(): Promise<SnsFixture> {
     if (req.url?.startsWith('/confirm')) {
       confirmations.push(req.url);
       res.writeHead(200, { 'content-type': 'text/xml' });
-      res.end('<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:us-west-2:123456789012:regionshift-alarms:1</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>');
+      res.end(
+        '<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:us-west-2:123456789012:regionshift-alarms:1</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>',
+      );
       return;
     }
     res.writeHead(404);
@@ -96,7 +122,9 @@ export async function createSnsFixture(): Promise<SnsFixture> {
         Token: token,
         TopicArn: TOPIC,
         Message: `You have chosen to subscribe to the topic ${TOPIC}.\nTo confirm the subscription, visit the SubscribeURL included in this message.`,
-        SubscribeURL: opts.subscribeUrl ?? `${base}/confirm?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(TOPIC)}&Token=${token}`,
+        SubscribeURL:
+          opts.subscribeUrl ??
+          `${base}/confirm?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(TOPIC)}&Token=${token}`,
         Timestamp: new Date().toISOString(),
         SignatureVersion: opts.version ?? '1',
         Signature: '',
@@ -118,11 +146,22 @@ export function cloudWatchAlarm(name: string, state: 'ALARM' | 'OK', at = new Da
     AlarmDescription: `${name} (regionshift test)`,
     AWSAccountId: '123456789012',
     NewStateValue: state,
-    NewStateReason: state === 'ALARM' ? 'Threshold Crossed: 3 datapoints were greater than the threshold (5.0).' : 'Threshold Crossed: back below the threshold.',
+    NewStateReason:
+      state === 'ALARM'
+        ? 'Threshold Crossed: 3 datapoints were greater than the threshold (5.0).'
+        : 'Threshold Crossed: back below the threshold.',
     StateChangeTime: at.toISOString().replace('Z', '+0000'),
     Region: 'US West (Oregon)',
     AlarmArn: `arn:aws:cloudwatch:us-west-2:123456789012:alarm:${name}`,
     OldStateValue: state === 'ALARM' ? 'OK' : 'ALARM',
-    Trigger: { MetricName: 'HTTPCode_Target_5XX_Count', Namespace: 'AWS/ApplicationELB', Statistic: 'SUM', Period: 60, EvaluationPeriods: 3, ComparisonOperator: 'GreaterThanThreshold', Threshold: 5 },
+    Trigger: {
+      MetricName: 'HTTPCode_Target_5XX_Count',
+      Namespace: 'AWS/ApplicationELB',
+      Statistic: 'SUM',
+      Period: 60,
+      EvaluationPeriods: 3,
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 5,
+    },
   };
 }

@@ -18,9 +18,19 @@ export interface SocketModeServer {
 
 function frame(opcode: number, data: Buffer): Buffer {
   const len = data.length;
-  const head = len < 126 ? Buffer.from([0x80 | opcode, len])
-    : len < 65536 ? Buffer.from([0x80 | opcode, 126, len >> 8, len & 0xff])
-      : Buffer.concat([Buffer.from([0x80 | opcode, 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(len)); return b; })()]);
+  const head =
+    len < 126
+      ? Buffer.from([0x80 | opcode, len])
+      : len < 65536
+        ? Buffer.from([0x80 | opcode, 126, len >> 8, len & 0xff])
+        : Buffer.concat([
+            Buffer.from([0x80 | opcode, 127]),
+            (() => {
+              const b = Buffer.alloc(8);
+              b.writeBigUInt64BE(BigInt(len));
+              return b;
+            })(),
+          ]);
   return Buffer.concat([head, data]);
 }
 
@@ -65,7 +75,8 @@ export async function startSocketModeServer(): Promise<SocketModeServer> {
       if (masked) for (let i = 0; i < data.length; i++) data[i]! ^= buffered[maskAt + (i % 4)]!;
       buffered = buffered.subarray(offset + len);
       if (opcode === 0x1) handleMessage(data.toString('utf8'));
-      else if (opcode === 0x9) socket?.write(frame(0xa, data)); // ping → pong
+      else if (opcode === 0x9)
+        socket?.write(frame(0xa, data)); // ping → pong
       else if (opcode === 0x8) {
         // Echo the close (with the client's status code); the client then closes the TCP connection.
         socket?.write(frame(0x8, data.subarray(0, 2)));
@@ -79,14 +90,30 @@ export async function startSocketModeServer(): Promise<SocketModeServer> {
     res.end();
   });
   server.on('upgrade', (req, s: Duplex) => {
-    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-    s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    const accept = createHash('sha1')
+      .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest('base64');
+    s.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
     socket = s;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
     s.on('data', onData);
     s.on('error', () => undefined);
-    s.write(frame(0x1, Buffer.from(JSON.stringify({ type: 'hello', num_connections: 1, debug_info: { host: 'applink-test', approximate_connection_time: 18060 }, connection_info: { app_id: 'A0TEST' } }))));
+    s.write(
+      frame(
+        0x1,
+        Buffer.from(
+          JSON.stringify({
+            type: 'hello',
+            num_connections: 1,
+            debug_info: { host: 'applink-test', approximate_connection_time: 18060 },
+            connection_info: { app_id: 'A0TEST' },
+          }),
+        ),
+      ),
+    );
     onConnected();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -98,13 +125,16 @@ export async function startSocketModeServer(): Promise<SocketModeServer> {
       const envelope_id = `env-${++envelopes}`;
       return new Promise((resolve) => {
         waiting.set(envelope_id, resolve);
-        socket!.write(frame(0x1, Buffer.from(JSON.stringify({ envelope_id, type, payload, accepts_response_payload: true }))));
+        socket!.write(
+          frame(0x1, Buffer.from(JSON.stringify({ envelope_id, type, payload, accepts_response_payload: true }))),
+        );
       });
     },
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -14,8 +14,14 @@ export interface TempStack extends TempStackFiles {
 }
 
 /** The ledger's regions and weights as the test wants them; default two regions, the writer 100, no monitoring. */
-export async function makeTempStack(opts: Pick<TempStackOptions, 'regions' | 'weights' | 'monitoring' | 'policy' | 'serviceExtra' | 'app'> = {}): Promise<TempStack> {
-  const files = await writeTempStack({ prefix: 'regionshift-stack-', comment: 'written by a test (test/support/stack-env.ts)', ...opts });
+export async function makeTempStack(
+  opts: Pick<TempStackOptions, 'regions' | 'weights' | 'monitoring' | 'policy' | 'serviceExtra' | 'app'> = {},
+): Promise<TempStack> {
+  const files = await writeTempStack({
+    prefix: 'regionshift-stack-',
+    comment: 'written by a test (test/support/stack-env.ts)',
+    ...opts,
+  });
   const env = { ...process.env, REGIONSHIFT_HOME: files.home, REGIONSHIFT_CONFIG: files.configFile };
   return { ...files, env, remove: () => rmSync(files.dir, { recursive: true, force: true }) };
 }
@@ -29,10 +35,15 @@ export interface CliResult {
 /** Runs the built CLI (`node bin/regionshift.js ...`) as a user would. */
 export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 240_000): Promise<CliResult> {
   return new Promise((ok) => {
-    execFile(process.execPath, [join(REPO, 'bin', 'regionshift.js'), ...args], { env, cwd: REPO, timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      ok({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [join(REPO, 'bin', 'regionshift.js'), ...args],
+      { env, cwd: REPO, timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        ok({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -51,7 +62,10 @@ export function processesOf(stack: TempStack): Array<{ pid: number; cmd: string 
       if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
       const environ = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
       if (!environ.includes(needle)) continue;
-      found.push({ pid: Number(entry), cmd: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').trim() });
+      found.push({
+        pid: Number(entry),
+        cmd: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').trim(),
+      });
     } catch {
       // exited while we looked
     }

@@ -11,7 +11,12 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type {
-  DbNodeState, FenceResult, RegionActivities, ShiftResult, TrafficRecord, TrafficState,
+  DbNodeState,
+  FenceResult,
+  RegionActivities,
+  ShiftResult,
+  TrafficRecord,
+  TrafficState,
 } from '../../src/contract/activities';
 import { dataConverterFromEnv } from '../../src/lib/codec/env';
 import { regionTaskQueue } from '../../src/contract/runbook/ids';
@@ -42,7 +47,11 @@ export class StubFleet {
   private readonly answers = new Map<string, Partial<{ [K in ActivityName]: Answer<K> }>>();
   private tick = 0;
 
-  constructor(readonly service: string, readonly source: string, readonly target: string) {}
+  constructor(
+    readonly service: string,
+    readonly source: string,
+    readonly target: string,
+  ) {}
 
   /** Replaces what `name` answers in `region` (return a value, throw to fail the attempt). */
   answer<K extends ActivityName>(region: string, name: K, fn: Answer<K>): this {
@@ -66,31 +75,40 @@ export class StubFleet {
     const defaults = this.defaults(region);
     const names = Object.keys(defaults) as ActivityName[];
     return Object.fromEntries(
-      names.map((name) => [name, async (input: unknown) => {
-        const call: StubCall = { region, name, input, started: ++this.tick };
-        this.calls.push(call);
-        const fn = (this.answers.get(region)?.[name] ?? defaults[name]) as (i: unknown) => Promise<unknown>;
-        try {
-          const result = await fn(input);
-          call.outcome = 'ok';
-          return result;
-        } catch (err) {
-          call.outcome = err instanceof CancelledFailure ? 'cancelled' : 'failed';
-          call.error = (err as Error).message;
-          throw err;
-        } finally {
-          call.ended = ++this.tick;
-        }
-      }]),
+      names.map((name) => [
+        name,
+        async (input: unknown) => {
+          const call: StubCall = { region, name, input, started: ++this.tick };
+          this.calls.push(call);
+          const fn = (this.answers.get(region)?.[name] ?? defaults[name]) as (i: unknown) => Promise<unknown>;
+          try {
+            const result = await fn(input);
+            call.outcome = 'ok';
+            return result;
+          } catch (err) {
+            call.outcome = err instanceof CancelledFailure ? 'cancelled' : 'failed';
+            call.error = (err as Error).message;
+            throw err;
+          } finally {
+            call.ended = ++this.tick;
+          }
+        },
+      ]),
     ) as unknown as RegionActivities;
   }
 
   /** What each region's node looks like in the defaults. */
   node(region: string): DbNodeState {
-    if (region === this.source) return { region, reachable: true, role: 'primary', fenced: false, timeline: 1, lsn: FENCE_LSN };
+    if (region === this.source)
+      return { region, reachable: true, role: 'primary', fenced: false, timeline: 1, lsn: FENCE_LSN };
     const now = Date.now();
     return {
-      region, reachable: true, role: 'standby', timeline: 1, lsn: FENCE_LSN, receivedLsn: FENCE_LSN,
+      region,
+      reachable: true,
+      role: 'standby',
+      timeline: 1,
+      lsn: FENCE_LSN,
+      receivedLsn: FENCE_LSN,
       ...(region === this.target ? { streamingFrom: `db.${this.source}.regionshift.test:5432` } : {}),
       lastReplayedCommitAt: new Date(now - 500).toISOString(),
       lastHeardFromPrimaryAt: new Date(now).toISOString(),
@@ -99,7 +117,10 @@ export class StubFleet {
 
   /** The traffic records before any shift: every client on the source. */
   trafficBefore(): TrafficState {
-    return { recordName: `${this.service}.regionshift.test.`, records: [this.record(this.source, 100), this.record(this.target, 0)] };
+    return {
+      recordName: `${this.service}.regionshift.test.`,
+      records: [this.record(this.source, 100), this.record(this.target, 0)],
+    };
   }
 
   private record(region: string, weight: number): TrafficRecord {
@@ -108,7 +129,10 @@ export class StubFleet {
 
   private shift(from: string, to: string): ShiftResult {
     const before = this.trafficBefore();
-    const after = { ...before, records: before.records.map((r) => ({ ...r, weight: r.region === to ? 100 : r.region === from ? 0 : r.weight })) };
+    const after = {
+      ...before,
+      records: before.records.map((r) => ({ ...r, weight: r.region === to ? 100 : r.region === from ? 0 : r.weight })),
+    };
     return { before, after, changeId: `C-${to}`, maxCachedSeconds: 5, changed: true };
   }
 
@@ -119,13 +143,37 @@ export class StubFleet {
       dbFenceWrites: async () => fence,
       dbUnfenceWrites: async () => ({ region, unfenced: true, detail: `writes open again in ${region}` }),
       dbWaitForLag: async (i) => ({ region, replayedLsn: i.sourceLsn, initialLagBytes: 0, waitedMs: 3 }),
-      dbPromote: async () => ({ region, promoted: true, alreadyPrimary: false, timeline: 2, lsn: '0/3000200', method: 'pg_promote', before: this.node(region) }),
+      dbPromote: async () => ({
+        region,
+        promoted: true,
+        alreadyPrimary: false,
+        timeline: 2,
+        lsn: '0/3000200',
+        method: 'pg_promote',
+        before: this.node(region),
+      }),
       // As the region workers answer: with the state the rejoin left the node in (activities/index.ts).
       dbRejoinAsStandby: async (i) => ({
-        region, rejoined: true, rewound: false, streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432`,
-        state: { region, reachable: true, role: 'standby', timeline: 2, lsn: '0/3000200', streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432` },
+        region,
+        rejoined: true,
+        rewound: false,
+        streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432`,
+        state: {
+          region,
+          reachable: true,
+          role: 'standby',
+          timeline: 2,
+          lsn: '0/3000200',
+          streamingFrom: `db.${i.primaryRegion}.regionshift.test:5432`,
+        },
       }),
-      dbFollowWriter: async (i) => ({ region, rejoined: true, rewound: false, how: 'reload', streamingFrom: `db.${i.primaryRegion ?? this.target}.regionshift.test:5432` }),
+      dbFollowWriter: async (i) => ({
+        region,
+        rejoined: true,
+        rewound: false,
+        how: 'reload',
+        streamingFrom: `db.${i.primaryRegion ?? this.target}.regionshift.test:5432`,
+      }),
       dbVerifyWrites: async () => ({ region, ok: true, latencyMs: 4 }),
       dbPreserve: async () => ({ region, preserved: true, detail: `kept the old primary of ${region}` }),
       trafficDescribe: async () => this.trafficBefore(),
@@ -154,7 +202,11 @@ export async function untilCancelled(): Promise<never> {
  * Heartbeats are not throttled for long, so an abort reaches a running stub within a few
  * hundred milliseconds rather than the default's seconds.
  */
-export async function runStubRegions(connection: NativeConnection, fleet: StubFleet, extra: (region: string) => object = () => ({})): Promise<() => Promise<void>> {
+export async function runStubRegions(
+  connection: NativeConnection,
+  fleet: StubFleet,
+  extra: (region: string) => object = () => ({}),
+): Promise<() => Promise<void>> {
   // The same codec as the rig's client and control worker, which read the same environment.
   const dataConverter = dataConverterFromEnv();
   const workers = await Promise.all(

@@ -17,7 +17,6 @@ import { SA } from '../../workflows/search-attributes';
 import { freePort } from './ports';
 import { startControlVersion, testWorkflowBundle, type TestBundle } from './workflow-bundle';
 
-
 export function installQuietRuntime(): void {
   try {
     Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -93,7 +92,11 @@ export interface TemporalEnv {
 }
 
 /** A config with services whose providers are never called in these tests. */
-export function paperConfig(address: string, services: { name: string; regions: string[]; policy?: Record<string, unknown>; triggers?: unknown }[], triggers?: unknown): Config {
+export function paperConfig(
+  address: string,
+  services: { name: string; regions: string[]; policy?: Record<string, unknown>; triggers?: unknown }[],
+  triggers?: unknown,
+): Config {
   const config = Config.parse({
     temporal: { address },
     services: services.map((s) => ({
@@ -101,10 +104,14 @@ export function paperConfig(address: string, services: { name: string; regions: 
       regions: s.regions,
       database: {
         provider: 'postgres-streaming',
-        regions: Object.fromEntries(s.regions.map((r, i) => [r, { host: '127.0.0.1', port: 1 + i, dataDir: `/nonexistent/${s.name}-${r}` }])),
+        regions: Object.fromEntries(
+          s.regions.map((r, i) => [r, { host: '127.0.0.1', port: 1 + i, dataDir: `/nonexistent/${s.name}-${r}` }]),
+        ),
       },
       traffic: {
-        provider: 'route53', hostedZone: 'regionshift.test.', recordName: `${s.name}.regionshift.test.`,
+        provider: 'route53',
+        hostedZone: 'regionshift.test.',
+        recordName: `${s.name}.regionshift.test.`,
         endpoints: Object.fromEntries(s.regions.map((r) => [r, `db.${r}.regionshift.test.`])),
       },
       // Someone must be able to give a required approval (approvalProblems); carol, with her own key.
@@ -126,7 +133,10 @@ export interface TemporalEnvOptions {
   controlWorker?: boolean;
 }
 
-export async function createTemporalEnv(makeConfig: (address: string) => Config, opts: TemporalEnvOptions = {}): Promise<TemporalEnv> {
+export async function createTemporalEnv(
+  makeConfig: (address: string) => Config,
+  opts: TemporalEnvOptions = {},
+): Promise<TemporalEnv> {
   installQuietRuntime();
   const temporalCli = await ensureTemporalCli();
   const dir = mkdtempSync(join(tmpdir(), 'regionshift-temporal-'));
@@ -162,7 +172,9 @@ export async function createTemporalEnv(makeConfig: (address: string) => Config,
   };
   const config = makeConfig(address);
   if (opts.controlWorker !== false) {
-    await startControlVersion(connection, workflowBundle, (v) => startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle, activities: decisionActivities(config), ...v }));
+    await startControlVersion(connection, workflowBundle, (v) =>
+      startWorker({ taskQueue: CONTROL_TASK_QUEUE, workflowBundle, activities: decisionActivities(config), ...v }),
+    );
   }
   return {
     env,

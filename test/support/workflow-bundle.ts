@@ -45,7 +45,11 @@ export function bundleCode(bundle: TestBundle): string {
  * `regionshift worker` does (workers/versioning.ts): the guardian declares AUTO_UPGRADE, which an
  * unversioned worker cannot run, and runs started while a version is current go to it.
  */
-export async function startControlVersion(connection: NativeConnection, bundle: TestBundle, start: (options: { workerDeploymentOptions: WorkerDeploymentOptions }) => Promise<unknown>): Promise<string> {
+export async function startControlVersion(
+  connection: NativeConnection,
+  bundle: TestBundle,
+  start: (options: { workerDeploymentOptions: WorkerDeploymentOptions }) => Promise<unknown>,
+): Promise<string> {
   const buildId = buildIdOf(bundleCode(bundle));
   await start({ workerDeploymentOptions: controlDeploymentOptions(buildId) });
   await makeCurrentVersion(connection, 'default', buildId);

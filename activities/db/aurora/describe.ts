@@ -43,6 +43,7 @@ export async function describeNode(s: AuroraService): Promise<DbNodeState> {
       state.error = `lag unknown: ${errorText(err)}`;
     }
   }
-  if (cluster.Status && cluster.Status !== 'available') state.error = `${state.error ? `${state.error}; ` : ''}cluster status ${cluster.Status}`;
+  if (cluster.Status && cluster.Status !== 'available')
+    state.error = `${state.error ? `${state.error}; ` : ''}cluster status ${cluster.Status}`;
   return state;
 }

@@ -15,18 +15,36 @@ import { errorText } from '../../aws/errors';
 import { pause } from '../../context';
 import { liftRoleFence } from '../role-fence';
 import {
-  MissingRoleError, READ_ONLY_SQL_TRANSACTION, TERMINATE_DEADLINE_MS, WRITE_PROBE, attemptReadWriteLogin, canLogin, close, connect, denyLogin, ensureProbeObjects,
-  errorMessage, isConfigError, isConnectionError, quoteIdent, roleReadOnlySetting, sqlState, terminateRoleSessions, type ReadWriteAttempt,
+  MissingRoleError,
+  READ_ONLY_SQL_TRANSACTION,
+  TERMINATE_DEADLINE_MS,
+  WRITE_PROBE,
+  attemptReadWriteLogin,
+  canLogin,
+  close,
+  connect,
+  denyLogin,
+  ensureProbeObjects,
+  errorMessage,
+  isConfigError,
+  isConnectionError,
+  quoteIdent,
+  roleReadOnlySetting,
+  sqlState,
+  terminateRoleSessions,
+  type ReadWriteAttempt,
 } from '../sql';
 import { AuroraFailure, iso, type AuroraService } from './service';
-
 
 export async function ensureProbe(s: AuroraService, admin: Client, region: string): Promise<void> {
   try {
     await ensureProbeObjects(admin, s.db.regions[region]!.appUser);
   } catch (err) {
     if (err instanceof MissingRoleError) {
-      throw ApplicationFailure.nonRetryable(`${s.sqlWhere(region)}: the application role ${err.role} (appUser) does not exist; create it or fix appUser`, AuroraFailure.Config);
+      throw ApplicationFailure.nonRetryable(
+        `${s.sqlWhere(region)}: the application role ${err.role} (appUser) does not exist; create it or fix appUser`,
+        AuroraFailure.Config,
+      );
     }
     throw err;
   }
@@ -34,7 +52,10 @@ export async function ensureProbe(s: AuroraService, admin: Client, region: strin
 
 /** Whether the application role carries the database-level fence (the role-wide read-only default). */
 export async function isFenced(s: AuroraService, region: string): Promise<boolean> {
-  return s.withAdmin(region, async (admin) => (await roleReadOnlySetting(admin, s.db.regions[region]!.appUser)).roleWide === true);
+  return s.withAdmin(
+    region,
+    async (admin) => (await roleReadOnlySetting(admin, s.db.regions[region]!.appUser)).roleWide === true,
+  );
 }
 
 /**
@@ -44,7 +65,10 @@ export async function isFenced(s: AuroraService, region: string): Promise<boolea
  * read-write refused (or, when the worker cannot log in as it, NOLOGIN read back from the
  * catalog).
  */
-export async function sqlFence(s: AuroraService, region: string): Promise<{ alreadyFenced: boolean; verified: boolean; terminated: number; how: string }> {
+export async function sqlFence(
+  s: AuroraService,
+  region: string,
+): Promise<{ alreadyFenced: boolean; verified: boolean; terminated: number; how: string }> {
   const appUser = s.db.regions[region]!.appUser;
   const app = quoteIdent(appUser);
   return s.withAdmin(region, async (admin) => {
@@ -61,7 +85,10 @@ export async function sqlFence(s: AuroraService, region: string): Promise<{ alre
     await admin.query(`ALTER ROLE ${app} SET default_transaction_read_only = on`);
     const walled = await denyLogin(admin, appUser);
     const alreadyFenced = before.roleWide === true && !walled;
-    const { terminated, stillAlive } = await terminateRoleSessions(admin, appUser, { deadlineMs: TERMINATE_DEADLINE_MS, pause });
+    const { terminated, stillAlive } = await terminateRoleSessions(admin, appUser, {
+      deadlineMs: TERMINATE_DEADLINE_MS,
+      pause,
+    });
     if (stillAlive.length > 0) {
       throw ApplicationFailure.retryable(
         `${s.sqlWhere(region)}: sessions ${stillAlive.join(', ')} of ${appUser} were still alive ${TERMINATE_DEADLINE_MS / 1000} s after pg_terminate_backend; the fence is set but not proven (retrying)`,
@@ -73,16 +100,26 @@ export async function sqlFence(s: AuroraService, region: string): Promise<{ alre
   });
 }
 
-async function proveFence(s: AuroraService, region: string, admin: Client): Promise<{ verified: boolean; how: string }> {
+async function proveFence(
+  s: AuroraService,
+  region: string,
+  admin: Client,
+): Promise<{ verified: boolean; how: string }> {
   const appUser = s.db.regions[region]!.appUser;
   let outcome: ReadWriteAttempt | undefined;
   try {
     outcome = await attemptReadWriteLogin(s.sqlTarget(region, appUser));
   } catch (err) {
-    if (isConnectionError(err)) throw ApplicationFailure.retryable(`${s.sqlWhere(region)}: lost the connection while proving the fence: ${errorMessage(err)}`, AuroraFailure.Unreachable);
-    if (!isConfigError(err)) return { verified: false, how: `the proof login as ${appUser} failed otherwise: ${errorMessage(err)}` };
+    if (isConnectionError(err))
+      throw ApplicationFailure.retryable(
+        `${s.sqlWhere(region)}: lost the connection while proving the fence: ${errorMessage(err)}`,
+        AuroraFailure.Unreachable,
+      );
+    if (!isConfigError(err))
+      return { verified: false, how: `the proof login as ${appUser} failed otherwise: ${errorMessage(err)}` };
   }
-  if (outcome === 'login-refused') return { verified: true, how: `a login as ${appUser} asking for read-write was refused (NOLOGIN)` };
+  if (outcome === 'login-refused')
+    return { verified: true, how: `a login as ${appUser} asking for read-write was refused (NOLOGIN)` };
   if (outcome !== undefined) {
     throw ApplicationFailure.nonRetryable(
       `${s.sqlWhere(region)}: ${appUser} could still log in after ALTER ROLE … NOLOGIN${outcome === 'written' ? ' and write' : ''}; do not promote another region on this fence`,
@@ -91,7 +128,12 @@ async function proveFence(s: AuroraService, region: string, admin: Client): Prom
   }
   // No login as the application role from here (no password): the catalog says what a login would meet.
   const verified = !(await canLogin(admin, appUser));
-  return { verified, how: verified ? `${appUser} is NOLOGIN in pg_roles (no login as ${appUser} from this worker)` : `${appUser} can still log in according to pg_roles` };
+  return {
+    verified,
+    how: verified
+      ? `${appUser} is NOLOGIN in pg_roles (no login as ${appUser} from this worker)`
+      : `${appUser} can still log in according to pg_roles`,
+  };
 }
 
 /**
@@ -109,9 +151,18 @@ export async function dbFenceWrites(s: AuroraService): Promise<FenceResult> {
   if (member && !member.IsWriter) {
     // A secondary cannot write: the fence holds by construction (after a switchover or failover
     // Aurora made it one).
-    return { region: s.region, alreadyFenced: true, verified: true, lsn: iso(), terminatedSessions: 0, detail: `a secondary of global cluster ${s.globalId}: read-only by construction` };
+    return {
+      region: s.region,
+      alreadyFenced: true,
+      verified: true,
+      lsn: iso(),
+      terminatedSessions: 0,
+      detail: `a secondary of global cluster ${s.globalId}: read-only by construction`,
+    };
   }
-  const what = member ? `the writer of global cluster ${s.globalId}` : `a standalone cluster (not a member of ${s.globalId})`;
+  const what = member
+    ? `the writer of global cluster ${s.globalId}`
+    : `a standalone cluster (not a member of ${s.globalId})`;
   const notes: string[] = [];
   let result: FenceResult = { region: s.region, alreadyFenced: false, verified: false, lsn: '', terminatedSessions: 0 };
   const routing = s.edge();
@@ -134,9 +185,13 @@ export async function dbFenceWrites(s: AuroraService): Promise<FenceResult> {
   if (s.hasSql()) {
     const db = await sqlFence(s, s.region);
     result = { ...result, alreadyFenced: db.alreadyFenced, verified: db.verified, terminatedSessions: db.terminated };
-    notes.unshift(`database: ALTER ROLE ${s.me.appUser} NOLOGIN, and SET default_transaction_read_only = on; ${db.how}`);
+    notes.unshift(
+      `database: ALTER ROLE ${s.me.appUser} NOLOGIN, and SET default_transaction_read_only = on; ${db.how}`,
+    );
   } else {
-    notes.push('database: no writerEndpoint, so no database-level fence or proof; the edge alone does not stop clients that already resolved the region');
+    notes.push(
+      'database: no writerEndpoint, so no database-level fence or proof; the edge alone does not stop clients that already resolved the region',
+    );
   }
   // The fence's position is a time: everything acknowledged before it is older than this.
   result.lsn = iso();
@@ -149,11 +204,18 @@ export async function dbUnfenceWrites(s: AuroraService): Promise<UnfenceResult> 
   const member = s.memberOf(g, s.region);
   if (member && !member.IsWriter) {
     const writer = s.regionOfMember(s.writerOf(g));
-    return { region: s.region, unfenced: false, detail: `${s.region} is a secondary (the writer is ${writer ?? 'unknown'}); there is no fence to undo` };
+    return {
+      region: s.region,
+      unfenced: false,
+      detail: `${s.region} is a secondary (the writer is ${writer ?? 'unknown'}); there is no fence to undo`,
+    };
   }
   const fs = g.FailoverState?.Status ? g.FailoverState : undefined;
   if (fs) {
-    throw ApplicationFailure.retryable(`refusing to unfence ${s.where()} while a ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} is ${fs.Status}`, AuroraFailure.OtherOperation);
+    throw ApplicationFailure.retryable(
+      `refusing to unfence ${s.where()} while a ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} is ${fs.Status}`,
+      AuroraFailure.OtherOperation,
+    );
   }
   if (!member) {
     // A detached cluster: the service's writer may be this one or another; undoing the fence
@@ -168,7 +230,11 @@ export async function dbUnfenceWrites(s: AuroraService): Promise<UnfenceResult> 
   if (s.hasSql()) {
     const lifted = await liftFence(s, s.region);
     unfenced ||= lifted;
-    notes.push(lifted ? `ALTER ROLE ${s.me.appUser} RESET default_transaction_read_only on ${s.region}: it can write again` : `${s.me.appUser} had no read-only default on ${s.region}`);
+    notes.push(
+      lifted
+        ? `ALTER ROLE ${s.me.appUser} RESET default_transaction_read_only on ${s.region}: it can write again`
+        : `${s.me.appUser} had no read-only default on ${s.region}`,
+    );
   }
   const routing = s.edge();
   if (routing) {
@@ -207,7 +273,11 @@ export async function dbVerifyWrites(s: AuroraService): Promise<VerifyWritesResu
       await admin.query('SET SESSION default_transaction_read_only = off');
       await ensureProbe(s, admin, s.region);
     } catch (err) {
-      if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) throw ApplicationFailure.retryable(`${s.sqlWhere()} is not writable yet: ${errorMessage(err)}`, AuroraFailure.NotWritable);
+      if (sqlState(err) === READ_ONLY_SQL_TRANSACTION)
+        throw ApplicationFailure.retryable(
+          `${s.sqlWhere()} is not writable yet: ${errorMessage(err)}`,
+          AuroraFailure.NotWritable,
+        );
       throw err;
     }
     const own = await roleReadOnlySetting(admin, appUser);
@@ -235,7 +305,10 @@ export async function dbVerifyWrites(s: AuroraService): Promise<VerifyWritesResu
         await session.query(`INSERT INTO ${WRITE_PROBE} (id, region) VALUES ($1, $2)`, [id, s.region]);
       } catch (err) {
         if (sqlState(err) === READ_ONLY_SQL_TRANSACTION) {
-          throw ApplicationFailure.nonRetryable(`${s.sqlWhere()} is not writable: ${appUser}'s insert was refused as read-only (${errorMessage(err)})`, AuroraFailure.NotWritable);
+          throw ApplicationFailure.nonRetryable(
+            `${s.sqlWhere()} is not writable: ${appUser}'s insert was refused as read-only (${errorMessage(err)})`,
+            AuroraFailure.NotWritable,
+          );
         }
         throw err;
       }
@@ -246,4 +319,3 @@ export async function dbVerifyWrites(s: AuroraService): Promise<VerifyWritesResu
     }
   });
 }
-

@@ -23,7 +23,14 @@ export { AuroraFailure, AuroraService, waitBudgetMs, type AuroraOptions } from '
 
 export type AuroraActivities = Pick<
   RegionActivities,
-  'dbDescribe' | 'dbFenceWrites' | 'dbUnfenceWrites' | 'dbWaitForLag' | 'dbPromote' | 'dbRejoinAsStandby' | 'dbVerifyWrites' | 'dbPreserve'
+  | 'dbDescribe'
+  | 'dbFenceWrites'
+  | 'dbUnfenceWrites'
+  | 'dbWaitForLag'
+  | 'dbPromote'
+  | 'dbRejoinAsStandby'
+  | 'dbVerifyWrites'
+  | 'dbPreserve'
 >;
 
 export function createAuroraActivities(config: Config, region: string, options: AuroraOptions = {}): AuroraActivities {
@@ -40,7 +47,10 @@ export function createAuroraActivities(config: Config, region: string, options: 
         );
       }
       if (svc.database.provider !== 'aurora-global') {
-        throw ApplicationFailure.nonRetryable(`service "${service}" uses database provider ${svc.database.provider}, not aurora-global: routed to the wrong provider (activities/index.ts)`, AuroraFailure.Config);
+        throw ApplicationFailure.nonRetryable(
+          `service "${service}" uses database provider ${svc.database.provider}, not aurora-global: routed to the wrong provider (activities/index.ts)`,
+          AuroraFailure.Config,
+        );
       }
       s = new AuroraService(svc, region, opts);
       services.set(service, s);

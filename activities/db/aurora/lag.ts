@@ -35,7 +35,13 @@ export async function observeLag(s: AuroraService): Promise<{ at: number; lagMs:
   if (!dimensions) {
     // Find the metric's exact dimension set (a GetMetricData query must name all of them).
     const listed = await s.call(`ListMetrics ${metric}`, () =>
-      s.cw().send(new ListMetricsCommand({ Namespace: 'AWS/RDS', MetricName: metric, Dimensions: [{ Name: 'DBClusterIdentifier', Value: s.me.clusterIdentifier }] })),
+      s.cw().send(
+        new ListMetricsCommand({
+          Namespace: 'AWS/RDS',
+          MetricName: metric,
+          Dimensions: [{ Name: 'DBClusterIdentifier', Value: s.me.clusterIdentifier }],
+        }),
+      ),
     );
     const dims = listed.Metrics?.map((m) => m.Dimensions ?? []).sort((a, b) => a.length - b.length)[0];
     if (!dims) return undefined;
@@ -50,12 +56,24 @@ export async function observeLag(s: AuroraService): Promise<{ at: number; lagMs:
         StartTime: new Date(Date.now() - LAG_LOOKBACK_MS),
         EndTime: new Date(end),
         ScanBy: 'TimestampDescending',
-        MetricDataQueries: [{ Id: 'lag', MetricStat: { Metric: { Namespace: 'AWS/RDS', MetricName: metric, Dimensions: dimensions }, Period: period, Stat: 'Maximum' }, ReturnData: true }],
+        MetricDataQueries: [
+          {
+            Id: 'lag',
+            MetricStat: {
+              Metric: { Namespace: 'AWS/RDS', MetricName: metric, Dimensions: dimensions },
+              Period: period,
+              Stat: 'Maximum',
+            },
+            ReturnData: true,
+          },
+        ],
       }),
     ),
   );
   const result = res.MetricDataResults?.[0];
-  const points = (result?.Timestamps ?? []).map((t, i) => ({ at: t.getTime(), value: result?.Values?.[i] })).filter((p) => p.value !== undefined);
+  const points = (result?.Timestamps ?? [])
+    .map((t, i) => ({ at: t.getTime(), value: result?.Values?.[i] }))
+    .filter((p) => p.value !== undefined);
   points.sort((a, b) => b.at - a.at);
   const newest = points[0];
   if (!newest) return undefined;
@@ -82,11 +100,18 @@ export async function dbWaitForLag(s: AuroraService, { sourceLsn, timeoutMs }: W
     last = await observeLag(s);
     // Replicated through (at − lag): once that is past the fence, every fenced write is here.
     if (last && last.at - last.lagMs >= fencedAt) {
-      return { region: s.region, replayedLsn: iso(last.at - last.lagMs), initialLagBytes: 0, waitedMs: Date.now() - started };
+      return {
+        region: s.region,
+        replayedLsn: iso(last.at - last.lagMs),
+        initialLagBytes: 0,
+        waitedMs: Date.now() - started,
+      };
     }
     heartbeat({ lag: last });
     if (Date.now() - started >= timeoutMs) {
-      const seen = last ? `newest ${last.source}: ${last.lagMs} ms behind at ${iso(last.at)}` : `no ${s.db.lagMetric} observation for ${s.me.clusterIdentifier}`;
+      const seen = last
+        ? `newest ${last.source}: ${last.lagMs} ms behind at ${iso(last.at)}`
+        : `no ${s.db.lagMetric} observation for ${s.me.clusterIdentifier}`;
       throw ApplicationFailure.nonRetryable(
         `${s.where()} did not show replication past the fence (${sourceLsn}) within ${timeoutMs} ms (${seen}). ` +
           (s.db.lagMetric === 'aurora_global_db_status'
@@ -98,4 +123,3 @@ export async function dbWaitForLag(s: AuroraService, { sourceLsn, timeoutMs }: W
     await pause(Math.min(s.options.pollMs, 5_000));
   }
 }
-

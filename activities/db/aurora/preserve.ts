@@ -3,7 +3,11 @@
 // From the AWS documentation: after FailoverGlobalCluster, when the old primary's region is back,
 // Aurora snapshots the old primary (rds:unplanned-global-failover-<cluster>-<time>) and makes it a
 // secondary.
-import { CopyDBClusterSnapshotCommand, DescribeDBClusterSnapshotsCommand, type DBClusterSnapshot } from '@aws-sdk/client-rds';
+import {
+  CopyDBClusterSnapshotCommand,
+  DescribeDBClusterSnapshotsCommand,
+  type DBClusterSnapshot,
+} from '@aws-sdk/client-rds';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PreserveInput, PreserveResult } from '../../../src/contract/activities';
 import { awsErrorCode } from '../../aws/errors';
@@ -30,7 +34,9 @@ export async function dbPreserve(s: AuroraService, { since }: PreserveInput): Pr
   } while (marker);
   const candidates = snapshots
     .filter((snap) => (snap.DBClusterSnapshotIdentifier ?? '').toLowerCase().startsWith(prefix))
-    .filter((snap) => !snap.SnapshotCreateTime || Number.isNaN(notBefore) || snap.SnapshotCreateTime.getTime() >= notBefore)
+    .filter(
+      (snap) => !snap.SnapshotCreateTime || Number.isNaN(notBefore) || snap.SnapshotCreateTime.getTime() >= notBefore,
+    )
     .sort((a, b) => (b.SnapshotCreateTime?.getTime() ?? 0) - (a.SnapshotCreateTime?.getTime() ?? 0));
   const found = candidates[0];
   if (!found) {
@@ -41,29 +47,53 @@ export async function dbPreserve(s: AuroraService, { since }: PreserveInput): Pr
   }
   const sourceId = found.DBClusterSnapshotIdentifier!;
   if (found.Status && found.Status !== 'available') {
-    throw ApplicationFailure.retryable(`snapshot ${sourceId} of ${s.where()} is ${found.Status}; waiting until it is available to copy it`, AuroraFailure.SnapshotNotYet);
+    throw ApplicationFailure.retryable(
+      `snapshot ${sourceId} of ${s.where()} is ${found.Status}; waiting until it is available to copy it`,
+      AuroraFailure.SnapshotNotYet,
+    );
   }
   const stamp = (found.SnapshotCreateTime ?? new Date()).toISOString().replace(/[-:T]/g, '').slice(0, 12);
-  const copyId = `${s.db.preserveSnapshotPrefix}-${cluster}-${stamp}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 255);
-  const existing = await s.rds()
+  const copyId = `${s.db.preserveSnapshotPrefix}-${cluster}-${stamp}`
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 255);
+  const existing = await s
+    .rds()
     .send(new DescribeDBClusterSnapshotsCommand({ DBClusterSnapshotIdentifier: copyId }))
     .then((r) => r.DBClusterSnapshots?.[0])
     .catch((err: unknown) => {
       if (awsErrorCode(err) === 'DBClusterSnapshotNotFoundFault') return undefined;
       throw s.failure(err, `DescribeDBClusterSnapshots ${copyId}`);
     });
-  if (existing) return { region: s.region, preserved: true, source: sourceId, copy: copyId, detail: `already copied: ${sourceId} → ${copyId} (${existing.Status})` };
+  if (existing)
+    return {
+      region: s.region,
+      preserved: true,
+      source: sourceId,
+      copy: copyId,
+      detail: `already copied: ${sourceId} → ${copyId} (${existing.Status})`,
+    };
   try {
     await s.rds().send(
       new CopyDBClusterSnapshotCommand({
         SourceDBClusterSnapshotIdentifier: sourceId,
         TargetDBClusterSnapshotIdentifier: copyId,
         CopyTags: true,
-        Tags: [{ Key: 'regionshift:preserved-from', Value: sourceId.slice(0, 256) }, { Key: 'regionshift:service', Value: s.name }],
+        Tags: [
+          { Key: 'regionshift:preserved-from', Value: sourceId.slice(0, 256) },
+          { Key: 'regionshift:service', Value: s.name },
+        ],
       }),
     );
   } catch (err) {
-    if (awsErrorCode(err) !== 'DBClusterSnapshotAlreadyExistsFault') throw s.failure(err, `CopyDBClusterSnapshot ${sourceId}`);
+    if (awsErrorCode(err) !== 'DBClusterSnapshotAlreadyExistsFault')
+      throw s.failure(err, `CopyDBClusterSnapshot ${sourceId}`);
   }
-  return { region: s.region, preserved: true, source: sourceId, copy: copyId, detail: `copied ${sourceId} → ${copyId}: the old primary's data as of the failover, for reconciliation` };
+  return {
+    region: s.region,
+    preserved: true,
+    source: sourceId,
+    copy: copyId,
+    detail: `copied ${sourceId} → ${copyId}: the old primary's data as of the failover, for reconciliation`,
+  };
 }

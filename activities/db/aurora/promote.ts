@@ -15,10 +15,20 @@
 // - RemoveFromGlobalCluster detaches a secondary, which becomes a standalone read/write cluster:
 //   the manual "detach and promote" failover. It does not stop the old primary from writing.
 import {
-  FailoverGlobalClusterCommand, RemoveFromGlobalClusterCommand, SwitchoverGlobalClusterCommand, type FailoverState, type GlobalCluster,
+  FailoverGlobalClusterCommand,
+  RemoveFromGlobalClusterCommand,
+  SwitchoverGlobalClusterCommand,
+  type FailoverState,
+  type GlobalCluster,
 } from '@aws-sdk/client-rds';
 import { ApplicationFailure } from '@temporalio/common';
-import type { DbNodeState, PromoteInput, PromoteResult, RejoinInput, RejoinResult } from '../../../src/contract/activities';
+import type {
+  DbNodeState,
+  PromoteInput,
+  PromoteResult,
+  RejoinInput,
+  RejoinResult,
+} from '../../../src/contract/activities';
 import { classifyAwsError, errorText } from '../../aws/errors';
 import { activityContext, heartbeat, pause } from '../../context';
 import { describeNode } from './describe';
@@ -54,7 +64,10 @@ interface Attempt {
 
 export async function dbPromote(s: AuroraService, { mode = 'planned', source }: PromoteInput): Promise<PromoteResult> {
   if (source === s.region) {
-    throw ApplicationFailure.nonRetryable(`dbPromote: ${s.region} is the run's source; promote runs on the target's worker`, AuroraFailure.Config);
+    throw ApplicationFailure.nonRetryable(
+      `dbPromote: ${s.region} is the run's source; promote runs on the target's worker`,
+      AuroraFailure.Config,
+    );
   }
   const prior = (activityContext()?.info.heartbeatDetails ?? {}) as PromoteProgress;
   const progress: PromoteProgress = { ...prior };
@@ -77,11 +90,16 @@ export async function dbPromote(s: AuroraService, { mode = 'planned', source }: 
       return finish(a, before, progress.issued === 'detach' ? 'detach-and-promote' : undefined);
     }
     if (member.IsWriter) {
-      const method: Method | undefined = progress.issued === 'switchover' ? 'switchover' : progress.issued === 'failover' ? 'failover' : undefined;
+      const method: Method | undefined =
+        progress.issued === 'switchover' ? 'switchover' : progress.issued === 'failover' ? 'failover' : undefined;
       return finish(a, before, method);
     }
     // A secondary, with no operation in progress.
-    if ((progress.issued === 'switchover' || progress.issued === 'failover') && (await settleIssued(a, g, progress.issued))) continue;
+    if (
+      (progress.issued === 'switchover' || progress.issued === 'failover') &&
+      (await settleIssued(a, g, progress.issued))
+    )
+      continue;
     if (progress.issued === 'detach') {
       await detachAndPromote(a, g);
       continue;
@@ -118,7 +136,10 @@ async function waitOnOperation(a: Attempt, fs: FailoverState): Promise<void> {
   if (fs.IsDataLossAllowed !== undefined) progress.dataLossAllowed = fs.IsDataLossAllowed;
   progress.observed = fs.Status;
   if (fs.Status === 'cancelling') progress.cancelled = true;
-  await waitOrGiveUp(a, `the ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} to ${s.region} is ${fs.Status}`);
+  await waitOrGiveUp(
+    a,
+    `the ${fs.IsDataLossAllowed ? 'failover' : 'switchover'} of ${s.globalId} to ${s.region} is ${fs.Status}`,
+  );
 }
 
 /**
@@ -136,14 +157,18 @@ async function settleIssued(a: Attempt, g: GlobalCluster, op: 'switchover' | 'fa
   if (progress.observed || progress.cancelled) {
     const writer = s.regionOfMember(s.writerOf(g)) ?? 'unknown';
     if (mode === 'unplanned' && s.db.fallback === 'detach-and-promote') {
-      a.notes.push(`Aurora cancelled the ${op} (FailoverState went ${progress.cancelled ? 'to cancelling and ' : ''}away with ${writer} still the writer): detached and promoted instead`);
+      a.notes.push(
+        `Aurora cancelled the ${op} (FailoverState went ${progress.cancelled ? 'to cancelling and ' : ''}away with ${writer} still the writer): detached and promoted instead`,
+      );
       await detachAndPromote(a, g);
       return true;
     }
     throw ApplicationFailure.nonRetryable(
       `Aurora cancelled the ${op} of ${s.globalId} to ${s.region}: FailoverState went ${progress.cancelled ? 'to cancelling and ' : ''}away and ${writer} is still the writer. ` +
         `See the global cluster's events (aws rds describe-events --source-identifier ${s.globalId} --source-type global-cluster ...) and run again` +
-        (mode === 'planned' ? '; a planned run never falls back to detach-and-promote' : '; set database.fallback: detach-and-promote to fall back'),
+        (mode === 'planned'
+          ? '; a planned run never falls back to detach-and-promote'
+          : '; set database.fallback: detach-and-promote to fall back'),
       AuroraFailure.OperationCancelled,
     );
   }
@@ -166,7 +191,12 @@ async function readyToPromote(a: Attempt, g: GlobalCluster): Promise<boolean> {
     await waitOrGiveUp(a, `${s.me.clusterIdentifier} is ${cluster.Status}, not available`);
     return false;
   }
-  if (a.mode === 'planned' && g.EngineVersion && cluster.EngineVersion && majorMinor(g.EngineVersion) !== majorMinor(cluster.EngineVersion)) {
+  if (
+    a.mode === 'planned' &&
+    g.EngineVersion &&
+    cluster.EngineVersion &&
+    majorMinor(g.EngineVersion) !== majorMinor(cluster.EngineVersion)
+  ) {
     throw ApplicationFailure.nonRetryable(
       `cannot switch ${s.globalId} over to ${s.where()}: it runs ${s.db.engine} ${cluster.EngineVersion} and the global cluster ${g.EngineVersion}; a switchover needs the same major and minor version. Upgrade the lagging cluster, or run an unplanned failover (which allows it)`,
       AuroraFailure.VersionMismatch,
@@ -184,17 +214,33 @@ async function issue(a: Attempt, g: GlobalCluster): Promise<void> {
   try {
     let res: { GlobalCluster?: GlobalCluster };
     if (op === 'switchover') {
-      if (!writerRegion) throw ApplicationFailure.nonRetryable(`cannot switch ${s.globalId} over: it has no writer member to switch from; run an unplanned failover`, AuroraFailure.InvalidGlobalClusterState);
+      if (!writerRegion)
+        throw ApplicationFailure.nonRetryable(
+          `cannot switch ${s.globalId} over: it has no writer member to switch from; run an unplanned failover`,
+          AuroraFailure.InvalidGlobalClusterState,
+        );
       // Sent to the current primary's region, which runs the switchover.
-      res = await s.rds(writerRegion).send(new SwitchoverGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, TargetDbClusterIdentifier: targetArn }));
+      res = await s.rds(writerRegion).send(
+        new SwitchoverGlobalClusterCommand({
+          GlobalClusterIdentifier: s.globalId,
+          TargetDbClusterIdentifier: targetArn,
+        }),
+      );
     } else {
       // Sent to the target's own region: the old primary's may be down.
-      res = await s.rds().send(new FailoverGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, TargetDbClusterIdentifier: targetArn, AllowDataLoss: true }));
+      res = await s.rds().send(
+        new FailoverGlobalClusterCommand({
+          GlobalClusterIdentifier: s.globalId,
+          TargetDbClusterIdentifier: targetArn,
+          AllowDataLoss: true,
+        }),
+      );
     }
     progress.issued = op;
     progress.issuedAt = Date.now();
     progress.observed = res.GlobalCluster?.FailoverState?.Status;
-    if (res.GlobalCluster?.FailoverState?.IsDataLossAllowed !== undefined) progress.dataLossAllowed = res.GlobalCluster.FailoverState.IsDataLossAllowed;
+    if (res.GlobalCluster?.FailoverState?.IsDataLossAllowed !== undefined)
+      progress.dataLossAllowed = res.GlobalCluster.FailoverState.IsDataLossAllowed;
     beat(a, { issued: op });
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;
@@ -213,7 +259,10 @@ async function issue(a: Attempt, g: GlobalCluster): Promise<void> {
     }
     // Throttled or transient: retryable, and the retry describes first, so a request that
     // was taken is waited on, not sent twice. Permanent: says what to do.
-    throw s.failure(err, op === 'switchover' ? `SwitchoverGlobalCluster to ${s.region}` : `FailoverGlobalCluster to ${s.region}`);
+    throw s.failure(
+      err,
+      op === 'switchover' ? `SwitchoverGlobalCluster to ${s.region}` : `FailoverGlobalCluster to ${s.region}`,
+    );
   }
 }
 
@@ -227,7 +276,11 @@ async function detachAndPromote(a: Attempt, g: GlobalCluster): Promise<void> {
   const { s, targetArn, progress, notes, deadline } = a;
   if (s.memberOf(g, s.region)) {
     await s.call(`RemoveFromGlobalCluster ${s.me.clusterIdentifier}`, () =>
-      s.rds().send(new RemoveFromGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, DbClusterIdentifier: targetArn })),
+      s
+        .rds()
+        .send(
+          new RemoveFromGlobalClusterCommand({ GlobalClusterIdentifier: s.globalId, DbClusterIdentifier: targetArn }),
+        ),
     );
     progress.issued = 'detach';
     progress.issuedAt = Date.now();
@@ -239,18 +292,25 @@ async function detachAndPromote(a: Attempt, g: GlobalCluster): Promise<void> {
     const cluster = await s.describeCluster();
     if (!s.memberOf(now, s.region) && (!cluster.Status || cluster.Status === 'available')) break;
     if (Date.now() >= deadline) {
-      throw ApplicationFailure.retryable(`${s.where()}: detached from ${s.globalId} but not yet available (${cluster.Status}); the retry keeps waiting`, AuroraFailure.InProgress);
+      throw ApplicationFailure.retryable(
+        `${s.where()}: detached from ${s.globalId} but not yet available (${cluster.Status}); the retry keeps waiting`,
+        AuroraFailure.InProgress,
+      );
     }
     heartbeat({ ...progress, waiting: 'detach' });
     await pause(s.options.pollMs);
   }
   const oldWriter = s.regionOfMember(s.writerOf(g));
-  const others = (g.GlobalClusterMembers ?? []).filter((m) => !m.IsWriter && m.DBClusterArn !== targetArn).map((m) => s.regionOfMember(m) ?? m.DBClusterArn);
+  const others = (g.GlobalClusterMembers ?? [])
+    .filter((m) => !m.IsWriter && m.DBClusterArn !== targetArn)
+    .map((m) => s.regionOfMember(m) ?? m.DBClusterArn);
   if (oldWriter && oldWriter !== s.region) {
     const routing = s.edge();
     if (routing) {
       try {
-        const shift = await routing.set({ [oldWriter]: 'Off' }, `fence ${oldWriter} at the edge`, { allowNoneOn: true });
+        const shift = await routing.set({ [oldWriter]: 'Off' }, `fence ${oldWriter} at the edge`, {
+          allowNoneOn: true,
+        });
         notes.push(`old primary ${oldWriter}: routing control ${shift.changed ? 'switched Off' : 'already Off'}`);
       } catch (err) {
         notes.push(`old primary ${oldWriter}: routing control not switched (${errorText(err)})`);
@@ -263,14 +323,23 @@ async function detachAndPromote(a: Attempt, g: GlobalCluster): Promise<void> {
         const db = await sqlFence(s, oldWriter);
         notes.push(`old primary ${oldWriter}: fenced in the database (${db.how})`);
       } catch (err) {
-        notes.push(`old primary ${oldWriter}: not reachable to fence in the database (${errorText(err)}); fence-on-return fences it when it answers`);
+        notes.push(
+          `old primary ${oldWriter}: not reachable to fence in the database (${errorText(err)}); fence-on-return fences it when it answers`,
+        );
       }
     } else if (!routing) {
-      notes.push(`old primary ${oldWriter}: no writerEndpoint or edge fence configured, so it is not fenced; stop its application writes by hand`);
+      notes.push(
+        `old primary ${oldWriter}: no writerEndpoint or edge fence configured, so it is not fenced; stop its application writes by hand`,
+      );
     }
   }
-  if (others.length > 0) notes.push(`secondaries ${others.join(', ')} stay read-only members of ${s.globalId}, following ${oldWriter ?? 'the old primary'}`);
-  notes.push(`${s.me.clusterIdentifier} is now a standalone cluster: create a new global database from it to add secondaries again`);
+  if (others.length > 0)
+    notes.push(
+      `secondaries ${others.join(', ')} stay read-only members of ${s.globalId}, following ${oldWriter ?? 'the old primary'}`,
+    );
+  notes.push(
+    `${s.me.clusterIdentifier} is now a standalone cluster: create a new global database from it to add secondaries again`,
+  );
 }
 
 async function finish(a: Attempt, before: DbNodeState, method: Method | undefined): Promise<PromoteResult> {
@@ -282,7 +351,8 @@ async function finish(a: Attempt, before: DbNodeState, method: Method | undefine
   if (s.hasSql() && (promoted || progress.startedAsSecondary)) {
     for (;;) {
       try {
-        if (await liftFence(s, s.region)) notes.push(`lifted the database-level fence that replicated here (${s.me.appUser} can write)`);
+        if (await liftFence(s, s.region))
+          notes.push(`lifted the database-level fence that replicated here (${s.me.appUser} can write)`);
         break;
       } catch (err) {
         if (!(err instanceof ApplicationFailure) || err.nonRetryable || Date.now() >= deadline) throw err;
@@ -299,7 +369,11 @@ async function finish(a: Attempt, before: DbNodeState, method: Method | undefine
     lsn: iso(),
     before,
     ...(method ? { method } : {}),
-    ...(progress.dataLossAllowed !== undefined ? { dataLossAllowed: progress.dataLossAllowed } : method === 'failover' ? { dataLossAllowed: true } : {}),
+    ...(progress.dataLossAllowed !== undefined
+      ? { dataLossAllowed: progress.dataLossAllowed }
+      : method === 'failover'
+        ? { dataLossAllowed: true }
+        : {}),
     ...(notes.length ? { detail: notes.join('; ') } : {}),
   };
 }
@@ -312,16 +386,30 @@ export async function dbRejoinAsStandby(s: AuroraService, { primaryRegion }: Rej
     const writer = s.writerOf(g);
     const fs = g.FailoverState?.Status ? g.FailoverState : undefined;
     if (fs) {
-      if (Date.now() >= deadline) throw ApplicationFailure.retryable(`${s.globalId} is ${fs.Status}; waiting before ${s.region} can be seen as a secondary`, AuroraFailure.InProgress);
+      if (Date.now() >= deadline)
+        throw ApplicationFailure.retryable(
+          `${s.globalId} is ${fs.Status}; waiting before ${s.region} can be seen as a secondary`,
+          AuroraFailure.InProgress,
+        );
       heartbeat({ waiting: fs.Status });
       await pause(s.options.pollMs);
       continue;
     }
     if (member && !member.IsWriter && s.regionOfMember(writer) === primaryRegion) {
       // Aurora's switchover demoted it to a secondary of the new primary: nothing to do.
-      return { region: s.region, rejoined: false, rewound: false, streamingFrom: writer?.DBClusterArn ?? primaryRegion, detail: `a secondary of ${primaryRegion} in ${s.globalId} (Aurora demoted it)` };
+      return {
+        region: s.region,
+        rejoined: false,
+        rewound: false,
+        streamingFrom: writer?.DBClusterArn ?? primaryRegion,
+        detail: `a secondary of ${primaryRegion} in ${s.globalId} (Aurora demoted it)`,
+      };
     }
-    const why = !member ? `it is not a member of ${s.globalId}` : member.IsWriter ? `it is still the writer of ${s.globalId}` : `it follows ${s.regionOfMember(writer) ?? 'another region'}`;
+    const why = !member
+      ? `it is not a member of ${s.globalId}`
+      : member.IsWriter
+        ? `it is still the writer of ${s.globalId}`
+        : `it follows ${s.regionOfMember(writer) ?? 'another region'}`;
     // After a detach-and-promote the old primary cannot become a secondary in place: Aurora
     // adds secondaries only as new clusters of a global database. It stays fenced.
     return {
@@ -337,4 +425,3 @@ export async function dbRejoinAsStandby(s: AuroraService, { primaryRegion }: Rej
 function majorMinor(version: string): string {
   return version.split('.').slice(0, 2).join('.');
 }
-

@@ -11,7 +11,14 @@
 //   while a switchover or failover is pending or in progress, and empty otherwise.
 // - Errors: GlobalClusterNotFoundFault, InvalidGlobalClusterStateFault, DBClusterNotFoundFault,
 //   InvalidDBClusterStateFault; a secondary without DB instances (headless) cannot be promoted.
-import { DescribeDBClustersCommand, DescribeGlobalClustersCommand, RDSClient, type DBCluster, type GlobalCluster, type GlobalClusterMember } from '@aws-sdk/client-rds';
+import {
+  DescribeDBClustersCommand,
+  DescribeGlobalClustersCommand,
+  RDSClient,
+  type DBCluster,
+  type GlobalCluster,
+  type GlobalClusterMember,
+} from '@aws-sdk/client-rds';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import type { Client } from 'pg';
@@ -72,7 +79,8 @@ export const iso = (ms: number = Date.now()): string => new Date(ms).toISOString
 export function waitBudgetMs(options: AuroraOptions): number {
   if (options.waitBudgetMs !== undefined) return options.waitBudgetMs;
   const info = activityContext()?.info;
-  if (info?.startToCloseTimeoutMs) return Math.max(1_000, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - Date.now() - 10_000);
+  if (info?.startToCloseTimeoutMs)
+    return Math.max(1_000, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - Date.now() - 10_000);
   return 50_000;
 }
 
@@ -126,7 +134,12 @@ export class AuroraService {
   }
 
   cw(): CloudWatchClient {
-    this.cloudwatch ??= new CloudWatchClient(awsClientConfig({ region: this.region, endpointUrl: this.db.endpointUrl, roleArn: this.me.roleArn }, this.options.env));
+    this.cloudwatch ??= new CloudWatchClient(
+      awsClientConfig(
+        { region: this.region, endpointUrl: this.db.endpointUrl, roleArn: this.me.roleArn },
+        this.options.env,
+      ),
+    );
     return this.cloudwatch;
   }
 
@@ -161,7 +174,15 @@ export class AuroraService {
         AuroraFailure.GlobalClusterNotFound,
       );
     }
-    if (/version/i.test(text) && ['InvalidGlobalClusterStateFault', 'InvalidParameterValue', 'InvalidParameterCombination', 'InvalidDBClusterStateFault'].includes(code)) {
+    if (
+      /version/i.test(text) &&
+      [
+        'InvalidGlobalClusterStateFault',
+        'InvalidParameterValue',
+        'InvalidParameterCombination',
+        'InvalidDBClusterStateFault',
+      ].includes(code)
+    ) {
       return ApplicationFailure.nonRetryable(
         `${full}; a switchover needs the same engine major and minor version in the primary and the target: upgrade the lagging cluster (aws rds modify-db-cluster --engine-version …), or run an unplanned failover, which allows different versions`,
         AuroraFailure.VersionMismatch,
@@ -180,7 +201,10 @@ export class AuroraService {
       );
     }
     if (code === 'DBClusterNotFoundFault') {
-      return ApplicationFailure.nonRetryable(`${full}; check clusterIdentifier / clusterArn of each region in database.regions`, AuroraFailure.Config);
+      return ApplicationFailure.nonRetryable(
+        `${full}; check clusterIdentifier / clusterArn of each region in database.regions`,
+        AuroraFailure.Config,
+      );
     }
     if (/AccessDenied|UnauthorizedOperation|InvalidClientTokenId|UnrecognizedClient|SignatureDoesNotMatch/.test(code)) {
       return ApplicationFailure.nonRetryable(
@@ -188,13 +212,20 @@ export class AuroraService {
         code,
       );
     }
-    return awsFailure(err, `${what} for ${this.name} (global cluster ${this.globalId}${this.db.endpointUrl ? `, endpoint ${this.db.endpointUrl}` : ''})`);
+    return awsFailure(
+      err,
+      `${what} for ${this.name} (global cluster ${this.globalId}${this.db.endpointUrl ? `, endpoint ${this.db.endpointUrl}` : ''})`,
+    );
   }
 
   async describeGlobal(): Promise<GlobalCluster> {
-    const res = await this.call('DescribeGlobalClusters', () => this.rds().send(new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: this.globalId })));
+    const res = await this.call('DescribeGlobalClusters', () =>
+      this.rds().send(new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: this.globalId })),
+    );
     // Some endpoints (moto) ignore the filter: pick ours by name.
-    const g = (res.GlobalClusters ?? []).find((c) => c.GlobalClusterIdentifier?.toLowerCase() === this.globalId.toLowerCase());
+    const g = (res.GlobalClusters ?? []).find(
+      (c) => c.GlobalClusterIdentifier?.toLowerCase() === this.globalId.toLowerCase(),
+    );
     if (!g) {
       throw ApplicationFailure.nonRetryable(
         `global cluster ${this.globalId} of ${this.name} does not exist (as seen from ${this.region}); check database.globalClusterIdentifier`,
@@ -210,7 +241,11 @@ export class AuroraService {
       this.rds().send(new DescribeDBClustersCommand({ DBClusterIdentifier: this.me.clusterIdentifier })),
     );
     const cluster = res.DBClusters?.[0];
-    if (!cluster) throw ApplicationFailure.nonRetryable(`${this.where()} was not found; check clusterIdentifier`, AuroraFailure.Config);
+    if (!cluster)
+      throw ApplicationFailure.nonRetryable(
+        `${this.where()} was not found; check clusterIdentifier`,
+        AuroraFailure.Config,
+      );
     if (cluster.DBClusterArn) this.arns.set(this.region, cluster.DBClusterArn);
     return cluster;
   }
@@ -219,7 +254,11 @@ export class AuroraService {
     const known = this.me.clusterArn ?? this.arns.get(this.region);
     if (known) return known;
     const arn = (await this.describeCluster()).DBClusterArn;
-    if (!arn) throw ApplicationFailure.nonRetryable(`${this.where()}: DescribeDBClusters gave no DBClusterArn; set clusterArn in the config`, AuroraFailure.Config);
+    if (!arn)
+      throw ApplicationFailure.nonRetryable(
+        `${this.where()}: DescribeDBClusters gave no DBClusterArn; set clusterArn in the config`,
+        AuroraFailure.Config,
+      );
     return arn;
   }
 
@@ -250,9 +289,15 @@ export class AuroraService {
   /** How to reach `region`'s writer endpoint as `user` (the admin role by default, the only one given a password). */
   sqlTarget(region: string, user?: string): ConnTarget {
     const r = this.db.regions[region]!;
-    const password = r.passwordEnv ? this.options.env?.[r.passwordEnv] ?? process.env[r.passwordEnv] : undefined;
+    const password = r.passwordEnv ? (this.options.env?.[r.passwordEnv] ?? process.env[r.passwordEnv]) : undefined;
     const asUser = user ?? r.adminUser;
-    return { host: r.writerEndpoint!, port: r.port, database: r.database, user: asUser, ...(password !== undefined && asUser === r.adminUser ? { password } : {}) };
+    return {
+      host: r.writerEndpoint!,
+      port: r.port,
+      database: r.database,
+      user: asUser,
+      ...(password !== undefined && asUser === r.adminUser ? { password } : {}),
+    };
   }
 
   sqlWhere(region = this.region): string {
@@ -273,7 +318,10 @@ export class AuroraService {
       return await fn(admin);
     } catch (err) {
       if (!(err instanceof TemporalFailure) && isConnectionError(err)) {
-        throw ApplicationFailure.retryable(`${this.sqlWhere(region)}: lost the connection: ${errorMessage(err)}`, AuroraFailure.Unreachable);
+        throw ApplicationFailure.retryable(
+          `${this.sqlWhere(region)}: lost the connection: ${errorMessage(err)}`,
+          AuroraFailure.Unreachable,
+        );
       }
       throw err;
     } finally {
@@ -289,7 +337,9 @@ export class AuroraService {
         AuroraFailure.Config,
       );
     }
-    return ApplicationFailure.retryable(`${this.sqlWhere(region)} is unreachable as ${user}: ${errorMessage(err)}`, AuroraFailure.Unreachable);
+    return ApplicationFailure.retryable(
+      `${this.sqlWhere(region)} is unreachable as ${user}: ${errorMessage(err)}`,
+      AuroraFailure.Unreachable,
+    );
   }
 }
-

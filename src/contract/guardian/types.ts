@@ -100,8 +100,19 @@ export interface AlarmTrack {
 }
 
 export type DecisionKind =
-  | 'started' | 'attached' | 'debouncing' | 'cooldown' | 'recovered' | 'not-writer' | 'no-target' | 'warning' | 'start-failed'
-  | 'already-drained' | 'healthy' | 'target' | 'no-quorum';
+  | 'started'
+  | 'attached'
+  | 'debouncing'
+  | 'cooldown'
+  | 'recovered'
+  | 'not-writer'
+  | 'no-target'
+  | 'warning'
+  | 'start-failed'
+  | 'already-drained'
+  | 'healthy'
+  | 'target'
+  | 'no-quorum';
 
 export interface Decision {
   at: string;
@@ -195,4 +206,3 @@ export interface HealthWatcherView {
   /** Why the last alarms could not be handed to the guardian, if they could not. */
   deliveryError?: string;
 }
-

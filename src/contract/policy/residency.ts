@@ -17,7 +17,10 @@ interface ResidencyConfig {
 }
 
 /** The rule for a service, or undefined when it has no residency class. */
-export function residencyRuleOf(config: ResidencyConfig, service: { dataResidency?: { class: string } }): ResidencyRule | undefined {
+export function residencyRuleOf(
+  config: ResidencyConfig,
+  service: { dataResidency?: { class: string } },
+): ResidencyRule | undefined {
   const cls = service.dataResidency?.class;
   if (cls === undefined) return undefined;
   const def = config.residency?.classes[cls];
@@ -26,14 +29,20 @@ export function residencyRuleOf(config: ResidencyConfig, service: { dataResidenc
 }
 
 export function regionAllowed(rule: ResidencyRule, region: string): boolean {
-  return rule.allowedRegions.some((pattern) => (pattern.endsWith('*') ? region.startsWith(pattern.slice(0, -1)) : region === pattern));
+  return rule.allowedRegions.some((pattern) =>
+    pattern.endsWith('*') ? region.startsWith(pattern.slice(0, -1)) : region === pattern,
+  );
 }
 
 /**
  * Why a failover of `service` to `target` breaks its residency rule, or undefined when it does
  * not (no rule, target allowed, or allowOutside set).
  */
-export function residencyViolation(rule: ResidencyRule | undefined, service: string, target: string): string | undefined {
+export function residencyViolation(
+  rule: ResidencyRule | undefined,
+  service: string,
+  target: string,
+): string | undefined {
   if (!rule || rule.allowOutside || regionAllowed(rule, target)) return undefined;
   return (
     `data-residency rule "${rule.class}" refuses a failover of ${service} to ${target}: ${service}'s data is of class ${rule.class}, ` +

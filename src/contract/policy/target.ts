@@ -33,7 +33,9 @@ export class NoTargetError extends Error {
  * undefined). The one home of the replication-lag estimate: target choice, the RPO a run records
  * and the divergence evidence reconciliation starts from all read it here.
  */
-export function lagMsOf(node: Pick<DbNodeState, 'lastHeardFromPrimaryAt' | 'lastReplayedCommitAt'> | undefined): number | undefined {
+export function lagMsOf(
+  node: Pick<DbNodeState, 'lastHeardFromPrimaryAt' | 'lastReplayedCommitAt'> | undefined,
+): number | undefined {
   const heard = node?.lastHeardFromPrimaryAt ? Date.parse(node.lastHeardFromPrimaryAt) : NaN;
   const replayed = node?.lastReplayedCommitAt ? Date.parse(node.lastReplayedCommitAt) : NaN;
   return Number.isNaN(heard) || Number.isNaN(replayed) ? undefined : Math.max(0, heard - replayed);
@@ -67,14 +69,27 @@ export function chooseTarget(
       return no(`outside residency class ${options.residency.class} (${options.residency.allowedRegions.join(', ')})`);
     }
     const lag = lagSecondsOf(node);
-    return { region, eligible: true, verdict: lag === undefined ? 'lag unknown' : `lag ${lag}s`, ...(lag !== undefined ? { lagSeconds: lag } : {}) };
+    return {
+      region,
+      eligible: true,
+      verdict: lag === undefined ? 'lag unknown' : `lag ${lag}s`,
+      ...(lag !== undefined ? { lagSeconds: lag } : {}),
+    };
   });
   const order = (c: TargetCandidate): number => service.regions.indexOf(c.region);
   const ranked = candidates
     .filter((c) => c.eligible)
-    .sort((a, b) => (a.lagSeconds ?? Number.POSITIVE_INFINITY) - (b.lagSeconds ?? Number.POSITIVE_INFINITY) || order(a) - order(b));
+    .sort(
+      (a, b) =>
+        (a.lagSeconds ?? Number.POSITIVE_INFINITY) - (b.lagSeconds ?? Number.POSITIVE_INFINITY) || order(a) - order(b),
+    );
   const best = ranked[0];
   const summary = candidates.map((c) => `${c.region}: ${c.verdict}`).join('; ');
-  if (!best) throw new NoTargetError(`no region of ${service.name} qualifies as a failover target (${summary})`, candidates);
-  return { target: best.region, reason: `${best.region} is a healthy standby with the least lag (${summary})`, candidates };
+  if (!best)
+    throw new NoTargetError(`no region of ${service.name} qualifies as a failover target (${summary})`, candidates);
+  return {
+    target: best.region,
+    reason: `${best.region} is a healthy standby with the least lag (${summary})`,
+    candidates,
+  };
 }

@@ -8,5 +8,7 @@
  * saying so instead of passing as done without doing anything.
  */
 export function unimplementedAction(action: never): never {
-  throw new Error(`action "${String(action)}" has no implementation in this control worker (workflows/actions.ts); deploy a control worker that knows it, or remove the step`);
+  throw new Error(
+    `action "${String(action)}" has no implementation in this control worker (workflows/actions.ts); deploy a control worker that knows it, or remove the step`,
+  );
 }

@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { ACTIONS, CONDITIONS, CUSTOM_PREFIX, STEP_PLACEMENTS, isCustomAction, type ActionName, type CustomAction } from './catalog';
+import {
+  ACTIONS,
+  CONDITIONS,
+  CUSTOM_PREFIX,
+  STEP_PLACEMENTS,
+  isCustomAction,
+  type ActionName,
+  type CustomAction,
+} from './catalog';
 import { ACTION_PARAMS, PLACEABLE } from './params';
 
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration like 500ms, 30s, 5m or 1h');
@@ -7,7 +15,8 @@ const catalogAction = z.enum(Object.keys(ACTIONS) as [ActionName, ...ActionName[
 // A plugin's step: which plugins exist is known only with the config (runbookSchema below).
 const customAction = z.custom<CustomAction>((v) => typeof v === 'string' && /^custom\.[a-z][a-z0-9-]*$/.test(v));
 const actionName = z.union([catalogAction, customAction], {
-  error: (issue) => `unknown action ${JSON.stringify(issue.input)}; known: ${Object.keys(ACTIONS).join(', ')}, or ${CUSTOM_PREFIX}<name> from a plugin (lowercase letters, digits and dashes)`,
+  error: (issue) =>
+    `unknown action ${JSON.stringify(issue.input)}; known: ${Object.keys(ACTIONS).join(', ')}, or ${CUSTOM_PREFIX}<name> from a plugin (lowercase letters, digits and dashes)`,
 });
 
 /** Bounds for a step when the source region may be gone (unplanned mode). */
@@ -47,21 +56,37 @@ export const Step = z
       ctx.addIssue({ code: 'custom', path: [], message: 'a step has exactly one of `action` or `approval`' });
     }
     if (step.placement && !(step.action && (PLACEABLE.includes(step.action) || isCustomAction(step.action)))) {
-      ctx.addIssue({ code: 'custom', path: ['placement'], message: `only ${PLACEABLE.join(', ')} and plugin steps take a placement; ${step.action ?? 'an approval'} runs where the catalog says` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['placement'],
+        message: `only ${PLACEABLE.join(', ')} and plugin steps take a placement; ${step.action ?? 'an approval'} runs where the catalog says`,
+      });
     }
-    if (step.action && !isCustomAction(step.action)) checkParams(ctx, ACTION_PARAMS[step.action], step.action, step.params, []);
+    if (step.action && !isCustomAction(step.action))
+      checkParams(ctx, ACTION_PARAMS[step.action], step.action, step.params, []);
   });
 
 /** Adds a problem for each wrong parameter, at its path under the step (so load.ts reports its line). */
-function checkParams(ctx: z.RefinementCtx, schema: z.ZodType | undefined, action: string, params: Record<string, unknown> | undefined, at: (string | number)[]): void {
+function checkParams(
+  ctx: z.RefinementCtx,
+  schema: z.ZodType | undefined,
+  action: string,
+  params: Record<string, unknown> | undefined,
+  at: (string | number)[],
+): void {
   if (!schema) {
-    if (params && Object.keys(params).length > 0) ctx.addIssue({ code: 'custom', path: [...at, 'params'], message: `${action} takes no parameters` });
+    if (params && Object.keys(params).length > 0)
+      ctx.addIssue({ code: 'custom', path: [...at, 'params'], message: `${action} takes no parameters` });
     return;
   }
   const r = schema.safeParse(params ?? {});
   if (r.success) return;
   for (const issue of r.error.issues) {
-    ctx.addIssue({ code: 'custom', path: [...at, 'params', ...issue.path.filter((p): p is string | number => typeof p !== 'symbol')], message: issue.message });
+    ctx.addIssue({
+      code: 'custom',
+      path: [...at, 'params', ...issue.path.filter((p): p is string | number => typeof p !== 'symbol')],
+      message: issue.message,
+    });
   }
 }
 
@@ -73,20 +98,32 @@ export const Runbook = z
   })
   .superRefine((rb, ctx) => {
     // A drain moves traffic only: a database step in it would act on the drained region.
-    const drainOnly: Record<string, readonly string[]> = { drain: ['preflight', 'traffic.drain', 'traffic.verify'], undrain: ['preflight', 'traffic.undrain', 'traffic.verify'] };
+    const drainOnly: Record<string, readonly string[]> = {
+      drain: ['preflight', 'traffic.drain', 'traffic.verify'],
+      undrain: ['preflight', 'traffic.undrain', 'traffic.verify'],
+    };
     const allowed = drainOnly[rb.kind];
     rb.steps.forEach((step, i) => {
       if (!step.action) return;
       if (allowed && !allowed.includes(step.action)) {
-        ctx.addIssue({ code: 'custom', path: ['steps', i, 'action'], message: `a ${rb.kind} runbook moves traffic only; ${step.action} is not allowed in it (allowed: ${allowed.join(', ')}, and approvals)` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', i, 'action'],
+          message: `a ${rb.kind} runbook moves traffic only; ${step.action} is not allowed in it (allowed: ${allowed.join(', ')}, and approvals)`,
+        });
       }
       if (!allowed && ['traffic.drain', 'traffic.undrain', 'traffic.verify'].includes(step.action)) {
-        ctx.addIssue({ code: 'custom', path: ['steps', i, 'action'], message: `${step.action} belongs in a drain or undrain runbook, not a ${rb.kind} one` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', i, 'action'],
+          message: `${step.action} belongs in a drain or undrain runbook, not a ${rb.kind} one`,
+        });
       }
     });
     const seen = new Set<string>();
     rb.steps.forEach((step, i) => {
-      if (seen.has(step.id)) ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id "${step.id}"` });
+      if (seen.has(step.id))
+        ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id "${step.id}"` });
       seen.add(step.id);
     });
   });
@@ -110,7 +147,11 @@ export function runbookSchema(plugins: ReadonlyMap<string, PluginParams>) {
       const plugin = plugins.get(step.action);
       if (!plugin) {
         const known = [...plugins.keys()];
-        ctx.addIssue({ code: 'custom', path: ['steps', i, 'action'], message: `no plugin provides ${step.action}; ${known.length ? `plugin steps known: ${known.join(', ')}` : 'the config names no plugins (plugins: [{ module: … }], docs/plugins.md)'}` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', i, 'action'],
+          message: `no plugin provides ${step.action}; ${known.length ? `plugin steps known: ${known.join(', ')}` : 'the config names no plugins (plugins: [{ module: … }], docs/plugins.md)'}`,
+        });
         return;
       }
       checkParams(ctx, plugin.params, step.action, step.params, ['steps', i]);

@@ -12,6 +12,7 @@ export function renderTemplate(text: string, values: TemplateValues): string {
 export function renderJson(value: unknown, values: TemplateValues): unknown {
   if (typeof value === 'string') return renderTemplate(value, values);
   if (Array.isArray(value)) return value.map((v) => renderJson(v, values));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renderJson(v, values)]));
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renderJson(v, values)]));
   return value;
 }

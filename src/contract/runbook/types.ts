@@ -6,11 +6,27 @@ import type { PluginStepSpec } from './catalog';
 import type { Policy } from '../../lib/config/schema';
 import type { DrainMode } from '../traffic/plan';
 import type {
-  CacheFenceResult, CachePromoteResult, CacheRepointResult, DbNodeState, FenceResult, KeptLocation, LagResult, PromoteResult, RejoinResult, ShiftResult,
-  TrafficState, VerifyWritesResult,
+  CacheFenceResult,
+  CachePromoteResult,
+  CacheRepointResult,
+  DbNodeState,
+  FenceResult,
+  KeptLocation,
+  LagResult,
+  PromoteResult,
+  RejoinResult,
+  ShiftResult,
+  TrafficState,
+  VerifyWritesResult,
 } from '../activities';
 import type {
-  ApplyResult, ClassifyResult, FailbackRecord, PreserveOldResult, ReconcileHandoff, ReconcileReport, VerifyResult,
+  ApplyResult,
+  ClassifyResult,
+  FailbackRecord,
+  PreserveOldResult,
+  ReconcileHandoff,
+  ReconcileReport,
+  VerifyResult,
 } from '../reconcile';
 
 export type { Runbook, Step };
@@ -242,7 +258,12 @@ export interface RunRecord {
   /** db.repointStandbys: each other region's standby, followed or not (and then watched). */
   standbys?: StandbyFollow[];
   /** The cache moved with the database: its fence, promotion and who follows it. */
-  cache?: { rejoin?: CacheRepointResult; fence?: CacheFenceResult & { error?: string }; promotion?: CachePromoteResult; repoint?: CacheRepointResult };
+  cache?: {
+    rejoin?: CacheRepointResult;
+    fence?: CacheFenceResult & { error?: string };
+    promotion?: CachePromoteResult;
+    repoint?: CacheRepointResult;
+  };
   /** Every region's role, upstream and position when the run ended (runs that promoted). */
   topologyAfter?: DbNodeState[];
   /** How the run justified promoting without a verified fence, when it did. */

@@ -11,12 +11,41 @@ import { regionAllowed, type ResidencyRule } from '../policy/residency';
 
 /** EU member states (ISO 3166-1 alpha-2), as Route 53 names countries. */
 export const EU_COUNTRIES = [
-  'AT', 'BE', 'BG', 'HR', 'CY', 'CZ', 'DK', 'EE', 'FI', 'FR', 'DE', 'GR', 'HU', 'IE',
-  'IT', 'LV', 'LT', 'LU', 'MT', 'NL', 'PL', 'PT', 'RO', 'SK', 'SI', 'ES', 'SE',
+  'AT',
+  'BE',
+  'BG',
+  'HR',
+  'CY',
+  'CZ',
+  'DK',
+  'EE',
+  'FI',
+  'FR',
+  'DE',
+  'GR',
+  'HU',
+  'IE',
+  'IT',
+  'LV',
+  'LT',
+  'LU',
+  'MT',
+  'NL',
+  'PL',
+  'PT',
+  'RO',
+  'SK',
+  'SI',
+  'ES',
+  'SE',
 ] as const;
 
 /** The rule EU locations follow when their geolocation rule names no residency class. */
-export const DEFAULT_EU_RULE: ResidencyRule = { class: 'eu (default for EU locations)', allowedRegions: ['eu-*'], allowOutside: false };
+export const DEFAULT_EU_RULE: ResidencyRule = {
+  class: 'eu (default for EU locations)',
+  allowedRegions: ['eu-*'],
+  allowOutside: false,
+};
 
 /** continent:EU, or country:XX[-SUB] of an EU member state. */
 export function isEuLocation(label: string): boolean {
@@ -38,7 +67,12 @@ export interface GeoDrainPlan {
 
 /** Where one location answered by a drained region goes, or why it may not go anywhere. */
 function nextRegion(
-  location: string, drained: string, regions: string[], rule: ResidencyRule | undefined, to: string | undefined, fallback: string | undefined,
+  location: string,
+  drained: string,
+  regions: string[],
+  rule: ResidencyRule | undefined,
+  to: string | undefined,
+  fallback: string | undefined,
 ): { region: string } | { refused: string } {
   let next: string | undefined;
   if (rule) {
@@ -57,7 +91,8 @@ function nextRegion(
   } else {
     next = fallback;
   }
-  if (next === undefined || next === drained) return { refused: `${drained} answers the default location, so name the region that takes over its clients` };
+  if (next === undefined || next === drained)
+    return { refused: `${drained} answers the default location, so name the region that takes over its clients` };
   return { region: next };
 }
 
@@ -68,7 +103,11 @@ function nextRegion(
  * instead when the drain must be refused.
  */
 export function geoDrain(
-  records: TrafficRecord[], drained: string, regions: string[], rules: Record<string, ResidencyRule | undefined>, to?: string,
+  records: TrafficRecord[],
+  drained: string,
+  regions: string[],
+  rules: Record<string, ResidencyRule | undefined>,
+  to?: string,
 ): GeoDrainPlan | { refused: string } {
   const currentDefault = records.find((r) => r.location === 'default')?.region;
   const fallback = to ?? (currentDefault !== drained ? currentDefault : undefined);
@@ -79,7 +118,14 @@ export function geoDrain(
       out.push(rec);
       continue;
     }
-    const next = nextRegion(rec.location, drained, regions, locationRule(rec.location, rules[rec.location]), to, fallback);
+    const next = nextRegion(
+      rec.location,
+      drained,
+      regions,
+      locationRule(rec.location, rules[rec.location]),
+      to,
+      fallback,
+    );
     if ('refused' in next) return { refused: next.refused };
     moved.push(`${rec.location} ${drained} → ${next.region}`);
     out.push({ ...rec, region: next.region });
@@ -100,7 +146,11 @@ export interface FrontDrainPlan extends GeoDrainPlan {
  * behind it can still move, and its clients could be served from nowhere else anyway.
  */
 export function frontDrain(
-  records: TrafficRecord[], drained: string, regions: string[], rules: Record<string, ResidencyRule | undefined>, to: string,
+  records: TrafficRecord[],
+  drained: string,
+  regions: string[],
+  rules: Record<string, ResidencyRule | undefined>,
+  to: string,
 ): FrontDrainPlan {
   const moved: string[] = [];
   const kept: KeptLocation[] = [];

@@ -22,7 +22,8 @@ export function primaryRegionOf(state: TrafficState): string | undefined {
   if (primary) return primary.region;
   const geoDefault = state.records.find((r) => r.location === 'default');
   if (geoDefault) return geoDefault.region;
-  if (state.records.some((r) => r.routingControl !== undefined)) return state.records.find((r) => r.routingControl === 'On')?.region;
+  if (state.records.some((r) => r.routingControl !== undefined))
+    return state.records.find((r) => r.routingControl === 'On')?.region;
   const weighted = state.records.filter((r) => (r.weight ?? 0) > 0).sort((a, b) => (b.weight ?? 0) - (a.weight ?? 0));
   return weighted[0]?.region;
 }
@@ -38,7 +39,12 @@ export interface WeightChange {
  * as 1 each. Results are whole numbers (largest remainder keeps the total) scaled to fit 255,
  * where a region that had traffic keeps at least 1.
  */
-export function drainedWeights(current: ReadonlyArray<Pick<TrafficRecord, 'region' | 'weight'>>, from: string, to: string | undefined, mode: DrainMode): WeightChange {
+export function drainedWeights(
+  current: ReadonlyArray<Pick<TrafficRecord, 'region' | 'weight'>>,
+  from: string,
+  to: string | undefined,
+  mode: DrainMode,
+): WeightChange {
   const allZero = current.every((r) => (r.weight ?? 0) === 0);
   const weights = new Map(current.map((r) => [r.region, allZero ? 1 : (r.weight ?? 0)]));
   const fromWeight = weights.get(from) ?? 0;
@@ -53,10 +59,15 @@ export function drainedWeights(current: ReadonlyArray<Pick<TrafficRecord, 'regio
   } else {
     const shares = others.map((r) => ({ region: r, exact: (fromWeight * (weights.get(r) ?? 0)) / othersTotal }));
     let left = fromWeight - shares.reduce((sum, s) => sum + Math.floor(s.exact), 0);
-    const byRemainder = [...shares].sort((a, b) => b.exact - Math.floor(b.exact) - (a.exact - Math.floor(a.exact)) || others.indexOf(a.region) - others.indexOf(b.region));
+    const byRemainder = [...shares].sort(
+      (a, b) =>
+        b.exact - Math.floor(b.exact) - (a.exact - Math.floor(a.exact)) ||
+        others.indexOf(a.region) - others.indexOf(b.region),
+    );
     const extra = new Set<string>();
     for (const s of byRemainder) if (left-- > 0) extra.add(s.region);
-    for (const s of shares) weights.set(s.region, (weights.get(s.region) ?? 0) + Math.floor(s.exact) + (extra.has(s.region) ? 1 : 0));
+    for (const s of shares)
+      weights.set(s.region, (weights.get(s.region) ?? 0) + Math.floor(s.exact) + (extra.has(s.region) ? 1 : 0));
   }
   return { weights: capped(weights), nothingToMove: false };
 }
@@ -65,7 +76,11 @@ export function drainedWeights(current: ReadonlyArray<Pick<TrafficRecord, 'regio
  * Weights after bringing `region` back: it and every region still in service return to their
  * configured weights; regions still drained (weight 0) stay at 0.
  */
-export function undrainedWeights(current: ReadonlyArray<Pick<TrafficRecord, 'region' | 'weight'>>, configured: Record<string, number>, region: string): Map<string, number> {
+export function undrainedWeights(
+  current: ReadonlyArray<Pick<TrafficRecord, 'region' | 'weight'>>,
+  configured: Record<string, number>,
+  region: string,
+): Map<string, number> {
   const weights = new Map<string, number>();
   for (const r of current) {
     const inService = r.region === region || (r.weight ?? 0) > 0;
@@ -90,7 +105,12 @@ function capped(weights: Map<string, number>): Map<string, number> {
  * such as the EU on eu-west-1, stay); ARC, `to` On and `from` Off. Targets of geolocation records
  * are left as they were: plans show regions.
  */
-export function shiftedRecords(records: TrafficRecord[], from: string, to: string, drain: DrainMode = 'to-target'): TrafficRecord[] {
+export function shiftedRecords(
+  records: TrafficRecord[],
+  from: string,
+  to: string,
+  drain: DrainMode = 'to-target',
+): TrafficRecord[] {
   if (records.some((r) => r.weight !== undefined)) {
     const { weights } = drainedWeights(records, from, to, drain);
     return records.map((r) => ({ ...r, weight: weights.get(r.region) ?? r.weight }));
@@ -112,5 +132,9 @@ export function shiftedRecords(records: TrafficRecord[], from: string, to: strin
 
 /** One line per record for reports: "us-west-2 100", "eu-west-1 continent:EU", "us-east-1 On". */
 export function describeRecords(records: TrafficRecord[]): string {
-  return records.map((r) => `${r.location !== undefined ? `${r.location}→` : ''}${r.region} ${r.failover ?? r.weight ?? r.routingControl ?? ''}`.trimEnd()).join(', ');
+  return records
+    .map((r) =>
+      `${r.location !== undefined ? `${r.location}→` : ''}${r.region} ${r.failover ?? r.weight ?? r.routingControl ?? ''}`.trimEnd(),
+    )
+    .join(', ');
 }

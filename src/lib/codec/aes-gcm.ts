@@ -60,7 +60,10 @@ export class AesGcmCodec implements PayloadCodec {
       );
     }
     const data = p.data ?? new Uint8Array();
-    if (data.length < IV_BYTES + TAG_BYTES) throw new CodecError(`cannot decrypt a payload encrypted with key "${id}": it is ${data.length} bytes, too short to be one`);
+    if (data.length < IV_BYTES + TAG_BYTES)
+      throw new CodecError(
+        `cannot decrypt a payload encrypted with key "${id}": it is ${data.length} bytes, too short to be one`,
+      );
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const decipher = createDecipheriv('aes-256-gcm', key, buf.subarray(0, IV_BYTES));
     decipher.setAAD(Buffer.from(id, 'utf8'));
@@ -89,7 +92,9 @@ export class NoKeysCodec implements PayloadCodec {
   async decode(payloads: Payload[]): Promise<Payload[]> {
     for (const p of payloads) {
       if (isEncrypted(p)) {
-        throw new CodecError(`cannot decrypt a payload encrypted with key "${text(p.metadata?.[KEY_ID_METADATA]) ?? '?'}": this process has no keys (${KEYS_VAR} is not set); see docs/codec.md`);
+        throw new CodecError(
+          `cannot decrypt a payload encrypted with key "${text(p.metadata?.[KEY_ID_METADATA]) ?? '?'}": this process has no keys (${KEYS_VAR} is not set); see docs/codec.md`,
+        );
       }
     }
     return payloads;

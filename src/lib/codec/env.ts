@@ -15,13 +15,15 @@ export function codecKeysFile(home = stateDir()): string {
 
 function readEnvFile(file: string): Record<string, string> {
   const vars: Record<string, string> = {};
-  readFileSync(file, 'utf8').split('\n').forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) return;
-    const eq = line.indexOf('=');
-    if (eq < 1) throw new CodecConfigError(`${file} line ${i + 1} is not NAME=value`);
-    vars[line.slice(0, eq)] = line.slice(eq + 1);
-  });
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((raw, i) => {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) return;
+      const eq = line.indexOf('=');
+      if (eq < 1) throw new CodecConfigError(`${file} line ${i + 1} is not NAME=value`);
+      vars[line.slice(0, eq)] = line.slice(eq + 1);
+    });
   return vars;
 }
 
@@ -37,12 +39,16 @@ export function codecKeysFromEnv(env: NodeJS.ProcessEnv = process.env): FoundKey
   if (keysText !== undefined && keysText.trim() !== '') {
     return { keys: parseCodecKeys(keysText, env[KEY_ID_VAR]), source: 'the environment' };
   }
-  if (env[KEY_ID_VAR]) throw new CodecConfigError(`${KEY_ID_VAR}=${env[KEY_ID_VAR]} is set but ${KEYS_VAR} is not; set both, or neither`);
+  if (env[KEY_ID_VAR])
+    throw new CodecConfigError(`${KEY_ID_VAR}=${env[KEY_ID_VAR]} is set but ${KEYS_VAR} is not; set both, or neither`);
   const file = codecKeysFile(stateDir(env));
   if (!existsSync(file)) return undefined;
   const vars = readEnvFile(file);
   const fileKeys = vars[KEYS_VAR];
-  if (!fileKeys) throw new CodecConfigError(`${file} has no ${KEYS_VAR}= line; delete the file and run \`regionshift stack up\` to make a new one`);
+  if (!fileKeys)
+    throw new CodecConfigError(
+      `${file} has no ${KEYS_VAR}= line; delete the file and run \`regionshift stack up\` to make a new one`,
+    );
   return { keys: parseCodecKeys(fileKeys, vars[KEY_ID_VAR], file), source: file };
 }
 
@@ -80,14 +86,18 @@ export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env, opts:
 }
 
 /** The environment for a process of the local stack: its key, made once and kept in the state dir. */
-export function ensureStackCodecKeys(home = stateDir()): { env: Record<string, string>; file: string; created: boolean } {
+export function ensureStackCodecKeys(home = stateDir()): {
+  env: Record<string, string>;
+  file: string;
+  created: boolean;
+} {
   const file = codecKeysFile(home);
   let created = false;
   if (!existsSync(file)) {
     mkdirSync(home, { recursive: true });
     const id = `local-${new Date().toISOString().slice(0, 10).replaceAll('-', '')}`;
     const body = [
-      '# The local stack\'s payload encryption key (docs/codec.md). Losing it makes the stack\'s histories unreadable.',
+      "# The local stack's payload encryption key (docs/codec.md). Losing it makes the stack's histories unreadable.",
       `${KEYS_VAR}=${id}:${randomBytes(KEY_BYTES).toString('base64')}`,
       `${KEY_ID_VAR}=${id}`,
       '',

@@ -27,26 +27,46 @@ export function parseCodecKeys(keysText: string, currentId: string | undefined, 
   const entries = keysText.split(',').map((e) => e.trim());
   entries.forEach((entry, i) => {
     const n = i + 1;
-    if (entry === '') throw new CodecConfigError(`${KEYS_VAR} (${source}) entry ${n} is empty; the format is id:base64key,id:base64key`);
+    if (entry === '')
+      throw new CodecConfigError(
+        `${KEYS_VAR} (${source}) entry ${n} is empty; the format is id:base64key,id:base64key`,
+      );
     const colon = entry.indexOf(':');
-    if (colon < 0) throw new CodecConfigError(`${KEYS_VAR} (${source}) entry ${n} has no "id:" prefix; the format is id:base64key,id:base64key`);
+    if (colon < 0)
+      throw new CodecConfigError(
+        `${KEYS_VAR} (${source}) entry ${n} has no "id:" prefix; the format is id:base64key,id:base64key`,
+      );
     const id = entry.slice(0, colon);
     const b64 = entry.slice(colon + 1);
-    if (!ID.test(id)) throw new CodecConfigError(`${KEYS_VAR} (${source}) entry ${n}: key id "${id}" may use only letters, digits, ".", "_" and "-" (1 to 64)`);
+    if (!ID.test(id))
+      throw new CodecConfigError(
+        `${KEYS_VAR} (${source}) entry ${n}: key id "${id}" may use only letters, digits, ".", "_" and "-" (1 to 64)`,
+      );
     const first = entryOf.get(id);
-    if (first !== undefined) throw new CodecConfigError(`${KEYS_VAR} (${source}) names key "${id}" twice (entries ${first} and ${n}); each id must name one key`);
-    if (!BASE64.test(b64) || b64.length % 4 !== 0) throw new CodecConfigError(`${KEYS_VAR} (${source}) entry ${n} (key "${id}"): the key is not standard base64`);
+    if (first !== undefined)
+      throw new CodecConfigError(
+        `${KEYS_VAR} (${source}) names key "${id}" twice (entries ${first} and ${n}); each id must name one key`,
+      );
+    if (!BASE64.test(b64) || b64.length % 4 !== 0)
+      throw new CodecConfigError(`${KEYS_VAR} (${source}) entry ${n} (key "${id}"): the key is not standard base64`);
     const key = Buffer.from(b64, 'base64');
     if (key.length !== KEY_BYTES) {
-      throw new CodecConfigError(`${KEYS_VAR} (${source}) entry ${n} (key "${id}") is ${key.length} bytes; AES-256-GCM needs ${KEY_BYTES} (make one with: openssl rand -base64 32)`);
+      throw new CodecConfigError(
+        `${KEYS_VAR} (${source}) entry ${n} (key "${id}") is ${key.length} bytes; AES-256-GCM needs ${KEY_BYTES} (make one with: openssl rand -base64 32)`,
+      );
     }
     keys.set(id, key);
     entryOf.set(id, n);
   });
   const known = [...keys.keys()].join(', ');
   if (currentId === undefined || currentId.trim() === '') {
-    throw new CodecConfigError(`${KEY_ID_VAR} (${source}) is not set; set it to the id of the key to encrypt with (one of: ${known})`);
+    throw new CodecConfigError(
+      `${KEY_ID_VAR} (${source}) is not set; set it to the id of the key to encrypt with (one of: ${known})`,
+    );
   }
-  if (!keys.has(currentId)) throw new CodecConfigError(`${KEY_ID_VAR}=${currentId} (${source}) names no key in ${KEYS_VAR} (its ids: ${known})`);
+  if (!keys.has(currentId))
+    throw new CodecConfigError(
+      `${KEY_ID_VAR}=${currentId} (${source}) names no key in ${KEYS_VAR} (its ids: ${known})`,
+    );
   return { currentId, keys };
 }

@@ -31,7 +31,10 @@ export const ALLOWED_HEADERS = ['Content-Type', 'X-Namespace', 'Authorization'];
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -44,10 +47,13 @@ interface JsonPayload {
 const b64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
 
 function fromJson(p: unknown, i: number): Payload {
-  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new HttpError(400, `payloads[${i}] is not an object`);
+  if (typeof p !== 'object' || p === null || Array.isArray(p))
+    throw new HttpError(400, `payloads[${i}] is not an object`);
   const { metadata, data } = p as JsonPayload;
-  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null)) throw new HttpError(400, `payloads[${i}].metadata is not an object`);
-  if (data !== undefined && typeof data !== 'string') throw new HttpError(400, `payloads[${i}].data is not a base64 string`);
+  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null))
+    throw new HttpError(400, `payloads[${i}].metadata is not an object`);
+  if (data !== undefined && typeof data !== 'string')
+    throw new HttpError(400, `payloads[${i}].data is not a base64 string`);
   const meta: Record<string, Uint8Array> = {};
   for (const [k, v] of Object.entries(metadata ?? {})) {
     if (typeof v !== 'string') throw new HttpError(400, `payloads[${i}].metadata.${k} is not a base64 string`);
@@ -96,7 +102,8 @@ export async function startCodecServer(opts: CodecServerOptions): Promise<CodecS
     const header = req.headers.authorization;
     if (!header) throw new HttpError(401, 'missing Authorization: Bearer <token>');
     const m = /^Bearer\s+(.+)$/i.exec(header);
-    if (!m || !timingSafeEqual(digest(m[1]!.trim()), digest(opts.token))) throw new HttpError(403, 'the bearer token is not the codec server\'s');
+    if (!m || !timingSafeEqual(digest(m[1]!.trim()), digest(opts.token)))
+      throw new HttpError(403, "the bearer token is not the codec server's");
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -121,7 +128,10 @@ export async function startCodecServer(opts: CodecServerOptions): Promise<CodecS
     authorize(req);
     const namespace = m[1] ? decodeURIComponent(m[1]) : (req.headers['x-namespace'] as string | undefined);
     if (opts.namespaces && (!namespace || !opts.namespaces.includes(namespace))) {
-      throw new HttpError(403, `namespace ${namespace ?? '(none: set X-Namespace)'} is not served here (served: ${opts.namespaces.join(', ')})`);
+      throw new HttpError(
+        403,
+        `namespace ${namespace ?? '(none: set X-Namespace)'} is not served here (served: ${opts.namespaces.join(', ')})`,
+      );
     }
     let body: unknown;
     try {

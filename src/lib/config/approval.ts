@@ -11,7 +11,9 @@ export function modeApproval(service: Service, mode: Mode): ModeApproval {
   if (configured) return configured;
   const p = service.policy;
   if (p.approval[mode] === 'none') return { policy: 'auto' };
-  return p.onApprovalTimeout === 'proceed' ? { policy: 'approve-or-proceed-after', after: p.approvalTimeout } : { policy: 'approve' };
+  return p.onApprovalTimeout === 'proceed'
+    ? { policy: 'approve-or-proceed-after', after: p.approvalTimeout }
+    : { policy: 'approve' };
 }
 
 /** Slack approvers (user and user-group ids) for the mode, plus the policy's named approvers. */
@@ -37,6 +39,10 @@ export function approvalOverride(service: Service, mode: Mode): ApprovalOverride
 
 /** One line for people: "approve-or-proceed-after 5m, two approvers". */
 export function describeApproval(a: ApprovalOverride): string {
-  const what = !a.required ? 'automatic (no approval gate)' : a.onTimeout === 'proceed' ? `proceeds after ${a.timeout} unless rejected` : `needs approval within ${a.timeout}`;
+  const what = !a.required
+    ? 'automatic (no approval gate)'
+    : a.onTimeout === 'proceed'
+      ? `proceeds after ${a.timeout} unless rejected`
+      : `needs approval within ${a.timeout}`;
   return `${what}${(a.quorum ?? 1) > 1 ? `, ${a.quorum} distinct approvers` : ''}`;
 }

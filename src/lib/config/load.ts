@@ -27,7 +27,10 @@ function describePath(root: unknown, path: PathPart[]): string {
     if (typeof part === 'number') {
       out += `[${part}]`;
       node = Array.isArray(node) ? node[part] : undefined;
-      const label = node && typeof node === 'object' ? ((node as Record<string, unknown>).id ?? (node as Record<string, unknown>).name) : undefined;
+      const label =
+        node && typeof node === 'object'
+          ? ((node as Record<string, unknown>).id ?? (node as Record<string, unknown>).name)
+          : undefined;
       if (typeof label === 'string') out += ` (${label})`;
     } else {
       out += out ? `.${part}` : part;
@@ -95,7 +98,11 @@ export function configPath(env: NodeJS.ProcessEnv = process.env): string {
 export function loadConfig(file = configPath()): Config {
   const config = loadYamlFile(file, Config).value;
   const problems = approvalProblems(config);
-  if (problems.length > 0) throw new ConfigError(file, problems.map((p) => `${file}: ${p}`));
+  if (problems.length > 0)
+    throw new ConfigError(
+      file,
+      problems.map((p) => `${file}: ${p}`),
+    );
   const base = dirname(resolve(file));
   for (const plugin of config.plugins) if (plugin.module.startsWith('.')) plugin.module = resolve(base, plugin.module);
   for (const service of config.services) {

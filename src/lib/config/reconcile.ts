@@ -6,7 +6,12 @@ import { z } from 'zod';
 
 /** A table or column name, optionally schema-qualified for tables: `ledger.journal`. */
 const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain SQL identifier (letters, digits, underscores)');
-const tableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/, 'a table name, optionally schema-qualified: journal or ledger.journal');
+const tableName = z
+  .string()
+  .regex(
+    /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/,
+    'a table name, optionally schema-qualified: journal or ledger.journal',
+  );
 
 export const JournalTable = z.strictObject({
   table: tableName.default('journal'),

@@ -34,7 +34,9 @@ export const AlarmRule = z
     /** Only critical alarms count toward a failover; warnings are recorded and shown. */
     severity: Severity.default('critical'),
   })
-  .refine((r) => (r.region === undefined) !== (r.regionLabel === undefined), { message: 'give exactly one of `region` or `regionLabel`' });
+  .refine((r) => (r.region === undefined) !== (r.regionLabel === undefined), {
+    message: 'give exactly one of `region` or `regionLabel`',
+  });
 
 /**
  * What happens when a run of this mode is started by an alarm or from Slack:
@@ -55,7 +57,9 @@ export const ServiceTriggers = z.strictObject({
   /** Route 53 health check id per region, polled by the health watcher. */
   healthChecks: z.record(regionName, z.string().min(1)).default({}),
   /** Fail over only after `failures` failing signals for one region within `window`. */
-  debounce: z.strictObject({ failures: z.number().int().min(1).default(3), window: duration.default('2m') }).prefault({}),
+  debounce: z
+    .strictObject({ failures: z.number().int().min(1).default(3), window: duration.default('2m') })
+    .prefault({}),
   /**
    * Vantage points (alarms with a `vantageLabel`) that must agree a region is down before their
    * alarms count; absent: a majority of the service's other regions.
@@ -85,11 +89,18 @@ export const IntakeConfig = z.strictObject({
     })
     .prefault({}),
   eventbridge: z
-    .strictObject({ header: z.string().default('x-regionshift-secret'), secretEnv: envName.default('REGIONSHIFT_EVENTBRIDGE_SECRET') })
+    .strictObject({
+      header: z.string().default('x-regionshift-secret'),
+      secretEnv: envName.default('REGIONSHIFT_EVENTBRIDGE_SECRET'),
+    })
     .prefault({}),
   alertmanager: z.strictObject({ tokenEnv: envName.default('REGIONSHIFT_ALERTMANAGER_TOKEN') }).prefault({}),
   /** Largest request body accepted. */
-  maxBodyBytes: z.number().int().min(1024).default(256 * 1024),
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(256 * 1024),
   /**
    * The alarm journal: accepted alarms are fsync'd here before the 202 and forwarded to the
    * guardians from it (after a restart too). Default: intake-journal.jsonl in the state directory.
@@ -115,7 +126,10 @@ export const SlackConfig = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(3000),
   /** The slash command, as registered in the Slack app. */
-  command: z.string().regex(/^\/[a-z0-9_-]+$/, 'a slash command like /regionshift').default('/regionshift'),
+  command: z
+    .string()
+    .regex(/^\/[a-z0-9_-]+$/, 'a slash command like /regionshift')
+    .default('/regionshift'),
   /** Channel id where each run gets its message. */
   channel: z.string().min(1),
   signingSecretEnv: envName.default('SLACK_SIGNING_SECRET'),
@@ -175,13 +189,21 @@ export function triggerProblems(config: Config): string[] {
     const t = serviceTriggersOf(svc);
     const where = `services[${i}] (${svc.name}).triggers`;
     t.alarms.forEach((rule, j) => {
-      if (rule.region && !svc.regions.includes(rule.region)) problems.push(`${where}.alarms[${j}]: region ${rule.region} is not one of the service's regions (${svc.regions.join(', ')})`);
+      if (rule.region && !svc.regions.includes(rule.region))
+        problems.push(
+          `${where}.alarms[${j}]: region ${rule.region} is not one of the service's regions (${svc.regions.join(', ')})`,
+        );
     });
     if (t.quorum !== undefined && t.quorum > svc.regions.length - 1) {
-      problems.push(`${where}.quorum: ${t.quorum} vantage points can never agree: the service has ${svc.regions.length - 1} other region(s) to see a region from`);
+      problems.push(
+        `${where}.quorum: ${t.quorum} vantage points can never agree: the service has ${svc.regions.length - 1} other region(s) to see a region from`,
+      );
     }
     for (const region of Object.keys(t.healthChecks)) {
-      if (!svc.regions.includes(region)) problems.push(`${where}.healthChecks: ${region} is not one of the service's regions (${svc.regions.join(', ')})`);
+      if (!svc.regions.includes(region))
+        problems.push(
+          `${where}.healthChecks: ${region} is not one of the service's regions (${svc.regions.join(', ')})`,
+        );
     }
   });
   return problems;

@@ -11,8 +11,18 @@ export function guardianStateOf(v: GuardianView): GuardianStateName {
   return 'idle';
 }
 
-export async function queryGuardianStates(client: Client, services: string[], workflowIdOf: (service: string) => string, timeoutMs = 2000): Promise<Record<string, GuardianStateName>> {
-  return askEachService(services, async (service) => guardianStateOf(await client.workflow.getHandle(workflowIdOf(service)).query<GuardianView>('state')), timeoutMs);
+export async function queryGuardianStates(
+  client: Client,
+  services: string[],
+  workflowIdOf: (service: string) => string,
+  timeoutMs = 2000,
+): Promise<Record<string, GuardianStateName>> {
+  return askEachService(
+    services,
+    async (service) =>
+      guardianStateOf(await client.workflow.getHandle(workflowIdOf(service)).query<GuardianView>('state')),
+    timeoutMs,
+  );
 }
 
 /**
@@ -20,12 +30,24 @@ export async function queryGuardianStates(client: Client, services: string[], wo
  * than `timeoutMs` (not started yet, no control worker answering) is `unknown`, so a scrape never
  * hangs on, or fails for, one service.
  */
-export async function askEachService<T extends string>(services: string[], ask: (service: string) => Promise<T>, timeoutMs: number): Promise<Record<string, T | 'unknown'>> {
+export async function askEachService<T extends string>(
+  services: string[],
+  ask: (service: string) => Promise<T>,
+  timeoutMs: number,
+): Promise<Record<string, T | 'unknown'>> {
   const entries = await Promise.all(
     services.map(async (service): Promise<[string, T | 'unknown']> => {
       let timer: NodeJS.Timeout | undefined;
       try {
-        return [service, await Promise.race([ask(service), new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('timeout')), timeoutMs); })])];
+        return [
+          service,
+          await Promise.race([
+            ask(service),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
+            }),
+          ]),
+        ];
       } catch {
         return [service, 'unknown'];
       } finally {

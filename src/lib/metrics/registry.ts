@@ -31,22 +31,78 @@ export class WorkerMetrics {
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
-    this.runs = new Counter({ name: 'regionshift_runs_total', help: 'Runbook runs that ended, by kind, mode (planned, unplanned, dry-run) and result (succeeded, failed, aborted, refused)', labelNames: ['kind', 'mode', 'result', 'service'], registers });
-    this.runDuration = new Histogram({ name: 'regionshift_run_duration_seconds', help: 'Run start to end', labelNames: ['kind', 'mode', 'result'], buckets: RUN_BUCKETS, registers });
-    this.stepDuration = new Histogram({ name: 'regionshift_step_duration_seconds', help: 'Each step of a run, start to end (approval steps include the wait)', labelNames: ['kind', 'step', 'action', 'status'], buckets: STEP_BUCKETS, registers });
-    this.rto = new Histogram({ name: 'regionshift_run_rto_seconds', help: 'Trigger (or run start) to writes verified in the target, per run that got that far', labelNames: ['kind', 'mode', 'service'], buckets: RUN_BUCKETS, registers });
-    this.rpo = new Histogram({ name: 'regionshift_run_rpo_seconds', help: 'Estimated data loss at promotion, per run that promoted (0: fenced and caught up)', labelNames: ['kind', 'mode', 'service'], buckets: RPO_BUCKETS, registers });
-    this.approvalWait = new Histogram({ name: 'regionshift_approval_wait_seconds', help: 'Step start to each approval decision (approve, reject, timeout)', labelNames: ['kind', 'decision'], buckets: APPROVAL_BUCKETS, registers });
-    this.lagSeconds = new Gauge({ name: 'regionshift_replication_lag_seconds', help: 'Standby: its last news from the primary minus the commit time it has replayed, as this worker last saw it', labelNames: ['service', 'region'], registers });
-    this.replayLagBytes = new Gauge({ name: 'regionshift_replication_replay_lag_bytes', help: 'Standby: WAL received but not yet replayed, as this worker last saw it', labelNames: ['service', 'region'], registers });
-    this.lagObservedAt = new Gauge({ name: 'regionshift_replication_lag_observed_timestamp_seconds', help: 'When this worker last described the node (the lag gauges are that old)', labelNames: ['service', 'region'], registers });
+    this.runs = new Counter({
+      name: 'regionshift_runs_total',
+      help: 'Runbook runs that ended, by kind, mode (planned, unplanned, dry-run) and result (succeeded, failed, aborted, refused)',
+      labelNames: ['kind', 'mode', 'result', 'service'],
+      registers,
+    });
+    this.runDuration = new Histogram({
+      name: 'regionshift_run_duration_seconds',
+      help: 'Run start to end',
+      labelNames: ['kind', 'mode', 'result'],
+      buckets: RUN_BUCKETS,
+      registers,
+    });
+    this.stepDuration = new Histogram({
+      name: 'regionshift_step_duration_seconds',
+      help: 'Each step of a run, start to end (approval steps include the wait)',
+      labelNames: ['kind', 'step', 'action', 'status'],
+      buckets: STEP_BUCKETS,
+      registers,
+    });
+    this.rto = new Histogram({
+      name: 'regionshift_run_rto_seconds',
+      help: 'Trigger (or run start) to writes verified in the target, per run that got that far',
+      labelNames: ['kind', 'mode', 'service'],
+      buckets: RUN_BUCKETS,
+      registers,
+    });
+    this.rpo = new Histogram({
+      name: 'regionshift_run_rpo_seconds',
+      help: 'Estimated data loss at promotion, per run that promoted (0: fenced and caught up)',
+      labelNames: ['kind', 'mode', 'service'],
+      buckets: RPO_BUCKETS,
+      registers,
+    });
+    this.approvalWait = new Histogram({
+      name: 'regionshift_approval_wait_seconds',
+      help: 'Step start to each approval decision (approve, reject, timeout)',
+      labelNames: ['kind', 'decision'],
+      buckets: APPROVAL_BUCKETS,
+      registers,
+    });
+    this.lagSeconds = new Gauge({
+      name: 'regionshift_replication_lag_seconds',
+      help: 'Standby: its last news from the primary minus the commit time it has replayed, as this worker last saw it',
+      labelNames: ['service', 'region'],
+      registers,
+    });
+    this.replayLagBytes = new Gauge({
+      name: 'regionshift_replication_replay_lag_bytes',
+      help: 'Standby: WAL received but not yet replayed, as this worker last saw it',
+      labelNames: ['service', 'region'],
+      registers,
+    });
+    this.lagObservedAt = new Gauge({
+      name: 'regionshift_replication_lag_observed_timestamp_seconds',
+      help: 'When this worker last described the node (the lag gauges are that old)',
+      labelNames: ['service', 'region'],
+      registers,
+    });
   }
 
   recordRun(s: RunSummary): void {
     this.runs.inc({ kind: s.kind, mode: s.mode, result: s.result, service: s.service });
-    this.runDuration.observe({ kind: s.kind, mode: s.mode, result: s.result }, Math.max(0, s.endedMs - s.startedMs) / 1000);
+    this.runDuration.observe(
+      { kind: s.kind, mode: s.mode, result: s.result },
+      Math.max(0, s.endedMs - s.startedMs) / 1000,
+    );
     for (const step of s.steps) {
-      this.stepDuration.observe({ kind: s.kind, step: step.id, action: step.action, status: step.status }, Math.max(0, step.endedMs - step.startedMs) / 1000);
+      this.stepDuration.observe(
+        { kind: s.kind, step: step.id, action: step.action, status: step.status },
+        Math.max(0, step.endedMs - step.startedMs) / 1000,
+      );
     }
     if (s.rtoMs !== undefined) this.rto.observe({ kind: s.kind, mode: s.mode, service: s.service }, s.rtoMs / 1000);
     if (s.rpoSeconds !== undefined) this.rpo.observe({ kind: s.kind, mode: s.mode, service: s.service }, s.rpoSeconds);
@@ -99,8 +155,18 @@ export class IntakeMetrics {
     } = {},
   ) {
     const registers = [registry];
-    this.alarms = new Counter({ name: 'regionshift_intake_alarms_total', help: 'Alarms the intake received and mapped (accepted: durable and on its way to a guardian) or could not map to a service (ignored)', labelNames: ['endpoint', 'outcome'], registers });
-    this.rejected = new Counter({ name: 'regionshift_intake_rejected_total', help: 'Requests the intake refused (unsigned, bad secret, stale, malformed, journal full), by endpoint and HTTP status', labelNames: ['endpoint', 'status'], registers });
+    this.alarms = new Counter({
+      name: 'regionshift_intake_alarms_total',
+      help: 'Alarms the intake received and mapped (accepted: durable and on its way to a guardian) or could not map to a service (ignored)',
+      labelNames: ['endpoint', 'outcome'],
+      registers,
+    });
+    this.rejected = new Counter({
+      name: 'regionshift_intake_rejected_total',
+      help: 'Requests the intake refused (unsigned, bad secret, stale, malformed, journal full), by endpoint and HTTP status',
+      labelNames: ['endpoint', 'status'],
+      registers,
+    });
     this.pending = new Gauge({
       name: 'regionshift_intake_pending_alarms',
       help: 'Alarms accepted into the journal and not yet forwarded to their guardian',
@@ -112,30 +178,45 @@ export class IntakeMetrics {
     });
     this.guardianState = oneOfGauge({
       name: 'regionshift_guardian_state',
-      help: 'Each service guardian\'s state (1 for the one it is in): idle, debouncing (failing signals counted, no run yet), running, cooldown (after a run: automatic runs held back), unknown (could not be asked)',
-      label: 'state', values: GUARDIAN_STATES, read: sources.guardians, registers,
+      help: "Each service guardian's state (1 for the one it is in): idle, debouncing (failing signals counted, no run yet), running, cooldown (after a run: automatic runs held back), unknown (could not be asked)",
+      label: 'state',
+      values: GUARDIAN_STATES,
+      read: sources.guardians,
+      registers,
     });
     // The alert RegionshiftNotReady (runbooks/alerts/) fires on status="fail".
     this.readiness = oneOfGauge({
       name: 'regionshift_readiness',
-      help: 'Each service\'s last failover readiness evaluation (1 for its status): pass, warn, fail, unknown (none made yet, or it could not be read)',
-      label: 'status', values: READINESS_STATES, read: sources.readiness, registers,
+      help: "Each service's last failover readiness evaluation (1 for its status): pass, warn, fail, unknown (none made yet, or it could not be read)",
+      label: 'status',
+      values: READINESS_STATES,
+      read: sources.readiness,
+      registers,
     });
   }
 }
 
 /** A gauge per service and value, 1 for the value `read` gives the service at scrape time and 0 for the others. */
 function oneOfGauge<L extends string>(o: {
-  name: string; help: string; label: L; values: readonly string[]; read?: () => Promise<Record<string, string>>; registers: Registry[];
+  name: string;
+  help: string;
+  label: L;
+  values: readonly string[];
+  read?: () => Promise<Record<string, string>>;
+  registers: Registry[];
 }): Gauge<'service' | L> {
   return new Gauge<'service' | L>({
-    name: o.name, help: o.help, labelNames: ['service', o.label], registers: o.registers,
+    name: o.name,
+    help: o.help,
+    labelNames: ['service', o.label],
+    registers: o.registers,
     async collect() {
       if (!o.read) return;
       const current = await o.read();
       this.reset();
       for (const [service, now] of Object.entries(current)) {
-        for (const v of o.values) this.set({ service, [o.label]: v } as Record<'service' | L, string>, v === now ? 1 : 0);
+        for (const v of o.values)
+          this.set({ service, [o.label]: v } as Record<'service' | L, string>, v === now ? 1 : 0);
       }
     },
   });

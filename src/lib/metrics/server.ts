@@ -35,7 +35,12 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       res.end('GET /metrics\n');
       return;
     }
-    Promise.all([opts.registry.metrics(), opts.extra ? opts.extra().catch((err: Error) => `# temporal sdk metrics unavailable: ${err.message}\n`) : Promise.resolve('')]).then(
+    Promise.all([
+      opts.registry.metrics(),
+      opts.extra
+        ? opts.extra().catch((err: Error) => `# temporal sdk metrics unavailable: ${err.message}\n`)
+        : Promise.resolve(''),
+    ]).then(
       ([own, extra]) => {
         res.writeHead(200, { 'content-type': opts.registry.contentType });
         res.end(extra ? `${own}\n${extra}` : own);
@@ -48,8 +53,14 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new MetricsSettingError(`metrics port ${opts.port} (${opts.setting}) is already in use on ${opts.host}: give this process another port, or 0 for any free one`));
-      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(new MetricsSettingError(`metrics host ${opts.host} (metrics.host) is not an address of this machine`));
+      if (err.code === 'EADDRINUSE')
+        reject(
+          new MetricsSettingError(
+            `metrics port ${opts.port} (${opts.setting}) is already in use on ${opts.host}: give this process another port, or 0 for any free one`,
+          ),
+        );
+      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND')
+        reject(new MetricsSettingError(`metrics host ${opts.host} (metrics.host) is not an address of this machine`));
       else reject(err);
     });
     server.listen(opts.port, opts.host, () => resolve());
@@ -60,10 +71,11 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
     server,
     port,
     url: `http://${host}:${port}/metrics`,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -71,7 +83,9 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
 export function parsePort(value: string, setting: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) {
-    throw new MetricsSettingError(`${setting}=${JSON.stringify(value)} is not a port number: use an integer from 0 to 65535 (0 picks a free port)`);
+    throw new MetricsSettingError(
+      `${setting}=${JSON.stringify(value)} is not a port number: use an integer from 0 to 65535 (0 picks a free port)`,
+    );
   }
   return n;
 }

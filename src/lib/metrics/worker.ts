@@ -3,7 +3,13 @@
 // the Temporal SDK's metrics (Runtime.install, once per process) served on the same endpoint.
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { DefaultLogger, Runtime, makeTelemetryFilterString, type ActivityInterceptorsFactory, type InjectedSinks } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  Runtime,
+  makeTelemetryFilterString,
+  type ActivityInterceptorsFactory,
+  type InjectedSinks,
+} from '@temporalio/worker';
 import type { Context as ActivityContext } from '@temporalio/activity';
 import type { DbNodeState } from '../../contract/activities';
 import type { Config } from '../config/schema';
@@ -24,10 +30,16 @@ export interface PortChoice {
  * metrics.workers.<region> (metrics.workers.control for a control-only worker), else any free port.
  * The local stack gives each worker its own port through the config or the environment.
  */
-export function workerMetricsPort(config: Config, region: string | undefined, flag?: string, env: NodeJS.ProcessEnv = process.env): PortChoice {
+export function workerMetricsPort(
+  config: Config,
+  region: string | undefined,
+  flag?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): PortChoice {
   if (flag !== undefined) return { port: parsePort(flag, '--metrics-port'), setting: '--metrics-port' };
   const fromEnv = env[METRICS_PORT_ENV];
-  if (fromEnv !== undefined && fromEnv !== '') return { port: parsePort(fromEnv, METRICS_PORT_ENV), setting: METRICS_PORT_ENV };
+  if (fromEnv !== undefined && fromEnv !== '')
+    return { port: parsePort(fromEnv, METRICS_PORT_ENV), setting: METRICS_PORT_ENV };
   const key = region ?? 'control';
   const configured = config.metrics?.workers[key];
   if (configured !== undefined) return { port: configured, setting: `metrics.workers.${key}` };
@@ -61,7 +73,14 @@ export async function installWorkerRuntime(): Promise<{ sdkMetricsUrl?: string }
       logger: new DefaultLogger('WARN'),
       telemetryOptions: {
         logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) },
-        metrics: { prometheus: { bindAddress: `127.0.0.1:${port}`, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true } },
+        metrics: {
+          prometheus: {
+            bindAddress: `127.0.0.1:${port}`,
+            countersTotalSuffix: true,
+            unitSuffix: true,
+            useSecondsForDurations: true,
+          },
+        },
       },
     });
     runtime = { sdkMetricsUrl: `http://127.0.0.1:${port}/metrics` };
@@ -80,11 +99,21 @@ export interface WorkerMetricsSetup {
   close(): Promise<void>;
 }
 
-export async function startWorkerMetrics(config: Config, choice: PortChoice, sdkMetricsUrl?: string): Promise<WorkerMetricsSetup> {
+export async function startWorkerMetrics(
+  config: Config,
+  choice: PortChoice,
+  sdkMetricsUrl?: string,
+): Promise<WorkerMetricsSetup> {
   const registry = newRegistry();
   const metrics = new WorkerMetrics(registry);
   const host = config.metrics?.host ?? '127.0.0.1';
-  const server = await startMetricsServer({ registry, host, port: choice.port, setting: choice.setting, ...(sdkMetricsUrl ? { extra: () => fetchExposition(sdkMetricsUrl) } : {}) });
+  const server = await startMetricsServer({
+    registry,
+    host,
+    port: choice.port,
+    setting: choice.setting,
+    ...(sdkMetricsUrl ? { extra: () => fetchExposition(sdkMetricsUrl) } : {}),
+  });
   const lag: ActivityInterceptorsFactory = (ctx: ActivityContext) => ({
     inbound: {
       async execute(input, next) {
@@ -101,7 +130,9 @@ export async function startWorkerMetrics(config: Config, choice: PortChoice, sdk
     metrics,
     server,
     sdkMetrics: sdkMetricsUrl !== undefined,
-    sinks: { regionshiftMetrics: { runEnded: { fn: (_info, summary) => metrics.recordRun(summary), callDuringReplay: false } } },
+    sinks: {
+      regionshiftMetrics: { runEnded: { fn: (_info, summary) => metrics.recordRun(summary), callDuringReplay: false } },
+    },
     activityInterceptors: [lag],
     close: () => server.close(),
   };

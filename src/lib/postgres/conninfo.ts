@@ -47,7 +47,8 @@ export function parseConninfo(text: string): Array<[string, string]> | undefined
 }
 
 export function formatConninfo(pairs: Array<[string, string]>): string {
-  const quote = (v: string): string => (v !== '' && /^[^\s'\\]+$/.test(v) ? v : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`);
+  const quote = (v: string): string =>
+    v !== '' && /^[^\s'\\]+$/.test(v) ? v : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   return pairs.map(([k, v]) => `${k}=${quote(v)}`).join(' ');
 }
 

@@ -39,7 +39,9 @@ export function withoutFenceBlock(content: string, file: string): string {
   if (start < 0) return content;
   const end = content.indexOf(END, start);
   if (end < 0) {
-    throw new Error(`${file} has a "${BEGIN}" line without its "${END}" line; remove the regionshift fence lines by hand and reload PostgreSQL`);
+    throw new Error(
+      `${file} has a "${BEGIN}" line without its "${END}" line; remove the regionshift fence lines by hand and reload PostgreSQL`,
+    );
   }
   const after = content.indexOf('\n', end);
   return content.slice(0, start) + (after < 0 ? '' : content.slice(after + 1));

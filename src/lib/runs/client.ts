@@ -1,12 +1,26 @@
 // Starting, following and steering runs from outside Temporal (CLI, Slack bot, alarm intake).
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { dataConverterFromEnv } from '../codec/env';
 import type { Config, Service } from '../config/schema';
 import { activeAddress, clusterEndpoints } from './control-plane';
 import { residencyRuleOf, residencyViolation } from '../../contract/policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../../contract/runbook/ids';
-import type { AbortInput, ApproveInput, Mode, OperateInput, RunbookDoc, RunInput, RunRecord } from '../../contract/runbook/types';
+import type {
+  AbortInput,
+  ApproveInput,
+  Mode,
+  OperateInput,
+  RunbookDoc,
+  RunInput,
+  RunRecord,
+} from '../../contract/runbook/types';
 import { SA } from '../../../workflows/search-attributes';
 import { signDecision, type DecisionSigner } from '../sign';
 import { clientInterceptors, startTracing, type Tracing } from '../tracing';
@@ -56,10 +70,17 @@ export async function connect(config: Config, opts: { address?: string } = {}): 
   try {
     connection = await Connection.connect({ address, connectTimeout: '5s' });
   } catch (err) {
-    throw new Error(`cannot reach Temporal at ${address} (${(err as Error).message}); is the stack up? (regionshift stack up)`);
+    throw new Error(
+      `cannot reach Temporal at ${address} (${(err as Error).message}); is the stack up? (regionshift stack up)`,
+    );
   }
   // A run's trace starts at its StartWorkflow span here; workers add the run, step and activity spans.
-  return new Client({ connection, namespace: config.temporal.namespace, dataConverter, interceptors: clientInterceptors(tracingForClients()) });
+  return new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    dataConverter,
+    interceptors: clientInterceptors(tracingForClients()),
+  });
 }
 
 /**
@@ -87,7 +108,8 @@ export async function* finishedRecords(client: Client, service: string, lookBack
 
 export function findService(config: Config, name: string): Service {
   const service = config.services.find((s) => s.name === name);
-  if (!service) throw new InputError(`unknown service "${name}"; known: ${config.services.map((s) => s.name).join(', ')}`);
+  if (!service)
+    throw new InputError(`unknown service "${name}"; known: ${config.services.map((s) => s.name).join(', ')}`);
   return service;
 }
 
@@ -106,8 +128,10 @@ export interface StartRequest {
 export function buildRunInput(config: Config, runbook: RunbookDoc, req: StartRequest): RunInput {
   const service = findService(config, req.service);
   const known = service.regions.join(', ');
-  if (!service.regions.includes(req.target)) throw new InputError(`unknown region "${req.target}" for ${service.name}; its regions: ${known}`);
-  if (req.source !== undefined && !service.regions.includes(req.source)) throw new InputError(`unknown region "${req.source}" for ${service.name}; its regions: ${known}`);
+  if (!service.regions.includes(req.target))
+    throw new InputError(`unknown region "${req.target}" for ${service.name}; its regions: ${known}`);
+  if (req.source !== undefined && !service.regions.includes(req.source))
+    throw new InputError(`unknown region "${req.source}" for ${service.name}; its regions: ${known}`);
   if (req.source === req.target) throw new InputError(`source and target are both ${req.target}: pick another --to`);
   const residency = residencyRuleOf(config, service);
   const violation = residencyViolation(residency, service.name, req.target);
@@ -124,7 +148,9 @@ export function buildRunInput(config: Config, runbook: RunbookDoc, req: StartReq
     requestedBy: req.requestedBy,
     trigger: req.trigger,
     triggeredAt: req.triggeredAt,
-    ...(service.traffic.provider === 'route53' && service.traffic.routing === 'weighted' ? { trafficDrain: service.traffic.drain } : {}),
+    ...(service.traffic.provider === 'route53' && service.traffic.routing === 'weighted'
+      ? { trafficDrain: service.traffic.drain }
+      : {}),
     ...(service.cache ? { cache: true } : {}),
   };
 }
@@ -169,7 +195,9 @@ export async function startRun(client: Client, input: RunInput, opts: { join?: b
     } catch {
       // The record is a nicety; the refusal stands without it.
     }
-    throw new RefusedError(`${input.service} already has a run in progress: ${workflowId} run ${desc.runId}${what}. Follow it with: regionshift status ${input.service}`);
+    throw new RefusedError(
+      `${input.service} already has a run in progress: ${workflowId} run ${desc.runId}${what}. Follow it with: regionshift status ${input.service}`,
+    );
   }
 }
 
@@ -202,10 +230,17 @@ function recordFromFailure(err: unknown): RunRecord | undefined {
 export function workflowIdOf(config: Config, ref: string): string {
   if (config.services.some((s) => s.name === ref)) return runWorkflowId(ref);
   if (ref.startsWith('regionshift-')) return ref;
-  throw new InputError(`"${ref}" is neither a service (${config.services.map((s) => s.name).join(', ')}) nor a run id (regionshift-<service>)`);
+  throw new InputError(
+    `"${ref}" is neither a service (${config.services.map((s) => s.name).join(', ')}) nor a run id (regionshift-<service>)`,
+  );
 }
 
-async function update(client: Client, workflowId: string, name: string, arg: ApproveInput | AbortInput | OperateInput): Promise<string> {
+async function update(
+  client: Client,
+  workflowId: string,
+  name: string,
+  arg: ApproveInput | AbortInput | OperateInput,
+): Promise<string> {
   try {
     return await client.workflow.getHandle(workflowId).executeUpdate<string, [typeof arg]>(name, { args: [arg] });
   } catch (err) {
@@ -226,19 +261,38 @@ async function target(client: Client, workflowId: string): Promise<{ runId: stri
     throw err;
   }
   if (desc.status.name !== 'RUNNING') return { runId: desc.runId };
-  return { runId: desc.runId, rec: await client.workflow.getHandle(workflowId, desc.runId).query<RunRecord>('progress') };
+  return {
+    runId: desc.runId,
+    rec: await client.workflow.getHandle(workflowId, desc.runId).query<RunRecord>('progress'),
+  };
 }
 
 /**
  * Approves or rejects the step the run waits at, signed by `signer` (the person's SSH key, or the
  * Slack bot). Without a signer the decision goes unsigned, and the run refuses it.
  */
-export async function approveRun(client: Client, workflowId: string, a: Omit<ApproveInput, 'signature'>, signer?: DecisionSigner): Promise<string> {
+export async function approveRun(
+  client: Client,
+  workflowId: string,
+  a: Omit<ApproveInput, 'signature'>,
+  signer?: DecisionSigner,
+): Promise<string> {
   const { runId, rec } = await target(client, workflowId);
   const stepId = rec?.pendingApproval?.stepId;
-  if (!stepId) throw new RefusedError(`run ${workflowId} is not waiting for an approval${rec ? ` (it is at step ${rec.currentStep ?? '-'})` : ''}`);
+  if (!stepId)
+    throw new RefusedError(
+      `run ${workflowId} is not waiting for an approval${rec ? ` (it is at step ${rec.currentStep ?? '-'})` : ''}`,
+    );
   const signature = signer
-    ? await signDecision(signer, { kind: a.decision, workflowId, runId, subject: stepId, by: a.by, groups: a.groups ?? [], reason: a.reason ?? '' })
+    ? await signDecision(signer, {
+        kind: a.decision,
+        workflowId,
+        runId,
+        subject: stepId,
+        by: a.by,
+        groups: a.groups ?? [],
+        reason: a.reason ?? '',
+      })
     : undefined;
   return update(client, workflowId, 'approve', { ...a, ...(signature ? { signature } : {}) });
 }
@@ -247,21 +301,50 @@ export async function approveRun(client: Client, workflowId: string, a: Omit<App
  * Retry, skip or compensate the failed step a run waits at (onFailure: ask), or pause or resume
  * it, signed as approveRun is: the signature names the step, so it is worthless for any other.
  */
-export async function operateRun(client: Client, workflowId: string, o: Omit<OperateInput, 'signature'>, signer?: DecisionSigner): Promise<string> {
+export async function operateRun(
+  client: Client,
+  workflowId: string,
+  o: Omit<OperateInput, 'signature'>,
+  signer?: DecisionSigner,
+): Promise<string> {
   const { runId, rec } = await target(client, workflowId);
   const subject = o.action === 'pause' || o.action === 'resume' ? 'run' : rec?.pendingDecision?.stepId;
-  if (!subject) throw new RefusedError(`run ${workflowId} has no failed step waiting for a decision${rec ? ` (it is at step ${rec.currentStep ?? '-'})` : ''}`);
+  if (!subject)
+    throw new RefusedError(
+      `run ${workflowId} has no failed step waiting for a decision${rec ? ` (it is at step ${rec.currentStep ?? '-'})` : ''}`,
+    );
   const signature = signer
-    ? await signDecision(signer, { kind: o.action, workflowId, runId, subject, by: o.by, groups: o.groups ?? [], reason: o.reason })
+    ? await signDecision(signer, {
+        kind: o.action,
+        workflowId,
+        runId,
+        subject,
+        by: o.by,
+        groups: o.groups ?? [],
+        reason: o.reason,
+      })
     : undefined;
   return update(client, workflowId, 'operate', { ...o, ...(signature ? { signature } : {}) });
 }
 
 /** Aborts the run, signed as approveRun is; the run compensates what it did. */
-export async function abortRun(client: Client, workflowId: string, a: Omit<AbortInput, 'signature' | 'signed'>, signer?: DecisionSigner): Promise<string> {
+export async function abortRun(
+  client: Client,
+  workflowId: string,
+  a: Omit<AbortInput, 'signature' | 'signed'>,
+  signer?: DecisionSigner,
+): Promise<string> {
   const { runId } = await target(client, workflowId);
   const signature = signer
-    ? await signDecision(signer, { kind: 'abort', workflowId, runId, subject: 'run', by: a.by, groups: a.groups ?? [], reason: a.reason })
+    ? await signDecision(signer, {
+        kind: 'abort',
+        workflowId,
+        runId,
+        subject: 'run',
+        by: a.by,
+        groups: a.groups ?? [],
+        reason: a.reason,
+      })
     : undefined;
   return update(client, workflowId, 'abort', { ...a, ...(signature ? { signature } : {}) });
 }

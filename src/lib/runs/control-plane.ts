@@ -41,7 +41,10 @@ export function clusterEndpoints(config: Config): ClusterEndpoint[] | undefined 
 export function endpointOf(config: Config, region: string): ClusterEndpoint {
   const all = clusterEndpoints(config);
   const found = all?.find((c) => c.region === region);
-  if (!found) throw new Error(`no Temporal cluster for region ${region}${all ? ` (clusters: ${all.map((c) => c.region).join(', ')})` : ': the control plane is a single cluster (temporal.clusters or stack.controlPlane: replicated)'}`);
+  if (!found)
+    throw new Error(
+      `no Temporal cluster for region ${region}${all ? ` (clusters: ${all.map((c) => c.region).join(', ')})` : ': the control plane is a single cluster (temporal.clusters or stack.controlPlane: replicated)'}`,
+    );
   return found;
 }
 
@@ -55,30 +58,50 @@ async function withConnection<T>(address: string, fn: (c: Connection) => Promise
 }
 
 /** What one cluster says of the namespace. */
-export async function namespaceViewAt(address: string, namespace: string, timeoutMs = 2_000): Promise<Omit<NamespaceView, 'from'>> {
-  return withConnection(address, async (c) => {
-    const d = await c.workflowService.describeNamespace({ namespace });
-    return { active: d.replicationConfig?.activeClusterName ?? '', failoverVersion: Number(d.failoverVersion ?? 0) };
-  }, timeoutMs);
+export async function namespaceViewAt(
+  address: string,
+  namespace: string,
+  timeoutMs = 2_000,
+): Promise<Omit<NamespaceView, 'from'>> {
+  return withConnection(
+    address,
+    async (c) => {
+      const d = await c.workflowService.describeNamespace({ namespace });
+      return { active: d.replicationConfig?.activeClusterName ?? '', failoverVersion: Number(d.failoverVersion ?? 0) };
+    },
+    timeoutMs,
+  );
 }
 
 /**
  * Every cluster asked at once; the newest view wins (the highest failover version: a cluster
  * that missed a failover still names the old active one). Throws when none answers.
  */
-export async function namespaceView(config: Config, timeoutMs = 2_000): Promise<NamespaceView & { answered: string[]; silent: string[] }> {
+export async function namespaceView(
+  config: Config,
+  timeoutMs = 2_000,
+): Promise<NamespaceView & { answered: string[]; silent: string[] }> {
   const clusters = clusterEndpoints(config) ?? [];
-  const views = await Promise.all(clusters.map(async (c) => {
-    try {
-      return { ...(await namespaceViewAt(c.address, config.temporal.namespace, timeoutMs)), from: c.region };
-    } catch {
-      return undefined;
-    }
-  }));
+  const views = await Promise.all(
+    clusters.map(async (c) => {
+      try {
+        return { ...(await namespaceViewAt(c.address, config.temporal.namespace, timeoutMs)), from: c.region };
+      } catch {
+        return undefined;
+      }
+    }),
+  );
   const answered = views.filter((v): v is NamespaceView => v !== undefined);
-  if (!answered.length) throw new Error(`no Temporal cluster answered for namespace ${config.temporal.namespace} (${clusters.map((c) => `${c.region} ${c.address}`).join(', ')})`);
+  if (!answered.length)
+    throw new Error(
+      `no Temporal cluster answered for namespace ${config.temporal.namespace} (${clusters.map((c) => `${c.region} ${c.address}`).join(', ')})`,
+    );
   const best = answered.reduce((a, b) => (b.failoverVersion > a.failoverVersion ? b : a));
-  return { ...best, answered: answered.map((v) => v.from), silent: clusters.filter((c) => !answered.some((v) => v.from === c.region)).map((c) => c.region) };
+  return {
+    ...best,
+    answered: answered.map((v) => v.from),
+    silent: clusters.filter((c) => !answered.some((v) => v.from === c.region)).map((c) => c.region),
+  };
 }
 
 /**
@@ -96,14 +119,25 @@ export async function activeAddress(config: Config): Promise<string> {
  * Makes `target`'s cluster the namespace's active one, through that cluster, and waits until it
  * says so itself. Idempotent: a namespace already active there is left alone.
  */
-export async function failoverControlPlane(config: Config, target: string, timeoutMs = 30_000): Promise<{ from: string; to: string; failoverVersion: number; changed: boolean }> {
+export async function failoverControlPlane(
+  config: Config,
+  target: string,
+  timeoutMs = 30_000,
+): Promise<{ from: string; to: string; failoverVersion: number; changed: boolean }> {
   const { address } = endpointOf(config, target);
   const namespace = config.temporal.namespace;
   const before = await namespaceViewAt(address, namespace).catch((err: Error) => {
-    throw new Error(`the Temporal cluster of ${target} (${address}) does not answer (${err.message}); pick a cluster that is up`);
+    throw new Error(
+      `the Temporal cluster of ${target} (${address}) does not answer (${err.message}); pick a cluster that is up`,
+    );
   });
-  if (before.active === target) return { from: target, to: target, failoverVersion: before.failoverVersion, changed: false };
-  await withConnection(address, (c) => c.workflowService.updateNamespace({ namespace, replicationConfig: { activeClusterName: target } }), 10_000);
+  if (before.active === target)
+    return { from: target, to: target, failoverVersion: before.failoverVersion, changed: false };
+  await withConnection(
+    address,
+    (c) => c.workflowService.updateNamespace({ namespace, replicationConfig: { activeClusterName: target } }),
+    10_000,
+  );
   const until = Date.now() + timeoutMs;
   for (;;) {
     const now = await namespaceViewAt(address, namespace).catch(() => undefined);
@@ -111,7 +145,8 @@ export async function failoverControlPlane(config: Config, target: string, timeo
       await reassertCurrentVersion(address, namespace, until);
       return { from: before.active, to: target, failoverVersion: now.failoverVersion, changed: true };
     }
-    if (Date.now() > until) throw new Error(`namespace ${namespace} is not active in ${target} ${timeoutMs} ms after the failover request`);
+    if (Date.now() > until)
+      throw new Error(`namespace ${namespace} is not active in ${target} ${timeoutMs} ms after the failover request`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -127,19 +162,34 @@ export async function failoverControlPlane(config: Config, target: string, timeo
 async function reassertCurrentVersion(address: string, namespace: string, until: number): Promise<void> {
   // Loaded here only: the versioning module brings the worker SDK, which no other client call needs.
   const { CONTROL_DEPLOYMENT } = await import('../../../workers/versioning');
-  await withConnection(address, async (c) => {
-    const d = await c.workflowService.describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT }).catch(() => undefined);
-    const buildId = d?.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId;
-    if (!buildId) return; // no versioned control worker has run here
-    for (;;) {
-      try {
-        await c.workflowService.setWorkerDeploymentCurrentVersion({ namespace, deploymentName: CONTROL_DEPLOYMENT, buildId, identity: 'regionshift control-plane failover', ignoreMissingTaskQueues: true });
-        return;
-      } catch (err) {
-        // Right after the failover the cluster may still refuse writes it is about to accept.
-        if (Date.now() > until) throw new Error(`namespace ${namespace} failed over, but setting ${CONTROL_DEPLOYMENT} version ${buildId} current there failed: ${(err as Error).message}`);
-        await new Promise((r) => setTimeout(r, 250));
+  await withConnection(
+    address,
+    async (c) => {
+      const d = await c.workflowService
+        .describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT })
+        .catch(() => undefined);
+      const buildId = d?.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId;
+      if (!buildId) return; // no versioned control worker has run here
+      for (;;) {
+        try {
+          await c.workflowService.setWorkerDeploymentCurrentVersion({
+            namespace,
+            deploymentName: CONTROL_DEPLOYMENT,
+            buildId,
+            identity: 'regionshift control-plane failover',
+            ignoreMissingTaskQueues: true,
+          });
+          return;
+        } catch (err) {
+          // Right after the failover the cluster may still refuse writes it is about to accept.
+          if (Date.now() > until)
+            throw new Error(
+              `namespace ${namespace} failed over, but setting ${CONTROL_DEPLOYMENT} version ${buildId} current there failed: ${(err as Error).message}`,
+            );
+          await new Promise((r) => setTimeout(r, 250));
+        }
       }
-    }
-  }, 10_000);
+    },
+    10_000,
+  );
 }

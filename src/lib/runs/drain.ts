@@ -25,15 +25,25 @@ export interface DrainRequest {
 export function drainHandoffOf(rec: RunRecord): DrainHandoff | undefined {
   const d = rec.drain;
   if (rec.kind !== 'drain' || rec.status !== 'succeeded' || rec.dryRun || !d?.before || !d.after) return undefined;
-  return { workflowId: rec.workflowId, runId: rec.runId, region: d.region, before: d.before, after: d.after, ...(rec.endedAt ? { endedAt: rec.endedAt } : {}) };
+  return {
+    workflowId: rec.workflowId,
+    runId: rec.runId,
+    region: d.region,
+    before: d.before,
+    after: d.after,
+    ...(rec.endedAt ? { endedAt: rec.endedAt } : {}),
+  };
 }
 
 /** Checks what can be checked before anything starts: the service, the region, the runbook's kind. */
 export function buildDrainInput(config: Config, runbook: RunbookDoc, req: DrainRequest): RunInput {
   const service = findService(config, req.service);
-  if (runbook.kind !== 'drain' && runbook.kind !== 'undrain') throw new InputError(`runbook ${runbook.file} is a ${runbook.kind} runbook; expected drain or undrain`);
+  if (runbook.kind !== 'drain' && runbook.kind !== 'undrain')
+    throw new InputError(`runbook ${runbook.file} is a ${runbook.kind} runbook; expected drain or undrain`);
   if (!service.regions.includes(req.region)) {
-    throw new InputError(`unknown region "${req.region}" for ${service.name}; its regions: ${service.regions.join(', ')}`);
+    throw new InputError(
+      `unknown region "${req.region}" for ${service.name}; its regions: ${service.regions.join(', ')}`,
+    );
   }
   return {
     runbook,
@@ -55,7 +65,12 @@ export function buildDrainInput(config: Config, runbook: RunbookDoc, req: DrainR
  * The latest succeeded drain of `region` for the service, unless an undrain of it succeeded
  * since. Looks at the newest `lookBack` runs.
  */
-export async function latestDrain(client: Client, service: string, region: string, lookBack = 25): Promise<DrainHandoff | undefined> {
+export async function latestDrain(
+  client: Client,
+  service: string,
+  region: string,
+  lookBack = 25,
+): Promise<DrainHandoff | undefined> {
   for await (const rec of finishedRecords(client, service, lookBack)) {
     if (rec.dryRun || rec.status !== 'succeeded' || rec.drain?.region !== region) continue;
     if (rec.kind === 'undrain') return undefined;
@@ -66,12 +81,19 @@ export async function latestDrain(client: Client, service: string, region: strin
 }
 
 /** The undrain input for the region's latest drain; refused when there is none to undo. */
-export async function buildUndrainInput(client: Client, config: Config, runbook: RunbookDoc, req: Omit<DrainRequest, 'drained'>): Promise<RunInput> {
+export async function buildUndrainInput(
+  client: Client,
+  config: Config,
+  runbook: RunbookDoc,
+  req: Omit<DrainRequest, 'drained'>,
+): Promise<RunInput> {
   const service = findService(config, req.service);
   buildDrainInput(config, runbook, req); // bad input is reported before Temporal is asked anything
   const drained = await latestDrain(client, service.name, req.region);
   if (!drained) {
-    throw new RefusedError(`${service.name} has no drain of ${req.region} to undo: its latest runs show none since the last undrain (regionshift status ${service.name})`);
+    throw new RefusedError(
+      `${service.name} has no drain of ${req.region} to undo: its latest runs show none since the last undrain (regionshift status ${service.name})`,
+    );
   }
   return buildDrainInput(config, runbook, { ...req, drained });
 }

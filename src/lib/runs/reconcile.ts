@@ -8,7 +8,13 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Config } from '../config/schema';
 import { CONTROL_TASK_QUEUE } from '../../contract/runbook/ids';
 import type { RunbookDoc, RunInput, RunRecord } from '../../contract/runbook/types';
-import type { CaseResolveInput, CaseResolveResult, CasesListInput, ReconcileCase, ReconcileHandoff } from '../../contract/reconcile';
+import type {
+  CaseResolveInput,
+  CaseResolveResult,
+  CasesListInput,
+  ReconcileCase,
+  ReconcileHandoff,
+} from '../../contract/reconcile';
 import type { CasesOp, CasesRequest, CasesResponse } from '../../../workflows/reconcile-actions';
 import { finishedRecords, findService, InputError, RefusedError } from './client';
 import { signDecision, type DecisionSigner } from '../sign';
@@ -23,12 +29,18 @@ export function handoffOf(rec: RunRecord): ReconcileHandoff {
     oldPrimary: rec.reconcile?.oldPrimary ?? rec.source ?? '',
     newPrimary: rec.target,
     divergence: {
-      ...(rec.promotion?.timeline !== undefined ? { timeline: rec.promotion.timeline } : rec.reconcile?.divergence?.timeline !== undefined ? { timeline: rec.reconcile.divergence.timeline } : {}),
-      ...(rec.reconcile?.divergence?.lsn ?? rec.promotion?.before.lsn ? { lsn: rec.reconcile?.divergence?.lsn ?? rec.promotion?.before.lsn } : {}),
+      ...(rec.promotion?.timeline !== undefined
+        ? { timeline: rec.promotion.timeline }
+        : rec.reconcile?.divergence?.timeline !== undefined
+          ? { timeline: rec.reconcile.divergence.timeline }
+          : {}),
+      ...((rec.reconcile?.divergence?.lsn ?? rec.promotion?.before.lsn)
+        ? { lsn: rec.reconcile?.divergence?.lsn ?? rec.promotion?.before.lsn }
+        : {}),
       ...(rec.promotion?.before.lastReplayedCommitAt ? { at: rec.promotion.before.lastReplayedCommitAt } : {}),
       ...lagEvidenceOf(rec),
     },
-    ...(rec.trafficBefore ?? rec.traffic?.before ? { trafficBefore: rec.trafficBefore ?? rec.traffic?.before } : {}),
+    ...((rec.trafficBefore ?? rec.traffic?.before) ? { trafficBefore: rec.trafficBefore ?? rec.traffic?.before } : {}),
     ...(rec.endedAt ? { failoverEndedAt: rec.endedAt } : {}),
   };
 }
@@ -41,11 +53,18 @@ export function handoffOf(rec: RunRecord): ReconcileHandoff {
 function lagEvidenceOf(rec: RunRecord): Pick<ReconcileHandoff['divergence'], 'failedAt' | 'lagMs' | 'lagObservedAt'> {
   const d = rec.reconcile?.divergence;
   if (d?.failedAt) {
-    return { failedAt: d.failedAt, ...(d.lagMs !== undefined ? { lagMs: d.lagMs } : {}), ...(d.lagObservedAt ? { lagObservedAt: d.lagObservedAt } : {}) };
+    return {
+      failedAt: d.failedAt,
+      ...(d.lagMs !== undefined ? { lagMs: d.lagMs } : {}),
+      ...(d.lagObservedAt ? { lagObservedAt: d.lagObservedAt } : {}),
+    };
   }
   const before = rec.promotion?.before;
   const lagMs = lagMsOf(before);
-  return { failedAt: rec.startedAt, ...(lagMs !== undefined ? { lagMs, lagObservedAt: before!.lastHeardFromPrimaryAt! } : {}) };
+  return {
+    failedAt: rec.startedAt,
+    ...(lagMs !== undefined ? { lagMs, lagObservedAt: before!.lastHeardFromPrimaryAt! } : {}),
+  };
 }
 
 export interface FoundFailover {
@@ -60,7 +79,11 @@ export interface FoundFailover {
  * newest runs of its workflow id backwards; a planned failover after it means the topology has
  * moved on. Undefined when there is none.
  */
-export async function latestUnplannedFailover(client: Client, service: string, lookBack = 25): Promise<FoundFailover | undefined> {
+export async function latestUnplannedFailover(
+  client: Client,
+  service: string,
+  lookBack = 25,
+): Promise<FoundFailover | undefined> {
   let failedBack = false;
   for await (const rec of finishedRecords(client, service, lookBack)) {
     if (rec.dryRun || rec.status !== 'succeeded') continue;
@@ -83,19 +106,33 @@ export interface FollowUpRequest {
 }
 
 /** A reconcile or failback RunInput for the service's latest unplanned failover. */
-export async function buildFollowUpInput(client: Client, config: Config, runbook: RunbookDoc, req: FollowUpRequest): Promise<RunInput> {
+export async function buildFollowUpInput(
+  client: Client,
+  config: Config,
+  runbook: RunbookDoc,
+  req: FollowUpRequest,
+): Promise<RunInput> {
   const service = findService(config, req.service);
   const kind = runbook.kind;
-  if (kind !== 'reconcile' && kind !== 'failback') throw new InputError(`runbook ${runbook.file} is a ${kind} runbook; expected reconcile or failback`);
+  if (kind !== 'reconcile' && kind !== 'failback')
+    throw new InputError(`runbook ${runbook.file} is a ${kind} runbook; expected reconcile or failback`);
   let handoff = req.handoff;
   if (!handoff) {
     const found = await latestUnplannedFailover(client, service.name);
-    if (!found) throw new RefusedError(`${service.name} has no unplanned failover to ${kind === 'reconcile' ? 'reconcile' : 'fail back from'}: the latest runs show none since the last planned one (regionshift status ${service.name})`);
-    if (found.failedBack) throw new RefusedError(`${service.name} already failed back from failover ${found.handoff.failoverRunId} (${found.handoff.oldPrimary} → ${found.handoff.newPrimary})`);
+    if (!found)
+      throw new RefusedError(
+        `${service.name} has no unplanned failover to ${kind === 'reconcile' ? 'reconcile' : 'fail back from'}: the latest runs show none since the last planned one (regionshift status ${service.name})`,
+      );
+    if (found.failedBack)
+      throw new RefusedError(
+        `${service.name} already failed back from failover ${found.handoff.failoverRunId} (${found.handoff.oldPrimary} → ${found.handoff.newPrimary})`,
+      );
     handoff = found.handoff;
   }
-  if (!handoff.oldPrimary || !service.regions.includes(handoff.oldPrimary)) throw new InputError(`the failover's old primary "${handoff.oldPrimary}" is not a region of ${service.name}`);
-  if (kind === 'failback' && req.overrideReason !== undefined && req.overrideReason.trim() === '') throw new InputError('--override-reason needs a reason: it goes into the run\'s audit record');
+  if (!handoff.oldPrimary || !service.regions.includes(handoff.oldPrimary))
+    throw new InputError(`the failover's old primary "${handoff.oldPrimary}" is not a region of ${service.name}`);
+  if (kind === 'failback' && req.overrideReason !== undefined && req.overrideReason.trim() === '')
+    throw new InputError("--override-reason needs a reason: it goes into the run's audit record");
   const failback = kind === 'failback';
   return {
     runbook,
@@ -113,7 +150,9 @@ export async function buildFollowUpInput(client: Client, config: Config, runbook
     // A failback moves the cache back with the database (runbooks/failback.yaml, condition `cache`).
     ...(failback && service.cache ? { cache: true } : {}),
     ...(failback && req.overrideReason ? { override: { by: req.requestedBy, reason: req.overrideReason } } : {}),
-    ...(failback && service.traffic.provider === 'route53' && service.traffic.routing === 'weighted' ? { trafficDrain: service.traffic.drain } : {}),
+    ...(failback && service.traffic.provider === 'route53' && service.traffic.routing === 'weighted'
+      ? { trafficDrain: service.traffic.drain }
+      : {}),
   };
 }
 
@@ -124,7 +163,13 @@ function casesWorkflowId(service: string): string {
   return `regionshift-cases-${service}-${randomUUID()}`;
 }
 
-async function casesCall(client: Client, config: Config, service: string, req: CasesOp, workflowId = casesWorkflowId(service)): Promise<CasesResponse> {
+async function casesCall(
+  client: Client,
+  config: Config,
+  service: string,
+  req: CasesOp,
+  workflowId = casesWorkflowId(service),
+): Promise<CasesResponse> {
   const svc = findService(config, service);
   try {
     return await client.workflow.execute('reconcileCases', {
@@ -132,16 +177,21 @@ async function casesCall(client: Client, config: Config, service: string, req: C
       workflowId,
       args: [{ ...req, service: svc.name, regions: svc.regions } as CasesRequest],
       workflowExecutionTimeout: '5m',
-      staticSummary: req.op === 'resolve' ? `case ${req.resolve.caseId}: ${req.resolve.action} by ${req.resolve.by}` : `list cases of ${svc.name}`,
+      staticSummary:
+        req.op === 'resolve'
+          ? `case ${req.resolve.caseId}: ${req.resolve.action} by ${req.resolve.by}`
+          : `list cases of ${svc.name}`,
     });
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
       let cause: unknown = err.cause;
-      while (cause && !(cause instanceof ApplicationFailure) && (cause as { cause?: unknown }).cause) cause = (cause as { cause?: unknown }).cause;
+      while (cause && !(cause instanceof ApplicationFailure) && (cause as { cause?: unknown }).cause)
+        cause = (cause as { cause?: unknown }).cause;
       const message = (cause as Error | undefined)?.message ?? err.message;
       const type = cause instanceof ApplicationFailure ? cause.type : undefined;
       if (type === 'CaseNotFound') throw new InputError(message);
-      if (type === 'CaseRefused' || type === 'CasesUnreachable' || type === 'ReconcileNotPrimary') throw new RefusedError(message);
+      if (type === 'CaseRefused' || type === 'CasesUnreachable' || type === 'ReconcileNotPrimary')
+        throw new RefusedError(message);
       throw new Error(message);
     }
     throw err;
@@ -160,14 +210,34 @@ export async function listCases(client: Client, config: Config, input: CasesList
  * For the Slack bot's buttons as much as for `regionshift cases resolve`. Throws InputError for
  * an unknown case, RefusedError when the case cannot be resolved that way.
  */
-export async function resolveCase(client: Client, config: Config, input: Omit<CaseResolveInput, 'signature' | 'signed'>, signer?: DecisionSigner): Promise<CaseResolveResult> {
-  if (!['accept', 'reject', 'compensate'].includes(input.action)) throw new InputError(`--action is accept, reject or compensate, not "${input.action}"`);
+export async function resolveCase(
+  client: Client,
+  config: Config,
+  input: Omit<CaseResolveInput, 'signature' | 'signed'>,
+  signer?: DecisionSigner,
+): Promise<CaseResolveResult> {
+  if (!['accept', 'reject', 'compensate'].includes(input.action))
+    throw new InputError(`--action is accept, reject or compensate, not "${input.action}"`);
   if (!input.by) throw new InputError('a case is resolved by someone: --by NAME');
   const workflowId = casesWorkflowId(findService(config, input.service).name);
   const signature = signer
-    ? await signDecision(signer, { kind: 'case', workflowId, runId: '', subject: caseSubject(input), by: input.by, groups: input.groups ?? [], reason: input.note ?? '' })
+    ? await signDecision(signer, {
+        kind: 'case',
+        workflowId,
+        runId: '',
+        subject: caseSubject(input),
+        by: input.by,
+        groups: input.groups ?? [],
+        reason: input.note ?? '',
+      })
     : undefined;
-  const res = await casesCall(client, config, input.service, { op: 'resolve', resolve: { ...input, ...(signature ? { signature } : {}) } }, workflowId);
+  const res = await casesCall(
+    client,
+    config,
+    input.service,
+    { op: 'resolve', resolve: { ...input, ...(signature ? { signature } : {}) } },
+    workflowId,
+  );
   if (res.op !== 'resolve') throw new Error('unexpected answer from reconcileCases');
   return res.result;
 }

@@ -43,26 +43,34 @@ function find(): { found: Partial<MonitoringBins>; missing: string[] } {
 }
 
 function missingMessage(pkgs: string[], why?: string): string {
-  return `monitoring programs not found (${pkgs.join(', ')})${why ? ` (${why})` : ''}: install them with ` +
-    `\`apt-get install ${pkgs.join(' ')}\`, or set stack.monitoring.enabled: false in the config (nothing then fails over by itself)`;
+  return (
+    `monitoring programs not found (${pkgs.join(', ')})${why ? ` (${why})` : ''}: install them with ` +
+    `\`apt-get install ${pkgs.join(' ')}\`, or set stack.monitoring.enabled: false in the config (nothing then fails over by itself)`
+  );
 }
 
 /** The monitoring programs; installs the missing Debian packages when we are root. */
 export async function ensureMonitoringBins(opts: { onProgress?(line: string): void } = {}): Promise<MonitoringBins> {
   const first = find();
   if (first.missing.length === 0) return first.found as MonitoringBins;
-  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) throw new PrerequisiteError(missingMessage(first.missing, 'not root, so not installed'));
+  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get'))
+    throw new PrerequisiteError(missingMessage(first.missing, 'not root, so not installed'));
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const onLine = (line: string) => opts.onProgress?.(`  apt: ${line}`);
   opts.onProgress?.(`${first.missing.join(', ')} not found; installing with apt-get (a minute or two)…`);
   try {
     await runStreaming('apt-get', ['update'], { env, onLine, idleNoticeMs: 15_000 });
     // No recommends: the prometheus package would pull in node-exporter and its timers.
-    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', ...first.missing], { env, onLine, idleNoticeMs: 15_000 });
+    await runStreaming('apt-get', ['install', '-y', '--no-install-recommends', ...first.missing], {
+      env,
+      onLine,
+      idleNoticeMs: 15_000,
+    });
   } catch (err) {
     throw new PrerequisiteError(missingMessage(first.missing, `apt-get failed: ${(err as Error).message}`));
   }
   const after = find();
-  if (after.missing.length) throw new PrerequisiteError(missingMessage(after.missing, 'still missing after apt-get install'));
+  if (after.missing.length)
+    throw new PrerequisiteError(missingMessage(after.missing, 'still missing after apt-get install'));
   return after.found as MonitoringBins;
 }

@@ -87,8 +87,19 @@ export function monitoringPlan(config: Config, home: string, configFile: string)
   const dir = join(home, 'monitoring');
   const regions = workerRegions(config);
   const members = pgMembers(config);
-  const vantagePoints = regions.map((region, i) => ({ name: blackboxName(region), region, port: m.blackboxPort + i, configFile: join(dir, `blackbox-${region}.yml`) }));
-  const exporters = members.map((mem, i) => ({ name: pgExporterName(mem.service, mem.region), service: mem.service, region: mem.region, port: m.postgresExporterPort + i, node: mem.node }));
+  const vantagePoints = regions.map((region, i) => ({
+    name: blackboxName(region),
+    region,
+    port: m.blackboxPort + i,
+    configFile: join(dir, `blackbox-${region}.yml`),
+  }));
+  const exporters = members.map((mem, i) => ({
+    name: pgExporterName(mem.service, mem.region),
+    service: mem.service,
+    region: mem.region,
+    port: m.postgresExporterPort + i,
+    node: mem.node,
+  }));
   const probes: Probe[] = [];
   for (const from of regions) {
     for (const mem of members) {
@@ -97,12 +108,23 @@ export function monitoringPlan(config: Config, home: string, configFile: string)
     }
   }
   const base = dirname(configFile);
-  const configuredRuleFiles = m.ruleFiles.map((given) => ({ given, path: isAbsolute(given) ? given : resolve(base, given) }));
+  const configuredRuleFiles = m.ruleFiles.map((given) => ({
+    given,
+    path: isAbsolute(given) ? given : resolve(base, given),
+  }));
   const budgetsFile = join(dir, 'budgets.rules.yml');
   return {
     dir,
-    prometheus: { port: m.prometheusPort, configFile: join(dir, 'prometheus.yml'), dataDir: join(dir, 'prometheus-data') },
-    alertmanager: { port: m.alertmanagerPort, configFile: join(dir, 'alertmanager.yml'), dataDir: join(dir, 'alertmanager-data') },
+    prometheus: {
+      port: m.prometheusPort,
+      configFile: join(dir, 'prometheus.yml'),
+      dataDir: join(dir, 'prometheus-data'),
+    },
+    alertmanager: {
+      port: m.alertmanagerPort,
+      configFile: join(dir, 'alertmanager.yml'),
+      dataDir: join(dir, 'alertmanager-data'),
+    },
     intake: { port: m.intakePort ?? triggersOf(config).intake.port },
     vantagePoints,
     exporters,
@@ -140,7 +162,13 @@ function tcpModule(cut = false): Record<string, unknown> {
  * FATAL for every probe. A refused or unanswered connect is what a dead region looks like.
  */
 export function blackboxConfig(config: Config, region: string, cutTo: string[] = []): string {
-  const targets = [...new Set(pgMembers(config).filter((m) => m.region !== region).map((m) => m.region))];
+  const targets = [
+    ...new Set(
+      pgMembers(config)
+        .filter((m) => m.region !== region)
+        .map((m) => m.region),
+    ),
+  ];
   const modules = Object.fromEntries(targets.map((to) => [probeModule(to), tcpModule(cutTo.includes(to))]));
   return `# The vantage point of ${region}, written by \`regionshift stack up\`.\n${stringify({ modules })}`;
 }
@@ -151,7 +179,14 @@ export function prometheusConfig(config: Config, plan: MonitoringPlan): string {
     return {
       targets: [`${HOST}:${vp.port}`],
       // The probed endpoint and module travel as URL parameters of the scrape (__param_*).
-      labels: { __param_target: p.target, __param_module: probeModule(p.to), probe_from: p.from, probe_to: p.to, service: p.service, instance: `${p.from}->${p.to}` },
+      labels: {
+        __param_target: p.target,
+        __param_module: probeModule(p.to),
+        probe_from: p.from,
+        probe_to: p.to,
+        service: p.service,
+        instance: `${p.from}->${p.to}`,
+      },
     };
   });
   const scrapeConfigs: Record<string, unknown>[] = [
@@ -161,7 +196,10 @@ export function prometheusConfig(config: Config, plan: MonitoringPlan): string {
       // Lag alerts wait 4 s anyway; half the scrapes of the exporters' SQL.
       scrape_interval: '2s',
       scrape_timeout: '2s',
-      static_configs: plan.exporters.map((e) => ({ targets: [`${HOST}:${e.port}`], labels: { service: e.service, region: e.region } })),
+      static_configs: plan.exporters.map((e) => ({
+        targets: [`${HOST}:${e.port}`],
+        labels: { service: e.service, region: e.region },
+      })),
     },
     ...extraScrapeJobs(config, plan),
   ];
@@ -181,12 +219,20 @@ export function prometheusConfig(config: Config, plan: MonitoringPlan): string {
  */
 export function extraScrapeJobs(config: Config, plan: MonitoringPlan): Record<string, unknown>[] {
   const jobs: Record<string, unknown>[] = [
-    { job_name: 'regionshift-intake', scrape_interval: '5s', static_configs: [{ targets: [`${HOST}:${plan.intake.port}`] }] },
+    {
+      job_name: 'regionshift-intake',
+      scrape_interval: '5s',
+      static_configs: [{ targets: [`${HOST}:${plan.intake.port}`] }],
+    },
   ];
   const workers = Object.entries(config.metrics?.workers ?? {}).filter(([, port]) => port > 0);
   if (workers.length) {
     const host = config.metrics?.host ?? HOST;
-    jobs.push({ job_name: 'regionshift-worker', scrape_interval: '5s', static_configs: workers.map(([region, port]) => ({ targets: [`${host}:${port}`], labels: { region } })) });
+    jobs.push({
+      job_name: 'regionshift-worker',
+      scrape_interval: '5s',
+      static_configs: workers.map(([region, port]) => ({ targets: [`${host}:${port}`], labels: { region } })),
+    });
   }
   return jobs;
 }
@@ -206,14 +252,18 @@ export function alertmanagerConfig(plan: MonitoringPlan): string {
       // hear of an alert still firing.
       repeat_interval: '30s',
     },
-    receivers: [{
-      name: 'regionshift-intake',
-      webhook_configs: [{
-        url: `${intakeUrl(plan)}/alertmanager`,
-        send_resolved: true,
-        http_config: { authorization: { type: 'Bearer', credentials_file: plan.tokenFile } },
-      }],
-    }],
+    receivers: [
+      {
+        name: 'regionshift-intake',
+        webhook_configs: [
+          {
+            url: `${intakeUrl(plan)}/alertmanager`,
+            send_resolved: true,
+            http_config: { authorization: { type: 'Bearer', credentials_file: plan.tokenFile } },
+          },
+        ],
+      },
+    ],
   };
   return `# Written by \`regionshift stack up\`: every alert goes to the stack's regionshift intake.\n${stringify(doc)}`;
 }
@@ -237,7 +287,11 @@ regionshift_standby:
 `;
 
 export function budgetsRules(config: Config): string {
-  const rules = config.services.map((s) => ({ record: 'regionshift:rpo_budget_seconds', expr: `vector(${s.policy.rpoBudgetSeconds})`, labels: { service: s.name } }));
+  const rules = config.services.map((s) => ({
+    record: 'regionshift:rpo_budget_seconds',
+    expr: `vector(${s.policy.rpoBudgetSeconds})`,
+    labels: { service: s.name },
+  }));
   const doc = { groups: [{ name: 'regionshift-budgets', rules }] };
   return `# Each service's policy.rpoBudgetSeconds, for RegionshiftReplicationLagOverBudget (written by \`regionshift stack up\`).\n${stringify(doc)}`;
 }
@@ -246,7 +300,11 @@ export function budgetsRules(config: Config): string {
  * The bearer token Alertmanager presents to the intake: the intake's token variable when this
  * shell sets it, otherwise one made on the first `up` and kept in the state dir.
  */
-export function alertmanagerToken(config: Config, plan: MonitoringPlan, env: NodeJS.ProcessEnv = process.env): { tokenEnv: string; token: string } {
+export function alertmanagerToken(
+  config: Config,
+  plan: MonitoringPlan,
+  env: NodeJS.ProcessEnv = process.env,
+): { tokenEnv: string; token: string } {
   const tokenEnv = triggersOf(config).intake.alertmanager.tokenEnv;
   let token = env[tokenEnv];
   if (!token && existsSync(plan.tokenFile)) token = readFileSync(plan.tokenFile, 'utf8').trim();
@@ -278,7 +336,9 @@ export function writeMonitoringFiles(config: Config, plan: MonitoringPlan, token
 
 /** The regions a vantage point's config currently cuts it off from. */
 export function cutTargets(configFile: string): string[] {
-  const doc = parse(readFileSync(configFile, 'utf8')) as { modules?: Record<string, { tcp?: { source_ip_address?: string } }> } | null;
+  const doc = parse(readFileSync(configFile, 'utf8')) as {
+    modules?: Record<string, { tcp?: { source_ip_address?: string } }>;
+  } | null;
   return Object.entries(doc?.modules ?? {})
     .filter(([, mod]) => mod.tcp?.source_ip_address === CUT_SOURCE)
     .map(([name]) => name.slice('pg_'.length));

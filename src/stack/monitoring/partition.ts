@@ -8,14 +8,23 @@ import { blackboxConfig, cutTargets, exporterUrl, monitoringPlan } from './confi
 
 async function reload(port: number): Promise<void> {
   const res = await fetch(`${exporterUrl(port)}/-/reload`, { method: 'POST', signal: AbortSignal.timeout(5_000) });
-  if (!res.ok) throw new Error(`the blackbox exporter on port ${port} refused to reload: HTTP ${res.status} ${await res.text()}`);
+  if (!res.ok)
+    throw new Error(`the blackbox exporter on port ${port} refused to reload: HTTP ${res.status} ${await res.text()}`);
 }
 
 /** Cuts (or heals) the path from the vantage point `from` to the PostgreSQL of `to`. */
-export async function setVantageCut(ctx: { config: Config; home: string; configFile: string }, from: string, to: string, cut: boolean): Promise<void> {
+export async function setVantageCut(
+  ctx: { config: Config; home: string; configFile: string },
+  from: string,
+  to: string,
+  cut: boolean,
+): Promise<void> {
   const plan = monitoringPlan(ctx.config, ctx.home, ctx.configFile);
   const vp = plan.vantagePoints.find((v) => v.region === from);
-  if (!vp) throw new Error(`no vantage point in ${from}: the stack's regions are ${plan.vantagePoints.map((v) => v.region).join(', ')}`);
+  if (!vp)
+    throw new Error(
+      `no vantage point in ${from}: the stack's regions are ${plan.vantagePoints.map((v) => v.region).join(', ')}`,
+    );
   if (from === to) throw new Error(`${from} does not probe itself`);
   const now = new Set(cutTargets(vp.configFile));
   if (cut) now.add(to);
