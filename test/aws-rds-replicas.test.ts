@@ -25,6 +25,7 @@ import { fenceOnReturnWorkflowId } from '../src/contract/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import { awaitRecord, buildRunInput, startRun } from '../src/lib/runs/client';
 import { primaryRegionOf } from '../src/contract/traffic/plan';
+import { createReconcileActivities } from '../activities/reconcile';
 import { rdsOn } from './support/aurora-moto';
 import { createAwsEnv, type AwsEnv } from './support/aws-env';
 import { problemsOf } from './support/config-problems';
@@ -376,6 +377,20 @@ describe('rds-postgres-replicas', () => {
     expect(
       (await instances(EAST)).find((i) => i.DBInstanceIdentifier === ID[EAST])!.ReadReplicaSourceDBInstanceIdentifier,
     ).toBeUndefined();
+  });
+
+  it('refuses reconciliation (and so failback) once, naming what to do, instead of retrying it for ever', async () => {
+    const failback = createReconcileActivities(aws.config, WEST).failbackCheck({
+      service: 'ledger',
+      reconciliationId: 'r1',
+    });
+    await expect(failback).rejects.toMatchObject({
+      nonRetryable: true,
+      type: 'ReconcileConfig',
+      message: expect.stringContaining(
+        'service ledger uses rds-postgres-replicas: regionshift reconciles by SQL on postgres-streaming and aurora-global only',
+      ),
+    });
   });
 
   it('refuses a config with a bad instance identifier or a missing region, naming the field', () => {

@@ -83,11 +83,19 @@ export function rcConfig(config: Config, service: string): ReconcileConfig {
 }
 
 /**
- * Reconciliation compares journals by SQL, which regionshift does for PostgreSQL only: an Aurora
- * MySQL service is refused with what to do instead.
+ * Reconciliation compares journals by SQL, which regionshift does for postgres-streaming and Aurora
+ * PostgreSQL only: any other service is refused with what to do instead.
  */
 export function requireSqlReconcilable(svc: Service): AuroraGlobalDatabase | undefined {
-  if (svc.database.provider !== 'aurora-global') return undefined;
+  if (svc.database.provider === 'postgres-streaming') return undefined;
+  if (svc.database.provider !== 'aurora-global') {
+    // A plain error here would be retried for ever by the failback's first step: say it once.
+    throw ApplicationFailure.nonRetryable(
+      `service ${svc.name} uses ${svc.database.provider}: regionshift reconciles by SQL on postgres-streaming and aurora-global only. ` +
+        "Reconcile the old primary's writes (kept, renamed, by the provider) against the new primary by hand; then record the outcome before failing back (regionshift failback --override-reason)",
+      ReconcileFailure.Config,
+    );
+  }
   const db = svc.database;
   if (db.engine !== 'aurora-postgresql') {
     throw ApplicationFailure.nonRetryable(

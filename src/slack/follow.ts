@@ -13,6 +13,7 @@ import { awaitRecord } from '../lib/runs/client';
 import { listCases } from '../lib/runs/reconcile';
 import { runUiUrl } from '../present/run';
 import { CASES_EVENT_KEY, casesMessage, RUN_EVENT_TYPE, runMessage, THREAD_EVENT_TYPE, threadEvents } from './blocks';
+import { Poller } from './poller';
 
 interface Entry {
   ts?: string;
@@ -38,30 +39,10 @@ interface Meta {
   event_payload?: Record<string, unknown>;
 }
 
-export class RunFollower {
+export class RunFollower extends Poller {
   private readonly cache = new Map<string, Entry>();
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private stopped = false;
-
-  constructor(private readonly opts: FollowerOptions) {}
-
-  start(intervalMs: number): void {
-    const loop = async (): Promise<void> => {
-      if (this.stopped) return;
-      this.running = this.tick().catch((err) =>
-        this.opts.log(`slack: following runs failed: ${(err as Error).message}`),
-      );
-      await this.running;
-      if (!this.stopped) this.timer = setTimeout(() => void loop(), intervalMs);
-    };
-    void loop();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  constructor(private readonly opts: FollowerOptions) {
+    super('following runs', opts.log);
   }
 
   /** One pass over the runs to follow. */

@@ -7,6 +7,7 @@ import type { webApi } from '@slack/bolt';
 import type { ReadinessCheck, ReadinessEvaluation } from '../contract/readiness';
 import { recordedReadiness } from '../lib/readiness';
 import { mentions } from './blocks';
+import { Poller } from './poller';
 
 export const READINESS_EVENT_TYPE = 'regionshift_readiness';
 
@@ -61,33 +62,13 @@ export interface ReadinessWatchOptions {
   log: (line: string) => void;
 }
 
-export class ReadinessWatch {
+export class ReadinessWatch extends Poller {
   /** What the bot last said in the channel, per service (read back from the channel once). */
   private readonly said = new Map<string, Said | null>();
   /** The evaluation each service was last judged on, for callers that wait for a pass to have happened. */
   readonly seen = new Map<string, string>();
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private stopped = false;
-
-  constructor(private readonly opts: ReadinessWatchOptions) {}
-
-  start(intervalMs: number): void {
-    const loop = async (): Promise<void> => {
-      if (this.stopped) return;
-      this.running = this.tick().catch((err) =>
-        this.opts.log(`slack: watching readiness failed: ${(err as Error).message}`),
-      );
-      await this.running;
-      if (!this.stopped) this.timer = setTimeout(() => void loop(), intervalMs);
-    };
-    void loop();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  constructor(private readonly opts: ReadinessWatchOptions) {
+    super('watching readiness', opts.log);
   }
 
   async tick(): Promise<void> {

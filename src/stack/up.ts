@@ -249,59 +249,37 @@ async function upPostgres(
   return out;
 }
 
-/** The codec server the Temporal UI decrypts payloads through (started like a worker: the built CLI). */
-async function upCodecServer(
+/** A detached process of the stack, started unless it is running already, then waited for until ready. */
+async function upDetached(
   ctx: UpOptions,
   state: StackState,
   home: string,
-  codecEnv: Record<string, string>,
+  p: {
+    name: string;
+    what: string;
+    address: string;
+    argv: string[];
+    log: string;
+    env?: NodeJS.ProcessEnv;
+    ready(rec: ProcessRecord): boolean | Promise<boolean>;
+  },
 ): Promise<Outcome> {
-  let rec = liveProcess(state, CODEC_SERVER);
+  let rec = liveProcess(state, p.name);
   let action = 'already running';
   if (!rec) {
-    ctx.onProgress?.(`starting the codec server on ${codecServerUrl(ctx.config)}…`);
-    const env = { ...process.env, ...codecEnv };
+    ctx.onProgress?.(`starting ${p.what} on ${p.address}…`);
     rec = {
-      ...(await spawnDetached(codecServerArgv(ctx.configFile), { log: join(home, 'logs', 'codec-server.log'), env })),
-      address: codecServerUrl(ctx.config),
+      ...(await spawnDetached(p.argv, { log: join(home, 'logs', p.log), ...(p.env ? { env: p.env } : {}) })),
+      address: p.address,
     };
-    state.processes[CODEC_SERVER] = rec;
+    state.processes[p.name] = rec;
     writeState(state, home);
     action = 'started';
   }
   const started = rec;
   try {
-    await waitUntil(async () => codecServerReady(started), {
-      what: CODEC_SERVER,
-      timeoutMs: WORKER_READY_MS,
-      intervalMs: 250,
-      abort: exitedReason(started),
-    });
-    return { action };
-  } catch (err) {
-    return { action, error: (err as Error).message };
-  }
-}
-
-/** The demo application: it needs only its service's databases, which are up by now. */
-async function upApp(ctx: UpOptions, state: StackState, home: string, service: string): Promise<Outcome> {
-  const name = appComponentName(service);
-  let rec = liveProcess(state, name);
-  let action = 'already running';
-  if (!rec) {
-    ctx.onProgress?.(`starting the demo application on ${appUrl(ctx.config)}…`);
-    rec = {
-      ...(await spawnDetached(appArgv(ctx.configFile), { log: join(home, 'logs', `app-${service}.log`) })),
-      address: appUrl(ctx.config)!,
-    };
-    state.processes[name] = rec;
-    writeState(state, home);
-    action = 'started';
-  }
-  const started = rec;
-  try {
-    await waitUntil(async () => appReady(started), {
-      what: name,
+    await waitUntil(async () => p.ready(started), {
+      what: p.name,
       timeoutMs: WORKER_READY_MS,
       intervalMs: 250,
       abort: exitedReason(started),
@@ -422,9 +400,28 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
       const blocked = temporal.error ? 'not started: temporal is not up' : undefined;
       const app = ctx.config.stack.app;
       await Promise.all([
-        upCodecServer(ctx, state, home, codec.env).then((o) => outcomes.set(CODEC_SERVER, o)),
+        // The codec server the Temporal UI decrypts payloads through, started like a worker: the built CLI.
+        upDetached(ctx, state, home, {
+          name: CODEC_SERVER,
+          what: 'the codec server',
+          address: codecServerUrl(ctx.config),
+          argv: codecServerArgv(ctx.configFile),
+          log: 'codec-server.log',
+          env: { ...process.env, ...codec.env },
+          ready: codecServerReady,
+        }).then((o) => outcomes.set(CODEC_SERVER, o)),
         ...(app
-          ? [upApp(ctx, state, home, app.service).then((o) => outcomes.set(appComponentName(app.service), o))]
+          ? [
+              // The demo application needs only its service's databases, which are up by now.
+              upDetached(ctx, state, home, {
+                name: appComponentName(app.service),
+                what: 'the demo application',
+                address: appUrl(ctx.config)!,
+                argv: appArgv(ctx.configFile),
+                log: `app-${app.service}.log`,
+                ready: appReady,
+              }).then((o) => outcomes.set(appComponentName(app.service), o)),
+            ]
           : []),
         ...regions.map(async (region) => {
           const outcome = blocked ? { error: blocked } : await upWorker(ctx, state, home, region, codec.env);
