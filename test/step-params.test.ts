@@ -174,9 +174,10 @@ describe('per-service runbooks', () => {
     const config = join(dir, 'own-runbooks.yaml');
     writeFileSync(
       config,
+      // The shipped ledger names its own runbooks already: this one takes their place.
       readFileSync(join(ROOT, 'regionshift.yaml'), 'utf8').replace(
-        /^(  - name: ledger\n)/m,
-        '$1    runbooks:\n      failover: ./ledger-failover.yaml\n',
+        /^    runbooks: \{[^\n]*\}\n/m,
+        '    runbooks:\n      failover: ./ledger-failover.yaml\n',
       ),
     );
     const cfg = loadConfig(config);

@@ -46,7 +46,7 @@ describe('runbooks', () => {
         kind,
       ).toEqual(builtin.steps);
       expect(own.steps[own.steps.indexOf(tell) - 1]!.id, `${kind}: tell-app comes after the promotion`).toBe(
-        kind === 'failover' ? 'promote-cache' : 'promote',
+        'promote-cache',
       );
       expect(tell).toMatchObject({
         action: 'http.call',

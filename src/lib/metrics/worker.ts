@@ -118,10 +118,15 @@ export async function startWorkerMetrics(
     inbound: {
       async execute(input, next) {
         const result = await next(input);
-        if (ctx.info.activityType === 'dbDescribe') {
-          const service = (input.args[0] as { service?: string } | undefined)?.service;
-          if (service) metrics.recordNode(service, result as DbNodeState);
-        }
+        // The node as this worker saw it: described, or as its rejoin left it (RejoinResult.state).
+        const service = (input.args[0] as { service?: string } | undefined)?.service;
+        const node =
+          ctx.info.activityType === 'dbDescribe'
+            ? (result as DbNodeState)
+            : ctx.info.activityType === 'dbRejoinAsStandby'
+              ? (result as { state?: DbNodeState } | undefined)?.state
+              : undefined;
+        if (service && node) metrics.recordNode(service, node);
         return result;
       },
     },
