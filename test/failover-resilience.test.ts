@@ -1,12 +1,13 @@
 // Durability: a region worker killed in the middle of a step, and the Temporal server restarted
 // in the middle of a run. Both runs resume and finish, and no step takes effect twice.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { psql } from '../src/lib/postgres/node';
+import { temporal } from '@temporalio/proto';
+import { psql, type PgNode } from '../src/lib/postgres/node';
 import { runWorkflowId } from '../src/contract/runbook/ids';
 import type { RunRecord } from '../src/contract/runbook/types';
 import { approveRun, awaitRecord, startRun } from '../src/lib/runs/client';
@@ -29,6 +30,29 @@ beforeAll(async () => {
 afterAll(async () => {
   await fe?.teardown();
 });
+
+/** A node's postmaster and its processes (stopped, anything the node serves waits). */
+function postgresPids(node: PgNode): number[] {
+  const postmaster = Number(readFileSync(join(node.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' });
+  return [
+    postmaster,
+    ...children
+      .split('\n')
+      .map(Number)
+      .filter((pid) => pid > 0),
+  ];
+}
+
+function signalAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Gone already (a backend that ended): nothing to stop or continue.
+    }
+  }
+}
 
 /** A region worker as its own process, as in production, so it can be killed outright. */
 function spawnWorker(region: string): Promise<ChildProcess> {
@@ -57,12 +81,30 @@ describe('durability', () => {
     await fe.stopRegion(WEST);
     let worker = await spawnWorker(WEST);
     const started = await startRun(fe.client, fe.input({ target: EAST }));
-    // The rejoin step runs on the old primary's worker and takes seconds: kill it there.
+    // The rejoin step runs on the old primary's worker. Its database frozen (SIGSTOP) once the
+    // promotion is done, the step cannot finish however fast the machine: the worker is killed
+    // with it certainly in flight, then the database continues.
     await waitFor(
-      'the rejoin step to start',
-      async () => (await progress()).steps.find((s) => s.id === 'rejoin')!.status === 'running',
+      'the promotion',
+      async () => (await progress()).steps.find((s) => s.id === 'promote')!.status === 'done',
+      30_000,
+      20,
     );
-    process.kill(-worker.pid!, 'SIGKILL');
+    const frozen = postgresPids(fe.nodes[WEST]!);
+    signalAll(frozen, 'SIGSTOP');
+    try {
+      const handle = fe.client.workflow.getHandle(started.workflowId, started.runId);
+      await waitFor('the rejoin to be running on the worker', async () =>
+        (await handle.describe()).raw.pendingActivities?.some(
+          (a) =>
+            a.activityType?.name === 'dbRejoinAsStandby' &&
+            a.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+        ),
+      );
+      process.kill(-worker.pid!, 'SIGKILL');
+    } finally {
+      signalAll(frozen, 'SIGCONT');
+    }
     worker = await spawnWorker(WEST);
     try {
       const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
