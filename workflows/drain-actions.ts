@@ -41,7 +41,8 @@ const RETRY: RetryPolicy = {
   maximumAttempts: 20,
 };
 
-function on(region: string, options: Partial<ActivityOptions> = {}): RegionActivities {
+/** Route 53 and describe calls through one region's worker (the drained region is often the one down). */
+function throughRegion(region: string, options: Partial<ActivityOptions> = {}): RegionActivities {
   return wf.proxyActivities<RegionActivities>({
     taskQueue: regionTaskQueue(region),
     startToCloseTimeout: '90s',
@@ -140,7 +141,7 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const answered = new Set<string>();
       const topology = await Promise.all(
         input.regions.map((r) =>
-          on(r, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+          throughRegion(r, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
             .dbDescribe(svc)
             .then((n) => {
               answered.add(r);
@@ -159,7 +160,7 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         );
       let before: TrafficState;
       try {
-        before = await on(via, {
+        before = await throughRegion(via, {
           scheduleToStartTimeout: '5s',
           startToCloseTimeout: '30s',
           retry: { ...RETRY, maximumAttempts: 3 },
@@ -206,10 +207,11 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         ctx.stepId,
         action,
         `restore traffic records of ${input.service}`,
-        async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
+        async () =>
+          describeRecords((await throughRegion(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
       );
       try {
-        rec.traffic = await on(d.via, ctx.opts).trafficDrain({ ...svc, region: d.region });
+        rec.traffic = await throughRegion(d.via, ctx.opts).trafficDrain({ ...svc, region: d.region });
       } catch (err) {
         const f = failureOf(err);
         if (f?.type && REFUSALS.has(f.type)) {
@@ -236,9 +238,10 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         ctx.stepId,
         action,
         `restore traffic records of ${input.service} as the drain left them`,
-        async () => describeRecords((await on(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
+        async () =>
+          describeRecords((await throughRegion(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
       );
-      const after = await on(d.via, ctx.opts).trafficRestore({ ...svc, state: drained.before });
+      const after = await throughRegion(d.via, ctx.opts).trafficRestore({ ...svc, state: drained.before });
       rec.traffic = {
         before,
         after,
@@ -255,7 +258,7 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
     case 'traffic.verify': {
       const d = drain();
       state.region = d.via;
-      const now = await on(d.via, ctx.opts).trafficDescribe(svc);
+      const now = await throughRegion(d.via, ctx.opts).trafficDescribe(svc);
       const want = kind === 'undrain' ? input.drained!.before : d.after;
       const problems: string[] = [];
       if (!want) problems.push('the run recorded no records to check against');
