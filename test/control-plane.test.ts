@@ -157,6 +157,17 @@ describe('replicated control plane', () => {
 
     const moved = await failoverControlPlane(config, EAST);
     expect([moved.from, moved.to, moved.changed]).toEqual([WEST, EAST, true]);
+    // West learns of the move by replication, seconds later; until then it may still take the run's
+    // next workflow task itself. Approved once both say east, the run's next steps are east's.
+    await waitFor(
+      'both clusters to see the namespace active in east',
+      async () =>
+        (await Promise.all([WEST, EAST].map((r) => namespaceViewAt(endpointOf(config, r).address, 'default')))).every(
+          (v) => v.active === EAST,
+        ),
+      30_000,
+      200,
+    );
     expect(await temporalAddressFor(config)).toBe(endpointOf(config, EAST).address);
     const onEast = await connect(config);
     // Every approval the run asks for from here on is given on east. Right after the failover the
@@ -262,5 +273,7 @@ describe('replicated control plane', () => {
       [`temporal:${EAST}`, 'standby'],
     ]);
     await Promise.all([onWest.connection.close(), eastConn.close()]);
-  });
+    // A region lost whole, failed over, then brought back and caught up: minutes when another
+    // test file shares the two cores.
+  }, 300_000);
 });
