@@ -258,22 +258,15 @@ export async function runAction(
       : {}),
   };
   const svc = { service: input.service };
+  // What the reconciliation, drain and cache actions (their own files) are handed.
+  const ctx = { input, rec, state, step, opts, source, refuse, compensations: run.compensations, stepId: step.id };
   // The schema refuses these too; a runbook passed in directly must not get past it either.
   if (step.action !== 'preflight' && isDrainKind(input.runbook.kind) !== isDrainAction(step.action)) {
     refuse(`step ${step.id}: ${step.action} cannot run in a ${input.runbook.kind} run`);
   }
   switch (step.action) {
     case 'preflight':
-      if (isDrainKind(input.runbook.kind))
-        return runDrainAction('preflight', {
-          input,
-          rec,
-          state,
-          opts,
-          refuse,
-          compensations: run.compensations,
-          stepId: step.id,
-        });
+      if (isDrainKind(input.runbook.kind)) return runDrainAction('preflight', ctx);
       return preflight(run);
     case 'db.fenceWrites': {
       state.region = run.source();
@@ -390,40 +383,11 @@ export async function runAction(
     }
     default:
       // Reconciliation and failback (workflows/reconcile-actions.ts).
-      if (isReconcileAction(step.action))
-        return runReconcileAction(step.action, {
-          input,
-          rec,
-          state,
-          opts,
-          source,
-          refuse,
-          compensations: run.compensations,
-          stepId: step.id,
-        });
+      if (isReconcileAction(step.action)) return runReconcileAction(step.action, ctx);
       // Drain and undrain (workflows/drain-actions.ts).
-      if (isDrainAction(step.action))
-        return runDrainAction(step.action, {
-          input,
-          rec,
-          state,
-          opts,
-          refuse,
-          compensations: run.compensations,
-          stepId: step.id,
-        });
+      if (isDrainAction(step.action)) return runDrainAction(step.action, ctx);
       // The service's cache (workflows/cache-actions.ts), gated on the condition `cache`.
-      if (isCacheAction(step.action))
-        return runCacheAction(step.action, {
-          input,
-          rec,
-          state,
-          step,
-          opts,
-          source,
-          refuse,
-          compensations: run.compensations,
-        });
+      if (isCacheAction(step.action)) return runCacheAction(step.action, ctx);
       return unimplementedAction(step.action);
   }
 }
