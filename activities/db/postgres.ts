@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { heartbeat, pause } from '../context';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
+import { knownService, wrongProvider } from '../per-service';
 import type { Client } from 'pg';
 import type { Config, PostgresRegion } from '../../src/lib/config/schema';
 import { withServer } from '../../src/lib/postgres/conninfo';
@@ -107,20 +108,13 @@ interface ResolvedNode {
 }
 
 function resolveNode(config: Config, service: string, region: string): ResolvedNode {
-  const svc = config.services.find((s) => s.name === service);
-  if (!svc) {
-    const known = config.services.map((s) => s.name).join(', ') || 'none';
-    throw ApplicationFailure.nonRetryable(
-      `unknown service "${service}": the config of the ${region} worker has no such service (it has: ${known}); check the service name, or restart the worker with the config that defines it`,
-      DbFailure.UnknownService,
-    );
-  }
-  if (svc.database.provider !== 'postgres-streaming') {
-    throw ApplicationFailure.nonRetryable(
-      `service "${service}" uses database provider ${svc.database.provider}, not postgres-streaming: the ${region} worker routed it to the wrong provider (activities/index.ts)`,
+  const svc = knownService(config, service, `the ${region} worker`, DbFailure.UnknownService);
+  if (svc.database.provider !== 'postgres-streaming')
+    throw wrongProvider(
+      service,
+      `uses database provider ${svc.database.provider}, not postgres-streaming`,
       DbFailure.Config,
     );
-  }
   const cfg = svc.database.regions[region];
   if (!cfg) {
     const known = Object.keys(svc.database.regions).join(', ');

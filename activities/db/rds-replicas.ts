@@ -36,6 +36,7 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import type { Config, RdsPostgresReplicasDatabase, RdsReplicaRegion, Service } from '../../src/lib/config/schema';
+import { perService } from '../per-service';
 import { awsClientConfig, regionOfArn } from '../aws/clients';
 import { awsErrorCode, awsFailure, classifyAwsError, errorText } from '../aws/errors';
 import { activityContext, heartbeat, pause } from '../context';
@@ -280,28 +281,15 @@ export function createRdsReplicaActivities(
   options: AuroraOptions = {},
 ): RdsReplicaActivities {
   const opts = { pollMs: 5_000, ...options };
-  const services = new Map<string, RdsReplicaService>();
-  const of = (service: string): RdsReplicaService => {
-    let s = services.get(service);
-    if (!s) {
-      const svc = config.services.find((x) => x.name === service);
-      if (!svc) {
-        throw ApplicationFailure.nonRetryable(
-          `unknown service "${service}": the ${region} worker's config has no such service (it has: ${config.services.map((x) => x.name).join(', ') || 'none'})`,
-          RdsReplicaFailure.UnknownService,
-        );
-      }
-      if (svc.database.provider !== 'rds-postgres-replicas') {
-        throw ApplicationFailure.nonRetryable(
-          `service "${service}" uses database provider ${svc.database.provider}, not rds-postgres-replicas: routed to the wrong provider (activities/index.ts)`,
-          RdsReplicaFailure.Config,
-        );
-      }
-      s = new RdsReplicaService(svc, region, opts.env);
-      services.set(service, s);
-    }
-    return s;
-  };
+  const of = perService(config, {
+    worker: `the ${region} worker`,
+    mismatch: (svc) =>
+      svc.database.provider === 'rds-postgres-replicas'
+        ? undefined
+        : `uses database provider ${svc.database.provider}, not rds-postgres-replicas`,
+    make: (svc) => new RdsReplicaService(svc, region, opts.env),
+    failureTypes: { unknown: RdsReplicaFailure.UnknownService, wrongProvider: RdsReplicaFailure.Config },
+  });
   const prior = (): Progress => ({ ...((activityContext()?.info.heartbeatDetails ?? {}) as Progress) });
 
   /** Waits a poll interval, or hands back a retryable failure when this attempt's budget is spent. */

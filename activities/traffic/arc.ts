@@ -20,6 +20,7 @@ import {
 } from '@aws-sdk/client-route53-recovery-cluster';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Config, Route53ArcTraffic, Service } from '../../src/lib/config/schema';
+import { perService } from '../per-service';
 import { awsClientConfig } from '../aws/clients';
 import { awsFailure, classifyAwsError, errorText } from '../aws/errors';
 import type {
@@ -169,28 +170,16 @@ function arcHint(err: unknown): string | undefined {
 }
 
 export function createArcActivities(config: Config, options: ArcOptions = {}): ArcActivities {
-  const controls = new Map<string, RoutingControls>();
-  const of = (service: string): RoutingControls => {
-    let c = controls.get(service);
-    if (!c) {
-      const svc = config.services.find((s) => s.name === service);
-      if (!svc) {
-        throw ApplicationFailure.nonRetryable(
-          `unknown service ${service}: this worker's config has ${config.services.map((s) => s.name).join(', ')}`,
-          'UnknownService',
-        );
-      }
-      if (svc.traffic.provider !== 'route53-arc') {
-        throw ApplicationFailure.nonRetryable(
-          `service ${service} steers traffic with ${svc.traffic.provider}, not Route 53 ARC: routed to the wrong provider (activities/index.ts)`,
-          'UnknownService',
-        );
-      }
-      c = new RoutingControls(svc, svc.traffic, options.env);
-      controls.set(service, c);
-    }
-    return c;
-  };
+  const of = perService(config, {
+    worker: 'this worker',
+    mismatch: (svc) =>
+      svc.traffic.provider === 'route53-arc'
+        ? undefined
+        : `steers traffic with ${svc.traffic.provider}, not Route 53 ARC`,
+    // mismatch let only route53-arc services through
+    make: (svc) => new RoutingControls(svc, svc.traffic as Route53ArcTraffic, options.env),
+    failureTypes: { unknown: 'UnknownService', wrongProvider: 'ArcConfig' },
+  });
   const known = (c: RoutingControls, ...regions: (string | undefined)[]): void => {
     for (const region of regions) {
       if (region !== undefined && !c.service.regions.includes(region)) {

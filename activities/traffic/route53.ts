@@ -42,6 +42,7 @@ import {
 } from '@aws-sdk/client-route-53';
 import { heartbeat } from '../context';
 import { ApplicationFailure } from '@temporalio/common';
+import { knownService, wrongProvider } from '../per-service';
 import { randomUUID } from 'node:crypto';
 import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/lib/config/schema';
 import { drainedWeights, MAX_WEIGHT, primaryRegionOf, undrainedWeights } from '../../src/contract/traffic/plan';
@@ -409,23 +410,16 @@ interface RecordSetView {
 }
 
 function findService(config: Config, service: string): Service {
-  const svc = config.services.find((s) => s.name === service);
-  if (!svc) {
-    throw ApplicationFailure.nonRetryable(
-      `unknown service ${service}: this worker's config has ${config.services.map((s) => s.name).join(', ')}`,
-      'UnknownService',
-    );
-  }
-  return svc;
+  return knownService(config, service, 'this worker', 'UnknownService');
 }
 
 function requireRoute53(svc: Service): Route53Traffic {
-  if (svc.traffic.provider !== 'route53') {
-    throw ApplicationFailure.nonRetryable(
-      `service ${svc.name} steers traffic with ${svc.traffic.provider}, not Route 53 records: this call was routed to the wrong provider (activities/index.ts)`,
+  if (svc.traffic.provider !== 'route53')
+    throw wrongProvider(
+      svc.name,
+      `steers traffic with ${svc.traffic.provider}, not Route 53 records`,
       'UnknownService',
     );
-  }
   return svc.traffic;
 }
 

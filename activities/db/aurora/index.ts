@@ -9,7 +9,7 @@
 // CloudWatch clients, describes, errors), fence.ts (the database-level fence and the write check),
 // lag.ts, promote.ts (switchover, failover, detach-and-promote, rejoin), preserve.ts (the
 // old primary's snapshot), describe.ts (dbDescribe's node state).
-import { ApplicationFailure } from '@temporalio/common';
+import { perService } from '../../per-service';
 import type { RegionActivities } from '../../../src/contract/activities';
 import type { Config } from '../../../src/lib/config/schema';
 import { describeNode } from './describe';
@@ -35,28 +35,15 @@ export type AuroraActivities = Pick<
 
 export function createAuroraActivities(config: Config, region: string, options: AuroraOptions = {}): AuroraActivities {
   const opts = { pollMs: 5_000, ...options };
-  const services = new Map<string, AuroraService>();
-  const of = (service: string): AuroraService => {
-    let s = services.get(service);
-    if (!s) {
-      const svc = config.services.find((x) => x.name === service);
-      if (!svc) {
-        throw ApplicationFailure.nonRetryable(
-          `unknown service "${service}": the config of the ${region} worker has no such service (it has: ${config.services.map((x) => x.name).join(', ') || 'none'})`,
-          AuroraFailure.UnknownService,
-        );
-      }
-      if (svc.database.provider !== 'aurora-global') {
-        throw ApplicationFailure.nonRetryable(
-          `service "${service}" uses database provider ${svc.database.provider}, not aurora-global: routed to the wrong provider (activities/index.ts)`,
-          AuroraFailure.Config,
-        );
-      }
-      s = new AuroraService(svc, region, opts);
-      services.set(service, s);
-    }
-    return s;
-  };
+  const of = perService(config, {
+    worker: `the ${region} worker`,
+    mismatch: (svc) =>
+      svc.database.provider === 'aurora-global'
+        ? undefined
+        : `uses database provider ${svc.database.provider}, not aurora-global`,
+    make: (svc) => new AuroraService(svc, region, opts),
+    failureTypes: { unknown: AuroraFailure.UnknownService, wrongProvider: AuroraFailure.Config },
+  });
 
   return {
     dbDescribe: async ({ service }) => describeNode(of(service)),
