@@ -25,6 +25,7 @@ import { Runbook } from '../src/contract/runbook/schema';
 import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/contract/runbook/types';
 import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/lib/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
+import { timingOf } from '../bench/history';
 import { Compensations } from '../workflows/compensation';
 import { SA } from '../workflows/search-attributes';
 import { FENCE_LSN, outcome, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
@@ -590,6 +591,14 @@ describe.concurrent('the runbook interpreter', () => {
         expect.arrayContaining([`${r.target}.dbDescribe`, `${r.source}.dbRejoinAsStandby`]),
       );
       expect(r.fleet.callsTo('dbDescribe', r.source)).toHaveLength(1);
+      // The bench's reading of the same history (bench/history.ts): the overhead is what comes
+      // before the first activity, between activities and after the last, and the run waited on
+      // one workflow task between each pair of steps: preflight, fence, lag, promote, shift with
+      // the probe, rejoin with the last describes.
+      const t = timingOf(await handle.fetchHistory());
+      expect(t.startMs + t.gapsMs + t.closeMs).toBe(t.overheadMs);
+      expect(Math.min(t.startMs, t.gapsMs, t.closeMs)).toBeGreaterThan(0);
+      expect(t.gaps).toBe(5);
       expect(rec.topologyAfter!.map((n) => n.region)).toEqual([r.source, r.target]);
       expect(rec.topologyAfter![0]).toEqual({
         region: r.source,
