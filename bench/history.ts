@@ -40,7 +40,10 @@ export interface RunTiming {
    */
   startMs: number;
   gapsMs: number;
-  /** How many such gaps: the workflow-task round trips the run waited on between its steps. */
+  /**
+   * How many such gaps. Each step that waits on the one before makes one (a workflow-task round
+   * trip); parallel activities that happen not to overlap in time make more.
+   */
   gaps: number;
   closeMs: number;
 }
@@ -121,7 +124,7 @@ export function timingOf(history: History): RunTiming {
     workflowTasks,
     firstTaskMs: Math.round(firstTaskMs),
     startMs,
-    gapsMs: wallMs - providerMs - startMs - closeMs,
+    gapsMs: Math.round(busy.slice(1).reduce((n, [s], i) => n + s - busy[i]![1], 0)),
     gaps: Math.max(0, busy.length - 1),
     closeMs,
   };
