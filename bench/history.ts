@@ -32,6 +32,20 @@ export interface RunTiming {
    * of ms); a warm worker, a few.
    */
   firstTaskMs: number;
+  /**
+   * The overhead on the run's critical path, in three parts that add up to overheadMs:
+   * WorkflowExecutionStarted → the first activity running (the first workflow task and the
+   * dispatch of what it scheduled), the gaps while no activity ran (each one a provider's answer
+   * going through a workflow task to the next step's activity), and the last answer → close.
+   */
+  startMs: number;
+  gapsMs: number;
+  /**
+   * How many such gaps. Each step that waits on the one before makes one (a workflow-task round
+   * trip); parallel activities that happen not to overlap in time make more.
+   */
+  gaps: number;
+  closeMs: number;
 }
 
 function ms(e: Event): number {
@@ -40,19 +54,16 @@ function ms(e: Event): number {
   return Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6;
 }
 
-function unionMs(intervals: Array<[number, number]>): number {
+/** Overlapping intervals merged: the stretches during which at least one activity ran. */
+function merged(intervals: Array<[number, number]>): Array<[number, number]> {
   const sorted = [...intervals].sort((a, b) => a[0] - b[0]);
-  let total = 0;
-  let cur: [number, number] | undefined;
+  const out: Array<[number, number]> = [];
   for (const [s, e] of sorted) {
-    if (!cur || s > cur[1]) {
-      if (cur) total += cur[1] - cur[0];
-      cur = [s, e];
-    } else {
-      cur[1] = Math.max(cur[1], e);
-    }
+    const cur = out.at(-1);
+    if (!cur || s > cur[1]) out.push([s, e]);
+    else cur[1] = Math.max(cur[1], e);
   }
-  return total + (cur ? cur[1] - cur[0] : 0);
+  return out;
 }
 
 export function timingOf(history: History): RunTiming {
@@ -99,7 +110,10 @@ export function timingOf(history: History): RunTiming {
   if (start === undefined || end === undefined)
     throw new Error('the history has no start or no close: is the run still going?');
   const wallMs = Math.round(end - start);
-  const providerMs = Math.round(unionMs(intervals));
+  const busy = merged(intervals);
+  const providerMs = Math.round(busy.reduce((n, [s, e]) => n + e - s, 0));
+  const startMs = Math.round((busy[0]?.[0] ?? end) - start);
+  const closeMs = busy.length ? Math.round(end - busy.at(-1)![1]) : 0;
   return {
     wallMs,
     providerMs,
@@ -109,6 +123,10 @@ export function timingOf(history: History): RunTiming {
     workflowTaskMs: Math.round(workflowTaskMs),
     workflowTasks,
     firstTaskMs: Math.round(firstTaskMs),
+    startMs,
+    gapsMs: Math.round(busy.slice(1).reduce((n, [s], i) => n + s - busy[i]![1], 0)),
+    gaps: Math.max(0, busy.length - 1),
+    closeMs,
   };
 }
 

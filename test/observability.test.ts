@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { Client } from '@temporalio/client';
@@ -200,6 +200,22 @@ describe('metrics', () => {
     expect(west.out()).toMatch(
       /metrics=http:\/\/127\.0\.0\.1:\d+\/metrics \(REGIONSHIFT_METRICS_PORT; with the Temporal SDK's\) traces=OTLP/,
     );
+    // The control worker warmed up before saying it was ready (workflows/warm-up.ts), on itself:
+    // started eagerly, its task taken by this process, never counted as a run (below).
+    expect(west.out()).toMatch(/version=\S+; warmed up in \d+ ms\n/);
+    expect(east.out()).not.toContain('warm');
+    const warmUps = await waitFor('the warm-up in the visibility store', async () => {
+      const found = [];
+      for await (const w of fe.client.workflow.list({ query: "WorkflowType = 'warmUp'" })) found.push(w);
+      return found.length > 0 && found;
+    });
+    expect(warmUps.map((w) => w.status.name)).toEqual(['COMPLETED']);
+    const warm = fe.client.workflow.getHandle(warmUps[0]!.workflowId);
+    expect(await warm.result()).toBe('succeeded: never skipped');
+    const takenBy = (await warm.fetchHistory()).events?.flatMap((e) =>
+      e.workflowTaskStartedEventAttributes ? [e.workflowTaskStartedEventAttributes.identity] : [],
+    );
+    expect(new Set(takenBy)).toEqual(new Set([`${west.child.pid}@${hostname()}`]));
 
     const before = await scrape(west.metricsUrl);
     expect(find(before, 'regionshift_runs_total')).toEqual([]);

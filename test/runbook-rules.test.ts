@@ -25,6 +25,7 @@ import { Runbook } from '../src/contract/runbook/schema';
 import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/contract/runbook/types';
 import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/lib/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
+import { timingOf } from '../bench/history';
 import { Compensations } from '../workflows/compensation';
 import { SA } from '../workflows/search-attributes';
 import { FENCE_LSN, outcome, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
@@ -590,6 +591,15 @@ describe.concurrent('the runbook interpreter', () => {
         expect.arrayContaining([`${r.target}.dbDescribe`, `${r.source}.dbRejoinAsStandby`]),
       );
       expect(r.fleet.callsTo('dbDescribe', r.source)).toHaveLength(1);
+      // The bench's reading of the same history (bench/history.ts): the overhead (wall − time
+      // inside activities) is what comes before the first activity, between activities and after
+      // the last (each part rounded), and the run waited at least once between each pair of its
+      // six steps in a row: preflight, fence, lag, promote, shift with the probe, rejoin with the
+      // last describes. (These stubs answer at once, so parallel ones may not overlap: more gaps.)
+      const t = timingOf(await handle.fetchHistory());
+      expect(Math.abs(t.startMs + t.gapsMs + t.closeMs - t.overheadMs)).toBeLessThanOrEqual(2);
+      expect(Math.min(t.startMs, t.gapsMs, t.closeMs)).toBeGreaterThan(0);
+      expect(t.gaps).toBeGreaterThanOrEqual(5);
       expect(rec.topologyAfter!.map((n) => n.region)).toEqual([r.source, r.target]);
       expect(rec.topologyAfter![0]).toEqual({
         region: r.source,

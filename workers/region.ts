@@ -1,6 +1,8 @@
 // A region's worker process: the region's activities on task queue `region.<name>`, and, unless
 // told otherwise, a control worker for runbook workflows. Control runs in every region so that
 // losing a region never loses the ability to run the failover away from it.
+import { randomUUID } from 'node:crypto';
+import { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { createRegionActivities } from '../activities';
@@ -19,7 +21,7 @@ import {
 } from '../src/lib/metrics/worker';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../src/contract/runbook/ids';
 import { activityInterceptors, startTracing, workflowExporterSink, type Tracing } from '../src/lib/tracing';
-import { controlBundle, controlDeploymentOptions, makeCurrentVersion } from './versioning';
+import { CONTROL_DEPLOYMENT, controlBundle, controlDeploymentOptions, makeCurrentVersion } from './versioning';
 
 export interface RegionWorkerOptions {
   config: Config;
@@ -47,8 +49,16 @@ export interface RegionWorkers {
   tracing?: Tracing;
   /** The control worker's Worker Deployment version (the bundle's hash); absent without control. */
   buildId?: string;
+  /** How the warm-up at start went (runRegionWorkers). */
+  warmedUp?: string;
   /** Makes buildId the deployment's current version (after the workers poll). */
   makeCurrent(): Promise<void>;
+  /**
+   * Runs one warm-up workflow (workflows/warm-up.ts) on the control worker, started eagerly so
+   * that this worker, not another region's, takes it; says how it went. Never throws: a worker
+   * that could not warm up still works, its first run is only slower.
+   */
+  warmUp(timeoutMs?: number): Promise<string>;
   /** Closes the connection, /metrics and flushes spans; after the workers have stopped. */
   close(): Promise<void>;
 }
@@ -135,6 +145,38 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
     async makeCurrent() {
       if (buildId) await makeCurrentVersion(connection, opts.namespace, buildId);
     },
+    async warmUp(timeoutMs = 5_000) {
+      if (!buildId) return 'no control worker';
+      const started = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<string>((resolve) => {
+        timer = setTimeout(
+          () => resolve(`warm-up not done after ${timeoutMs} ms; the first run may be slower`),
+          timeoutMs,
+        );
+      });
+      const warm = (async () => {
+        // Eager start needs the client on the worker's own connection; pinned to this worker's
+        // version, whichever version is current (a deploy may promote versions itself).
+        const client = new Client({ connection, namespace: opts.namespace, dataConverter });
+        const handle = await client.workflow.start('warmUp', {
+          taskQueue: CONTROL_TASK_QUEUE,
+          workflowId: `regionshift-warm-up-${buildId}-${randomUUID()}`,
+          requestEagerStart: true,
+          versioningOverride: { pinnedTo: { deploymentName: CONTROL_DEPLOYMENT, buildId } },
+          workflowExecutionTimeout: '1m',
+          staticSummary: 'A control worker warming up as it starts (not a run)',
+        });
+        await handle.result();
+        const where = handle.eagerlyStarted ? '' : ' (not eagerly: perhaps by another control worker)';
+        return `warmed up in ${Date.now() - started} ms${where}`;
+      })().catch((err: Error) => `warm-up failed (${err.message}); the first run may be slower`);
+      try {
+        return await Promise.race([warm, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     async close() {
       await Promise.allSettled([connection.close(), metrics.close(), tracing?.shutdown()]);
     },
@@ -155,6 +197,8 @@ export async function runRegionWorkers(opts: RegionWorkerOptions, onReady: (w: R
         throw err;
       }
     }
+    // Before saying it is ready: the first run then finds this worker warm.
+    rw.warmedUp = await rw.warmUp();
     onReady(rw);
     await Promise.all(running);
   } finally {

@@ -4,3 +4,4 @@ export { guardian, healthWatcher } from './guardian';
 export { reconcileCases } from './reconcile-actions';
 export { evacuate } from './evacuate';
 export { readiness } from './readiness';
+export { warmUp } from './warm-up';

@@ -66,7 +66,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
       (rw) => {
         const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');
         console.log(
-          `regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? "; with the Temporal SDK's" : ''})${rw.tracing ? ' traces=OTLP' : ''}${rw.buildId ? ` version=${rw.buildId}` : ''}`,
+          `regionshift worker ready: region=${region ?? '-'} taskQueues=${queues} temporal=${address} metrics=${rw.metrics.server.url} (${metricsPort.setting}${rw.metrics.sdkMetrics ? "; with the Temporal SDK's" : ''})${rw.tracing ? ' traces=OTLP' : ''}${rw.buildId ? ` version=${rw.buildId}` : ''}${rw.warmedUp ? `; ${rw.warmedUp}` : ''}`,
         );
       },
     );
