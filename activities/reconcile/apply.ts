@@ -127,8 +127,9 @@ async function applyPass(
       sourceRegion: run.old_region,
       how: 're-applied: lost in the failover',
     },
+    lap,
   );
-  lap('book');
+  lap('bookProvenance');
   const stateMoves = await moveStates(c, cfg, moves);
   lap('stateMoves');
   const opened = await insertCases(

@@ -99,6 +99,7 @@ export async function bookStaged(
   cfg: ReconcileConfig,
   staged: { reconciliationId: string; pass: number; txnIds: string[] },
   provenance: { sourceRegion: string; how: string },
+  lap: (phase: string) => void = () => undefined,
 ): Promise<BookedTxns> {
   const out: BookedTxns = { journalInserted: [], entriesInserted: 0, deltas: new Map(), balancesAfter: new Map() };
   if (staged.txnIds.length === 0) return out;
@@ -117,6 +118,7 @@ export async function bookStaged(
       params,
     )
   ).rows.map((r) => r.id);
+  lap('bookJournal');
   const deltas = (
     await c.query<{ account: string; delta: string; n: string }>(
       `WITH ins AS (
@@ -136,7 +138,9 @@ export async function bookStaged(
     out.deltas.set(d.account, Number(d.delta));
     out.entriesInserted += Number(d.n);
   }
+  lap('bookEntries');
   out.balancesAfter = await moveBalances(c, cfg, out.deltas);
+  lap('bookBalances');
   if (out.journalInserted.length > 0) {
     await c.query(
       `INSERT INTO regionshift.reconcile_provenance (txn_id, reconciliation_id, original_txn_id, source_region, how)
