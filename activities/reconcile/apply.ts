@@ -122,7 +122,12 @@ async function applyPass(
   const booked = await bookStaged(
     c,
     cfg,
-    { reconciliationId: input.reconciliationId, pass: input.pass, txnIds: ok.map((t) => t.txnId) },
+    {
+      reconciliationId: input.reconciliationId,
+      pass: input.pass,
+      count: ok.length,
+      except: overdrawn.map((o) => o.txn.txnId),
+    },
     {
       sourceRegion: run.old_region,
       how: 're-applied: lost in the failover',
