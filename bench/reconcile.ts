@@ -19,7 +19,7 @@ import { runFailover, runFollowUp } from '../src/demo/runs';
 import { dsn, PG_SUPERUSER, type PgNode } from '../src/lib/postgres/node';
 import type { RunRecord, StepState } from '../src/contract/runbook/types';
 import { checksumDiff, naiveDiff, verifySpecs } from '../activities/reconcile/verify';
-import { fundAccounts, generateTransactions } from './ledger-gen';
+import { fundAccounts, generateTransactions, withoutEntryIndexes } from './ledger-gen';
 import type { BenchContext, BenchSection, SectionResult } from './section';
 import type { Figures } from './stats';
 
@@ -68,12 +68,14 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
     await fundAccounts(primary, ACCOUNTS);
     const txns = Math.max(0, Math.round((entries - 2 * ACCOUNTS) / 2));
     let last = Date.now();
-    await generateTransactions(primary, { txns, accounts: ACCOUNTS, batch: `h${label}`, times: 'history' }, (done) => {
-      if (Date.now() - last > 15_000) {
-        last = Date.now();
-        say(`  [${label}] ${done} of ${txns} transactions generated (${Math.round((Date.now() - t0) / 1000)} s)`);
-      }
-    });
+    await withoutEntryIndexes(primary, () =>
+      generateTransactions(primary, { txns, accounts: ACCOUNTS, batch: `h${label}`, times: 'history' }, (done) => {
+        if (Date.now() - last > 15_000) {
+          last = Date.now();
+          say(`  [${label}] ${done} of ${txns} transactions generated (${Math.round((Date.now() - t0) / 1000)} s)`);
+        }
+      }),
+    );
     await primary.query('ANALYZE journal; ANALYZE ledger_entries; ANALYZE accounts');
     genMs = Date.now() - t0;
     const lsn = (await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;

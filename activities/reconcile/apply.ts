@@ -122,13 +122,19 @@ async function applyPass(
   const booked = await bookStaged(
     c,
     cfg,
-    { reconciliationId: input.reconciliationId, pass: input.pass, txnIds: ok.map((t) => t.txnId) },
+    {
+      reconciliationId: input.reconciliationId,
+      pass: input.pass,
+      count: ok.length,
+      except: overdrawn.map((o) => o.txn.txnId),
+    },
     {
       sourceRegion: run.old_region,
       how: 're-applied: lost in the failover',
     },
+    lap,
   );
-  lap('book');
+  lap('bookProvenance');
   const stateMoves = await moveStates(c, cfg, moves);
   lap('stateMoves');
   const opened = await insertCases(
