@@ -10,6 +10,7 @@ import { stateDir } from '../lib/paths';
 import { triggerProblems } from '../lib/config/triggers';
 import { dataConverterFromEnv } from '../lib/codec/env';
 import { InputError } from '../lib/runs/client';
+import { FollowingClient } from '../lib/runs/following';
 import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../lib/runbooks';
 import type { RunbookDoc } from '../contract/runbook/types';
 import { queryGuardianStates } from '../lib/metrics/guardian-states';
@@ -25,7 +26,8 @@ import { ensureReadinessSchedule, readinessStates } from '../lib/readiness';
 
 export interface IntakeOptions {
   config: Config;
-  client: Client;
+  /** A FollowingClient (regionshift intake's) follows the namespace and fails it over when its cluster stays silent. */
+  client: Client | FollowingClient;
   /** Temporal address for the health watcher's activity worker; absent: no worker (no health checks polled here). */
   workerAddress?: string;
   namespace?: string;
@@ -63,8 +65,9 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     for (const svc of opts.config.services)
       if (svc.runbooks?.failover) runbooks[svc.name] = await loadServiceRunbook(opts.config, svc.name, 'failover');
   }
+  const temporal = opts.client instanceof FollowingClient ? opts.client : FollowingClient.fixed(opts.client);
   const deliverer = new Deliverer({
-    client: opts.client,
+    client: temporal,
     config: opts.config,
     runbook,
     runbooks,
@@ -78,6 +81,13 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     maxPending: j.maxPending,
     log,
   });
+  // The intake's own namespace moves go to its journal, next to the alarms that caused them.
+  temporal.onMove = async (move) => {
+    log(
+      `intake: control plane: namespace ${opts.config.temporal.namespace} failed over ${move.from} → ${move.to} (failover version ${move.failoverVersion}); ${move.from} silent ${Math.round(move.silentMs / 1000)} s with an alarm to deliver`,
+    );
+    await journal.note({ controlPlane: move });
+  };
 
   let worker: { worker: Worker; done: Promise<void>; connection: NativeConnection } | undefined;
   const stopWorker = async (): Promise<void> => {
@@ -90,13 +100,13 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   let server: IntakeServer;
   let watchers: string[];
   try {
-    watchers = await startHealthWatchers(opts.client, opts.config);
+    watchers = await temporal.run((c) => startHealthWatchers(c, opts.config));
     // Readiness is evaluated on a schedule per service; the intake runs wherever regionshift is
     // deployed, so it makes the schedules (or brings them to the config) as it starts.
     for (const svc of opts.config.services) {
-      await ensureReadinessSchedule(opts.client, opts.config, svc).catch((err: unknown) =>
-        log(`readiness schedule of ${svc.name} not made: ${(err as Error).message}`),
-      );
+      await temporal
+        .run((c) => ensureReadinessSchedule(c, opts.config, svc))
+        .catch((err: unknown) => log(`readiness schedule of ${svc.name} not made: ${(err as Error).message}`));
     }
     // The worker runs the health watchers' activities; with the SDK's metrics asked for it runs
     // anyway, so /metrics shows the intake's own Temporal connection and polls.
@@ -120,15 +130,19 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
       secrets: opts.secrets,
       snsUrlAllowed: opts.snsUrlAllowed,
       guardianStates: () =>
-        queryGuardianStates(
-          opts.client,
-          opts.config.services.map((s) => s.name),
-          deliverer.guardianId,
+        temporal.run((c) =>
+          queryGuardianStates(
+            c,
+            opts.config.services.map((s) => s.name),
+            deliverer.guardianId,
+          ),
         ),
       readinessStates: () =>
-        readinessStates(
-          opts.client,
-          opts.config.services.map((s) => s.name),
+        temporal.run((c) =>
+          readinessStates(
+            c,
+            opts.config.services.map((s) => s.name),
+          ),
         ),
       ...(opts.sdkMetricsUrl ? { extraMetrics: () => fetchExposition(opts.sdkMetricsUrl!) } : {}),
     });
