@@ -41,6 +41,9 @@ import { rebuildPair } from '../src/demo/region';
 import { stackUp } from '../src/stack/stack';
 import type { GuardianView } from '../src/contract/guardian/types';
 import { guardianWorkflowId } from '../src/contract/guardian/ids';
+import { createSlackBot, type SlackBot } from '../src/slack/bot';
+import { slackSignature, startSlackApi, type SlackApi } from './support/slack-api';
+import { SLACK_DECISION_KEY } from './support/signing';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -89,6 +92,40 @@ let intake: RunningIntake | undefined;
 let intakeClient: FollowingClient | undefined;
 let intakeDir: string | undefined;
 const intakeLog: string[] = [];
+// And a Slack bot as `regionshift slack` runs it, against a stand-in Slack API.
+const SLACK_SECRET = 'test-signing-secret';
+let slackApi: SlackApi | undefined;
+let bot: SlackBot | undefined;
+let botClient: FollowingClient | undefined;
+let botUrl = '';
+
+/** `/regionshift <text>` as Slack sends it, signed. */
+async function slash(text: string): Promise<{ status: number; text: string }> {
+  const body = new URLSearchParams({
+    team_id: 'T0TEST',
+    channel_id: 'C0OPS001',
+    user_id: 'UALICE01',
+    user_name: 'alice',
+    command: '/regionshift',
+    text,
+    response_url: `${slackApi!.url}/response/1`,
+    trigger_id: '1.2.3',
+    api_app_id: 'A0TEST',
+  }).toString();
+  const res = await fetch(botUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...slackSignature(SLACK_SECRET, body) },
+    body,
+  });
+  const raw = await res.text();
+  let said = raw;
+  try {
+    said = String((JSON.parse(raw) as { text?: string }).text ?? raw);
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, text: said };
+}
 
 /** An Alertmanager webhook: the ledger's primary in `region` down (firing) or back (resolved). */
 function primaryDown(status: 'firing' | 'resolved', region: string): unknown {
@@ -177,9 +214,25 @@ beforeAll(async () => {
     secrets: { alertmanager: AM_TOKEN },
     log,
   });
+  slackApi = await startSlackApi();
+  const slackConfig: Config = structuredClone(config);
+  (slackConfig as { triggers?: unknown }).triggers = {
+    slack: { channel: 'C0RUNS01', port: 0, pollInterval: '1s', apiUrl: slackApi.apiUrl },
+  };
+  botClient = await connectFollowing(slackConfig);
+  bot = createSlackBot({
+    config: slackConfig,
+    temporal: botClient,
+    secrets: { botToken: 'xoxb-test', signingSecret: SLACK_SECRET, decisionKey: SLACK_DECISION_KEY },
+    log: () => undefined,
+  });
+  botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
 }, 320_000);
 
 afterAll(async () => {
+  await bot?.stop();
+  await botClient?.close();
+  await slackApi?.close();
   await intake?.stop();
   await intakeClient?.close();
   if (intakeDir) rmSync(intakeDir, { recursive: true, force: true });
@@ -300,9 +353,10 @@ describe('replicated control plane', () => {
     await Promise.all([onWest.connection.close(), onEast.connection.close()]);
   });
 
-  it('the intake follows the namespace when the cluster it talks to dies, and never moves a namespace whose active cluster answers', async () => {
+  it('the intake and the Slack bot follow the namespace when the cluster they talk to dies; the intake never moves a namespace whose active cluster answers', async () => {
     // The namespace went to east in the test before; the intake still talks to west, which forwards.
     expect(intakeClient!.address).toBe(endpointOf(config, WEST).address);
+    expect(botClient!.address).toBe(endpointOf(config, WEST).address);
     const before = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
     expect(before.active).toBe(EAST);
     await killCluster(WEST);
@@ -319,6 +373,12 @@ describe('replicated control plane', () => {
         c.workflow.getHandle(guardianWorkflowId('ledger')).query<GuardianView>('state'),
       );
       expect(g.runsStarted).toBe(0);
+      // The Slack bot, also connected to west at its start (its poller may have moved it first), answers from east.
+      const said = await slash('status ledger');
+      expect(said.status).toBe(200);
+      expect(said.text).toContain('ledger');
+      expect(said.text).not.toMatch(/Failed/);
+      expect(botClient!.address).toBe(endpointOf(config, EAST).address);
       // The active cluster answered the intake: a dead passive one moves nothing.
       const after = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
       expect([after.active, after.failoverVersion]).toEqual([EAST, before.failoverVersion]);
