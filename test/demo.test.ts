@@ -523,6 +523,8 @@ describe('regionshift demo --json on a replicated control plane (two regions, a 
     expect(intakeLog).toMatch(
       new RegExp(`intake: control plane: namespace default failed over ${WEST} → ${EAST} .*with an alarm to deliver`),
     );
+    // Its worker (the SDK's metrics, the health watchers' activities) went to the cluster its calls follow.
+    expect(intakeLog).toMatch(/intake: its worker now polls 127\.0\.0\.1:\d+, the cluster its calls follow/);
     const cp = await runCli(['control-plane', 'status', '--json'], rs.env);
     expect(
       (JSON.parse(cp.stdout) as { clusters: Array<{ region: string; up: boolean; active: string }> }).clusters.map(

@@ -89,13 +89,47 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     await journal.note({ controlPlane: move });
   };
 
-  let worker: { worker: Worker; done: Promise<void>; connection: NativeConnection } | undefined;
-  const stopWorker = async (): Promise<void> => {
-    if (!worker) return;
+  type RunningWorker = { worker: Worker; done: Promise<void>; connection: NativeConnection; address: string };
+  let worker: RunningWorker | undefined;
+  const startWorker = async (address: string): Promise<RunningWorker> => {
+    const connection = await NativeConnection.connect({ address });
+    const w = await Worker.create({
+      connection,
+      namespace: opts.namespace ?? 'default',
+      dataConverter: dataConverterFromEnv(),
+      taskQueue: INTAKE_TASK_QUEUE,
+      activities: opts.healthActivities ?? createHealthActivities(),
+    });
+    return { worker: w, done: w.run(), connection, address };
+  };
+  const retire = async (w: RunningWorker, boundMs?: number): Promise<void> => {
     // On SIGTERM the Temporal runtime has already begun draining it: shutting down twice throws.
-    if (worker.worker.getState() === 'RUNNING') worker.worker.shutdown();
-    await worker.done.catch(() => undefined);
-    await worker.connection.close().catch(() => undefined);
+    if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
+    const done = w.done.catch(() => undefined);
+    // A worker whose cluster is gone may take long to stop: it is left behind after boundMs.
+    await (boundMs === undefined ? done : Promise.race([done, new Promise((r) => setTimeout(r, boundMs))]));
+    await w.connection.close().catch(() => undefined);
+  };
+  // The worker polls the cluster it started on; when the intake's client follows the namespace to
+  // another cluster (the first one stopped answering), the worker goes too, or its polls of a dead
+  // cluster never end.
+  let moving: Promise<void> = Promise.resolve();
+  let stopping = false;
+  temporal.onAddress = (address) => {
+    moving = moving
+      .then(async () => {
+        if (!worker || stopping || worker.address === address) return;
+        const old = worker;
+        worker = await startWorker(address);
+        log(`intake: its worker now polls ${address}, the cluster its calls follow`);
+        await retire(old, 10_000);
+      })
+      .catch((err: unknown) => log(`intake: moving its worker to ${address} failed: ${(err as Error).message}`));
+  };
+  const stopWorker = async (): Promise<void> => {
+    stopping = true;
+    await moving;
+    if (worker) await retire(worker);
   };
   let server: IntakeServer;
   let watchers: string[];
@@ -110,17 +144,8 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     }
     // The worker runs the health watchers' activities; with the SDK's metrics asked for it runs
     // anyway, so /metrics shows the intake's own Temporal connection and polls.
-    if ((watchers.length > 0 || opts.sdkMetricsUrl) && opts.workerAddress) {
-      const connection = await NativeConnection.connect({ address: opts.workerAddress });
-      const w = await Worker.create({
-        connection,
-        namespace: opts.namespace ?? 'default',
-        dataConverter: dataConverterFromEnv(),
-        taskQueue: INTAKE_TASK_QUEUE,
-        activities: opts.healthActivities ?? createHealthActivities(),
-      });
-      worker = { worker: w, done: w.run(), connection };
-    }
+    if ((watchers.length > 0 || opts.sdkMetricsUrl) && opts.workerAddress)
+      worker = await startWorker(opts.workerAddress);
     server = await startIntakeServer({
       config: opts.config,
       sink: journal,

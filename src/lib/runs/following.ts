@@ -74,6 +74,8 @@ export class FollowingClient {
   private silenceLogged = false;
   /** Told of every namespace move this process makes, after it is made (the intake journals and logs it). */
   onMove: ((move: ControlPlaneMove) => void | Promise<void>) | undefined;
+  /** Told when calls start going to another cluster (the intake moves its worker there too). */
+  onAddress: ((address: string) => void) | undefined;
 
   private constructor(
     private readonly config: Config | undefined,
@@ -190,6 +192,7 @@ export class FollowingClient {
     const client = await this.opts.connectTo!(address, briefRetries());
     this.retired.push(this.current.client);
     this.current = { client, address };
+    this.onAddress?.(address);
     return client;
   }
 
