@@ -217,7 +217,14 @@ beforeAll(async () => {
   slackApi = await startSlackApi();
   const slackConfig: Config = structuredClone(config);
   (slackConfig as { triggers?: unknown }).triggers = {
-    slack: { channel: 'C0RUNS01', port: 0, pollInterval: '1s', apiUrl: slackApi.apiUrl },
+    // Its pollers stay out of the way: only its answers to a command are under test here.
+    slack: {
+      channel: 'C0RUNS01',
+      port: 0,
+      pollInterval: '10m',
+      readinessPollInterval: '10m',
+      apiUrl: slackApi.apiUrl,
+    },
   };
   botClient = await connectFollowing(slackConfig);
   bot = createSlackBot({
@@ -501,9 +508,23 @@ describe('replicated control plane', () => {
           .getHandle(workflowId)
           .describe()
           .catch(() => undefined);
-        if (!desc || desc.status.name === 'RUNNING') return undefined;
-        const r = await awaitRecord(onEast, workflowId, desc.runId);
-        return r.trigger.startsWith('alarm:') ? r : undefined;
+        const r =
+          desc && desc.status.name !== 'RUNNING' ? await awaitRecord(onEast, workflowId, desc.runId) : undefined;
+        if (r?.trigger.startsWith('alarm:')) return r;
+        // Not yet: what there is, for the timeout's message.
+        const g = await onEast.workflow
+          .getHandle(guardianWorkflowId('ledger'))
+          .query<GuardianView>('state')
+          .then((v) =>
+            v.decisions
+              .slice(-3)
+              .map((d) => `${d.kind}: ${d.detail}`)
+              .join(' | '),
+          )
+          .catch((err: Error) => `not asked (${err.message})`);
+        throw new Error(
+          `run ${desc?.runId ?? 'none'} ${desc?.status.name ?? ''} ${r?.trigger ?? ''}; guardian: ${g}; journal: ${JSON.stringify(intake!.journal.stats())}`,
+        );
       },
       180_000,
       500,
