@@ -3,7 +3,10 @@
 // it waits for approval finishes on the other cluster, each step once; then the writer region is
 // lost whole (PostgreSQL, worker and Temporal cluster) and `failover --mode unplanned
 // --control-plane` moves the namespace to the survivor and runs the database runbook there; the
-// lost cluster comes back as a standby and catches up. One stack, shared.
+// lost cluster comes back as a standby and catches up. An intake started at the beginning follows
+// the namespace when the cluster it talks to goes, never moves a namespace whose active cluster
+// answers, and, when the writer region is lost again, fails the namespace over by itself with the
+// alarm it has to deliver. One stack, shared.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
@@ -26,7 +29,21 @@ import { writeTempStack } from '../src/stack/temp';
 import { FAILOVER_VERSION_INCREMENT } from '../src/stack/control-plane';
 import { killLeftovers, runCli, type CliResult, type TempStack } from './support/stack-env';
 import { waitFor } from './support/wait';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runIntake, type RunningIntake } from '../src/intake/service';
+import { connectFollowing } from '../src/lib/runs/client';
+import type { FollowingClient } from '../src/lib/runs/following';
+import { clusterComponentName } from '../src/stack/replicated';
+import { isAlive } from '../src/stack/process';
+import { rebuildPair } from '../src/demo/region';
+import { stackUp } from '../src/stack/stack';
+import type { GuardianView } from '../src/contract/guardian/types';
+import { guardianWorkflowId } from '../src/contract/guardian/ids';
+import { createSlackBot, type SlackBot } from '../src/slack/bot';
+import { slackSignature, startSlackApi, type SlackApi } from './support/slack-api';
+import { SLACK_DECISION_KEY } from './support/signing';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -69,6 +86,92 @@ const clusterOf = (e: Event): string =>
 let stack: TempStack;
 let config: Config;
 let service: Service;
+// An intake as `regionshift intake` runs it: its own client follows the namespace and may fail it over.
+const AM_TOKEN = 'alertmanager-bearer-token';
+let intake: RunningIntake | undefined;
+let intakeClient: FollowingClient | undefined;
+let intakeDir: string | undefined;
+const intakeLog: string[] = [];
+// And a Slack bot as `regionshift slack` runs it, against a stand-in Slack API.
+const SLACK_SECRET = 'test-signing-secret';
+let slackApi: SlackApi | undefined;
+let bot: SlackBot | undefined;
+let botClient: FollowingClient | undefined;
+let botUrl = '';
+
+/** `/regionshift <text>` as Slack sends it, signed. */
+async function slash(text: string): Promise<{ status: number; text: string }> {
+  const body = new URLSearchParams({
+    team_id: 'T0TEST',
+    channel_id: 'C0OPS001',
+    user_id: 'UALICE01',
+    user_name: 'alice',
+    command: '/regionshift',
+    text,
+    response_url: `${slackApi!.url}/response/1`,
+    trigger_id: '1.2.3',
+    api_app_id: 'A0TEST',
+  }).toString();
+  const res = await fetch(botUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...slackSignature(SLACK_SECRET, body) },
+    body,
+  });
+  const raw = await res.text();
+  let said = raw;
+  try {
+    said = String((JSON.parse(raw) as { text?: string }).text ?? raw);
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, text: said };
+}
+
+/** An Alertmanager webhook: the ledger's primary in `region` down (firing) or back (resolved). */
+function primaryDown(status: 'firing' | 'resolved', region: string): unknown {
+  const now = new Date().toISOString();
+  return {
+    version: '4',
+    groupKey: '{}:{alertname="LedgerPrimaryDown"}',
+    status,
+    receiver: 'regionshift',
+    groupLabels: { alertname: 'LedgerPrimaryDown' },
+    commonLabels: {},
+    commonAnnotations: {},
+    externalURL: 'http://alertmanager.test',
+    alerts: [
+      {
+        status,
+        labels: { alertname: 'LedgerPrimaryDown', region, severity: 'page' },
+        annotations: { summary: `ledger primary in ${region} is not accepting writes` },
+        startsAt: now,
+        endsAt: status === 'resolved' ? now : '0001-01-01T00:00:00Z',
+        generatorURL: 'http://prometheus.test/graph',
+        fingerprint: `c0ffee-${region}`,
+      },
+    ],
+  };
+}
+
+async function postAlarm(body: unknown): Promise<number> {
+  const res = await fetch(`${intake!.server.url}/alertmanager`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${AM_TOKEN}` },
+    body: JSON.stringify(body),
+  });
+  return res.status;
+}
+
+/** SIGKILLs the region's Temporal cluster alone (its process group), as a crash of that cluster does. */
+async function killCluster(region: string): Promise<void> {
+  const rec = readState(stack.home).processes[clusterComponentName(region)]!;
+  try {
+    process.kill(-rec.pid, 'SIGKILL');
+  } catch {
+    process.kill(rec.pid, 'SIGKILL');
+  }
+  await waitFor(`the cluster of ${region} to be gone`, async () => !isAlive(rec.pid) || undefined, 10_000, 50);
+}
 
 beforeAll(async () => {
   const files = await writeTempStack({
@@ -92,9 +195,54 @@ beforeAll(async () => {
   config = loadConfig(stack.configFile);
   service = config.services[0]!;
   delete process.env.TEMPORAL_ADDRESS;
+
+  // The intake connects while the namespace is active in west, as one started before any failover.
+  const intakeConfig: Config = structuredClone(config);
+  intakeConfig.temporal.controlPlaneFailoverAfter = '3s';
+  (intakeConfig.services[0] as { triggers?: unknown }).triggers = {
+    alarms: [{ source: 'alertmanager', name: 'LedgerPrimaryDown', regionLabel: 'region' }],
+    debounce: { failures: 1, window: '2m' },
+  };
+  (intakeConfig as { triggers?: unknown }).triggers = { intake: { port: 0 } };
+  intakeDir = mkdtempSync(join(tmpdir(), 'regionshift-cp-intake-'));
+  const log = (line: string): void => void intakeLog.push(line);
+  intakeClient = await connectFollowing(intakeConfig, { failover: true, log });
+  intake = await runIntake({
+    journalPath: join(intakeDir, 'journal.jsonl'),
+    config: intakeConfig,
+    client: intakeClient,
+    secrets: { alertmanager: AM_TOKEN },
+    log,
+  });
+  slackApi = await startSlackApi();
+  const slackConfig: Config = structuredClone(config);
+  (slackConfig as { triggers?: unknown }).triggers = {
+    // Its pollers stay out of the way: only its answers to a command are under test here.
+    slack: {
+      channel: 'C0RUNS01',
+      port: 0,
+      pollInterval: '10m',
+      readinessPollInterval: '10m',
+      apiUrl: slackApi.apiUrl,
+    },
+  };
+  botClient = await connectFollowing(slackConfig);
+  bot = createSlackBot({
+    config: slackConfig,
+    temporal: botClient,
+    secrets: { botToken: 'xoxb-test', signingSecret: SLACK_SECRET, decisionKey: SLACK_DECISION_KEY },
+    log: () => undefined,
+  });
+  botUrl = `http://127.0.0.1:${(await bot.start()).port}/slack/events`;
 }, 320_000);
 
 afterAll(async () => {
+  await bot?.stop();
+  await botClient?.close();
+  await slackApi?.close();
+  await intake?.stop();
+  await intakeClient?.close();
+  if (intakeDir) rmSync(intakeDir, { recursive: true, force: true });
   if (!stack) return;
   await runCli(['stack', 'down'], stack.env, 120_000);
   await killLeftovers(stack);
@@ -212,6 +360,49 @@ describe('replicated control plane', () => {
     await Promise.all([onWest.connection.close(), onEast.connection.close()]);
   });
 
+  it('the intake and the Slack bot follow the namespace when the cluster they talk to dies; the intake never moves a namespace whose active cluster answers', async () => {
+    // The namespace went to east in the test before; the intake still talks to west, which forwards.
+    expect(intakeClient!.address).toBe(endpointOf(config, WEST).address);
+    expect(botClient!.address).toBe(endpointOf(config, WEST).address);
+    const before = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+    expect(before.active).toBe(EAST);
+    await killCluster(WEST);
+    try {
+      // An alarm to deliver (resolved: it starts nothing), and the guardians' states on /metrics.
+      expect(await postAlarm(primaryDown('resolved', WEST))).toBe(202);
+      await intake!.journal.drained();
+      expect(intakeClient!.address).toBe(endpointOf(config, EAST).address);
+      const metrics = await (await fetch(`${intake!.server.url}/metrics`)).text();
+      expect(metrics).toMatch(/regionshift_guardian_state\{/);
+      expect(intake!.journal.stats()).toMatchObject({ pending: 0, forwarded: 1 });
+      // The guardian read through the intake's client, now east's.
+      const g = await intakeClient!.run((c) =>
+        c.workflow.getHandle(guardianWorkflowId('ledger')).query<GuardianView>('state'),
+      );
+      expect(g.runsStarted).toBe(0);
+      // The Slack bot, also connected to west at its start (its poller may have moved it first), answers from east.
+      const said = await slash('status ledger');
+      expect(said.status).toBe(200);
+      expect(said.text).toContain('ledger');
+      expect(said.text).not.toMatch(/Failed/);
+      expect(botClient!.address).toBe(endpointOf(config, EAST).address);
+      // The active cluster answered the intake: a dead passive one moves nothing.
+      const after = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+      expect([after.active, after.failoverVersion]).toEqual([EAST, before.failoverVersion]);
+      expect(intakeLog.filter((l) => /control plane/.test(l))).toEqual([]);
+    } finally {
+      // West's cluster comes back (a standby of east), with anything else the kill stopped.
+      await stackUp({ config, configFile: stack.configFile, home: stack.home });
+    }
+    await waitFor(
+      'west to follow the namespace as a standby',
+      async () =>
+        (await namespaceViewAt(endpointOf(config, WEST).address, 'default').catch(() => undefined))?.active === EAST ||
+        undefined,
+      60_000,
+    );
+  }, 120_000);
+
   it('the writer region lost whole: the namespace fails over to the survivor and the unplanned run completes there; the region returns as a standby and catches up', async () => {
     // east writes and its cluster is active: lose all of it.
     const killed = await killRegion({ config, configFile: stack.configFile, home: stack.home }, service, EAST);
@@ -275,5 +466,78 @@ describe('replicated control plane', () => {
     await Promise.all([onWest.connection.close(), eastConn.close()]);
     // A region lost whole, failed over, then brought back and caught up: minutes when another
     // test file shares the two cores.
+  }, 300_000);
+
+  it('the writer region lost whole again, no operator: the intake with an alarm to deliver fails the namespace over to the first survivor, and the guardian runs the unplanned failover there', async () => {
+    // A fresh pair after the test before: west writes, east streams from it; the namespace is active in west.
+    const onWest = await connect(config, { address: endpointOf(config, WEST).address });
+    await rebuildPair({ config, configFile: stack.configFile, home: stack.home }, onWest, service);
+    await onWest.connection.close();
+    expect((await probePg(nodeOf(service, EAST))).role).toBe('standby');
+    const before = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+    expect(before.active).toBe(WEST);
+
+    const killed = await killRegion({ config, configFile: stack.configFile, home: stack.home }, service, WEST);
+    expect(killed.temporal).toMatch(/SIGKILLed/);
+    expect(await postAlarm(primaryDown('firing', WEST))).toBe(202);
+
+    // The intake's own line once the move is made (after east says it is active).
+    const line = await waitFor(
+      'the intake to fail the namespace over to east',
+      async () => intakeLog.find((l) => l.includes('control plane: namespace default failed over')),
+      60_000,
+      100,
+    );
+    expect(line).toMatch(new RegExp(`failed over ${WEST} → ${EAST} .*${WEST} silent \\d+ s with an alarm to deliver`));
+    // It waited for the silence it was told to (3 s), saying so first.
+    expect(intakeLog.find((l) => l.includes('does not answer; failing over to'))).toMatch(
+      new RegExp(`cluster ${WEST} .* does not answer; failing over to ${EAST} if it stays silent`),
+    );
+    const moved = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+    expect(moved.active).toBe(EAST);
+    expect(moved.failoverVersion).toBeGreaterThan(before.failoverVersion);
+    const journal = readFileSync(join(intakeDir!, 'journal.jsonl'), 'utf8');
+    expect(journal).toContain(`"controlPlane":{"from":"${WEST}","to":"${EAST}"`);
+
+    const onEast = await connect(config);
+    const workflowId = runWorkflowId('ledger');
+    const rec = await waitFor(
+      'the guardian to start the unplanned failover on east and the run to finish',
+      async () => {
+        const desc = await onEast.workflow
+          .getHandle(workflowId)
+          .describe()
+          .catch(() => undefined);
+        const r =
+          desc && desc.status.name !== 'RUNNING' ? await awaitRecord(onEast, workflowId, desc.runId) : undefined;
+        if (r?.trigger.startsWith('alarm:')) return r;
+        // Not yet: what there is, for the timeout's message.
+        const g = await onEast.workflow
+          .getHandle(guardianWorkflowId('ledger'))
+          .query<GuardianView>('state')
+          .then((v) =>
+            v.decisions
+              .slice(-3)
+              .map((d) => `${d.kind}: ${d.detail}`)
+              .join(' | '),
+          )
+          .catch((err: Error) => `not asked (${err.message})`);
+        throw new Error(
+          `run ${desc?.runId ?? 'none'} ${desc?.status.name ?? ''} ${r?.trigger ?? ''}; guardian: ${g}; journal: ${JSON.stringify(intake!.journal.stats())}`,
+        );
+      },
+      180_000,
+      500,
+    );
+    expect([rec.status, rec.mode, rec.target, rec.trigger]).toEqual([
+      'succeeded',
+      'unplanned',
+      EAST,
+      'alarm:alertmanager:LedgerPrimaryDown',
+    ]);
+    const events = await history(onEast, workflowId, rec.runId);
+    expect(events.every((e) => clusterOf(e) === EAST)).toBe(true);
+    expect((await probePg(nodeOf(service, EAST))).role).toBe('primary');
+    await onEast.connection.close();
   }, 300_000);
 });

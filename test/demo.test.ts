@@ -9,7 +9,10 @@
 // failover are started by the guardian from the alerts, never by the demo. The stack runs the
 // demo's banking application, and the ledger's own runbooks (the shipped runbooks/ledger-*.yaml,
 // on this stack's port) tell it the new primary: after every run its writes are in the writer.
-import { readFileSync } from 'node:fs';
+// Then the demo once more on a replicated control plane (two regions, one Temporal cluster each):
+// the home region's cluster dies with it, and the stack's own intake fails the namespace over
+// before the guardian can start the unplanned failover.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/lib/config/load';
@@ -462,5 +465,74 @@ describe('regionshift demo --json', () => {
       const pidFile = `${stack.pg[region]!.dataDir}/postmaster.pid`;
       expect(() => readFileSync(pidFile), `${region} postmaster.pid`).toThrow();
     }
+  });
+});
+
+describe('regionshift demo --json on a replicated control plane (two regions, a Temporal cluster each)', () => {
+  let rs: TempStack;
+  let out: CliResult;
+  let result: { ok: boolean; runs: Run[]; failback: Failback };
+
+  beforeAll(async () => {
+    const shipped = shippedTriggers();
+    rs = await makeTempStack({
+      regions: [WEST, EAST],
+      weights: { [WEST]: 60, [EAST]: 40 },
+      monitoring: true,
+      app: true,
+      policy: shipped.policy,
+      serviceExtra: shipped.serviceExtra,
+      controlPlane: 'replicated',
+    });
+    delete rs.env.TEMPORAL_ADDRESS;
+    // The intake moves the namespace after 10 s of silence instead of the default 60 s: the test's time.
+    const yaml = readFileSync(rs.configFile, 'utf8').replace(
+      /^(temporal: \{.*) \}$/m,
+      '$1, controlPlaneFailoverAfter: 10s }',
+    );
+    writeFileSync(rs.configFile, yaml);
+    out = await runCli(['demo', '--json'], rs.env, 420_000);
+    try {
+      result = JSON.parse(out.stdout) as typeof result;
+    } catch {
+      throw new Error(`demo --json did not print one JSON object:\n${show(out)}`);
+    }
+  }, 440_000);
+
+  afterAll(async () => {
+    if (!rs) return;
+    await runCli(['stack', 'down'], rs.env);
+    await killLeftovers(rs);
+    rs.remove();
+  }, 150_000);
+
+  it('runs start to finish: the intake fails the namespace over, the guardian fails the ledger over, failback loses nothing', async () => {
+    expect(out.code, show(out)).toBe(0);
+    expect(result.ok).toBe(true);
+    expect(out.stderr).toMatch(/temporal: process group \d+ SIGKILLed/);
+    const unplanned = result.runs.find((r) => r.mode === 'unplanned')!;
+    expect(unplanned).toMatchObject({
+      status: 'succeeded',
+      source: WEST,
+      target: EAST,
+      trigger: 'alarm:alertmanager:RegionshiftEndpointUnreachable',
+    });
+    expect(result.failback).toMatchObject({ status: 'succeeded', target: WEST, rpo: { lostWrites: 0 } });
+    // The stack's intake, not the demo or a person, moved the namespace to the surviving cluster.
+    const intakeLog = readFileSync(join(rs.home, 'logs', 'intake.log'), 'utf8');
+    expect(intakeLog).toMatch(
+      new RegExp(`intake: control plane: namespace default failed over ${WEST} → ${EAST} .*with an alarm to deliver`),
+    );
+    // Its worker (the SDK's metrics, the health watchers' activities) went to the cluster its calls follow.
+    expect(intakeLog).toMatch(/intake: its worker now polls 127\.0\.0\.1:\d+, the cluster its calls follow/);
+    const cp = await runCli(['control-plane', 'status', '--json'], rs.env);
+    expect(
+      (JSON.parse(cp.stdout) as { clusters: Array<{ region: string; up: boolean; active: string }> }).clusters.map(
+        (c) => [c.region, c.up, c.active],
+      ),
+    ).toEqual([
+      [WEST, true, EAST],
+      [EAST, true, EAST],
+    ]);
   });
 });

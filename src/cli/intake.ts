@@ -4,7 +4,7 @@ import { runIntake } from '../intake/service';
 import { installWorkerRuntime } from '../lib/metrics/worker';
 import { loadPlugins } from '../lib/plugins';
 import { loadRunbook } from '../lib/runbooks';
-import { connect, InputError, temporalAddressFor } from '../lib/runs/client';
+import { connectFollowing, InputError, temporalAddressFor } from '../lib/runs/client';
 import { loadConfig } from '../lib/config/load';
 import { EXIT, guard } from './exit';
 
@@ -30,7 +30,8 @@ export function intakeCommand(argv: string[]): Promise<number> {
     const t = triggersOf(cfg).intake;
     // Before anything makes a Temporal connection: the runtime with the SDK's Prometheus exporter is installed once per process.
     const { sdkMetricsUrl } = await installWorkerRuntime();
-    const client = await connect(cfg);
+    // Follows the namespace, and fails it over when its cluster stays silent with an alarm to deliver.
+    const client = await connectFollowing(cfg, { failover: true });
     const intake = await runIntake({
       ...(sdkMetricsUrl ? { sdkMetricsUrl } : {}),
       config: cfg,
@@ -57,7 +58,7 @@ export function intakeCommand(argv: string[]): Promise<number> {
       process.once('SIGTERM', stop);
     });
     await intake.stop();
-    await client.connection.close();
+    await client.close();
     return EXIT.ok;
   });
 }

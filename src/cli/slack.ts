@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { triggersOf } from '../lib/config/triggers';
-import { connect, InputError } from '../lib/runs/client';
+import { connectFollowing, InputError } from '../lib/runs/client';
 import { loadPlugins } from '../lib/plugins';
 import { createSlackBot, slackSecretsFromEnv } from '../slack/bot';
 import { loadConfig } from '../lib/config/load';
@@ -20,7 +20,7 @@ export function slackCommand(argv: string[]): Promise<number> {
     const port = values.port === undefined ? undefined : Number(values.port);
     if (port !== undefined && !Number.isInteger(port))
       throw new InputError(`--port ${values.port} is not a port number`);
-    const temporal = await connect(cfg);
+    const temporal = await connectFollowing(cfg);
     const bot = createSlackBot({
       config: cfg,
       temporal,
@@ -37,7 +37,7 @@ export function slackCommand(argv: string[]): Promise<number> {
       process.once('SIGTERM', () => resolve());
     });
     await bot.stop();
-    await temporal.connection.close();
+    await temporal.close();
     return EXIT.ok;
   });
 }

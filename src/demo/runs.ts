@@ -9,6 +9,7 @@ import { runWorkflowId } from '../contract/runbook/ids';
 import type { Mode, RunInput, RunRecord } from '../contract/runbook/types';
 import type { DecisionSigner } from '../lib/sign';
 import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../lib/runs/client';
+import { isClusterSilence } from '../lib/runs/following';
 import { buildFollowUpInput } from '../lib/runs/reconcile';
 import { buildDrainInput, buildUndrainInput } from '../lib/runs/drain';
 import { guardianWorkflowId } from '../contract/guardian/ids';
@@ -136,6 +137,9 @@ export async function awaitGuardianRun(
   for (;;) {
     const desc = await handle.describe().catch((err: Error) => {
       if (err.name === 'WorkflowNotFoundError') return undefined;
+      // A replicated control plane that lost the namespace's active cluster with the region: no
+      // cluster answers for it until the intake fails it over to a survivor (this client's).
+      if (isClusterSilence(err)) return undefined;
       throw err;
     });
     if (desc && desc.startTime.getTime() >= req.startedAfter) {

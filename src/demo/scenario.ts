@@ -8,7 +8,7 @@
 import type { Client } from '@temporalio/client';
 import { postgresDatabase, route53Traffic, type Config, type Service } from '../lib/config/schema';
 import type { RunRecord } from '../contract/runbook/types';
-import { connect } from '../lib/runs/client';
+import { connect, temporalAddressFor } from '../lib/runs/client';
 import { stackUp, type StackContext, type UpResult } from '../stack/stack';
 import { ensureLedger, nodeOf, presentIds } from './ledger';
 import { startWriteLoad, type WriteLoad } from './load';
@@ -341,8 +341,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   say(`Temporal UI: ${config.temporal.uiUrl}`);
   const signer = standInSigner(service, DEMO_APPROVER);
 
-  let temporal: Client | undefined;
-  const client = async () => (temporal ??= await connect(config));
+  // With a replicated control plane the namespace moves during the demo (the home region's cluster
+  // dies with it, and the intake fails the namespace over): every chapter asks where it is now.
+  let temporal: { client: Client; address: string } | undefined;
+  const retired: Client[] = [];
+  const client = async (): Promise<Client> => {
+    const address = await temporalAddressFor(config);
+    if (temporal?.address !== address) {
+      if (temporal) retired.push(temporal.client);
+      temporal = { client: await connect(config, { address }), address };
+    }
+    return temporal.client;
+  };
   let load: WriteLoad | undefined;
   try {
     const reset = await prepareStack(ctx, client, service, say);
@@ -440,6 +450,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const killed = await killRegion(ctx, service, home);
     say(`  postgres: ${killed.postgres}`);
     say(`  worker:   ${killed.worker}`);
+    if (killed.temporal) say(`  temporal: ${killed.temporal}`);
     say(
       `\n== ${chapter++}. unplanned failover away from ${home}, started by the guardian from the alerts (RTO counted from the kill, detection included) ==`,
     );
@@ -563,7 +574,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     };
   } finally {
     await load?.stop();
-    await temporal?.connection.close().catch(() => undefined);
+    for (const c of [...retired, ...(temporal ? [temporal.client] : [])])
+      await c.connection.close().catch(() => undefined);
   }
 }
 

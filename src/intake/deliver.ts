@@ -12,6 +12,7 @@ import { residencyRuleOf, residencyViolation } from '../contract/policy/residenc
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../contract/runbook/ids';
 import type { RunbookDoc, RunRecord } from '../contract/runbook/types';
 import { awaitRecord } from '../lib/runs/client';
+import { FollowingClient } from '../lib/runs/following';
 import { loadRunbook, runbookPathFor } from '../lib/runbooks';
 import { guardianWorkflowId } from '../contract/guardian/ids';
 import { approvalOverride } from '../lib/config/approval';
@@ -113,7 +114,8 @@ export async function guardianSeed(client: Client, service: string): Promise<Gua
 }
 
 export interface DelivererOptions {
-  client: Client;
+  /** A FollowingClient follows the namespace, and may fail it over to deliver (the intake's own). */
+  client: Client | FollowingClient;
   config: Config;
   runbook: RunbookDoc;
   /** A service's own failover runbook (config `runbooks:`), instead of `runbook`. */
@@ -141,11 +143,13 @@ export class Deliverer {
   /** Services whose guardian this process has started or configured. */
   private readonly known = new Set<string>();
   readonly guardianId: (service: string) => string;
+  readonly temporal: FollowingClient;
   /** Signals sent, for the log and the bench. */
   signalsSent = 0;
 
   constructor(private readonly opts: DelivererOptions) {
     this.guardianId = opts.guardianWorkflowId ?? guardianWorkflowId;
+    this.temporal = opts.client instanceof FollowingClient ? opts.client : FollowingClient.fixed(opts.client);
   }
 
   settingsOf(service: string): GuardianSettings {
@@ -202,7 +206,8 @@ export class Deliverer {
     // first delivery, and any after the guardian vanished, signal-with-start it.
     if (this.known.has(service)) {
       try {
-        await this.opts.client.workflow.getHandle(workflowId).signal('alarm', alarms);
+        // An alarm to deliver is what may move the namespace when its cluster stays silent.
+        await this.temporal.run((c) => c.workflow.getHandle(workflowId).signal('alarm', alarms), { failover: true });
         this.signalsSent++;
         return;
       } catch (err) {
@@ -211,14 +216,18 @@ export class Deliverer {
       }
     }
     const input: GuardianInput = { service, settings: this.settingsOf(service) };
-    await this.opts.client.workflow.signalWithStart('guardian', {
-      workflowId,
-      taskQueue: CONTROL_TASK_QUEUE,
-      args: [input],
-      signal: 'alarm',
-      signalArgs: [alarms],
-      staticSummary: `guardian of ${service}: debounce, cooldown, single flight for alarm-started failovers`,
-    });
+    await this.temporal.run(
+      (c) =>
+        c.workflow.signalWithStart('guardian', {
+          workflowId,
+          taskQueue: CONTROL_TASK_QUEUE,
+          args: [input],
+          signal: 'alarm',
+          signalArgs: [alarms],
+          staticSummary: `guardian of ${service}: debounce, cooldown, single flight for alarm-started failovers`,
+        }),
+      { failover: true },
+    );
     this.known.add(service);
     this.signalsSent++;
   }
@@ -230,17 +239,19 @@ export class Deliverer {
   async configureAll(): Promise<void> {
     await Promise.all(
       this.opts.config.services.map(async (svc) => {
-        const seed = await guardianSeed(this.opts.client, svc.name);
+        const seed = await this.temporal.run((c) => guardianSeed(c, svc.name));
         const settings = this.settingsOf(svc.name);
         const input: GuardianInput = { service: svc.name, settings, seed };
-        await this.opts.client.workflow.signalWithStart('guardian', {
-          workflowId: this.guardianId(svc.name),
-          taskQueue: CONTROL_TASK_QUEUE,
-          args: [input],
-          signal: 'configure',
-          signalArgs: [{ settings, seed }],
-          staticSummary: `guardian of ${svc.name}: debounce, cooldown, single flight for alarm-started failovers`,
-        });
+        await this.temporal.run((c) =>
+          c.workflow.signalWithStart('guardian', {
+            workflowId: this.guardianId(svc.name),
+            taskQueue: CONTROL_TASK_QUEUE,
+            args: [input],
+            signal: 'configure',
+            signalArgs: [{ settings, seed }],
+            staticSummary: `guardian of ${svc.name}: debounce, cooldown, single flight for alarm-started failovers`,
+          }),
+        );
         this.known.add(svc.name);
       }),
     );

@@ -57,7 +57,12 @@ interface Entry {
   signals: AlarmSignal[];
 }
 
-type Line = { journal: string; next: number } | Entry | { forwarded: number };
+/** Something the intake did besides forwarding, kept for the record (a control-plane failover); never replayed. */
+export interface Note {
+  controlPlane: object;
+}
+
+type Line = { journal: string; next: number } | Entry | { forwarded: number } | Note;
 
 interface Write {
   line: string;
@@ -164,6 +169,11 @@ export class AlarmJournal implements AlarmSink {
     const seq = this.nextSeq++;
     const entry: Entry = { seq, service, signals: signals.map((s, i) => ({ ...s, id: `${this.id}:${seq}.${i}` })) };
     return this.append(JSON.stringify(entry) + '\n', entry);
+  }
+
+  /** Appends a record of what the intake did (durable once resolved); a restart reads past it. */
+  note(record: Note): Promise<void> {
+    return this.append(JSON.stringify(record) + '\n');
   }
 
   stats(): JournalStats {
@@ -381,6 +391,8 @@ function readJournal(
       next = Math.max(next, line.next);
     } else if ('forwarded' in line) {
       forwardedThrough = Math.max(forwardedThrough, line.forwarded);
+    } else if ('controlPlane' in line) {
+      // a note: nothing to replay
     } else if ('seq' in line && typeof line.service === 'string' && Array.isArray(line.signals)) {
       entries.push(line);
       next = Math.max(next, line.seq + 1);

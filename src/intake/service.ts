@@ -10,6 +10,7 @@ import { stateDir } from '../lib/paths';
 import { triggerProblems } from '../lib/config/triggers';
 import { dataConverterFromEnv } from '../lib/codec/env';
 import { InputError } from '../lib/runs/client';
+import { FollowingClient } from '../lib/runs/following';
 import { builtinRunbookPath, loadRunbook, loadServiceRunbook } from '../lib/runbooks';
 import type { RunbookDoc } from '../contract/runbook/types';
 import { queryGuardianStates } from '../lib/metrics/guardian-states';
@@ -25,7 +26,8 @@ import { ensureReadinessSchedule, readinessStates } from '../lib/readiness';
 
 export interface IntakeOptions {
   config: Config;
-  client: Client;
+  /** A FollowingClient (regionshift intake's) follows the namespace and fails it over when its cluster stays silent. */
+  client: Client | FollowingClient;
   /** Temporal address for the health watcher's activity worker; absent: no worker (no health checks polled here). */
   workerAddress?: string;
   namespace?: string;
@@ -63,8 +65,9 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     for (const svc of opts.config.services)
       if (svc.runbooks?.failover) runbooks[svc.name] = await loadServiceRunbook(opts.config, svc.name, 'failover');
   }
+  const temporal = opts.client instanceof FollowingClient ? opts.client : FollowingClient.fixed(opts.client);
   const deliverer = new Deliverer({
-    client: opts.client,
+    client: temporal,
     config: opts.config,
     runbook,
     runbooks,
@@ -78,39 +81,71 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
     maxPending: j.maxPending,
     log,
   });
+  // The intake's own namespace moves go to its journal, next to the alarms that caused them.
+  temporal.onMove = async (move) => {
+    log(
+      `intake: control plane: namespace ${opts.config.temporal.namespace} failed over ${move.from} → ${move.to} (failover version ${move.failoverVersion}); ${move.from} silent ${Math.round(move.silentMs / 1000)} s with an alarm to deliver`,
+    );
+    await journal.note({ controlPlane: move });
+  };
 
-  let worker: { worker: Worker; done: Promise<void>; connection: NativeConnection } | undefined;
-  const stopWorker = async (): Promise<void> => {
-    if (!worker) return;
+  type RunningWorker = { worker: Worker; done: Promise<void>; connection: NativeConnection; address: string };
+  let worker: RunningWorker | undefined;
+  const startWorker = async (address: string): Promise<RunningWorker> => {
+    const connection = await NativeConnection.connect({ address });
+    const w = await Worker.create({
+      connection,
+      namespace: opts.namespace ?? 'default',
+      dataConverter: dataConverterFromEnv(),
+      taskQueue: INTAKE_TASK_QUEUE,
+      activities: opts.healthActivities ?? createHealthActivities(),
+    });
+    return { worker: w, done: w.run(), connection, address };
+  };
+  const retire = async (w: RunningWorker, boundMs?: number): Promise<void> => {
     // On SIGTERM the Temporal runtime has already begun draining it: shutting down twice throws.
-    if (worker.worker.getState() === 'RUNNING') worker.worker.shutdown();
-    await worker.done.catch(() => undefined);
-    await worker.connection.close().catch(() => undefined);
+    if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
+    const done = w.done.catch(() => undefined);
+    // A worker whose cluster is gone may take long to stop: it is left behind after boundMs.
+    await (boundMs === undefined ? done : Promise.race([done, new Promise((r) => setTimeout(r, boundMs))]));
+    await w.connection.close().catch(() => undefined);
+  };
+  // The worker polls the cluster it started on; when the intake's client follows the namespace to
+  // another cluster (the first one stopped answering), the worker goes too, or its polls of a dead
+  // cluster never end.
+  let moving: Promise<void> = Promise.resolve();
+  let stopping = false;
+  temporal.onAddress = (address) => {
+    moving = moving
+      .then(async () => {
+        if (!worker || stopping || worker.address === address) return;
+        const old = worker;
+        worker = await startWorker(address);
+        log(`intake: its worker now polls ${address}, the cluster its calls follow`);
+        await retire(old, 10_000);
+      })
+      .catch((err: unknown) => log(`intake: moving its worker to ${address} failed: ${(err as Error).message}`));
+  };
+  const stopWorker = async (): Promise<void> => {
+    stopping = true;
+    await moving;
+    if (worker) await retire(worker);
   };
   let server: IntakeServer;
   let watchers: string[];
   try {
-    watchers = await startHealthWatchers(opts.client, opts.config);
+    watchers = await temporal.run((c) => startHealthWatchers(c, opts.config));
     // Readiness is evaluated on a schedule per service; the intake runs wherever regionshift is
     // deployed, so it makes the schedules (or brings them to the config) as it starts.
     for (const svc of opts.config.services) {
-      await ensureReadinessSchedule(opts.client, opts.config, svc).catch((err: unknown) =>
-        log(`readiness schedule of ${svc.name} not made: ${(err as Error).message}`),
-      );
+      await temporal
+        .run((c) => ensureReadinessSchedule(c, opts.config, svc))
+        .catch((err: unknown) => log(`readiness schedule of ${svc.name} not made: ${(err as Error).message}`));
     }
     // The worker runs the health watchers' activities; with the SDK's metrics asked for it runs
     // anyway, so /metrics shows the intake's own Temporal connection and polls.
-    if ((watchers.length > 0 || opts.sdkMetricsUrl) && opts.workerAddress) {
-      const connection = await NativeConnection.connect({ address: opts.workerAddress });
-      const w = await Worker.create({
-        connection,
-        namespace: opts.namespace ?? 'default',
-        dataConverter: dataConverterFromEnv(),
-        taskQueue: INTAKE_TASK_QUEUE,
-        activities: opts.healthActivities ?? createHealthActivities(),
-      });
-      worker = { worker: w, done: w.run(), connection };
-    }
+    if ((watchers.length > 0 || opts.sdkMetricsUrl) && opts.workerAddress)
+      worker = await startWorker(opts.workerAddress);
     server = await startIntakeServer({
       config: opts.config,
       sink: journal,
@@ -120,15 +155,19 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
       secrets: opts.secrets,
       snsUrlAllowed: opts.snsUrlAllowed,
       guardianStates: () =>
-        queryGuardianStates(
-          opts.client,
-          opts.config.services.map((s) => s.name),
-          deliverer.guardianId,
+        temporal.run((c) =>
+          queryGuardianStates(
+            c,
+            opts.config.services.map((s) => s.name),
+            deliverer.guardianId,
+          ),
         ),
       readinessStates: () =>
-        readinessStates(
-          opts.client,
-          opts.config.services.map((s) => s.name),
+        temporal.run((c) =>
+          readinessStates(
+            c,
+            opts.config.services.map((s) => s.name),
+          ),
         ),
       ...(opts.sdkMetricsUrl ? { extraMetrics: () => fetchExposition(opts.sdkMetricsUrl!) } : {}),
     });

@@ -9,6 +9,7 @@
 // the primary), so a click is answered with the system's verdict as well.
 import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Receiver, type webApi } from '@slack/bolt';
 import type { Client } from '@temporalio/client';
+import { FollowingClient } from '../lib/runs/following';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Config, Service } from '../lib/config/schema';
@@ -67,7 +68,8 @@ export interface SlackSecrets {
 
 export interface SlackBotOptions {
   config: Config;
-  temporal: Client;
+  /** A FollowingClient (regionshift slack's) follows the namespace when the control plane is replicated. */
+  temporal: Client | FollowingClient;
   secrets: SlackSecrets;
   /** Overrides triggers.slack (tests). */
   slack?: Partial<SlackConfig>;
@@ -124,7 +126,8 @@ function listIds(ids: string[]): string {
 }
 
 export function createSlackBot(opts: SlackBotOptions): SlackBot {
-  const { config, temporal } = opts;
+  const { config } = opts;
+  const temporal = opts.temporal instanceof FollowingClient ? opts.temporal : FollowingClient.fixed(opts.temporal);
   const base = triggersOf(config).slack;
   if (!base && !opts.slack?.channel)
     throw new InputError('no `triggers.slack` section in the config: the bot needs at least `channel`');
@@ -207,7 +210,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     for (const svc of services) {
       const lines: string[] = [];
       try {
-        const rec = await runRecord(temporal, workflowIdOf(config, svc.name));
+        const rec = await temporal.run((c) => runRecord(c, workflowIdOf(config, svc.name)));
         lines.push(`*${headline(rec)}* · <${uiUrl(rec)}|Temporal UI>`, ...rec.steps.map(stepLine));
         const lag = lagLine(rec);
         if (lag) lines.push(lag);
@@ -217,10 +220,10 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
         lines.push(`*${svc.name}*: no runs yet`);
       }
-      const g = await guardianView(temporal, svc.name);
+      const g = await temporal.run((c) => guardianView(c, svc.name));
       if (g) lines.push(guardianText(g));
       // Could it fail over now, as the readiness schedule last found (regionshift readiness).
-      const e = await recordedReadiness(temporal, svc.name);
+      const e = await temporal.run((c) => recordedReadiness(c, svc.name));
       lines.push(e ? readinessText(e) : 'readiness: not evaluated yet (`regionshift readiness`)');
       parts.push(lines.join('\n'));
     }
@@ -233,7 +236,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       case 'run':
         return casesMessage(
           view,
-          await listCases(temporal, config, { service, reconciliationId: view.r, status: 'all' }),
+          await temporal.run((c) => listCases(c, config, { service, reconciliationId: view.r, status: 'all' })),
           [service],
         );
       case 'one':
@@ -241,7 +244,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       case 'open': {
         const services = view.all ? config.services.map((s) => s.name) : [service];
         const open = (
-          await Promise.all(services.map((s) => listCases(temporal, config, { service: s, status: 'open' })))
+          await Promise.all(
+            services.map((s) => temporal.run((c) => listCases(c, config, { service: s, status: 'open' }))),
+          )
         ).flat();
         return casesMessage(
           view,
@@ -270,12 +275,14 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         const service = findService(config, cmd.service);
         const override = cmd.kind === 'failback' ? cmd.override : undefined;
         const runbook = runbookFor(cmd.kind, service.name);
-        const input = await buildFollowUpInput(temporal, config, runbook, {
-          service: service.name,
-          requestedBy: user,
-          trigger: `slack:${user}`,
-          ...(override ? { overrideReason: override } : {}),
-        });
+        const input = await temporal.run((c) =>
+          buildFollowUpInput(c, config, runbook, {
+            service: service.name,
+            requestedBy: user,
+            trigger: `slack:${user}`,
+            ...(override ? { overrideReason: override } : {}),
+          }),
+        );
         if (override) {
           // An override skips the failback's check that no case is open: a decision like an
           // approval, so only the approvers of the run's mode may make it.
@@ -289,7 +296,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         // Runs started from Slack get the Slack approval policy of their mode, as failovers do.
         const gated = runbook.steps.some((s) => s.approval);
         if (gated) input.approval = approvalOverride(service, input.mode);
-        const started = await startRun(temporal, input);
+        const started = await temporal.run((c) => startRun(c, input));
         const h = input.handoff!;
         const what =
           cmd.kind === 'reconcile'
@@ -310,9 +317,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
             : `Reading the open reconciliation cases of ${services.join(', ')}…`,
         );
         if (cmd.caseId) {
-          const found = (await listCases(temporal, config, { service: services[0]!, status: 'all' })).find(
-            (c) => c.id === cmd.caseId,
-          );
+          const found = (
+            await temporal.run((c) => listCases(c, config, { service: services[0]!, status: 'all' }))
+          ).find((c) => c.id === cmd.caseId);
           if (!found)
             return void (await respond(
               `No case \`${cmd.caseId}\` for ${services[0]}, open or resolved. The open ones: \`${settings.command} cases ${services[0]}\``,
@@ -323,7 +330,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
         const problems: string[] = [];
         for (const s of services) {
           try {
-            cases.push(...(await listCases(temporal, config, { service: s, status: 'open' })));
+            cases.push(...(await temporal.run((c) => listCases(c, config, { service: s, status: 'open' }))));
           } catch (err) {
             // One service's cases unreadable (no reachable database, no reconciliation provider) hides nobody else's.
             if (cmd.service) throw err;
@@ -356,7 +363,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
           trigger: `slack:${user}`,
         });
         input.approval = approvalOverride(service, cmd.mode);
-        const started = await startRun(temporal, input);
+        const started = await temporal.run((c) => startRun(c, input));
         if (cmd.kind === 'failover') {
           return ack(
             `Started \`${started.workflowId}\`: failover of ${cmd.service} to ${cmd.target} (${cmd.mode}), requested by <@${user}>; approval: ${describeApproval(input.approval)}. ` +
@@ -364,12 +371,12 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
           );
         }
         await ack(`Planning ${cmd.service} → ${cmd.target} (${cmd.mode})… the plan follows here.`);
-        const rec = await awaitRecord(temporal, started.workflowId, started.runId);
+        const rec = await temporal.run((c) => awaitRecord(c, started.workflowId, started.runId));
         return void (await respond(`\`\`\`\n${formatRecord(rec, uiUrl(rec))}\n\`\`\``));
       }
       case 'abort': {
         const workflowId = workflowIdOf(config, cmd.run);
-        const rec = await runRecord(temporal, workflowId);
+        const rec = await temporal.run((c) => runRecord(c, workflowId));
         if (rec.status !== 'running')
           return ack(`\`${workflowId}\` is not running (it ${rec.status}); nothing to abort.`);
         const allowed = slackApprovers(findService(config, rec.service), rec.mode);
@@ -378,15 +385,17 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
           return ack(
             `You may not abort ${rec.mode} runs of ${rec.service}: only its requester or ${listIds(allowed)}. Nothing was changed.`,
           );
-        const verdict = await abortRun(
-          temporal,
-          workflowId,
-          {
-            by: user,
-            reason: cmd.reason ?? `aborted from Slack by ${user}`,
-            ...(m.groups.length ? { groups: m.groups } : {}),
-          },
-          botSigner(),
+        const verdict = await temporal.run((c) =>
+          abortRun(
+            c,
+            workflowId,
+            {
+              by: user,
+              reason: cmd.reason ?? `aborted from Slack by ${user}`,
+              ...(m.groups.length ? { groups: m.groups } : {}),
+            },
+            botSigner(),
+          ),
         );
         return ack(`\`${workflowId}\`: ${mentions(verdict)}`);
       }
@@ -433,7 +442,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       try {
         const { w, r } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string };
         if (!w) return void (await answer('This button does not name a run.'));
-        const rec = await temporal.workflow.getHandle(w, r).query<RunRecord>('progress');
+        const rec = await temporal.run((c) => c.workflow.getHandle(w, r).query<RunRecord>('progress'));
         if (!rec.pendingApproval)
           return void (await answer(
             `\`${w}\` is not waiting for an approval (it is ${rec.status}). Nothing was changed.`,
@@ -446,11 +455,13 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
             `You may not ${decision} ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`,
           ));
         }
-        const verdict = await approveRun(
-          temporal,
-          w,
-          { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) },
-          botSigner(),
+        const verdict = await temporal.run((c) =>
+          approveRun(
+            c,
+            w,
+            { by: user, decision, reason: `from Slack`, ...(m.groups.length ? { groups: m.groups } : {}) },
+            botSigner(),
+          ),
         );
         await answer(`${decision === 'approve' ? '👍' : '👎'} ${mentions(verdict)}`);
       } catch (err) {
@@ -479,7 +490,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
           s: stepId,
         } = JSON.parse((action as { value?: string }).value ?? '{}') as { w?: string; r?: string; s?: string };
         if (!w) return void (await answer('This button does not name a run.'));
-        const rec = await temporal.workflow.getHandle(w, r).query<RunRecord>('progress');
+        const rec = await temporal.run((c) => c.workflow.getHandle(w, r).query<RunRecord>('progress'));
         if (rec.pendingDecision?.stepId !== stepId)
           return void (await answer(
             `Step \`${stepId}\` of \`${w}\` is not waiting for a decision any more. Nothing was changed.`,
@@ -492,16 +503,18 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
             `You may not ${decision} steps of ${rec.mode} runs of ${rec.service}: approvers are ${listIds(allowed)}. Nothing was changed.`,
           ));
         }
-        const verdict = await operateRun(
-          temporal,
-          w,
-          {
-            action: decision,
-            by: user,
-            reason: `${decision} from Slack`,
-            ...(m.groups.length ? { groups: m.groups } : {}),
-          },
-          botSigner(),
+        const verdict = await temporal.run((c) =>
+          operateRun(
+            c,
+            w,
+            {
+              action: decision,
+              by: user,
+              reason: `${decision} from Slack`,
+              ...(m.groups.length ? { groups: m.groups } : {}),
+            },
+            botSigner(),
+          ),
         );
         await answer(mentions(verdict));
       } catch (err) {
@@ -541,18 +554,20 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
             `You may not decide reconciliation cases of ${service.name}: they are decided by the approvers of its ${CASE_DECIDERS} runs, ${listIds(allowed)}. Nothing was changed.`,
           ));
         }
-        const res = await resolveCase(
-          temporal,
-          config,
-          {
-            service: service.name,
-            caseId: v.c,
-            by: user,
-            action: decision,
-            note: 'from Slack',
-            ...(m.groups.length ? { groups: m.groups } : {}),
-          },
-          botSigner(),
+        const res = await temporal.run((c) =>
+          resolveCase(
+            c,
+            config,
+            {
+              service: service.name,
+              caseId: v.c,
+              by: user,
+              action: decision,
+              note: 'from Slack',
+              ...(m.groups.length ? { groups: m.groups } : {}),
+            },
+            botSigner(),
+          ),
         );
         if (!res.changed)
           return void (await answer(`Nothing was changed: case \`${v.c}\` is ${mentions(res.detail)}.`));

@@ -5,7 +5,7 @@
 // the thread, are read back from the messages' metadata after a restart (the maps here are only
 // a cache of that). A reconciliation that leaves cases open gets them, with their buttons, in its
 // thread.
-import type { Client } from '@temporalio/client';
+import type { FollowingClient } from '../lib/runs/following';
 import type { webApi } from '@slack/bolt';
 import type { Config } from '../lib/config/schema';
 import type { RunRecord } from '../contract/runbook/types';
@@ -24,7 +24,7 @@ interface Entry {
 }
 
 export interface FollowerOptions {
-  temporal: Client;
+  temporal: FollowingClient;
   web: webApi.WebClient;
   config: Config;
   channel: string;
@@ -50,14 +50,17 @@ export class RunFollower extends Poller {
     const since = new Date(Date.now() - this.opts.followForMs).toISOString();
     const query = `WorkflowType = 'runbook' AND RegionshiftMode != 'dry-run' AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
     const runs: { workflowId: string; runId: string; running: boolean; start: number }[] = [];
-    for await (const w of this.opts.temporal.workflow.list({ query })) {
-      runs.push({
-        workflowId: w.workflowId,
-        runId: w.runId,
-        running: w.status.name === 'RUNNING',
-        start: w.startTime.getTime(),
-      });
-    }
+    await this.opts.temporal.run(async (c) => {
+      runs.length = 0; // a listing cut short by a lost cluster is listed again in full
+      for await (const w of c.workflow.list({ query })) {
+        runs.push({
+          workflowId: w.workflowId,
+          runId: w.runId,
+          running: w.status.name === 'RUNNING',
+          start: w.startTime.getTime(),
+        });
+      }
+    });
     runs.sort((a, b) => a.start - b.start);
     const now = Date.now();
     for (const run of runs) {
@@ -73,9 +76,10 @@ export class RunFollower extends Poller {
   }
 
   private async record(workflowId: string, runId: string, running: boolean): Promise<RunRecord | undefined> {
-    if (running) return this.opts.temporal.workflow.getHandle(workflowId, runId).query<RunRecord>('progress');
+    if (running)
+      return this.opts.temporal.run((c) => c.workflow.getHandle(workflowId, runId).query<RunRecord>('progress'));
     try {
-      return await awaitRecord(this.opts.temporal, workflowId, runId);
+      return await this.opts.temporal.run((c) => awaitRecord(c, workflowId, runId));
     } catch {
       return undefined; // terminated without a record: nothing to show
     }
@@ -124,11 +128,13 @@ export class RunFollower extends Poller {
     const rep = rec.reconciliation?.report;
     if (rec.kind === 'reconcile' && rep && rep.cases.open > 0 && !entry.posted.has(CASES_EVENT_KEY)) {
       // Read from the database, not the report: the buttons need both versions and the proposals.
-      const cases = await listCases(this.opts.temporal, config, {
-        service: rec.service,
-        reconciliationId: rep.reconciliationId,
-        status: 'all',
-      });
+      const cases = await this.opts.temporal.run((c) =>
+        listCases(c, config, {
+          service: rec.service,
+          reconciliationId: rep.reconciliationId,
+          status: 'all',
+        }),
+      );
       const m = casesMessage({ k: 'run', r: rep.reconciliationId, u: runId }, cases, [rec.service]);
       await web.chat.postMessage({
         channel,

@@ -2,7 +2,7 @@
 // evaluation turns to failing gets one message in the channel, then one more when it is ready again
 // (not one per evaluation). What the bot last said of a service is read back from its messages'
 // metadata after a restart, so a restarted bot does not say it twice.
-import type { Client } from '@temporalio/client';
+import type { FollowingClient } from '../lib/runs/following';
 import type { webApi } from '@slack/bolt';
 import type { ReadinessCheck, ReadinessEvaluation } from '../contract/readiness';
 import { recordedReadiness } from '../lib/readiness';
@@ -54,7 +54,7 @@ interface Said {
 }
 
 export interface ReadinessWatchOptions {
-  temporal: Client;
+  temporal: FollowingClient;
   web: webApi.WebClient;
   channel: string;
   services: string[];
@@ -73,7 +73,7 @@ export class ReadinessWatch extends Poller {
 
   async tick(): Promise<void> {
     for (const service of this.opts.services) {
-      const e = await recordedReadiness(this.opts.temporal, service);
+      const e = await this.opts.temporal.run((c) => recordedReadiness(c, service));
       if (!e) continue;
       if (!this.said.has(service)) this.said.set(service, await this.lastSaid(service));
       const said = this.said.get(service) ?? null;

@@ -15,7 +15,10 @@ export interface TempStack extends TempStackFiles {
 
 /** The ledger's regions and weights as the test wants them; default two regions, the writer 100, no monitoring. */
 export async function makeTempStack(
-  opts: Pick<TempStackOptions, 'regions' | 'weights' | 'monitoring' | 'policy' | 'serviceExtra' | 'app'> = {},
+  opts: Pick<
+    TempStackOptions,
+    'regions' | 'weights' | 'monitoring' | 'policy' | 'serviceExtra' | 'app' | 'controlPlane'
+  > = {},
 ): Promise<TempStack> {
   const files = await writeTempStack({
     prefix: 'regionshift-stack-',

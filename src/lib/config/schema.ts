@@ -683,8 +683,20 @@ export const Config = z
          * cluster at `address`.
          */
         clusters: z.record(regionName, HostPort).optional(),
+        /**
+         * A replicated control plane only: how long the cluster the namespace is active in may stay
+         * silent to an intake that has an alarm to deliver before that intake fails the namespace
+         * over to the first region (in config order) whose cluster answers. Long enough that a
+         * restart or a network blip does not move it; `off`: only an operator moves it.
+         */
+        controlPlaneFailoverAfter: z.union([duration, z.literal('off')]).default('60s'),
       })
-      .default({ address: '127.0.0.1:7233', namespace: 'default', uiUrl: 'http://127.0.0.1:8233' }),
+      .default({
+        address: '127.0.0.1:7233',
+        namespace: 'default',
+        uiUrl: 'http://127.0.0.1:8233',
+        controlPlaneFailoverAfter: '60s',
+      }),
     /** Ports of the embedded local stack (regionshift stack up). */
     stack: z
       .strictObject({

@@ -10,6 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { dataConverterFromEnv } from '../codec/env';
 import type { Config, Service } from '../config/schema';
 import { activeAddress, clusterEndpoints } from './control-plane';
+import { FollowingClient, failoverAfterMsOf, type FollowingOptions, type GrpcInterceptors } from './following';
 import { residencyRuleOf, residencyViolation } from '../../contract/policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../../contract/runbook/ids';
 import type {
@@ -61,14 +62,24 @@ export async function temporalAddressFor(config: Config): Promise<string> {
   }
 }
 
-/** opts.address: that cluster, whatever the config says (a control-plane failover's target). */
-export async function connect(config: Config, opts: { address?: string } = {}): Promise<Client> {
+/**
+ * opts.address: that cluster, whatever the config says (a control-plane failover's target).
+ * opts.interceptors: the connection's gRPC interceptors instead of the SDK's default retries.
+ */
+export async function connect(
+  config: Config,
+  opts: { address?: string; interceptors?: GrpcInterceptors } = {},
+): Promise<Client> {
   // First: bad keys are the caller's to fix, whether or not Temporal is reachable.
   const dataConverter = dataConverterFromEnv();
   const address = opts.address ?? (await temporalAddressFor(config));
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address, connectTimeout: '5s' });
+    connection = await Connection.connect({
+      address,
+      connectTimeout: '5s',
+      ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
+    });
   } catch (err) {
     throw new Error(
       `cannot reach Temporal at ${address} (${(err as Error).message}); is the stack up? (regionshift stack up)`,
@@ -80,6 +91,24 @@ export async function connect(config: Config, opts: { address?: string } = {}): 
     namespace: config.temporal.namespace,
     dataConverter,
     interceptors: clientInterceptors(tracingForClients()),
+  });
+}
+
+/**
+ * A client for a long-lived process: follows the namespace when the control plane is replicated
+ * (src/lib/runs/following.ts); with a single cluster, the one client connect() makes.
+ * `failover`: this process may move the namespace (the intake), after temporal.controlPlaneFailoverAfter.
+ */
+export async function connectFollowing(
+  config: Config,
+  opts: Omit<FollowingOptions, 'connectTo' | 'failoverAfterMs'> & { failover?: boolean } = {},
+): Promise<FollowingClient> {
+  const address = await temporalAddressFor(config);
+  const failoverAfterMs = opts.failover ? failoverAfterMsOf(config) : undefined;
+  return FollowingClient.connect(config, address, {
+    ...(opts.log ? { log: opts.log } : {}),
+    ...(failoverAfterMs !== undefined ? { failoverAfterMs } : {}),
+    connectTo: (a, interceptors) => connect(config, { address: a, ...(interceptors ? { interceptors } : {}) }),
   });
 }
 
