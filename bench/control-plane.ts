@@ -188,13 +188,16 @@ export const controlPlaneSection: BenchSection = {
           client = await connect(config, { address: endpointOf(config, EAST).address });
           const deadline = Date.now() + 180_000;
           let runId: string | undefined;
+          let runStartedAt = 0;
           while (!runId) {
             const desc = await client.workflow
               .getHandle(runWorkflowId(service.name))
               .describe()
               .catch(() => undefined);
-            if (desc && desc.startTime.getTime() >= killed.at) runId = desc.runId;
-            else if (Date.now() > deadline)
+            if (desc && desc.startTime.getTime() >= killed.at) {
+              runId = desc.runId;
+              runStartedAt = desc.startTime.getTime();
+            } else if (Date.now() > deadline)
               throw new Error(`no run started on ${EAST} within 180 s; intake: ${auto.log.slice(-3).join(' | ')}`);
             else await new Promise((r) => setTimeout(r, 200));
           }
@@ -206,7 +209,7 @@ export const controlPlaneSection: BenchSection = {
           const ms = (await firstStepStartedAt(client, runWorkflowId(service.name), runId)) - epoch0;
           autoSamples.push(ms);
           ctx.say(
-            `  writer region ${WEST} killed with its cluster, alarm to the intake → first step on ${EAST}: ${ms} ms (${auto.log.find((l) => l.includes('failed over')) ?? 'no move logged'})`,
+            `  writer region ${WEST} killed with its cluster, alarm to the intake → run started ${runStartedAt - epoch0} ms, first step on ${EAST}: ${ms} ms (${auto.log.find((l) => l.includes('failed over')) ?? 'no move logged'})`,
           );
         } catch (err) {
           out.failures.push(`control-plane automatic run ${i + 1}: ${(err as Error).message}`);
