@@ -44,6 +44,7 @@ import { guardianWorkflowId } from '../src/contract/guardian/ids';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
 import { slackSignature, startSlackApi, type SlackApi } from './support/slack-api';
 import { SLACK_DECISION_KEY } from './support/signing';
+import { ledgerPrimaryDown } from './support/alertmanager';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -125,32 +126,6 @@ async function slash(text: string): Promise<{ status: number; text: string }> {
     // not JSON
   }
   return { status: res.status, text: said };
-}
-
-/** An Alertmanager webhook: the ledger's primary in `region` down (firing) or back (resolved). */
-function primaryDown(status: 'firing' | 'resolved', region: string): unknown {
-  const now = new Date().toISOString();
-  return {
-    version: '4',
-    groupKey: '{}:{alertname="LedgerPrimaryDown"}',
-    status,
-    receiver: 'regionshift',
-    groupLabels: { alertname: 'LedgerPrimaryDown' },
-    commonLabels: {},
-    commonAnnotations: {},
-    externalURL: 'http://alertmanager.test',
-    alerts: [
-      {
-        status,
-        labels: { alertname: 'LedgerPrimaryDown', region, severity: 'page' },
-        annotations: { summary: `ledger primary in ${region} is not accepting writes` },
-        startsAt: now,
-        endsAt: status === 'resolved' ? now : '0001-01-01T00:00:00Z',
-        generatorURL: 'http://prometheus.test/graph',
-        fingerprint: `c0ffee-${region}`,
-      },
-    ],
-  };
 }
 
 async function postAlarm(body: unknown): Promise<number> {
@@ -369,7 +344,7 @@ describe('replicated control plane', () => {
     await killCluster(WEST);
     try {
       // An alarm to deliver (resolved: it starts nothing), and the guardians' states on /metrics.
-      expect(await postAlarm(primaryDown('resolved', WEST))).toBe(202);
+      expect(await postAlarm(ledgerPrimaryDown('resolved', WEST))).toBe(202);
       await intake!.journal.drained();
       expect(intakeClient!.address).toBe(endpointOf(config, EAST).address);
       const metrics = await (await fetch(`${intake!.server.url}/metrics`)).text();
@@ -479,7 +454,7 @@ describe('replicated control plane', () => {
 
     const killed = await killRegion({ config, configFile: stack.configFile, home: stack.home }, service, WEST);
     expect(killed.temporal).toMatch(/SIGKILLed/);
-    expect(await postAlarm(primaryDown('firing', WEST))).toBe(202);
+    expect(await postAlarm(ledgerPrimaryDown('firing', WEST))).toBe(202);
 
     // The intake's own line once the move is made (after east says it is active).
     const line = await waitFor(

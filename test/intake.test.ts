@@ -22,6 +22,7 @@ import { cloudWatchAlarm, createSnsFixture, type SnsFixture } from './support/sn
 import { waitFor } from './support/wait';
 import { signerFor } from './support/signing';
 import { readinessScheduleId } from '../src/lib/readiness';
+import { ledgerPrimaryDown } from './support/alertmanager';
 
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
@@ -82,28 +83,7 @@ async function post(
 
 const amHeaders = { authorization: `Bearer ${AM_TOKEN}` };
 function alertmanager(status: 'firing' | 'resolved', region = WEST): unknown {
-  const now = new Date().toISOString();
-  return {
-    version: '4',
-    groupKey: '{}:{alertname="LedgerPrimaryDown"}',
-    status,
-    receiver: 'regionshift',
-    groupLabels: { alertname: 'LedgerPrimaryDown' },
-    commonLabels: {},
-    commonAnnotations: {},
-    externalURL: 'http://alertmanager.test',
-    alerts: [
-      {
-        status,
-        labels: { alertname: 'LedgerPrimaryDown', region, team: 'ledger', severity: 'page' },
-        annotations: { summary: `ledger primary in ${region} is not accepting writes` },
-        startsAt: now,
-        endsAt: status === 'resolved' ? now : '0001-01-01T00:00:00Z',
-        generatorURL: 'http://prometheus.test/graph',
-        fingerprint: 'c0ffee',
-      },
-    ],
-  };
+  return ledgerPrimaryDown(status, region, { team: 'ledger' });
 }
 
 async function guardian(): Promise<GuardianView> {
