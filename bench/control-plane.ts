@@ -21,6 +21,7 @@ import { awaitRecord, connect, connectFollowing } from '../src/lib/runs/client';
 import { runIntake, type RunningIntake } from '../src/intake/service';
 import type { FollowingClient } from '../src/lib/runs/following';
 import { runWorkflowId } from '../src/contract/runbook/ids';
+import { guardianWorkflowId } from '../src/contract/guardian/ids';
 import type { Config } from '../src/lib/config/schema';
 import { readState } from '../src/stack/state';
 import { clusterComponentName } from '../src/stack/replicated';
@@ -95,14 +96,34 @@ function rssMiB(pid: number): number {
 }
 
 /** When the run's first activity started, from the survivor's history (server clock, this machine). */
+const eventMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined): number =>
+  t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0;
+
 async function firstStepStartedAt(client: Client, workflowId: string, runId: string): Promise<number> {
   const h = await client.workflow.getHandle(workflowId, runId).fetchHistory();
   const started = (h.events ?? []).find(
     (e) => e.eventType === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
   );
-  const t = started?.eventTime;
-  if (!t) throw new Error(`run ${runId} has no started activity in its history`);
-  return Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
+  if (!started?.eventTime) throw new Error(`run ${runId} has no started activity in its history`);
+  return eventMs(started.eventTime);
+}
+
+/**
+ * How long the guardian's alarm waited for a control worker: its signal in the guardian's history
+ * → the next workflow task started there. After the namespace moves, the survivor's worker takes
+ * it; a long wait here is time spent before the guardian could decide anything.
+ */
+async function guardianPickupMs(client: Client, service: string, after: number): Promise<number | undefined> {
+  const { EventType } = temporal.api.enums.v1;
+  const h = await client.workflow.getHandle(guardianWorkflowId(service)).fetchHistory();
+  const events = (h.events ?? []).filter((e) => eventMs(e.eventTime) >= after);
+  const signal = events.findIndex(
+    (e) =>
+      e.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED &&
+      e.workflowExecutionSignaledEventAttributes?.signalName === 'alarm',
+  );
+  const started = events.slice(signal + 1).find((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  return signal >= 0 && started ? eventMs(started.eventTime) - eventMs(events[signal]!.eventTime) : undefined;
 }
 
 export const controlPlaneSection: BenchSection = {
@@ -206,10 +227,11 @@ export const controlPlaneSection: BenchSection = {
             out.failures.push(`control-plane automatic run ${i + 1}: ${rec.status}: ${rec.error ?? ''}`);
             return;
           }
-          const ms = (await firstStepStartedAt(client, runWorkflowId(service.name), runId)) - epoch0;
-          autoSamples.push(ms);
+          const firstStep = (await firstStepStartedAt(client, runWorkflowId(service.name), runId)) - epoch0;
+          autoSamples.push(firstStep);
+          const pickup = await guardianPickupMs(client, service.name, killed.at);
           ctx.say(
-            `  writer region ${WEST} killed with its cluster, alarm to the intake → run started ${runStartedAt - epoch0} ms, first step on ${EAST}: ${ms} ms (${auto.log.find((l) => l.includes('failed over')) ?? 'no move logged'})`,
+            `  writer region ${WEST} killed with its cluster, alarm to the intake → run started ${runStartedAt - epoch0} ms (the alarm waited ${pickup ?? '?'} ms for a control worker), first step on ${EAST}: ${firstStep} ms (${auto.log.find((l) => l.includes('failed over')) ?? 'no move logged'})`,
           );
         } catch (err) {
           out.failures.push(`control-plane automatic run ${i + 1}: ${(err as Error).message}`);
