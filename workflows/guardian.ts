@@ -21,6 +21,7 @@ import type { GuardianNoticeActivities } from '../activities/guardian';
 import type { AttachedAlarm, RunInput, RunRecord } from '../src/contract/runbook/types';
 import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/contract/guardian/ids';
 import { healthVerdict, type HealthVerdict } from '../src/contract/guardian/health-verdict';
+import { runSummaryOf } from '../src/contract/guardian/summary';
 import type {
   AlarmSignal,
   AlarmTrack,
@@ -349,6 +350,7 @@ export function decide(
   };
 }
 
+/** The run's summary, and for a drain its region and what its undrain restores. */
 function summaryOf(rec: RunRecord): RunSummary {
   const d = rec.drain;
   const drained =
@@ -365,17 +367,7 @@ function summaryOf(rec: RunRecord): RunSummary {
         }
       : {};
   return {
-    workflowId: rec.workflowId,
-    runId: rec.runId,
-    kind: rec.kind,
-    trigger: rec.trigger,
-    requestedBy: rec.requestedBy,
-    target: rec.target,
-    mode: rec.mode,
-    dryRun: rec.dryRun,
-    status: rec.status,
-    startedAt: rec.startedAt,
-    endedAt: rec.endedAt,
+    ...runSummaryOf(rec),
     ...(d ? { region: d.region } : {}),
     ...drained,
   };

@@ -10,19 +10,14 @@ import type { Config, Service } from '../lib/config/schema';
 import { serviceTriggersOf } from '../lib/config/triggers';
 import { residencyRuleOf, residencyViolation } from '../contract/policy/residency';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../contract/runbook/ids';
-import type { RunbookDoc, RunRecord } from '../contract/runbook/types';
+import type { RunbookDoc } from '../contract/runbook/types';
 import { awaitRecord } from '../lib/runs/client';
 import { FollowingClient } from '../lib/runs/following';
 import { loadRunbook, runbookPathFor } from '../lib/runbooks';
 import { guardianWorkflowId } from '../contract/guardian/ids';
+import { runSummaryOf } from '../contract/guardian/summary';
 import { approvalOverride } from '../lib/config/approval';
-import type {
-  AlarmSignal,
-  GuardianInput,
-  GuardianSeed,
-  GuardianSettings,
-  RunSummary,
-} from '../contract/guardian/types';
+import type { AlarmSignal, GuardianInput, GuardianSeed, GuardianSettings } from '../contract/guardian/types';
 
 export function guardianSettings(
   config: Config,
@@ -51,22 +46,6 @@ export function guardianSettings(
   };
 }
 
-function summaryOf(rec: RunRecord): RunSummary {
-  return {
-    workflowId: rec.workflowId,
-    runId: rec.runId,
-    kind: rec.kind,
-    trigger: rec.trigger,
-    requestedBy: rec.requestedBy,
-    target: rec.target,
-    mode: rec.mode,
-    dryRun: rec.dryRun,
-    status: rec.status,
-    startedAt: rec.startedAt,
-    endedAt: rec.endedAt,
-  };
-}
-
 /**
  * What Temporal knows of the service's runs, for a guardian that starts now: the run in progress,
  * or the last one (its end starts the cooldown; a successful failover names the writer).
@@ -92,7 +71,7 @@ export async function guardianSeed(client: Client, service: string): Promise<Gua
   }
   try {
     const rec = await awaitRecord(client, desc.workflowId, desc.runId);
-    const s = summaryOf(rec);
+    const s = runSummaryOf(rec);
     if (rec.dryRun) return {};
     return {
       lastRun: s,
