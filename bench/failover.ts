@@ -10,6 +10,7 @@ import { createRoute53Activities } from '../activities/traffic/route53';
 import { primaryRegionOf } from '../src/contract/traffic/plan';
 import type { RunRecord } from '../src/contract/runbook/types';
 import { runTiming, timelineOf, type RunTiming } from './history';
+import { measureFloor } from './floor/measure';
 import type { BenchContext, BenchSection, SectionResult } from './section';
 import { spread, type Figures } from './stats';
 
@@ -70,6 +71,14 @@ async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> 
   const wall = spread(samples.map((s) => s.wallMs));
   const overhead = spread(samples.map((s) => s.overheadMs));
   const reproduce = command(options.runs, 0, options.clients);
+  // What the same number of one-at-a-time steps costs with no runbook code at all: the part of
+  // the overhead that belongs to the server and the SDK, not to the interpreter.
+  const steps = Math.round(spread(samples.map((s) => s.gaps)).median) + 1;
+  const floor = samples.length ? await measureFloor(ctx.client, ctx.config, steps, options.runs) : [];
+  for (const [i, f] of floor.entries())
+    say(
+      `  floor ${i + 1}/${floor.length}, ${steps} no-op steps one at a time: overhead ${f.overheadMs} ms = start ${f.startMs} + ${f.gaps} gaps ${f.gapsMs} + close ${f.closeMs} (${f.workflowTasks} workflow tasks ${f.workflowTaskMs} ms)`,
+    );
   out.checks.push(
     {
       path: 'failover.planned.wallMs',
@@ -89,6 +98,12 @@ async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> 
       what: 'orchestration overhead per run (wall − time inside providers)',
       samples: samples.map((s) => s.overheadMs),
       targetMax: 100,
+      reproduce,
+    },
+    {
+      path: 'failover.planned.floorMs',
+      what: `the same server and SDK running ${steps} no-op activities one at a time (bench/floor): the overhead of that many steps with no runbook code`,
+      samples: floor.map((f) => f.overheadMs),
       reproduce,
     },
     // The machine's load moves the milliseconds above; this count only moves with the interpreter
@@ -113,6 +128,8 @@ async function planned(ctx: BenchContext, out: SectionResult): Promise<Figures> 
     overheadStartMs: spread(samples.map((s) => s.startMs)).median,
     overheadGapsMs: spread(samples.map((s) => s.gapsMs)).median,
     overheadCloseMs: spread(samples.map((s) => s.closeMs)).median,
+    floorMs: spread(floor.map((f) => f.overheadMs)).median,
+    floorSteps: steps,
     runs: samples.length,
     writeClients: options.clients,
     lostWrites: samples.reduce((n, s) => n + s.lostWrites, 0),
