@@ -1,0 +1,68 @@
+// What the slash command (slash.ts) and the buttons (buttons.ts) share: the config, the Temporal
+// client, where to answer, and the one check every decision passes before the bot signs it: is
+// this Slack user one of the approvers the config names.
+import type { webApi } from '@slack/bolt';
+import type { Config, Service } from '../lib/config/schema';
+import { serviceTriggersOf, type SlackConfig } from '../lib/config/triggers';
+import type { FollowingClient } from '../lib/runs/following';
+import { RefusedError } from '../lib/runs/client';
+import { runUiUrl } from '../present/run';
+import type { Mode, RunbookDoc, RunRecord } from '../contract/runbook/types';
+import { SLACK_DECISION_KEY_ENV } from '../contract/approvals';
+import type { DecisionSigner } from '../lib/sign';
+
+export interface BotContext {
+  config: Config;
+  temporal: FollowingClient;
+  web: webApi.WebClient;
+  settings: SlackConfig;
+  log: (line: string) => void;
+  /** The service's own runbook of that kind (config `runbooks:`), else the built-in one. */
+  runbookFor: (kind: 'failover' | 'reconcile' | 'failback', service: string) => RunbookDoc;
+  /** Signs decisions; absent when the bot was started without the decision key. */
+  signer?: DecisionSigner;
+}
+
+export function slackApprovers(service: Service, mode: Mode): string[] {
+  return serviceTriggersOf(service).approvers[mode] ?? [];
+}
+
+/**
+ * Who decides reconciliation cases: the service's approvers of unplanned runs. A case is data an
+ * unplanned failover left diverged (reconciliation runs carry that mode), and deciding one books
+ * money much as approving an unplanned failover accepts its possible loss: the same people, not
+ * the wider planned-change group. An empty list means nobody, as it does for approvals.
+ */
+export const CASE_DECIDERS: Mode = 'unplanned';
+
+export function listIds(ids: string[]): string {
+  return ids.map((id) => (id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`)).join(', ');
+}
+
+export function uiUrl(ctx: BotContext, rec: Pick<RunRecord, 'workflowId' | 'runId'>): string {
+  return runUiUrl(ctx.config.temporal.uiUrl, ctx.config.temporal.namespace, rec.workflowId, rec.runId);
+}
+
+/** The bot signs only after it has mapped the Slack user to the approvers (membership). */
+export function botSigner(ctx: BotContext): DecisionSigner {
+  if (!ctx.signer)
+    throw new RefusedError(
+      `this bot has no ${SLACK_DECISION_KEY_ENV}, so it cannot sign decisions; its operator must set it`,
+    );
+  return ctx.signer;
+}
+
+/** May `user` act on runs of this service and mode: listed, or in a listed user group. */
+export async function membership(
+  ctx: BotContext,
+  user: string,
+  allowed: string[],
+): Promise<{ ok: boolean; groups: string[] }> {
+  if (allowed.includes(user)) return { ok: true, groups: [] };
+  const groups: string[] = [];
+  for (const g of allowed.filter((id) => id.startsWith('S'))) {
+    const res = await ctx.web.usergroups.users.list({ usergroup: g });
+    if (res.users?.includes(user)) groups.push(g);
+  }
+  return { ok: groups.length > 0, groups };
+}
