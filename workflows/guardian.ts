@@ -21,7 +21,7 @@ import type { GuardianNoticeActivities } from '../activities/guardian';
 import type { AttachedAlarm, RunInput, RunRecord } from '../src/contract/runbook/types';
 import { guardianWorkflowId, INTAKE_TASK_QUEUE } from '../src/contract/guardian/ids';
 import { healthVerdict, type HealthVerdict } from '../src/contract/guardian/health-verdict';
-import { runSummaryOf } from '../src/contract/guardian/summary';
+import { drainHandoffOf, runSummaryOf } from '../src/contract/guardian/summary';
 import type {
   AlarmSignal,
   AlarmTrack,
@@ -352,24 +352,11 @@ export function decide(
 
 /** The run's summary, and for a drain its region and what its undrain restores. */
 function summaryOf(rec: RunRecord): RunSummary {
-  const d = rec.drain;
-  const drained =
-    rec.kind === 'drain' && rec.status === 'succeeded' && !rec.dryRun && d?.before && d.after
-      ? {
-          drained: {
-            workflowId: rec.workflowId,
-            runId: rec.runId,
-            region: d.region,
-            before: d.before,
-            after: d.after,
-            ...(rec.endedAt ? { endedAt: rec.endedAt } : {}),
-          },
-        }
-      : {};
+  const drained = drainHandoffOf(rec);
   return {
     ...runSummaryOf(rec),
-    ...(d ? { region: d.region } : {}),
-    ...drained,
+    ...(rec.drain ? { region: rec.drain.region } : {}),
+    ...(drained ? { drained } : {}),
   };
 }
 

@@ -7,7 +7,8 @@
 // end signal instead (workflows/guardian.ts).
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
-import type { DrainHandoff, Mode, RunbookDoc, RunInput, RunRecord } from '../../contract/runbook/types';
+import type { DrainHandoff, Mode, RunbookDoc, RunInput } from '../../contract/runbook/types';
+import { drainHandoffOf } from '../../contract/guardian/summary';
 import { finishedRecords, findService, InputError, RefusedError } from './client';
 
 export interface DrainRequest {
@@ -19,20 +20,6 @@ export interface DrainRequest {
   trigger: string;
   triggeredAt?: number;
   drained?: DrainHandoff;
-}
-
-/** What an undrain needs from a succeeded drain's record; undefined when the record lacks it. */
-export function drainHandoffOf(rec: RunRecord): DrainHandoff | undefined {
-  const d = rec.drain;
-  if (rec.kind !== 'drain' || rec.status !== 'succeeded' || rec.dryRun || !d?.before || !d.after) return undefined;
-  return {
-    workflowId: rec.workflowId,
-    runId: rec.runId,
-    region: d.region,
-    before: d.before,
-    after: d.after,
-    ...(rec.endedAt ? { endedAt: rec.endedAt } : {}),
-  };
 }
 
 /** Checks what can be checked before anything starts: the service, the region, the runbook's kind. */
