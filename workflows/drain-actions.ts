@@ -10,7 +10,7 @@ import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficRecord, TrafficState } from '../src/contract/activities';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { DrainRecord, RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
-import { describeRecords, primaryRegionOf } from '../src/contract/traffic/plan';
+import { describeRecords, primaryRegionOf, recordKey, sameRecord } from '../src/contract/traffic/plan';
 import type { Compensations } from './compensation';
 
 export const DRAIN_ACTIONS = ['traffic.drain', 'traffic.undrain', 'traffic.verify'] as const;
@@ -82,24 +82,13 @@ export function serves(state: TrafficState, region: string): boolean {
   });
 }
 
-const keyOf = (r: TrafficRecord): string => r.location ?? r.region;
-const sameRecord = (a: TrafficRecord, b: TrafficRecord | undefined): boolean =>
-  b !== undefined &&
-  a.region === b.region &&
-  a.target === b.target &&
-  a.ttl === b.ttl &&
-  a.weight === b.weight &&
-  a.failover === b.failover &&
-  a.location === b.location &&
-  a.routingControl === b.routingControl;
-
 export function sameTraffic(a: TrafficState, b: TrafficState): boolean {
   return (
     a.records.length === b.records.length &&
     a.records.every((r) =>
       sameRecord(
         r,
-        b.records.find((x) => keyOf(x) === keyOf(r)),
+        b.records.find((x) => recordKey(x) === recordKey(r)),
       ),
     )
   );
@@ -108,7 +97,7 @@ export function sameTraffic(a: TrafficState, b: TrafficState): boolean {
 /** One entry per record that differs: "us-east-1 30 → 0", "continent:EU eu-west-1 → eu-central-1". */
 function changes(before: TrafficState, after: TrafficState): string[] {
   return after.records.flatMap((r) => {
-    const was = before.records.find((x) => keyOf(x) === keyOf(r));
+    const was = before.records.find((x) => recordKey(x) === recordKey(r));
     if (was && sameRecord(r, was)) return [];
     if (r.location !== undefined) return [`${r.location} ${was?.region ?? '-'} → ${r.region}`];
     const v = (x: TrafficRecord | undefined): string => String(x?.weight ?? x?.failover ?? x?.routingControl ?? '-');

@@ -45,7 +45,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import { knownService, wrongProvider } from '../per-service';
 import { randomUUID } from 'node:crypto';
 import type { Config, GeoLocation, Route53Traffic, Service } from '../../src/lib/config/schema';
-import { drainedWeights, MAX_WEIGHT, primaryRegionOf, undrainedWeights } from '../../src/contract/traffic/plan';
+import {
+  drainedWeights,
+  MAX_WEIGHT,
+  primaryRegionOf,
+  recordKey,
+  sameRecord,
+  undrainedWeights,
+} from '../../src/contract/traffic/plan';
 import { frontDrain, geoDrain } from '../../src/contract/traffic/geo-drain';
 import type { ResidencyRule } from '../../src/contract/policy/residency';
 import { awsClientConfig } from '../aws/clients';
@@ -122,7 +129,7 @@ export function createRoute53Activities(config: Config, options: Route53Options 
     comment: string,
   ): Promise<ShiftResult> {
     const before = current.state;
-    const changedRecords = desired.filter((rec) => !sameRecord(rec, recordFor(before, keyOf(rec))));
+    const changedRecords = desired.filter((rec) => !sameRecord(rec, recordFor(before, recordKey(rec))));
     if (changedRecords.length === 0) {
       // A retry after a crash lands here seconds after the real change, so the cache bound
       // still matters to whoever waits on it.
@@ -136,7 +143,7 @@ export function createRoute53Activities(config: Config, options: Route53Options 
     const after = (await readRecordSet(t, zoneId)).state;
     // Clients may hold the old answer of any record that changed for its TTL (and the old TTL).
     const ttls = changedRecords.flatMap((rec) =>
-      [rec, recordFor(before, keyOf(rec))].filter((r): r is TrafficRecord => r !== undefined),
+      [rec, recordFor(before, recordKey(rec))].filter((r): r is TrafficRecord => r !== undefined),
     );
     return { before, after, changeId, maxCachedSeconds: maxTtl(ttls), changed: true };
   }
@@ -292,15 +299,15 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       const front = (rec: TrafficRecord): boolean => isLayered(t) && rec.location !== undefined;
       const restoring = kindOf(state.records.find((rec) => !front(rec)) ?? state.records[0]!);
       const kindChanges = current.state.records.some((now) => !front(now) && kindOf(now) !== restoring);
-      const wanted = new Set(state.records.map(keyOf));
+      const wanted = new Set(state.records.map(recordKey));
       current.state.records.forEach((now, i) => {
-        if ((kindChanges && !front(now)) || !wanted.has(keyOf(now)))
+        if ((kindChanges && !front(now)) || !wanted.has(recordKey(now)))
           changes.push({ Action: 'DELETE', ResourceRecordSet: current.raw[i]! });
       });
       for (const rec of state.records) {
         if (kindChanges && !front(rec)) {
           changes.push({ Action: 'CREATE', ResourceRecordSet: toRecordSet(t, current, rec) });
-        } else if (!sameRecord(rec, recordFor(current.state, keyOf(rec)))) {
+        } else if (!sameRecord(rec, recordFor(current.state, recordKey(rec)))) {
           changes.push({ Action: 'UPSERT', ResourceRecordSet: toRecordSet(t, current, rec) });
         }
       }
@@ -650,23 +657,18 @@ function toTrafficRecord(t: Target, rr: ResourceRecordSet): TrafficRecord {
   return rec;
 }
 
-/** Weighted and failover records are keyed by region; geolocation records by location. */
-function keyOf(rec: TrafficRecord): string {
-  return rec.location ?? rec.region;
-}
-
 function kindOf(rec: TrafficRecord): Routing {
   return rec.weight !== undefined ? 'weighted' : rec.failover !== undefined ? 'failover' : 'geolocation';
 }
 
 function rawFor(view: RecordSetView, key: string): ResourceRecordSet | undefined {
-  const i = view.state.records.findIndex((r) => keyOf(r) === key);
+  const i = view.state.records.findIndex((r) => recordKey(r) === key);
   return i === -1 ? undefined : view.raw[i];
 }
 
 /** A record to write, keeping what the contract does not model (health checks) from the live record. */
 function toRecordSet(t: Target, view: RecordSetView, rec: TrafficRecord): ResourceRecordSet {
-  const live = rawFor(view, keyOf(rec));
+  const live = rawFor(view, recordKey(rec));
   const { Weight: _w, Failover: _f, GeoLocation: _g, TTL: _t, ResourceRecords: _r, ...kept } = live ?? {};
   const kindKept = live && kindOf(rec) === kindOf(view.state.records[view.raw.indexOf(live)]!);
   return {
@@ -688,23 +690,13 @@ function toRecordSet(t: Target, view: RecordSetView, rec: TrafficRecord): Resour
 }
 
 function recordFor(state: TrafficState, key: string): TrafficRecord | undefined {
-  return state.records.find((r) => keyOf(r) === key);
-}
-
-function sameRecord(a: TrafficRecord, b: TrafficRecord | undefined): boolean {
-  return (
-    b !== undefined &&
-    a.region === b.region &&
-    a.target === b.target &&
-    a.ttl === b.ttl &&
-    a.weight === b.weight &&
-    a.failover === b.failover &&
-    a.location === b.location
-  );
+  return state.records.find((r) => recordKey(r) === key);
 }
 
 function sameState(a: TrafficState, b: TrafficState): boolean {
-  return a.records.length === b.records.length && b.records.every((rec) => sameRecord(rec, recordFor(a, keyOf(rec))));
+  return (
+    a.records.length === b.records.length && b.records.every((rec) => sameRecord(rec, recordFor(a, recordKey(rec))))
+  );
 }
 
 function maxTtl(records: TrafficRecord[]): number {
@@ -947,8 +939,8 @@ function validateRestoreState(t: Target, state: TrafficState): void {
   for (const rec of state.records) {
     const at = rec.location !== undefined ? `record ${rec.location}` : `record ${rec.region || '(no region)'}`;
     if (!rec.region) problems.push(`${at}: no region`);
-    if (keys.has(keyOf(rec))) problems.push(`${at}: listed twice`);
-    keys.add(keyOf(rec));
+    if (keys.has(recordKey(rec))) problems.push(`${at}: listed twice`);
+    keys.add(recordKey(rec));
     if (!rec.target) problems.push(`${at}: no target`);
     if (!Number.isInteger(rec.ttl) || rec.ttl < 0)
       problems.push(`${at}: TTL ${rec.ttl} is not a whole number of seconds`);

@@ -138,3 +138,22 @@ export function describeRecords(records: TrafficRecord[]): string {
     )
     .join(', ');
 }
+
+/** A record's identity in a traffic state: its location (geolocation records), else its region. */
+export function recordKey(r: TrafficRecord): string {
+  return r.location ?? r.region;
+}
+
+/** Whether `b` is the same record as `a`, every routing field equal. */
+export function sameRecord(a: TrafficRecord, b: TrafficRecord | undefined): boolean {
+  return (
+    b !== undefined &&
+    a.region === b.region &&
+    a.target === b.target &&
+    a.ttl === b.ttl &&
+    a.weight === b.weight &&
+    a.failover === b.failover &&
+    a.location === b.location &&
+    a.routingControl === b.routingControl
+  );
+}
