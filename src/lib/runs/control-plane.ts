@@ -6,6 +6,8 @@
 // UpdateNamespace on a cluster that answers: after losing the active cluster, the survivor's own
 // view is the only one left, which is how an unplanned control-plane failover goes.
 import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { CONTROL_TASK_QUEUE } from '../../contract/runbook/ids';
 import type { Config } from '../config/schema';
 
 export interface ClusterEndpoint {
@@ -158,6 +160,11 @@ export async function failoverControlPlane(
  * unversioned, and the versioned control workers never take them (seen: the server logs "timed out
  * waiting for worker deployment version to appear in user data"). Setting the version on the
  * survivor writes that routing there.
+ *
+ * Only when the routing is missing: the deployment's record is read with a query to its workflow,
+ * which right after the failover the survivor may not answer for a while (seen: DescribeWorkerDeployment
+ * hanging 30 s, the server's deadline, with the alarm held back all that time), whereas the task
+ * queue's own routing comes from matching at once (DescribeTaskQueue).
  */
 async function reassertCurrentVersion(address: string, namespace: string, until: number): Promise<void> {
   // Loaded here only: the versioning module brings the worker SDK, which no other client call needs.
@@ -165,11 +172,36 @@ async function reassertCurrentVersion(address: string, namespace: string, until:
   await withConnection(
     address,
     async (c) => {
-      const d = await c.workflowService
-        .describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT })
+      const routed = await c.workflowService
+        .describeTaskQueue({
+          namespace,
+          taskQueue: { name: CONTROL_TASK_QUEUE, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+          taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        })
+        .then((d) => d.versioningInfo?.currentDeploymentVersion?.buildId)
         .catch(() => undefined);
-      const buildId = d?.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId;
-      if (!buildId) return; // no versioned control worker has run here
+      if (routed) return;
+      // Each question bounded, asked again until the caller's deadline: one that hangs must not
+      // use up all the time there is.
+      let buildId: string | undefined;
+      for (;;) {
+        try {
+          const d = await c.withDeadline(Math.min(until, Date.now() + 5_000), () =>
+            c.workflowService.describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT }),
+          );
+          buildId = d.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId ?? undefined;
+          break;
+        } catch (err) {
+          // No such deployment: no versioned control worker has run here.
+          if ((err as { code?: number }).code === 5) return;
+          if (Date.now() > until)
+            throw new Error(
+              `namespace ${namespace} failed over, but the control task queue there has no current version and ${CONTROL_DEPLOYMENT}'s record did not answer: ${(err as Error).message}`,
+            );
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+      if (!buildId) return; // no version made current yet
       for (;;) {
         try {
           await c.workflowService.setWorkerDeploymentCurrentVersion({
