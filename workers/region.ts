@@ -272,6 +272,9 @@ export async function runRegionWorkers(opts: RegionWorkerOptions, onReady: (w: R
         log(
           `worker: namespace ${opts.namespace} now active in ${now} (was ${was}): polling afresh; the previous pollers stop once idle`,
         );
+        // The previous Workers' end is the retirement's to report: a failure there no longer
+        // stops the process, whose work the fresh Workers now do.
+        for (const p of previousRuns.values()) running.delete(p);
         track(
           retireWhenIdle(previous, previousRuns).then(
             () => log(`worker: previous pollers stopped`),

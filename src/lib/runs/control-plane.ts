@@ -186,7 +186,7 @@ async function reassertCurrentVersion(address: string, namespace: string, until:
       let buildId: string | undefined;
       for (;;) {
         try {
-          const d = await c.withDeadline(Math.min(until, Date.now() + 5_000), () =>
+          const d = await c.withDeadline(Math.min(until, Date.now() + 2_000), () =>
             c.workflowService.describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT }),
           );
           buildId = d.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId ?? undefined;
