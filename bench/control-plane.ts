@@ -34,7 +34,7 @@ import { makeBenchStack, withStackEnv, type BenchStack } from './temp-stack';
 const WEST = 'us-west-2';
 const EAST = 'us-east-1';
 /** Each run needs a fresh stack (the lost region's database does not come back by itself). */
-const MAX_RUNS = 2;
+const MAX_RUNS = 5;
 const TARGET_MS = 30_000;
 /** The intake's wait for the active cluster's silence in the automatic runs (the default is 60s). */
 const AUTO_SILENCE = '5s';

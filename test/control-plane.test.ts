@@ -36,7 +36,7 @@ import { runIntake, type RunningIntake } from '../src/intake/service';
 import { connectFollowing } from '../src/lib/runs/client';
 import type { FollowingClient } from '../src/lib/runs/following';
 import { clusterComponentName } from '../src/stack/replicated';
-import { isAlive } from '../src/stack/process';
+import { isAlive, logSince } from '../src/stack/process';
 import { rebuildPair } from '../src/demo/region';
 import { stackUp } from '../src/stack/stack';
 import type { GuardianView } from '../src/contract/guardian/types';
@@ -517,5 +517,17 @@ describe('replicated control plane', () => {
     expect(events.every((e) => clusterOf(e) === EAST)).toBe(true);
     expect((await probePg(nodeOf(service, EAST))).role).toBe('primary');
     await onEast.connection.close();
+
+    // East's worker saw the namespace arrive and polled afresh rather than wait out the backoff
+    // its failed polls had put it in; the pollers it replaced stopped once they held nothing.
+    const eastWorker = readState(stack.home).processes[`worker:${EAST}`]!;
+    const workerLog = () => logSince(eastWorker.log, eastWorker.logOffset);
+    expect(workerLog()).toContain(`worker: namespace default now active in ${EAST} (was ${WEST}): polling afresh`);
+    await waitFor(
+      "east's previous pollers to stop",
+      async () => workerLog().includes('worker: previous pollers stopped') || undefined,
+      30_000,
+    );
+    expect(workerLog()).not.toContain('did not stop cleanly');
   }, 300_000);
 });

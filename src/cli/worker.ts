@@ -62,6 +62,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
         namespace: config.temporal.namespace,
         metricsPort,
         makeCurrent: !values['no-make-current'],
+        log: (line) => console.log(line),
       },
       (rw) => {
         const queues = [region && regionTaskQueue(region), control && CONTROL_TASK_QUEUE].filter(Boolean).join(', ');

@@ -2,10 +2,12 @@
 // the namespace global): the namespace's own record says which cluster is active, and any cluster
 // that answers can say it. Clients use the active one; a region's worker uses its own region's
 // (all-apis-forwarding sends its polls on to the active one while its cluster is passive, and
-// once the namespace fails over to it there is nothing to move). Moving the namespace is an
+// once the namespace fails over to it there is nothing to move but its pollers: workers/region.ts). Moving the namespace is an
 // UpdateNamespace on a cluster that answers: after losing the active cluster, the survivor's own
 // view is the only one left, which is how an unplanned control-plane failover goes.
 import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { CONTROL_TASK_QUEUE } from '../../contract/runbook/ids';
 import type { Config } from '../config/schema';
 
 export interface ClusterEndpoint {
@@ -158,6 +160,12 @@ export async function failoverControlPlane(
  * unversioned, and the versioned control workers never take them (seen: the server logs "timed out
  * waiting for worker deployment version to appear in user data"). Setting the version on the
  * survivor writes that routing there.
+ *
+ * Only when the routing is missing: the deployment's record is read with a query to its workflow,
+ * which right after the failover the survivor may not answer for a while (seen: DescribeWorkerDeployment
+ * hanging 30 s, the server's deadline, with the alarm held back all that time), whereas the task
+ * queue's own routing comes from matching, no workflow involved (DescribeTaskQueue: 0.2–1.0 s in
+ * ten bench failovers, the routing there in eight).
  */
 async function reassertCurrentVersion(address: string, namespace: string, until: number): Promise<void> {
   // Loaded here only: the versioning module brings the worker SDK, which no other client call needs.
@@ -165,11 +173,39 @@ async function reassertCurrentVersion(address: string, namespace: string, until:
   await withConnection(
     address,
     async (c) => {
-      const d = await c.workflowService
-        .describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT })
+      // Bounded too: an answer that does not come means the routing is repaired the slow way.
+      const routed = await c
+        .withDeadline(Math.min(until, Date.now() + 2_000), () =>
+          c.workflowService.describeTaskQueue({
+            namespace,
+            taskQueue: { name: CONTROL_TASK_QUEUE, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+            taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+          }),
+        )
+        .then((d) => d.versioningInfo?.currentDeploymentVersion?.buildId)
         .catch(() => undefined);
-      const buildId = d?.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId;
-      if (!buildId) return; // no versioned control worker has run here
+      if (routed) return;
+      // Each question bounded, asked again until the caller's deadline: one that hangs must not
+      // use up all the time there is.
+      let buildId: string | undefined;
+      for (;;) {
+        try {
+          const d = await c.withDeadline(Math.min(until, Date.now() + 2_000), () =>
+            c.workflowService.describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT }),
+          );
+          buildId = d.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId ?? undefined;
+          break;
+        } catch (err) {
+          // No such deployment: no versioned control worker has run here.
+          if ((err as { code?: number }).code === 5) return;
+          if (Date.now() > until)
+            throw new Error(
+              `namespace ${namespace} failed over, but the control task queue there has no current version and ${CONTROL_DEPLOYMENT}'s record did not answer: ${(err as Error).message}`,
+            );
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+      if (!buildId) return; // no version made current yet
       for (;;) {
         try {
           await c.workflowService.setWorkerDeploymentCurrentVersion({
