@@ -1,10 +1,10 @@
 // Which Temporal cluster to talk to when the control plane is replicated (one cluster per region,
 // the namespace global): the namespace's own record says which cluster is active, and any cluster
 // that answers can say it. Clients use the active one; a region's worker uses its own region's
-// (all-apis-forwarding sends its polls on to the active one while its cluster is passive, and
-// once the namespace fails over to it there is nothing to move but its pollers: workers/region.ts). Moving the namespace is an
-// UpdateNamespace on a cluster that answers: after losing the active cluster, the survivor's own
-// view is the only one left, which is how an unplanned control-plane failover goes.
+// (all-apis-forwarding sends its polls on to the active one while its cluster is passive; once
+// the namespace fails over to it, only its pollers are renewed: workers/region.ts). Moving the
+// namespace is an UpdateNamespace on a cluster that answers: after losing the active cluster, the
+// survivor's own view is the only one left, which is how an unplanned control-plane failover goes.
 import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { CONTROL_TASK_QUEUE } from '../../contract/runbook/ids';
