@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { Client, type ClientBase } from 'pg';
 import { postgresDatabase, type Service } from '../lib/config/schema';
 import { dsn, PG_SUPERUSER, type PgNode } from '../lib/postgres/node';
-import { entryKey } from './uuidv7';
+import { uuidFromName } from './uuidv7';
 
 export const ACCOUNTS = Array.from({ length: 20 }, (_, i) => `acct-${String(i + 1).padStart(3, '0')}`);
 
@@ -148,7 +148,7 @@ export async function bookTransfer(client: ClientBase, t: Transfer): Promise<str
     );
     await client.query(
       'INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id) VALUES ($1, $2, $3, $5), ($4, $6, $7, $5)',
-      [entryKey(t.id, 'debit'), t.from, -t.amount, entryKey(t.id, 'credit'), t.id, t.to, t.amount],
+      [uuidFromName(`${t.id}:debit`), t.from, -t.amount, uuidFromName(`${t.id}:credit`), t.id, t.to, t.amount],
     );
     for (const [account, delta] of [
       [t.from, -t.amount],

@@ -16,16 +16,12 @@ export function uuidv7(nowMs: number = Date.now()): string {
 }
 
 /**
- * The idempotency key of one leg of a transaction: a UUIDv8 derived from the transaction id and
- * the leg (the same pair always gives the same key, so a retried leg collides instead of being
- * booked twice) whose first 48 bits are the transaction id's, its UUIDv7 time. Keys then sort by
- * time like the ids: the unique index on them grows at its right edge, as the journal's does,
- * instead of taking each new key on a random leaf (at ten million entries, most of a re-applied
- * batch's leaves were read from disk and written again in full after a checkpoint).
+ * A UUIDv8 (RFC 9562 §5.8, custom) derived from a name: the same name always gives the same id.
+ * Used for the idempotency keys of a transfer's entries, so a retried leg collides instead of
+ * being booked twice.
  */
-export function entryKey(txnId: string, leg: string): string {
-  const b = createHash('sha256').update(`${txnId}:${leg}`).digest().subarray(0, 16);
-  Buffer.from(txnId.replace(/-/g, '').slice(0, 12).padEnd(12, '0'), 'hex').copy(b, 0);
+export function uuidFromName(name: string): string {
+  const b = createHash('sha256').update(name).digest().subarray(0, 16);
   b[6] = (b[6]! & 0x0f) | 0x80; // version 8
   b[8] = (b[8]! & 0x3f) | 0x80; // variant 10
   return format(Buffer.from(b));

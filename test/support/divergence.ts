@@ -10,7 +10,7 @@ import { expect } from 'vitest';
 import { ReconcileConfig } from '../../src/lib/config/reconcile';
 import { advanceLoan, bookTransfer, DEMO_RECONCILE, ensureLedger, type Transfer } from '../../src/demo/ledger';
 import { startWriteLoad, type WriteLoad } from '../../src/demo/load';
-import { entryKey, uuidv7 } from '../../src/demo/uuidv7';
+import { uuidFromName, uuidv7 } from '../../src/demo/uuidv7';
 import { dsn, psql, stop, PG_APP_ROLE, PG_SUPERUSER } from '../../src/lib/postgres/node';
 import type { ReconcileCase } from '../../src/contract/reconcile';
 import type { RunRecord } from '../../src/contract/runbook/types';
@@ -185,7 +185,7 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
       );
       await c.query(
         `INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id, created_at) VALUES ($1, 'acct-014', -9, $3, now() - interval '5 minutes'), ($2, 'acct-015', 9, $3, now() - interval '5 minutes')`,
-        [entryKey(longRunning, 'debit'), entryKey(longRunning, 'credit'), longRunning],
+        [uuidFromName(`${longRunning}:debit`), uuidFromName(`${longRunning}:credit`), longRunning],
       );
       await c.query(`UPDATE accounts SET balance = balance - 9 WHERE id = 'acct-014'`);
       await c.query(`UPDATE accounts SET balance = balance + 9 WHERE id = 'acct-015'`);
@@ -251,7 +251,13 @@ export async function makeDivergence(fe: FailoverEnv, opts: DivergenceOptions): 
       );
       await c.query(
         'INSERT INTO ledger_entries (idempotency_key, account, amount, txn_id) VALUES ($1, $2, -5, $4), ($3, $5, 5, $4)',
-        [entryKey(e.collision, 'debit'), 'acct-012', entryKey(e.collider, 'credit'), e.collider, 'acct-013'],
+        [
+          uuidFromName(`${e.collision}:debit`),
+          'acct-012',
+          uuidFromName(`${e.collider}:credit`),
+          e.collider,
+          'acct-013',
+        ],
       );
       await c.query(`UPDATE accounts SET balance = balance - 5 WHERE id = 'acct-012'`);
       await c.query(`UPDATE accounts SET balance = balance + 5 WHERE id = 'acct-013'`);
