@@ -351,6 +351,21 @@ export function createClassify(config: Config, region: string) {
         const { oldRows, windowEntries } = await readOldWindow(oldC, nOld, cfg, from, snapshot);
         lap('readOldWindow');
         const oldIds = oldRows.map((r) => r.id);
+        // Which of the window's idempotency keys the new side holds, asked on a session of its own
+        // while this one looks the ids up: only the keys of lost transactions matter (filtered
+        // below), but those are known only once the ids are, and the two probes took as long.
+        const e = cfg.entries;
+        const windowKeys = [...windowEntries.values()].flatMap((es) => es.map((x) => x.key));
+        const takenRead = withNode(nNew, 'classifying', async (c2) =>
+          (
+            await c2.query<{ key: string; txn: string }>(
+              `SELECT p.key, p.txn FROM ${probeRows(e.table, e.idempotencyKey, '$1', 'uuid', `x.${q(e.idempotencyKey)}::text AS key, x.${q(e.txnId)}::text AS txn`)}`,
+              [windowKeys],
+            )
+          ).rows.map((r) => [r.key, r.txn] as const),
+        );
+        // Awaited below; a failure of the lookup that runs meanwhile must not leave it unhandled.
+        takenRead.catch(() => undefined);
         const {
           byId: newById,
           before: earlier,
@@ -405,15 +420,8 @@ export function createClassify(config: Config, region: string) {
         const lostKeys = notReplicated
           .filter((o) => !newById.has(o.id))
           .flatMap((o) => (oldEntries.get(o.id) ?? []).map((e) => e.key));
-        const e = cfg.entries;
-        const takenKeys = new Map(
-          (
-            await newC.query<{ key: string; txn: string }>(
-              `SELECT p.key, p.txn FROM ${probeRows(e.table, e.idempotencyKey, '$1', 'uuid', `x.${q(e.idempotencyKey)}::text AS key, x.${q(e.txnId)}::text AS txn`)}`,
-              [lostKeys],
-            )
-          ).rows.map((r) => [r.key, r.txn]),
-        );
+        const lost = new Set(lostKeys);
+        const takenKeys = new Map((await takenRead).filter(([k]) => lost.has(k)));
 
         lap('readEntries');
         const state = new Map<MutableTable, { old: Map<string, StateRow>; new: Map<string, StateRow> }>();
