@@ -183,35 +183,87 @@ async function readState(c: Client, t: MutableTable, keys: string[]): Promise<Ma
   return new Map(rows.map((r) => [r.key, { key: r.key, status: r.status, version: r.version, row: r.row }]));
 }
 
+const entryColumns = (e: ReconcileConfig['entries']) =>
+  `x.${q(e.txnId)}::text AS txn, x.${q(e.idempotencyKey)}::text AS key, x.${q(e.account)}::text AS account,
+   x.${q(e.amount)}::text AS amount, to_jsonb(x) AS row, x.${q(e.idempotencyKey)} AS k`;
+
+interface RawEntry {
+  txn: string;
+  key: string;
+  account: string;
+  amount: string;
+  row: Record<string, unknown>;
+}
+
+function byTxn(rows: RawEntry[]): Map<string, EntryRow[]> {
+  const out = new Map<string, EntryRow[]>();
+  for (const r of rows) {
+    const e = { txnId: r.txn, key: r.key, account: r.account, amount: Number(r.amount), row: r.row };
+    const list = out.get(r.txn);
+    if (list) list.push(e);
+    else out.set(r.txn, [e]);
+  }
+  return out;
+}
+
 async function readEntries(c: Client, cfg: ReconcileConfig, txnIds: string[]): Promise<Map<string, EntryRow[]>> {
   const e = cfg.entries;
-  const out = new Map<string, EntryRow[]>();
-  if (txnIds.length === 0) return out;
-  const { rows } = await c.query<{
-    txn: string;
-    key: string;
-    account: string;
-    amount: string;
-    row: Record<string, unknown>;
-  }>(
+  if (txnIds.length === 0) return new Map();
+  const { rows } = await c.query<RawEntry>(
     `SELECT p.txn, p.key, p.account, p.amount, p.row
-       FROM ${probeRows(
-         e.table,
-         e.txnId,
-         '$1',
-         'uuid',
-         `x.${q(e.txnId)}::text AS txn, x.${q(e.idempotencyKey)}::text AS key, x.${q(e.account)}::text AS account,
-                                                        x.${q(e.amount)}::text AS amount, to_jsonb(x) AS row, x.${q(e.idempotencyKey)} AS k`,
-       )}
+       FROM ${probeRows(e.table, e.txnId, '$1', 'uuid', entryColumns(e))}
       ORDER BY p.k`,
     [txnIds],
   );
-  for (const r of rows)
-    out.set(r.txn, [
-      ...(out.get(r.txn) ?? []),
-      { txnId: r.txn, key: r.key, account: r.account, amount: Number(r.amount), row: r.row },
-    ]);
-  return out;
+  return byTxn(rows);
+}
+
+/**
+ * The entries of every journal row committed from `from`: the same rows readEntries would find
+ * for the window's ids, found on the server from the window itself, so the read needs no id list
+ * and can start while another session reads the journal rows. One index probe per journal row of
+ * the window (OFFSET 0, as in probeRows: no hash join over the whole entries table).
+ */
+async function readWindowEntries(c: Client, cfg: ReconcileConfig, from: string): Promise<Map<string, EntryRow[]>> {
+  const e = cfg.entries;
+  const j = cfg.journal;
+  const { rows } = await c.query<RawEntry>(
+    `SELECT p.txn, p.key, p.account, p.amount, p.row
+       FROM ${qTable(j.table)} j
+            CROSS JOIN LATERAL (SELECT ${entryColumns(e)} FROM ${qTable(e.table)} x WHERE x.${q(e.txnId)} = j.${q(j.id)} OFFSET 0) AS p
+      WHERE j.${q(j.committedAt)} >= $1::timestamptz
+      ORDER BY p.k`,
+    [from],
+  );
+  return byTxn(rows);
+}
+
+/**
+ * Reads the old side's journal over the window and its entries at once, on two sessions that see
+ * one snapshot (the second imports the first's): the two reads are each about as long as the
+ * other, and back to back they were most of classification's wait on the old side.
+ */
+async function readOldWindow(
+  oldC: Client,
+  nOld: RcNode,
+  cfg: ReconcileConfig,
+  from: string,
+  snapshot: string,
+): Promise<{ oldRows: JournalRow[]; windowEntries: Map<string, EntryRow[]> }> {
+  const j = cfg.journal;
+  const entriesRead = withNode(nOld, 'reading-old-primary', async (c2) => {
+    await c2.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await c2.query(`SET TRANSACTION SNAPSHOT '${snapshot.replace(/'/g, "''")}'`);
+    const out = await readWindowEntries(c2, cfg, from);
+    await c2.query('COMMIT');
+    return out;
+  });
+  const journalRead = oldC.query<RawJournal>(
+    `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz ORDER BY j.${q(j.committedAt)}, j.${q(j.id)}`,
+    [from],
+  );
+  const [journal, windowEntries] = await Promise.all([journalRead, entriesRead]);
+  return { oldRows: journal.rows.map(toJournal), windowEntries };
 }
 
 export function createClassify(config: Config, region: string) {
@@ -252,6 +304,10 @@ export function createClassify(config: Config, region: string) {
           );
         }
         lap('timelines');
+        // One snapshot of the old side for every read below, shared with the second session that
+        // reads its entries (readOldWindow).
+        await oldC.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const snapshot = (await oldC.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
         const j = cfg.journal;
         const last = (
           await oldC.query<{ at: string | null }>(
@@ -291,20 +347,30 @@ export function createClassify(config: Config, region: string) {
           basis,
         };
 
-        // The old side over the window: everything it committed from the window's start.
-        const oldRows = (
-          await oldC.query<RawJournal>(
-            `SELECT ${journalSelect(cfg)}, to_jsonb(j) AS row FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz ORDER BY j.${q(j.committedAt)}, j.${q(j.id)}`,
-            [from],
-          )
-        ).rows.map(toJournal);
+        // The old side over the window: everything it committed from the window's start, and its entries.
+        const { oldRows, windowEntries } = await readOldWindow(oldC, nOld, cfg, from, snapshot);
         lap('readOldWindow');
         const oldIds = oldRows.map((r) => r.id);
-        // The two servers work at once: the old side reads the window's entries while the new side
-        // is asked about the same ids. Entries of rows that turn out to have replicated are read
-        // for nothing; past the margin's few seconds of traffic the window is the divergence.
-        const oldEntriesRead = readEntries(oldC, cfg, oldIds);
-        const newRead = (async () => {
+        // Which of the window's idempotency keys the new side holds, asked on a session of its own
+        // while this one looks the ids up: only the keys of lost transactions matter (filtered
+        // below), but those are known only once the ids are, and the two probes took as long.
+        const e = cfg.entries;
+        const windowKeys = [...windowEntries.values()].flatMap((es) => es.map((x) => x.key));
+        const takenRead = withNode(nNew, 'classifying', async (c2) =>
+          (
+            await c2.query<{ key: string; txn: string }>(
+              `SELECT p.key, p.txn FROM ${probeRows(e.table, e.idempotencyKey, '$1', 'uuid', `x.${q(e.idempotencyKey)}::text AS key, x.${q(e.txnId)}::text AS txn`)}`,
+              [windowKeys],
+            )
+          ).rows.map((r) => [r.key, r.txn] as const),
+        );
+        // Awaited below; a failure of the lookup that runs meanwhile must not leave it unhandled.
+        takenRead.catch(() => undefined);
+        const {
+          byId: newById,
+          before: earlier,
+          others: onlyNew,
+        } = await (async () => {
           // The new side: the same ids wherever they are (a retry after the failover), and how many
           // others it wrote over the window.
           const byId = new Map(
@@ -337,10 +403,6 @@ export function createClassify(config: Config, region: string) {
           );
           return { byId, before, others };
         })();
-        const [windowEntries, { byId: newById, before: earlier, others: onlyNew }] = await Promise.all([
-          oldEntriesRead,
-          newRead,
-        ]);
         const newRowsRead = newById.size + onlyNew;
         lap('readNewSide');
 
@@ -358,15 +420,8 @@ export function createClassify(config: Config, region: string) {
         const lostKeys = notReplicated
           .filter((o) => !newById.has(o.id))
           .flatMap((o) => (oldEntries.get(o.id) ?? []).map((e) => e.key));
-        const e = cfg.entries;
-        const takenKeys = new Map(
-          (
-            await newC.query<{ key: string; txn: string }>(
-              `SELECT p.key, p.txn FROM ${probeRows(e.table, e.idempotencyKey, '$1', 'uuid', `x.${q(e.idempotencyKey)}::text AS key, x.${q(e.txnId)}::text AS txn`)}`,
-              [lostKeys],
-            )
-          ).rows.map((r) => [r.key, r.txn]),
-        );
+        const lost = new Set(lostKeys);
+        const takenKeys = new Map((await takenRead).filter(([k]) => lost.has(k)));
 
         lap('readEntries');
         const state = new Map<MutableTable, { old: Map<string, StateRow>; new: Map<string, StateRow> }>();
@@ -381,7 +436,7 @@ export function createClassify(config: Config, region: string) {
           if (keys.length === 0) continue;
           state.set(t, { old: await readState(oldC, t, keys), new: await readState(newC, t, keys) });
         }
-
+        await oldC.query('COMMIT');
         lap('readState');
         const result = classify({
           cfg,
