@@ -15,7 +15,6 @@ import type { RunRecord } from '../src/contract/runbook/types';
 import { awaitRecord, startRun } from '../src/lib/runs/client';
 import { ACTION, STEP_ACTION } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
-import { STATUS_READING } from '../src/slack/slash';
 import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
@@ -107,14 +106,7 @@ function slashBody(user: string, text: string): string {
 
 async function slash(user: string, text: string): Promise<{ status: number; text: string }> {
   const body = slashBody(user, text);
-  const path = `/response/${responses}`;
-  const res = await send(body, slackSignature(SECRET, body));
-  // A status that took longer than the bot waits for answers through response_url.
-  if (!res.text.startsWith(STATUS_READING)) return res;
-  const later = await waitFor('the status through response_url', async () =>
-    slack.responses.find((r) => r.path === path),
-  );
-  return { status: res.status, text: String(later.body.text) };
+  return send(body, slackSignature(SECRET, body));
 }
 
 async function click(user: string, actionId: string, message: Message, url = botUrl): Promise<number> {

@@ -23,11 +23,6 @@ import { parseCommand, usage, type SlackCommand } from './commands';
 import { botSigner, listIds, membership, slackApprovers, uiUrl, type BotContext } from './context';
 import { readinessText } from './readiness';
 
-/** How long `status` may take before it answers in two parts (Slack's limit is 3 s). */
-const STATUS_ACK_MS = 2_000;
-/** The first part of a `status` answer that took longer. */
-export const STATUS_READING = 'Reading the status of';
-
 /** Answers the slash command; a failure is answered too, privately, and logged unless it is the person's input. */
 export function registerCommand(app: App, ctx: BotContext): void {
   app.command(ctx.settings.command, async ({ command, ack, respond }) => {
@@ -160,18 +155,8 @@ async function handleCommand(
         });
       return void (await respond(msg));
     }
-    case 'status': {
-      // Slack waits 3 s for the answer. A slow control plane (it may be in the middle of the
-      // incident) gets it through response_url instead of an error in the person's face.
-      const text = statusText(ctx, cmd.service);
-      const quick = await Promise.race([
-        text,
-        new Promise<undefined>((r) => setTimeout(() => r(undefined), STATUS_ACK_MS).unref()),
-      ]);
-      if (quick !== undefined) return ack(quick);
-      await ack(`${STATUS_READING} ${cmd.service ?? config.services.map((x) => x.name).join(', ')}…`);
-      return void (await respond(await text));
-    }
+    case 'status':
+      return ack(await statusText(ctx, cmd.service));
     case 'plan':
     case 'failover': {
       const service = findService(config, cmd.service);
