@@ -2,7 +2,7 @@
 // PostgreSQL, ssh-keygen, Prometheus and its kin, Redis, and Chromium for the test that looks at
 // the Temporal UI), once, before any test file runs: `npm test` works on a fresh machine, and two
 // files running at once never race for apt-get's lock.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureTemporalServer } from '../src/stack/control-plane';
@@ -31,8 +31,6 @@ export default async function setup(): Promise<() => void> {
   // an exit hook a worker thread never runs), and each run used to leave dozens in /tmp.
   // The test workers start after this and inherit TMPDIR; os.tmpdir() reads it.
   const root = mkdtempSync(join(tmpdir(), 'regionshift-tests-'));
-  // As /tmp is: PostgreSQL runs as its own user and must reach the data directories below.
-  chmodSync(root, 0o1777);
   process.env.TMPDIR = root;
   return () => {
     dropBundle();
