@@ -1,6 +1,7 @@
 // The replicated control plane on a real local stack (stack.controlPlane: replicated): one full
 // Temporal server per region, the namespace global. A planned run whose namespace fails over while
-// it waits for approval finishes on the other cluster, each step once; then the writer region is
+// one of its steps is in flight finishes on the other cluster, each step once and none cancelled
+// by the workers' renewal; then the writer region is
 // lost whole (PostgreSQL, worker and Temporal cluster) and `failover --mode unplanned
 // --control-plane` moves the namespace to the survivor and runs the database runbook there; the
 // lost cluster comes back as a standby and catches up. An intake started at the beginning follows
@@ -14,7 +15,7 @@ import { loadConfig } from '../src/lib/config/load';
 import type { Config, Service } from '../src/lib/config/schema';
 import { killRegion } from '../src/demo/region';
 import { standInSigner } from '../src/demo/approver';
-import { nodeOf } from '../src/demo/ledger';
+import { adminClient, nodeOf } from '../src/demo/ledger';
 import { runWorkflowId } from '../src/contract/runbook/ids';
 import { loadServiceRunbook } from '../src/lib/runbooks';
 import type { RunRecord } from '../src/contract/runbook/types';
@@ -29,7 +30,7 @@ import { writeTempStack } from '../src/stack/temp';
 import { FAILOVER_VERSION_INCREMENT } from '../src/stack/control-plane';
 import { killLeftovers, runCli, type CliResult, type TempStack } from './support/stack-env';
 import { waitFor } from './support/wait';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runIntake, type RunningIntake } from '../src/intake/service';
@@ -58,13 +59,14 @@ const POLICY = `      rpoBudgetSeconds: 60
       cooldown: 10s
       approval: { planned: required, unplanned: none }
       approvalTimeout: 5m
-      lagTimeout: 30s`;
+      lagTimeout: 60s`; // the first test holds a lag wait open across a namespace move
 
 function show(r: CliResult): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
 
 interface Event {
+  eventId?: unknown;
   eventType?: unknown;
   version?: unknown;
   activityTaskScheduledEventAttributes?: {
@@ -72,6 +74,7 @@ interface Event {
     activityType?: { name?: string | null } | null;
   } | null;
   activityTaskCompletedEventAttributes?: { scheduledEventId?: unknown } | null;
+  activityTaskStartedEventAttributes?: { scheduledEventId?: unknown; attempt?: number | null } | null;
 }
 
 async function history(client: Client, workflowId: string, runId: string): Promise<Event[]> {
@@ -259,7 +262,7 @@ describe('replicated control plane', () => {
     expect(init.stdout).toContain(`namespace default global, active in ${WEST}; search attributes present`);
   });
 
-  it('a planned run started on one cluster, the namespace failed over while it waits, finishes on the other with each step once', async () => {
+  it('a planned run started on one cluster, the namespace failed over with a step in flight, finishes on the other with each step once; the step is not cancelled', async () => {
     const onWest = await connect(config);
     const runbook = await loadServiceRunbook(config, 'ledger', 'failover');
     const input = buildRunInput(config, runbook, {
@@ -281,6 +284,41 @@ describe('replicated control plane', () => {
       60_000,
     );
 
+    // A step in flight across the move: east replays nothing until told, and west writes first,
+    // so the run's lag wait on east holds its activity open on east's worker.
+    const east = await adminClient(nodeOf(service, EAST));
+    try {
+      await east.query('SELECT pg_wal_replay_pause()');
+      const west = await adminClient(nodeOf(service, WEST));
+      await west.query(
+        'CREATE TABLE IF NOT EXISTS in_flight_probe (at timestamptz); INSERT INTO in_flight_probe VALUES (now())',
+      );
+      await west.end();
+      await approveRun(
+        onWest,
+        workflowId,
+        { decision: 'approve', by: 'demo-oncall', reason: 'test: a step in flight across the move' },
+        standInSigner(service, 'demo-oncall'),
+      );
+      await waitFor(
+        'the lag wait to be in flight on east',
+        async () =>
+          (await onWest.workflow.getHandle(workflowId, started.runId).describe()).raw.pendingActivities?.some(
+            (a) =>
+              a.activityType?.name === 'dbWaitForLag' &&
+              a.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+          ) || undefined,
+        60_000,
+      );
+    } catch (err) {
+      await east.query('SELECT pg_wal_replay_resume()').catch(() => undefined);
+      await east.end();
+      throw err;
+    }
+    const eastWorker = readState(stack.home).processes[`worker:${EAST}`]!;
+    const eastLogFrom = statSync(eastWorker.log).size;
+    const eastLog = () => logSince(eastWorker.log, eastLogFrom);
+
     const moved = await failoverControlPlane(config, EAST);
     expect([moved.from, moved.to, moved.changed]).toEqual([WEST, EAST, true]);
     // West learns of the move by replication, seconds later; until then it may still take the run's
@@ -295,6 +333,18 @@ describe('replicated control plane', () => {
       200,
     );
     expect(await temporalAddressFor(config)).toBe(endpointOf(config, EAST).address);
+    // East's worker renews its Workers for the move; the ones it replaces hold the lag wait, so
+    // they keep running (stopping them would cancel it) until it ends.
+    await waitFor(
+      "east's worker to poll afresh",
+      async () =>
+        eastLog().includes(`worker: namespace default now active in ${EAST} (was ${WEST}): polling afresh`) ||
+        undefined,
+      30_000,
+    );
+    expect(eastLog()).not.toContain('worker: previous pollers stopped');
+    await east.query('SELECT pg_wal_replay_resume()');
+    await east.end();
     const onEast = await connect(config);
     // Every approval the run asks for from here on is given on east. Right after the failover the
     // new active cluster may still be applying what it was sent: retried.
@@ -333,6 +383,26 @@ describe('replicated control plane', () => {
     expect(new Set(scheduled).size).toBe(scheduled.length);
     expect(new Set(completed).size).toBe(completed.length);
     expect(events.some((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED' && clusterOf(e) === EAST)).toBe(true);
+    // The lag wait ran once, in its first attempt, across the renewal: not cancelled, not retried.
+    const lagScheduled = events.find(
+      (e) =>
+        typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED' &&
+        e.activityTaskScheduledEventAttributes?.activityType?.name === 'dbWaitForLag',
+    )!;
+    const lagStarted = events.filter(
+      (e) =>
+        typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_STARTED' &&
+        String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(lagScheduled.eventId),
+    );
+    expect(lagStarted.map((e) => e.activityTaskStartedEventAttributes?.attempt)).toEqual([1]);
+    expect(events.map(typeOf).filter((t) => /ACTIVITY_TASK_(FAILED|TIMED_OUT|CANCEL)/.test(t))).toEqual([]);
+    // The Workers it replaced stopped once the lag wait was done, cleanly.
+    await waitFor(
+      "east's previous pollers to stop",
+      async () => eastLog().includes('worker: previous pollers stopped') || undefined,
+      30_000,
+    );
+    expect(eastLog()).not.toContain('did not stop cleanly');
     // The promotion happened once: east writes, west follows it.
     expect((await probePg(nodeOf(service, EAST))).role).toBe('primary');
     await Promise.all([onWest.connection.close(), onEast.connection.close()]);
@@ -447,6 +517,9 @@ describe('replicated control plane', () => {
   }, 300_000);
 
   it('the writer region lost whole again, no operator: the intake with an alarm to deliver fails the namespace over to the first survivor, and the guardian runs the unplanned failover there', async () => {
+    // East's worker log from here on: the planned move of the first test wrote the same lines.
+    const eastWorker = readState(stack.home).processes[`worker:${EAST}`]!;
+    const eastLogFrom = statSync(eastWorker.log).size;
     // A fresh pair after the test before: west writes, east streams from it; the namespace is active in west.
     const onWest = await connect(config, { address: endpointOf(config, WEST).address });
     await rebuildPair({ config, configFile: stack.configFile, home: stack.home }, onWest, service);
@@ -520,8 +593,7 @@ describe('replicated control plane', () => {
 
     // East's worker saw the namespace arrive and polled afresh rather than wait out the backoff
     // its failed polls had put it in; the pollers it replaced stopped once they held nothing.
-    const eastWorker = readState(stack.home).processes[`worker:${EAST}`]!;
-    const workerLog = () => logSince(eastWorker.log, eastWorker.logOffset);
+    const workerLog = () => logSince(eastWorker.log, eastLogFrom);
     expect(workerLog()).toContain(`worker: namespace default now active in ${EAST} (was ${WEST}): polling afresh`);
     await waitFor(
       "east's previous pollers to stop",
