@@ -7,8 +7,6 @@ import {
   awaitRecord,
   buildRunInput,
   findService,
-  InputError,
-  RefusedError,
   runRecord,
   startRun,
   workflowIdOf,
@@ -20,7 +18,16 @@ import { formatRecord, headline } from '../present/run';
 import type { ReconcileCase } from '../contract/reconcile';
 import { casesMessage, guardianText, lagLine, mentions, stepLine, type RenderedRun } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
-import { botSigner, listIds, membership, slackApprovers, uiUrl, type BotContext } from './context';
+import {
+  botSigner,
+  failureText,
+  listIds,
+  membership,
+  personsFailure,
+  slackApprovers,
+  uiUrl,
+  type BotContext,
+} from './context';
 import { readinessText } from './readiness';
 
 /** Answers the slash command; a failure is answered too, privately, and logged unless it is the person's input. */
@@ -44,18 +51,11 @@ export function registerCommand(app: App, ctx: BotContext): void {
         once,
       );
     } catch (err) {
-      const known = err instanceof InputError || err instanceof RefusedError;
-      if (!known)
+      if (!personsFailure(err))
         ctx.log(
           `slack: ${command.command} ${command.text} by ${command.user_id} failed: ${(err as Error).stack ?? err}`,
         );
-      const text =
-        err instanceof InputError
-          ? `${(err as Error).message}\n\n${usage(ctx.settings.command)}`
-          : err instanceof RefusedError
-            ? `Refused: ${mentions((err as Error).message)}`
-            : `Failed: ${(err as Error).message.split('\n')[0]}`;
-      await once(text).catch(() => undefined);
+      await once(failureText(err, { command: ctx.settings.command })).catch(() => undefined);
     }
   });
 }
