@@ -21,6 +21,8 @@ export interface BotContext {
   log: (line: string) => void;
   /** The service's own runbook of that kind (config `runbooks:`), else the built-in one. */
   runbookFor: (kind: 'failover' | 'reconcile' | 'failback', service: string) => RunbookDoc;
+  /** How long `status` may take to read before it answers in two parts (Slack drops answers after 3 s). */
+  statusAckMs: number;
   /** Signs decisions; absent when the bot was started without the decision key. */
   signer?: DecisionSigner;
 }

@@ -30,6 +30,9 @@ import {
 } from './context';
 import { readinessText } from './readiness';
 
+/** The start of a slow `status`'s first answer; the status follows through response_url. */
+export const STATUS_READING = 'Reading the status of';
+
 /** Answers the slash command; a failure is answered too, privately, and logged unless it is the person's input. */
 export function registerCommand(app: App, ctx: BotContext): void {
   app.command(ctx.settings.command, async ({ command, ack, respond }) => {
@@ -155,8 +158,17 @@ async function handleCommand(
         });
       return void (await respond(msg));
     }
-    case 'status':
-      return ack(await statusText(ctx, cmd.service));
+    case 'status': {
+      // Slack drops an answer that comes after 3 s, and a control plane in trouble is slow exactly
+      // when the operator asks: past ctx.statusAckMs the person is told it is being read, and the
+      // status follows through response_url.
+      const reading = statusText(ctx, cmd.service);
+      reading.catch(() => undefined); // a failure is answered below, once awaited
+      const quick = await within(reading, ctx.statusAckMs);
+      if (quick !== undefined) return ack(quick);
+      await ack(`${STATUS_READING} ${cmd.service ?? config.services.map((s) => s.name).join(', ')}…`);
+      return void (await respond(await reading));
+    }
     case 'plan':
     case 'failover': {
       const service = findService(config, cmd.service);
@@ -205,6 +217,17 @@ async function handleCommand(
       );
       return ack(`\`${workflowId}\`: ${mentions(verdict)}`);
     }
+  }
+}
+
+/** What `p` gives within `ms`, else undefined (it goes on); ms <= 0: undefined at once. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  if (ms <= 0) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(r, ms, undefined)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
