@@ -227,6 +227,11 @@ describe('the slash command', () => {
       expect(slack.responses.filter((r) => r.path === path).map((r) => r.body.response_type)).toEqual(['ephemeral']);
       // What a bot that waits answers in one part (or two, under load) is the same text.
       expect((await slash(CAROL, `status ${SERVICE}`)).text).toBe(final.text);
+      // Bad input is answered at once, in one part.
+      const bad = slashBody(CAROL, 'status payments');
+      const unknown = await send(bad, slackSignature(SECRET, bad), url);
+      expect(unknown.text).toMatch(/^unknown service "payments"/);
+      expect(unknown.text).toContain('`/regionshift status [service]`');
     } finally {
       await impatient.stop();
     }

@@ -162,11 +162,13 @@ async function handleCommand(
       // Slack drops an answer that comes after 3 s, and a control plane in trouble is slow exactly
       // when the operator asks: past ctx.statusAckMs the person is told it is being read, and the
       // status follows through response_url.
+      // An unknown service is answered as bad input at once, not after "Reading".
+      const names = cmd.service ? findService(config, cmd.service).name : config.services.map((s) => s.name).join(', ');
       const reading = statusText(ctx, cmd.service);
       reading.catch(() => undefined); // a failure is answered below, once awaited
       const quick = await within(reading, ctx.statusAckMs);
       if (quick !== undefined) return ack(quick);
-      await ack(`${STATUS_READING} ${cmd.service ?? config.services.map((s) => s.name).join(', ')}…`);
+      await ack(`${STATUS_READING} ${names}…`);
       return void (await respond(await reading));
     }
     case 'plan':
