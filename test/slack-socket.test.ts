@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createSlackBot, slackSecretsFromEnv, type SlackBot } from '../src/slack/bot';
 import { SlackConfig } from '../src/lib/config/triggers';
 import { startRigs } from './support/rigs';
-import { startSlackApi, type SlackApi } from './support/slack-api';
+import { finalAnswer, startSlackApi, type SlackApi } from './support/slack-api';
 import { startSocketModeServer, type SocketModeServer } from './support/socket-mode-server';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 
@@ -59,6 +59,7 @@ it('connects over Socket Mode and answers a slash command envelope', async () =>
   expect(started.port).toBeUndefined();
   await ws.connected;
   expect(slack.callsOf('apps.connections.open')).toHaveLength(1);
+  const responseUrl = slack.responseUrl();
   const ack = (await ws.send('slash_commands', {
     token: 'legacy',
     team_id: 'T0TEST',
@@ -69,19 +70,22 @@ it('connects over Socket Mode and answers a slash command envelope', async () =>
     user_name: 'carol',
     command: '/regionshift',
     text: 'status',
-    response_url: `${slack.url}/response/1`,
+    response_url: responseUrl,
     trigger_id: '1.2.3',
     api_app_id: 'A0TEST',
   })) as { text?: string; response_type?: string };
   expect(ack.response_type).toBe('ephemeral');
-  expect(ack.text).toContain('*ledger*: no runs yet');
+  // A slow status answers in two parts, the second through response_url.
+  expect((await finalAnswer(slack, responseUrl, { status: 200, text: ack.text ?? '' })).text).toContain(
+    '*ledger*: no runs yet',
+  );
   const bad = (await ws.send('slash_commands', {
     team_id: 'T0TEST',
     channel_id: 'C0OPS001',
     user_id: 'UCAROL01',
     command: '/regionshift',
     text: 'launch rockets',
-    response_url: `${slack.url}/response/2`,
+    response_url: slack.responseUrl(),
   })) as { text?: string };
   expect(bad.text).toContain('unknown command `launch`');
 });

@@ -17,7 +17,7 @@ import { ACTION, STEP_ACTION } from '../src/slack/blocks';
 import { createSlackBot, type SlackBot } from '../src/slack/bot';
 import { startRigs } from './support/rigs';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
-import { slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
+import { finalAnswer, slackSignature, startSlackApi, type Message, type SlackApi } from './support/slack-api';
 import { waitFor } from './support/wait';
 import { SLACK_DECISION_KEY } from './support/signing';
 import { start, stop } from '../src/lib/postgres/node';
@@ -39,7 +39,6 @@ let fe: FailoverEnv;
 let slack: SlackApi;
 let bot: SlackBot;
 let botUrl: string;
-let responses = 0;
 
 beforeAll(async () => {
   [fe, slack] = await startRigs([createFailoverEnv({ cooldown: '5m' }), startSlackApi()]);
@@ -87,7 +86,7 @@ async function send(
   return { status: res.status, text };
 }
 
-function slashBody(user: string, text: string): string {
+function slashBody(user: string, text: string, responseUrl = slack.responseUrl()): string {
   return new URLSearchParams({
     token: 'legacy',
     team_id: 'T0TEST',
@@ -98,15 +97,17 @@ function slashBody(user: string, text: string): string {
     user_name: user.toLowerCase(),
     command: '/regionshift',
     text,
-    response_url: `${slack.url}/response/${++responses}`,
+    response_url: responseUrl,
     trigger_id: '1.2.3',
     api_app_id: 'A0TEST',
   }).toString();
 }
 
+/** The final answer: a slow `status` answers in two parts (finalAnswer). */
 async function slash(user: string, text: string): Promise<{ status: number; text: string }> {
-  const body = slashBody(user, text);
-  return send(body, slackSignature(SECRET, body));
+  const responseUrl = slack.responseUrl();
+  const body = slashBody(user, text, responseUrl);
+  return finalAnswer(slack, responseUrl, await send(body, slackSignature(SECRET, body)));
 }
 
 async function click(user: string, actionId: string, message: Message, url = botUrl): Promise<number> {
@@ -123,7 +124,7 @@ async function click(user: string, actionId: string, message: Message, url = bot
     team: { id: 'T0TEST', domain: 'test' },
     channel: { id: RUNS, name: 'runs' },
     message: { ts: message.ts, text: message.text },
-    response_url: `${slack.url}/response/${++responses}`,
+    response_url: slack.responseUrl(),
     actions: [
       {
         action_id: actionId,
@@ -204,6 +205,36 @@ describe('the slash command', () => {
       'Refused: ledger has no unplanned failover to reconcile: the latest runs show none since the last planned one (regionshift status ledger)',
     );
     expect((await slash(ALICE, 'status')).text).toContain('*ledger*: no runs yet');
+  });
+
+  it('status slower than the bot waits (here: a bot that does not wait) says at once that it is reading, and the status follows through response_url', async () => {
+    const impatient = createSlackBot({
+      config: fe.config,
+      temporal: fe.client,
+      secrets: { botToken: 'xoxb-test', signingSecret: SECRET, decisionKey: SLACK_DECISION_KEY },
+      log: () => undefined,
+      statusAckMs: 0,
+    });
+    const url = `http://127.0.0.1:${(await impatient.start()).port}/slack/events`;
+    try {
+      const responseUrl = slack.responseUrl();
+      const body = slashBody(CAROL, `status ${SERVICE}`, responseUrl);
+      const first = await send(body, slackSignature(SECRET, body), url);
+      expect(first).toEqual({ status: 200, text: 'Reading the status of ledger…' });
+      const final = await finalAnswer(slack, responseUrl, first);
+      expect(final.text).toBe('*ledger*: no runs yet\nreadiness: not evaluated yet (`regionshift readiness`)');
+      const path = new URL(responseUrl).pathname;
+      expect(slack.responses.filter((r) => r.path === path).map((r) => r.body.response_type)).toEqual(['ephemeral']);
+      // What a bot that waits answers in one part (or two, under load) is the same text.
+      expect((await slash(CAROL, `status ${SERVICE}`)).text).toBe(final.text);
+      // Bad input is answered at once, in one part.
+      const bad = slashBody(CAROL, 'status payments');
+      const unknown = await send(bad, slackSignature(SECRET, bad), url);
+      expect(unknown.text).toMatch(/^unknown service "payments"/);
+      expect(unknown.text).toContain('`/regionshift status [service]`');
+    } finally {
+      await impatient.stop();
+    }
   });
 });
 

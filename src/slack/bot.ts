@@ -46,7 +46,12 @@ export interface SlackBotOptions {
   /** The config's plugins, loaded by the caller: a service's own runbook may use their steps. */
   plugins?: PluginRegistry;
   log?: (line: string) => void;
+  /** How long `status` may take before it answers in two parts; default STATUS_ACK_MS; 0: always two (tests). */
+  statusAckMs?: number;
 }
+
+/** Slack drops an answer that comes after 3 s: past this a slow `status` says it is reading, then answers. */
+export const STATUS_ACK_MS = 2_000;
 
 export interface SlackBot {
   app: App;
@@ -138,6 +143,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     settings,
     log,
     runbookFor,
+    statusAckMs: opts.statusAckMs ?? STATUS_ACK_MS,
     ...(opts.secrets.decisionKey ? { signer: slackBotSigner(opts.secrets.decisionKey) } : {}),
   };
 

@@ -4,7 +4,7 @@
 // with the system's own verdict.
 import type { App } from '@slack/bolt';
 import type { Client } from '@temporalio/client';
-import { approveRun, findService, InputError, operateRun, RefusedError } from '../lib/runs/client';
+import { approveRun, findService, operateRun } from '../lib/runs/client';
 import { listCases, resolveCase } from '../lib/runs/reconcile';
 import type { RunRecord } from '../contract/runbook/types';
 import type { CaseAction, ReconcileCase } from '../contract/reconcile';
@@ -20,7 +20,16 @@ import {
   type CaseView,
   type RenderedRun,
 } from './blocks';
-import { botSigner, CASE_DECIDERS, listIds, membership, slackApprovers, type BotContext } from './context';
+import {
+  botSigner,
+  CASE_DECIDERS,
+  failureText,
+  listIds,
+  membership,
+  personsFailure,
+  slackApprovers,
+  type BotContext,
+} from './context';
 
 export function registerButtons(app: App, ctx: BotContext): void {
   for (const decision of ['approve', 'reject'] as const) {
@@ -93,12 +102,8 @@ function runButton(app: App, ctx: BotContext, actionId: string, b: RunButton): v
         await temporal.run((c) => b.decide(c, w, { by: user, ...(m.groups.length ? { groups: m.groups } : {}) })),
       );
     } catch (err) {
-      const text =
-        err instanceof RefusedError
-          ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.`
-          : `Failed: ${(err as Error).message.split('\n')[0]}`;
-      if (!(err instanceof RefusedError)) log(`slack: ${b.decision} by ${user} failed: ${(err as Error).stack ?? err}`);
-      await answer(text).catch(() => undefined);
+      if (!personsFailure(err)) log(`slack: ${b.decision} by ${user} failed: ${(err as Error).stack ?? err}`);
+      await answer(failureText(err, 'click')).catch(() => undefined);
     }
   });
 }
@@ -174,15 +179,8 @@ function caseButtons(app: App, ctx: BotContext): void {
         }
         await answer(`✅ case \`${v.c}\`: ${mentions(res.detail)}${stale}`);
       } catch (err) {
-        const known = err instanceof InputError || err instanceof RefusedError;
-        if (!known) log(`slack: ${decision} of a case by ${user} failed: ${(err as Error).stack ?? err}`);
-        const text =
-          err instanceof RefusedError
-            ? `Refused: ${mentions((err as Error).message)}. Nothing was changed.`
-            : err instanceof InputError
-              ? `${(err as Error).message}. Nothing was changed.`
-              : `Failed: ${(err as Error).message.split('\n')[0]}`;
-        await answer(text).catch(() => undefined);
+        if (!personsFailure(err)) log(`slack: ${decision} of a case by ${user} failed: ${(err as Error).stack ?? err}`);
+        await answer(failureText(err, 'click')).catch(() => undefined);
       }
     });
   }

@@ -1,15 +1,17 @@
 // What the slash command (slash.ts) and the buttons (buttons.ts) share: the config, the Temporal
-// client, where to answer, and the one check every decision passes before the bot signs it: is
-// this Slack user one of the approvers the config names.
+// client, where to answer, the one check every decision passes before the bot signs it (is this
+// Slack user one of the approvers the config names), and how a failure is told to the person.
 import type { webApi } from '@slack/bolt';
 import type { Config, Service } from '../lib/config/schema';
 import { serviceTriggersOf, type SlackConfig } from '../lib/config/triggers';
 import type { FollowingClient } from '../lib/runs/following';
-import { RefusedError } from '../lib/runs/client';
+import { InputError, RefusedError } from '../lib/runs/client';
 import { runUiUrl } from '../present/run';
 import type { Mode, RunbookDoc, RunRecord } from '../contract/runbook/types';
 import { SLACK_DECISION_KEY_ENV } from '../contract/approvals';
 import type { DecisionSigner } from '../lib/sign';
+import { mentions } from './blocks';
+import { usage } from './commands';
 
 export interface BotContext {
   config: Config;
@@ -19,6 +21,8 @@ export interface BotContext {
   log: (line: string) => void;
   /** The service's own runbook of that kind (config `runbooks:`), else the built-in one. */
   runbookFor: (kind: 'failover' | 'reconcile' | 'failback', service: string) => RunbookDoc;
+  /** How long `status` may take to read before it answers in two parts (Slack drops answers after 3 s). */
+  statusAckMs: number;
   /** Signs decisions; absent when the bot was started without the decision key. */
   signer?: DecisionSigner;
 }
@@ -65,4 +69,24 @@ export async function membership(
     if (res.users?.includes(user)) groups.push(g);
   }
   return { ok: groups.length > 0, groups };
+}
+
+/** Refusals and bad input are the person's to read; any other failure is the bot operator's to log too. */
+export function personsFailure(err: unknown): boolean {
+  return err instanceof InputError || err instanceof RefusedError;
+}
+
+/**
+ * The person's answer to a command or a click that failed. Different on purpose: bad input to a
+ * command is followed by the usage (they typed it); a click's refusal or bad input ends with
+ * "Nothing was changed." (a click is a decision, and they must know it was not taken). A failure
+ * of anything else says only its first line: the stack is for the log.
+ */
+export function failureText(err: unknown, on: { command: string } | 'click'): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const unchanged = on === 'click' ? '. Nothing was changed.' : '';
+  if (err instanceof RefusedError) return `Refused: ${mentions(message)}${unchanged}`;
+  if (err instanceof InputError)
+    return on === 'click' ? `${message}${unchanged}` : `${message}\n\n${usage(on.command)}`;
+  return `Failed: ${message.split('\n')[0]}`;
 }

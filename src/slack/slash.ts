@@ -7,8 +7,6 @@ import {
   awaitRecord,
   buildRunInput,
   findService,
-  InputError,
-  RefusedError,
   runRecord,
   startRun,
   workflowIdOf,
@@ -20,8 +18,20 @@ import { formatRecord, headline } from '../present/run';
 import type { ReconcileCase } from '../contract/reconcile';
 import { casesMessage, guardianText, lagLine, mentions, stepLine, type RenderedRun } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
-import { botSigner, listIds, membership, slackApprovers, uiUrl, type BotContext } from './context';
+import {
+  botSigner,
+  failureText,
+  listIds,
+  membership,
+  personsFailure,
+  slackApprovers,
+  uiUrl,
+  type BotContext,
+} from './context';
 import { readinessText } from './readiness';
+
+/** The start of a slow `status`'s first answer; the status follows through response_url. */
+export const STATUS_READING = 'Reading the status of';
 
 /** Answers the slash command; a failure is answered too, privately, and logged unless it is the person's input. */
 export function registerCommand(app: App, ctx: BotContext): void {
@@ -44,18 +54,11 @@ export function registerCommand(app: App, ctx: BotContext): void {
         once,
       );
     } catch (err) {
-      const known = err instanceof InputError || err instanceof RefusedError;
-      if (!known)
+      if (!personsFailure(err))
         ctx.log(
           `slack: ${command.command} ${command.text} by ${command.user_id} failed: ${(err as Error).stack ?? err}`,
         );
-      const text =
-        err instanceof InputError
-          ? `${(err as Error).message}\n\n${usage(ctx.settings.command)}`
-          : err instanceof RefusedError
-            ? `Refused: ${mentions((err as Error).message)}`
-            : `Failed: ${(err as Error).message.split('\n')[0]}`;
-      await once(text).catch(() => undefined);
+      await once(failureText(err, { command: ctx.settings.command })).catch(() => undefined);
     }
   });
 }
@@ -155,8 +158,19 @@ async function handleCommand(
         });
       return void (await respond(msg));
     }
-    case 'status':
-      return ack(await statusText(ctx, cmd.service));
+    case 'status': {
+      // Slack drops an answer that comes after 3 s, and a control plane in trouble is slow exactly
+      // when the operator asks: past ctx.statusAckMs the person is told it is being read, and the
+      // status follows through response_url.
+      // An unknown service is answered as bad input at once, not after "Reading".
+      const names = cmd.service ? findService(config, cmd.service).name : config.services.map((s) => s.name).join(', ');
+      const reading = statusText(ctx, cmd.service);
+      reading.catch(() => undefined); // a failure is answered below, once awaited
+      const quick = await within(reading, ctx.statusAckMs);
+      if (quick !== undefined) return ack(quick);
+      await ack(`${STATUS_READING} ${names}…`);
+      return void (await respond(await reading));
+    }
     case 'plan':
     case 'failover': {
       const service = findService(config, cmd.service);
@@ -205,6 +219,17 @@ async function handleCommand(
       );
       return ack(`\`${workflowId}\`: ${mentions(verdict)}`);
     }
+  }
+}
+
+/** What `p` gives within `ms`, else undefined (it goes on); ms <= 0: undefined at once. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  if (ms <= 0) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(r, ms, undefined)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -5,6 +5,8 @@
 import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { STATUS_READING } from '../../src/slack/slash';
+import { waitFor } from './wait';
 
 export interface Call {
   method: string;
@@ -29,6 +31,8 @@ export interface SlackApi {
   messages: Message[];
   /** Bodies POSTed to response_url (/response/...). */
   responses: { path: string; body: Record<string, unknown> }[];
+  /** A response_url of this API no request was given before. */
+  responseUrl(): string;
   usergroups: Map<string, string[]>;
   /** What apps.connections.open answers (Socket Mode). */
   socketModeUrl?: string;
@@ -54,6 +58,7 @@ export async function startSlackApi(): Promise<SlackApi> {
   const responses: SlackApi['responses'] = [];
   const usergroups = new Map<string, string[]>();
   let clock = 1_700_000_000;
+  let responseUrls = 0;
   let self: SlackApi;
   const nextTs = (): string => `${++clock}.000100`;
 
@@ -158,6 +163,7 @@ export async function startSlackApi(): Promise<SlackApi> {
     calls,
     messages,
     responses,
+    responseUrl: () => `${url}/response/u${++responseUrls}`,
     usergroups,
     callsOf: (method) => calls.filter((c) => c.method === method),
     close: () =>
@@ -177,4 +183,26 @@ export function slackSignature(
 ): Record<string, string> {
   const sig = createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex');
   return { 'x-slack-request-timestamp': String(timestamp), 'x-slack-signature': `v0=${sig}` };
+}
+
+/**
+ * A slash command's final answer, whichever way it came: the ack itself, or, when the ack says the
+ * bot is still reading (a `status` slower than the bot waits, src/slack/slash.ts), the first body
+ * the bot POSTed to the response_url it was given. The second part is slow by definition: the
+ * default timeout is generous.
+ */
+export async function finalAnswer(
+  api: SlackApi,
+  responseUrl: string,
+  ack: { status: number; text: string },
+  timeoutMs = 30_000,
+): Promise<{ status: number; text: string }> {
+  if (!ack.text.startsWith(STATUS_READING)) return ack;
+  const path = new URL(responseUrl).pathname;
+  const later = await waitFor(
+    `the answer the bot POSTs to ${responseUrl} after "${ack.text}"`,
+    async () => api.responses.find((r) => r.path === path),
+    timeoutMs,
+  );
+  return { status: ack.status, text: String(later.body.text) };
 }

@@ -170,12 +170,15 @@ export async function failoverControlPlane(
 async function reassertCurrentVersion(address: string, namespace: string, until: number): Promise<void> {
   // Loaded here only: the versioning module brings the worker SDK, which no other client call needs.
   const { CONTROL_DEPLOYMENT } = await import('../../../workers/versioning');
+  // One question may take 2 s (never past the caller's deadline): one that hangs must not use up
+  // all the time there is.
+  const questionDeadline = (): number => Math.min(until, Date.now() + 2_000);
   await withConnection(
     address,
     async (c) => {
       // Bounded too: an answer that does not come means the routing is repaired the slow way.
       const routed = await c
-        .withDeadline(Math.min(until, Date.now() + 2_000), () =>
+        .withDeadline(questionDeadline(), () =>
           c.workflowService.describeTaskQueue({
             namespace,
             taskQueue: { name: CONTROL_TASK_QUEUE, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
@@ -185,12 +188,11 @@ async function reassertCurrentVersion(address: string, namespace: string, until:
         .then((d) => d.versioningInfo?.currentDeploymentVersion?.buildId)
         .catch(() => undefined);
       if (routed) return;
-      // Each question bounded, asked again until the caller's deadline: one that hangs must not
-      // use up all the time there is.
+      // Asked again until the caller's deadline.
       let buildId: string | undefined;
       for (;;) {
         try {
-          const d = await c.withDeadline(Math.min(until, Date.now() + 2_000), () =>
+          const d = await c.withDeadline(questionDeadline(), () =>
             c.workflowService.describeWorkerDeployment({ namespace, deploymentName: CONTROL_DEPLOYMENT }),
           );
           buildId = d.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId ?? undefined;
