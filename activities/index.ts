@@ -1,6 +1,16 @@
 import type { Config, Service } from '../src/lib/config/schema';
-import type { CacheActivities, DbNodeState, RegionActivities, ServiceRef } from '../src/contract/activities';
+import type {
+  CacheActivities,
+  DbNodeState,
+  LagResult,
+  PromoteInput,
+  PromoteResult,
+  RegionActivities,
+  ServiceRef,
+  WaitForLagInput,
+} from '../src/contract/activities';
 import { createCacheActivities } from './cache';
+import { promoteAfterLag } from './db/promote-after-lag';
 import { createAuroraActivities, type AuroraActivities, type AuroraOptions } from './db/aurora/index';
 import { createPostgresActivities, type PostgresActivities } from './db/postgres';
 import { createRdsReplicaActivities, type RdsReplicaActivities } from './db/rds-replicas';
@@ -45,6 +55,10 @@ export function createRegionActivities(
     find(service)?.traffic.provider === 'route53-arc'
       ? (arc ??= createArcActivities(config))
       : (route53 ??= createRoute53Activities(config));
+  const waitForLag = (input: WaitForLagInput): Promise<LagResult> =>
+    rds(input)?.dbWaitForLag(input) ?? (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input));
+  const promote = (input: PromoteInput): Promise<PromoteResult> =>
+    rds(input)?.dbPromote(input) ?? (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input));
   const describe = (input: ServiceRef): Promise<DbNodeState> =>
     rds(input)?.dbDescribe(input) ?? (db(input) === 'aurora' ? au().dbDescribe(input) : pg().dbDescribe(input));
 
@@ -58,10 +72,9 @@ export function createRegionActivities(
     dbUnfenceWrites: (input) =>
       rds(input)?.dbUnfenceWrites(input) ??
       (db(input) === 'aurora' ? au().dbUnfenceWrites(input) : pg().dbUnfenceWrites(input)),
-    dbWaitForLag: (input) =>
-      rds(input)?.dbWaitForLag(input) ?? (db(input) === 'aurora' ? au().dbWaitForLag(input) : pg().dbWaitForLag(input)),
-    dbPromote: (input) =>
-      rds(input)?.dbPromote(input) ?? (db(input) === 'aurora' ? au().dbPromote(input) : pg().dbPromote(input)),
+    dbWaitForLag: waitForLag,
+    dbPromote: promote,
+    dbPromoteAfterLag: promoteAfterLag(waitForLag, promote),
     dbRejoinAsStandby: async (input) => {
       const rejoin = await (rds(input)?.dbRejoinAsStandby(input) ??
         (db(input) === 'aurora' ? au().dbRejoinAsStandby(input) : pg().dbRejoinAsStandby(input)));

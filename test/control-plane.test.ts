@@ -287,7 +287,7 @@ describe('replicated control plane', () => {
     );
 
     // A step in flight across the move: east replays nothing until told, and west writes first,
-    // so the run's lag wait on east holds its activity open on east's worker.
+    // so the run's lag wait on east (with the promotion, one activity) holds it open on east's worker.
     const east = await adminClient(nodeOf(service, EAST));
     try {
       await east.query('SELECT pg_wal_replay_pause()');
@@ -307,7 +307,7 @@ describe('replicated control plane', () => {
         async () =>
           (await onWest.workflow.getHandle(workflowId, started.runId).describe()).raw.pendingActivities?.some(
             (a) =>
-              a.activityType?.name === 'dbWaitForLag' &&
+              a.activityType?.name === 'dbPromoteAfterLag' &&
               a.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
           ) || undefined,
         60_000,
@@ -385,11 +385,12 @@ describe('replicated control plane', () => {
     expect(new Set(scheduled).size).toBe(scheduled.length);
     expect(new Set(completed).size).toBe(completed.length);
     expect(events.some((e) => typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED' && clusterOf(e) === EAST)).toBe(true);
-    // The lag wait ran once, in its first attempt, across the renewal: not cancelled, not retried.
+    // The lag wait and the promotion ran once, in their first attempt, across the renewal: not
+    // cancelled, not retried.
     const lagScheduled = events.find(
       (e) =>
         typeOf(e) === 'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED' &&
-        e.activityTaskScheduledEventAttributes?.activityType?.name === 'dbWaitForLag',
+        e.activityTaskScheduledEventAttributes?.activityType?.name === 'dbPromoteAfterLag',
     )!;
     const lagStarted = events.filter(
       (e) =>

@@ -116,7 +116,7 @@ describe('durability', () => {
       const history = await fe.client.workflow.getHandle(started.workflowId, started.runId).fetchHistory();
       const scheduled = (type: string) =>
         history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type).length;
-      expect(scheduled('dbPromote')).toBe(1);
+      expect(scheduled('dbPromoteAfterLag')).toBe(1);
       expect(scheduled('dbFenceWrites')).toBe(1);
       // The rejoin was retried after the kill: its completed attempt is not the first.
       const rejoinStarted = history.events!.find(

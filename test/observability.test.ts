@@ -448,8 +448,7 @@ describe('traces', () => {
       for (const activity of [
         'dbDescribe',
         'dbFenceWrites',
-        'dbWaitForLag',
-        'dbPromote',
+        'dbPromoteAfterLag',
         'trafficShift',
         'dbVerifyWrites',
         'dbRejoinAsStandby',

@@ -6,7 +6,15 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ActivityOptions } from '@temporalio/common';
-import type { CacheActivities, DbNodeState, RegionActivities, TrafficState } from '../src/contract/activities';
+import type {
+  CacheActivities,
+  DbNodeState,
+  LagConfirmedDetails,
+  LagResult,
+  PromoteResult,
+  RegionActivities,
+  TrafficState,
+} from '../src/contract/activities';
 import { ACTIONS, type ActionName } from '../src/contract/runbook/catalog';
 import { durationMs } from '../src/contract/runbook/duration';
 import { unimplementedAction } from '../src/contract/runbook/exhaustive';
@@ -22,7 +30,7 @@ import { isCacheAction, runCacheAction } from './cache-actions';
 import { runAppStep } from './app-steps';
 import { COMPENSATION } from './compensation';
 import { errorMessage, refuse } from './failures';
-import { DEFAULT_RETRY, iso, regionIn, type RunState } from './run-state';
+import { DEFAULT_RETRY, iso, regionIn, STEP_TIMEOUT_MS, type RunState } from './run-state';
 
 /** Waits for a person's approval of a step (workflows/approvals.ts). */
 export type AwaitApproval = (
@@ -165,6 +173,77 @@ async function stopFenceWatcher(service: string, region: string): Promise<void> 
   }
 }
 
+/** The WAL position the target must have replayed before it is promoted: the verified fence's. */
+function lagToReach(run: RunState): { sourceLsn: string; timeoutMs: number } {
+  const { fence } = run.rec;
+  if (!fence?.verified)
+    refuse('db.waitForLag needs a verified fence first (its WAL position is what the target must reach)');
+  return { sourceLsn: fence.lsn, timeoutMs: durationMs(run.input.policy.lagTimeout) };
+}
+
+const lagDetail = (lag: LagResult): string =>
+  `replayed ${lag.replayedLsn} (${lag.initialLagBytes} bytes behind at the fence) in ${lag.waitedMs} ms`;
+
+const promotionDetail = (p: PromoteResult): string =>
+  `${p.alreadyPrimary ? 'already primary' : 'promoted'}${p.method ? ` by ${p.method}` : `, timeline ${p.timeline}`}${p.detail ? `; ${p.detail}` : ''}`;
+
+/** What a dbPromoteAfterLag failure says of the lag: confirmed before the promotion failed, or not. */
+function lagConfirmedBy(err: unknown): LagResult | undefined {
+  const cause = err instanceof wf.ActivityFailure ? err.cause : undefined;
+  const details =
+    cause instanceof ApplicationFailure ? (cause.details?.[0] as LagConfirmedDetails | undefined) : undefined;
+  return details?.lagConfirmed;
+}
+
+/**
+ * A db.waitForLag step and the db.promote step right after it, run as one activity on the target
+ * (dbPromoteAfterLag): the promotion comes one workflow-task round trip sooner, and nothing comes
+ * between the confirmation and the promotion. The interpreter (workflows/runbook.ts) pairs only
+ * plain steps; each keeps its place in the record. A failure before the lag was confirmed fails
+ * the lag step and leaves the promotion pending, as if the steps had run one by one; a failure
+ * after it fails the promotion.
+ */
+export async function promoteAfterLag(run: RunState, lag: StepState, promote: StepState): Promise<void> {
+  const { input, rec } = run;
+  lag.region = promote.region = input.target;
+  try {
+    const reach = lagToReach(run);
+    run.compensations.irreversible.push(`promote ${input.target}: ${ACTIONS['db.promote'].irreversible}`);
+    const [done] = await Promise.all([
+      regionIn(input.target, {
+        summary: `${lag.title}, then ${promote.title}`,
+        startToCloseTimeout: reach.timeoutMs + STEP_TIMEOUT_MS,
+      }).dbPromoteAfterLag({ service: input.service, mode: input.mode, source: run.source(), ...reach }),
+      stopFenceWatcher(input.service, input.target),
+    ]);
+    const { lag: confirmed, ...promotion } = done;
+    rec.lag = confirmed;
+    rec.promotion = promotion;
+    rec.rpo = { zeroLoss: true, estimateSeconds: 0 };
+    lag.detail = `${lagDetail(confirmed)}, by the promotion's activity`;
+    promote.detail = promotionDetail(promotion);
+    lag.status = promote.status = 'done';
+  } catch (err) {
+    const confirmed = lagConfirmedBy(err);
+    const failed = confirmed ? promote : lag;
+    if (confirmed) {
+      rec.lag = confirmed;
+      lag.detail = `${lagDetail(confirmed)}, by the promotion's activity`;
+      lag.status = 'done';
+    } else {
+      promote.status = 'pending';
+      promote.startedAt = undefined;
+    }
+    failed.status = 'failed';
+    failed.error = errorMessage(err);
+    run.failedAt ??= failed.id;
+    throw err;
+  } finally {
+    lag.endedAt = iso();
+    if (promote.startedAt) promote.endedAt = lag.endedAt;
+  }
+}
+
 /** Promotion without a verified fence risks two writers: it needs policy or a person (docs/safety.md, invariant 1). */
 async function guardPromotion(run: RunState, stepId: string, awaitApproval: AwaitApproval): Promise<void> {
   const { input, rec } = run;
@@ -297,14 +376,12 @@ export async function runAction(
     }
     case 'db.waitForLag': {
       state.region = input.target;
-      if (!rec.fence?.verified)
-        refuse('db.waitForLag needs a verified fence first (its WAL position is what the target must reach)');
       rec.lag = await regionIn(input.target, {
         ...opts,
         startToCloseTimeout: durationMs(input.policy.lagTimeout) + 5000,
         retry: { maximumAttempts: 1 },
-      }).dbWaitForLag({ ...svc, sourceLsn: rec.fence.lsn, timeoutMs: durationMs(input.policy.lagTimeout) });
-      state.detail = `replayed ${rec.lag.replayedLsn} (${rec.lag.initialLagBytes} bytes behind at the fence) in ${rec.lag.waitedMs} ms`;
+      }).dbWaitForLag({ ...svc, ...lagToReach(run) });
+      state.detail = lagDetail(rec.lag);
       return;
     }
     case 'db.promote': {
@@ -317,7 +394,7 @@ export async function runAction(
         stopFenceWatcher(input.service, input.target),
       ]);
       if (rec.fence?.verified) rec.rpo = { zeroLoss: true, estimateSeconds: 0 };
-      state.detail = `${rec.promotion.alreadyPrimary ? 'already primary' : 'promoted'}${rec.promotion.method ? ` by ${rec.promotion.method}` : `, timeline ${rec.promotion.timeline}`}${rec.promotion.detail ? `; ${rec.promotion.detail}` : ''}`;
+      state.detail = promotionDetail(rec.promotion);
       return;
     }
     case 'traffic.shift': {

@@ -25,11 +25,14 @@ export const DEFAULT_RETRY: RetryPolicy = {
   maximumAttempts: 20,
 };
 
+/** How long one attempt of a region's activity may take, unless its step says otherwise. */
+export const STEP_TIMEOUT_MS = 60_000;
+
 /** The database and traffic activities of one region's worker. */
 export function regionIn(region: string, options: Partial<ActivityOptions> = {}): RegionActivities {
   return wf.proxyActivities<RegionActivities>({
     taskQueue: regionTaskQueue(region),
-    startToCloseTimeout: '60s',
+    startToCloseTimeout: STEP_TIMEOUT_MS,
     retry: DEFAULT_RETRY,
     // On abort, wait for a running step to finish or acknowledge, so compensation never races it.
     cancellationType: wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -60,6 +63,11 @@ export class RunState {
    * of reading "-". Same rule: asked once, before the first command.
    */
   readonly leaner = this.lean && wf.patched('leaner-round-trips');
+  /**
+   * And one more: the lag confirmation and the promotion right after it as one activity
+   * (workflows/actions.ts, promoteAfterLag). Same rule.
+   */
+  readonly leanest = this.leaner && wf.patched('promote-after-lag');
   readonly compensations: Compensations;
   private published: { step?: string; source?: string } = {};
   /** The step a failed run failed at: what its step attribute shows once it has ended. */

@@ -14,7 +14,7 @@ import { notifyGuardian, notifyGuardianNow } from './guardian';
 import { RunDecisions } from './approvals';
 import { runAppStep } from './app-steps';
 import { OperatorControls } from './operator-controls';
-import { describeRegions, runAction } from './actions';
+import { describeRegions, promoteAfterLag, runAction } from './actions';
 import { FAILURE, errorMessage, refuse } from './failures';
 import { planOf } from './plan';
 import { iso, RunState, specOf } from './run-state';
@@ -115,13 +115,26 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
     return group;
   }
 
+  /**
+   * The promote step right after steps[i] when that one confirms the lag: the two run as one
+   * activity (workflows/actions.ts, promoteAfterLag). Plain steps only: an approval, a person's
+   * choice on failure or bounds of their own keep them apart.
+   */
+  function promotionAfter(i: number): Step | undefined {
+    const [lag, next] = [input.runbook.steps[i]!, input.runbook.steps[i + 1]];
+    const plain = (s: Step): boolean => !s.approval && s.onFailure !== 'ask' && !s.timeout && !s.unplanned;
+    if (!run.leanest || input.dryRun || lag.action !== 'db.waitForLag' || next?.action !== 'db.promote') return;
+    return plain(lag) && plain(next) && wouldRun(next) ? next : undefined;
+  }
+
   async function runSteps(): Promise<void> {
     const steps = input.runbook.steps;
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
       if (!runnable(step)) continue;
       await controls.betweenSteps();
-      const group = [step, ...companions(i)];
+      const promotion = promotionAfter(i);
+      const group = promotion ? [step, promotion] : [step, ...companions(i)];
       i += group.length - 1;
       rec.currentStep = step.id;
       for (const s of group) {
@@ -143,6 +156,10 @@ export async function runbook(input: RunInput): Promise<RunRecord> {
           run,
           input.regions.filter((r) => r !== run.source()),
         );
+      }
+      if (promotion) {
+        await promoteAfterLag(run, stepState(step.id), stepState(promotion.id));
+        continue;
       }
       // Every step of a group settles before the run moves on or compensates: an undo must never
       // race the step it undoes.

@@ -95,6 +95,22 @@ export interface PromoteResult {
   detail?: string;
 }
 
+/** db.waitForLag then db.promote, as one activity on the target (workflows/actions.ts, promoteAfterLag). */
+export type PromoteAfterLagInput = PromoteInput & WaitForLagInput;
+
+export interface PromotedAfterLag extends PromoteResult {
+  /** The lag confirmation that came first. */
+  lag: LagResult;
+}
+
+/**
+ * The details of a dbPromoteAfterLag failure that came after the lag was confirmed: the run then
+ * records the confirmation as done and the promotion as failed. Without them, the lag was not confirmed.
+ */
+export interface LagConfirmedDetails {
+  lagConfirmed: LagResult;
+}
+
 export interface RejoinInput extends ServiceRef {
   /** The region that is now primary; this worker's node becomes its standby. */
   primaryRegion: string;
@@ -217,6 +233,11 @@ export interface RegionActivities {
   dbUnfenceWrites(input: ServiceRef): Promise<UnfenceResult>;
   dbWaitForLag(input: WaitForLagInput): Promise<LagResult>;
   dbPromote(input: PromoteInput): Promise<PromoteResult>;
+  /**
+   * dbWaitForLag, then dbPromote only once it has returned. A name of its own, not a field of
+   * dbPromote's input: an older worker without it fails the step instead of promoting unchecked.
+   */
+  dbPromoteAfterLag(input: PromoteAfterLagInput): Promise<PromotedAfterLag>;
   dbRejoinAsStandby(input: RejoinInput): Promise<RejoinResult>;
   /** A standby of the service (never a primary) starts following the writer; see FollowInput. */
   dbFollowWriter(input: FollowInput): Promise<RejoinResult>;

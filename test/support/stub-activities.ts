@@ -19,11 +19,13 @@ import type {
   TrafficState,
 } from '../../src/contract/activities';
 import { dataConverterFromEnv } from '../../src/lib/codec/env';
+import { promoteAfterLag } from '../../activities/db/promote-after-lag';
 import { regionTaskQueue } from '../../src/contract/runbook/ids';
 import type { RunRecord } from '../../src/contract/runbook/types';
 import type { runbook as runbookWorkflow } from '../../workflows/runbook';
 
-export type ActivityName = keyof RegionActivities;
+/** The activities a test answers for; dbPromoteAfterLag is made of two of them, as a region worker's is. */
+export type ActivityName = Exclude<keyof RegionActivities, 'dbPromoteAfterLag'>;
 
 export interface StubCall {
   region: string;
@@ -74,7 +76,7 @@ export class StubFleet {
   activities(region: string): RegionActivities {
     const defaults = this.defaults(region);
     const names = Object.keys(defaults) as ActivityName[];
-    return Object.fromEntries(
+    const recorded = Object.fromEntries(
       names.map((name) => [
         name,
         async (input: unknown) => {
@@ -94,7 +96,12 @@ export class StubFleet {
           }
         },
       ]),
-    ) as unknown as RegionActivities;
+    ) as unknown as Omit<RegionActivities, 'dbPromoteAfterLag'>;
+    return {
+      ...recorded,
+      // As activities/index.ts composes it: each half is a call of its own in the log.
+      dbPromoteAfterLag: promoteAfterLag(recorded.dbWaitForLag, recorded.dbPromote),
+    };
   }
 
   /** What each region's node looks like in the defaults. */
