@@ -206,6 +206,7 @@ function lagConfirmedBy(err: unknown): LagResult | undefined {
 export async function promoteAfterLag(run: RunState, lag: StepState, promote: StepState): Promise<void> {
   const { input, rec } = run;
   lag.region = promote.region = input.target;
+  let confirmed: LagResult | undefined;
   try {
     const reach = lagToReach(run);
     run.compensations.irreversible.push(`promote ${input.target}: ${ACTIONS['db.promote'].irreversible}`);
@@ -216,21 +217,16 @@ export async function promoteAfterLag(run: RunState, lag: StepState, promote: St
       }).dbPromoteAfterLag({ service: input.service, mode: input.mode, source: run.source(), ...reach }),
       stopFenceWatcher(input.service, input.target),
     ]);
-    const { lag: confirmed, ...promotion } = done;
-    rec.lag = confirmed;
+    const { lag: reached, ...promotion } = done;
+    confirmed = reached;
     rec.promotion = promotion;
     rec.rpo = { zeroLoss: true, estimateSeconds: 0 };
-    lag.detail = `${lagDetail(confirmed)}, by the promotion's activity`;
     promote.detail = promotionDetail(promotion);
-    lag.status = promote.status = 'done';
+    promote.status = 'done';
   } catch (err) {
-    const confirmed = lagConfirmedBy(err);
+    confirmed = lagConfirmedBy(err);
     const failed = confirmed ? promote : lag;
-    if (confirmed) {
-      rec.lag = confirmed;
-      lag.detail = `${lagDetail(confirmed)}, by the promotion's activity`;
-      lag.status = 'done';
-    } else {
+    if (!confirmed) {
       promote.status = 'pending';
       promote.startedAt = undefined;
     }
@@ -239,6 +235,11 @@ export async function promoteAfterLag(run: RunState, lag: StepState, promote: St
     run.failedAt ??= failed.id;
     throw err;
   } finally {
+    if (confirmed) {
+      rec.lag = confirmed;
+      lag.detail = `${lagDetail(confirmed)}, by the promotion's activity`;
+      lag.status = 'done';
+    }
     lag.endedAt = iso();
     if (promote.startedAt) promote.endedAt = lag.endedAt;
   }
