@@ -294,6 +294,23 @@ describe.concurrent('the runbook interpreter', () => {
       ]);
     });
 
+    it('a promote step of its own kind (here: a person decides on its failure) is not paired: the lag wait and the promotion are two activities', async (ctx) => {
+      const r = await rig(ctx, 'planned-promote-asks');
+      const promoteAsks = edited(
+        'promote asks',
+        FAILOVER.steps.map((s) => (s.action === 'db.promote' ? { ...s, onFailure: 'ask' as const } : s)),
+      );
+      const handle = await r.start(r.input({}, promoteAsks));
+      const { rec, result } = await outcome(handle);
+      expect(result).toBe('succeeded');
+      const names = ((await handle.fetchHistory()).events ?? []).flatMap(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? [],
+      );
+      expect(names).toEqual(expect.arrayContaining(['dbWaitForLag', 'dbPromote']));
+      expect(names).not.toContain('dbPromoteAfterLag');
+      expect(stepOf(rec, 'db.waitForLag').detail).toBe(`replayed ${FENCE_LSN} (0 bytes behind at the fence) in 3 ms`);
+    });
+
     it('a runbook without the fence step: promotion is refused and nothing is promoted', async (ctx) => {
       const r = await rig(ctx, 'planned-nofence');
       const { rec, result } = await outcome(await r.start(r.input({}, without('db.fenceWrites'))));
