@@ -12,6 +12,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { ENCODING, KEY_ID_METADATA } from '../src/lib/codec/aes-gcm';
 import { codecKeysFile } from '../src/lib/codec/env';
 import { readState } from '../src/stack/stack';
+import { freePortRun, freePorts, isPortFree } from '../src/lib/net';
 import { rawHistory } from './support/raw-history';
 import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
 import { waitFor } from './support/wait';
@@ -296,6 +297,23 @@ describe('regionshift stack', () => {
       expect(postmasterAlive(stack.pg['us-west-2']!.dataDir)).toBe(false);
     } finally {
       await new Promise((ok) => squatter.close(ok));
+    }
+  });
+});
+
+describe('the ports a temporary stack is given', () => {
+  it('lie below the ephemeral range (a restarted component finds its port), one test file together, distinct and free; a run is consecutive', async () => {
+    const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    const ports = await freePorts(60);
+    expect(new Set(ports).size).toBe(60);
+    for (const p of ports) expect(p >= 10_000 && p < ephemeralLow, `port ${p}`).toBe(true);
+    // This file's slice of the range (VITEST_POOL_ID): files running at once never choose the same port.
+    expect(process.env.VITEST_POOL_ID).toBeDefined();
+    expect(Math.max(...ports) - Math.min(...ports)).toBeLessThan((ephemeralLow - 10_000) / 8);
+    const base = await freePortRun(4, ports);
+    for (let i = 0; i < 4; i++) {
+      expect(ports).not.toContain(base + i);
+      expect(await isPortFree('127.0.0.1', base + i)).toBe(true);
     }
   });
 });

@@ -102,26 +102,79 @@ export function listenerOf(port: number): { pid: number; command: string } | und
   return undefined;
 }
 
-/** Distinct free loopback ports: each is bound to port 0 and held until all are known. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
+/**
+ * Where free ports are looked for: below the kernel's ephemeral range. A port listen(0) gives comes
+ * from that range, and while the server on it is down (a region killed and started again, in a
+ * test or the demo) an outgoing connection may take it as its source port: the restart then fails
+ * with EADDRINUSE (seen in CI: a Temporal cluster's membership port, a blackbox exporter's). Test
+ * files running at once look in slices of their own (VITEST_POOL_ID, which the CLIs they start
+ * inherit), so two never choose the same port in the moment before either binds it.
+ */
+const LOWEST_PORT = 10_000;
+const SLICES = 8;
+
+function portRange(): { low: number; high: number } {
+  let ephemeral = 32_768;
   try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((ok, fail) => {
-        server.once('error', fail);
-        server.listen({ host: '127.0.0.1', port: 0 }, ok);
-      });
-      const address = server.address();
-      if (!address || typeof address === 'string') throw new Error('no port from listen(0)');
-      ports.push(address.port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
+    ephemeral = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    // not Linux: its usual default
   }
+  const low = LOWEST_PORT;
+  const high = Math.max(Number.isInteger(ephemeral) ? ephemeral : 32_768, low + SLICES * 500);
+  const pool = Number(process.env.VITEST_POOL_ID);
+  if (!Number.isInteger(pool) || pool < 1) return { low, high };
+  const size = Math.floor((high - low) / SLICES);
+  const from = low + ((pool - 1) % SLICES) * size;
+  return { low: from, high: from + size };
+}
+
+/** Where this process looks next: it walks its range, so it does not hand out a port twice soon. */
+let cursor: number | undefined;
+
+function bindHeld(port: number, held: Server[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => {
+      held.push(server);
+      resolve(true);
+    });
+  });
+}
+
+/**
+ * `count` consecutive free loopback ports (one when not asked), none of `avoid`: the first.
+ * Each is bound while the search goes on, so none is counted twice.
+ */
+export async function freePortRun(count = 1, avoid: number[] = []): Promise<number> {
+  const { low, high } = portRange();
+  const span = high - low;
+  if (cursor === undefined || cursor < low || cursor >= high) cursor = low + Math.floor(Math.random() * span);
+  const held: Server[] = [];
+  try {
+    for (let tried = 0; tried < span; tried++) {
+      const base = cursor;
+      cursor = cursor + 1 >= high ? low : cursor + 1;
+      if (base + count > high) continue;
+      let ok = true;
+      for (let i = 0; i < count && ok; i++) ok = !avoid.includes(base + i) && (await bindHeld(base + i, held));
+      if (ok) {
+        cursor = base + count >= high ? low : base + count;
+        return base;
+      }
+    }
+    throw new Error(`no run of ${count} free ports on 127.0.0.1 between ${low} and ${high}`);
+  } finally {
+    await Promise.all(held.map((s) => new Promise((ok) => s.close(ok))));
+  }
+}
+
+/** Distinct free loopback ports (see portRange for where). */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) ports.push(await freePortRun(1, ports));
+  return ports;
 }
 
 export async function freePort(): Promise<number> {

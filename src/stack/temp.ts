@@ -4,7 +4,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts, isPortFree } from '../lib/net';
+import { freePortRun, freePorts } from '../lib/net';
 import { REPO_ROOT } from '../lib/paths';
 
 export interface TempStackFiles {
@@ -69,19 +69,6 @@ export interface TempService {
   priority?: number;
 }
 
-/** `count` consecutive free loopback ports (the exporters take one per region from a base port), none of `taken`. */
-async function freeRun(count: number, taken: number[]): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const [base] = (await freePorts(1)) as [number];
-    if (base + count > 65535) continue;
-    let ok = true;
-    for (let i = 0; i < count && ok; i++)
-      ok = !taken.includes(base + i) && (i === 0 || (await isPortFree('127.0.0.1', base + i)));
-    if (ok) return base;
-  }
-  throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
-}
-
 /** The port the shipped ledger runbooks tell the application on (regionshift.yaml: stack.app.port). */
 const SHIPPED_APP_URL = 'http://127.0.0.1:8235/';
 
@@ -121,8 +108,8 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
     const [prometheusPort, alertmanagerPort, intakePort] = singles.slice(4 + nodes) as [number, number, number];
     // One vantage point per region, one exporter per node.
     const regionCount = new Set(services.flatMap((s) => s.regions)).size;
-    const blackboxPort = await freeRun(regionCount, singles);
-    const postgresExporterPort = await freeRun(nodes, [
+    const blackboxPort = await freePortRun(regionCount, singles);
+    const postgresExporterPort = await freePortRun(nodes, [
       ...singles,
       ...Array.from({ length: regionCount }, (_, i) => blackboxPort + i),
     ]);
@@ -136,7 +123,7 @@ export async function writeTempStack(opts: TempStackOptions): Promise<TempStackF
   if (opts.controlPlane === 'replicated') {
     const taken = [...singles, ...(monitoring ? [monitoring.blackboxPort, monitoring.postgresExporterPort] : [])];
     for (const r of new Set(services.flatMap((svc) => svc.regions))) {
-      const base = await freeRun(9, taken);
+      const base = await freePortRun(9, taken);
       clusters[r] = base;
       taken.push(...Array.from({ length: 9 }, (_, i) => base + i));
     }
