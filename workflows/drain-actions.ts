@@ -10,7 +10,7 @@ import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficRecord, TrafficState } from '../src/contract/activities';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { DrainRecord, RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
-import { describeRecords, primaryRegionOf, recordKey, sameRecord } from '../src/contract/traffic/plan';
+import { describeRecords, primaryRegionOf, recordKey, sameRecord, sameTraffic } from '../src/contract/traffic/plan';
 import type { Compensations } from './compensation';
 
 export const DRAIN_ACTIONS = ['traffic.drain', 'traffic.undrain', 'traffic.verify'] as const;
@@ -80,18 +80,6 @@ export function serves(state: TrafficState, region: string): boolean {
     if (r.routingControl !== undefined) return r.routingControl === 'On';
     return r.location !== undefined;
   });
-}
-
-export function sameTraffic(a: TrafficState, b: TrafficState): boolean {
-  return (
-    a.records.length === b.records.length &&
-    a.records.every((r) =>
-      sameRecord(
-        r,
-        b.records.find((x) => recordKey(x) === recordKey(r)),
-      ),
-    )
-  );
 }
 
 /** One entry per record that differs: "us-east-1 30 → 0", "continent:EU eu-west-1 → eu-central-1". */

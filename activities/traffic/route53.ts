@@ -51,6 +51,7 @@ import {
   primaryRegionOf,
   recordKey,
   sameRecord,
+  sameTraffic,
   undrainedWeights,
 } from '../../src/contract/traffic/plan';
 import { frontDrain, geoDrain } from '../../src/contract/traffic/geo-drain';
@@ -291,7 +292,7 @@ export function createRoute53Activities(config: Config, options: Route53Options 
       validateRestoreState(t, state);
       const zoneId = await requireZoneId(t);
       const current = await readRecordSet(t, zoneId);
-      if (sameState(current.state, state)) return current.state;
+      if (sameTraffic(state, current.state)) return current.state;
       const changes: Change[] = [];
       // Switching between routing policies cannot be an UPSERT (a name's records share one
       // routing policy), so the whole set is replaced by DELETE + CREATE in the same atomic batch.
@@ -691,12 +692,6 @@ function toRecordSet(t: Target, view: RecordSetView, rec: TrafficRecord): Resour
 
 function recordFor(state: TrafficState, key: string): TrafficRecord | undefined {
   return state.records.find((r) => recordKey(r) === key);
-}
-
-function sameState(a: TrafficState, b: TrafficState): boolean {
-  return (
-    a.records.length === b.records.length && b.records.every((rec) => sameRecord(rec, recordFor(a, recordKey(rec))))
-  );
 }
 
 function maxTtl(records: TrafficRecord[]): number {

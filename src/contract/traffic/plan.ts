@@ -157,3 +157,16 @@ export function sameRecord(a: TrafficRecord, b: TrafficRecord | undefined): bool
     a.routingControl === b.routingControl
   );
 }
+
+/** Whether two traffic states hold the same records, each one matched by its key. */
+export function sameTraffic(a: TrafficState, b: TrafficState): boolean {
+  return (
+    a.records.length === b.records.length &&
+    a.records.every((r) =>
+      sameRecord(
+        r,
+        b.records.find((x) => recordKey(x) === recordKey(r)),
+      ),
+    )
+  );
+}
