@@ -4,12 +4,27 @@ import { get } from 'node:http';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** True when nothing listens on host:port (we could bind it ourselves). */
-export function isPortFree(host: string, port: number): Promise<boolean> {
+export async function isPortFree(host: string, port: number): Promise<boolean> {
+  const held: Server[] = [];
+  const free = await bindHeld(host, port, held);
+  await closeAll(held);
+  return free;
+}
+
+/** Binds host:port and keeps it in `held` (false when it is taken). */
+function bindHeld(host: string, port: number, held: Server[]): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.once('error', () => resolve(false));
-    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
+    server.listen({ host, port, exclusive: true }, () => {
+      held.push(server);
+      resolve(true);
+    });
   });
+}
+
+async function closeAll(servers: Server[]): Promise<void> {
+  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
 }
 
 /** True when a TCP connection to host:port is accepted within `timeoutMs`. */
@@ -129,28 +144,19 @@ function portRange(): { low: number; high: number } {
   return { low: from, high: from + size };
 }
 
+/** This process's range (it does not change while the process runs), read once. */
+let range: { low: number; high: number } | undefined;
 /** Where this process looks next: it walks its range, so it does not hand out a port twice soon. */
 let cursor: number | undefined;
-
-function bindHeld(port: number, held: Server[]): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => {
-      held.push(server);
-      resolve(true);
-    });
-  });
-}
 
 /**
  * `count` consecutive free loopback ports (one when not asked), none of `avoid`: the first.
  * Each is bound while the search goes on, so none is counted twice.
  */
 export async function freePortRun(count = 1, avoid: number[] = []): Promise<number> {
-  const { low, high } = portRange();
+  const { low, high } = (range ??= portRange());
   const span = high - low;
-  if (cursor === undefined || cursor < low || cursor >= high) cursor = low + Math.floor(Math.random() * span);
+  cursor ??= low + Math.floor(Math.random() * span);
   const held: Server[] = [];
   try {
     for (let tried = 0; tried < span; tried++) {
@@ -158,7 +164,8 @@ export async function freePortRun(count = 1, avoid: number[] = []): Promise<numb
       cursor = cursor + 1 >= high ? low : cursor + 1;
       if (base + count > high) continue;
       let ok = true;
-      for (let i = 0; i < count && ok; i++) ok = !avoid.includes(base + i) && (await bindHeld(base + i, held));
+      for (let i = 0; i < count && ok; i++)
+        ok = !avoid.includes(base + i) && (await bindHeld('127.0.0.1', base + i, held));
       if (ok) {
         cursor = base + count >= high ? low : base + count;
         return base;
@@ -166,7 +173,7 @@ export async function freePortRun(count = 1, avoid: number[] = []): Promise<numb
     }
     throw new Error(`no run of ${count} free ports on 127.0.0.1 between ${low} and ${high}`);
   } finally {
-    await Promise.all(held.map((s) => new Promise((ok) => s.close(ok))));
+    await closeAll(held);
   }
 }
 
