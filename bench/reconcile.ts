@@ -78,11 +78,12 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
     );
     await primary.query('ANALYZE journal; ANALYZE ledger_entries; ANALYZE accounts');
     genMs = Date.now() - t0;
-    const lsn = (await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
     const standby = await raw(awayNode);
-    const replayed = async (at: string): Promise<void> => {
+    /** Until the standby has replayed all the primary has written so far. */
+    const caughtUp = async (): Promise<void> => {
+      const lsn = (await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
       for (;;) {
-        const ok = (await standby.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [at]))
+        const ok = (await standby.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn]))
           .rows[0]!.ok;
         if (ok) return;
         await new Promise((r) => setTimeout(r, 250));
@@ -90,14 +91,14 @@ async function oneSize(ctx: BenchContext, entries: number, out: SectionResult): 
     };
     try {
       const r0 = Date.now();
-      await replayed(lsn);
+      await caughtUp();
       replicateMs = Date.now() - r0;
       // A ledger that has run for a while has its history on disk. Freshly loaded, it would be
       // flushed by the checkpoints the failover starts, on both nodes, while the reconciliation
       // being measured runs (at 10 M: gigabytes). Flushed now, on the primary and, once it has
       // replayed that checkpoint, on the standby (a restartpoint).
       await primary.query('CHECKPOINT');
-      await replayed((await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l);
+      await caughtUp();
       await standby.query('CHECKPOINT');
     } finally {
       await standby.end();
