@@ -174,6 +174,38 @@ async function walkBack(
   }
 }
 
+/**
+ * How many journal rows the new side committed over the window besides the old side's ids.
+ *
+ * A set difference, not NOT EXISTS over the ids: right after a failover the window lies past the
+ * last bucket of the journal's statistics (a large table is analyzed rarely), the planner expects
+ * a row or two in it, and runs the anti-join as a nested loop that compares every window row with
+ * every old id. Seen in the demo: 20 s for 25,000 new rows against 20,000 old ids; at a bank's
+ * volume, hours. EXCEPT has only a hashed and a sorted plan, both linear in what they read.
+ */
+export async function countOtherWrites(
+  c: Client,
+  cfg: ReconcileConfig,
+  window: { from: string; to: string; endExcluded: boolean },
+  oldIds: string[],
+): Promise<number> {
+  const { rows } = await c.query<{ n: string }>(otherWritesSql(cfg, window.endExcluded), [
+    window.from,
+    window.to,
+    oldIds,
+  ]);
+  return Number(rows[0]!.n);
+}
+
+/** The query countOtherWrites runs, with its parameters $1 (from), $2 (to) and $3 (the old ids). */
+export function otherWritesSql(cfg: ReconcileConfig, endExcluded: boolean): string {
+  const j = cfg.journal;
+  return `SELECT count(*) AS n FROM (
+            SELECT j.${q(j.id)} FROM ${qTable(j.table)} j
+             WHERE j.${q(j.committedAt)} >= $1::timestamptz AND j.${q(j.committedAt)} ${endExcluded ? '<' : '<='} $2::timestamptz
+            EXCEPT SELECT unnest($3::uuid[])) AS others`;
+}
+
 async function readState(c: Client, t: MutableTable, keys: string[]): Promise<Map<string, StateRow>> {
   const { rows } = await c.query<{ key: string; status: string; version: number; row: Record<string, unknown> }>(
     `SELECT t.${q(t.key)}::text AS key, t.${q(t.status)}::text AS status, t.${q(t.version)}::int AS version, to_jsonb(t) AS row
@@ -392,14 +424,11 @@ export function createClassify(config: Config, region: string) {
                 ).rows[0]?.from ?? undefined)
               : undefined;
           const windowEnd = before ?? new Date(Date.parse(to) + cfg.windowMarginSeconds * 1000).toISOString();
-          const others = Number(
-            (
-              await newC.query<{ n: string }>(
-                `SELECT count(*) AS n FROM ${qTable(j.table)} j WHERE j.${q(j.committedAt)} >= $1::timestamptz AND j.${q(j.committedAt)} ${before ? '<' : '<='} $2::timestamptz
-                AND NOT EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS o(id) WHERE o.id = j.${q(j.id)})`,
-                [from, windowEnd, oldIds],
-              )
-            ).rows[0]!.n,
+          const others = await countOtherWrites(
+            newC,
+            cfg,
+            { from, to: windowEnd, endExcluded: before !== undefined },
+            oldIds,
           );
           return { byId, before, others };
         })();
