@@ -2,6 +2,7 @@
 // unplanned and a failback is a planned switchover, but neither header may say so.
 import { describe, expect, it } from 'vitest';
 import { formatRecord, headline } from '../src/present/run';
+import { formatFailbackRun } from '../src/cli/reconcile-report';
 import type { RunRecord } from '../src/contract/runbook/types';
 
 function rec(kind: string, mode: 'planned' | 'unplanned', extra: Partial<RunRecord> = {}): RunRecord {
@@ -57,5 +58,25 @@ describe('run headers', () => {
       '  us-east-1       primary, timeline 2, at 0/3000148',
       '  ap-southeast-1  unreachable: 127.0.0.1:5435: connect ECONNREFUSED',
     ]);
+  });
+
+  it('name every record a failback restored, a geolocation record by its location', () => {
+    const record = (region: string, extra: object) => ({ region, target: `${region}.db`, ttl: 5, ...extra });
+    const restored = {
+      recordName: 'ledger.example.',
+      records: [
+        record('us-west-2', { weight: 57 }),
+        record('eu-west-1', { weight: 29 }),
+        record('eu-west-1', { location: 'continent:EU' }),
+      ],
+    };
+    const text = formatFailbackRun(
+      rec('failback', 'planned', {
+        source: 'us-east-1',
+        target: 'us-west-2',
+        failback: { reconciliationId: 'rc-1', trafficRestored: { before: restored, after: restored } },
+      }),
+    );
+    expect(text).toContain('traffic restored: us-west-2 57, eu-west-1 29, continent:EU→eu-west-1');
   });
 });

@@ -1,6 +1,7 @@
 // What a person reads after a reconciliation or a failback: counts per class, what was applied,
 // the cases still open and how to decide them; and the cases themselves for `cases list`.
 import type { RunRecord } from '../contract/runbook/types';
+import { describeRecords } from '../contract/traffic/plan';
 import type { ReconcileCase, ReconcileReport } from '../contract/reconcile';
 
 export function formatReconcileReport(rep: ReconcileReport): string {
@@ -60,10 +61,7 @@ export function formatFailbackRun(rec: RunRecord): string {
     lines.push(
       `old primary ${rec.target}: ${f.oldPrimaryRejoin.rewound ? 'rewound' : (f.oldPrimaryRejoin.detail ?? 'rejoined')} and streamed from ${f.oldPrimaryRejoin.streamingFrom} before the switchover`,
     );
-  if (f.trafficRestored)
-    lines.push(
-      `traffic restored: ${f.trafficRestored.after.records.map((r) => `${r.region} ${r.weight ?? r.failover ?? r.routingControl ?? ''}`).join(', ')}`,
-    );
+  if (f.trafficRestored) lines.push(`traffic restored: ${describeRecords(f.trafficRestored.after.records)}`);
   if (rec.rpo)
     lines.push(
       `RPO of the switchover: ${rec.rpo.zeroLoss ? '0 (fenced, lag confirmed zero)' : `estimate ${rec.rpo.estimateSeconds ?? '?'} s`}`,
