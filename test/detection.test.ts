@@ -24,6 +24,7 @@ import { setVantageCut } from '../src/stack/monitoring/partition';
 import { writeTempStack, type TempStackFiles } from '../src/stack/temp';
 import { killLeftovers, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
 import { waitFor } from './support/wait';
+import { describePickUpSeconds } from './support/describe-bounds';
 import { rmSync } from 'node:fs';
 
 const WEST = 'us-west-2';
@@ -277,6 +278,9 @@ describe('three regions with monitoring, nobody at the keyboard', () => {
     expect(rec.requestedBy).toBe('guardian');
     expect(rec.trigger).toMatch(/^alarm:alertmanager:RegionshiftEndpointUnreachable/);
     expect([EAST, EU]).toContain(rec.target);
+    // The region the alarm reports down gets a second to answer preflight, the live ones three:
+    // a dead writer holds the run back by one second, not three.
+    expect(await describePickUpSeconds(client, rec.workflowId, rec.runId)).toEqual({ [WEST]: 1, [EAST]: 3, [EU]: 3 });
 
     // The run counts its RTO from the last good probe: within a scrape (1 s) before the server
     // was gone, not from when the alert fired 2-3 s later.

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { dataConverterFromEnv } from '../src/lib/codec/env';
+import { describePickUpSeconds } from './support/describe-bounds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegionActivities } from '../activities';
 import { ensureTrafficRecords } from '../activities/traffic/route53';
@@ -350,6 +351,13 @@ describe('the guardian drains a failing region that is not the writer, and undra
       mode: 'unplanned',
       trigger: 'alarm:alertmanager:RegionDown',
       drain: { region: EU, writer: WEST, verified: true },
+    });
+    // The drained region gets a second to answer preflight, the others three.
+    expect(await describePickUpSeconds(te.client, drain.workflowId, drain.runId)).toEqual({
+      [WEST]: 3,
+      [EAST]: 3,
+      [EU]: 1,
+      [AP]: 3,
     });
     // 20 over 40:30:10 = 10, 7.5, 2.5: the one left over goes to the first of the tied remainders.
     expect(weights(await traffic('guarded'))).toEqual({ [WEST]: 50, [EAST]: 38, [EU]: 0, [AP]: 12 });

@@ -102,7 +102,9 @@ export function describeRegions(run: RunState, regions = run.input.regions): Pro
   const { input, rec } = run;
   return Promise.all(
     regions.map((region) => {
-      const knownDown = rec.topology?.find((n) => n.region === region)?.reachable === false;
+      const knownDown = rec.topology
+        ? rec.topology.find((n) => n.region === region)?.reachable === false
+        : region === input.reportedDown;
       return regionIn(region, {
         scheduleToStartTimeout: knownDown ? '1s' : '3s',
         startToCloseTimeout: '10s',

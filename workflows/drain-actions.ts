@@ -114,11 +114,17 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       if (input.drained && input.drained.region !== region)
         ctx.refuse(`the drain to undo (${input.drained.runId}) drained ${input.drained.region}, not ${region}`);
       // Every region answers for its database at once; a worker that does not pick the task up in
-      // seconds is down, and cannot make the Route 53 calls either.
+      // seconds is down, and cannot make the Route 53 calls either. The drained region, often the
+      // one down, gets a second: its answer only tells whether it is the writer, which the records
+      // tell too when it is silent.
       const answered = new Set<string>();
       const topology = await Promise.all(
         input.regions.map((r) =>
-          throughRegion(r, { scheduleToStartTimeout: '3s', startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } })
+          throughRegion(r, {
+            scheduleToStartTimeout: kind === 'drain' && r === region ? '1s' : '3s',
+            startToCloseTimeout: '10s',
+            retry: { maximumAttempts: 1 },
+          })
             .dbDescribe(svc)
             .then((n) => {
               answered.add(r);

@@ -592,6 +592,8 @@ export async function guardian(input: GuardianInput): Promise<void> {
       approval: settings.approval,
       ...(settings.cache ? { cache: true } : {}),
       ...(v.action !== 'failover' ? { region: v.region } : {}),
+      // Guardians live for months: ones already running tell runs this from here on.
+      ...(v.action === 'failover' && wf.patched('run-reported-down') ? { reportedDown: v.region } : {}),
       ...(v.action === 'undrain' ? { drained: state.drained![v.region]! } : {}),
     };
     const what = v.action === 'failover' ? `failover ${v.region} → ${v.target}` : `${v.action} ${v.region}`;

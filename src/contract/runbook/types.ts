@@ -54,6 +54,12 @@ export interface RunInput {
   trigger: string;
   /** When the trigger fired (ms since epoch), for the run's RTO; defaults to the run's start. */
   triggeredAt?: number;
+  /**
+   * The region the trigger reports down (the guardian's alarm, which a quorum of probes agreed
+   * on). Until preflight has described it, it is treated as a region a describe found down: its
+   * worker gets a second to pick a task up, not three, since nothing else waits on it.
+   */
+  reportedDown?: string;
   /** Approval rules set by who starts the run (guardian, Slack); absent: the service policy's. */
   approval?: ApprovalOverride;
   /** How the service's traffic provider drains a weighted region, for dry-run plans. */
