@@ -57,7 +57,8 @@ export interface RunInput {
   /**
    * The region the trigger reports down (the guardian's alarm, which a quorum of probes agreed
    * on). Until preflight has described it, it is treated as a region a describe found down: its
-   * worker gets a second to pick a task up, not three, since nothing else waits on it.
+   * worker gets a second to pick a task up, not the three a live region gets, so a dead writer
+   * holds the run back one second.
    */
   reportedDown?: string;
   /** Approval rules set by who starts the run (guardian, Slack); absent: the service policy's. */
