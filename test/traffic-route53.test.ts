@@ -6,6 +6,7 @@ import {
   ListResourceRecordSetsCommand,
 } from '@aws-sdk/client-route-53';
 import { ApplicationFailure } from '@temporalio/common';
+import { shiftedRecords } from '../src/contract/traffic/plan';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRoute53Activities,
@@ -389,6 +390,8 @@ describe('route53 traffic, weighted with EU geolocation in front (the reference 
     const shifted = await traffic.trafficShift({ service: 'bank', from: west, to: east });
     expect(answers(shifted.after)).toEqual({ [west]: 0, [east]: 50, [eu]: 33, [ap]: 17, 'continent:EU': eu });
     expect(shifted.kept).toBeUndefined();
+    // The dry-run plan computes the same records (it once drained eu-west-1 and gave the EU a weight).
+    expect(shiftedRecords(seeded.records, west, east, 'proportional')).toEqual(shifted.after.records);
     expect(await traffic.trafficRestore({ service: 'bank', state: seeded })).toEqual(seeded);
   });
 
@@ -418,6 +421,14 @@ describe('route53 traffic, weighted with EU geolocation in front (the reference 
       [eu]: 20,
       'continent:EU': eu,
     });
+    // A shift away from eu-west-1 sends EU clients to the next EU region, not to the target, and
+    // the dry-run plan says so.
+    const beforeShift = await twoTraffic.trafficDescribe({ service: 'bank' });
+    const away = await twoTraffic.trafficShift({ service: 'bank', from: eu, to: east });
+    expect(answers(away.after)['continent:EU']).toBe(eu2);
+    expect(answers({ ...beforeShift, records: shiftedRecords(beforeShift.records, eu, east, 'proportional') })).toEqual(
+      answers(away.after),
+    );
 
     const flex = front('eu-flex.regionshift.test.', [west, east, eu, ap], 'eu-flex');
     await ensureTrafficRecords(flex, 'bank', west);

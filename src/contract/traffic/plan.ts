@@ -1,6 +1,8 @@
 // Pure traffic arithmetic, shared by the traffic providers and by workflow code (dry-run plans).
-// No imports beyond types: workflow code must stay deterministic and free of Node APIs.
+// No imports beyond types and other pure helpers: workflow code must stay deterministic and free
+// of Node APIs.
 import type { TrafficRecord, TrafficState } from '../activities';
+import { frontDrain } from './geo-drain';
 
 /**
  * Where a drained region's weight goes. proportional: over the other regions in proportion to
@@ -102,8 +104,11 @@ function capped(weights: Map<string, number>): Map<string, number> {
 /**
  * Records after moving traffic from `from` to `to`: weighted, per the drain mode; failover, the
  * two swap roles; geolocation, every location `from` answered is answered by `to` (the others,
- * such as the EU on eu-west-1, stay); ARC, `to` On and `from` Off. Targets of geolocation records
- * are left as they were: plans show regions.
+ * such as the EU on eu-west-1, stay); ARC, `to` On and `from` Off. Geolocation records in front
+ * of weighted ones (the reference design's EU on eu-west-1) are not weights: the weighted layer
+ * drains, and a location `from` answered goes where the Route 53 provider sends it (frontDrain;
+ * a plan sees no residency class a config names, so EU locations follow the default EU rule).
+ * Targets of geolocation records are left as they were: plans show regions.
  */
 export function shiftedRecords(
   records: TrafficRecord[],
@@ -112,8 +117,20 @@ export function shiftedRecords(
   drain: DrainMode = 'to-target',
 ): TrafficRecord[] {
   if (records.some((r) => r.weight !== undefined)) {
-    const { weights } = drainedWeights(records, from, to, drain);
-    return records.map((r) => ({ ...r, weight: weights.get(r.region) ?? r.weight }));
+    const weighted = records.filter((r) => r.location === undefined);
+    const { weights } = drainedWeights(weighted, from, to, drain);
+    const serving = weighted.filter((r) => (weights.get(r.region) ?? 0) > 0).map((r) => r.region);
+    const front = frontDrain(
+      records.filter((r) => r.location !== undefined),
+      from,
+      serving,
+      {},
+      to,
+    ).records;
+    let next = 0;
+    return records.map((r) =>
+      r.location !== undefined ? front[next++]! : { ...r, weight: weights.get(r.region) ?? r.weight },
+    );
   }
   return records.map((r) => {
     if (r.failover) {
