@@ -287,6 +287,21 @@ describe('regionshift CLI against the same server', () => {
     const status = await cliRun('status', 'ledger', '--json');
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout).runs[0]).toMatchObject({ runId: rec.runId, dryRun: true, status: 'succeeded' });
+    // The run id the CLI printed finds the run; one no service has is bad input, and so is a run id
+    // where a command acts on a service's current run.
+    const byRun = await cliRun('status', rec.runId, '--json');
+    expect(byRun.code, byRun.stderr).toBe(0);
+    expect(JSON.parse(byRun.stdout).runs[0]).toMatchObject({ runId: rec.runId, service: SERVICE });
+    const unknown = await cliRun('status', '01a24605-fc32-7cc7-90bd-c4de0381ee30');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain(
+      'bad input: no run 01a24605-fc32-7cc7-90bd-c4de0381ee30 among the runs of ledger (the server may have deleted it',
+    );
+    const approveRun = await cliRun('approve', rec.runId, '--by', 'carol', '--key', sshKey('carol').privateKey);
+    expect(approveRun.code).toBe(2);
+    expect(approveRun.stderr).toContain(
+      `bad input: "${rec.runId}" is the id of one run; name its service (ledger): this acts on the service's current run`,
+    );
   });
 
   it('exits 3 when there is nothing to approve', async () => {

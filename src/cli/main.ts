@@ -49,7 +49,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     load: async () => (await import('./cases')).casesCommand,
   },
   status: {
-    summary: 'status [service|run]        steps, timings, approvals of the latest run',
+    summary: 'status [service|run id]     steps, timings, approvals of the latest run, or of the run named',
     load: async () => (await import('./status')).statusCommand,
   },
   approve: {

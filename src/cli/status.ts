@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { connect, InputError, runRecord, workflowIdOf } from '../lib/runs/client';
+import { connect, InputError, isRunId, runRecord, workflowIdOf, workflowOfRun } from '../lib/runs/client';
 import { loadConfig } from '../lib/config/load';
 import { EXIT, guard } from './exit';
 import { formatRecord, runUiUrl } from '../present/run';
@@ -22,7 +22,9 @@ export function statusCommand(argv: string[]): Promise<number> {
     const client = await connect(cfg);
     const out: unknown[] = [];
     for (const ref of refs) {
-      const workflowId = workflowIdOf(cfg, ref);
+      // A run's id, as `failover` prints it, is found among the services' runs.
+      const runId = isRunId(ref) ? ref : values['run-id'];
+      const workflowId = isRunId(ref) ? await workflowOfRun(client, cfg, ref) : workflowIdOf(cfg, ref);
       // The service's guardian: debounce, cooldown (a held-back automatic failover shows here).
       const service = cfg.services.find((s) => workflowIdOf(cfg, s.name) === workflowId)?.name;
       const guardian = service ? await guardianView(client, service) : undefined;
@@ -31,7 +33,7 @@ export function statusCommand(argv: string[]): Promise<number> {
       const extra = { ...(guardian ? { guardian } : {}), ...(readiness ? { readiness } : {}) };
       const extraText = `${guardian ? `\n${formatGuardian(guardian)}` : ''}${readiness ? `\nreadiness: ${formatReadiness(readiness)}` : ''}`;
       try {
-        const rec = await runRecord(client, workflowId, values['run-id']);
+        const rec = await runRecord(client, workflowId, runId);
         const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, rec.workflowId, rec.runId);
         if (json) out.push({ ...rec, uiUrl, ...extra });
         else

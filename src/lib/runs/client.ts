@@ -259,8 +259,32 @@ function recordFromFailure(err: unknown): RunRecord | undefined {
 export function workflowIdOf(config: Config, ref: string): string {
   if (config.services.some((s) => s.name === ref)) return runWorkflowId(ref);
   if (ref.startsWith('regionshift-')) return ref;
+  const services = config.services.map((s) => s.name).join(', ');
   throw new InputError(
-    `"${ref}" is neither a service (${config.services.map((s) => s.name).join(', ')}) nor a run id (regionshift-<service>)`,
+    isRunId(ref)
+      ? `"${ref}" is the id of one run; name its service (${services}): this acts on the service's current run`
+      : `"${ref}" is neither a service (${services}) nor a workflow id (regionshift-<service>)`,
+  );
+}
+
+/** A Temporal run id, as `failover` and the Temporal UI print it. */
+export function isRunId(ref: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
+}
+
+/** The workflow, among the services' runs, that has run `runId`. */
+export async function workflowOfRun(client: Client, config: Config, runId: string): Promise<string> {
+  for (const s of config.services) {
+    const workflowId = runWorkflowId(s.name);
+    try {
+      await client.workflow.getHandle(workflowId, runId).describe();
+      return workflowId;
+    } catch (err) {
+      if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
+    }
+  }
+  throw new InputError(
+    `no run ${runId} among the runs of ${config.services.map((s) => s.name).join(', ')} (the server may have deleted it after the namespace's retention)`,
   );
 }
 
