@@ -23,8 +23,9 @@ export function statusCommand(argv: string[]): Promise<number> {
     const out: unknown[] = [];
     for (const ref of refs) {
       // A run's id, as `failover` prints it, is found among the services' runs.
-      const runId = isRunId(ref) ? ref : values['run-id'];
-      const workflowId = isRunId(ref) ? await workflowOfRun(client, cfg, ref) : workflowIdOf(cfg, ref);
+      const byRun = isRunId(ref);
+      const runId = byRun ? ref : values['run-id'];
+      const workflowId = byRun ? await workflowOfRun(client, cfg, ref) : workflowIdOf(cfg, ref);
       // The service's guardian: debounce, cooldown (a held-back automatic failover shows here).
       const service = cfg.services.find((s) => workflowIdOf(cfg, s.name) === workflowId)?.name;
       const guardian = service ? await guardianView(client, service) : undefined;
