@@ -11,6 +11,7 @@ import { approveRun, awaitRecord, startRun } from '../src/lib/runs/client';
 import { primaryRegionOf } from '../src/contract/traffic/plan';
 import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
 import { waitFor } from './support/wait';
+import { describePickUpSeconds } from './support/describe-bounds';
 import { signerFor } from './support/signing';
 
 const WEST = 'us-west-2';
@@ -53,6 +54,20 @@ describe('unplanned failover', () => {
     // Nothing changed: the target is still a standby and traffic still points at the dead region.
     expect(await fe.isWritable(EAST)).toBe(false);
     expect(primaryRegionOf(await traffic())).toBe(WEST);
+  });
+
+  it('gives the source a person names (--from) a second to answer preflight, as a region found down', async () => {
+    const input = fe.input({ target: EAST, mode: 'unplanned', source: WEST });
+    expect(input.reportedDown).toBe(WEST);
+    expect(fe.input({ target: EAST, mode: 'planned', source: WEST }).reportedDown).toBeUndefined();
+    const started = await startRun(fe.client, input);
+    const bounds = await waitFor('preflight to describe both regions', async () => {
+      const b = await describePickUpSeconds(fe.client, started.workflowId, started.runId);
+      return Object.keys(b).length === 2 ? b : undefined;
+    });
+    expect(bounds).toEqual({ [WEST]: 1, [EAST]: 3 });
+    // Only the preflight was wanted here; the rest of such a run is the test above.
+    await fe.client.workflow.getHandle(started.workflowId, started.runId).terminate('test: preflight seen');
   });
 
   it("promotes with a person's acknowledgement, records the RPO, and fences the old primary when it returns", async () => {

@@ -177,6 +177,8 @@ export function buildRunInput(config: Config, runbook: RunbookDoc, req: StartReq
     requestedBy: req.requestedBy,
     trigger: req.trigger,
     triggeredAt: req.triggeredAt,
+    // An unplanned failover from a region the person names: they report it lost (RunInput.reportedDown).
+    ...(runbook.kind === 'failover' && req.mode === 'unplanned' && req.source ? { reportedDown: req.source } : {}),
     ...(service.traffic.provider === 'route53' && service.traffic.routing === 'weighted'
       ? { trafficDrain: service.traffic.drain }
       : {}),
