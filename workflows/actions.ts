@@ -379,11 +379,12 @@ export async function runAction(
     }
     case 'db.waitForLag': {
       state.region = input.target;
+      const reach = lagToReach(run);
       rec.lag = await regionIn(input.target, {
         ...opts,
-        startToCloseTimeout: durationMs(input.policy.lagTimeout) + 5000,
+        startToCloseTimeout: reach.timeoutMs + 5000,
         retry: { maximumAttempts: 1 },
-      }).dbWaitForLag({ ...svc, ...lagToReach(run) });
+      }).dbWaitForLag({ ...svc, ...reach });
       state.detail = lagDetail(rec.lag);
       return;
     }

@@ -120,16 +120,9 @@ export function shiftedRecords(
     const weighted = records.filter((r) => r.location === undefined);
     const { weights } = drainedWeights(weighted, from, to, drain);
     const serving = weighted.filter((r) => (weights.get(r.region) ?? 0) > 0).map((r) => r.region);
-    const front = frontDrain(
-      records.filter((r) => r.location !== undefined),
-      from,
-      serving,
-      {},
-      to,
-    ).records;
-    let next = 0;
-    return records.map((r) =>
-      r.location !== undefined ? front[next++]! : { ...r, weight: weights.get(r.region) ?? r.weight },
+    // frontDrain moves only the locations `from` answered and passes every other record through.
+    return frontDrain(records, from, serving, {}, to).records.map((r) =>
+      r.location !== undefined ? r : { ...r, weight: weights.get(r.region) ?? r.weight },
     );
   }
   return records.map((r) => {
