@@ -11,6 +11,9 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { ENCODING, KEY_ID_METADATA } from '../src/lib/codec/aes-gcm';
 import { codecKeysFile } from '../src/lib/codec/env';
+import { loadConfig } from '../src/lib/config/load';
+import { postgresDatabase } from '../src/lib/config/schema';
+import { ensureLedger, nodeOf } from '../src/demo/ledger';
 import { readState } from '../src/stack/stack';
 import { freePortRun, freePorts, isPortFree } from '../src/lib/net';
 import { rawHistory } from './support/raw-history';
@@ -80,7 +83,7 @@ function postmasterAlive(dataDir: string): boolean {
 }
 
 beforeAll(async () => {
-  stack = await makeTempStack();
+  stack = await makeTempStack({ app: true });
   firstUp = await runCli(['stack', 'up'], stack.env);
 });
 
@@ -267,6 +270,40 @@ describe('regionshift stack', () => {
     const after = await status();
     expect(after.components.map((c) => [c.name, c.pid])).toEqual(before.components.map((c) => [c.name, c.pid]));
     expect(again.stdout).not.toContain("made the stack's payload encryption key");
+  });
+
+  it('after the writer moved, a restart starts the application writing to the new writer; status says when it writes elsewhere', async () => {
+    const appUrl = `http://127.0.0.1:${stack.appPort}`;
+    const ledger = loadConfig(stack.configFile).services[0]!;
+    await ensureLedger(nodeOf(ledger, 'us-west-2'), postgresDatabase(ledger).regions['us-west-2']!.appUser);
+    const moved = await runCli(['failover', '--service', 'ledger', '--to', 'us-east-1', '--json'], stack.env);
+    expect(moved.code, show(moved)).toBe(0);
+    const down = await runCli(['stack', 'down'], stack.env);
+    expect(down.code, show(down)).toBe(0);
+    const up = await runCli(['stack', 'up'], stack.env);
+    expect(up.code, show(up)).toBe(0);
+
+    const s = await status();
+    expect(component(s, 'postgres:ledger:us-east-1').role).toBe('primary');
+    expect(component(s, 'app:ledger')).toMatchObject({ health: 'up', detail: 'writing to us-east-1' });
+    // Its writes land: the count for the writer grows and nothing is refused.
+    const appStatus = async () =>
+      (await (await fetch(`${appUrl}/status`)).json()) as { writes: Record<string, number>; errors: object };
+    await waitFor('a write in us-east-1', async () => ((await appStatus()).writes['us-east-1'] ?? 0) > 0, 10_000);
+    expect((await appStatus()).errors).toEqual({});
+
+    // Told the wrong region by hand, the application's line in status says so and how to fix it.
+    const told = await fetch(`${appUrl}/primary`, {
+      method: 'POST',
+      headers: { 'idempotency-key': `stack-test-${Date.now()}` },
+      body: JSON.stringify({ primary: 'us-west-2' }),
+    });
+    expect(told.status).toBe(200);
+    expect(component(await status(), 'app:ledger').detail).toMatch(
+      new RegExp(
+        `^warning: writing to us-west-2, but the writer is us-east-1: curl -sS -X POST ${appUrl}/primary .*"primary":"us-east-1"`,
+      ),
+    );
   });
 
   it('down stops everything it started and nothing is left running', async () => {

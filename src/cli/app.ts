@@ -8,13 +8,14 @@ import { loadConfig } from '../lib/config/load';
 import { guard } from './exit';
 import { EXIT } from './exit';
 
-const USAGE = 'usage: regionshift app [--config FILE] [--port N]   (service and port from stack.app in the config)';
+const USAGE =
+  'usage: regionshift app [--config FILE] [--port N] [--primary REGION]   (service and port from stack.app in the config; writes to its first region unless told)';
 
 export function appCommand(argv: string[]): Promise<number> {
   return guard(false, async () => {
     const { values } = parseArgs({
       args: argv,
-      options: { config: { type: 'string' }, port: { type: 'string' } },
+      options: { config: { type: 'string' }, port: { type: 'string' }, primary: { type: 'string' } },
       strict: true,
     });
     const cfg = loadConfig(values.config);
@@ -27,7 +28,11 @@ export function appCommand(argv: string[]): Promise<number> {
     if (!(Number.isInteger(port) && port >= 0 && port < 65536))
       throw new InputError(`--port ${values.port} is not a port number\n${USAGE}`);
     const service = cfg.services.find((s) => s.name === app.service)!;
-    const server = await startDemoApp(service, { port });
+    if (values.primary !== undefined && !service.regions.includes(values.primary))
+      throw new InputError(
+        `--primary ${values.primary} is not a region of ${service.name} (${service.regions.join(', ')})\n${USAGE}`,
+      );
+    const server = await startDemoApp(service, { port, ...(values.primary ? { primary: values.primary } : {}) });
     console.log(
       `${APP_READY_LINE}: ${server.url} (POST /primary with an Idempotency-Key, GET /status); ${service.name}, writing to ${server.status().primary}`,
     );

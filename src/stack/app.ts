@@ -17,8 +17,9 @@ export function appUrl(config: Config): string | undefined {
   return config.stack.app ? `http://${STACK_HOST}:${config.stack.app.port}` : undefined;
 }
 
-export function appArgv(configFile: string, root = REPO_ROOT): string[] {
-  return [process.execPath, join(root, 'bin', 'regionshift.js'), 'app', '--config', configFile];
+/** The application starts writing to `primary`: the stack tells it, as a deployment would. */
+export function appArgv(configFile: string, primary: string, root = REPO_ROOT): string[] {
+  return [process.execPath, join(root, 'bin', 'regionshift.js'), 'app', '--config', configFile, '--primary', primary];
 }
 
 export function appReady(rec: ProcessRecord): boolean {

@@ -250,8 +250,15 @@ async function codecServerStatus(ctx: StackContext, state: StackState): Promise<
   return s;
 }
 
-/** The demo application (stack.app), when the config has one. */
-async function demoAppStatus(ctx: StackContext, state: StackState): Promise<ComponentStatus[]> {
+/**
+ * The demo application (stack.app), when the config has one. It writes where it was last told; a
+ * region whose database is not the writer refuses every write, so that is said with the fix.
+ */
+async function demoAppStatus(
+  ctx: StackContext,
+  state: StackState,
+  databases: Promise<ComponentStatus[]>,
+): Promise<ComponentStatus[]> {
   const app = ctx.config.stack.app;
   if (!app) return [];
   const name = appComponentName(app.service);
@@ -273,7 +280,15 @@ async function demoAppStatus(ctx: StackContext, state: StackState): Promise<Comp
   if (!appReady(rec)) return [{ ...s, detail: `pid ${rec.pid} runs but has not printed that it is ready` }];
   try {
     const st = await appStatus(s.address!);
-    return [{ ...s, health: 'up', detail: `writing to ${st.primary}` }];
+    const writers = (await databases).filter(
+      (n) => n.service === app.service && n.health === 'up' && n.role === 'primary',
+    );
+    const writer = writers.length === 1 ? writers[0]!.region : undefined;
+    const detail =
+      writer && writer !== st.primary
+        ? `warning: writing to ${st.primary}, but the writer is ${writer}: curl -sS -X POST ${s.address}/primary -H 'Idempotency-Key: by-hand-${Date.now()}' -d '{"primary":"${writer}"}'`
+        : `writing to ${st.primary}`;
+    return [{ ...s, health: 'up', detail }];
   } catch (err) {
     return [{ ...s, detail: `pid ${rec.pid} runs but GET /status fails: ${(err as Error).message}` }];
   }
@@ -282,14 +297,15 @@ async function demoAppStatus(ctx: StackContext, state: StackState): Promise<Comp
 export async function stackStatus(ctx: StackContext): Promise<StackStatus> {
   const home = ctx.home ?? stateDir();
   const state = readState(home);
+  const databases = postgresStatus(ctx);
   const [temporal, moto, postgres, codec, app, monitoring] = await Promise.all([
     isReplicated(ctx.config)
       ? replicatedStatus(ctx.config, home, state, (name) => liveProcess(state, name))
       : temporalStatus(ctx, state),
     motoStatus(ctx, state),
-    postgresStatus(ctx),
+    databases,
     codecServerStatus(ctx, state),
-    demoAppStatus(ctx, state),
+    demoAppStatus(ctx, state, databases),
     monitoringStatus(ctx.config, home, ctx.configFile, state, liveProcess),
   ]);
   return {

@@ -5,7 +5,7 @@ import { PrerequisiteError, logFile } from '../lib/postgres/node';
 import { stateDir } from '../lib/paths';
 import { httpStatus, isPortFree, listenerOf } from '../lib/net';
 import { ensureMoto, motoArgv, motoHealthy, motoUrl } from './moto';
-import { seedTraffic } from './traffic';
+import { seedTraffic, stackWriter } from './traffic';
 import { bringUpService, ensurePgBin, pgMembers, waitUntilStreaming, type PgMember } from './postgres';
 import { ensureSshKeygen } from './ssh';
 import { isAlive, logTail, spawnDetached, type ProcessRecord } from './process';
@@ -413,14 +413,18 @@ export async function stackUp(ctx: UpOptions): Promise<UpResult> {
         ...(app
           ? [
               // The demo application needs only its service's databases, which are up by now.
-              upDetached(ctx, state, home, {
-                name: appComponentName(app.service),
-                what: 'the demo application',
-                address: appUrl(ctx.config)!,
-                argv: appArgv(ctx.configFile),
-                log: `app-${app.service}.log`,
-                ready: appReady,
-              }).then((o) => outcomes.set(appComponentName(app.service), o)),
+              stackWriter(ctx.config.services.find((s) => s.name === app.service)!)
+                .then((writer) =>
+                  upDetached(ctx, state, home, {
+                    name: appComponentName(app.service),
+                    what: 'the demo application',
+                    address: appUrl(ctx.config)!,
+                    argv: appArgv(ctx.configFile, writer),
+                    log: `app-${app.service}.log`,
+                    ready: appReady,
+                  }),
+                )
+                .then((o) => outcomes.set(appComponentName(app.service), o)),
             ]
           : []),
         ...regions.map(async (region) => {
