@@ -192,10 +192,38 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
     expect(await traffic('ledger')).toEqual(before);
     expect(undrain.rec.drain!.after).toEqual(before);
 
-    // Nothing left to undo: refused, with the reason.
-    const again = await run('undrain', '--service', 'ledger', '--region', EAST);
+    // Nothing left to undo, and it serves traffic: refused, with the reason, nothing changed.
+    const again = await runJson('undrain', '--service', 'ledger', '--region', EAST);
     expect(again.code).toBe(3);
-    expect(again.stderr).toContain('refused: ledger has no drain of us-east-1 to undo');
+    expect(again.rec.error).toBe(
+      'us-east-1 already serves ledger (us-west-2 40, us-east-1 30, eu-west-1 20, ap-southeast-1 10), and no drain of it is left to undo',
+    );
+    expect(await traffic('ledger')).toEqual(before);
+  });
+
+  it('a region a failover moved traffic away from (no drain to undo) gets its configured share back', async () => {
+    const configured = await traffic('ledger');
+    // The shift a failover from us-east-1 to us-west-2 makes: the target at its share, the source drained.
+    const shifted = await createRegionActivities(te.config, WEST).trafficShift({
+      service: 'ledger',
+      from: EAST,
+      to: WEST,
+    });
+    expect(weights(shifted.after)).toEqual({ [WEST]: 57, [EAST]: 0, [EU]: 29, [AP]: 14 });
+
+    const undrain = await runJson('undrain', '--service', 'ledger', '--region', EAST);
+    expect(undrain.code, undrain.rec.error as string).toBe(0);
+    expect(undrain.rec).toMatchObject({
+      kind: 'undrain',
+      status: 'succeeded',
+      drain: { region: EAST, verified: true },
+    });
+    expect(undrain.rec.drain!.undoes).toBeUndefined();
+    expect(undrain.rec.steps.find((x) => x.id === 'undrain')!.detail).toBe(
+      `no drain to undo; ${EAST} back at its configured share: ${WEST} 57 → 40, ${EAST} 0 → 30, ${EU} 29 → 20, ${AP} 14 → 10`,
+    );
+    expect(await traffic('ledger')).toEqual(configured);
+    expect(undrain.rec.drain!.after).toEqual(configured);
   });
 
   it('undrain refuses when the records changed since its drain; undone in reverse order, each restores exactly', async () => {
@@ -219,7 +247,7 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
     expect(await traffic('ledger')).toEqual(before);
   });
 
-  it('refuses to drain the writer (use failover), the last serving region, and a region the service does not have', async () => {
+  it('refuses to drain the writer (use failover), the last serving region, and a region the service does not have; an undrain that would change nothing', async () => {
     const before = await traffic('ledger');
     const writer = await runJson('drain', '--service', 'ledger', '--region', WEST);
     expect(writer.code).toBe(3);
@@ -233,6 +261,13 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
     expect(last.code).toBe(3);
     expect(last.rec.error).toMatch(
       /^us-east-1 is the last region serving lastone \(us-west-2 0, us-east-1 100\): draining it would leave its clients no answer$/,
+    );
+    expect(weights(await traffic('lastone'))).toEqual({ [WEST]: 0, [EAST]: 100 });
+    // A region configured with no share and no drain to undo: an undrain would change nothing.
+    const standbyOnly = await runJson('undrain', '--service', 'lastone', '--region', WEST);
+    expect(standbyOnly.code).toBe(3);
+    expect(standbyOnly.rec.error).toBe(
+      'nothing to undrain: the records of lastone already give us-west-2 what the config does (us-west-2 0, us-east-1 100)',
     );
     expect(weights(await traffic('lastone'))).toEqual({ [WEST]: 0, [EAST]: 100 });
 

@@ -1,5 +1,6 @@
 // The first line of a run, as the CLI and the Slack bot print it: a reconciliation carries mode
-// unplanned and a failback is a planned switchover, but neither header may say so.
+// unplanned and a failback is a planned switchover, but neither header may say so. Also the facts
+// printed under the steps.
 import { describe, expect, it } from 'vitest';
 import { formatRecord, headline } from '../src/present/run';
 import { formatFailbackRun } from '../src/cli/reconcile-report';
@@ -32,6 +33,13 @@ describe('run headers', () => {
       'failback ledger: us-east-1 → us-west-2 (back to the old primary) FAILED',
     );
     expect(formatRecord(rec('reconcile', 'unplanned')).split('\n')[0]).not.toContain('unplanned');
+  });
+
+  it("call a failover's time its RTO, and an undrain's the time until its region was back in service", () => {
+    expect(formatRecord(rec('failover', 'planned', { rtoMs: 512 }))).toContain('\nRTO 512 ms');
+    const undrain = formatRecord(rec('undrain', 'planned', { rtoMs: 245 }));
+    expect(undrain).toContain('\nback in service after 245 ms');
+    expect(undrain).not.toContain('RTO');
   });
 
   it('end with every region as the run left it: role, upstream, timeline, position', () => {

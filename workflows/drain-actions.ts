@@ -65,6 +65,20 @@ function failureOf(err: unknown): ApplicationFailure | undefined {
   return err instanceof wf.ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
 }
 
+/** A provider that says no has changed nothing: its compensation is withdrawn and the run refused. */
+async function unlessRefused<T>(ctx: DrainContext, withdraw: () => void, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    const f = failureOf(err);
+    if (f?.type && REFUSALS.has(f.type)) {
+      withdraw();
+      ctx.refuse(f.message);
+    }
+    throw err;
+  }
+}
+
 function message(err: unknown): string {
   return failureOf(err)?.message ?? (err instanceof Error ? err.message : String(err));
 }
@@ -109,8 +123,6 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         );
       if (!input.regions.includes(region))
         ctx.refuse(`${region} is not a region of ${input.service} (regions: ${input.regions.join(', ')})`);
-      if (kind === 'undrain' && !input.drained)
-        ctx.refuse(`there is no drain of ${region} for ${input.service} to undo (RunInput.drained)`);
       if (input.drained && input.drained.region !== region)
         ctx.refuse(`the drain to undo (${input.drained.runId}) drained ${input.drained.region}, not ${region}`);
       // Every region answers for its database at once; a worker that does not pick the task up in
@@ -169,8 +181,17 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
             `${region} is the last region serving ${input.service} (${describeRecords(before.records)}): draining it would leave its clients no answer`,
           );
         state.detail = `${writerText}; ${region} ${serves(before, region) ? 'serves' : 'already serves no'} traffic; ${others.join(', ')} stay in service; Route 53 via ${via}`;
+      } else if (!input.drained) {
+        // Weights are the share an undrain gives back; a geolocation answer residency kept on a
+        // drained region does not put it in service.
+        const weighted = before.records.filter((r) => r.weight !== undefined);
+        if (serves(weighted.length > 0 ? { ...before, records: weighted } : before, region))
+          ctx.refuse(
+            `${region} already serves ${input.service} (${describeRecords(before.records)}), and no drain of it is left to undo`,
+          );
+        state.detail = `${writerText}; no drain of ${region} to undo: back at its configured share; Route 53 via ${via}`;
       } else {
-        const drained = input.drained!;
+        const drained = input.drained;
         if (!sameTraffic(before, drained.after)) {
           ctx.refuse(
             `the records of ${input.service} changed since drain ${drained.runId} left them (${describeRecords(drained.after.records)}); now: ${describeRecords(before.records)}. ` +
@@ -193,17 +214,11 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         async () =>
           describeRecords((await throughRegion(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
       );
-      try {
-        rec.traffic = await throughRegion(d.via, ctx.opts).trafficDrain({ ...svc, region: d.region });
-      } catch (err) {
-        const f = failureOf(err);
-        if (f?.type && REFUSALS.has(f.type)) {
-          // The provider said no before changing anything: nothing to restore.
-          withdraw();
-          ctx.refuse(f.message);
-        }
-        throw err;
-      }
+      rec.traffic = await unlessRefused(
+        ctx,
+        withdraw,
+        throughRegion(d.via, ctx.opts).trafficDrain({ ...svc, region: d.region }),
+      );
       d.after = rec.traffic.after;
       d.moved = changes(before, d.after);
       if (rec.traffic.kept) d.kept = rec.traffic.kept;
@@ -214,27 +229,45 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
 
     case 'traffic.undrain': {
       const d = drain();
-      const drained = input.drained ?? ctx.refuse('traffic.undrain needs the drain it undoes (RunInput.drained)');
+      const drained = input.drained;
       state.region = d.via;
       const before = d.before!;
-      ctx.compensations.register(
+      const withdraw = ctx.compensations.register(
         ctx.stepId,
         action,
-        `restore traffic records of ${input.service} as the drain left them`,
+        `restore traffic records of ${input.service} as ${drained ? 'the drain left them' : 'they were'}`,
         async () =>
           describeRecords((await throughRegion(d.via, COMPENSATION).trafficRestore({ ...svc, state: before })).records),
       );
-      const after = await throughRegion(d.via, ctx.opts).trafficRestore({ ...svc, state: drained.before });
-      rec.traffic = {
-        before,
-        after,
-        changed: !sameTraffic(before, after),
-        maxCachedSeconds: Math.max(0, ...before.records.map((r) => r.ttl)),
-      };
-      d.after = after;
-      d.moved = changes(before, after);
-      d.undoes = { workflowId: drained.workflowId, runId: drained.runId };
-      state.detail = `restored the records before drain ${drained.runId}: ${d.moved.join(', ') || 'already so'}`;
+      if (drained) {
+        const after = await throughRegion(d.via, ctx.opts).trafficRestore({ ...svc, state: drained.before });
+        rec.traffic = {
+          before,
+          after,
+          changed: !sameTraffic(before, after),
+          maxCachedSeconds: Math.max(0, ...before.records.map((r) => r.ttl)),
+        };
+        d.undoes = { workflowId: drained.workflowId, runId: drained.runId };
+      } else {
+        // No recorded drain (a failover moved traffic away from the region, or someone edited the
+        // records): the provider gives the region, and every region in service, its configured share.
+        rec.traffic = await unlessRefused(
+          ctx,
+          withdraw,
+          throughRegion(d.via, ctx.opts).trafficUndrain({ ...svc, region: d.region }),
+        );
+        if (!rec.traffic.changed) {
+          withdraw();
+          ctx.refuse(
+            `nothing to undrain: the records of ${input.service} already give ${d.region} what the config does (${describeRecords(before.records)})`,
+          );
+        }
+      }
+      d.after = rec.traffic.after;
+      d.moved = changes(before, d.after);
+      state.detail = drained
+        ? `restored the records before drain ${drained.runId}: ${d.moved.join(', ') || 'already so'}`
+        : `no drain to undo; ${d.region} back at its configured share: ${d.moved.join(', ')}`;
       return;
     }
 
@@ -242,7 +275,7 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       const d = drain();
       state.region = d.via;
       const now = await throughRegion(d.via, ctx.opts).trafficDescribe(svc);
-      const want = kind === 'undrain' ? input.drained!.before : d.after;
+      const want = kind === 'undrain' && input.drained ? input.drained.before : d.after;
       const problems: string[] = [];
       if (!want) problems.push('the run recorded no records to check against');
       else if (!sameTraffic(now, want))
@@ -257,7 +290,7 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       d.verified = true;
       rec.rtoMs = Date.now() - (input.triggeredAt ?? Date.parse(rec.startedAt));
       const keptText = kept.size > 0 ? ` but ${[...kept].join(', ')} (residency allows no other region)` : '';
-      state.detail = `${describeRecords(now.records)}${kind === 'drain' ? `; ${d.region} receives no traffic${keptText}` : '; as before the drain'}`;
+      state.detail = `${describeRecords(now.records)}${kind === 'drain' ? `; ${d.region} receives no traffic${keptText}` : input.drained ? '; as before the drain' : '; as configured'}`;
       return;
     }
   }

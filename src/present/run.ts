@@ -44,6 +44,12 @@ export function runRoute(rec: RunRecord): string {
   }
 }
 
+/** How long the run took to recover the service; an undrain recovers nothing, it puts a region back. */
+export function rtoFact(rec: RunRecord): string | undefined {
+  if (rec.rtoMs === undefined) return undefined;
+  return rec.kind === 'undrain' ? `back in service after ${rec.rtoMs} ms` : `RTO ${rec.rtoMs} ms`;
+}
+
 /** The run's first line: kind, service, route, status. */
 export function headline(rec: RunRecord): string {
   return `${rec.kind} ${rec.service}: ${runRoute(rec)} ${rec.status.toUpperCase()}`;
@@ -87,7 +93,8 @@ export function formatRecord(rec: RunRecord, uiUrl?: string): string {
   for (const o of rec.operator ?? [])
     lines.push(`  ${o.action}${o.stepId ? ` ${o.stepId}` : ''} by ${o.signed}: ${o.reason}`);
   const facts: string[] = [];
-  if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
+  const rto = rtoFact(rec);
+  if (rto) facts.push(rto);
   if (rec.rpo)
     facts.push(
       rec.rpo.zeroLoss

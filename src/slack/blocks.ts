@@ -2,7 +2,7 @@
 // of its thread, and status answers.
 import type { types } from '@slack/bolt';
 import type { RunRecord, StepState } from '../contract/runbook/types';
-import { headline, runRoute } from '../present/run';
+import { headline, rtoFact, runRoute } from '../present/run';
 import type { GuardianView } from '../contract/guardian/types';
 import type { CaseAction, ReconcileCase } from '../contract/reconcile';
 
@@ -106,7 +106,8 @@ export function runMessage(rec: RunRecord, uiUrl: string, command = '/regionshif
   const facts: string[] = [];
   const lag = lagLine(rec);
   if (lag) facts.push(lag);
-  if (rec.rtoMs !== undefined) facts.push(`RTO ${rec.rtoMs} ms`);
+  const rto = rtoFact(rec);
+  if (rto) facts.push(rto);
   if (rec.rpo)
     facts.push(
       rec.rpo.zeroLoss ? 'RPO 0 (fenced, lag confirmed)' : `RPO estimate ${rec.rpo.estimateSeconds ?? 'unknown'} s`,

@@ -3,13 +3,14 @@
 // the service's latest succeeded drain of the region, found in Temporal's runs of the service's
 // workflow id (regionshift-<service>, newest first), and passed whole in the undrain's input, so
 // the run itself never looks anything up. An undrain of the region after that drain means there
-// is nothing left to undo. The guardian, a workflow, learns the same record from the drain's
-// end signal instead (workflows/guardian.ts).
+// is nothing left to undo; with no drain to undo (a failover moved the traffic away), the run
+// gives the region its configured share back instead. The guardian, a workflow, learns the drain
+// record from the drain's end signal (workflows/guardian.ts).
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import type { DrainHandoff, Mode, RunbookDoc, RunInput } from '../../contract/runbook/types';
 import { drainHandoffOf } from '../../contract/guardian/summary';
-import { finishedRecords, findService, InputError, RefusedError } from './client';
+import { finishedRecords, findService, InputError } from './client';
 
 export interface DrainRequest {
   service: string;
@@ -67,7 +68,7 @@ export async function latestDrain(
   return undefined;
 }
 
-/** The undrain input for the region's latest drain; refused when there is none to undo. */
+/** The undrain input for the region's latest drain, or, with none to undo, for its configured share. */
 export async function buildUndrainInput(
   client: Client,
   config: Config,
@@ -77,10 +78,5 @@ export async function buildUndrainInput(
   const service = findService(config, req.service);
   buildDrainInput(config, runbook, req); // bad input is reported before Temporal is asked anything
   const drained = await latestDrain(client, service.name, req.region);
-  if (!drained) {
-    throw new RefusedError(
-      `${service.name} has no drain of ${req.region} to undo: its latest runs show none since the last undrain (regionshift status ${service.name})`,
-    );
-  }
-  return buildDrainInput(config, runbook, { ...req, drained });
+  return buildDrainInput(config, runbook, { ...req, ...(drained ? { drained } : {}) });
 }
