@@ -6,7 +6,8 @@
 // observed topologies (lag over budget, residency, approvers who cannot approve).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDecisionActivities } from '../activities/approvals';
 import { start, stop } from '../src/lib/postgres/node';
@@ -14,7 +15,9 @@ import { approversCheck, evaluateReadiness, type ApprovalNeed, type ReadinessInp
 import { latestReadiness, readinessScheduleId, recordedReadiness } from '../src/lib/readiness';
 import { formatReadiness } from '../src/present/readiness';
 import type { Service } from '../src/lib/config/schema';
-import { createFailoverEnv, SERVICE, type FailoverEnv } from './support/failover-env';
+import { awaitRecord, startRun } from '../src/lib/runs/client';
+import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
+import { runCli } from './support/stack-env';
 import { sshKey } from './support/signing';
 import { waitFor } from './support/wait';
 
@@ -69,6 +72,34 @@ describe('readiness schedule on a live pair', () => {
     // What `regionshift status` shows: the last evaluation, without asking for a new one; none for a service with no schedule.
     expect(await recordedReadiness(fe.client, SERVICE)).toEqual(e);
     expect(await recordedReadiness(fe.client, 'no-such-service')).toBeUndefined();
+  });
+
+  it('a run of the service that ended after the last evaluation makes the next one fresh; status says the old one is from before the run', async () => {
+    const recorded = await latestReadiness(fe.client, fe.config, service);
+    // A real run of the service (its preflight only): it could have moved the writer.
+    const input = fe.input(
+      { target: EAST },
+      runbookFromText('kind: failover\nsteps:\n  - { id: preflight, action: preflight }\n'),
+    );
+    const started = await startRun(fe.client, input);
+    const rec = await awaitRecord(fe.client, started.workflowId, started.runId);
+    expect(rec.status).toBe('succeeded');
+
+    const configFile = join(mkdtempSync(join(tmpdir(), 'regionshift-readiness-')), 'regionshift.yaml');
+    writeFileSync(configFile, stringify(fe.config));
+    const status = await runCli(['status', SERVICE, '--config', configFile], process.env);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(
+      `\nreadiness (from before this run ended; a fresh one: regionshift readiness --service ${SERVICE}): ${SERVICE}: PASS (evaluated ${recorded.at})`,
+    );
+
+    const fresh = await latestReadiness(fe.client, fe.config, service);
+    expect(Date.parse(fresh.at)).toBeGreaterThan(Date.parse(rec.endedAt!));
+    // Nothing ran since that one: asked again, it is the one recorded, and status shows it plainly.
+    expect(await latestReadiness(fe.client, fe.config, service)).toEqual(fresh);
+    const after = await runCli(['status', SERVICE, '--config', configFile], process.env);
+    expect(after.stdout).toContain(`\nreadiness: ${SERVICE}: PASS (evaluated ${fresh.at})`);
+    rmSync(dirname(configFile), { recursive: true, force: true });
   });
 
   it('a stopped standby fails the evaluation, naming it; restarted, the evaluation passes again', async () => {

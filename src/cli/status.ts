@@ -32,19 +32,28 @@ export function statusCommand(argv: string[]): Promise<number> {
       // Whether it could fail over now, as the readiness schedule last found (regionshift readiness).
       const readiness = service ? await recordedReadiness(client, service) : undefined;
       const extra = { ...(guardian ? { guardian } : {}), ...(readiness ? { readiness } : {}) };
-      const extraText = `${guardian ? `\n${formatGuardian(guardian)}` : ''}${readiness ? `\nreadiness: ${formatReadiness(readiness)}` : ''}`;
+      const readinessText = (stale: boolean) =>
+        readiness
+          ? `\nreadiness${stale ? ` (from before this run ended; a fresh one: regionshift readiness --service ${service})` : ''}: ${formatReadiness(readiness)}`
+          : '';
+      const guardianText = guardian ? `\n${formatGuardian(guardian)}` : '';
       try {
         const rec = await runRecord(client, workflowId, runId);
+        // The schedule evaluates every readiness.every: one from before this run may name the old writer.
+        const stale =
+          readiness !== undefined &&
+          !rec.dryRun &&
+          (!rec.endedAt || Date.parse(readiness.at) < Date.parse(rec.endedAt));
         const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, rec.workflowId, rec.runId);
-        if (json) out.push({ ...rec, uiUrl, ...extra });
+        if (json) out.push({ ...rec, uiUrl, ...extra, ...(readiness ? { readinessStale: stale } : {}) });
         else
           console.log(
-            `${formatRecord(rec, uiUrl)}${rec.alarms?.length ? `\n${formatAttachedAlarms(rec.alarms)}` : ''}${extraText}\n`,
+            `${formatRecord(rec, uiUrl)}${rec.alarms?.length ? `\n${formatAttachedAlarms(rec.alarms)}` : ''}${guardianText}${readinessText(stale)}\n`,
           );
       } catch (err) {
         if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
         if (json) out.push({ workflowId, status: 'none', ...extra });
-        else console.log(`${ref}: no runs yet${extraText}\n`);
+        else console.log(`${ref}: no runs yet${guardianText}${readinessText(false)}\n`);
       }
     }
     if (json) console.log(JSON.stringify({ runs: out }));

@@ -4,7 +4,7 @@
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import type { Config, Service } from './config/schema';
 import { residencyRuleOf } from '../contract/policy/residency';
-import { CONTROL_TASK_QUEUE } from '../contract/runbook/ids';
+import { CONTROL_TASK_QUEUE, runWorkflowId } from '../contract/runbook/ids';
 import { durationMs } from '../contract/runbook/duration';
 import { askEachService } from './metrics/guardian-states';
 import type { ReadinessStateName } from './metrics/registry';
@@ -145,9 +145,17 @@ export function readinessStates(
   );
 }
 
+/** Whether a run of the service (not a dry run) ended after `since`: the writer may have moved. */
+async function ranSince(client: Client, service: string, since: number): Promise<boolean> {
+  const query = `WorkflowId = '${runWorkflowId(service)}' AND RegionshiftMode != 'dry-run' AND CloseTime > '${new Date(since).toISOString()}'`;
+  for await (const _ of client.workflow.list({ query, pageSize: 1 })) return true;
+  return false;
+}
+
 /**
- * The latest evaluation the schedule made; with `now` (or when it has made none yet), a fresh one
- * triggered through the schedule and waited for.
+ * The latest evaluation the schedule made; with `now`, when it has made none yet, or when a run of
+ * the service ended after it (the evaluation may name the old writer), a fresh one triggered
+ * through the schedule and waited for.
  */
 export async function latestReadiness(
   client: Client,
@@ -159,7 +167,8 @@ export async function latestReadiness(
   const handle = client.schedule.getHandle(readinessScheduleId(service.name));
   const last = () => lastAction(handle);
   const before = await last();
-  if (before && !opts.now) return resultOf(client, before.workflowId, before.firstExecutionRunId);
+  if (before && !opts.now && !(await ranSince(client, service.name, before.takenAt)))
+    return resultOf(client, before.workflowId, before.firstExecutionRunId);
   // The schedule names each run by its start time to the second: a second trigger within the
   // same second as the last run would collide with it and start nothing.
   if (before && Math.floor(before.takenAt / 1000) === Math.floor(Date.now() / 1000))
