@@ -11,9 +11,16 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDecisionActivities } from '../activities/approvals';
 import { start, stop } from '../src/lib/postgres/node';
-import { approversCheck, evaluateReadiness, type ApprovalNeed, type ReadinessInput } from '../src/contract/readiness';
+import {
+  approversCheck,
+  evaluateReadiness,
+  type ApprovalNeed,
+  type ReadinessEvaluation,
+  type ReadinessInput,
+} from '../src/contract/readiness';
+import type { RunRecord } from '../src/contract/runbook/types';
 import { latestReadiness, readinessScheduleId, recordedReadiness } from '../src/lib/readiness';
-import { formatReadiness } from '../src/present/readiness';
+import { formatReadiness, readinessPredates } from '../src/present/readiness';
 import type { Service } from '../src/lib/config/schema';
 import { awaitRecord, startRun } from '../src/lib/runs/client';
 import { createFailoverEnv, runbookFromText, SERVICE, type FailoverEnv } from './support/failover-env';
@@ -175,6 +182,17 @@ describe('readiness schedule on a live pair', () => {
     } finally {
       await fe.startRegion(EAST);
     }
+  });
+});
+
+describe('an evaluation and the run shown above it', () => {
+  const e = { at: '2026-12-05T13:00:00.000Z' } as ReadinessEvaluation;
+  const run = (extra: Partial<RunRecord>) => ({ dryRun: false, ...extra }) as RunRecord;
+  it('predates a run that ended after it or still runs; not one that ended before it, nor a dry run', () => {
+    expect(readinessPredates(e, run({ endedAt: '2026-12-05T13:00:01.000Z' }))).toBe(true);
+    expect(readinessPredates(e, run({}))).toBe(true);
+    expect(readinessPredates(e, run({ endedAt: '2026-12-05T12:59:59.000Z' }))).toBe(false);
+    expect(readinessPredates(e, run({ dryRun: true, endedAt: '2026-12-05T13:00:01.000Z' }))).toBe(false);
   });
 });
 

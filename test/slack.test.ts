@@ -447,9 +447,12 @@ describe('readiness in Slack', () => {
     expect(ok.status, formatReadiness(ok)).toBe('pass');
     const writer = ok.checks.find((c) => c.check === 'writer')!.region!;
     const standby = writer === WEST ? EAST : WEST;
-    expect((await slash(CAROL, `status ${SERVICE}`)).text).toContain(
+    const shown = (await slash(CAROL, `status ${SERVICE}`)).text;
+    expect(shown).toContain(
       `readiness: ✅ *PASS* (evaluated ${ok.at}) · failover targets now: ${standby}\nto ${standby}: ✅ pass (planned dry run)`,
     );
+    // Evaluated after the service's last run: nothing says it is from before it.
+    expect(shown).not.toContain('from before this run ended');
     await waitFor('the bot to read the passing evaluation', async () => bot.readiness.seen.get(SERVICE) === ok.at);
     expect(alerts()).toEqual([]); // ready, and never said otherwise: nothing to say
 

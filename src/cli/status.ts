@@ -5,7 +5,7 @@ import { EXIT, guard } from './exit';
 import { formatRecord, runUiUrl } from '../present/run';
 import { formatAttachedAlarms, formatGuardian, guardianView } from '../present/guardian';
 import { recordedReadiness } from '../lib/readiness';
-import { formatReadiness } from '../present/readiness';
+import { formatReadiness, freshReadinessHint, readinessPredates } from '../present/readiness';
 
 export function statusCommand(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
@@ -34,16 +34,12 @@ export function statusCommand(argv: string[]): Promise<number> {
       const extra = { ...(guardian ? { guardian } : {}), ...(readiness ? { readiness } : {}) };
       const readinessText = (stale: boolean) =>
         readiness
-          ? `\nreadiness${stale ? ` (from before this run ended; a fresh one: regionshift readiness --service ${service})` : ''}: ${formatReadiness(readiness)}`
+          ? `\nreadiness${stale ? ` (${freshReadinessHint(readiness.service)})` : ''}: ${formatReadiness(readiness)}`
           : '';
       const guardianText = guardian ? `\n${formatGuardian(guardian)}` : '';
       try {
         const rec = await runRecord(client, workflowId, runId);
-        // The schedule evaluates every readiness.every: one from before this run may name the old writer.
-        const stale =
-          readiness !== undefined &&
-          !rec.dryRun &&
-          (!rec.endedAt || Date.parse(readiness.at) < Date.parse(rec.endedAt));
+        const stale = readiness !== undefined && readinessPredates(readiness, rec);
         const uiUrl = runUiUrl(cfg.temporal.uiUrl, cfg.temporal.namespace, rec.workflowId, rec.runId);
         if (json) out.push({ ...rec, uiUrl, ...extra, ...(readiness ? { readinessStale: stale } : {}) });
         else

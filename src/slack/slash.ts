@@ -15,6 +15,8 @@ import { buildFollowUpInput, listCases } from '../lib/runs/reconcile';
 import { recordedReadiness } from '../lib/readiness';
 import { guardianView } from '../present/guardian';
 import { formatRecord, headline } from '../present/run';
+import { freshReadinessHint, readinessPredates } from '../present/readiness';
+import type { RunRecord } from '../contract/runbook/types';
 import type { ReconcileCase } from '../contract/reconcile';
 import { casesMessage, guardianText, lagLine, mentions, stepLine, type RenderedRun } from './blocks';
 import { parseCommand, usage, type SlackCommand } from './commands';
@@ -239,8 +241,9 @@ async function statusText(ctx: BotContext, serviceName?: string): Promise<string
   const parts: string[] = [];
   for (const svc of services) {
     const lines: string[] = [];
+    let rec: RunRecord | undefined;
     try {
-      const rec = await temporal.run((c) => runRecord(c, workflowIdOf(config, svc.name)));
+      rec = await temporal.run((c) => runRecord(c, workflowIdOf(config, svc.name)));
       lines.push(`*${headline(rec)}* · <${uiUrl(ctx, rec)}|Temporal UI>`, ...rec.steps.map(stepLine));
       const lag = lagLine(rec);
       if (lag) lines.push(lag);
@@ -255,6 +258,7 @@ async function statusText(ctx: BotContext, serviceName?: string): Promise<string
     // Could it fail over now, as the readiness schedule last found (regionshift readiness).
     const e = await temporal.run((c) => recordedReadiness(c, svc.name));
     lines.push(e ? readinessText(e) : 'readiness: not evaluated yet (`regionshift readiness`)');
+    if (e && rec && readinessPredates(e, rec)) lines.push(`_${freshReadinessHint(svc.name)}_`);
     parts.push(lines.join('\n'));
   }
   return parts.join('\n\n');
