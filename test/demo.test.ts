@@ -156,6 +156,7 @@ let runs: Run[];
 let drains: Drain[];
 let reconciliations: Reconciliation[];
 let failback: Failback;
+let backInService: Drain | null;
 
 function show(r: CliResult): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
@@ -187,11 +188,12 @@ beforeAll(async () => {
   });
   demo = await runCli(['demo', '--json'], stack.env, 420_000);
   try {
-    ({ runs, drains, reconciliations, failback } = JSON.parse(demo.stdout) as {
+    ({ runs, drains, reconciliations, failback, backInService } = JSON.parse(demo.stdout) as {
       runs: Run[];
       drains: Drain[];
       reconciliations: Reconciliation[];
       failback: Failback;
+      backInService: Drain | null;
     });
   } catch {
     throw new Error(`demo --json did not print one JSON object:\n${show(demo)}`);
@@ -371,6 +373,21 @@ describe('regionshift demo --json', () => {
       failback.regionsAfter.every((r) => r.role !== 'down'),
       'all four databases up',
     ).toBe(true);
+  });
+
+  it('us-east-1, left without traffic by the records the failback restored, undrained by the on-call to the configured shares', () => {
+    expect(failback.trafficAfter[EAST]).toBe(0);
+    expect(backInService).toMatchObject({
+      kind: 'undrain',
+      region: EAST,
+      status: 'succeeded',
+      writer: WEST,
+      requestedBy: 'demo',
+      trafficBefore: failback.trafficAfter,
+      trafficAfter: { ...WEIGHTS, 'continent:EU': EU },
+    });
+    expect(backInService!.steps.find((s) => s.id === 'undrain')).toMatchObject({ status: 'done' });
+    expect(demo.stderr).toContain(`us-east-1 back into service: the records the failback restored give it no traffic`);
   });
 
   it("the banking application follows every run: told by its tell-app step with the run's Idempotency-Key, its last write in the new writer's database", () => {

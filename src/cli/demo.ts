@@ -16,8 +16,9 @@ ap-southeast-1 stream from it, traffic 40/30/20/10) through: a planned failover 
 us-east-1 and back; the loss of ap-southeast-1, which is not the writer: its traffic drained to the
 others, then undrained once it is back; the loss of us-west-2 and an unplanned failover to
 us-east-1, approved as the on-call; us-west-2's return (read-only on its own timeline);
-reconciliation of the writes it acknowledged that never replicated; and failback to us-west-2 with
-the traffic as it was before. After each run every database is asked whom it follows, and the
+reconciliation of the writes it acknowledged that never replicated; failback to us-west-2 with
+the traffic as it was before; and us-east-1, which those records leave without traffic (the
+planned failover back moved its share away), undrained to its configured share. After each run every database is asked whom it follows, and the
 stack's banking application (stack.app), told by each run's tell-app step, where it writes. Reports
 steps, RTO and lost writes per failover, the records before and after each drain, counts per class
 and cases per reconciliation, and the failback's RPO. Exit 0 when every run succeeded, no planned
@@ -35,7 +36,7 @@ function closing(result: DemoResult, home: string, others: string[]): string {
   return [
     '',
     back
-      ? `The stack is still running: ${home} is the primary again with the traffic it had before it failed, ${others.join(', ')} streaming from it.`
+      ? `The stack is still running: ${home} is the primary again, ${others.join(', ')} streaming from it, ${result.backInService?.status === 'succeeded' ? 'every region at its configured share of the traffic' : 'the traffic as it was before it failed'}.`
       : `The stack is still running; the last run did not finish the story (see above).`,
     ...[
       ['Temporal UI', result.temporalUi],
@@ -91,6 +92,7 @@ export function demoCommand(argv: string[]): Promise<number> {
         parts.push(
           `failback ${result.failback.status}: RPO ${result.failback.rpo.lostWrites} of ${result.failback.rpo.writesAcked} writes`,
         );
+      if (result.backInService) parts.push(`undrain ${result.backInService.region} ${result.backInService.status}`);
       console.log(`\n${result.ok ? 'demo OK' : 'demo FAILED'}: ${parts.join('; ')}`);
       for (const r of result.runs)
         if (r.mode === 'planned' && r.lostWrites > 0)

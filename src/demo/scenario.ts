@@ -34,6 +34,7 @@ import {
   clearStaleRun,
   guardianCooldownUntil,
   runFailover,
+  runDrain,
   runFollowUp,
   type Approver,
   type FailoverRun,
@@ -73,6 +74,8 @@ export interface DemoResult {
   reconciliations: DemoReconciliation[];
   /** The failback home, with its RPO (must be zero). */
   failback: DemoFailback | null;
+  /** The region the planned round trip left without traffic, undrained to its configured share after the failback. */
+  backInService: DemoDrain | null;
   temporalUi: string;
   /** Why the pair was rebuilt first, when it was. */
   reset: string | null;
@@ -401,6 +404,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         drains,
         reconciliations,
         failback: null,
+        backInService: null,
         temporalUi: config.temporal.uiUrl,
         reset,
         load: loadFigures(load!),
@@ -541,6 +545,27 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     });
     opts.report?.(`\n${formatDemoFailback(fb.record, failback)}`);
 
+    // A failover moves traffic away from its source: the planned failover back left the away region
+    // no share, and the failback restores the records from before the outage, so it has none still.
+    // With no drain of it to undo, an undrain gives it its configured share.
+    let backInService: DemoDrain | null = null;
+    if (failback.status === 'succeeded' && failback.trafficAfter[away] === 0) {
+      say(
+        `\n== ${chapter++}. ${away} back into service: the records the failback restored give it no traffic (the planned failover back moved its share away); the on-call undrains it ==`,
+      );
+      const back = await runDrain(await client(), config, {
+        kind: 'undrain',
+        service: service.name,
+        region: away,
+        requestedBy: DEMO_REQUESTER,
+        trigger: 'demo',
+        approver: { by: DEMO_APPROVER, reason: `demo: ${away} back into service`, signer },
+        onProgress: say,
+      });
+      backInService = toDemoDrain(back.record, { uiUrl: back.uiUrl, regionsAfter: await regionsNow(service) });
+      opts.report?.(`\n${formatDemoDrain(back.record, backInService)}`);
+    }
+
     await load.stop();
     const everyStandbyFollows = [...runs, failback].every(
       (r) => notFollowing(r.regionsAfter, r.status === 'succeeded' ? r.target : (r.source ?? r.target)).length === 0,
@@ -558,6 +583,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       reconciliation.status === 'succeeded' &&
       reconciliation.missingAfter === 0 &&
       failback.status === 'succeeded' &&
+      (backInService?.status ?? 'succeeded') === 'succeeded' &&
       failback.rpo.lostWrites === 0 &&
       failback.rpo.zeroLoss &&
       everyStandbyFollows &&
@@ -567,6 +593,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       drains,
       reconciliations,
       failback,
+      backInService,
       temporalUi: config.temporal.uiUrl,
       reset,
       load: loadFigures(load),
