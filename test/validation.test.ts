@@ -94,6 +94,39 @@ describe('runbooks', () => {
     );
   });
 
+  it('refuses a promotion the workflow would refuse: before the fence, or without the lag confirmed after it', () => {
+    const runbook = (...steps: string[]) =>
+      ['kind: failover', 'steps:', '  - {id: preflight, action: preflight}', ...steps.map((s) => `  - ${s}`)].join(
+        '\n',
+      );
+    const early = runbook(
+      '{id: promote, action: db.promote}',
+      '{id: fence, action: db.fenceWrites}',
+      '{id: lag, action: db.waitForLag}',
+    );
+    expect(problemsOf(() => parseYaml('r.yaml', early, Runbook))).toEqual([
+      'r.yaml:4: steps[1] (promote).action: db.promote comes before any db.fenceWrites step: a planned run promotes only after a verified fence and the lag confirmed after it, so it would stop here (order: db.fenceWrites, db.waitForLag, db.promote)',
+    ]);
+    const lagFirst = runbook(
+      '{id: lag, action: db.waitForLag}',
+      '{id: fence, action: db.fenceWrites}',
+      '{id: promote, action: db.promote}',
+    );
+    expect(problemsOf(() => parseYaml('r.yaml', lagFirst, Runbook)).join()).toContain(
+      'steps[3] (promote).action: db.promote has no db.waitForLag step between the fence and it',
+    );
+    const noLag = runbook('{id: fence, action: db.fenceWrites}', '{id: promote, action: db.promote}');
+    expect(problemsOf(() => parseYaml('r.yaml', noLag, Runbook)).join()).toContain(
+      'db.promote has no db.waitForLag step between the fence and it',
+    );
+    const inOrder = runbook(
+      '{id: fence, action: db.fenceWrites}',
+      '{id: lag, action: db.waitForLag}',
+      '{id: promote, action: db.promote}',
+    );
+    expect(parseYaml('r.yaml', inOrder, Runbook).value.steps).toHaveLength(4);
+  });
+
   it('loads the shipped drain and undrain runbooks; a drain runbook may not touch the database, nor a failover drain', () => {
     expect(loadRunbook(builtinRunbookPath('drain')).steps.map((s) => s.action ?? 'approval')).toEqual([
       'preflight',

@@ -126,7 +126,34 @@ export const Runbook = z
         ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id "${step.id}"` });
       seen.add(step.id);
     });
+    if (!allowed) promotionOrder(rb.steps, ctx);
   });
+
+/**
+ * The workflow promotes only after a verified fence and the lag confirmed after it (guardPromotion
+ * in workflows/actions.ts); a runbook that orders them otherwise would fail every planned run at
+ * its promotion, after fencing the writer. Said here so it is refused before any run starts.
+ */
+function promotionOrder(steps: Step[], ctx: z.RefinementCtx): void {
+  const at = (action: ActionName, from = 0) => steps.findIndex((s, i) => i >= from && s.action === action);
+  steps.forEach((step, i) => {
+    if (step.action !== 'db.promote') return;
+    const fence = at('db.fenceWrites');
+    const lag = fence < 0 ? -1 : at('db.waitForLag', fence);
+    const problem =
+      fence < 0 || fence > i
+        ? 'comes before any db.fenceWrites step'
+        : lag < 0 || lag > i
+          ? 'has no db.waitForLag step between the fence and it'
+          : undefined;
+    if (problem)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['steps', i, 'action'],
+        message: `db.promote ${problem}: a planned run promotes only after a verified fence and the lag confirmed after it, so it would stop here (order: db.fenceWrites, db.waitForLag, db.promote)`,
+      });
+  });
+}
 
 export type Step = z.infer<typeof Step>;
 export type Runbook = z.infer<typeof Runbook>;
