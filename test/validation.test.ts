@@ -63,7 +63,16 @@ describe('runbooks', () => {
     const [problem] = problemsOf(() => parseYaml('runbooks/bad.yaml', text, Runbook));
     expect(problem).toContain('runbooks/bad.yaml:6');
     expect(problem).toContain('steps[1] (fence).action');
-    expect(problem).toContain('unknown action "db.fenceWrite"');
+    expect(problem).toContain('unknown action "db.fenceWrite"; did you mean db.fenceWrites?; known: preflight, ');
+  });
+
+  it('suggests what a mistyped action most likely meant, and nothing when no name is close', () => {
+    const problem = (action: string) =>
+      problemsOf(() => parseYaml('r.yaml', `kind: failover\nsteps:\n  - {id: a, action: ${action}}\n`, Runbook))[0]!;
+    expect(problem('db.promte')).toContain('unknown action "db.promte"; did you mean db.promote?; known: ');
+    expect(problem('DB.WaitForLag')).toContain('did you mean db.waitForLag?');
+    expect(problem('db.fence')).toContain('did you mean db.fenceWrites or db.fenceOnReturn?');
+    expect(problem('dns.flip')).toMatch(/unknown action "dns.flip"; known: /);
   });
 
   it('reports every problem, not just the first', () => {
