@@ -416,6 +416,34 @@ describe.concurrent('the runbook interpreter', () => {
       });
     }
 
+    it('a silent writer with less weight than the target (active-active shares) is still the source', async (ctx) => {
+      const r = await rig(ctx, 'unplanned-light-writer', unplannedPolicy({ allowDataLoss: true }));
+      sourceDown(r);
+      // The records send more clients to the target: the heaviest record is not the writer.
+      r.fleet.answer(r.target, 'trafficDescribe', async () => {
+        const before = r.fleet.trafficBefore();
+        return { ...before, records: before.records.map((x) => ({ ...x, weight: x.region === r.source ? 30 : 70 })) };
+      });
+      const { rec, result } = await outcome(await r.start(r.input({ mode: 'unplanned' })));
+      expect(result, rec.error).toBe('succeeded');
+      expect(rec.source).toBe(r.source);
+      expect(stepOf(rec, 'preflight').detail).toBe(
+        `writer ${r.source} (does not answer), target ${r.target} standby streaming`,
+      );
+      expect(r.fleet.callsTo('dbPromote')[0]!.input).toMatchObject({ source: r.source });
+    });
+
+    it('no unfenced primary and every region answering: refused, whatever the records say, and nothing changes', async (ctx) => {
+      const r = await rig(ctx, 'unplanned-no-writer', unplannedPolicy({ allowDataLoss: true }));
+      r.fleet.answer(r.source, 'dbDescribe', async () => ({ ...r.fleet.node(r.target), region: r.source }));
+      const { rec, result } = await outcome(await r.start(r.input({ mode: 'unplanned' })));
+      expect(result).toBe(FAILURE.refused);
+      expect(rec.error).toBe(
+        `cannot tell which region is the writer of ${r.service}: none answers as an unfenced primary; name it with --from`,
+      );
+      expect(changes(r.fleet)).toEqual([]);
+    });
+
     it('policy allowDataLoss within the RPO budget: promotes, records the acknowledgement by policy, and fences the old primary when it returns', async (ctx) => {
       const r = await rig(ctx, 'unplanned-policy', unplannedPolicy({ allowDataLoss: true }));
       sourceDown(r);
