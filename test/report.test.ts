@@ -3,6 +3,8 @@
 // printed under the steps.
 import { describe, expect, it } from 'vitest';
 import { formatRecord, headline } from '../src/present/run';
+import { guardianLines } from '../src/present/guardian';
+import type { GuardianView } from '../src/contract/guardian/types';
 import { formatFailbackRun } from '../src/cli/reconcile-report';
 import type { RunRecord } from '../src/contract/runbook/types';
 
@@ -40,6 +42,16 @@ describe('run headers', () => {
     const undrain = formatRecord(rec('undrain', 'planned', { rtoMs: 245 }));
     expect(undrain).toContain('\nback in service after 245 ms');
     expect(undrain).not.toContain('RTO');
+  });
+
+  it('say, for a run waiting for approval, the whole command that approves it, signing key included', () => {
+    const waiting = rec('failover', 'unplanned', {
+      status: 'running',
+      pendingApproval: { stepId: 'approval', reason: 'policy asks', timeoutAt: '2026-12-05T14:00:00.000Z' },
+    } as Partial<RunRecord>);
+    expect(formatRecord(waiting)).toContain(
+      'WAITING FOR APPROVAL (policy asks), until 2026-12-05T14:00:00.000Z:\n  regionshift approve ledger --by <you> --key <ssh key>     (or, to refuse it, add --reject)',
+    );
   });
 
   it('end with every region as the run left it: role, upstream, timeline, position', () => {
@@ -86,5 +98,28 @@ describe('run headers', () => {
       }),
     );
     expect(text).toContain('traffic restored: us-west-2 57, eu-west-1 29, continent:EU→eu-west-1');
+  });
+});
+
+describe("the guardian's view", () => {
+  it('counts the failing signals of a region against the number it acts at, however many came', () => {
+    const view = {
+      primary: 'us-east-1',
+      debounce: { failures: 2, window: '1m' },
+      cooldown: '15s',
+      received: 12,
+      runsStarted: 1,
+      inCooldown: false,
+      failing: [
+        { region: 'us-east-1', count: 6, since: '2026-12-05T13:44:34.453Z' },
+        { region: 'eu-west-1', count: 1, since: '2026-12-05T13:44:40.000Z' },
+      ],
+      drained: [],
+      decisions: [],
+    } as unknown as GuardianView;
+    expect(guardianLines(view).filter((l) => l.includes('failing:'))).toEqual([
+      '  failing: us-east-1, 6 failing signals since 2026-12-05T13:44:34.453Z (acts at 2)',
+      '  failing: eu-west-1, 1 failing signal since 2026-12-05T13:44:40.000Z (acts at 2)',
+    ]);
   });
 });

@@ -69,7 +69,7 @@ export function follow(client: Client, workflowId: string, runId: string): () =>
           if (rec.pendingApproval && !announcedApproval) {
             announcedApproval = true;
             console.log(
-              `  waiting for approval: ${rec.pendingApproval.reason}\n    regionshift approve ${rec.service} --by <you>   (or --reject)`,
+              `  waiting for approval: ${rec.pendingApproval.reason}\n    regionshift approve ${rec.service} --by <you> --key <ssh key>   (or --reject)`,
             );
           }
         },

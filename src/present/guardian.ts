@@ -35,7 +35,9 @@ export function guardianLines(v: GuardianView): string[] {
       `  run in progress: ${v.current.workflowId}${v.current.trigger ? ` (${v.current.trigger})` : ''}; new alarms are attached to it`,
     );
   for (const f of v.failing)
-    lines.push(`  failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
+    lines.push(
+      `  failing: ${f.region}, ${f.count} failing signal${f.count === 1 ? '' : 's'} since ${f.since} (acts at ${v.debounce.failures})`,
+    );
   // A view from a guardian started before drains existed has no list.
   for (const d of v.drained ?? []) {
     lines.push(

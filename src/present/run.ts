@@ -75,7 +75,7 @@ export function formatRecord(rec: RunRecord, uiUrl?: string): string {
     lines.push(
       '',
       `WAITING FOR APPROVAL (${rec.pendingApproval.reason}), until ${rec.pendingApproval.timeoutAt}:`,
-      `  regionshift approve ${rec.service} --by <you>     or     regionshift approve ${rec.service} --by <you> --reject`,
+      `  regionshift approve ${rec.service} --by <you> --key <ssh key>     (or, to refuse it, add --reject)`,
     );
   }
   if (rec.pendingDecision) {

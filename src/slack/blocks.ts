@@ -307,7 +307,9 @@ export function guardianText(v: GuardianView): string {
   if (v.inCooldown) lines.push(`*cooldown* until ${v.cooldownUntil}: no automatic failover; manual runs are allowed`);
   if (v.blocked) lines.push(`held back at ${v.blocked.at}: ${v.blocked.detail}`);
   for (const f of v.failing)
-    lines.push(`failing: ${f.region} ${f.count} of ${v.debounce.failures} signals since ${f.since}`);
+    lines.push(
+      `failing: ${f.region}, ${f.count} failing signal${f.count === 1 ? '' : 's'} since ${f.since} (acts at ${v.debounce.failures})`,
+    );
   return lines.join('\n');
 }
 
