@@ -94,6 +94,20 @@ function makeConfig(address: string, deadPorts: number[]): Config {
       service('geoflex', FOUR, { routing: 'geolocation', geolocation: geoRules('eu-flex') }),
       service('geotwo', [...FOUR, EU2], { routing: 'geolocation', geolocation: geoRules() }),
       service('lastone', [WEST, EAST], { routing: 'weighted', weights: { [WEST]: 0, [EAST]: 100 } }),
+      // No database answers as the writer: us-west-2 (the heaviest record) is a standby, the others are down.
+      {
+        ...service('headless', FOUR, { routing: 'weighted', weights: { [WEST]: 40, [EAST]: 30, [EU]: 20, [AP]: 10 } }),
+        database: {
+          provider: 'postgres-streaming',
+          regions: Object.fromEntries(
+            FOUR.map((r, i) => {
+              const node =
+                r === WEST ? pg.standby : { host: '127.0.0.1', port: deadPorts[i]!, dataDir: `/nonexistent/${r}` };
+              return [r, { host: node.host, port: node.port, dataDir: node.dataDir, pgBin: pg.bin }];
+            }),
+          ),
+        },
+      },
       // The reference design's records: EU clients by geolocation, everyone else by weight.
       service('bank', FOUR, {
         routing: 'weighted',
@@ -270,6 +284,13 @@ describe('drain and undrain, weighted 40/30/20/10', () => {
       'nothing to undrain: the records of lastone already give us-west-2 what the config does (us-west-2 0, us-east-1 100)',
     );
     expect(weights(await traffic('lastone'))).toEqual({ [WEST]: 0, [EAST]: 100 });
+
+    // The writer's database does not answer and us-west-2, the heaviest record, answers as a standby:
+    // the writer is taken to be the silent region to drain, not us-west-2 (evacuate then fails it over).
+    const headless = await runJson('drain', '--service', 'headless', '--region', EAST);
+    expect(headless.code).toBe(3);
+    expect(headless.rec.drain).toMatchObject({ region: EAST, writer: EAST });
+    expect(headless.rec.error).toMatch(/^us-east-1 is the writer of headless: .* use failover/);
 
     const unknown = await runJson('drain', '--service', 'ledger', '--region', EU2);
     expect(unknown.code).toBe(2);

@@ -22,12 +22,14 @@ import { ACTIONS, type ActionName } from '../src/contract/runbook/catalog';
 import { fenceOnReturnWorkflowId, runWorkflowId } from '../src/contract/runbook/ids';
 import { builtinRunbookPath, loadRunbook } from '../src/lib/runbooks';
 import type { RunbookDoc, RunInput, RunRecord, Step } from '../src/contract/runbook/types';
+import type { DbNodeState, TrafficState } from '../src/contract/activities';
 import { approveRun, abortRun, buildRunInput, RefusedError, startRun, type StartRequest } from '../src/lib/runs/client';
 import { FAILURE, type runbook as runbookWorkflow } from '../workflows/runbook';
 import { timingOf } from '../bench/history';
 import { Compensations } from '../workflows/compensation';
 import { SA } from '../workflows/search-attributes';
 import { FENCE_LSN, outcome, runStubRegions, StubFleet, untilCancelled } from './support/stub-activities';
+import { silentWriter } from '../workflows/writer';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
 import { waitFor } from './support/wait';
@@ -174,6 +176,33 @@ const changes = (fleet: StubFleet) =>
 
 // Concurrent: each test has its own service and task queues, and most of a run is waiting on
 // round trips to the server, so running them side by side is what keeps the suite short.
+describe('the writer when no database answers as one', () => {
+  const node = (region: string, reachable: boolean): DbNodeState =>
+    reachable ? { region, reachable, role: 'standby' } : { region, reachable, error: 'connect ECONNREFUSED' };
+  const topology = (...silent: string[]) => ['a', 'b', 'c', 'd'].map((r) => node(r, !silent.includes(r)));
+  // Weighted 40/30/20/10: the records' choice is a, the heaviest.
+  const records: TrafficState = {
+    recordName: 'x.',
+    records: ['a', 'b', 'c', 'd'].map((region, i) => ({
+      region,
+      target: `${region}.`,
+      weight: [40, 30, 20, 10][i],
+      ttl: 5,
+    })),
+  };
+  it("is a region that does not answer: the reported one, the only one, the records' one, then the hint", () => {
+    expect(silentWriter(topology('b', 'c'), records, { reported: 'c' })).toBe('c');
+    expect(silentWriter(topology('b'), records)).toBe('b');
+    expect(silentWriter(topology('a', 'c'), records)).toBe('a');
+    expect(silentWriter(topology('b', 'c'), records, { also: 'c' })).toBe('c');
+  });
+  it('is never a region that answers, whatever the records or the hints say', () => {
+    expect(silentWriter(topology('b', 'c'), records)).toBeUndefined();
+    expect(silentWriter(topology(), records, { reported: 'a', also: 'a' })).toBeUndefined();
+    expect(silentWriter(topology('b', 'c'), records, { reported: 'a', also: 'd' })).toBeUndefined();
+  });
+});
+
 describe('compensation, as the catalog says', () => {
   const step = (status: 'done' | 'failed') =>
     ({ id: 's', title: 's', action: 'x', status }) as RunRecord['steps'][number];

@@ -31,6 +31,7 @@ import { runAppStep } from './app-steps';
 import { COMPENSATION } from './compensation';
 import { errorMessage, refuse } from './failures';
 import { DEFAULT_RETRY, iso, regionIn, STEP_TIMEOUT_MS, type RunState } from './run-state';
+import { silentWriter } from './writer';
 
 /** Waits for a person's approval of a step (workflows/approvals.ts). */
 export type AwaitApproval = (
@@ -73,9 +74,12 @@ async function preflight(run: RunState): Promise<void> {
     refuse(`cannot read the traffic records of ${input.service} from ${input.target}: ${trafficError}`);
   rec.trafficBefore = trafficBefore;
   const writers = topology.filter((n) => n.reachable && n.role === 'primary' && !n.fenced && n.region !== input.target);
+  const unseen =
+    writers.length === 0 && !input.source
+      ? silentWriter(topology, trafficBefore, { reported: input.reportedDown })
+      : undefined;
+  rec.source = input.source ?? writers[0]?.region ?? unseen ?? fencedWriter(topology, trafficBefore);
   const silent = topology.filter((n) => !n.reachable).map((n) => n.region);
-  const unseen = writers.length === 0 && !input.source ? silentWriter(run, silent) : undefined;
-  rec.source = input.source ?? writers[0]?.region ?? unseen;
   if (!rec.source)
     refuse(
       `cannot tell which region is the writer of ${input.service}: none answers as an unfenced primary${silent.length ? `, and ${silent.join(', ')} ${silent.length === 1 ? 'does' : 'do'} not answer` : ''}; name it with --from`,
@@ -102,21 +106,10 @@ async function preflight(run: RunState): Promise<void> {
     `writer ${rec.source}${unseen ? ` (${unseen === input.reportedDown ? 'reported down, ' : ''}does not answer)` : ''}, target ${input.target} ${target.role}${target.streamingFrom ? ' streaming' : ''}`;
 }
 
-/**
- * With no region answering as the writer, the writer is one that does not answer: the region the
- * alarm reported down, the only silent one, or the one the records send clients to if it is
- * silent. Never a region that answers as a standby: active-active weights need not favour the
- * writer (us-east-1 writes with 30 of 100), so the heaviest record is no proof of it.
- */
-function silentWriter(run: RunState, silent: string[]): string | undefined {
-  const { input, rec } = run;
-  if (input.reportedDown && silent.includes(input.reportedDown)) return input.reportedDown;
-  if (silent.length === 1) return silent[0];
-  const byRecords = primaryRegionOf(rec.trafficBefore!);
-  if (byRecords && silent.includes(byRecords)) return byRecords;
-  // A fenced primary (a run that could not undo its fence) is still the writer's database.
-  const fenced = rec.topology?.find((n) => n.reachable && n.role === 'primary' && n.region === byRecords);
-  return fenced?.region;
+/** A primary whose fence a run could not undo, where the records send clients: still the writer's database. */
+function fencedWriter(topology: DbNodeState[], traffic: TrafficState): string | undefined {
+  const byRecords = primaryRegionOf(traffic);
+  return topology.find((n) => n.reachable && n.role === 'primary' && n.region === byRecords)?.region;
 }
 
 /** Each region answers for itself; one that does not pick the task up within seconds is down. */

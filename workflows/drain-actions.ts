@@ -10,8 +10,9 @@ import type { ActivityOptions, RetryPolicy } from '@temporalio/common';
 import type { DbNodeState, RegionActivities, TrafficRecord, TrafficState } from '../src/contract/activities';
 import { regionTaskQueue } from '../src/contract/runbook/ids';
 import type { DrainRecord, RunInput, RunRecord, StepState } from '../src/contract/runbook/types';
-import { describeRecords, primaryRegionOf, recordKey, sameRecord, sameTraffic } from '../src/contract/traffic/plan';
+import { describeRecords, recordKey, sameRecord, sameTraffic } from '../src/contract/traffic/plan';
 import type { Compensations } from './compensation';
+import { silentWriter } from './writer';
 
 export const DRAIN_ACTIONS = ['traffic.drain', 'traffic.undrain', 'traffic.verify'] as const;
 export type DrainAction = (typeof DRAIN_ACTIONS)[number] | 'preflight';
@@ -146,7 +147,9 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         ),
       );
       rec.topology = topology;
-      const writerNode = topology.find((n) => n.reachable && n.role === 'primary' && !n.fenced);
+      // A fenced primary (a run that could not undo its fence) still holds the writer's database.
+      const primaries = topology.filter((n) => n.reachable && n.role === 'primary');
+      const writerNode = primaries.find((n) => !n.fenced) ?? primaries[0];
       const order = [writerNode?.region, ...input.regions].filter((r): r is string => r !== undefined && r !== region);
       const via =
         order.find((r) => answered.has(r)) ??
@@ -164,10 +167,12 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         ctx.refuse(`cannot read the traffic records of ${input.service} from ${via}: ${message(err)}`);
       }
       rec.trafficBefore = before;
-      const writer = writerNode?.region ?? primaryRegionOf(before);
+      // With no database answering as the writer, it is one that does not: the drained region, when
+      // nothing better says which (an evacuation then fails it over instead of draining it).
+      const writer = writerNode?.region ?? silentWriter(topology, before, { also: region });
       rec.drain = { region, via, before, ...(writer ? { writer } : {}) };
       const writerText = writer
-        ? `writer ${writer}${writerNode ? '' : ' (from the records: no database answered as primary)'}`
+        ? `writer ${writer}${writerNode ? '' : ' (does not answer; no database answers as primary)'}`
         : 'writer unknown';
       if (kind === 'drain') {
         if (writer === region) {
