@@ -325,4 +325,12 @@ describe('regionshift validate', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('nope.yaml: cannot read');
   });
+
+  it('exits 2 for an unknown command, saying which one was likely meant', () => {
+    const typo = spawnSync('node', [cli, 'failovr'], { encoding: 'utf8' });
+    expect(typo.status).toBe(2);
+    expect(typo.stderr.split('\n')[0]).toBe('regionshift: unknown command "failovr"; did you mean failover?');
+    const unknown = spawnSync('node', [cli, 'xyzzy'], { encoding: 'utf8' });
+    expect(unknown.stderr.split('\n')[0]).toBe('regionshift: unknown command "xyzzy"');
+  });
 });

@@ -3,6 +3,7 @@
 import { EXIT } from './exit';
 import { skipMissingKeysWarning } from '../lib/codec/env';
 import { flushClientTracing } from '../lib/runs/client';
+import { nearest } from '../contract/nearest';
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -33,7 +34,8 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'drain')),
   },
   undrain: {
-    summary: 'undrain --service S --region R    restore the records exactly as the drain found them',
+    summary:
+      'undrain --service S --region R    back into service: the records as its drain found them, or its configured share',
     load: async () => (a) => import('./drain').then((m) => m.drainCommand(a, 'undrain')),
   },
   evacuate: {
@@ -53,31 +55,31 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     load: async () => (await import('./status')).statusCommand,
   },
   approve: {
-    summary: 'approve <service|run> --by NAME --key KEY [--reject]',
+    summary: 'approve <service> --by NAME --key KEY [--reject]',
     load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'approve')),
   },
   abort: {
-    summary: 'abort <service|run> --by NAME --key KEY --reason TEXT   compensate and stop',
+    summary: 'abort <service> --by NAME --key KEY --reason TEXT   compensate and stop',
     load: async () => (a) => import('./approve').then((m) => m.approveCommand(a, 'abort')),
   },
   retry: {
-    summary: 'retry <service|run> --by NAME --key KEY --reason TEXT   run a failed step again (onFailure: ask)',
+    summary: 'retry <service> --by NAME --key KEY --reason TEXT   run a failed step again (onFailure: ask)',
     load: async () => (a) => import('./operate').then((m) => m.operateCommand(a, 'retry')),
   },
   skip: {
-    summary: 'skip <service|run> --by NAME --key KEY --reason TEXT    move on past a failed step',
+    summary: 'skip <service> --by NAME --key KEY --reason TEXT    move on past a failed step',
     load: async () => (a) => import('./operate').then((m) => m.operateCommand(a, 'skip')),
   },
   compensate: {
-    summary: 'compensate <service|run> --by NAME --key KEY --reason TEXT   undo what the run did and stop',
+    summary: 'compensate <service> --by NAME --key KEY --reason TEXT   undo what the run did and stop',
     load: async () => (a) => import('./operate').then((m) => m.operateCommand(a, 'compensate')),
   },
   pause: {
-    summary: 'pause <service|run> --by NAME --key KEY --reason TEXT   hold the run before its next step',
+    summary: 'pause <service> --by NAME --key KEY --reason TEXT   hold the run before its next step',
     load: async () => (a) => import('./operate').then((m) => m.operateCommand(a, 'pause')),
   },
   resume: {
-    summary: 'resume <service|run> --by NAME --key KEY --reason TEXT  let a paused run go on',
+    summary: 'resume <service> --by NAME --key KEY --reason TEXT  let a paused run go on',
     load: async () => (a) => import('./operate').then((m) => m.operateCommand(a, 'resume')),
   },
   validate: {
@@ -106,7 +108,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     load: async () => (await import('./codec-server')).codecServerCommand,
   },
   app: {
-    summary: "app [--port N]                  the demo's banking application (stack.app; started by stack up)",
+    summary: "app [--port N] [--primary R]    the demo's banking application (stack.app; started by stack up)",
     load: async () => (await import('./app')).appCommand,
   },
   slack: {
@@ -135,7 +137,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = commands[name];
   if (!command) {
-    console.error(`regionshift: unknown command "${name}"\n\n${usage()}`);
+    const near = nearest(name, Object.keys(commands));
+    console.error(`regionshift: unknown command "${name}"${near ? `; did you mean ${near}?` : ''}\n\n${usage()}`);
     return EXIT.badInput;
   }
   if (!LONG_RUNNING.has(name)) skipMissingKeysWarning();

@@ -9,6 +9,7 @@ import {
   type CustomAction,
 } from './catalog';
 import { ACTION_PARAMS, PLACEABLE } from './params';
+import { nearest } from '../nearest';
 
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration like 500ms, 30s, 5m or 1h');
 const catalogAction = z.enum(Object.keys(ACTIONS) as [ActionName, ...ActionName[]]);
@@ -20,26 +21,6 @@ const actionName = z.union([catalogAction, customAction], {
     return `unknown action ${JSON.stringify(issue.input)}${near ? `; did you mean ${near}?` : ''}; known: ${Object.keys(ACTIONS).join(', ')}, or ${CUSTOM_PREFIX}<name> from a plugin (lowercase letters, digits and dashes)`;
   },
 });
-
-/** What a typo most likely meant: the names that start with it (two at most), or the one within three edits. */
-function nearest(typed: string, known: string[]): string | undefined {
-  const prefixed = known.filter((k) => k.startsWith(typed));
-  if (prefixed.length > 0 && prefixed.length <= 2) return prefixed.join(' or ');
-  const ranked = known.map((k) => ({ k, d: editDistance(typed.toLowerCase(), k.toLowerCase()) }));
-  const best = ranked.reduce((a, b) => (b.d < a.d ? b : a));
-  return best.d <= 3 && ranked.filter((r) => r.d === best.d).length === 1 ? best.k : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++)
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length]!;
-}
 
 /** Bounds for a step when the source region may be gone (unplanned mode). */
 const UnplannedBounds = z.strictObject({
