@@ -18,13 +18,13 @@ others, then undrained once it is back; the loss of us-west-2 and an unplanned f
 us-east-1, approved as the on-call; us-west-2's return (read-only on its own timeline);
 reconciliation of the writes it acknowledged that never replicated; failback to us-west-2 with
 the traffic as it was before; and us-east-1, which those records leave without traffic (the
-planned failover back moved its share away), undrained to its configured share. After each run every database is asked whom it follows, and the
-stack's banking application (stack.app), told by each run's tell-app step, where it writes. Reports
-steps, RTO and lost writes per failover, the records before and after each drain, counts per class
-and cases per reconciliation, and the failback's RPO. Exit 0 when every run succeeded, no planned
-run lost a write, every standby follows the writer after each run, reconciliation left no
-acknowledged write unaccounted for, the failback lost none, and the application's writes follow
-the writer.
+planned failover back moved its share away), undrained to its configured share. After each run
+every database is asked whom it follows, and the stack's banking application (stack.app), told
+by each run's tell-app step, where it writes. Reports steps, RTO and lost writes per failover,
+the records before and after each drain, counts per class and cases per reconciliation, and the
+failback's RPO. Exit 0 when every run succeeded, no planned run lost a write, every standby
+follows the writer after each run, reconciliation left no acknowledged write unaccounted for, the
+failback lost none, and the application's writes follow the writer.
 
 The demo only kills and revives regions: the stack's probes, Prometheus, Alertmanager and the
 intake tell the guardian, which starts the drain, the undrain and the unplanned failover itself
