@@ -6,11 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
+import type { Worker } from '@temporalio/worker';
 import { Deliverer } from '../src/intake/deliver';
 import { guardianWorkflowId } from '../src/contract/guardian/ids';
 import type { AlarmSignal } from '../src/contract/guardian/types';
 import { CONTROL_TASK_QUEUE, runWorkflowId } from '../src/contract/runbook/ids';
-import { approveRun, awaitRecord, buildRunInput, startRun } from '../src/lib/runs/client';
+import { approveRun, awaitRecord, buildRunInput, runRecord, startRun } from '../src/lib/runs/client';
 import { buildIdOf, CONTROL_DEPLOYMENT, controlDeploymentOptions, makeCurrentVersion } from '../workers/versioning';
 import { runbookFromText } from './support/failover-env';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
@@ -26,6 +27,18 @@ let te: TemporalEnv;
 let A: string;
 let B: string;
 
+/** A control worker of the deployment running `code`, under the build id its hash gives. */
+async function startVersion(code: string): Promise<{ buildId: string; worker: Worker }> {
+  const buildId = buildIdOf(code);
+  const worker = await te.startWorker({
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowBundle: { code },
+    workerDeploymentOptions: controlDeploymentOptions(buildId),
+    activities: decisionActivities(te.config),
+  });
+  return { buildId, worker };
+}
+
 beforeAll(async () => {
   te = await createTemporalEnv(
     (address) =>
@@ -38,20 +51,10 @@ beforeAll(async () => {
       ]),
     { controlWorker: false },
   );
-  const startVersion = async (code: string): Promise<string> => {
-    const buildId = buildIdOf(code);
-    await te.startWorker({
-      taskQueue: CONTROL_TASK_QUEUE,
-      workflowBundle: { code },
-      workerDeploymentOptions: controlDeploymentOptions(buildId),
-      activities: decisionActivities(te.config),
-    });
-    return buildId;
-  };
-  A = await startVersion(bundleCode(te.workflowBundle));
+  A = (await startVersion(bundleCode(te.workflowBundle))).buildId;
   await makeCurrentVersion(te.connection, 'default', A);
   // B polls from the start (a rolling deploy's new worker), but is made current only in the test.
-  B = await startVersion(`// version B\n${bundleCode(te.workflowBundle)}`);
+  B = (await startVersion(`// version B\n${bundleCode(te.workflowBundle)}`)).buildId;
 });
 
 afterAll(async () => {
@@ -143,5 +146,43 @@ describe("control workers are versions of one deployment, named by their bundle'
     expect(await versioningOf(next)).toEqual({ behavior: PINNED, buildId: B });
     await next.terminate('test over');
     await guardian.terminate('test over');
+  });
+
+  it("a run whose version's workers are gone: its record says which run, its build, and how to end it, instead of a bare query failure", async () => {
+    const C = await startVersion(`// version C\n${bundleCode(te.workflowBundle)}`);
+    await makeCurrentVersion(te.connection, 'default', C.buildId);
+    const input = buildRunInput(te.config, GATE, {
+      service: SERVICE,
+      target: EAST,
+      mode: 'planned',
+      dryRun: false,
+      requestedBy: 'alice',
+      trigger: 'test',
+    });
+    input.approval = { required: true, timeout: '5m', onTimeout: 'reject', approvers: ['carol'], quorum: 1 };
+    const started = await startRun(te.client, input);
+    const run = te.client.workflow.getHandle(started.workflowId, started.runId);
+    await waitFor('the run at its gate', async () =>
+      (await run.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined,
+    );
+    // A deploy removes C while the run is pinned to it.
+    await makeCurrentVersion(te.connection, 'default', B);
+    await C.worker.shutdown();
+    try {
+      const refused = await runRecord(te.client, started.workflowId).then(
+        () => undefined,
+        (err: Error) => err.message,
+      );
+      expect(refused).toMatch(
+        new RegExp(
+          `^${started.workflowId} \\(run ${started.runId}, started .*\\) is running, but no worker answered for it within 10 s`,
+        ),
+      );
+      expect(refused).toContain(
+        `It is pinned to build ${C.buildId}: start a control worker of that build, or end the run: temporal workflow terminate -w ${started.workflowId} -r ${started.runId}`,
+      );
+    } finally {
+      await run.terminate('test over');
+    }
   });
 });

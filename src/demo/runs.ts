@@ -1,14 +1,14 @@
 // Running a failover the way an operator would, through the same client API as the CLI, with
 // the demo standing in for the on-call approver: each approval the run asks for is granted, and
 // what it was asked and why is printed.
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowExecutionDescription } from '@temporalio/client';
 import type { Config } from '../lib/config/schema';
 import { runUiUrl } from '../present/run';
 import { loadServiceRunbook } from '../lib/runbooks';
 import { runWorkflowId } from '../contract/runbook/ids';
 import type { Mode, RunInput, RunRecord } from '../contract/runbook/types';
 import type { DecisionSigner } from '../lib/sign';
-import { approveRun, awaitRecord, buildRunInput, RefusedError, startRun } from '../lib/runs/client';
+import { approveRun, awaitRecord, buildRunInput, progressOf, RefusedError, startRun } from '../lib/runs/client';
 import { isClusterSilence } from '../lib/runs/following';
 import { buildFollowUpInput } from '../lib/runs/reconcile';
 import { buildDrainInput, buildUndrainInput } from '../lib/runs/drain';
@@ -243,14 +243,14 @@ export async function clearStaleRun(
   say: (line: string) => void,
 ): Promise<void> {
   const handle = client.workflow.getHandle(runWorkflowId(service));
-  let running = false;
+  let desc: WorkflowExecutionDescription | undefined;
   try {
-    running = (await handle.describe()).status.name === 'RUNNING';
+    desc = await handle.describe();
   } catch (err) {
     if ((err as Error).name !== 'WorkflowNotFoundError') throw err;
   }
-  if (!running) return;
-  const rec = await handle.query<RunRecord>('progress');
+  if (desc?.status.name !== 'RUNNING') return;
+  const rec = await progressOf(client, desc);
   if (!ours.includes(rec.requestedBy)) {
     throw new RefusedError(
       `${service} has a run in progress requested by ${rec.requestedBy} (${rec.kind} ${rec.source ?? '?'} → ${rec.target}, at step ${rec.currentStep ?? '-'}); ` +

@@ -61,7 +61,8 @@ export function workerSet(): WorkerSet {
       await w.done;
     },
     async stopAll() {
-      for (const w of workers.values()) w.worker.shutdown();
+      // A test may have shut one down itself (a deploy removing a version).
+      for (const w of workers.values()) if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
       await Promise.allSettled([...workers.values()].map((w) => w.done));
     },
   };

@@ -5,6 +5,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowFailedError,
   WorkflowUpdateFailedError,
+  type WorkflowExecutionDescription,
 } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { dataConverterFromEnv } from '../codec/env';
@@ -234,10 +235,35 @@ export async function startRun(client: Client, input: RunInput, opts: { join?: b
 
 /** The run's record: its result, the record attached to its failure, or its live progress. */
 export async function runRecord(client: Client, workflowId: string, runId?: string): Promise<RunRecord> {
-  const handle = client.workflow.getHandle(workflowId, runId);
-  const desc = await handle.describe();
-  if (desc.status.name === 'RUNNING') return handle.query<RunRecord>('progress');
+  const desc = await client.workflow.getHandle(workflowId, runId).describe();
+  if (desc.status.name === 'RUNNING') return progressOf(client, desc);
   return awaitRecord(client, workflowId, desc.runId);
+}
+
+/** How long a query of a run's progress waits for a worker; a live one answers in milliseconds. */
+const PROGRESS_QUERY_MS = 10_000;
+
+/**
+ * A running run's live record. When no control worker of its version polls (they are down, or a
+ * deploy removed the build the run is pinned to), the query would wait out the server's timeout
+ * and fail as "Failed to query Workflow"; this says which run, where it stands, and what to do.
+ */
+export async function progressOf(client: Client, desc: WorkflowExecutionDescription): Promise<RunRecord> {
+  const handle = client.workflow.getHandle(desc.workflowId, desc.runId);
+  try {
+    return await client.connection.withDeadline(Date.now() + PROGRESS_QUERY_MS, () =>
+      handle.query<RunRecord>('progress'),
+    );
+  } catch (err) {
+    const step = desc.typedSearchAttributes.get(SA.step);
+    const build = desc.raw.workflowExecutionInfo?.versioningInfo?.deploymentVersion?.buildId;
+    throw new Error(
+      `${desc.workflowId} (run ${desc.runId}, started ${desc.startTime.toISOString()}${step ? `, at step ${step}` : ''}) is running, but no worker answered for it within ${PROGRESS_QUERY_MS / 1000} s (${(err as Error).message}). ` +
+        (build
+          ? `It is pinned to build ${build}: start a control worker of that build, or end the run: temporal workflow terminate -w ${desc.workflowId} -r ${desc.runId} (README: Changing workflow code)`
+          : 'Are the control workers up? (regionshift stack status)'),
+    );
+  }
 }
 
 export async function awaitRecord(client: Client, workflowId: string, runId?: string): Promise<RunRecord> {
@@ -316,10 +342,7 @@ async function target(client: Client, workflowId: string): Promise<{ runId: stri
     throw err;
   }
   if (desc.status.name !== 'RUNNING') return { runId: desc.runId };
-  return {
-    runId: desc.runId,
-    rec: await client.workflow.getHandle(workflowId, desc.runId).query<RunRecord>('progress'),
-  };
+  return { runId: desc.runId, rec: await progressOf(client, desc) };
 }
 
 /**
