@@ -75,6 +75,26 @@ async function versioningOf(h: WorkflowHandle): Promise<{ behavior: string; buil
   return { behavior: String(info?.behavior), buildId: info?.deploymentVersion?.buildId ?? '-' };
 }
 
+/** A run that waits at its approval gate (carol may approve), started by `requestedBy`. */
+async function gatedRun(requestedBy: string): Promise<{ run: WorkflowHandle; runId: string }> {
+  const input = buildRunInput(te.config, GATE, {
+    service: SERVICE,
+    target: EAST,
+    mode: 'planned',
+    dryRun: false,
+    requestedBy,
+    trigger: 'test',
+  });
+  input.approval = { required: true, timeout: '5m', onTimeout: 'reject', approvers: ['carol'], quorum: 1 };
+  const started = await startRun(te.client, input);
+  expect(started.workflowId).toBe(runWorkflowId(SERVICE));
+  const run = te.client.workflow.getHandle(started.workflowId, started.runId);
+  await waitFor('the run at its gate', async () =>
+    (await run.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined,
+  );
+  return { run, runId: started.runId };
+}
+
 const PINNED = '1'; // temporal.api.enums.v1.VersioningBehavior
 const AUTO_UPGRADE = '2';
 
@@ -96,20 +116,7 @@ describe("control workers are versions of one deployment, named by their bundle'
     await deliverer.deliver(SERVICE, [alarm()]);
     await waitFor('the guardian on A', async () => ((await versioningOf(guardian)).buildId === A ? true : undefined));
 
-    const input = buildRunInput(te.config, GATE, {
-      service: SERVICE,
-      target: EAST,
-      mode: 'planned',
-      dryRun: false,
-      requestedBy: 'alice',
-      trigger: 'test',
-    });
-    input.approval = { required: true, timeout: '5m', onTimeout: 'reject', approvers: ['carol'], quorum: 1 };
-    const first = await startRun(te.client, input);
-    const run = te.client.workflow.getHandle(first.workflowId, first.runId);
-    await waitFor('the run at its gate', async () =>
-      (await run.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined,
-    );
+    const { run, runId } = await gatedRun('alice');
     expect(await versioningOf(run)).toEqual({ behavior: PINNED, buildId: A });
 
     await makeCurrentVersion(te.connection, 'default', B);
@@ -120,13 +127,8 @@ describe("control workers are versions of one deployment, named by their bundle'
     expect(d.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId).toBe(B);
 
     // The run's next task (the approval) and all after it are A's, though B is current and polling.
-    await approveRun(
-      te.client,
-      first.workflowId,
-      { by: 'carol', decision: 'approve', reason: 'go' },
-      signerFor('carol'),
-    );
-    expect((await awaitRecord(te.client, first.workflowId, first.runId)).status).toBe('succeeded');
+    await approveRun(te.client, run.workflowId, { by: 'carol', decision: 'approve', reason: 'go' }, signerFor('carol'));
+    expect((await awaitRecord(te.client, run.workflowId, runId)).status).toBe('succeeded');
     const firstTasks = await tasks(run);
     expect(firstTasks.length).toBeGreaterThan(1);
     expect(new Set(firstTasks)).toEqual(new Set([`${A} ${PINNED}`]));
@@ -137,12 +139,7 @@ describe("control workers are versions of one deployment, named by their bundle'
     expect(await versioningOf(guardian)).toEqual({ behavior: AUTO_UPGRADE, buildId: B });
     expect((await tasks(guardian)).at(-1)).toBe(`${B} ${AUTO_UPGRADE}`);
 
-    const second = await startRun(te.client, { ...input, requestedBy: 'bob' });
-    expect(second.workflowId).toBe(runWorkflowId(SERVICE));
-    const next = te.client.workflow.getHandle(second.workflowId, second.runId);
-    await waitFor('the new run at its gate', async () =>
-      (await next.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined,
-    );
+    const { run: next } = await gatedRun('bob');
     expect(await versioningOf(next)).toEqual({ behavior: PINNED, buildId: B });
     await next.terminate('test over');
     await guardian.terminate('test over');
@@ -151,35 +148,22 @@ describe("control workers are versions of one deployment, named by their bundle'
   it("a run whose version's workers are gone: its record says which run, its build, and how to end it, instead of a bare query failure", async () => {
     const C = await startVersion(`// version C\n${bundleCode(te.workflowBundle)}`);
     await makeCurrentVersion(te.connection, 'default', C.buildId);
-    const input = buildRunInput(te.config, GATE, {
-      service: SERVICE,
-      target: EAST,
-      mode: 'planned',
-      dryRun: false,
-      requestedBy: 'alice',
-      trigger: 'test',
-    });
-    input.approval = { required: true, timeout: '5m', onTimeout: 'reject', approvers: ['carol'], quorum: 1 };
-    const started = await startRun(te.client, input);
-    const run = te.client.workflow.getHandle(started.workflowId, started.runId);
-    await waitFor('the run at its gate', async () =>
-      (await run.query<{ pendingApproval?: unknown }>('progress')).pendingApproval ? true : undefined,
-    );
+    const { run, runId } = await gatedRun('alice');
     // A deploy removes C while the run is pinned to it.
     await makeCurrentVersion(te.connection, 'default', B);
     await C.worker.shutdown();
     try {
-      const refused = await runRecord(te.client, started.workflowId).then(
+      const refused = await runRecord(te.client, run.workflowId).then(
         () => undefined,
         (err: Error) => err.message,
       );
       expect(refused).toMatch(
         new RegExp(
-          `^${started.workflowId} \\(run ${started.runId}, started .*\\) is running, but no worker answered for it within 10 s`,
+          `^${run.workflowId} \\(run ${runId}, started .*\\) is running, but no worker answered for it within 10 s`,
         ),
       );
       expect(refused).toContain(
-        `It is pinned to build ${C.buildId}: start a control worker of that build, or end the run: temporal workflow terminate -w ${started.workflowId} -r ${started.runId}`,
+        `It is pinned to build ${C.buildId}: start a control worker of that build, or end the run: temporal workflow terminate -w ${run.workflowId} -r ${runId}`,
       );
     } finally {
       await run.terminate('test over');
