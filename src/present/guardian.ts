@@ -20,6 +20,11 @@ export async function guardianView(client: Client, service: string): Promise<Gua
 
 const times = (n: number): string => (n > 1 ? ` (×${n})` : '');
 
+/** A region's failing signals, counted against the number the guardian acts at (CLI and Slack). */
+export function failingLine(f: GuardianView['failing'][number], v: GuardianView): string {
+  return `failing: ${f.region}, ${f.count} failing signal${f.count === 1 ? '' : 's'} since ${f.since} (acts at ${v.debounce.failures})`;
+}
+
 export function guardianLines(v: GuardianView): string[] {
   const lines = [
     `guardian: writer ${v.primary ?? '?'} · fails over after ${v.debounce.failures} failing signals within ${v.debounce.window} · cooldown ${v.cooldown} · ${v.received} alarms received, ${v.runsStarted} runs started`,
@@ -34,10 +39,7 @@ export function guardianLines(v: GuardianView): string[] {
     lines.push(
       `  run in progress: ${v.current.workflowId}${v.current.trigger ? ` (${v.current.trigger})` : ''}; new alarms are attached to it`,
     );
-  for (const f of v.failing)
-    lines.push(
-      `  failing: ${f.region}, ${f.count} failing signal${f.count === 1 ? '' : 's'} since ${f.since} (acts at ${v.debounce.failures})`,
-    );
+  for (const f of v.failing) lines.push(`  ${failingLine(f, v)}`);
   // A view from a guardian started before drains existed has no list.
   for (const d of v.drained ?? []) {
     lines.push(

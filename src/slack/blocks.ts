@@ -3,6 +3,7 @@
 import type { types } from '@slack/bolt';
 import type { RunRecord, StepState } from '../contract/runbook/types';
 import { headline, rtoFact, runRoute } from '../present/run';
+import { failingLine } from '../present/guardian';
 import type { GuardianView } from '../contract/guardian/types';
 import type { CaseAction, ReconcileCase } from '../contract/reconcile';
 
@@ -306,10 +307,7 @@ export function guardianText(v: GuardianView): string {
   ];
   if (v.inCooldown) lines.push(`*cooldown* until ${v.cooldownUntil}: no automatic failover; manual runs are allowed`);
   if (v.blocked) lines.push(`held back at ${v.blocked.at}: ${v.blocked.detail}`);
-  for (const f of v.failing)
-    lines.push(
-      `failing: ${f.region}, ${f.count} failing signal${f.count === 1 ? '' : 's'} since ${f.since} (acts at ${v.debounce.failures})`,
-    );
+  for (const f of v.failing) lines.push(failingLine(f, v));
   return lines.join('\n');
 }
 
