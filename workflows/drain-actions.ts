@@ -128,8 +128,8 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
         ctx.refuse(`the drain to undo (${input.drained.runId}) drained ${input.drained.region}, not ${region}`);
       // Every region answers for its database at once; a worker that does not pick the task up in
       // seconds is down, and cannot make the Route 53 calls either. The drained region, often the
-      // one down, gets a second: its answer only tells whether it is the writer, which the records
-      // tell too when it is silent.
+      // one down, gets a second: its answer only tells whether it is the writer, which silentWriter
+      // (below) works out when it is silent.
       const answered = new Set<string>();
       const topology = await Promise.all(
         input.regions.map((r) =>

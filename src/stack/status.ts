@@ -161,10 +161,15 @@ async function motoStatus(ctx: StackContext, state: StackState): Promise<Compone
   return s;
 }
 
+/** The service's databases that are up as primaries. */
+function primariesOf(nodes: ComponentStatus[], service: string | undefined): ComponentStatus[] {
+  return nodes.filter((n) => n.service === service && n.health === 'up' && n.role === 'primary');
+}
+
 /** Two writable primaries in one service: a former primary came back without being rejoined. */
 function flagSplitBrain(nodes: ComponentStatus[]): void {
   for (const service of new Set(nodes.map((n) => n.service))) {
-    const primaries = nodes.filter((n) => n.service === service && n.health === 'up' && n.role === 'primary');
+    const primaries = primariesOf(nodes, service);
     if (primaries.length < 2) continue;
     const regions = primaries.map((p) => p.region).join(', ');
     for (const p of primaries) {
@@ -280,9 +285,7 @@ async function demoAppStatus(
   if (!appReady(rec)) return [{ ...s, detail: `pid ${rec.pid} runs but has not printed that it is ready` }];
   try {
     const st = await appStatus(s.address!);
-    const writers = (await databases).filter(
-      (n) => n.service === app.service && n.health === 'up' && n.role === 'primary',
-    );
+    const writers = primariesOf(await databases, app.service);
     const writer = writers.length === 1 ? writers[0]!.region : undefined;
     const detail =
       writer && writer !== st.primary
