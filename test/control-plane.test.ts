@@ -328,7 +328,7 @@ describe('replicated control plane', () => {
     await waitFor(
       'both clusters to see the namespace active in east',
       async () =>
-        (await Promise.all([WEST, EAST].map((r) => namespaceViewAt(endpointOf(config, r).address, 'default')))).every(
+        (await Promise.all([WEST, EAST].map((r) => namespaceViewAt(config, endpointOf(config, r).address)))).every(
           (v) => v.active === EAST,
         ),
       30_000,
@@ -415,7 +415,7 @@ describe('replicated control plane', () => {
     // The namespace went to east in the test before; the intake still talks to west, which forwards.
     expect(intakeClient!.address).toBe(endpointOf(config, WEST).address);
     expect(botClient!.address).toBe(endpointOf(config, WEST).address);
-    const before = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+    const before = await namespaceViewAt(config, endpointOf(config, EAST).address);
     expect(before.active).toBe(EAST);
     await killCluster(WEST);
     try {
@@ -438,7 +438,7 @@ describe('replicated control plane', () => {
       expect(said.text).not.toMatch(/Failed/);
       expect(botClient!.address).toBe(endpointOf(config, EAST).address);
       // The active cluster answered the intake: a dead passive one moves nothing.
-      const after = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+      const after = await namespaceViewAt(config, endpointOf(config, EAST).address);
       expect([after.active, after.failoverVersion]).toEqual([EAST, before.failoverVersion]);
       expect(intakeLog.filter((l) => /control plane/.test(l))).toEqual([]);
     } finally {
@@ -448,7 +448,7 @@ describe('replicated control plane', () => {
     await waitFor(
       'west to follow the namespace as a standby',
       async () =>
-        (await namespaceViewAt(endpointOf(config, WEST).address, 'default').catch(() => undefined))?.active === EAST ||
+        (await namespaceViewAt(config, endpointOf(config, WEST).address).catch(() => undefined))?.active === EAST ||
         undefined,
       60_000,
     );
@@ -488,11 +488,11 @@ describe('replicated control plane', () => {
       () => undefined,
     );
     expect(back.get(`temporal:${EAST}`)).toEqual({ action: 'started' });
-    const west = await namespaceViewAt(endpointOf(config, WEST).address, 'default');
+    const west = await namespaceViewAt(config, endpointOf(config, WEST).address);
     await waitFor(
       'east to follow the namespace as a standby',
       async () => {
-        const v = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+        const v = await namespaceViewAt(config, endpointOf(config, EAST).address);
         return v.active === WEST && v.failoverVersion === west.failoverVersion ? v : undefined;
       },
       60_000,
@@ -528,7 +528,7 @@ describe('replicated control plane', () => {
     await rebuildPair({ config, configFile: stack.configFile, home: stack.home }, onWest, service);
     await onWest.connection.close();
     expect((await probePg(nodeOf(service, EAST))).role).toBe('standby');
-    const before = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+    const before = await namespaceViewAt(config, endpointOf(config, EAST).address);
     expect(before.active).toBe(WEST);
 
     const killed = await killRegion({ config, configFile: stack.configFile, home: stack.home }, service, WEST);
@@ -547,7 +547,7 @@ describe('replicated control plane', () => {
     expect(intakeLog.find((l) => l.includes('does not answer; failing over to'))).toMatch(
       new RegExp(`cluster ${WEST} .* does not answer; failing over to ${EAST} if it stays silent`),
     );
-    const moved = await namespaceViewAt(endpointOf(config, EAST).address, 'default');
+    const moved = await namespaceViewAt(config, endpointOf(config, EAST).address);
     expect(moved.active).toBe(EAST);
     expect(moved.failoverVersion).toBeGreaterThan(before.failoverVersion);
     const journal = readFileSync(join(intakeDir!, 'journal.jsonl'), 'utf8');

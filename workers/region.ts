@@ -12,6 +12,7 @@ import { createHttpActivities } from '../activities/http';
 import { loadPlugins, pluginActivities } from '../src/lib/plugins';
 import { dataConverterFromEnv } from '../src/lib/codec/env';
 import type { Config } from '../src/lib/config/schema';
+import { temporalCredentials } from '../src/lib/config/temporal-credentials';
 import {
   installWorkerRuntime,
   startWorkerMetrics,
@@ -89,7 +90,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
   const activity = [...activityInterceptors(tracing), ...metrics.activityInterceptors];
   let connection: NativeConnection;
   try {
-    connection = await NativeConnection.connect({ address: opts.address });
+    connection = await NativeConnection.connect({ address: opts.address, ...temporalCredentials(opts.config) });
   } catch (err) {
     await metrics.close();
     throw err;
@@ -208,7 +209,7 @@ export async function createRegionWorkers(opts: RegionWorkerOptions): Promise<Re
     },
     async renew() {
       const previous = { workers: rw.workers, connection: rw.connection };
-      const fresh = await NativeConnection.connect({ address: opts.address });
+      const fresh = await NativeConnection.connect({ address: opts.address, ...temporalCredentials(opts.config) });
       try {
         rw.workers = await makeWorkers(fresh);
       } catch (err) {

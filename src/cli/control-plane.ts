@@ -7,6 +7,7 @@ import { InputError } from '../lib/runs/client';
 import { connectCluster, linkClusters, registerGlobalNamespace, type ClusterSpec } from '../stack/control-plane';
 import { SEARCH_ATTRIBUTES } from '../stack/temporal';
 import { loadConfig } from '../lib/config/load';
+import { temporalCredentials } from '../lib/config/temporal-credentials';
 import { guard } from './exit';
 import { EXIT } from './exit';
 
@@ -40,7 +41,7 @@ export function controlPlaneCommand(argv: string[]): Promise<number> {
       const rows = await Promise.all(
         clusters.map(async (c) => {
           try {
-            const v = await namespaceViewAt(c.address, namespace);
+            const v = await namespaceViewAt(cfg, c.address);
             return {
               region: c.region,
               address: c.address,
@@ -93,7 +94,7 @@ export function controlPlaneCommand(argv: string[]): Promise<number> {
         address: c.address,
       }));
       const conns = await Promise.all(
-        specs.map(async (spec) => ({ spec, conn: await connectCluster(spec, timeoutMs) })),
+        specs.map(async (spec) => ({ spec, conn: await connectCluster(spec, timeoutMs, temporalCredentials(cfg)) })),
       );
       try {
         await linkClusters(conns);
@@ -105,7 +106,7 @@ export function controlPlaneCommand(argv: string[]): Promise<number> {
           timeoutMs,
         );
         // Search attributes are namespace settings: the active cluster takes them, the others replicate them.
-        const view = await namespaceViewAt(clusters[0]!.address, namespace);
+        const view = await namespaceViewAt(cfg, clusters[0]!.address);
         const active = conns.find((c) => c.spec.name === view.active) ?? conns[0]!;
         const have = Object.keys(
           (await active.conn.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {},

@@ -1,5 +1,6 @@
 import { CodecConfigError } from '../lib/codec/keys';
 import { ConfigError } from '../lib/config/load';
+import { CredentialsError } from '../lib/config/temporal-credentials';
 import { InputError, RefusedError } from '../lib/runs/client';
 import { SigningError } from '../lib/sign';
 
@@ -27,6 +28,7 @@ export async function guard(json: boolean, fn: () => Promise<number>): Promise<n
           ? EXIT.badInput
           : err instanceof InputError ||
               err instanceof ConfigError ||
+              err instanceof CredentialsError ||
               err instanceof CodecConfigError ||
               (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
             ? EXIT.badInput

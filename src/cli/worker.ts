@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, configPath, ConfigError } from '../lib/config/load';
+import { CredentialsError } from '../lib/config/temporal-credentials';
 import { runRegionWorkers } from '../../workers/region';
 import { MetricsSettingError, workerMetricsPort, type PortChoice } from '../lib/metrics/worker';
 import { CONTROL_TASK_QUEUE, regionTaskQueue } from '../contract/runbook/ids';
@@ -72,7 +73,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
       },
     );
   } catch (err) {
-    if (err instanceof MetricsSettingError) {
+    if (err instanceof MetricsSettingError || err instanceof CredentialsError) {
       console.error(`regionshift worker: ${err.message}`);
       return EXIT.badInput;
     }

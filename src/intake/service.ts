@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Config } from '../lib/config/schema';
+import { temporalCredentials } from '../lib/config/temporal-credentials';
 import { triggersOf } from '../lib/config/triggers';
 import { stateDir } from '../lib/paths';
 import { triggerProblems } from '../lib/config/triggers';
@@ -92,7 +93,7 @@ export async function runIntake(opts: IntakeOptions): Promise<RunningIntake> {
   type RunningWorker = { worker: Worker; done: Promise<void>; connection: NativeConnection; address: string };
   let worker: RunningWorker | undefined;
   const startWorker = async (address: string): Promise<RunningWorker> => {
-    const connection = await NativeConnection.connect({ address });
+    const connection = await NativeConnection.connect({ address, ...temporalCredentials(opts.config) });
     const w = await Worker.create({
       connection,
       namespace: opts.namespace ?? 'default',

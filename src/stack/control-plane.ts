@@ -13,6 +13,7 @@ import { accessSync, constants, createWriteStream, mkdirSync, writeFileSync } fr
 import { join } from 'node:path';
 import { TOOLS_DIR } from '../lib/paths';
 import { PrerequisiteError } from '../lib/postgres/node';
+import type { TemporalCredentials } from '../lib/config/temporal-credentials';
 import { runStreaming, which } from './run';
 
 export const TEMPORAL_SERVER_VERSION = 'v1.29.1';
@@ -175,13 +176,18 @@ async function retry<T>(what: string, fn: () => Promise<T>, timeoutMs: number): 
   }
 }
 
-export async function connectCluster(c: ClusterSpec, timeoutMs = 120_000): Promise<Connection> {
+/** `credentials`: what a secured cluster asks for (regionshift control-plane init); the stack's own clusters ask none. */
+export async function connectCluster(
+  c: ClusterSpec,
+  timeoutMs = 120_000,
+  credentials: TemporalCredentials = {},
+): Promise<Connection> {
   const { Connection } = await import('@temporalio/client');
   const address = c.address ?? `127.0.0.1:${c.port}`;
   return retry(
     `cluster ${c.name} on ${address} did not answer`,
     async () => {
-      const conn = await Connection.connect({ address, connectTimeout: '2s' });
+      const conn = await Connection.connect({ address, connectTimeout: '2s', ...credentials });
       await conn.workflowService.getSystemInfo({});
       return conn;
     },

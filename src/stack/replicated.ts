@@ -147,7 +147,7 @@ export async function upReplicated(
       clusters[0]!.name,
     );
     // Search attributes are namespace settings: the active cluster takes them, the others replicate them.
-    const active = (await namespaceViewAt(clusters[0]!.address, namespace)).active;
+    const active = (await namespaceViewAt(config, clusters[0]!.address)).active;
     const activeCluster = clusters.find((c) => c.name === active) ?? clusters[0]!;
     const missing = await waitUntil(
       async () => missingSearchAttributes(activeCluster.host, activeCluster.port, namespace),
@@ -157,7 +157,7 @@ export async function upReplicated(
     for (const c of clusters) {
       await waitUntil(
         async () =>
-          (await namespaceViewAt(c.address, namespace)).active !== '' &&
+          (await namespaceViewAt(config, c.address)).active !== '' &&
           (await missingSearchAttributes(c.host, c.port, namespace)).length === 0,
         {
           what: `namespace ${namespace} with its search attributes on ${c.name}`,
@@ -204,7 +204,7 @@ export async function replicatedStatus(
         return s;
       }
       try {
-        const view = await namespaceViewAt(c.address, namespace);
+        const view = await namespaceViewAt(config, c.address);
         s.health = 'up';
         s.controlPlane = view.active === c.name ? 'active' : 'standby';
         s.detail =

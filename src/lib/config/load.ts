@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { approvalProblems, Config } from './schema';
+import { TLS_FILE_KEYS, tlsFileProblems } from './temporal-credentials';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -104,6 +105,17 @@ export function loadConfig(file = configPath()): Config {
       problems.map((p) => `${file}: ${p}`),
     );
   const base = dirname(resolve(file));
+  const tls = config.temporal.tls;
+  if (typeof tls === 'object') {
+    for (const key of TLS_FILE_KEYS) if (tls[key]) tls[key] = resolve(base, tls[key]);
+    // Checked here too, so `regionshift validate` catches a wrong path, not the first connection.
+    const unreadable = tlsFileProblems(config);
+    if (unreadable.length)
+      throw new ConfigError(
+        file,
+        unreadable.map((p) => `${file}: ${p}`),
+      );
+  }
   for (const plugin of config.plugins) if (plugin.module.startsWith('.')) plugin.module = resolve(base, plugin.module);
   for (const service of config.services) {
     const own = (service.runbooks ?? {}) as Record<string, string>;

@@ -669,6 +669,26 @@ export const Metrics = z
   });
 export type Metrics = z.infer<typeof Metrics>;
 
+/** Files for TLS to Temporal, PEM; paths relative to the config file. */
+const TemporalTls = z
+  .strictObject({
+    /** mTLS: this client's certificate and its key, both or neither. */
+    clientCert: z.string().min(1).optional(),
+    clientKey: z.string().min(1).optional(),
+    /** The CA that signed the server's certificate, when it is not one the system trusts. */
+    serverCA: z.string().min(1).optional(),
+    /** The name the server's certificate carries, when it is not the address's host. */
+    serverName: z.string().min(1).optional(),
+  })
+  .superRefine((tls, ctx) => {
+    if ((tls.clientCert === undefined) !== (tls.clientKey === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: [tls.clientCert === undefined ? 'clientCert' : 'clientKey'],
+        message: 'mTLS needs both clientCert and clientKey (the certificate and its private key)',
+      });
+  });
+
 export const Config = z
   .strictObject({
     temporal: z
@@ -690,6 +710,20 @@ export const Config = z
          * restart or a network blip does not move it; `off`: only an operator moves it.
          */
         controlPlaneFailoverAfter: z.union([duration, z.literal('off')]).default('60s'),
+        /**
+         * TLS to every cluster: `true` trusts the system's roots (Temporal Cloud); files (relative to
+         * this file) add mTLS with a client certificate, or trust a private CA. Absent: plaintext,
+         * unless apiKeyEnv is set (an API key is only ever sent over TLS).
+         */
+        tls: z.union([z.boolean(), TemporalTls]).optional(),
+        /**
+         * The environment variable that holds an API key (Temporal Cloud), sent as a bearer token.
+         * The key itself never goes in this file, which is in git and in every run's record.
+         */
+        apiKeyEnv: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name, e.g. TEMPORAL_API_KEY (not the key itself)')
+          .optional(),
       })
       .default({
         address: '127.0.0.1:7233',
@@ -751,6 +785,12 @@ export const Config = z
     services: z.array(Service).min(1),
   })
   .superRefine((config, ctx) => {
+    if (config.temporal.apiKeyEnv && config.temporal.tls === false)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['temporal', 'tls'],
+        message: 'an API key is sent only over TLS: remove tls: false (or apiKeyEnv)',
+      });
     const clusters = config.temporal.clusters;
     if (clusters) {
       for (const region of new Set(config.services.flatMap((s) => s.regions))) {

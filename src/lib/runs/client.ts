@@ -10,6 +10,7 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import { dataConverterFromEnv } from '../codec/env';
 import type { Config, Service } from '../config/schema';
+import { temporalCredentials } from '../config/temporal-credentials';
 import { activeAddress, clusterEndpoints } from './control-plane';
 import { FollowingClient, failoverAfterMsOf, type FollowingOptions, type GrpcInterceptors } from './following';
 import { residencyRuleOf, residencyViolation } from '../../contract/policy/residency';
@@ -64,6 +65,24 @@ export async function temporalAddressFor(config: Config): Promise<string> {
 }
 
 /**
+ * Why a connection failed, with what to do: the SDK's "Failed to connect" hides the server's
+ * answer in its cause, and a refused credential is not a stack that is down.
+ */
+export function connectFailure(config: Config, address: string, err: Error): string {
+  const cause = err.cause as { code?: number; details?: string; message?: string } | undefined;
+  const why = cause?.details ?? cause?.message;
+  const detail = why ? `${err.message}: ${why}` : err.message;
+  // gRPC UNAUTHENTICATED (16), PERMISSION_DENIED (7).
+  if (cause?.code === 16 || cause?.code === 7)
+    return `Temporal at ${address} refused this client's credentials (${detail}); check temporal.apiKeyEnv and temporal.tls`;
+  // A TLS handshake the server rejects, or whose server this client does not trust, never gets
+  // further than the deadline either.
+  if (config.temporal.tls)
+    return `cannot reach Temporal at ${address} (${detail}); is it up, and do temporal.tls's certificate and CA match the server's?`;
+  return `cannot reach Temporal at ${address} (${detail}); is the stack up? (regionshift stack up)`;
+}
+
+/**
  * opts.address: that cluster, whatever the config says (a control-plane failover's target).
  * opts.interceptors: the connection's gRPC interceptors instead of the SDK's default retries.
  */
@@ -74,17 +93,17 @@ export async function connect(
   // First: bad keys are the caller's to fix, whether or not Temporal is reachable.
   const dataConverter = dataConverterFromEnv();
   const address = opts.address ?? (await temporalAddressFor(config));
+  const credentials = temporalCredentials(config);
   let connection: Connection;
   try {
     connection = await Connection.connect({
       address,
       connectTimeout: '5s',
+      ...credentials,
       ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
     });
   } catch (err) {
-    throw new Error(
-      `cannot reach Temporal at ${address} (${(err as Error).message}); is the stack up? (regionshift stack up)`,
-    );
+    throw new Error(connectFailure(config, address, err as Error));
   }
   // A run's trace starts at its StartWorkflow span here; workers add the run, step and activity spans.
   return new Client({

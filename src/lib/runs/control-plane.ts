@@ -9,6 +9,7 @@ import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { CONTROL_TASK_QUEUE } from '../../contract/runbook/ids';
 import type { Config } from '../config/schema';
+import { temporalCredentials } from '../config/temporal-credentials';
 
 export interface ClusterEndpoint {
   /** The region, which is also the cluster's name. */
@@ -50,8 +51,13 @@ export function endpointOf(config: Config, region: string): ClusterEndpoint {
   return found;
 }
 
-async function withConnection<T>(address: string, fn: (c: Connection) => Promise<T>, timeoutMs = 2_000): Promise<T> {
-  const c = await Connection.connect({ address, connectTimeout: timeoutMs });
+async function withConnection<T>(
+  config: Config,
+  address: string,
+  fn: (c: Connection) => Promise<T>,
+  timeoutMs = 2_000,
+): Promise<T> {
+  const c = await Connection.connect({ address, connectTimeout: timeoutMs, ...temporalCredentials(config) });
   try {
     return await fn(c);
   } finally {
@@ -61,14 +67,15 @@ async function withConnection<T>(address: string, fn: (c: Connection) => Promise
 
 /** What one cluster says of the namespace. */
 export async function namespaceViewAt(
+  config: Config,
   address: string,
-  namespace: string,
   timeoutMs = 2_000,
 ): Promise<Omit<NamespaceView, 'from'>> {
   return withConnection(
+    config,
     address,
     async (c) => {
-      const d = await c.workflowService.describeNamespace({ namespace });
+      const d = await c.workflowService.describeNamespace({ namespace: config.temporal.namespace });
       return { active: d.replicationConfig?.activeClusterName ?? '', failoverVersion: Number(d.failoverVersion ?? 0) };
     },
     timeoutMs,
@@ -87,7 +94,7 @@ export async function namespaceView(
   const views = await Promise.all(
     clusters.map(async (c) => {
       try {
-        return { ...(await namespaceViewAt(c.address, config.temporal.namespace, timeoutMs)), from: c.region };
+        return { ...(await namespaceViewAt(config, c.address, timeoutMs)), from: c.region };
       } catch {
         return undefined;
       }
@@ -128,7 +135,7 @@ export async function failoverControlPlane(
 ): Promise<{ from: string; to: string; failoverVersion: number; changed: boolean }> {
   const { address } = endpointOf(config, target);
   const namespace = config.temporal.namespace;
-  const before = await namespaceViewAt(address, namespace).catch((err: Error) => {
+  const before = await namespaceViewAt(config, address).catch((err: Error) => {
     throw new Error(
       `the Temporal cluster of ${target} (${address}) does not answer (${err.message}); pick a cluster that is up`,
     );
@@ -136,15 +143,16 @@ export async function failoverControlPlane(
   if (before.active === target)
     return { from: target, to: target, failoverVersion: before.failoverVersion, changed: false };
   await withConnection(
+    config,
     address,
     (c) => c.workflowService.updateNamespace({ namespace, replicationConfig: { activeClusterName: target } }),
     10_000,
   );
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const now = await namespaceViewAt(address, namespace).catch(() => undefined);
+    const now = await namespaceViewAt(config, address).catch(() => undefined);
     if (now?.active === target) {
-      await reassertCurrentVersion(address, namespace, until);
+      await reassertCurrentVersion(config, address, until);
       return { from: before.active, to: target, failoverVersion: now.failoverVersion, changed: true };
     }
     if (Date.now() > until)
@@ -167,13 +175,15 @@ export async function failoverControlPlane(
  * queue's own routing comes from matching, no workflow involved (DescribeTaskQueue: 0.2–1.0 s in
  * ten bench failovers, the routing there in eight).
  */
-async function reassertCurrentVersion(address: string, namespace: string, until: number): Promise<void> {
+async function reassertCurrentVersion(config: Config, address: string, until: number): Promise<void> {
+  const namespace = config.temporal.namespace;
   // Loaded here only: the versioning module brings the worker SDK, which no other client call needs.
   const { CONTROL_DEPLOYMENT } = await import('../../../workers/versioning');
   // One question may take 2 s (never past the caller's deadline): one that hangs must not use up
   // all the time there is.
   const questionDeadline = (): number => Math.min(until, Date.now() + 2_000);
   await withConnection(
+    config,
     address,
     async (c) => {
       // Bounded too: an answer that does not come means the routing is repaired the slow way.
