@@ -15,16 +15,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/lib/config/load';
-import {
-  killLeftovers,
-  makeTempStack,
-  processesOf,
-  REPO,
-  runCli,
-  type CliResult,
-  type TempStack,
-} from './support/stack-env';
+import { shippedLedgerTriggers } from '../src/stack/temp';
+import { killLeftovers, makeTempStack, processesOf, runCli, type CliResult, type TempStack } from './support/stack-env';
 
 interface Step {
   id: string;
@@ -166,18 +158,8 @@ function isIso(s: string | null): boolean {
   return typeof s === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(s) && new Date(s).toISOString() === s;
 }
 
-/** The shipped config's alarm mapping, debounce, undrain delay and cooldown: the demo runs as `regionshift demo` would. */
-function shippedTriggers(): { serviceExtra: string; policy: string } {
-  const ledger = loadConfig(join(REPO, 'regionshift.yaml')).services[0]!;
-  // JSON is YAML: the block goes in as the config has it.
-  return {
-    serviceExtra: `    triggers: ${JSON.stringify(ledger.triggers)}`,
-    policy: `      cooldown: ${ledger.policy.cooldown}`,
-  };
-}
-
 beforeAll(async () => {
-  const shipped = shippedTriggers();
+  const shipped = shippedLedgerTriggers();
   stack = await makeTempStack({
     regions: REGIONS,
     weights: WEIGHTS,
@@ -491,7 +473,7 @@ describe('regionshift demo --json on a replicated control plane (two regions, a 
   let result: { ok: boolean; runs: Run[]; failback: Failback };
 
   beforeAll(async () => {
-    const shipped = shippedTriggers();
+    const shipped = shippedLedgerTriggers();
     rs = await makeTempStack({
       regions: [WEST, EAST],
       weights: { [WEST]: 60, [EAST]: 40 },

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePortRun, freePorts } from '../lib/net';
 import { REPO_ROOT } from '../lib/paths';
+import { loadConfig } from '../lib/config/load';
 
 export interface TempStackFiles {
   dir: string;
@@ -88,6 +89,20 @@ function ledgerRunbooks(dir: string, port: number): Record<string, string> {
 }
 
 /** One service `ledger` on PostgreSQL (the first region writes, the others stream from it) and Route 53 in moto. */
+/**
+ * The shipped regionshift.yaml's ledger alarm mapping, debounce, undrain delay and cooldown, as
+ * TempStackOptions' serviceExtra and policy: with monitoring on, the demo then runs on a
+ * temporary stack as `regionshift demo` runs it (its test, and the histories a release records).
+ */
+export function shippedLedgerTriggers(): { serviceExtra: string; policy: string } {
+  const ledger = loadConfig(join(REPO_ROOT, 'regionshift.yaml')).services[0]!;
+  // JSON is YAML: the block goes in as the config has it.
+  return {
+    serviceExtra: `    triggers: ${JSON.stringify(ledger.triggers)}`,
+    policy: `      cooldown: ${ledger.policy.cooldown}`,
+  };
+}
+
 export async function writeTempStack(opts: TempStackOptions): Promise<TempStackFiles> {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix));
   // mkdtemp makes the folder 0700; the postgres user must be able to reach the data directories inside.
