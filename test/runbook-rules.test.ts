@@ -32,6 +32,7 @@ import { FENCE_LSN, outcome, runStubRegions, StubFleet, untilCancelled } from '.
 import { silentWriter } from '../workflows/writer';
 import { approverEntries, decisionActivities, signerFor } from './support/signing';
 import { createTemporalEnv, paperConfig, type TemporalEnv } from './support/temporal-env';
+import { runInControlVersion } from './support/workflow-bundle';
 import { waitFor } from './support/wait';
 
 const FAILOVER = loadRunbook(builtinRunbookPath('failover'));
@@ -135,15 +136,13 @@ async function rig(ctx: TestContext, name: string, policy: Record<string, unknow
   // One workflow thread: a test runs one run at a time (and perhaps its fence watcher), and
   // several tests run at once.
   // The rig's client encrypts when this machine has keys (the environment, or a local stack's key file): so must this worker.
-  const worker = await Worker.create({
-    connection: te.connection,
+  // Versioned, as every control worker is: the fence watcher a run starts here declares AUTO_UPGRADE.
+  control = await runInControlVersion(te.connection, te.workflowBundle, {
     taskQueue,
-    workflowBundle: te.workflowBundle,
     workflowThreadPoolSize: 1,
     activities: decisionActivities(config),
     dataConverter: dataConverterFromEnv(),
   });
-  control = { worker, done: worker.run() };
   return {
     service,
     source,

@@ -10,7 +10,8 @@ import type { Worker } from '@temporalio/worker';
 import { Deliverer } from '../src/intake/deliver';
 import { guardianWorkflowId } from '../src/contract/guardian/ids';
 import type { AlarmSignal } from '../src/contract/guardian/types';
-import { CONTROL_TASK_QUEUE, runWorkflowId } from '../src/contract/runbook/ids';
+import { CONTROL_TASK_QUEUE, regionTaskQueue, runWorkflowId } from '../src/contract/runbook/ids';
+import type { FenceResult } from '../src/contract/activities';
 import { approveRun, awaitRecord, buildRunInput, runRecord, startRun } from '../src/lib/runs/client';
 import { buildIdOf, CONTROL_DEPLOYMENT, controlDeploymentOptions, makeCurrentVersion } from '../workers/versioning';
 import { runbookFromText } from './support/failover-env';
@@ -168,5 +169,28 @@ describe("control workers are versions of one deployment, named by their bundle'
     } finally {
       await run.terminate('test over');
     }
+  });
+
+  it('the fence watcher, which may wait days for a region, moves to the current version at its next task', async () => {
+    await makeCurrentVersion(te.connection, 'default', B);
+    const watcher = await te.client.workflow.start('fenceWhenReachable', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `regionshift-fence-${SERVICE}-${WEST}-${Date.now()}`,
+      args: [{ service: SERVICE, region: WEST }],
+    });
+    // Its fence waits for us-west-2, whose worker is not up yet; meanwhile a deploy makes A current.
+    await waitFor('the watcher on B', async () => ((await versioningOf(watcher)).buildId === B ? true : undefined));
+    expect(await versioningOf(watcher)).toEqual({ behavior: AUTO_UPGRADE, buildId: B });
+    await makeCurrentVersion(te.connection, 'default', A);
+    const fence: FenceResult = {
+      region: WEST,
+      alreadyFenced: false,
+      verified: true,
+      lsn: '0/3000100',
+      terminatedSessions: 0,
+    };
+    await te.startWorker({ taskQueue: regionTaskQueue(WEST), activities: { dbFenceWrites: async () => fence } });
+    expect(await watcher.result()).toBe(`${WEST} fenced at 0/3000100`);
+    expect((await tasks(watcher)).at(-1)).toBe(`${A} ${AUTO_UPGRADE}`);
   });
 });

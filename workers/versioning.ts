@@ -2,8 +2,9 @@
 // Deployment; its version's build id is the hash of the workflow bundle it runs, so two workers
 // share a version exactly when they would replay a history the same way. A runbook run is PINNED
 // to the version it started on (a rolling deploy mid-incident never hands its next step to other
-// code); the guardian, which lives for weeks, moves to the current version at its next task
-// (AUTO_UPGRADE, set in workflows/guardian.ts), so its changes need patched().
+// code); the guardian, which lives for weeks, and the watchers that wait for a region to answer
+// move to the current version at their next task (AUTO_UPGRADE, set in workflows/guardian.ts and
+// workflows/actions.ts), so their changes need patched().
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { NativeConnection, WorkerDeploymentOptions } from '@temporalio/worker';
@@ -47,8 +48,8 @@ export async function controlBundle(traced = true): Promise<VersionedBundle> {
 }
 
 export function controlDeploymentOptions(buildId: string): WorkerDeploymentOptions {
-  // PINNED by default: every workflow on the control queue but the guardian and its health
-  // watcher, which say AUTO_UPGRADE themselves.
+  // PINNED by default: every workflow on the control queue but the guardian, its health watcher
+  // and the fence and follow watchers, which say AUTO_UPGRADE themselves.
   return {
     version: { deploymentName: CONTROL_DEPLOYMENT, buildId },
     useWorkerVersioning: true,

@@ -502,6 +502,12 @@ function rpoEstimateSeconds(state: DbNodeState): number | undefined {
   return lagMs === undefined ? undefined : Math.round(lagMs / 100) / 10;
 }
 
+// The watchers wait up to 30 days for a region to answer, longer than any deploy keeps an old
+// control version: like the guardian they move to the current version at their next task
+// (workers/versioning.ts), so a change to their commands must be behind patched().
+wf.setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, followWhenReachable);
+wf.setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, fenceWhenReachable);
+
 /**
  * Keeps trying until the region's standby answers, then points it at the service's writer of
  * that moment (found by the region's own worker), so a later failover never leaves it behind.

@@ -4,7 +4,14 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bundleWorkflowCode, type NativeConnection, type WorkerDeploymentOptions } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
+import {
+  bundleWorkflowCode,
+  Worker,
+  type NativeConnection,
+  type WorkerDeploymentOptions,
+  type WorkerOptions,
+} from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../workers/bundle';
 import { buildIdOf, controlDeploymentOptions, makeCurrentVersion } from '../../workers/versioning';
 
@@ -54,4 +61,43 @@ export async function startControlVersion(
   await start({ workerDeploymentOptions: controlDeploymentOptions(buildId) });
   await makeCurrentVersion(connection, 'default', buildId);
   return buildId;
+}
+
+/**
+ * A control worker on a test's own task queue, in the version startControlVersion made current:
+ * workflows that declare a versioning behaviour (the guardian, the fence and follow watchers) do
+ * not run on an unversioned worker. Returns once the queue routes new workflows to that version;
+ * a run started before would be queued unversioned, where no versioned worker takes it.
+ */
+export async function runInControlVersion(
+  connection: NativeConnection,
+  bundle: TestBundle,
+  options: Omit<WorkerOptions, 'connection' | 'workflowBundle' | 'workerDeploymentOptions'>,
+): Promise<{ worker: Worker; done: Promise<void> }> {
+  const buildId = buildIdOf(bundleCode(bundle));
+  const worker = await Worker.create({
+    ...options,
+    connection,
+    workflowBundle: bundle,
+    workerDeploymentOptions: controlDeploymentOptions(buildId),
+  });
+  const done = worker.run();
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const routed = await connection.workflowService
+      .describeTaskQueue({
+        namespace: options.namespace ?? 'default',
+        taskQueue: { name: options.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      })
+      .then((d) => d.versioningInfo?.currentDeploymentVersion?.buildId)
+      .catch(() => undefined);
+    if (routed === buildId) return { worker, done };
+    if (Date.now() > until) {
+      worker.shutdown();
+      await done.catch(() => undefined);
+      throw new Error(`task queue ${options.taskQueue} did not route to control version ${buildId} within 30 s`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
