@@ -727,8 +727,15 @@ export async function guardian(input: GuardianInput): Promise<void> {
     }
     while (queue.length > 0) {
       const batch = queue.splice(0, queue.length);
+      // An alarm is judged at the time the intake received it, not at this task's time. A status
+      // query answered by a worker that does not hold this guardian (the one that did died, often
+      // with the region the alarms are about) applies the pending alarms with the clock of the last
+      // task, and that worker keeps what they decided: a cooldown long over then held the failover
+      // back until a later alarm (33 s after the kill in the demo), and the history no longer
+      // replayed. The receipt time is in the signal, so every worker judges the same.
+      const atReceipt = wf.patched('decide-at-receipt');
       for (const a of batch) {
-        const verdict = decide(state, settings, a, Date.now(), { quorum: quorumFor(a) });
+        const verdict = decide(state, settings, a, atReceipt ? a.receivedAt : Date.now(), { quorum: quorumFor(a) });
         if (verdict.kind === 'start') {
           state.attachedKeys = [];
           await start(verdict);
