@@ -102,7 +102,8 @@ export interface SecuredTemporal {
  * One cluster whose frontend takes TLS only. `mtls`: a client certificate signed by the CA is
  * required. `apiKey`: any TLS client, but every call needs a bearer token the issuer signed; the
  * server's own workers reach it through its internal frontend, as Temporal's docs advise for a
- * cluster with an authorizer. The namespace `default` is registered with `adminKey`'s rights.
+ * cluster with an authorizer. The namespace `default` and the runs' search attributes are set up
+ * with an admin's key.
  */
 export async function startSecuredTemporal(
   dir: string,
@@ -114,7 +115,7 @@ export async function startSecuredTemporal(
   // internal frontend two more.
   const port = await freePortRun(11);
   const spec: ClusterSpec = { name: 'secured', initialFailoverVersion: 1, port, dir };
-  writeClusterFiles(spec);
+  writeClusterFiles(spec); // its dynamic config; config.yaml is written again below, secured
   const config = parse(clusterConfigYaml(spec)) as Record<string, Record<string, unknown>>;
   const server = { certFile: pki.serverCert, keyFile: pki.serverKey };
   const trustCa = { serverName: 'localhost', rootCaFiles: [pki.ca] };
@@ -160,22 +161,20 @@ export async function startSecuredTemporal(
       `the secured Temporal on ${address} to register namespace default (log: ${log})`,
       async () => {
         const conn = await Connection.connect({ address, connectTimeout: '2s', ...credentials });
+        const unlessThere = (err: Error) => {
+          if (!err.message.includes('already')) throw err;
+        };
         try {
-          await conn.workflowService.registerNamespace({
-            namespace: 'default',
-            workflowExecutionRetentionPeriod: msToTs('1 day'),
-          });
-        } catch (err) {
-          if (!(err as Error).message.includes('already exists')) throw err;
-        }
-        try {
+          await conn.workflowService
+            .registerNamespace({ namespace: 'default', workflowExecutionRetentionPeriod: msToTs('1 day') })
+            .catch(unlessThere);
           // The runs' search attributes, as `stack up` and `control-plane init` add them.
-          await conn.operatorService.addSearchAttributes({
-            namespace: 'default',
-            searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((n) => [n, KEYWORD])),
-          });
-        } catch (err) {
-          if (!(err as Error).message.includes('already')) throw err;
+          await conn.operatorService
+            .addSearchAttributes({
+              namespace: 'default',
+              searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((n) => [n, KEYWORD])),
+            })
+            .catch(unlessThere);
         } finally {
           await conn.close();
         }

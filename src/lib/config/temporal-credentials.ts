@@ -16,7 +16,6 @@ export interface TemporalCredentials {
   apiKey?: string;
 }
 
-type TlsFiles = Exclude<NonNullable<Config['temporal']['tls']>, boolean>;
 export const TLS_FILE_KEYS = ['clientCert', 'clientKey', 'serverCA'] as const;
 
 /** The files temporal.tls names that cannot be read, one line each ("temporal.tls.clientCert: cannot read …"). */
@@ -51,7 +50,7 @@ export function temporalCredentials(config: Config, env: NodeJS.ProcessEnv = pro
 function readTlsFiles(tls: Config['temporal']['tls'], problems: string[]): TLSConfig | undefined {
   if (typeof tls !== 'object') return undefined;
   const read = (key: (typeof TLS_FILE_KEYS)[number]): Buffer | undefined => {
-    const path = (tls as TlsFiles)[key];
+    const path = tls[key];
     if (path === undefined) return undefined;
     try {
       return readFileSync(path);

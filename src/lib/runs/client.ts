@@ -68,7 +68,7 @@ export async function temporalAddressFor(config: Config): Promise<string> {
  * Why a connection failed, with what to do: the SDK's "Failed to connect" hides the server's
  * answer in its cause, and a refused credential is not a stack that is down.
  */
-export function connectFailure(config: Config, address: string, err: Error): string {
+function connectFailure(config: Config, address: string, err: Error): string {
   const cause = err.cause as { code?: number; details?: string; message?: string } | undefined;
   const why = cause?.details ?? cause?.message;
   const detail = why ? `${err.message}: ${why}` : err.message;
