@@ -5,7 +5,7 @@
 // for the task that follows. Decided there, a cooldown that had ended still held the failover back
 // (it started only on a later alarm, 33 s after the kill in the demo), and the guardian's history
 // no longer replayed. Two real `regionshift worker --control-only` processes; one is SIGKILLed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ import type { Config } from '../src/lib/config/schema';
 import { workflowExporterSink } from '../src/lib/tracing';
 import { controlBundle } from '../workers/versioning';
 import { runbookFromText } from './support/failover-env';
-import { REPO } from './support/stack-env';
+import { startCliWorker } from './support/stack-env';
 import { createTemporalEnv, type TemporalEnv } from './support/temporal-env';
 import { waitFor } from './support/wait';
 
@@ -54,20 +54,9 @@ services:
 }
 
 /** `regionshift worker --control-only`, ready once it says so (it makes its version current first). */
-async function startControlWorker(name: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(REPO, 'bin', 'regionshift.js'), 'worker', '--control-only'], {
-    cwd: REPO,
-    env: { ...process.env, REGIONSHIFT_CONFIG: configFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function startControlWorker(): Promise<ChildProcess> {
+  const { child } = await startCliWorker(['--control-only'], { ...process.env, REGIONSHIFT_CONFIG: configFile });
   workers.push(child);
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-  await waitFor(`control worker ${name} to be ready`, async () => {
-    if (child.exitCode !== null) throw new Error(`control worker ${name} exited ${child.exitCode}:\n${out}`);
-    return out.includes('regionshift worker ready');
-  }, 60_000, 100); // prettier-ignore
   return child;
 }
 
@@ -114,7 +103,7 @@ afterAll(async () => {
 });
 
 it('the worker holding the guardian dies as the alarms come, with a status query in flight: the failover starts once the alarms agree, and the history replays', async () => {
-  const holder = await startControlWorker('A');
+  const holder = await startControlWorker();
   const deliverer = new Deliverer({ client: te.client, config, runbook: RUNBOOK });
   await deliverer.configureAll();
   const guardian = te.client.workflow.getHandle(guardianWorkflowId(SERVICE));
@@ -130,7 +119,7 @@ it('the worker holding the guardian dies as the alarms come, with a status query
     requestedBy: 'alice',
   });
   expect((await guardian.query<GuardianView>('state')).lastRun?.runId).toBe('earlier-run');
-  await startControlWorker('B');
+  await startControlWorker();
   await new Promise((r) => setTimeout(r, (COOLDOWN_S + 1) * 1000));
 
   holder.kill('SIGKILL');

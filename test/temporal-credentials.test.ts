@@ -4,7 +4,6 @@
 // its version current and runs its warm-up workflow; a client made the way the CLI, the intake and
 // the Slack bot make theirs then reads that run. Without the credentials the server refuses, and
 // a credential regionshift cannot read is named before anything connects.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,10 +22,7 @@ import {
   type SecuredTemporal,
 } from './support/secured-temporal';
 import { problemsOf } from './support/config-problems';
-import { runCli } from './support/stack-env';
-import { waitFor } from './support/wait';
-
-const REPO = join(__dirname, '..');
+import { runCli, startCliWorker, type CliWorker } from './support/stack-env';
 
 /** A config whose only service is never touched: a control worker and a client need only `temporal`. */
 function writeConfig(dir: string, name: string, temporal: string[]): string {
@@ -47,35 +43,12 @@ function writeConfig(dir: string, name: string, temporal: string[]): string {
   return file;
 }
 
-interface RunningWorker {
-  child: ChildProcess;
-  output: () => string;
+/** `regionshift worker --control-only`, as a deploy starts it. */
+function startControlWorker(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<CliWorker> {
+  return startCliWorker(['--control-only', '--config', configFile], { ...process.env, ...env });
 }
 
-/** `regionshift worker --control-only`, as a deploy starts it; ready once it says so. */
-async function startControlWorker(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<RunningWorker> {
-  const child = spawn(
-    process.execPath,
-    [join(REPO, 'bin', 'regionshift.js'), 'worker', '--control-only', '--config', configFile],
-    { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-  const w = { child, output: () => out };
-  await waitFor(
-    'the control worker to say it is ready',
-    async () => {
-      if (child.exitCode !== null) throw new Error(`the worker exited ${child.exitCode}:\n${out}`);
-      return out.includes('regionshift worker ready');
-    },
-    90_000,
-    200,
-  );
-  return w;
-}
-
-async function stopWorker(w: RunningWorker | undefined): Promise<void> {
+async function stopWorker(w: CliWorker | undefined): Promise<void> {
   if (!w || w.child.exitCode !== null) return;
   const exited = new Promise((resolve) => w.child.once('exit', resolve));
   w.child.kill('SIGTERM');
@@ -83,7 +56,7 @@ async function stopWorker(w: RunningWorker | undefined): Promise<void> {
 }
 
 /** The worker warmed up over its own connection; the CLI's client, on another, sees that run completed. */
-async function expectWarmedUpAndVisible(configFile: string, worker: RunningWorker, env: NodeJS.ProcessEnv = {}) {
+async function expectWarmedUpAndVisible(configFile: string, worker: CliWorker, env: NodeJS.ProcessEnv = {}) {
   expect(worker.output()).toMatch(/version=\S+; warmed up in \d+ ms/);
   const saved = { ...process.env };
   Object.assign(process.env, env);
@@ -105,7 +78,7 @@ describe('a Temporal that asks for a client certificate (mTLS)', () => {
   let dir: string;
   let pki: Pki;
   let temporal: SecuredTemporal;
-  let worker: RunningWorker | undefined;
+  let worker: CliWorker | undefined;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regionshift-mtls-'));
@@ -167,7 +140,7 @@ describe('a Temporal that asks for an API key', () => {
   let dir: string;
   let issuer: KeyIssuer;
   let temporal: SecuredTemporal;
-  let worker: RunningWorker | undefined;
+  let worker: CliWorker | undefined;
   let file: string;
 
   beforeAll(async () => {

@@ -1,9 +1,10 @@
 // A throw-away local stack for tests: free ports, a temporary REGIONSHIFT_HOME and PostgreSQL
 // data directories under os.tmpdir(), so a test never touches a developer's running stack.
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeTempStack, type TempStackFiles, type TempStackOptions } from '../../src/stack/temp';
+import { waitFor } from './wait';
 
 export const REPO = resolve(__dirname, '..', '..');
 
@@ -48,6 +49,34 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 240_0
       },
     );
   });
+}
+
+export interface CliWorker {
+  child: ChildProcess;
+  /** Everything it has printed so far, stdout and stderr. */
+  output(): string;
+}
+
+/** `regionshift worker <args>` as a deploy starts it; returned once it says it is ready. */
+export async function startCliWorker(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 90_000): Promise<CliWorker> {
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'regionshift.js'), 'worker', ...args], {
+    cwd: REPO,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  await waitFor(
+    `regionshift worker ${args.join(' ')} to say it is ready`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`regionshift worker exited ${child.exitCode}:\n${out}`);
+      return out.includes('regionshift worker ready');
+    },
+    timeoutMs,
+    100,
+  );
+  return { child, output: () => out };
 }
 
 /**
