@@ -24,22 +24,20 @@ import {
 import { problemsOf } from './support/config-problems';
 import { runCli, startCliWorker, type CliWorker } from './support/stack-env';
 
-/** A config whose only service is never touched: a control worker and a client need only `temporal`. */
+/** The config's only service, never touched: a control worker and a client need only `temporal`. */
+const LEDGER = [
+  'services:',
+  '  - name: ledger',
+  '    regions: [us-west-2, us-east-1]',
+  '    database: { provider: postgres-streaming, regions: { us-west-2: { host: 127.0.0.1, port: 1, dataDir: a }, us-east-1: { host: 127.0.0.1, port: 2, dataDir: b } } }',
+  '    traffic: { provider: route53, hostedZone: z., recordName: r.z., endpoints: { us-west-2: a., us-east-1: b. } }',
+  '    policy: { approval: { planned: none, unplanned: none } }',
+];
+
+/** A config with these `temporal` lines and the one service. */
 function writeConfig(dir: string, name: string, temporal: string[]): string {
   const file = join(dir, `${name}.yaml`);
-  writeFileSync(
-    file,
-    [
-      'temporal:',
-      ...temporal.map((l) => `  ${l}`),
-      'services:',
-      '  - name: ledger',
-      '    regions: [us-west-2, us-east-1]',
-      '    database: { provider: postgres-streaming, regions: { us-west-2: { host: 127.0.0.1, port: 1, dataDir: a }, us-east-1: { host: 127.0.0.1, port: 2, dataDir: b } } }',
-      '    traffic: { provider: route53, hostedZone: z., recordName: r.z., endpoints: { us-west-2: a., us-east-1: b. } }',
-      '    policy: { approval: { planned: none, unplanned: none } }',
-    ].join('\n') + '\n',
-  );
+  writeFileSync(file, ['temporal:', ...temporal.map((l) => `  ${l}`), ...LEDGER].join('\n') + '\n');
   return file;
 }
 
@@ -193,19 +191,7 @@ describe('a Temporal that asks for an API key', () => {
 });
 
 describe('temporal credentials in the config', () => {
-  const parse = (temporal: string) =>
-    parseYaml(
-      'c.yaml',
-      [
-        `temporal: ${temporal}`,
-        'services:',
-        '  - name: ledger',
-        '    regions: [us-west-2, us-east-1]',
-        '    database: { provider: postgres-streaming, regions: { us-west-2: { host: h, port: 1, dataDir: a }, us-east-1: { host: h, port: 2, dataDir: b } } }',
-        '    traffic: { provider: route53, hostedZone: z., recordName: r.z., endpoints: { us-west-2: a., us-east-1: b. } }',
-      ].join('\n'),
-      Config,
-    );
+  const parse = (temporal: string) => parseYaml('c.yaml', [`temporal: ${temporal}`, ...LEDGER].join('\n'), Config);
 
   it('refuses a certificate without its key, an API key over plaintext, and a key pasted where its variable goes', () => {
     expect(problemsOf(() => parse('{ tls: { clientCert: c.pem } }'))).toEqual([

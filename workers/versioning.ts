@@ -7,6 +7,7 @@
 // workflows/actions.ts), so their changes need patched().
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { temporal } from '@temporalio/proto';
 import type { NativeConnection, WorkerDeploymentOptions } from '@temporalio/worker';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { WORKFLOW_BUNDLE, WORKFLOW_BUNDLE_UNTRACED, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from './bundle';
@@ -90,4 +91,21 @@ export async function makeCurrentVersion(
       await new Promise((r) => setTimeout(r, 250));
     }
   }
+}
+
+/**
+ * The build id a task queue routes new workflows to, as matching has it (no deployment workflow
+ * is asked); undefined while the queue has no current version.
+ */
+export async function routedBuildId(
+  workflowService: temporal.api.workflowservice.v1.WorkflowService,
+  namespace: string,
+  taskQueue: string,
+): Promise<string | undefined> {
+  const d = await workflowService.describeTaskQueue({
+    namespace,
+    taskQueue: { name: taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+  });
+  return d.versioningInfo?.currentDeploymentVersion?.buildId ?? undefined;
 }

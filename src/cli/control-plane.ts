@@ -93,8 +93,9 @@ export function controlPlaneCommand(argv: string[]): Promise<number> {
         dir: '',
         address: c.address,
       }));
+      const credentials = temporalCredentials(cfg);
       const conns = await Promise.all(
-        specs.map(async (spec) => ({ spec, conn: await connectCluster(spec, timeoutMs, temporalCredentials(cfg)) })),
+        specs.map(async (spec) => ({ spec, conn: await connectCluster(spec, timeoutMs, credentials) })),
       );
       try {
         await linkClusters(conns);

@@ -88,7 +88,6 @@ function ledgerRunbooks(dir: string, port: number): Record<string, string> {
   return out;
 }
 
-/** One service `ledger` on PostgreSQL (the first region writes, the others stream from it) and Route 53 in moto. */
 /**
  * The shipped regionshift.yaml's ledger alarm mapping, debounce, undrain delay and cooldown, as
  * TempStackOptions' serviceExtra and policy: with monitoring on, the demo then runs on a
@@ -103,6 +102,7 @@ export function shippedLedgerTriggers(): { serviceExtra: string; policy: string 
   };
 }
 
+/** One service `ledger` on PostgreSQL (the first region writes, the others stream from it) and Route 53 in moto. */
 export async function writeTempStack(opts: TempStackOptions): Promise<TempStackFiles> {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix));
   // mkdtemp makes the folder 0700; the postgres user must be able to reach the data directories inside.

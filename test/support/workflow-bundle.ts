@@ -4,7 +4,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { temporal } from '@temporalio/proto';
 import {
   bundleWorkflowCode,
   Worker,
@@ -13,7 +12,8 @@ import {
   type WorkerOptions,
 } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../workers/bundle';
-import { buildIdOf, controlDeploymentOptions, makeCurrentVersion } from '../../workers/versioning';
+import { buildIdOf, controlDeploymentOptions, makeCurrentVersion, routedBuildId } from '../../workers/versioning';
+import { waitFor } from './wait';
 
 const BUNDLE_ENV = 'REGIONSHIFT_TEST_WORKFLOW_BUNDLE';
 
@@ -82,22 +82,17 @@ export async function runInControlVersion(
     workerDeploymentOptions: controlDeploymentOptions(buildId),
   });
   const done = worker.run();
-  const until = Date.now() + 30_000;
-  for (;;) {
-    const routed = await connection.workflowService
-      .describeTaskQueue({
-        namespace: options.namespace ?? 'default',
-        taskQueue: { name: options.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-      })
-      .then((d) => d.versioningInfo?.currentDeploymentVersion?.buildId)
-      .catch(() => undefined);
-    if (routed === buildId) return { worker, done };
-    if (Date.now() > until) {
-      worker.shutdown();
-      await done.catch(() => undefined);
-      throw new Error(`task queue ${options.taskQueue} did not route to control version ${buildId} within 30 s`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  try {
+    await waitFor(
+      `task queue ${options.taskQueue} to route to control version ${buildId}`,
+      async () =>
+        (await routedBuildId(connection.workflowService, options.namespace ?? 'default', options.taskQueue)) ===
+        buildId,
+    );
+  } catch (err) {
+    worker.shutdown();
+    await done.catch(() => undefined);
+    throw err;
   }
+  return { worker, done };
 }

@@ -6,7 +6,6 @@
 // namespace is an UpdateNamespace on a cluster that answers: after losing the active cluster, the
 // survivor's own view is the only one left, which is how an unplanned control-plane failover goes.
 import { Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import { CONTROL_TASK_QUEUE } from '../../contract/runbook/ids';
 import type { Config } from '../config/schema';
 import { temporalCredentials } from '../config/temporal-credentials';
@@ -178,7 +177,7 @@ export async function failoverControlPlane(
 async function reassertCurrentVersion(config: Config, address: string, until: number): Promise<void> {
   const namespace = config.temporal.namespace;
   // Loaded here only: the versioning module brings the worker SDK, which no other client call needs.
-  const { CONTROL_DEPLOYMENT } = await import('../../../workers/versioning');
+  const { CONTROL_DEPLOYMENT, routedBuildId } = await import('../../../workers/versioning');
   // One question may take 2 s (never past the caller's deadline): one that hangs must not use up
   // all the time there is.
   const questionDeadline = (): number => Math.min(until, Date.now() + 2_000);
@@ -188,14 +187,7 @@ async function reassertCurrentVersion(config: Config, address: string, until: nu
     async (c) => {
       // Bounded too: an answer that does not come means the routing is repaired the slow way.
       const routed = await c
-        .withDeadline(questionDeadline(), () =>
-          c.workflowService.describeTaskQueue({
-            namespace,
-            taskQueue: { name: CONTROL_TASK_QUEUE, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-            taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-          }),
-        )
-        .then((d) => d.versioningInfo?.currentDeploymentVersion?.buildId)
+        .withDeadline(questionDeadline(), () => routedBuildId(c.workflowService, namespace, CONTROL_TASK_QUEUE))
         .catch(() => undefined);
       if (routed) return;
       // Asked again until the caller's deadline.
