@@ -431,6 +431,7 @@ export async function runAction(
       state.region = input.target;
       rec.verify = await regionIn(input.target, opts).dbVerifyWrites(svc);
       rec.rtoMs = Date.now() - run.triggeredMs;
+      rec.rtoFrom = iso(run.triggeredMs);
       state.detail = `write + read back in ${rec.verify.latencyMs} ms`;
       return;
     }

@@ -293,7 +293,9 @@ export async function runDrainAction(action: DrainAction, ctx: DrainContext): Pr
       if (kind === 'drain' && serves(checked, d.region)) problems.push(`${d.region} still receives traffic`);
       if (problems.length > 0) throw ApplicationFailure.nonRetryable(`verify: ${problems.join('; ')}`, 'VerifyFailed');
       d.verified = true;
-      rec.rtoMs = Date.now() - (input.triggeredAt ?? Date.parse(rec.startedAt));
+      const from = input.triggeredAt ?? Date.parse(rec.startedAt);
+      rec.rtoMs = Date.now() - from;
+      rec.rtoFrom = new Date(from).toISOString();
       const keptText = kept.size > 0 ? ` but ${[...kept].join(', ')} (residency allows no other region)` : '';
       state.detail = `${describeRecords(now.records)}${kind === 'drain' ? `; ${d.region} receives no traffic${keptText}` : input.drained ? '; as before the drain' : '; as configured'}`;
       return;

@@ -277,6 +277,8 @@ export interface RunRecord {
   dataLossAck?: { by: string; reason: string };
   /** Trigger (or start) to writes accepted in the target. */
   rtoMs?: number;
+  /** When rtoMs counts from: the trigger (an alarm's first failing probe), else the run's start. */
+  rtoFrom?: string;
   /** Replication state at promotion in an unplanned run: the evidence for its RPO. */
   rpo?: { lastReplayedCommitAt?: string; lastHeardFromPrimaryAt?: string; estimateSeconds?: number; zeroLoss: boolean };
   plan?: PlannedStep[];
